@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * JSON views of the model: the API's documents, built with jansson (never by string
+ * formatting). Each returns a new reference, or NULL on OOM. The shapes are the contract
+ * documented in docs/api.md: extend freely, never rename.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "backends/registry.h"
+#include "core/inventory.h"
+#include "core/plan.h"
+
+json_t *view_device(const struct xpu_device *d);
+json_t *view_devices(const struct device_list *l);
+json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent);
+json_t *view_slices(const struct device_list *devices, const struct slice_list *l);
+json_t *view_capacity(const struct capacity_list *l);
+json_t *view_health(const struct device_list *l);
+json_t *view_backends(const struct registry *r);
+json_t *view_event(const struct inventory_event *ev);
+/* {"error": code, "message": message} */
+json_t *view_error(const char *code, const char *message);

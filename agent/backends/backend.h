@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The backend interface. One source of devices (generic PCI, NVML, libdrm, XRT, the xpu_pci
+ * kernel module, ...) is one file implementing one struct xpu_backend_ops. The core includes
+ * only this header; vendor types never cross it: backends translate their errors to -errno and
+ * their records to struct xpu_device.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "core/device.h"
+#include "shared/host.h"
+
+struct xpu_backend;
+
+struct xpu_backend_ops {
+	const char *name;
+	/*
+	 * Merge precedence: when two backends report the same PCI address, the record of the one
+	 * with the higher priority wins (see device_merge()). The generic PCI backend is 0.
+	 */
+	int priority;
+	/*
+	 * Checks whether the source is usable on this host and sets up private state in
+	 * b->userdata. Returns 0 when available; -errno when not, with a malloc'd one-line
+	 * reason in *ret_reason ("libnvidia-ml.so.1 not found"). Unavailable is not an error of
+	 * xpud: the backend is listed with its reason and skipped. Required.
+	 */
+	int (*probe)(struct xpu_backend *b, char **ret_reason);
+	/*
+	 * Appends every device the source sees to @list (ownership passes to the list). One
+	 * device's failure marks that device unhealthy or skips it; it never fails the call.
+	 * Returns 0 or -errno when the source as a whole could not be read. Required.
+	 */
+	int (*enumerate)(struct xpu_backend *b, struct device_list *list);
+	/*
+	 * Re-evaluates the health of one device this backend produced, in place. Returns 0 (the
+	 * device's health fields are updated), -ENODEV when the device is gone, -ESTALE when the
+	 * record no longer describes the device (a driver was bound or unbound: rescan), or
+	 * -errno. Optional.
+	 */
+	int (*refresh)(struct xpu_backend *b, struct xpu_device *d);
+	/* Releases b->userdata. Optional. */
+	void (*close)(struct xpu_backend *b);
+};
+
+struct xpu_backend {
+	const struct xpu_backend_ops *ops;
+	const struct xpu_host *host; /* borrowed */
+	void *userdata;
+	bool available;
+	char *reason; /* why unavailable, or NULL */
+};
+
+extern const struct xpu_backend_ops pci_backend_ops;

@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The generic PCI backend: walks <sysfs>/bus/pci/devices, keeps the functions that are
+ * accelerators (see pci_classify()), and describes them from sysfs alone. It also picks up
+ * devices that only show themselves through /sys/class/accel and /sys/class/drm render nodes.
+ * Richer backends (NVML, libdrm, XRT) describe the same functions better and win the merge;
+ * this one is the floor every node has.
+ *
+ * Bad sysfs input (missing, empty or garbage attributes, a function vanishing mid-scan) never
+ * fails the scan: the attribute is treated as unknown and a warning names the file.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backends/backend.h"
+#include "backends/pci.h"
+#include "shared/fileio.h"
+#include "shared/log.h"
+#include "shared/parse.h"
+#include "shared/strv.h"
+
+#define PCI_DEVICES "bus/pci/devices"
+
+static void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
+/* Logs a survived parse problem once per scan, naming the file as a user would look it up. */
+static void warn_attr(const struct xpu_host *host, const char *addr, const char *attr, int r)
+{
+	log_device_full_errno(LOG_WARNING, r, addr, addr,
+			      "Failed to read %s%s/" PCI_DEVICES "/%s/%s: %m, ignoring.",
+			      host->is_real ? "" : host->root, "/sys", addr, attr);
+}
+
+static int read_id(const struct xpu_host *host, int fd, const char *addr, const char *attr,
+		   uint32_t max, uint32_t *ret, bool required)
+{
+	int r = read_attr_hex_at(fd, attr, max, ret);
+
+	if (r < 0 && (required || r != -ENOENT))
+		warn_attr(host, addr, attr, r);
+	return r;
+}
+
+/* Walks <fn>/<class>/<name>/uevent and collects DEVNAME= nodes ("dri/renderD128"). */
+static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render, bool *ret_accel)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	_cleanup_strv_free_ char **names = NULL;
+	struct dirent *de;
+	int fd;
+
+	fd = openat(fnfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		safe_close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		_cleanup_(closedirp) DIR *cd = NULL;
+		struct dirent *ce;
+		int cfd;
+
+		if (de->d_type != DT_DIR || de->d_name[0] == '.' || streq(de->d_name, "power") ||
+		    streq(de->d_name, "msi_irqs") || streq(de->d_name, "link"))
+			continue;
+		cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cfd < 0)
+			continue;
+		cd = fdopendir(cfd);
+		if (!cd) {
+			safe_close(cfd);
+			continue;
+		}
+		while ((ce = readdir(cd))) {
+			_cleanup_free_ char *path = NULL, *devname = NULL;
+
+			if (ce->d_name[0] == '.')
+				continue;
+			if (asprintf(&path, "%s/uevent", ce->d_name) < 0)
+				return -ENOMEM;
+			if (read_uevent_key_at(dirfd(cd), path, "DEVNAME", &devname) < 0)
+				continue;
+			if (!string_is_printable(devname) || strstr(devname, ".."))
+				continue;
+			if (strv_extend_unique(&names, devname) < 0)
+				return -ENOMEM;
+			if (streq(de->d_name, "drm") && strncmp(ce->d_name, "renderD", 7) == 0)
+				*ret_render = true;
+			if (streq(de->d_name, "accel"))
+				*ret_accel = true;
+		}
+	}
+	strv_sort(names);
+	*ret_devnames = TAKE_PTR(names);
+	return 0;
+}
+
+/* "Device Minor: \t 0" and friends from /proc/driver/nvidia/gpus/<addr>/information. */
+static int nvidia_proc_info(const struct xpu_host *host, const char *addr, const char *key,
+			    char **ret)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	size_t k = strlen(key);
+	char *line, *save = NULL;
+	int r;
+
+	if (host->proc_fd < 0)
+		return -ENOENT;
+	if (asprintf(&path, "driver/nvidia/gpus/%s/information", addr) < 0)
+		return -ENOMEM;
+	r = read_attr_at(host->proc_fd, path, 0, &text);
+	if (r < 0)
+		return r;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *v;
+
+		if (strncmp(line, key, k) != 0 || line[k] != ':')
+			continue;
+		v = line + k + 1;
+		v += strspn(v, " \t");
+		strstrip_trailing(v);
+		if (!string_is_printable(v))
+			return -EBADMSG;
+		v = strdup(v);
+		if (!v)
+			return -ENOMEM;
+		*ret = v;
+		return 0;
+	}
+	return -ENXIO;
+}
+
+static int add_dev_node(struct xpu_device *d, const char *devname)
+{
+	char *path = host_dev_path(devname);
+
+	if (!path)
+		return -ENOMEM;
+	if (strv_contains(d->device_nodes, path)) {
+		free(path);
+		return 0;
+	}
+	return strv_consume(&d->device_nodes, path);
+}
+
+/* Optional nodes (nvidia-uvm, kfd) are listed only when the host has them. */
+static int add_dev_node_if_present(const struct xpu_host *host, struct xpu_device *d,
+				   const char *devname)
+{
+	if (host->dev_fd >= 0 && !exists_at(host->dev_fd, devname))
+		return 0;
+	return add_dev_node(d, devname);
+}
+
+/*
+ * Driver conventions for nodes that sysfs does not list (NVIDIA's, AMD's /dev/kfd). A driver
+ * whose nodes cannot be determined leaves the list short; evaluate_health() then says so.
+ */
+static int driver_nodes(const struct xpu_host *host, struct xpu_device *d)
+{
+	int r;
+
+	if (streq_ptr(d->driver, "nvidia")) {
+		_cleanup_free_ char *minor_s = NULL, *node = NULL;
+		unsigned minor;
+
+		r = nvidia_proc_info(host, d->id, "Device Minor", &minor_s);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 || safe_atou(minor_s, &minor) < 0 || minor > 254) {
+			log_device_full_errno(LOG_WARNING, r < 0 ? r : -EINVAL, d->id, d->id,
+					      "No valid device minor in /proc/driver/nvidia/gpus/"
+					      "%s/information, ignoring.",
+					      d->id);
+			return 0;
+		}
+		if (asprintf(&node, "nvidia%u", minor) < 0)
+			return -ENOMEM;
+		r = add_dev_node(d, node);
+		if (r < 0)
+			return r;
+		r = add_dev_node(d, "nvidiactl");
+		if (r < 0)
+			return r;
+		r = add_dev_node_if_present(host, d, "nvidia-uvm");
+		if (r < 0)
+			return r;
+		return add_dev_node_if_present(host, d, "nvidia-uvm-tools");
+	}
+	if (streq_ptr(d->driver, "amdgpu"))
+		return add_dev_node_if_present(host, d, "kfd");
+	return 0;
+}
+
+/* Fills vendor-convention fields: names, UUID, environment, default resource. */
+static int describe_vendor(const struct xpu_host *host, int fnfd, const struct pci_ident *ident,
+			   struct xpu_device *d)
+{
+	_cleanup_free_ char *model = NULL, *uuid = NULL;
+	const char *vname = pci_vendor_name(ident->vendor_id);
+	int r;
+
+	if (vname)
+		d->vendor = strdup(vname);
+	else
+		r = asprintf(&d->vendor, "0x%04x", ident->vendor_id), (void)r;
+	if (!d->vendor)
+		return -ENOMEM;
+
+	/* The driver's own name for the part beats our table. */
+	if (streq_ptr(d->driver, "nvidia")) {
+		r = nvidia_proc_info(host, d->id, "Model", &model);
+		if (r == -ENOMEM)
+			return r;
+		r = nvidia_proc_info(host, d->id, "GPU UUID", &uuid);
+		if (r == -ENOMEM)
+			return r;
+		if (uuid && strncmp(uuid, "GPU-", 4) == 0)
+			d->uuid = TAKE_PTR(uuid);
+	} else if (streq_ptr(d->driver, "amdgpu")) {
+		r = read_attr_at(fnfd, "product_name", 256, &model);
+		if (r < 0 && r != -ENOENT)
+			warn_attr(host, d->id, "product_name", r);
+		if (model && !string_is_printable(model))
+			model = mfree(model);
+	}
+	if (!model) {
+		const char *known = pci_model_name(ident->vendor_id, ident->device_id);
+
+		if (known)
+			model = strdup(known);
+		else if (asprintf(&model, "%s device 0x%04x", vname ?: d->vendor,
+				  ident->device_id) < 0)
+			model = NULL;
+		if (!model)
+			return -ENOMEM;
+	}
+	d->model = TAKE_PTR(model);
+
+	d->resource = pci_default_resource(ident, d->vendor, d->driver, d->model);
+	if (!d->resource)
+		return -ENOMEM;
+
+	if (ident->vendor_id == 0x10de && d->uuid) {
+		if (strv_env_set(&d->env, "NVIDIA_VISIBLE_DEVICES", d->uuid) < 0 ||
+		    strv_env_set(&d->env, "CUDA_VISIBLE_DEVICES", d->uuid) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void read_link(const struct xpu_host *host, int fnfd, struct xpu_device *d)
+{
+	static const struct {
+		const char *speed, *width;
+		bool max;
+	} attrs[] = {
+		{ "current_link_speed", "current_link_width", false },
+		{ "max_link_speed", "max_link_width", true },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(attrs); i++) {
+		_cleanup_free_ char *s = NULL;
+		unsigned mts = 0, width = 0;
+		int r;
+
+		r = read_attr_at(fnfd, attrs[i].speed, 64, &s);
+		if (r >= 0)
+			r = parse_pcie_link_speed(s, &mts);
+		if (r < 0 && r != -ENOENT && r != -ENODATA)
+			warn_attr(host, d->id, attrs[i].speed, r);
+
+		free(s);
+		s = NULL;
+		r = read_attr_at(fnfd, attrs[i].width, 64, &s);
+		if (r >= 0)
+			r = safe_atou(s, &width);
+		if (r >= 0 && width > 32)
+			r = -ERANGE;
+		if (r < 0 && r != -ENOENT)
+			warn_attr(host, d->id, attrs[i].width, r);
+		if (r < 0)
+			width = 0;
+
+		if (attrs[i].max) {
+			d->pci.max_link_speed_mts = mts;
+			d->pci.max_link_width = width;
+		} else {
+			d->pci.link_speed_mts = mts;
+			d->pci.link_width = width;
+		}
+	}
+	if (d->pci.link_width && d->pci.max_link_width &&
+	    d->pci.link_width < d->pci.max_link_width)
+		(void)device_set_property(d, "pcie_link_degraded", "true");
+}
+
+/* Topology: the root complex and bridge chain above the function, from the bus symlink. */
+static int read_topology(const struct xpu_host *host, struct xpu_device *d)
+{
+	_cleanup_free_ char *chain = NULL;
+	char buf[4096], *p, *save = NULL;
+	const char *root = NULL;
+	ssize_t n;
+
+	n = readlinkat(host->sys_fd, strjoina_path(PCI_DEVICES, d->id), buf, sizeof(buf) - 1);
+	if (n < 0)
+		return 0;
+	buf[n] = '\0';
+	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		char canon[13];
+
+		if (strncmp(p, "pci", 3) == 0 && strchr(p, ':')) {
+			root = p;
+			continue;
+		}
+		if (!root || parse_pci_address(p, canon) < 0 || streq(canon, d->id))
+			continue;
+		if (chain) {
+			char *c;
+
+			if (asprintf(&c, "%s,%s", chain, canon) < 0)
+				return -ENOMEM;
+			free(chain);
+			chain = c;
+		} else if (!(chain = strdup(canon)))
+			return -ENOMEM;
+	}
+	if (root && device_set_property(d, "pci_root", root) < 0)
+		return -ENOMEM;
+	if (chain && device_set_property(d, "pci_bridges", chain) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * A bound driver must have given the device at least one node, and every node it lists must
+ * exist. Runs on whole devices (after multi-function cards are folded together).
+ */
+static int check_device_nodes(const struct xpu_host *host, struct xpu_device *d)
+{
+	if (d->health.state != XPU_HEALTH_HEALTHY)
+		return 0;
+	if (strv_length(d->device_nodes) == 0)
+		return device_set_unhealthy(d, "driver %s is bound but no device node was found",
+					    d->driver);
+	STRV_FOREACH(n, d->device_nodes)
+		if (host->dev_fd >= 0 && !exists_at(host->dev_fd, *n + strlen("/dev/")))
+			return device_set_unhealthy(d, "device node %s is missing", *n);
+	return 0;
+}
+
+/*
+ * Health of one function from sysfs: config space answering (a function that fell off the bus
+ * reads all ones), a bound driver, no fatal AER errors. Resets d->health first.
+ */
+static int evaluate_health(const struct xpu_host *host, int fnfd, struct xpu_device *d)
+{
+	_cleanup_free_ char *aer = NULL;
+	unsigned char cfg[4];
+	int fd, r;
+
+	free(d->health.reason);
+	d->health = (struct xpu_health){ .state = XPU_HEALTH_HEALTHY };
+
+	fd = openat(fnfd, "config", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = pread(fd, cfg, sizeof(cfg), 0);
+
+		safe_close(fd);
+		if (n == (ssize_t)sizeof(cfg) && cfg[0] == 0xff && cfg[1] == 0xff && cfg[2] == 0xff &&
+		    cfg[3] == 0xff)
+			return device_set_unhealthy(d, "not responding on the PCIe bus (config "
+						       "space reads all ones)");
+	}
+	if (!d->driver)
+		return device_set_unhealthy(d, "no kernel driver bound");
+
+	r = read_attr_at(fnfd, "aer_dev_fatal", 0, &aer);
+	if (r >= 0) {
+		char *line, *save = NULL;
+
+		for (line = strtok_r(aer, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			uint64_t count;
+			char *v = strrchr(line, ' ');
+
+			if (strncmp(line, "TOTAL_ERR_FATAL ", 16) == 0 && v &&
+			    safe_atou64(v + 1, &count) >= 0 && count > 0)
+				return device_set_unhealthy(d, "%" PRIu64 " fatal PCIe AER errors",
+							    count);
+		}
+	}
+	return 0;
+}
+
+static int device_nodes_for(const struct xpu_host *host, struct xpu_device *d, char **devnames)
+{
+	int r;
+
+	STRV_FOREACH(n, devnames) {
+		r = add_dev_node(d, *n);
+		if (r < 0)
+			return r;
+	}
+	return driver_nodes(host, d);
+}
+
+/*
+ * Describes one PCI function. Returns 1 and a device when it is an accelerator, 0 when it is
+ * not (or vanished mid-scan, or is unreadable: logged), -ENOMEM.
+ */
+static int scan_function(const struct xpu_host *host, int busfd, const char *name,
+			 struct xpu_device **ret)
+{
+	_cleanup_(device_freep) struct xpu_device *d = NULL;
+	_cleanup_strv_free_ char **devnames = NULL;
+	_cleanup_close_ int fnfd = -EBADF;
+	struct pci_ident ident = {};
+	char addr[13];
+	uint32_t v;
+	int kind, r;
+
+	if (parse_pci_address(name, addr) < 0)
+		return 0;
+	fnfd = openat(busfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fnfd < 0) {
+		/* Hot-removed between readdir() and here: not an error. */
+		log_debug("PCI function %s vanished during the scan, skipping.", name);
+		return 0;
+	}
+	if (read_id(host, fnfd, addr, "vendor", 0xffff, &v, true) < 0)
+		return 0;
+	ident.vendor_id = (uint16_t)v;
+	if (read_id(host, fnfd, addr, "device", 0xffff, &v, true) < 0)
+		return 0;
+	ident.device_id = (uint16_t)v;
+	if (read_id(host, fnfd, addr, "class", 0xffffff, &ident.class_code, true) < 0)
+		return 0;
+
+	r = collect_class_nodes(fnfd, &devnames, &ident.has_render_node, &ident.has_accel_node);
+	if (r == -ENOMEM)
+		return r;
+	kind = pci_classify(&ident);
+	if (kind < 0)
+		return 0;
+
+	d = device_new();
+	if (!d || !(d->id = strdup(addr)))
+		return -ENOMEM;
+	d->kind = kind;
+	d->has_pci = true;
+	memcpy(d->pci.address, addr, sizeof(addr));
+	d->pci.vendor_id = ident.vendor_id;
+	d->pci.device_id = ident.device_id;
+	d->pci.class_code = ident.class_code;
+	if (read_id(host, fnfd, addr, "subsystem_vendor", 0xffff, &v, false) >= 0)
+		d->pci.subsystem_vendor_id = (uint16_t)v;
+	if (read_id(host, fnfd, addr, "subsystem_device", 0xffff, &v, false) >= 0)
+		d->pci.subsystem_device_id = (uint16_t)v;
+	if (read_id(host, fnfd, addr, "revision", 0xff, &v, false) >= 0)
+		d->pci.revision = (uint8_t)v;
+
+	r = readlink_basename_at(fnfd, "driver", &d->driver);
+	if (r == -ENOMEM)
+		return r;
+
+	r = read_attr_int_at(fnfd, "numa_node", &d->numa_node);
+	if (r < 0) {
+		if (r != -ENOENT)
+			warn_attr(host, addr, "numa_node", r);
+		d->numa_node = -1;
+	} else if (d->numa_node < -1 || d->numa_node > 4095) {
+		warn_attr(host, addr, "numa_node", -ERANGE);
+		d->numa_node = -1;
+	}
+
+	r = read_attr_at(fnfd, "local_cpulist", 0, &d->cpu_list);
+	if (r >= 0) {
+		unsigned n;
+
+		r = parse_cpu_list(d->cpu_list, &n);
+		if (r < 0)
+			d->cpu_list = mfree(d->cpu_list);
+	}
+	if (r < 0 && r != -ENOENT)
+		warn_attr(host, addr, "local_cpulist", r);
+
+	read_link(host, fnfd, d);
+
+	if (streq_ptr(d->driver, "amdgpu")) {
+		r = read_attr_u64_at(fnfd, "mem_info_vram_total", &d->memory_bytes);
+		if (r < 0 && r != -ENOENT)
+			warn_attr(host, addr, "mem_info_vram_total", r);
+		if (r < 0)
+			d->memory_bytes = 0;
+	}
+
+	r = describe_vendor(host, fnfd, &ident, d);
+	if (r < 0)
+		return r;
+	r = read_topology(host, d);
+	if (r < 0)
+		return r;
+	r = device_nodes_for(host, d, devnames);
+	if (r < 0)
+		return r;
+	r = evaluate_health(host, fnfd, d);
+	if (r < 0)
+		return r;
+
+	*ret = TAKE_PTR(d);
+	return 1;
+}
+
+/*
+ * Multi-function FPGA cards (an Alveo's management and user functions) are one schedulable
+ * device: keep the lowest function of each slot, give it the others' device nodes and list
+ * them in the "pci_functions" property.
+ */
+static int fold_fpga_functions(struct device_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct xpu_device *a = l->items[i];
+
+		if (!a || a->kind != XPU_KIND_FPGA)
+			continue;
+		for (size_t j = i + 1; j < l->n; j++) {
+			struct xpu_device *b = l->items[j];
+			_cleanup_free_ char *funcs = NULL;
+			const char *prev;
+
+			/* Same domain:bus:device, differing function ("0000:3b:00.") */
+			if (!b || b->kind != XPU_KIND_FPGA || strncmp(a->id, b->id, 11) != 0)
+				continue;
+			STRV_FOREACH(n, b->device_nodes)
+				if (strv_extend_unique(&a->device_nodes, *n) < 0)
+					return -ENOMEM;
+			if (!a->driver && b->driver && device_set_string(&a->driver, b->driver) < 0)
+				return -ENOMEM;
+			if (b->health.state == XPU_HEALTH_UNHEALTHY &&
+			    device_set_unhealthy(a, "function %s: %s", b->id, b->health.reason) < 0)
+				return -ENOMEM;
+			prev = device_get_property(a, "pci_functions");
+			if (asprintf(&funcs, "%s,%s", prev ?: a->id, b->id) < 0 ||
+			    device_set_property(a, "pci_functions", funcs) < 0)
+				return -ENOMEM;
+			l->items[j] = device_free(b);
+		}
+	}
+	/* Compact. */
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i])
+			l->items[k++] = l->items[i];
+	l->n = k;
+	return 0;
+}
+
+/* Devices in /sys/class/accel whose parent is not a PCI function (platform NPUs). */
+static int scan_platform_accel(const struct xpu_host *host, struct device_list *l)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int fd;
+
+	fd = openat(host->sys_fd, "class/accel", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		safe_close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		_cleanup_(device_freep) struct xpu_device *dev = NULL;
+		_cleanup_free_ char *parent = NULL, *link = NULL, *uevent = NULL, *devname = NULL;
+		char canon[13];
+		int r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&link, "%s/device", de->d_name) < 0 ||
+		    asprintf(&uevent, "%s/uevent", de->d_name) < 0)
+			return -ENOMEM;
+		r = readlink_basename_at(dirfd(d), link, &parent);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 || parse_pci_address(parent, canon) >= 0)
+			continue; /* PCI parents were seen by the bus walk */
+		if (read_uevent_key_at(dirfd(d), uevent, "DEVNAME", &devname) < 0 ||
+		    !string_is_printable(devname))
+			continue;
+		dev = device_new();
+		if (!dev || !(dev->id = strdup(parent)) || !(dev->vendor = strdup("unknown")) ||
+		    asprintf(&dev->model, "Platform accelerator %s", parent) < 0 ||
+		    asprintf(&dev->resource, "xpu.dev/platform-%s", de->d_name) < 0)
+			return -ENOMEM;
+		dev->kind = XPU_KIND_ACCEL;
+		r = readlink_basename_at(dirfd(d), strjoina_path(parent, "driver"), &dev->driver);
+		(void)r;
+		r = add_dev_node(dev, devname);
+		if (r < 0)
+			return r;
+		r = device_list_push(l, TAKE_PTR(dev));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int pci_probe(struct xpu_backend *b, char **ret_reason)
+{
+	if (!exists_at(b->host->sys_fd, PCI_DEVICES)) {
+		*ret_reason = strdup("no PCI bus in sysfs (/sys/" PCI_DEVICES " is missing)");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int fd, r;
+
+	fd = openat(b->host->sys_fd, PCI_DEVICES, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		safe_close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		struct xpu_device *dev = NULL;
+
+		if (de->d_name[0] == '.')
+			continue;
+		r = scan_function(b->host, dirfd(d), de->d_name, &dev);
+		if (r < 0)
+			return r;
+		if (r > 0) {
+			r = device_list_push(list, dev);
+			if (r < 0)
+				return r;
+		}
+	}
+	device_list_sort(list);
+	r = fold_fpga_functions(list);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < list->n; i++) {
+		r = check_device_nodes(b->host, list->items[i]);
+		if (r < 0)
+			return r;
+	}
+	return scan_platform_accel(b->host, list);
+}
+
+static int pci_refresh(struct xpu_backend *b, struct xpu_device *d)
+{
+	_cleanup_close_ int fnfd = -EBADF;
+	_cleanup_free_ char *driver = NULL;
+	int r;
+
+	if (!d->has_pci)
+		return 0;
+	fnfd = openat(b->host->sys_fd, strjoina_path(PCI_DEVICES, d->id),
+		      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fnfd < 0)
+		return errno == ENOENT ? -ENODEV : -errno;
+	r = readlink_basename_at(fnfd, "driver", &driver);
+	if (r == -ENOMEM)
+		return r;
+	/* A driver bound or unbound changes the device nodes and maybe the kind: that is a
+	 * rescan's job, not a health refresh's. */
+	if (!streq_ptr(driver, d->driver) && !device_get_property(d, "pci_functions"))
+		return -ESTALE;
+	r = evaluate_health(b->host, fnfd, d);
+	if (r < 0)
+		return r;
+	return check_device_nodes(b->host, d);
+}
+
+const struct xpu_backend_ops pci_backend_ops = {
+	.name = "pci",
+	.priority = 0,
+	.probe = pci_probe,
+	.enumerate = pci_enumerate,
+	.refresh = pci_refresh,
+};

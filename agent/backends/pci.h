@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The generic PCI backend's pure parts, exposed for unit tests: which PCI functions are
+ * accelerators, and the vendor conventions (names, resource names) it applies to them.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "xpu/device.h"
+
+struct pci_ident {
+	uint16_t vendor_id;
+	uint16_t device_id;
+	uint32_t class_code;
+	bool has_render_node; /* a DRM render node (drm/renderD*) hangs off the function */
+	bool has_accel_node;  /* a DRM accel node (accel/accel*) hangs off the function */
+};
+
+/*
+ * Classifies one PCI function. Returns the kind, or -ENODEV when the function is not an
+ * accelerator (NICs, NVMe, bridges, a BMC's VGA, NVSwitches, HD-audio functions of GPUs).
+ * The rules, in order, are documented in docs/architecture.md.
+ */
+int pci_classify(const struct pci_ident *id);
+
+/* Short lower-case vendor name ("nvidia"), or NULL for vendors without one. */
+const char *pci_vendor_name(uint16_t vendor_id);
+/* Marketing name of a known accelerator, or NULL. */
+const char *pci_model_name(uint16_t vendor_id, uint16_t device_id);
+/*
+ * The resource name the whole device is advertised under by default, following each vendor's
+ * own device plugin ("nvidia.com/gpu", "amd.com/gpu", "habana.ai/gaudi", ...), or
+ * "xpu.dev/<vendor>-<model-slug>" when the vendor has no convention. Caller frees.
+ */
+char *pci_default_resource(const struct pci_ident *id, const char *vendor, const char *driver,
+			   const char *model);

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/registry.h"
+#include "shared/log.h"
+
+const struct xpu_backend_ops *const registry_builtin_ops[] = {
+	&pci_backend_ops,
+};
+const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
+
+struct registry {
+	struct xpu_backend *backends;
+	struct device_list *last; /* last good records per backend */
+	size_t n;
+};
+
+int registry_new(const struct xpu_host *host, const struct xpu_backend_ops *const *ops, size_t n,
+		 struct registry **ret)
+{
+	struct registry *r;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->backends = calloc(n ?: 1, sizeof(*r->backends));
+	r->last = calloc(n ?: 1, sizeof(*r->last));
+	if (!r->backends || !r->last) {
+		free(r->backends);
+		free(r->last);
+		free(r);
+		return -ENOMEM;
+	}
+	r->n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct xpu_backend *b = &r->backends[i];
+		int k;
+
+		b->ops = ops[i];
+		b->host = host;
+		k = b->ops->probe(b, &b->reason);
+		b->available = k >= 0;
+		if (k < 0)
+			log_info_errno(k, "Backend %s unavailable: %s", b->ops->name,
+				       b->reason ?: "no reason given");
+		else
+			log_debug("Backend %s available.", b->ops->name);
+	}
+	*ret = r;
+	return 0;
+}
+
+struct registry *registry_free(struct registry *r)
+{
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->backends[i].available && r->backends[i].ops->close)
+			r->backends[i].ops->close(&r->backends[i]);
+		free(r->backends[i].reason);
+		device_list_clear(&r->last[i]);
+	}
+	free(r->backends);
+	free(r->last);
+	free(r);
+	return NULL;
+}
+
+size_t registry_size(const struct registry *r)
+{
+	return r->n;
+}
+
+const struct xpu_backend *registry_get(const struct registry *r, size_t i)
+{
+	return i < r->n ? &r->backends[i] : NULL;
+}
+
+static int list_copy(const struct device_list *from, struct device_list *to)
+{
+	for (size_t i = 0; i < from->n; i++) {
+		struct xpu_device *d;
+		int k;
+
+		k = device_dup(from->items[i], &d);
+		if (k < 0)
+			return k;
+		k = device_list_push(to, d);
+		if (k < 0)
+			return k;
+	}
+	return 0;
+}
+
+int registry_merge(struct device_list *in, const int *prio, struct device_list *out)
+{
+	int *taken_prio = NULL;
+	int k = 0;
+
+	taken_prio = calloc(in->n ?: 1, sizeof(int));
+	if (!taken_prio)
+		return -ENOMEM;
+	for (size_t i = 0; i < in->n; i++) {
+		struct xpu_device *d = TAKE_PTR(in->items[i]);
+		size_t j;
+
+		/* Records without a PCI address (platform devices) are never merged. */
+		for (j = 0; d->has_pci && j < out->n; j++)
+			if (out->items[j]->has_pci &&
+			    streq(out->items[j]->pci.address, d->pci.address))
+				break;
+		if (!d->has_pci || j == out->n) {
+			taken_prio[out->n] = prio[i];
+			k = device_list_push(out, d);
+			if (k < 0)
+				break;
+			continue;
+		}
+		if (prio[i] > taken_prio[j]) {
+			k = device_merge(d, out->items[j]);
+			if (k < 0) {
+				device_free(d);
+				break;
+			}
+			device_free(out->items[j]);
+			out->items[j] = d;
+			taken_prio[j] = prio[i];
+		} else {
+			k = device_merge(out->items[j], d);
+			device_free(d);
+			if (k < 0)
+				break;
+		}
+	}
+	free(taken_prio);
+	device_list_clear(in);
+	if (k >= 0)
+		device_list_sort(out);
+	return k;
+}
+
+int registry_enumerate(struct registry *r, struct device_list *ret)
+{
+	struct device_list all = {}, merged = {};
+	int *prio = NULL;
+	int k = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		struct xpu_backend *b = &r->backends[i];
+		struct device_list fresh = {};
+
+		if (!b->available)
+			continue;
+		k = b->ops->enumerate(b, &fresh);
+		if (k < 0) {
+			log_warning_errno(k, "Backend %s failed to enumerate, keeping its %zu last "
+					     "known devices: %m",
+					  b->ops->name, r->last[i].n);
+			device_list_clear(&fresh);
+		} else {
+			for (size_t j = 0; j < fresh.n; j++)
+				fresh.items[j]->backend = b->ops->name;
+			device_list_clear(&r->last[i]);
+			r->last[i] = fresh;
+		}
+		size_t before = all.n;
+
+		k = list_copy(&r->last[i], &all);
+		if (k < 0)
+			goto out;
+		int *p = realloc(prio, (all.n ?: 1) * sizeof(int));
+
+		if (!p) {
+			k = -ENOMEM;
+			goto out;
+		}
+		prio = p;
+		for (size_t j = before; j < all.n; j++)
+			prio[j] = b->ops->priority;
+	}
+	k = registry_merge(&all, prio, &merged);
+	if (k < 0)
+		goto out;
+	*ret = merged;
+	merged = (struct device_list){};
+out:
+	free(prio);
+	device_list_clear(&all);
+	device_list_clear(&merged);
+	return k;
+}
+
+int registry_refresh(struct registry *r, struct xpu_device *d)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		struct xpu_backend *b = &r->backends[i];
+
+		if (!b->available || !streq_ptr(b->ops->name, d->backend))
+			continue;
+		if (!b->ops->refresh)
+			return -EOPNOTSUPP;
+		return b->ops->refresh(b, d);
+	}
+	return -ENODEV;
+}

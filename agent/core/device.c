@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/device.h"
+#include "shared/strv.h"
+
+static const char *const kind_table[_XPU_KIND_MAX] = {
+	[XPU_KIND_GPU] = "gpu",
+	[XPU_KIND_ACCEL] = "accel",
+	[XPU_KIND_FPGA] = "fpga",
+};
+
+static const char *const health_table[_XPU_HEALTH_MAX] = {
+	[XPU_HEALTH_HEALTHY] = "healthy",
+	[XPU_HEALTH_UNHEALTHY] = "unhealthy",
+};
+
+const char *xpu_kind_to_string(enum xpu_kind k)
+{
+	return k >= 0 && k < _XPU_KIND_MAX ? kind_table[k] : NULL;
+}
+
+enum xpu_kind xpu_kind_from_string(const char *s)
+{
+	for (int i = 0; s && i < _XPU_KIND_MAX; i++)
+		if (streq(s, kind_table[i]))
+			return (enum xpu_kind)i;
+	return _XPU_KIND_INVALID;
+}
+
+const char *xpu_health_state_to_string(enum xpu_health_state s)
+{
+	return s >= 0 && s < _XPU_HEALTH_MAX ? health_table[s] : NULL;
+}
+
+struct xpu_device *device_new(void)
+{
+	struct xpu_device *d = calloc(1, sizeof(*d));
+
+	if (d)
+		d->numa_node = -1;
+	return d;
+}
+
+struct xpu_device *device_free(struct xpu_device *d)
+{
+	if (!d)
+		return NULL;
+	free(d->id);
+	free(d->vendor);
+	free(d->model);
+	free(d->driver);
+	free(d->cpu_list);
+	free(d->uuid);
+	strv_free(d->device_nodes);
+	free(d->health.reason);
+	free(d->resource);
+	strv_free(d->env);
+	strv_free(d->properties);
+	free(d);
+	return NULL;
+}
+
+int device_set_string(char **field, const char *s)
+{
+	char *c = NULL;
+
+	if (s) {
+		c = strdup(s);
+		if (!c)
+			return -ENOMEM;
+	}
+	free(*field);
+	*field = c;
+	return 0;
+}
+
+int device_dup(const struct xpu_device *d, struct xpu_device **ret)
+{
+	_cleanup_(device_freep) struct xpu_device *c = NULL;
+
+	c = device_new();
+	if (!c)
+		return -ENOMEM;
+	c->kind = d->kind;
+	c->has_pci = d->has_pci;
+	c->pci = d->pci;
+	c->numa_node = d->numa_node;
+	c->memory_bytes = d->memory_bytes;
+	c->health.state = d->health.state;
+	c->backend = d->backend;
+	if (device_set_string(&c->id, d->id) < 0 || device_set_string(&c->vendor, d->vendor) < 0 ||
+	    device_set_string(&c->model, d->model) < 0 ||
+	    device_set_string(&c->driver, d->driver) < 0 ||
+	    device_set_string(&c->cpu_list, d->cpu_list) < 0 ||
+	    device_set_string(&c->uuid, d->uuid) < 0 ||
+	    device_set_string(&c->health.reason, d->health.reason) < 0 ||
+	    device_set_string(&c->resource, d->resource) < 0 ||
+	    strv_copy(d->device_nodes, &c->device_nodes) < 0 || strv_copy(d->env, &c->env) < 0 ||
+	    strv_copy(d->properties, &c->properties) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
+{
+	return streq_ptr(a->id, b->id) && a->kind == b->kind && streq_ptr(a->vendor, b->vendor) &&
+	       streq_ptr(a->model, b->model) && a->has_pci == b->has_pci &&
+	       memcmp(&a->pci, &b->pci, sizeof(a->pci)) == 0 && streq_ptr(a->driver, b->driver) &&
+	       a->numa_node == b->numa_node && streq_ptr(a->cpu_list, b->cpu_list) &&
+	       a->memory_bytes == b->memory_bytes && streq_ptr(a->uuid, b->uuid) &&
+	       strv_equal(a->device_nodes, b->device_nodes) &&
+	       a->health.state == b->health.state &&
+	       streq_ptr(a->health.reason, b->health.reason) && streq_ptr(a->backend, b->backend) &&
+	       streq_ptr(a->resource, b->resource) && strv_equal(a->env, b->env) &&
+	       strv_equal(a->properties, b->properties);
+}
+
+static char **prop_find(const struct xpu_device *d, const char *key)
+{
+	for (size_t i = 0; d->properties && d->properties[i] && d->properties[i + 1]; i += 2)
+		if (streq(d->properties[i], key))
+			return &d->properties[i + 1];
+	return NULL;
+}
+
+const char *device_get_property(const struct xpu_device *d, const char *key)
+{
+	char **v = prop_find(d, key);
+
+	return v ? *v : NULL;
+}
+
+int device_set_property(struct xpu_device *d, const char *key, const char *value)
+{
+	char **v = prop_find(d, key);
+	size_t n;
+	int r;
+
+	if (v)
+		return device_set_string(v, value);
+	n = strv_length(d->properties);
+	r = strv_extend(&d->properties, key);
+	if (r < 0)
+		return r;
+	r = strv_extend(&d->properties, value);
+	if (r < 0) {
+		free(d->properties[n]);
+		d->properties[n] = NULL;
+	}
+	return r;
+}
+
+int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int r;
+
+	if (d->health.state == XPU_HEALTH_UNHEALTHY && d->health.reason)
+		return 0;
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	d->health.state = XPU_HEALTH_UNHEALTHY;
+	free(d->health.reason);
+	d->health.reason = s;
+	return 0;
+}
+
+static int fill_string(char **rich, const char *generic)
+{
+	return *rich || !generic ? 0 : device_set_string(rich, generic);
+}
+
+static int fill_strv(char ***rich, char *const *generic)
+{
+	return *rich && **rich ? 0 : (strv_free(*rich), *rich = NULL, strv_copy(generic, rich));
+}
+
+int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
+{
+	int r;
+
+	if (fill_string(&rich->vendor, generic->vendor) < 0 ||
+	    fill_string(&rich->model, generic->model) < 0 ||
+	    fill_string(&rich->driver, generic->driver) < 0 ||
+	    fill_string(&rich->cpu_list, generic->cpu_list) < 0 ||
+	    fill_string(&rich->uuid, generic->uuid) < 0 ||
+	    fill_string(&rich->resource, generic->resource) < 0 ||
+	    fill_strv(&rich->device_nodes, generic->device_nodes) < 0 ||
+	    fill_strv(&rich->env, generic->env) < 0)
+		return -ENOMEM;
+	if (!rich->has_pci && generic->has_pci) {
+		rich->has_pci = true;
+		rich->pci = generic->pci;
+	} else if (rich->has_pci && generic->has_pci) {
+		if (!rich->pci.link_width && !rich->pci.link_speed_mts) {
+			rich->pci.link_speed_mts = generic->pci.link_speed_mts;
+			rich->pci.link_width = generic->pci.link_width;
+		}
+		if (!rich->pci.max_link_width && !rich->pci.max_link_speed_mts) {
+			rich->pci.max_link_speed_mts = generic->pci.max_link_speed_mts;
+			rich->pci.max_link_width = generic->pci.max_link_width;
+		}
+	}
+	if (rich->numa_node < 0)
+		rich->numa_node = generic->numa_node;
+	if (rich->memory_bytes == 0)
+		rich->memory_bytes = generic->memory_bytes;
+	for (size_t i = 0; generic->properties && generic->properties[i] &&
+			   generic->properties[i + 1];
+	     i += 2) {
+		if (device_get_property(rich, generic->properties[i]))
+			continue;
+		r = device_set_property(rich, generic->properties[i], generic->properties[i + 1]);
+		if (r < 0)
+			return r;
+	}
+	if (generic->health.state == XPU_HEALTH_UNHEALTHY &&
+	    rich->health.state != XPU_HEALTH_UNHEALTHY)
+		return device_set_unhealthy(rich, "%s",
+					    generic->health.reason ?: "reported by another backend");
+	return 0;
+}
+
+int device_list_push(struct device_list *l, struct xpu_device *d)
+{
+	if (l->n == l->allocated) {
+		size_t a = l->allocated ? l->allocated * 2 : 16;
+		struct xpu_device **m = realloc(l->items, a * sizeof(*m));
+
+		if (!m) {
+			device_free(d);
+			return -ENOMEM;
+		}
+		l->items = m;
+		l->allocated = a;
+	}
+	l->items[l->n++] = d;
+	return 0;
+}
+
+void device_list_clear(struct device_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		device_free(l->items[i]);
+	free(l->items);
+	*l = (struct device_list){};
+}
+
+static int device_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct xpu_device *const *)a)->id, (*(struct xpu_device *const *)b)->id);
+}
+
+void device_list_sort(struct device_list *l)
+{
+	if (l->n > 1)
+		qsort(l->items, l->n, sizeof(*l->items), device_cmp);
+}
+
+struct xpu_device *device_list_find(const struct device_list *l, const char *id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (streq(l->items[i]->id, id))
+			return l->items[i];
+	return NULL;
+}

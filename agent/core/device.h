@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Constructors, destructors and small helpers over the plain structs of <xpu/device.h>. */
+#pragma once
+
+#include <stddef.h>
+
+#include "shared/macro.h"
+#include "xpu/device.h"
+
+const char *xpu_kind_to_string(enum xpu_kind k);
+enum xpu_kind xpu_kind_from_string(const char *s);
+const char *xpu_health_state_to_string(enum xpu_health_state s);
+
+/* A zeroed device with numa_node = -1. NULL on OOM. */
+struct xpu_device *device_new(void);
+struct xpu_device *device_free(struct xpu_device *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct xpu_device *, device_free);
+/* Deep copy. Returns 0 or -ENOMEM. */
+int device_dup(const struct xpu_device *d, struct xpu_device **ret);
+/* True when every field a client can see is equal. */
+bool device_equal(const struct xpu_device *a, const struct xpu_device *b);
+
+/* Replaces a string field (copying @s, which may be NULL). 0 or -ENOMEM. */
+int device_set_string(char **field, const char *s);
+/* Sets or replaces a free-form property. 0 or -ENOMEM. */
+int device_set_property(struct xpu_device *d, const char *key, const char *value);
+const char *device_get_property(const struct xpu_device *d, const char *key);
+/* Marks the device unhealthy with a formatted reason (first reason wins). 0 or -ENOMEM. */
+int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...) _printf_(2, 3);
+
+/*
+ * The merge rule, when two backends describe the same PCI function (see docs/architecture.md):
+ * @rich (the higher-priority backend) wins every field it knows; fields it leaves unknown
+ * (NULL strings, numa_node -1, memory 0, no PCI link data, no device nodes, no env) are taken
+ * from @generic; properties are the union, @rich winning on equal keys; health is the worse of
+ * the two, so a generic probe that sees a dead link is never hidden by a richer backend.
+ * Modifies @rich in place. Returns 0 or -ENOMEM.
+ */
+int device_merge(struct xpu_device *rich, const struct xpu_device *generic);
+
+/* A growable array of owned devices. */
+struct device_list {
+	struct xpu_device **items;
+	size_t n;
+	size_t allocated;
+};
+
+/* Takes ownership of @d in all cases (freed on failure). 0 or -ENOMEM. */
+int device_list_push(struct device_list *l, struct xpu_device *d);
+void device_list_clear(struct device_list *l);
+/* Sorts by id; ids are unique after merging. */
+void device_list_sort(struct device_list *l);
+struct xpu_device *device_list_find(const struct device_list *l, const char *id);

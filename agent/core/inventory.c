@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/inventory.h"
+#include "shared/parse.h"
+
+struct inventory {
+	struct device_list devices; /* sorted by id */
+	struct slice_list slices;
+	uint64_t generation;
+	uint64_t seq;
+	inventory_cb_t cb;
+	void *userdata;
+};
+
+static const char *const event_table[_INVENTORY_EVENT_MAX] = {
+	[INVENTORY_DEVICE_ADDED] = "device-added",
+	[INVENTORY_DEVICE_REMOVED] = "device-removed",
+	[INVENTORY_DEVICE_CHANGED] = "device-changed",
+	[INVENTORY_HEALTH_CHANGED] = "health-changed",
+};
+
+const char *inventory_event_type_to_string(enum inventory_event_type t)
+{
+	return t < _INVENTORY_EVENT_MAX ? event_table[t] : NULL;
+}
+
+int inventory_new(struct inventory **ret)
+{
+	struct inventory *inv = calloc(1, sizeof(*inv));
+
+	if (!inv)
+		return -ENOMEM;
+	*ret = inv;
+	return 0;
+}
+
+struct inventory *inventory_free(struct inventory *inv)
+{
+	if (!inv)
+		return NULL;
+	device_list_clear(&inv->devices);
+	slice_list_clear(&inv->slices);
+	free(inv);
+	return NULL;
+}
+
+void inventory_set_listener(struct inventory *inv, inventory_cb_t cb, void *userdata)
+{
+	inv->cb = cb;
+	inv->userdata = userdata;
+}
+
+static void emit(struct inventory *inv, enum inventory_event_type type,
+		 const struct xpu_device *d, const struct xpu_health *previous, uint64_t now)
+{
+	struct inventory_event ev = {
+		.seq = ++inv->seq,
+		.type = type,
+		.time_usec = now,
+		.device = d,
+		.previous = previous,
+	};
+
+	if (inv->cb)
+		inv->cb(&ev, inv->userdata);
+}
+
+static bool health_equal(const struct xpu_health *a, const struct xpu_health *b)
+{
+	return a->state == b->state && streq_ptr(a->reason, b->reason);
+}
+
+/* Whether anything but health differs. */
+static bool differs_beyond_health(const struct xpu_device *a, const struct xpu_device *b)
+{
+	struct xpu_device ta = *a, tb = *b;
+
+	ta.health = tb.health = (struct xpu_health){};
+	return !device_equal(&ta, &tb);
+}
+
+int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t now_usec,
+		     struct inventory_stats *ret_stats)
+{
+	struct inventory_stats st = { .devices = fresh->n };
+	struct device_list old = inv->devices;
+	struct slice_list slices;
+	size_t i = 0, j = 0;
+	int r;
+
+	device_list_sort(fresh);
+	r = plan_slices(fresh, &slices);
+	if (r < 0)
+		return r;
+	slice_list_clear(&inv->slices);
+	inv->slices = slices;
+	inv->devices = *fresh;
+	*fresh = (struct device_list){};
+	inv->generation++;
+
+	/* Both lists are sorted by id: walk them side by side. */
+	while (i < old.n || j < inv->devices.n) {
+		const struct xpu_device *o = i < old.n ? old.items[i] : NULL;
+		const struct xpu_device *n = j < inv->devices.n ? inv->devices.items[j] : NULL;
+		int c = !o ? 1 : !n ? -1 : strcmp(o->id, n->id);
+
+		if (c < 0) {
+			emit(inv, INVENTORY_DEVICE_REMOVED, o, NULL, now_usec);
+			st.removed++;
+			i++;
+		} else if (c > 0) {
+			emit(inv, INVENTORY_DEVICE_ADDED, n, NULL, now_usec);
+			st.added++;
+			j++;
+		} else {
+			bool changed = false;
+
+			if (differs_beyond_health(o, n)) {
+				emit(inv, INVENTORY_DEVICE_CHANGED, n, NULL, now_usec);
+				changed = true;
+			}
+			if (!health_equal(&o->health, &n->health)) {
+				emit(inv, INVENTORY_HEALTH_CHANGED, n, &o->health, now_usec);
+				changed = true;
+			}
+			st.changed += changed;
+			i++;
+			j++;
+		}
+	}
+	device_list_clear(&old);
+	if (ret_stats)
+		*ret_stats = st;
+	return 0;
+}
+
+int inventory_set_health(struct inventory *inv, const char *id, const struct xpu_health *h,
+			 uint64_t now_usec)
+{
+	struct xpu_device *d = device_list_find(&inv->devices, id);
+	struct xpu_health previous;
+	char *reason = NULL;
+
+	if (!d)
+		return -ENOENT;
+	if (health_equal(&d->health, h))
+		return 0;
+	if (h->reason && !(reason = strdup(h->reason)))
+		return -ENOMEM;
+	previous = d->health;
+	d->health = (struct xpu_health){ .state = h->state, .reason = reason };
+	emit(inv, INVENTORY_HEALTH_CHANGED, d, &previous, now_usec);
+	free(previous.reason);
+	return 0;
+}
+
+const struct device_list *inventory_devices(const struct inventory *inv)
+{
+	return &inv->devices;
+}
+
+const struct slice_list *inventory_slices(const struct inventory *inv)
+{
+	return &inv->slices;
+}
+
+uint64_t inventory_generation(const struct inventory *inv)
+{
+	return inv->generation;
+}
+
+uint64_t inventory_last_seq(const struct inventory *inv)
+{
+	return inv->seq;
+}
+
+const struct xpu_device *inventory_find(const struct inventory *inv, const char *key)
+{
+	char canon[13];
+
+	if (isempty(key))
+		return NULL;
+	for (size_t i = 0; i < inv->devices.n; i++) {
+		const struct xpu_device *d = inv->devices.items[i];
+
+		if (streq(d->id, key) || streq_ptr(d->uuid, key))
+			return d;
+	}
+	if (parse_pci_address(key, canon) < 0)
+		return NULL;
+	for (size_t i = 0; i < inv->devices.n; i++) {
+		const struct xpu_device *d = inv->devices.items[i];
+
+		if (d->has_pci && streq(d->pci.address, canon))
+			return d;
+	}
+	return NULL;
+}

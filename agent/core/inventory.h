@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The live inventory: the current merged device list, the slices planned from it, and the
+ * change events between one view and the next. Pure logic: callers pass the time and the
+ * fresh device list; nothing here does I/O or logs.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "core/device.h"
+#include "core/plan.h"
+
+enum inventory_event_type {
+	INVENTORY_DEVICE_ADDED,
+	INVENTORY_DEVICE_REMOVED,
+	INVENTORY_DEVICE_CHANGED, /* something other than health changed */
+	INVENTORY_HEALTH_CHANGED,
+	_INVENTORY_EVENT_MAX,
+};
+
+struct inventory_event {
+	uint64_t seq;
+	enum inventory_event_type type;
+	uint64_t time_usec; /* CLOCK_REALTIME */
+	const struct xpu_device *device; /* borrowed, valid during the callback only */
+	const struct xpu_health *previous; /* health-changed: the state before */
+};
+
+const char *inventory_event_type_to_string(enum inventory_event_type t);
+
+typedef void (*inventory_cb_t)(const struct inventory_event *ev, void *userdata);
+
+struct inventory_stats {
+	size_t devices, added, removed, changed;
+};
+
+struct inventory;
+
+/* Returns 0 or -ENOMEM. */
+int inventory_new(struct inventory **ret);
+struct inventory *inventory_free(struct inventory *inv);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct inventory *, inventory_free);
+
+/* One subscriber (the API's event streams). Replaces any previous one. */
+void inventory_set_listener(struct inventory *inv, inventory_cb_t cb, void *userdata);
+
+/*
+ * Replaces the device list with @fresh (sorted by id; its contents move into the inventory and
+ * @fresh is left empty), re-plans slices, and emits one event per difference, in id order.
+ * The first update after inventory_new() emits device-added for every device.
+ * Returns 0 with counts in *ret_stats (may be NULL), or -ENOMEM (inventory unchanged).
+ */
+int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t now_usec,
+		     struct inventory_stats *ret_stats);
+
+/* Sets one device's health; emits health-changed when it differs. 0, -ENOENT, -ENOMEM. */
+int inventory_set_health(struct inventory *inv, const char *id, const struct xpu_health *h,
+			 uint64_t now_usec);
+
+const struct device_list *inventory_devices(const struct inventory *inv);
+const struct slice_list *inventory_slices(const struct inventory *inv);
+/* How many updates have completed; 0 until the first inventory. */
+uint64_t inventory_generation(const struct inventory *inv);
+uint64_t inventory_last_seq(const struct inventory *inv);
+
+/*
+ * Finds a device by id, by PCI address in any accepted spelling ("18:00.0"), or by UUID.
+ * Returns a borrowed pointer or NULL.
+ */
+const struct xpu_device *inventory_find(const struct inventory *inv, const char *key);

@@ -1,0 +1,585 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "api/http.h"
+#include "backends/registry.h"
+#include "core/inventory.h"
+#include "core/plan.h"
+#include "daemon/manager.h"
+#include "daemon/uevent.h"
+#include "shared/host.h"
+#include "shared/log.h"
+#include "xpu/client.h"
+
+struct manager {
+	sd_event *event;
+	struct config config;
+	char *config_path;
+	bool config_explicit;
+	int cli_log_level;
+
+	char *socket_path;
+	bool socket_activated;
+	bool socket_owned; /* we bound it: remove it on exit */
+	int lock_fd;
+	int listen_fd; /* until the server takes it */
+
+	struct xpu_host *host;
+	struct registry *registry;
+	struct inventory *inventory;
+	struct api *api;
+	struct http_server *server;
+	struct uevent_monitor *uevents;
+	char *uevent_socket;
+
+	sd_event_source *rescan_source;
+	sd_event_source *health_source;
+	uint64_t rescans;
+};
+
+static uint64_t now_realtime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void update_status(struct manager *m)
+{
+	const struct device_list *l = inventory_devices(m->inventory);
+	size_t healthy = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		healthy += l->items[i]->health.state == XPU_HEALTH_HEALTHY;
+	sd_notifyf(false, "STATUS=%zu devices (%zu healthy), serving on %s", l->n, healthy,
+		   m->socket_path);
+}
+
+static void on_inventory_event(const struct inventory_event *ev, void *userdata)
+{
+	struct manager *m = userdata;
+	const struct xpu_device *d = ev->device;
+	const char *pci = d->has_pci ? d->pci.address : NULL;
+	/* The first inventory is summarised once, not device by device. */
+	int quiet = inventory_generation(m->inventory) <= 1 ? LOG_DEBUG : LOG_INFO;
+
+	switch (ev->type) {
+	case INVENTORY_DEVICE_ADDED:
+		log_device_full_errno(quiet, 0, d->id, pci, "Device %s added: %s %s (%s).", d->id,
+				      d->vendor ?: "?", d->model ?: "?",
+				      xpu_kind_to_string(d->kind));
+		break;
+	case INVENTORY_DEVICE_REMOVED:
+		log_device_full_errno(LOG_NOTICE, 0, d->id, pci, "Device %s removed.", d->id);
+		break;
+	case INVENTORY_DEVICE_CHANGED:
+		log_device_full_errno(LOG_INFO, 0, d->id, pci, "Device %s changed.", d->id);
+		break;
+	case INVENTORY_HEALTH_CHANGED:
+		if (d->health.state == XPU_HEALTH_HEALTHY)
+			log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
+					      "Device %s is healthy again (was: %s).", d->id,
+					      ev->previous->reason ?: "unhealthy");
+		else
+			log_device_full_errno(quiet > LOG_INFO ? quiet : LOG_WARNING, 0, d->id,
+					      pci, "Device %s is unhealthy: %s", d->id,
+					      d->health.reason ?: "no reason given");
+		break;
+	default:
+		break;
+	}
+	if (m->api)
+		api_broadcast(m->api, ev);
+}
+
+static int manager_rescan(void *userdata, struct inventory_stats *ret)
+{
+	struct manager *m = userdata;
+	struct device_list fresh = {};
+	struct inventory_stats st;
+	int r;
+
+	r = registry_enumerate(m->registry, &fresh);
+	if (r < 0)
+		return r;
+	r = inventory_update(m->inventory, &fresh, now_realtime(), &st);
+	device_list_clear(&fresh);
+	if (r < 0)
+		return r;
+	m->rescans++;
+	if (st.added || st.removed || st.changed)
+		update_status(m);
+	if (ret)
+		*ret = st;
+	return 0;
+}
+
+static int on_rescan(sd_event_source *s, void *userdata)
+{
+	struct manager *m = userdata;
+	int r;
+
+	r = manager_rescan(m, NULL);
+	if (r < 0)
+		log_error_errno(r, "Failed to rescan devices, keeping the previous inventory: %m");
+	return 0;
+}
+
+static void schedule_rescan(struct manager *m)
+{
+	/* Coalesces a burst of uevents (a driver binding eight GPUs) into one rescan. */
+	(void)sd_event_source_set_enabled(m->rescan_source, SD_EVENT_ONESHOT);
+}
+
+static void on_uevent(const struct uevent *ev, void *userdata)
+{
+	struct manager *m = userdata;
+
+	if (!uevent_is_relevant(ev))
+		return;
+	log_debug("uevent %s %s (%s)", ev->action, ev->devpath, ev->subsystem ?: "-");
+	schedule_rescan(m);
+}
+
+static void probe_health(struct manager *m)
+{
+	const struct device_list *l = inventory_devices(m->inventory);
+	_cleanup_free_ char **ids = NULL;
+	size_t n = l->n;
+
+	/* Health updates may reorder nothing, but copy ids: callbacks run during the loop. */
+	ids = calloc(n + 1, sizeof(char *));
+	if (!ids)
+		return (void)log_oom();
+	for (size_t i = 0; i < n; i++)
+		ids[i] = l->items[i]->id;
+	for (size_t i = 0; i < n; i++) {
+		const struct xpu_device *cur = inventory_find(m->inventory, ids[i]);
+		_cleanup_(device_freep) struct xpu_device *copy = NULL;
+		int r;
+
+		if (!cur || device_dup(cur, &copy) < 0)
+			continue;
+		r = registry_refresh(m->registry, copy);
+		if (r == -ENODEV || r == -ESTALE) {
+			schedule_rescan(m);
+			continue;
+		}
+		if (r == -EOPNOTSUPP)
+			continue;
+		if (r < 0) {
+			char reason[256];
+
+			snprintf(reason, sizeof(reason), "health probe failed: %s", strerror(-r));
+			(void)inventory_set_health(m->inventory, copy->id,
+						   &(struct xpu_health){ XPU_HEALTH_UNHEALTHY,
+									 reason },
+						   now_realtime());
+			continue;
+		}
+		(void)inventory_set_health(m->inventory, copy->id, &copy->health, now_realtime());
+	}
+	update_status(m);
+}
+
+static int on_health_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct manager *m = userdata;
+
+	probe_health(m);
+	(void)sd_event_source_set_time(s, usec + m->config.health_interval_usec);
+	return 0;
+}
+
+static int arm_health_timer(struct manager *m)
+{
+	uint64_t now;
+	int r;
+
+	if (m->config.health_interval_usec == 0) {
+		m->health_source = sd_event_source_disable_unref(m->health_source);
+		return 0;
+	}
+	r = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+	if (r < 0)
+		return r;
+	if (m->health_source) {
+		r = sd_event_source_set_time(m->health_source,
+					     now + m->config.health_interval_usec);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(m->health_source, SD_EVENT_ON);
+		return r;
+	}
+	r = sd_event_add_time(m->event, &m->health_source, CLOCK_MONOTONIC,
+			      now + m->config.health_interval_usec, 100 * 1000, on_health_timer,
+			      m);
+	if (r >= 0)
+		(void)sd_event_source_set_description(m->health_source, "health-probe");
+	return r;
+}
+
+static int resolve_group(const char *name, gid_t *ret)
+{
+	char buf[16384];
+	struct group grp, *res = NULL;
+	int r;
+
+	r = getgrnam_r(name, &grp, buf, sizeof(buf), &res);
+	if (r != 0)
+		return -r;
+	if (!res)
+		return -ESRCH;
+	*ret = grp.gr_gid;
+	return 0;
+}
+
+static int load_config(struct manager *m, struct config *c)
+{
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	config_init(c);
+	if (!m->config_path)
+		return 0;
+	r = config_load(m->config_path, c, &err);
+	if (r == -ENOENT && !m->config_explicit)
+		return 0;
+	if (r < 0) {
+		config_done(c);
+		if (err)
+			return log_error_errno(r, "Invalid configuration: %s", err);
+		return log_error_errno(r, "Failed to read configuration %s: %m", m->config_path);
+	}
+	return 0;
+}
+
+static void apply_config(struct manager *m)
+{
+	gid_t gid;
+	int r;
+
+	if (m->cli_log_level >= 0)
+		log_set_max_level(m->cli_log_level);
+	else if (m->config.log_level >= 0)
+		log_set_max_level(m->config.log_level);
+
+	if (m->api) {
+		if (!m->config.admin_group)
+			api_set_admin_gid(m->api, false, 0);
+		else if ((r = resolve_group(m->config.admin_group, &gid)) < 0) {
+			log_warning_errno(r, "Unknown admin group '%s', only root may change "
+					     "state: %m",
+					  m->config.admin_group);
+			api_set_admin_gid(m->api, false, 0);
+		} else
+			api_set_admin_gid(m->api, true, gid);
+	}
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct manager *m = userdata;
+	struct config c;
+	int r;
+
+	(void)sd_notify(false, "RELOADING=1");
+	r = load_config(m, &c);
+	if (r >= 0) {
+		if (!streq_ptr(c.socket_path, m->config.socket_path))
+			log_notice("The socket path changed in the configuration; it takes effect "
+				   "when xpud restarts.");
+		config_done(&m->config);
+		m->config = c;
+		apply_config(m);
+		r = arm_health_timer(m);
+		if (r < 0)
+			log_warning_errno(r, "Failed to re-arm the health timer, ignoring: %m");
+		log_info("Configuration reloaded.");
+	} else {
+		log_warning("Keeping the previous configuration.");
+	}
+	schedule_rescan(m);
+	(void)sd_notify(false, "READY=1");
+	return 0;
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct manager *m = userdata;
+
+	log_info("Received %s, shutting down.", strsignal((int)si->ssi_signo));
+	(void)sd_notify(false, "STOPPING=1");
+	return sd_event_exit(m->event, 0);
+}
+
+static int mkdir_parents(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	return 0;
+}
+
+static int listen_socket(struct manager *m)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	_cleanup_free_ char *lock_path = NULL;
+	_cleanup_close_ int fd = -EBADF, probe = -EBADF;
+	gid_t gid;
+	int r, n;
+
+	n = sd_listen_fds(true);
+	if (n < 0)
+		return log_error_errno(n, "Failed to read the sockets systemd passed: %m");
+	if (n > 1)
+		return log_error_errno(EINVAL, "Expected one socket from systemd, got %d.", n);
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+		if (r <= 0)
+			return log_error_errno(r < 0 ? r : EINVAL,
+					       "The socket systemd passed is not a listening "
+					       "Unix stream socket.");
+		m->socket_activated = true;
+		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		if (r < 0)
+			return log_error_errno(errno, "Failed to make the socket non-blocking: %m");
+		log_debug("Using the socket passed by systemd.");
+		return TAKE_FD(fd);
+	}
+
+	if (strlen(m->socket_path) >= sizeof(sun.sun_path))
+		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", m->socket_path);
+	r = mkdir_parents(m->socket_path, 0755);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create the directory of %s: %m",
+				       m->socket_path);
+
+	/* One xpud per socket: the lock decides, the connect catches foreign listeners. */
+	if (asprintf(&lock_path, "%s.lock", m->socket_path) < 0)
+		return log_oom();
+	m->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (m->lock_fd < 0)
+		return log_error_errno(errno, "Failed to open %s: %m", lock_path);
+	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return log_error_errno(EADDRINUSE,
+					       "Another xpud is already serving on %s (%s is "
+					       "locked); refusing to start.",
+					       m->socket_path, lock_path);
+		return log_error_errno(errno, "Failed to lock %s: %m", lock_path);
+	}
+	strcpy(sun.sun_path, m->socket_path);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		return log_error_errno(EADDRINUSE,
+				       "Something is already listening on %s; refusing to start.",
+				       m->socket_path);
+	(void)unlink(m->socket_path);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_error_errno(errno, "Failed to create a socket: %m");
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		return log_error_errno(errno, "Failed to bind %s: %m", m->socket_path);
+	m->socket_owned = true;
+	if (chmod(m->socket_path, m->config.socket_mode) < 0)
+		return log_error_errno(errno, "Failed to set the mode of %s: %m", m->socket_path);
+	if (m->config.socket_group) {
+		r = resolve_group(m->config.socket_group, &gid);
+		if (r < 0)
+			return log_error_errno(r, "Unknown socket group '%s': %m",
+					       m->config.socket_group);
+		if (chown(m->socket_path, (uid_t)-1, gid) < 0)
+			return log_error_errno(errno, "Failed to give %s to group %s: %m",
+					       m->socket_path, m->config.socket_group);
+	}
+	if (listen(fd, 128) < 0)
+		return log_error_errno(errno, "Failed to listen on %s: %m", m->socket_path);
+	return TAKE_FD(fd);
+}
+
+static int setup_signals(struct manager *m)
+{
+	sigset_t mask;
+	int r;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
+	if (r >= 0)
+		r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+	if (r >= 0)
+		r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+	return r;
+}
+
+int manager_new(const struct manager_options *o, struct manager **ret)
+{
+	_cleanup_(manager_freep) struct manager *m = NULL;
+	struct api_context ctx;
+	struct http_limits limits = HTTP_LIMITS_DEFAULT;
+	int fd, r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return log_oom();
+	m->lock_fd = -EBADF;
+	m->listen_fd = -EBADF;
+	m->cli_log_level = o->log_level;
+	config_init(&m->config);
+	if (o->config_path || access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+		m->config_path = strdup(o->config_path ?: CONFIG_DEFAULT_PATH);
+	m->config_explicit = o->config_explicit;
+	r = load_config(m, &m->config);
+	if (r < 0)
+		return r;
+	apply_config(m);
+
+	m->socket_path = strdup(o->socket_path ?: m->config.socket_path ?: XPU_DEFAULT_SOCKET);
+	if (!m->socket_path)
+		return log_oom();
+
+	r = sd_event_default(&m->event);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create the event loop: %m");
+	r = setup_signals(m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up signal handling: %m");
+	(void)sd_event_set_watchdog(m->event, true);
+
+	/* The socket (and its lock) first: a second xpud must stop before touching anything. */
+	fd = listen_socket(m);
+	if (fd < 0)
+		return fd;
+	m->listen_fd = fd;
+
+	r = host_open(o->root, &m->host);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open the host root %s: %m",
+				       o->root ?: "/");
+	r = registry_new(m->host, registry_builtin_ops, registry_builtin_n, &m->registry);
+	if (r < 0)
+		return log_oom();
+	r = inventory_new(&m->inventory);
+	if (r < 0)
+		return log_oom();
+	inventory_set_listener(m->inventory, on_inventory_event, m);
+
+	r = sd_event_add_defer(m->event, &m->rescan_source, on_rescan, m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up rescans: %m");
+	(void)sd_event_source_set_enabled(m->rescan_source, SD_EVENT_OFF);
+	(void)sd_event_source_set_description(m->rescan_source, "rescan");
+
+	/* Uevents first, inventory second: a device added in between is not lost. */
+	if (m->host->is_real && !o->uevent_socket) {
+		r = uevent_monitor_new(m->event, NULL, on_uevent, m, &m->uevents);
+	} else {
+		if (o->uevent_socket)
+			m->uevent_socket = strdup(o->uevent_socket);
+		else if (asprintf(&m->uevent_socket, "%s/run/xpud-uevent.sock", m->host->root) < 0)
+			m->uevent_socket = NULL;
+		if (!m->uevent_socket)
+			return log_oom();
+		(void)mkdir_parents(m->uevent_socket, 0755);
+		r = uevent_monitor_new(m->event, m->uevent_socket, on_uevent, m, &m->uevents);
+	}
+	if (r < 0)
+		log_warning_errno(r, "Failed to listen for uevents, hot-plug is seen only on "
+				     "rescan (xpuctl rescan): %m");
+
+	r = manager_rescan(m, NULL);
+	if (r < 0)
+		return log_error_errno(r, "Failed to build the first inventory: %m");
+
+	ctx = (struct api_context){
+		.inventory = m->inventory,
+		.registry = m->registry,
+		.root = m->host->root,
+		.rescan = manager_rescan,
+		.userdata = m,
+	};
+	r = api_new(&ctx, &m->api);
+	if (r < 0)
+		return log_oom();
+	apply_config(m);
+
+	r = http_server_new(m->event, TAKE_FD(m->listen_fd), &limits, api_handle, m->api,
+			    &m->server);
+	if (r < 0)
+		return log_error_errno(r, "Failed to serve the API: %m");
+
+	r = arm_health_timer(m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to arm the health timer: %m");
+
+	*ret = TAKE_PTR(m);
+	return 0;
+}
+
+int manager_run(struct manager *m)
+{
+	const struct device_list *l = inventory_devices(m->inventory);
+	int r;
+
+	log_info("xpud " XPU_VERSION " ready: %zu accelerator%s on %s, serving on %s.", l->n,
+		 l->n == 1 ? "" : "s", m->host->root, m->socket_path);
+	(void)sd_notify(false, "READY=1");
+	update_status(m);
+	r = sd_event_loop(m->event);
+	if (r < 0)
+		return log_error_errno(r, "Event loop failed: %m");
+	return 0;
+}
+
+struct manager *manager_free(struct manager *m)
+{
+	if (!m)
+		return NULL;
+	m->api = api_free(m->api);
+	m->server = http_server_free(m->server);
+	if (m->socket_owned)
+		(void)unlink(m->socket_path);
+	safe_close(m->listen_fd);
+	safe_close(m->lock_fd);
+	uevent_monitor_free(m->uevents);
+	sd_event_source_disable_unref(m->rescan_source);
+	sd_event_source_disable_unref(m->health_source);
+	inventory_free(m->inventory);
+	registry_free(m->registry);
+	host_free(m->host);
+	sd_event_unref(m->event);
+	config_done(&m->config);
+	free(m->config_path);
+	free(m->socket_path);
+	free(m->uevent_socket);
+	free(m);
+	return NULL;
+}

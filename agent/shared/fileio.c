@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+#include "macro.h"
+#include "parse.h"
+
+int read_attr_at(int dirfd, const char *path, size_t max, char **ret)
+{
+	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+
+	if (max == 0)
+		max = ATTR_MAX;
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(max + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, max + 1 - len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max)
+			return -EFBIG;
+	}
+	if (memchr(buf, '\0', len))
+		return -EBADMSG;
+	buf[len] = '\0';
+	strstrip_trailing(buf);
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+int read_attr_int_at(int dirfd, const char *path, int *ret)
+{
+	_cleanup_free_ char *s = NULL;
+	int r;
+
+	r = read_attr_at(dirfd, path, 64, &s);
+	if (r < 0)
+		return r;
+	if (s[0] == '\0')
+		return -ENODATA;
+	return safe_atoi(s, ret);
+}
+
+int read_attr_u64_at(int dirfd, const char *path, uint64_t *ret)
+{
+	_cleanup_free_ char *s = NULL;
+	int r;
+
+	r = read_attr_at(dirfd, path, 64, &s);
+	if (r < 0)
+		return r;
+	if (s[0] == '\0')
+		return -ENODATA;
+	return safe_atou64(s, ret);
+}
+
+int read_attr_hex_at(int dirfd, const char *path, uint32_t max, uint32_t *ret)
+{
+	_cleanup_free_ char *s = NULL;
+	int r;
+
+	r = read_attr_at(dirfd, path, 64, &s);
+	if (r < 0)
+		return r;
+	if (s[0] == '\0')
+		return -ENODATA;
+	return parse_hex_id(s, max, ret);
+}
+
+int readlink_basename_at(int dirfd, const char *path, char **ret)
+{
+	char buf[PATH_MAX];
+	const char *base;
+	ssize_t n;
+	char *s;
+
+	n = readlinkat(dirfd, path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	if (isempty(base))
+		return -EINVAL;
+	s = strdup(base);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret)
+{
+	_cleanup_free_ char *s = NULL;
+	size_t k = strlen(key);
+	char *line, *save = NULL;
+	int r;
+
+	r = read_attr_at(dirfd, path, 0, &s);
+	if (r < 0)
+		return r;
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, key, k) == 0 && line[k] == '=') {
+			char *v = strdup(line + k + 1);
+
+			if (!v)
+				return -ENOMEM;
+			*ret = v;
+			return 0;
+		}
+	}
+	return -ENXIO;
+}
+
+int exists_at(int dirfd, const char *path)
+{
+	struct stat st;
+
+	return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Reading the host through directory fds. Every path below is relative to a dirfd that was
+ * opened once from the host root (see host.h), so tests can point the whole agent at a
+ * generated tree. None of these functions log.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ATTR_MAX 4096 /* sysfs attributes are at most one page */
+
+/*
+ * Reads a small text file (a sysfs attribute) below @dirfd, trailing whitespace stripped.
+ * Returns 0 and a malloc'd string; -ENOENT if missing, -EFBIG if larger than @max bytes
+ * (ATTR_MAX if 0), -EBADMSG if it contains a NUL byte, other -errno from the syscalls.
+ */
+int read_attr_at(int dirfd, const char *path, size_t max, char **ret);
+
+/* read_attr_at() followed by a strict parser; -ENODATA when the file is empty. */
+int read_attr_int_at(int dirfd, const char *path, int *ret);
+int read_attr_u64_at(int dirfd, const char *path, uint64_t *ret);
+int read_attr_hex_at(int dirfd, const char *path, uint32_t max, uint32_t *ret);
+
+/* Basename of a symlink's target (e.g. "driver" -> "nvidia"). -ENOENT if missing. */
+int readlink_basename_at(int dirfd, const char *path, char **ret);
+
+/* Looks up "KEY=" in a uevent-style file of KEY=VALUE lines. -ENOENT / -ENXIO (no such key). */
+int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret);
+
+/* True when @path exists below @dirfd (not following a final symlink's target). */
+int exists_at(int dirfd, const char *path);

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "parse.h"
+
+static int parse_ull(const char *s, int base, unsigned long long *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (isempty(s) || !isxdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (errno != 0 || end == s || *end != '\0')
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+int safe_atou64(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	int r;
+
+	if (isempty(s) || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	r = parse_ull(s, 10, &v);
+	if (r < 0)
+		return r;
+	*ret = v;
+	return 0;
+}
+
+int safe_atou(const char *s, unsigned *ret)
+{
+	uint64_t v;
+	int r;
+
+	r = safe_atou64(s, &v);
+	if (r < 0)
+		return r;
+	if (v > UINT_MAX)
+		return -ERANGE;
+	*ret = (unsigned)v;
+	return 0;
+}
+
+int safe_atoi(const char *s, int *ret)
+{
+	bool neg = false;
+	uint64_t v;
+	int r;
+
+	if (s && s[0] == '-') {
+		neg = true;
+		s++;
+	}
+	r = safe_atou64(s, &v);
+	if (r < 0)
+		return r;
+	if (v > (uint64_t)INT_MAX + neg)
+		return -ERANGE;
+	*ret = neg ? (int)(-(int64_t)v) : (int)v;
+	return 0;
+}
+
+int safe_atoux64(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	int r;
+
+	if (s && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	r = parse_ull(s, 16, &v);
+	if (r < 0)
+		return r;
+	*ret = v;
+	return 0;
+}
+
+int parse_hex_id(const char *s, uint32_t max, uint32_t *ret)
+{
+	uint64_t v;
+	int r;
+
+	r = safe_atoux64(s, &v);
+	if (r < 0)
+		return r;
+	if (v > max)
+		return -ERANGE;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+int parse_pcie_link_speed(const char *s, unsigned *ret_mts)
+{
+	unsigned whole = 0, frac = 0, frac_digits = 0;
+	const char *p = s;
+
+	if (isempty(s))
+		return -EINVAL;
+	if (strncmp(s, "Unknown", 7) == 0)
+		return -ENODATA;
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	while (isdigit((unsigned char)*p)) {
+		whole = whole * 10 + (unsigned)(*p++ - '0');
+		if (whole > 1000)
+			return -ERANGE;
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p)) {
+			if (frac_digits < 3) {
+				frac = frac * 10 + (unsigned)(*p - '0');
+				frac_digits++;
+			}
+			p++;
+		}
+	}
+	while (frac_digits < 3) {
+		frac *= 10;
+		frac_digits++;
+	}
+	if (strncmp(p, " GT/s", 5) != 0)
+		return -EINVAL;
+	p += 5;
+	if (*p != '\0' && !streq(p, " PCIe"))
+		return -EINVAL;
+	*ret_mts = whole * 1000 + frac;
+	return 0;
+}
+
+int parse_cpu_list(const char *s, unsigned *ret_count)
+{
+	unsigned count = 0;
+	const char *p = s;
+
+	if (isempty(s))
+		return -EINVAL;
+	for (;;) {
+		unsigned a = 0, b;
+
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p)) {
+			a = a * 10 + (unsigned)(*p++ - '0');
+			if (a > 65535)
+				return -ERANGE;
+		}
+		b = a;
+		if (*p == '-') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				return -EINVAL;
+			b = 0;
+			while (isdigit((unsigned char)*p)) {
+				b = b * 10 + (unsigned)(*p++ - '0');
+				if (b > 65535)
+					return -ERANGE;
+			}
+			if (b < a)
+				return -EINVAL;
+		}
+		count += b - a + 1;
+		if (*p == '\0')
+			break;
+		if (*p != ',')
+			return -EINVAL;
+		p++;
+	}
+	*ret_count = count;
+	return 0;
+}
+
+int parse_pci_address(const char *s, char ret[static 13])
+{
+	unsigned dom = 0, bus, dev, fn;
+	int n = 0;
+
+	if (isempty(s) || strlen(s) > 12)
+		return -EINVAL;
+	for (const char *p = s; *p; p++)
+		if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+			return -EINVAL;
+	if (sscanf(s, "%4x:%2x:%2x.%1x%n", &dom, &bus, &dev, &fn, &n) == 4 && s[n] == '\0')
+		;
+	else if (dom = 0, n = 0, sscanf(s, "%2x:%2x.%1x%n", &bus, &dev, &fn, &n) == 3 &&
+				   s[n] == '\0')
+		;
+	else
+		return -EINVAL;
+	if (dev > 0x1f || fn > 7)
+		return -EINVAL;
+	snprintf(ret, 13, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+	return 0;
+}
+
+char *strstrip_trailing(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+bool string_is_printable(const char *s)
+{
+	if (isempty(s))
+		return false;
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}

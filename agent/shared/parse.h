@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Strict parsers for the text the kernel and clients hand us. Each one accepts the whole string
+ * or nothing: no leading whitespace, no trailing garbage, no silent overflow. Returns 0 and writes
+ * *ret on success; -EINVAL for malformed input, -ERANGE for out-of-range values. Never logs.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+int safe_atoi(const char *s, int *ret);
+int safe_atou(const char *s, unsigned *ret);
+int safe_atou64(const char *s, uint64_t *ret);
+/* Hexadecimal with an optional "0x"/"0X" prefix, as in sysfs's vendor/device/class files. */
+int safe_atoux64(const char *s, uint64_t *ret);
+/* A hexadecimal id no larger than @max (0xffff for PCI ids, 0xffffff for class codes). */
+int parse_hex_id(const char *s, uint32_t max, uint32_t *ret);
+
+/*
+ * PCIe link speed as sysfs prints it: "32.0 GT/s PCIe", "8.0 GT/s PCIe", older kernels "8 GT/s".
+ * Returns the speed in MT/s (32000 for 32.0 GT/s); -ENODATA for "Unknown".
+ */
+int parse_pcie_link_speed(const char *s, unsigned *ret_mts);
+
+/*
+ * A kernel CPU list such as "0-55,112-167". Returns the number of CPUs it names (>= 1) and
+ * rejects reversed ranges, empty elements and CPU numbers above 65535.
+ */
+int parse_cpu_list(const char *s, unsigned *ret_count);
+
+/* A PCI address "DDDD:BB:DD.F" (domain optional on input); writes the canonical 12-char form. */
+int parse_pci_address(const char *s, char ret[static 13]);
+
+/* Strips trailing whitespace in place and returns @s. */
+char *strstrip_trailing(char *s);
+/* True when @s is non-empty and consists of printable ASCII only. */
+bool string_is_printable(const char *s);

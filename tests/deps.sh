@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what building (and, with "test", testing) xpud needs, from Debian 12's archive.
+set -eu
+pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-parser-dev
+libyaml-dev libcmocka-dev"
+if [ "${1:-}" = test ]; then
+	pkgs="$pkgs clang libclang-rt-14-dev"
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	$sudo apt-get update
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends $missing
+fi

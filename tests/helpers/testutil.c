@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shared/fileio.h"
+#include "shared/macro.h"
+#include "sim/fixture.h"
+#include "testutil.h"
+#include "xpu/client.h"
+
+const char *test_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v) {
+		fprintf(stderr, "%s is not set (run through ctest); skipping.\n", name);
+		exit(77);
+	}
+	return v;
+}
+
+long long test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *test_fixture_new(const char *name)
+{
+	const struct sim_node *node = sim_node_find(name);
+	char *dir = NULL, *err = NULL;
+	int r;
+
+	if (!node)
+		fail_msg("no embedded fixture node '%s'", name);
+	r = fixture_build_temp(node->json, &dir, &err);
+	if (r < 0)
+		fail_msg("building fixture %s: %s (%d)", name, err ?: "?", r);
+	free(err);
+	return dir;
+}
+
+static int bind_notify_socket(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	strcpy(sun.sun_path, path);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
+{
+	const char *bin = test_env("XPUD_BIN");
+	struct test_xpud *x = calloc(1, sizeof(*x));
+	char notify[4096], buf[4096];
+	const char *argv[32];
+	long long deadline;
+	int nfd, n = 0;
+
+	assert_non_null(x);
+	x->root = root;
+	assert_true(asprintf(&x->socket, "%s/run/xpud.sock", root) > 0);
+	assert_true(asprintf(&x->uevent_socket, "%s/run/xpud-uevent.sock", root) > 0);
+	assert_true(asprintf(&x->log, "%s/xpud.log", root) > 0);
+	snprintf(notify, sizeof(notify), "%s/run/notify.sock", root);
+	nfd = bind_notify_socket(notify);
+
+	argv[n++] = bin;
+	argv[n++] = "--root";
+	argv[n++] = root;
+	argv[n++] = "--socket";
+	argv[n++] = x->socket;
+	argv[n++] = "--log-level";
+	argv[n++] = "debug";
+	for (size_t i = 0; extra_args && extra_args[i] && n < 30; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+
+	x->pid = fork();
+	assert_true(x->pid >= 0);
+	if (x->pid == 0) {
+		int lfd = open(x->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		/* xpud must not outlive a failed test, nor hold ctest's output pipe open. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+			_exit(127);
+		if (lfd < 0 || dup2(lfd, STDERR_FILENO) < 0 || dup2(lfd, STDOUT_FILENO) < 0)
+			_exit(127);
+		setenv("NOTIFY_SOCKET", notify, 1);
+		unsetenv("JOURNAL_STREAM");
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+
+	deadline = test_now_ms() + 20000; /* ASan builds start slowly on a loaded machine */
+	for (;;) {
+		struct pollfd p = { .fd = nfd, .events = POLLIN };
+		int status;
+		ssize_t k;
+
+		if (waitpid(x->pid, &status, WNOHANG) == x->pid) {
+			_cleanup_free_ char *log = NULL;
+
+			(void)read_attr_at(AT_FDCWD, x->log, 1 << 20, &log);
+			x->pid = 0;
+			fail_msg("xpud exited before READY=1 (status %d):\n%s", status, log ?: "");
+		}
+		if (test_now_ms() > deadline)
+			fail_msg("xpud did not send READY=1 in time");
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		k = recv(nfd, buf, sizeof(buf) - 1, 0);
+		if (k <= 0)
+			continue;
+		buf[k] = '\0';
+		if (strstr(buf, "READY=1"))
+			break;
+	}
+	close(nfd);
+	return x;
+}
+
+int test_xpud_stop(struct test_xpud *x)
+{
+	int status;
+
+	if (x->pid <= 0)
+		return -1;
+	kill(x->pid, SIGTERM);
+	assert_int_equal(waitpid(x->pid, &status, 0), x->pid);
+	x->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void test_xpud_free(struct test_xpud *x)
+{
+	if (!x)
+		return;
+	if (x->pid > 0)
+		(void)test_xpud_stop(x);
+	if (x->root)
+		(void)fixture_destroy(x->root);
+	free(x->root);
+	free(x->socket);
+	free(x->uevent_socket);
+	free(x->log);
+	free(x);
+}
+
+bool test_xpud_log_contains(const struct test_xpud *x, const char *needle)
+{
+	_cleanup_free_ char *log = NULL;
+
+	if (read_attr_at(AT_FDCWD, x->log, 16 << 20, &log) < 0)
+		return false;
+	return strstr(log, needle) != NULL;
+}
+
+void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,
+		      const char *subsystem)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char buf[2048];
+	int fd, n;
+
+	n = snprintf(buf, sizeof(buf), "%s@%s%cACTION=%s%cDEVPATH=%s%cSUBSYSTEM=%s%cSEQNUM=1",
+		     action, devpath, 0, action, 0, devpath, 0, subsystem, 0);
+	assert_true(n > 0 && n < (int)sizeof(buf));
+	strcpy(sun.sun_path, x->uevent_socket);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(sendto(fd, buf, (size_t)n + 1, 0, (struct sockaddr *)&sun, sizeof(sun)),
+			 n + 1);
+	close(fd);
+}
+
+int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret)
+{
+	struct xpu_client *c = NULL;
+	json_t *doc = NULL;
+	int status = 0, r;
+
+	r = xpu_client_new(x->socket, &c);
+	if (r < 0)
+		fail_msg("cannot connect to %s: %s", x->socket, strerror(-r));
+	r = xpu_client_request(c, method, path, NULL, &status, &doc);
+	xpu_client_free(c);
+	if (r < 0)
+		fail_msg("%s %s failed: %s", method, path, strerror(-r));
+	if (ret)
+		*ret = doc;
+	else
+		json_decref(doc);
+	return status;
+}
+
+int test_xpuctl(const char *socket, const char *const *args, char **ret_out)
+{
+	const char *bin = test_env("XPUCTL_BIN");
+	const char *argv[32];
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	int pipefd[2], status, n = 0;
+	pid_t pid;
+
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = socket;
+	for (size_t i = 0; args && args[i] && n < 30; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (;;) {
+		ssize_t k;
+
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 65536;
+			out = realloc(out, cap);
+			assert_non_null(out);
+		}
+		k = read(pipefd[0], out + len, cap - len - 1);
+		if (k <= 0)
+			break;
+		len += (size_t)k;
+	}
+	out[len] = '\0';
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (ret_out)
+		*ret_out = out;
+	else
+		free(out);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+char *test_raw_exchange(const char *socket_path, const void *data, size_t len, int timeout_ms)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	long long deadline = test_now_ms() + timeout_ms;
+	size_t got = 0, cap = 65536;
+	char *out = malloc(cap);
+	int fd;
+
+	assert_non_null(out);
+	strcpy(sun.sun_path, socket_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	/* The server may close early (an oversized request): ignore EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t off = 0; off < len;) {
+		ssize_t k = send(fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			break;
+		off += (size_t)k;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long long left = deadline - test_now_ms();
+		ssize_t k;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		if (cap - got < 4096) {
+			cap *= 2;
+			out = realloc(out, cap);
+			assert_non_null(out);
+		}
+		k = recv(fd, out + got, cap - got - 1, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	out[got] = '\0';
+	close(fd);
+	return out;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Helpers shared by the test programs: the environment ctest sets, fixture trees in mkdtemp()
+ * directories, the real xpud binary started on them, and its socket.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* The value of an environment variable ctest sets (XPUD_BIN, ...); exits 77 (skip) if unset. */
+const char *test_env(const char *name);
+
+/* Builds the embedded node @name into a new temporary directory. Fails the test on error. */
+char *test_fixture_new(const char *name);
+
+struct test_xpud {
+	pid_t pid;
+	char *root;	     /* the fixture tree (owned; removed by test_xpud_free) */
+	char *socket;	     /* <root>/run/xpud.sock */
+	char *uevent_socket; /* <root>/run/xpud-uevent.sock */
+	char *log;	     /* <root>/xpud.log: xpud's stderr */
+};
+
+/*
+ * Starts xpud on the tree @root (ownership passes) with extra arguments (NULL-terminated, may be
+ * NULL) and waits for READY=1 on a private NOTIFY_SOCKET (10 s at most). Fails the test if xpud
+ * exits or never gets ready.
+ */
+struct test_xpud *test_xpud_start(char *root, const char *const *extra_args);
+/* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). */
+int test_xpud_stop(struct test_xpud *x);
+/* Stops xpud if running, removes the tree, frees. */
+void test_xpud_free(struct test_xpud *x);
+/* Whether the xpud log contains @needle. */
+bool test_xpud_log_contains(const struct test_xpud *x, const char *needle);
+
+/* Sends a kernel-format uevent to xpud's test uevent socket. */
+void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,
+		      const char *subsystem);
+
+/* GET/POST through libxpu; returns the status, fails the test on socket errors. */
+int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret);
+
+/*
+ * Runs XPUCTL_BIN with --socket and @args (NULL-terminated). Returns its exit status and its
+ * stdout (malloc'd) in *ret_out when not NULL.
+ */
+int test_xpuctl(const char *socket, const char *const *args, char **ret_out);
+
+/* Writes a whole buffer to a new connection on @socket and returns what comes back until EOF
+ * or @timeout_ms (malloc'd, NUL-terminated). */
+char *test_raw_exchange(const char *socket, const void *data, size_t len, int timeout_ms);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+long long test_now_ms(void);

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Live inventory: devices hot-plugged, unbound, rebound and removed in a fake tree, announced
+ * with kernel-format uevents, must show up on the /v1/events stream (and in xpuctl events);
+ * a change without an event is picked up by an explicit rescan.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sim/fixture.h"
+#include "testutil.h"
+
+#define NEW_GPU "0000:e0:00.0"
+
+static const char new_gpu_json[] =
+	"{\"name\": \"extra\", \"pci\": [{\"address\": \"" NEW_GPU "\", \"vendor\": \"0x10de\","
+	" \"device\": \"0x2330\", \"subsystem_vendor\": \"0x10de\", \"subsystem_device\": "
+	"\"0x16c1\", \"class\": \"0x030200\", \"revision\": \"0xa1\", \"driver\": \"nvidia\","
+	" \"numa_node\": 1, \"local_cpulist\": \"56-111\", \"nvidia\": {\"minor\": 8, \"model\":"
+	" \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\", \"vbios\": \"96.00.da.00.0c\"}}]}";
+
+struct stream {
+	int fd;
+	char buf[1 << 20];
+	size_t len;
+};
+
+static void stream_open(struct stream *s, const char *socket_path)
+{
+	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	s->len = 0;
+	strcpy(sun.sun_path, socket_path);
+	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s->fd >= 0);
+	assert_int_equal(connect(s->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(s->fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+}
+
+/*
+ * Reads the stream until a line contains every needle (NULL-terminated), consuming it and
+ * everything before. Returns the time it took in ms; fails after 10 s.
+ */
+static long long stream_wait(struct stream *s, const char *const *needles)
+{
+	long long start = test_now_ms();
+
+	for (;;) {
+		char *nl;
+
+		while ((nl = memchr(s->buf, '\n', s->len))) {
+			bool all = true;
+
+			*nl = '\0';
+			for (size_t i = 0; needles[i]; i++)
+				all = all && strstr(s->buf, needles[i]);
+			s->len -= (size_t)(nl + 1 - s->buf);
+			memmove(s->buf, nl + 1, s->len);
+			if (all)
+				return test_now_ms() - start;
+		}
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		long long left = start + 10000 - test_now_ms();
+		ssize_t k;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			fail_msg("no event matching '%s' within 10 s", needles[0]);
+		k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len - 1, 0);
+		if (k <= 0)
+			fail_msg("event stream closed while waiting for '%s'", needles[0]);
+		s->len += (size_t)k;
+	}
+}
+
+static char *fn_dir(const struct test_xpud *x, const char *addr)
+{
+	char *p, buf[4096];
+	ssize_t n;
+
+	assert_true(asprintf(&p, "%s/sys/bus/pci/devices/%s", x->root, addr) > 0);
+	n = readlink(p, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	free(p);
+	/* "../../../devices/pci0000:xx/..." relative to sys/bus/pci/devices */
+	assert_true(asprintf(&p, "%s/sys/bus/pci/devices/%s", x->root, buf) > 0);
+	return p;
+}
+
+static void test_hotplug_events(void **state)
+{
+	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
+	static struct stream s;
+	char *err = NULL, *dir, *link, target[4096];
+	json_t *doc = NULL;
+	long long ms;
+	ssize_t n;
+
+	stream_open(&s, x->socket);
+	stream_wait(&s, (const char *const[]){ "\"type\":\"subscribed\"", NULL });
+
+	/* hot-plug */
+	assert_int_equal(fixture_build(new_gpu_json, x->root, &err), 0);
+	test_send_uevent(x, "add", "/devices/pci0000:e0/" NEW_GPU, "pci");
+	ms = stream_wait(&s, (const char *const[]){ "\"type\":\"device-added\"",
+						     "\"device_id\":\"" NEW_GPU "\"", NULL });
+	print_message("device-added seen %lld ms after the uevent\n", ms);
+	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, &doc), 200);
+	assert_string_equal(json_string_value(json_object_get(doc, "uuid")),
+			    "GPU-00000000-0000-0000-0000-0000000000e0");
+	json_decref(doc);
+
+	/* driver unbound: the device stays, unhealthy, and recovers when the driver returns */
+	dir = fn_dir(x, "0000:18:00.0");
+	assert_true(asprintf(&link, "%s/driver", dir) > 0);
+	n = readlink(link, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_int_equal(unlink(link), 0);
+	test_send_uevent(x, "unbind", "/devices/pci0000:15/0000:18:00.0", "pci");
+	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
+					       "\"device_id\":\"0000:18:00.0\"",
+					       "no kernel driver bound", NULL });
+	assert_int_equal(symlink(target, link), 0);
+	test_send_uevent(x, "bind", "/devices/pci0000:15/0000:18:00.0", "pci");
+	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
+					       "\"device_id\":\"0000:18:00.0\"",
+					       "\"state\":\"healthy\"", NULL });
+	free(link);
+	free(dir);
+
+	/* hot-unplug */
+	assert_int_equal(fixture_remove_pci(x->root, NEW_GPU), 0);
+	test_send_uevent(x, "remove", "/devices/pci0000:e0/" NEW_GPU, "pci");
+	stream_wait(&s, (const char *const[]){ "\"type\":\"device-removed\"",
+					       "\"device_id\":\"" NEW_GPU "\"", NULL });
+	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, NULL), 404);
+
+	close(s.fd);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+	free(err);
+}
+
+static void test_rescan_without_uevent(void **state)
+{
+	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
+	const char *rescan[] = { "-o", "json", "rescan", NULL };
+	char *err = NULL, *out = NULL;
+	json_t *doc = NULL;
+
+	assert_int_equal(fixture_build(new_gpu_json, x->root, &err), 0);
+	/* no uevent: the inventory cannot know yet */
+	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, NULL), 404);
+	assert_int_equal(test_xpuctl(x->socket, rescan, &out), 0);
+	doc = json_loads(out, 0, NULL);
+	assert_non_null(doc);
+	assert_int_equal(json_integer_value(json_object_get(doc, "added")), 1);
+	assert_int_equal(json_integer_value(json_object_get(doc, "devices")), 9);
+	json_decref(doc);
+	free(out);
+	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, NULL), 200);
+
+	/* and a rescan with nothing new changes nothing */
+	assert_int_equal(test_request(x, "POST", "/v1/rescan", &doc), 200);
+	assert_int_equal(json_integer_value(json_object_get(doc, "added")), 0);
+	assert_int_equal(json_integer_value(json_object_get(doc, "removed")), 0);
+	json_decref(doc);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+	free(err);
+}
+
+static void test_xpuctl_events_follows(void **state)
+{
+	struct test_xpud *x = test_xpud_start(test_fixture_new("real-h100-vm"), NULL);
+	const char *bin = test_env("XPUCTL_BIN");
+	char *err = NULL, buf[65536];
+	size_t len = 0;
+	int pipefd[2], status;
+	long long deadline;
+	pid_t pid;
+
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		execl(bin, bin, "--socket", x->socket, "-o", "json", "events", (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+
+	/* wait until xpuctl is subscribed, then plug a device */
+	deadline = test_now_ms() + 10000;
+	while (!strstr(buf, "\"subscribed\"") || len == 0) {
+		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+		ssize_t k;
+
+		assert_true(test_now_ms() < deadline);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		k = read(pipefd[0], buf + len, sizeof(buf) - len - 1);
+		assert_true(k > 0);
+		len += (size_t)k;
+		buf[len] = '\0';
+	}
+	assert_int_equal(fixture_build(new_gpu_json, x->root, &err), 0);
+	test_send_uevent(x, "add", "/devices/pci0000:e0/" NEW_GPU, "pci");
+	while (!strstr(buf, "device-added")) {
+		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+		ssize_t k;
+
+		assert_true(test_now_ms() < deadline);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		k = read(pipefd[0], buf + len, sizeof(buf) - len - 1);
+		assert_true(k > 0);
+		len += (size_t)k;
+		buf[len] = '\0';
+	}
+	assert_non_null(strstr(buf, NEW_GPU));
+
+	/* xpud stopping ends the stream, and xpuctl exits 0 */
+	assert_int_equal(test_xpud_stop(x), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(pipefd[0]);
+	test_xpud_free(x);
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hotplug_events),
+		cmocka_unit_test(test_rescan_without_uevent),
+		cmocka_unit_test(test_xpuctl_events_follows),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The inventory's change events and the whole-device slice plan and capacity. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/inventory.h"
+#include "shared/strv.h"
+
+static char events[32][64];
+static size_t n_events;
+
+static void record(const struct inventory_event *ev, void *userdata)
+{
+	assert_true(n_events < 32);
+	snprintf(events[n_events++], sizeof(events[0]), "%s %s%s%s",
+		 inventory_event_type_to_string(ev->type), ev->device->id,
+		 ev->previous ? " was " : "",
+		 ev->previous ? xpu_health_state_to_string(ev->previous->state) : "");
+}
+
+static struct xpu_device *gpu(const char *id, const char *resource)
+{
+	struct xpu_device *d = device_new();
+
+	d->id = strdup(id);
+	d->resource = strdup(resource);
+	d->memory_bytes = 1024;
+	strv_extend(&d->device_nodes, "/dev/x");
+	strv_extend(&d->env, "X=1");
+	return d;
+}
+
+static void test_events_and_capacity(void **state)
+{
+	struct inventory *inv = NULL;
+	struct device_list l = {};
+	struct inventory_stats st;
+	struct capacity_list cap;
+	const struct slice_list *sl;
+
+	assert_int_equal(inventory_new(&inv), 0);
+	inventory_set_listener(inv, record, NULL);
+
+	device_list_push(&l, gpu("b", "nvidia.com/gpu"));
+	device_list_push(&l, gpu("a", "nvidia.com/gpu"));
+	device_list_push(&l, gpu("c", "amd.com/gpu"));
+	assert_int_equal(inventory_update(inv, &l, 1, &st), 0);
+	assert_int_equal(l.n, 0);
+	assert_int_equal(st.added, 3);
+	assert_int_equal(n_events, 3);
+	assert_string_equal(events[0], "device-added a");
+	assert_string_equal(events[2], "device-added c");
+
+	sl = inventory_slices(inv);
+	assert_int_equal(sl->n, 3);
+	assert_string_equal(sl->items[0]->resource, "nvidia.com/gpu");
+	assert_true(sl->items[0]->compute_fraction == 1.0);
+	assert_false(sl->items[0]->shared);
+	assert_string_equal(sl->items[0]->device_nodes[0], "/dev/x");
+	assert_string_equal(sl->items[0]->env[0], "X=1");
+
+	/* b goes unhealthy, c disappears, d appears, a changes its model */
+	n_events = 0;
+	device_list_push(&l, gpu("a", "nvidia.com/gpu"));
+	l.items[0]->model = strdup("new");
+	device_list_push(&l, gpu("b", "nvidia.com/gpu"));
+	device_set_unhealthy(l.items[1], "fell off the bus");
+	device_list_push(&l, gpu("d", "nvidia.com/gpu"));
+	assert_int_equal(inventory_update(inv, &l, 2, &st), 0);
+	assert_int_equal(st.added, 1);
+	assert_int_equal(st.removed, 1);
+	assert_int_equal(st.changed, 2);
+	assert_int_equal(n_events, 4);
+	assert_string_equal(events[0], "device-changed a");
+	assert_string_equal(events[1], "health-changed b was healthy");
+	assert_string_equal(events[2], "device-removed c");
+	assert_string_equal(events[3], "device-added d");
+
+	assert_int_equal(plan_capacity(inventory_devices(inv), inventory_slices(inv), &cap), 0);
+	assert_int_equal(cap.n, 1);
+	assert_string_equal(cap.items[0].resource, "nvidia.com/gpu");
+	assert_int_equal(cap.items[0].total, 3);
+	assert_int_equal(cap.items[0].healthy, 2);
+	assert_int_equal(cap.items[0].allocatable, 2);
+	capacity_list_clear(&cap);
+
+	/* the same list again: no events */
+	n_events = 0;
+	device_list_push(&l, gpu("a", "nvidia.com/gpu"));
+	l.items[0]->model = strdup("new");
+	device_list_push(&l, gpu("b", "nvidia.com/gpu"));
+	device_set_unhealthy(l.items[1], "fell off the bus");
+	device_list_push(&l, gpu("d", "nvidia.com/gpu"));
+	assert_int_equal(inventory_update(inv, &l, 3, &st), 0);
+	assert_int_equal(n_events, 0);
+
+	/* recovery through set_health */
+	assert_int_equal(inventory_set_health(inv, "b",
+					      &(struct xpu_health){ XPU_HEALTH_HEALTHY, NULL }, 4),
+			 0);
+	assert_int_equal(n_events, 1);
+	assert_string_equal(events[0], "health-changed b was unhealthy");
+	assert_int_equal(inventory_set_health(inv, "zz",
+					      &(struct xpu_health){ XPU_HEALTH_HEALTHY, NULL }, 4),
+			 -ENOENT);
+	assert_true(inventory_last_seq(inv) == 8);
+	inventory_free(inv);
+}
+
+static void test_find(void **state)
+{
+	struct inventory *inv = NULL;
+	struct device_list l = {};
+	struct xpu_device *d = gpu("0000:18:00.0", "nvidia.com/gpu");
+
+	d->has_pci = true;
+	strcpy(d->pci.address, "0000:18:00.0");
+	d->uuid = strdup("GPU-abc");
+	device_list_push(&l, d);
+	assert_int_equal(inventory_new(&inv), 0);
+	assert_int_equal(inventory_update(inv, &l, 1, NULL), 0);
+	assert_non_null(inventory_find(inv, "0000:18:00.0"));
+	assert_non_null(inventory_find(inv, "18:00.0"));
+	assert_non_null(inventory_find(inv, "GPU-abc"));
+	assert_null(inventory_find(inv, "19:00.0"));
+	assert_null(inventory_find(inv, ""));
+	inventory_free(inv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_events_and_capacity),
+		cmocka_unit_test(test_find),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
