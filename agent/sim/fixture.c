@@ -1087,7 +1087,7 @@ static int build_nvidia_gpu(struct fixture *fx, const struct pci_function *f, js
 	if (r >= 0)
 		r = get_string(fx, obj, sub, "uuid", !partial, &uuid);
 	if (r >= 0)
-		r = get_string(fx, obj, sub, "vbios", !partial, &vbios);
+		r = get_string(fx, obj, sub, "vbios", false, &vbios);
 	if (r >= 0)
 		r = get_string(fx, obj, sub, "firmware", false, &firmware);
 	if (r >= 0)
@@ -1127,7 +1127,7 @@ static int build_nvidia_gpu(struct fixture *fx, const struct pci_function *f, js
 		     "Device Minor: \t %d\n"
 		     "GPU Firmware: \t %s\n"
 		     "GPU Excluded:\t %s\n",
-		     model, irq, uuid, vbios, f->address, minor, firmware ?: fx->driver_version ?: "N/A",
+		     model, irq, uuid, vbios ?: "N/A", f->address, minor, firmware ?: fx->driver_version ?: "N/A",
 		     json_is_true(excluded) ? "Yes" : "No");
 	if (r >= 0)
 		r = fx_write(fx, node, "", 0);

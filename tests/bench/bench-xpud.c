@@ -241,7 +241,7 @@ static char *many_gpus_json(int n)
 		len += (size_t)snprintf(s + len, cap - len,
 					"%s{\"address\":\"%04x:%02x:00.0\",\"nvidia\":{\"minor\":%d,"
 					"\"model\":\"NVIDIA H100 80GB HBM3\",\"uuid\":"
-					"\"GPU-%08x-0000-0000-0000-000000000000\",\"vbios\":\"1\"}}",
+					"\"GPU-%08x-0000-0000-0000-000000000000\"}}",
 					i ? "," : "", 1 + i / 256, i % 256, i % 255, i);
 	snprintf(s + len, cap - len, "]}");
 	return s;
@@ -340,7 +340,7 @@ static double uevent_latency_ms(const char *root, const char *sock, int i)
 	snprintf(json, sizeof(json),
 		 "{\"name\":\"x\",\"pci\":[{\"address\":\"%s\",\"vendor\":\"0x10de\",\"device\":"
 		 "\"0x2330\",\"class\":\"0x030200\",\"driver\":\"nvidia\",\"nvidia\":{\"minor\":"
-		 "%d,\"model\":\"NVIDIA H100 80GB HBM3\",\"uuid\":\"GPU-1\",\"vbios\":\"1\"}}]}",
+		 "%d,\"model\":\"NVIDIA H100 80GB HBM3\",\"uuid\":\"GPU-1\"}}]}",
 		 addr, 100 + i % 16);
 	if (fixture_build(json, root, &err) < 0)
 		die("fixture");

@@ -31,7 +31,7 @@ static const char new_gpu_json[] =
 	" \"device\": \"0x2330\", \"subsystem_vendor\": \"0x10de\", \"subsystem_device\": "
 	"\"0x16c1\", \"class\": \"0x030200\", \"revision\": \"0xa1\", \"driver\": \"nvidia\","
 	" \"numa_node\": 1, \"local_cpulist\": \"56-111\", \"nvidia\": {\"minor\": 8, \"model\":"
-	" \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\", \"vbios\": \"96.00.da.00.0c\"}}]}";
+	" \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\"}}]}";
 
 struct stream {
 	int fd;

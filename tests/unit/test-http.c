@@ -34,7 +34,7 @@ struct fixture {
 
 	/* What the handler saw and did. */
 	unsigned n_requests;
-	char *last_method, *last_path, *last_query, *last_body, *last_content_type;
+	char *last_method, *last_path, *last_query, *last_body, *last_content_type, *last_accept;
 	struct ucred last_cred;
 	int last_reply_r;
 	struct http_conn *pending; /* "/async": not answered yet */
@@ -85,6 +85,7 @@ static int handler(struct http_conn *c, const struct http_request *req, void *us
 	replace_str(&f->last_query, req->query);
 	replace_str(&f->last_body, req->body);
 	replace_str(&f->last_content_type, req->content_type);
+	replace_str(&f->last_accept, req->accept);
 	f->last_cred = req->cred;
 
 	if (streq(req->path, "/stream")) {
@@ -175,6 +176,7 @@ static int teardown(void **state)
 	free(f->last_query);
 	free(f->last_body);
 	free(f->last_content_type);
+	free(f->last_accept);
 	free(f);
 	return 0;
 }
@@ -401,7 +403,10 @@ static void test_get(void **state)
 	int fd = client_connect(f);
 	struct response r;
 
-	exchange(f, fd, "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n", &r);
+	exchange(f, fd,
+		 "GET /hello HTTP/1.1\r\nHost: localhost\r\nAccept: text/plain \r\n"
+		 "accept: application/json\r\n\r\n",
+		 &r);
 	assert_int_equal(r.status, 200);
 	assert_true(strncmp(r.head, "HTTP/1.1 200 OK\r\n", 17) == 0);
 	assert_string_equal(response_header(&r, "Content-Type"), "text/plain");
@@ -411,6 +416,8 @@ static void test_get(void **state)
 	assert_string_equal(f->last_method, "GET");
 	assert_null(f->last_query);
 	assert_null(f->last_body);
+	assert_null(f->last_content_type);
+	assert_string_equal(f->last_accept, "text/plain, application/json");
 	response_done(&r);
 
 	/* Extra headers, a status other than 200, and a status without a body. */
@@ -449,6 +456,10 @@ static void test_connection_close(void **state)
 	const char *requests[] = {
 		"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
 		"GET /a HTTP/1.0\r\n\r\n",
+		/* Another protocol would follow: answered, then closed. */
+		"GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz",
+		/* A client that shuts down its side after asking still gets the answer. */
+		"GET /a HTTP/1.1\r\n\r\n",
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(requests); i++) {
@@ -457,10 +468,13 @@ static void test_connection_close(void **state)
 		struct response r;
 
 		client_send_str(f, fd, requests[i]);
+		if (i == 3)
+			assert_int_equal(shutdown(fd, SHUT_WR), 0);
 		wait_eof(f, fd, &b);
 		assert_int_equal(response_parse(b.data, b.len, false, &r), b.len);
 		assert_int_equal(r.status, 200);
-		assert_string_equal(response_header(&r, "Connection"), "close");
+		if (i < 3) /* the half-close may be noticed only after answering */
+			assert_string_equal(response_header(&r, "Connection"), "close");
 		assert_string_equal(r.body, "GET /a");
 		response_done(&r);
 		cbuf_done(&b);
@@ -477,6 +491,18 @@ static void test_connection_close(void **state)
 	exchange(f, fd, "GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r);
 	assert_string_equal(r.body, "GET /c");
 	response_done(&r);
+	close(fd);
+
+	/* Half a request, then the client shuts down its side: closed without an answer. */
+	fd = client_connect(f);
+	struct cbuf b = {};
+
+	client_send_str(f, fd, "GET /d HTTP/1.1\r\nHost:");
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	wait_eof(f, fd, &b);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(f->n_requests, 6);
+	cbuf_done(&b);
 	close(fd);
 }
 
@@ -599,6 +625,8 @@ static void test_malformed(void **state)
 		"GET /x HTTP/1.1 trailing\r\n\r\n",
 		"GET /x HTTP/1.1\r\nNo colon here\r\n\r\n",
 		"GET x HTTP/1.1\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\n\r\n",
+		"CONNECT localhost:443 HTTP/1.1\r\n\r\n",
 		"GET /a%00b HTTP/1.1\r\n\r\n",
 		"GET /a%zz HTTP/1.1\r\n\r\n",
 		"GET /a%4 HTTP/1.1\r\n\r\n",
@@ -899,37 +927,52 @@ static void stream_open(struct fixture *f, int fd, struct cbuf *b)
 static void test_stream(void **state)
 {
 	struct fixture *f = *state;
-	int fd = client_connect(f);
-	struct cbuf b = {};
-	char text[256];
 
-	stream_open(f, fd, &b);
-	assert_int_equal(http_conn_stream_send(f->stream, "hello ", 6), 0);
-	assert_int_equal(http_conn_stream_send(f->stream, "", 0), 0);
-	assert_int_equal(http_conn_stream_send(f->stream, "world", 5), 0);
-	/* Input on a stream is ignored. */
-	client_send_str(f, fd, "ignored");
-	for (unsigned i = 0; i < WAIT_ITERATIONS; i++) {
-		pump(f, 10 * MSEC);
-		client_read(fd, &b);
-		parse_chunked(&b, text, sizeof(text));
-		if (streq(text, "hello world"))
-			break;
+	/* The client hangs up by shutting down its side, or by closing the socket. */
+	for (unsigned mode = 0; mode < 2; mode++) {
+		int fd = client_connect(f);
+		struct cbuf b = {};
+		char text[256];
+
+		stream_open(f, fd, &b);
+		/* Input on a stream is read and ignored. */
+		client_send_str(f, fd, "ignored input");
+		for (unsigned i = 0; i < 10; i++)
+			pump(f, 0);
+		assert_int_equal(http_conn_stream_send(f->stream, "hello ", 6), 0);
+		assert_int_equal(http_conn_stream_send(f->stream, "", 0), 0);
+		assert_int_equal(http_conn_stream_send(f->stream, "world", 5), 0);
+		for (unsigned i = 0; i < WAIT_ITERATIONS; i++) {
+			pump(f, 10 * MSEC);
+			client_read(fd, &b);
+			parse_chunked(&b, text, sizeof(text));
+			if (streq(text, "hello world"))
+				break;
+		}
+		assert_string_equal(text, "hello world");
+		assert_false(b.eof);
+		assert_int_equal(f->n_on_close, mode);
+
+		/* on_close fires exactly once. */
+		if (mode == 0)
+			assert_int_equal(shutdown(fd, SHUT_WR), 0);
+		else
+			close(fd);
+		for (unsigned i = 0; i < WAIT_ITERATIONS && f->stream; i++)
+			pump(f, 10 * MSEC);
+		assert_int_equal(f->n_on_close, mode + 1);
+		assert_null(f->stream);
+		assert_int_equal(http_server_n_connections(f->server), 0);
+		for (unsigned i = 0; i < 5; i++)
+			pump(f, 0);
+		assert_int_equal(f->n_on_close, mode + 1);
+		if (mode == 0) {
+			client_read(fd, &b);
+			assert_true(b.eof);
+			close(fd);
+		}
+		cbuf_done(&b);
 	}
-	assert_string_equal(text, "hello world");
-	assert_int_equal(f->n_on_close, 0);
-
-	/* The client hangs up: on_close fires exactly once. */
-	close(fd);
-	for (unsigned i = 0; i < WAIT_ITERATIONS && f->n_on_close == 0; i++)
-		pump(f, 10 * MSEC);
-	assert_int_equal(f->n_on_close, 1);
-	assert_null(f->stream);
-	assert_int_equal(http_server_n_connections(f->server), 0);
-	for (unsigned i = 0; i < 5; i++)
-		pump(f, 0);
-	assert_int_equal(f->n_on_close, 1);
-	cbuf_done(&b);
 }
 
 static void test_stream_end(void **state)
