@@ -19,10 +19,31 @@ struct stream {
 	struct stream *next;
 };
 
+enum cached_doc {
+	CACHED_DEVICES,
+	CACHED_SLICES,
+	CACHED_CAPACITY,
+	CACHED_HEALTH,
+	_CACHED_MAX,
+};
+
+/*
+ * Serialised documents, reused until the inventory changes. Every visible change emits an
+ * event (and so bumps the sequence number) or is a new generation, so the pair is the key.
+ * Schedulers poll these endpoints; this keeps a poll at the cost of a socket write.
+ */
+struct cache_entry {
+	char *body;
+	size_t len;
+	uint64_t seq;
+	uint64_t generation;
+};
+
 struct api {
 	struct api_context ctx;
 	struct stream *streams;
 	size_t n_streams;
+	struct cache_entry cache[_CACHED_MAX];
 };
 
 int api_new(const struct api_context *ctx, struct api **ret)
@@ -51,6 +72,8 @@ struct api *api_free(struct api *a)
 {
 	if (!a)
 		return NULL;
+	for (size_t i = 0; i < _CACHED_MAX; i++)
+		free(a->cache[i].body);
 	while (a->streams) {
 		struct stream *s = a->streams;
 		struct http_conn *c = s->conn;
@@ -229,34 +252,70 @@ static const struct route *route_find(const char *path, const char **ret_arg)
 	return NULL;
 }
 
-static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg)
+static json_t *build_doc(struct api *a, enum cached_doc which)
 {
 	const struct device_list *devs = inventory_devices(a->ctx.inventory);
-	const struct xpu_device *d;
 	struct capacity_list cap;
 	json_t *doc;
-	int r;
+
+	switch (which) {
+	case CACHED_DEVICES:
+		return view_devices(devs);
+	case CACHED_SLICES:
+		return view_slices(devs, inventory_slices(a->ctx.inventory));
+	case CACHED_CAPACITY:
+		if (plan_capacity(devs, inventory_slices(a->ctx.inventory), &cap) < 0)
+			return NULL;
+		doc = view_capacity(&cap);
+		capacity_list_clear(&cap);
+		return doc;
+	case CACHED_HEALTH:
+		return view_health(devs);
+	default:
+		return NULL;
+	}
+}
+
+static int reply_cached(struct api *a, struct http_conn *c, enum cached_doc which)
+{
+	struct cache_entry *e = &a->cache[which];
+	uint64_t seq = inventory_last_seq(a->ctx.inventory);
+	uint64_t gen = inventory_generation(a->ctx.inventory);
+
+	if (!e->body || e->seq != seq || e->generation != gen) {
+		json_t *doc = build_doc(a, which);
+		char *body;
+
+		if (!doc)
+			return -ENOMEM;
+		body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(doc);
+		if (!body)
+			return -ENOMEM;
+		free(e->body);
+		*e = (struct cache_entry){ body, strlen(body), seq, gen };
+	}
+	return http_conn_reply(c, 200, "application/json", NULL, e->body, e->len);
+}
+
+static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg)
+{
+	const struct xpu_device *d;
 
 	switch (rt->id) {
 	case ROUTE_DEVICES:
-		return reply_json(c, 200, view_devices(devs), NULL);
+		return reply_cached(a, c, CACHED_DEVICES);
 	case ROUTE_DEVICE:
 		d = inventory_find(a->ctx.inventory, arg);
 		if (!d)
 			return reply_error(c, 404, "not-found", "no device '%s'", arg);
 		return reply_json(c, 200, view_device(d), NULL);
 	case ROUTE_SLICES:
-		return reply_json(c, 200, view_slices(devs, inventory_slices(a->ctx.inventory)),
-				  NULL);
+		return reply_cached(a, c, CACHED_SLICES);
 	case ROUTE_CAPACITY:
-		r = plan_capacity(devs, inventory_slices(a->ctx.inventory), &cap);
-		if (r < 0)
-			return r;
-		doc = view_capacity(&cap);
-		capacity_list_clear(&cap);
-		return reply_json(c, 200, doc, NULL);
+		return reply_cached(a, c, CACHED_CAPACITY);
 	case ROUTE_HEALTH:
-		return reply_json(c, 200, view_health(devs), NULL);
+		return reply_cached(a, c, CACHED_HEALTH);
 	case ROUTE_VERSION:
 		return reply_json(c, 200,
 				  json_pack("{s:s, s:s, s:s, s:I, s:o}", "version", XPU_VERSION,

@@ -1049,7 +1049,6 @@ static int conn_defer_handler(sd_event_source *source, void *userdata)
 static int server_add_conn(struct http_server *s, int fd)
 {
 	_cleanup_close_ int fd_owned = fd;
-	_cleanup_(conn_unrefp) struct http_conn *ref = NULL;
 	struct http_conn *c;
 	socklen_t len = sizeof(c->cred);
 	bool overflow = s->n_conns >= s->limits.max_connections;
@@ -1088,7 +1087,6 @@ static int server_add_conn(struct http_server *s, int fd)
 		s->n_conns++;
 
 	/* From here on, conn_close() undoes everything. */
-	ref = conn_ref(c);
 	r = sd_event_add_io(s->event, &c->io_source, c->fd, EPOLLIN, conn_io_handler, c);
 	if (r >= 0)
 		r = sd_event_add_time(s->event, &c->timer_source, CLOCK_MONOTONIC,

@@ -58,7 +58,7 @@ static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render,
 	struct dirent *de;
 	int fd;
 
-	fd = openat(fnfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = fcntl(fnfd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0)
 		return -errno;
 	d = fdopendir(fd);
@@ -106,12 +106,24 @@ static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render,
 	return 0;
 }
 
-/* "Device Minor: \t 0" and friends from /proc/driver/nvidia/gpus/<addr>/information. */
-static int nvidia_proc_info(const struct xpu_host *host, const char *addr, const char *key,
-			    char **ret)
+/* What the NVIDIA driver says of one GPU in /proc/driver/nvidia/gpus/<addr>/information. */
+struct nvidia_info {
+	char *model;
+	char *uuid;
+	int minor; /* -1 when missing or invalid */
+};
+
+static void nvidia_info_done(struct nvidia_info *i)
+{
+	free(i->model);
+	free(i->uuid);
+}
+
+/* Reads the file once; fields it lacks stay NULL / -1. Returns 0, -ENOMEM, or -errno. */
+static int nvidia_info_read(const struct xpu_host *host, const char *addr, struct nvidia_info *ret)
 {
 	_cleanup_free_ char *path = NULL, *text = NULL;
-	size_t k = strlen(key);
+	struct nvidia_info info = { .minor = -1 };
 	char *line, *save = NULL;
 	int r;
 
@@ -123,22 +135,32 @@ static int nvidia_proc_info(const struct xpu_host *host, const char *addr, const
 	if (r < 0)
 		return r;
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *v;
+		char *colon = strchr(line, ':'), *v;
+		unsigned minor;
 
-		if (strncmp(line, key, k) != 0 || line[k] != ':')
+		if (!colon)
 			continue;
-		v = line + k + 1;
-		v += strspn(v, " \t");
+		*colon = '\0';
+		v = colon + 1 + strspn(colon + 1, " \t");
 		strstrip_trailing(v);
 		if (!string_is_printable(v))
-			return -EBADMSG;
-		v = strdup(v);
-		if (!v)
-			return -ENOMEM;
-		*ret = v;
-		return 0;
+			continue;
+		if (streq(line, "Model") && !info.model) {
+			if (!(info.model = strdup(v)))
+				goto oom;
+		} else if (streq(line, "GPU UUID") && !info.uuid && strncmp(v, "GPU-", 4) == 0) {
+			if (!(info.uuid = strdup(v)))
+				goto oom;
+		} else if (streq(line, "Device Minor") && safe_atou(v, &minor) >= 0 &&
+			   minor <= 254) {
+			info.minor = (int)minor;
+		}
 	}
-	return -ENXIO;
+	*ret = info;
+	return 0;
+oom:
+	nvidia_info_done(&info);
+	return -ENOMEM;
 }
 
 static int add_dev_node(struct xpu_device *d, const char *devname)
@@ -167,25 +189,22 @@ static int add_dev_node_if_present(const struct xpu_host *host, struct xpu_devic
  * Driver conventions for nodes that sysfs does not list (NVIDIA's, AMD's /dev/kfd). A driver
  * whose nodes cannot be determined leaves the list short; evaluate_health() then says so.
  */
-static int driver_nodes(const struct xpu_host *host, struct xpu_device *d)
+static int driver_nodes(const struct xpu_host *host, struct xpu_device *d,
+			const struct nvidia_info *nv)
 {
 	int r;
 
 	if (streq_ptr(d->driver, "nvidia")) {
-		_cleanup_free_ char *minor_s = NULL, *node = NULL;
-		unsigned minor;
+		_cleanup_free_ char *node = NULL;
 
-		r = nvidia_proc_info(host, d->id, "Device Minor", &minor_s);
-		if (r == -ENOMEM)
-			return r;
-		if (r < 0 || safe_atou(minor_s, &minor) < 0 || minor > 254) {
-			log_device_full_errno(LOG_WARNING, r < 0 ? r : -EINVAL, d->id, d->id,
+		if (!nv || nv->minor < 0) {
+			log_device_full_errno(LOG_WARNING, EINVAL, d->id, d->id,
 					      "No valid device minor in /proc/driver/nvidia/gpus/"
 					      "%s/information, ignoring.",
 					      d->id);
 			return 0;
 		}
-		if (asprintf(&node, "nvidia%u", minor) < 0)
+		if (asprintf(&node, "nvidia%d", nv->minor) < 0)
 			return -ENOMEM;
 		r = add_dev_node(d, node);
 		if (r < 0)
@@ -205,9 +224,9 @@ static int driver_nodes(const struct xpu_host *host, struct xpu_device *d)
 
 /* Fills vendor-convention fields: names, UUID, environment, default resource. */
 static int describe_vendor(const struct xpu_host *host, int fnfd, const struct pci_ident *ident,
-			   struct xpu_device *d)
+			   const struct nvidia_info *nv, struct xpu_device *d)
 {
-	_cleanup_free_ char *model = NULL, *uuid = NULL;
+	_cleanup_free_ char *model = NULL;
 	const char *vname = pci_vendor_name(ident->vendor_id);
 	int r;
 
@@ -219,15 +238,11 @@ static int describe_vendor(const struct xpu_host *host, int fnfd, const struct p
 		return -ENOMEM;
 
 	/* The driver's own name for the part beats our table. */
-	if (streq_ptr(d->driver, "nvidia")) {
-		r = nvidia_proc_info(host, d->id, "Model", &model);
-		if (r == -ENOMEM)
-			return r;
-		r = nvidia_proc_info(host, d->id, "GPU UUID", &uuid);
-		if (r == -ENOMEM)
-			return r;
-		if (uuid && strncmp(uuid, "GPU-", 4) == 0)
-			d->uuid = TAKE_PTR(uuid);
+	if (nv) {
+		if (nv->model && !(model = strdup(nv->model)))
+			return -ENOMEM;
+		if (nv->uuid && !(d->uuid = strdup(nv->uuid)))
+			return -ENOMEM;
 	} else if (streq_ptr(d->driver, "amdgpu")) {
 		r = read_attr_at(fnfd, "product_name", 256, &model);
 		if (r < 0 && r != -ENOENT)
@@ -404,7 +419,8 @@ static int evaluate_health(const struct xpu_host *host, int fnfd, struct xpu_dev
 	return 0;
 }
 
-static int device_nodes_for(const struct xpu_host *host, struct xpu_device *d, char **devnames)
+static int device_nodes_for(const struct xpu_host *host, struct xpu_device *d, char **devnames,
+			    const struct nvidia_info *nv)
 {
 	int r;
 
@@ -413,7 +429,70 @@ static int device_nodes_for(const struct xpu_host *host, struct xpu_device *d, c
 		if (r < 0)
 			return r;
 	}
-	return driver_nodes(host, d);
+	return driver_nodes(host, d, nv);
+}
+
+/* The ids and driver the kernel reports in a function's uevent file, all in one read. */
+struct fn_uevent {
+	uint32_t vendor_id, device_id, class_code;
+	uint32_t subsystem_vendor_id, subsystem_device_id;
+	bool has_subsystem;
+	char *driver; /* NULL: no driver bound */
+};
+
+static int parse_id_pair(const char *s, uint32_t *ret_a, uint32_t *ret_b)
+{
+	char a[5], b[5];
+
+	if (strlen(s) != 9 || s[4] != ':')
+		return -EINVAL;
+	memcpy(a, s, 4);
+	a[4] = '\0';
+	memcpy(b, s + 5, 5);
+	if (parse_hex_id(a, 0xffff, ret_a) < 0 || parse_hex_id(b, 0xffff, ret_b) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static void fn_uevent_done(struct fn_uevent *u)
+{
+	free(u->driver);
+}
+
+/*
+ * Reads <fn>/uevent: PCI_ID, PCI_CLASS, PCI_SUBSYS_ID and DRIVER. Returns 0 when PCI_ID and
+ * PCI_CLASS are present and valid, -ENODATA when the file lacks them (the caller then reads
+ * the single-value attributes), -ENOMEM, or -errno.
+ */
+static int read_fn_uevent(int fnfd, struct fn_uevent *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	struct fn_uevent u = {};
+	bool have_id = false, have_class = false;
+	char *line, *save = NULL;
+	int r;
+
+	r = read_attr_at(fnfd, "uevent", 0, &text);
+	if (r < 0)
+		return r;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "PCI_ID=", 7) == 0)
+			have_id = parse_id_pair(line + 7, &u.vendor_id, &u.device_id) >= 0;
+		else if (strncmp(line, "PCI_CLASS=", 10) == 0)
+			have_class = parse_hex_id(line + 10, 0xffffff, &u.class_code) >= 0;
+		else if (strncmp(line, "PCI_SUBSYS_ID=", 14) == 0)
+			u.has_subsystem = parse_id_pair(line + 14, &u.subsystem_vendor_id,
+							&u.subsystem_device_id) >= 0;
+		else if (strncmp(line, "DRIVER=", 7) == 0 && string_is_printable(line + 7) &&
+			 !strchr(line + 7, '/') && !u.driver && !(u.driver = strdup(line + 7)))
+			return -ENOMEM;
+	}
+	if (!have_id || !have_class) {
+		free(u.driver);
+		return -ENODATA;
+	}
+	*ret = u;
+	return 0;
 }
 
 /*
@@ -424,9 +503,12 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 			 struct xpu_device **ret)
 {
 	_cleanup_(device_freep) struct xpu_device *d = NULL;
+	_cleanup_(nvidia_info_done) struct nvidia_info nv = { .minor = -1 };
 	_cleanup_strv_free_ char **devnames = NULL;
 	_cleanup_close_ int fnfd = -EBADF;
+	_cleanup_(fn_uevent_done) struct fn_uevent ue = {};
 	struct pci_ident ident = {};
+	bool has_nv = false, from_uevent;
 	char addr[13];
 	uint32_t v;
 	int kind, r;
@@ -439,15 +521,45 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 		log_debug("PCI function %s vanished during the scan, skipping.", name);
 		return 0;
 	}
-	if (read_id(host, fnfd, addr, "vendor", 0xffff, &v, true) < 0)
-		return 0;
-	ident.vendor_id = (uint16_t)v;
-	if (read_id(host, fnfd, addr, "device", 0xffff, &v, true) < 0)
-		return 0;
-	ident.device_id = (uint16_t)v;
-	if (read_id(host, fnfd, addr, "class", 0xffffff, &ident.class_code, true) < 0)
-		return 0;
+	/*
+	 * The uevent file carries ids, class and driver in one read; the single-value files are
+	 * the fallback (and name the culprit when something is malformed).
+	 */
+	r = read_fn_uevent(fnfd, &ue);
+	if (r == -ENOMEM)
+		return r;
+	from_uevent = r >= 0;
+	if (from_uevent) {
+		ident.vendor_id = (uint16_t)ue.vendor_id;
+		ident.device_id = (uint16_t)ue.device_id;
+		ident.class_code = ue.class_code;
+	} else {
+		if (r != -ENOENT && r != -ENODATA)
+			warn_attr(host, addr, "uevent", r);
+		if (read_id(host, fnfd, addr, "vendor", 0xffff, &v, true) < 0)
+			return 0;
+		ident.vendor_id = (uint16_t)v;
+		if (read_id(host, fnfd, addr, "device", 0xffff, &v, true) < 0)
+			return 0;
+		ident.device_id = (uint16_t)v;
+		if (read_id(host, fnfd, addr, "class", 0xffffff, &ident.class_code, true) < 0)
+			return 0;
+	}
 
+	/*
+	 * Most functions on a big node are NICs, NVMe drives and bridges: classify them from the
+	 * ids alone. Only where a render or accel node could change the answer (see
+	 * pci_classify()) is the function's directory walked first; accelerators need their nodes
+	 * anyway.
+	 */
+	kind = pci_classify(&ident);
+	if (kind < 0) {
+		struct pci_ident with_nodes = ident;
+
+		with_nodes.has_render_node = with_nodes.has_accel_node = true;
+		if (pci_classify(&with_nodes) < 0)
+			return 0;
+	}
 	r = collect_class_nodes(fnfd, &devnames, &ident.has_render_node, &ident.has_accel_node);
 	if (r == -ENOMEM)
 		return r;
@@ -464,16 +576,25 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 	d->pci.vendor_id = ident.vendor_id;
 	d->pci.device_id = ident.device_id;
 	d->pci.class_code = ident.class_code;
-	if (read_id(host, fnfd, addr, "subsystem_vendor", 0xffff, &v, false) >= 0)
-		d->pci.subsystem_vendor_id = (uint16_t)v;
-	if (read_id(host, fnfd, addr, "subsystem_device", 0xffff, &v, false) >= 0)
-		d->pci.subsystem_device_id = (uint16_t)v;
+	if (ue.has_subsystem) {
+		d->pci.subsystem_vendor_id = (uint16_t)ue.subsystem_vendor_id;
+		d->pci.subsystem_device_id = (uint16_t)ue.subsystem_device_id;
+	} else {
+		if (read_id(host, fnfd, addr, "subsystem_vendor", 0xffff, &v, false) >= 0)
+			d->pci.subsystem_vendor_id = (uint16_t)v;
+		if (read_id(host, fnfd, addr, "subsystem_device", 0xffff, &v, false) >= 0)
+			d->pci.subsystem_device_id = (uint16_t)v;
+	}
 	if (read_id(host, fnfd, addr, "revision", 0xff, &v, false) >= 0)
 		d->pci.revision = (uint8_t)v;
 
-	r = readlink_basename_at(fnfd, "driver", &d->driver);
-	if (r == -ENOMEM)
-		return r;
+	if (from_uevent) {
+		d->driver = TAKE_PTR(ue.driver);
+	} else {
+		r = readlink_basename_at(fnfd, "driver", &d->driver);
+		if (r == -ENOMEM)
+			return r;
+	}
 
 	r = read_attr_int_at(fnfd, "numa_node", &d->numa_node);
 	if (r < 0) {
@@ -506,13 +627,19 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 			d->memory_bytes = 0;
 	}
 
-	r = describe_vendor(host, fnfd, &ident, d);
+	if (streq_ptr(d->driver, "nvidia")) {
+		r = nvidia_info_read(host, addr, &nv);
+		if (r == -ENOMEM)
+			return r;
+		has_nv = r >= 0;
+	}
+	r = describe_vendor(host, fnfd, &ident, has_nv ? &nv : NULL, d);
 	if (r < 0)
 		return r;
 	r = read_topology(host, d);
 	if (r < 0)
 		return r;
-	r = device_nodes_for(host, d, devnames);
+	r = device_nodes_for(host, d, devnames, has_nv ? &nv : NULL);
 	if (r < 0)
 		return r;
 	r = evaluate_health(host, fnfd, d);

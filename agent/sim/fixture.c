@@ -1464,7 +1464,8 @@ static void fx_done(struct fixture *fx)
 /* One walk over the whole description: validates, and writes unless fx->root is closed. */
 static int fx_run(struct fixture *fx, json_t *doc)
 {
-	json_t *numa_nodes, *chr, *blk, *drv, *dev, *defaults, *templates, *pci, *raw_files, *e;
+	json_t *numa_nodes = NULL, *chr = NULL, *blk = NULL, *drv = NULL, *dev = NULL, *defaults = NULL,
+	       *templates = NULL, *pci = NULL, *raw_files = NULL, *e = NULL;
 	const char *name = NULL, *summary = NULL, *key;
 	size_t i;
 	int r;
@@ -1857,4 +1858,87 @@ int fixture_remove_pci(const char *dir, const char *address)
 	if (!full)
 		return -ENOMEM;
 	return fixture_destroy(full);
+}
+
+int fixture_set_driver(const char *dir, const char *address, const char *driver)
+{
+	_cleanup_free_ char *fn = NULL, *link = NULL, *uevent = NULL, *text = NULL, *old = NULL,
+			    *back = NULL, *target = NULL, *out = NULL;
+	char canon[13], resolved[PATH_MAX], root[PATH_MAX];
+	size_t depth = 0;
+	FILE *f;
+	size_t size;
+	int r;
+
+	if (parse_pci_address(address, canon) < 0 ||
+	    (driver && (!string_is_printable(driver) || strchr(driver, '/'))))
+		return -EINVAL;
+	fn = pathf("%s/sys/bus/pci/devices/%s", dir, canon);
+	if (!fn)
+		return -ENOMEM;
+	if (!realpath(fn, resolved) || !realpath(dir, root))
+		return -errno;
+	link = pathf("%s/driver", resolved);
+	uevent = pathf("%s/uevent", resolved);
+	if (!link || !uevent)
+		return -ENOMEM;
+
+	/* Unbind: the driver's link, its link back, and the DRIVER= line all go. */
+	if (readlink_basename_at(AT_FDCWD, link, &old) >= 0) {
+		back = pathf("%s/sys/bus/pci/drivers/%s/%s", dir, old, canon);
+		if (!back)
+			return -ENOMEM;
+		(void)unlink(back);
+		if (unlink(link) < 0)
+			return -errno;
+	}
+	r = read_attr_at(AT_FDCWD, uevent, 0, &text);
+	if (r < 0)
+		return r;
+	f = open_memstream(&out, &size);
+	if (!f)
+		return -ENOMEM;
+	if (driver)
+		fprintf(f, "DRIVER=%s\n", driver);
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (strncmp(line, "DRIVER=", 7) != 0)
+			fprintf(f, "%s\n", line);
+	}
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	f = fopen(uevent, "we");
+	if (!f)
+		return -errno;
+	fputs(out, f);
+	if (fclose(f) != 0)
+		return -EIO;
+	if (!driver)
+		return 0;
+
+	/* Bind: a relative link up to sys/ and down to the driver, as the kernel spells it. */
+	if (strncmp(resolved, root, strlen(root)) != 0)
+		return -EINVAL;
+	for (const char *p = resolved + strlen(root) + strlen("/sys/"); *p; p++)
+		depth += *p == '/';
+	depth++;
+	{
+		_cleanup_free_ char *up = calloc(depth * 3 + 1, 1), *drvdir = NULL;
+
+		if (!up)
+			return -ENOMEM;
+		for (size_t i = 0; i < depth; i++)
+			strcat(up, "../");
+		target = pathf("%sbus/pci/drivers/%s", up, driver);
+		drvdir = pathf("%s/sys/bus/pci/drivers/%s", dir, driver);
+		if (!target || !drvdir)
+			return -ENOMEM;
+		if (mkdir(drvdir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	if (symlink(target, link) < 0)
+		return -errno;
+	return 0;
 }

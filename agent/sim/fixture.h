@@ -36,3 +36,9 @@ int fixture_remove_pci(const char *dir, const char *address);
 int fixture_build_temp(const char *json, char **ret_dir, char **ret_error);
 /* rm -rf of a tree made by fixture_build_temp(). 0 or -errno. */
 int fixture_destroy(const char *dir);
+
+/*
+ * Binds @driver to (or, with NULL, unbinds any driver from) the PCI function @address of a tree,
+ * as the kernel shows it: the driver link and the DRIVER= line of its uevent. 0 or -errno.
+ */
+int fixture_set_driver(const char *dir, const char *address, const char *driver);

@@ -89,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	while (off < size) {
-		ssize_t n = send(cfd, data + off, MIN(piece, size - off), MSG_DONTWAIT | MSG_NOSIGNAL);
+		size_t len = MIN(piece, size - off);
+		ssize_t n = send(cfd, data + off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			break; /* the server closed the connection */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "shared/macro.h"
 #include "testutil.h"
 
 struct expect {
@@ -330,6 +331,41 @@ static void test_real_capture(void **state)
 	test_xpud_free(x);
 }
 
+static void test_faults(void **state)
+{
+	static const char *const warned[] = {
+		"0000:02:00.0/numa_node: Invalid argument",
+		"0000:03:00.0/class: No data available",
+		"0000:04:00.0/vendor: No such file or directory",
+		"0000:06:00.0/class: Invalid argument",
+		"0000:07:00.0/local_cpulist: Invalid argument",
+		"0000:08:00.0/uevent: File too large",
+	};
+	json_t *doc, *devices;
+	struct test_xpud *x = start_and_list("faults", &doc, 5);
+
+	/* every broken file is named in the log, and the survivors are served */
+	for (size_t i = 0; i < ELEMENTSOF(warned); i++)
+		if (!test_xpud_log_contains(x, warned[i]))
+			fail_msg("no warning '%s' in the log", warned[i]);
+	devices = json_object_get(doc, "devices");
+	assert_true(json_is_null(json_object_get(find_device(devices, "0000:02:00.0"),
+						 "numa_node")));
+	assert_true(json_is_null(json_object_get(find_device(devices, "0000:07:00.0"),
+						 "cpu_list")));
+	assert_true(json_is_null(json_object_get(
+		json_object_get(json_object_get(find_device(devices, "0000:05:00.0"), "pci"),
+				"link"),
+		"speed")));
+	/* the uevent that was too large fell back to the single-value files */
+	assert_string_equal(str(find_device(devices, "0000:08:00.0"), "model"),
+			    "NVIDIA H100 80GB HBM3");
+	check_capacity(x, "nvidia.com/gpu", 5, 5);
+	json_decref(doc);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_mi300x),
 		cmocka_unit_test(test_mixed),
 		cmocka_unit_test(test_real_capture),
+		cmocka_unit_test(test_faults),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,29 +87,13 @@ static long long stream_wait(struct stream *s, const char *const *needles)
 	}
 }
 
-static char *fn_dir(const struct test_xpud *x, const char *addr)
-{
-	char *p, buf[4096];
-	ssize_t n;
-
-	assert_true(asprintf(&p, "%s/sys/bus/pci/devices/%s", x->root, addr) > 0);
-	n = readlink(p, buf, sizeof(buf) - 1);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	free(p);
-	/* "../../../devices/pci0000:xx/..." relative to sys/bus/pci/devices */
-	assert_true(asprintf(&p, "%s/sys/bus/pci/devices/%s", x->root, buf) > 0);
-	return p;
-}
-
 static void test_hotplug_events(void **state)
 {
 	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
 	static struct stream s;
-	char *err = NULL, *dir, *link, target[4096];
+	char *err = NULL;
 	json_t *doc = NULL;
 	long long ms;
-	ssize_t n;
 
 	stream_open(&s, x->socket);
 	stream_wait(&s, (const char *const[]){ "\"type\":\"subscribed\"", NULL });
@@ -126,23 +110,16 @@ static void test_hotplug_events(void **state)
 	json_decref(doc);
 
 	/* driver unbound: the device stays, unhealthy, and recovers when the driver returns */
-	dir = fn_dir(x, "0000:18:00.0");
-	assert_true(asprintf(&link, "%s/driver", dir) > 0);
-	n = readlink(link, target, sizeof(target) - 1);
-	assert_true(n > 0);
-	target[n] = '\0';
-	assert_int_equal(unlink(link), 0);
+	assert_int_equal(fixture_set_driver(x->root, "0000:18:00.0", NULL), 0);
 	test_send_uevent(x, "unbind", "/devices/pci0000:15/0000:18:00.0", "pci");
 	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
 					       "no kernel driver bound", NULL });
-	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(fixture_set_driver(x->root, "0000:18:00.0", "nvidia"), 0);
 	test_send_uevent(x, "bind", "/devices/pci0000:15/0000:18:00.0", "pci");
 	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
 					       "\"state\":\"healthy\"", NULL });
-	free(link);
-	free(dir);
 
 	/* hot-unplug */
 	assert_int_equal(fixture_remove_pci(x->root, NEW_GPU), 0);

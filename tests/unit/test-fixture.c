@@ -486,7 +486,7 @@ static void test_faults(void **state)
 			 -EINVAL);
 	cpus = attr(&t, "sys/bus/pci/devices/0000:07:00.0/local_cpulist");
 	assert_int_equal(parse_cpu_list(cpus, &count), -EINVAL);
-	assert_int_equal(read_attr_at(t.fd, "sys/bus/pci/devices/0000:08:00.0/product_name", 0,
+	assert_int_equal(read_attr_at(t.fd, "sys/bus/pci/devices/0000:08:00.0/uevent", 0,
 				      &big),
 			 -EFBIG);
 	tree_close(&t);

@@ -150,7 +150,7 @@ static int setup(void **state)
 	struct http_limits l = test_limits();
 
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "%s/test-http-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	snprintf(f->dir, sizeof(f->dir), "%s/test-http-XXXXXX", tmp && *tmp ? tmp : P_tmpdir);
 	assert_non_null(mkdtemp(f->dir));
 	/* sun_path is short: a long TMPDIR fails here, visibly. */
 	assert_true(snprintf(f->sock_path, sizeof(f->sock_path), "%s/http.sock", f->dir) <
@@ -543,7 +543,7 @@ static void test_async_reply_keeps_order(void **state)
 	size_t off = 0;
 
 	client_send_str(f, fd, "GET /async HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
-	for (unsigned i = 0; i < 20 && !f->pending; i++)
+	for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
 		pump(f, 10 * MSEC);
 	assert_non_null(f->pending);
 	/* The second request waits for the first answer. */
@@ -572,11 +572,11 @@ static void test_async_client_gone(void **state)
 	int fd = client_connect(f);
 
 	client_send_str(f, fd, "GET /async HTTP/1.1\r\n\r\n");
-	for (unsigned i = 0; i < 20 && !f->pending; i++)
+	for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
 		pump(f, 10 * MSEC);
 	assert_non_null(f->pending);
 	close(fd);
-	for (unsigned i = 0; i < 20 && http_server_n_connections(f->server) > 0; i++)
+	for (unsigned i = 0; i < WAIT_ITERATIONS && http_server_n_connections(f->server) > 0; i++)
 		pump(f, 10 * MSEC);
 	assert_int_equal(http_server_n_connections(f->server), 0);
 	/* The late answer is refused, and releases the connection (ASan checks the leak). */
@@ -798,7 +798,7 @@ static void test_max_connections(void **state)
 
 	/* A slot that frees up is served again. */
 	close(fds[0]);
-	for (unsigned i = 0; i < 20 && http_server_n_connections(f->server) > 1; i++)
+	for (unsigned i = 0; i < WAIT_ITERATIONS && http_server_n_connections(f->server) > 1; i++)
 		pump(f, 10 * MSEC);
 	fd = client_connect(f);
 	exchange(f, fd, "GET /y HTTP/1.1\r\n\r\n", &r);
