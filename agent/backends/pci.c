@@ -26,12 +26,6 @@
 
 #define PCI_DEVICES "bus/pci/devices"
 
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-
 /* Logs a survived parse problem once per scan, naming the file as a user would look it up. */
 static void warn_attr(const struct xpu_host *host, const char *addr, const char *attr, int r)
 {
@@ -56,32 +50,20 @@ static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render,
 	_cleanup_(closedirp) DIR *d = NULL;
 	_cleanup_strv_free_ char **names = NULL;
 	struct dirent *de;
-	int fd;
+	int r;
 
-	fd = fcntl(fnfd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		safe_close(fd);
-		return -errno;
-	}
+	r = opendir_at(fnfd, ".", &d);
+	if (r < 0)
+		return r;
 	while ((de = readdir(d))) {
 		_cleanup_(closedirp) DIR *cd = NULL;
 		struct dirent *ce;
-		int cfd;
 
 		if (de->d_type != DT_DIR || de->d_name[0] == '.' || streq(de->d_name, "power") ||
 		    streq(de->d_name, "msi_irqs") || streq(de->d_name, "link"))
 			continue;
-		cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (cfd < 0)
+		if (opendir_at(dirfd(d), de->d_name, &cd) < 0)
 			continue;
-		cd = fdopendir(cfd);
-		if (!cd) {
-			safe_close(cfd);
-			continue;
-		}
 		while ((ce = readdir(cd))) {
 			_cleanup_free_ char *path = NULL, *devname = NULL;
 
@@ -700,16 +682,9 @@ static int scan_platform_accel(const struct xpu_host *host, struct device_list *
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
-	int fd;
 
-	fd = openat(host->sys_fd, "class/accel", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (opendir_at(host->sys_fd, "class/accel", &d) < 0)
 		return 0;
-	d = fdopendir(fd);
-	if (!d) {
-		safe_close(fd);
-		return -errno;
-	}
 	while ((de = readdir(d))) {
 		_cleanup_(device_freep) struct xpu_device *dev = NULL;
 		_cleanup_free_ char *parent = NULL, *link = NULL, *uevent = NULL, *devname = NULL;
@@ -760,16 +735,11 @@ static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
-	int fd, r;
+	int r;
 
-	fd = openat(b->host->sys_fd, PCI_DEVICES, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		safe_close(fd);
-		return -errno;
-	}
+	r = opendir_at(b->host->sys_fd, PCI_DEVICES, &d);
+	if (r < 0)
+		return r;
 	while ((de = readdir(d))) {
 		struct xpu_device *dev = NULL;
 

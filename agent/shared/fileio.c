@@ -142,3 +142,25 @@ int exists_at(int dirfd, const char *path)
 
 	return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
+
+int opendir_at(int dirfd, const char *path, DIR **ret)
+{
+	DIR *d;
+	int fd;
+
+	if (streq(path, "."))
+		fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+	else
+		fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		int r = -errno;
+
+		safe_close(fd);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}

@@ -6,8 +6,11 @@
  */
 #pragma once
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shared/macro.h"
 
 #define ATTR_MAX 4096 /* sysfs attributes are at most one page */
 
@@ -28,6 +31,14 @@ int readlink_basename_at(int dirfd, const char *path, char **ret);
 
 /* Looks up "KEY=" in a uevent-style file of KEY=VALUE lines. -ENOENT / -ENXIO (no such key). */
 int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret);
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+/*
+ * Opens the directory @path below @dirfd for readdir(); "." duplicates @dirfd instead of
+ * looking the path up again. Returns 0 or -errno.
+ */
+int opendir_at(int dirfd, const char *path, DIR **ret);
 
 /* True when @path exists below @dirfd (not following a final symlink's target). */
 int exists_at(int dirfd, const char *path);

@@ -39,7 +39,6 @@
 #define WHERE_MAX 160
 
 /* json_decrefp() comes with jansson (>= 2.11). */
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 struct fixture {
 	int root;		    /* the tree; -EBADF while validating */
