@@ -123,10 +123,18 @@ static int reply_error(struct http_conn *c, int status, const char *code, const 
 	return reply_json(c, status, view_error(code, msg), NULL);
 }
 
-static bool may_mutate(const struct api *a, const struct ucred *cred)
+static bool may_mutate(const struct api *a, const struct http_request *req)
 {
-	return cred->uid == 0 || cred->uid == geteuid() ||
-	       (a->ctx.admin_gid_set && cred->gid == a->ctx.admin_gid);
+	if (req->cred.uid == 0 || req->cred.uid == geteuid())
+		return true;
+	if (!a->ctx.admin_gid_set)
+		return false;
+	if (req->cred.gid == a->ctx.admin_gid)
+		return true;
+	for (size_t i = 0; i < req->n_groups; i++)
+		if (req->groups[i] == a->ctx.admin_gid)
+			return true;
+	return false;
 }
 
 static void stream_closed(struct http_conn *c, void *userdata)
@@ -365,7 +373,7 @@ int api_handle(struct http_conn *c, const struct http_request *req, void *userda
 					  view_error("method-not-allowed",
 						     "this endpoint accepts POST only"),
 					  "Allow: POST\r\n");
-		if (!may_mutate(a, &req->cred))
+		if (!may_mutate(a, req))
 			return reply_error(c, 403, "forbidden",
 					   "uid %u may not call %s: it needs root or the admin group",
 					   (unsigned)req->cred.uid, req->path);

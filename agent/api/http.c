@@ -87,6 +87,8 @@ struct http_conn {
 	sd_event_source *timer_source;
 	sd_event_source *defer_source; /* runs the state machine after an answer from outside it */
 	struct ucred cred;
+	gid_t *groups; /* SO_PEERGROUPS: the peer's supplementary groups at connect time */
+	size_t n_groups;
 
 	enum conn_state state;
 	bool closed;
@@ -414,6 +416,7 @@ static void conn_free(struct http_conn *c)
 	buf_done(&c->query);
 	buf_done(&c->body);
 	buf_done(&c->out);
+	free(c->groups);
 	free(c);
 }
 
@@ -799,6 +802,8 @@ static int on_message_complete(http_parser *p)
 		.content_type = c->have_content_type ? c->content_type.data : NULL,
 		.accept = c->have_accept ? c->accept.data : NULL,
 		.cred = c->cred,
+		.groups = c->groups,
+		.n_groups = c->n_groups,
 	};
 	c->state = CONN_HANDLING;
 	/* One request at a time: the rest of the input waits until this one is answered. */
@@ -1045,6 +1050,28 @@ static int conn_defer_handler(sd_event_source *source, void *userdata)
 	return 0;
 }
 
+/* The peer's supplementary groups; none when the kernel cannot tell (then only uid and primary
+ * gid count in permission checks). */
+static void conn_read_groups(struct http_conn *c)
+{
+	socklen_t len = 16 * sizeof(gid_t);
+
+	for (int tries = 0; tries < 2; tries++) {
+		gid_t *g = malloc(len ?: 1);
+
+		if (!g)
+			return;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+			c->groups = g;
+			c->n_groups = len / sizeof(gid_t);
+			return;
+		}
+		free(g);
+		if (errno != ERANGE) /* the kernel reports the size it needs */
+			return;
+	}
+}
+
 /* Takes ownership of @fd. */
 static int server_add_conn(struct http_server *s, int fd)
 {
@@ -1076,6 +1103,7 @@ static int server_add_conn(struct http_server *s, int fd)
 	    len != sizeof(c->cred))
 		/* Unknown peer: match nobody in the routes' permission checks. */
 		c->cred = (struct ucred){ .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	conn_read_groups(c);
 
 	c->next = s->conns;
 	if (s->conns)

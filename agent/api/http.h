@@ -58,6 +58,8 @@ struct http_request {
 	const char *content_type; /* header value or NULL */
 	const char *accept;	  /* header value or NULL */
 	struct ucred cred;	  /* SO_PEERCRED of the connection */
+	const gid_t *groups;	  /* the peer's supplementary groups (SO_PEERGROUPS) */
+	size_t n_groups;
 };
 
 /*

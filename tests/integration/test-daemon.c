@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -180,11 +181,64 @@ static void test_socket_activation(void **state)
 	free(root);
 }
 
+/* In a child as nobody with @gid as its one supplementary group (or none): POST /v1/rescan. */
+static int rescan_as_nobody(const char *socket_path, gid_t gid, bool with_group)
+{
+	static const char post[] = "POST /v1/rescan HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+				   "Connection: close\r\n\r\n";
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *a;
+
+		if (setgroups(with_group ? 1 : 0, &gid) < 0 || setgid(65534) < 0 ||
+		    setuid(65534) < 0)
+			_exit(100);
+		a = test_raw_exchange(socket_path, post, sizeof(post) - 1, 2000);
+		_exit(strncmp(a, "HTTP/1.1 200", 12) == 0   ? 0
+		      : strncmp(a, "HTTP/1.1 403", 12) == 0 ? 3
+							     : 101);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_admin_group(void **state)
+{
+	char *root, conf[4096], run[4096];
+	const char *args[] = { "--config", conf, NULL };
+	struct test_xpud *x;
+	struct group *g;
+
+	if (geteuid() != 0)
+		skip();
+	g = getgrnam("users"); /* in every Debian base system */
+	if (!g)
+		skip();
+	root = test_fixture_new("real-h100-vm");
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	write_config(conf, "admin-group: users\nsocket-mode: \"0666\"\n");
+	x = test_xpud_start(root, args);
+	assert_int_equal(chmod(root, 0755), 0);
+	snprintf(run, sizeof(run), "%s/run", root);
+	assert_int_equal(chmod(run, 0755), 0);
+
+	/* a member through a supplementary group may change state, others may not */
+	assert_int_equal(rescan_as_nobody(x->socket, g->gr_gid, true), 0);
+	assert_int_equal(rescan_as_nobody(x->socket, g->gr_gid, false), 3);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reload_and_health_timer),
 		cmocka_unit_test(test_socket_activation),
+		cmocka_unit_test(test_admin_group),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
