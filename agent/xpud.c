@@ -25,8 +25,9 @@ static void help(void)
 	       "  --config FILE         Configuration file (default %s)\n"
 	       "  --check-config FILE   Validate a configuration file and exit\n"
 	       "  --simulate NAME       Run on a bundled simulated node; 'list' names them\n"
-	       "  --uevent-socket PATH  With --root: receive uevents on this datagram socket\n"
-	       "                        (default DIR/run/xpud-uevent.sock)\n"
+	       "  --uevent-socket PATH  Receive uevents in the kernel's format on this datagram\n"
+	       "                        socket instead of the kernel's netlink group (the test\n"
+	       "                        interface; default with --root: DIR/run/xpud-uevent.sock)\n"
 	       "  --log-level LEVEL     debug, info, notice, warning or err\n"
 	       "  -h --help             Show this help\n"
 	       "     --version          Show the version\n",
@@ -92,7 +93,7 @@ int main(int argc, char *argv[])
 	struct manager_options o = { .log_level = -1 };
 	_cleanup_(manager_freep) struct manager *m = NULL;
 	_cleanup_free_ char *sim_dir = NULL;
-	const char *simulate = NULL;
+	const char *simulate = NULL, *check = NULL;
 	int c, r;
 
 	log_setup(LOG_TARGET_AUTO);
@@ -109,7 +110,8 @@ int main(int argc, char *argv[])
 			o.config_explicit = true;
 			break;
 		case ARG_CHECK_CONFIG:
-			return check_config(optarg);
+			check = optarg;
+			break;
 		case ARG_SIMULATE:
 			simulate = optarg;
 			break;
@@ -140,6 +142,8 @@ int main(int argc, char *argv[])
 		return 1;
 	}
 
+	if (check)
+		return check_config(check);
 	if (simulate) {
 		const struct sim_node *node;
 		_cleanup_free_ char *err = NULL;

@@ -268,7 +268,7 @@ static json_t *build_doc(struct api *a, enum cached_doc which)
 
 	switch (which) {
 	case CACHED_DEVICES:
-		return view_devices(devs);
+		return view_devices(devs, inventory_last_seq(a->ctx.inventory));
 	case CACHED_SLICES:
 		return view_slices(devs, inventory_slices(a->ctx.inventory));
 	case CACHED_CAPACITY:
@@ -306,7 +306,8 @@ static int reply_cached(struct api *a, struct http_conn *c, enum cached_doc whic
 	return http_conn_reply(c, 200, "application/json", NULL, e->body, e->len);
 }
 
-static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg)
+static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg,
+		      bool head)
 {
 	const struct xpu_device *d;
 
@@ -336,6 +337,8 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 				  json_pack("{s:o}", "backends", view_backends(a->ctx.registry)),
 				  NULL);
 	case ROUTE_EVENTS:
+		if (head)
+			return http_conn_reply(c, 200, "application/x-ndjson", NULL, "", 0);
 		return start_stream(a, c);
 	default:
 		return -EINVAL;
@@ -383,5 +386,5 @@ int api_handle(struct http_conn *c, const struct http_request *req, void *userda
 		return reply_json(c, 405,
 				  view_error("method-not-allowed", "this endpoint accepts GET only"),
 				  "Allow: GET, HEAD\r\n");
-	return handle_get(a, c, rt, arg);
+	return handle_get(a, c, rt, arg, req->method == HTTP_METHOD_HEAD);
 }

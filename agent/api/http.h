@@ -2,7 +2,7 @@
 /*
  * A small HTTP/1.1 server for the local Unix socket, driven by sd-event and parsed by Debian's
  * libhttp-parser. It owns connections and enforces the limits a client could abuse; routing
- * and JSON live in routes.c. One thread, non-blocking sockets, no hidden buffering beyond a
+ * and JSON live in api.c. One thread, non-blocking sockets, no hidden buffering beyond a
  * bounded per-connection output queue.
  */
 #pragma once

@@ -135,7 +135,7 @@ oom:
 	return NULL;
 }
 
-json_t *view_devices(const struct device_list *l)
+json_t *view_devices(const struct device_list *l, uint64_t seq)
 {
 	json_t *a = json_array();
 
@@ -144,7 +144,9 @@ json_t *view_devices(const struct device_list *l)
 			json_decref(a);
 			return NULL;
 		}
-	return a ? json_pack("{s:o}", "devices", a) : NULL;
+	/* The event sequence number the snapshot is current with: a client that also follows
+	 * /v1/events applies only the events after it. */
+	return a ? json_pack("{s:I, s:o}", "seq", (json_int_t)seq, "devices", a) : NULL;
 }
 
 json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent)
@@ -179,7 +181,7 @@ json_t *view_capacity(const struct capacity_list *l)
 	json_t *a = json_array();
 
 	for (size_t i = 0; a && i < l->n; i++)
-		if (json_array_append_new(a, json_pack("{s:s, s:i, s:i, s:i}", "resource",
+		if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "resource",
 						       l->items[i].resource, "total",
 						       (json_int_t)l->items[i].total, "healthy",
 						       (json_int_t)l->items[i].healthy, "allocatable",
@@ -210,7 +212,7 @@ json_t *view_health(const struct device_list *l)
 	}
 	if (!bad)
 		return NULL;
-	return json_pack("{s:s, s:{s:i, s:i, s:i}, s:o}", "status",
+	return json_pack("{s:s, s:{s:I, s:I, s:I}, s:o}", "status",
 			 healthy == l->n ? "ok" : "degraded", "devices", "total", (json_int_t)l->n,
 			 "healthy", (json_int_t)healthy, "unhealthy", (json_int_t)(l->n - healthy),
 			 "unhealthy", bad);

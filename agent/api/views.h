@@ -13,7 +13,7 @@
 #include "core/plan.h"
 
 json_t *view_device(const struct xpu_device *d);
-json_t *view_devices(const struct device_list *l);
+json_t *view_devices(const struct device_list *l, uint64_t seq);
 json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent);
 json_t *view_slices(const struct device_list *devices, const struct slice_list *l);
 json_t *view_capacity(const struct capacity_list *l);

@@ -10,6 +10,7 @@
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
+#include "shared/strv.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
@@ -91,6 +92,8 @@ static int set_string(char **field, const char *v)
 static int apply_key(struct config *c, const char *key, const char *value, size_t line,
 		     char **ret_error)
 {
+	if (isempty(value))
+		return fail(ret_error, line, "%s: a value is required", key);
 	if (streq(key, "socket")) {
 		if (value[0] != '/')
 			return fail(ret_error, line, "socket: expected an absolute path, got '%s'",
@@ -124,8 +127,8 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 
 		if (l < 0)
 			return fail(ret_error, line,
-				    "log-level: expected debug, info, notice, warning or err, got "
-				    "'%s'",
+				    "log-level: expected debug, info, notice, warning, err, crit, "
+				    "alert, emerg or 0-7, got '%s'",
 				    value);
 		c->log_level = l;
 		return 0;
@@ -140,8 +143,9 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 {
 	yaml_parser_t parser;
 	_cleanup_free_ char *key = NULL;
+	_cleanup_strv_free_ char **seen = NULL;
 	size_t key_line = 0;
-	int depth = 0, r = 0;
+	int depth = 0, documents = 0, r = 0;
 	bool done = false;
 
 	if (!yaml_parser_initialize(&parser))
@@ -162,6 +166,10 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 		case YAML_STREAM_END_EVENT:
 			done = true;
 			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++documents > 1)
+				r = fail(ret_error, line, "only one YAML document is allowed");
+			break;
 		case YAML_MAPPING_START_EVENT:
 			if (++depth > 1)
 				r = fail(ret_error, line, "'%s': expected a single value, not a mapping",
@@ -181,9 +189,13 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 				/* An empty document is fine; a bare scalar is not a config. */
 				r = fail(ret_error, line, "expected a mapping of keys to values");
 			} else if (!key) {
+				if (strv_contains(seen, v)) {
+					r = fail(ret_error, line, "'%s' is given twice", v);
+					break;
+				}
 				key = strdup(v);
 				key_line = line;
-				if (!key)
+				if (!key || strv_extend(&seen, v) < 0)
 					r = -ENOMEM;
 			} else {
 				r = apply_key(c, key, v, key_line, ret_error);

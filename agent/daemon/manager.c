@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct manager {
 	char *socket_path;
 	bool socket_activated;
 	bool socket_owned; /* we bound it: remove it on exit */
+	bool socket_fixed; /* --socket or socket activation: the configuration has no say */
 	int lock_fd;
 	int listen_fd; /* until the server takes it */
 
@@ -274,16 +276,17 @@ static void apply_config(struct manager *m)
 
 	if (m->cli_log_level >= 0)
 		log_set_max_level(m->cli_log_level);
-	else if (m->config.log_level >= 0)
-		log_set_max_level(m->config.log_level);
+	else
+		log_set_max_level(m->config.log_level >= 0 ? m->config.log_level : LOG_INFO);
 
 	if (m->api) {
 		if (!m->config.admin_group)
 			api_set_admin_gid(m->api, false, 0);
 		else if ((r = resolve_group(m->config.admin_group, &gid)) < 0) {
-			log_warning_errno(r, "Unknown admin group '%s', only root may change "
-					     "state: %m",
-					  m->config.admin_group);
+			log_warning_errno(r, "Admin group '%s' cannot be resolved (%s), only root "
+					     "may change state.",
+					  m->config.admin_group,
+					  r == -ESRCH ? "no such group" : strerror(-r));
 			api_set_admin_gid(m->api, false, 0);
 		} else
 			api_set_admin_gid(m->api, true, gid);
@@ -299,9 +302,11 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 	(void)sd_notify(false, "RELOADING=1");
 	r = load_config(m, &c);
 	if (r >= 0) {
-		if (!streq_ptr(c.socket_path, m->config.socket_path))
-			log_notice("The socket path changed in the configuration; it takes effect "
-				   "when xpud restarts.");
+		if (!m->socket_fixed &&
+		    !streq(c.socket_path ?: XPU_DEFAULT_SOCKET, m->socket_path))
+			log_notice("The configuration names socket %s, xpud serves on %s until it "
+				   "restarts.",
+				   c.socket_path ?: XPU_DEFAULT_SOCKET, m->socket_path);
 		config_done(&m->config);
 		m->config = c;
 		apply_config(m);
@@ -341,6 +346,32 @@ static int mkdir_parents(const char *path, mode_t mode)
 	return 0;
 }
 
+/* Replaces *path with the file system path @fd is bound to ("@name" for abstract sockets). */
+static int socket_path_of(int fd, char **path)
+{
+	struct sockaddr_un sun = {};
+	socklen_t len = sizeof(sun);
+	size_t n;
+	char *s;
+
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0)
+		return -errno;
+	if (len <= offsetof(struct sockaddr_un, sun_path))
+		return -EINVAL;
+	n = len - offsetof(struct sockaddr_un, sun_path);
+	if (sun.sun_path[0] == '\0') { /* abstract */
+		sun.sun_path[0] = '@';
+		s = strndup(sun.sun_path, n);
+	} else {
+		s = strndup(sun.sun_path, strnlen(sun.sun_path, n));
+	}
+	if (!s)
+		return -ENOMEM;
+	free(*path);
+	*path = s;
+	return 0;
+}
+
 static int listen_socket(struct manager *m)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -362,6 +393,10 @@ static int listen_socket(struct manager *m)
 					       "The socket systemd passed is not a listening "
 					       "Unix stream socket.");
 		m->socket_activated = true;
+		m->socket_fixed = true;
+		r = socket_path_of(fd, &m->socket_path);
+		if (r < 0)
+			return log_error_errno(r, "Failed to read the address of the passed socket: %m");
 		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		if (r < 0)
 			return log_error_errno(errno, "Failed to make the socket non-blocking: %m");
@@ -408,8 +443,11 @@ static int listen_socket(struct manager *m)
 		return log_error_errno(errno, "Failed to set the mode of %s: %m", m->socket_path);
 	if (m->config.socket_group) {
 		r = resolve_group(m->config.socket_group, &gid);
+		if (r == -ESRCH)
+			return log_error_errno(r, "Socket group '%s' does not exist.",
+					       m->config.socket_group);
 		if (r < 0)
-			return log_error_errno(r, "Unknown socket group '%s': %m",
+			return log_error_errno(r, "Failed to look up socket group '%s': %m",
 					       m->config.socket_group);
 		if (chown(m->socket_path, (uid_t)-1, gid) < 0)
 			return log_error_errno(errno, "Failed to give %s to group %s: %m",
@@ -454,8 +492,10 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	m->listen_fd = -EBADF;
 	m->cli_log_level = o->log_level;
 	config_init(&m->config);
-	if (o->config_path || access(CONFIG_DEFAULT_PATH, F_OK) == 0)
-		m->config_path = strdup(o->config_path ?: CONFIG_DEFAULT_PATH);
+	/* Without --config the default file is optional, also at a reload: it may appear later. */
+	m->config_path = strdup(o->config_path ?: CONFIG_DEFAULT_PATH);
+	if (!m->config_path)
+		return log_oom();
 	m->config_explicit = o->config_explicit;
 	r = load_config(m, &m->config);
 	if (r < 0)
@@ -465,6 +505,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	m->socket_path = strdup(o->socket_path ?: m->config.socket_path ?: XPU_DEFAULT_SOCKET);
 	if (!m->socket_path)
 		return log_oom();
+	m->socket_fixed = o->socket_path;
 
 	r = sd_event_default(&m->event);
 	if (r < 0)

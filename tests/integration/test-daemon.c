@@ -172,6 +172,13 @@ static void test_socket_activation(void **state)
 	/* connections queue on the passed socket until xpud serves them */
 	assert_int_equal(test_request(&x, "GET", "/v1/version", NULL), 200);
 	assert_int_equal(test_request(&x, "GET", "/v1/devices/0000:18:00.0", NULL), 200);
+	{
+		/* it reports the socket it really serves on, not the --socket it was given */
+		char needle[4200];
+
+		snprintf(needle, sizeof(needle), "serving on %s.", sock);
+		assert_true(test_xpud_log_contains(&x, needle));
+	}
 	assert_int_equal(test_xpud_stop(&x), 0);
 	/* the socket belongs to systemd: xpud leaves it in place */
 	assert_int_equal(stat(sock, &st), 0);

@@ -66,6 +66,9 @@ static void test_errors(void **state)
 	expect_error("socket:\n  path: /a\n", "not a mapping");
 	expect_error("socket: \"/a\n", "line");
 	expect_error("just a string\n", "expected a mapping");
+	expect_error("admin-group:\n", "line 1: admin-group: a value is required");
+	expect_error("log-level: info\nlog-level: debug\n", "line 2: 'log-level' is given twice");
+	expect_error("log-level: info\n---\nlog-level: debug\n", "only one YAML document");
 }
 
 static void test_durations(void **state)

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The part of NVML's C ABI that xpud uses, declared from NVIDIA's published API reference so
+ * that no proprietary header is needed to build. Only nvidia.c and the fake library under
+ * tests/fakes/ include this file.
+ *
+ * Every function is resolved by its exported, versioned symbol name (the suffix is the ABI
+ * version: nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
+ * nvmlDeviceGetPciInfo_v3, nvmlSystemGetCudaDriverVersion_v2); unversioned names are the first
+ * version of their function. Struct layouts and enum values must match the driver's exactly.
+ */
+#pragma once
+
+typedef int nvmlReturn_t;
+
+#define NVML_SUCCESS 0
+#define NVML_ERROR_UNINITIALIZED 1
+#define NVML_ERROR_INVALID_ARGUMENT 2
+#define NVML_ERROR_NOT_SUPPORTED 3
+#define NVML_ERROR_NO_PERMISSION 4
+#define NVML_ERROR_ALREADY_INITIALIZED 5
+#define NVML_ERROR_NOT_FOUND 6
+#define NVML_ERROR_INSUFFICIENT_SIZE 7
+#define NVML_ERROR_DRIVER_NOT_LOADED 9
+#define NVML_ERROR_TIMEOUT 10
+#define NVML_ERROR_LIBRARY_NOT_FOUND 12
+#define NVML_ERROR_FUNCTION_NOT_FOUND 13
+#define NVML_ERROR_GPU_IS_LOST 15
+#define NVML_ERROR_RESET_REQUIRED 16
+#define NVML_ERROR_LIB_RM_VERSION_MISMATCH 18
+#define NVML_ERROR_IN_USE 19
+#define NVML_ERROR_MEMORY 20
+#define NVML_ERROR_NO_DATA 21
+#define NVML_ERROR_INSUFFICIENT_RESOURCES 23
+#define NVML_ERROR_UNKNOWN 999
+
+typedef struct nvmlDevice_st *nvmlDevice_t;
+
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE 32
+#define NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE 16
+#define NVML_DEVICE_UUID_V2_BUFFER_SIZE 96
+#define NVML_DEVICE_NAME_V2_BUFFER_SIZE 96
+#define NVML_DEVICE_SERIAL_BUFFER_SIZE 30
+#define NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE 80
+#define NVML_NVLINK_MAX_LINKS 18
+
+/* nvmlDeviceGetPciInfo_v3 */
+typedef struct nvmlPciInfo_st {
+	char busIdLegacy[NVML_DEVICE_PCI_BUS_ID_BUFFER_V2_SIZE];
+	unsigned int domain;
+	unsigned int bus;
+	unsigned int device;
+	unsigned int pciDeviceId; /* device id << 16 | vendor id */
+	unsigned int pciSubSystemId;
+	char busId[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE]; /* "00000000:18:00.0" */
+} nvmlPciInfo_t;
+
+/* nvmlDeviceGetMemoryInfo (version 1), bytes */
+typedef struct nvmlMemory_st {
+	unsigned long long total;
+	unsigned long long free;
+	unsigned long long used;
+} nvmlMemory_t;
+
+typedef int nvmlEnableState_t;
+#define NVML_FEATURE_DISABLED 0
+#define NVML_FEATURE_ENABLED 1
+
+typedef int nvmlTemperatureSensors_t;
+#define NVML_TEMPERATURE_GPU 0
+
+/* nvmlDeviceGetTopologyCommonAncestor */
+typedef int nvmlGpuTopologyLevel_t;
+#define NVML_TOPOLOGY_INTERNAL 0
+#define NVML_TOPOLOGY_SINGLE 10
+#define NVML_TOPOLOGY_MULTIPLE 20
+#define NVML_TOPOLOGY_HOSTBRIDGE 30
+#define NVML_TOPOLOGY_NODE 40
+#define NVML_TOPOLOGY_SYSTEM 50
+
+/* MIG: nvmlDeviceGetMigMode modes, GPU instance profile ids */
+#define NVML_DEVICE_MIG_DISABLE 0
+#define NVML_DEVICE_MIG_ENABLE 1
+
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE 0
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE 1
+#define NVML_GPU_INSTANCE_PROFILE_3_SLICE 2
+#define NVML_GPU_INSTANCE_PROFILE_4_SLICE 3
+#define NVML_GPU_INSTANCE_PROFILE_7_SLICE 4
+#define NVML_GPU_INSTANCE_PROFILE_8_SLICE 5
+#define NVML_GPU_INSTANCE_PROFILE_6_SLICE 6
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 7  /* 1g with media extensions (+me) */
+#define NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1 8
+#define NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2 9  /* 1g with twice the memory */
+#define NVML_GPU_INSTANCE_PROFILE_COUNT 10
+
+/* nvmlDeviceGetGpuInstanceProfileInfo (version 1) */
+typedef struct nvmlGpuInstanceProfileInfo_st {
+	unsigned int id;
+	unsigned int isP2pSupported;
+	unsigned int sliceCount;
+	unsigned int instanceCount;
+	unsigned int multiprocessorCount;
+	unsigned int copyEngineCount;
+	unsigned int decoderCount;
+	unsigned int encoderCount;
+	unsigned int jpegCount;
+	unsigned int ofaCount;
+	unsigned long long memorySizeMB;
+} nvmlGpuInstanceProfileInfo_t;
+
+/* Library */
+nvmlReturn_t nvmlInit_v2(void);
+nvmlReturn_t nvmlShutdown(void);
+const char *nvmlErrorString(nvmlReturn_t result);
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length);
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion);
+
+/* Devices */
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount);
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device);
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length);
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length);
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci);
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
+nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major, int *minor);
+nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned int length);
+nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minorNumber);
+nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node);
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power); /* mW */
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensorType,
+				      unsigned int *temp); /* degrees C */
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
+				  unsigned int *pendingMode);
+nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device, unsigned int profile,
+						 nvmlGpuInstanceProfileInfo_t *info);
+nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t device,
+						       unsigned int profileId, unsigned int *count);
+nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevice_t device2,
+						 nvmlGpuTopologyLevel_t *pathInfo);
+nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+				      nvmlEnableState_t *isActive);
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+						 nvmlPciInfo_t *pci);
