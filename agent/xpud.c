@@ -4,7 +4,9 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "daemon/manager.h"
@@ -44,6 +46,40 @@ static int list_simulations(void)
 		json_decref(doc);
 	}
 	return 0;
+}
+
+/*
+ * A simulated node's vendor libraries are the fakes built next to xpud (build tree: fakes/;
+ * installed: ../lib/xpud/sim/), fed from the description files the fixture builder wrote.
+ */
+static void simulate_vendor_libraries(const char *root)
+{
+	static const char *const dirs[] = { "fakes", "../lib/xpud/sim" };
+	char exe[PATH_MAX], path[PATH_MAX + 64], desc[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	if (access(desc, R_OK) < 0)
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		snprintf(path, sizeof(path), "%s/%s/libnvidia-ml.so.1", exe, dirs[i]);
+		if (access(path, R_OK) == 0) {
+			setenv("XPU_NVML_LIBRARY", path, 1);
+			setenv("XPU_FAKE_NVML", desc, 1);
+			log_info("Simulated NVML: %s", path);
+			return;
+		}
+	}
+	log_info("No simulated NVML library next to xpud; the simulated GPUs are seen through "
+		 "sysfs only.");
 }
 
 static int check_config(const char *path)
@@ -169,6 +205,7 @@ int main(int argc, char *argv[])
 		}
 		log_info("Simulating node '%s' in %s.", simulate, sim_dir);
 		o.root = sim_dir;
+		simulate_vendor_libraries(sim_dir);
 	}
 
 	r = manager_new(&o, &m);

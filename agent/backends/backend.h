@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 
+#include "core/config.h"
 #include "core/device.h"
 #include "shared/host.h"
 
@@ -47,10 +48,12 @@ struct xpu_backend_ops {
 
 struct xpu_backend {
 	const struct xpu_backend_ops *ops;
-	const struct xpu_host *host; /* borrowed */
+	const struct xpu_host *host;	/* borrowed */
+	const struct config *config;	/* borrowed; NULL in some tests */
 	void *userdata;
 	bool available;
 	char *reason; /* why unavailable, or NULL */
 };
 
 extern const struct xpu_backend_ops pci_backend_ops;
+extern const struct xpu_backend_ops nvidia_backend_ops;

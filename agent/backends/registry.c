@@ -7,6 +7,7 @@
 
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&pci_backend_ops,
+	&nvidia_backend_ops,
 };
 const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
 
@@ -16,8 +17,8 @@ struct registry {
 	size_t n;
 };
 
-int registry_new(const struct xpu_host *host, const struct xpu_backend_ops *const *ops, size_t n,
-		 struct registry **ret)
+int registry_new(const struct xpu_host *host, const struct config *config,
+		 const struct xpu_backend_ops *const *ops, size_t n, struct registry **ret)
 {
 	struct registry *r;
 
@@ -39,6 +40,7 @@ int registry_new(const struct xpu_host *host, const struct xpu_backend_ops *cons
 
 		b->ops = ops[i];
 		b->host = host;
+		b->config = config;
 		k = b->ops->probe(b, &b->reason);
 		b->available = k >= 0;
 		if (k < 0)
@@ -191,16 +193,50 @@ out:
 	return k;
 }
 
+/*
+ * Every backend that reported the device re-probes it: the one that owns the record first, then
+ * the others (the generic PCI backend sees a dead link that a vendor library may not). The
+ * device is unhealthy when any of them says so; the owner's -ENODEV/-ESTALE wins.
+ */
 int registry_refresh(struct registry *r, struct xpu_device *d)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		struct xpu_backend *b = &r->backends[i];
+	bool owner_found = false, probed = false;
+	int k;
 
-		if (!b->available || !streq_ptr(b->ops->name, d->backend))
-			continue;
-		if (!b->ops->refresh)
-			return -EOPNOTSUPP;
-		return b->ops->refresh(b, d);
-	}
-	return -ENODEV;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < r->n; i++) {
+			struct xpu_backend *b = &r->backends[i];
+			bool owner = streq_ptr(b->ops->name, d->backend);
+			_cleanup_(device_freep) struct xpu_device *copy = NULL;
+
+			if (!b->available || owner != (pass == 0))
+				continue;
+			if (owner)
+				owner_found = true;
+			else if (!d->has_pci || !device_list_find(&r->last[i], d->id))
+				continue;
+			if (!b->ops->refresh)
+				continue;
+			if (owner) {
+				k = b->ops->refresh(b, d);
+				if (k < 0)
+					return k;
+				probed = true;
+				continue;
+			}
+			if (device_dup(d, &copy) < 0)
+				return -ENOMEM;
+			free(copy->health.reason);
+			copy->health = (struct xpu_health){};
+			if (b->ops->refresh(b, copy) < 0)
+				continue; /* the owner's view stands */
+			probed = true;
+			if (copy->health.state == XPU_HEALTH_UNHEALTHY &&
+			    d->health.state != XPU_HEALTH_UNHEALTHY &&
+			    device_set_unhealthy(d, "%s", copy->health.reason ?: "unhealthy") < 0)
+				return -ENOMEM;
+		}
+	if (!owner_found)
+		return -ENODEV;
+	return probed ? 0 : -EOPNOTSUPP;
 }

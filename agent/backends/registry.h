@@ -18,8 +18,8 @@ struct registry;
  * @host, and probes each backend. Unavailable backends are kept with their reason.
  * Returns 0 or -ENOMEM. Logs each unavailable backend at info level.
  */
-int registry_new(const struct xpu_host *host, const struct xpu_backend_ops *const *ops, size_t n,
-		 struct registry **ret);
+int registry_new(const struct xpu_host *host, const struct config *config,
+		 const struct xpu_backend_ops *const *ops, size_t n, struct registry **ret);
 struct registry *registry_free(struct registry *r);
 
 /* The built-in backend list, in no particular order (merge order comes from priorities). */

@@ -28,6 +28,7 @@ void config_done(struct config *c)
 	free(c->socket_path);
 	free(c->socket_group);
 	free(c->admin_group);
+	free(c->nvml_library);
 	config_init(c);
 }
 
@@ -104,6 +105,8 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		return set_string(&c->socket_group, value);
 	if (streq(key, "admin-group"))
 		return set_string(&c->admin_group, value);
+	if (streq(key, "nvml-library"))
+		return set_string(&c->nvml_library, value);
 	if (streq(key, "socket-mode")) {
 		unsigned long m = 0;
 
@@ -135,7 +138,7 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 	}
 	return fail(ret_error, line,
 		    "unknown key '%s' (known: socket, socket-group, socket-mode, admin-group, "
-		    "health-interval, log-level)",
+		    "health-interval, log-level, nvml-library)",
 		    key);
 }
 

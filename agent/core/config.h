@@ -18,6 +18,7 @@ struct config {
 	char *socket_group;    /* group owning the socket (read-only API access) */
 	unsigned socket_mode;  /* permission bits of the socket, default 0660 */
 	char *admin_group;     /* members may call mutating endpoints, besides root */
+	char *nvml_library;    /* path of libnvidia-ml.so.1; NULL: the loader's search */
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	int log_level;	       /* -1: leave as is */
 };

@@ -201,6 +201,19 @@ int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
 		rich->has_pci = true;
 		rich->pci = generic->pci;
 	} else if (rich->has_pci && generic->has_pci) {
+		/* A vendor library rarely reports what config space says: class and revision. */
+		if (!rich->pci.vendor_id && !rich->pci.device_id) {
+			rich->pci.vendor_id = generic->pci.vendor_id;
+			rich->pci.device_id = generic->pci.device_id;
+		}
+		if (!rich->pci.subsystem_vendor_id && !rich->pci.subsystem_device_id) {
+			rich->pci.subsystem_vendor_id = generic->pci.subsystem_vendor_id;
+			rich->pci.subsystem_device_id = generic->pci.subsystem_device_id;
+		}
+		if (!rich->pci.class_code)
+			rich->pci.class_code = generic->pci.class_code;
+		if (!rich->pci.revision)
+			rich->pci.revision = generic->pci.revision;
 		if (!rich->pci.link_width && !rich->pci.link_speed_mts) {
 			rich->pci.link_speed_mts = generic->pci.link_speed_mts;
 			rich->pci.link_width = generic->pci.link_width;

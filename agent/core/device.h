@@ -31,7 +31,8 @@ int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...) _printf_(2,
 /*
  * The merge rule, when two backends describe the same PCI function (see docs/architecture.md):
  * @rich (the higher-priority backend) wins every field it knows; fields it leaves unknown
- * (NULL strings, numa_node -1, memory 0, no PCI link data, no device nodes, no env) are taken
+ * (NULL strings, numa_node -1, memory 0, zero PCI ids/class/revision, no PCI link data, no
+ * device nodes, no env) are taken
  * from @generic; properties are the union, @rich winning on equal keys; health is the worse of
  * the two, so a generic probe that sees a dead link is never hidden by a richer backend.
  * Modifies @rich in place. Returns 0 or -ENOMEM.

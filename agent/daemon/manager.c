@@ -525,7 +525,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (r < 0)
 		return log_error_errno(r, "Failed to open the host root %s: %m",
 				       o->root ?: "/");
-	r = registry_new(m->host, registry_builtin_ops, registry_builtin_n, &m->registry);
+	r = registry_new(m->host, &m->config, registry_builtin_ops, registry_builtin_n, &m->registry);
 	if (r < 0)
 		return log_oom();
 	r = inventory_new(&m->inventory);

@@ -800,6 +800,30 @@ static int build_raw_files(struct fixture *fx, json_t *files, const char *dir, c
 	return 0;
 }
 
+/*
+ * The fake NVML library's description (tests/fakes/README.md), written compactly to
+ * run/fake-nvml.json. Its contents are the fake's to validate; a new file replaces the old one
+ * with a rename, so a library reading it never sees half of it.
+ */
+static int build_fake_nvml(struct fixture *fx, json_t *nvml)
+{
+	static const char path[] = "run/fake-nvml.json", tmp[] = "run/.fake-nvml.json.tmp";
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	if (!nvml || fx_validating(fx))
+		return 0;
+	text = json_dumps(nvml, JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	r = fx_write(fx, tmp, text, strlen(text));
+	if (r < 0)
+		return r;
+	if (renameat(fx->root, tmp, fx->root, path) < 0)
+		return fx_fs_error(fx, -errno, "replace", path);
+	return 0;
+}
+
 /* ---- PCI functions --------------------------------------------------------------------------- */
 
 static int parse_link(struct fixture *fx, json_t *obj, const char *where, struct pcie_link *ret)
@@ -1436,7 +1460,8 @@ static int merge_entry(struct fixture *fx, json_t *defaults, json_t *templates, 
 
 static const char *const top_keys[] = {
 	"name",	    "summary",	 "numa_nodes", "char_majors", "block_majors", "nvidia_driver",
-	"dev",	    "defaults", "templates",  "pci",	       "raw_files",    NULL,
+	"dev",	    "defaults", "templates",  "pci",	       "raw_files",    "nvml",
+	NULL,
 };
 
 static void fx_reset(struct fixture *fx)
@@ -1464,7 +1489,7 @@ static void fx_done(struct fixture *fx)
 static int fx_run(struct fixture *fx, json_t *doc)
 {
 	json_t *numa_nodes = NULL, *chr = NULL, *blk = NULL, *drv = NULL, *dev = NULL, *defaults = NULL,
-	       *templates = NULL, *pci = NULL, *raw_files = NULL, *e = NULL;
+	       *templates = NULL, *pci = NULL, *raw_files = NULL, *nvml = NULL, *e = NULL;
 	const char *name = NULL, *summary = NULL, *key;
 	size_t i;
 	int r;
@@ -1495,6 +1520,8 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		r = get_array(fx, doc, "", "pci", &pci);
 	if (r >= 0)
 		r = get_object(fx, doc, "", "raw_files", &raw_files);
+	if (r >= 0)
+		r = get_object(fx, doc, "", "nvml", &nvml);
 	if (r < 0)
 		return r;
 	if (name && !path_is_safe(name, true))
@@ -1511,6 +1538,8 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		r = build_nvidia_driver(fx, drv);
 	if (r >= 0)
 		r = build_dev(fx, dev);
+	if (r >= 0)
+		r = build_fake_nvml(fx, nvml);
 	if (r >= 0 && defaults)
 		r = build_pci(fx, defaults, "defaults", true);
 	if (r < 0)

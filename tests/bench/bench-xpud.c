@@ -346,7 +346,7 @@ static void bench_enumerate(int runs)
 		fprintf(stderr, "bench-xpud: fixture: %s\n", err ?: "?");
 		exit(1);
 	}
-	if (host_open(dir, &host) < 0 || registry_new(host, registry_builtin_ops,
+	if (host_open(dir, &host) < 0 || registry_new(host, NULL, registry_builtin_ops,
 						      registry_builtin_n, &reg) < 0)
 		die("registry");
 	if (runs > 32)

@@ -72,6 +72,26 @@ static int bind_notify_socket(const char *path)
 	return fd;
 }
 
+static const char *child_nvml_library;
+static char child_nvml_desc[4096];
+
+struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
+				       const char *library)
+{
+	static char lib[4096];
+	struct test_xpud *x;
+
+	if (!library) {
+		snprintf(lib, sizeof(lib), "%s/libnvidia-ml.so.1", test_env("XPU_FAKE_NVML_DIR"));
+		library = lib;
+	}
+	child_nvml_library = library;
+	snprintf(child_nvml_desc, sizeof(child_nvml_desc), "%s/run/fake-nvml.json", root);
+	x = test_xpud_start(root, extra_args);
+	child_nvml_library = NULL;
+	return x;
+}
+
 struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 {
 	const char *bin = test_env("XPUD_BIN");
@@ -112,6 +132,12 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 			_exit(127);
 		setenv("NOTIFY_SOCKET", notify, 1);
 		unsetenv("JOURNAL_STREAM");
+		if (child_nvml_library) {
+			setenv("XPU_NVML_LIBRARY", child_nvml_library, 1);
+			setenv("XPU_FAKE_NVML", child_nvml_desc, 1);
+		} else {
+			unsetenv("XPU_NVML_LIBRARY");
+		}
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}

@@ -29,6 +29,12 @@ struct test_xpud {
  * exits or never gets ready.
  */
 struct test_xpud *test_xpud_start(char *root, const char *const *extra_args);
+/*
+ * The same with the fake NVML (XPU_FAKE_NVML_DIR/libnvidia-ml.so.1, or @library when not NULL)
+ * fed from the tree's run/fake-nvml.json. Skips the test (77) when the fakes were not built.
+ */
+struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
+				       const char *library);
 /* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). */
 int test_xpud_stop(struct test_xpud *x);
 /* Stops xpud if running, removes the tree, frees. */

@@ -116,7 +116,7 @@ static void tree_scan(struct tree *t)
 	if (!t->host)
 		assert_int_equal(host_open(t->dir, &t->host), 0);
 	if (!t->reg)
-		assert_int_equal(registry_new(t->host, ops, 1, &t->reg), 0);
+		assert_int_equal(registry_new(t->host, NULL, ops, 1, &t->reg), 0);
 	assert_int_equal(registry_enumerate(t->reg, &t->devices), 0);
 }
 

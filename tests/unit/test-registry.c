@@ -52,6 +52,8 @@ static int generic_enumerate(struct xpu_backend *b, struct device_list *l)
 	d->cpu_list = strdup("0-55");
 	d->pci.link_width = 16;
 	d->pci.link_speed_mts = 32000;
+	d->pci.class_code = 0x030200;
+	d->pci.revision = 0xa1;
 	strv_extend(&d->device_nodes, "/dev/nvidia0");
 	device_set_property(d, "pci_root", "pci0000:15");
 	device_set_property(d, "shared_key", "generic");
@@ -119,6 +121,8 @@ static void check_merged(struct device_list *l)
 	assert_int_equal(d->numa_node, 0);
 	assert_string_equal(d->cpu_list, "0-55");
 	assert_int_equal(d->pci.link_width, 16);
+	assert_int_equal(d->pci.class_code, 0x030200);
+	assert_int_equal(d->pci.revision, 0xa1);
 	assert_string_equal(d->device_nodes[0], "/dev/nvidia0");
 	assert_string_equal(device_get_property(d, "pci_root"), "pci0000:15");
 
@@ -145,7 +149,7 @@ static void test_merge_rule_either_order(void **state)
 		struct device_list l = {};
 
 		fail_rich = 0;
-		assert_int_equal(registry_new(&host, orders[o], 3, &r), 0);
+		assert_int_equal(registry_new(&host, NULL, orders[o], 3, &r), 0);
 		assert_int_equal(registry_enumerate(r, &l), 0);
 		check_merged(&l);
 		device_list_clear(&l);
@@ -160,7 +164,7 @@ static void test_unavailable_backend_reported(void **state)
 	const struct xpu_backend *b;
 	struct registry *r = NULL;
 
-	assert_int_equal(registry_new(&host, ops, 2, &r), 0);
+	assert_int_equal(registry_new(&host, NULL, ops, 2, &r), 0);
 	b = registry_get(r, 1);
 	assert_false(b->available);
 	assert_string_equal(b->reason, "libfake.so.1 not found");
@@ -176,7 +180,7 @@ static void test_failing_backend_keeps_last_records(void **state)
 	struct device_list l = {};
 
 	fail_rich = 0;
-	assert_int_equal(registry_new(&host, ops, 2, &r), 0);
+	assert_int_equal(registry_new(&host, NULL, ops, 2, &r), 0);
 	assert_int_equal(registry_enumerate(r, &l), 0);
 	device_list_clear(&l);
 

@@ -1,0 +1,796 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The NVIDIA backend: NVML, loaded with dlopen at run time, describes every NVIDIA GPU better
+ * than sysfs can (UUID, memory, compute capability, MIG, topology). Its records win the merge
+ * over the generic PCI backend's for the same PCI function (priority 10).
+ *
+ * NVML calls can block (a GPU falling off the bus, a driver in trouble). None runs on the event
+ * loop without a bound: each GPU is queried by its own short-lived thread, joined with a
+ * deadline; a GPU whose thread misses it is reported unhealthy ("NVML did not answer") and is
+ * not queried again until that thread has returned. Only plain data (struct xpu_device) leaves
+ * the threads. NVML types never leave this file.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/backend.h"
+#include "backends/nvidia-nvml.h"
+#include "shared/dlopen-util.h"
+#include "shared/fileio.h"
+#include "shared/log.h"
+#include "shared/parse.h"
+#include "shared/strv.h"
+
+#define NVML_LIBRARY "libnvidia-ml.so.1"
+#define NVML_QUERY_TIMEOUT_USEC (2 * 1000000ULL)
+#define NVML_MAX_GPUS 64
+
+/* The functions we resolve; the optional ones may be NULL (older drivers). */
+struct nvml {
+	void *dl;
+	nvmlReturn_t (*init)(void);
+	nvmlReturn_t (*shutdown)(void);
+	const char *(*error_string)(nvmlReturn_t);
+	nvmlReturn_t (*driver_version)(char *, unsigned int);
+	nvmlReturn_t (*cuda_version)(int *);
+	nvmlReturn_t (*count)(unsigned int *);
+	nvmlReturn_t (*handle)(unsigned int, nvmlDevice_t *);
+	nvmlReturn_t (*uuid)(nvmlDevice_t, char *, unsigned int);
+	nvmlReturn_t (*name)(nvmlDevice_t, char *, unsigned int);
+	nvmlReturn_t (*pci)(nvmlDevice_t, nvmlPciInfo_t *);
+	nvmlReturn_t (*memory)(nvmlDevice_t, nvmlMemory_t *);
+	nvmlReturn_t (*compute_capability)(nvmlDevice_t, int *, int *);
+	nvmlReturn_t (*serial)(nvmlDevice_t, char *, unsigned int);
+	nvmlReturn_t (*minor)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*numa)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*power)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*temperature)(nvmlDevice_t, nvmlTemperatureSensors_t, unsigned int *);
+	nvmlReturn_t (*mig_mode)(nvmlDevice_t, unsigned int *, unsigned int *);
+	nvmlReturn_t (*gi_profile)(nvmlDevice_t, unsigned int, nvmlGpuInstanceProfileInfo_t *);
+	nvmlReturn_t (*gi_remaining)(nvmlDevice_t, unsigned int, unsigned int *);
+	nvmlReturn_t (*topology)(nvmlDevice_t, nvmlDevice_t, nvmlGpuTopologyLevel_t *);
+	nvmlReturn_t (*nvlink_state)(nvmlDevice_t, unsigned int, nvmlEnableState_t *);
+	nvmlReturn_t (*nvlink_remote)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *);
+};
+
+/* What one GPU's query thread found. Shared by the thread and the backend, reference-counted,
+ * so a thread that outlives its deadline can finish and free it on its own. */
+struct gpu_query {
+	atomic_int refs;
+	atomic_bool done;
+	const struct nvml *api;
+	atomic_int *outstanding; /* the backend's count of running threads */
+	unsigned index;
+	bool topology_phase;
+	/* phase 1 */
+	char addr[13];		/* the PCI address, once NVML said it */
+	atomic_bool addr_known;
+	nvmlReturn_t error;	/* why NVML could not say it */
+	struct xpu_device *dev; /* NULL when NVML could not tell which PCI function it is */
+	char **nvlink_remotes;	/* canonical addresses, one per active link */
+	/* phase 2 */
+	unsigned n_peers;
+	unsigned peer_index[NVML_MAX_GPUS];
+	int peer_level[NVML_MAX_GPUS];
+};
+
+struct nvidia {
+	struct nvml api;
+	char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
+	int cuda_version;
+	/* Threads that missed a deadline, by GPU index: not queried again until they return. */
+	struct gpu_query *stuck[NVML_MAX_GPUS];
+	atomic_int outstanding; /* threads still running, stuck or not */
+};
+
+static const char *nvml_error(const struct nvml *api, nvmlReturn_t r)
+{
+	const char *s = api->error_string ? api->error_string(r) : NULL;
+
+	return s ?: "unknown NVML error";
+}
+
+static int nvml_to_errno(nvmlReturn_t r)
+{
+	switch (r) {
+	case NVML_SUCCESS:
+		return 0;
+	case NVML_ERROR_NOT_SUPPORTED:
+	case NVML_ERROR_FUNCTION_NOT_FOUND:
+		return -EOPNOTSUPP;
+	case NVML_ERROR_NO_PERMISSION:
+		return -EACCES;
+	case NVML_ERROR_INVALID_ARGUMENT:
+		return -EINVAL;
+	case NVML_ERROR_NOT_FOUND:
+		return -ENOENT;
+	case NVML_ERROR_TIMEOUT:
+		return -ETIMEDOUT;
+	case NVML_ERROR_GPU_IS_LOST:
+		return -ENODEV;
+	case NVML_ERROR_DRIVER_NOT_LOADED:
+	case NVML_ERROR_LIBRARY_NOT_FOUND:
+		return -ENOENT;
+	case NVML_ERROR_MEMORY:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+static void query_unref(struct gpu_query *q)
+{
+	if (!q || atomic_fetch_sub(&q->refs, 1) != 1)
+		return;
+	device_free(q->dev);
+	strv_free(q->nvlink_remotes);
+	free(q);
+}
+
+/* "00000000:18:00.0" (NVML's eight-digit domain) -> "0000:18:00.0". */
+static int nvml_bus_id(const nvmlPciInfo_t *pci, char ret[static 13])
+{
+	char buf[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE];
+	const char *s = buf;
+	size_t n;
+
+	memcpy(buf, pci->busId, sizeof(buf));
+	buf[sizeof(buf) - 1] = '\0';
+	n = strlen(buf);
+	if (n == 16 && strncmp(buf, "0000", 4) == 0)
+		s = buf + 4; /* domains above 0xffff do not exist on Linux */
+	return parse_pci_address(s, ret);
+}
+
+/* MIG profile names as nvidia-smi prints them: "<slices>g.<GiB rounded up>gb", "+me" for the
+ * variant with media extensions. */
+static void mig_profile_name(const nvmlGpuInstanceProfileInfo_t *info, unsigned index,
+			     char *buf, size_t size)
+{
+	snprintf(buf, size, "%ug.%llugb%s", info->sliceCount, (info->memorySizeMB + 1023) / 1024,
+		 index == NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 ? "+me" : "");
+}
+
+static int set_prop_u(struct xpu_device *d, const char *key, unsigned long long v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu", v);
+	return device_set_property(d, key, buf);
+}
+
+static int describe_mig(const struct nvml *api, nvmlDevice_t h, struct xpu_device *d)
+{
+	_cleanup_free_ char *list = NULL;
+	unsigned cur, pend;
+
+	if (!api->mig_mode || api->mig_mode(h, &cur, &pend) != NVML_SUCCESS)
+		return 0; /* no MIG on this GPU or driver */
+	if (device_set_property(d, "mig_mode", cur == NVML_DEVICE_MIG_ENABLE ? "enabled"
+									     : "disabled") < 0 ||
+	    device_set_property(d, "mig_mode_pending",
+				pend == NVML_DEVICE_MIG_ENABLE ? "enabled" : "disabled") < 0)
+		return -ENOMEM;
+	if (!api->gi_profile)
+		return 0;
+	/* Supported profiles and how many of each still fit, even with MIG disabled. */
+	for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; i++) {
+		nvmlGpuInstanceProfileInfo_t info = {};
+		unsigned remaining = 0;
+		char name[32], *s;
+
+		if (api->gi_profile(h, i, &info) != NVML_SUCCESS || info.sliceCount == 0)
+			continue;
+		if (!api->gi_remaining || api->gi_remaining(h, info.id, &remaining) != NVML_SUCCESS)
+			remaining = info.instanceCount;
+		mig_profile_name(&info, i, name, sizeof(name));
+		if (asprintf(&s, "%s%s%s=%u/%u", list ?: "", list ? "," : "", name, remaining,
+			     info.instanceCount) < 0)
+			return -ENOMEM;
+		free(list);
+		list = s;
+	}
+	if (list && device_set_property(d, "mig_profiles", list) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int describe_nvlinks(const struct nvml *api, nvmlDevice_t h, struct gpu_query *q,
+			    struct xpu_device *d)
+{
+	if (!api->nvlink_state || !api->nvlink_remote)
+		return 0;
+	for (unsigned link = 0; link < NVML_NVLINK_MAX_LINKS; link++) {
+		nvmlEnableState_t active = NVML_FEATURE_DISABLED;
+		nvmlPciInfo_t remote = {};
+		char addr[13];
+
+		if (api->nvlink_state(h, link, &active) != NVML_SUCCESS)
+			break; /* no NVLink, or past the GPU's last link */
+		if (active != NVML_FEATURE_ENABLED)
+			continue;
+		if (api->nvlink_remote(h, link, &remote) != NVML_SUCCESS ||
+		    nvml_bus_id(&remote, addr) < 0)
+			continue;
+		if (strv_extend(&q->nvlink_remotes, addr) < 0)
+			return -ENOMEM;
+	}
+	if (q->nvlink_remotes && set_prop_u(d, "nvlink_active_links",
+					    strv_length(q->nvlink_remotes)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Phase 1: everything NVML knows of one GPU. Runs on its own thread. */
+static void query_gpu(struct gpu_query *q)
+{
+	_cleanup_(device_freep) struct xpu_device *d = NULL;
+	const struct nvml *api = q->api;
+	char buf[NVML_DEVICE_UUID_V2_BUFFER_SIZE], addr[13];
+	nvmlPciInfo_t pci = {};
+	nvmlMemory_t mem = {};
+	nvmlDevice_t h;
+	nvmlReturn_t r;
+	unsigned u;
+	int major, minor;
+
+	r = api->handle(q->index, &h);
+	if (r == NVML_SUCCESS)
+		r = api->pci(h, &pci);
+	if (r != NVML_SUCCESS || nvml_bus_id(&pci, addr) < 0) {
+		q->error = r != NVML_SUCCESS ? r : NVML_ERROR_UNKNOWN;
+		return;
+	}
+	memcpy(q->addr, addr, sizeof(addr));
+	atomic_store(&q->addr_known, true);
+	d = device_new();
+	if (!d || !(d->id = strdup(addr)) || !(d->vendor = strdup("nvidia")) ||
+	    !(d->resource = strdup("nvidia.com/gpu")))
+		return;
+	d->kind = XPU_KIND_GPU;
+	d->has_pci = true;
+	memcpy(d->pci.address, addr, sizeof(addr));
+	d->pci.vendor_id = (uint16_t)(pci.pciDeviceId & 0xffff);
+	d->pci.device_id = (uint16_t)(pci.pciDeviceId >> 16);
+	d->pci.subsystem_vendor_id = (uint16_t)(pci.pciSubSystemId & 0xffff);
+	d->pci.subsystem_device_id = (uint16_t)(pci.pciSubSystemId >> 16);
+
+	/* The GPU answered where it is; anything it cannot say now makes it unhealthy. */
+	r = api->uuid(h, buf, sizeof(buf));
+	if (r == NVML_SUCCESS && strncmp(buf, "GPU-", 4) == 0 && string_is_printable(buf)) {
+		if (!(d->uuid = strdup(buf)) ||
+		    strv_env_set(&d->env, "NVIDIA_VISIBLE_DEVICES", buf) < 0 ||
+		    strv_env_set(&d->env, "CUDA_VISIBLE_DEVICES", buf) < 0)
+			return;
+	} else if (r != NVML_SUCCESS) {
+		(void)device_set_unhealthy(d, "NVML: %s (nvmlDeviceGetUUID)", nvml_error(api, r));
+	}
+	r = api->name(h, buf, sizeof(buf));
+	if (r == NVML_SUCCESS && string_is_printable(buf))
+		d->model = strdup(buf);
+	else if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED)
+		(void)device_set_unhealthy(d, "NVML: %s (nvmlDeviceGetName)", nvml_error(api, r));
+	r = api->memory(h, &mem);
+	if (r == NVML_SUCCESS)
+		d->memory_bytes = mem.total;
+	else if (r != NVML_ERROR_NOT_SUPPORTED)
+		(void)device_set_unhealthy(d, "NVML: %s (nvmlDeviceGetMemoryInfo)",
+					   nvml_error(api, r));
+
+	/* Optional facts: a GPU or driver that cannot tell is not unhealthy for it. */
+	if (api->compute_capability && api->compute_capability(h, &major, &minor) == NVML_SUCCESS &&
+	    major > 0 && major < 100 && minor >= 0 && minor < 100) {
+		snprintf(buf, sizeof(buf), "%d.%d", major, minor);
+		(void)device_set_property(d, "compute_capability", buf);
+	}
+	if (api->serial && api->serial(h, buf, sizeof(buf)) == NVML_SUCCESS &&
+	    string_is_printable(buf))
+		(void)device_set_property(d, "serial", buf);
+	if (api->minor && api->minor(h, &u) == NVML_SUCCESS)
+		(void)set_prop_u(d, "minor", u);
+	if (api->numa && api->numa(h, &u) == NVML_SUCCESS && u < 4096)
+		d->numa_node = (int)u; /* else the merge takes sysfs's */
+	if (api->power && api->power(h, &u) == NVML_SUCCESS) {
+		snprintf(buf, sizeof(buf), "%u.%02u", u / 1000, (u % 1000) / 10);
+		(void)device_set_property(d, "power_watts", buf);
+	}
+	if (api->temperature && api->temperature(h, NVML_TEMPERATURE_GPU, &u) == NVML_SUCCESS)
+		(void)set_prop_u(d, "temperature_celsius", u);
+	if (describe_mig(api, h, d) < 0 || describe_nvlinks(api, h, q, d) < 0)
+		return;
+	q->dev = TAKE_PTR(d);
+}
+
+/* Phase 2: the PCIe/NUMA topology level from this GPU to each peer. */
+static void query_topology(struct gpu_query *q)
+{
+	const struct nvml *api = q->api;
+	nvmlDevice_t h, peer;
+
+	if (!api->topology || api->handle(q->index, &h) != NVML_SUCCESS)
+		return;
+	for (unsigned i = 0; i < q->n_peers; i++) {
+		nvmlGpuTopologyLevel_t level;
+
+		q->peer_level[i] = -1;
+		if (api->handle(q->peer_index[i], &peer) == NVML_SUCCESS &&
+		    api->topology(h, peer, &level) == NVML_SUCCESS)
+			q->peer_level[i] = level;
+	}
+}
+
+static void *query_thread(void *userdata)
+{
+	struct gpu_query *q = userdata;
+
+	if (q->topology_phase)
+		query_topology(q);
+	else
+		query_gpu(q);
+	atomic_store(&q->done, true);
+	atomic_fetch_sub(q->outstanding, 1);
+	query_unref(q);
+	return NULL;
+}
+
+/*
+ * Runs @n queries on their own threads and waits for all of them until one deadline. Queries
+ * that miss it are left to finish on their own and recorded as stuck. Returns how many
+ * finished.
+ */
+static size_t run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
+{
+	pthread_t threads[NVML_MAX_GPUS];
+	bool started[NVML_MAX_GPUS] = {};
+	pthread_attr_t attr;
+	struct timespec deadline;
+	size_t finished = 0;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (size_t i = 0; i < n; i++) {
+		qs[i]->outstanding = &nv->outstanding;
+		atomic_fetch_add(&qs[i]->refs, 1); /* the thread's */
+		atomic_fetch_add(&nv->outstanding, 1);
+		if (pthread_create(&threads[i], &attr, query_thread, qs[i]) != 0) {
+			atomic_fetch_sub(&nv->outstanding, 1);
+			atomic_fetch_sub(&qs[i]->refs, 1);
+			continue;
+		}
+		started[i] = true;
+	}
+	pthread_attr_destroy(&attr);
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += NVML_QUERY_TIMEOUT_USEC / 1000000;
+	for (size_t i = 0; i < n; i++) {
+		if (!started[i])
+			continue;
+		if (pthread_timedjoin_np(threads[i], NULL, &deadline) == 0) {
+			finished++;
+			continue;
+		}
+		pthread_detach(threads[i]);
+		if (!qs[i]->topology_phase && qs[i]->index < NVML_MAX_GPUS &&
+		    !nv->stuck[qs[i]->index]) {
+			atomic_fetch_add(&qs[i]->refs, 1);
+			nv->stuck[qs[i]->index] = qs[i];
+		}
+	}
+	return finished;
+}
+
+/* Forgets stuck queries whose threads have returned: those GPUs are asked again. */
+static void reap_stuck(struct nvidia *nv)
+{
+	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
+		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->done)) {
+			query_unref(nv->stuck[i]);
+			nv->stuck[i] = NULL;
+		}
+}
+
+static const char *topology_name(int level, unsigned shared_nvlinks)
+{
+	static char nv[16];
+
+	if (shared_nvlinks > 0) {
+		snprintf(nv, sizeof(nv), "NV%u", shared_nvlinks);
+		return nv;
+	}
+	switch (level) {
+	case NVML_TOPOLOGY_INTERNAL:
+		return "X";
+	case NVML_TOPOLOGY_SINGLE:
+		return "PIX";
+	case NVML_TOPOLOGY_MULTIPLE:
+		return "PXB";
+	case NVML_TOPOLOGY_HOSTBRIDGE:
+		return "PHB";
+	case NVML_TOPOLOGY_NODE:
+		return "NODE";
+	case NVML_TOPOLOGY_SYSTEM:
+		return "SYS";
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * NVLink between two GPUs: links that end at the other GPU, or, on NVSwitch systems where every
+ * link ends at a switch, the links both have into the same fabric (what nvidia-smi shows as
+ * NV18 on an HGX board).
+ */
+static unsigned shared_nvlinks(const struct gpu_query *a, const struct gpu_query *b,
+			       struct gpu_query **all, size_t n)
+{
+	unsigned direct = 0, a_switch = 0, b_switch = 0;
+
+	STRV_FOREACH(r, a->nvlink_remotes) {
+		bool is_gpu = false;
+
+		if (streq(*r, b->dev->id)) {
+			direct++;
+			continue;
+		}
+		for (size_t k = 0; k < n; k++)
+			is_gpu |= all[k]->dev && streq(all[k]->dev->id, *r);
+		a_switch += !is_gpu;
+	}
+	if (direct)
+		return direct;
+	STRV_FOREACH(r, b->nvlink_remotes)
+		if (strv_contains(a->nvlink_remotes, *r))
+			b_switch++;
+	return a_switch && b_switch ? MIN(a_switch, (unsigned)strv_length(b->nvlink_remotes)) : 0;
+}
+
+/* A minimal record that makes a known PCI function unhealthy for a reason of NVML's. */
+static int unhealthy_record(const char *addr, const char *reason, struct device_list *list)
+{
+	struct xpu_device *d = device_new();
+
+	if (!d)
+		return -ENOMEM;
+	if (!(d->id = strdup(addr)) || !(d->vendor = strdup("nvidia")) ||
+	    device_set_unhealthy(d, "%s", reason) < 0) {
+		device_free(d);
+		return -ENOMEM;
+	}
+	d->kind = XPU_KIND_GPU;
+	d->has_pci = true;
+	memcpy(d->pci.address, addr, 13);
+	return device_list_push(list, d);
+}
+
+/* A GPU whose query thread missed its deadline: what is known, and why it is unhealthy. */
+static int stuck_record(const struct gpu_query *q, struct device_list *list)
+{
+	char reason[64];
+
+	if (!atomic_load(&q->addr_known))
+		return 0;
+	snprintf(reason, sizeof(reason), "NVML did not answer within %llu ms",
+		 NVML_QUERY_TIMEOUT_USEC / 1000);
+	return unhealthy_record(q->addr, reason, list);
+}
+
+/*
+ * The PCI address of NVML's GPU @index when NVML itself cannot say (a GPU that is lost answers
+ * nothing): NVML numbers GPUs in PCI order, as the driver lists them in
+ * /proc/driver/nvidia/gpus/. Returns 0 or -ENOENT.
+ */
+static int index_to_address(const struct xpu_host *host, unsigned index, char ret[static 13])
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	_cleanup_strv_free_ char **addrs = NULL;
+	struct dirent *de;
+
+	if (host->proc_fd < 0 || opendir_at(host->proc_fd, "driver/nvidia/gpus", &d) < 0)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		char canon[13];
+
+		if (parse_pci_address(de->d_name, canon) >= 0 && strv_extend(&addrs, canon) < 0)
+			return -ENOMEM;
+	}
+	strv_sort(addrs);
+	if (index >= strv_length(addrs))
+		return -ENOENT;
+	memcpy(ret, addrs[index], 13);
+	return 0;
+}
+
+static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
+{
+	struct nvidia *nv = b->userdata;
+	struct gpu_query *qs[NVML_MAX_GPUS] = {}, *ok[NVML_MAX_GPUS];
+	struct gpu_query *tq[NVML_MAX_GPUS] = {};
+	unsigned count = 0;
+	size_t n = 0, n_ok = 0;
+	nvmlReturn_t r;
+	int k = 0;
+
+	reap_stuck(nv);
+	r = nv->api.count(&count);
+	if (r != NVML_SUCCESS) {
+		log_debug("nvmlDeviceGetCount_v2: %s", nvml_error(&nv->api, r));
+		return nvml_to_errno(r);
+	}
+	count = MIN(count, NVML_MAX_GPUS);
+	for (unsigned i = 0; i < count; i++) {
+		if (nv->stuck[i]) {
+			log_debug("NVML GPU %u has not answered a previous query yet, skipping.", i);
+			k = stuck_record(nv->stuck[i], list);
+			if (k < 0)
+				goto out;
+			continue;
+		}
+		qs[n] = calloc(1, sizeof(struct gpu_query));
+		if (!qs[n]) {
+			k = -ENOMEM;
+			goto out;
+		}
+		atomic_init(&qs[n]->refs, 1);
+		qs[n]->api = &nv->api;
+		qs[n]->index = i;
+		n++;
+	}
+	(void)run_queries(nv, qs, n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (atomic_load(&qs[i]->done) && qs[i]->dev) {
+			ok[n_ok++] = qs[i];
+		} else if (!atomic_load(&qs[i]->done)) {
+			log_warning("NVML did not answer for GPU %u within %llu ms; it is not asked "
+				    "again until it does, ignoring.",
+				    qs[i]->index, NVML_QUERY_TIMEOUT_USEC / 1000);
+			k = stuck_record(qs[i], list);
+			if (k < 0)
+				goto out;
+		} else {
+			char addr[13], reason[128];
+
+			snprintf(reason, sizeof(reason), "NVML: %s",
+				 nvml_error(&nv->api, qs[i]->error));
+			if (index_to_address(b->host, qs[i]->index, addr) < 0) {
+				log_warning("NVML GPU %u (%s) could not be matched to a PCI "
+					    "function, ignoring.",
+					    qs[i]->index, reason);
+				continue;
+			}
+			log_warning("NVML GPU %u at %s: %s.", qs[i]->index, addr, reason);
+			k = unhealthy_record(addr, reason, list);
+			if (k < 0)
+				goto out;
+		}
+	}
+
+	/* Phase 2: topology among the GPUs that answered. */
+	for (size_t i = 0; i < n_ok; i++) {
+		tq[i] = calloc(1, sizeof(struct gpu_query));
+		if (!tq[i]) {
+			k = -ENOMEM;
+			goto out;
+		}
+		atomic_init(&tq[i]->refs, 1);
+		tq[i]->api = &nv->api;
+		tq[i]->index = ok[i]->index;
+		tq[i]->topology_phase = true;
+		for (size_t j = 0; j < n_ok; j++)
+			if (j != i)
+				tq[i]->peer_index[tq[i]->n_peers++] = ok[j]->index;
+	}
+	(void)run_queries(nv, tq, n_ok);
+	for (size_t i = 0; i < n_ok; i++) {
+		struct xpu_device *d = ok[i]->dev;
+		size_t p = 0;
+
+		for (size_t j = 0; j < n_ok; j++) {
+			const char *name;
+			char key[64];
+
+			if (j == i)
+				continue;
+			name = topology_name(atomic_load(&tq[i]->done) ? tq[i]->peer_level[p] : -1,
+					     shared_nvlinks(ok[i], ok[j], ok, n_ok));
+			p++;
+			if (!name)
+				continue;
+			snprintf(key, sizeof(key), "topology.%s", ok[j]->dev->id);
+			if (device_set_property(d, key, name) < 0) {
+				k = -ENOMEM;
+				goto out;
+			}
+		}
+		if (device_set_property(d, "driver_version", nv->driver_version) < 0) {
+			k = -ENOMEM;
+			goto out;
+		}
+		if (nv->cuda_version > 0) {
+			char v[16];
+
+			snprintf(v, sizeof(v), "%d.%d", nv->cuda_version / 1000,
+				 (nv->cuda_version % 1000) / 10);
+			(void)device_set_property(d, "cuda_version", v);
+		}
+	}
+	/* Only now: the topology pass above reads every GPU's record. */
+	for (size_t i = 0; i < n_ok; i++) {
+		k = device_list_push(list, TAKE_PTR(ok[i]->dev));
+		if (k < 0)
+			goto out;
+	}
+out:
+	for (size_t i = 0; i < NVML_MAX_GPUS; i++) {
+		query_unref(qs[i]);
+		query_unref(tq[i]);
+	}
+	return k;
+}
+
+/* Which NVML index a PCI address had at the last enumeration: NVML orders GPUs by PCI address,
+ * and so does this lookup, through the same calls, bounded by the same deadline. */
+static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
+{
+	struct nvidia *nv = b->userdata;
+	struct gpu_query *q;
+	unsigned count = 0;
+	int k = -ENODEV;
+
+	reap_stuck(nv);
+	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
+		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->addr_known) &&
+		    streq(nv->stuck[i]->addr, d->id))
+			return device_set_unhealthy(d, "NVML did not answer within %llu ms",
+						    NVML_QUERY_TIMEOUT_USEC / 1000);
+	if (nv->api.count(&count) != NVML_SUCCESS)
+		return -EIO;
+	for (unsigned i = 0; i < MIN(count, NVML_MAX_GPUS) && k == -ENODEV; i++) {
+		if (nv->stuck[i])
+			continue;
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		atomic_init(&q->refs, 1);
+		q->api = &nv->api;
+		q->index = i;
+		(void)run_queries(nv, &q, 1);
+		if (!atomic_load(&q->addr_known) && atomic_load(&q->done)) {
+			char addr[13];
+
+			/* A GPU that cannot even say where it is: matched by NVML's order. */
+			if (index_to_address(b->host, i, addr) >= 0 && streq(addr, d->id))
+				k = device_set_unhealthy(d, "NVML: %s",
+							 nvml_error(&nv->api, q->error));
+		} else if (atomic_load(&q->addr_known) && streq(q->addr, d->id)) {
+			if (!atomic_load(&q->done)) {
+				k = device_set_unhealthy(d, "NVML did not answer within %llu ms",
+							 NVML_QUERY_TIMEOUT_USEC / 1000);
+			} else if (q->dev) {
+				free(d->health.reason);
+				d->health = q->dev->health;
+				q->dev->health = (struct xpu_health){};
+				k = 0;
+			}
+		}
+		query_unref(q);
+	}
+	return k;
+}
+
+static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
+{
+	_cleanup_free_ struct nvidia *nv = NULL;
+	const char *path = NULL;
+	char *reason = NULL;
+	nvmlReturn_t r;
+	int k;
+
+	nv = calloc(1, sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	const struct dlsym_spec syms[] = {
+		{ (void **)&nv->api.init, "nvmlInit_v2" },
+		{ (void **)&nv->api.shutdown, "nvmlShutdown" },
+		{ (void **)&nv->api.error_string, "nvmlErrorString" },
+		{ (void **)&nv->api.driver_version, "nvmlSystemGetDriverVersion", true },
+		{ (void **)&nv->api.cuda_version, "nvmlSystemGetCudaDriverVersion_v2", true },
+		{ (void **)&nv->api.count, "nvmlDeviceGetCount_v2" },
+		{ (void **)&nv->api.handle, "nvmlDeviceGetHandleByIndex_v2" },
+		{ (void **)&nv->api.uuid, "nvmlDeviceGetUUID" },
+		{ (void **)&nv->api.name, "nvmlDeviceGetName" },
+		{ (void **)&nv->api.pci, "nvmlDeviceGetPciInfo_v3" },
+		{ (void **)&nv->api.memory, "nvmlDeviceGetMemoryInfo" },
+		{ (void **)&nv->api.compute_capability, "nvmlDeviceGetCudaComputeCapability", true },
+		{ (void **)&nv->api.serial, "nvmlDeviceGetSerial", true },
+		{ (void **)&nv->api.minor, "nvmlDeviceGetMinorNumber", true },
+		{ (void **)&nv->api.numa, "nvmlDeviceGetNumaNodeId", true },
+		{ (void **)&nv->api.power, "nvmlDeviceGetPowerUsage", true },
+		{ (void **)&nv->api.temperature, "nvmlDeviceGetTemperature", true },
+		{ (void **)&nv->api.mig_mode, "nvmlDeviceGetMigMode", true },
+		{ (void **)&nv->api.gi_profile, "nvmlDeviceGetGpuInstanceProfileInfo", true },
+		{ (void **)&nv->api.gi_remaining, "nvmlDeviceGetGpuInstanceRemainingCapacity",
+		  true },
+		{ (void **)&nv->api.topology, "nvmlDeviceGetTopologyCommonAncestor", true },
+		{ (void **)&nv->api.nvlink_state, "nvmlDeviceGetNvLinkState", true },
+		{ (void **)&nv->api.nvlink_remote, "nvmlDeviceGetNvLinkRemotePciInfo_v2", true },
+	};
+
+	/* Configuration, then the environment (tests), then the loader's search path. A fake
+	 * host root never gets the real host's NVML: its GPUs would not be the root's. */
+	if (b->config && b->config->nvml_library)
+		path = b->config->nvml_library;
+	else if (secure_getenv("XPU_NVML_LIBRARY"))
+		path = secure_getenv("XPU_NVML_LIBRARY");
+	else if (b->host->is_real)
+		path = NVML_LIBRARY;
+	else
+		return (*ret_reason = strdup("a simulated host root uses no NVML unless "
+					     "XPU_NVML_LIBRARY names one")) ? -ENOENT : -ENOMEM;
+
+	k = dlopen_many(path, syms, ELEMENTSOF(syms), &nv->api.dl, &reason);
+	if (k < 0) {
+		*ret_reason = reason;
+		return k;
+	}
+	r = nv->api.init();
+	if (r != NVML_SUCCESS) {
+		if (asprintf(ret_reason, "nvmlInit_v2 failed: %s", nvml_error(&nv->api, r)) < 0)
+			*ret_reason = NULL;
+		dlclose(nv->api.dl);
+		return nvml_to_errno(r) ?: -EIO;
+	}
+	if (!nv->api.driver_version ||
+	    nv->api.driver_version(nv->driver_version, sizeof(nv->driver_version)) !=
+		    NVML_SUCCESS ||
+	    !string_is_printable(nv->driver_version))
+		strcpy(nv->driver_version, "unknown");
+	if (!nv->api.cuda_version || nv->api.cuda_version(&nv->cuda_version) != NVML_SUCCESS)
+		nv->cuda_version = 0;
+	log_info("NVML loaded from %s, driver %s.", path, nv->driver_version);
+	b->userdata = TAKE_PTR(nv);
+	return 0;
+}
+
+/* State that threads stuck in NVML still use when xpud stops: kept, and reachable. */
+static struct nvidia *nvidia_abandoned __attribute__((used));
+
+static void nvidia_close(struct xpu_backend *b)
+{
+	struct nvidia *nv = b->userdata;
+
+	if (!nv)
+		return;
+	reap_stuck(nv);
+	/* A thread still inside NVML must not see the library vanish under it: then leave both
+	 * loaded (the process is ending anyway). */
+	if (atomic_load(&nv->outstanding) > 0) {
+		log_warning("%d NVML queries are still running; not unloading NVML.",
+			    atomic_load(&nv->outstanding));
+		nvidia_abandoned = nv;
+		b->userdata = NULL;
+		return;
+	}
+	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
+		query_unref(nv->stuck[i]);
+	nv->api.shutdown();
+	dlclose(nv->api.dl);
+	free(nv);
+	b->userdata = NULL;
+}
+
+const struct xpu_backend_ops nvidia_backend_ops = {
+	.name = "nvidia",
+	.priority = 10,
+	.probe = nvidia_probe,
+	.enumerate = nvidia_enumerate,
+	.refresh = nvidia_refresh,
+	.close = nvidia_close,
+};

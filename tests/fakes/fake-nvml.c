@@ -1,0 +1,1227 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * A stand-in for libnvidia-ml.so.1: the NVML functions that xpud resolves (backends/nvidia-nvml.h),
+ * answered from a JSON node description named by $XPU_FAKE_NVML (format in tests/fakes/README.md),
+ * so that the real NVIDIA backend runs in CI without a GPU or a driver.
+ *
+ * It behaves like the driver's library where the backend can tell: reference-counted init, every
+ * call before it UNINITIALIZED, handles checked on every call, string getters that honour the
+ * caller's length. On top of that a description can inject, per GPU, an error for one function or
+ * for all of them, and a delay before a function answers.
+ *
+ * Built twice: as is, and with FAKE_NVML_OLD, an old driver's library that lacks the functions
+ * added after it (NUMA node id, MIG), which the backend must treat as missing features.
+ *
+ * Only the NVML symbols are exported (the target is built with hidden visibility; the header's
+ * declarations are made default here). A malformed description makes nvmlInit_v2 fail with
+ * NVML_ERROR_UNKNOWN and one line on stderr naming the key: a fake that quietly ignored a typo
+ * would make tests that cannot fail.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shared/macro.h"
+#include "shared/parse.h"
+
+#pragma GCC visibility push(default)
+#include "backends/nvidia-nvml.h"
+#pragma GCC visibility pop
+
+#define FAKE_MAX_GPUS 64
+#define FAKE_MIG_SLICES 7 /* GPU slices of an A100/H100 */
+#define FAKE_MAX_HANG_MS 600000
+#define FAKE_SWITCH_MAX 64
+#define FAKE_WHERE_MAX 128
+
+/* 0x22a3 is the NVSwitch of HGX H100 boards: what an NvLink leads to when it is not a GPU. */
+#define FAKE_NVSWITCH_PCI_DEVICE_ID 0x22a310deu
+
+/* ---- return codes ---------------------------------------------------------------------------- */
+
+static const struct fake_error {
+	nvmlReturn_t code;
+	const char *name; /* NVML_ERROR_<name>, as descriptions spell it */
+	const char *text; /* nvmlErrorString() */
+} fake_errors[] = {
+	{ NVML_SUCCESS, "SUCCESS", "Success" },
+	{ NVML_ERROR_UNINITIALIZED, "UNINITIALIZED", "Uninitialized" },
+	{ NVML_ERROR_INVALID_ARGUMENT, "INVALID_ARGUMENT", "Invalid Argument" },
+	{ NVML_ERROR_NOT_SUPPORTED, "NOT_SUPPORTED", "Not Supported" },
+	{ NVML_ERROR_NO_PERMISSION, "NO_PERMISSION", "Insufficient Permissions" },
+	{ NVML_ERROR_ALREADY_INITIALIZED, "ALREADY_INITIALIZED", "Already Initialized" },
+	{ NVML_ERROR_NOT_FOUND, "NOT_FOUND", "Not Found" },
+	{ NVML_ERROR_INSUFFICIENT_SIZE, "INSUFFICIENT_SIZE", "Insufficient Size" },
+	{ NVML_ERROR_DRIVER_NOT_LOADED, "DRIVER_NOT_LOADED", "Driver Not Loaded" },
+	{ NVML_ERROR_TIMEOUT, "TIMEOUT", "Timeout" },
+	{ NVML_ERROR_LIBRARY_NOT_FOUND, "LIBRARY_NOT_FOUND", "NVML Shared Library Not Found" },
+	{ NVML_ERROR_FUNCTION_NOT_FOUND, "FUNCTION_NOT_FOUND", "Function Not Found" },
+	{ NVML_ERROR_GPU_IS_LOST, "GPU_IS_LOST", "GPU is lost" },
+	{ NVML_ERROR_RESET_REQUIRED, "RESET_REQUIRED", "GPU requires reset" },
+	{ NVML_ERROR_LIB_RM_VERSION_MISMATCH, "LIB_RM_VERSION_MISMATCH",
+	  "RM has detected an NVML/RM version mismatch" },
+	{ NVML_ERROR_IN_USE, "IN_USE", "In use by another client" },
+	{ NVML_ERROR_MEMORY, "MEMORY", "Insufficient Memory" },
+	{ NVML_ERROR_NO_DATA, "NO_DATA", "No data" },
+	{ NVML_ERROR_INSUFFICIENT_RESOURCES, "INSUFFICIENT_RESOURCES", "Insufficient resources" },
+	{ NVML_ERROR_UNKNOWN, "UNKNOWN", "Unknown Error" },
+};
+
+static const struct fake_error *fake_error_by_name(const char *name)
+{
+	for (size_t i = 0; i < ELEMENTSOF(fake_errors); i++)
+		if (streq(fake_errors[i].name, name))
+			return &fake_errors[i];
+	return NULL;
+}
+
+/* ---- the per-device functions, by symbol name (for "errors" and "hang_ms") ------------------- */
+
+enum fake_fn {
+	FN_HANDLE_BY_INDEX, /* not covered by "*": it takes an index, not a handle */
+	FN_UUID,
+	FN_NAME,
+	FN_PCI_INFO,
+	FN_MEMORY_INFO,
+	FN_COMPUTE_CAPABILITY,
+	FN_SERIAL,
+	FN_MINOR,
+	FN_NUMA_NODE,
+	FN_POWER,
+	FN_TEMPERATURE,
+	FN_MIG_MODE,
+	FN_GI_PROFILE_INFO,
+	FN_GI_REMAINING,
+	FN_TOPOLOGY,
+	FN_NVLINK_STATE,
+	FN_NVLINK_REMOTE_PCI,
+	_FN_MAX,
+};
+
+static const char *const fn_names[_FN_MAX] = {
+	[FN_HANDLE_BY_INDEX] = "nvmlDeviceGetHandleByIndex_v2",
+	[FN_UUID] = "nvmlDeviceGetUUID",
+	[FN_NAME] = "nvmlDeviceGetName",
+	[FN_PCI_INFO] = "nvmlDeviceGetPciInfo_v3",
+	[FN_MEMORY_INFO] = "nvmlDeviceGetMemoryInfo",
+	[FN_COMPUTE_CAPABILITY] = "nvmlDeviceGetCudaComputeCapability",
+	[FN_SERIAL] = "nvmlDeviceGetSerial",
+	[FN_MINOR] = "nvmlDeviceGetMinorNumber",
+	[FN_NUMA_NODE] = "nvmlDeviceGetNumaNodeId",
+	[FN_POWER] = "nvmlDeviceGetPowerUsage",
+	[FN_TEMPERATURE] = "nvmlDeviceGetTemperature",
+	[FN_MIG_MODE] = "nvmlDeviceGetMigMode",
+	[FN_GI_PROFILE_INFO] = "nvmlDeviceGetGpuInstanceProfileInfo",
+	[FN_GI_REMAINING] = "nvmlDeviceGetGpuInstanceRemainingCapacity",
+	[FN_TOPOLOGY] = "nvmlDeviceGetTopologyCommonAncestor",
+	[FN_NVLINK_STATE] = "nvmlDeviceGetNvLinkState",
+	[FN_NVLINK_REMOTE_PCI] = "nvmlDeviceGetNvLinkRemotePciInfo_v2",
+};
+
+/* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) ----------------- */
+
+struct fake_gi_profile {
+	unsigned index; /* NVML_GPU_INSTANCE_PROFILE_* */
+	nvmlGpuInstanceProfileInfo_t info;
+};
+
+#define GI(idx, pid, slices, count, sms, ce, dec, jpeg, ofa, mb)                                   \
+	{                                                                                          \
+		.index = (idx), .info = {                                                          \
+			.id = (pid),                                                               \
+			.sliceCount = (slices),                                                    \
+			.instanceCount = (count),                                                  \
+			.multiprocessorCount = (sms),                                              \
+			.copyEngineCount = (ce),                                                   \
+			.decoderCount = (dec),                                                     \
+			.jpegCount = (jpeg),                                                       \
+			.ofaCount = (ofa),                                                         \
+			.memorySizeMB = (mb),                                                      \
+		}                                                                                  \
+	}
+
+/* From a real H100 80GB HBM3 (driver 580.159.04). */
+static const struct fake_gi_profile profiles_h100_80gb[] = {
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, 1, 7, 16, 1, 1, 1, 0, 9984),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, 20, 1, 1, 16, 1, 1, 1, 1, 9984),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 15, 1, 4, 26, 1, 1, 1, 0, 20096),
+	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, 2, 3, 32, 2, 2, 2, 0, 20096),
+	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, 3, 2, 60, 3, 3, 3, 0, 40448),
+	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, 4, 1, 64, 4, 4, 4, 0, 40448),
+	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, 7, 1, 132, 8, 7, 7, 1, 81152),
+	{},
+};
+
+/* A100-SXM4-40GB; engine counts per NVIDIA's MIG user guide. */
+static const struct fake_gi_profile profiles_a100_40gb[] = {
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, 1, 7, 14, 1, 0, 0, 0, 4864),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, 20, 1, 1, 14, 1, 1, 1, 1, 4864),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 15, 1, 4, 14, 1, 1, 0, 0, 9856),
+	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, 2, 3, 28, 2, 1, 0, 0, 9856),
+	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, 3, 2, 42, 3, 2, 0, 0, 19968),
+	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, 4, 1, 56, 4, 2, 0, 0, 19968),
+	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, 7, 1, 98, 7, 5, 1, 1, 40192),
+	{},
+};
+
+#undef GI
+
+static const struct {
+	const char *name;
+	const struct fake_gi_profile *table; /* ends with sliceCount 0 */
+} profile_tables[] = {
+	{ "h100-80gb", profiles_h100_80gb },
+	{ "a100-40gb", profiles_a100_40gb },
+};
+
+static const struct fake_gi_profile *gi_by_id(const struct fake_gi_profile *t, unsigned id)
+{
+	for (; t && t->info.sliceCount; t++)
+		if (t->info.id == id)
+			return t;
+	return NULL;
+}
+
+/* ---- state ----------------------------------------------------------------------------------- */
+
+struct fake_pci_addr {
+	unsigned domain, bus, device, function;
+};
+
+struct fake_gpu {
+	struct fake_pci_addr pci;
+	unsigned pci_device_id, pci_subsystem_id;
+	char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+	char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+	char serial[NVML_DEVICE_SERIAL_BUFFER_SIZE]; /* "": NOT_SUPPORTED */
+	unsigned minor;
+	bool has_memory, has_cc, has_power, has_temperature;
+	unsigned long long memory_bytes, memory_used_bytes;
+	int cc_major, cc_minor;
+	int numa_node; /* -1: NOT_SUPPORTED */
+	unsigned power_mw, temperature_c;
+
+	bool has_mig, mig_current, mig_pending;
+	const struct fake_gi_profile *profiles; /* NULL: none */
+	unsigned instances[FAKE_MIG_SLICES];	/* profile ids of existing GPU instances */
+	unsigned n_instances;
+
+	int topo_numa; /* -1: unknown */
+	char topo_switch[FAKE_SWITCH_MAX]; /* "": none */
+
+	bool has_nvlinks;
+	bool nvlink_active[NVML_NVLINK_MAX_LINKS];
+	struct fake_pci_addr nvlink_remote[NVML_NVLINK_MAX_LINKS];
+
+	nvmlReturn_t error_all;
+	nvmlReturn_t error[_FN_MAX];
+	unsigned hang_all_ms;
+	unsigned hang_ms[_FN_MAX];
+};
+
+struct fake_node {
+	char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
+	int cuda_version;
+	nvmlReturn_t init_error;
+	unsigned n_gpus;
+	struct fake_gpu gpus[FAKE_MAX_GPUS];
+};
+
+/*
+ * Everything below is guarded by fake_lock. Handles point into node.gpus[], which stays where it
+ * is for the life of the process, so a stale handle is caught by the bounds check, never a crash.
+ */
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned init_count;
+static unsigned generation; /* bumped by every first init, so a sleeper can tell it missed one */
+static struct fake_node node;
+
+/* ---- parsing the description ----------------------------------------------------------------- */
+
+struct parser {
+	const char *file;
+	char where[FAKE_WHERE_MAX]; /* "gpus[3]" */
+	bool failed;
+};
+
+static _printf_(2, 3) int parse_fail(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return -EINVAL;
+	p->failed = true;
+	fprintf(stderr, "fake-nvml: %s: %s%s", p->file, p->where, p->where[0] ? "." : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -EINVAL;
+}
+
+static int check_keys(struct parser *p, json_t *obj, const char *const *keys)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		const char *const *k;
+
+		for (k = keys; *k; k++)
+			if (streq(*k, key))
+				break;
+		if (!*k)
+			return parse_fail(p, "%s: unknown key", key);
+	}
+	return 0;
+}
+
+/* Absent and null both mean "not given": *ret is NULL then. */
+static int get_typed(struct parser *p, json_t *obj, const char *key, json_type type,
+		     const char *type_name, bool required, json_t **ret)
+{
+	json_t *v = json_object_get(obj, key);
+
+	*ret = NULL;
+	if (!v || json_is_null(v))
+		return required ? parse_fail(p, "%s: missing", key) : 0;
+	if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
+		return parse_fail(p, "%s: expected %s", key, type_name);
+	*ret = v;
+	return 0;
+}
+
+static int get_string(struct parser *p, json_t *obj, const char *key, bool required,
+		      size_t size, char *buf)
+{
+	json_t *v = NULL;
+	int r;
+
+	r = get_typed(p, obj, key, JSON_STRING, "string", required, &v);
+	if (r < 0 || !v)
+		return r;
+	if (json_string_length(v) == 0 || json_string_length(v) >= size ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return parse_fail(p, "%s: expected a string of 1..%zu characters", key, size - 1);
+	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+/* An integer in min..max; *ret_given (may be NULL) says whether it was there. */
+static int get_integer(struct parser *p, json_t *obj, const char *key, bool required,
+		       long long min, long long max, long long *ret, bool *ret_given)
+{
+	json_t *v = NULL;
+	int r;
+
+	r = get_typed(p, obj, key, JSON_INTEGER, "integer", required, &v);
+	if (r < 0)
+		return r;
+	if (ret_given)
+		*ret_given = v;
+	if (!v)
+		return 0;
+	if (json_integer_value(v) < min || json_integer_value(v) > max)
+		return parse_fail(p, "%s: %lld is out of range %lld..%lld", key,
+				  (long long)json_integer_value(v), min, max);
+	*ret = json_integer_value(v);
+	return 0;
+}
+
+static int get_bool(struct parser *p, json_t *obj, const char *key, bool *ret)
+{
+	json_t *v = NULL;
+	int r;
+
+	r = get_typed(p, obj, key, JSON_TRUE, "boolean", true, &v);
+	if (r < 0)
+		return r;
+	*ret = json_is_true(v);
+	return 0;
+}
+
+static int parse_pci_addr(const char *s, struct fake_pci_addr *ret)
+{
+	char canonical[13];
+	int r;
+
+	r = parse_pci_address(s, canonical);
+	if (r < 0)
+		return r;
+	if (sscanf(canonical, "%x:%x:%x.%x", &ret->domain, &ret->bus, &ret->device,
+		   &ret->function) != 4)
+		return -EINVAL;
+	return 0;
+}
+
+static bool pci_addr_equal(const struct fake_pci_addr *a, const struct fake_pci_addr *b)
+{
+	return a->domain == b->domain && a->bus == b->bus && a->device == b->device &&
+	       a->function == b->function;
+}
+
+static int get_hex32(struct parser *p, json_t *obj, const char *key, bool required,
+		     unsigned *ret)
+{
+	json_t *s = NULL;
+	uint32_t v;
+	int r;
+
+	r = get_typed(p, obj, key, JSON_STRING, "string", required, &s);
+	if (r < 0 || !s)
+		return r;
+	if (parse_hex_id(json_string_value(s), UINT32_MAX, &v) < 0)
+		return parse_fail(p, "%s: expected a hex string such as \"0x233010de\"", key);
+	*ret = v;
+	return 0;
+}
+
+static int fn_by_name(const char *name)
+{
+	for (int i = 0; i < _FN_MAX; i++)
+		if (streq(fn_names[i], name))
+			return i;
+	return -ENOENT;
+}
+
+/* {"nvmlDeviceGetName": "NOT_SUPPORTED", "*": "GPU_IS_LOST"} */
+static int parse_errors(struct parser *p, json_t *obj, struct fake_gpu *gpu)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		const struct fake_error *e;
+		int fn = 0;
+
+		if (!streq(key, "*")) {
+			fn = fn_by_name(key);
+			if (fn < 0)
+				return parse_fail(p, "errors.%s: not a per-device NVML function",
+						  key);
+		}
+		if (!json_is_string(v))
+			return parse_fail(p, "errors.%s: expected string", key);
+		e = fake_error_by_name(json_string_value(v));
+		if (!e || e->code == NVML_SUCCESS)
+			return parse_fail(p, "errors.%s: \"%s\" is not an NVML error name", key,
+					  json_string_value(v));
+		if (streq(key, "*"))
+			gpu->error_all = e->code;
+		else
+			gpu->error[fn] = e->code;
+	}
+	return 0;
+}
+
+/* {"nvmlDeviceGetName": 3000, "*": 100} */
+static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		long long ms = 0;
+		int fn = 0, r;
+
+		if (!streq(key, "*")) {
+			fn = fn_by_name(key);
+			if (fn < 0)
+				return parse_fail(p, "hang_ms.%s: not a per-device NVML function",
+						  key);
+		}
+		r = get_integer(p, obj, key, true, 0, FAKE_MAX_HANG_MS, &ms, NULL);
+		if (r < 0)
+			return r;
+		if (streq(key, "*"))
+			gpu->hang_all_ms = (unsigned)ms;
+		else
+			gpu->hang_ms[fn] = (unsigned)ms;
+	}
+	return 0;
+}
+
+static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
+{
+	static const char *const keys[] = { "current", "pending", NULL };
+	char table[32] = "";
+	unsigned used_slices = 0;
+	json_t *mig = NULL, *list = NULL, *e;
+	size_t i;
+	int r;
+
+	r = get_typed(p, g, "mig", JSON_OBJECT, "object", false, &mig);
+	if (r >= 0 && mig) {
+		gpu->has_mig = true;
+		r = check_keys(p, mig, keys);
+		if (r >= 0)
+			r = get_bool(p, mig, "current", &gpu->mig_current);
+		if (r >= 0)
+			r = get_bool(p, mig, "pending", &gpu->mig_pending);
+	}
+	if (r >= 0)
+		r = get_string(p, g, "mig_profiles", false, sizeof(table), table);
+	if (r < 0)
+		return r;
+	if (table[0]) {
+		for (i = 0; i < ELEMENTSOF(profile_tables); i++)
+			if (streq(profile_tables[i].name, table))
+				gpu->profiles = profile_tables[i].table;
+		if (!gpu->profiles)
+			return parse_fail(p, "mig_profiles: unknown table \"%s\"", table);
+	}
+
+	r = get_typed(p, g, "mig_instances", JSON_ARRAY, "array", false, &list);
+	if (r < 0 || !list)
+		return r;
+	if (!gpu->profiles)
+		return parse_fail(p, "mig_instances: needs mig_profiles");
+	json_array_foreach(list, i, e) {
+		const struct fake_gi_profile *prof;
+		unsigned same = 0;
+
+		if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+		    !(prof = gi_by_id(gpu->profiles, (unsigned)json_integer_value(e))))
+			return parse_fail(p, "mig_instances[%zu]: not a profile id of %s", i,
+					  table);
+		for (unsigned k = 0; k < gpu->n_instances; k++)
+			same += gpu->instances[k] == prof->info.id;
+		used_slices += prof->info.sliceCount;
+		if (same >= prof->info.instanceCount || used_slices > FAKE_MIG_SLICES)
+			return parse_fail(p, "mig_instances[%zu]: profile %u does not fit", i,
+					  prof->info.id);
+		gpu->instances[gpu->n_instances++] = prof->info.id;
+	}
+	return 0;
+}
+
+static int parse_topology(struct parser *p, json_t *g, struct fake_gpu *gpu)
+{
+	static const char *const keys[] = { "numa", "switch", NULL };
+	long long numa = -1;
+	json_t *t = NULL;
+	int r;
+
+	gpu->topo_numa = -1;
+	r = get_typed(p, g, "topology", JSON_OBJECT, "object", false, &t);
+	if (r < 0 || !t)
+		return r;
+	r = check_keys(p, t, keys);
+	if (r >= 0)
+		r = get_integer(p, t, "numa", false, 0, 1023, &numa, NULL);
+	if (r >= 0)
+		r = get_string(p, t, "switch", false, sizeof(gpu->topo_switch), gpu->topo_switch);
+	gpu->topo_numa = (int)numa;
+	return r;
+}
+
+static int parse_nvlinks(struct parser *p, json_t *g, struct fake_gpu *gpu)
+{
+	json_t *links = NULL, *e;
+	size_t i;
+	int r;
+
+	r = get_typed(p, g, "nvlinks", JSON_ARRAY, "array", false, &links);
+	if (r < 0 || !links)
+		return r;
+	gpu->has_nvlinks = true;
+	if (json_array_size(links) > NVML_NVLINK_MAX_LINKS)
+		return parse_fail(p, "nvlinks: more than %d links", NVML_NVLINK_MAX_LINKS);
+	json_array_foreach(links, i, e) {
+		if (json_is_null(e))
+			continue;
+		if (!json_is_string(e) ||
+		    parse_pci_addr(json_string_value(e), &gpu->nvlink_remote[i]) < 0)
+			return parse_fail(p, "nvlinks[%zu]: expected a PCI address or null", i);
+		gpu->nvlink_active[i] = true;
+	}
+	return 0;
+}
+
+static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
+{
+	static const char *const keys[] = {
+		"bus_id",	 "pci_device_id", "pci_subsystem_id", "uuid",	     "name",
+		"serial",	 "minor",	  "memory_bytes",     "memory_used_bytes",
+		"compute_capability", "numa_node", "power_mw",	      "temperature_c",
+		"mig",		 "mig_profiles",  "mig_instances",    "topology",    "nvlinks",
+		"errors",	 "hang_ms",	  NULL,
+	};
+	char bus_id[32] = "", cc[16] = "";
+	long long v = 0;
+	json_t *obj = NULL;
+	int r;
+
+	if (!json_is_object(g))
+		return parse_fail(p, "expected object");
+	r = check_keys(p, g, keys);
+	if (r >= 0)
+		r = get_string(p, g, "bus_id", true, sizeof(bus_id), bus_id);
+	if (r >= 0 && parse_pci_addr(bus_id, &gpu->pci) < 0)
+		r = parse_fail(p, "bus_id: \"%s\" is not a PCI address", bus_id);
+	if (r >= 0)
+		r = get_hex32(p, g, "pci_device_id", true, &gpu->pci_device_id);
+	if (r >= 0)
+		r = get_hex32(p, g, "pci_subsystem_id", false, &gpu->pci_subsystem_id);
+	if (r >= 0)
+		r = get_string(p, g, "uuid", true, sizeof(gpu->uuid), gpu->uuid);
+	if (r >= 0)
+		r = get_string(p, g, "name", true, sizeof(gpu->name), gpu->name);
+	if (r >= 0)
+		r = get_string(p, g, "serial", false, sizeof(gpu->serial), gpu->serial);
+	if (r >= 0)
+		r = get_integer(p, g, "minor", true, 0, 254, &v, NULL);
+	gpu->minor = (unsigned)v;
+	if (r >= 0)
+		r = get_integer(p, g, "memory_bytes", false, 1, INT64_MAX, &v, &gpu->has_memory);
+	gpu->memory_bytes = gpu->has_memory ? (unsigned long long)v : 0;
+	v = 0;
+	if (r >= 0)
+		r = get_integer(p, g, "memory_used_bytes", false, 0, INT64_MAX, &v, NULL);
+	gpu->memory_used_bytes = (unsigned long long)v;
+	if (r >= 0 && gpu->memory_used_bytes > gpu->memory_bytes)
+		r = parse_fail(p, "memory_used_bytes: more than memory_bytes");
+	if (r >= 0)
+		r = get_string(p, g, "compute_capability", false, sizeof(cc), cc);
+	if (r >= 0 && cc[0]) {
+		char dot;
+
+		gpu->has_cc = true;
+		if (sscanf(cc, "%2d%c%2d", &gpu->cc_major, &dot, &gpu->cc_minor) != 3 ||
+		    dot != '.' || gpu->cc_major < 1 || gpu->cc_minor < 0)
+			r = parse_fail(p, "compute_capability: expected \"MAJOR.MINOR\"");
+	}
+	v = -1;
+	if (r >= 0)
+		r = get_integer(p, g, "numa_node", false, 0, 1023, &v, NULL);
+	gpu->numa_node = (int)v;
+	if (r >= 0)
+		r = get_integer(p, g, "power_mw", false, 0, UINT32_MAX, &v, &gpu->has_power);
+	gpu->power_mw = gpu->has_power ? (unsigned)v : 0;
+	if (r >= 0)
+		r = get_integer(p, g, "temperature_c", false, 0, 200, &v, &gpu->has_temperature);
+	gpu->temperature_c = gpu->has_temperature ? (unsigned)v : 0;
+	if (r >= 0)
+		r = parse_mig(p, g, gpu);
+	if (r >= 0)
+		r = parse_topology(p, g, gpu);
+	if (r >= 0)
+		r = parse_nvlinks(p, g, gpu);
+	if (r >= 0)
+		r = get_typed(p, g, "errors", JSON_OBJECT, "object", false, &obj);
+	if (r >= 0 && obj)
+		r = parse_errors(p, obj, gpu);
+	if (r >= 0)
+		r = get_typed(p, g, "hang_ms", JSON_OBJECT, "object", false, &obj);
+	if (r >= 0 && obj)
+		r = parse_hangs(p, obj, gpu);
+	return r;
+}
+
+static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
+{
+	static const char *const keys[] = { "driver_version", "cuda_version", "init_error", "gpus",
+					    NULL };
+	char init_error[32] = "";
+	long long cuda = 13000;
+	json_t *gpus = NULL, *g;
+	size_t i;
+	int r;
+
+	if (!json_is_object(doc))
+		return parse_fail(p, "expected a JSON object");
+	strcpy(n->driver_version, "580.159.04");
+	r = check_keys(p, doc, keys);
+	if (r >= 0)
+		r = get_string(p, doc, "driver_version", false, sizeof(n->driver_version),
+			       n->driver_version);
+	if (r >= 0)
+		r = get_integer(p, doc, "cuda_version", false, 1000, 1000000, &cuda, NULL);
+	n->cuda_version = (int)cuda;
+	if (r >= 0)
+		r = get_string(p, doc, "init_error", false, sizeof(init_error), init_error);
+	if (r >= 0 && init_error[0]) {
+		const struct fake_error *e = fake_error_by_name(init_error);
+
+		if (!e || e->code == NVML_SUCCESS)
+			return parse_fail(p, "init_error: \"%s\" is not an NVML error name",
+					  init_error);
+		n->init_error = e->code;
+	}
+	if (r >= 0)
+		r = get_typed(p, doc, "gpus", JSON_ARRAY, "array", false, &gpus);
+	if (r < 0)
+		return r;
+	if (json_array_size(gpus) > FAKE_MAX_GPUS)
+		return parse_fail(p, "gpus: more than %d", FAKE_MAX_GPUS);
+	json_array_foreach(gpus, i, g) {
+		snprintf(p->where, sizeof(p->where), "gpus[%zu]", i);
+		r = parse_gpu(p, g, &n->gpus[i]);
+		if (r < 0)
+			return r;
+		for (size_t k = 0; k < i; k++)
+			if (pci_addr_equal(&n->gpus[k].pci, &n->gpus[i].pci))
+				return parse_fail(p, "bus_id: the same as gpus[%zu]", k);
+		n->n_gpus++;
+	}
+	p->where[0] = '\0';
+	return 0;
+}
+
+/* Loads $XPU_FAKE_NVML into @n: an NVML return code (the caller holds fake_lock). */
+static nvmlReturn_t load_node(struct fake_node *n)
+{
+	_cleanup_(json_decrefp) json_t *doc = NULL;
+	struct parser p = {};
+	json_error_t err;
+	const char *path;
+
+	path = secure_getenv("XPU_FAKE_NVML");
+	if (isempty(path))
+		return NVML_ERROR_DRIVER_NOT_LOADED; /* no description: no driver */
+	p.file = path;
+	doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	if (!doc) {
+		/* jansson reports a missing file at line -1. */
+		if (err.line < 0)
+			return NVML_ERROR_DRIVER_NOT_LOADED;
+		parse_fail(&p, "malformed JSON at line %d, column %d: %s", err.line, err.column,
+			   err.text);
+		return NVML_ERROR_UNKNOWN;
+	}
+	memset(n, 0, sizeof(*n));
+	if (parse_node(&p, doc, n) < 0)
+		return NVML_ERROR_UNKNOWN;
+	return NVML_SUCCESS;
+}
+
+/* ---- the library ----------------------------------------------------------------------------- */
+
+nvmlReturn_t nvmlInit_v2(void)
+{
+	_cleanup_free_ struct fake_node *n = NULL;
+	nvmlReturn_t r;
+
+	pthread_mutex_lock(&fake_lock);
+	if (init_count > 0) {
+		init_count++;
+		pthread_mutex_unlock(&fake_lock);
+		return NVML_SUCCESS;
+	}
+	n = calloc(1, sizeof(*n));
+	r = n ? load_node(n) : NVML_ERROR_MEMORY;
+	if (r == NVML_SUCCESS)
+		r = n->init_error;
+	if (r == NVML_SUCCESS) {
+		node = *n;
+		init_count = 1;
+		generation++;
+	}
+	pthread_mutex_unlock(&fake_lock);
+	return r;
+}
+
+nvmlReturn_t nvmlShutdown(void)
+{
+	nvmlReturn_t r = NVML_SUCCESS;
+
+	pthread_mutex_lock(&fake_lock);
+	if (init_count == 0)
+		r = NVML_ERROR_UNINITIALIZED;
+	else if (--init_count == 0)
+		node.n_gpus = 0;
+	pthread_mutex_unlock(&fake_lock);
+	return r;
+}
+
+const char *nvmlErrorString(nvmlReturn_t result)
+{
+	for (size_t i = 0; i < ELEMENTSOF(fake_errors); i++)
+		if (fake_errors[i].code == result)
+			return fake_errors[i].text;
+	return "Unknown Error";
+}
+
+static nvmlReturn_t copy_string(char *buf, unsigned length, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!buf)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	if (length < n + 1)
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	memcpy(buf, s, n + 1);
+	return NVML_SUCCESS;
+}
+
+/* Takes fake_lock if the library is initialised: NVML_SUCCESS with the lock held, or not. */
+static nvmlReturn_t library_enter(void)
+{
+	pthread_mutex_lock(&fake_lock);
+	if (init_count > 0)
+		return NVML_SUCCESS;
+	pthread_mutex_unlock(&fake_lock);
+	return NVML_ERROR_UNINITIALIZED;
+}
+
+static nvmlReturn_t leave(nvmlReturn_t r)
+{
+	pthread_mutex_unlock(&fake_lock);
+	return r;
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
+{
+	nvmlReturn_t r = library_enter();
+
+	if (r != NVML_SUCCESS)
+		return r;
+	return leave(copy_string(version, length, node.driver_version));
+}
+
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion)
+{
+	nvmlReturn_t r = library_enter();
+
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!cudaDriverVersion)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	*cudaDriverVersion = node.cuda_version;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
+{
+	nvmlReturn_t r = library_enter();
+
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!deviceCount)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	*deviceCount = node.n_gpus;
+	return leave(NVML_SUCCESS);
+}
+
+/* ---- devices --------------------------------------------------------------------------------- */
+
+static struct fake_gpu *gpu_from_handle(nvmlDevice_t device)
+{
+	for (unsigned i = 0; i < node.n_gpus; i++)
+		if ((void *)device == (void *)&node.gpus[i])
+			return &node.gpus[i];
+	return NULL;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+		;
+}
+
+/*
+ * Sleeps for an injected hang of @fn on @gpu without the lock, so that calls for other GPUs (or
+ * a shutdown) go on meanwhile, as with the driver. Called and returns with fake_lock held;
+ * NVML_ERROR_UNINITIALIZED if the library was shut down in between.
+ */
+static nvmlReturn_t gpu_hang(struct fake_gpu *gpu, enum fake_fn fn)
+{
+	unsigned ms = gpu->hang_ms[fn], gen = generation;
+
+	if (ms == 0 && fn != FN_HANDLE_BY_INDEX)
+		ms = gpu->hang_all_ms;
+	if (ms == 0)
+		return NVML_SUCCESS;
+	pthread_mutex_unlock(&fake_lock);
+	sleep_ms(ms);
+	pthread_mutex_lock(&fake_lock);
+	return init_count > 0 && generation == gen ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
+}
+
+static nvmlReturn_t gpu_error(const struct fake_gpu *gpu, enum fake_fn fn)
+{
+	if (gpu->error[fn] != NVML_SUCCESS || fn == FN_HANDLE_BY_INDEX)
+		return gpu->error[fn];
+	return gpu->error_all;
+}
+
+/*
+ * The entry of every call that takes a handle: the library is initialised, the handle is one of
+ * ours, an injected hang has passed and no error is injected. Returns NVML_SUCCESS with fake_lock
+ * held and *ret_gpu set, or an error with the lock released.
+ */
+static nvmlReturn_t device_enter(nvmlDevice_t device, enum fake_fn fn, struct fake_gpu **ret_gpu)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	gpu = gpu_from_handle(device);
+	if (!gpu)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	r = gpu_hang(gpu, fn);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	r = gpu_error(gpu, fn);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	*ret_gpu = gpu;
+	return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	if (index >= node.n_gpus || !device)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	gpu = &node.gpus[index];
+	r = gpu_hang(gpu, FN_HANDLE_BY_INDEX);
+	if (r == NVML_SUCCESS)
+		r = gpu_error(gpu, FN_HANDLE_BY_INDEX);
+	if (r == NVML_SUCCESS)
+		*device = (nvmlDevice_t)(void *)gpu;
+	return leave(r);
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_UUID, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	return leave(copy_string(uuid, length, gpu->uuid));
+}
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_NAME, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	return leave(copy_string(name, length, gpu->name));
+}
+
+/* The driver's spellings: "00000000:18:00.0" and the legacy "0000:18:00.0", upper-case hex. */
+static void fill_pci_info(nvmlPciInfo_t *pci, const struct fake_pci_addr *a, unsigned device_id,
+			  unsigned subsystem_id)
+{
+	memset(pci, 0, sizeof(*pci));
+	snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "%04X:%02X:%02X.%X", a->domain,
+		 a->bus, a->device, a->function);
+	snprintf(pci->busId, sizeof(pci->busId), "%08X:%02X:%02X.%X", a->domain, a->bus,
+		 a->device, a->function);
+	pci->domain = a->domain;
+	pci->bus = a->bus;
+	pci->device = a->device;
+	pci->pciDeviceId = device_id;
+	pci->pciSubSystemId = subsystem_id;
+}
+
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_PCI_INFO, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!pci)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	fill_pci_info(pci, &gpu->pci, gpu->pci_device_id, gpu->pci_subsystem_id);
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_MEMORY_INFO, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!memory)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_memory)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	memory->total = gpu->memory_bytes;
+	memory->used = gpu->memory_used_bytes;
+	memory->free = gpu->memory_bytes - gpu->memory_used_bytes;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major, int *minor)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_COMPUTE_CAPABILITY, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!major || !minor)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_cc)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*major = gpu->cc_major;
+	*minor = gpu->cc_minor;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned int length)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_SERIAL, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!gpu->serial[0])
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	return leave(copy_string(serial, length, gpu->serial));
+}
+
+nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minorNumber)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_MINOR, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!minorNumber)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	*minorNumber = gpu->minor;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_POWER, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!power)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_power)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*power = gpu->power_mw;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensorType,
+				      unsigned int *temp)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_TEMPERATURE, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!temp || sensorType != NVML_TEMPERATURE_GPU)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_temperature)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*temp = gpu->temperature_c;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevice_t device2,
+						 nvmlGpuTopologyLevel_t *pathInfo)
+{
+	struct fake_gpu *a, *b;
+	nvmlReturn_t r;
+
+	r = device_enter(device1, FN_TOPOLOGY, &a);
+	if (r != NVML_SUCCESS)
+		return r;
+	b = gpu_from_handle(device2);
+	if (!b || !pathInfo)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	r = gpu_error(b, FN_TOPOLOGY);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	if (a == b)
+		*pathInfo = NVML_TOPOLOGY_INTERNAL;
+	else if (a->topo_switch[0] && streq(a->topo_switch, b->topo_switch))
+		*pathInfo = NVML_TOPOLOGY_MULTIPLE;
+	else if (a->topo_numa >= 0 && a->topo_numa == b->topo_numa)
+		*pathInfo = NVML_TOPOLOGY_NODE;
+	else
+		*pathInfo = NVML_TOPOLOGY_SYSTEM;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+				      nvmlEnableState_t *isActive)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_NVLINK_STATE, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!isActive || link >= NVML_NVLINK_MAX_LINKS)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_nvlinks)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*isActive = gpu->nvlink_active[link] ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+						 nvmlPciInfo_t *pci)
+{
+	unsigned device_id = FAKE_NVSWITCH_PCI_DEVICE_ID, subsystem_id = 0;
+	const struct fake_pci_addr *remote;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_NVLINK_REMOTE_PCI, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!pci || link >= NVML_NVLINK_MAX_LINKS)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_nvlinks || !gpu->nvlink_active[link])
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	remote = &gpu->nvlink_remote[link];
+	for (unsigned i = 0; i < node.n_gpus; i++)
+		if (pci_addr_equal(&node.gpus[i].pci, remote)) {
+			device_id = node.gpus[i].pci_device_id;
+			subsystem_id = node.gpus[i].pci_subsystem_id;
+		}
+	fill_pci_info(pci, remote, device_id, subsystem_id);
+	return leave(NVML_SUCCESS);
+}
+
+/* ---- added in later drivers: absent from the "old" variant ----------------------------------- */
+
+#ifndef FAKE_NVML_OLD
+
+nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *nodeId)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_NUMA_NODE, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!nodeId)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (gpu->numa_node < 0)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*nodeId = (unsigned)gpu->numa_node;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
+				  unsigned int *pendingMode)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_MIG_MODE, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!currentMode || !pendingMode)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_mig)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*currentMode = gpu->mig_current ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+	*pendingMode = gpu->mig_pending ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+	return leave(NVML_SUCCESS);
+}
+
+static const struct fake_gi_profile *gi_by_index(const struct fake_gi_profile *t, unsigned index)
+{
+	for (; t && t->info.sliceCount; t++)
+		if (t->index == index)
+			return t;
+	return NULL;
+}
+
+/* Answered whatever the MIG mode, as the driver does (nvidia-smi mig -lgip with MIG disabled). */
+nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device, unsigned int profile,
+						 nvmlGpuInstanceProfileInfo_t *info)
+{
+	const struct fake_gi_profile *prof;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_GI_PROFILE_INFO, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!info || profile >= NVML_GPU_INSTANCE_PROFILE_COUNT)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	prof = gpu->has_mig ? gi_by_index(gpu->profiles, profile) : NULL;
+	if (!prof)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*info = prof->info;
+	return leave(NVML_SUCCESS);
+}
+
+/*
+ * How many more instances of @profileId fit next to those of "mig_instances": no more than the
+ * profile allows beside its own kind, and no more than the free slices hold. A simplification of
+ * the driver's placement rules that is exact for the layouts the fixtures use.
+ */
+nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t device,
+						       unsigned int profileId, unsigned int *count)
+{
+	const struct fake_gi_profile *prof;
+	unsigned same = 0, used_slices = 0, by_count, by_slices;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_GI_REMAINING, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!count)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_mig || !gpu->profiles)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	prof = gi_by_id(gpu->profiles, profileId);
+	if (!prof)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	for (unsigned i = 0; i < gpu->n_instances; i++) {
+		const struct fake_gi_profile *other = gi_by_id(gpu->profiles, gpu->instances[i]);
+
+		same += gpu->instances[i] == profileId;
+		used_slices += other ? other->info.sliceCount : 0;
+	}
+	by_count = prof->info.instanceCount > same ? prof->info.instanceCount - same : 0;
+	by_slices = used_slices < FAKE_MIG_SLICES ?
+			    (FAKE_MIG_SLICES - used_slices) / prof->info.sliceCount :
+			    0;
+	*count = MIN(by_count, by_slices);
+	return leave(NVML_SUCCESS);
+}
+
+#endif /* FAKE_NVML_OLD */

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The NVIDIA backend against the fake NVML (tests/fakes/): one device per GPU with NVML's facts
+ * merged over sysfs's, MIG modes and profiles, NVLink topology; a GPU that is lost, one that
+ * cannot answer some calls and one that hangs stay on their own GPU; an old library without
+ * the MIG symbols, or no library at all, never stops the PCI view.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+static const char *str(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static json_t *device(const struct test_xpud *x, const char *id)
+{
+	char path[128];
+	json_t *doc = NULL;
+
+	snprintf(path, sizeof(path), "/v1/devices/%s", id);
+	assert_int_equal(test_request(x, "GET", path, &doc), 200);
+	return doc;
+}
+
+static const char *prop(json_t *dev, const char *key)
+{
+	return str(json_object_get(dev, "properties"), key);
+}
+
+static json_t *backend(const struct test_xpud *x, const char *name, json_t **ret_doc)
+{
+	json_t *doc = NULL, *b;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/backends", &doc), 200);
+	*ret_doc = doc;
+	json_array_foreach(json_object_get(doc, "backends"), i, b)
+		if (strcmp(str(b, "name"), name) == 0)
+			return b;
+	fail_msg("no backend %s", name);
+	return NULL;
+}
+
+static void test_hgx_inventory(void **state)
+{
+	struct test_xpud *x = test_xpud_start_nvml(test_fixture_new("hgx-h100"), NULL, NULL);
+	json_t *doc = NULL, *d, *b;
+	size_t i;
+
+	b = backend(x, "nvidia", &doc);
+	assert_true(json_is_true(json_object_get(b, "available")));
+	json_decref(doc);
+
+	/* one device per GPU, not two: NVML's record merged over sysfs's */
+	assert_int_equal(test_request(x, "GET", "/v1/devices", &doc), 200);
+	assert_int_equal(json_array_size(json_object_get(doc, "devices")), 8);
+	json_array_foreach(json_object_get(doc, "devices"), i, d) {
+		assert_string_equal(str(d, "backend"), "nvidia");
+		assert_true(json_integer_value(json_object_get(d, "memory_bytes")) == 85520809984LL);
+		assert_string_equal(prop(d, "compute_capability"), "9.0");
+		/* NVML has no NUMA node for these GPUs: sysfs's stands */
+		assert_int_equal(json_integer_value(json_object_get(d, "numa_node")), i < 4 ? 0 : 1);
+		/* class and revision come from sysfs, device nodes too */
+		assert_string_equal(str(json_object_get(d, "pci"), "class"), "0x030200");
+		assert_string_equal(json_string_value(json_array_get(
+					    json_object_get(d, "device_nodes"), 1)),
+				    "/dev/nvidiactl");
+	}
+	json_decref(doc);
+
+	d = device(x, "0000:18:00.0");
+	assert_string_equal(prop(d, "mig_mode"), "disabled");
+	/* profiles are listed even with MIG off, all free */
+	assert_non_null(strstr(prop(d, "mig_profiles"), "1g.10gb=7/7"));
+	assert_non_null(strstr(prop(d, "mig_profiles"), "7g.80gb=1/1"));
+	assert_non_null(strstr(prop(d, "mig_profiles"), "1g.10gb+me=1/1"));
+	/* every pair on the NVSwitch fabric */
+	assert_string_equal(prop(d, "topology.0000:db:00.0"), "NV18");
+	assert_string_equal(prop(d, "nvlink_active_links"), "18");
+	assert_string_equal(prop(d, "driver_version"), "580.159.04");
+	assert_string_equal(prop(d, "cuda_version"), "13.0");
+	/* the whole-GPU slice names the GPU by NVML's UUID */
+	assert_string_equal(str(json_object_get(d, "pci"), "address"), "0000:18:00.0");
+	json_decref(d);
+
+	/* the MIG GPU, with seven 1g.10gb instances: nothing more fits */
+	d = device(x, "0000:db:00.0");
+	assert_string_equal(prop(d, "mig_mode"), "enabled");
+	assert_non_null(strstr(prop(d, "mig_profiles"), "1g.10gb=0/7"));
+	json_decref(d);
+
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+static void test_faults_stay_on_their_gpu(void **state)
+{
+	struct test_xpud *x = test_xpud_start_nvml(test_fixture_new("nvidia-faults"), NULL, NULL);
+	json_t *doc = NULL, *r, *d;
+	int healthy = 0, lost = 0, hung = 0, quiet = 0;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/devices", &doc), 200);
+	assert_int_equal(json_array_size(json_object_get(doc, "devices")), 4);
+	json_array_foreach(json_object_get(doc, "devices"), i, d) {
+		json_t *h = json_object_get(d, "health");
+		const char *reason = str(h, "reason");
+
+		if (reason && strstr(reason, "GPU is lost"))
+			lost++;
+		else if (reason && strstr(reason, "did not answer"))
+			hung++;
+		else if (strcmp(str(h, "state"), "healthy") == 0 &&
+			 json_is_null(json_object_get(d, "memory_bytes")))
+			quiet++; /* NOT_SUPPORTED answers: unknown, not unhealthy */
+		else if (strcmp(str(h, "state"), "healthy") == 0)
+			healthy++;
+	}
+	json_decref(doc);
+	assert_int_equal(healthy, 1);
+	assert_int_equal(lost, 1);
+	assert_int_equal(hung, 1);
+	assert_int_equal(quiet, 1);
+
+	/* the healthy ones stay allocatable */
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
+	r = json_array_get(json_object_get(doc, "resources"), 0);
+	assert_string_equal(str(r, "resource"), "nvidia.com/gpu");
+	assert_int_equal(json_integer_value(json_object_get(r, "total")), 4);
+	assert_int_equal(json_integer_value(json_object_get(r, "allocatable")), 2);
+	json_decref(doc);
+	assert_true(test_xpud_log_contains(x, "did not answer for GPU"));
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+static void test_old_library(void **state)
+{
+	char lib[4096];
+	struct test_xpud *x;
+	json_t *d;
+
+	snprintf(lib, sizeof(lib), "%s/old/libnvidia-ml.so.1", test_env("XPU_FAKE_NVML_DIR"));
+	x = test_xpud_start_nvml(test_fixture_new("hgx-h100"), NULL, lib);
+	/* without the MIG symbols: no MIG facts, everything else */
+	d = device(x, "0000:18:00.0");
+	assert_string_equal(str(d, "backend"), "nvidia");
+	assert_null(prop(d, "mig_mode"));
+	assert_null(prop(d, "mig_profiles"));
+	assert_true(json_integer_value(json_object_get(d, "memory_bytes")) == 85520809984LL);
+	json_decref(d);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+static void test_missing_library(void **state)
+{
+	struct test_xpud *x = test_xpud_start_nvml(test_fixture_new("hgx-h100"), NULL,
+						   "/nonexistent/libnvidia-ml.so.1");
+	json_t *doc = NULL, *b, *d;
+
+	b = backend(x, "nvidia", &doc);
+	assert_false(json_is_true(json_object_get(b, "available")));
+	assert_non_null(strstr(str(b, "reason"), "libnvidia-ml.so.1"));
+	json_decref(doc);
+	/* the GPUs are still there, from sysfs */
+	d = device(x, "0000:18:00.0");
+	assert_string_equal(str(d, "backend"), "pci");
+	json_decref(d);
+	assert_true(test_xpud_log_contains(x, "Backend nvidia unavailable"));
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hgx_inventory),
+		cmocka_unit_test(test_faults_stay_on_their_gpu),
+		cmocka_unit_test(test_old_library),
+		cmocka_unit_test(test_missing_library),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
