@@ -153,11 +153,12 @@ json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent)
 {
 	const char *health = parent ? xpu_health_state_to_string(parent->health.state) : "unknown";
 
-	return json_pack("{s:s, s:s, s:s, s:o, s:f, s:b, s:s, s:o, s:o}", "id", s->id, "device_id",
-			 s->device_id, "resource", s->resource, "memory_bytes",
-			 uint_or_null(s->memory_bytes), "compute_fraction", s->compute_fraction,
-			 "shared", s->shared, "health", health, "device_nodes",
-			 strv_array(s->device_nodes), "env", env_object(s->env));
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:b, s:s, s:o, s:o}", "id", s->id,
+			 "device_id", s->device_id, "resource", s->resource, "profile",
+			 string_or_null(s->profile), "memory_bytes", uint_or_null(s->memory_bytes),
+			 "compute_fraction", s->compute_fraction, "shared", s->shared, "health",
+			 health, "device_nodes", strv_array(s->device_nodes), "env",
+			 env_object(s->env));
 }
 
 json_t *view_slices(const struct device_list *devices, const struct slice_list *l)

@@ -36,6 +36,84 @@ const char *xpu_health_state_to_string(enum xpu_health_state s)
 	return s >= 0 && s < _XPU_HEALTH_MAX ? health_table[s] : NULL;
 }
 
+struct xpu_slice *slice_free(struct xpu_slice *s)
+{
+	if (!s)
+		return NULL;
+	free(s->id);
+	free(s->device_id);
+	free(s->resource);
+	free(s->profile);
+	strv_free(s->device_nodes);
+	strv_free(s->env);
+	free(s);
+	return NULL;
+}
+
+int slice_dup(const struct xpu_slice *s, struct xpu_slice **ret)
+{
+	_cleanup_(slice_freep) struct xpu_slice *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->memory_bytes = s->memory_bytes;
+	c->compute_fraction = s->compute_fraction;
+	c->shared = s->shared;
+	if (device_set_string(&c->id, s->id) < 0 ||
+	    device_set_string(&c->device_id, s->device_id) < 0 ||
+	    device_set_string(&c->resource, s->resource) < 0 ||
+	    device_set_string(&c->profile, s->profile) < 0 ||
+	    strv_copy(s->device_nodes, &c->device_nodes) < 0 || strv_copy(s->env, &c->env) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+bool slice_equal(const struct xpu_slice *a, const struct xpu_slice *b)
+{
+	return streq_ptr(a->id, b->id) && streq_ptr(a->device_id, b->device_id) &&
+	       streq_ptr(a->resource, b->resource) && streq_ptr(a->profile, b->profile) &&
+	       a->memory_bytes == b->memory_bytes && a->compute_fraction == b->compute_fraction &&
+	       a->shared == b->shared && strv_equal(a->device_nodes, b->device_nodes) &&
+	       strv_equal(a->env, b->env);
+}
+
+int device_add_partition(struct xpu_device *d, struct xpu_slice *s)
+{
+	struct xpu_slice **p = realloc(d->partitions, (d->n_partitions + 1) * sizeof(*p));
+
+	if (!p) {
+		slice_free(s);
+		return -ENOMEM;
+	}
+	d->partitions = p;
+	d->partitions[d->n_partitions++] = s;
+	return 0;
+}
+
+static void partitions_clear(struct xpu_device *d)
+{
+	for (size_t i = 0; i < d->n_partitions; i++)
+		slice_free(d->partitions[i]);
+	free(d->partitions);
+	d->partitions = NULL;
+	d->n_partitions = 0;
+}
+
+static int partitions_copy(const struct xpu_device *from, struct xpu_device *to)
+{
+	for (size_t i = 0; i < from->n_partitions; i++) {
+		struct xpu_slice *s;
+		int r = slice_dup(from->partitions[i], &s);
+
+		if (r >= 0)
+			r = device_add_partition(to, s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 struct xpu_device *device_new(void)
 {
 	struct xpu_device *d = calloc(1, sizeof(*d));
@@ -60,6 +138,7 @@ struct xpu_device *device_free(struct xpu_device *d)
 	free(d->resource);
 	strv_free(d->env);
 	strv_free(d->properties);
+	partitions_clear(d);
 	free(d);
 	return NULL;
 }
@@ -100,10 +179,20 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	    device_set_string(&c->health.reason, d->health.reason) < 0 ||
 	    device_set_string(&c->resource, d->resource) < 0 ||
 	    strv_copy(d->device_nodes, &c->device_nodes) < 0 || strv_copy(d->env, &c->env) < 0 ||
-	    strv_copy(d->properties, &c->properties) < 0)
+	    strv_copy(d->properties, &c->properties) < 0 || partitions_copy(d, c) < 0)
 		return -ENOMEM;
 	*ret = TAKE_PTR(c);
 	return 0;
+}
+
+static bool partitions_equal(const struct xpu_device *a, const struct xpu_device *b)
+{
+	if (a->n_partitions != b->n_partitions)
+		return false;
+	for (size_t i = 0; i < a->n_partitions; i++)
+		if (!slice_equal(a->partitions[i], b->partitions[i]))
+			return false;
+	return true;
 }
 
 bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
@@ -117,7 +206,7 @@ bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
 	       a->health.state == b->health.state &&
 	       streq_ptr(a->health.reason, b->health.reason) && streq_ptr(a->backend, b->backend) &&
 	       streq_ptr(a->resource, b->resource) && strv_equal(a->env, b->env) &&
-	       strv_equal(a->properties, b->properties);
+	       strv_equal(a->properties, b->properties) && partitions_equal(a, b);
 }
 
 static char **prop_find(const struct xpu_device *d, const char *key)
@@ -225,6 +314,8 @@ int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
 	}
 	if (rich->numa_node < 0)
 		rich->numa_node = generic->numa_node;
+	if (rich->n_partitions == 0 && partitions_copy(generic, rich) < 0)
+		return -ENOMEM;
 	if (rich->memory_bytes == 0)
 		rich->memory_bytes = generic->memory_bytes;
 	for (size_t i = 0; generic->properties && generic->properties[i] &&

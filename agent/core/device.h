@@ -39,6 +39,14 @@ int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...) _printf_(2,
  */
 int device_merge(struct xpu_device *rich, const struct xpu_device *generic);
 
+struct xpu_slice *slice_free(struct xpu_slice *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct xpu_slice *, slice_free);
+/* Deep copy. 0 or -ENOMEM. */
+int slice_dup(const struct xpu_slice *s, struct xpu_slice **ret);
+bool slice_equal(const struct xpu_slice *a, const struct xpu_slice *b);
+/* Takes ownership of @s (freed on failure). 0 or -ENOMEM. */
+int device_add_partition(struct xpu_device *d, struct xpu_slice *s);
+
 /* A growable array of owned devices. */
 struct device_list {
 	struct xpu_device **items;

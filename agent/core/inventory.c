@@ -78,6 +78,7 @@ static bool differs_beyond_health(const struct xpu_device *a, const struct xpu_d
 	struct xpu_device ta = *a, tb = *b;
 
 	ta.health = tb.health = (struct xpu_health){};
+	/* (a struct copy: the partitions are shared, not duplicated, which equality allows) */
 	return !device_equal(&ta, &tb);
 }
 

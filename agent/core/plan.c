@@ -5,25 +5,38 @@
 #include "core/plan.h"
 #include "shared/strv.h"
 
-struct xpu_slice *slice_free(struct xpu_slice *s)
-{
-	if (!s)
-		return NULL;
-	free(s->id);
-	free(s->device_id);
-	free(s->resource);
-	strv_free(s->device_nodes);
-	strv_free(s->env);
-	free(s);
-	return NULL;
-}
-
 void slice_list_clear(struct slice_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		slice_free(l->items[i]);
 	free(l->items);
 	*l = (struct slice_list){};
+}
+
+/*
+ * A partition the backend reported, as a slice: the device's own nodes (a MIG instance is
+ * reached through its GPU's) plus the partition's, its environment over the device's.
+ */
+static int slice_partition(const struct xpu_device *d, const struct xpu_slice *p,
+			   struct xpu_slice **ret)
+{
+	_cleanup_(slice_freep) struct xpu_slice *s = NULL;
+	int r;
+
+	r = slice_dup(p, &s);
+	if (r < 0)
+		return r;
+	if (device_set_string(&s->device_id, d->id) < 0)
+		return -ENOMEM;
+	strv_free(s->device_nodes);
+	s->device_nodes = NULL;
+	if (strv_copy(d->device_nodes, &s->device_nodes) < 0)
+		return -ENOMEM;
+	STRV_FOREACH(n, p->device_nodes)
+		if (strv_extend_unique(&s->device_nodes, *n) < 0)
+			return -ENOMEM;
+	*ret = TAKE_PTR(s);
+	return 0;
 }
 
 static int slice_whole(const struct xpu_device *d, struct xpu_slice **ret)
@@ -47,18 +60,26 @@ static int slice_whole(const struct xpu_device *d, struct xpu_slice **ret)
 int plan_slices(const struct device_list *devices, struct slice_list *ret)
 {
 	struct slice_list l = {};
+	size_t n = 0;
 
-	l.items = calloc(devices->n ?: 1, sizeof(*l.items));
+	for (size_t i = 0; i < devices->n; i++)
+		n += MAX(devices->items[i]->n_partitions, (size_t)1);
+	l.items = calloc(n ?: 1, sizeof(*l.items));
 	if (!l.items)
 		return -ENOMEM;
 	for (size_t i = 0; i < devices->n; i++) {
-		int r = slice_whole(devices->items[i], &l.items[l.n]);
+		const struct xpu_device *d = devices->items[i];
+		int r = 0;
 
+		if (d->n_partitions == 0)
+			r = slice_whole(d, &l.items[l.n++]);
+		for (size_t p = 0; r >= 0 && p < d->n_partitions; p++)
+			r = slice_partition(d, d->partitions[p], &l.items[l.n++]);
 		if (r < 0) {
+			l.n--; /* the failed slot is NULL */
 			slice_list_clear(&l);
 			return r;
 		}
-		l.n++;
 	}
 	*ret = l;
 	return 0;

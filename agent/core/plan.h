@@ -15,10 +15,12 @@ struct slice_list {
 	size_t n;
 };
 
-struct xpu_slice *slice_free(struct xpu_slice *s);
 void slice_list_clear(struct slice_list *l);
 
-/* One whole-device slice per device, in device order. Returns 0 or -ENOMEM. */
+/*
+ * The slices of every device, in device order: its partitions where the backend reported any
+ * (MIG instances), the whole device otherwise. Returns 0 or -ENOMEM.
+ */
 int plan_slices(const struct device_list *devices, struct slice_list *ret);
 
 struct capacity {

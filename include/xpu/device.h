@@ -44,6 +44,8 @@ struct xpu_health {
 	char *reason; /* NULL when healthy */
 };
 
+struct xpu_slice;
+
 struct xpu_device {
 	char *id; /* stable: the PCI address for PCI functions */
 	enum xpu_kind kind;
@@ -65,6 +67,13 @@ struct xpu_device {
 	char **env;	    /* KEY=VALUE a workload needs to see exactly this device */
 
 	char **properties;  /* free-form: key, value, key, value, ..., NULL */
+
+	/*
+	 * Parts the hardware is already cut into (MIG instances, ...), as the backend sees them.
+	 * When there are any, the planner offers these instead of the whole device.
+	 */
+	struct xpu_slice **partitions;
+	size_t n_partitions;
 };
 
 struct xpu_slice {
@@ -74,6 +83,7 @@ struct xpu_slice {
 	uint64_t memory_bytes; /* 0 when unknown */
 	double compute_fraction; /* 1.0 for a whole device */
 	bool shared;		 /* time-shared with other slices, no isolation claimed */
+	char *profile;		 /* the partition's profile ("1g.10gb"), NULL for a whole device */
 	char **device_nodes;
 	char **env;
 };

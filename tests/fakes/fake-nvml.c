@@ -125,7 +125,7 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_NVLINK_REMOTE_PCI] = "nvmlDeviceGetNvLinkRemotePciInfo_v2",
 };
 
-/* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) ----------------- */
+/* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) --------------- */
 
 struct fake_gi_profile {
 	unsigned index; /* NVML_GPU_INSTANCE_PROFILE_* */
@@ -266,6 +266,20 @@ static _printf_(2, 3) int parse_fail(struct parser *p, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* Messages about the keys of a nested object name it: "gpus[3].mig.current". */
+static size_t where_push(struct parser *p, const char *key)
+{
+	size_t n = strlen(p->where);
+
+	snprintf(p->where + n, sizeof(p->where) - n, "%s%s", n ? "." : "", key);
+	return n;
+}
+
+static void where_pop(struct parser *p, size_t n)
+{
+	p->where[n] = '\0';
+}
+
 static int check_keys(struct parser *p, json_t *obj, const char *const *keys)
 {
 	const char *key;
@@ -292,6 +306,7 @@ static int get_typed(struct parser *p, json_t *obj, const char *key, json_type t
 	*ret = NULL;
 	if (!v || json_is_null(v))
 		return required ? parse_fail(p, "%s: missing", key) : 0;
+	/* JSON_TRUE stands for "a boolean": jansson types true and false apart. */
 	if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
 		return parse_fail(p, "%s: expected %s", key, type_name);
 	*ret = v;
@@ -428,8 +443,8 @@ static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 	json_t *v;
 
 	json_object_foreach(obj, key, v) {
-		long long ms = 0;
-		int fn = 0, r;
+		json_int_t ms = json_integer_value(v);
+		int fn = 0;
 
 		if (!streq(key, "*")) {
 			fn = fn_by_name(key);
@@ -437,9 +452,9 @@ static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 				return parse_fail(p, "hang_ms.%s: not a per-device NVML function",
 						  key);
 		}
-		r = get_integer(p, obj, key, true, 0, FAKE_MAX_HANG_MS, &ms, NULL);
-		if (r < 0)
-			return r;
+		if (!json_is_integer(v) || ms < 0 || ms > FAKE_MAX_HANG_MS)
+			return parse_fail(p, "hang_ms.%s: expected milliseconds, 0..%d", key,
+					  FAKE_MAX_HANG_MS);
 		if (streq(key, "*"))
 			gpu->hang_all_ms = (unsigned)ms;
 		else
@@ -459,12 +474,15 @@ static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 
 	r = get_typed(p, g, "mig", JSON_OBJECT, "object", false, &mig);
 	if (r >= 0 && mig) {
+		size_t w = where_push(p, "mig");
+
 		gpu->has_mig = true;
 		r = check_keys(p, mig, keys);
 		if (r >= 0)
 			r = get_bool(p, mig, "current", &gpu->mig_current);
 		if (r >= 0)
 			r = get_bool(p, mig, "pending", &gpu->mig_pending);
+		where_pop(p, w);
 	}
 	if (r >= 0)
 		r = get_string(p, g, "mig_profiles", false, sizeof(table), table);
@@ -507,17 +525,20 @@ static int parse_topology(struct parser *p, json_t *g, struct fake_gpu *gpu)
 	static const char *const keys[] = { "numa", "switch", NULL };
 	long long numa = -1;
 	json_t *t = NULL;
+	size_t w;
 	int r;
 
 	gpu->topo_numa = -1;
 	r = get_typed(p, g, "topology", JSON_OBJECT, "object", false, &t);
 	if (r < 0 || !t)
 		return r;
+	w = where_push(p, "topology");
 	r = check_keys(p, t, keys);
 	if (r >= 0)
 		r = get_integer(p, t, "numa", false, 0, 1023, &numa, NULL);
 	if (r >= 0)
 		r = get_string(p, t, "switch", false, sizeof(gpu->topo_switch), gpu->topo_switch);
+	where_pop(p, w);
 	gpu->topo_numa = (int)numa;
 	return r;
 }

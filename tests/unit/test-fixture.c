@@ -203,7 +203,7 @@ static int info_minor(const struct tree *t, const char *address)
 static void test_embedded_nodes(void **state)
 {
 	static const char *const expected[] = { "faults", "hgx-h100", "mi300x", "mixed",
-						"real-h100-vm" };
+						"nvidia-faults", "real-h100-vm" };
 
 	for (size_t i = 0; i < ELEMENTSOF(expected); i++)
 		assert_non_null(sim_node_find(expected[i]));

@@ -1,0 +1,869 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The fake NVML library (tests/fakes/): the contract the NVIDIA backend relies on when it runs
+ * against it, loaded the way the backend loads the real one (dlopen by path, dlsym by versioned
+ * name), and the fixture hook that hands it the node descriptions' "nvml" blocks.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backends/nvidia-nvml.h"
+#include "shared/fileio.h"
+#include "shared/macro.h"
+#include "shared/parse.h"
+#include "sim/fixture.h"
+#include "testutil.h"
+
+/* The library's functions, typed by the prototypes the backend uses. */
+#define NVML_FN(f) __typeof__(f) *f
+struct nvml {
+	void *dl;
+	char *desc; /* the description XPU_FAKE_NVML names, removed by nvml_close() */
+	NVML_FN(nvmlInit_v2);
+	NVML_FN(nvmlShutdown);
+	NVML_FN(nvmlErrorString);
+	NVML_FN(nvmlSystemGetDriverVersion);
+	NVML_FN(nvmlSystemGetCudaDriverVersion_v2);
+	NVML_FN(nvmlDeviceGetCount_v2);
+	NVML_FN(nvmlDeviceGetHandleByIndex_v2);
+	NVML_FN(nvmlDeviceGetUUID);
+	NVML_FN(nvmlDeviceGetName);
+	NVML_FN(nvmlDeviceGetPciInfo_v3);
+	NVML_FN(nvmlDeviceGetMemoryInfo);
+	NVML_FN(nvmlDeviceGetCudaComputeCapability);
+	NVML_FN(nvmlDeviceGetSerial);
+	NVML_FN(nvmlDeviceGetMinorNumber);
+	NVML_FN(nvmlDeviceGetNumaNodeId);
+	NVML_FN(nvmlDeviceGetPowerUsage);
+	NVML_FN(nvmlDeviceGetTemperature);
+	NVML_FN(nvmlDeviceGetMigMode);
+	NVML_FN(nvmlDeviceGetGpuInstanceProfileInfo);
+	NVML_FN(nvmlDeviceGetGpuInstanceRemainingCapacity);
+	NVML_FN(nvmlDeviceGetTopologyCommonAncestor);
+	NVML_FN(nvmlDeviceGetNvLinkState);
+	NVML_FN(nvmlDeviceGetNvLinkRemotePciInfo_v2);
+};
+
+/* The functions an old driver's library lacks; the backend must do without them. */
+static const char *const newer_symbols[] = {
+	"nvmlDeviceGetNumaNodeId",
+	"nvmlDeviceGetGpuInstanceProfileInfo",
+	"nvmlDeviceGetGpuInstanceRemainingCapacity",
+	"nvmlDeviceGetMigMode",
+};
+
+#define RESOLVE(n, f)                                                                              \
+	do {                                                                                       \
+		(n)->f = (__typeof__((n)->f))dlsym((n)->dl, #f);                                   \
+		if (!(n)->f)                                                                       \
+			fail_msg("the library lacks %s", #f);                                      \
+	} while (0)
+
+/*
+ * Loads "$XPU_FAKE_NVML_DIR/libnvidia-ml.so.1" (with @old, "old/libnvidia-ml.so.1") and resolves
+ * every symbol the backend resolves; with @old, the newer ones stay NULL.
+ */
+static struct nvml *nvml_open(bool old)
+{
+	struct nvml *n = calloc(1, sizeof(*n));
+	char path[4096];
+
+	assert_non_null(n);
+	snprintf(path, sizeof(path), "%s/%slibnvidia-ml.so.1", test_env("XPU_FAKE_NVML_DIR"),
+		 old ? "old/" : "");
+	n->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!n->dl)
+		fail_msg("dlopen %s: %s", path, dlerror());
+	RESOLVE(n, nvmlInit_v2);
+	RESOLVE(n, nvmlShutdown);
+	RESOLVE(n, nvmlErrorString);
+	RESOLVE(n, nvmlSystemGetDriverVersion);
+	RESOLVE(n, nvmlSystemGetCudaDriverVersion_v2);
+	RESOLVE(n, nvmlDeviceGetCount_v2);
+	RESOLVE(n, nvmlDeviceGetHandleByIndex_v2);
+	RESOLVE(n, nvmlDeviceGetUUID);
+	RESOLVE(n, nvmlDeviceGetName);
+	RESOLVE(n, nvmlDeviceGetPciInfo_v3);
+	RESOLVE(n, nvmlDeviceGetMemoryInfo);
+	RESOLVE(n, nvmlDeviceGetCudaComputeCapability);
+	RESOLVE(n, nvmlDeviceGetSerial);
+	RESOLVE(n, nvmlDeviceGetMinorNumber);
+	RESOLVE(n, nvmlDeviceGetPowerUsage);
+	RESOLVE(n, nvmlDeviceGetTemperature);
+	RESOLVE(n, nvmlDeviceGetTopologyCommonAncestor);
+	RESOLVE(n, nvmlDeviceGetNvLinkState);
+	RESOLVE(n, nvmlDeviceGetNvLinkRemotePciInfo_v2);
+	if (!old) {
+		RESOLVE(n, nvmlDeviceGetNumaNodeId);
+		RESOLVE(n, nvmlDeviceGetMigMode);
+		RESOLVE(n, nvmlDeviceGetGpuInstanceProfileInfo);
+		RESOLVE(n, nvmlDeviceGetGpuInstanceRemainingCapacity);
+	}
+	return n;
+}
+
+static void nvml_close(struct nvml *n)
+{
+	if (!n)
+		return;
+	/* Whatever a test left initialised: the next one starts from a clean library. */
+	while (n->nvmlShutdown() == NVML_SUCCESS)
+		;
+	assert_int_equal(dlclose(n->dl), 0);
+	if (n->desc)
+		unlink(n->desc);
+	free(n->desc);
+	unsetenv("XPU_FAKE_NVML");
+	free(n);
+}
+
+static int setup_current(void **state)
+{
+	*state = nvml_open(false);
+	return 0;
+}
+
+static int setup_old(void **state)
+{
+	*state = nvml_open(true);
+	return 0;
+}
+
+/* Runs even when a test fails, so that one failure does not cascade into the next tests. */
+static int teardown(void **state)
+{
+	nvml_close(*state);
+	return 0;
+}
+
+/* Writes @json to a new temporary file (replacing the last one) and points XPU_FAKE_NVML at it. */
+static void describe(struct nvml *n, const char *json)
+{
+	const char *tmp = getenv("TMPDIR");
+	int fd;
+
+	if (n->desc)
+		unlink(n->desc);
+	free(n->desc);
+	assert_true(asprintf(&n->desc, "%s/xpu-fake-nvml-XXXXXX", isempty(tmp) ? "/tmp" : tmp) > 0);
+	fd = mkstemp(n->desc);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(setenv("XPU_FAKE_NVML", n->desc, 1), 0);
+}
+
+/* An H100 80GB HBM3 description with MIG mode @mig (a JSON value) and @extra keys. */
+#define H100_MIG(bus, minor, mig, extra)                                                           \
+	"{ \"bus_id\": \"" bus "\", \"minor\": " #minor ", \"uuid\": \"GPU-" #minor "\", "         \
+	"\"name\": \"NVIDIA H100 80GB HBM3\", \"pci_device_id\": \"0x233010de\", "                 \
+	"\"pci_subsystem_id\": \"0x16c110de\", \"memory_bytes\": 85520809984, "                    \
+	"\"compute_capability\": \"9.0\", \"serial\": \"1652524100332\", \"power_mw\": 71090, "    \
+	"\"temperature_c\": 36, \"mig\": " mig ", \"mig_profiles\": \"h100-80gb\" " extra " }"
+#define H100(bus, minor, extra)                                                                    \
+	H100_MIG(bus, minor, "{\"current\": false, \"pending\": false}", extra)
+
+/* Four GPUs: two behind one switch on node 0, one on node 0, one on node 1. */
+static const char node4[] =
+	"{ \"driver_version\": \"580.159.04\", \"cuda_version\": 13000, \"gpus\": ["
+	H100("0000:18:00.0", 0, ", \"topology\": {\"numa\": 0, \"switch\": \"sw0\"}, "
+				"\"nvlinks\": [\"0000:06:00.0\", null, \"0000:9a:00.0\"]")
+	", " H100("0000:2a:00.0", 1, ", \"topology\": {\"numa\": 0, \"switch\": \"sw0\"}, "
+				   "\"numa_node\": 0")
+	", " H100("0000:3a:00.0", 2, ", \"topology\": {\"numa\": 0}")
+	", " H100("0000:9a:00.0", 3, ", \"topology\": {\"numa\": 1}, \"nvlinks\": []")
+	"] }";
+
+/*
+ * GPU 0 is lost, GPU 1 lacks two answers, GPU 2's handle cannot be had, GPU 3 is lost but for
+ * one function that fails differently.
+ */
+static const char errors_node[] =
+	"{ \"gpus\": ["
+	H100("0000:01:00.0", 0, ", \"errors\": {\"*\": \"GPU_IS_LOST\"}") ", "
+	H100("0000:02:00.0", 1, ", \"errors\": {\"nvmlDeviceGetMemoryInfo\": \"NOT_SUPPORTED\", "
+				"\"nvmlDeviceGetCudaComputeCapability\": \"UNKNOWN\"}") ", "
+	H100("0000:03:00.0", 2, ", \"errors\": {\"nvmlDeviceGetHandleByIndex_v2\": "
+				"\"GPU_IS_LOST\"}") ", "
+	H100("0000:04:00.0", 3, ", \"errors\": {\"*\": \"GPU_IS_LOST\", "
+				"\"nvmlDeviceGetUUID\": \"NO_PERMISSION\"}")
+	"] }";
+
+/* MIG off; on, full of 1g.10gb; on, two 1g.10gb + two 1g.20gb; unsupported; an A100 turning on. */
+static const char mig_node[] =
+	"{ \"gpus\": ["
+	H100("0000:01:00.0", 0, "") ", "
+	H100_MIG("0000:02:00.0", 1, "{\"current\": true, \"pending\": true}",
+		 ", \"mig_instances\": [19, 19, 19, 19, 19, 19, 19]") ", "
+	H100_MIG("0000:03:00.0", 2, "{\"current\": true, \"pending\": false}",
+		 ", \"mig_instances\": [19, 19, 15, 15]") ", "
+	H100_MIG("0000:04:00.0", 3, "null", "") ", "
+	"{ \"bus_id\": \"0000:05:00.0\", \"minor\": 4, \"uuid\": \"GPU-4\", "
+	"\"name\": \"NVIDIA A100-SXM4-40GB\", \"pci_device_id\": \"0x20b010de\", "
+	"\"mig\": {\"current\": false, \"pending\": true}, \"mig_profiles\": \"a100-40gb\" }"
+	"] }";
+
+/* GPU 1's name takes 1.5 s to come. */
+static const char hang_node[] =
+	"{ \"gpus\": ["
+	H100("0000:01:00.0", 0, "") ", "
+	H100("0000:02:00.0", 1, ", \"hang_ms\": {\"nvmlDeviceGetName\": 1500}")
+	"] }";
+
+static nvmlDevice_t handle(const struct nvml *n, unsigned index)
+{
+	nvmlDevice_t dev = NULL;
+
+	assert_int_equal(n->nvmlDeviceGetHandleByIndex_v2(index, &dev), NVML_SUCCESS);
+	assert_non_null(dev);
+	return dev;
+}
+
+/* ---- init ------------------------------------------------------------------------------------ */
+
+static void test_init(void **state)
+{
+	struct nvml *n = *state;
+	unsigned count = 0;
+
+	/* No description: no driver. Nothing answers before a successful init. */
+	unsetenv("XPU_FAKE_NVML");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(n->nvmlShutdown(), NVML_ERROR_UNINITIALIZED);
+	setenv("XPU_FAKE_NVML", "/nonexistent/fake-nvml.json", 1);
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+
+	describe(n, "{ \"init_error\": \"LIB_RM_VERSION_MISMATCH\", \"gpus\": [] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_LIB_RM_VERSION_MISMATCH);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNINITIALIZED);
+
+	/* A broken description fails loudly rather than being half-used. */
+	describe(n, "{ \"gpus\": [ { \"bus_id\": \"0000:18:00.0\" ");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+	describe(n, "{ \"gpus\": [], \"gpu_count\": 3 }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+	describe(n, "{ \"gpus\": [" H100("0000:18:00.0", 0, ", \"errors\": {\"nvmlDeviceGetNmae\": "
+							"\"GPU_IS_LOST\"}") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+	describe(n, "{ \"gpus\": [" H100("0000:18:00.0", 0, ", \"mig_instances\": [0, 19]") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+
+	/* Reference-counted like the driver's: the last shutdown ends the session. */
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(count, 4);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(n->nvmlShutdown(), NVML_ERROR_UNINITIALIZED);
+
+	assert_string_equal(n->nvmlErrorString(NVML_ERROR_GPU_IS_LOST), "GPU is lost");
+	assert_string_equal(n->nvmlErrorString(NVML_SUCCESS), "Success");
+	assert_string_equal(n->nvmlErrorString(12345), "Unknown Error");
+}
+
+/* ---- devices --------------------------------------------------------------------------------- */
+
+static void test_devices(void **state)
+{
+	struct nvml *n = *state;
+	char buf[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+	unsigned count = 0, u = 0;
+	nvmlDevice_t dev = NULL, g3, bogus = (nvmlDevice_t)(void *)&count;
+	nvmlPciInfo_t pci;
+	nvmlMemory_t mem;
+	int major = -1, minor = -1, cuda = 0;
+
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlSystemGetDriverVersion(buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "580.159.04");
+	assert_int_equal(n->nvmlSystemGetDriverVersion(buf, 10), NVML_ERROR_INSUFFICIENT_SIZE);
+	assert_int_equal(n->nvmlSystemGetDriverVersion(buf, 11), NVML_SUCCESS);
+	assert_int_equal(n->nvmlSystemGetCudaDriverVersion_v2(&cuda), NVML_SUCCESS);
+	assert_int_equal(cuda, 13000);
+
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(count, 4);
+	assert_int_equal(n->nvmlDeviceGetHandleByIndex_v2(4, &dev), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetHandleByIndex_v2(0, NULL), NVML_ERROR_INVALID_ARGUMENT);
+	/* Handles are checked on every call. */
+	assert_int_equal(n->nvmlDeviceGetName(bogus, buf, sizeof(buf)),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetName(NULL, buf, sizeof(buf)), NVML_ERROR_INVALID_ARGUMENT);
+	assert_ptr_not_equal(handle(n, 0), handle(n, 1));
+	assert_ptr_equal(handle(n, 2), handle(n, 2));
+
+	dev = handle(n, 0);
+	assert_int_equal(n->nvmlDeviceGetPciInfo_v3(dev, &pci), NVML_SUCCESS);
+	assert_string_equal(pci.busId, "00000000:18:00.0");
+	assert_string_equal(pci.busIdLegacy, "0000:18:00.0");
+	assert_int_equal(pci.domain, 0);
+	assert_int_equal(pci.bus, 0x18);
+	assert_int_equal(pci.device, 0);
+	assert_int_equal(pci.pciDeviceId, 0x233010de);
+	assert_int_equal(pci.pciSubSystemId, 0x16c110de);
+	/* Upper-case hex, like the driver. */
+	assert_int_equal(n->nvmlDeviceGetPciInfo_v3(handle(n, 3), &pci), NVML_SUCCESS);
+	assert_string_equal(pci.busId, "00000000:9A:00.0");
+	assert_int_equal(pci.bus, 0x9a);
+
+	assert_int_equal(n->nvmlDeviceGetUUID(dev, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "GPU-0");
+	assert_int_equal(n->nvmlDeviceGetUUID(dev, buf, 5), NVML_ERROR_INSUFFICIENT_SIZE);
+	assert_int_equal(n->nvmlDeviceGetUUID(dev, buf, 6), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetName(dev, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "NVIDIA H100 80GB HBM3");
+	assert_int_equal(n->nvmlDeviceGetName(dev, buf, strlen("NVIDIA H100 80GB HBM3")),
+			 NVML_ERROR_INSUFFICIENT_SIZE);
+	assert_int_equal(n->nvmlDeviceGetSerial(dev, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "1652524100332");
+	assert_int_equal(n->nvmlDeviceGetSerial(dev, buf, 13), NVML_ERROR_INSUFFICIENT_SIZE);
+
+	assert_int_equal(n->nvmlDeviceGetMemoryInfo(dev, &mem), NVML_SUCCESS);
+	assert_true(mem.total == 85520809984ULL);
+	assert_true(mem.free + mem.used == mem.total);
+	assert_int_equal(n->nvmlDeviceGetCudaComputeCapability(dev, &major, &minor), NVML_SUCCESS);
+	assert_int_equal(major, 9);
+	assert_int_equal(minor, 0);
+	assert_int_equal(n->nvmlDeviceGetMinorNumber(handle(n, 3), &u), NVML_SUCCESS);
+	assert_int_equal(u, 3);
+	assert_int_equal(n->nvmlDeviceGetPowerUsage(dev, &u), NVML_SUCCESS);
+	assert_int_equal(u, 71090);
+	assert_int_equal(n->nvmlDeviceGetTemperature(dev, NVML_TEMPERATURE_GPU, &u), NVML_SUCCESS);
+	assert_int_equal(u, 36);
+	assert_int_equal(n->nvmlDeviceGetTemperature(dev, 7, &u), NVML_ERROR_INVALID_ARGUMENT);
+
+	/* numa_node absent (as on the H100s seen so far): NOT_SUPPORTED; given: the node. */
+	assert_int_equal(n->nvmlDeviceGetNumaNodeId(dev, &u), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetNumaNodeId(handle(n, 1), &u), NVML_SUCCESS);
+	assert_int_equal(u, 0);
+
+	/* After the last shutdown, nothing answers. */
+	g3 = handle(n, 3);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetName(dev, buf, sizeof(buf)), NVML_ERROR_UNINITIALIZED);
+	describe(n, "{ \"gpus\": [" H100("0000:18:00.0", 0, "") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	/* A new session reads the description again; handles beyond the new count are refused. */
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(count, 1);
+	assert_int_equal(n->nvmlDeviceGetName(handle(n, 0), buf, sizeof(buf)), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetName(g3, buf, sizeof(buf)), NVML_ERROR_INVALID_ARGUMENT);
+}
+
+/* ---- injected errors ------------------------------------------------------------------------- */
+
+static void test_errors(void **state)
+{
+	struct nvml *n = *state;
+	unsigned u, cur, pend;
+	nvmlDevice_t lost, partial, dev = NULL;
+	nvmlGpuTopologyLevel_t level;
+	nvmlPciInfo_t pci;
+	nvmlMemory_t mem;
+	char buf[96];
+	int major, minor;
+
+	describe(n, errors_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	/* "*" covers every call that takes the handle, not the handle lookup itself. */
+	lost = handle(n, 0);
+	assert_int_equal(n->nvmlDeviceGetUUID(lost, buf, sizeof(buf)), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetName(lost, buf, sizeof(buf)), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetPciInfo_v3(lost, &pci), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetMinorNumber(lost, &u), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetMigMode(lost, &cur, &pend), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(lost, 0, (nvmlEnableState_t *)&u),
+			 NVML_ERROR_GPU_IS_LOST);
+	/* Either end of a topology query being lost fails it. */
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(lost, handle(n, 1), &level),
+			 NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(handle(n, 1), lost, &level),
+			 NVML_ERROR_GPU_IS_LOST);
+
+	/* Per function: only that function fails. */
+	partial = handle(n, 1);
+	assert_int_equal(n->nvmlDeviceGetMemoryInfo(partial, &mem), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetCudaComputeCapability(partial, &major, &minor),
+			 NVML_ERROR_UNKNOWN);
+	assert_int_equal(n->nvmlDeviceGetName(partial, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetPowerUsage(partial, &u), NVML_SUCCESS);
+
+	/* Named explicitly, the handle lookup fails too. */
+	assert_int_equal(n->nvmlDeviceGetHandleByIndex_v2(2, &dev), NVML_ERROR_GPU_IS_LOST);
+	assert_null(dev);
+
+	/* A named function wins over "*". */
+	assert_int_equal(n->nvmlDeviceGetUUID(handle(n, 3), buf, sizeof(buf)),
+			 NVML_ERROR_NO_PERMISSION);
+	assert_int_equal(n->nvmlDeviceGetName(handle(n, 3), buf, sizeof(buf)),
+			 NVML_ERROR_GPU_IS_LOST);
+}
+
+/* ---- topology and NvLink --------------------------------------------------------------------- */
+
+static void test_topology(void **state)
+{
+	struct nvml *n = *state;
+	nvmlGpuTopologyLevel_t level = -1;
+	nvmlDevice_t g0, g1, g2, g3;
+
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g0 = handle(n, 0);
+	g1 = handle(n, 1);
+	g2 = handle(n, 2);
+	g3 = handle(n, 3);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g0, g0, &level), NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_INTERNAL);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g0, g1, &level), NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_MULTIPLE);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g1, g0, &level), NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_MULTIPLE);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g0, g2, &level), NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_NODE);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g2, g3, &level), NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_SYSTEM);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g0, NULL, &level),
+			 NVML_ERROR_INVALID_ARGUMENT);
+
+	/* GPUs whose place is not described share nothing. */
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	describe(n, mig_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(handle(n, 0), handle(n, 1), &level),
+			 NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_SYSTEM);
+}
+
+static void test_nvlink(void **state)
+{
+	struct nvml *n = *state;
+	nvmlEnableState_t active = -1;
+	nvmlPciInfo_t pci;
+	nvmlDevice_t g0;
+
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g0 = handle(n, 0);
+	/* Link 0 leads to an NVSwitch, link 2 to GPU 3, link 1 (null) and the rest are down. */
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(g0, 0, &active), NVML_SUCCESS);
+	assert_int_equal(active, NVML_FEATURE_ENABLED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkRemotePciInfo_v2(g0, 0, &pci), NVML_SUCCESS);
+	assert_string_equal(pci.busId, "00000000:06:00.0");
+	assert_string_equal(pci.busIdLegacy, "0000:06:00.0");
+	assert_int_equal(pci.bus, 6);
+	assert_int_equal(pci.pciDeviceId, 0x22a310de);
+
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(g0, 2, &active), NVML_SUCCESS);
+	assert_int_equal(active, NVML_FEATURE_ENABLED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkRemotePciInfo_v2(g0, 2, &pci), NVML_SUCCESS);
+	assert_string_equal(pci.busId, "00000000:9A:00.0");
+	assert_int_equal(pci.pciDeviceId, 0x233010de);
+
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(g0, 1, &active), NVML_SUCCESS);
+	assert_int_equal(active, NVML_FEATURE_DISABLED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkRemotePciInfo_v2(g0, 1, &pci),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(g0, 17, &active), NVML_SUCCESS);
+	assert_int_equal(active, NVML_FEATURE_DISABLED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(g0, 18, &active), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetNvLinkRemotePciInfo_v2(g0, 18, &pci),
+			 NVML_ERROR_INVALID_ARGUMENT);
+
+	/* "nvlinks": [] is a GPU whose links are all down; no "nvlinks", a GPU without NvLink. */
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(handle(n, 3), 0, &active), NVML_SUCCESS);
+	assert_int_equal(active, NVML_FEATURE_DISABLED);
+	assert_int_equal(n->nvmlDeviceGetNvLinkState(handle(n, 1), 0, &active),
+			 NVML_ERROR_NOT_SUPPORTED);
+}
+
+/* ---- MIG ------------------------------------------------------------------------------------- */
+
+static unsigned remaining(const struct nvml *n, nvmlDevice_t dev, unsigned profile_id)
+{
+	unsigned count = 12345;
+
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceRemainingCapacity(dev, profile_id, &count),
+			 NVML_SUCCESS);
+	return count;
+}
+
+static nvmlReturn_t profile_info(const struct nvml *n, nvmlDevice_t dev, unsigned index,
+				 nvmlGpuInstanceProfileInfo_t *info)
+{
+	return n->nvmlDeviceGetGpuInstanceProfileInfo(dev, index, info);
+}
+
+static void test_mig(void **state)
+{
+	struct nvml *n = *state;
+	nvmlGpuInstanceProfileInfo_t info;
+	unsigned cur = 9, pend = 9;
+	nvmlDevice_t g0, g1, g2, g3, g4;
+
+	describe(n, mig_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g0 = handle(n, 0);
+	g1 = handle(n, 1);
+	g2 = handle(n, 2);
+	g3 = handle(n, 3);
+	g4 = handle(n, 4);
+
+	assert_int_equal(n->nvmlDeviceGetMigMode(g0, &cur, &pend), NVML_SUCCESS);
+	assert_int_equal(cur, NVML_DEVICE_MIG_DISABLE);
+	assert_int_equal(pend, NVML_DEVICE_MIG_DISABLE);
+	assert_int_equal(n->nvmlDeviceGetMigMode(g2, &cur, &pend), NVML_SUCCESS);
+	assert_int_equal(cur, NVML_DEVICE_MIG_ENABLE);
+	assert_int_equal(pend, NVML_DEVICE_MIG_DISABLE);
+	assert_int_equal(n->nvmlDeviceGetMigMode(g4, &cur, &pend), NVML_SUCCESS);
+	assert_int_equal(cur, NVML_DEVICE_MIG_DISABLE);
+	assert_int_equal(pend, NVML_DEVICE_MIG_ENABLE);
+	assert_int_equal(n->nvmlDeviceGetMigMode(g3, &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
+
+	/* The profiles are there with MIG disabled, as the driver shows them. */
+	memset(&info, 0xff, sizeof(info));
+	assert_int_equal(profile_info(n, g0, NVML_GPU_INSTANCE_PROFILE_1_SLICE, &info),
+			 NVML_SUCCESS);
+	assert_int_equal(info.id, 19);
+	assert_int_equal(info.sliceCount, 1);
+	assert_int_equal(info.instanceCount, 7);
+	assert_int_equal(info.multiprocessorCount, 16);
+	assert_true(info.memorySizeMB == 9984);
+	assert_int_equal(info.isP2pSupported, 0);
+	assert_int_equal(profile_info(n, g0, NVML_GPU_INSTANCE_PROFILE_7_SLICE, &info),
+			 NVML_SUCCESS);
+	assert_int_equal(info.id, 0);
+	assert_int_equal(info.sliceCount, 7);
+	assert_true(info.memorySizeMB == 81152);
+	assert_int_equal(profile_info(n, g0, NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, &info),
+			 NVML_SUCCESS);
+	assert_int_equal(info.id, 15);
+	assert_int_equal(info.instanceCount, 4);
+	assert_int_equal(profile_info(n, g0, NVML_GPU_INSTANCE_PROFILE_8_SLICE, &info),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(profile_info(n, g0, NVML_GPU_INSTANCE_PROFILE_COUNT, &info),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(profile_info(n, g3, NVML_GPU_INSTANCE_PROFILE_1_SLICE, &info),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(profile_info(n, g4, NVML_GPU_INSTANCE_PROFILE_7_SLICE, &info),
+			 NVML_SUCCESS);
+	assert_int_equal(info.id, 0);
+	assert_int_equal(info.multiprocessorCount, 98);
+	assert_true(info.memorySizeMB == 40192);
+
+	/* Remaining capacity by profile id. An empty GPU has room for everything. */
+	assert_int_equal(remaining(n, g0, 19), 7);
+	assert_int_equal(remaining(n, g0, 0), 1);
+	assert_int_equal(remaining(n, g0, 9), 2);
+	/* Seven 1g.10gb: full. */
+	assert_int_equal(remaining(n, g1, 19), 0);
+	assert_int_equal(remaining(n, g1, 20), 0);
+	assert_int_equal(remaining(n, g1, 0), 0);
+	/* Two 1g.10gb and two 1g.20gb: three slices left, two more 1g.20gb at most. */
+	assert_int_equal(remaining(n, g2, 19), 3);
+	assert_int_equal(remaining(n, g2, 15), 2);
+	assert_int_equal(remaining(n, g2, 14), 1);
+	assert_int_equal(remaining(n, g2, 9), 1);
+	assert_int_equal(remaining(n, g2, 5), 0);
+	assert_int_equal(remaining(n, g2, 0), 0);
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceRemainingCapacity(g0, 99, &cur),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceRemainingCapacity(g3, 19, &cur),
+			 NVML_ERROR_NOT_SUPPORTED);
+}
+
+/* ---- hangs ----------------------------------------------------------------------------------- */
+
+struct hang_call {
+	const struct nvml *n;
+	nvmlDevice_t dev;
+	nvmlReturn_t r;
+	atomic_bool done;
+};
+
+static void *hang_thread(void *p)
+{
+	struct hang_call *c = p;
+	char buf[96];
+
+	c->r = c->n->nvmlDeviceGetName(c->dev, buf, sizeof(buf));
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static void test_hang(void **state)
+{
+	struct nvml *n = *state;
+	struct hang_call c = { .n = n };
+	struct timespec settle = { .tv_nsec = 50 * 1000000L };
+	pthread_t t;
+	char buf[96];
+	long long start;
+
+	describe(n, hang_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	c.dev = handle(n, 1);
+
+	/* The hang delays that call, never a lower bound broken: it answers after it. */
+	start = test_now_ms();
+	assert_int_equal(n->nvmlDeviceGetName(c.dev, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_true(test_now_ms() - start >= 1500);
+	assert_string_equal(buf, "NVIDIA H100 80GB HBM3");
+
+	/* A hanging call holds up nobody else: another GPU answers while it sleeps. */
+	assert_int_equal(pthread_create(&t, NULL, hang_thread, &c), 0);
+	nanosleep(&settle, NULL);
+	assert_int_equal(n->nvmlDeviceGetName(handle(n, 0), buf, sizeof(buf)), NVML_SUCCESS);
+	assert_false(atomic_load(&c.done));
+
+	/* A shutdown while it sleeps leaves it answering UNINITIALIZED. */
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(c.r, NVML_ERROR_UNINITIALIZED);
+}
+
+/* ---- the old driver -------------------------------------------------------------------------- */
+
+static void test_old_driver(void **state)
+{
+	struct nvml *n = *state, *current;
+	unsigned count = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(newer_symbols); i++) {
+		dlerror();
+		if (dlsym(n->dl, newer_symbols[i]))
+			fail_msg("the old library exports %s", newer_symbols[i]);
+	}
+	/* The rest works as in the current one. */
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(count, 4);
+	assert_int_equal(n->nvmlDeviceGetMinorNumber(handle(n, 2), &count), NVML_SUCCESS);
+	assert_int_equal(count, 2);
+
+	/* Only NVML's symbols leave either library: no helpers, no jansson re-exports. */
+	assert_null(dlsym(n->dl, "parse_pci_address"));
+	current = nvml_open(false);
+	assert_null(dlsym(current->dl, "parse_pci_address"));
+	assert_null(dlsym(current->dl, "load_node"));
+	for (size_t i = 0; i < ELEMENTSOF(newer_symbols); i++)
+		assert_non_null(dlsym(current->dl, newer_symbols[i]));
+	nvml_close(current);
+}
+
+/* ---- the fixture hook and the embedded nodes ------------------------------------------------- */
+
+/* The value of "<Key>:<blanks><value>" in a /proc/driver/nvidia/gpus/.../information text. */
+static char *information_field(const char *info, const char *key)
+{
+	const char *p = strstr(info, key), *end;
+
+	assert_non_null(p);
+	p += strlen(key);
+	p += strspn(p, ": \t");
+	end = strchr(p, '\n');
+	assert_non_null(end);
+	return strndup(p, (size_t)(end - p));
+}
+
+/* Every embedded node with an "nvml" block describes the GPUs its tree holds. */
+static void test_embedded_nodes(void **state)
+{
+	static const struct {
+		const char *node;
+		unsigned gpus;
+	} nodes[] = { { "hgx-h100", 8 }, { "real-h100-vm", 1 }, { "nvidia-faults", 4 } };
+	struct nvml *n = *state;
+
+	for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
+		const struct sim_node *sn = sim_node_find(nodes[i].node);
+		_cleanup_free_ char *dir = NULL, *error = NULL, *desc = NULL;
+		_cleanup_close_ int root = -EBADF;
+		unsigned count = 0, lost = 0;
+
+		assert_non_null(sn);
+		if (fixture_build_temp(sn->json, &dir, &error) < 0)
+			fail_msg("%s: %s", nodes[i].node, error);
+		root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		assert_true(root >= 0);
+		assert_true(asprintf(&desc, "%s/run/fake-nvml.json", dir) > 0);
+		setenv("XPU_FAKE_NVML", desc, 1);
+		assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+		assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+		assert_int_equal(count, nodes[i].gpus);
+
+		for (unsigned g = 0; g < count; g++) {
+			_cleanup_free_ char *info = NULL, *uuid = NULL, *minor = NULL;
+			_cleanup_free_ char *infopath = NULL;
+			nvmlDevice_t dev = handle(n, g);
+			char nvml_uuid[96], addr[16];
+			nvmlPciInfo_t pci;
+			unsigned m, tree_minor;
+			nvmlReturn_t r;
+
+			r = n->nvmlDeviceGetPciInfo_v3(dev, &pci);
+			if (r == NVML_ERROR_GPU_IS_LOST) {
+				lost++;
+				continue;
+			}
+			assert_int_equal(r, NVML_SUCCESS);
+			/* The tree's spelling of the address is the lower-case legacy one. */
+			snprintf(addr, sizeof(addr), "%04x:%02x:%02x.0", pci.domain, pci.bus,
+				 pci.device);
+			assert_int_equal(strcasecmp(addr, pci.busIdLegacy), 0);
+			assert_true(asprintf(&infopath, "proc/driver/nvidia/gpus/%s/information",
+					     addr) > 0);
+			if (read_attr_at(root, infopath, 8192, &info) < 0)
+				fail_msg("%s: GPU %s is not in the tree", nodes[i].node, addr);
+			uuid = information_field(info, "GPU UUID");
+			minor = information_field(info, "Device Minor");
+			assert_int_equal(n->nvmlDeviceGetUUID(dev, nvml_uuid, sizeof(nvml_uuid)),
+					 NVML_SUCCESS);
+			assert_string_equal(nvml_uuid, uuid);
+			assert_int_equal(n->nvmlDeviceGetMinorNumber(dev, &m), NVML_SUCCESS);
+			assert_int_equal(safe_atou(minor, &tree_minor), 0);
+			assert_int_equal(m, tree_minor);
+
+			/* Every NvLink leads to a PCI function of the tree. */
+			for (unsigned l = 0; l < NVML_NVLINK_MAX_LINKS; l++) {
+				nvmlEnableState_t active;
+				char link[64];
+
+				if (n->nvmlDeviceGetNvLinkState(dev, l, &active) != NVML_SUCCESS ||
+				    active != NVML_FEATURE_ENABLED)
+					continue;
+				r = n->nvmlDeviceGetNvLinkRemotePciInfo_v2(dev, l, &pci);
+				assert_int_equal(r, NVML_SUCCESS);
+				snprintf(link, sizeof(link), "sys/bus/pci/devices/%04x:%02x:%02x.0",
+					 pci.domain, pci.bus, pci.device);
+				assert_int_equal(faccessat(root, link, F_OK, 0), 0);
+			}
+		}
+		assert_int_equal(lost, streq(nodes[i].node, "nvidia-faults") ? 1 : 0);
+		assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+		unsetenv("XPU_FAKE_NVML");
+		assert_int_equal(fixture_destroy(dir), 0);
+	}
+}
+
+/* hgx-h100's GPU 7 runs MIG, full of 1g.10gb instances; the others have it off, all NVLinks up. */
+static void test_hgx_h100_nvml(void **state)
+{
+	const struct sim_node *sn = sim_node_find("hgx-h100");
+	_cleanup_free_ char *dir = NULL, *error = NULL, *desc = NULL;
+	struct nvml *n = *state;
+	nvmlGpuTopologyLevel_t level;
+	unsigned cur, pend, switches[4] = {};
+
+	assert_int_equal(fixture_build_temp(sn->json, &dir, &error), 0);
+	assert_true(asprintf(&desc, "%s/run/fake-nvml.json", dir) > 0);
+	setenv("XPU_FAKE_NVML", desc, 1);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	for (unsigned g = 0; g < 8; g++) {
+		nvmlDevice_t dev = handle(n, g);
+		nvmlPciInfo_t pci;
+
+		assert_int_equal(n->nvmlDeviceGetMigMode(dev, &cur, &pend), NVML_SUCCESS);
+		assert_int_equal(cur, g == 7 ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE);
+		assert_int_equal(pend, cur);
+		assert_int_equal(remaining(n, dev, 19), g == 7 ? 0 : 7);
+		for (unsigned l = 0; l < NVML_NVLINK_MAX_LINKS; l++) {
+			assert_int_equal(n->nvmlDeviceGetNvLinkRemotePciInfo_v2(dev, l, &pci),
+					 NVML_SUCCESS);
+			assert_int_equal(pci.pciDeviceId, 0x22a310de);
+			assert_true(pci.bus >= 6 && pci.bus <= 9);
+			switches[pci.bus - 6]++;
+		}
+	}
+	/* 18 links a GPU, spread over the 4 NVSwitches: 5 + 4 + 4 + 5. */
+	assert_int_equal(switches[0], 8 * 5);
+	assert_int_equal(switches[1], 8 * 4);
+	assert_int_equal(switches[2], 8 * 4);
+	assert_int_equal(switches[3], 8 * 5);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(handle(n, 0), handle(n, 3), &level),
+			 NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_NODE);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(handle(n, 3), handle(n, 4), &level),
+			 NVML_SUCCESS);
+	assert_int_equal(level, NVML_TOPOLOGY_SYSTEM);
+	unsetenv("XPU_FAKE_NVML");
+	assert_int_equal(fixture_destroy(dir), 0);
+}
+
+/* "nvml" is written compactly to run/fake-nvml.json, replaced by a later build, kept otherwise. */
+static void test_fixture_hook(void **state)
+{
+	_cleanup_free_ char *dir = NULL, *error = NULL, *text = NULL;
+	_cleanup_close_ int root = -EBADF;
+	struct stat st;
+	int r;
+
+	r = fixture_build_temp("{ \"nvml\": { \"gpus\": [], \"cuda_version\": 12040 } }", &dir,
+			       &error);
+	assert_int_equal(r, 0);
+	root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(root >= 0);
+	assert_int_equal(read_attr_at(root, "run/fake-nvml.json", 4096, &text), 0);
+	assert_string_equal(text, "{\"gpus\":[],\"cuda_version\":12040}");
+	text = mfree(text);
+
+	r = fixture_build("{ \"nvml\": { \"init_error\": \"DRIVER_NOT_LOADED\" } }", dir, &error);
+	assert_int_equal(r, 0);
+	assert_int_equal(read_attr_at(root, "run/fake-nvml.json", 4096, &text), 0);
+	assert_string_equal(text, "{\"init_error\":\"DRIVER_NOT_LOADED\"}");
+	text = mfree(text);
+	/* No temporary file is left behind. */
+	assert_int_equal(fstatat(root, "run/.fake-nvml.json.tmp", &st, 0), -1);
+
+	/* A description without "nvml" (a hot-plug) leaves the library's description alone. */
+	assert_int_equal(fixture_build("{ \"dev\": [\"nvidia0\"] }", dir, &error), 0);
+	assert_int_equal(read_attr_at(root, "run/fake-nvml.json", 4096, &text), 0);
+	assert_string_equal(text, "{\"init_error\":\"DRIVER_NOT_LOADED\"}");
+	text = mfree(text);
+
+	/* It must be an object; its contents are the fake's to judge. */
+	assert_int_equal(fixture_build("{ \"nvml\": [] }", dir, &error), -EINVAL);
+	assert_string_equal(error, "nvml: expected object");
+	assert_int_equal(fixture_destroy(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_init, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_devices, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_topology, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_nvlink, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_mig, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_hang, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_old_driver, setup_old, teardown),
+		cmocka_unit_test_setup_teardown(test_embedded_nodes, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_hgx_h100_nvml, setup_current, teardown),
+		cmocka_unit_test(test_fixture_hook),
+	};
+
+	test_env("XPU_FAKE_NVML_DIR");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
