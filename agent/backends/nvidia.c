@@ -57,6 +57,11 @@ struct nvml {
 	nvmlReturn_t (*topology)(nvmlDevice_t, nvmlDevice_t, nvmlGpuTopologyLevel_t *);
 	nvmlReturn_t (*nvlink_state)(nvmlDevice_t, unsigned int, nvmlEnableState_t *);
 	nvmlReturn_t (*nvlink_remote)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *);
+	nvmlReturn_t (*mig_count)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*mig_handle)(nvmlDevice_t, unsigned int, nvmlDevice_t *);
+	nvmlReturn_t (*gi_id)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*ci_id)(nvmlDevice_t, unsigned int *);
+	nvmlReturn_t (*attributes)(nvmlDevice_t, nvmlDeviceAttributes_t *);
 };
 
 /* What one GPU's query thread found. Shared by the thread and the backend, reference-counted,
@@ -65,6 +70,7 @@ struct gpu_query {
 	atomic_int refs;
 	atomic_bool done;
 	const struct nvml *api;
+	const struct xpu_host *host;
 	atomic_int *outstanding; /* the backend's count of running threads */
 	unsigned index;
 	bool topology_phase;
@@ -82,6 +88,7 @@ struct gpu_query {
 
 struct nvidia {
 	struct nvml api;
+	const struct xpu_host *host;
 	char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
 	int cuda_version;
 	/* Threads that missed a deadline, by GPU index: not queried again until they return. */
@@ -201,6 +208,94 @@ static int describe_mig(const struct nvml *api, nvmlDevice_t h, struct xpu_devic
 	return 0;
 }
 
+/* "DeviceFileMinor: 30" in a MIG capability's access file -> "/dev/nvidia-caps/nvidia-cap30". */
+static int mig_cap_node(const struct xpu_host *host, const char *access, char **ret)
+{
+	_cleanup_free_ char *minor = NULL;
+	unsigned n;
+	int r;
+
+	if (host->proc_fd < 0)
+		return -ENOENT;
+	r = read_colon_key_at(host->proc_fd, access, "DeviceFileMinor", &minor);
+	if (r < 0)
+		return r;
+	if (safe_atou(minor, &n) < 0)
+		return -EBADMSG;
+	return asprintf(ret, "/dev/nvidia-caps/nvidia-cap%u", n) < 0 ? -ENOMEM : 0;
+}
+
+/*
+ * Every MIG device (GPU instance + compute instance) of a GPU with MIG enabled becomes a
+ * partition: its MIG UUID, profile, memory, share of the GPU and the capability device nodes
+ * a container needs besides the GPU's own.
+ */
+static int describe_mig_devices(const struct gpu_query *q, nvmlDevice_t h, unsigned gpu_minor,
+				struct xpu_device *d)
+{
+	const struct nvml *api = q->api;
+	unsigned count = 0;
+
+	if (!api->mig_count || !api->mig_handle || !api->attributes ||
+	    api->mig_count(h, &count) != NVML_SUCCESS)
+		return 0;
+	for (unsigned i = 0; i < MIN(count, 64u); i++) {
+		_cleanup_(slice_freep) struct xpu_slice *s = NULL;
+		_cleanup_free_ char *path = NULL, *node = NULL;
+		nvmlDeviceAttributes_t attr = {};
+		char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE], profile[32];
+		unsigned gi = 0, ci = 0;
+		nvmlDevice_t mig;
+		nvmlMemory_t mem;
+		int r;
+
+		if (api->mig_handle(h, i, &mig) != NVML_SUCCESS)
+			continue; /* no instance at this index */
+		if (api->uuid(mig, uuid, sizeof(uuid)) != NVML_SUCCESS ||
+		    strncmp(uuid, "MIG-", 4) != 0 || !string_is_printable(uuid) ||
+		    api->attributes(mig, &attr) != NVML_SUCCESS || attr.gpuInstanceSliceCount == 0)
+			continue;
+		if (api->gi_id)
+			(void)api->gi_id(mig, &gi);
+		if (api->ci_id)
+			(void)api->ci_id(mig, &ci);
+		snprintf(profile, sizeof(profile), "%ug.%llugb", attr.gpuInstanceSliceCount,
+			 (attr.memorySizeMB + 1023) / 1024);
+
+		s = calloc(1, sizeof(*s));
+		if (!s || !(s->id = strdup(uuid)) || !(s->device_id = strdup(d->id)) ||
+		    !(s->profile = strdup(profile)) ||
+		    asprintf(&s->resource, "nvidia.com/mig-%s", profile) < 0 ||
+		    strv_env_set(&s->env, "NVIDIA_VISIBLE_DEVICES", uuid) < 0 ||
+		    strv_env_set(&s->env, "CUDA_VISIBLE_DEVICES", uuid) < 0)
+			return -ENOMEM;
+		s->memory_bytes = api->memory(mig, &mem) == NVML_SUCCESS
+					  ? mem.total
+					  : attr.memorySizeMB * 1024ULL * 1024ULL;
+		/* H100 and A100 have seven compute slices */
+		s->compute_fraction = MIN(attr.computeInstanceSliceCount, 7u) / 7.0;
+
+		/* The capabilities of the GPU instance and of the compute instance. */
+		if (asprintf(&path, "driver/nvidia/capabilities/gpu%u/mig/gi%u/access", gpu_minor,
+			     gi) < 0)
+			return -ENOMEM;
+		r = mig_cap_node(q->host, path, &node);
+		if (r == -ENOMEM || (r >= 0 && strv_consume(&s->device_nodes, TAKE_PTR(node)) < 0))
+			return -ENOMEM;
+		free(path);
+		if (asprintf(&path, "driver/nvidia/capabilities/gpu%u/mig/gi%u/ci%u/access",
+			     gpu_minor, gi, ci) < 0)
+			return -ENOMEM;
+		r = mig_cap_node(q->host, path, &node);
+		if (r == -ENOMEM || (r >= 0 && strv_consume(&s->device_nodes, TAKE_PTR(node)) < 0))
+			return -ENOMEM;
+		r = device_add_partition(d, TAKE_PTR(s));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int describe_nvlinks(const struct nvml *api, nvmlDevice_t h, struct gpu_query *q,
 			    struct xpu_device *d)
 {
@@ -304,6 +399,13 @@ static void query_gpu(struct gpu_query *q)
 		(void)set_prop_u(d, "temperature_celsius", u);
 	if (describe_mig(api, h, d) < 0 || describe_nvlinks(api, h, q, d) < 0)
 		return;
+	if (streq_ptr(device_get_property(d, "mig_mode"), "enabled")) {
+		/* No CUDA work runs on a MIG-enabled GPU outside its instances. */
+		d->partitioned = true;
+		if (api->minor && api->minor(h, &u) == NVML_SUCCESS &&
+		    describe_mig_devices(q, h, u, d) < 0)
+			return;
+	}
 	q->dev = TAKE_PTR(d);
 }
 
@@ -356,6 +458,7 @@ static size_t run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	for (size_t i = 0; i < n; i++) {
 		qs[i]->outstanding = &nv->outstanding;
+		qs[i]->host = nv->host;
 		atomic_fetch_add(&qs[i]->refs, 1); /* the thread's */
 		atomic_fetch_add(&nv->outstanding, 1);
 		if (pthread_create(&threads[i], &attr, query_thread, qs[i]) != 0) {
@@ -721,6 +824,11 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		{ (void **)&nv->api.topology, "nvmlDeviceGetTopologyCommonAncestor", true },
 		{ (void **)&nv->api.nvlink_state, "nvmlDeviceGetNvLinkState", true },
 		{ (void **)&nv->api.nvlink_remote, "nvmlDeviceGetNvLinkRemotePciInfo_v2", true },
+		{ (void **)&nv->api.mig_count, "nvmlDeviceGetMaxMigDeviceCount", true },
+		{ (void **)&nv->api.mig_handle, "nvmlDeviceGetMigDeviceHandleByIndex", true },
+		{ (void **)&nv->api.gi_id, "nvmlDeviceGetGpuInstanceId", true },
+		{ (void **)&nv->api.ci_id, "nvmlDeviceGetComputeInstanceId", true },
+		{ (void **)&nv->api.attributes, "nvmlDeviceGetAttributes_v2", true },
 	};
 
 	/* Configuration, then the environment (tests), then the loader's search path. A fake
@@ -754,6 +862,7 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		strcpy(nv->driver_version, "unknown");
 	if (!nv->api.cuda_version || nv->api.cuda_version(&nv->cuda_version) != NVML_SUCCESS)
 		nv->cuda_version = 0;
+	nv->host = b->host;
 	log_info("NVML loaded from %s, driver %s.", path, nv->driver_version);
 	b->userdata = TAKE_PTR(nv);
 	return 0;

@@ -171,6 +171,7 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	c->memory_bytes = d->memory_bytes;
 	c->health.state = d->health.state;
 	c->backend = d->backend;
+	c->partitioned = d->partitioned;
 	if (device_set_string(&c->id, d->id) < 0 || device_set_string(&c->vendor, d->vendor) < 0 ||
 	    device_set_string(&c->model, d->model) < 0 ||
 	    device_set_string(&c->driver, d->driver) < 0 ||
@@ -197,7 +198,8 @@ static bool partitions_equal(const struct xpu_device *a, const struct xpu_device
 
 bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
 {
-	return streq_ptr(a->id, b->id) && a->kind == b->kind && streq_ptr(a->vendor, b->vendor) &&
+	return streq_ptr(a->id, b->id) && a->kind == b->kind && a->partitioned == b->partitioned &&
+	       streq_ptr(a->vendor, b->vendor) &&
 	       streq_ptr(a->model, b->model) && a->has_pci == b->has_pci &&
 	       memcmp(&a->pci, &b->pci, sizeof(a->pci)) == 0 && streq_ptr(a->driver, b->driver) &&
 	       a->numa_node == b->numa_node && streq_ptr(a->cpu_list, b->cpu_list) &&

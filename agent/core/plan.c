@@ -71,7 +71,7 @@ int plan_slices(const struct device_list *devices, struct slice_list *ret)
 		const struct xpu_device *d = devices->items[i];
 		int r = 0;
 
-		if (d->n_partitions == 0)
+		if (d->n_partitions == 0 && !d->partitioned)
 			r = slice_whole(d, &l.items[l.n++]);
 		for (size_t p = 0; r >= 0 && p < d->n_partitions; p++)
 			r = slice_partition(d, d->partitions[p], &l.items[l.n++]);

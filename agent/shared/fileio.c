@@ -136,6 +136,30 @@ int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret)
 	return -ENXIO;
 }
 
+int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret)
+{
+	_cleanup_free_ char *s = NULL;
+	size_t k = strlen(key);
+	char *line, *save = NULL;
+	int r;
+
+	r = read_attr_at(dirfd, path, 0, &s);
+	if (r < 0)
+		return r;
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, key, k) == 0 && line[k] == ':') {
+			char *v = line + k + 1;
+
+			v = strdup(strstrip_trailing(v + strspn(v, " \t")));
+			if (!v)
+				return -ENOMEM;
+			*ret = v;
+			return 0;
+		}
+	}
+	return -ENXIO;
+}
+
 int exists_at(int dirfd, const char *path)
 {
 	struct stat st;

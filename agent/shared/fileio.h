@@ -40,5 +40,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
  */
 int opendir_at(int dirfd, const char *path, DIR **ret);
 
+/* Looks up "Key: value" (procfs style, blanks after the colon skipped). -ENOENT / -ENXIO. */
+int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret);
+
 /* True when @path exists below @dirfd (not following a final symlink's target). */
 int exists_at(int dirfd, const char *path);

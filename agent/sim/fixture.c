@@ -37,11 +37,21 @@
 #define MAJOR_MAX 4095	     /* 12 bits of dev_t */
 #define MINOR_MAX 1048575    /* 20 bits of dev_t */
 #define WHERE_MAX 160
+#define MIG_GI_IDS 15	     /* GPU instance ids 0..14 ... */
+#define MIG_CI_IDS 8	     /* ... each with compute instance ids 0..7 */
 
 /* json_decrefp() comes with jansson (>= 2.11). */
 
+/* A GPU of the description: the minor of its nvidia block, by PCI address. */
+struct nvidia_gpu {
+	char address[13];
+	int minor;
+};
+
 struct fixture {
 	int root;		    /* the tree; -EBADF while validating */
+	int tree;		    /* the tree, to read what earlier builds left, in both walks */
+	const char *dir;	    /* the tree's path */
 	char *error;		    /* the first error, malloc'd */
 	char device[13];	    /* address of the PCI function at hand, for messages */
 	const char *driver_version; /* nvidia_driver.version, borrowed from the document */
@@ -50,6 +60,8 @@ struct fixture {
 	char (*addresses)[13];	    /* PCI addresses seen so far, to reject duplicates */
 	size_t n_addresses;
 	uint64_t nvidia_minors[(NVIDIA_MINORS + 63) / 64];
+	struct nvidia_gpu *gpus; /* the pci entries with an nvidia block */
+	size_t n_gpus;
 };
 
 struct pcie_link {
@@ -1095,6 +1107,7 @@ static int build_nvidia_gpu(struct fixture *fx, const struct pci_function *f, js
 					    "irq",   "firmware", "excluded", NULL };
 	_cleanup_free_ char *dir = NULL, *node = NULL, *caps = NULL;
 	const char *model, *uuid, *vbios, *firmware;
+	struct nvidia_gpu *gpus;
 	char sub[WHERE_MAX];
 	int minor, irq, r;
 	json_t *excluded;
@@ -1129,6 +1142,12 @@ static int build_nvidia_gpu(struct fixture *fx, const struct pci_function *f, js
 	if (bit_test(fx->nvidia_minors, (unsigned)minor))
 		return fx_invalid(fx, "%s.minor: minor %d is used twice", sub, minor);
 	fx->nvidia_minors[minor / 64] |= UINT64_C(1) << (minor % 64);
+	gpus = reallocarray(fx->gpus, fx->n_gpus + 1, sizeof(*gpus));
+	if (!gpus)
+		return -ENOMEM;
+	fx->gpus = gpus;
+	strcpy(fx->gpus[fx->n_gpus].address, f->address);
+	fx->gpus[fx->n_gpus++].minor = minor;
 	if (!f->path)
 		return 0;
 
@@ -1458,6 +1477,219 @@ static int merge_entry(struct fixture *fx, json_t *defaults, json_t *templates, 
 	return 0;
 }
 
+/* ---- MIG capabilities ----------------------------------------------------------------------- */
+
+/*
+ * The nvidia-caps minor of GPU instance @gi of the GPU with nvidia minor @gpu_minor (@ci < 0), or
+ * of its compute instance @ci. Ours, not the driver's table: 1 and 2 are mig/config and
+ * mig/monitor, then each GPU minor has 15 * 9 minors, each GPU instance id 9 of them: its own
+ * access, then one per compute instance id. Unique within a node, at most 34427.
+ */
+static int mig_cap_minor(int gpu_minor, int gi, int ci)
+{
+	return 3 + (gpu_minor * MIG_GI_IDS + gi) * (1 + MIG_CI_IDS) + 1 + ci;
+}
+
+/* "access" of a capability: read-only for all (292 is 0444), changeable by nvidia-modprobe. */
+static int write_mig_cap(struct fixture *fx, const char *dir, int minor)
+{
+	_cleanup_free_ char *node = pathf("dev/nvidia-caps/nvidia-cap%d", minor);
+	int r;
+
+	r = fx_attrf(fx, dir, "access", "DeviceFileMinor: %d\nDeviceFileMode: 292\n"
+		     "DeviceFileModify: 1\n", minor);
+	return r < 0 ? r : fx_write(fx, node, "", 0);
+}
+
+/* The nvidia minor of the GPU at @address: from this description's pci entries, else the tree's. */
+static int gpu_minor(struct fixture *fx, const char *address)
+{
+	static const char key[] = "\nDevice Minor:";
+	_cleanup_free_ char *path = NULL, *info = NULL;
+	char *v;
+	int minor;
+
+	for (size_t i = 0; i < fx->n_gpus; i++)
+		if (streq(fx->gpus[i].address, address))
+			return fx->gpus[i].minor;
+	path = pathf("proc/driver/nvidia/gpus/%s/information", address);
+	if (!path)
+		return -ENOMEM;
+	if (fx->tree < 0 || read_attr_at(fx->tree, path, 0, &info) < 0)
+		return -ENOENT;
+	v = strstr(info, key);
+	if (!v)
+		return -ENOENT;
+	v += strlen(key);
+	v += strspn(v, " \t");
+	v[strcspn(v, "\n")] = '\0';
+	if (safe_atoi(v, &minor) < 0 || minor < 0 || minor >= (int)NVIDIA_MINORS)
+		return -ENOENT;
+	return minor;
+}
+
+/* Removes the GPU instances of capabilities/gpu<minor>/mig/ that an earlier build wrote. */
+static int remove_mig_instances(struct fixture *fx, int minor)
+{
+	_cleanup_free_ char *mig = pathf("proc/driver/nvidia/capabilities/gpu%d/mig", minor);
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int r;
+
+	if (fx_validating(fx))
+		return 0;
+	if (!mig)
+		return -ENOMEM;
+	r = opendir_at(fx->root, mig, &d);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return fx_fs_error(fx, r, "open", mig);
+	while ((errno = 0, de = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+
+		if (strncmp(de->d_name, "gi", 2) != 0)
+			continue;
+		path = pathf("%s/%s/%s", fx->dir, mig, de->d_name);
+		if (!path)
+			return -ENOMEM;
+		r = fixture_destroy(path);
+		if (r < 0)
+			return fx_fs_error(fx, r, "remove", path);
+	}
+	return errno > 0 ? fx_fs_error(fx, -errno, "read", mig) : 0;
+}
+
+/*
+ * One GPU of nvml.gpus: with "mig" given, its GPU instances below capabilities/gpu<minor>/mig/
+ * are replaced by those of "mig_instances" when "current" is true (none otherwise), with the
+ * fake's ids: "gi" and "ci" of an object, else position + 1 and 0. Only the keys used here are
+ * checked; the rest is the fake's to judge. Sets *ret_written when it wrote a capability.
+ */
+static int build_gpu_mig(struct fixture *fx, json_t *g, const char *where, bool *ret_written)
+{
+	json_t *mig = NULL, *current, *list = NULL, *e;
+	const char *bus_id = NULL;
+	uint16_t gi_seen = 0;
+	char address[13], sub[WHERE_MAX];
+	int minor, r;
+	size_t i;
+
+	if (!json_is_object(g))
+		return fx_invalid(fx, "%s: expected object", where);
+	r = get_object(fx, g, where, "mig", &mig);
+	if (r >= 0)
+		r = get_array(fx, g, where, "mig_instances", &list);
+	if (r >= 0)
+		r = get_string(fx, g, where, "bus_id", true, &bus_id);
+	if (r < 0 || !mig)
+		return r;
+	snprintf(sub, sizeof(sub), "%s.bus_id", where);
+	r = parse_address(fx, bus_id, sub, address);
+	if (r < 0)
+		return r;
+	current = json_object_get(mig, "current");
+	if (!json_is_boolean(current))
+		return fx_invalid(fx, "%s.mig.current: expected boolean", where);
+	if (!json_is_true(current))
+		list = NULL;
+
+	minor = gpu_minor(fx, address);
+	if (minor == -ENOMEM)
+		return minor;
+	if (minor < 0 && json_array_size(list) > 0)
+		return fx_invalid(fx, "%s.bus_id: %s is no GPU of the tree (a pci entry with an "
+				  "\"nvidia\" block)", where, address);
+	if (minor < 0)
+		return 0;
+	r = remove_mig_instances(fx, minor);
+	if (r < 0)
+		return r;
+
+	json_array_foreach(list, i, e) {
+		_cleanup_free_ char *gi_dir = NULL, *ci_dir = NULL;
+		int gi = (int)i + 1, ci = 0;
+
+		snprintf(sub, sizeof(sub), "%s.mig_instances[%zu]", where, i);
+		if (json_is_object(e)) {
+			r = get_int(fx, e, sub, "gi", false, 0, MIG_GI_IDS - 1, gi, &gi);
+			if (r >= 0)
+				r = get_int(fx, e, sub, "ci", false, 0, MIG_CI_IDS - 1, 0, &ci);
+			if (r < 0)
+				return r;
+		} else if (!json_is_integer(e)) {
+			return fx_invalid(fx, "%s: expected a profile id or an object", sub);
+		}
+		if (gi >= MIG_GI_IDS)
+			return fx_invalid(fx, "%s: no GPU instance id left", sub);
+		if (gi_seen & (1u << gi))
+			return fx_invalid(fx, "%s: GPU instance id %d is used twice", sub, gi);
+		gi_seen |= 1u << gi;
+
+		gi_dir = pathf("proc/driver/nvidia/capabilities/gpu%d/mig/gi%d", minor, gi);
+		ci_dir = pathf("%s/ci%d", gi_dir, ci);
+		if (!gi_dir || !ci_dir)
+			return -ENOMEM;
+		r = write_mig_cap(fx, gi_dir, mig_cap_minor(minor, gi, -1));
+		if (r >= 0)
+			r = write_mig_cap(fx, ci_dir, mig_cap_minor(minor, gi, ci));
+		if (r < 0)
+			return r;
+		*ret_written = true;
+	}
+	return 0;
+}
+
+/*
+ * The capability files that the NVIDIA driver shows for the MIG instances of the "nvml" block's
+ * GPUs, which the backend reads to find a MIG device's /dev/nvidia-caps nodes: per instance
+ * gpu<minor>/mig/gi<G>/access and gi<G>/ci<C>/access, and their dev/nvidia-caps/nvidia-cap<N>.
+ * With any of them, mig/config and mig/monitor (minors 1 and 2) as well, unless already there.
+ */
+static int build_mig_capabilities(struct fixture *fx, json_t *nvml)
+{
+	static const struct {
+		const char *name, *mode;
+		int minor;
+	} global[] = { { "config", "256", 1 }, { "monitor", "292", 2 } };
+	json_t *gpus = NULL, *g;
+	bool written = false;
+	size_t i;
+	int r;
+
+	fx->device[0] = '\0';
+	if (!nvml)
+		return 0;
+	r = get_array(fx, nvml, "nvml", "gpus", &gpus);
+	if (r < 0)
+		return r;
+	json_array_foreach(gpus, i, g) {
+		char where[32];
+
+		snprintf(where, sizeof(where), "nvml.gpus[%zu]", i);
+		r = build_gpu_mig(fx, g, where, &written);
+		if (r < 0)
+			return r;
+	}
+	for (i = 0; written && i < ELEMENTSOF(global); i++) {
+		_cleanup_free_ char *path = NULL, *node = NULL;
+
+		path = pathf("proc/driver/nvidia/capabilities/mig/%s", global[i].name);
+		node = pathf("dev/nvidia-caps/nvidia-cap%d", global[i].minor);
+		if (!path || !node)
+			return -ENOMEM;
+		if (!exists_at(fx->root, path))
+			r = fx_attrf(fx, "proc/driver/nvidia/capabilities/mig", global[i].name,
+				     "DeviceFileMinor: %d\nDeviceFileMode: %s\n"
+				     "DeviceFileModify: 1\n", global[i].minor, global[i].mode);
+		if (r >= 0 && !exists_at(fx->root, node))
+			r = fx_write(fx, node, "", 0);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static const char *const top_keys[] = {
 	"name",	    "summary",	 "numa_nodes", "char_majors", "block_majors", "nvidia_driver",
 	"dev",	    "defaults", "templates",  "pci",	       "raw_files",    "nvml",
@@ -1475,12 +1707,16 @@ static void fx_reset(struct fixture *fx)
 	fx->addresses = NULL;
 	fx->n_addresses = 0;
 	memset(fx->nvidia_minors, 0, sizeof(fx->nvidia_minors));
+	free(fx->gpus);
+	fx->gpus = NULL;
+	fx->n_gpus = 0;
 }
 
 static void fx_done(struct fixture *fx)
 {
 	fx_reset(fx);
 	fx->root = safe_close(fx->root);
+	fx->tree = safe_close(fx->tree);
 	free(fx->error);
 	fx->error = NULL;
 }
@@ -1565,6 +1801,10 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		if (r < 0)
 			return r;
 	}
+	/* After the pci entries, whose nvidia minors it needs. */
+	r = build_mig_capabilities(fx, nvml);
+	if (r < 0)
+		return r;
 	/* Last, so that they can replace anything generated above. */
 	return build_raw_files(fx, raw_files, "", "raw_files");
 }
@@ -1583,6 +1823,9 @@ static int fixture_build_internal(struct fixture *fx, const char *json, const ch
 	if (!doc)
 		return fx_invalid(fx, "malformed JSON at line %d, column %d: %s", err.line,
 				  err.column, err.text);
+	/* Read-only, for what earlier builds left; a missing directory fails below, later. */
+	fx->tree = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fx->dir = dir;
 
 	/* Validate everything before touching the tree. */
 	r = fx_run(fx, doc);
@@ -1597,7 +1840,7 @@ static int fixture_build_internal(struct fixture *fx, const char *json, const ch
 
 int fixture_build(const char *json, const char *dir, char **ret_error)
 {
-	_cleanup_(fx_done) struct fixture fx = { .root = -EBADF };
+	_cleanup_(fx_done) struct fixture fx = { .root = -EBADF, .tree = -EBADF };
 	int r;
 
 	r = fixture_build_internal(&fx, json, dir);

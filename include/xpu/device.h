@@ -74,6 +74,7 @@ struct xpu_device {
 	 */
 	struct xpu_slice **partitions;
 	size_t n_partitions;
+	bool partitioned; /* usable only through partitions (MIG enabled), even with none yet */
 };
 
 struct xpu_slice {

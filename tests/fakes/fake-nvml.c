@@ -12,6 +12,10 @@
  * Built twice: as is, and with FAKE_NVML_OLD, an old driver's library that lacks the functions
  * added after it (NUMA node id, MIG), which the backend must treat as missing features.
  *
+ * A GPU with MIG enabled has MIG device handles, one per GPU instance of the description (each
+ * with one compute instance): pointers into the GPU's record, distinct from every GPU handle,
+ * which the getters that the driver answers for a MIG device also take.
+ *
  * Only the NVML symbols are exported (the target is built with hidden visibility; the header's
  * declarations are made default here). A malformed description makes nvmlInit_v2 fail with
  * NVML_ERROR_UNKNOWN and one line on stderr naming the key: a fake that quietly ignored a typo
@@ -36,7 +40,9 @@
 #pragma GCC visibility pop
 
 #define FAKE_MAX_GPUS 64
-#define FAKE_MIG_SLICES 7 /* GPU slices of an A100/H100 */
+#define FAKE_MIG_SLICES 7 /* GPU slices of an A100/H100; also the most MIG devices a GPU has */
+#define FAKE_MAX_GI_ID 14 /* GPU instance ids are 0..14, compute instance ids 0..7 */
+#define FAKE_MAX_CI_ID 7
 #define FAKE_MAX_HANG_MS 600000
 #define FAKE_SWITCH_MAX 64
 #define FAKE_WHERE_MAX 128
@@ -102,6 +108,11 @@ enum fake_fn {
 	FN_TOPOLOGY,
 	FN_NVLINK_STATE,
 	FN_NVLINK_REMOTE_PCI,
+	FN_MAX_MIG_COUNT,
+	FN_MIG_HANDLE_BY_INDEX,
+	FN_GI_ID,
+	FN_CI_ID,
+	FN_ATTRIBUTES,
 	_FN_MAX,
 };
 
@@ -123,18 +134,24 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_TOPOLOGY] = "nvmlDeviceGetTopologyCommonAncestor",
 	[FN_NVLINK_STATE] = "nvmlDeviceGetNvLinkState",
 	[FN_NVLINK_REMOTE_PCI] = "nvmlDeviceGetNvLinkRemotePciInfo_v2",
+	[FN_MAX_MIG_COUNT] = "nvmlDeviceGetMaxMigDeviceCount",
+	[FN_MIG_HANDLE_BY_INDEX] = "nvmlDeviceGetMigDeviceHandleByIndex",
+	[FN_GI_ID] = "nvmlDeviceGetGpuInstanceId",
+	[FN_CI_ID] = "nvmlDeviceGetComputeInstanceId",
+	[FN_ATTRIBUTES] = "nvmlDeviceGetAttributes_v2",
 };
 
 /* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) --------------- */
 
 struct fake_gi_profile {
-	unsigned index; /* NVML_GPU_INSTANCE_PROFILE_* */
+	unsigned index;	  /* NVML_GPU_INSTANCE_PROFILE_* */
+	const char *name; /* as in a MIG device's name: "1g.10gb" */
 	nvmlGpuInstanceProfileInfo_t info;
 };
 
-#define GI(idx, pid, slices, count, sms, ce, dec, jpeg, ofa, mb)                                   \
+#define GI(idx, pname, pid, slices, count, sms, ce, dec, jpeg, ofa, mb)                            \
 	{                                                                                          \
-		.index = (idx), .info = {                                                          \
+		.index = (idx), .name = (pname), .info = {                                         \
 			.id = (pid),                                                               \
 			.sliceCount = (slices),                                                    \
 			.instanceCount = (count),                                                  \
@@ -149,25 +166,25 @@ struct fake_gi_profile {
 
 /* From a real H100 80GB HBM3 (driver 580.159.04). */
 static const struct fake_gi_profile profiles_h100_80gb[] = {
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, 1, 7, 16, 1, 1, 1, 0, 9984),
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, 20, 1, 1, 16, 1, 1, 1, 1, 9984),
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 15, 1, 4, 26, 1, 1, 1, 0, 20096),
-	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, 2, 3, 32, 2, 2, 2, 0, 20096),
-	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, 3, 2, 60, 3, 3, 3, 0, 40448),
-	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, 4, 1, 64, 4, 4, 4, 0, 40448),
-	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, 7, 1, 132, 8, 7, 7, 1, 81152),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, "1g.10gb", 19, 1, 7, 16, 1, 1, 1, 0, 9984),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, "1g.10gb+me", 20, 1, 1, 16, 1, 1, 1, 1, 9984),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, "1g.20gb", 15, 1, 4, 26, 1, 1, 1, 0, 20096),
+	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, "2g.20gb", 14, 2, 3, 32, 2, 2, 2, 0, 20096),
+	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, "3g.40gb", 9, 3, 2, 60, 3, 3, 3, 0, 40448),
+	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, "4g.40gb", 5, 4, 1, 64, 4, 4, 4, 0, 40448),
+	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, "7g.80gb", 0, 7, 1, 132, 8, 7, 7, 1, 81152),
 	{},
 };
 
 /* A100-SXM4-40GB; engine counts per NVIDIA's MIG user guide. */
 static const struct fake_gi_profile profiles_a100_40gb[] = {
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, 19, 1, 7, 14, 1, 0, 0, 0, 4864),
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, 20, 1, 1, 14, 1, 1, 1, 1, 4864),
-	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 15, 1, 4, 14, 1, 1, 0, 0, 9856),
-	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, 14, 2, 3, 28, 2, 1, 0, 0, 9856),
-	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, 9, 3, 2, 42, 3, 2, 0, 0, 19968),
-	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, 5, 4, 1, 56, 4, 2, 0, 0, 19968),
-	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, 0, 7, 1, 98, 7, 5, 1, 1, 40192),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE, "1g.5gb", 19, 1, 7, 14, 1, 0, 0, 0, 4864),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1, "1g.5gb+me", 20, 1, 1, 14, 1, 1, 1, 1, 4864),
+	GI(NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, "1g.10gb", 15, 1, 4, 14, 1, 1, 0, 0, 9856),
+	GI(NVML_GPU_INSTANCE_PROFILE_2_SLICE, "2g.10gb", 14, 2, 3, 28, 2, 1, 0, 0, 9856),
+	GI(NVML_GPU_INSTANCE_PROFILE_3_SLICE, "3g.20gb", 9, 3, 2, 42, 3, 2, 0, 0, 19968),
+	GI(NVML_GPU_INSTANCE_PROFILE_4_SLICE, "4g.20gb", 5, 4, 1, 56, 4, 2, 0, 0, 19968),
+	GI(NVML_GPU_INSTANCE_PROFILE_7_SLICE, "7g.40gb", 0, 7, 1, 98, 7, 5, 1, 1, 40192),
 	{},
 };
 
@@ -195,6 +212,13 @@ struct fake_pci_addr {
 	unsigned domain, bus, device, function;
 };
 
+/* A GPU instance with its one compute instance: what a MIG device handle points to. */
+struct fake_mig_device {
+	const struct fake_gi_profile *prof;
+	unsigned gi, ci;
+	char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE]; /* "MIG-..." */
+};
+
 struct fake_gpu {
 	struct fake_pci_addr pci;
 	unsigned pci_device_id, pci_subsystem_id;
@@ -210,7 +234,8 @@ struct fake_gpu {
 
 	bool has_mig, mig_current, mig_pending;
 	const struct fake_gi_profile *profiles; /* NULL: none */
-	unsigned instances[FAKE_MIG_SLICES];	/* profile ids of existing GPU instances */
+	/* The existing GPU instances; &instances[i] is a MIG device handle while mig_current. */
+	struct fake_mig_device instances[FAKE_MIG_SLICES];
 	unsigned n_instances;
 
 	int topo_numa; /* -1: unknown */
@@ -463,6 +488,93 @@ static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 	return 0;
 }
 
+/* FNV-1a, 64 bits: a stable hash of a name in the description. */
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+/* splitmix64's step: spreads FNV's nearly equal hashes of nearly equal names over all bits. */
+static uint64_t splitmix64(uint64_t x)
+{
+	x += UINT64_C(0x9e3779b97f4a7c15);
+	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+/*
+ * The UUID of the MIG device at @position of a GPU whose UUID is @gpu_uuid, when the description
+ * gives none: hi = splitmix64(FNV-1a("<gpu_uuid>/mig/<position>")), lo = splitmix64(hi), shaped
+ * as an RFC 4122 version 5 UUID like the driver's ("MIG-xxxxxxxx-xxxx-5xxx-[89ab]xxx-...").
+ */
+static void mig_default_uuid(const char *gpu_uuid, size_t position, char *buf, size_t size)
+{
+	char text[NVML_DEVICE_UUID_V2_BUFFER_SIZE + 32];
+	uint64_t hi, lo;
+
+	snprintf(text, sizeof(text), "%s/mig/%zu", gpu_uuid, position);
+	hi = splitmix64(fnv1a(text));
+	lo = splitmix64(hi);
+	hi = (hi & ~UINT64_C(0xf000)) | UINT64_C(0x5000); /* version 5 */
+	lo = (lo & ~(UINT64_C(3) << 62)) | UINT64_C(1) << 63; /* the RFC 4122 variant */
+	snprintf(buf, size, "MIG-%08x-%04x-%04x-%04x-%012llx", (unsigned)(hi >> 32),
+		 (unsigned)(hi >> 16) & 0xffff, (unsigned)hi & 0xffff, (unsigned)(lo >> 48),
+		 (unsigned long long)(lo & UINT64_C(0xffffffffffff)));
+}
+
+/*
+ * One entry of "mig_instances": a profile id, or {"profile", "gi", "ci", "uuid"} with the same
+ * defaults as a bare id (gi = position + 1, ci = 0, a UUID derived from the GPU's).
+ */
+static int parse_mig_instance(struct parser *p, json_t *e, size_t position,
+			      struct fake_gpu *gpu, struct fake_mig_device *ret)
+{
+	static const char *const keys[] = { "profile", "gi", "ci", "uuid", NULL };
+	long long profile = -1, gi = (long long)position + 1, ci = 0;
+	char name[48];
+	size_t w;
+	int r = 0;
+
+	mig_default_uuid(gpu->uuid, position, ret->uuid, sizeof(ret->uuid));
+	if (json_is_integer(e)) {
+		profile = json_integer_value(e);
+	} else if (json_is_object(e)) {
+		snprintf(name, sizeof(name), "mig_instances[%zu]", position);
+		w = where_push(p, name);
+		r = check_keys(p, e, keys);
+		if (r >= 0)
+			r = get_integer(p, e, "profile", true, 0, UINT32_MAX, &profile, NULL);
+		if (r >= 0)
+			r = get_integer(p, e, "gi", false, 0, FAKE_MAX_GI_ID, &gi, NULL);
+		if (r >= 0)
+			r = get_integer(p, e, "ci", false, 0, FAKE_MAX_CI_ID, &ci, NULL);
+		if (r >= 0)
+			r = get_string(p, e, "uuid", false, sizeof(ret->uuid), ret->uuid);
+		if (r >= 0 && strncmp(ret->uuid, "MIG-", 4) != 0)
+			r = parse_fail(p, "uuid: \"%s\" does not start with \"MIG-\"", ret->uuid);
+		where_pop(p, w);
+		if (r < 0)
+			return r;
+	} else {
+		return parse_fail(p, "mig_instances[%zu]: expected a profile id or an object",
+				  position);
+	}
+	ret->prof = profile >= 0 ? gi_by_id(gpu->profiles, (unsigned)profile) : NULL;
+	if (!ret->prof)
+		return parse_fail(p, "mig_instances[%zu]: %lld is not a profile id of mig_profiles",
+				  position, profile);
+	ret->gi = (unsigned)gi;
+	ret->ci = (unsigned)ci;
+	return 0;
+}
+
 static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 {
 	static const char *const keys[] = { "current", "pending", NULL };
@@ -502,20 +614,26 @@ static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 	if (!gpu->profiles)
 		return parse_fail(p, "mig_instances: needs mig_profiles");
 	json_array_foreach(list, i, e) {
-		const struct fake_gi_profile *prof;
+		struct fake_mig_device d = {};
 		unsigned same = 0;
 
-		if (!json_is_integer(e) || json_integer_value(e) < 0 ||
-		    !(prof = gi_by_id(gpu->profiles, (unsigned)json_integer_value(e))))
-			return parse_fail(p, "mig_instances[%zu]: not a profile id of %s", i,
-					  table);
-		for (unsigned k = 0; k < gpu->n_instances; k++)
-			same += gpu->instances[k] == prof->info.id;
-		used_slices += prof->info.sliceCount;
-		if (same >= prof->info.instanceCount || used_slices > FAKE_MIG_SLICES)
+		r = parse_mig_instance(p, e, i, gpu, &d);
+		if (r < 0)
+			return r;
+		for (unsigned k = 0; k < gpu->n_instances; k++) {
+			same += gpu->instances[k].prof == d.prof;
+			if (gpu->instances[k].gi == d.gi)
+				return parse_fail(p, "mig_instances[%zu]: GPU instance id %u is "
+						  "taken by mig_instances[%u]", i, d.gi, k);
+			if (streq(gpu->instances[k].uuid, d.uuid))
+				return parse_fail(p, "mig_instances[%zu]: UUID %s is taken by "
+						  "mig_instances[%u]", i, d.uuid, k);
+		}
+		used_slices += d.prof->info.sliceCount;
+		if (same >= d.prof->info.instanceCount || used_slices > FAKE_MIG_SLICES)
 			return parse_fail(p, "mig_instances[%zu]: profile %u does not fit", i,
-					  prof->info.id);
-		gpu->instances[gpu->n_instances++] = prof->info.id;
+					  d.prof->info.id);
+		gpu->instances[gpu->n_instances++] = d;
 	}
 	return 0;
 }
@@ -841,6 +959,21 @@ static struct fake_gpu *gpu_from_handle(nvmlDevice_t device)
 	return NULL;
 }
 
+/* A MIG device handle: an existing instance of a GPU whose MIG mode is enabled now. */
+static struct fake_mig_device *mig_from_handle(nvmlDevice_t device, struct fake_gpu **ret_gpu)
+{
+	for (unsigned i = 0; i < node.n_gpus; i++) {
+		struct fake_gpu *gpu = &node.gpus[i];
+
+		for (unsigned k = 0; gpu->mig_current && k < gpu->n_instances; k++)
+			if ((void *)device == (void *)&gpu->instances[k]) {
+				*ret_gpu = gpu;
+				return &gpu->instances[k];
+			}
+	}
+	return NULL;
+}
+
 static void sleep_ms(unsigned ms)
 {
 	struct timespec until;
@@ -884,11 +1017,14 @@ static nvmlReturn_t gpu_error(const struct fake_gpu *gpu, enum fake_fn fn)
 
 /*
  * The entry of every call that takes a handle: the library is initialised, the handle is one of
- * ours, an injected hang has passed and no error is injected. Returns NVML_SUCCESS with fake_lock
- * held and *ret_gpu set, or an error with the lock released.
+ * ours (a GPU's, or a MIG device's: *ret_mig set, else NULL), an injected hang has passed and no
+ * error is injected; a MIG device shares its GPU's hangs and errors. Returns NVML_SUCCESS with
+ * fake_lock held and *ret_gpu set, or an error with the lock released.
  */
-static nvmlReturn_t device_enter(nvmlDevice_t device, enum fake_fn fn, struct fake_gpu **ret_gpu)
+static nvmlReturn_t handle_enter(nvmlDevice_t device, enum fake_fn fn, struct fake_gpu **ret_gpu,
+				 struct fake_mig_device **ret_mig)
 {
+	struct fake_mig_device *mig = NULL;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
@@ -896,6 +1032,8 @@ static nvmlReturn_t device_enter(nvmlDevice_t device, enum fake_fn fn, struct fa
 	if (r != NVML_SUCCESS)
 		return r;
 	gpu = gpu_from_handle(device);
+	if (!gpu)
+		mig = mig_from_handle(device, &gpu);
 	if (!gpu)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	r = gpu_hang(gpu, fn);
@@ -905,7 +1043,23 @@ static nvmlReturn_t device_enter(nvmlDevice_t device, enum fake_fn fn, struct fa
 	if (r != NVML_SUCCESS)
 		return leave(r);
 	*ret_gpu = gpu;
+	*ret_mig = mig;
 	return NVML_SUCCESS;
+}
+
+/*
+ * handle_enter() for the calls that only a whole GPU answers: NVML_ERROR_NOT_SUPPORTED for a MIG
+ * device, as the driver answers most queries of one (its power, its PCI link, its NvLinks).
+ */
+static nvmlReturn_t device_enter(nvmlDevice_t device, enum fake_fn fn, struct fake_gpu **ret_gpu)
+{
+	struct fake_mig_device *mig;
+	nvmlReturn_t r;
+
+	r = handle_enter(device, fn, ret_gpu, &mig);
+	if (r == NVML_SUCCESS && mig)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	return r;
 }
 
 nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
@@ -929,24 +1083,31 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
 {
+	struct fake_mig_device *mig;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = device_enter(device, FN_UUID, &gpu);
+	r = handle_enter(device, FN_UUID, &gpu, &mig);
 	if (r != NVML_SUCCESS)
 		return r;
-	return leave(copy_string(uuid, length, gpu->uuid));
+	return leave(copy_string(uuid, length, mig ? mig->uuid : gpu->uuid));
 }
 
+/* A MIG device is named after its GPU and profile: "NVIDIA H100 80GB HBM3 MIG 1g.10gb". */
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
 {
+	char mig_name[NVML_DEVICE_NAME_V2_BUFFER_SIZE + 32];
+	struct fake_mig_device *mig;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = device_enter(device, FN_NAME, &gpu);
+	r = handle_enter(device, FN_NAME, &gpu, &mig);
 	if (r != NVML_SUCCESS)
 		return r;
-	return leave(copy_string(name, length, gpu->name));
+	if (!mig)
+		return leave(copy_string(name, length, gpu->name));
+	snprintf(mig_name, sizeof(mig_name), "%s MIG %s", gpu->name, mig->prof->name);
+	return leave(copy_string(name, length, mig_name));
 }
 
 /* The driver's spellings: "00000000:18:00.0" and the legacy "0000:18:00.0", upper-case hex. */
@@ -979,16 +1140,24 @@ nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
 	return leave(NVML_SUCCESS);
 }
 
+/* A MIG device has its profile's memory, all of it free. */
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
 {
+	struct fake_mig_device *mig;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = device_enter(device, FN_MEMORY_INFO, &gpu);
+	r = handle_enter(device, FN_MEMORY_INFO, &gpu, &mig);
 	if (r != NVML_SUCCESS)
 		return r;
 	if (!memory)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (mig) {
+		memory->total = mig->prof->info.memorySizeMB << 20;
+		memory->used = 0;
+		memory->free = memory->total;
+		return leave(NVML_SUCCESS);
+	}
 	if (!gpu->has_memory)
 		return leave(NVML_ERROR_NOT_SUPPORTED);
 	memory->total = gpu->memory_bytes;
@@ -1083,9 +1252,12 @@ nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevic
 	r = device_enter(device1, FN_TOPOLOGY, &a);
 	if (r != NVML_SUCCESS)
 		return r;
-	b = gpu_from_handle(device2);
-	if (!b || !pathInfo)
+	if (!pathInfo)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	b = gpu_from_handle(device2);
+	if (!b)
+		return leave(mig_from_handle(device2, &b) ? NVML_ERROR_NOT_SUPPORTED :
+							    NVML_ERROR_INVALID_ARGUMENT);
 	r = gpu_error(b, FN_TOPOLOGY);
 	if (r != NVML_SUCCESS)
 		return leave(r);
@@ -1232,16 +1404,120 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t device,
 	if (!prof)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	for (unsigned i = 0; i < gpu->n_instances; i++) {
-		const struct fake_gi_profile *other = gi_by_id(gpu->profiles, gpu->instances[i]);
-
-		same += gpu->instances[i] == profileId;
-		used_slices += other ? other->info.sliceCount : 0;
+		same += gpu->instances[i].prof == prof;
+		used_slices += gpu->instances[i].prof->info.sliceCount;
 	}
 	by_count = prof->info.instanceCount > same ? prof->info.instanceCount - same : 0;
 	by_slices = used_slices < FAKE_MIG_SLICES ?
 			    (FAKE_MIG_SLICES - used_slices) / prof->info.sliceCount :
 			    0;
 	*count = MIN(by_count, by_slices);
+	return leave(NVML_SUCCESS);
+}
+
+/* As the driver: the most MIG devices a MIG-capable GPU can have, whatever its mode. */
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count)
+{
+	struct fake_mig_device *mig;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = handle_enter(device, FN_MAX_MIG_COUNT, &gpu, &mig);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (mig || !count)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_mig)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*count = FAKE_MIG_SLICES;
+	return leave(NVML_SUCCESS);
+}
+
+/*
+ * MIG device @index of a GPU: the @index-th entry of "mig_instances" while MIG is enabled.
+ * NVML_ERROR_NOT_FOUND for an index below the maximum that has no device (every index with MIG
+ * disabled), NVML_ERROR_INVALID_ARGUMENT for one at or above it.
+ */
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+						 nvmlDevice_t *migDevice)
+{
+	struct fake_mig_device *mig;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = handle_enter(device, FN_MIG_HANDLE_BY_INDEX, &gpu, &mig);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (mig || !migDevice || index >= FAKE_MIG_SLICES)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_mig)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	if (!gpu->mig_current || index >= gpu->n_instances)
+		return leave(NVML_ERROR_NOT_FOUND);
+	*migDevice = (nvmlDevice_t)(void *)&gpu->instances[index];
+	return leave(NVML_SUCCESS);
+}
+
+/* Only a MIG device has GPU and compute instance ids; a GPU's handle is an invalid argument. */
+static nvmlReturn_t mig_instance_id(nvmlDevice_t device, enum fake_fn fn, unsigned int *id)
+{
+	struct fake_mig_device *mig;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = handle_enter(device, fn, &gpu, &mig);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!mig || !id)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	*id = fn == FN_GI_ID ? mig->gi : mig->ci;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+	return mig_instance_id(device, FN_GI_ID, id);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id)
+{
+	return mig_instance_id(device, FN_CI_ID, id);
+}
+
+/*
+ * A MIG device's share of its GPU: its profile's SMs, engines, slices and memory (its compute
+ * instance spans the whole GPU instance). A GPU's handle answers for the whole GPU, the 7-slice
+ * profile; without profiles, NVML_ERROR_NOT_SUPPORTED.
+ */
+nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttributes_t *attributes)
+{
+	const struct fake_gi_profile *prof = NULL;
+	struct fake_mig_device *mig;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = handle_enter(device, FN_ATTRIBUTES, &gpu, &mig);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!attributes)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (mig)
+		prof = mig->prof;
+	else if (gpu->has_mig)
+		prof = gi_by_index(gpu->profiles, NVML_GPU_INSTANCE_PROFILE_7_SLICE);
+	if (!prof)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*attributes = (nvmlDeviceAttributes_t){
+		.multiprocessorCount = prof->info.multiprocessorCount,
+		.sharedCopyEngineCount = prof->info.copyEngineCount,
+		.sharedDecoderCount = prof->info.decoderCount,
+		.sharedEncoderCount = prof->info.encoderCount,
+		.sharedJpegCount = prof->info.jpegCount,
+		.sharedOfaCount = prof->info.ofaCount,
+		.gpuInstanceSliceCount = prof->info.sliceCount,
+		.computeInstanceSliceCount = prof->info.sliceCount,
+		.memorySizeMB = prof->info.memorySizeMB,
+	};
 	return leave(NVML_SUCCESS);
 }
 

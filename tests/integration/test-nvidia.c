@@ -99,6 +99,40 @@ static void test_hgx_inventory(void **state)
 	assert_non_null(strstr(prop(d, "mig_profiles"), "1g.10gb=0/7"));
 	json_decref(d);
 
+	/* its instances are its slices: seven 1g.10gb, and no whole-GPU slice for it */
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
+	json_array_foreach(json_object_get(doc, "resources"), i, d) {
+		if (strcmp(str(d, "resource"), "nvidia.com/gpu") == 0)
+			assert_int_equal(json_integer_value(json_object_get(d, "total")), 7);
+		else if (strcmp(str(d, "resource"), "nvidia.com/mig-1g.10gb") == 0)
+			assert_int_equal(json_integer_value(json_object_get(d, "allocatable")), 7);
+		else
+			fail_msg("unexpected resource %s", str(d, "resource"));
+	}
+	json_decref(doc);
+	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
+	{
+		json_t *sl = json_object_get(doc, "slices"), *last, *nodes;
+
+		assert_int_equal(json_array_size(sl), 14);
+		last = json_array_get(sl, 13);
+		assert_string_equal(str(last, "id"), "MIG-1eb1ccb5-06ad-5f86-bfff-4d993d674e8a");
+		assert_string_equal(str(last, "device_id"), "0000:db:00.0");
+		assert_string_equal(str(last, "profile"), "1g.10gb");
+		assert_true(json_integer_value(json_object_get(last, "memory_bytes")) ==
+			    9984LL * 1024 * 1024);
+		assert_string_equal(str(json_object_get(last, "env"), "NVIDIA_VISIBLE_DEVICES"),
+				    "MIG-1eb1ccb5-06ad-5f86-bfff-4d993d674e8a");
+		/* the GPU's nodes, then the GPU and compute instance capabilities */
+		nodes = json_object_get(last, "device_nodes");
+		assert_string_equal(json_string_value(json_array_get(nodes, 0)), "/dev/nvidia7");
+		assert_string_equal(json_string_value(json_array_get(nodes, 4)),
+				    "/dev/nvidia-caps/nvidia-cap1011");
+		assert_string_equal(json_string_value(json_array_get(nodes, 5)),
+				    "/dev/nvidia-caps/nvidia-cap1012");
+	}
+	json_decref(doc);
+
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }

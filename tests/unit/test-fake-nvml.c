@@ -57,6 +57,11 @@ struct nvml {
 	NVML_FN(nvmlDeviceGetTopologyCommonAncestor);
 	NVML_FN(nvmlDeviceGetNvLinkState);
 	NVML_FN(nvmlDeviceGetNvLinkRemotePciInfo_v2);
+	NVML_FN(nvmlDeviceGetMaxMigDeviceCount);
+	NVML_FN(nvmlDeviceGetMigDeviceHandleByIndex);
+	NVML_FN(nvmlDeviceGetGpuInstanceId);
+	NVML_FN(nvmlDeviceGetComputeInstanceId);
+	NVML_FN(nvmlDeviceGetAttributes_v2);
 };
 
 /* The functions an old driver's library lacks; the backend must do without them. */
@@ -65,6 +70,11 @@ static const char *const newer_symbols[] = {
 	"nvmlDeviceGetGpuInstanceProfileInfo",
 	"nvmlDeviceGetGpuInstanceRemainingCapacity",
 	"nvmlDeviceGetMigMode",
+	"nvmlDeviceGetMaxMigDeviceCount",
+	"nvmlDeviceGetMigDeviceHandleByIndex",
+	"nvmlDeviceGetGpuInstanceId",
+	"nvmlDeviceGetComputeInstanceId",
+	"nvmlDeviceGetAttributes_v2",
 };
 
 #define RESOLVE(n, f)                                                                              \
@@ -113,6 +123,11 @@ static struct nvml *nvml_open(bool old)
 		RESOLVE(n, nvmlDeviceGetMigMode);
 		RESOLVE(n, nvmlDeviceGetGpuInstanceProfileInfo);
 		RESOLVE(n, nvmlDeviceGetGpuInstanceRemainingCapacity);
+		RESOLVE(n, nvmlDeviceGetMaxMigDeviceCount);
+		RESOLVE(n, nvmlDeviceGetMigDeviceHandleByIndex);
+		RESOLVE(n, nvmlDeviceGetGpuInstanceId);
+		RESOLVE(n, nvmlDeviceGetComputeInstanceId);
+		RESOLVE(n, nvmlDeviceGetAttributes_v2);
 	}
 	return n;
 }
@@ -234,6 +249,20 @@ static nvmlDevice_t handle(const struct nvml *n, unsigned index)
 	return dev;
 }
 
+/* "mig_instances" the fake refuses: each would make the MIG devices ambiguous or impossible. */
+static const char *const bad_mig_instances[] = {
+	"[{\"gi\": 1}]",					/* no profile */
+	"[{\"profile\": 99}]",					/* not in the table */
+	"[{\"profile\": 19, \"gi\": 15}]",			/* GPU instance ids are 0..14 */
+	"[{\"profile\": 19, \"ci\": 8}]",			/* compute instance ids 0..7 */
+	"[{\"profile\": 19, \"uuid\": \"GPU-1\"}]",		/* not a MIG UUID */
+	"[{\"profile\": 19, \"colour\": 1}]",			/* unknown key */
+	"[19, {\"profile\": 19, \"gi\": 1}]",			/* gi 1 twice */
+	/* one UUID twice; a profile id as a string */
+	"[{\"profile\": 19, \"uuid\": \"MIG-a\"}, {\"profile\": 19, \"uuid\": \"MIG-a\"}]",
+	"[\"19\"]",
+};
+
 /* ---- init ------------------------------------------------------------------------------------ */
 
 static void test_init(void **state)
@@ -263,6 +292,16 @@ static void test_init(void **state)
 	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
 	describe(n, "{ \"gpus\": [" H100("0000:18:00.0", 0, ", \"mig_instances\": [0, 19]") "] }");
 	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+	for (size_t i = 0; i < ELEMENTSOF(bad_mig_instances); i++) {
+		_cleanup_free_ char *json = NULL;
+
+		assert_true(asprintf(&json, "{ \"gpus\": [" H100("0000:18:00.0", 0,
+								  ", \"mig_instances\": %s")
+					    "] }", bad_mig_instances[i]) > 0);
+		describe(n, json);
+		if (n->nvmlInit_v2() != NVML_ERROR_UNKNOWN)
+			fail_msg("mig_instances %s was accepted", bad_mig_instances[i]);
+	}
 
 	/* Reference-counted like the driver's: the last shutdown ends the session. */
 	describe(n, node4);
@@ -592,6 +631,294 @@ static void test_mig(void **state)
 			 NVML_ERROR_NOT_SUPPORTED);
 }
 
+/* ---- MIG devices ----------------------------------------------------------------------------- */
+
+static nvmlDevice_t mig_handle(const struct nvml *n, nvmlDevice_t gpu, unsigned index)
+{
+	nvmlDevice_t mig = NULL;
+
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(gpu, index, &mig), NVML_SUCCESS);
+	assert_non_null(mig);
+	return mig;
+}
+
+static unsigned instance_id(const struct nvml *n, nvmlDevice_t mig, bool compute)
+{
+	unsigned id = 12345;
+
+	assert_int_equal(compute ? n->nvmlDeviceGetComputeInstanceId(mig, &id) :
+				   n->nvmlDeviceGetGpuInstanceId(mig, &id),
+			 NVML_SUCCESS);
+	return id;
+}
+
+/* "MIG-" and an RFC 4122 version 5 UUID in lower-case hex, as the driver spells them. */
+static void assert_mig_uuid(const char *s)
+{
+	static const char shape[] = "MIG-xxxxxxxx-xxxx-5xxx-vxxx-xxxxxxxxxxxx";
+
+	assert_int_equal(strlen(s), strlen(shape));
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == 'x')
+			assert_non_null(strchr("0123456789abcdef", s[i]));
+		else if (shape[i] == 'v')
+			assert_non_null(strchr("89ab", s[i]));
+		else
+			assert_int_equal(s[i], shape[i]);
+	}
+}
+
+/* A GPU's MIG devices: one per GPU instance while MIG is on, answering what a MIG device does. */
+static void test_mig_devices(void **state)
+{
+	struct nvml *n = *state;
+	char buf[NVML_DEVICE_NAME_V2_BUFFER_SIZE], uuids[7][NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+	nvmlDevice_t g0, g1, g2, g3, migs[7], m, bogus = (nvmlDevice_t)(void *)&buf;
+	nvmlDeviceAttributes_t attr;
+	nvmlGpuTopologyLevel_t level;
+	nvmlPciInfo_t pci;
+	nvmlMemory_t mem;
+	unsigned count, u, cur, pend;
+
+	describe(n, mig_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g0 = handle(n, 0);
+	g1 = handle(n, 1);
+	g2 = handle(n, 2);
+	g3 = handle(n, 3);
+
+	/* Every MIG-capable GPU can have 7, whatever its mode; a GPU without MIG none. */
+	count = 0;
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(g0, &count), NVML_SUCCESS);
+	assert_int_equal(count, 7);
+	count = 0;
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(g1, &count), NVML_SUCCESS);
+	assert_int_equal(count, 7);
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(g3, &count), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(g0, NULL), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(bogus, &count),
+			 NVML_ERROR_INVALID_ARGUMENT);
+
+	/* Seven 1g.10gb: seven distinct handles, none of them a GPU's, the same on every call. */
+	for (unsigned i = 0; i < 7; i++) {
+		migs[i] = mig_handle(n, g1, i);
+		assert_ptr_equal(mig_handle(n, g1, i), migs[i]);
+		for (unsigned g = 0; g < 5; g++)
+			assert_ptr_not_equal(migs[i], handle(n, g));
+		for (unsigned k = 0; k < i; k++)
+			assert_ptr_not_equal(migs[i], migs[k]);
+
+		/* Bare profile ids: GPU instance position + 1, compute instance 0. */
+		assert_int_equal(instance_id(n, migs[i], false), i + 1);
+		assert_int_equal(instance_id(n, migs[i], true), 0);
+
+		assert_int_equal(n->nvmlDeviceGetUUID(migs[i], uuids[i], sizeof(uuids[i])),
+				 NVML_SUCCESS);
+		assert_mig_uuid(uuids[i]);
+		for (unsigned k = 0; k < i; k++)
+			assert_string_not_equal(uuids[i], uuids[k]);
+		assert_int_equal(n->nvmlDeviceGetUUID(migs[i], buf, 40),
+				 NVML_ERROR_INSUFFICIENT_SIZE);
+
+		assert_int_equal(n->nvmlDeviceGetName(migs[i], buf, sizeof(buf)), NVML_SUCCESS);
+		assert_string_equal(buf, "NVIDIA H100 80GB HBM3 MIG 1g.10gb");
+		assert_int_equal(n->nvmlDeviceGetMemoryInfo(migs[i], &mem), NVML_SUCCESS);
+		assert_true(mem.total == 9984ULL << 20);
+		assert_true(mem.free + mem.used == mem.total);
+	}
+	/* The UUIDs come from the GPU's UUID and the position alone. */
+	assert_string_equal(uuids[0], "MIG-d821dd13-dfc8-5805-9666-d10f6af472af");
+	assert_string_equal(uuids[1], "MIG-7fe4456d-d658-5a22-a369-c7d14470a385");
+
+	memset(&attr, 0xff, sizeof(attr));
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(migs[3], &attr), NVML_SUCCESS);
+	assert_int_equal(attr.multiprocessorCount, 16);
+	assert_int_equal(attr.gpuInstanceSliceCount, 1);
+	assert_int_equal(attr.computeInstanceSliceCount, 1);
+	assert_true(attr.memorySizeMB == 9984);
+	assert_int_equal(attr.sharedCopyEngineCount, 1);
+	assert_int_equal(attr.sharedDecoderCount, 1);
+	assert_int_equal(attr.sharedEncoderCount, 0);
+	assert_int_equal(attr.sharedJpegCount, 1);
+	assert_int_equal(attr.sharedOfaCount, 0);
+	/* A GPU's handle answers for the whole GPU, MIG on or off; without MIG, not at all. */
+	memset(&attr, 0xff, sizeof(attr));
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(g0, &attr), NVML_SUCCESS);
+	assert_int_equal(attr.multiprocessorCount, 132);
+	assert_int_equal(attr.gpuInstanceSliceCount, 7);
+	assert_int_equal(attr.computeInstanceSliceCount, 7);
+	assert_true(attr.memorySizeMB == 81152);
+	assert_int_equal(attr.sharedCopyEngineCount, 8);
+	assert_int_equal(attr.sharedDecoderCount, 7);
+	assert_int_equal(attr.sharedJpegCount, 7);
+	assert_int_equal(attr.sharedOfaCount, 1);
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(g1, &attr), NVML_SUCCESS);
+	assert_int_equal(attr.gpuInstanceSliceCount, 7);
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(g3, &attr), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(migs[0], NULL), NVML_ERROR_INVALID_ARGUMENT);
+
+	/* Instance ids are a MIG device's only. */
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceId(g1, &u), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetComputeInstanceId(g1, &u), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceId(migs[0], NULL), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceId(bogus, &u), NVML_ERROR_INVALID_ARGUMENT);
+
+	/* A MIG device has no MIG devices, and no answer to what only a whole GPU knows. */
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(migs[0], &count),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(migs[0], 0, &m),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetPciInfo_v3(migs[0], &pci), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetMinorNumber(migs[0], &u), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetMigMode(migs[0], &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(migs[0], g1, &level),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(g1, migs[0], &level),
+			 NVML_ERROR_NOT_SUPPORTED);
+
+	/* Indexes: past the devices NOT_FOUND, past the maximum an invalid argument. */
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g1, 7, &m),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g1, 0, NULL),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g2, 4, &m), NVML_ERROR_NOT_FOUND);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g2, 6, &m), NVML_ERROR_NOT_FOUND);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g0, 0, &m), NVML_ERROR_NOT_FOUND);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g3, 0, &m),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(bogus, 0, &m),
+			 NVML_ERROR_INVALID_ARGUMENT);
+
+	/* Two 1g.10gb and two 1g.20gb: the profile decides name, memory and SMs. */
+	m = mig_handle(n, g2, 2);
+	assert_int_equal(instance_id(n, m, false), 3);
+	assert_int_equal(n->nvmlDeviceGetName(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "NVIDIA H100 80GB HBM3 MIG 1g.20gb");
+	assert_int_equal(n->nvmlDeviceGetMemoryInfo(m, &mem), NVML_SUCCESS);
+	assert_true(mem.total == 20096ULL << 20);
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(m, &attr), NVML_SUCCESS);
+	assert_int_equal(attr.multiprocessorCount, 26);
+	assert_int_equal(attr.gpuInstanceSliceCount, 1);
+	assert_true(attr.memorySizeMB == 20096);
+
+	/* MIG handles die with their session; a new one without those instances refuses them. */
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetUUID(migs[0], buf, sizeof(buf)), NVML_ERROR_UNINITIALIZED);
+	describe(n, "{ \"gpus\": [" H100("0000:01:00.0", 0, "") ", "
+		    H100_MIG("0000:02:00.0", 1, "{\"current\": false, \"pending\": false}",
+			     ", \"mig_instances\": [19]") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetUUID(migs[0], buf, sizeof(buf)),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	/* Instances with MIG disabled (pending a reboot) are no devices yet. */
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(handle(n, 1), 0, &m),
+			 NVML_ERROR_NOT_FOUND);
+	assert_int_equal(remaining(n, handle(n, 1), 19), 6);
+}
+
+/* Instances described as objects: given ids and UUIDs, the defaults for the rest. */
+static const char mig_objects_node[] =
+	"{ \"gpus\": ["
+	H100_MIG("0000:02:00.0", 1, "{\"current\": true, \"pending\": true}",
+		 ", \"mig_instances\": [ "
+		 "{\"profile\": 9, \"gi\": 2, \"ci\": 0, "
+		 "\"uuid\": \"MIG-11111111-2222-5333-8444-555555555555\"}, "
+		 "{\"profile\": 14, \"gi\": 5, \"ci\": 1}, 19, {\"profile\": 19, \"gi\": 0} ]")
+	"] }";
+
+static void test_mig_objects(void **state)
+{
+	struct nvml *n = *state;
+	char buf[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+	nvmlDeviceAttributes_t attr;
+	nvmlDevice_t g, m;
+
+	describe(n, mig_objects_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g = handle(n, 0);
+
+	m = mig_handle(n, g, 0);
+	assert_int_equal(instance_id(n, m, false), 2);
+	assert_int_equal(instance_id(n, m, true), 0);
+	assert_int_equal(n->nvmlDeviceGetUUID(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "MIG-11111111-2222-5333-8444-555555555555");
+	assert_int_equal(n->nvmlDeviceGetName(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "NVIDIA H100 80GB HBM3 MIG 3g.40gb");
+	assert_int_equal(n->nvmlDeviceGetAttributes_v2(m, &attr), NVML_SUCCESS);
+	assert_int_equal(attr.multiprocessorCount, 60);
+	assert_int_equal(attr.gpuInstanceSliceCount, 3);
+	assert_int_equal(attr.computeInstanceSliceCount, 3);
+	assert_int_equal(attr.sharedCopyEngineCount, 3);
+	assert_true(attr.memorySizeMB == 40448);
+
+	/* Position 1 of a GPU "GPU-1": the same UUID as mig_node's second 1g.10gb. */
+	m = mig_handle(n, g, 1);
+	assert_int_equal(instance_id(n, m, false), 5);
+	assert_int_equal(instance_id(n, m, true), 1);
+	assert_int_equal(n->nvmlDeviceGetUUID(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "MIG-7fe4456d-d658-5a22-a369-c7d14470a385");
+	assert_int_equal(n->nvmlDeviceGetName(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "NVIDIA H100 80GB HBM3 MIG 2g.20gb");
+
+	m = mig_handle(n, g, 2);
+	assert_int_equal(instance_id(n, m, false), 3);
+	assert_int_equal(instance_id(n, m, true), 0);
+	m = mig_handle(n, g, 3);
+	assert_int_equal(instance_id(n, m, false), 0);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g, 4, &m), NVML_ERROR_NOT_FOUND);
+	/* 3 + 2 + 1 + 1 slices taken. */
+	assert_int_equal(remaining(n, g, 19), 0);
+}
+
+/* The parent GPU's injected errors and hangs are its MIG devices' too. */
+static void test_mig_errors(void **state)
+{
+	struct nvml *n = *state;
+	char buf[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+	nvmlDevice_t g0, g1, m;
+	nvmlMemory_t mem;
+	long long start;
+	unsigned u;
+
+	describe(n, "{ \"gpus\": ["
+		    H100_MIG("0000:01:00.0", 0, "{\"current\": true, \"pending\": true}",
+			     ", \"mig_instances\": [19, 19], \"errors\": {"
+			     "\"nvmlDeviceGetMemoryInfo\": \"UNKNOWN\", "
+			     "\"nvmlDeviceGetGpuInstanceId\": \"NO_PERMISSION\"}, "
+			     "\"hang_ms\": {\"nvmlDeviceGetName\": 200}") ", "
+		    H100_MIG("0000:02:00.0", 1, "{\"current\": true, \"pending\": true}",
+			     ", \"mig_instances\": [19], \"errors\": {"
+			     "\"nvmlDeviceGetMigDeviceHandleByIndex\": \"GPU_IS_LOST\"}") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	g0 = handle(n, 0);
+	g1 = handle(n, 1);
+	m = mig_handle(n, g0, 1);
+	assert_int_equal(n->nvmlDeviceGetMemoryInfo(m, &mem), NVML_ERROR_UNKNOWN);
+	assert_int_equal(n->nvmlDeviceGetMemoryInfo(g0, &mem), NVML_ERROR_UNKNOWN);
+	assert_int_equal(n->nvmlDeviceGetGpuInstanceId(m, &u), NVML_ERROR_NO_PERMISSION);
+	assert_int_equal(instance_id(n, m, true), 0);
+	assert_int_equal(n->nvmlDeviceGetUUID(m, buf, sizeof(buf)), NVML_SUCCESS);
+	start = test_now_ms();
+	assert_int_equal(n->nvmlDeviceGetName(m, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_true(test_now_ms() - start >= 200);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(g1, 0, &m), NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(g1, &u), NVML_SUCCESS);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+
+	/* "*": a GPU that fell off the bus takes its MIG devices with it. */
+	describe(n, "{ \"gpus\": ["
+		    H100_MIG("0000:01:00.0", 0, "{\"current\": true, \"pending\": true}",
+			     ", \"mig_instances\": [19], \"errors\": {\"*\": \"GPU_IS_LOST\"}, "
+			     "\"hang_ms\": {\"nvmlDeviceGetMigDeviceHandleByIndex\": 200}") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	start = test_now_ms();
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(handle(n, 0), 0, &m),
+			 NVML_ERROR_GPU_IS_LOST);
+	assert_true(test_now_ms() - start >= 200);
+	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(handle(n, 0), &u),
+			 NVML_ERROR_GPU_IS_LOST);
+}
+
 /* ---- hangs ----------------------------------------------------------------------------------- */
 
 struct hang_call {
@@ -767,14 +1094,27 @@ static void test_embedded_nodes(void **state)
 	}
 }
 
-/* hgx-h100's GPU 7 runs MIG, full of 1g.10gb instances; the others have it off, all NVLinks up. */
+/*
+ * hgx-h100's GPU 7 runs MIG, full of 1g.10gb instances; the others have it off, all NVLinks up.
+ * The MIG devices' ids and UUIDs are what the integration tests find in xpud's inventory.
+ */
 static void test_hgx_h100_nvml(void **state)
 {
+	static const char *const gpu7_migs[] = {
+		"MIG-1aa1c434-8394-57cf-b8d9-1f0cb5a77ae1",
+		"MIG-d9a93c1a-6dad-5865-8f4b-697555cd626d",
+		"MIG-ef5e2fba-a327-522a-8c4a-a60473ff73be",
+		"MIG-3440bc12-4856-5b74-8f84-355422914a1e",
+		"MIG-497a41af-16a9-5dab-a859-c3448c8fbfb8",
+		"MIG-416f9ede-56b7-5d1c-b417-e9d87e3034d9",
+		"MIG-1eb1ccb5-06ad-5f86-bfff-4d993d674e8a",
+	};
 	const struct sim_node *sn = sim_node_find("hgx-h100");
 	_cleanup_free_ char *dir = NULL, *error = NULL, *desc = NULL;
 	struct nvml *n = *state;
 	nvmlGpuTopologyLevel_t level;
 	unsigned cur, pend, switches[4] = {};
+	nvmlDevice_t gpu7, m;
 
 	assert_int_equal(fixture_build_temp(sn->json, &dir, &error), 0);
 	assert_true(asprintf(&desc, "%s/run/fake-nvml.json", dir) > 0);
@@ -807,6 +1147,24 @@ static void test_hgx_h100_nvml(void **state)
 	assert_int_equal(n->nvmlDeviceGetTopologyCommonAncestor(handle(n, 3), handle(n, 4), &level),
 			 NVML_SUCCESS);
 	assert_int_equal(level, NVML_TOPOLOGY_SYSTEM);
+
+	gpu7 = handle(n, 7);
+	for (unsigned i = 0; i < ELEMENTSOF(gpu7_migs); i++) {
+		char buf[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+		nvmlMemory_t mem;
+
+		m = mig_handle(n, gpu7, i);
+		assert_int_equal(instance_id(n, m, false), i + 1);
+		assert_int_equal(instance_id(n, m, true), 0);
+		assert_int_equal(n->nvmlDeviceGetUUID(m, buf, sizeof(buf)), NVML_SUCCESS);
+		assert_string_equal(buf, gpu7_migs[i]);
+		assert_int_equal(n->nvmlDeviceGetName(m, buf, sizeof(buf)), NVML_SUCCESS);
+		assert_string_equal(buf, "NVIDIA H100 80GB HBM3 MIG 1g.10gb");
+		assert_int_equal(n->nvmlDeviceGetMemoryInfo(m, &mem), NVML_SUCCESS);
+		assert_true(mem.total == 9984ULL << 20);
+	}
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(handle(n, 0), 0, &m),
+			 NVML_ERROR_NOT_FOUND);
 	unsetenv("XPU_FAKE_NVML");
 	assert_int_equal(fixture_destroy(dir), 0);
 }
@@ -857,6 +1215,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_topology, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_nvlink, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_mig, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_mig_devices, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_mig_objects, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_mig_errors, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_hang, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_old_driver, setup_old, teardown),
 		cmocka_unit_test_setup_teardown(test_embedded_nodes, setup_current, teardown),

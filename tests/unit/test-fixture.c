@@ -198,6 +198,11 @@ static int info_minor(const struct tree *t, const char *address)
 	return minor;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* ---- the embedded nodes ---------------------------------------------------------------------- */
 
 static void test_embedded_nodes(void **state)
@@ -229,6 +234,93 @@ static void test_embedded_nodes(void **state)
 		assert_true(exists(&t, "run"));
 		tree_close(&t);
 	}
+}
+
+/* The "access" file of a MIG capability, and its device node. */
+static void assert_mig_cap(const struct tree *t, const char *dir, int minor)
+{
+	_cleanup_free_ char *text = NULL, *expected = NULL, *node = NULL, *path = NULL;
+
+	assert_true(asprintf(&path, "%s/access", dir) >= 0);
+	text = raw(t, path);
+	assert_true(asprintf(&expected, "DeviceFileMinor: %d\nDeviceFileMode: 292\n"
+				       "DeviceFileModify: 1\n", minor) >= 0);
+	assert_string_equal(text, expected);
+	assert_true(asprintf(&node, "dev/nvidia-caps/nvidia-cap%d", minor) >= 0);
+	assert_true(exists(t, node));
+}
+
+/* The GPU instances in /proc/driver/nvidia/capabilities/gpu<minor>/mig/ ("gi..."), sorted. */
+static char *mig_instances(const struct tree *t, int minor)
+{
+	_cleanup_free_ char *path = NULL;
+	char *list = strdup("");
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+
+	assert_true(asprintf(&path, "proc/driver/nvidia/capabilities/gpu%d/mig", minor) >= 0);
+	assert_int_equal(opendir_at(t->fd, path, &d), 0);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		names = reallocarray(names, n + 1, sizeof(char *));
+		assert_non_null(names);
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		char *l = NULL;
+
+		assert_true(asprintf(&l, "%s%s%s", list, i ? " " : "", names[i]) >= 0);
+		free(list);
+		free(names[i]);
+		list = l;
+	}
+	free(names);
+	return list;
+}
+
+/*
+ * GPU 7 (minor 7) runs MIG with seven 1g.10gb instances: GPU instances 1..7, each with compute
+ * instance 0, whose capabilities have the minors 3 + (7 * 15 + gi) * 9 and one more.
+ */
+static void check_hgx_h100_mig(const struct tree *t)
+{
+	static const int gi_minors[] = { 957, 966, 975, 984, 993, 1002, 1011 };
+	_cleanup_free_ char *list = NULL;
+
+	for (int gi = 1; gi <= 7; gi++) {
+		_cleanup_free_ char *dir = NULL, *ci = NULL;
+
+		assert_true(asprintf(&dir, "proc/driver/nvidia/capabilities/gpu7/mig/gi%d",
+				     gi) >= 0);
+		assert_true(asprintf(&ci, "%s/ci0", dir) >= 0);
+		assert_mig_cap(t, dir, gi_minors[gi - 1]);
+		assert_mig_cap(t, ci, gi_minors[gi - 1] + 1);
+	}
+	list = mig_instances(t, 7);
+	assert_string_equal(list, "gi1 gi2 gi3 gi4 gi5 gi6 gi7");
+	for (int minor = 0; minor < 7; minor++) {
+		_cleanup_free_ char *none = mig_instances(t, minor);
+
+		assert_string_equal(none, "");
+	}
+	{
+		_cleanup_free_ char *config = NULL, *monitor = NULL;
+
+		config = raw(t, "proc/driver/nvidia/capabilities/mig/config");
+		monitor = raw(t, "proc/driver/nvidia/capabilities/mig/monitor");
+
+		assert_string_equal(config, "DeviceFileMinor: 1\nDeviceFileMode: 256\n"
+					    "DeviceFileModify: 1\n");
+		assert_string_equal(monitor, "DeviceFileMinor: 2\nDeviceFileMode: 292\n"
+					     "DeviceFileModify: 1\n");
+	}
+	assert_true(exists(t, "dev/nvidia-caps/nvidia-cap2"));
 }
 
 static void test_hgx_h100(void **state)
@@ -308,6 +400,7 @@ static void test_hgx_h100(void **state)
 
 		assert_non_null(strstr(version, "x86_64  580.159.04  Release Build"));
 	}
+	check_hgx_h100_mig(&t);
 	tree_close(&t);
 }
 
@@ -607,6 +700,65 @@ static void test_merge(void **state)
 	tree_close(&t);
 }
 
+/* An "nvml" block alone re-lays the MIG instances of a GPU already in the tree. */
+static const char mig_relayout[] =
+	"{ \"nvml\": { \"gpus\": [ { \"bus_id\": \"0000:DB:00.0\", "
+	"  \"mig\": { \"current\": true, \"pending\": true }, \"mig_profiles\": \"h100-80gb\", "
+	"  \"mig_instances\": [ { \"profile\": 9, \"gi\": 2, \"ci\": 0 }, "
+	"                       { \"profile\": 14, \"gi\": 5, \"ci\": 3 }, 19 ] } ] } }";
+static const char mig_off[] =
+	"{ \"nvml\": { \"gpus\": [ { \"bus_id\": \"db:00.0\", "
+	"  \"mig\": { \"current\": false, \"pending\": false }, \"mig_instances\": [19] } ] } }";
+
+static const char mig_no_driver[] =
+	"{ \"pci\": [ { \"address\": \"0000:18:00.0\", \"vendor\": \"0x10de\", "
+	"  \"device\": \"0x2330\", \"class\": \"0x030200\", \"driver\": \"nvidia\", "
+	"  \"nvidia\": { \"minor\": 3, \"model\": \"H100\", \"uuid\": \"GPU-1\" } } ], "
+	"  \"nvml\": { \"gpus\": [ { \"bus_id\": \"0000:18:00.0\", "
+	"  \"mig\": { \"current\": true, \"pending\": true }, \"mig_instances\": [0] } ] } }";
+
+static void test_mig_relayout(void **state)
+{
+	_cleanup_free_ char *error = NULL, *list = NULL;
+	struct tree t = { .fd = -EBADF };
+	int base = 3 + 7 * 15 * 9;
+
+	tree_open(&t, "hgx-h100");
+	if (fixture_build(mig_relayout, t.dir, &error) < 0)
+		fail_msg("%s", error);
+	list = mig_instances(&t, 7);
+	assert_string_equal(list, "gi2 gi3 gi5");
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi2", base + 2 * 9);
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi2/ci0", base + 2 * 9 + 1);
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi5", base + 5 * 9);
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi5/ci3", base + 5 * 9 + 4);
+	assert_false(exists(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi5/ci0"));
+	/* A bare profile id at position 2 is GPU instance 3. */
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu7/mig/gi3/ci0", base + 3 * 9 + 1);
+
+	/* MIG turned off: no GPU instances; the device nodes stay, as on a real host. */
+	list = mfree(list);
+	assert_int_equal(fixture_build(mig_off, t.dir, &error), 0);
+	list = mig_instances(&t, 7);
+	assert_string_equal(list, "");
+	assert_true(exists(&t, "dev/nvidia-caps/nvidia-cap957"));
+	tree_close(&t);
+
+	/* Without "nvidia_driver", the MIG instances bring mig/config and mig/monitor along. */
+	if (fixture_build_temp(mig_no_driver, &t.dir, &error) < 0)
+		fail_msg("%s", error);
+	t.fd = open(t.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(t.fd >= 0);
+	assert_mig_cap(&t, "proc/driver/nvidia/capabilities/gpu3/mig/gi1", 3 + (3 * 15 + 1) * 9);
+	assert_attr(&t, "proc/driver/nvidia/capabilities/mig/config",
+		    "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1");
+	assert_attr(&t, "proc/driver/nvidia/capabilities/mig/monitor",
+		    "DeviceFileMinor: 2\nDeviceFileMode: 292\nDeviceFileModify: 1");
+	assert_true(exists(&t, "dev/nvidia-caps/nvidia-cap1"));
+	assert_true(exists(&t, "dev/nvidia-caps/nvidia-cap2"));
+	tree_close(&t);
+}
+
 static int symlinks_checked;
 static int check_symlink(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -655,6 +807,11 @@ static char *temp_template(void)
 
 #define GPU "\"address\": \"0000:18:00.0\", \"vendor\": \"0x10de\", \"device\": \"0x2330\", " \
 	    "\"class\": \"0x030200\""
+#define NVIDIA "\"nvidia\": { \"minor\": 0, \"model\": \"H100\", \"uuid\": \"GPU-1\" }"
+/* The GPU at 0000:18:00.0 in an "nvml" block, MIG on, with these instances. */
+#define MIG_GPU(instances)                                                                         \
+	"{ \"bus_id\": \"0000:18:00.0\", \"mig\": { \"current\": true, \"pending\": true }, " \
+	"\"mig_instances\": " instances " }"
 
 static void test_invalid(void **state)
 {
@@ -720,6 +877,28 @@ static void test_invalid(void **state)
 		{ "{ \"nvidia_driver\": { \"version\": 580 } }", "nvidia_driver.version" },
 		{ "{ \"dev\": [ \"../escape\" ] }", "dev[0]" },
 		{ "{ \"raw_files\": { \"/etc/passwd\": \"x\" } }", "raw_files./etc/passwd" },
+		{ "{ \"nvml\": { \"gpus\": {} } }", "nvml.gpus: expected array" },
+		{ "{ \"nvml\": { \"gpus\": [ 1 ] } }", "nvml.gpus[0]: expected object" },
+		{ "{ \"nvml\": { \"gpus\": [ { \"mig\": null } ] } }",
+		  "nvml.gpus[0].bus_id: missing" },
+		{ "{ \"nvml\": { \"gpus\": [ { \"bus_id\": \"18:00\", \"mig\": {} } ] } }",
+		  "nvml.gpus[0].bus_id: \"18:00\" is not a PCI address" },
+		{ "{ \"nvml\": { \"gpus\": [ { \"bus_id\": \"18:00.0\", \"mig\": {} } ] } }",
+		  "nvml.gpus[0].mig.current: expected boolean" },
+		{ "{ \"nvml\": { \"gpus\": [ " MIG_GPU("[19]") " ] } }",
+		  "nvml.gpus[0].bus_id: 0000:18:00.0 is no GPU of the tree" },
+		{ "{ \"pci\": [ { " GPU ", " NVIDIA " } ], \"nvml\": { \"gpus\": [ "
+		  MIG_GPU("[19, {\"profile\": 19, \"gi\": 1}]") " ] } }",
+		  "nvml.gpus[0].mig_instances[1]: GPU instance id 1 is used twice" },
+		{ "{ \"pci\": [ { " GPU ", " NVIDIA " } ], \"nvml\": { \"gpus\": [ "
+		  MIG_GPU("[{\"profile\": 19, \"gi\": 15}]") " ] } }",
+		  "nvml.gpus[0].mig_instances[0].gi: 15 is out of range 0..14" },
+		{ "{ \"pci\": [ { " GPU ", " NVIDIA " } ], \"nvml\": { \"gpus\": [ "
+		  MIG_GPU("[{\"profile\": 19, \"ci\": 8}]") " ] } }",
+		  "nvml.gpus[0].mig_instances[0].ci: 8 is out of range 0..7" },
+		{ "{ \"pci\": [ { " GPU ", " NVIDIA " } ], \"nvml\": { \"gpus\": [ "
+		  MIG_GPU("[\"19\"]") " ] } }",
+		  "nvml.gpus[0].mig_instances[0]: expected a profile id or an object" },
 	};
 	static const char untouched[] = "untouched";
 	_cleanup_free_ char *dir = temp_template();
@@ -784,7 +963,7 @@ int main(void)
 		cmocka_unit_test(test_real_h100_vm),   cmocka_unit_test(test_mixed),
 		cmocka_unit_test(test_mi300x),	       cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_remove_pci),     cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_merge),	       cmocka_unit_test(test_mig_relayout),
 		cmocka_unit_test(test_move),	       cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_destroy),
 	};
