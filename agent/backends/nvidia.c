@@ -384,6 +384,13 @@ static void query_gpu(struct gpu_query *q)
 		snprintf(buf, sizeof(buf), "%d.%d", major, minor);
 		(void)device_set_property(d, "compute_capability", buf);
 	}
+	if (api->attributes) {
+		nvmlDeviceAttributes_t attr = {};
+
+		/* Not every GPU answers this for itself (only MIG-capable ones do). */
+		if (api->attributes(h, &attr) == NVML_SUCCESS && attr.multiprocessorCount > 0)
+			(void)set_prop_u(d, "multiprocessor_count", attr.multiprocessorCount);
+	}
 	if (api->serial && api->serial(h, buf, sizeof(buf)) == NVML_SUCCESS &&
 	    string_is_printable(buf))
 		(void)device_set_property(d, "serial", buf);

@@ -9,8 +9,10 @@
  *             on tmpfs like sysfs) vs a bare loop that only reads vendor, device and class.
  *   uevent    a uevent for a hot-plugged GPU until its device-added event on /v1/events.
  *   rss       xpud's resident memory with the HGX fixture loaded, after the API was used.
+ *   ready     process start to the first answer on the HGX node, with the fake NVML (per-GPU
+ *             query threads, topology, MIG) next to the sysfs-only start, same run.
  *
- * Usage: bench-xpud XPUD_BIN [ITERATIONS]. Prints a Markdown table on stdout.
+ * Usage: bench-xpud XPUD_BIN [ITERATIONS [FAKE_NVML]]. Prints a Markdown table on stdout.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -235,6 +237,54 @@ static pid_t start_xpud(const char *bin, const char *root, const char *sock)
 	}
 	fprintf(stderr, "bench-xpud: xpud did not start\n");
 	exit(1);
+}
+
+/* Milliseconds from fork to the first successful connect (xpud binds after its first scan). */
+static double ready_ms(const char *bin, const char *root, const char *sock, const char *nvml)
+{
+	char desc[4096];
+	double start = now_us();
+	pid_t pid;
+
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	unlink(sock);
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		pin(true);
+		dup2(devnull, STDERR_FILENO);
+		if (nvml) {
+			setenv("XPU_NVML_LIBRARY", nvml, 1);
+			setenv("XPU_FAKE_NVML", desc, 1);
+		}
+		execl(bin, bin, "--root", root, "--socket", sock, "--log-level", "warning",
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (;;) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		double ms;
+
+		strcpy(sun.sun_path, sock);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			static char buf[1 << 20];
+			size_t size;
+
+			/* connected means bound; answered means the first inventory is done */
+			(void)round_trip(fd, buf, sizeof(buf), &size);
+			ms = (now_us() - start) / 1000.0;
+			close(fd);
+			kill(pid, SIGTERM);
+			waitpid(pid, NULL, 0);
+			return ms;
+		}
+		close(fd);
+		if (now_us() - start > 20e6)
+			die("xpud did not come up");
+		usleep(500);
+	}
 }
 
 static void stop(pid_t pid)
@@ -521,6 +571,18 @@ int main(int argc, char *argv[])
 	       n * 2, (double)xr / 1024.0, (double)sr / 1024.0, (double)xr / (double)sr);
 	stop(xpud);
 
+	if (argc > 3) {
+		double with[5], without[5];
+
+		for (int i = 0; i < 5; i++) {
+			without[i] = ready_ms(argv[1], root, sock, NULL);
+			with[i] = ready_ms(argv[1], root, sock, argv[3]);
+		}
+		printf("| start to first answer, HGX, with NVML (fake), median of 5 | %.1f ms | "
+		       "sysfs only: %.1f ms | %.2fx | - |\n",
+		       percentile(with, 5, 0.5), percentile(without, 5, 0.5),
+		       percentile(with, 5, 0.5) / percentile(without, 5, 0.5));
+	}
 	bench_enumerate(10);
 	fixture_destroy(root);
 	free(root);

@@ -80,6 +80,7 @@ static void test_hgx_inventory(void **state)
 
 	d = device(x, "0000:18:00.0");
 	assert_string_equal(prop(d, "mig_mode"), "disabled");
+	assert_string_equal(prop(d, "multiprocessor_count"), "132");
 	/* profiles are listed even with MIG off, all free */
 	assert_non_null(strstr(prop(d, "mig_profiles"), "1g.10gb=7/7"));
 	assert_non_null(strstr(prop(d, "mig_profiles"), "7g.80gb=1/1"));
