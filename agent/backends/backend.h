@@ -14,6 +14,7 @@
 #include "shared/host.h"
 
 struct xpu_backend;
+struct backend_update;
 
 struct xpu_backend_ops {
 	const char *name;
@@ -42,9 +43,27 @@ struct xpu_backend_ops {
 	 * -errno. Optional.
 	 */
 	int (*refresh)(struct xpu_backend *b, struct xpu_device *d);
+	/*
+	 * Event-driven news from the source (health events, a changed partition layout). watch
+	 * returns a file descriptor, owned by the backend, that becomes readable when there is
+	 * news, or -errno (-EOPNOTSUPP: none). The daemon polls it and calls dispatch, which
+	 * drains it: health changes go to @ret_updates (an array of @ret_n, freed with
+	 * backend_updates_free()), and *ret_rescan asks for a rescan. Both optional.
+	 */
+	int (*watch)(struct xpu_backend *b);
+	int (*dispatch)(struct xpu_backend *b, struct backend_update **ret_updates, size_t *ret_n,
+			bool *ret_rescan);
 	/* Releases b->userdata. Optional. */
 	void (*close)(struct xpu_backend *b);
 };
+
+/* One device's health, as a backend's event says it now is. */
+struct backend_update {
+	char *id;
+	struct xpu_health health;
+};
+
+void backend_updates_free(struct backend_update *u, size_t n);
 
 struct xpu_backend {
 	const struct xpu_backend_ops *ops;

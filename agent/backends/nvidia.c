@@ -12,15 +12,18 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
 #include "backends/nvidia-nvml.h"
+#include "backends/nvidia-xid.h"
 #include "shared/dlopen-util.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -62,6 +65,32 @@ struct nvml {
 	nvmlReturn_t (*gi_id)(nvmlDevice_t, unsigned int *);
 	nvmlReturn_t (*ci_id)(nvmlDevice_t, unsigned int *);
 	nvmlReturn_t (*attributes)(nvmlDevice_t, nvmlDeviceAttributes_t *);
+	nvmlReturn_t (*event_set_create)(nvmlEventSet_t *);
+	nvmlReturn_t (*event_types)(nvmlDevice_t, unsigned long long *);
+	nvmlReturn_t (*event_register)(nvmlDevice_t, unsigned long long, nvmlEventSet_t);
+	nvmlReturn_t (*event_wait)(nvmlEventSet_t, nvmlEventData_t *, unsigned int);
+	nvmlReturn_t (*event_set_free)(nvmlEventSet_t);
+};
+
+#define NVML_EVENTS_WANTED                                                                         \
+	(nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError | nvmlEventMigConfigChange)
+#define NVML_EVENT_WAIT_MS 500
+
+/* One record from the event thread to the loop, through a pipe (smaller than PIPE_BUF). */
+struct nvidia_event {
+	char addr[13];		 /* "" when the device could not be matched */
+	nvmlReturn_t error;	 /* the wait failed (degraded), or 0 */
+	bool recovered;		 /* the wait works again after a failure */
+	unsigned long long type; /* nvmlEventType* */
+	unsigned long long data; /* the XID */
+	unsigned gi, ci;
+};
+
+/* A GPU an event said needs a reset: unhealthy until it leaves NVML's list (reset or removed)
+ * or xpud restarts. */
+struct nvidia_sticky {
+	char addr[13];
+	char *reason;
 };
 
 /* What one GPU's query thread found. Shared by the thread and the backend, reference-counted,
@@ -94,6 +123,22 @@ struct nvidia {
 	/* Threads that missed a deadline, by GPU index: not queried again until they return. */
 	struct gpu_query *stuck[NVML_MAX_GPUS];
 	atomic_int outstanding; /* threads still running, stuck or not */
+
+	/* Events: a set, a thread blocked in nvmlEventSetWait_v2, a pipe to the loop. */
+	nvmlEventSet_t set;
+	bool have_set;
+	pthread_t event_thread;
+	bool event_thread_started;
+	atomic_bool stop;
+	int pipe[2];
+	pthread_mutex_t map_lock; /* guards registered[] against the event thread */
+	struct {
+		nvmlDevice_t handle;
+		char addr[13];
+	} registered[NVML_MAX_GPUS];
+	size_t n_registered;
+	struct nvidia_sticky sticky[NVML_MAX_GPUS];
+	size_t n_sticky;
 };
 
 static const char *nvml_error(const struct nvml *api, nvmlReturn_t r)
@@ -561,6 +606,85 @@ static unsigned shared_nvlinks(const struct gpu_query *a, const struct gpu_query
 	return a_switch && b_switch ? MIN(a_switch, (unsigned)strv_length(b->nvlink_remotes)) : 0;
 }
 
+static const char *sticky_reason(const struct nvidia *nv, const char *addr)
+{
+	for (size_t i = 0; i < nv->n_sticky; i++)
+		if (streq(nv->sticky[i].addr, addr))
+			return nv->sticky[i].reason;
+	return NULL;
+}
+
+static int sticky_add(struct nvidia *nv, const char *addr, const char *reason)
+{
+	char *r;
+
+	if (sticky_reason(nv, addr) || nv->n_sticky >= NVML_MAX_GPUS)
+		return 0; /* the first reason stands */
+	r = strdup(reason);
+	if (!r)
+		return -ENOMEM;
+	memcpy(nv->sticky[nv->n_sticky].addr, addr, 13);
+	nv->sticky[nv->n_sticky++].reason = r;
+	return 0;
+}
+
+/* Drops the sticky state of GPUs NVML no longer lists: reset, or gone. */
+static void sticky_prune(struct nvidia *nv, char (*present)[13], size_t n_present)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < nv->n_sticky; i++) {
+		bool keep = false;
+
+		for (size_t j = 0; j < n_present; j++)
+			keep |= streq(present[j], nv->sticky[i].addr);
+		if (keep) {
+			nv->sticky[k++] = nv->sticky[i];
+		} else {
+			log_device_full_errno(LOG_NOTICE, 0, nv->sticky[i].addr, nv->sticky[i].addr,
+					      "GPU %s left NVML's list; its event state (%s) is "
+					      "cleared.",
+					      nv->sticky[i].addr, nv->sticky[i].reason);
+			free(nv->sticky[i].reason);
+		}
+	}
+	nv->n_sticky = k;
+}
+
+/* Registers a GPU that answered for the events we act on (once per handle). */
+static void register_events(struct nvidia *nv, unsigned index, const char *addr)
+{
+	unsigned long long supported = 0;
+	nvmlDevice_t h;
+	nvmlReturn_t r;
+
+	if (!nv->have_set || nv->api.handle(index, &h) != NVML_SUCCESS)
+		return;
+	pthread_mutex_lock(&nv->map_lock);
+	for (size_t i = 0; i < nv->n_registered; i++)
+		if (nv->registered[i].handle == h) {
+			memcpy(nv->registered[i].addr, addr, 13);
+			pthread_mutex_unlock(&nv->map_lock);
+			return;
+		}
+	pthread_mutex_unlock(&nv->map_lock);
+	if (nv->api.event_types(h, &supported) != NVML_SUCCESS)
+		return; /* a GPU without events: probed only */
+	r = nv->api.event_register(h, supported & NVML_EVENTS_WANTED, nv->set);
+	if (r != NVML_SUCCESS) {
+		log_device_full_errno(LOG_WARNING, nvml_to_errno(r), addr, addr,
+				      "Cannot register NVML events of %s (%s), it is probed only.",
+				      addr, nvml_error(&nv->api, r));
+		return;
+	}
+	pthread_mutex_lock(&nv->map_lock);
+	if (nv->n_registered < NVML_MAX_GPUS) {
+		nv->registered[nv->n_registered].handle = h;
+		memcpy(nv->registered[nv->n_registered++].addr, addr, 13);
+	}
+	pthread_mutex_unlock(&nv->map_lock);
+}
+
 /* A minimal record that makes a known PCI function unhealthy for a reason of NVML's. */
 static int unhealthy_record(const char *addr, const char *reason, struct device_list *list)
 {
@@ -733,9 +857,25 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 	}
 	/* Only now: the topology pass above reads every GPU's record. */
 	for (size_t i = 0; i < n_ok; i++) {
+		const char *sticky = sticky_reason(nv, ok[i]->dev->id);
+
+		register_events(nv, ok[i]->index, ok[i]->dev->id);
+		if (sticky && device_set_unhealthy(ok[i]->dev, "%s", sticky) < 0) {
+			k = -ENOMEM;
+			goto out;
+		}
 		k = device_list_push(list, TAKE_PTR(ok[i]->dev));
 		if (k < 0)
 			goto out;
+	}
+	{
+		char present[NVML_MAX_GPUS][13];
+		size_t n_present = 0;
+
+		for (size_t i = 0; i < list->n && n_present < NVML_MAX_GPUS; i++)
+			if (list->items[i]->has_pci)
+				memcpy(present[n_present++], list->items[i]->id, 13);
+		sticky_prune(nv, present, n_present);
 	}
 out:
 	for (size_t i = 0; i < NVML_MAX_GPUS; i++) {
@@ -755,6 +895,12 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 	int k = -ENODEV;
 
 	reap_stuck(nv);
+	if (sticky_reason(nv, d->id)) {
+		/* an event said it needs a reset; a probe that answers does not undo that */
+		free(d->health.reason);
+		d->health = (struct xpu_health){};
+		return device_set_unhealthy(d, "%s", sticky_reason(nv, d->id));
+	}
 	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
 		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->addr_known) &&
 		    streq(nv->stuck[i]->addr, d->id))
@@ -793,6 +939,200 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		query_unref(q);
 	}
 	return k;
+}
+
+static void event_send(struct nvidia *nv, const struct nvidia_event *ev)
+{
+	/* A full pipe drops the event: the loop is far behind and a rescan or probe follows. */
+	(void)!write(nv->pipe[1], ev, sizeof(*ev));
+}
+
+/* Blocks in nvmlEventSetWait_v2, so the loop never does; hands each event over the pipe. */
+static void *event_thread(void *userdata)
+{
+	struct nvidia *nv = userdata;
+	bool failing = false;
+
+	while (!atomic_load(&nv->stop)) {
+		struct nvidia_event ev = {};
+		nvmlEventData_t data = {};
+		nvmlReturn_t r;
+
+		r = nv->api.event_wait(nv->set, &data, NVML_EVENT_WAIT_MS);
+		if (r == NVML_ERROR_TIMEOUT || r == NVML_SUCCESS) {
+			if (failing) {
+				failing = false;
+				ev.recovered = true;
+				event_send(nv, &ev);
+				ev.recovered = false;
+			}
+			if (r == NVML_ERROR_TIMEOUT)
+				continue;
+		} else {
+			if (!failing) {
+				failing = true;
+				ev.error = r;
+				event_send(nv, &ev);
+			}
+			/* no busy loop while the driver is in trouble */
+			struct timespec ts = { 1, 0 };
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		pthread_mutex_lock(&nv->map_lock);
+		for (size_t i = 0; i < nv->n_registered; i++)
+			if (nv->registered[i].handle == data.device)
+				memcpy(ev.addr, nv->registered[i].addr, 13);
+		pthread_mutex_unlock(&nv->map_lock);
+		ev.type = data.eventType;
+		ev.data = data.eventData;
+		ev.gi = data.gpuInstanceId;
+		ev.ci = data.computeInstanceId;
+		event_send(nv, &ev);
+	}
+	return NULL;
+}
+
+static int nvidia_watch(struct xpu_backend *b)
+{
+	struct nvidia *nv = b->userdata;
+
+	if (nv->event_thread_started)
+		return nv->pipe[0];
+	if (!nv->have_set)
+		return -EOPNOTSUPP;
+	if (pthread_create(&nv->event_thread, NULL, event_thread, nv) != 0)
+		return -EAGAIN;
+	nv->event_thread_started = true;
+	return nv->pipe[0];
+}
+
+static int update_push(struct backend_update **u, size_t *n, const char *addr, const char *reason)
+{
+	struct backend_update *m = realloc(*u, (*n + 1) * sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	*u = m;
+	m[*n] = (struct backend_update){ .id = strdup(addr),
+					 .health = { XPU_HEALTH_UNHEALTHY, strdup(reason) } };
+	if (!m[*n].id || !m[*n].health.reason) {
+		free(m[*n].id);
+		free(m[*n].health.reason);
+		return -ENOMEM;
+	}
+	(*n)++;
+	return 0;
+}
+
+/* What one event means: log it, and make its GPU unhealthy when it needs a reset or more. */
+static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
+			struct backend_update **u, size_t *n, bool *rescan)
+{
+	struct nvidia *nv = b->userdata;
+	char reason[192], scope[64] = "";
+	enum health_action a;
+	const char *what;
+
+	if (ev->error) {
+		free(b->reason);
+		b->reason = NULL;
+		if (asprintf(&b->reason, "degraded: waiting for NVML events failed: %s",
+			     nvml_error(&nv->api, ev->error)) < 0)
+			b->reason = NULL;
+		log_warning("Waiting for NVML events failed (%s): GPU health events are not seen "
+			    "until it works again; the GPUs are still probed.",
+			    nvml_error(&nv->api, ev->error));
+		return 0;
+	}
+	if (ev->recovered) {
+		b->reason = mfree(b->reason);
+		log_notice("NVML events are delivered again.");
+		return 0;
+	}
+	if (ev->type & nvmlEventMigConfigChange) {
+		*rescan = true; /* instances came or went: re-read them */
+		return 0;
+	}
+	if (!ev->addr[0])
+		return 0; /* a GPU we never registered */
+	if (ev->gi != 0xFFFFFFFFu && ev->type & nvmlEventTypeXidCriticalError)
+		snprintf(scope, sizeof(scope), " in GPU instance %u, compute instance %u", ev->gi,
+			 ev->ci);
+	if (ev->type & nvmlEventTypeDoubleBitEccError) {
+		a = HEALTH_ACTION_RESET_DEVICE;
+		snprintf(reason, sizeof(reason), "double-bit ECC error: %s",
+			 health_action_to_string(a));
+	} else if (ev->type & nvmlEventTypeXidCriticalError) {
+		a = nvidia_xid_action((unsigned)ev->data, b->config, &what);
+		snprintf(reason, sizeof(reason), "XID %llu (%s)%s: %s", ev->data, what, scope,
+			 health_action_to_string(a));
+	} else {
+		return 0;
+	}
+	if (a < HEALTH_ACTION_RESET_DEVICE) {
+		log_device_full_errno(LOG_INFO, 0, ev->addr, ev->addr,
+				      "GPU %s: %s; the GPU stays healthy.", ev->addr, reason);
+		return 0;
+	}
+	log_device_full_errno(LOG_WARNING, 0, ev->addr, ev->addr, "GPU %s: %s.", ev->addr,
+			      reason);
+	if (sticky_add(nv, ev->addr, reason) < 0)
+		return -ENOMEM;
+	return update_push(u, n, ev->addr, sticky_reason(nv, ev->addr));
+}
+
+static bool event_equal(const struct nvidia_event *a, const struct nvidia_event *b)
+{
+	return streq(a->addr, b->addr) && a->error == b->error && a->recovered == b->recovered &&
+	       a->type == b->type && a->data == b->data && a->gi == b->gi && a->ci == b->ci;
+}
+
+static int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_updates,
+			   size_t *ret_n, bool *ret_rescan)
+{
+	struct nvidia *nv = b->userdata;
+	struct backend_update *u = NULL;
+	struct nvidia_event ev, prev = {};
+	bool rescan = false;
+	size_t n = 0;
+	int r = 0;
+	unsigned repeats = 0;
+
+	/* Bounded: a storm is drained a pipe-full at a time, the loop gets its turn between.
+	 * Repeats of one event (an XID storm) are counted, not handled and logged one by one. */
+	for (int i = 0; i < 1024; i++) {
+		ssize_t k = read(nv->pipe[0], &ev, sizeof(ev));
+
+		if (k != (ssize_t)sizeof(ev))
+			break;
+		if (i > 0 && event_equal(&ev, &prev)) {
+			repeats++;
+			continue;
+		}
+		if (repeats)
+			log_device_full_errno(LOG_INFO, 0, prev.addr, prev.addr,
+					      "The last event of GPU %s repeated %u times.",
+					      prev.addr, repeats);
+		repeats = 0;
+		prev = ev;
+		r = handle_event(b, &ev, &u, &n, &rescan);
+		if (r < 0)
+			break;
+	}
+	if (repeats)
+		log_device_full_errno(LOG_INFO, 0, prev.addr, prev.addr,
+				      "The last event of GPU %s repeated %u times.", prev.addr,
+				      repeats);
+	if (r < 0) {
+		backend_updates_free(u, n);
+		return r;
+	}
+	*ret_updates = u;
+	*ret_n = n;
+	*ret_rescan = rescan;
+	return 0;
 }
 
 static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
@@ -836,6 +1176,11 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		{ (void **)&nv->api.gi_id, "nvmlDeviceGetGpuInstanceId", true },
 		{ (void **)&nv->api.ci_id, "nvmlDeviceGetComputeInstanceId", true },
 		{ (void **)&nv->api.attributes, "nvmlDeviceGetAttributes_v2", true },
+		{ (void **)&nv->api.event_set_create, "nvmlEventSetCreate", true },
+		{ (void **)&nv->api.event_types, "nvmlDeviceGetSupportedEventTypes", true },
+		{ (void **)&nv->api.event_register, "nvmlDeviceRegisterEvents", true },
+		{ (void **)&nv->api.event_wait, "nvmlEventSetWait_v2", true },
+		{ (void **)&nv->api.event_set_free, "nvmlEventSetFree", true },
 	};
 
 	/* Configuration, then the environment (tests), then the loader's search path. A fake
@@ -870,6 +1215,17 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 	if (!nv->api.cuda_version || nv->api.cuda_version(&nv->cuda_version) != NVML_SUCCESS)
 		nv->cuda_version = 0;
 	nv->host = b->host;
+	nv->pipe[0] = nv->pipe[1] = -EBADF;
+	pthread_mutex_init(&nv->map_lock, NULL);
+	if (nv->api.event_set_create && nv->api.event_types && nv->api.event_register &&
+	    nv->api.event_wait && nv->api.event_set_free &&
+	    pipe2(nv->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+		r = nv->api.event_set_create(&nv->set);
+		nv->have_set = r == NVML_SUCCESS;
+		if (!nv->have_set)
+			log_warning("Cannot create an NVML event set (%s); GPUs are probed only.",
+				    nvml_error(&nv->api, r));
+	}
 	log_info("NVML loaded from %s, driver %s.", path, nv->driver_version);
 	b->userdata = TAKE_PTR(nv);
 	return 0;
@@ -884,6 +1240,19 @@ static void nvidia_close(struct xpu_backend *b)
 
 	if (!nv)
 		return;
+	if (nv->event_thread_started) {
+		struct timespec deadline;
+
+		atomic_store(&nv->stop, true);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 2; /* the wait returns every NVML_EVENT_WAIT_MS */
+		if (pthread_timedjoin_np(nv->event_thread, NULL, &deadline) == 0) {
+			nv->event_thread_started = false;
+		} else {
+			pthread_detach(nv->event_thread);
+			atomic_fetch_add(&nv->outstanding, 1); /* keep NVML loaded for it */
+		}
+	}
 	reap_stuck(nv);
 	/* A thread still inside NVML must not see the library vanish under it: then leave both
 	 * loaded (the process is ending anyway). */
@@ -896,6 +1265,13 @@ static void nvidia_close(struct xpu_backend *b)
 	}
 	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
 		query_unref(nv->stuck[i]);
+	for (size_t i = 0; i < nv->n_sticky; i++)
+		free(nv->sticky[i].reason);
+	if (nv->have_set)
+		nv->api.event_set_free(nv->set);
+	safe_close(nv->pipe[0]);
+	safe_close(nv->pipe[1]);
+	pthread_mutex_destroy(&nv->map_lock);
 	nv->api.shutdown();
 	dlclose(nv->api.dl);
 	free(nv);
@@ -908,5 +1284,7 @@ const struct xpu_backend_ops nvidia_backend_ops = {
 	.probe = nvidia_probe,
 	.enumerate = nvidia_enumerate,
 	.refresh = nvidia_refresh,
+	.watch = nvidia_watch,
+	.dispatch = nvidia_dispatch,
 	.close = nvidia_close,
 };

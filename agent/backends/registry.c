@@ -69,6 +69,20 @@ struct registry *registry_free(struct registry *r)
 	return NULL;
 }
 
+void backend_updates_free(struct backend_update *u, size_t n)
+{
+	for (size_t i = 0; u && i < n; i++) {
+		free(u[i].id);
+		free(u[i].health.reason);
+	}
+	free(u);
+}
+
+struct xpu_backend *registry_get_mutable(struct registry *r, size_t i)
+{
+	return i < r->n ? &r->backends[i] : NULL;
+}
+
 size_t registry_size(const struct registry *r)
 {
 	return r->n;

@@ -28,6 +28,8 @@ extern const size_t registry_builtin_n;
 
 size_t registry_size(const struct registry *r);
 const struct xpu_backend *registry_get(const struct registry *r, size_t i);
+/* For the daemon, which wires the backends' watch fds into its loop. */
+struct xpu_backend *registry_get_mutable(struct registry *r, size_t i);
 
 /*
  * Enumerates all available backends and returns the merged device list, sorted by id.

@@ -14,6 +14,70 @@
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
+static const char *const action_table[_HEALTH_ACTION_MAX] = {
+	[HEALTH_ACTION_IGNORE] = "ignore",
+	[HEALTH_ACTION_APP_ERROR] = "app-error",
+	[HEALTH_ACTION_RESTART_APP] = "restart-app",
+	[HEALTH_ACTION_RESET_DEVICE] = "reset-gpu",
+	[HEALTH_ACTION_REBOOT_NODE] = "reboot-node",
+};
+
+const char *health_action_to_string(enum health_action a)
+{
+	return a >= 0 && a < _HEALTH_ACTION_MAX ? action_table[a] : NULL;
+}
+
+enum health_action health_action_from_string(const char *s)
+{
+	for (int i = 0; s && i < _HEALTH_ACTION_MAX; i++)
+		if (streq(s, action_table[i]))
+			return (enum health_action)i;
+	return _HEALTH_ACTION_INVALID;
+}
+
+/* "79:reset-gpu, 13:ignore" -> the list. 0 or -EINVAL (with the offending item in *ret_bad). */
+static int parse_xid_actions(const char *v, struct xid_action **ret, size_t *ret_n,
+			     char **ret_bad)
+{
+	_cleanup_free_ char *copy = strdup(v);
+	_cleanup_free_ struct xid_action *list = NULL;
+	char *item, *save = NULL;
+	size_t n = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *colon, *word;
+		unsigned xid;
+		int a;
+
+		item += strspn(item, " \t");
+		strstrip_trailing(item);
+		colon = strchr(item, ':');
+		if (!colon)
+			goto bad;
+		*colon = '\0';
+		word = colon + 1 + strspn(colon + 1, " \t");
+		a = health_action_from_string(word);
+		if (safe_atou(item, &xid) < 0 || xid == 0 || a < 0) {
+			*colon = ':';
+			goto bad;
+		}
+		struct xid_action *m = realloc(list, (n + 1) * sizeof(*m));
+
+		if (!m)
+			return -ENOMEM;
+		list = m;
+		list[n++] = (struct xid_action){ xid, (enum health_action)a };
+	}
+	*ret = TAKE_PTR(list);
+	*ret_n = n;
+	return 0;
+bad:
+	*ret_bad = strdup(item);
+	return -EINVAL;
+}
+
 void config_init(struct config *c)
 {
 	*c = (struct config){
@@ -29,6 +93,7 @@ void config_done(struct config *c)
 	free(c->socket_group);
 	free(c->admin_group);
 	free(c->nvml_library);
+	free(c->xid_actions);
 	config_init(c);
 }
 
@@ -107,6 +172,25 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		return set_string(&c->admin_group, value);
 	if (streq(key, "nvml-library"))
 		return set_string(&c->nvml_library, value);
+	if (streq(key, "nvidia-xid-actions")) {
+		_cleanup_free_ char *bad = NULL;
+		struct xid_action *list = NULL;
+		size_t n = 0;
+		int r;
+
+		r = parse_xid_actions(value, &list, &n, &bad);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			return fail(ret_error, line,
+				    "nvidia-xid-actions: '%s' is not XID:ACTION (actions: ignore, "
+				    "app-error, restart-app, reset-gpu, reboot-node)",
+				    bad ?: value);
+		free(c->xid_actions);
+		c->xid_actions = list;
+		c->n_xid_actions = n;
+		return 0;
+	}
 	if (streq(key, "socket-mode")) {
 		unsigned long m = 0;
 
@@ -138,7 +222,7 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 	}
 	return fail(ret_error, line,
 		    "unknown key '%s' (known: socket, socket-group, socket-mode, admin-group, "
-		    "health-interval, log-level, nvml-library)",
+		    "health-interval, log-level, nvml-library, nvidia-xid-actions)",
 		    key);
 }
 

@@ -13,12 +13,33 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/xpud/xpud.yaml"
 
+/* What a device's error asks for, in increasing severity (the XID catalogue's vocabulary). */
+enum health_action {
+	HEALTH_ACTION_IGNORE,
+	HEALTH_ACTION_APP_ERROR,   /* the application's fault; the device is fine */
+	HEALTH_ACTION_RESTART_APP, /* restart the application; the device is fine */
+	HEALTH_ACTION_RESET_DEVICE, /* the device is unusable until it is reset */
+	HEALTH_ACTION_REBOOT_NODE,  /* ... until the node is rebooted */
+	_HEALTH_ACTION_MAX,
+	_HEALTH_ACTION_INVALID = -22,
+};
+
+const char *health_action_to_string(enum health_action a);
+enum health_action health_action_from_string(const char *s);
+
+struct xid_action {
+	unsigned xid;
+	enum health_action action;
+};
+
 struct config {
 	char *socket_path;     /* NULL: default */
 	char *socket_group;    /* group owning the socket (read-only API access) */
 	unsigned socket_mode;  /* permission bits of the socket, default 0660 */
 	char *admin_group;     /* members may call mutating endpoints, besides root */
 	char *nvml_library;    /* path of libnvidia-ml.so.1; NULL: the loader's search */
+	struct xid_action *xid_actions; /* overrides of the XID table ("79:reset-gpu,13:ignore") */
+	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	int log_level;	       /* -1: leave as is */
 };

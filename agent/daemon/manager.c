@@ -25,6 +25,15 @@
 #include "shared/log.h"
 #include "xpu/client.h"
 
+struct manager;
+
+/* A backend's event fd in the loop. */
+struct backend_watch {
+	struct manager *manager;
+	struct xpu_backend *backend;
+	sd_event_source *source;
+};
+
 struct manager {
 	sd_event *event;
 	struct config config;
@@ -49,6 +58,7 @@ struct manager {
 
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
+	struct backend_watch *watches; /* one per backend; source NULL where it has none */
 	uint64_t rescans;
 };
 
@@ -155,6 +165,64 @@ static void on_uevent(const struct uevent *ev, void *userdata)
 		return;
 	log_debug("uevent %s %s (%s)", ev->action, ev->devpath, ev->subsystem ?: "-");
 	schedule_rescan(m);
+}
+
+static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct backend_watch *w = userdata;
+	struct xpu_backend *b = w->backend;
+	struct manager *m = w->manager;
+	struct backend_update *u = NULL;
+	bool rescan = false;
+	size_t n = 0;
+	int r;
+
+	r = b->ops->dispatch(b, &u, &n, &rescan);
+	if (r < 0) {
+		log_warning_errno(r, "Backend %s failed to report its events, ignoring: %m",
+				  b->ops->name);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		(void)inventory_set_health(m->inventory, u[i].id, &u[i].health, now_realtime());
+	backend_updates_free(u, n);
+	if (rescan)
+		schedule_rescan(m);
+	if (n)
+		update_status(m);
+	return 0;
+}
+
+static int watch_backends(struct manager *m)
+{
+	size_t n = registry_size(m->registry);
+
+	m->watches = calloc(n ?: 1, sizeof(*m->watches));
+	if (!m->watches)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct xpu_backend *b = registry_get_mutable(m->registry, i);
+		int fd, r;
+
+		if (!b->available || !b->ops->watch || !b->ops->dispatch)
+			continue;
+		fd = b->ops->watch(b);
+		if (fd == -EOPNOTSUPP)
+			continue;
+		if (fd < 0) {
+			log_warning_errno(fd, "Backend %s cannot report events, its devices are "
+					      "probed only: %m",
+					  b->ops->name);
+			continue;
+		}
+		m->watches[i] = (struct backend_watch){ .manager = m, .backend = b };
+		r = sd_event_add_io(m->event, &m->watches[i].source, fd, EPOLLIN, on_backend_news,
+				    &m->watches[i]);
+		if (r < 0)
+			return r;
+		(void)sd_event_source_set_description(m->watches[i].source, b->ops->name);
+	}
+	return 0;
 }
 
 static void probe_health(struct manager *m)
@@ -580,6 +648,9 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	r = arm_health_timer(m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the health timer: %m");
+	r = watch_backends(m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch the backends' events: %m");
 
 	*ret = TAKE_PTR(m);
 	return 0;
@@ -613,6 +684,9 @@ struct manager *manager_free(struct manager *m)
 	uevent_monitor_free(m->uevents);
 	sd_event_source_disable_unref(m->rescan_source);
 	sd_event_source_disable_unref(m->health_source);
+	for (size_t i = 0; m->watches && i < registry_size(m->registry); i++)
+		sd_event_source_disable_unref(m->watches[i].source);
+	free(m->watches);
 	inventory_free(m->inventory);
 	registry_free(m->registry);
 	host_free(m->host);

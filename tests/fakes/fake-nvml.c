@@ -10,11 +10,14 @@
  * for all of them, and a delay before a function answers.
  *
  * Built twice: as is, and with FAKE_NVML_OLD, an old driver's library that lacks the functions
- * added after it (NUMA node id, MIG), which the backend must treat as missing features.
+ * added after it (NUMA node id, MIG, events), which the backend must treat as missing features.
  *
  * A GPU with MIG enabled has MIG device handles, one per GPU instance of the description (each
  * with one compute instance): pointers into the GPU's record, distinct from every GPU handle,
  * which the getters that the driver answers for a MIG device also take.
+ *
+ * Events come from a FIFO named by $XPU_FAKE_NVML_EVENTS, one line per event, written by the test:
+ * see "Events" at the end of this file and in the README.
  *
  * Only the NVML symbols are exported (the target is built with hidden visibility; the header's
  * declarations are made default here). A malformed description makes nvmlInit_v2 fail with
@@ -22,7 +25,10 @@
  * would make tests that cannot fail.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shared/macro.h"
 #include "shared/parse.h"
@@ -113,6 +121,8 @@ enum fake_fn {
 	FN_GI_ID,
 	FN_CI_ID,
 	FN_ATTRIBUTES,
+	FN_SUPPORTED_EVENTS,
+	FN_REGISTER_EVENTS,
 	_FN_MAX,
 };
 
@@ -139,6 +149,8 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_GI_ID] = "nvmlDeviceGetGpuInstanceId",
 	[FN_CI_ID] = "nvmlDeviceGetComputeInstanceId",
 	[FN_ATTRIBUTES] = "nvmlDeviceGetAttributes_v2",
+	[FN_SUPPORTED_EVENTS] = "nvmlDeviceGetSupportedEventTypes",
+	[FN_REGISTER_EVENTS] = "nvmlDeviceRegisterEvents",
 };
 
 /* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) --------------- */
@@ -244,6 +256,8 @@ struct fake_gpu {
 	bool has_nvlinks;
 	bool nvlink_active[NVML_NVLINK_MAX_LINKS];
 	struct fake_pci_addr nvlink_remote[NVML_NVLINK_MAX_LINKS];
+
+	bool no_events; /* "events": false: nvmlDeviceGetSupportedEventTypes is NOT_SUPPORTED */
 
 	nvmlReturn_t error_all;
 	nvmlReturn_t error[_FN_MAX];
@@ -691,7 +705,7 @@ static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
 		"serial",	 "minor",	  "memory_bytes",     "memory_used_bytes",
 		"compute_capability", "numa_node", "power_mw",	      "temperature_c",
 		"mig",		 "mig_profiles",  "mig_instances",    "topology",    "nvlinks",
-		"errors",	 "hang_ms",	  NULL,
+		"errors",	 "hang_ms",	  "events",	      NULL,
 	};
 	char bus_id[32] = "", cc[16] = "";
 	long long v = 0;
@@ -753,6 +767,9 @@ static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
 		r = parse_topology(p, g, gpu);
 	if (r >= 0)
 		r = parse_nvlinks(p, g, gpu);
+	if (r >= 0)
+		r = get_typed(p, g, "events", JSON_TRUE, "boolean", false, &obj);
+	gpu->no_events = obj && !json_is_true(obj);
 	if (r >= 0)
 		r = get_typed(p, g, "errors", JSON_OBJECT, "object", false, &obj);
 	if (r >= 0 && obj)
@@ -843,6 +860,8 @@ static nvmlReturn_t load_node(struct fake_node *n)
 
 /* ---- the library ----------------------------------------------------------------------------- */
 
+static void events_end_session(void);
+
 nvmlReturn_t nvmlInit_v2(void)
 {
 	_cleanup_free_ struct fake_node *n = NULL;
@@ -872,10 +891,12 @@ nvmlReturn_t nvmlShutdown(void)
 	nvmlReturn_t r = NVML_SUCCESS;
 
 	pthread_mutex_lock(&fake_lock);
-	if (init_count == 0)
+	if (init_count == 0) {
 		r = NVML_ERROR_UNINITIALIZED;
-	else if (--init_count == 0)
+	} else if (--init_count == 0) {
 		node.n_gpus = 0;
+		events_end_session();
+	}
 	pthread_mutex_unlock(&fake_lock);
 	return r;
 }
@@ -1519,6 +1540,424 @@ nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttribute
 		.memorySizeMB = prof->info.memorySizeMB,
 	};
 	return leave(NVML_SUCCESS);
+}
+
+#endif /* FAKE_NVML_OLD */
+
+/*
+ * ---- events: also absent from the "old" variant ---------------------------------------------
+ *
+ * A set records, per GPU, the event types registered in it. The lines of the FIFO named by
+ * $XPU_FAKE_NVML_EVENTS become its events: whichever wait reads a line judges it against its own
+ * set and drops an event that the set has not registered for that GPU, as the driver never
+ * delivers one. The FIFO is opened O_RDWR, so that neither the open nor a read ever waits for a
+ * writer and a writer going away is no end of file, by the first nvmlEventSetCreate or wait of a
+ * session that finds the variable set, and closed by the last nvmlShutdown; a line split across
+ * writes waits in event_buf for its end.
+ *
+ * A wait holds fake_lock only while it reads and parses; it polls a duplicate of the FIFO's fd
+ * without the lock, so other threads' calls go on, and a shutdown may close the FIFO meanwhile.
+ * Sets are reference-counted: the list of live sets holds one reference, each wait in progress
+ * another, so nvmlEventSetFree or the last nvmlShutdown during a wait frees the set only when
+ * that wait returns (NVML_ERROR_INVALID_ARGUMENT, or NVML_ERROR_UNINITIALIZED after a shutdown;
+ * neither wakes the wait before its timeout or a line on the FIFO). Handles are looked up in the
+ * list, never dereferenced unchecked.
+ */
+
+#ifndef FAKE_NVML_OLD
+
+#define FAKE_EVENT_TYPES                                                                           \
+	(nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError | nvmlEventTypePState |   \
+	 nvmlEventTypeXidCriticalError | nvmlEventMigConfigChange)
+#define FAKE_NO_INSTANCE 0xFFFFFFFFu
+#define FAKE_EVENT_LINE_MAX 255
+#define FAKE_EVENT_WORDS 6
+
+struct fake_event_set {
+	struct fake_event_set *next; /* in event_sets while listed */
+	bool listed;
+	unsigned refs;
+	unsigned long long registered[FAKE_MAX_GPUS]; /* by GPU index */
+	nvmlEventData_t storm;			      /* what each of storm_left more waits get */
+	unsigned long long storm_left;
+};
+
+/* Guarded by fake_lock, like the node. */
+static struct fake_event_set *event_sets;
+static int event_fd = -EBADF;
+static char event_buf[FAKE_EVENT_LINE_MAX + 1];
+static size_t event_len;
+static bool event_overlong; /* discarding the rest of a line too long for event_buf */
+
+static void event_set_unref(struct fake_event_set *s)
+{
+	if (--s->refs == 0)
+		free(s);
+}
+
+static void event_set_unlist(struct fake_event_set *s)
+{
+	for (struct fake_event_set **p = &event_sets; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			s->listed = false;
+			event_set_unref(s);
+			return;
+		}
+}
+
+static struct fake_event_set *event_set_from_handle(nvmlEventSet_t set)
+{
+	for (struct fake_event_set *s = event_sets; s; s = s->next)
+		if ((void *)s == (void *)set)
+			return s;
+	return NULL;
+}
+
+/* The last nvmlShutdown: every set dies with the session (a waiting one once its wait returns). */
+static void events_end_session(void)
+{
+	while (event_sets)
+		event_set_unlist(event_sets);
+	event_fd = safe_close(event_fd);
+	event_len = 0;
+	event_overlong = false;
+}
+
+/*
+ * Opens the FIFO if it is not open: NVML_SUCCESS, NVML_ERROR_NOT_FOUND without
+ * $XPU_FAKE_NVML_EVENTS (waits just time out), or NVML_ERROR_UNKNOWN and a line on stderr when it
+ * names no FIFO (a regular file would read as an endless end of file).
+ */
+static nvmlReturn_t event_fifo_open(void)
+{
+	const char *path;
+	struct stat st;
+	int fd;
+
+	if (event_fd >= 0)
+		return NVML_SUCCESS;
+	path = secure_getenv("XPU_FAKE_NVML_EVENTS");
+	if (isempty(path))
+		return NVML_ERROR_NOT_FOUND;
+	fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+		fprintf(stderr, "fake-nvml: XPU_FAKE_NVML_EVENTS=%s: %s\n", path,
+			fd < 0 ? strerror(errno) : "not a FIFO");
+		safe_close(fd);
+		return NVML_ERROR_UNKNOWN;
+	}
+	event_fd = fd;
+	return NVML_SUCCESS;
+}
+
+/* A broken line is the test's mistake: said on stderr, and the wait fails with UNKNOWN. */
+static int event_line_bad(const char *line, const char *why, nvmlReturn_t *ret)
+{
+	fprintf(stderr, "fake-nvml: XPU_FAKE_NVML_EVENTS: \"%s\": %s\n", line, why);
+	*ret = NVML_ERROR_UNKNOWN;
+	return 1;
+}
+
+/*
+ * One line of the FIFO, for set @s (format in the README):
+ *   xid <bus_id> <xid> [<gi> <ci>]    dbe <bus_id>    mig <bus_id>
+ *   storm <bus_id> <xid> <count> [<gi> <ci>]    fail <ERROR_NAME>
+ * Returns 1 with *ret (and on success *data) set when the line answers the wait, 0 when it
+ * does not (blank, a comment, or an event the set has not registered).
+ */
+static int event_line(struct fake_event_set *s, const char *line, nvmlEventData_t *data,
+		      nvmlReturn_t *ret)
+{
+	char copy[FAKE_EVENT_LINE_MAX + 1], *w[FAKE_EVENT_WORDS + 1], *save = NULL;
+	nvmlEventData_t ev = { .gpuInstanceId = FAKE_NO_INSTANCE,
+			       .computeInstanceId = FAKE_NO_INSTANCE };
+	struct fake_pci_addr addr;
+	struct fake_gpu *gpu = NULL;
+	uint64_t count = 1;
+	size_t n = 0, ids = 0;
+
+	snprintf(copy, sizeof(copy), "%s", line);
+	for (char *t = strtok_r(copy, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+		if (n == FAKE_EVENT_WORDS)
+			return event_line_bad(line, "too many words", ret);
+		w[n++] = t;
+	}
+	if (n == 0 || w[0][0] == '#')
+		return 0;
+
+	if (streq(w[0], "fail")) {
+		const struct fake_error *e = n == 2 ? fake_error_by_name(w[1]) : NULL;
+
+		if (!e || e->code == NVML_SUCCESS)
+			return event_line_bad(line, "expected \"fail <NVML error name>\"", ret);
+		*ret = e->code;
+		return 1;
+	}
+
+	if (n < 2)
+		return event_line_bad(line, "expected a bus id", ret);
+	if (parse_pci_addr(w[1], &addr) < 0)
+		return event_line_bad(line, "not a PCI address", ret);
+	for (unsigned i = 0; i < node.n_gpus; i++)
+		if (pci_addr_equal(&node.gpus[i].pci, &addr))
+			gpu = &node.gpus[i];
+	if (!gpu)
+		return event_line_bad(line, "no GPU of the description has that bus id", ret);
+	ev.device = (nvmlDevice_t)(void *)gpu;
+
+	if (streq(w[0], "xid") && (n == 3 || n == 5)) {
+		ev.eventType = nvmlEventTypeXidCriticalError;
+		ids = n == 5 ? 3 : 0;
+	} else if (streq(w[0], "storm") && (n == 4 || n == 6)) {
+		ev.eventType = nvmlEventTypeXidCriticalError;
+		ids = n == 6 ? 4 : 0;
+		if (safe_atou64(w[3], &count) < 0 || count == 0)
+			return event_line_bad(line, "expected a count of 1 or more", ret);
+	} else if (streq(w[0], "dbe") && n == 2) {
+		ev.eventType = nvmlEventTypeDoubleBitEccError;
+	} else if (streq(w[0], "mig") && n == 2) {
+		ev.eventType = nvmlEventMigConfigChange;
+	} else {
+		return event_line_bad(line, "not an event line (see tests/fakes/README.md)", ret);
+	}
+	if (ev.eventType == nvmlEventTypeXidCriticalError) {
+		uint64_t xid;
+
+		if (safe_atou64(w[2], &xid) < 0)
+			return event_line_bad(line, "expected an XID number", ret);
+		ev.eventData = xid;
+	}
+	if (ids && (safe_atou(w[ids], &ev.gpuInstanceId) < 0 ||
+		    safe_atou(w[ids + 1], &ev.computeInstanceId) < 0))
+		return event_line_bad(line, "expected GPU and compute instance ids", ret);
+
+	if (!(s->registered[gpu - node.gpus] & ev.eventType))
+		return 0;
+	s->storm = ev;
+	s->storm_left = count - 1;
+	*data = ev;
+	*ret = NVML_SUCCESS;
+	return 1;
+}
+
+/*
+ * Takes the next complete line out of event_buf into @line; false when there is none yet. A line
+ * longer than FAKE_EVENT_LINE_MAX comes out as "" after event_overlong was noticed.
+ */
+static bool event_line_next(char line[static FAKE_EVENT_LINE_MAX + 1], bool *ret_overlong)
+{
+	char *nl = memchr(event_buf, '\n', event_len);
+	size_t n;
+
+	if (!nl)
+		return false;
+	n = (size_t)(nl - event_buf);
+	memcpy(line, event_buf, n);
+	line[n] = '\0';
+	memmove(event_buf, nl + 1, event_len - n - 1);
+	event_len -= n + 1;
+	*ret_overlong = event_overlong;
+	event_overlong = false;
+	return true;
+}
+
+/*
+ * What set @s has for a wait now, without waiting: a stormed event, else the next line that
+ * answers (reading the FIFO as far as needed). Returns 1 with *ret (and on success *data) set,
+ * 0 when nothing is pending. Called with fake_lock held.
+ */
+static int event_take(struct fake_event_set *s, nvmlEventData_t *data, nvmlReturn_t *ret)
+{
+	char line[FAKE_EVENT_LINE_MAX + 1];
+	nvmlReturn_t r;
+	bool overlong;
+	ssize_t k;
+
+	for (;;) {
+		if (s->storm_left > 0) {
+			s->storm_left--;
+			*data = s->storm;
+			*ret = NVML_SUCCESS;
+			return 1;
+		}
+		if (event_line_next(line, &overlong)) {
+			if (overlong)
+				return event_line_bad(line, "too long (its end shown)", ret);
+			if (event_line(s, line, data, ret))
+				return 1;
+			continue;
+		}
+
+		r = event_fifo_open();
+		if (r == NVML_ERROR_NOT_FOUND)
+			return 0;
+		if (r != NVML_SUCCESS) {
+			*ret = r;
+			return 1;
+		}
+		if (event_len == sizeof(event_buf)) {
+			/* No end of line in a full buffer: keep only what follows the next one. */
+			event_overlong = true;
+			event_len = 0;
+		}
+		k = read(event_fd, event_buf + event_len, sizeof(event_buf) - event_len);
+		if (k > 0) {
+			event_len += (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return 0;
+		/* Not the FIFO's end (we hold a write end): a real failure. */
+		*ret = NVML_ERROR_UNKNOWN;
+		return 1;
+	}
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set)
+{
+	struct fake_event_set *s;
+	nvmlReturn_t r;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!set)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return leave(NVML_ERROR_MEMORY);
+	s->refs = 1;
+	s->listed = true;
+	s->next = event_sets;
+	event_sets = s;
+	/* Now, so that a writer's blocking open of the FIFO returns; failures show in the wait. */
+	(void)event_fifo_open();
+	*set = (nvmlEventSet_t)(void *)s;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device, unsigned long long *eventTypes)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_SUPPORTED_EVENTS, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!eventTypes)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (gpu->no_events)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*eventTypes = FAKE_EVENT_TYPES;
+	return leave(NVML_SUCCESS);
+}
+
+/* Like the driver: NOT_SUPPORTED if any one of @eventTypes is, and nothing registered then. */
+nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long eventTypes,
+				      nvmlEventSet_t set)
+{
+	struct fake_event_set *s;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_REGISTER_EVENTS, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	s = event_set_from_handle(set);
+	if (!s || eventTypes == 0)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (gpu->no_events || (eventTypes & ~FAKE_EVENT_TYPES))
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	s->registered[gpu - node.gpus] |= eventTypes;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeoutms)
+{
+	long long deadline = now_ns() + (long long)timeoutms * 1000000LL;
+	struct fake_event_set *s;
+	nvmlReturn_t r;
+	unsigned gen;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	s = event_set_from_handle(set);
+	if (!s || !data)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	s->refs++;
+	gen = generation;
+	for (;;) {
+		long long left_ms;
+		int fd = -EBADF;
+
+		if (event_take(s, data, &r))
+			break;
+		left_ms = (deadline - now_ns() + 999999) / 1000000; /* rounded up: never early */
+		if (left_ms <= 0) {
+			r = NVML_ERROR_TIMEOUT;
+			break;
+		}
+		if (event_fd >= 0) {
+			fd = fcntl(event_fd, F_DUPFD_CLOEXEC, 3);
+			if (fd < 0) {
+				r = NVML_ERROR_UNKNOWN;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&fake_lock);
+		if (fd >= 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+			(void)poll(&pfd, 1, (int)MIN(left_ms, (long long)INT_MAX));
+			safe_close(fd);
+		} else {
+			sleep_ms((unsigned)MIN(left_ms, (long long)UINT_MAX));
+		}
+		pthread_mutex_lock(&fake_lock);
+		if (init_count == 0 || generation != gen) {
+			r = NVML_ERROR_UNINITIALIZED;
+			break;
+		}
+		if (!s->listed) {
+			r = NVML_ERROR_INVALID_ARGUMENT;
+			break;
+		}
+	}
+	event_set_unref(s);
+	return leave(r);
+}
+
+nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set)
+{
+	struct fake_event_set *s;
+	nvmlReturn_t r;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	s = event_set_from_handle(set);
+	if (!s)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	event_set_unlist(s);
+	return leave(NVML_SUCCESS);
+}
+
+#else
+
+static void events_end_session(void)
+{
 }
 
 #endif /* FAKE_NVML_OLD */

@@ -74,6 +74,7 @@ static int bind_notify_socket(const char *path)
 
 static const char *child_nvml_library;
 static char child_nvml_desc[4096];
+static char child_nvml_events[4096];
 
 struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
 				       const char *library)
@@ -87,6 +88,7 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 	}
 	child_nvml_library = library;
 	snprintf(child_nvml_desc, sizeof(child_nvml_desc), "%s/run/fake-nvml.json", root);
+	snprintf(child_nvml_events, sizeof(child_nvml_events), "%s/run/nvml-events", root);
 	x = test_xpud_start(root, extra_args);
 	child_nvml_library = NULL;
 	return x;
@@ -135,6 +137,9 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 		if (child_nvml_library) {
 			setenv("XPU_NVML_LIBRARY", child_nvml_library, 1);
 			setenv("XPU_FAKE_NVML", child_nvml_desc, 1);
+			/* a FIFO the test created there injects NVML events */
+			if (access(child_nvml_events, F_OK) == 0)
+				setenv("XPU_FAKE_NVML_EVENTS", child_nvml_events, 1);
 		} else {
 			unsetenv("XPU_NVML_LIBRARY");
 		}

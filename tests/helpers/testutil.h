@@ -31,7 +31,8 @@ struct test_xpud {
 struct test_xpud *test_xpud_start(char *root, const char *const *extra_args);
 /*
  * The same with the fake NVML (XPU_FAKE_NVML_DIR/libnvidia-ml.so.1, or @library when not NULL)
- * fed from the tree's run/fake-nvml.json. Skips the test (77) when the fakes were not built.
+ * fed from the tree's run/fake-nvml.json, and its events from the FIFO run/nvml-events when the
+ * test made one. Skips the test (77) when the fakes were not built.
  */
 struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
 				       const char *library);

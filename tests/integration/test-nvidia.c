@@ -6,6 +6,8 @@
  * the MIG symbols, or no library at all, never stops the PCI view.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "testutil.h"
@@ -217,6 +223,167 @@ static void test_missing_library(void **state)
 	test_xpud_free(x);
 }
 
+/* The event stream, read line by line (as in test-hotplug.c). */
+struct stream {
+	int fd;
+	char buf[1 << 20];
+	size_t len;
+};
+
+static void stream_open(struct stream *s, const char *socket_path)
+{
+	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	s->len = 0;
+	strcpy(sun.sun_path, socket_path);
+	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s->fd >= 0);
+	assert_int_equal(connect(s->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(s->fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+}
+
+static long long stream_wait(struct stream *s, const char *const *needles, int timeout_ms)
+{
+	long long start = test_now_ms();
+
+	for (;;) {
+		char *nl;
+
+		while ((nl = memchr(s->buf, '\n', s->len))) {
+			bool all = true;
+
+			*nl = '\0';
+			for (size_t i = 0; needles[i]; i++)
+				all = all && strstr(s->buf, needles[i]);
+			s->len -= (size_t)(nl + 1 - s->buf);
+			memmove(s->buf, nl + 1, s->len);
+			if (all)
+				return test_now_ms() - start;
+		}
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		long long left = start + timeout_ms - test_now_ms();
+		ssize_t k;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len - 1, 0);
+		if (k <= 0)
+			return -1;
+		s->len += (size_t)k;
+	}
+}
+
+static void inject(const char *root, const char *line)
+{
+	char fifo[4096];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
+	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	close(fd);
+}
+
+static const char *health_of(const struct test_xpud *x, const char *id, char *buf, size_t size)
+{
+	json_t *d = device(x, id), *h = json_object_get(d, "health");
+
+	snprintf(buf, size, "%s %s", str(h, "state"), str(h, "reason") ?: "");
+	json_decref(d);
+	return buf;
+}
+
+static void test_xid_events(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), fifo[4096], conf[4096], buf[512];
+	const char *args[] = { "--config", conf, NULL };
+	static struct stream s;
+	struct test_xpud *x;
+	json_t *doc = NULL, *b;
+	long long ms;
+
+	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	{
+		/* probe often: a probe that answers must not undo what an event said */
+		FILE *f = fopen(conf, "we");
+
+		assert_non_null(f);
+		fputs("health-interval: 100ms\nnvidia-xid-actions: 43:reset-gpu\n", f);
+		fclose(f);
+	}
+	x = test_xpud_start_nvml(root, args, NULL);
+	stream_open(&s, x->socket);
+	assert_true(stream_wait(&s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
+
+	/* an application's error leaves the GPU healthy */
+	inject(x->root, "xid 0000:18:00.0 13\n");
+	/* a GPU that fell off the bus is unhealthy, with the XID and what it needs */
+	inject(x->root, "xid 0000:2a:00.0 79\n");
+	ms = stream_wait(&s, (const char *const[]){ "\"health-changed\"",
+						     "\"device_id\":\"0000:2a:00.0\"",
+						     "XID 79 (GPU has fallen off the bus): reset-gpu",
+						     NULL },
+			 10000);
+	assert_true(ms >= 0);
+	print_message("XID 79 to health-changed: %lld ms\n", ms);
+	assert_string_equal(health_of(x, "0000:18:00.0", buf, sizeof(buf)), "healthy ");
+	assert_true(test_xpud_log_contains(x, "XID 13 (graphics engine exception): app-error"));
+
+	/* the configuration's override: XID 43 now needs a reset */
+	inject(x->root, "xid 0000:3a:00.0 43\n");
+	assert_true(stream_wait(&s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
+							   "XID 43", NULL },
+				10000) >= 0);
+
+	/* a storm of application errors: handled once, counted, no health change */
+	inject(x->root, "storm 0000:5d:00.0 31 500\n");
+	inject(x->root, "dbe 0000:9a:00.0\n");
+	assert_true(stream_wait(&s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
+							   "double-bit ECC error", NULL },
+				10000) >= 0);
+	assert_string_equal(health_of(x, "0000:5d:00.0", buf, sizeof(buf)), "healthy ");
+
+	/* probes every 100 ms answer fine, and still the GPU stays unhealthy */
+	usleep(500 * 1000);
+	assert_non_null(strstr(health_of(x, "0000:2a:00.0", buf, sizeof(buf)), "XID 79"));
+
+	/* the wait itself failing degrades the backend, not the GPUs */
+	inject(x->root, "fail UNKNOWN\n");
+	for (int i = 0; i < 100; i++) {
+		b = backend(x, "nvidia", &doc);
+		if (str(b, "reason") && strstr(str(b, "reason"), "degraded"))
+			break;
+		json_decref(doc);
+		doc = NULL;
+		usleep(50 * 1000);
+	}
+	assert_non_null(doc);
+	assert_true(json_is_true(json_object_get(b, "available")));
+	json_decref(doc);
+	assert_string_equal(health_of(x, "0000:18:00.0", buf, sizeof(buf)), "healthy ");
+
+	/* capacity: 7 whole GPUs on this node (one is MIG), 3 made unhealthy by events */
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
+	{
+		json_t *r;
+		size_t i;
+
+		json_array_foreach(json_object_get(doc, "resources"), i, r)
+			if (strcmp(str(r, "resource"), "nvidia.com/gpu") == 0)
+				assert_int_equal(json_integer_value(json_object_get(r,
+										  "allocatable")),
+						 4);
+	}
+	json_decref(doc);
+	close(s.fd);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_faults_stay_on_their_gpu),
 		cmocka_unit_test(test_old_library),
 		cmocka_unit_test(test_missing_library),
+		cmocka_unit_test(test_xid_events),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

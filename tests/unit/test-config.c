@@ -35,6 +35,13 @@ static void test_valid(void **state)
 	assert_int_equal(c.log_level, 7);
 	config_done(&c);
 
+	assert_int_equal(parse("nvidia-xid-actions: \"79:reboot-node, 13:reset-gpu\"\n", &c, &err), 0);
+	assert_int_equal(c.n_xid_actions, 2);
+	assert_int_equal(c.xid_actions[0].xid, 79);
+	assert_int_equal(c.xid_actions[0].action, HEALTH_ACTION_REBOOT_NODE);
+	assert_int_equal(c.xid_actions[1].action, HEALTH_ACTION_RESET_DEVICE);
+	config_done(&c);
+
 	/* An empty file means defaults. */
 	assert_int_equal(parse("", &c, &err), 0);
 	assert_int_equal(c.socket_mode, 0660);
@@ -69,6 +76,9 @@ static void test_errors(void **state)
 	expect_error("admin-group:\n", "line 1: admin-group: a value is required");
 	expect_error("log-level: info\nlog-level: debug\n", "line 2: 'log-level' is given twice");
 	expect_error("log-level: info\n---\nlog-level: debug\n", "only one YAML document");
+	expect_error("\nnvidia-xid-actions: 79:reset-gpu, 13:explode\n",
+		     "line 2: nvidia-xid-actions: '13:explode' is not XID:ACTION");
+	expect_error("nvidia-xid-actions: 79\n", "'79' is not XID:ACTION");
 }
 
 static void test_durations(void **state)

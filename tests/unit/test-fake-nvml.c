@@ -34,6 +34,8 @@
 struct nvml {
 	void *dl;
 	char *desc; /* the description XPU_FAKE_NVML names, removed by nvml_close() */
+	char *events_dir; /* holds the FIFO XPU_FAKE_NVML_EVENTS names, removed by nvml_close() */
+	int events_fd;	  /* its write end */
 	NVML_FN(nvmlInit_v2);
 	NVML_FN(nvmlShutdown);
 	NVML_FN(nvmlErrorString);
@@ -62,6 +64,11 @@ struct nvml {
 	NVML_FN(nvmlDeviceGetGpuInstanceId);
 	NVML_FN(nvmlDeviceGetComputeInstanceId);
 	NVML_FN(nvmlDeviceGetAttributes_v2);
+	NVML_FN(nvmlEventSetCreate);
+	NVML_FN(nvmlDeviceGetSupportedEventTypes);
+	NVML_FN(nvmlDeviceRegisterEvents);
+	NVML_FN(nvmlEventSetWait_v2);
+	NVML_FN(nvmlEventSetFree);
 };
 
 /* The functions an old driver's library lacks; the backend must do without them. */
@@ -75,6 +82,11 @@ static const char *const newer_symbols[] = {
 	"nvmlDeviceGetGpuInstanceId",
 	"nvmlDeviceGetComputeInstanceId",
 	"nvmlDeviceGetAttributes_v2",
+	"nvmlEventSetCreate",
+	"nvmlDeviceGetSupportedEventTypes",
+	"nvmlDeviceRegisterEvents",
+	"nvmlEventSetWait_v2",
+	"nvmlEventSetFree",
 };
 
 #define RESOLVE(n, f)                                                                              \
@@ -94,6 +106,7 @@ static struct nvml *nvml_open(bool old)
 	char path[4096];
 
 	assert_non_null(n);
+	n->events_fd = -EBADF;
 	snprintf(path, sizeof(path), "%s/%slibnvidia-ml.so.1", test_env("XPU_FAKE_NVML_DIR"),
 		 old ? "old/" : "");
 	n->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -128,6 +141,11 @@ static struct nvml *nvml_open(bool old)
 		RESOLVE(n, nvmlDeviceGetGpuInstanceId);
 		RESOLVE(n, nvmlDeviceGetComputeInstanceId);
 		RESOLVE(n, nvmlDeviceGetAttributes_v2);
+		RESOLVE(n, nvmlEventSetCreate);
+		RESOLVE(n, nvmlDeviceGetSupportedEventTypes);
+		RESOLVE(n, nvmlDeviceRegisterEvents);
+		RESOLVE(n, nvmlEventSetWait_v2);
+		RESOLVE(n, nvmlEventSetFree);
 	}
 	return n;
 }
@@ -144,6 +162,16 @@ static void nvml_close(struct nvml *n)
 		unlink(n->desc);
 	free(n->desc);
 	unsetenv("XPU_FAKE_NVML");
+	safe_close(n->events_fd);
+	if (n->events_dir) {
+		_cleanup_free_ char *fifo = NULL;
+
+		assert_true(asprintf(&fifo, "%s/events", n->events_dir) > 0);
+		unlink(fifo);
+		rmdir(n->events_dir);
+	}
+	free(n->events_dir);
+	unsetenv("XPU_FAKE_NVML_EVENTS");
 	free(n);
 }
 
@@ -1206,6 +1234,367 @@ static void test_fixture_hook(void **state)
 	assert_int_equal(fixture_destroy(dir), 0);
 }
 
+/* ---- events ---------------------------------------------------------------------------------- */
+
+#define EVENT_TYPES_ALL                                                                            \
+	(nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError | nvmlEventTypePState |   \
+	 nvmlEventTypeXidCriticalError | nvmlEventMigConfigChange)
+#define EVENT_TYPES_USED                                                                           \
+	(nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError | nvmlEventMigConfigChange)
+#define NO_INSTANCE 0xFFFFFFFFu
+
+/* A new FIFO in a new temporary directory, named by XPU_FAKE_NVML_EVENTS. */
+static void events_fifo(struct nvml *n)
+{
+	const char *tmp = getenv("TMPDIR");
+	_cleanup_free_ char *fifo = NULL;
+
+	assert_null(n->events_dir);
+	assert_true(asprintf(&n->events_dir, "%s/xpu-fake-nvml-events-XXXXXX",
+			     isempty(tmp) ? "/tmp" : tmp) > 0);
+	assert_non_null(mkdtemp(n->events_dir));
+	assert_true(asprintf(&fifo, "%s/events", n->events_dir) > 0);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(setenv("XPU_FAKE_NVML_EVENTS", fifo, 1), 0);
+}
+
+/* The write end: a non-blocking open succeeds only if the library already holds the read end. */
+static void events_connect(struct nvml *n)
+{
+	n->events_fd = open(getenv("XPU_FAKE_NVML_EVENTS"), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (n->events_fd < 0)
+		fail_msg("open the FIFO's write end: %s", strerror(errno));
+}
+
+static void feed(const struct nvml *n, const char *text)
+{
+	assert_int_equal(write(n->events_fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static nvmlReturn_t wait_event(const struct nvml *n, nvmlEventSet_t set, unsigned timeout_ms,
+			       nvmlEventData_t *data)
+{
+	memset(data, 0xa5, sizeof(*data));
+	return n->nvmlEventSetWait_v2(set, data, timeout_ms);
+}
+
+/* The next wait delivers this event (and soon: the line is already in the FIFO). */
+static void expect_event(const struct nvml *n, nvmlEventSet_t set, nvmlDevice_t dev,
+			 unsigned long long type, unsigned long long data, unsigned gi,
+			 unsigned ci)
+{
+	nvmlEventData_t ev;
+
+	assert_int_equal(wait_event(n, set, 2000, &ev), NVML_SUCCESS);
+	assert_ptr_equal(ev.device, dev);
+	assert_true(ev.eventType == type);
+	assert_true(ev.eventData == data);
+	assert_int_equal(ev.gpuInstanceId, gi);
+	assert_int_equal(ev.computeInstanceId, ci);
+}
+
+static void expect_timeout(const struct nvml *n, nvmlEventSet_t set, unsigned timeout_ms)
+{
+	nvmlEventData_t ev;
+	long long start = test_now_ms();
+
+	assert_int_equal(wait_event(n, set, timeout_ms, &ev), NVML_ERROR_TIMEOUT);
+	assert_true(test_now_ms() - start >= timeout_ms);
+}
+
+/*
+ * hgx-h100 with every GPU registered for XIDs, double-bit ECC errors and MIG changes, but GPU 5
+ * not at all and GPU 6 for XIDs only; events written to the FIFO as the tests of the backend will.
+ */
+static void test_events(void **state)
+{
+	const struct sim_node *sn = sim_node_find("hgx-h100");
+	_cleanup_free_ char *dir = NULL, *error = NULL, *desc = NULL, *longline = NULL;
+	struct nvml *n = *state;
+	nvmlEventSet_t set = NULL, bogus_set = (nvmlEventSet_t)(void *)&set;
+	nvmlDevice_t g[8], bogus = (nvmlDevice_t)(void *)&set;
+	unsigned long long types;
+	nvmlEventData_t ev;
+
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(fixture_build_temp(sn->json, &dir, &error), 0);
+	assert_true(asprintf(&desc, "%s/run/fake-nvml.json", dir) > 0);
+	setenv("XPU_FAKE_NVML", desc, 1);
+	events_fifo(n);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetCreate(NULL), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_SUCCESS);
+	assert_non_null(set);
+	events_connect(n);
+
+	for (unsigned i = 0; i < 8; i++) {
+		g[i] = handle(n, i);
+		types = 0;
+		assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(g[i], &types), NVML_SUCCESS);
+		assert_true(types == EVENT_TYPES_ALL);
+		if (i == 5)
+			continue;
+		assert_int_equal(n->nvmlDeviceRegisterEvents(g[i], i == 6 ?
+						nvmlEventTypeXidCriticalError : EVENT_TYPES_USED,
+						set),
+				 NVML_SUCCESS);
+	}
+	/* Registering again adds to what is registered. */
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[0], nvmlEventTypePState, set), NVML_SUCCESS);
+
+	/* Refused registrations change nothing: one unsupported type fails them all. */
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[5], nvmlEventTypeClock, set),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[5], nvmlEventTypeXidCriticalError |
+							   nvmlEventTypeClock, set),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[5], 0, set), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[5], nvmlEventTypeXidCriticalError,
+						       bogus_set),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[5], nvmlEventTypeXidCriticalError, NULL),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(bogus, nvmlEventTypeXidCriticalError, set),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(bogus, &types),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(g[0], NULL),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	/* Events are a whole GPU's: a MIG device registers none. */
+	assert_int_equal(n->nvmlDeviceRegisterEvents(mig_handle(n, g[7], 0),
+						       nvmlEventTypeXidCriticalError, set),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlEventSetWait_v2(set, NULL, 0), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlEventSetWait_v2(bogus_set, &ev, 0), NVML_ERROR_INVALID_ARGUMENT);
+
+	/* Nothing pending: the wait takes its whole timeout. */
+	expect_timeout(n, set, 100);
+	assert_int_equal(wait_event(n, set, 0, &ev), NVML_ERROR_TIMEOUT);
+
+	/* Each on the GPU the bus id names; an XID with instance ids (GPU 7 runs MIG). */
+	feed(n, "xid 0000:3a:00.0 79\n");
+	expect_event(n, set, g[2], nvmlEventTypeXidCriticalError, 79, NO_INSTANCE, NO_INSTANCE);
+	feed(n, "xid 0000:db:00.0 31 3 0\n");
+	expect_event(n, set, g[7], nvmlEventTypeXidCriticalError, 31, 3, 0);
+	/* Bus ids in any spelling the descriptions accept; several lines in one write. */
+	feed(n, "dbe 18:00.0\nmig 0000:DB:00.0\n");
+	expect_event(n, set, g[0], nvmlEventTypeDoubleBitEccError, 0, NO_INSTANCE, NO_INSTANCE);
+	expect_event(n, set, g[7], nvmlEventMigConfigChange, 0, NO_INSTANCE, NO_INSTANCE);
+
+	/* What the set has not registered is dropped: the next wait gets the next event. */
+	feed(n, "xid 0000:ab:00.0 79\ndbe 0000:ba:00.0\nmig 0000:ba:00.0\nxid 0000:2a:00.0 48\n");
+	expect_event(n, set, g[1], nvmlEventTypeXidCriticalError, 48, NO_INSTANCE, NO_INSTANCE);
+	feed(n, "xid 0000:ab:00.0 79\n");
+	expect_timeout(n, set, 50);
+
+	/* Half a line is no event; comments and blank lines are none either. */
+	feed(n, "xid 0000:18:0");
+	expect_timeout(n, set, 100);
+	feed(n, "0.0 94\n# a comment\n\n  \nxid 0000:2a:00.0 ");
+	expect_event(n, set, g[0], nvmlEventTypeXidCriticalError, 94, NO_INSTANCE, NO_INSTANCE);
+	expect_timeout(n, set, 50);
+	feed(n, "95\n");
+	expect_event(n, set, g[1], nvmlEventTypeXidCriticalError, 95, NO_INSTANCE, NO_INSTANCE);
+
+	/* "fail": the wait itself fails, once per line, and the events after it still come. */
+	feed(n, "fail UNKNOWN\nfail GPU_IS_LOST\nxid 0000:18:00.0 13\n");
+	assert_int_equal(wait_event(n, set, 2000, &ev), NVML_ERROR_UNKNOWN);
+	assert_int_equal(wait_event(n, set, 2000, &ev), NVML_ERROR_GPU_IS_LOST);
+	expect_event(n, set, g[0], nvmlEventTypeXidCriticalError, 13, NO_INSTANCE, NO_INSTANCE);
+
+	/* "storm": one event per wait, none of which waits, then what followed it. */
+	feed(n, "storm 0000:2a:00.0 79 1000\nxid 0000:18:00.0 43\n");
+	for (unsigned i = 0; i < 1000; i++) {
+		assert_int_equal(wait_event(n, set, 0, &ev), NVML_SUCCESS);
+		assert_ptr_equal(ev.device, g[1]);
+		assert_true(ev.eventType == nvmlEventTypeXidCriticalError);
+		assert_true(ev.eventData == 79);
+		assert_int_equal(ev.gpuInstanceId, NO_INSTANCE);
+	}
+	assert_int_equal(wait_event(n, set, 0, &ev), NVML_SUCCESS);
+	assert_ptr_equal(ev.device, g[0]);
+	assert_true(ev.eventData == 43);
+	assert_int_equal(wait_event(n, set, 0, &ev), NVML_ERROR_TIMEOUT);
+	/* A storm on an unregistered GPU is dropped whole; one with instance ids keeps them. */
+	feed(n, "storm 0000:ab:00.0 79 5\nstorm 0000:db:00.0 119 2 1 0\n");
+	expect_event(n, set, g[7], nvmlEventTypeXidCriticalError, 119, 1, 0);
+	expect_event(n, set, g[7], nvmlEventTypeXidCriticalError, 119, 1, 0);
+	assert_int_equal(wait_event(n, set, 0, &ev), NVML_ERROR_TIMEOUT);
+
+	/* A line the fake cannot read fails the wait loudly rather than being skipped. */
+	feed(n, "xid 0000:18:00.0 banana\nxid 0000:99:00.0 79\nbeep 0000:18:00.0\n"
+		"fail NOT_AN_ERROR\nstorm 0000:18:00.0 79 0\nxid 0000:18:00.0 79 3\n");
+	for (unsigned i = 0; i < 6; i++)
+		assert_int_equal(wait_event(n, set, 2000, &ev), NVML_ERROR_UNKNOWN);
+	longline = malloc(1001);
+	assert_non_null(longline);
+	memset(longline, 'x', 999);
+	strcpy(longline + 999, "\n");
+	feed(n, longline);
+	feed(n, "mig 0000:db:00.0\n");
+	assert_int_equal(wait_event(n, set, 2000, &ev), NVML_ERROR_UNKNOWN);
+	expect_event(n, set, g[7], nvmlEventMigConfigChange, 0, NO_INSTANCE, NO_INSTANCE);
+
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlEventSetWait_v2(set, &ev, 0), NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(g[0], nvmlEventTypeXidCriticalError, set),
+			 NVML_ERROR_INVALID_ARGUMENT);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	unsetenv("XPU_FAKE_NVML");
+	assert_int_equal(fixture_destroy(dir), 0);
+}
+
+/* "events": false, injected errors, and waits without a FIFO or with a bad one. */
+static void test_events_unsupported(void **state)
+{
+	struct nvml *n = *state;
+	unsigned long long types;
+	nvmlEventSet_t set;
+	nvmlEventData_t ev;
+
+	describe(n, "{ \"gpus\": [" H100("0000:01:00.0", 0, ", \"events\": \"no\"") "] }");
+	assert_int_equal(n->nvmlInit_v2(), NVML_ERROR_UNKNOWN);
+	describe(n, "{ \"gpus\": ["
+		    H100("0000:01:00.0", 0, ", \"events\": false") ", "
+		    H100("0000:02:00.0", 1, ", \"errors\": {"
+			 "\"nvmlDeviceGetSupportedEventTypes\": \"GPU_IS_LOST\", "
+			 "\"nvmlDeviceRegisterEvents\": \"NO_PERMISSION\"}") ", "
+		    H100("0000:03:00.0", 2, ", \"errors\": {\"*\": \"GPU_IS_LOST\"}") ", "
+		    H100("0000:04:00.0", 3, ", \"events\": true") "] }");
+	unsetenv("XPU_FAKE_NVML_EVENTS");
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_SUCCESS);
+
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(handle(n, 0), &types),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 0), nvmlEventTypeXidCriticalError,
+						       set),
+			 NVML_ERROR_NOT_SUPPORTED);
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(handle(n, 1), &types),
+			 NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 1), nvmlEventTypeXidCriticalError,
+						       set),
+			 NVML_ERROR_NO_PERMISSION);
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(handle(n, 2), &types),
+			 NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 2), nvmlEventTypeXidCriticalError,
+						       set),
+			 NVML_ERROR_GPU_IS_LOST);
+	assert_int_equal(n->nvmlDeviceGetSupportedEventTypes(handle(n, 3), &types), NVML_SUCCESS);
+	assert_true(types == EVENT_TYPES_ALL);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 3), EVENT_TYPES_USED, set),
+			 NVML_SUCCESS);
+
+	/* Without XPU_FAKE_NVML_EVENTS a wait sleeps its timeout: no events ever. */
+	expect_timeout(n, set, 200);
+	/* Naming something that is not a FIFO is the test's mistake, and the wait says so. */
+	setenv("XPU_FAKE_NVML_EVENTS", n->desc, 1);
+	assert_int_equal(wait_event(n, set, 100, &ev), NVML_ERROR_UNKNOWN);
+	setenv("XPU_FAKE_NVML_EVENTS", "/nonexistent/fifo", 1);
+	assert_int_equal(wait_event(n, set, 100, &ev), NVML_ERROR_UNKNOWN);
+	unsetenv("XPU_FAKE_NVML_EVENTS");
+	/* A set left to the last shutdown dies with the session. */
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_ERROR_UNINITIALIZED);
+}
+
+struct event_wait {
+	const struct nvml *n;
+	nvmlEventSet_t set;
+	unsigned timeout_ms;
+	nvmlEventData_t data;
+	nvmlReturn_t r;
+	long long took_ms;
+	atomic_bool done;
+};
+
+static void *event_wait_thread(void *p)
+{
+	struct event_wait *w = p;
+	long long start = test_now_ms();
+
+	w->r = w->n->nvmlEventSetWait_v2(w->set, &w->data, w->timeout_ms);
+	w->took_ms = test_now_ms() - start;
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static void event_wait_start(struct event_wait *w, pthread_t *t)
+{
+	struct timespec settle = { .tv_nsec = 50 * 1000000L };
+
+	assert_int_equal(pthread_create(t, NULL, event_wait_thread, w), 0);
+	nanosleep(&settle, NULL);
+}
+
+/* The wait runs on a thread of its own while others call the library, as in the backend. */
+static void test_events_threads(void **state)
+{
+	struct nvml *n = *state;
+	struct event_wait w = { .n = n, .timeout_ms = 5000 };
+	char buf[96];
+	unsigned count;
+	nvmlEventSet_t set;
+	nvmlEventData_t ev;
+	long long start;
+	pthread_t t;
+
+	describe(n, "{ \"gpus\": [" H100("0000:01:00.0", 0, "") ", " H100("0000:02:00.0", 1, "")
+		    "] }");
+	events_fifo(n);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetCreate(&w.set), NVML_SUCCESS);
+	events_connect(n);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 1), nvmlEventTypeXidCriticalError,
+						       w.set),
+			 NVML_SUCCESS);
+
+	/* A waiting thread holds up no other call, and a line wakes it at once. */
+	event_wait_start(&w, &t);
+	start = test_now_ms();
+	assert_int_equal(n->nvmlDeviceGetName(handle(n, 0), buf, sizeof(buf)), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_SUCCESS);
+	assert_true(test_now_ms() - start < 1000);
+	assert_false(atomic_load(&w.done));
+	feed(n, "xid 0000:02:00.0 ");
+	feed(n, "63\n");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(w.r, NVML_SUCCESS);
+	assert_true(w.took_ms < 4000);
+	assert_ptr_equal(w.data.device, handle(n, 1));
+	assert_true(w.data.eventData == 63);
+
+	/* A set freed during a wait outlives it: the wait fails at its timeout, nothing crashes. */
+	w.timeout_ms = 300;
+	event_wait_start(&w, &t);
+	assert_int_equal(n->nvmlEventSetFree(w.set), NVML_SUCCESS);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(w.r, NVML_ERROR_INVALID_ARGUMENT);
+
+	/* The last shutdown during a wait: UNINITIALIZED; the set is gone in the next session. */
+	assert_int_equal(n->nvmlEventSetCreate(&w.set), NVML_SUCCESS);
+	event_wait_start(&w, &t);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(w.r, NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(n->nvmlEventSetWait_v2(w.set, &ev, 0), NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(n->nvmlEventSetWait_v2(w.set, &ev, 0), NVML_ERROR_INVALID_ARGUMENT);
+
+	/* The new session opens the FIFO again (the test's write end kept it alive). */
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(handle(n, 0), nvmlEventTypeXidCriticalError,
+						       set),
+			 NVML_SUCCESS);
+	feed(n, "xid 0000:01:00.0 48\n");
+	expect_event(n, set, handle(n, 0), nvmlEventTypeXidCriticalError, 48, NO_INSTANCE,
+		     NO_INSTANCE);
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_SUCCESS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1223,6 +1612,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_embedded_nodes, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_hgx_h100_nvml, setup_current, teardown),
 		cmocka_unit_test(test_fixture_hook),
+		cmocka_unit_test_setup_teardown(test_events, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_events_unsupported, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_events_threads, setup_current, teardown),
 	};
 
 	test_env("XPU_FAKE_NVML_DIR");
