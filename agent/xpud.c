@@ -75,6 +75,9 @@ static void simulate_vendor_libraries(const char *root)
 			setenv("XPU_NVML_LIBRARY", path, 1);
 			setenv("XPU_FAKE_NVML", desc, 1);
 			log_info("Simulated NVML: %s", path);
+			snprintf(path, sizeof(path), "%s/%s/libcuda.so.1", exe, dirs[i]);
+			if (access(path, R_OK) == 0)
+				setenv("XPU_CUDA_LIBRARY", path, 1);
 			return;
 		}
 	}

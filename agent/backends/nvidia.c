@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/nvidia-cuda.h"
 #include "backends/nvidia-nvml.h"
 #include "backends/nvidia-xid.h"
 #include "shared/dlopen-util.h"
@@ -81,6 +82,7 @@ struct nvidia_event {
 	char addr[13];		 /* "" when the device could not be matched */
 	nvmlReturn_t error;	 /* the wait failed (degraded), or 0 */
 	bool recovered;		 /* the wait works again after a failure */
+	bool cuda_done;		 /* the CUDA thread has finished (its facts are in cuda[]) */
 	unsigned long long type; /* nvmlEventType* */
 	unsigned long long data; /* the XID */
 	unsigned gi, ci;
@@ -115,6 +117,16 @@ struct gpu_query {
 	int peer_level[NVML_MAX_GPUS];
 };
 
+/* What the CUDA driver API adds for one GPU, by PCI address. */
+struct cuda_fact {
+	char addr[13];
+	int ordinal;
+	int multiprocessors;
+	int max_threads_per_sm;
+	int l2_bytes;
+	int clock_khz;
+};
+
 struct nvidia {
 	struct nvml api;
 	const struct xpu_host *host;
@@ -139,6 +151,17 @@ struct nvidia {
 	size_t n_registered;
 	struct nvidia_sticky sticky[NVML_MAX_GPUS];
 	size_t n_sticky;
+
+	/* CUDA: cuInit costs ~200 ms on an H100, so it runs on its own thread after the first
+	 * inventory; its facts are merged by the rescan it asks for when it is done. */
+	char *cuda_path; /* NULL: not used */
+	pthread_t cuda_thread;
+	bool cuda_thread_started;
+	atomic_bool cuda_finished;
+	char *cuda_error;   /* why it gave nothing, set by the thread before cuda_finished */
+	long cuda_init_ms;
+	struct cuda_fact cuda[NVML_MAX_GPUS];
+	size_t n_cuda;
 };
 
 static const char *nvml_error(const struct nvml *api, nvmlReturn_t r)
@@ -606,6 +629,34 @@ static unsigned shared_nvlinks(const struct gpu_query *a, const struct gpu_query
 	return a_switch && b_switch ? MIN(a_switch, (unsigned)strv_length(b->nvlink_remotes)) : 0;
 }
 
+static const struct cuda_fact *cuda_fact(const struct nvidia *nv, const char *addr)
+{
+	if (!atomic_load(&nv->cuda_finished))
+		return NULL;
+	for (size_t i = 0; i < nv->n_cuda; i++)
+		if (streq(nv->cuda[i].addr, addr))
+			return &nv->cuda[i];
+	return NULL;
+}
+
+static int add_cuda_facts(const struct nvidia *nv, struct xpu_device *d)
+{
+	const struct cuda_fact *f = cuda_fact(nv, d->id);
+
+	if (!f)
+		return 0;
+	if (set_prop_u(d, "cuda_ordinal", (unsigned)f->ordinal) < 0 ||
+	    (f->multiprocessors > 0 && !device_get_property(d, "multiprocessor_count") &&
+	     set_prop_u(d, "multiprocessor_count", (unsigned)f->multiprocessors) < 0) ||
+	    (f->max_threads_per_sm > 0 &&
+	     set_prop_u(d, "max_threads_per_multiprocessor", (unsigned)f->max_threads_per_sm) <
+		     0) ||
+	    (f->l2_bytes > 0 && set_prop_u(d, "l2_cache_bytes", (unsigned)f->l2_bytes) < 0) ||
+	    (f->clock_khz > 0 && set_prop_u(d, "max_clock_mhz", (unsigned)f->clock_khz / 1000) < 0))
+		return -ENOMEM;
+	return 0;
+}
+
 static const char *sticky_reason(const struct nvidia *nv, const char *addr)
 {
 	for (size_t i = 0; i < nv->n_sticky; i++)
@@ -860,6 +911,10 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 		const char *sticky = sticky_reason(nv, ok[i]->dev->id);
 
 		register_events(nv, ok[i]->index, ok[i]->dev->id);
+		if (add_cuda_facts(nv, ok[i]->dev) < 0) {
+			k = -ENOMEM;
+			goto out;
+		}
 		if (sticky && device_set_unhealthy(ok[i]->dev, "%s", sticky) < 0) {
 			k = -ENOMEM;
 			goto out;
@@ -994,18 +1049,91 @@ static void *event_thread(void *userdata)
 	return NULL;
 }
 
+/* Loads the CUDA driver API, runs cuInit and reads what NVML does not say. Own thread. */
+static void *cuda_thread(void *userdata)
+{
+	struct nvidia *nv = userdata;
+	struct {
+		CUresult (*init)(unsigned int);
+		CUresult (*count)(int *);
+		CUresult (*get)(CUdevice *, int);
+		CUresult (*bus_id)(char *, int, CUdevice);
+		CUresult (*attribute)(int *, CUdevice_attribute, CUdevice);
+	} cu;
+	const struct dlsym_spec syms[] = {
+		{ (void **)&cu.init, "cuInit" },
+		{ (void **)&cu.count, "cuDeviceGetCount" },
+		{ (void **)&cu.get, "cuDeviceGet" },
+		{ (void **)&cu.bus_id, "cuDeviceGetPCIBusId" },
+		{ (void **)&cu.attribute, "cuDeviceGetAttribute" },
+	};
+	struct nvidia_event done = { .cuda_done = true };
+	struct timespec t0, t1;
+	char *reason = NULL;
+	void *dl = NULL;
+	int count = 0;
+	CUresult r;
+
+	if (dlopen_many(nv->cuda_path, syms, ELEMENTSOF(syms), &dl, &reason) < 0) {
+		nv->cuda_error = reason;
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = cu.init(0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	nv->cuda_init_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	if (r != CUDA_SUCCESS || cu.count(&count) != CUDA_SUCCESS) {
+		if (asprintf(&nv->cuda_error, "cuInit failed (CUDA error %d)", r) < 0)
+			nv->cuda_error = NULL;
+		goto out;
+	}
+	for (int i = 0; i < count && nv->n_cuda < NVML_MAX_GPUS; i++) {
+		struct cuda_fact *f = &nv->cuda[nv->n_cuda];
+		char bus[32];
+		CUdevice dev;
+
+		if (cu.get(&dev, i) != CUDA_SUCCESS ||
+		    cu.bus_id(bus, (int)sizeof(bus), dev) != CUDA_SUCCESS ||
+		    parse_pci_address(bus, f->addr) < 0)
+			continue;
+		f->ordinal = i;
+		if (cu.attribute(&f->multiprocessors, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+				 dev) != CUDA_SUCCESS)
+			f->multiprocessors = 0;
+		if (cu.attribute(&f->max_threads_per_sm,
+				 CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
+				 dev) != CUDA_SUCCESS)
+			f->max_threads_per_sm = 0;
+		if (cu.attribute(&f->l2_bytes, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev) !=
+		    CUDA_SUCCESS)
+			f->l2_bytes = 0;
+		if (cu.attribute(&f->clock_khz, CU_DEVICE_ATTRIBUTE_CLOCK_RATE, dev) !=
+		    CUDA_SUCCESS)
+			f->clock_khz = 0;
+		nv->n_cuda++;
+	}
+out:
+	/* The library stays loaded: CUDA keeps threads of its own once initialised. */
+	(void)dl;
+	atomic_store(&nv->cuda_finished, true);
+	event_send(nv, &done);
+	return NULL;
+}
+
 static int nvidia_watch(struct xpu_backend *b)
 {
 	struct nvidia *nv = b->userdata;
 
-	if (nv->event_thread_started)
-		return nv->pipe[0];
-	if (!nv->have_set)
+	if (nv->pipe[0] < 0)
 		return -EOPNOTSUPP;
-	if (pthread_create(&nv->event_thread, NULL, event_thread, nv) != 0)
-		return -EAGAIN;
-	nv->event_thread_started = true;
-	return nv->pipe[0];
+	/* After the first inventory, so READY never waits for cuInit. */
+	if (nv->cuda_path && !nv->cuda_thread_started &&
+	    pthread_create(&nv->cuda_thread, NULL, cuda_thread, nv) == 0)
+		nv->cuda_thread_started = true;
+	if (nv->have_set && !nv->event_thread_started &&
+	    pthread_create(&nv->event_thread, NULL, event_thread, nv) == 0)
+		nv->event_thread_started = true;
+	return nv->event_thread_started || nv->cuda_thread_started ? nv->pipe[0] : -EOPNOTSUPP;
 }
 
 static int update_push(struct backend_update **u, size_t *n, const char *addr, const char *reason)
@@ -1049,6 +1177,15 @@ static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
 	if (ev->recovered) {
 		b->reason = mfree(b->reason);
 		log_notice("NVML events are delivered again.");
+		return 0;
+	}
+	if (ev->cuda_done) {
+		if (nv->cuda_error)
+			log_info("The CUDA driver API adds nothing: %s.", nv->cuda_error);
+		else
+			log_info("CUDA driver API: %zu GPUs (cuInit took %ld ms, after READY).",
+				 nv->n_cuda, nv->cuda_init_ms);
+		*rescan = true; /* merge its facts */
 		return 0;
 	}
 	if (ev->type & nvmlEventMigConfigChange) {
@@ -1217,9 +1354,17 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 	nv->host = b->host;
 	nv->pipe[0] = nv->pipe[1] = -EBADF;
 	pthread_mutex_init(&nv->map_lock, NULL);
-	if (nv->api.event_set_create && nv->api.event_types && nv->api.event_register &&
-	    nv->api.event_wait && nv->api.event_set_free &&
-	    pipe2(nv->pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+	if (pipe2(nv->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		nv->pipe[0] = nv->pipe[1] = -EBADF;
+	/* The CUDA driver API, like NVML: configuration, environment, the host's own. */
+	if (b->config && b->config->cuda_library)
+		nv->cuda_path = strdup(b->config->cuda_library);
+	else if (secure_getenv("XPU_CUDA_LIBRARY"))
+		nv->cuda_path = strdup(secure_getenv("XPU_CUDA_LIBRARY"));
+	else if (b->host->is_real)
+		nv->cuda_path = strdup("libcuda.so.1");
+	if (nv->pipe[0] >= 0 && nv->api.event_set_create && nv->api.event_types &&
+	    nv->api.event_register && nv->api.event_wait && nv->api.event_set_free) {
 		r = nv->api.event_set_create(&nv->set);
 		nv->have_set = r == NVML_SUCCESS;
 		if (!nv->have_set)
@@ -1253,6 +1398,16 @@ static void nvidia_close(struct xpu_backend *b)
 			atomic_fetch_add(&nv->outstanding, 1); /* keep NVML loaded for it */
 		}
 	}
+	if (nv->cuda_thread_started) {
+		struct timespec deadline;
+
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 2;
+		if (pthread_timedjoin_np(nv->cuda_thread, NULL, &deadline) != 0) {
+			pthread_detach(nv->cuda_thread);
+			atomic_fetch_add(&nv->outstanding, 1); /* keep our state for it */
+		}
+	}
 	reap_stuck(nv);
 	/* A thread still inside NVML must not see the library vanish under it: then leave both
 	 * loaded (the process is ending anyway). */
@@ -1272,6 +1427,8 @@ static void nvidia_close(struct xpu_backend *b)
 	safe_close(nv->pipe[0]);
 	safe_close(nv->pipe[1]);
 	pthread_mutex_destroy(&nv->map_lock);
+	free(nv->cuda_path);
+	free(nv->cuda_error);
 	nv->api.shutdown();
 	dlclose(nv->api.dl);
 	free(nv);

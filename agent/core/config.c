@@ -93,6 +93,7 @@ void config_done(struct config *c)
 	free(c->socket_group);
 	free(c->admin_group);
 	free(c->nvml_library);
+	free(c->cuda_library);
 	free(c->xid_actions);
 	config_init(c);
 }
@@ -172,6 +173,8 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		return set_string(&c->admin_group, value);
 	if (streq(key, "nvml-library"))
 		return set_string(&c->nvml_library, value);
+	if (streq(key, "cuda-library"))
+		return set_string(&c->cuda_library, value);
 	if (streq(key, "nvidia-xid-actions")) {
 		_cleanup_free_ char *bad = NULL;
 		struct xid_action *list = NULL;
@@ -222,7 +225,7 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 	}
 	return fail(ret_error, line,
 		    "unknown key '%s' (known: socket, socket-group, socket-mode, admin-group, "
-		    "health-interval, log-level, nvml-library, nvidia-xid-actions)",
+		    "health-interval, log-level, nvml-library, cuda-library, nvidia-xid-actions)",
 		    key);
 }
 

@@ -43,6 +43,8 @@
 #include "shared/macro.h"
 #include "shared/parse.h"
 
+#include "fake-node-keys.h"
+
 #pragma GCC visibility push(default)
 #include "backends/nvidia-nvml.h"
 #pragma GCC visibility pop
@@ -700,13 +702,8 @@ static int parse_nvlinks(struct parser *p, json_t *g, struct fake_gpu *gpu)
 
 static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
 {
-	static const char *const keys[] = {
-		"bus_id",	 "pci_device_id", "pci_subsystem_id", "uuid",	     "name",
-		"serial",	 "minor",	  "memory_bytes",     "memory_used_bytes",
-		"compute_capability", "numa_node", "power_mw",	      "temperature_c",
-		"mig",		 "mig_profiles",  "mig_instances",    "topology",    "nvlinks",
-		"errors",	 "hang_ms",	  "events",	      NULL,
-	};
+	/* The CUDA keys are fake-cuda.c's to validate. */
+	static const char *const keys[] = { FAKE_GPU_NVML_KEYS, FAKE_GPU_CUDA_KEYS, NULL };
 	char bus_id[32] = "", cc[16] = "";
 	long long v = 0;
 	json_t *obj = NULL;
@@ -783,8 +780,7 @@ static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
 
 static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 {
-	static const char *const keys[] = { "driver_version", "cuda_version", "init_error", "gpus",
-					    NULL };
+	static const char *const keys[] = { FAKE_NODE_NVML_KEYS, FAKE_NODE_CUDA_KEYS, NULL };
 	char init_error[32] = "";
 	long long cuda = 13000;
 	json_t *gpus = NULL, *g;

@@ -73,6 +73,7 @@ static int bind_notify_socket(const char *path)
 }
 
 static const char *child_nvml_library;
+static char child_cuda_library[4096];
 static char child_nvml_desc[4096];
 static char child_nvml_events[4096];
 
@@ -87,6 +88,10 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 		library = lib;
 	}
 	child_nvml_library = library;
+	/* the CUDA fake beside the NVML one, when there is one */
+	snprintf(child_cuda_library, sizeof(child_cuda_library), "%s", library);
+	if (strrchr(child_cuda_library, '/'))
+		strcpy(strrchr(child_cuda_library, '/') + 1, "libcuda.so.1");
 	snprintf(child_nvml_desc, sizeof(child_nvml_desc), "%s/run/fake-nvml.json", root);
 	snprintf(child_nvml_events, sizeof(child_nvml_events), "%s/run/nvml-events", root);
 	x = test_xpud_start(root, extra_args);
@@ -140,6 +145,10 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 			/* a FIFO the test created there injects NVML events */
 			if (access(child_nvml_events, F_OK) == 0)
 				setenv("XPU_FAKE_NVML_EVENTS", child_nvml_events, 1);
+			if (access(child_cuda_library, F_OK) == 0)
+				setenv("XPU_CUDA_LIBRARY", child_cuda_library, 1);
+			else
+				unsetenv("XPU_CUDA_LIBRARY");
 		} else {
 			unsetenv("XPU_NVML_LIBRARY");
 		}

@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "shared/fileio.h"
+#include "shared/macro.h"
 #include "testutil.h"
 
 static const char *str(json_t *o, const char *key)
@@ -139,6 +141,34 @@ static void test_hgx_inventory(void **state)
 				    "/dev/nvidia-caps/nvidia-cap1012");
 	}
 	json_decref(doc);
+
+	/* the CUDA driver API, initialised after READY, adds its facts by a later rescan */
+	{
+		char dbg[256];
+		long long deadline = test_now_ms() + 10000;
+		_cleanup_free_ char *log = NULL;
+		const char *ready, *cuda;
+
+		for (;;) {
+			d = device(x, "0000:db:00.0");
+			if (prop(d, "cuda_ordinal"))
+				break;
+			json_decref(d);
+			if (test_now_ms() > deadline)
+				fail_msg("no CUDA facts after 10 s");
+			usleep(50 * 1000);
+		}
+		assert_string_equal(prop(d, "cuda_ordinal"), "7");
+		assert_string_equal(prop(d, "max_threads_per_multiprocessor"), "2048");
+		json_decref(d);
+		assert_int_equal(read_attr_at(AT_FDCWD, x->log, 1 << 20, &log), 0);
+		ready = strstr(log, "ready:");
+		cuda = strstr(log, "cuInit took");
+		snprintf(dbg, sizeof(dbg), "ready at %td, cuInit at %td", ready ? ready - log : -1,
+			 cuda ? cuda - log : -1);
+		if (!ready || !cuda || cuda < ready)
+			fail_msg("READY must come before cuInit ends: %s", dbg);
+	}
 
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
