@@ -113,7 +113,11 @@ int readlink_basename_at(int dirfd, const char *path, char **ret)
 	return 0;
 }
 
-int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret)
+/*
+ * The value of "KEY<sep>value" in a file of such lines. With ':' (procfs style) blanks after
+ * the separator are skipped; with '=' (uevent style) the value is taken verbatim.
+ */
+static int read_key_at(int dirfd, const char *path, const char *key, char sep, char **ret)
 {
 	_cleanup_free_ char *s = NULL;
 	size_t k = strlen(key);
@@ -124,40 +128,30 @@ int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret)
 	if (r < 0)
 		return r;
 	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, key, k) == 0 && line[k] == '=') {
-			char *v = strdup(line + k + 1);
+		char *v;
 
-			if (!v)
-				return -ENOMEM;
-			*ret = v;
-			return 0;
-		}
+		if (strncmp(line, key, k) != 0 || line[k] != sep)
+			continue;
+		v = line + k + 1;
+		if (sep == ':')
+			v = strstrip_trailing(v + strspn(v, " \t"));
+		v = strdup(v);
+		if (!v)
+			return -ENOMEM;
+		*ret = v;
+		return 0;
 	}
 	return -ENXIO;
 }
 
+int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret)
+{
+	return read_key_at(dirfd, path, key, '=', ret);
+}
+
 int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret)
 {
-	_cleanup_free_ char *s = NULL;
-	size_t k = strlen(key);
-	char *line, *save = NULL;
-	int r;
-
-	r = read_attr_at(dirfd, path, 0, &s);
-	if (r < 0)
-		return r;
-	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, key, k) == 0 && line[k] == ':') {
-			char *v = line + k + 1;
-
-			v = strdup(strstrip_trailing(v + strspn(v, " \t")));
-			if (!v)
-				return -ENOMEM;
-			*ret = v;
-			return 0;
-		}
-	}
-	return -ENXIO;
+	return read_key_at(dirfd, path, key, ':', ret);
 }
 
 int exists_at(int dirfd, const char *path)

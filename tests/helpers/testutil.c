@@ -348,3 +348,63 @@ char *test_raw_exchange(const char *socket_path, const void *data, size_t len, i
 	close(fd);
 	return out;
 }
+
+struct test_stream {
+	int fd;
+	size_t len;
+	char buf[1 << 20];
+};
+
+struct test_stream *test_stream_open(const char *socket_path)
+{
+	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct test_stream *s = calloc(1, sizeof(*s));
+
+	assert_non_null(s);
+	strcpy(sun.sun_path, socket_path);
+	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s->fd >= 0);
+	assert_int_equal(connect(s->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(s->fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+	return s;
+}
+
+long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms)
+{
+	long long start = test_now_ms();
+
+	for (;;) {
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		long long left;
+		char *nl;
+		ssize_t k;
+
+		while ((nl = memchr(s->buf, '\n', s->len))) {
+			bool all = true;
+
+			*nl = '\0';
+			for (size_t i = 0; needles[i]; i++)
+				all = all && strstr(s->buf, needles[i]);
+			s->len -= (size_t)(nl + 1 - s->buf);
+			memmove(s->buf, nl + 1, s->len);
+			if (all)
+				return test_now_ms() - start;
+		}
+		left = start + timeout_ms - test_now_ms();
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len - 1, 0);
+		if (k <= 0)
+			return -1;
+		s->len += (size_t)k;
+	}
+}
+
+void test_stream_close(struct test_stream *s)
+{
+	if (!s)
+		return;
+	close(s->fd);
+	free(s);
+}

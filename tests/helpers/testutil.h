@@ -60,5 +60,16 @@ int test_xpuctl(const char *socket, const char *const *args, char **ret_out);
  * or @timeout_ms (malloc'd, NUL-terminated). */
 char *test_raw_exchange(const char *socket, const void *data, size_t len, int timeout_ms);
 
+/* A /v1/events stream read line by line. */
+struct test_stream;
+/* Connects and sends the request; fails the test on error. */
+struct test_stream *test_stream_open(const char *socket_path);
+/*
+ * Reads until a line contains every needle (NULL-terminated), consuming it and the lines
+ * before. Returns the milliseconds it took, or -1 on timeout or end of stream.
+ */
+long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms);
+void test_stream_close(struct test_stream *s);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);

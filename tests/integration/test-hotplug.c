@@ -33,75 +33,31 @@ static const char new_gpu_json[] =
 	" \"numa_node\": 1, \"local_cpulist\": \"56-111\", \"nvidia\": {\"minor\": 8, \"model\":"
 	" \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\"}}]}";
 
-struct stream {
-	int fd;
-	char buf[1 << 20];
-	size_t len;
-};
-
-static void stream_open(struct stream *s, const char *socket_path)
+/* Waits up to 10 s for a line with every needle; fails the test otherwise. */
+static long long expect(struct test_stream *s, const char *const *needles)
 {
-	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	long long ms = test_stream_wait(s, needles, 10000);
 
-	s->len = 0;
-	strcpy(sun.sun_path, socket_path);
-	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->fd >= 0);
-	assert_int_equal(connect(s->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	assert_int_equal(send(s->fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
-}
-
-/*
- * Reads the stream until a line contains every needle (NULL-terminated), consuming it and
- * everything before. Returns the time it took in ms; fails after 10 s.
- */
-static long long stream_wait(struct stream *s, const char *const *needles)
-{
-	long long start = test_now_ms();
-
-	for (;;) {
-		char *nl;
-
-		while ((nl = memchr(s->buf, '\n', s->len))) {
-			bool all = true;
-
-			*nl = '\0';
-			for (size_t i = 0; needles[i]; i++)
-				all = all && strstr(s->buf, needles[i]);
-			s->len -= (size_t)(nl + 1 - s->buf);
-			memmove(s->buf, nl + 1, s->len);
-			if (all)
-				return test_now_ms() - start;
-		}
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		long long left = start + 10000 - test_now_ms();
-		ssize_t k;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			fail_msg("no event matching '%s' within 10 s", needles[0]);
-		k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len - 1, 0);
-		if (k <= 0)
-			fail_msg("event stream closed while waiting for '%s'", needles[0]);
-		s->len += (size_t)k;
-	}
+	if (ms < 0)
+		fail_msg("no event matching '%s' within 10 s", needles[0]);
+	return ms;
 }
 
 static void test_hotplug_events(void **state)
 {
 	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
-	static struct stream s;
+	struct test_stream *s;
 	char *err = NULL;
 	json_t *doc = NULL;
 	long long ms;
 
-	stream_open(&s, x->socket);
-	stream_wait(&s, (const char *const[]){ "\"type\":\"subscribed\"", NULL });
+	s = test_stream_open(x->socket);
+	expect(s, (const char *const[]){ "\"type\":\"subscribed\"", NULL });
 
 	/* hot-plug */
 	assert_int_equal(fixture_build(new_gpu_json, x->root, &err), 0);
 	test_send_uevent(x, "add", "/devices/pci0000:e0/" NEW_GPU, "pci");
-	ms = stream_wait(&s, (const char *const[]){ "\"type\":\"device-added\"",
+	ms = expect(s, (const char *const[]){ "\"type\":\"device-added\"",
 						     "\"device_id\":\"" NEW_GPU "\"", NULL });
 	print_message("device-added seen %lld ms after the uevent\n", ms);
 	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, &doc), 200);
@@ -112,23 +68,23 @@ static void test_hotplug_events(void **state)
 	/* driver unbound: the device stays, unhealthy, and recovers when the driver returns */
 	assert_int_equal(fixture_set_driver(x->root, "0000:18:00.0", NULL), 0);
 	test_send_uevent(x, "unbind", "/devices/pci0000:15/0000:18:00.0", "pci");
-	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
+	expect(s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
 					       "no kernel driver bound", NULL });
 	assert_int_equal(fixture_set_driver(x->root, "0000:18:00.0", "nvidia"), 0);
 	test_send_uevent(x, "bind", "/devices/pci0000:15/0000:18:00.0", "pci");
-	stream_wait(&s, (const char *const[]){ "\"type\":\"health-changed\"",
+	expect(s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
 					       "\"state\":\"healthy\"", NULL });
 
 	/* hot-unplug */
 	assert_int_equal(fixture_remove_pci(x->root, NEW_GPU), 0);
 	test_send_uevent(x, "remove", "/devices/pci0000:e0/" NEW_GPU, "pci");
-	stream_wait(&s, (const char *const[]){ "\"type\":\"device-removed\"",
+	expect(s, (const char *const[]){ "\"type\":\"device-removed\"",
 					       "\"device_id\":\"" NEW_GPU "\"", NULL });
 	assert_int_equal(test_request(x, "GET", "/v1/devices/" NEW_GPU, NULL), 404);
 
-	close(s.fd);
+	test_stream_close(s);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 	free(err);

@@ -253,57 +253,6 @@ static void test_missing_library(void **state)
 	test_xpud_free(x);
 }
 
-/* The event stream, read line by line (as in test-hotplug.c). */
-struct stream {
-	int fd;
-	char buf[1 << 20];
-	size_t len;
-};
-
-static void stream_open(struct stream *s, const char *socket_path)
-{
-	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-	s->len = 0;
-	strcpy(sun.sun_path, socket_path);
-	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->fd >= 0);
-	assert_int_equal(connect(s->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	assert_int_equal(send(s->fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
-}
-
-static long long stream_wait(struct stream *s, const char *const *needles, int timeout_ms)
-{
-	long long start = test_now_ms();
-
-	for (;;) {
-		char *nl;
-
-		while ((nl = memchr(s->buf, '\n', s->len))) {
-			bool all = true;
-
-			*nl = '\0';
-			for (size_t i = 0; needles[i]; i++)
-				all = all && strstr(s->buf, needles[i]);
-			s->len -= (size_t)(nl + 1 - s->buf);
-			memmove(s->buf, nl + 1, s->len);
-			if (all)
-				return test_now_ms() - start;
-		}
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		long long left = start + timeout_ms - test_now_ms();
-		ssize_t k;
-
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return -1;
-		k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len - 1, 0);
-		if (k <= 0)
-			return -1;
-		s->len += (size_t)k;
-	}
-}
-
 static void inject(const char *root, const char *line)
 {
 	char fifo[4096];
@@ -329,7 +278,7 @@ static void test_xid_events(void **state)
 {
 	char *root = test_fixture_new("hgx-h100"), fifo[4096], conf[4096], buf[512];
 	const char *args[] = { "--config", conf, NULL };
-	static struct stream s;
+	struct test_stream *s;
 	struct test_xpud *x;
 	json_t *doc = NULL, *b;
 	long long ms;
@@ -346,14 +295,14 @@ static void test_xid_events(void **state)
 		fclose(f);
 	}
 	x = test_xpud_start_nvml(root, args, NULL);
-	stream_open(&s, x->socket);
-	assert_true(stream_wait(&s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
+	s = test_stream_open(x->socket);
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
 	/* an application's error leaves the GPU healthy */
 	inject(x->root, "xid 0000:18:00.0 13\n");
 	/* a GPU that fell off the bus is unhealthy, with the XID and what it needs */
 	inject(x->root, "xid 0000:2a:00.0 79\n");
-	ms = stream_wait(&s, (const char *const[]){ "\"health-changed\"",
+	ms = test_stream_wait(s, (const char *const[]){ "\"health-changed\"",
 						     "\"device_id\":\"0000:2a:00.0\"",
 						     "XID 79 (GPU has fallen off the bus): reset-gpu",
 						     NULL },
@@ -365,14 +314,14 @@ static void test_xid_events(void **state)
 
 	/* the configuration's override: XID 43 now needs a reset */
 	inject(x->root, "xid 0000:3a:00.0 43\n");
-	assert_true(stream_wait(&s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
 							   "XID 43", NULL },
 				10000) >= 0);
 
 	/* a storm of application errors: handled once, counted, no health change */
 	inject(x->root, "storm 0000:5d:00.0 31 500\n");
 	inject(x->root, "dbe 0000:9a:00.0\n");
-	assert_true(stream_wait(&s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
 							   "double-bit ECC error", NULL },
 				10000) >= 0);
 	assert_string_equal(health_of(x, "0000:5d:00.0", buf, sizeof(buf)), "healthy ");
@@ -409,7 +358,7 @@ static void test_xid_events(void **state)
 						 4);
 	}
 	json_decref(doc);
-	close(s.fd);
+	test_stream_close(s);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
