@@ -18,7 +18,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 #include "shared/macro.h"
 #include "shared/parse.h"
 
+#include "fake-json.h"
 #include "fake-node-keys.h"
 
 #pragma GCC visibility push(default)
@@ -40,7 +40,6 @@
 #define FAKE_DEFAULT_INIT_MS 200
 #define FAKE_DEFAULT_CUDA_VERSION 13000
 #define FAKE_NAME_MAX 256 /* what the driver fills at most; the backend passes 256 */
-#define FAKE_WHERE_MAX 64
 
 /* The driver's codes that a description may name beside those of nvidia-cuda.h (from cuda.h). */
 #define CUDA_ERROR_OUT_OF_MEMORY 2
@@ -112,93 +111,6 @@ static struct fake_node node;
 
 /* ---- parsing the description ----------------------------------------------------------------- */
 
-struct parser {
-	const char *file;
-	char where[FAKE_WHERE_MAX]; /* "gpus[3]" */
-	bool failed;
-};
-
-static _printf_(2, 3) int parse_fail(struct parser *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (p->failed)
-		return -EINVAL;
-	p->failed = true;
-	fprintf(stderr, "fake-cuda: %s: %s%s", p->file, p->where, p->where[0] ? "." : "");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -EINVAL;
-}
-
-/* Rejects a key that neither fake knows; the other fake's keys are its own to check. */
-static int check_keys(struct parser *p, json_t *obj, const char *const *keys)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(obj, key, v) {
-		const char *const *k;
-
-		for (k = keys; *k; k++)
-			if (streq(*k, key))
-				break;
-		if (!*k)
-			return parse_fail(p, "%s: unknown key", key);
-	}
-	return 0;
-}
-
-/* Absent and null both mean "not given": *ret is NULL then. JSON_TRUE stands for a boolean. */
-static int get_typed(struct parser *p, json_t *obj, const char *key, json_type type,
-		     const char *type_name, bool required, json_t **ret)
-{
-	json_t *v = json_object_get(obj, key);
-
-	*ret = NULL;
-	if (!v || json_is_null(v))
-		return required ? parse_fail(p, "%s: missing", key) : 0;
-	if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
-		return parse_fail(p, "%s: expected %s", key, type_name);
-	*ret = v;
-	return 0;
-}
-
-static int get_string(struct parser *p, json_t *obj, const char *key, bool required, size_t size,
-		      char *buf)
-{
-	json_t *v = NULL;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_STRING, "string", required, &v);
-	if (r < 0 || !v)
-		return r;
-	if (json_string_length(v) == 0 || json_string_length(v) >= size ||
-	    strlen(json_string_value(v)) != json_string_length(v))
-		return parse_fail(p, "%s: expected a string of 1..%zu characters", key, size - 1);
-	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
-	return 0;
-}
-
-/* An integer in min..max, left alone when not given. */
-static int get_integer(struct parser *p, json_t *obj, const char *key, long long min,
-		       long long max, long long *ret)
-{
-	json_t *v = NULL;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_INTEGER, "integer", false, &v);
-	if (r < 0 || !v)
-		return r;
-	if (json_integer_value(v) < min || json_integer_value(v) > max)
-		return parse_fail(p, "%s: %lld is out of range %lld..%lld", key,
-				  (long long)json_integer_value(v), min, max);
-	*ret = json_integer_value(v);
-	return 0;
-}
-
 static int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -265,73 +177,66 @@ static void gpu_defaults(struct fake_gpu *gpu)
  * not with "cuda": false, nor with an error for every NVML function ("errors": {"*": ...}), the
  * description's way of saying that the GPU fell off the bus.
  */
-static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu, bool *ret_visible)
+static int parse_gpu(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu, bool *ret_visible)
 {
 	static const char *const keys[] = { FAKE_GPU_NVML_KEYS, FAKE_GPU_CUDA_KEYS, NULL };
-	char bus_id[32] = "", canonical[13], uuid[64] = "", cc[16] = "";
+	char bus_id[32] = "", canonical[13], uuid[64] = "";
 	long long memory = -1, v;
 	json_t *cuda = NULL, *errors = NULL, *all = NULL;
 	int r;
 
 	if (!json_is_object(g))
-		return parse_fail(p, "expected object");
-	r = check_keys(p, g, keys);
+		return fake_json_fail(p, "expected object");
+	r = fake_json_check_keys(p, g, keys);
 	if (r >= 0)
-		r = get_string(p, g, "bus_id", true, sizeof(bus_id), bus_id);
+		r = fake_json_get_string(p, g, "bus_id", true, sizeof(bus_id), bus_id);
 	if (r >= 0 && (parse_pci_address(bus_id, canonical) < 0 ||
 		       sscanf(canonical, "%x:%x:%x.%x", &gpu->domain, &gpu->bus, &gpu->device,
 			      &gpu->function) != 4))
-		r = parse_fail(p, "bus_id: \"%s\" is not a PCI address", bus_id);
+		r = fake_json_fail(p, "bus_id: \"%s\" is not a PCI address", bus_id);
 	if (r >= 0)
-		r = get_string(p, g, "uuid", true, sizeof(uuid), uuid);
+		r = fake_json_get_string(p, g, "uuid", true, sizeof(uuid), uuid);
 	if (r >= 0 && parse_gpu_uuid(uuid, gpu->uuid) < 0)
-		r = parse_fail(p, "uuid: \"%s\" is not \"GPU-\" and 32 hex digits in 8-4-4-4-12 "
-			       "groups", uuid);
+		r = fake_json_fail(p, "uuid: \"%s\" is not \"GPU-\" and 32 hex digits in "
+				   "8-4-4-4-12 groups", uuid);
 	if (r >= 0)
-		r = get_string(p, g, "name", true, sizeof(gpu->name), gpu->name);
+		r = fake_json_get_string(p, g, "name", true, sizeof(gpu->name), gpu->name);
 	if (r >= 0)
-		r = get_integer(p, g, "memory_bytes", 1, INT64_MAX, &memory);
+		r = fake_json_get_integer(p, g, "memory_bytes", false, 1, INT64_MAX, &memory, NULL);
 	gpu->has_memory = memory > 0;
 	gpu->memory_bytes = gpu->has_memory ? (size_t)memory : 0;
 	if (r >= 0)
-		r = get_string(p, g, "compute_capability", false, sizeof(cc), cc);
-	if (r >= 0 && cc[0]) {
-		char dot;
-
-		gpu->has_cc = true;
-		if (sscanf(cc, "%2d%c%2d", &gpu->cc_major, &dot, &gpu->cc_minor) != 3 ||
-		    dot != '.' || gpu->cc_major < 1 || gpu->cc_minor < 0)
-			r = parse_fail(p, "compute_capability: expected \"MAJOR.MINOR\"");
-	}
+		r = fake_json_get_compute_capability(p, g, "compute_capability", &gpu->cc_major,
+						     &gpu->cc_minor, &gpu->has_cc);
 	if (r < 0)
 		return r;
 
 	gpu_defaults(gpu);
 	v = gpu->multiprocessors;
-	r = get_integer(p, g, "multiprocessors", 1, INT_MAX, &v);
+	r = fake_json_get_integer(p, g, "multiprocessors", false, 1, INT_MAX, &v, NULL);
 	gpu->multiprocessors = (int)v;
 	v = gpu->clock_khz;
 	if (r >= 0)
-		r = get_integer(p, g, "clock_khz", 1, INT_MAX, &v);
+		r = fake_json_get_integer(p, g, "clock_khz", false, 1, INT_MAX, &v, NULL);
 	gpu->clock_khz = (int)v;
 	v = gpu->l2_bytes;
 	if (r >= 0)
-		r = get_integer(p, g, "l2_bytes", 1, INT_MAX, &v);
+		r = fake_json_get_integer(p, g, "l2_bytes", false, 1, INT_MAX, &v, NULL);
 	gpu->l2_bytes = (int)v;
 	v = gpu->max_threads_per_sm;
 	if (r >= 0)
-		r = get_integer(p, g, "max_threads_per_sm", 1, INT_MAX, &v);
+		r = fake_json_get_integer(p, g, "max_threads_per_sm", false, 1, INT_MAX, &v, NULL);
 	gpu->max_threads_per_sm = (int)v;
 
 	if (r >= 0)
-		r = get_typed(p, g, "cuda", JSON_TRUE, "boolean", false, &cuda);
+		r = fake_json_get_typed(p, g, "cuda", JSON_TRUE, "boolean", false, &cuda);
 	/* The error names are the NVML fake's to check. */
 	if (r >= 0)
-		r = get_typed(p, g, "errors", JSON_OBJECT, "object", false, &errors);
+		r = fake_json_get_typed(p, g, "errors", JSON_OBJECT, "object", false, &errors);
 	if (r >= 0 && errors) {
 		all = json_object_get(errors, "*");
 		if (all && !json_is_string(all))
-			r = parse_fail(p, "errors.*: expected string");
+			r = fake_json_fail(p, "errors.*: expected string");
 	}
 	*ret_visible = !(cuda && json_is_false(cuda)) && !all;
 	return r;
@@ -352,7 +257,7 @@ static int pci_order(const void *a, const void *b)
 	return 0;
 }
 
-static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
+static int parse_node(struct fake_json_parser *p, json_t *doc, struct fake_node *n)
 {
 	static const char *const keys[] = { FAKE_NODE_NVML_KEYS, FAKE_NODE_CUDA_KEYS, NULL };
 	long long cuda = FAKE_DEFAULT_CUDA_VERSION, ms = FAKE_DEFAULT_INIT_MS;
@@ -362,30 +267,33 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 	int r;
 
 	if (!json_is_object(doc))
-		return parse_fail(p, "expected a JSON object");
-	r = check_keys(p, doc, keys);
+		return fake_json_fail(p, "expected a JSON object");
+	r = fake_json_check_keys(p, doc, keys);
 	if (r >= 0)
-		r = get_integer(p, doc, "cuda_version", 1000, 1000000, &cuda);
+		r = fake_json_get_integer(p, doc, "cuda_version", false, 1000, 1000000, &cuda,
+					  NULL);
 	n->cuda_version = (int)cuda;
 	if (r >= 0)
-		r = get_integer(p, doc, "cuda_init_ms", 0, FAKE_MAX_INIT_MS, &ms);
+		r = fake_json_get_integer(p, doc, "cuda_init_ms", false, 0, FAKE_MAX_INIT_MS, &ms,
+					  NULL);
 	n->init_ms = (unsigned)ms;
 	if (r >= 0)
-		r = get_string(p, doc, "cuda_init_error", false, sizeof(init_error), init_error);
+		r = fake_json_get_string(p, doc, "cuda_init_error", false, sizeof(init_error),
+					 init_error);
 	if (r >= 0 && init_error[0]) {
 		for (i = 0; i < ELEMENTSOF(fake_errors); i++)
 			if (streq(fake_errors[i].name, init_error))
 				n->init_error = fake_errors[i].code;
 		if (n->init_error == CUDA_SUCCESS)
-			r = parse_fail(p, "cuda_init_error: \"%s\" is not a CUDA error name",
-				       init_error);
+			r = fake_json_fail(p, "cuda_init_error: \"%s\" is not a CUDA error name",
+					   init_error);
 	}
 	if (r >= 0)
-		r = get_typed(p, doc, "gpus", JSON_ARRAY, "array", false, &gpus);
+		r = fake_json_get_typed(p, doc, "gpus", JSON_ARRAY, "array", false, &gpus);
 	if (r < 0)
 		return r;
 	if (json_array_size(gpus) > FAKE_MAX_GPUS)
-		return parse_fail(p, "gpus: more than %d", FAKE_MAX_GPUS);
+		return fake_json_fail(p, "gpus: more than %d", FAKE_MAX_GPUS);
 	json_array_foreach(gpus, i, g) {
 		struct fake_gpu gpu = {};
 		bool visible = true;
@@ -401,9 +309,9 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 	qsort(n->gpus, n->n_gpus, sizeof(n->gpus[0]), pci_order);
 	for (i = 1; i < n->n_gpus; i++)
 		if (pci_order(&n->gpus[i - 1], &n->gpus[i]) == 0)
-			return parse_fail(p, "gpus: two GPUs at %04x:%02x:%02x.%x",
-					  n->gpus[i].domain, n->gpus[i].bus, n->gpus[i].device,
-					  n->gpus[i].function);
+			return fake_json_fail(p, "gpus: two GPUs at %04x:%02x:%02x.%x",
+					      n->gpus[i].domain, n->gpus[i].bus, n->gpus[i].device,
+					      n->gpus[i].function);
 	return 0;
 }
 
@@ -414,23 +322,14 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 static CUresult load_node(struct fake_node *n)
 {
 	_cleanup_(json_decrefp) json_t *doc = NULL;
-	struct parser p = {};
-	json_error_t err;
-	const char *path;
+	struct fake_json_parser p = { .fake = "fake-cuda" };
+	int r;
 
-	path = secure_getenv("XPU_FAKE_NVML");
-	if (isempty(path))
+	r = fake_json_load(&p, &doc);
+	if (r == -ENOENT)
 		return CUDA_ERROR_NO_DEVICE;
-	p.file = path;
-	doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-	if (!doc) {
-		/* jansson reports a missing file at line -1. */
-		if (err.line < 0)
-			return CUDA_ERROR_NO_DEVICE;
-		parse_fail(&p, "malformed JSON at line %d, column %d: %s", err.line, err.column,
-			   err.text);
+	if (r < 0)
 		return CUDA_ERROR_UNKNOWN;
-	}
 	memset(n, 0, sizeof(*n));
 	if (parse_node(&p, doc, n) < 0)
 		return CUDA_ERROR_UNKNOWN;

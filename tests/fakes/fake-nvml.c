@@ -30,7 +30,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include "shared/macro.h"
 #include "shared/parse.h"
 
+#include "fake-json.h"
 #include "fake-node-keys.h"
 
 #pragma GCC visibility push(default)
@@ -55,7 +55,6 @@
 #define FAKE_MAX_CI_ID 7
 #define FAKE_MAX_HANG_MS 600000
 #define FAKE_SWITCH_MAX 64
-#define FAKE_WHERE_MAX 128
 
 /* 0x22a3 is the NVSwitch of HGX H100 boards: what an NvLink leads to when it is not a GPU. */
 #define FAKE_NVSWITCH_PCI_DEVICE_ID 0x22a310deu
@@ -286,123 +285,6 @@ static struct fake_node node;
 
 /* ---- parsing the description ----------------------------------------------------------------- */
 
-struct parser {
-	const char *file;
-	char where[FAKE_WHERE_MAX]; /* "gpus[3]" */
-	bool failed;
-};
-
-static _printf_(2, 3) int parse_fail(struct parser *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (p->failed)
-		return -EINVAL;
-	p->failed = true;
-	fprintf(stderr, "fake-nvml: %s: %s%s", p->file, p->where, p->where[0] ? "." : "");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -EINVAL;
-}
-
-/* Messages about the keys of a nested object name it: "gpus[3].mig.current". */
-static size_t where_push(struct parser *p, const char *key)
-{
-	size_t n = strlen(p->where);
-
-	snprintf(p->where + n, sizeof(p->where) - n, "%s%s", n ? "." : "", key);
-	return n;
-}
-
-static void where_pop(struct parser *p, size_t n)
-{
-	p->where[n] = '\0';
-}
-
-static int check_keys(struct parser *p, json_t *obj, const char *const *keys)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(obj, key, v) {
-		const char *const *k;
-
-		for (k = keys; *k; k++)
-			if (streq(*k, key))
-				break;
-		if (!*k)
-			return parse_fail(p, "%s: unknown key", key);
-	}
-	return 0;
-}
-
-/* Absent and null both mean "not given": *ret is NULL then. */
-static int get_typed(struct parser *p, json_t *obj, const char *key, json_type type,
-		     const char *type_name, bool required, json_t **ret)
-{
-	json_t *v = json_object_get(obj, key);
-
-	*ret = NULL;
-	if (!v || json_is_null(v))
-		return required ? parse_fail(p, "%s: missing", key) : 0;
-	/* JSON_TRUE stands for "a boolean": jansson types true and false apart. */
-	if (json_typeof(v) != type && !(type == JSON_TRUE && json_is_boolean(v)))
-		return parse_fail(p, "%s: expected %s", key, type_name);
-	*ret = v;
-	return 0;
-}
-
-static int get_string(struct parser *p, json_t *obj, const char *key, bool required,
-		      size_t size, char *buf)
-{
-	json_t *v = NULL;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_STRING, "string", required, &v);
-	if (r < 0 || !v)
-		return r;
-	if (json_string_length(v) == 0 || json_string_length(v) >= size ||
-	    strlen(json_string_value(v)) != json_string_length(v))
-		return parse_fail(p, "%s: expected a string of 1..%zu characters", key, size - 1);
-	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
-	return 0;
-}
-
-/* An integer in min..max; *ret_given (may be NULL) says whether it was there. */
-static int get_integer(struct parser *p, json_t *obj, const char *key, bool required,
-		       long long min, long long max, long long *ret, bool *ret_given)
-{
-	json_t *v = NULL;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_INTEGER, "integer", required, &v);
-	if (r < 0)
-		return r;
-	if (ret_given)
-		*ret_given = v;
-	if (!v)
-		return 0;
-	if (json_integer_value(v) < min || json_integer_value(v) > max)
-		return parse_fail(p, "%s: %lld is out of range %lld..%lld", key,
-				  (long long)json_integer_value(v), min, max);
-	*ret = json_integer_value(v);
-	return 0;
-}
-
-static int get_bool(struct parser *p, json_t *obj, const char *key, bool *ret)
-{
-	json_t *v = NULL;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_TRUE, "boolean", true, &v);
-	if (r < 0)
-		return r;
-	*ret = json_is_true(v);
-	return 0;
-}
-
 static int parse_pci_addr(const char *s, struct fake_pci_addr *ret)
 {
 	char canonical[13];
@@ -423,22 +305,6 @@ static bool pci_addr_equal(const struct fake_pci_addr *a, const struct fake_pci_
 	       a->function == b->function;
 }
 
-static int get_hex32(struct parser *p, json_t *obj, const char *key, bool required,
-		     unsigned *ret)
-{
-	json_t *s = NULL;
-	uint32_t v;
-	int r;
-
-	r = get_typed(p, obj, key, JSON_STRING, "string", required, &s);
-	if (r < 0 || !s)
-		return r;
-	if (parse_hex_id(json_string_value(s), UINT32_MAX, &v) < 0)
-		return parse_fail(p, "%s: expected a hex string such as \"0x233010de\"", key);
-	*ret = v;
-	return 0;
-}
-
 static int fn_by_name(const char *name)
 {
 	for (int i = 0; i < _FN_MAX; i++)
@@ -448,7 +314,7 @@ static int fn_by_name(const char *name)
 }
 
 /* {"nvmlDeviceGetName": "NOT_SUPPORTED", "*": "GPU_IS_LOST"} */
-static int parse_errors(struct parser *p, json_t *obj, struct fake_gpu *gpu)
+static int parse_errors(struct fake_json_parser *p, json_t *obj, struct fake_gpu *gpu)
 {
 	const char *key;
 	json_t *v;
@@ -460,15 +326,15 @@ static int parse_errors(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 		if (!streq(key, "*")) {
 			fn = fn_by_name(key);
 			if (fn < 0)
-				return parse_fail(p, "errors.%s: not a per-device NVML function",
-						  key);
+				return fake_json_fail(p, "errors.%s: not a per-device NVML "
+						      "function", key);
 		}
 		if (!json_is_string(v))
-			return parse_fail(p, "errors.%s: expected string", key);
+			return fake_json_fail(p, "errors.%s: expected string", key);
 		e = fake_error_by_name(json_string_value(v));
 		if (!e || e->code == NVML_SUCCESS)
-			return parse_fail(p, "errors.%s: \"%s\" is not an NVML error name", key,
-					  json_string_value(v));
+			return fake_json_fail(p, "errors.%s: \"%s\" is not an NVML error name", key,
+					      json_string_value(v));
 		if (streq(key, "*"))
 			gpu->error_all = e->code;
 		else
@@ -478,7 +344,7 @@ static int parse_errors(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 }
 
 /* {"nvmlDeviceGetName": 3000, "*": 100} */
-static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
+static int parse_hangs(struct fake_json_parser *p, json_t *obj, struct fake_gpu *gpu)
 {
 	const char *key;
 	json_t *v;
@@ -490,12 +356,12 @@ static int parse_hangs(struct parser *p, json_t *obj, struct fake_gpu *gpu)
 		if (!streq(key, "*")) {
 			fn = fn_by_name(key);
 			if (fn < 0)
-				return parse_fail(p, "hang_ms.%s: not a per-device NVML function",
-						  key);
+				return fake_json_fail(p, "hang_ms.%s: not a per-device NVML "
+						      "function", key);
 		}
 		if (!json_is_integer(v) || ms < 0 || ms > FAKE_MAX_HANG_MS)
-			return parse_fail(p, "hang_ms.%s: expected milliseconds, 0..%d", key,
-					  FAKE_MAX_HANG_MS);
+			return fake_json_fail(p, "hang_ms.%s: expected milliseconds, 0..%d", key,
+					      FAKE_MAX_HANG_MS);
 		if (streq(key, "*"))
 			gpu->hang_all_ms = (unsigned)ms;
 		else
@@ -549,7 +415,7 @@ static void mig_default_uuid(const char *gpu_uuid, size_t position, char *buf, s
  * One entry of "mig_instances": a profile id, or {"profile", "gi", "ci", "uuid"} with the same
  * defaults as a bare id (gi = position + 1, ci = 0, a UUID derived from the GPU's).
  */
-static int parse_mig_instance(struct parser *p, json_t *e, size_t position,
+static int parse_mig_instance(struct fake_json_parser *p, json_t *e, size_t position,
 			      struct fake_gpu *gpu, struct fake_mig_device *ret)
 {
 	static const char *const keys[] = { "profile", "gi", "ci", "uuid", NULL };
@@ -563,35 +429,37 @@ static int parse_mig_instance(struct parser *p, json_t *e, size_t position,
 		profile = json_integer_value(e);
 	} else if (json_is_object(e)) {
 		snprintf(name, sizeof(name), "mig_instances[%zu]", position);
-		w = where_push(p, name);
-		r = check_keys(p, e, keys);
+		w = fake_json_where_push(p, name);
+		r = fake_json_check_keys(p, e, keys);
 		if (r >= 0)
-			r = get_integer(p, e, "profile", true, 0, UINT32_MAX, &profile, NULL);
+			r = fake_json_get_integer(p, e, "profile", true, 0, UINT32_MAX, &profile,
+						  NULL);
 		if (r >= 0)
-			r = get_integer(p, e, "gi", false, 0, FAKE_MAX_GI_ID, &gi, NULL);
+			r = fake_json_get_integer(p, e, "gi", false, 0, FAKE_MAX_GI_ID, &gi, NULL);
 		if (r >= 0)
-			r = get_integer(p, e, "ci", false, 0, FAKE_MAX_CI_ID, &ci, NULL);
+			r = fake_json_get_integer(p, e, "ci", false, 0, FAKE_MAX_CI_ID, &ci, NULL);
 		if (r >= 0)
-			r = get_string(p, e, "uuid", false, sizeof(ret->uuid), ret->uuid);
+			r = fake_json_get_string(p, e, "uuid", false, sizeof(ret->uuid), ret->uuid);
 		if (r >= 0 && strncmp(ret->uuid, "MIG-", 4) != 0)
-			r = parse_fail(p, "uuid: \"%s\" does not start with \"MIG-\"", ret->uuid);
-		where_pop(p, w);
+			r = fake_json_fail(p, "uuid: \"%s\" does not start with \"MIG-\"",
+					   ret->uuid);
+		fake_json_where_pop(p, w);
 		if (r < 0)
 			return r;
 	} else {
-		return parse_fail(p, "mig_instances[%zu]: expected a profile id or an object",
-				  position);
+		return fake_json_fail(p, "mig_instances[%zu]: expected a profile id or an object",
+				      position);
 	}
 	ret->prof = profile >= 0 ? gi_by_id(gpu->profiles, (unsigned)profile) : NULL;
 	if (!ret->prof)
-		return parse_fail(p, "mig_instances[%zu]: %lld is not a profile id of mig_profiles",
-				  position, profile);
+		return fake_json_fail(p, "mig_instances[%zu]: %lld is not a profile id of "
+				      "mig_profiles", position, profile);
 	ret->gi = (unsigned)gi;
 	ret->ci = (unsigned)ci;
 	return 0;
 }
 
-static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
+static int parse_mig(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu)
 {
 	static const char *const keys[] = { "current", "pending", NULL };
 	char table[32] = "";
@@ -600,20 +468,20 @@ static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 	size_t i;
 	int r;
 
-	r = get_typed(p, g, "mig", JSON_OBJECT, "object", false, &mig);
+	r = fake_json_get_typed(p, g, "mig", JSON_OBJECT, "object", false, &mig);
 	if (r >= 0 && mig) {
-		size_t w = where_push(p, "mig");
+		size_t w = fake_json_where_push(p, "mig");
 
 		gpu->has_mig = true;
-		r = check_keys(p, mig, keys);
+		r = fake_json_check_keys(p, mig, keys);
 		if (r >= 0)
-			r = get_bool(p, mig, "current", &gpu->mig_current);
+			r = fake_json_get_bool(p, mig, "current", &gpu->mig_current);
 		if (r >= 0)
-			r = get_bool(p, mig, "pending", &gpu->mig_pending);
-		where_pop(p, w);
+			r = fake_json_get_bool(p, mig, "pending", &gpu->mig_pending);
+		fake_json_where_pop(p, w);
 	}
 	if (r >= 0)
-		r = get_string(p, g, "mig_profiles", false, sizeof(table), table);
+		r = fake_json_get_string(p, g, "mig_profiles", false, sizeof(table), table);
 	if (r < 0)
 		return r;
 	if (table[0]) {
@@ -621,14 +489,14 @@ static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 			if (streq(profile_tables[i].name, table))
 				gpu->profiles = profile_tables[i].table;
 		if (!gpu->profiles)
-			return parse_fail(p, "mig_profiles: unknown table \"%s\"", table);
+			return fake_json_fail(p, "mig_profiles: unknown table \"%s\"", table);
 	}
 
-	r = get_typed(p, g, "mig_instances", JSON_ARRAY, "array", false, &list);
+	r = fake_json_get_typed(p, g, "mig_instances", JSON_ARRAY, "array", false, &list);
 	if (r < 0 || !list)
 		return r;
 	if (!gpu->profiles)
-		return parse_fail(p, "mig_instances: needs mig_profiles");
+		return fake_json_fail(p, "mig_instances: needs mig_profiles");
 	json_array_foreach(list, i, e) {
 		struct fake_mig_device d = {};
 		unsigned same = 0;
@@ -639,22 +507,23 @@ static int parse_mig(struct parser *p, json_t *g, struct fake_gpu *gpu)
 		for (unsigned k = 0; k < gpu->n_instances; k++) {
 			same += gpu->instances[k].prof == d.prof;
 			if (gpu->instances[k].gi == d.gi)
-				return parse_fail(p, "mig_instances[%zu]: GPU instance id %u is "
-						  "taken by mig_instances[%u]", i, d.gi, k);
+				return fake_json_fail(p, "mig_instances[%zu]: GPU instance id "
+						      "%u is taken by mig_instances[%u]", i,
+						      d.gi, k);
 			if (streq(gpu->instances[k].uuid, d.uuid))
-				return parse_fail(p, "mig_instances[%zu]: UUID %s is taken by "
-						  "mig_instances[%u]", i, d.uuid, k);
+				return fake_json_fail(p, "mig_instances[%zu]: UUID %s is taken "
+						      "by mig_instances[%u]", i, d.uuid, k);
 		}
 		used_slices += d.prof->info.sliceCount;
 		if (same >= d.prof->info.instanceCount || used_slices > FAKE_MIG_SLICES)
-			return parse_fail(p, "mig_instances[%zu]: profile %u does not fit", i,
-					  d.prof->info.id);
+			return fake_json_fail(p, "mig_instances[%zu]: profile %u does not fit", i,
+					      d.prof->info.id);
 		gpu->instances[gpu->n_instances++] = d;
 	}
 	return 0;
 }
 
-static int parse_topology(struct parser *p, json_t *g, struct fake_gpu *gpu)
+static int parse_topology(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu)
 {
 	static const char *const keys[] = { "numa", "switch", NULL };
 	long long numa = -1;
@@ -663,100 +532,97 @@ static int parse_topology(struct parser *p, json_t *g, struct fake_gpu *gpu)
 	int r;
 
 	gpu->topo_numa = -1;
-	r = get_typed(p, g, "topology", JSON_OBJECT, "object", false, &t);
+	r = fake_json_get_typed(p, g, "topology", JSON_OBJECT, "object", false, &t);
 	if (r < 0 || !t)
 		return r;
-	w = where_push(p, "topology");
-	r = check_keys(p, t, keys);
+	w = fake_json_where_push(p, "topology");
+	r = fake_json_check_keys(p, t, keys);
 	if (r >= 0)
-		r = get_integer(p, t, "numa", false, 0, 1023, &numa, NULL);
+		r = fake_json_get_integer(p, t, "numa", false, 0, 1023, &numa, NULL);
 	if (r >= 0)
-		r = get_string(p, t, "switch", false, sizeof(gpu->topo_switch), gpu->topo_switch);
-	where_pop(p, w);
+		r = fake_json_get_string(p, t, "switch", false, sizeof(gpu->topo_switch),
+					 gpu->topo_switch);
+	fake_json_where_pop(p, w);
 	gpu->topo_numa = (int)numa;
 	return r;
 }
 
-static int parse_nvlinks(struct parser *p, json_t *g, struct fake_gpu *gpu)
+static int parse_nvlinks(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu)
 {
 	json_t *links = NULL, *e;
 	size_t i;
 	int r;
 
-	r = get_typed(p, g, "nvlinks", JSON_ARRAY, "array", false, &links);
+	r = fake_json_get_typed(p, g, "nvlinks", JSON_ARRAY, "array", false, &links);
 	if (r < 0 || !links)
 		return r;
 	gpu->has_nvlinks = true;
 	if (json_array_size(links) > NVML_NVLINK_MAX_LINKS)
-		return parse_fail(p, "nvlinks: more than %d links", NVML_NVLINK_MAX_LINKS);
+		return fake_json_fail(p, "nvlinks: more than %d links", NVML_NVLINK_MAX_LINKS);
 	json_array_foreach(links, i, e) {
 		if (json_is_null(e))
 			continue;
 		if (!json_is_string(e) ||
 		    parse_pci_addr(json_string_value(e), &gpu->nvlink_remote[i]) < 0)
-			return parse_fail(p, "nvlinks[%zu]: expected a PCI address or null", i);
+			return fake_json_fail(p, "nvlinks[%zu]: expected a PCI address or null", i);
 		gpu->nvlink_active[i] = true;
 	}
 	return 0;
 }
 
-static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
+static int parse_gpu(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu)
 {
 	/* The CUDA keys are fake-cuda.c's to validate. */
 	static const char *const keys[] = { FAKE_GPU_NVML_KEYS, FAKE_GPU_CUDA_KEYS, NULL };
-	char bus_id[32] = "", cc[16] = "";
+	char bus_id[32] = "";
 	long long v = 0;
 	json_t *obj = NULL;
 	int r;
 
 	if (!json_is_object(g))
-		return parse_fail(p, "expected object");
-	r = check_keys(p, g, keys);
+		return fake_json_fail(p, "expected object");
+	r = fake_json_check_keys(p, g, keys);
 	if (r >= 0)
-		r = get_string(p, g, "bus_id", true, sizeof(bus_id), bus_id);
+		r = fake_json_get_string(p, g, "bus_id", true, sizeof(bus_id), bus_id);
 	if (r >= 0 && parse_pci_addr(bus_id, &gpu->pci) < 0)
-		r = parse_fail(p, "bus_id: \"%s\" is not a PCI address", bus_id);
+		r = fake_json_fail(p, "bus_id: \"%s\" is not a PCI address", bus_id);
 	if (r >= 0)
-		r = get_hex32(p, g, "pci_device_id", true, &gpu->pci_device_id);
+		r = fake_json_get_hex32(p, g, "pci_device_id", true, &gpu->pci_device_id);
 	if (r >= 0)
-		r = get_hex32(p, g, "pci_subsystem_id", false, &gpu->pci_subsystem_id);
+		r = fake_json_get_hex32(p, g, "pci_subsystem_id", false, &gpu->pci_subsystem_id);
 	if (r >= 0)
-		r = get_string(p, g, "uuid", true, sizeof(gpu->uuid), gpu->uuid);
+		r = fake_json_get_string(p, g, "uuid", true, sizeof(gpu->uuid), gpu->uuid);
 	if (r >= 0)
-		r = get_string(p, g, "name", true, sizeof(gpu->name), gpu->name);
+		r = fake_json_get_string(p, g, "name", true, sizeof(gpu->name), gpu->name);
 	if (r >= 0)
-		r = get_string(p, g, "serial", false, sizeof(gpu->serial), gpu->serial);
+		r = fake_json_get_string(p, g, "serial", false, sizeof(gpu->serial), gpu->serial);
 	if (r >= 0)
-		r = get_integer(p, g, "minor", true, 0, 254, &v, NULL);
+		r = fake_json_get_integer(p, g, "minor", true, 0, 254, &v, NULL);
 	gpu->minor = (unsigned)v;
 	if (r >= 0)
-		r = get_integer(p, g, "memory_bytes", false, 1, INT64_MAX, &v, &gpu->has_memory);
+		r = fake_json_get_integer(p, g, "memory_bytes", false, 1, INT64_MAX, &v,
+					  &gpu->has_memory);
 	gpu->memory_bytes = gpu->has_memory ? (unsigned long long)v : 0;
 	v = 0;
 	if (r >= 0)
-		r = get_integer(p, g, "memory_used_bytes", false, 0, INT64_MAX, &v, NULL);
+		r = fake_json_get_integer(p, g, "memory_used_bytes", false, 0, INT64_MAX, &v, NULL);
 	gpu->memory_used_bytes = (unsigned long long)v;
 	if (r >= 0 && gpu->memory_used_bytes > gpu->memory_bytes)
-		r = parse_fail(p, "memory_used_bytes: more than memory_bytes");
+		r = fake_json_fail(p, "memory_used_bytes: more than memory_bytes");
 	if (r >= 0)
-		r = get_string(p, g, "compute_capability", false, sizeof(cc), cc);
-	if (r >= 0 && cc[0]) {
-		char dot;
-
-		gpu->has_cc = true;
-		if (sscanf(cc, "%2d%c%2d", &gpu->cc_major, &dot, &gpu->cc_minor) != 3 ||
-		    dot != '.' || gpu->cc_major < 1 || gpu->cc_minor < 0)
-			r = parse_fail(p, "compute_capability: expected \"MAJOR.MINOR\"");
-	}
+		r = fake_json_get_compute_capability(p, g, "compute_capability", &gpu->cc_major,
+						     &gpu->cc_minor, &gpu->has_cc);
 	v = -1;
 	if (r >= 0)
-		r = get_integer(p, g, "numa_node", false, 0, 1023, &v, NULL);
+		r = fake_json_get_integer(p, g, "numa_node", false, 0, 1023, &v, NULL);
 	gpu->numa_node = (int)v;
 	if (r >= 0)
-		r = get_integer(p, g, "power_mw", false, 0, UINT32_MAX, &v, &gpu->has_power);
+		r = fake_json_get_integer(p, g, "power_mw", false, 0, UINT32_MAX, &v,
+					  &gpu->has_power);
 	gpu->power_mw = gpu->has_power ? (unsigned)v : 0;
 	if (r >= 0)
-		r = get_integer(p, g, "temperature_c", false, 0, 200, &v, &gpu->has_temperature);
+		r = fake_json_get_integer(p, g, "temperature_c", false, 0, 200, &v,
+					  &gpu->has_temperature);
 	gpu->temperature_c = gpu->has_temperature ? (unsigned)v : 0;
 	if (r >= 0)
 		r = parse_mig(p, g, gpu);
@@ -765,20 +631,20 @@ static int parse_gpu(struct parser *p, json_t *g, struct fake_gpu *gpu)
 	if (r >= 0)
 		r = parse_nvlinks(p, g, gpu);
 	if (r >= 0)
-		r = get_typed(p, g, "events", JSON_TRUE, "boolean", false, &obj);
+		r = fake_json_get_typed(p, g, "events", JSON_TRUE, "boolean", false, &obj);
 	gpu->no_events = obj && !json_is_true(obj);
 	if (r >= 0)
-		r = get_typed(p, g, "errors", JSON_OBJECT, "object", false, &obj);
+		r = fake_json_get_typed(p, g, "errors", JSON_OBJECT, "object", false, &obj);
 	if (r >= 0 && obj)
 		r = parse_errors(p, obj, gpu);
 	if (r >= 0)
-		r = get_typed(p, g, "hang_ms", JSON_OBJECT, "object", false, &obj);
+		r = fake_json_get_typed(p, g, "hang_ms", JSON_OBJECT, "object", false, &obj);
 	if (r >= 0 && obj)
 		r = parse_hangs(p, obj, gpu);
 	return r;
 }
 
-static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
+static int parse_node(struct fake_json_parser *p, json_t *doc, struct fake_node *n)
 {
 	static const char *const keys[] = { FAKE_NODE_NVML_KEYS, FAKE_NODE_CUDA_KEYS, NULL };
 	char init_error[32] = "";
@@ -788,31 +654,33 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 	int r;
 
 	if (!json_is_object(doc))
-		return parse_fail(p, "expected a JSON object");
+		return fake_json_fail(p, "expected a JSON object");
 	strcpy(n->driver_version, "580.159.04");
-	r = check_keys(p, doc, keys);
+	r = fake_json_check_keys(p, doc, keys);
 	if (r >= 0)
-		r = get_string(p, doc, "driver_version", false, sizeof(n->driver_version),
-			       n->driver_version);
+		r = fake_json_get_string(p, doc, "driver_version", false, sizeof(n->driver_version),
+					 n->driver_version);
 	if (r >= 0)
-		r = get_integer(p, doc, "cuda_version", false, 1000, 1000000, &cuda, NULL);
+		r = fake_json_get_integer(p, doc, "cuda_version", false, 1000, 1000000, &cuda,
+					  NULL);
 	n->cuda_version = (int)cuda;
 	if (r >= 0)
-		r = get_string(p, doc, "init_error", false, sizeof(init_error), init_error);
+		r = fake_json_get_string(p, doc, "init_error", false, sizeof(init_error),
+					 init_error);
 	if (r >= 0 && init_error[0]) {
 		const struct fake_error *e = fake_error_by_name(init_error);
 
 		if (!e || e->code == NVML_SUCCESS)
-			return parse_fail(p, "init_error: \"%s\" is not an NVML error name",
-					  init_error);
+			return fake_json_fail(p, "init_error: \"%s\" is not an NVML error name",
+					      init_error);
 		n->init_error = e->code;
 	}
 	if (r >= 0)
-		r = get_typed(p, doc, "gpus", JSON_ARRAY, "array", false, &gpus);
+		r = fake_json_get_typed(p, doc, "gpus", JSON_ARRAY, "array", false, &gpus);
 	if (r < 0)
 		return r;
 	if (json_array_size(gpus) > FAKE_MAX_GPUS)
-		return parse_fail(p, "gpus: more than %d", FAKE_MAX_GPUS);
+		return fake_json_fail(p, "gpus: more than %d", FAKE_MAX_GPUS);
 	json_array_foreach(gpus, i, g) {
 		snprintf(p->where, sizeof(p->where), "gpus[%zu]", i);
 		r = parse_gpu(p, g, &n->gpus[i]);
@@ -820,7 +688,7 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 			return r;
 		for (size_t k = 0; k < i; k++)
 			if (pci_addr_equal(&n->gpus[k].pci, &n->gpus[i].pci))
-				return parse_fail(p, "bus_id: the same as gpus[%zu]", k);
+				return fake_json_fail(p, "bus_id: the same as gpus[%zu]", k);
 		n->n_gpus++;
 	}
 	p->where[0] = '\0';
@@ -831,23 +699,14 @@ static int parse_node(struct parser *p, json_t *doc, struct fake_node *n)
 static nvmlReturn_t load_node(struct fake_node *n)
 {
 	_cleanup_(json_decrefp) json_t *doc = NULL;
-	struct parser p = {};
-	json_error_t err;
-	const char *path;
+	struct fake_json_parser p = { .fake = "fake-nvml" };
+	int r;
 
-	path = secure_getenv("XPU_FAKE_NVML");
-	if (isempty(path))
+	r = fake_json_load(&p, &doc);
+	if (r == -ENOENT)
 		return NVML_ERROR_DRIVER_NOT_LOADED; /* no description: no driver */
-	p.file = path;
-	doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-	if (!doc) {
-		/* jansson reports a missing file at line -1. */
-		if (err.line < 0)
-			return NVML_ERROR_DRIVER_NOT_LOADED;
-		parse_fail(&p, "malformed JSON at line %d, column %d: %s", err.line, err.column,
-			   err.text);
+	if (r < 0)
 		return NVML_ERROR_UNKNOWN;
-	}
 	memset(n, 0, sizeof(*n));
 	if (parse_node(&p, doc, n) < 0)
 		return NVML_ERROR_UNKNOWN;
