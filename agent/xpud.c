@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/nvidia.h"
 #include "core/config.h"
 #include "daemon/manager.h"
 #include "shared/log.h"
@@ -134,6 +135,10 @@ int main(int argc, char *argv[])
 	_cleanup_free_ char *sim_dir = NULL;
 	const char *simulate = NULL, *check = NULL;
 	int c, r;
+
+	/* A helper mode, not an option for people: see nvidia_cuda_probe_main(). */
+	if (argc == 3 && streq(argv[1], "--cuda-probe"))
+		return nvidia_cuda_probe_main(argv[2], stdout);
 
 	log_setup(LOG_TARGET_AUTO);
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {

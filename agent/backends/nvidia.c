@@ -12,6 +12,10 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/nvidia.h"
 #include "backends/nvidia-cuda.h"
 #include "backends/nvidia-nvml.h"
 #include "backends/nvidia-xid.h"
@@ -152,8 +157,9 @@ struct nvidia {
 	struct nvidia_sticky sticky[NVML_MAX_GPUS];
 	size_t n_sticky;
 
-	/* CUDA: cuInit costs ~200 ms on an H100, so it runs on its own thread after the first
-	 * inventory; its facts are merged by the rescan it asks for when it is done. */
+	/* CUDA: cuInit costs ~200 ms and tens of MiB, so it runs in a short-lived child process,
+	 * started by a thread after the first inventory; its facts are merged by the rescan it
+	 * asks for when it is done. */
 	char *cuda_path; /* NULL: not used */
 	pthread_t cuda_thread;
 	bool cuda_thread_started;
@@ -1049,10 +1055,14 @@ static void *event_thread(void *userdata)
 	return NULL;
 }
 
-/* Loads the CUDA driver API, runs cuInit and reads what NVML does not say. Own thread. */
-static void *cuda_thread(void *userdata)
+/*
+ * The CUDA probe, run as "xpud --cuda-probe LIBRARY" in a short-lived child: cuInit maps and
+ * keeps tens of MiB and threads of its own, which a daemon that aims at a few MiB must not
+ * carry. Prints "init_ms N" or "error TEXT", then one "gpu ADDR ORDINAL SMS THREADS L2 CLOCK"
+ * line per device. Returns the exit status.
+ */
+int nvidia_cuda_probe_main(const char *library, FILE *out)
 {
-	struct nvidia *nv = userdata;
 	struct {
 		CUresult (*init)(unsigned int);
 		CUresult (*count)(int *);
@@ -1067,54 +1077,122 @@ static void *cuda_thread(void *userdata)
 		{ (void **)&cu.bus_id, "cuDeviceGetPCIBusId" },
 		{ (void **)&cu.attribute, "cuDeviceGetAttribute" },
 	};
-	struct nvidia_event done = { .cuda_done = true };
+	static const CUdevice_attribute attrs[] = {
+		CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+		CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
+		CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
+		CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
+	};
+	_cleanup_free_ char *reason = NULL;
 	struct timespec t0, t1;
-	char *reason = NULL;
 	void *dl = NULL;
 	int count = 0;
 	CUresult r;
 
-	if (dlopen_many(nv->cuda_path, syms, ELEMENTSOF(syms), &dl, &reason) < 0) {
-		nv->cuda_error = reason;
-		goto out;
+	if (dlopen_many(library, syms, ELEMENTSOF(syms), &dl, &reason) < 0) {
+		fprintf(out, "error %s\n", reason ?: library);
+		return 1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = cu.init(0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	nv->cuda_init_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	if (r != CUDA_SUCCESS || cu.count(&count) != CUDA_SUCCESS) {
-		if (asprintf(&nv->cuda_error, "cuInit failed (CUDA error %d)", r) < 0)
-			nv->cuda_error = NULL;
-		goto out;
+		fprintf(out, "error cuInit failed (CUDA error %d)\n", r);
+		return 1;
 	}
-	for (int i = 0; i < count && nv->n_cuda < NVML_MAX_GPUS; i++) {
-		struct cuda_fact *f = &nv->cuda[nv->n_cuda];
-		char bus[32];
+	fprintf(out, "init_ms %ld\n",
+		(long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	for (int i = 0; i < count; i++) {
+		int v[ELEMENTSOF(attrs)];
+		char bus[32], addr[13];
 		CUdevice dev;
 
 		if (cu.get(&dev, i) != CUDA_SUCCESS ||
 		    cu.bus_id(bus, (int)sizeof(bus), dev) != CUDA_SUCCESS ||
-		    parse_pci_address(bus, f->addr) < 0)
+		    parse_pci_address(bus, addr) < 0)
 			continue;
-		f->ordinal = i;
-		if (cu.attribute(&f->multiprocessors, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-				 dev) != CUDA_SUCCESS)
-			f->multiprocessors = 0;
-		if (cu.attribute(&f->max_threads_per_sm,
-				 CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
-				 dev) != CUDA_SUCCESS)
-			f->max_threads_per_sm = 0;
-		if (cu.attribute(&f->l2_bytes, CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev) !=
-		    CUDA_SUCCESS)
-			f->l2_bytes = 0;
-		if (cu.attribute(&f->clock_khz, CU_DEVICE_ATTRIBUTE_CLOCK_RATE, dev) !=
-		    CUDA_SUCCESS)
-			f->clock_khz = 0;
-		nv->n_cuda++;
+		for (size_t k = 0; k < ELEMENTSOF(attrs); k++)
+			if (cu.attribute(&v[k], attrs[k], dev) != CUDA_SUCCESS || v[k] < 0)
+				v[k] = 0;
+		fprintf(out, "gpu %s %d %d %d %d %d\n", addr, i, v[0], v[1], v[2], v[3]);
 	}
+	return fflush(out) == 0 ? 0 : 1;
+}
+
+/* Parses the probe's answer into nv->cuda[] (or nv->cuda_error). */
+static void cuda_parse(struct nvidia *nv, char *text)
+{
+	char *line, *save = NULL;
+
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct cuda_fact f = {};
+		char addr[16];
+
+		if (strncmp(line, "error ", 6) == 0 && !nv->cuda_error) {
+			nv->cuda_error = strdup(line + 6);
+		} else if (sscanf(line, "init_ms %ld", &nv->cuda_init_ms) == 1) {
+			continue;
+		} else if (nv->n_cuda < NVML_MAX_GPUS &&
+			   sscanf(line, "gpu %15s %d %d %d %d %d", addr, &f.ordinal,
+				  &f.multiprocessors, &f.max_threads_per_sm, &f.l2_bytes,
+				  &f.clock_khz) == 6 &&
+			   parse_pci_address(addr, f.addr) >= 0) {
+			nv->cuda[nv->n_cuda++] = f;
+		}
+	}
+	if (!nv->cuda_error && nv->cuda_init_ms == 0 && nv->n_cuda == 0)
+		nv->cuda_error = strdup("the CUDA probe gave no answer");
+}
+
+/* Runs the probe in a child and reads its answer (30 s at most). Own thread. */
+static void *cuda_thread(void *userdata)
+{
+	struct nvidia *nv = userdata;
+	struct nvidia_event done = { .cuda_done = true };
+	char *argv[] = { (char *)"xpud", (char *)"--cuda-probe", nv->cuda_path, NULL };
+	posix_spawn_file_actions_t fa;
+	char buf[16384];
+	size_t len = 0;
+	int fds[2], status;
+	pid_t pid = -1;
+	long long deadline;
+
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		nv->cuda_error = strdup("cannot create a pipe for the CUDA probe");
+		goto out;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(fds[1]);
+	if (pid < 0) {
+		close(fds[0]);
+		nv->cuda_error = strdup("cannot start the CUDA probe");
+		goto out;
+	}
+	deadline = 30000;
+	while (len < sizeof(buf) - 1 && deadline > 0) {
+		struct pollfd p = { .fd = fds[0], .events = POLLIN };
+		ssize_t k;
+
+		if (poll(&p, 1, 100) == 0) {
+			deadline -= 100;
+			continue;
+		}
+		k = read(fds[0], buf + len, sizeof(buf) - 1 - len);
+		if (k <= 0)
+			break;
+		len += (size_t)k;
+	}
+	close(fds[0]);
+	if (deadline <= 0)
+		kill(pid, SIGKILL);
+	(void)waitpid(pid, &status, 0);
+	buf[len] = '\0';
+	cuda_parse(nv, buf);
 out:
-	/* The library stays loaded: CUDA keeps threads of its own once initialised. */
-	(void)dl;
 	atomic_store(&nv->cuda_finished, true);
 	event_send(nv, &done);
 	return NULL;
@@ -1183,7 +1261,8 @@ static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
 		if (nv->cuda_error)
 			log_info("The CUDA driver API adds nothing: %s.", nv->cuda_error);
 		else
-			log_info("CUDA driver API: %zu GPUs (cuInit took %ld ms, after READY).",
+			log_info("CUDA driver API: %zu GPUs (cuInit took %ld ms in a helper "
+				 "process, after READY).",
 				 nv->n_cuda, nv->cuda_init_ms);
 		*rescan = true; /* merge its facts */
 		return 0;

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The NVIDIA backend's entry points besides its ops. */
+#pragma once
+
+#include <stdio.h>
+
+/*
+ * "xpud --cuda-probe LIBRARY": loads the CUDA driver API, runs cuInit and prints what it says of
+ * each GPU to @out (the format is private to nvidia.c). Runs in a short-lived child of xpud so
+ * that the daemon never carries CUDA's memory. Returns the exit status.
+ */
+int nvidia_cuda_probe_main(const char *library, FILE *out);
