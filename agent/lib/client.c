@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "client-internal.h"
 #include "shared/macro.h"
 #include "xpu/client.h"
 
@@ -328,6 +329,19 @@ struct reader {
 	char buf[READ_BUF_SIZE];
 };
 
+/* A reader for a connection that is yet to be set in ->fd. */
+static struct reader *reader_new(bool interruptible)
+{
+	struct reader *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->fd = -EBADF;
+	r->interruptible = interruptible;
+	r->start = r->end = 0;
+	return r;
+}
+
 static struct reader *reader_free(struct reader *r)
 {
 	if (r) {
@@ -374,7 +388,8 @@ static int reader_fill(struct reader *r)
 static int reader_line(struct reader *r, char **ret_line, size_t *ret_len)
 {
 	for (;;) {
-		char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+		size_t have = r->end - r->start;
+		char *nl = memchr(r->buf + r->start, '\n', have);
 		int k;
 
 		if (nl) {
@@ -393,7 +408,14 @@ static int reader_line(struct reader *r, char **ret_line, size_t *ret_len)
 			*ret_len = len;
 			return 0;
 		}
-		if (r->end - r->start > HTTP_LINE_MAX)
+		/*
+		 * Too long already, whatever follows; but a CR at the end may be half of a CRLF
+		 * still on its way, which the limit does not count: where reads split an answer
+		 * must not change how it parses.
+		 */
+		if (have > 0 && r->buf[r->end - 1] == '\r')
+			have--;
+		if (have > HTTP_LINE_MAX)
 			return -EMSGSIZE;
 
 		k = reader_fill(r);
@@ -606,7 +628,7 @@ static int read_head(struct reader *r, struct response_head *ret)
 		}
 
 		/* We never ask to switch protocols; other 1xx answers precede the real one. */
-		if (h.status == 101 || interim + 1 >= INTERIM_MAX)
+		if (h.status == 101 || interim + 1 > INTERIM_MAX)
 			return -EBADMSG;
 	}
 }
@@ -743,25 +765,19 @@ static void client_set_error(struct xpu_client *c, int status, json_t *doc)
 	c->last_error = json_incref(doc);
 }
 
-/* Sends one request and reads the answer's head; the reader then holds the connection. */
+/* Sends one request; the reader then holds the connection, ready for the answer. */
 static int client_exchange(struct xpu_client *c, const char *method, const char *path,
-			   const json_t *body, bool stream, struct reader **ret_reader,
-			   struct response_head *ret_head)
+			   const json_t *body, bool stream, struct reader **ret_reader)
 {
 	_cleanup_(reader_freep) struct reader *r = NULL;
-	struct response_head h;
 	int k;
 
 	if (!method_is_valid(method) || !path_is_valid(path))
 		return -EINVAL;
 
-	r = malloc(sizeof(*r));
+	r = reader_new(stream);
 	if (!r)
 		return -ENOMEM;
-	r->fd = -EBADF;
-	r->interruptible = stream;
-	r->start = r->end = 0;
-
 	k = client_acquire_fd(c, stream, &r->fd);
 	if (k < 0)
 		return k;
@@ -769,12 +785,8 @@ static int client_exchange(struct xpu_client *c, const char *method, const char 
 			 stream ? "application/x-ndjson" : "application/json", stream);
 	if (k < 0)
 		return k;
-	k = read_head(r, &h);
-	if (k < 0)
-		return k;
 
 	*ret_reader = TAKE_PTR(r);
-	*ret_head = h;
 	return 0;
 }
 
@@ -860,6 +872,132 @@ static int stream_sink(const char *p, size_t n, void *userdata)
 	return 0;
 }
 
+/* ---- reading an answer ------------------------------------------------------------------ */
+
+/* Reads the answer to a plain request from @r: the head, then one JSON document. */
+static int client_read_answer(struct xpu_client *c, struct reader *r, int *ret_status,
+			      json_t **ret_doc)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	struct response_head h;
+	int k;
+
+	k = read_head(r, &h);
+	if (k < 0)
+		return k;
+	k = read_document(r, &h, &doc);
+	if (k < 0)
+		return k;
+
+	client_set_error(c, h.status, doc);
+	if (ret_status)
+		*ret_status = h.status;
+	if (ret_doc)
+		*ret_doc = TAKE_PTR(doc);
+	return 0;
+}
+
+/* Reads the answer to a stream request from @r, calling @cb for each document. */
+static int client_read_stream(struct xpu_client *c, struct reader *r, xpu_client_event_cb cb,
+			      void *userdata)
+{
+	struct stream_ctx s = { .cb = cb, .userdata = userdata };
+	struct response_head h;
+	int k;
+
+	k = read_head(r, &h);
+	if (k < 0)
+		return k;
+
+	if (h.status < 200 || h.status > 299) {
+		_cleanup_json_ json_t *doc = NULL;
+
+		k = read_document(r, &h, &doc);
+		if (k < 0)
+			return k;
+		client_set_error(c, h.status, doc);
+		return status_to_errno(h.status);
+	}
+
+	k = read_body(r, &h, stream_sink, &s);
+	/* A last document without its newline still counts when the stream ended cleanly. */
+	if (k == 0 && s.line.len > 0)
+		k = stream_dispatch(&s, s.line.data, s.line.len);
+	buffer_done(&s.line);
+	if (s.stopped)
+		return s.cb_ret;
+	return k < 0 ? k : 0;
+}
+
+/* ---- internal entry points (client-internal.h; not exported) ---------------------------- */
+
+static int client_alloc(const char *socket_path, struct xpu_client **ret)
+{
+	_cleanup_(xpu_client_freep) struct xpu_client *c = NULL;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -EBADF;
+	c->socket_path = strdup(xpu_client_socket_path(socket_path));
+	if (!c->socket_path)
+		return -ENOMEM;
+
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int client_new_unconnected(const char *socket_path, struct xpu_client **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	return client_alloc(socket_path, ret);
+}
+
+/* Wraps @fd, which is consumed whatever happens, in a reader with no request sent on it. */
+static int client_adopt_fd(struct xpu_client *c, int fd, bool stream, struct reader **ret)
+{
+	_cleanup_close_ int owned = fd;
+	struct reader *r;
+
+	if (!c || fd < 0)
+		return -EINVAL;
+	r = reader_new(stream);
+	if (!r)
+		return -ENOMEM;
+	r->fd = TAKE_FD(owned);
+	*ret = r;
+	return 0;
+}
+
+int client_request_fd(struct xpu_client *c, int fd, int *ret_status, json_t **ret_doc)
+{
+	_cleanup_(reader_freep) struct reader *r = NULL;
+	int k;
+
+	k = client_adopt_fd(c, fd, false, &r);
+	if (k < 0)
+		return k;
+	client_clear_error(c);
+	return client_read_answer(c, r, ret_status, ret_doc);
+}
+
+int client_stream_fd(struct xpu_client *c, int fd, xpu_client_event_cb cb, void *userdata)
+{
+	_cleanup_(reader_freep) struct reader *r = NULL;
+	int k;
+
+	if (!cb) {
+		safe_close(fd);
+		return -EINVAL;
+	}
+	k = client_adopt_fd(c, fd, true, &r);
+	if (k < 0)
+		return k;
+	client_clear_error(c);
+	return client_read_stream(c, r, cb, userdata);
+}
+
 /* ---- public API ------------------------------------------------------------------------- */
 
 _public_ const char *xpu_client_socket_path(const char *socket_path)
@@ -882,14 +1020,9 @@ _public_ int xpu_client_new(const char *socket_path, struct xpu_client **ret)
 	if (!ret)
 		return -EINVAL;
 
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->fd = -EBADF;
-	c->socket_path = strdup(xpu_client_socket_path(socket_path));
-	if (!c->socket_path)
-		return -ENOMEM;
-
+	r = client_alloc(socket_path, &c);
+	if (r < 0)
+		return r;
 	r = socket_connect(c->socket_path, &c->fd);
 	if (r < 0)
 		return r;
@@ -913,63 +1046,32 @@ _public_ int xpu_client_request(struct xpu_client *c, const char *method, const 
 				const json_t *body, int *ret_status, json_t **ret_doc)
 {
 	_cleanup_(reader_freep) struct reader *r = NULL;
-	_cleanup_json_ json_t *doc = NULL;
-	struct response_head h;
 	int k;
 
 	if (!c || !method || !path)
 		return -EINVAL;
 	client_clear_error(c);
 
-	k = client_exchange(c, method, path, body, false, &r, &h);
+	k = client_exchange(c, method, path, body, false, &r);
 	if (k < 0)
 		return k;
-	k = read_document(r, &h, &doc);
-	if (k < 0)
-		return k;
-
-	client_set_error(c, h.status, doc);
-	if (ret_status)
-		*ret_status = h.status;
-	if (ret_doc)
-		*ret_doc = TAKE_PTR(doc);
-	return 0;
+	return client_read_answer(c, r, ret_status, ret_doc);
 }
 
 _public_ int xpu_client_stream(struct xpu_client *c, const char *path, xpu_client_event_cb cb,
 			       void *userdata)
 {
 	_cleanup_(reader_freep) struct reader *r = NULL;
-	struct stream_ctx s = { .cb = cb, .userdata = userdata };
-	struct response_head h;
 	int k;
 
 	if (!c || !path || !cb)
 		return -EINVAL;
 	client_clear_error(c);
 
-	k = client_exchange(c, "GET", path, NULL, true, &r, &h);
+	k = client_exchange(c, "GET", path, NULL, true, &r);
 	if (k < 0)
 		return k;
-
-	if (h.status < 200 || h.status > 299) {
-		_cleanup_json_ json_t *doc = NULL;
-
-		k = read_document(r, &h, &doc);
-		if (k < 0)
-			return k;
-		client_set_error(c, h.status, doc);
-		return status_to_errno(h.status);
-	}
-
-	k = read_body(r, &h, stream_sink, &s);
-	/* A last document without its newline still counts when the stream ended cleanly. */
-	if (k == 0 && s.line.len > 0)
-		k = stream_dispatch(&s, s.line.data, s.line.len);
-	buffer_done(&s.line);
-	if (s.stopped)
-		return s.cb_ret;
-	return k < 0 ? k : 0;
+	return client_read_stream(c, r, cb, userdata);
 }
 
 _public_ int xpu_client_last_error(const struct xpu_client *c, const char **ret_message)

@@ -240,7 +240,11 @@ static pid_t start_xpud(const char *bin, const char *root, const char *sock)
 }
 
 /* Milliseconds from fork to the first successful connect (xpud binds after its first scan). */
-static double ready_ms(const char *bin, const char *root, const char *sock, const char *nvml)
+static long rss_kib(pid_t pid);
+
+/* @ret_rss: xpud's RSS once it answered and its CUDA probe (if any) had time to finish. */
+static double ready_ms(const char *bin, const char *root, const char *sock, const char *nvml,
+		      long *ret_rss)
 {
 	char desc[4096];
 	double start = now_us();
@@ -276,6 +280,10 @@ static double ready_ms(const char *bin, const char *root, const char *sock, cons
 			(void)round_trip(fd, buf, sizeof(buf), &size);
 			ms = (now_us() - start) / 1000.0;
 			close(fd);
+			if (ret_rss) {
+				usleep(600 * 1000);
+				*ret_rss = rss_kib(pid);
+			}
 			kill(pid, SIGTERM);
 			waitpid(pid, NULL, 0);
 			return ms;
@@ -573,11 +581,24 @@ int main(int argc, char *argv[])
 
 	if (argc > 3) {
 		double with[5], without[5];
+		char cuda[4096], *slash;
+		long nvml_rss = 0;
 
-		for (int i = 0; i < 5; i++) {
-			without[i] = ready_ms(argv[1], root, sock, NULL);
-			with[i] = ready_ms(argv[1], root, sock, argv[3]);
+		/* the CUDA fake beside the NVML one: the helper process runs as it would */
+		snprintf(cuda, sizeof(cuda), "%s", argv[3]);
+		slash = strrchr(cuda, '/');
+		if (slash && access(argv[3], R_OK) == 0) {
+			strcpy(slash + 1, "libcuda.so.1");
+			setenv("XPU_CUDA_LIBRARY", cuda, 1);
 		}
+		for (int i = 0; i < 5; i++) {
+			without[i] = ready_ms(argv[1], root, sock, NULL, NULL);
+			with[i] = ready_ms(argv[1], root, sock, argv[3], i == 0 ? &nvml_rss : NULL);
+		}
+		unsetenv("XPU_CUDA_LIBRARY");
+		printf("| xpud RSS, HGX with NVML (fake), events thread, CUDA probed | %.2f MiB | "
+		       "- | - | < 8 MiB |\n",
+		       (double)nvml_rss / 1024.0);
 		printf("| start to first answer, HGX, with NVML (fake), median of 5 | %.1f ms | "
 		       "sysfs only: %.1f ms | %.2fx | - |\n",
 		       percentile(with, 5, 0.5), percentile(without, 5, 0.5),
