@@ -96,15 +96,23 @@ size_t api_n_streams(const struct api *a)
 	return a->n_streams;
 }
 
+/* Serialises @doc compactly, taking its reference (NULL in, NULL out). Caller frees. */
+static char *dump_steal(json_t *doc)
+{
+	char *s;
+
+	if (!doc)
+		return NULL;
+	s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	return s;
+}
+
 /* Serialises and queues @doc; takes the reference. */
 static int reply_json(struct http_conn *c, int status, json_t *doc, const char *extra_headers)
 {
-	_cleanup_free_ char *body = NULL;
+	_cleanup_free_ char *body = dump_steal(doc);
 
-	if (!doc)
-		return -ENOMEM;
-	body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(doc);
 	if (!body)
 		return -ENOMEM;
 	return http_conn_reply(c, status, "application/json", extra_headers, body, strlen(body));
@@ -146,13 +154,9 @@ static void stream_closed(struct http_conn *c, void *userdata)
 
 static int send_line(struct http_conn *c, json_t *doc)
 {
-	_cleanup_free_ char *line = NULL;
+	_cleanup_free_ char *line = dump_steal(doc);
 	size_t n;
 
-	if (!doc)
-		return -ENOMEM;
-	line = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(doc);
 	if (!line)
 		return -ENOMEM;
 	n = strlen(line);
@@ -192,16 +196,11 @@ static int start_stream(struct api *a, struct http_conn *c)
 void api_broadcast(struct api *a, const struct inventory_event *ev)
 {
 	_cleanup_free_ char *line = NULL;
-	json_t *doc;
 	size_t n;
 
 	if (!a->streams)
 		return;
-	doc = view_event(ev);
-	if (!doc)
-		return;
-	line = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(doc);
+	line = dump_steal(view_event(ev));
 	if (!line)
 		return;
 	n = strlen(line);
@@ -291,13 +290,8 @@ static int reply_cached(struct api *a, struct http_conn *c, enum cached_doc whic
 	uint64_t gen = inventory_generation(a->ctx.inventory);
 
 	if (!e->body || e->seq != seq || e->generation != gen) {
-		json_t *doc = build_doc(a, which);
-		char *body;
+		char *body = dump_steal(build_doc(a, which));
 
-		if (!doc)
-			return -ENOMEM;
-		body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(doc);
 		if (!body)
 			return -ENOMEM;
 		free(e->body);
