@@ -1351,6 +1351,57 @@ static int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_up
 	return 0;
 }
 
+struct init_call {
+	nvmlReturn_t (*init)(void);
+	nvmlReturn_t result;
+	atomic_bool done;
+	atomic_int refs;
+};
+
+static void *init_thread(void *userdata)
+{
+	struct init_call *c = userdata;
+
+	c->result = c->init();
+	atomic_store(&c->done, true);
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		free(c);
+	return NULL;
+}
+
+/*
+ * nvmlInit_v2 with a bound: it talks to the driver, which can hang (a GPU in trouble, a driver
+ * being reloaded), and xpud must still come up and serve what sysfs sees. NVML_ERROR_TIMEOUT
+ * when it did not return within 10 s.
+ */
+static nvmlReturn_t nvml_init_bounded(const struct nvml *api)
+{
+	struct init_call *c = calloc(1, sizeof(*c));
+	struct timespec deadline;
+	nvmlReturn_t r;
+	pthread_t t;
+
+	if (!c)
+		return NVML_ERROR_MEMORY;
+	c->init = api->init;
+	atomic_init(&c->refs, 2);
+	if (pthread_create(&t, NULL, init_thread, c) != 0) {
+		free(c);
+		return api->init();
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	if (pthread_timedjoin_np(t, NULL, &deadline) != 0) {
+		pthread_detach(t);
+		if (atomic_fetch_sub(&c->refs, 1) == 1)
+			free(c);
+		return NVML_ERROR_TIMEOUT;
+	}
+	r = c->result;
+	free(c);
+	return r;
+}
+
 static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 {
 	_cleanup_free_ struct nvidia *nv = NULL;
@@ -1416,7 +1467,12 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		*ret_reason = reason;
 		return k;
 	}
-	r = nv->api.init();
+	r = nvml_init_bounded(&nv->api);
+	if (r == NVML_ERROR_TIMEOUT) {
+		/* Stuck in the driver: leave the library loaded for the thread still in it. */
+		*ret_reason = strdup("nvmlInit_v2 did not return within 10 s");
+		return -ETIMEDOUT;
+	}
 	if (r != NVML_SUCCESS) {
 		if (asprintf(ret_reason, "nvmlInit_v2 failed: %s", nvml_error(&nv->api, r)) < 0)
 			*ret_reason = NULL;
