@@ -9,7 +9,7 @@
 #pragma once
 
 /* The top-level object. */
-#define FAKE_NODE_NVML_KEYS "driver_version", "cuda_version", "init_error", "gpus"
+#define FAKE_NODE_NVML_KEYS "driver_version", "cuda_version", "init_error", "init_hang_ms", "gpus"
 #define FAKE_NODE_CUDA_KEYS "cuda_init_ms", "cuda_init_error"
 
 /* One entry of "gpus". */

@@ -270,6 +270,7 @@ struct fake_node {
 	char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
 	int cuda_version;
 	nvmlReturn_t init_error;
+	long long init_hang_ms; /* nvmlInit_v2 sleeps this long before answering */
 	unsigned n_gpus;
 	struct fake_gpu gpus[FAKE_MAX_GPUS];
 };
@@ -667,6 +668,9 @@ static int parse_node(struct fake_json_parser *p, json_t *doc, struct fake_node 
 	if (r >= 0)
 		r = fake_json_get_string(p, doc, "init_error", false, sizeof(init_error),
 					 init_error);
+	if (r >= 0)
+		r = fake_json_get_integer(p, doc, "init_hang_ms", false, 0, 3600000,
+					  &n->init_hang_ms, NULL);
 	if (r >= 0 && init_error[0]) {
 		const struct fake_error *e = fake_error_by_name(init_error);
 
@@ -717,9 +721,12 @@ static nvmlReturn_t load_node(struct fake_node *n)
 
 static void events_end_session(void);
 
+static void sleep_ms(unsigned ms);
+
 nvmlReturn_t nvmlInit_v2(void)
 {
 	_cleanup_free_ struct fake_node *n = NULL;
+	long long hang = 0;
 	nvmlReturn_t r;
 
 	pthread_mutex_lock(&fake_lock);
@@ -737,7 +744,12 @@ nvmlReturn_t nvmlInit_v2(void)
 		init_count = 1;
 		generation++;
 	}
+	if (n)
+		hang = n->init_hang_ms;
 	pthread_mutex_unlock(&fake_lock);
+	/* a driver that takes its time (or hangs): the answer comes after the sleep */
+	if (hang > 0)
+		sleep_ms((unsigned)hang);
 	return r;
 }
 

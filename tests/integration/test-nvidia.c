@@ -253,6 +253,34 @@ static void test_missing_library(void **state)
 	test_xpud_free(x);
 }
 
+static void test_init_hangs(void **state)
+{
+	char *root = test_fixture_new("real-h100-vm"), desc[4096];
+	struct test_xpud *x;
+	json_t *doc, *b, *d;
+
+	/* a driver whose nvmlInit_v2 does not come back for 12 s */
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	doc = json_load_file(desc, 0, NULL);
+	assert_non_null(doc);
+	assert_int_equal(json_object_set_new(doc, "init_hang_ms", json_integer(12000)), 0);
+	assert_int_equal(json_dump_file(doc, desc, JSON_COMPACT), 0);
+	json_decref(doc);
+
+	/* xpud gives up after its 10 s bound (had it waited the driver's 12, NVML would be up) */
+	x = test_xpud_start_nvml(root, NULL, NULL);
+	b = backend(x, "nvidia", &doc);
+	assert_false(json_is_true(json_object_get(b, "available")));
+	assert_string_equal(str(b, "reason"), "nvmlInit_v2 did not return within 10 s");
+	json_decref(doc);
+	/* and the GPU is served from sysfs */
+	d = device(x, "0000:00:06.0");
+	assert_string_equal(str(d, "backend"), "pci");
+	json_decref(d);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 static void inject(const char *root, const char *line)
 {
 	char fifo[4096];
@@ -371,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_old_library),
 		cmocka_unit_test(test_missing_library),
 		cmocka_unit_test(test_xid_events),
+		cmocka_unit_test(test_init_hangs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
