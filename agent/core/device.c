@@ -272,7 +272,10 @@ static int fill_string(char **rich, const char *generic)
 
 static int fill_strv(char ***rich, char *const *generic)
 {
-	return *rich && **rich ? 0 : (strv_free(*rich), *rich = NULL, strv_copy(generic, rich));
+	if (strv_length(*rich) > 0)
+		return 0;
+	*rich = strv_free(*rich);
+	return strv_copy(generic, rich);
 }
 
 int device_merge(struct xpu_device *rich, const struct xpu_device *generic)

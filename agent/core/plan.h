@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The slice planner: turns devices into schedulable slices, and slices into capacity per
- * resource name. Today every device is offered whole; MIG instances, partitions, replicas and
- * memory shares plug in here. Pure functions over plain structs.
+ * resource name. A device is offered whole, or as the partitions its backend reports (MIG
+ * instances); replicas and memory shares plug in here. Pure functions over plain structs.
  */
 #pragma once
 
