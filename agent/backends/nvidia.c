@@ -17,6 +17,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -156,10 +157,13 @@ struct nvidia {
 	size_t n_registered;
 	struct nvidia_sticky sticky[NVML_MAX_GPUS];
 	size_t n_sticky;
+	/* The PCI address each NVML index answered with last (main thread only): a refresh asks
+	 * that index first instead of querying every GPU until one matches. */
+	char index_addr[NVML_MAX_GPUS][13];
 
-	/* CUDA: cuInit costs ~200 ms and tens of MiB, so it runs in a short-lived child process,
-	 * started by a thread after the first inventory; its facts are merged by the rescan it
-	 * asks for when it is done. */
+	/* CUDA: cuInit costs ~200 ms and ~7 MiB resident (H100, driver 580), so it runs in a
+	 * short-lived child process, started by a thread after the first inventory; its facts are
+	 * merged by the rescan it asks for when it is done. */
 	char *cuda_path; /* NULL: not used */
 	pthread_t cuda_thread;
 	bool cuda_thread_started;
@@ -836,6 +840,8 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 	(void)run_queries(nv, qs, n);
 
 	for (size_t i = 0; i < n; i++) {
+		if (atomic_load(&qs[i]->addr_known))
+			memcpy(nv->index_addr[qs[i]->index], qs[i]->addr, 13);
 		if (atomic_load(&qs[i]->done) && qs[i]->dev) {
 			ok[n_ok++] = qs[i];
 		} else if (!atomic_load(&qs[i]->done)) {
@@ -952,7 +958,7 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	struct nvidia *nv = b->userdata;
 	struct gpu_query *q;
-	unsigned count = 0;
+	unsigned count = 0, hint = UINT_MAX;
 	int k = -ENODEV;
 
 	reap_stuck(nv);
@@ -969,8 +975,16 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 						    NVML_QUERY_TIMEOUT_USEC / 1000);
 	if (nv->api.count(&count) != NVML_SUCCESS)
 		return -EIO;
-	for (unsigned i = 0; i < MIN(count, NVML_MAX_GPUS) && k == -ENODEV; i++) {
-		if (nv->stuck[i])
+	count = MIN(count, NVML_MAX_GPUS);
+	/* The index this GPU answered at last time first (one query, not one per GPU before it);
+	 * the others only when the order has changed. */
+	for (unsigned i = 0; i < count; i++)
+		if (streq(nv->index_addr[i], d->id))
+			hint = i;
+	for (unsigned j = 0; j <= count && k == -ENODEV; j++) {
+		unsigned i = j == 0 ? hint : j - 1;
+
+		if (i >= count || (j > 0 && i == hint) || nv->stuck[i])
 			continue;
 		q = calloc(1, sizeof(*q));
 		if (!q)
@@ -979,6 +993,8 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		q->api = &nv->api;
 		q->index = i;
 		(void)run_queries(nv, &q, 1);
+		if (atomic_load(&q->addr_known))
+			memcpy(nv->index_addr[i], q->addr, 13);
 		if (!atomic_load(&q->addr_known) && atomic_load(&q->done)) {
 			char addr[13];
 
@@ -1056,9 +1072,9 @@ static void *event_thread(void *userdata)
 }
 
 /*
- * The CUDA probe, run as "xpud --cuda-probe LIBRARY" in a short-lived child: cuInit maps and
- * keeps tens of MiB and threads of its own, which a daemon that aims at a few MiB must not
- * carry. Prints "init_ms N" or "error TEXT", then one "gpu ADDR ORDINAL SMS THREADS L2 CLOCK"
+ * The CUDA probe, run as "xpud --cuda-probe LIBRARY" in a short-lived child: loading libcuda and
+ * cuInit keep ~7 MiB resident (H100, driver 580; docs/performance.md) and threads of their own,
+ * which a daemon that aims at a few MiB must not carry. Prints "init_ms N" or "error TEXT", then one "gpu ADDR ORDINAL SMS THREADS L2 CLOCK"
  * line per device. Returns the exit status.
  */
 int nvidia_cuda_probe_main(const char *library, FILE *out)

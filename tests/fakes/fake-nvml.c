@@ -264,6 +264,8 @@ struct fake_gpu {
 	nvmlReturn_t error[_FN_MAX];
 	unsigned hang_all_ms;
 	unsigned hang_ms[_FN_MAX];
+
+	unsigned handle_calls; /* nvmlDeviceGetHandleByIndex_v2 for this index: fake_nvml_handle_calls */
 };
 
 struct fake_node {
@@ -961,6 +963,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
 	if (index >= node.n_gpus || !device)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	gpu = &node.gpus[index];
+	gpu->handle_calls++;
 	r = gpu_hang(gpu, FN_HANDLE_BY_INDEX);
 	if (r == NVML_SUCCESS)
 		r = gpu_error(gpu, FN_HANDLE_BY_INDEX);
@@ -1200,6 +1203,21 @@ nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned i
 		}
 	fill_pci_info(pci, remote, device_id, subsystem_id);
 	return leave(NVML_SUCCESS);
+}
+
+/*
+ * Not NVML: how often the caller asked for the handle of GPU @index, so that a test can tell
+ * how many GPUs a refresh queried (obtained with dlsym from the same dlopen'd library).
+ */
+__attribute__((visibility("default"))) unsigned fake_nvml_handle_calls(unsigned index);
+unsigned fake_nvml_handle_calls(unsigned index)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fake_lock);
+	n = index < node.n_gpus ? node.gpus[index].handle_calls : 0;
+	pthread_mutex_unlock(&fake_lock);
+	return n;
 }
 
 /* ---- added in later drivers: absent from the "old" variant ----------------------------------- */

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The NVIDIA backend driven directly through its ops on the HGX fixture and the fake NVML: what
+ * a health refresh asks of the driver. On a real H100 one GPU's full query costs milliseconds
+ * (the MIG profile calls alone ~0.7 ms each, docs/performance.md), so a refresh of one GPU must
+ * query that GPU, not every GPU NVML lists before it.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "backends/backend.h"
+#include "core/device.h"
+#include "shared/host.h"
+#include "shared/macro.h"
+#include "testutil.h"
+
+#define HGX_GPUS 8
+
+struct ctx {
+	char *root;
+	struct xpu_host *host;
+	struct xpu_backend b;
+	struct device_list list;
+	unsigned (*handle_calls)(unsigned index);
+	void *fake; /* our own reference to the library the backend loaded */
+};
+
+static int setup(void **state)
+{
+	_cleanup_free_ char *json = NULL, *lib = NULL;
+	struct ctx *c = calloc(1, sizeof(*c));
+	char *reason = NULL;
+
+	assert_non_null(c);
+	c->root = test_fixture_new("hgx-h100");
+	assert_int_equal(asprintf(&json, "%s/run/fake-nvml.json", c->root) > 0, 1);
+	assert_int_equal(asprintf(&lib, "%s/libnvidia-ml.so.1", test_env("XPU_FAKE_NVML_DIR")) > 0,
+			 1);
+	setenv("XPU_FAKE_NVML", json, 1);
+	setenv("XPU_NVML_LIBRARY", lib, 1);
+	unsetenv("XPU_CUDA_LIBRARY");
+	assert_int_equal(host_open(c->root, &c->host), 0);
+	c->b.ops = &nvidia_backend_ops;
+	c->b.host = c->host;
+	if (c->b.ops->probe(&c->b, &reason) < 0)
+		fail_msg("nvidia backend unavailable on the fake: %s", reason);
+	c->fake = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+	assert_non_null(c->fake);
+	c->handle_calls = (unsigned (*)(unsigned))dlsym(c->fake, "fake_nvml_handle_calls");
+	assert_non_null(c->handle_calls);
+	assert_int_equal(c->b.ops->enumerate(&c->b, &c->list), 0);
+	assert_int_equal(c->list.n, HGX_GPUS);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	char cmd[4096];
+
+	device_list_clear(&c->list);
+	c->b.ops->close(&c->b);
+	dlclose(c->fake);
+	host_free(c->host);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->root);
+	assert_int_equal(system(cmd), 0);
+	free(c->root);
+	free(c);
+	return 0;
+}
+
+static unsigned total_calls(const struct ctx *c, unsigned *per)
+{
+	unsigned sum = 0;
+
+	for (unsigned i = 0; i < HGX_GPUS; i++)
+		sum += per[i] = c->handle_calls(i);
+	return sum;
+}
+
+/* Refreshing each GPU once asks NVML for each GPU once: the last GPU does not cost eight. */
+static void test_refresh_queries_only_that_gpu(void **state)
+{
+	struct ctx *c = *state;
+	unsigned before[HGX_GPUS], after[HGX_GPUS];
+
+	total_calls(c, before);
+	for (size_t i = 0; i < c->list.n; i++) {
+		assert_int_equal(c->b.ops->refresh(&c->b, c->list.items[i]), 0);
+		assert_string_equal(xpu_health_state_to_string(c->list.items[i]->health.state),
+				    "healthy");
+	}
+	total_calls(c, after);
+	for (unsigned i = 0; i < HGX_GPUS; i++)
+		assert_int_equal(after[i] - before[i], 1);
+}
+
+/* A device NVML does not list (unplugged since): every index is asked, then -ENODEV. */
+static void test_refresh_unknown_device(void **state)
+{
+	struct ctx *c = *state;
+	_cleanup_(device_freep) struct xpu_device *d = device_new();
+	unsigned before[HGX_GPUS], after[HGX_GPUS];
+
+	assert_non_null(d);
+	d->id = strdup("0000:ee:00.0");
+	total_calls(c, before);
+	assert_int_equal(c->b.ops->refresh(&c->b, d), -ENODEV);
+	total_calls(c, after);
+	for (unsigned i = 0; i < HGX_GPUS; i++)
+		assert_int_equal(after[i] - before[i], 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_refresh_queries_only_that_gpu, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_unknown_device, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
