@@ -271,7 +271,7 @@ static json_t *build_doc(struct api *a, enum cached_doc which)
 	case CACHED_SLICES:
 		return view_slices(devs, inventory_slices(a->ctx.inventory));
 	case CACHED_CAPACITY:
-		if (plan_capacity(devs, inventory_slices(a->ctx.inventory), &cap) < 0)
+		if (plan_capacity(devs, inventory_slices(a->ctx.inventory), NULL, &cap) < 0)
 			return NULL;
 		doc = view_capacity(&cap);
 		capacity_list_clear(&cap);

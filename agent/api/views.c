@@ -186,7 +186,7 @@ json_t *view_capacity(const struct capacity_list *l)
 						       l->items[i].resource, "total",
 						       (json_int_t)l->items[i].total, "healthy",
 						       (json_int_t)l->items[i].healthy, "allocatable",
-						       (json_int_t)l->items[i].allocatable)) < 0) {
+						       (json_int_t)l->items[i].free)) < 0) {
 			json_decref(a);
 			return NULL;
 		}

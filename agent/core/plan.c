@@ -99,7 +99,7 @@ static int capacity_cmp(const void *a, const void *b)
 }
 
 int plan_capacity(const struct device_list *devices, const struct slice_list *slices,
-		  struct capacity_list *ret)
+		  const struct ledger *ledger, struct capacity_list *ret)
 {
 	struct capacity_list l = {};
 
@@ -127,7 +127,7 @@ int plan_capacity(const struct device_list *devices, const struct slice_list *sl
 		c->total++;
 		if (healthy) {
 			c->healthy++;
-			c->allocatable++;
+			c->free++;
 		}
 	}
 	if (l.n > 1)

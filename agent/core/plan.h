@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "core/device.h"
+#include "core/policy.h"
 
 struct slice_list {
 	struct xpu_slice **items;
@@ -19,15 +20,61 @@ void slice_list_clear(struct slice_list *l);
 
 /*
  * The slices of every device, in device order: its partitions where the backend reported any
- * (MIG instances), the whole device otherwise. Returns 0 or -ENOMEM.
+ * (MIG instances), the whole device otherwise. Returns 0 or -ENOMEM. (plan_build() with no
+ * policy and no state.)
  */
 int plan_slices(const struct device_list *devices, struct slice_list *ret);
+
+struct policy;
+struct state;
+struct ledger;
+
+/* What one device is offered as now, and what the policy asks for that is not applied yet. */
+struct device_plan {
+	char *device_id;
+	struct offer applied;  /* the offer the device's slices follow */
+	bool has_pending;
+	struct offer pending;  /* valid when has_pending */
+	char *pending_reason;  /* why it is not applied: "2 slices allocated", ...; or NULL */
+};
+
+struct plan {
+	struct slice_list slices;
+	struct device_plan *devices; /* one per device, in device order */
+	size_t n_devices;
+};
+
+void plan_done(struct plan *p);
+
+/*
+ * Plans every device's slices from the offer @pol asks for (NULL: whole), unless the device
+ * has allocated slices (in @st's ledger) under a different offer applied before (in @st): that
+ * offer stays in effect, the policy's is pending, and no allocated slice is withdrawn. Slice
+ * ids are stable for a given device and offer: "<device>" for a whole device, its MIG UUID for
+ * a MIG instance, "<device>/replica-<i>" and "<device>/share-<i>" for replicas and shares.
+ * @st NULL: nothing applied, nothing allocated. Pure: the caller records the result with
+ * plan_commit(). 0 or -ENOMEM.
+ */
+int plan_build(const struct device_list *devs, const struct policy *pol, const struct state *st,
+	       struct plan *ret);
+
+/* Records each device's applied offer of @p in @st (forgetting devices @p does not have).
+ * Returns 1 when @st changed (it needs saving), 0 when not, -ENOMEM. */
+int plan_commit(const struct plan *p, struct state *st);
+
+struct capacity_numa {
+	int node; /* -1: unknown */
+	unsigned total, healthy, allocated, free;
+};
 
 struct capacity {
 	char *resource;
 	unsigned total;
 	unsigned healthy;
-	unsigned allocatable; /* healthy and free (nothing is allocated before the allocator) */
+	unsigned allocated;
+	unsigned free; /* healthy and not allocated */
+	struct capacity_numa *numa; /* per NUMA node of the slices' devices, by node */
+	size_t n_numa;
 };
 
 struct capacity_list {
@@ -36,9 +83,9 @@ struct capacity_list {
 };
 
 /*
- * Counts slices per resource name, sorted by name; a slice is healthy when its device is.
- * Returns 0 or -ENOMEM.
+ * Counts slices per resource name, sorted by name, and per NUMA node within each; a slice is
+ * healthy when its device is, allocated when @ledger (may be NULL) holds it. 0 or -ENOMEM.
  */
 int plan_capacity(const struct device_list *devices, const struct slice_list *slices,
-		  struct capacity_list *ret);
+		  const struct ledger *ledger, struct capacity_list *ret);
 void capacity_list_clear(struct capacity_list *l);

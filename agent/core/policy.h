@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The partition policy: how each device is offered to workloads. Part of xpud.yaml
+ * ("partitions:", an ordered list of rules; the first rule whose selector matches a device
+ * decides), parsed by config.c. Devices no rule matches are offered whole.
+ *
+ * An offer is what the planner (plan.c) turns into slices. The offer in effect for a device (its
+ * "applied" offer) changes only while none of its slices is allocated: a reload that asks for a
+ * different offer leaves it pending until the device is idle.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/device.h"
+
+enum offer_kind {
+	OFFER_WHOLE,	     /* one slice: the device (its backend's partitions if it has any) */
+	OFFER_REPLICAS,	     /* count time-shared slices of the whole device, flagged shared */
+	OFFER_MEMORY_SHARES, /* count slices of share_bytes memory and a compute fraction each */
+	OFFER_MIG,	     /* a declared MIG layout; slices are the instances that exist */
+	OFFER_AMD_PARTITION, /* an AMD compute partition mode (spx, dpx, qpx, cpx) */
+	_OFFER_KIND_MAX,
+	_OFFER_KIND_INVALID = -22,
+};
+
+const char *offer_kind_to_string(enum offer_kind k);
+enum offer_kind offer_kind_from_string(const char *s);
+
+#define OFFER_MAX_COUNT 64 /* replicas or memory shares per device */
+
+struct offer {
+	enum offer_kind kind;
+	unsigned count;	       /* REPLICAS, MEMORY_SHARES */
+	uint64_t share_bytes;  /* MEMORY_SHARES: memory per share; 0: the device's / count */
+	double compute;	       /* MEMORY_SHARES: compute fraction per share; 0: 1 / count */
+	char **mig_profiles;   /* MIG: the instances, e.g. {"1g.10gb" x 7}; NULL-terminated */
+	bool mig_enable;       /* MIG: may enable MIG mode on a GPU where it is disabled */
+	char *amd_mode;	       /* AMD_PARTITION: "spx", "dpx", "qpx", "cpx" */
+	char *resource;	       /* resource name for this offer's slices; NULL: the default */
+};
+
+void offer_done(struct offer *o);
+int offer_copy(const struct offer *src, struct offer *dst);
+bool offer_equal(const struct offer *a, const struct offer *b);
+/* A short human-readable form for the API and logs: "whole", "replicas=4",
+ * "memory-shares=4x20GiB@0.25", "mig=1g.10gb*7", "amd-partition=cpx". Caller frees. */
+char *offer_to_string(const struct offer *o);
+
+/* Which devices a rule applies to; every field given must match (NULL: any). */
+struct selector {
+	bool all;
+	char *vendor; /* "nvidia" */
+	char *model;  /* fnmatch(3) pattern on the model name: "NVIDIA H100*" */
+	char *pci;    /* canonical PCI address */
+	char *uuid;
+};
+
+struct policy_rule {
+	struct selector match;
+	struct offer offer;
+	unsigned line; /* where the rule starts in the file, for messages */
+};
+
+struct policy {
+	struct policy_rule *rules;
+	size_t n_rules;
+};
+
+void policy_done(struct policy *p);
+bool selector_matches(const struct selector *s, const struct xpu_device *d);
+/* The offer the policy asks for @d: the first matching rule's, or whole. Never NULL. */
+const struct offer *policy_offer_for(const struct policy *p, const struct xpu_device *d);
