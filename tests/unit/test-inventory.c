@@ -83,12 +83,12 @@ static void test_events_and_capacity(void **state)
 	assert_string_equal(events[2], "device-removed c");
 	assert_string_equal(events[3], "device-added d");
 
-	assert_int_equal(plan_capacity(inventory_devices(inv), inventory_slices(inv), &cap), 0);
+	assert_int_equal(plan_capacity(inventory_devices(inv), inventory_slices(inv), NULL, &cap), 0);
 	assert_int_equal(cap.n, 1);
 	assert_string_equal(cap.items[0].resource, "nvidia.com/gpu");
 	assert_int_equal(cap.items[0].total, 3);
 	assert_int_equal(cap.items[0].healthy, 2);
-	assert_int_equal(cap.items[0].allocatable, 2);
+	assert_int_equal(cap.items[0].free, 2);
 	capacity_list_clear(&cap);
 
 	/* the same list again: no events */
