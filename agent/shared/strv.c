@@ -145,3 +145,22 @@ int strv_env_set(char ***l, const char *key, const char *value)
 	}
 	return strv_consume(l, s);
 }
+
+char *strv_join(char *const *l, const char *sep)
+{
+	size_t n = 1, k = strlen(sep);
+	char *s, *p;
+
+	for (char *const *i = l; i && *i; i++)
+		n += strlen(*i) + k;
+	p = s = malloc(n);
+	if (!s)
+		return NULL;
+	*p = '\0';
+	for (char *const *i = l; i && *i; i++) {
+		if (i != l)
+			p = stpcpy(p, sep);
+		p = stpcpy(p, *i);
+	}
+	return s;
+}

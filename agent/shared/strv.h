@@ -29,6 +29,8 @@ int strv_consume(char ***l, char *s);
 /* Deep copy; NULL for an empty or NULL input is returned as NULL with 0. */
 int strv_copy(char *const *l, char ***ret);
 bool strv_equal(char *const *a, char *const *b);
+/* The elements joined with @sep; "" for an empty or NULL vector. Caller frees; NULL on OOM. */
+char *strv_join(char *const *l, const char *sep);
 void strv_sort(char **l);
 
 /* "KEY=VALUE" environment helpers. env_get returns a borrowed pointer to VALUE or NULL. */
