@@ -11,6 +11,7 @@
  *   4  xpud's answer was malformed
  */
 #include <errno.h>
+#include <stdint.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #include "shared/macro.h"
+#include "shared/parse.h"
 #include "xpu/client.h"
 
 enum {
@@ -38,6 +40,20 @@ struct ctl {
 	const char *socket_arg; /* --socket, or NULL for $XPUD_SOCKET / the default */
 	bool json;
 	bool legend;
+	/* alloc */
+	bool numa_local;
+	bool connected;
+	const char *device;
+	const char *owner_kind; /* "pid", "unit", "cgroup", "pod" */
+	const char *owner_value;
+	/* fit */
+	const char *memory;
+	const char *compute;
+	const char *count;
+	const char *kind;
+	const char *resource;
+	unsigned n_alloc_options; /* how many of the alloc options were given */
+	unsigned n_fit_options;
 	struct xpu_client *client; /* connected on first use */
 };
 
@@ -107,6 +123,15 @@ static void print_continuation(const char *value)
 	printf("%*s", KEY_WIDTH, "");
 	put_sanitized(value, stdout);
 	putchar('\n');
+}
+
+/* Item @i of a multi-value field: the key on the first line only. */
+static void print_list_item(const char *key, size_t i, const char *value)
+{
+	if (i == 0)
+		print_field(key, value);
+	else
+		print_continuation(value ?: "?");
 }
 
 /* ---- aligned tables --------------------------------------------------------------------- */
@@ -330,27 +355,34 @@ static int daemon_error(int status, const json_t *doc)
 }
 
 /* One request; returns an exit code. *ret_status and *ret_doc are written on CTL_EXIT_OK. */
-static int ctl_request(struct ctl *ctl, const char *method, const char *path, int *ret_status,
-		       json_t **ret_doc)
+static int ctl_request_body(struct ctl *ctl, const char *method, const char *path,
+			    const json_t *body, int *ret_status, json_t **ret_doc)
 {
 	int r;
 
 	r = ctl_connect(ctl);
 	if (r != CTL_EXIT_OK)
 		return r;
-	r = xpu_client_request(ctl->client, method, path, NULL, ret_status, ret_doc);
+	r = xpu_client_request(ctl->client, method, path, body, ret_status, ret_doc);
 	if (r < 0)
 		return transport_error(ctl, r);
 	return CTL_EXIT_OK;
 }
 
 /* A request whose successful answer must be a JSON object. */
-static int ctl_call(struct ctl *ctl, const char *method, const char *path, json_t **ret)
+static int ctl_request(struct ctl *ctl, const char *method, const char *path, int *ret_status,
+		       json_t **ret_doc)
+{
+	return ctl_request_body(ctl, method, path, NULL, ret_status, ret_doc);
+}
+
+static int ctl_call_body(struct ctl *ctl, const char *method, const char *path,
+			 const json_t *body, json_t **ret)
 {
 	_cleanup_json_ json_t *doc = NULL;
 	int status, r;
 
-	r = ctl_request(ctl, method, path, &status, &doc);
+	r = ctl_request_body(ctl, method, path, body, &status, &doc);
 	if (r != CTL_EXIT_OK)
 		return r;
 	if (status < 200 || status > 299)
@@ -360,6 +392,11 @@ static int ctl_call(struct ctl *ctl, const char *method, const char *path, json_
 
 	*ret = TAKE_PTR(doc);
 	return CTL_EXIT_OK;
+}
+
+static int ctl_call(struct ctl *ctl, const char *method, const char *path, json_t **ret)
+{
+	return ctl_call_body(ctl, method, path, NULL, ret);
 }
 
 /* The array @key of @doc, or NULL after reporting a malformed answer. */
@@ -694,7 +731,8 @@ static int verb_slices(struct ctl *ctl, char **args)
 
 static int verb_capacity(struct ctl *ctl, char **args)
 {
-	static const char *const header[] = { "RESOURCE", "TOTAL", "HEALTHY", "ALLOCATABLE" };
+	static const char *const header[] = { "RESOURCE", "TOTAL", "HEALTHY", "ALLOCATED",
+					      "FREE" };
 	_cleanup_json_ json_t *doc = NULL;
 	_cleanup_(table_done) struct table t = {};
 	const json_t *resources;
@@ -714,12 +752,13 @@ static int verb_capacity(struct ctl *ctl, char **args)
 	if (table_init(&t, header, ELEMENTSOF(header)) < 0)
 		return oom();
 	json_array_foreach(resources, i, e) {
-		char a[32], b[32], c[32];
+		char a[32], b[32], c[32], d[32];
 
-		if (table_add(&t, j_str(e, "resource")) < 0 ||
+		if (table_add(&t, j_str(e, "name")) < 0 ||
 		    table_add(&t, fmt_int(json_object_get(e, "total"), a)) < 0 ||
 		    table_add(&t, fmt_int(json_object_get(e, "healthy"), b)) < 0 ||
-		    table_add(&t, fmt_int(json_object_get(e, "allocatable"), c)) < 0)
+		    table_add(&t, fmt_int(json_object_get(e, "allocated"), c)) < 0 ||
+		    table_add(&t, fmt_int(json_object_get(e, "free"), d)) < 0)
 			return oom();
 	}
 	table_print(&t, ctl->legend);
@@ -837,6 +876,273 @@ static int verb_rescan(struct ctl *ctl, char **args)
 	       fmt_int(json_object_get(doc, "added"), b) ?: "-",
 	       fmt_int(json_object_get(doc, "removed"), c) ?: "-",
 	       fmt_int(json_object_get(doc, "changed"), d) ?: "-");
+	return CTL_EXIT_OK;
+}
+
+/* ---- allocations ------------------------------------------------------------------------- */
+
+static void print_grant(const json_t *a)
+{
+	const json_t *env = json_object_get(a, "env"), *v;
+	const char *key;
+	char num[32];
+	size_t i;
+
+	print_field("Allocation", j_str(a, "id"));
+	print_field("Resource", j_str(a, "resource"));
+	json_array_foreach(json_object_get(a, "slices"), i, v) {
+		char line[512];
+
+		snprintf(line, sizeof(line), "%s (device %s)", j_str(v, "id") ?: "?",
+			 j_str(v, "device_id") ?: "gone");
+		print_list_item("Slices", i, line);
+	}
+	json_array_foreach(json_object_get(a, "device_nodes"), i, v)
+		print_list_item("Device nodes", i, json_string_value(v));
+	i = 0;
+	json_object_foreach((json_t *)env, key, v) {
+		char line[1024];
+
+		snprintf(line, sizeof(line), "%s=%s", key, json_string_value(v) ?: "");
+		print_list_item("Environment", i++, line);
+	}
+	json_array_foreach(json_object_get(a, "cdi_devices"), i, v)
+		print_list_item("CDI devices", i, json_string_value(v));
+	print_field("NUMA node", fmt_int(json_object_get(a, "numa_node"), num));
+	print_field("CPUs", j_str(a, "cpu_list"));
+	v = json_object_get(a, "owner");
+	if (j_str(v, "value")) {
+		char line[512];
+
+		snprintf(line, sizeof(line), "%s %s", j_str(v, "kind"), j_str(v, "value"));
+		print_field("Owner", line);
+	}
+}
+
+/* "nvidia.com/gpu=2" or "nvidia.com/gpu" (one). */
+static int parse_resource_count(const char *arg, char **ret_resource, unsigned *ret_count)
+{
+	const char *eq = strrchr(arg, '=');
+	unsigned long n = 1;
+	char *end;
+
+	if (eq) {
+		errno = 0;
+		n = strtoul(eq + 1, &end, 10);
+		if (eq == arg || !eq[1] || *end || errno || n == 0 || n > 100000)
+			return -EINVAL;
+	}
+	*ret_resource = eq ? strndup(arg, eq - arg) : strdup(arg);
+	*ret_count = (unsigned)n;
+	return *ret_resource ? 0 : -ENOMEM;
+}
+
+static int verb_alloc(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = NULL, *doc = NULL;
+	_cleanup_free_ char *resource = NULL;
+	unsigned count;
+	int r;
+
+	r = parse_resource_count(args[0], &resource, &count);
+	if (r == -ENOMEM)
+		return oom();
+	if (r < 0 || isempty(resource)) {
+		fprintf(stderr, "xpuctl: expected RESOURCE=COUNT, e.g. nvidia.com/gpu=2, got '%s'\n",
+			args[0]);
+		return CTL_EXIT_USAGE;
+	}
+	body = json_pack("{s:s, s:I, s:b, s:b}", "resource", resource, "count", (json_int_t)count,
+			 "numa_local", ctl->numa_local, "connected", ctl->connected);
+	if (!body || (ctl->device && json_object_set_new(body, "device",
+							 json_string(ctl->device)) < 0))
+		return oom();
+	if (ctl->owner_kind) {
+		json_t *owner;
+
+		if (streq(ctl->owner_kind, "pid")) {
+			char *end;
+			long pid = strtol(ctl->owner_value, &end, 10);
+
+			if (*end || pid <= 0 || pid > INT32_MAX) {
+				fprintf(stderr, "xpuctl: --owner-pid expects a process id, got '%s'\n",
+					ctl->owner_value);
+				return CTL_EXIT_USAGE;
+			}
+			owner = json_pack("{s:I}", "pid", (json_int_t)pid);
+		} else {
+			owner = json_pack("{s:s}", ctl->owner_kind, ctl->owner_value);
+		}
+		if (!owner || json_object_set_new(body, "owner", owner) < 0)
+			return oom();
+	}
+	r = ctl_call_body(ctl, "POST", "/v1/allocations", body, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	print_grant(doc);
+	return CTL_EXIT_OK;
+}
+
+static int verb_release(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	_cleanup_free_ char *path = NULL, *seg = NULL;
+	int r;
+
+	seg = path_escape(args[0]);
+	if (!seg || asprintf(&path, "/v1/allocations/%s", seg) < 0)
+		return oom();
+	r = ctl_call(ctl, "DELETE", path, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	printf("Released %s\n", args[0]);
+	return CTL_EXIT_OK;
+}
+
+static int verb_allocations(struct ctl *ctl, char **args)
+{
+	static const char *const header[] = { "ID", "RESOURCE", "SLICES", "OWNER" };
+	_cleanup_json_ json_t *doc = NULL;
+	_cleanup_(table_done) struct table t = {};
+	const json_t *list;
+	json_t *a;
+	size_t i;
+	int r;
+
+	r = ctl_call(ctl, "GET", "/v1/allocations", &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	list = doc_array(ctl, doc, "allocations");
+	if (!list)
+		return CTL_EXIT_MALFORMED;
+	if (ctl->json)
+		return print_json(doc);
+	if (table_init(&t, header, ELEMENTSOF(header)) < 0)
+		return oom();
+	json_array_foreach(list, i, a) {
+		const json_t *owner = json_object_get(a, "owner"), *sl;
+		char slices[1024] = "", who[512];
+		size_t j;
+
+		json_array_foreach(json_object_get(a, "slices"), j, sl) {
+			size_t n = strlen(slices);
+
+			snprintf(slices + n, sizeof(slices) - n, "%s%s", j ? "," : "",
+				 j_str(sl, "id") ?: "?");
+		}
+		snprintf(who, sizeof(who), "%s%s%s", j_str(owner, "kind") ?: "-",
+			 j_str(owner, "value") ? " " : "", j_str(owner, "value") ?: "");
+		if (table_add(&t, j_str(a, "id")) < 0 || table_add(&t, j_str(a, "resource")) < 0 ||
+		    table_add(&t, slices) < 0 || table_add(&t, who) < 0)
+			return oom();
+	}
+	table_print(&t, ctl->legend);
+	return CTL_EXIT_OK;
+}
+
+static int verb_fit(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = json_object(), *doc = NULL;
+	const json_t *v;
+	uint64_t bytes;
+	size_t i;
+	int r;
+
+	if (!body)
+		return oom();
+	if (ctl->memory) {
+		if (parse_size(ctl->memory, &bytes) < 0) {
+			fprintf(stderr, "xpuctl: --memory expects a size such as 10GiB, got '%s'\n",
+				ctl->memory);
+			return CTL_EXIT_USAGE;
+		}
+		if (json_object_set_new(body, "memory_bytes", json_integer((json_int_t)bytes)) < 0)
+			return oom();
+	}
+	if (ctl->compute) {
+		char *end;
+		double c = strtod(ctl->compute, &end);
+
+		if (*end || !(c > 0 && c <= 1)) {
+			fprintf(stderr, "xpuctl: --compute expects a fraction in (0, 1], got '%s'\n",
+				ctl->compute);
+			return CTL_EXIT_USAGE;
+		}
+		if (json_object_set_new(body, "compute", json_real(c)) < 0)
+			return oom();
+	}
+	if (ctl->count) {
+		char *end;
+		unsigned long n = strtoul(ctl->count, &end, 10);
+
+		if (*end || n == 0 || n > 100000) {
+			fprintf(stderr, "xpuctl: --count expects a positive number, got '%s'\n",
+				ctl->count);
+			return CTL_EXIT_USAGE;
+		}
+		if (json_object_set_new(body, "count", json_integer((json_int_t)n)) < 0)
+			return oom();
+	}
+	if ((ctl->kind && json_object_set_new(body, "kind", json_string(ctl->kind)) < 0) ||
+	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0))
+		return oom();
+	r = ctl_call_body(ctl, "POST", "/v1/fit", body, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	printf("%s workload%s of this shape fit%s%s\n",
+	       fmt_int(json_object_get(doc, "fits"), (char[32]){}) ?: "?",
+	       json_integer_value(json_object_get(doc, "fits")) == 1 ? "" : "s",
+	       j_str(doc, "resource") ? " on " : "", j_str(doc, "resource") ?: "");
+	json_array_foreach(json_object_get(doc, "slices"), i, v)
+		print_list_item("First would get", i, json_string_value(v));
+	return CTL_EXIT_OK;
+}
+
+static int verb_plan(struct ctl *ctl, char **args)
+{
+	static const char *const header[] = { "DEVICE", "OFFER", "PENDING", "REASON" };
+	_cleanup_json_ json_t *doc = NULL;
+	_cleanup_(table_done) struct table t = {};
+	const json_t *list;
+	json_t *d;
+	size_t i;
+	int r;
+
+	r = ctl_call(ctl, "GET", "/v1/plan", &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	list = doc_array(ctl, doc, "devices");
+	if (!list)
+		return CTL_EXIT_MALFORMED;
+	if (ctl->json)
+		return print_json(doc);
+	if (table_init(&t, header, ELEMENTSOF(header)) < 0)
+		return oom();
+	json_array_foreach(list, i, d)
+		if (table_add(&t, j_str(d, "device")) < 0 || table_add(&t, j_str(d, "applied")) < 0 ||
+		    table_add(&t, j_str(d, "pending")) < 0 || table_add(&t, j_str(d, "reason")) < 0)
+			return oom();
+	table_print(&t, ctl->legend);
+	return CTL_EXIT_OK;
+}
+
+static int verb_reload(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	int r;
+
+	r = ctl_call(ctl, "POST", "/v1/reload", &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	printf("Configuration reloaded\n");
 	return CTL_EXIT_OK;
 }
 
@@ -1002,6 +1308,8 @@ struct verb {
 	unsigned n_args;
 	const char *usage;
 	int (*run)(struct ctl *ctl, char **args);
+	bool alloc_options; /* takes --numa-local, --owner-*, ... */
+	bool fit_options;   /* takes --memory, --compute, ... */
 };
 
 static const struct verb verbs[] = {
@@ -1013,6 +1321,17 @@ static const struct verb verbs[] = {
 	{ "events", 0, "events", verb_events },
 	{ "version", 0, "version", verb_version },
 	{ "rescan", 0, "rescan", verb_rescan },
+	{ "alloc", 1,
+	  "alloc RESOURCE[=COUNT] [--numa-local] [--connected] [--device ID] "
+	  "[--owner-pid PID|--owner-unit UNIT|--owner-cgroup PATH|--owner-pod POD]",
+	  verb_alloc, true },
+	{ "release", 1, "release ID", verb_release },
+	{ "allocations", 0, "allocations", verb_allocations },
+	{ "fit", 0,
+	  "fit [--memory SIZE] [--compute FRACTION] [--count N] [--kind KIND] [--resource NAME]",
+	  verb_fit, false, true },
+	{ "plan", 0, "plan", verb_plan },
+	{ "reload", 0, "reload", verb_reload },
 };
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -1031,6 +1350,18 @@ static int usage_error(const char *fmt, ...)
 enum {
 	ARG_SOCKET = 0x100,
 	ARG_NO_LEGEND,
+	ARG_NUMA_LOCAL,
+	ARG_CONNECTED,
+	ARG_DEVICE,
+	ARG_OWNER_PID,
+	ARG_OWNER_UNIT,
+	ARG_OWNER_CGROUP,
+	ARG_OWNER_POD,
+	ARG_MEMORY,
+	ARG_COMPUTE,
+	ARG_COUNT,
+	ARG_KIND,
+	ARG_RESOURCE,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -1041,7 +1372,25 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "socket", required_argument, NULL, ARG_SOCKET },
 		{ "output", required_argument, NULL, 'o' },
 		{ "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+		{ "numa-local", no_argument, NULL, ARG_NUMA_LOCAL },
+		{ "connected", no_argument, NULL, ARG_CONNECTED },
+		{ "device", required_argument, NULL, ARG_DEVICE },
+		{ "owner-pid", required_argument, NULL, ARG_OWNER_PID },
+		{ "owner-unit", required_argument, NULL, ARG_OWNER_UNIT },
+		{ "owner-cgroup", required_argument, NULL, ARG_OWNER_CGROUP },
+		{ "owner-pod", required_argument, NULL, ARG_OWNER_POD },
+		{ "memory", required_argument, NULL, ARG_MEMORY },
+		{ "compute", required_argument, NULL, ARG_COMPUTE },
+		{ "count", required_argument, NULL, ARG_COUNT },
+		{ "kind", required_argument, NULL, ARG_KIND },
+		{ "resource", required_argument, NULL, ARG_RESOURCE },
 		{}
+	};
+	static const char *const owner_kinds[] = {
+		[ARG_OWNER_PID - ARG_OWNER_PID] = "pid",
+		[ARG_OWNER_UNIT - ARG_OWNER_PID] = "unit",
+		[ARG_OWNER_CGROUP - ARG_OWNER_PID] = "cgroup",
+		[ARG_OWNER_POD - ARG_OWNER_PID] = "pod",
 	};
 	int c;
 
@@ -1073,6 +1422,50 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			break;
 		case ARG_NO_LEGEND:
 			ctl->legend = false;
+			break;
+		case ARG_NUMA_LOCAL:
+			ctl->numa_local = true;
+			ctl->n_alloc_options++;
+			break;
+		case ARG_CONNECTED:
+			ctl->connected = true;
+			ctl->n_alloc_options++;
+			break;
+		case ARG_DEVICE:
+			ctl->device = optarg;
+			ctl->n_alloc_options++;
+			break;
+		case ARG_OWNER_PID:
+		case ARG_OWNER_UNIT:
+		case ARG_OWNER_CGROUP:
+		case ARG_OWNER_POD:
+			if (ctl->owner_kind)
+				return usage_error("only one --owner-* option may be given");
+			if (isempty(optarg))
+				return usage_error("%s needs a value", argv[optind - 1]);
+			ctl->owner_kind = owner_kinds[c - ARG_OWNER_PID];
+			ctl->owner_value = optarg;
+			ctl->n_alloc_options++;
+			break;
+		case ARG_MEMORY:
+			ctl->memory = optarg;
+			ctl->n_fit_options++;
+			break;
+		case ARG_COMPUTE:
+			ctl->compute = optarg;
+			ctl->n_fit_options++;
+			break;
+		case ARG_COUNT:
+			ctl->count = optarg;
+			ctl->n_fit_options++;
+			break;
+		case ARG_KIND:
+			ctl->kind = optarg;
+			ctl->n_fit_options++;
+			break;
+		case ARG_RESOURCE:
+			ctl->resource = optarg;
+			ctl->n_fit_options++;
 			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -1107,6 +1500,10 @@ int main(int argc, char *argv[])
 	n_args = (unsigned)(argc - optind - 1);
 	if (n_args != verb->n_args)
 		return usage_error("usage: xpuctl %s", verb->usage);
+	if ((ctl.n_alloc_options && !verb->alloc_options) ||
+	    (ctl.n_fit_options && !verb->fit_options))
+		return usage_error("that option does not apply to '%s'; usage: xpuctl %s",
+				   verb->name, verb->usage);
 
 	r = verb->run(&ctl, argv + optind + 1);
 	xpu_client_free(ctl.client);

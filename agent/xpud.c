@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "daemon/manager.h"
 #include "shared/log.h"
+#include "core/state.h"
 #include "sim/fixture.h"
 #include "xpu/client.h"
 
@@ -27,6 +28,8 @@ static void help(void)
 	       "  --socket PATH         Serve the API on PATH (default %s)\n"
 	       "  --config FILE         Configuration file (default %s)\n"
 	       "  --check-config FILE   Validate a configuration file and exit\n"
+	       "  --state-dir DIR       Keep allocations and applied offers in DIR (default %s;\n"
+	       "                        with --root or --simulate: ROOT%s)\n"
 	       "  --simulate NAME       Run on a bundled simulated node; 'list' names them\n"
 	       "  --uevent-socket PATH  Receive uevents in the kernel's format on this datagram\n"
 	       "                        socket instead of the kernel's netlink group (the test\n"
@@ -34,7 +37,7 @@ static void help(void)
 	       "  --log-level LEVEL     debug, info, notice, warning or err\n"
 	       "  -h --help             Show this help\n"
 	       "     --version          Show the version\n",
-	       XPU_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH);
+	       XPU_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH, STATE_DEFAULT_DIR, STATE_DEFAULT_DIR);
 }
 
 static int list_simulations(void)
@@ -116,6 +119,7 @@ int main(int argc, char *argv[])
 		ARG_SIMULATE,
 		ARG_UEVENT_SOCKET,
 		ARG_LOG_LEVEL,
+		ARG_STATE_DIR,
 		ARG_VERSION,
 	};
 	static const struct option options[] = {
@@ -126,6 +130,7 @@ int main(int argc, char *argv[])
 		{ "simulate", required_argument, NULL, ARG_SIMULATE },
 		{ "uevent-socket", required_argument, NULL, ARG_UEVENT_SOCKET },
 		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+		{ "state-dir", required_argument, NULL, ARG_STATE_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{},
@@ -161,6 +166,9 @@ int main(int argc, char *argv[])
 			break;
 		case ARG_UEVENT_SOCKET:
 			o.uevent_socket = optarg;
+			break;
+		case ARG_STATE_DIR:
+			o.state_dir = optarg;
 			break;
 		case ARG_LOG_LEVEL:
 			o.log_level = log_level_from_string(optarg);

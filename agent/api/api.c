@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "api/views.h"
 #include "core/plan.h"
 #include "shared/log.h"
+#include "shared/strv.h"
 
 #define API_PREFIX "/v1/"
 #define MAX_STREAMS 64
@@ -222,18 +224,39 @@ enum route_id {
 	ROUTE_BACKENDS,
 	ROUTE_EVENTS,
 	ROUTE_RESCAN,
+	ROUTE_RELOAD,
+	ROUTE_ALLOCATIONS,
+	ROUTE_ALLOCATION,
+	ROUTE_FIT,
+	ROUTE_PLAN,
+};
+
+enum {
+	M_GET = 1 << 0, /* and HEAD */
+	M_POST = 1 << 1,
+	M_DELETE = 1 << 2,
 };
 
 static const struct route {
 	const char *path; /* below /v1/; a trailing '/' takes one more path element */
 	enum route_id id;
-	bool post; /* POST instead of GET/HEAD */
+	unsigned methods;
+	unsigned mutating; /* the methods that need root, our own user or the admin group */
 } routes[] = {
-	{ "devices", ROUTE_DEVICES },	  { "devices/", ROUTE_DEVICE },
-	{ "slices", ROUTE_SLICES },	  { "capacity", ROUTE_CAPACITY },
-	{ "health", ROUTE_HEALTH },	  { "version", ROUTE_VERSION },
-	{ "backends", ROUTE_BACKENDS },	  { "events", ROUTE_EVENTS },
-	{ "rescan", ROUTE_RESCAN, true },
+	{ "devices", ROUTE_DEVICES, M_GET },
+	{ "devices/", ROUTE_DEVICE, M_GET },
+	{ "slices", ROUTE_SLICES, M_GET },
+	{ "capacity", ROUTE_CAPACITY, M_GET },
+	{ "health", ROUTE_HEALTH, M_GET },
+	{ "version", ROUTE_VERSION, M_GET },
+	{ "backends", ROUTE_BACKENDS, M_GET },
+	{ "events", ROUTE_EVENTS, M_GET },
+	{ "plan", ROUTE_PLAN, M_GET },
+	{ "rescan", ROUTE_RESCAN, M_POST, M_POST },
+	{ "reload", ROUTE_RELOAD, M_POST, M_POST },
+	{ "allocations", ROUTE_ALLOCATIONS, M_GET | M_POST, M_POST },
+	{ "allocations/", ROUTE_ALLOCATION, M_GET | M_DELETE, M_DELETE },
+	{ "fit", ROUTE_FIT, M_POST },
 };
 
 static const struct route *route_find(const char *path, const char **ret_arg)
@@ -259,6 +282,11 @@ static const struct route *route_find(const char *path, const char **ret_arg)
 	return NULL;
 }
 
+static const struct ledger *ledger(const struct api *a)
+{
+	return a->ctx.allocations ? allocations_ledger(a->ctx.allocations) : NULL;
+}
+
 static json_t *build_doc(struct api *a, enum cached_doc which)
 {
 	const struct device_list *devs = inventory_devices(a->ctx.inventory);
@@ -269,9 +297,9 @@ static json_t *build_doc(struct api *a, enum cached_doc which)
 	case CACHED_DEVICES:
 		return view_devices(devs, inventory_last_seq(a->ctx.inventory));
 	case CACHED_SLICES:
-		return view_slices(devs, inventory_slices(a->ctx.inventory));
+		return view_slices(devs, inventory_slices(a->ctx.inventory), ledger(a));
 	case CACHED_CAPACITY:
-		if (plan_capacity(devs, inventory_slices(a->ctx.inventory), NULL, &cap) < 0)
+		if (plan_capacity(devs, inventory_slices(a->ctx.inventory), ledger(a), &cap) < 0)
 			return NULL;
 		doc = view_capacity(&cap);
 		capacity_list_clear(&cap);
@@ -330,6 +358,24 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 		return reply_json(c, 200,
 				  json_pack("{s:o}", "backends", view_backends(a->ctx.registry)),
 				  NULL);
+	case ROUTE_PLAN:
+		return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory)), NULL);
+	case ROUTE_ALLOCATIONS:
+		return reply_json(c, 200,
+				  view_allocations(ledger(a) ?: &(const struct ledger){},
+						   inventory_devices(a->ctx.inventory),
+						   inventory_slices(a->ctx.inventory)),
+				  NULL);
+	case ROUTE_ALLOCATION: {
+		const struct allocation *al = ledger(a) ? ledger_find(ledger(a), arg) : NULL;
+
+		if (!al)
+			return reply_error(c, 404, "not-found", "no allocation '%s'", arg);
+		return reply_json(c, 200,
+				  view_allocation(al, inventory_devices(a->ctx.inventory),
+						  inventory_slices(a->ctx.inventory)),
+				  NULL);
+	}
 	case ROUTE_EVENTS:
 		if (head)
 			return http_conn_reply(c, 200, "application/x-ndjson", NULL, "", 0);
@@ -354,31 +400,367 @@ static int handle_rescan(struct api *a, struct http_conn *c)
 			  NULL);
 }
 
+/* The body of a POST as a JSON object, or an error answer (returns NULL, *ret_r the status). */
+static json_t *request_object(struct http_conn *c, const struct http_request *req, int *ret_r)
+{
+	json_error_t err;
+	json_t *doc;
+
+	if (!req->body || req->body_len == 0) {
+		*ret_r = reply_error(c, 400, "invalid", "a JSON object is required as the body");
+		return NULL;
+	}
+	doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
+	if (!doc || !json_is_object(doc)) {
+		*ret_r = doc ? reply_error(c, 400, "invalid", "the body must be a JSON object")
+			     : reply_error(c, 400, "invalid", "the body is not JSON: %s (column %d)",
+					   err.text, err.column);
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Refuses keys not in @known: a typo must not silently change nothing. */
+static const char *unknown_key(json_t *o, const char *const *known)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(o, key, v) {
+		bool ok = false;
+
+		for (size_t i = 0; known[i] && !ok; i++)
+			ok = streq(key, known[i]);
+		if (!ok)
+			return key;
+	}
+	return NULL;
+}
+
+static int errno_status(int r, const char **ret_code)
+{
+	switch (r) {
+	case -EINVAL:
+		*ret_code = "invalid";
+		return 400;
+	case -ESRCH:
+		*ret_code = "owner-gone";
+		return 400;
+	case -ENOENT:
+		*ret_code = "not-found";
+		return 404;
+	case -EBUSY:
+		*ret_code = "busy";
+		return 409;
+	case -ENOSPC:
+		*ret_code = "insufficient";
+		return 409;
+	default:
+		*ret_code = "internal";
+		return 500;
+	}
+}
+
+/* {"pid": 1234} | {"cgroup": "/..."} | {"unit": "x.service"} | {"pod": "UID/CONTAINER"} */
+static int parse_owner(json_t *o, struct alloc_owner *ret, const char **ret_why)
+{
+	static const char *const kinds[] = { "pid", "cgroup", "unit", "pod", NULL };
+	const char *key;
+	json_t *v;
+	char buf[32];
+
+	if (!o)
+		return 0;
+	if (!json_is_object(o) || json_object_size(o) != 1) {
+		*ret_why = "owner: expected an object with one of pid, cgroup, unit, pod";
+		return -EINVAL;
+	}
+	json_object_foreach(o, key, v) {
+		ret->kind = owner_kind_from_string(key);
+		if (ret->kind <= OWNER_NONE || unknown_key(o, kinds)) {
+			*ret_why = "owner: expected one of pid, cgroup, unit, pod";
+			return -EINVAL;
+		}
+		if (ret->kind == OWNER_PID) {
+			if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+			    json_integer_value(v) > INT32_MAX) {
+				*ret_why = "owner.pid: expected a process id";
+				return -EINVAL;
+			}
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+			ret->value = strdup(buf);
+		} else {
+			if (!json_is_string(v) || json_string_length(v) == 0 ||
+			    json_string_length(v) > 4096) {
+				*ret_why = "owner: expected a non-empty string";
+				return -EINVAL;
+			}
+			ret->value = strdup(json_string_value(v));
+		}
+		if (!ret->value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int reply_allocation_error(struct http_conn *c, int r, const char *what, const char *why)
+{
+	const char *code;
+	int status;
+
+	if (r == -ENOMEM)
+		return r;
+	status = errno_status(r, &code);
+	return reply_error(c, status, code, "%s: %s", what, why ?: strerror(-r));
+}
+
+static int handle_allocate(struct api *a, struct http_conn *c, const struct http_request *req)
+{
+	static const char *const known[] = { "resource", "count",     "slices", "owner",
+					     "numa_local", "connected", "device", NULL };
+	_cleanup_(alloc_request_done) struct alloc_request ar = {};
+	struct alloc_owner owner = {};
+	_cleanup_free_ char *err = NULL, *owner_value = NULL;
+	const struct allocation *granted;
+	const char *why = NULL, *bad;
+	json_t *doc, *v;
+	int r = 0;
+
+	doc = request_object(c, req, &r);
+	if (!doc)
+		return r;
+	if ((bad = unknown_key(doc, known))) {
+		r = reply_error(c, 400, "invalid", "unknown key '%s' (known: resource, count, "
+						   "slices, owner, numa_local, connected, device)",
+				bad);
+		goto out;
+	}
+	v = json_object_get(doc, "resource");
+	if (v && (!json_is_string(v) || !(ar.resource = strdup(json_string_value(v))))) {
+		why = "resource: expected a resource name";
+		goto invalid;
+	}
+	v = json_object_get(doc, "slices");
+	if (v) {
+		size_t i;
+		json_t *e;
+
+		if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 1024) {
+			why = "slices: expected a non-empty list of slice ids";
+			goto invalid;
+		}
+		json_array_foreach(v, i, e)
+			if (!json_is_string(e) || strv_extend(&ar.slices, json_string_value(e)) < 0) {
+				why = "slices: expected slice ids";
+				goto invalid;
+			}
+	}
+	v = json_object_get(doc, "count");
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 100000) {
+			why = "count: expected a number of slices";
+			goto invalid;
+		}
+		ar.count = (unsigned)json_integer_value(v);
+	} else {
+		ar.count = ar.slices ? (unsigned)strv_length(ar.slices) : 1;
+	}
+	if (!ar.resource && !ar.slices) {
+		why = "either resource (with count) or slices is required";
+		goto invalid;
+	}
+	if (ar.slices && ar.count != strv_length(ar.slices)) {
+		why = "count differs from the number of slices given";
+		goto invalid;
+	}
+	v = json_object_get(doc, "numa_local");
+	if (v && !json_is_boolean(v)) {
+		why = "numa_local: expected true or false";
+		goto invalid;
+	}
+	ar.numa_local = json_is_true(v);
+	v = json_object_get(doc, "connected");
+	if (v && !json_is_boolean(v)) {
+		why = "connected: expected true or false";
+		goto invalid;
+	}
+	ar.connected = json_is_true(v);
+	v = json_object_get(doc, "device");
+	if (v && (!json_is_string(v) || !(ar.device = strdup(json_string_value(v))))) {
+		why = "device: expected a device id, PCI address or UUID";
+		goto invalid;
+	}
+	r = parse_owner(json_object_get(doc, "owner"), &owner, &why);
+	owner_value = owner.value;
+	if (r == -ENOMEM)
+		goto out;
+	if (r < 0)
+		goto invalid;
+
+	r = allocations_grant(a->ctx.allocations, &ar, &owner, &granted, &err);
+	if (r < 0) {
+		r = reply_allocation_error(c, r, "cannot allocate", err);
+		goto out;
+	}
+	r = reply_json(c, 201,
+		       view_allocation(granted, inventory_devices(a->ctx.inventory),
+				       inventory_slices(a->ctx.inventory)),
+		       NULL);
+	goto out;
+invalid:
+	r = reply_error(c, 400, "invalid", "%s", why ?: "malformed request");
+out:
+	json_decref(doc);
+	return r;
+}
+
+static int handle_release(struct api *a, struct http_conn *c, const char *id)
+{
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	r = allocations_release(a->ctx.allocations, id, &err);
+	if (r < 0)
+		return reply_allocation_error(c, r, "cannot release", err);
+	return reply_json(c, 200, json_pack("{s:s}", "released", id), NULL);
+}
+
+static int handle_fit(struct api *a, struct http_conn *c, const struct http_request *req)
+{
+	static const char *const known[] = { "memory_bytes", "compute", "count",
+					     "kind",	     "resource", NULL };
+	_cleanup_(fit_result_done) struct fit_result res = {};
+	_cleanup_free_ char *err = NULL;
+	struct fit_request fr = { .count = 1 };
+	const char *bad;
+	json_t *doc, *v;
+	int r = 0;
+
+	doc = request_object(c, req, &r);
+	if (!doc)
+		return r;
+	if ((bad = unknown_key(doc, known))) {
+		r = reply_error(c, 400, "invalid", "unknown key '%s' (known: memory_bytes, compute, "
+						   "count, kind, resource)",
+				bad);
+		goto out;
+	}
+	v = json_object_get(doc, "memory_bytes");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
+		r = reply_error(c, 400, "invalid", "memory_bytes: expected a number of bytes");
+		goto out;
+	}
+	fr.memory_bytes = v ? (uint64_t)json_integer_value(v) : 0;
+	v = json_object_get(doc, "compute");
+	if (v && !json_is_number(v)) {
+		r = reply_error(c, 400, "invalid", "compute: expected a fraction of a device");
+		goto out;
+	}
+	fr.compute = v ? json_number_value(v) : 0;
+	v = json_object_get(doc, "count");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		  json_integer_value(v) > 100000)) {
+		r = reply_error(c, 400, "invalid", "count: expected a number of slices");
+		goto out;
+	}
+	fr.count = v ? (unsigned)json_integer_value(v) : 1;
+	v = json_object_get(doc, "kind");
+	if (v && !json_is_string(v)) {
+		r = reply_error(c, 400, "invalid", "kind: expected gpu, accel or fpga");
+		goto out;
+	}
+	fr.kind = (char *)json_string_value(v);
+	v = json_object_get(doc, "resource");
+	if (v && !json_is_string(v)) {
+		r = reply_error(c, 400, "invalid", "resource: expected a resource name");
+		goto out;
+	}
+	fr.resource = (char *)json_string_value(v);
+	r = alloc_fit(inventory_devices(a->ctx.inventory), inventory_slices(a->ctx.inventory),
+		      ledger(a), &fr, &res, &err);
+	if (r < 0)
+		r = reply_allocation_error(c, r, "cannot answer", err);
+	else
+		r = reply_json(c, 200, view_fit(&res), NULL);
+out:
+	json_decref(doc);
+	return r;
+}
+
+static int handle_reload(struct api *a, struct http_conn *c)
+{
+	_cleanup_free_ char *err = NULL;
+	int r;
+
+	r = a->ctx.reload(a->ctx.userdata, &err);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return reply_error(c, 400, "invalid-config",
+				   "the configuration was not loaded, the previous one stays: %s",
+				   err ?: strerror(-r));
+	return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory)), NULL);
+}
+
+static const char *methods_allowed(unsigned m)
+{
+	static const char *const names[] = {
+		[M_GET] = "GET, HEAD",
+		[M_POST] = "POST",
+		[M_GET | M_POST] = "GET, HEAD, POST",
+		[M_DELETE] = "DELETE",
+		[M_GET | M_DELETE] = "GET, HEAD, DELETE",
+	};
+
+	return m < ELEMENTSOF(names) && names[m] ? names[m] : "GET";
+}
+
 int api_handle(struct http_conn *c, const struct http_request *req, void *userdata)
 {
 	struct api *a = userdata;
 	const struct route *rt;
 	const char *arg = NULL;
+	unsigned m;
 
 	rt = route_find(req->path, &arg);
 	if (!rt)
 		return reply_error(c, 404, "not-found", "no such endpoint '%s' (see docs/api.md)",
 				   req->path);
-	if (rt->post) {
-		if (req->method != HTTP_METHOD_POST)
-			return reply_json(c, 405,
-					  view_error("method-not-allowed",
-						     "this endpoint accepts POST only"),
-					  "Allow: POST\r\n");
-		if (!may_mutate(a, req))
-			return reply_error(c, 403, "forbidden",
-					   "uid %u may not call %s: it needs root or the admin group",
-					   (unsigned)req->cred.uid, req->path);
-		return handle_rescan(a, c);
+	m = req->method == HTTP_METHOD_GET || req->method == HTTP_METHOD_HEAD ? M_GET
+	    : req->method == HTTP_METHOD_POST				       ? M_POST
+	    : req->method == HTTP_METHOD_DELETE				       ? M_DELETE
+									       : 0;
+	if (!(rt->methods & m)) {
+		char msg[128], allow[64];
+
+		snprintf(msg, sizeof(msg), "this endpoint accepts %s only",
+			 methods_allowed(rt->methods));
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", methods_allowed(rt->methods));
+		return reply_json(c, 405, view_error("method-not-allowed", msg), allow);
 	}
-	if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD)
-		return reply_json(c, 405,
-				  view_error("method-not-allowed", "this endpoint accepts GET only"),
-				  "Allow: GET, HEAD\r\n");
+	if ((rt->mutating & m) && !may_mutate(a, req))
+		return reply_error(c, 403, "forbidden",
+				   "uid %u may not call %s %s: it needs root or the admin group",
+				   (unsigned)req->cred.uid, req->method_name, req->path);
+	switch (rt->id) {
+	case ROUTE_RESCAN:
+		return handle_rescan(a, c);
+	case ROUTE_RELOAD:
+		return handle_reload(a, c);
+	case ROUTE_ALLOCATIONS:
+		if (m == M_POST)
+			return handle_allocate(a, c, req);
+		break;
+	case ROUTE_ALLOCATION:
+		if (m == M_DELETE)
+			return handle_release(a, c, arg);
+		break;
+	case ROUTE_FIT:
+		return handle_fit(a, c, req);
+	default:
+		break;
+	}
 	return handle_get(a, c, rt, arg, req->method == HTTP_METHOD_HEAD);
 }

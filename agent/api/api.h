@@ -12,6 +12,7 @@
 #include "api/http.h"
 #include "backends/registry.h"
 #include "core/inventory.h"
+#include "daemon/allocations.h"
 
 struct api_context {
 	struct inventory *inventory; /* borrowed */
@@ -22,6 +23,9 @@ struct api_context {
 	gid_t admin_gid;
 	/* Runs a rescan now; fills the stats. */
 	int (*rescan)(void *userdata, struct inventory_stats *ret);
+	/* Reads the configuration again; an invalid one is kept out, its error in *ret_error. */
+	int (*reload)(void *userdata, char **ret_error);
+	struct allocations *allocations; /* borrowed */
 	void *userdata;
 };
 

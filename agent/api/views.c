@@ -149,27 +149,30 @@ json_t *view_devices(const struct device_list *l, uint64_t seq)
 	return a ? json_pack("{s:I, s:o}", "seq", (json_int_t)seq, "devices", a) : NULL;
 }
 
-json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent)
+json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent,
+		   const struct allocation *holder)
 {
 	const char *health = parent ? xpu_health_state_to_string(parent->health.state) : "unknown";
 
-	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:b, s:s, s:o, s:o}", "id", s->id,
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:b, s:s, s:o, s:o, s:o}", "id", s->id,
 			 "device_id", s->device_id, "resource", s->resource, "profile",
 			 string_or_null(s->profile), "memory_bytes", uint_or_null(s->memory_bytes),
 			 "compute_fraction", s->compute_fraction, "shared", s->shared, "health",
 			 health, "device_nodes", strv_array(s->device_nodes), "env",
-			 env_object(s->env));
+			 env_object(s->env), "allocation",
+			 string_or_null(holder ? holder->id : NULL));
 }
 
-json_t *view_slices(const struct device_list *devices, const struct slice_list *l)
+json_t *view_slices(const struct device_list *devices, const struct slice_list *l,
+		    const struct ledger *ledger)
 {
 	json_t *a = json_array();
 
 	for (size_t i = 0; a && i < l->n; i++) {
 		const struct xpu_slice *s = l->items[i];
 
-		if (json_array_append_new(a, view_slice(s, device_list_find(devices, s->device_id))) <
-		    0) {
+		if (json_array_append_new(a, view_slice(s, device_list_find(devices, s->device_id),
+							ledger_find_slice(ledger, s->id))) < 0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -177,19 +180,50 @@ json_t *view_slices(const struct device_list *devices, const struct slice_list *
 	return a ? json_pack("{s:o}", "slices", a) : NULL;
 }
 
+static json_t *numa_or_null(int node)
+{
+	return node >= 0 ? json_integer(node) : json_null();
+}
+
+static json_t *capacity_numa(const struct capacity *c)
+{
+	json_t *a = json_array();
+
+	for (size_t j = 0; a && j < c->n_numa; j++) {
+		const struct capacity_numa *n = &c->numa[j];
+
+		if (json_array_append_new(a, json_pack("{s:o, s:I, s:I, s:I, s:I}", "node",
+						       numa_or_null(n->node), "total",
+						       (json_int_t)n->total, "healthy",
+						       (json_int_t)n->healthy, "allocated",
+						       (json_int_t)n->allocated, "free",
+						       (json_int_t)n->free)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 json_t *view_capacity(const struct capacity_list *l)
 {
 	json_t *a = json_array();
 
-	for (size_t i = 0; a && i < l->n; i++)
-		if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "resource",
-						       l->items[i].resource, "total",
-						       (json_int_t)l->items[i].total, "healthy",
-						       (json_int_t)l->items[i].healthy, "allocatable",
-						       (json_int_t)l->items[i].free)) < 0) {
+	for (size_t i = 0; a && i < l->n; i++) {
+		const struct capacity *c = &l->items[i];
+
+		/* "resource" and "allocatable" are the first API version's names, kept */
+		if (json_array_append_new(
+			    a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "name",
+					 c->resource, "resource", c->resource, "total",
+					 (json_int_t)c->total, "healthy", (json_int_t)c->healthy,
+					 "allocated", (json_int_t)c->allocated, "free",
+					 (json_int_t)c->free, "allocatable", (json_int_t)c->free,
+					 "numa", capacity_numa(c))) < 0) {
 			json_decref(a);
 			return NULL;
 		}
+	}
 	return a ? json_pack("{s:o}", "resources", a) : NULL;
 }
 
@@ -253,4 +287,226 @@ json_t *view_event(const struct inventory_event *ev)
 json_t *view_error(const char *code, const char *message)
 {
 	return json_pack("{s:s, s:s}", "error", code, "message", message);
+}
+
+/*
+ * The environment of a grant: each slice's, merged. Lists that name devices (CUDA_VISIBLE_DEVICES,
+ * ROCR_VISIBLE_DEVICES, ...) are joined with commas in grant order. The MPS limits of memory
+ * shares are per device as CUDA numbers them inside the grant (0, 1, ... in order of first
+ * appearance): the pinned memory limits add up per device, and the thread percentage, one
+ * value per client process, is the smallest per-device sum.
+ */
+static json_t *grant_env(char **const *envs, char *const *device_ids, size_t n)
+{
+	_cleanup_strv_free_ char **order = NULL;
+	unsigned long long mem[64] = {}, pct[64] = {};
+	bool have_mem = false, have_pct = false;
+	json_t *o = json_object();
+
+	for (size_t i = 0; o && i < n; i++) {
+		size_t dev;
+
+		if (strv_extend_unique(&order, device_ids[i]) < 0)
+			goto oom;
+		for (dev = 0; !streq(order[dev], device_ids[i]); dev++)
+			;
+		STRV_FOREACH(e, envs[i]) {
+			const char *eq = strchr(*e, '=');
+			_cleanup_free_ char *key = eq ? strndup(*e, eq - *e) : NULL;
+			const char *old;
+			unsigned long long v;
+			char *joined;
+
+			if (!key)
+				continue;
+			if (streq(key, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")) {
+				if (dev < 64 && sscanf(eq + 1, "%*u=%lluM", &v) == 1) {
+					mem[dev] += v;
+					have_mem = true;
+				}
+				continue;
+			}
+			if (streq(key, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE")) {
+				if (dev < 64 && sscanf(eq + 1, "%llu", &v) == 1) {
+					pct[dev] += v;
+					have_pct = true;
+				}
+				continue;
+			}
+			old = json_string_value(json_object_get(o, key));
+			if (!old) {
+				if (json_object_set_new(o, key, json_string(eq + 1)) < 0)
+					goto oom;
+				continue;
+			}
+			/* already listed (two slices of one device): nothing to add */
+			_cleanup_strv_free_ char **have = NULL;
+			_cleanup_free_ char *copy = strdup(old);
+			char *save = NULL;
+
+			if (!copy)
+				goto oom;
+			for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+				if (strv_extend(&have, t) < 0)
+					goto oom;
+			if (strv_contains(have, eq + 1))
+				continue;
+			if (asprintf(&joined, "%s,%s", old, eq + 1) < 0 ||
+			    json_object_set_new(o, key, json_string(joined)) < 0) {
+				free(joined);
+				goto oom;
+			}
+			free(joined);
+		}
+	}
+	if (o && have_mem) {
+		_cleanup_strv_free_ char **parts = NULL;
+		_cleanup_free_ char *v = NULL;
+
+		for (size_t d = 0; d < strv_length(order) && d < 64; d++)
+			if (mem[d] && strv_extendf(&parts, "%zu=%lluM", d, mem[d]) < 0)
+				goto oom;
+		v = strv_join(parts, ",");
+		if (!v || json_object_set_new(o, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", json_string(v)) < 0)
+			goto oom;
+	}
+	if (o && have_pct) {
+		unsigned long long lowest = 100;
+
+		for (size_t d = 0; d < strv_length(order) && d < 64; d++)
+			if (pct[d])
+				lowest = MIN(lowest, pct[d]);
+		if (json_object_set_new(o, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+					json_integer((json_int_t)lowest)) < 0)
+			goto oom;
+		/* MPS reads it as a string like every variable */
+		char buf[24];
+
+		snprintf(buf, sizeof(buf), "%llu", lowest);
+		if (json_object_set_new(o, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", json_string(buf)) < 0)
+			goto oom;
+	}
+	return o;
+oom:
+	json_decref(o);
+	return NULL;
+}
+
+/* "xpu.dev/gpu=0000-18-00-0": the CDI name of a slice in the specs xpud writes. */
+static char *cdi_name(const struct xpu_slice *s, const struct xpu_device *d)
+{
+	char *name, *p;
+
+	if (asprintf(&name, "xpu.dev/%s=%s", d ? xpu_kind_to_string(d->kind) : "device", s->id) < 0)
+		return NULL;
+	for (p = strchr(name, '=') + 1; *p; p++)
+		if (*p == ':' || *p == '/')
+			*p = '-';
+	return name;
+}
+
+static json_t *owner_view(const struct alloc_owner *o)
+{
+	return json_pack("{s:s, s:o}", "kind", owner_kind_to_string(o->kind), "value",
+			 string_or_null(o->value));
+}
+
+json_t *view_allocation(const struct allocation *a, const struct device_list *devs,
+			const struct slice_list *slices)
+{
+	_cleanup_strv_free_ char **nodes = NULL, **cdi = NULL, **dev_ids = NULL;
+	_cleanup_free_ char ***envs = NULL;
+	size_t n = strv_length(a->slices), k = 0;
+	json_t *granted = json_array(), *doc = NULL;
+	const struct xpu_device *first = NULL;
+	bool one_numa = true;
+
+	envs = calloc(n + 1, sizeof(*envs));
+	if (!granted || !envs)
+		goto out;
+	STRV_FOREACH(id, a->slices) {
+		const struct xpu_slice *s = NULL;
+		const struct xpu_device *d;
+		char *name;
+
+		for (size_t i = 0; i < slices->n && !s; i++)
+			if (streq(slices->items[i]->id, *id))
+				s = slices->items[i];
+		if (!s) {
+			/* its device is gone (unplugged): the grant still names it */
+			if (json_array_append_new(granted, json_pack("{s:s, s:n}", "id", *id,
+								     "device_id")) < 0)
+				goto out;
+			continue;
+		}
+		d = device_list_find(devs, s->device_id);
+		if (json_array_append_new(granted, view_slice(s, d, a)) < 0)
+			goto out;
+		STRV_FOREACH(node, s->device_nodes)
+			if (strv_extend_unique(&nodes, *node) < 0)
+				goto out;
+		name = cdi_name(s, d);
+		if (!name || strv_consume(&cdi, name) < 0 || strv_extend(&dev_ids, s->device_id) < 0)
+			goto out;
+		envs[k++] = s->env;
+		if (!first)
+			first = d;
+		else if (!d || !first || d->numa_node != first->numa_node)
+			one_numa = false;
+	}
+	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "id", a->id,
+			"resource", a->resource, "slices", json_incref(granted), "device_nodes",
+			strv_array(nodes), "env", grant_env((char **const *)envs, dev_ids, k), "mounts",
+			json_array(), "cdi_devices", strv_array(cdi), "numa_node",
+			numa_or_null(one_numa && first ? first->numa_node : -1), "cpu_list",
+			string_or_null(one_numa && first ? first->cpu_list : NULL), "owner",
+			owner_view(&a->owner), "created_usec", (json_int_t)a->created_usec);
+out:
+	json_decref(granted);
+	return doc;
+}
+
+json_t *view_allocations(const struct ledger *l, const struct device_list *devs,
+			 const struct slice_list *slices)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < l->n; i++)
+		if (json_array_append_new(a, view_allocation(l->items[i], devs, slices)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a ? json_pack("{s:o}", "allocations", a) : NULL;
+}
+
+static json_t *offer_view(const struct offer *o)
+{
+	_cleanup_free_ char *s = offer_to_string(o);
+
+	return s ? json_string(s) : NULL;
+}
+
+json_t *view_plan(const struct plan *p)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < p->n_devices; i++) {
+		const struct device_plan *d = &p->devices[i];
+
+		if (json_array_append_new(
+			    a, json_pack("{s:s, s:o, s:o, s:o}", "device", d->device_id, "applied",
+					 offer_view(&d->applied), "pending",
+					 d->has_pending ? offer_view(&d->pending) : json_null(),
+					 "reason", string_or_null(d->pending_reason))) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a ? json_pack("{s:o}", "devices", a) : NULL;
+}
+
+json_t *view_fit(const struct fit_result *r)
+{
+	return json_pack("{s:I, s:o, s:o}", "fits", (json_int_t)r->fits, "resource",
+			 string_or_null(r->resource), "slices", strv_array(r->slices));
 }

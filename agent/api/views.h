@@ -10,15 +10,27 @@
 
 #include "backends/registry.h"
 #include "core/inventory.h"
+#include "core/alloc.h"
 #include "core/plan.h"
 
 json_t *view_device(const struct xpu_device *d);
 json_t *view_devices(const struct device_list *l, uint64_t seq);
-json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent);
-json_t *view_slices(const struct device_list *devices, const struct slice_list *l);
+/* @holder: the allocation holding the slice, or NULL; @ledger may be NULL. */
+json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent,
+		   const struct allocation *holder);
+json_t *view_slices(const struct device_list *devices, const struct slice_list *l,
+		    const struct ledger *ledger);
 json_t *view_capacity(const struct capacity_list *l);
 json_t *view_health(const struct device_list *l);
 json_t *view_backends(const struct registry *r);
 json_t *view_event(const struct inventory_event *ev);
+/* A grant: the slices with everything a workload needs (device nodes, environment, CDI names,
+ * NUMA node and CPUs when all slices share one node). */
+json_t *view_allocation(const struct allocation *a, const struct device_list *devs,
+			const struct slice_list *slices);
+json_t *view_allocations(const struct ledger *l, const struct device_list *devs,
+			 const struct slice_list *slices);
+json_t *view_plan(const struct plan *p);
+json_t *view_fit(const struct fit_result *r);
 /* {"error": code, "message": message} */
 json_t *view_error(const char *code, const char *message);

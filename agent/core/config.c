@@ -95,6 +95,7 @@ void config_done(struct config *c)
 	free(c->nvml_library);
 	free(c->cuda_library);
 	free(c->xid_actions);
+	policy_done(&c->policy);
 	config_init(c);
 }
 

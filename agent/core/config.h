@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/policy.h"
 #include "shared/macro.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/xpud/xpud.yaml"
@@ -42,6 +43,7 @@ struct config {
 	struct xid_action *xid_actions; /* overrides of the XID table ("79:reset-gpu,13:ignore") */
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
+	struct policy policy;	       /* partitions: how each device is offered */
 	int log_level;	       /* -1: leave as is */
 };
 

@@ -3,11 +3,14 @@
 #include <string.h>
 
 #include "core/inventory.h"
+#include "core/state.h"
 #include "shared/parse.h"
 
 struct inventory {
 	struct device_list devices; /* sorted by id */
-	struct slice_list slices;
+	struct plan plan;
+	const struct policy *policy; /* borrowed; NULL: every device whole */
+	struct state *state;	     /* borrowed; NULL: nothing applied or allocated */
 	uint64_t generation;
 	uint64_t seq;
 	inventory_cb_t cb;
@@ -41,7 +44,7 @@ struct inventory *inventory_free(struct inventory *inv)
 	if (!inv)
 		return NULL;
 	device_list_clear(&inv->devices);
-	slice_list_clear(&inv->slices);
+	plan_done(&inv->plan);
 	free(inv);
 	return NULL;
 }
@@ -87,16 +90,24 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 {
 	struct inventory_stats st = { .devices = fresh->n };
 	struct device_list old = inv->devices;
-	struct slice_list slices;
+	struct plan plan;
 	size_t i = 0, j = 0;
 	int r;
 
 	device_list_sort(fresh);
-	r = plan_slices(fresh, &slices);
+	r = plan_build(fresh, inv->policy, inv->state, &plan);
 	if (r < 0)
 		return r;
-	slice_list_clear(&inv->slices);
-	inv->slices = slices;
+	if (inv->state) {
+		r = plan_commit(&plan, inv->state);
+		if (r < 0) {
+			plan_done(&plan);
+			return r;
+		}
+		st.state_changed = r > 0;
+	}
+	plan_done(&inv->plan);
+	inv->plan = plan;
 	inv->devices = *fresh;
 	*fresh = (struct device_list){};
 	inv->generation++;
@@ -164,7 +175,45 @@ const struct device_list *inventory_devices(const struct inventory *inv)
 
 const struct slice_list *inventory_slices(const struct inventory *inv)
 {
-	return &inv->slices;
+	return &inv->plan.slices;
+}
+
+const struct plan *inventory_plan(const struct inventory *inv)
+{
+	return &inv->plan;
+}
+
+void inventory_set_planner(struct inventory *inv, const struct policy *policy,
+			   struct state *state)
+{
+	inv->policy = policy;
+	inv->state = state;
+}
+
+int inventory_replan(struct inventory *inv)
+{
+	struct plan plan;
+	int r, changed = 0;
+
+	r = plan_build(&inv->devices, inv->policy, inv->state, &plan);
+	if (r < 0)
+		return r;
+	if (inv->state) {
+		changed = plan_commit(&plan, inv->state);
+		if (changed < 0) {
+			plan_done(&plan);
+			return changed;
+		}
+	}
+	plan_done(&inv->plan);
+	inv->plan = plan;
+	inv->generation++;
+	return changed;
+}
+
+void inventory_touch(struct inventory *inv)
+{
+	inv->generation++;
 }
 
 uint64_t inventory_generation(const struct inventory *inv)

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/device.h"
@@ -33,6 +34,7 @@ typedef void (*inventory_cb_t)(const struct inventory_event *ev, void *userdata)
 
 struct inventory_stats {
 	size_t devices, added, removed, changed;
+	bool state_changed; /* the applied offers changed: the state needs saving */
 };
 
 struct inventory;
@@ -60,6 +62,26 @@ int inventory_set_health(struct inventory *inv, const char *id, const struct xpu
 
 const struct device_list *inventory_devices(const struct inventory *inv);
 const struct slice_list *inventory_slices(const struct inventory *inv);
+/* The slices with what each device is offered as, and what is pending. */
+const struct plan *inventory_plan(const struct inventory *inv);
+
+struct policy;
+struct state;
+/*
+ * What the planner plans from: the partition policy and the state (applied offers and the
+ * allocation ledger), both borrowed and read at every update and replan; NULL for none. Every
+ * update and replan records the applied offers in @state (see plan_commit()).
+ */
+void inventory_set_planner(struct inventory *inv, const struct policy *policy,
+			   struct state *state);
+/*
+ * Plans the slices again over the current devices: after a reload changed the policy, or a
+ * release made a device idle so that its pending offer applies. Bumps the generation.
+ * Returns 1 when the state changed (needs saving), 0 when not, or -ENOMEM (plan unchanged).
+ */
+int inventory_replan(struct inventory *inv);
+/* Bumps the generation: something derived from the inventory (allocations) changed. */
+void inventory_touch(struct inventory *inv);
 /* How many updates have completed; 0 until the first inventory. */
 uint64_t inventory_generation(const struct inventory *inv);
 uint64_t inventory_last_seq(const struct inventory *inv);

@@ -19,6 +19,8 @@
 #include "backends/registry.h"
 #include "core/inventory.h"
 #include "core/plan.h"
+#include "core/state.h"
+#include "daemon/allocations.h"
 #include "daemon/manager.h"
 #include "daemon/uevent.h"
 #include "shared/host.h"
@@ -51,6 +53,8 @@ struct manager {
 	struct xpu_host *host;
 	struct registry *registry;
 	struct inventory *inventory;
+	struct allocations *allocations;
+	char *state_dir;
 	struct api *api;
 	struct http_server *server;
 	struct uevent_monitor *uevents;
@@ -132,6 +136,9 @@ static int manager_rescan(void *userdata, struct inventory_stats *ret)
 	device_list_clear(&fresh);
 	if (r < 0)
 		return r;
+	/* An offer pending on a device that is idle now applied: remember it. */
+	if (st.state_changed && m->allocations)
+		(void)allocations_save(m->allocations);
 	m->rescans++;
 	if (st.added || st.removed || st.changed)
 		update_status(m);
@@ -317,7 +324,7 @@ static int resolve_group(const char *name, gid_t *ret)
 	return 0;
 }
 
-static int load_config(struct manager *m, struct config *c)
+static int load_config(struct manager *m, struct config *c, char **ret_error)
 {
 	_cleanup_free_ char *err = NULL;
 	int r;
@@ -330,6 +337,8 @@ static int load_config(struct manager *m, struct config *c)
 		return 0;
 	if (r < 0) {
 		config_done(c);
+		if (ret_error && asprintf(ret_error, "%s", err ?: strerror(-r)) < 0)
+			*ret_error = NULL;
 		if (err)
 			return log_error_errno(r, "Invalid configuration: %s", err);
 		return log_error_errno(r, "Failed to read configuration %s: %m", m->config_path);
@@ -361,14 +370,19 @@ static void apply_config(struct manager *m)
 	}
 }
 
-static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+/*
+ * Reads the configuration again and applies it; the partition policy takes effect through a
+ * rescan (each device whose slices are in use keeps its offer until it is idle). With an
+ * invalid file the running configuration stays and the error goes to *ret_error.
+ */
+static int manager_reload(void *userdata, char **ret_error)
 {
 	struct manager *m = userdata;
 	struct config c;
 	int r;
 
 	(void)sd_notify(false, "RELOADING=1");
-	r = load_config(m, &c);
+	r = load_config(m, &c, ret_error);
 	if (r >= 0) {
 		if (!m->socket_fixed &&
 		    !streq(c.socket_path ?: XPU_DEFAULT_SOCKET, m->socket_path))
@@ -382,11 +396,21 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 		if (r < 0)
 			log_warning_errno(r, "Failed to re-arm the health timer, ignoring: %m");
 		log_info("Configuration reloaded.");
+		r = manager_rescan(m, NULL);
+		if (r < 0)
+			log_warning_errno(r, "Failed to rescan after the reload: %m");
+		r = 0;
 	} else {
 		log_warning("Keeping the previous configuration.");
+		schedule_rescan(m);
 	}
-	schedule_rescan(m);
 	(void)sd_notify(false, "READY=1");
+	return r;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	(void)manager_reload(userdata, NULL);
 	return 0;
 }
 
@@ -565,7 +589,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (!m->config_path)
 		return log_oom();
 	m->config_explicit = o->config_explicit;
-	r = load_config(m, &m->config);
+	r = load_config(m, &m->config, NULL);
 	if (r < 0)
 		return r;
 	apply_config(m);
@@ -601,6 +625,20 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		return log_oom();
 	inventory_set_listener(m->inventory, on_inventory_event, m);
 
+	/* Allocations before the first inventory: it is planned around the slices in use. */
+	if (o->state_dir)
+		m->state_dir = strdup(o->state_dir);
+	else if (m->host->is_real)
+		m->state_dir = strdup(STATE_DEFAULT_DIR);
+	else if (asprintf(&m->state_dir, "%s%s", m->host->root, STATE_DEFAULT_DIR) < 0)
+		m->state_dir = NULL;
+	if (!m->state_dir)
+		return log_oom();
+	r = allocations_new(m->event, m->host, m->state_dir, m->inventory, &m->config.policy,
+			    &m->allocations);
+	if (r < 0)
+		return r;
+
 	r = sd_event_add_defer(m->event, &m->rescan_source, on_rescan, m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up rescans: %m");
@@ -633,6 +671,8 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		.registry = m->registry,
 		.root = m->host->root,
 		.rescan = manager_rescan,
+		.reload = manager_reload,
+		.allocations = m->allocations,
 		.userdata = m,
 	};
 	r = api_new(&ctx, &m->api);
@@ -687,6 +727,7 @@ struct manager *manager_free(struct manager *m)
 	for (size_t i = 0; m->watches && i < registry_size(m->registry); i++)
 		sd_event_source_disable_unref(m->watches[i].source);
 	free(m->watches);
+	allocations_free(m->allocations);
 	inventory_free(m->inventory);
 	registry_free(m->registry);
 	host_free(m->host);
@@ -695,6 +736,7 @@ struct manager *manager_free(struct manager *m)
 	free(m->config_path);
 	free(m->socket_path);
 	free(m->uevent_socket);
+	free(m->state_dir);
 	free(m);
 	return NULL;
 }

@@ -18,6 +18,7 @@ struct manager_options {
 	bool config_explicit;	   /* --config given: a missing file is an error */
 	const char *uevent_socket; /* test uevent socket; default <root>/run/xpud-uevent.sock */
 	int log_level;		   /* -1: from config */
+	const char *state_dir;	   /* NULL: STATE_DEFAULT_DIR below the root */
 };
 
 struct manager;

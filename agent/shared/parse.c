@@ -226,3 +226,46 @@ bool string_is_printable(const char *s)
 			return false;
 	return true;
 }
+
+int parse_size(const char *s, uint64_t *ret)
+{
+	static const struct {
+		const char *unit;
+		unsigned shift;
+	} units[] = { { "", 0 },   { "B", 0 },	  { "K", 10 }, { "KiB", 10 }, { "M", 20 },
+		      { "MiB", 20 }, { "G", 30 }, { "GiB", 30 }, { "T", 40 }, { "TiB", 40 } };
+	char num[32];
+	uint64_t whole, frac = 0, scale = 1;
+	size_t n, f = 0;
+
+	if (!s)
+		return -EINVAL;
+	n = strspn(s, "0123456789");
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (safe_atou64(num, &whole) < 0)
+		return -ERANGE;
+	if (s[n] == '.') {
+		f = strspn(s + n + 1, "0123456789");
+		if (f == 0 || f > 9)
+			return -EINVAL;
+		for (size_t i = 0; i < f; i++) {
+			frac = frac * 10 + (uint64_t)(s[n + 1 + i] - '0');
+			scale *= 10;
+		}
+		n += 1 + f;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s + n, units[i].unit) != 0)
+			continue;
+		if (units[i].shift == 0 && f)
+			return -EINVAL; /* a fraction of a byte */
+		if (whole > (UINT64_MAX >> units[i].shift))
+			return -ERANGE;
+		*ret = (whole << units[i].shift) + ((frac << units[i].shift) / scale);
+		return 0;
+	}
+	return -EINVAL;
+}

@@ -36,3 +36,9 @@ int parse_pci_address(const char *s, char ret[static 13]);
 char *strstrip_trailing(char *s);
 /* True when @s is non-empty and consists of printable ASCII only. */
 bool string_is_printable(const char *s);
+
+/*
+ * A size in bytes: a number, optionally with a fraction, and a binary unit: B, K or KiB, M or
+ * MiB, G or GiB, T or TiB ("10GiB", "1.5G", "512MiB", "4096"). 0, -EINVAL or -ERANGE.
+ */
+int parse_size(const char *s, uint64_t *ret);

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The allocation service: grants and releases slices, persists every change before it is
+ * acknowledged (state.c), and releases what an owner left behind: a process that exited
+ * (pidfd), a cgroup or systemd unit that emptied (inotify on cgroup.events). Lives in the
+ * daemon's event loop; the API calls it.
+ */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "core/alloc.h"
+#include "core/inventory.h"
+#include "core/state.h"
+#include "shared/host.h"
+
+struct allocations;
+
+/*
+ * Loads the state from @state_dir (a corrupt file is set aside and logged; see state_load()),
+ * releases allocations whose owner is gone, watches the others' owners, and makes @inv plan
+ * from @policy (borrowed) and this state from then on. Call it before the first inventory.
+ * 0 or -errno (logged).
+ */
+int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_dir,
+		    struct inventory *inv, const struct policy *policy,
+		    struct allocations **ret);
+struct allocations *allocations_free(struct allocations *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct allocations *, allocations_free);
+
+/* The state the inventory plans from (its ledger and applied offers). */
+struct state *allocations_state(struct allocations *s);
+const struct ledger *allocations_ledger(const struct allocations *s);
+
+/*
+ * Grants @req to @owner: checks the owner is alive, picks the slices (alloc_choose()), records
+ * and saves the allocation. On success *ret points to the ledger's record (valid until the next
+ * change). Errors as alloc_choose(), plus -ESRCH (the owner is gone), -EINVAL (a malformed
+ * owner) and -EIO (the state could not be saved: nothing was granted); each with a reason in
+ * *ret_error.
+ */
+int allocations_grant(struct allocations *s, const struct alloc_request *req,
+		      const struct alloc_owner *owner, const struct allocation **ret,
+		      char **ret_error);
+
+/* Releases @id and saves. 0, -ENOENT (no such allocation), -EIO (not saved: kept). */
+int allocations_release(struct allocations *s, const char *id, char **ret_error);
+
+/*
+ * After the inventory's state changed outside a grant or release (a rescan or reload applied
+ * a pending offer): saves it. Logs a failure. 0 or -errno.
+ */
+int allocations_save(struct allocations *s);
