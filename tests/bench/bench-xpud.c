@@ -123,6 +123,64 @@ static double round_trip(int fd, char *buf, size_t cap, size_t *ret_size)
 	return now_us() - start;
 }
 
+/* One request with a body on a keep-alive connection; the response lands in @buf. */
+static double exchange(int fd, const char *method, const char *path, const char *body,
+		       char *buf, size_t cap)
+{
+	char req[1024];
+	int n = snprintf(req, sizeof(req),
+			 "%s %s HTTP/1.1\r\nHost: xpud\r\nContent-Length: %zu\r\n\r\n%s", method,
+			 path, body ? strlen(body) : 0, body ?: "");
+	double start = now_us();
+
+	if (write(fd, req, (size_t)n) != n)
+		die("write");
+	(void)read_response(fd, buf, cap);
+	return now_us() - start;
+}
+
+static long rss_kib(pid_t pid);
+
+/*
+ * Allocation round trips: POST /v1/allocations for one GPU, then DELETE it, @n times on one
+ * connection. Each is acknowledged only after the state file was replaced and fsync'd.
+ * Medians in ret_grant/ret_release; RSS before and after in ret_rss.
+ */
+static void bench_allocations(const char *sock, pid_t xpud, int n, double *ret_grant,
+			      double *ret_release, long ret_rss[2])
+{
+	static char buf[1 << 16];
+	double *g = calloc((size_t)n, sizeof(double)), *r = calloc((size_t)n, sizeof(double));
+	int fd = connect_to(sock);
+
+	for (int i = -n / 10; i < n; i++) {
+		char path[128], *id;
+		double tg, tr;
+
+		if (i == 0)
+			ret_rss[0] = rss_kib(xpud);
+		tg = exchange(fd, "POST", "/v1/allocations",
+			      "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", buf, sizeof(buf));
+		id = strstr(buf, "\"id\":\"");
+		if (!strstr(buf, " 201 ") || !id)
+			die("grant");
+		snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
+		tr = exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
+		if (!strstr(buf, " 200 "))
+			die("release");
+		if (i >= 0) {
+			g[i] = tg;
+			r[i] = tr;
+		}
+	}
+	ret_rss[1] = rss_kib(xpud);
+	close(fd);
+	*ret_grant = percentile(g, (size_t)n, 0.5);
+	*ret_release = percentile(r, (size_t)n, 0.5);
+	free(g);
+	free(r);
+}
+
 /*
  * Median and p99 latency of @n keep-alive round trips to each of two servers, interleaved
  * request by request (alternating which goes first) so that both see the same machine.
@@ -562,6 +620,23 @@ int main(int argc, char *argv[])
 	printf("| uevent to device-added on /v1/events, median of 16 | %.2f ms | - | - | < 100 ms "
 	       "|\n",
 	       percentile(lat, 16, 0.5));
+
+	{
+		double grant, rel;
+		long rss[2] = { 0, 0 };
+		int cycles = n * 5; /* 10,000 with the default 2,000 */
+
+		bench_allocations(sock, xpud, cycles, &grant, &rel, rss);
+		printf("| POST /v1/allocations (1 GPU), HGX, state fsync'd, median of %d | %.1f us | "
+		       "GET /v1/devices: %.1f us | %.2fx | < 1 ms |\n",
+		       cycles, grant, xm, grant / xm);
+		printf("| DELETE /v1/allocations/ID, median of %d | %.1f us | GET /v1/devices: %.1f "
+		       "us | %.2fx | - |\n",
+		       cycles, rel, xm, rel / xm);
+		printf("| xpud RSS before and after %d allocate/release cycles | %.2f -> %.2f MiB | "
+		       "- | %+ld KiB | flat |\n",
+		       cycles, (double)rss[0] / 1024.0, (double)rss[1] / 1024.0, rss[1] - rss[0]);
+	}
 
 	long xr = rss_kib(xpud), sr;
 	pid_t sleeper = fork();

@@ -258,6 +258,52 @@ int test_request(const struct test_xpud *x, const char *method, const char *path
 	return status;
 }
 
+int test_request_body(const struct test_xpud *x, const char *method, const char *path,
+		      const char *body, json_t **ret)
+{
+	struct xpu_client *c = NULL;
+	json_t *doc = NULL, *req = NULL;
+	int status = 0, r;
+
+	if (body) {
+		req = json_loads(body, 0, NULL);
+		if (!req)
+			fail_msg("test body is not JSON: %s", body);
+	}
+	r = xpu_client_new(x->socket, &c);
+	if (r >= 0)
+		r = xpu_client_request(c, method, path, req, &status, &doc);
+	xpu_client_free(c);
+	json_decref(req);
+	if (r < 0)
+		return r;
+	if (ret)
+		*ret = doc;
+	else
+		json_decref(doc);
+	return status;
+}
+
+int test_xpud_wait_exit(struct test_xpud *x, int timeout_ms)
+{
+	long long deadline = test_now_ms() + timeout_ms;
+	int status;
+
+	while (x->pid > 0 && test_now_ms() < deadline) {
+		if (waitpid(x->pid, &status, WNOHANG) == x->pid) {
+			x->pid = 0;
+			return status;
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+char *test_xpud_take_root(struct test_xpud *x)
+{
+	return TAKE_PTR(x->root);
+}
+
 int test_xpuctl(const char *socket, const char *const *args, char **ret_out)
 {
 	const char *bin = test_env("XPUCTL_BIN");

@@ -51,6 +51,20 @@ void test_send_uevent(const struct test_xpud *x, const char *action, const char 
 int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret);
 
 /*
+ * A request with a JSON body given as text (NULL: none). Returns the HTTP status, or -errno
+ * when the request failed (xpud died, say): never fails the test itself.
+ */
+int test_request_body(const struct test_xpud *x, const char *method, const char *path,
+		      const char *body, json_t **ret);
+
+/* Waits for xpud to exit by itself (killed, crashed) within @timeout_ms: its wait status, or
+ * -1 on timeout. */
+int test_xpud_wait_exit(struct test_xpud *x, int timeout_ms);
+
+/* Takes the tree away from @x, so that test_xpud_free() leaves it for a second xpud. */
+char *test_xpud_take_root(struct test_xpud *x);
+
+/*
  * Runs XPUCTL_BIN with --socket and @args (NULL-terminated). Returns its exit status and its
  * stdout (malloc'd) in *ret_out when not NULL.
  */
