@@ -101,13 +101,15 @@ void config_done(struct config *c)
 	config_init(c);
 }
 
-int parse_duration(const char *s, uint64_t *ret_usec)
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+/* A whole number directly followed by one of @units' suffixes, times its multiplier. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
+			   uint64_t *ret)
 {
-	static const struct {
-		const char *suffix;
-		uint64_t mult;
-	} units[] = { { "ms", 1000ULL }, { "s", 1000000ULL }, { "m", 60000000ULL },
-		      { "h", 3600000000ULL }, { "", 1000000ULL } };
 	char num[32];
 	uint64_t v;
 	size_t n;
@@ -121,14 +123,34 @@ int parse_duration(const char *s, uint64_t *ret_usec)
 	num[n] = '\0';
 	if (safe_atou64(num, &v) < 0)
 		return -ERANGE;
-	for (size_t i = 0; i < ELEMENTSOF(units); i++)
+	for (size_t i = 0; i < n_units; i++)
 		if (streq(s + n, units[i].suffix)) {
 			if (v > UINT64_MAX / units[i].mult)
 				return -ERANGE;
-			*ret_usec = v * units[i].mult;
+			*ret = v * units[i].mult;
 			return 0;
 		}
 	return -EINVAL;
+}
+
+int parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct unit units[] = { { "ms", 1000ULL },	      { "s", 1000000ULL },
+					     { "m", 60000000ULL },    { "h", 3600000000ULL },
+					     { "", 1000000ULL } };
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_usec);
+}
+
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+	static const struct unit units[] = {
+		{ "B", 1 },	    { "KiB", 1ULL << 10 }, { "K", 1ULL << 10 },
+		{ "MiB", 1ULL << 20 }, { "M", 1ULL << 20 },   { "GiB", 1ULL << 30 },
+		{ "G", 1ULL << 30 },   { "TiB", 1ULL << 40 }, { "T", 1ULL << 40 },
+	};
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_bytes);
 }
 
 static int fail(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
@@ -157,36 +179,6 @@ static int set_string(char **field, const char *v)
 	free(*field);
 	*field = s;
 	return 0;
-}
-
-int parse_size(const char *s, uint64_t *ret_bytes)
-{
-	static const struct {
-		const char *suffix;
-		unsigned shift;
-	} units[] = { { "B", 0 },   { "KiB", 10 }, { "K", 10 }, { "MiB", 20 }, { "M", 20 },
-		      { "GiB", 30 }, { "G", 30 },  { "TiB", 40 }, { "T", 40 } };
-	char num[32];
-	uint64_t v;
-	size_t n;
-
-	if (isempty(s))
-		return -EINVAL;
-	n = strspn(s, "0123456789");
-	if (n == 0 || n >= sizeof(num))
-		return -EINVAL;
-	memcpy(num, s, n);
-	num[n] = '\0';
-	if (safe_atou64(num, &v) < 0)
-		return -ERANGE;
-	for (size_t i = 0; i < ELEMENTSOF(units); i++)
-		if (streq(s + n, units[i].suffix)) {
-			if (v > UINT64_MAX >> units[i].shift)
-				return -ERANGE;
-			*ret_bytes = v << units[i].shift;
-			return 0;
-		}
-	return -EINVAL;
 }
 
 bool mig_profile_valid(const char *s)
