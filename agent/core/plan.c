@@ -239,13 +239,13 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 		const char *profile = all ? *p + 4 : *p;
 		unsigned n = all ? mig_profile_total(d, profile) : 1;
 
-		if (n == 0)
-			return asprintf(ret_reason,
-					"declared MIG layout not applied yet: the GPU does not list "
-					"profile %s",
-					profile) < 0
-				       ? -ENOMEM
-				       : 0;
+		if (n == 0) {
+			if (asprintf(ret_reason, "declared MIG layout not applied yet: the GPU does "
+						 "not list profile %s",
+				     profile) < 0)
+				return -ENOMEM;
+			return 0;
+		}
 		for (unsigned i = 0; i < n; i++)
 			if (strv_extend(&declared, profile) < 0)
 				return -ENOMEM;
