@@ -97,15 +97,17 @@ static int check_config(const char *path)
 
 	config_init(&c);
 	r = config_load(path, &c, &err);
-	config_done(&c);
 	if (r < 0) {
+		config_done(&c);
 		if (err)
 			fprintf(stderr, "%s\n", err);
 		else
 			fprintf(stderr, "Failed to read %s: %s\n", path, strerror(-r));
 		return 1;
 	}
-	printf("%s: valid\n", path);
+	printf("%s: ok (%zu partition rule%s)\n", path, c.policy.n_rules,
+	       c.policy.n_rules == 1 ? "" : "s");
+	config_done(&c);
 	return 0;
 }
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "shared/strv.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_MAX_DEPTH 16
 
 static const char *const action_table[_HEALTH_ACTION_MAX] = {
 	[HEALTH_ACTION_IGNORE] = "ignore",
@@ -99,13 +101,15 @@ void config_done(struct config *c)
 	config_init(c);
 }
 
-int parse_duration(const char *s, uint64_t *ret_usec)
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+/* A whole number directly followed by one of @units' suffixes, times its multiplier. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
+			   uint64_t *ret)
 {
-	static const struct {
-		const char *suffix;
-		uint64_t mult;
-	} units[] = { { "ms", 1000ULL }, { "s", 1000000ULL }, { "m", 60000000ULL },
-		      { "h", 3600000000ULL }, { "", 1000000ULL } };
 	char num[32];
 	uint64_t v;
 	size_t n;
@@ -119,14 +123,34 @@ int parse_duration(const char *s, uint64_t *ret_usec)
 	num[n] = '\0';
 	if (safe_atou64(num, &v) < 0)
 		return -ERANGE;
-	for (size_t i = 0; i < ELEMENTSOF(units); i++)
+	for (size_t i = 0; i < n_units; i++)
 		if (streq(s + n, units[i].suffix)) {
 			if (v > UINT64_MAX / units[i].mult)
 				return -ERANGE;
-			*ret_usec = v * units[i].mult;
+			*ret = v * units[i].mult;
 			return 0;
 		}
 	return -EINVAL;
+}
+
+int parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct unit units[] = { { "ms", 1000ULL },	      { "s", 1000000ULL },
+					     { "m", 60000000ULL },    { "h", 3600000000ULL },
+					     { "", 1000000ULL } };
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_usec);
+}
+
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+	static const struct unit units[] = {
+		{ "B", 1 },	    { "KiB", 1ULL << 10 }, { "K", 1ULL << 10 },
+		{ "MiB", 1ULL << 20 }, { "M", 1ULL << 20 },   { "GiB", 1ULL << 30 },
+		{ "G", 1ULL << 30 },   { "TiB", 1ULL << 40 }, { "T", 1ULL << 40 },
+	};
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_bytes);
 }
 
 static int fail(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
@@ -154,6 +178,148 @@ static int set_string(char **field, const char *v)
 		return -ENOMEM;
 	free(*field);
 	*field = s;
+	return 0;
+}
+
+bool mig_profile_valid(const char *s)
+{
+	for (int part = 0; part < 2; part++) {
+		size_t n = strspn(s, "0123456789");
+
+		if (n == 0 || n > 4 || s[0] == '0')
+			return false;
+		s += n;
+		if (strncmp(s, part == 0 ? "g." : "gb", 2) != 0)
+			return false;
+		s += 2;
+	}
+	return s[0] == '\0' || streq(s, "+me");
+}
+
+/* A DNS subdomain in lower case: labels of [a-z0-9-], 1 to 63 characters, no '-' at an end. */
+static bool dns_domain_valid(const char *s, size_t len)
+{
+	size_t label = 0;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = i < len ? s[i] : '.';
+
+		if (ch == '.') {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			label = 0;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			   (ch == '-' && label > 0)) {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool is_alnum(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+bool resource_name_valid(const char *s)
+{
+	const char *slash = strchr(s, '/'), *name;
+	size_t n;
+
+	if (!slash || !dns_domain_valid(s, (size_t)(slash - s)))
+		return false;
+	name = slash + 1;
+	n = strlen(name);
+	if (n == 0 || n > 63 || !is_alnum(name[0]) || !is_alnum(name[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!is_alnum(name[i]) && !strchr("._-", name[i]))
+			return false;
+	return true;
+}
+
+/* The loaded document, and where errors go. */
+struct yaml_ctx {
+	yaml_document_t doc;
+	char **error;
+};
+
+static size_t node_line(const yaml_node_t *n)
+{
+	return n->start_mark.line + 1;
+}
+
+/* The text of a scalar node; NULL for a list or mapping. */
+static const char *node_text(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static const char *node_shape(const yaml_node_t *n)
+{
+	return n->type == YAML_SEQUENCE_NODE ? "a list" : n->type == YAML_MAPPING_NODE ? "a mapping"
+											 : "a value";
+}
+
+#define MAPPING_FOREACH(p, n)                                                                      \
+	for (yaml_node_pair_t *p = (n)->data.mapping.pairs.start; p < (n)->data.mapping.pairs.top; \
+	     p++)
+
+static const char *const top_keys[] = {
+	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
+	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
+	NULL,
+};
+static const char *const rule_keys[] = {
+	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
+	"resource", NULL,
+};
+static const char *const selector_keys[] = { "vendor", "model", "pci", "uuid", NULL };
+static const char *const shares_keys[] = { "count", "size", "compute", NULL };
+static const char *const amd_modes[] = { "spx", "dpx", "qpx", "cpx", NULL };
+
+/*
+ * One key of a mapping: a single value, one of @known, not given before in the same mapping.
+ * @where names the mapping in messages (" in a partition rule"; "" at the top level). The
+ * duplicate check compares with the earlier keys only, which are all known, so it is bounded.
+ */
+static int pair_key(struct yaml_ctx *x, const yaml_node_t *map, const yaml_node_pair_t *p,
+		    const char *where, const char *const *known, const char **ret_key,
+		    size_t *ret_line, yaml_node_t **ret_value)
+{
+	yaml_node_t *k = yaml_document_get_node(&x->doc, p->key);
+	const char *key = node_text(k);
+
+	if (!key)
+		return fail(x->error, node_line(k), "expected a key%s, not %s", where, node_shape(k));
+	if (!strv_contains((char *const *)known, key)) {
+		_cleanup_free_ char *list = strv_join((char *const *)known, ", ");
+
+		if (!list)
+			return -ENOMEM;
+		return fail(x->error, node_line(k), "unknown key '%s'%s (known: %s)", key, where,
+			    list);
+	}
+	for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++)
+		if (streq_ptr(node_text(yaml_document_get_node(&x->doc, q->key)), key))
+			return fail(x->error, node_line(k), "'%s' is given twice", key);
+	*ret_key = key;
+	*ret_line = node_line(k);
+	*ret_value = yaml_document_get_node(&x->doc, p->value);
+	return 0;
+}
+
+static int value_text(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
+		      const char **ret)
+{
+	if (v->type != YAML_SCALAR_NODE)
+		return fail(x->error, line, "'%s': expected a single value, not %s", key,
+			    node_shape(v));
+	*ret = node_text(v);
 	return 0;
 }
 
@@ -224,32 +390,375 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		c->log_level = l;
 		return 0;
 	}
-	return fail(ret_error, line,
-		    "unknown key '%s' (known: socket, socket-group, socket-mode, admin-group, "
-		    "health-interval, log-level, nvml-library, cuda-library, nvidia-xid-actions)",
-		    key);
+	return -EINVAL; /* pair_key() lets only known keys through */
 }
 
-int config_parse(const char *text, size_t len, struct config *c, char **ret_error)
+/* "match:": "all", or a mapping of vendor, model, pci and uuid (all given must match). */
+static int parse_selector(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
+			  struct selector *s)
+{
+	const char *text = node_text(v);
+
+	if (v->type == YAML_SCALAR_NODE && streq(text, "all")) {
+		s->all = true;
+		return 0;
+	}
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(x->error, line,
+			    "match: expected 'all' or a mapping of vendor, model, pci and uuid, "
+			    "got %s%s%s",
+			    text ? "'" : "", text ?: node_shape(v), text ? "'" : "");
+	if (v->data.mapping.pairs.top == v->data.mapping.pairs.start)
+		return fail(x->error, line,
+			    "match: an empty selector matches no device; name vendor, model, pci or "
+			    "uuid, or write 'match: all'");
+	MAPPING_FOREACH(p, v) {
+		const char *key, *val = NULL;
+		yaml_node_t *n;
+		size_t kline;
+		int r;
+
+		r = pair_key(x, v, p, " in match", selector_keys, &key, &kline, &n);
+		if (r < 0)
+			return r;
+		r = value_text(x, key, kline, n, &val);
+		if (r < 0)
+			return r;
+		if (streq(key, "vendor")) {
+			if (isempty(val) || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
+						    strlen(val))
+				return fail(x->error, kline,
+					    "vendor: expected a lower-case vendor name such as nvidia, "
+					    "amd or intel, got '%s'",
+					    val);
+			r = set_string(&s->vendor, val);
+		} else if (streq(key, "pci")) {
+			char addr[13];
+
+			if (parse_pci_address(val, addr) < 0)
+				return fail(x->error, kline,
+					    "pci: expected a PCI address such as 0000:db:00.0, got "
+					    "'%s'",
+					    val);
+			r = set_string(&s->pci, addr);
+		} else {
+			if (!string_is_printable(val))
+				return fail(x->error, kline, "%s: expected %s, got '%s'", key,
+					    streq(key, "model")
+						    ? "a model name or pattern such as \"NVIDIA A100*\""
+						    : "a device UUID such as GPU-...",
+					    val);
+			r = set_string(streq(key, "model") ? &s->model : &s->uuid, val);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A whole number from 1 to OFFER_MAX_COUNT. */
+static int parse_count(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
+		       unsigned *ret)
+{
+	const char *val = NULL;
+	unsigned u;
+	int r;
+
+	r = value_text(x, key, line, v, &val);
+	if (r < 0)
+		return r;
+	if (safe_atou(val, &u) < 0 || u < 1 || u > OFFER_MAX_COUNT)
+		return fail(x->error, line, "%s: expected a whole number from 1 to %d, got '%s'",
+			    key, OFFER_MAX_COUNT, val);
+	*ret = u;
+	return 0;
+}
+
+/* "memory-shares: {count: 4, size: 10GiB, compute: 0.25}"; size and compute optional. */
+static int parse_shares(struct yaml_ctx *x, size_t line, const yaml_node_t *v, struct offer *o)
+{
+	if (v->type != YAML_MAPPING_NODE)
+		return fail(x->error, line,
+			    "memory-shares: expected a mapping such as {count: 4, size: 10GiB, "
+			    "compute: 0.25}, not %s",
+			    node_shape(v));
+	MAPPING_FOREACH(p, v) {
+		const char *key, *val = NULL;
+		yaml_node_t *n;
+		size_t kline;
+		int r;
+
+		r = pair_key(x, v, p, " in memory-shares", shares_keys, &key, &kline, &n);
+		if (r < 0)
+			return r;
+		if (streq(key, "count")) {
+			r = parse_count(x, "count", kline, n, &o->count);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		r = value_text(x, key, kline, n, &val);
+		if (r < 0)
+			return r;
+		if (streq(key, "size")) {
+			if (parse_size(val, &o->share_bytes) < 0 || o->share_bytes == 0)
+				return fail(x->error, kline,
+					    "size: expected a size with a unit such as 10GiB or 512MiB "
+					    "(B, KiB, MiB, GiB, TiB), got '%s'",
+					    val);
+		} else {
+			char *end = NULL;
+
+			errno = 0;
+			o->compute = isempty(val) ? 0 : strtod(val, &end);
+			if (!end || *end || errno != 0 || !(o->compute > 0 && o->compute <= 1))
+				return fail(x->error, kline,
+					    "compute: expected a fraction of the device greater than 0 "
+					    "and at most 1, such as 0.25, got '%s'",
+					    val);
+		}
+	}
+	if (o->count == 0)
+		return fail(x->error, line, "memory-shares: 'count' is required");
+	if (o->compute * o->count > 1.0 + 1e-9)
+		return fail(x->error, line,
+			    "memory-shares: %u shares of compute %g add up to more than the device "
+			    "(count x compute must be at most 1)",
+			    o->count, o->compute);
+	return 0;
+}
+
+/* "mig: all-1g.10gb" (stored as that one element) or "mig: [3g.40gb, 2g.20gb]". */
+static int parse_mig(struct yaml_ctx *x, size_t line, const yaml_node_t *v, struct offer *o)
+{
+	const char *text = node_text(v);
+
+	if (text && strncmp(text, "all-", 4) == 0 && mig_profile_valid(text + 4))
+		return strv_extend(&o->mig_profiles, text);
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top ==
+						     v->data.sequence.items.start)
+		return fail(x->error, line,
+			    "mig: expected all-<profile> (such as all-1g.10gb) or a list of "
+			    "profiles such as [3g.40gb, 2g.20gb], got %s%s%s",
+			    text ? "'" : "", text ?: node_shape(v), text ? "'" : "");
+	if (v->data.sequence.items.top - v->data.sequence.items.start > OFFER_MAX_COUNT)
+		return fail(x->error, line, "mig: at most %d instances", OFFER_MAX_COUNT);
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
+	     i++) {
+		yaml_node_t *n = yaml_document_get_node(&x->doc, *i);
+		const char *p = node_text(n);
+
+		if (!p || !mig_profile_valid(p))
+			return fail(x->error, node_line(n),
+				    "mig: '%s' is not a MIG profile (<n>g.<m>gb, optionally with "
+				    "+me, such as 1g.10gb)",
+				    p ?: node_shape(n));
+		if (strv_extend(&o->mig_profiles, p) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int parse_bool(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
+		      bool *ret)
+{
+	const char *val = NULL;
+	int r;
+
+	r = value_text(x, key, line, v, &val);
+	if (r < 0)
+		return r;
+	if (!streq(val, "true") && !streq(val, "false"))
+		return fail(x->error, line, "%s: expected true or false, got '%s'", key, val);
+	*ret = streq(val, "true");
+	return 0;
+}
+
+/* The value of one offer key of a rule, into @o (whose kind is set). */
+static int parse_offer(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
+		       struct offer *o)
+{
+	const char *val = NULL;
+	bool whole;
+	int r;
+
+	switch (o->kind) {
+	case OFFER_WHOLE:
+		r = parse_bool(x, key, line, v, &whole);
+		if (r >= 0 && !whole)
+			return fail(x->error, line,
+				    "whole: expected true (a rule must offer something)");
+		return r;
+	case OFFER_REPLICAS:
+		return parse_count(x, key, line, v, &o->count);
+	case OFFER_MEMORY_SHARES:
+		return parse_shares(x, line, v, o);
+	case OFFER_MIG:
+		return parse_mig(x, line, v, o);
+	case OFFER_AMD_PARTITION:
+		r = value_text(x, key, line, v, &val);
+		if (r < 0)
+			return r;
+		if (!strv_contains((char *const *)amd_modes, val))
+			return fail(x->error, line,
+				    "amd-partition: expected spx, dpx, qpx or cpx, got '%s'", val);
+		return set_string(&o->amd_mode, val);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_rule *rule)
+{
+	size_t line = node_line(n), offer_line = 0, mig_enable_line = 0;
+	const char *offer_key = NULL;
+	bool has_match = false;
+
+	rule->line = (unsigned)line;
+	if (n->type != YAML_MAPPING_NODE)
+		return fail(x->error, line,
+			    "partitions: each rule must be a mapping with 'match' and one of whole, "
+			    "replicas, memory-shares, mig or amd-partition, not %s",
+			    node_shape(n));
+	MAPPING_FOREACH(p, n) {
+		const char *key, *val = NULL;
+		yaml_node_t *v;
+		size_t kline;
+		int r;
+
+		r = pair_key(x, n, p, " in a partition rule", rule_keys, &key, &kline, &v);
+		if (r < 0)
+			return r;
+		if (streq(key, "match")) {
+			has_match = true;
+			r = parse_selector(x, kline, v, &rule->match);
+		} else if (streq(key, "mig-enable")) {
+			mig_enable_line = kline;
+			r = parse_bool(x, key, kline, v, &rule->offer.mig_enable);
+		} else if (streq(key, "resource")) {
+			r = value_text(x, key, kline, v, &val);
+			if (r >= 0 && !resource_name_valid(val))
+				return fail(x->error, kline,
+					    "resource: expected a resource name such as "
+					    "nvidia.com/gpu-shared (a lower-case domain, '/', then "
+					    "letters, digits, '.', '_' or '-'), got '%s'",
+					    val);
+			if (r >= 0)
+				r = set_string(&rule->offer.resource, val);
+		} else {
+			if (offer_key)
+				return fail(x->error, kline,
+					    "%s: a rule has exactly one offer, and '%s' was given on "
+					    "line %zu",
+					    key, offer_key, offer_line);
+			offer_key = key;
+			offer_line = kline;
+			rule->offer.kind = offer_kind_from_string(key);
+			r = parse_offer(x, key, kline, v, &rule->offer);
+		}
+		if (r < 0)
+			return r;
+	}
+	if (!has_match)
+		return fail(x->error, line,
+			    "a partition rule needs 'match' ('all', or a mapping of vendor, model, "
+			    "pci and uuid)");
+	if (!offer_key)
+		return fail(x->error, line,
+			    "a partition rule needs one offer: whole, replicas, memory-shares, mig or "
+			    "amd-partition");
+	if (mig_enable_line && rule->offer.kind != OFFER_MIG)
+		return fail(x->error, mig_enable_line, "mig-enable: only applies to a rule with 'mig'");
+	return 0;
+}
+
+static int parse_partitions(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
+			    struct policy *ret)
+{
+	struct policy pol = {};
+	size_t n;
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return fail(x->error, line,
+			    "partitions: expected a list of rules (\"- match: ...\"), not %s",
+			    node_shape(v));
+	n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	pol.rules = calloc(n ?: 1, sizeof(*pol.rules));
+	if (!pol.rules)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int r;
+
+		/* counted first, so that policy_done() frees a half-parsed rule */
+		pol.n_rules++;
+		r = parse_rule(x, yaml_document_get_node(&x->doc, v->data.sequence.items.start[i]),
+			       &pol.rules[i]);
+		if (r < 0) {
+			policy_done(&pol);
+			return r;
+		}
+	}
+	policy_done(ret);
+	*ret = pol;
+	return 0;
+}
+
+static int parse_document(struct yaml_ctx *x, struct config *c)
+{
+	yaml_node_t *root = yaml_document_get_root_node(&x->doc);
+
+	if (!root)
+		return 0; /* an empty file, or only comments */
+	if (root->type != YAML_MAPPING_NODE)
+		return fail(x->error, node_line(root), "expected a mapping of keys to values");
+	MAPPING_FOREACH(p, root) {
+		const char *key, *val = NULL;
+		yaml_node_t *v;
+		size_t line;
+		int r;
+
+		r = pair_key(x, root, p, "", top_keys, &key, &line, &v);
+		if (r < 0)
+			return r;
+		if (streq(key, "partitions"))
+			r = parse_partitions(x, line, v, &c->policy);
+		else {
+			r = value_text(x, key, line, v, &val);
+			if (r >= 0)
+				r = apply_key(c, key, val, line, x->error);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int yaml_fail(yaml_parser_t *parser, char **ret_error)
+{
+	return fail(ret_error, parser->problem_mark.line + 1, "%s",
+		    parser->problem ?: "malformed YAML");
+}
+
+/*
+ * libyaml's loader resolves aliases silently and loads one document at a time, so one pass
+ * over the events comes first: it refuses aliases, a second document and deep nesting, with
+ * their lines.
+ */
+static int yaml_prescan(const char *text, size_t len, char **ret_error)
 {
 	yaml_parser_t parser;
-	_cleanup_free_ char *key = NULL;
-	_cleanup_strv_free_ char **seen = NULL;
-	size_t key_line = 0;
 	int depth = 0, documents = 0, r = 0;
 	bool done = false;
 
 	if (!yaml_parser_initialize(&parser))
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-
 	while (!done && r >= 0) {
 		yaml_event_t ev;
 		size_t line;
 
 		if (!yaml_parser_parse(&parser, &ev)) {
-			r = fail(ret_error, parser.problem_mark.line + 1, "%s",
-				 parser.problem ?: "malformed YAML");
+			r = yaml_fail(&parser, ret_error);
 			break;
 		}
 		line = ev.start_mark.line + 1;
@@ -262,38 +771,15 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 				r = fail(ret_error, line, "only one YAML document is allowed");
 			break;
 		case YAML_MAPPING_START_EVENT:
-			if (++depth > 1)
-				r = fail(ret_error, line, "'%s': expected a single value, not a mapping",
-					 key ?: "?");
+		case YAML_SEQUENCE_START_EVENT:
+			if (++depth > CONFIG_MAX_DEPTH)
+				r = fail(ret_error, line, "nested more than %d levels deep",
+					 CONFIG_MAX_DEPTH);
 			break;
 		case YAML_MAPPING_END_EVENT:
+		case YAML_SEQUENCE_END_EVENT:
 			depth--;
 			break;
-		case YAML_SEQUENCE_START_EVENT:
-			r = fail(ret_error, line, "'%s': expected a single value, not a list",
-				 key ?: "top level");
-			break;
-		case YAML_SCALAR_EVENT: {
-			const char *v = (const char *)ev.data.scalar.value;
-
-			if (depth != 1) {
-				/* An empty document is fine; a bare scalar is not a config. */
-				r = fail(ret_error, line, "expected a mapping of keys to values");
-			} else if (!key) {
-				if (strv_contains(seen, v)) {
-					r = fail(ret_error, line, "'%s' is given twice", v);
-					break;
-				}
-				key = strdup(v);
-				key_line = line;
-				if (!key || strv_extend(&seen, v) < 0)
-					r = -ENOMEM;
-			} else {
-				r = apply_key(c, key, v, key_line, ret_error);
-				key = mfree(key);
-			}
-			break;
-		}
 		case YAML_ALIAS_EVENT:
 			r = fail(ret_error, line, "aliases are not supported");
 			break;
@@ -302,6 +788,29 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 		}
 		yaml_event_delete(&ev);
 	}
+	yaml_parser_delete(&parser);
+	return r;
+}
+
+int config_parse(const char *text, size_t len, struct config *c, char **ret_error)
+{
+	struct yaml_ctx x = { .error = ret_error };
+	yaml_parser_t parser;
+	int r;
+
+	r = yaml_prescan(text, len, ret_error);
+	if (r < 0)
+		return r;
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &x.doc)) {
+		r = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : yaml_fail(&parser, ret_error);
+		yaml_parser_delete(&parser);
+		return r;
+	}
+	r = parse_document(&x, c);
+	yaml_document_delete(&x.doc);
 	yaml_parser_delete(&parser);
 	return r < 0 ? r : 0;
 }

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -45,6 +46,7 @@ struct config {
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	struct policy policy;	       /* partitions: how each device is offered */
 	int log_level;	       /* -1: leave as is */
+	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
 
 void config_init(struct config *c);
@@ -61,3 +63,14 @@ int config_load(const char *path, struct config *c, char **ret_error);
 
 /* "30s", "500ms", "2m", or a plain number of seconds. 0 or -EINVAL/-ERANGE. */
 int parse_duration(const char *s, uint64_t *ret_usec);
+
+/* "10GiB", "512MiB", "4096B"; units B, KiB, MiB, GiB, TiB (K, M, G, T: the same, binary). A
+ * unit is required. 0, -EINVAL or -ERANGE. */
+int parse_size(const char *s, uint64_t *ret_bytes);
+
+/* A MIG profile name as nvidia-smi prints it: "<n>g.<m>gb", optionally "+me" ("1g.10gb+me"). */
+bool mig_profile_valid(const char *s);
+
+/* A resource name as Kubernetes extended resources have them: a lower-case DNS subdomain, '/',
+ * then 1-63 of [A-Za-z0-9._-] starting and ending alphanumeric ("nvidia.com/gpu-shared"). */
+bool resource_name_valid(const char *s);

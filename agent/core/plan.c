@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/plan.h"
+#include "core/state.h"
+#include "shared/parse.h"
 #include "shared/strv.h"
+
+static const struct offer offer_whole = { .kind = OFFER_WHOLE };
 
 void slice_list_clear(struct slice_list *l)
 {
@@ -13,12 +19,37 @@ void slice_list_clear(struct slice_list *l)
 	*l = (struct slice_list){};
 }
 
+/* Takes @s (freed on failure). */
+static int slice_list_push(struct slice_list *l, struct xpu_slice *s)
+{
+	struct xpu_slice **m = realloc(l->items, (l->n + 1) * sizeof(*m));
+
+	if (!m) {
+		slice_free(s);
+		return -ENOMEM;
+	}
+	l->items = m;
+	l->items[l->n++] = s;
+	return 0;
+}
+
+static void slice_list_truncate(struct slice_list *l, size_t n)
+{
+	while (l->n > n)
+		slice_free(l->items[--l->n]);
+}
+
+static const char *device_resource(const struct xpu_device *d)
+{
+	return d->resource ?: "xpu.dev/unknown";
+}
+
 /*
  * A partition the backend reported, as a slice: the device's own nodes (a MIG instance is
  * reached through its GPU's) plus the partition's, its environment over the device's.
  */
 static int slice_partition(const struct xpu_device *d, const struct xpu_slice *p,
-			   struct xpu_slice **ret)
+			   const char *resource, struct xpu_slice **ret)
 {
 	_cleanup_(slice_freep) struct xpu_slice *s = NULL;
 	int r;
@@ -26,7 +57,8 @@ static int slice_partition(const struct xpu_device *d, const struct xpu_slice *p
 	r = slice_dup(p, &s);
 	if (r < 0)
 		return r;
-	if (device_set_string(&s->device_id, d->id) < 0)
+	if (device_set_string(&s->device_id, d->id) < 0 ||
+	    (resource && device_set_string(&s->resource, resource) < 0))
 		return -ENOMEM;
 	strv_free(s->device_nodes);
 	s->device_nodes = NULL;
@@ -39,56 +71,397 @@ static int slice_partition(const struct xpu_device *d, const struct xpu_slice *p
 	return 0;
 }
 
-static int slice_whole(const struct xpu_device *d, struct xpu_slice **ret)
+/* A slice of all of @d: its memory, nodes and environment, under @id and @resource. */
+static int slice_device(const struct xpu_device *d, const char *id, const char *resource,
+			struct xpu_slice **ret)
 {
-	struct xpu_slice *s = calloc(1, sizeof(*s));
+	_cleanup_(slice_freep) struct xpu_slice *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return -ENOMEM;
 	s->compute_fraction = 1.0;
 	s->memory_bytes = d->memory_bytes;
-	if (!(s->id = strdup(d->id)) || !(s->device_id = strdup(d->id)) ||
-	    !(s->resource = strdup(d->resource ?: "xpu.dev/unknown")) ||
-	    strv_copy(d->device_nodes, &s->device_nodes) < 0 || strv_copy(d->env, &s->env) < 0) {
-		slice_free(s);
+	if (!(s->id = strdup(id)) || !(s->device_id = strdup(d->id)) ||
+	    !(s->resource = strdup(resource)) || strv_copy(d->device_nodes, &s->device_nodes) < 0 ||
+	    strv_copy(d->env, &s->env) < 0)
 		return -ENOMEM;
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+/* The device as it is: its partitions if the backend reported any (or it can be used through
+ * partitions only), else the whole device. */
+static int plan_whole(const struct xpu_device *d, const struct offer *o, struct slice_list *l)
+{
+	struct xpu_slice *s;
+	int r;
+
+	if (d->n_partitions == 0 && !d->partitioned) {
+		r = slice_device(d, d->id, o->resource ?: device_resource(d), &s);
+		return r < 0 ? r : slice_list_push(l, s);
 	}
-	*ret = s;
+	for (size_t i = 0; i < d->n_partitions; i++) {
+		r = slice_partition(d, d->partitions[i], o->resource, &s);
+		if (r >= 0)
+			r = slice_list_push(l, s);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* "80GiB", or MiB where that is not whole. */
+static void format_size(uint64_t bytes, char buf[static 32])
+{
+	if (bytes % (1ULL << 30) == 0)
+		snprintf(buf, 32, "%lluGiB", (unsigned long long)(bytes >> 30));
+	else
+		snprintf(buf, 32, "%lluMiB", (unsigned long long)(bytes >> 20));
+}
+
+/* Why replicas or shares of @d cannot be offered as @o asks (malloc'd), or NULL. */
+static int shared_blocked(const struct xpu_device *d, const struct offer *o, char **ret_reason)
+{
+	const char *what = o->kind == OFFER_REPLICAS ? "replicas" : "memory shares";
+	char have[32], want[32];
+	int r = 0;
+
+	*ret_reason = NULL;
+	if (d->partitioned || d->n_partitions > 0)
+		r = asprintf(ret_reason, "MIG is enabled: %s need MIG disabled", what);
+	else if (o->kind == OFFER_REPLICAS)
+		return 0;
+	else if (o->share_bytes == 0 && d->memory_bytes == 0)
+		r = asprintf(ret_reason,
+			     "the device's memory size is unknown: memory shares need a size");
+	else if (o->share_bytes && d->memory_bytes && o->share_bytes > d->memory_bytes / o->count) {
+		format_size(o->share_bytes, want);
+		format_size(d->memory_bytes, have);
+		r = asprintf(ret_reason, "%u memory shares of %s do not fit in the device's %s",
+			     o->count, want, have);
+	}
+	return r < 0 ? -ENOMEM : 0;
+}
+
+/* Replicas or memory shares: time-shared slices of the whole device. */
+static int plan_shared(const struct xpu_device *d, const struct offer *o, struct slice_list *l)
+{
+	bool shares = o->kind == OFFER_MEMORY_SHARES;
+	uint64_t memory = shares ? (o->share_bytes ?: d->memory_bytes / o->count) : d->memory_bytes;
+	double compute = shares && o->compute > 0 ? o->compute : 1.0 / o->count;
+	bool mps = shares && streq_ptr(d->vendor, "nvidia");
+	_cleanup_free_ char *resource = NULL;
+
+	if (o->resource ? !(resource = strdup(o->resource))
+			: asprintf(&resource, "%s.shared", device_resource(d)) < 0)
+		return -ENOMEM;
+	for (unsigned i = 0; i < o->count; i++) {
+		_cleanup_(slice_freep) struct xpu_slice *s = NULL;
+		_cleanup_free_ char *id = NULL;
+		char buf[32];
+		int r;
+
+		if (asprintf(&id, "%s/%s-%u", d->id, shares ? "share" : "replica", i) < 0)
+			return -ENOMEM;
+		r = slice_device(d, id, resource, &s);
+		if (r < 0)
+			return r;
+		s->shared = true;
+		s->memory_bytes = memory;
+		s->compute_fraction = compute;
+		if (mps) {
+			/* CUDA_VISIBLE_DEVICES names exactly this GPU, so it is ordinal 0. */
+			snprintf(buf, sizeof(buf), "%u", MAX((unsigned)(compute * 100 + 0.5), 1u));
+			if (strv_env_set(&s->env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", buf) < 0)
+				return -ENOMEM;
+			snprintf(buf, sizeof(buf), "0=%lluM", (unsigned long long)(memory >> 20));
+			if (strv_env_set(&s->env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", buf) < 0)
+				return -ENOMEM;
+		}
+		r = slice_list_push(l, TAKE_PTR(s));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* How many instances of @profile the GPU holds in all, from its "mig_profiles" property
+ * ("1g.10gb=7/7,2g.20gb=3/3,...": free/total). 0 when it does not say. */
+static unsigned mig_profile_total(const struct xpu_device *d, const char *profile)
+{
+	const char *p = device_get_property(d, "mig_profiles");
+	size_t n = strlen(profile);
+
+	while (p && *p) {
+		const char *end = strchrnul(p, ','), *slash = memchr(p, '/', (size_t)(end - p));
+		char num[16];
+		unsigned total;
+
+		if (strncmp(p, profile, n) == 0 && p[n] == '=' && slash &&
+		    (size_t)(end - slash) < sizeof(num)) {
+			memcpy(num, slash + 1, (size_t)(end - slash - 1));
+			num[end - slash - 1] = '\0';
+			return safe_atou(num, &total) < 0 ? 0 : total;
+		}
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* "1g.10gb*7,3g.40gb" from a sorted list; "none" for an empty one. */
+static char *mig_layout_string(char **sorted)
+{
+	_cleanup_strv_free_ char **items = NULL;
+
+	for (size_t i = 0; sorted && sorted[i];) {
+		size_t n = 1;
+
+		while (sorted[i + n] && streq(sorted[i + n], sorted[i]))
+			n++;
+		if (n > 1 ? strv_extendf(&items, "%s*%zu", sorted[i], n) < 0
+			  : strv_extend(&items, sorted[i]) < 0)
+			return NULL;
+		i += n;
+	}
+	return items ? strv_join(items, ",") : strdup("none");
+}
+
+/* Why the MIG instances of @d are not the layout @o declares (malloc'd), or NULL. */
+static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
+			      char **ret_reason)
+{
+	_cleanup_strv_free_ char **declared = NULL, **present = NULL;
+	_cleanup_free_ char *want = NULL, *have = NULL;
+
+	*ret_reason = NULL;
+	STRV_FOREACH(p, o->mig_profiles) {
+		bool all = strncmp(*p, "all-", 4) == 0;
+		const char *profile = all ? *p + 4 : *p;
+		unsigned n = all ? mig_profile_total(d, profile) : 1;
+
+		if (n == 0) {
+			if (asprintf(ret_reason, "declared MIG layout not applied yet: the GPU does "
+						 "not list profile %s",
+				     profile) < 0)
+				return -ENOMEM;
+			return 0;
+		}
+		for (unsigned i = 0; i < n; i++)
+			if (strv_extend(&declared, profile) < 0)
+				return -ENOMEM;
+	}
+	for (size_t i = 0; i < d->n_partitions; i++)
+		if (strv_extend(&present, d->partitions[i]->profile ?: "?") < 0)
+			return -ENOMEM;
+	strv_sort(declared);
+	strv_sort(present);
+	if (strv_equal(declared, present))
+		return 0;
+	want = mig_layout_string(declared);
+	have = mig_layout_string(present);
+	if (!want || !have ||
+	    asprintf(ret_reason, "declared MIG layout not applied yet: declared %s, present %s",
+		     want, have) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Appends @d's slices under @o to @l. When @o cannot be carried out as declared, *ret_reason
+ * says why (the caller shows @o as pending), and where that leaves the device as it is,
+ * *ret_applied is the whole offer (else @o). 0 or -ENOMEM.
+ */
+static int plan_offer(const struct xpu_device *d, const struct offer *o, struct slice_list *l,
+		      const struct offer **ret_applied, char **ret_reason)
+{
+	_cleanup_free_ char *reason = NULL;
+	bool as_is = false; /* offered as the device is, with @reason */
+	int r = 0;
+
+	switch (o->kind) {
+	case OFFER_WHOLE:
+		r = plan_whole(d, o, l);
+		break;
+	case OFFER_REPLICAS:
+	case OFFER_MEMORY_SHARES:
+		r = shared_blocked(d, o, &reason);
+		if (r >= 0 && !reason)
+			r = plan_shared(d, o, l);
+		as_is = reason;
+		break;
+	case OFFER_MIG:
+		as_is = true;
+		if (!streq_ptr(d->vendor, "nvidia"))
+			r = asprintf(&reason, "MIG applies to NVIDIA GPUs only");
+		else if (!streq_ptr(device_get_property(d, "mig_mode"), "enabled"))
+			r = asprintf(&reason, "declared MIG layout not applied yet: MIG is disabled "
+					      "on this GPU");
+		else {
+			/* the instances that exist are the slices, whatever the layout */
+			as_is = false;
+			r = mig_layout_differs(d, o, &reason);
+			if (r >= 0)
+				r = plan_whole(d, o, l);
+		}
+		break;
+	case OFFER_AMD_PARTITION:
+		as_is = true;
+		r = asprintf(&reason, streq_ptr(d->vendor, "amd")
+					      ? "no backend applies AMD compute partitions on this node"
+					      : "AMD partitions apply to AMD GPUs only");
+		break;
+	default:
+		as_is = true;
+		r = asprintf(&reason, "unknown offer");
+		break;
+	}
+	if (r < 0)
+		return -ENOMEM;
+	if (as_is) {
+		r = plan_whole(d, &offer_whole, l);
+		if (r < 0)
+			return r;
+	}
+	*ret_applied = as_is ? &offer_whole : o;
+	*ret_reason = TAKE_PTR(reason);
+	return 0;
+}
+
+static int device_plan_fill(struct device_plan *dp, const struct offer *applied,
+			    const struct offer *pending, char *reason)
+{
+	dp->pending_reason = reason;
+	if (offer_copy(applied, &dp->applied) < 0)
+		return -ENOMEM;
+	if (pending) {
+		if (offer_copy(pending, &dp->pending) < 0)
+			return -ENOMEM;
+		dp->has_pending = true;
+	}
+	return 0;
+}
+
+/* One device: @want is what the policy asks, @before what was applied (may be NULL). */
+static int plan_device(const struct xpu_device *d, const struct offer *want,
+		       const struct offer *before, const struct ledger *ledger,
+		       struct slice_list *l, struct device_plan *dp)
+{
+	const struct offer *applied;
+	char *reason = NULL;
+	size_t mark = l->n;
+	int r;
+
+	if (before && !offer_equal(before, want)) {
+		unsigned busy = 0;
+
+		r = plan_offer(d, before, l, &applied, &reason);
+		if (r < 0)
+			return r;
+		reason = mfree(reason);
+		for (size_t i = mark; i < l->n; i++)
+			busy += !!ledger_find_slice(ledger, l->items[i]->id);
+		if (busy > 0) {
+			/* no allocated slice is withdrawn: the old offer stays until released */
+			if (asprintf(&reason, "%u slice%s allocated", busy, busy == 1 ? "" : "s") < 0)
+				return -ENOMEM;
+			return device_plan_fill(dp, applied, want, reason);
+		}
+		slice_list_truncate(l, mark);
+	}
+	r = plan_offer(d, want, l, &applied, &reason);
+	if (r < 0)
+		return r;
+	return device_plan_fill(dp, applied, reason ? want : NULL, reason);
+}
+
+void plan_done(struct plan *p)
+{
+	slice_list_clear(&p->slices);
+	for (size_t i = 0; i < p->n_devices; i++) {
+		free(p->devices[i].device_id);
+		offer_done(&p->devices[i].applied);
+		offer_done(&p->devices[i].pending);
+		free(p->devices[i].pending_reason);
+	}
+	free(p->devices);
+	*p = (struct plan){};
+}
+
+int plan_build(const struct device_list *devs, const struct policy *pol, const struct state *st,
+	       struct plan *ret)
+{
+	struct plan p = {};
+
+	p.devices = calloc(devs->n ?: 1, sizeof(*p.devices));
+	if (!p.devices)
+		return -ENOMEM;
+	for (size_t i = 0; i < devs->n; i++) {
+		const struct xpu_device *d = devs->items[i];
+		struct device_plan *dp = &p.devices[p.n_devices++];
+		int r = -ENOMEM;
+
+		if ((dp->device_id = strdup(d->id)))
+			r = plan_device(d, policy_offer_for(pol, d), state_applied(st, d->id),
+					st ? &st->ledger : NULL, &p.slices, dp);
+		if (r < 0) {
+			plan_done(&p);
+			return r;
+		}
+	}
+	*ret = p;
 	return 0;
 }
 
 int plan_slices(const struct device_list *devices, struct slice_list *ret)
 {
-	struct slice_list l = {};
-	size_t n = 0;
+	struct plan p;
+	int r;
 
-	for (size_t i = 0; i < devices->n; i++)
-		n += MAX(devices->items[i]->n_partitions, (size_t)1);
-	l.items = calloc(n ?: 1, sizeof(*l.items));
-	if (!l.items)
-		return -ENOMEM;
-	for (size_t i = 0; i < devices->n; i++) {
-		const struct xpu_device *d = devices->items[i];
-		int r = 0;
-
-		if (d->n_partitions == 0 && !d->partitioned)
-			r = slice_whole(d, &l.items[l.n++]);
-		for (size_t p = 0; r >= 0 && p < d->n_partitions; p++)
-			r = slice_partition(d, d->partitions[p], &l.items[l.n++]);
-		if (r < 0) {
-			l.n--; /* the failed slot is NULL */
-			slice_list_clear(&l);
-			return r;
-		}
-	}
-	*ret = l;
+	r = plan_build(devices, NULL, NULL, &p);
+	if (r < 0)
+		return r;
+	*ret = p.slices;
+	p.slices = (struct slice_list){};
+	plan_done(&p);
 	return 0;
+}
+
+static bool plan_has_device(const struct plan *p, const char *id)
+{
+	for (size_t i = 0; i < p->n_devices; i++)
+		if (streq(p->devices[i].device_id, id))
+			return true;
+	return false;
+}
+
+int plan_commit(const struct plan *p, struct state *st)
+{
+	int changed = 0;
+
+	for (size_t i = 0; i < p->n_devices; i++) {
+		const struct device_plan *dp = &p->devices[i];
+		const struct offer *before = state_applied(st, dp->device_id);
+
+		if (before && offer_equal(before, &dp->applied))
+			continue;
+		if (state_set_applied(st, dp->device_id, &dp->applied) < 0)
+			return -ENOMEM;
+		changed = 1;
+	}
+	for (size_t i = st->n_applied; i-- > 0;)
+		if (!plan_has_device(p, st->applied[i].device_id)) {
+			state_unset_applied(st, st->applied[i].device_id);
+			changed = 1;
+		}
+	return changed;
 }
 
 void capacity_list_clear(struct capacity_list *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		free(l->items[i].resource);
+		free(l->items[i].numa);
+	}
 	free(l->items);
 	*l = (struct capacity_list){};
 }
@@ -96,6 +469,59 @@ void capacity_list_clear(struct capacity_list *l)
 static int capacity_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct capacity *)a)->resource, ((const struct capacity *)b)->resource);
+}
+
+static int numa_cmp(const void *a, const void *b)
+{
+	int x = ((const struct capacity_numa *)a)->node, y = ((const struct capacity_numa *)b)->node;
+
+	return (x > y) - (x < y);
+}
+
+/* The counters of @node within @c, added if new. NULL on OOM. */
+static struct capacity_numa *capacity_numa_get(struct capacity *c, int node)
+{
+	struct capacity_numa *m;
+
+	for (size_t i = 0; i < c->n_numa; i++)
+		if (c->numa[i].node == node)
+			return &c->numa[i];
+	m = realloc(c->numa, (c->n_numa + 1) * sizeof(*m));
+	if (!m)
+		return NULL;
+	c->numa = m;
+	m[c->n_numa] = (struct capacity_numa){ .node = node };
+	return &m[c->n_numa++];
+}
+
+static int capacity_add(struct capacity_list *l, const struct xpu_slice *s, int node,
+			bool healthy, bool allocated)
+{
+	struct capacity *c = NULL;
+	struct capacity_numa *n;
+
+	for (size_t j = 0; j < l->n && !c; j++)
+		if (streq(l->items[j].resource, s->resource))
+			c = &l->items[j];
+	if (!c) {
+		c = &l->items[l->n];
+		c->resource = strdup(s->resource);
+		if (!c->resource)
+			return -ENOMEM;
+		l->n++;
+	}
+	n = capacity_numa_get(c, node);
+	if (!n)
+		return -ENOMEM;
+	c->total++;
+	n->total++;
+	c->healthy += healthy;
+	n->healthy += healthy;
+	c->allocated += allocated;
+	n->allocated += allocated;
+	c->free += healthy && !allocated;
+	n->free += healthy && !allocated;
+	return 0;
 }
 
 int plan_capacity(const struct device_list *devices, const struct slice_list *slices,
@@ -109,29 +535,17 @@ int plan_capacity(const struct device_list *devices, const struct slice_list *sl
 	for (size_t i = 0; i < slices->n; i++) {
 		const struct xpu_slice *s = slices->items[i];
 		const struct xpu_device *d = device_list_find(devices, s->device_id);
-		bool healthy = d && d->health.state == XPU_HEALTH_HEALTHY;
-		struct capacity *c = NULL;
 
-		for (size_t j = 0; j < l.n; j++)
-			if (streq(l.items[j].resource, s->resource))
-				c = &l.items[j];
-		if (!c) {
-			c = &l.items[l.n];
-			c->resource = strdup(s->resource);
-			if (!c->resource) {
-				capacity_list_clear(&l);
-				return -ENOMEM;
-			}
-			l.n++;
-		}
-		c->total++;
-		if (healthy) {
-			c->healthy++;
-			c->free++;
+		if (capacity_add(&l, s, d ? d->numa_node : -1,
+				 d && d->health.state == XPU_HEALTH_HEALTHY,
+				 ledger_find_slice(ledger, s->id)) < 0) {
+			capacity_list_clear(&l);
+			return -ENOMEM;
 		}
 	}
-	if (l.n > 1)
-		qsort(l.items, l.n, sizeof(*l.items), capacity_cmp);
+	qsort(l.items, l.n, sizeof(*l.items), capacity_cmp);
+	for (size_t i = 0; i < l.n; i++)
+		qsort(l.items[i].numa, l.items[i].n_numa, sizeof(*l.items[i].numa), numa_cmp);
 	*ret = l;
 	return 0;
 }

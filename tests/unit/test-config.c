@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "shared/strv.h"
 
 static int parse(const char *text, struct config *c, char **err)
 {
@@ -79,6 +80,228 @@ static void test_errors(void **state)
 	expect_error("\nnvidia-xid-actions: 79:reset-gpu, 13:explode\n",
 		     "line 2: nvidia-xid-actions: '13:explode' is not XID:ACTION");
 	expect_error("nvidia-xid-actions: 79\n", "'79' is not XID:ACTION");
+	expect_error("[socket, log-level]\n", "line 1: expected a mapping of keys to values");
+	expect_error("a: &x 1\nb: *x\n", "line 2: aliases are not supported");
+	expect_error("socket: /a\npartitions: []\nsocket: /b\n", "line 3: 'socket' is given twice");
+	expect_error("? [a]\n: b\n", "line 1: expected a key, not a list");
+	expect_error("partitions: [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]\n", "nested more than 16");
+}
+
+static void test_policy(void **state)
+{
+	const struct policy_rule *rule;
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("log-level: info\n"
+			       "partitions:\n"
+			       "  - match: all\n"
+			       "    replicas: 4\n"
+			       "  - match: {pci: \"db:00.0\"}\n"
+			       "    mig: all-1g.10gb\n"
+			       "    mig-enable: true\n"
+			       "  - match: {vendor: amd}\n"
+			       "    amd-partition: cpx\n"
+			       "  - match: {model: \"NVIDIA A100*\", uuid: GPU-1234}\n"
+			       "    memory-shares: {count: 4, size: 10GiB, compute: 0.25}\n"
+			       "    resource: nvidia.com/gpu-shared\n"
+			       "  - match:\n"
+			       "      vendor: nvidia\n"
+			       "    mig: [3g.40gb, 2g.20gb, 1g.10gb+me]\n"
+			       "  - match: {vendor: nvidia}\n"
+			       "    whole: true\n"
+			       "    resource: example.com/gpu\n",
+			       &c, &err),
+			 0);
+	assert_int_equal(c.log_level, 6);
+	assert_int_equal(c.policy.n_rules, 6);
+
+	rule = &c.policy.rules[0];
+	assert_int_equal(rule->line, 3);
+	assert_true(rule->match.all);
+	assert_int_equal(rule->offer.kind, OFFER_REPLICAS);
+	assert_int_equal(rule->offer.count, 4);
+	assert_null(rule->offer.resource);
+
+	rule = &c.policy.rules[1];
+	assert_int_equal(rule->line, 5);
+	assert_false(rule->match.all);
+	assert_string_equal(rule->match.pci, "0000:db:00.0"); /* canonical */
+	assert_int_equal(rule->offer.kind, OFFER_MIG);
+	assert_int_equal(strv_length(rule->offer.mig_profiles), 1);
+	assert_string_equal(rule->offer.mig_profiles[0], "all-1g.10gb");
+	assert_true(rule->offer.mig_enable);
+
+	rule = &c.policy.rules[2];
+	assert_string_equal(rule->match.vendor, "amd");
+	assert_int_equal(rule->offer.kind, OFFER_AMD_PARTITION);
+	assert_string_equal(rule->offer.amd_mode, "cpx");
+
+	rule = &c.policy.rules[3];
+	assert_string_equal(rule->match.model, "NVIDIA A100*");
+	assert_string_equal(rule->match.uuid, "GPU-1234");
+	assert_int_equal(rule->offer.kind, OFFER_MEMORY_SHARES);
+	assert_int_equal(rule->offer.count, 4);
+	assert_true(rule->offer.share_bytes == 10ULL << 30);
+	assert_true(rule->offer.compute == 0.25);
+	assert_string_equal(rule->offer.resource, "nvidia.com/gpu-shared");
+
+	rule = &c.policy.rules[4];
+	assert_int_equal(rule->line, 13);
+	assert_int_equal(strv_length(rule->offer.mig_profiles), 3);
+	assert_string_equal(rule->offer.mig_profiles[2], "1g.10gb+me");
+	assert_false(rule->offer.mig_enable);
+
+	rule = &c.policy.rules[5];
+	assert_int_equal(rule->offer.kind, OFFER_WHOLE);
+	assert_string_equal(rule->offer.resource, "example.com/gpu");
+	config_done(&c);
+	assert_int_equal(c.policy.n_rules, 0);
+
+	/* shares without size and compute; an empty list of rules */
+	assert_int_equal(parse("partitions:\n- match: all\n  memory-shares: {count: 3}\n", &c, &err),
+			 0);
+	assert_true(c.policy.rules[0].offer.share_bytes == 0);
+	assert_true(c.policy.rules[0].offer.compute == 0);
+	config_done(&c);
+	assert_int_equal(parse("partitions: []\n", &c, &err), 0);
+	assert_int_equal(c.policy.n_rules, 0);
+	config_done(&c);
+}
+
+#define RULE "partitions:\n  - match: all\n"
+
+static void test_policy_errors(void **state)
+{
+	/* the list and its rules */
+	expect_error("partitions: 3\n", "line 1: partitions: expected a list of rules");
+	expect_error("partitions:\n  match: all\n", "line 1: partitions: expected a list of rules");
+	expect_error("partitions:\n  - whole\n", "line 2: partitions: each rule must be a mapping");
+	expect_error("partitions:\n  - replicas: 4\n",
+		     "line 2: a partition rule needs 'match' ('all', or a mapping");
+	expect_error(RULE, "line 2: a partition rule needs one offer: whole, replicas");
+	expect_error(RULE "    replica: 4\n", "line 3: unknown key 'replica' in a partition rule "
+					     "(known: match, whole, replicas, memory-shares, mig, "
+					     "mig-enable, amd-partition, resource)");
+	expect_error(RULE "    replicas: 2\n    whole: true\n",
+		     "line 4: whole: a rule has exactly one offer, and 'replicas' was given on line 3");
+	expect_error(RULE "    replicas: 2\n    replicas: 3\n", "line 4: 'replicas' is given twice");
+	expect_error(RULE "    whole: true\n  - match: all\n    whole: maybe\n",
+		     "line 5: whole: expected true or false, got 'maybe'");
+	expect_error(RULE "    whole: false\n", "line 3: whole: expected true");
+
+	/* selectors */
+	expect_error("partitions:\n  - match: {}\n    whole: true\n",
+		     "line 2: match: an empty selector matches no device");
+	expect_error("partitions:\n  - match: any\n    whole: true\n",
+		     "line 2: match: expected 'all' or a mapping of vendor, model, pci and uuid, "
+		     "got 'any'");
+	expect_error("partitions:\n  - match: [nvidia]\n    whole: true\n",
+		     "line 2: match: expected 'all' or a mapping of vendor, model, pci and uuid, "
+		     "got a list");
+	expect_error("partitions:\n  - match: {vendor: nvidia, serial: 1}\n    whole: true\n",
+		     "line 2: unknown key 'serial' in match (known: vendor, model, pci, uuid)");
+	expect_error("partitions:\n  - match:\n      pci: 0000:zz:00.0\n    whole: true\n",
+		     "line 3: pci: expected a PCI address such as 0000:db:00.0, got '0000:zz:00.0'");
+	expect_error("partitions:\n  - match: {vendor: NVIDIA}\n    whole: true\n",
+		     "line 2: vendor: expected a lower-case vendor name");
+	expect_error("partitions:\n  - match: {model: \"\"}\n    whole: true\n",
+		     "line 2: model: expected a model name or pattern");
+	expect_error("partitions:\n  - match: {uuid: [a]}\n    whole: true\n",
+		     "line 2: 'uuid': expected a single value, not a list");
+
+	/* replicas */
+	expect_error(RULE "    replicas: 0\n",
+		     "line 3: replicas: expected a whole number from 1 to 64, got '0'");
+	expect_error(RULE "    replicas: 65\n", "line 3: replicas: expected a whole number from 1 to 64");
+	expect_error(RULE "    replicas: -1\n", "line 3: replicas: expected a whole number");
+	expect_error(RULE "    replicas: 2.5\n", "line 3: replicas: expected a whole number");
+
+	/* memory shares */
+	expect_error(RULE "    memory-shares: 4\n",
+		     "line 3: memory-shares: expected a mapping such as {count: 4");
+	expect_error(RULE "    memory-shares: {size: 10GiB}\n",
+		     "line 3: memory-shares: 'count' is required");
+	expect_error(RULE "    memory-shares: {count: 65}\n",
+		     "line 3: count: expected a whole number from 1 to 64, got '65'");
+	expect_error(RULE "    memory-shares: {count: 4, size: 10GB}\n",
+		     "line 3: size: expected a size with a unit such as 10GiB or 512MiB (B, KiB, "
+		     "MiB, GiB, TiB), got '10GB'");
+	expect_error(RULE "    memory-shares: {count: 4, size: 10}\n", "got '10'");
+	expect_error(RULE "    memory-shares: {count: 4, size: 0GiB}\n", "got '0GiB'");
+	expect_error(RULE "    memory-shares: {count: 4, size: 99999999999999TiB}\n",
+		     "got '99999999999999TiB'");
+	expect_error(RULE "    memory-shares: {count: 4, compute: 0}\n",
+		     "line 3: compute: expected a fraction of the device greater than 0 and at "
+		     "most 1, such as 0.25, got '0'");
+	expect_error(RULE "    memory-shares: {count: 1, compute: 1.5}\n", "got '1.5'");
+	expect_error(RULE "    memory-shares: {count: 1, compute: nan}\n", "got 'nan'");
+	expect_error(RULE "    memory-shares: {count: 1, compute: 25%}\n", "got '25%'");
+	expect_error(RULE "    memory-shares: {count: 4, compute: 0.5}\n",
+		     "line 3: memory-shares: 4 shares of compute 0.5 add up to more than the device "
+		     "(count x compute must be at most 1)");
+	expect_error(RULE "    memory-shares:\n      count: 2\n      shares: 2\n",
+		     "line 5: unknown key 'shares' in memory-shares (known: count, size, compute)");
+
+	/* MIG */
+	expect_error(RULE "    mig: 1g.10gb\n",
+		     "line 3: mig: expected all-<profile> (such as all-1g.10gb) or a list of "
+		     "profiles such as [3g.40gb, 2g.20gb], got '1g.10gb'");
+	expect_error(RULE "    mig: all-big\n", "got 'all-big'");
+	expect_error(RULE "    mig: []\n", "line 3: mig: expected all-<profile>");
+	expect_error(RULE "    mig:\n      - 3g.40gb\n      - 2g.20\n",
+		     "line 5: mig: '2g.20' is not a MIG profile (<n>g.<m>gb, optionally with +me, "
+		     "such as 1g.10gb)");
+	expect_error(RULE "    mig: [0g.10gb]\n", "'0g.10gb' is not a MIG profile");
+	expect_error(RULE "    mig: [1g.10gb+mx]\n", "'1g.10gb+mx' is not a MIG profile");
+	expect_error(RULE "    mig: [all-1g.10gb]\n", "'all-1g.10gb' is not a MIG profile");
+	expect_error(RULE "    mig: all-1g.10gb\n    mig-enable: yes\n",
+		     "line 4: mig-enable: expected true or false, got 'yes'");
+	expect_error(RULE "    replicas: 2\n    mig-enable: true\n",
+		     "line 4: mig-enable: only applies to a rule with 'mig'");
+
+	/* AMD */
+	expect_error(RULE "    amd-partition: tpx\n",
+		     "line 3: amd-partition: expected spx, dpx, qpx or cpx, got 'tpx'");
+
+	/* resource names */
+	expect_error(RULE "    whole: true\n    resource: gpu\n",
+		     "line 4: resource: expected a resource name such as nvidia.com/gpu-shared (a "
+		     "lower-case domain, '/', then letters, digits, '.', '_' or '-'), got 'gpu'");
+	expect_error(RULE "    whole: true\n    resource: Example.com/gpu\n", "got 'Example.com/gpu'");
+	expect_error(RULE "    whole: true\n    resource: example..com/gpu\n", "got 'example..com/gpu'");
+	expect_error(RULE "    whole: true\n    resource: -x.com/gpu\n", "got '-x.com/gpu'");
+	expect_error(RULE "    whole: true\n    resource: x.com/gpu/a\n", "got 'x.com/gpu/a'");
+	expect_error(RULE "    whole: true\n    resource: x.com/-gpu\n", "got 'x.com/-gpu'");
+	expect_error(RULE "    whole: true\n    resource: x.com/\n", "got 'x.com/'");
+
+	/* a later garbage rule fails the whole file */
+	expect_error("partitions:\n  - match: all\n    whole: true\n  - match: all\n"
+		     "    replicas: many\n",
+		     "line 5: replicas");
+}
+
+static void test_sizes(void **state)
+{
+	uint64_t b;
+
+	assert_int_equal(parse_size("10GiB", &b), 0);
+	assert_true(b == 10ULL << 30);
+	assert_int_equal(parse_size("10G", &b), 0);
+	assert_true(b == 10ULL << 30);
+	assert_int_equal(parse_size("512MiB", &b), 0);
+	assert_true(b == 512ULL << 20);
+	assert_int_equal(parse_size("4K", &b), 0);
+	assert_true(b == 4096);
+	assert_int_equal(parse_size("2TiB", &b), 0);
+	assert_true(b == 2ULL << 40);
+	assert_int_equal(parse_size("100B", &b), 0);
+	assert_true(b == 100);
+	assert_int_equal(parse_size("10", &b), -EINVAL);
+	assert_int_equal(parse_size("10 GiB", &b), -EINVAL);
+	assert_int_equal(parse_size("10gib", &b), -EINVAL);
+	assert_int_equal(parse_size("1.5GiB", &b), -EINVAL);
+	assert_int_equal(parse_size("16777216TiB", &b), -ERANGE);
 }
 
 static void test_durations(void **state)
@@ -104,6 +327,9 @@ int main(void)
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_policy_errors),
+		cmocka_unit_test(test_sizes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
