@@ -101,58 +101,6 @@ void config_done(struct config *c)
 	config_init(c);
 }
 
-struct unit {
-	const char *suffix;
-	uint64_t mult;
-};
-
-/* A whole number directly followed by one of @units' suffixes, times its multiplier. */
-static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
-			   uint64_t *ret)
-{
-	char num[32];
-	uint64_t v;
-	size_t n;
-
-	if (isempty(s))
-		return -EINVAL;
-	n = strspn(s, "0123456789");
-	if (n == 0 || n >= sizeof(num))
-		return -EINVAL;
-	memcpy(num, s, n);
-	num[n] = '\0';
-	if (safe_atou64(num, &v) < 0)
-		return -ERANGE;
-	for (size_t i = 0; i < n_units; i++)
-		if (streq(s + n, units[i].suffix)) {
-			if (v > UINT64_MAX / units[i].mult)
-				return -ERANGE;
-			*ret = v * units[i].mult;
-			return 0;
-		}
-	return -EINVAL;
-}
-
-int parse_duration(const char *s, uint64_t *ret_usec)
-{
-	static const struct unit units[] = { { "ms", 1000ULL },	      { "s", 1000000ULL },
-					     { "m", 60000000ULL },    { "h", 3600000000ULL },
-					     { "", 1000000ULL } };
-
-	return parse_with_unit(s, units, ELEMENTSOF(units), ret_usec);
-}
-
-int parse_size(const char *s, uint64_t *ret_bytes)
-{
-	static const struct unit units[] = {
-		{ "B", 1 },	    { "KiB", 1ULL << 10 }, { "K", 1ULL << 10 },
-		{ "MiB", 1ULL << 20 }, { "M", 1ULL << 20 },   { "GiB", 1ULL << 30 },
-		{ "G", 1ULL << 30 },   { "TiB", 1ULL << 40 }, { "T", 1ULL << 40 },
-	};
-
-	return parse_with_unit(s, units, ELEMENTSOF(units), ret_bytes);
-}
-
 static int fail(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
 static int fail(char **ret_error, size_t line, const char *fmt, ...)
 {

@@ -12,6 +12,7 @@
 
 #include "core/policy.h"
 #include "shared/macro.h"
+#include "shared/parse.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/xpud/xpud.yaml"
 
@@ -44,7 +45,6 @@ struct config {
 	struct xid_action *xid_actions; /* overrides of the XID table ("79:reset-gpu,13:ignore") */
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
-	struct policy policy;	       /* partitions: how each device is offered */
 	int log_level;	       /* -1: leave as is */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
@@ -61,12 +61,7 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 /* Reads and parses a file. -ENOENT when missing; errors as config_parse() ("FILE:line N: ..."). */
 int config_load(const char *path, struct config *c, char **ret_error);
 
-/* "30s", "500ms", "2m", or a plain number of seconds. 0 or -EINVAL/-ERANGE. */
-int parse_duration(const char *s, uint64_t *ret_usec);
 
-/* "10GiB", "512MiB", "4096B"; units B, KiB, MiB, GiB, TiB (K, M, G, T: the same, binary). A
- * unit is required. 0, -EINVAL or -ERANGE. */
-int parse_size(const char *s, uint64_t *ret_bytes);
 
 /* A MIG profile name as nvidia-smi prints it: "<n>g.<m>gb", optionally "+me" ("1g.10gb+me"). */
 bool mig_profile_valid(const char *s);

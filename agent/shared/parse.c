@@ -227,45 +227,54 @@ bool string_is_printable(const char *s)
 	return true;
 }
 
-int parse_size(const char *s, uint64_t *ret)
-{
-	static const struct {
-		const char *unit;
-		unsigned shift;
-	} units[] = { { "", 0 },   { "B", 0 },	  { "K", 10 }, { "KiB", 10 }, { "M", 20 },
-		      { "MiB", 20 }, { "G", 30 }, { "GiB", 30 }, { "T", 40 }, { "TiB", 40 } };
-	char num[32];
-	uint64_t whole, frac = 0, scale = 1;
-	size_t n, f = 0;
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
 
-	if (!s)
+/* A whole number directly followed by one of @units' suffixes, times its multiplier. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
+			   uint64_t *ret)
+{
+	char num[32];
+	uint64_t v;
+	size_t n;
+
+	if (isempty(s))
 		return -EINVAL;
 	n = strspn(s, "0123456789");
 	if (n == 0 || n >= sizeof(num))
 		return -EINVAL;
 	memcpy(num, s, n);
 	num[n] = '\0';
-	if (safe_atou64(num, &whole) < 0)
+	if (safe_atou64(num, &v) < 0)
 		return -ERANGE;
-	if (s[n] == '.') {
-		f = strspn(s + n + 1, "0123456789");
-		if (f == 0 || f > 9)
-			return -EINVAL;
-		for (size_t i = 0; i < f; i++) {
-			frac = frac * 10 + (uint64_t)(s[n + 1 + i] - '0');
-			scale *= 10;
+	for (size_t i = 0; i < n_units; i++)
+		if (streq(s + n, units[i].suffix)) {
+			if (v > UINT64_MAX / units[i].mult)
+				return -ERANGE;
+			*ret = v * units[i].mult;
+			return 0;
 		}
-		n += 1 + f;
-	}
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s + n, units[i].unit) != 0)
-			continue;
-		if (units[i].shift == 0 && f)
-			return -EINVAL; /* a fraction of a byte */
-		if (whole > (UINT64_MAX >> units[i].shift))
-			return -ERANGE;
-		*ret = (whole << units[i].shift) + ((frac << units[i].shift) / scale);
-		return 0;
-	}
 	return -EINVAL;
+}
+
+int parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct unit units[] = { { "ms", 1000ULL },	      { "s", 1000000ULL },
+					     { "m", 60000000ULL },    { "h", 3600000000ULL },
+					     { "", 1000000ULL } };
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_usec);
+}
+
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+	static const struct unit units[] = {
+		{ "B", 1 },	    { "KiB", 1ULL << 10 }, { "K", 1ULL << 10 },
+		{ "MiB", 1ULL << 20 }, { "M", 1ULL << 20 },   { "GiB", 1ULL << 30 },
+		{ "G", 1ULL << 30 },   { "TiB", 1ULL << 40 }, { "T", 1ULL << 40 },
+	};
+
+	return parse_with_unit(s, units, ELEMENTSOF(units), ret_bytes);
 }

@@ -37,8 +37,9 @@ char *strstrip_trailing(char *s);
 /* True when @s is non-empty and consists of printable ASCII only. */
 bool string_is_printable(const char *s);
 
-/*
- * A size in bytes: a number, optionally with a fraction, and a binary unit: B, K or KiB, M or
- * MiB, G or GiB, T or TiB ("10GiB", "1.5G", "512MiB", "4096"). 0, -EINVAL or -ERANGE.
- */
-int parse_size(const char *s, uint64_t *ret);
+/* "30s", "500ms", "2m", or a plain number of seconds. 0 or -EINVAL/-ERANGE. */
+int parse_duration(const char *s, uint64_t *ret_usec);
+
+/* "10GiB", "512MiB", "4096B"; units B, KiB, MiB, GiB, TiB (K, M, G, T: the same, binary). A
+ * unit is required. 0, -EINVAL or -ERANGE. */
+int parse_size(const char *s, uint64_t *ret_bytes);
