@@ -412,6 +412,105 @@ static void test_crash_during_release(void **state)
 	crash_at("release-after-save", true, 0);
 }
 
+static json_t *plan_of(struct test_xpud *x, const char *device)
+{
+	json_t *doc = NULL, *d, *found = NULL;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/plan", &doc), 200);
+	json_array_foreach(json_object_get(doc, "devices"), i, d)
+		if (strcmp(json_string_value(json_object_get(d, "device")), device) == 0)
+			found = json_incref(d);
+	json_decref(doc);
+	assert_non_null(found);
+	return found;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/*
+ * A reload that changes how devices are offered applies at once to idle devices; a device
+ * with a slice in use keeps its offer, shows the new one as pending, and takes it when the
+ * slice is released. A broken file changes nothing.
+ */
+static void test_reload_pending(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), conf[4096];
+	_cleanup_free_ char *id = NULL;
+	struct test_xpud *x;
+	json_t *p, *doc = NULL;
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	write_file(conf, "log-level: debug\n");
+	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+	assert_int_equal(alloc(x, "{\"slices\": [\"0000:18:00.0\"]}", &id), 201);
+
+	write_file(conf, "partitions:\n  - match: {vendor: nvidia}\n    replicas: 2\n");
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
+	p = plan_of(x, "0000:18:00.0");
+	assert_string_equal(jstr(p, "applied"), "whole");
+	assert_string_equal(jstr(p, "pending"), "replicas=2");
+	assert_non_null(strstr(jstr(p, "reason"), "allocated"));
+	json_decref(p);
+	p = plan_of(x, "0000:2a:00.0");
+	assert_string_equal(jstr(p, "applied"), "replicas=2");
+	assert_true(json_is_null(json_object_get(p, "pending")));
+	json_decref(p);
+	/* six idle whole GPUs became twelve replicas; the busy one is still a GPU */
+	assert_int_equal(capacity_of(x, GPU ".shared", "total"), 12);
+	assert_int_equal(capacity_of(x, GPU, "total"), 1);
+	assert_int_equal(capacity_of(x, GPU, "allocated"), 1);
+
+	/* a broken file is refused with its line; the running policy stays */
+	write_file(conf, "partitions:\n  - match: {vendor: nvidia}\n    replicas: 0\n");
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, &doc), 400);
+	assert_non_null(strstr(jstr(doc, "message"), "line 3"));
+	json_decref(doc);
+	assert_int_equal(capacity_of(x, GPU ".shared", "total"), 12);
+
+	/* released: the pending offer applies, and survives a restart */
+	assert_int_equal(release(x, id), 200);
+	p = plan_of(x, "0000:18:00.0");
+	assert_string_equal(jstr(p, "applied"), "replicas=2");
+	json_decref(p);
+	assert_int_equal(capacity_of(x, GPU ".shared", "total"), 14);
+	write_file(conf, "partitions:\n  - match: {vendor: nvidia}\n    replicas: 2\n");
+	root = test_xpud_take_root(x);
+	test_xpud_free(x);
+	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+	assert_int_equal(capacity_of(x, GPU ".shared", "total"), 14);
+	test_xpud_free(x);
+}
+
+/* Memory shares of a GPU carry the MPS limits; a grant of two shares of one GPU adds them. */
+static void test_memory_shares_env(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), conf[4096];
+	struct test_xpud *x;
+	json_t *doc = NULL, *env;
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	write_file(conf, "partitions:\n  - match: {pci: \"18:00.0\"}\n"
+			 "    memory-shares: {count: 4, size: 19GiB, compute: 0.25}\n");
+	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+	assert_int_equal(capacity_of(x, GPU ".shared", "total"), 4);
+	assert_int_equal(
+		test_request_body(x, "POST", "/v1/allocations",
+				  "{\"slices\": [\"0000:18:00.0/share-0\", \"0000:18:00.0/share-1\"]}",
+				  &doc),
+		201);
+	env = json_object_get(doc, "env");
+	assert_string_equal(jstr(env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "50");
+	assert_string_equal(jstr(env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=38912M");
+	assert_int_equal(strncmp(jstr(env, "CUDA_VISIBLE_DEVICES"), "GPU-", 4), 0);
+	assert_null(strchr(jstr(env, "CUDA_VISIBLE_DEVICES"), ','));
+	json_decref(doc);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +523,8 @@ int main(void)
 		cmocka_unit_test(test_corrupt_state),
 		cmocka_unit_test(test_crash_during_grant),
 		cmocka_unit_test(test_crash_during_release),
+		cmocka_unit_test(test_reload_pending),
+		cmocka_unit_test(test_memory_shares_env),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
