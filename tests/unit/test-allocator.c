@@ -452,33 +452,34 @@ static void test_worst_then_sum(void **state)
 	node_free(n);
 }
 
-/* XGMI as an xgmi.<peer> property or as the topology value; unknown NUMA is a group of its own. */
+/* XGMI as an xgmi.<peer> property or as the topology value; unknown NUMA is a group of its own,
+ * and two devices that both do not know their node are not taken to share one. */
 static void test_xgmi_and_unknown_numa(void **state)
 {
 	struct node *n = node_new();
 	struct xpu_device *x1, *x2, *x3;
 
-	mkdev(n, "0000:01:00.0", 0, "pci0000:00", NULL);
-	x1 = mkdev(n, "0000:02:00.0", -1, "pci0000:10", NULL);
-	x2 = mkdev(n, "0000:03:00.0", -1, "pci0000:20", NULL);
+	x1 = mkdev(n, "0000:01:00.0", -1, "pci0000:00", NULL);
+	x2 = mkdev(n, "0000:02:00.0", -1, "pci0000:10", NULL);
+	mkdev(n, "0000:03:00.0", 0, "pci0000:20", NULL);
 	x3 = mkdev(n, "0000:04:00.0", 0, "pci0000:30", NULL);
 	node_plan(n);
 
 	expect_error(n, REQ("xpu.dev/test", 2, .connected = true), -ENOSPC, "NVLink/XGMI");
-	/* 01 and 04 share NUMA node 0; 02 and 03 share not knowing theirs. */
-	expect(n, REQ("xpu.dev/test", 2, .numa_local = true), "0000:01:00.0 0000:04:00.0");
+	/* 03 and 04 share NUMA node 0 (level 4); 01 and 02 only not knowing theirs (level 5). */
+	expect(n, REQ("xpu.dev/test", 2, .numa_local = true), "0000:03:00.0 0000:04:00.0");
 	hold(n, "0000:04:00.0", NULL);
-	expect(n, REQ("xpu.dev/test", 2, .numa_local = true), "0000:02:00.0 0000:03:00.0");
+	expect(n, REQ("xpu.dev/test", 2, .numa_local = true), "0000:01:00.0 0000:02:00.0");
 	expect_error(n, REQ("xpu.dev/test", 3, .numa_local = true), -ENOSPC, "one NUMA node");
 	ledger_clear(&n->ledger);
 
-	assert_int_equal(device_set_property(x1, "xgmi.0000:03:00.0", "1"), 0);
-	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:02:00.0 0000:03:00.0");
+	assert_int_equal(device_set_property(x1, "xgmi.0000:02:00.0", "1"), 0);
+	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:01:00.0 0000:02:00.0");
 	topo(x2, x3, "XGMI");
 	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink/XGMI");
 	topo(x1, x3, "XGMI");
 	expect(n, REQ("xpu.dev/test", 3, .connected = true),
-	       "0000:02:00.0 0000:03:00.0 0000:04:00.0");
+	       "0000:01:00.0 0000:02:00.0 0000:04:00.0");
 	node_free(n);
 }
 
@@ -506,12 +507,31 @@ static void test_fragmentation(void **state)
 	       "0000:02:00.0/p0 0000:02:00.0/p1 0000:02:00.0/p2 0000:02:00.0/p4 0000:02:00.0/p5 "
 	       "0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1");
 
-	/* Both partly used: 01 with two left, 02 with six. Best fit. */
-	hold(n, "0000:01:00.0/p0", "0000:01:00.0/p1", "0000:01:00.0/p2", "0000:01:00.0/p3",
-	     "0000:01:00.0/p4", NULL);
-	expect(n, REQ("xpu.dev/part", 2), "0000:01:00.0/p5 0000:01:00.0/p6");
-	expect(n, REQ("xpu.dev/part", 1), "0000:01:00.0/p5");
-	expect(n, REQ("xpu.dev/part", 3), "0000:02:00.0/p0 0000:02:00.0/p1 0000:02:00.0/p2");
+	/* Both partly used: 01 with six left, 02 with two. Best fit. */
+	hold(n, "0000:02:00.0/p0", "0000:02:00.0/p1", "0000:02:00.0/p2", "0000:02:00.0/p4", NULL);
+	hold(n, "0000:01:00.0/p3", NULL);
+	expect(n, REQ("xpu.dev/part", 2), "0000:02:00.0/p5 0000:02:00.0/p6");
+	expect(n, REQ("xpu.dev/part", 1), "0000:02:00.0/p5");
+	expect(n, REQ("xpu.dev/part", 3), "0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2");
+	/* Eight: the device with fewer left is emptied first. */
+	expect(n, REQ("xpu.dev/part", 8),
+	       "0000:02:00.0/p5 0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2 "
+	       "0000:01:00.0/p4 0000:01:00.0/p5 0000:01:00.0/p6");
+	node_free(n);
+
+	/* An untouched device is not broken up even where it would fit better: 03 (three
+	 * partitions, none used) vs 04 (seven, one used). */
+	n = node_new();
+	split(mkdev(n, "0000:03:00.0", 0, NULL, NULL), 3);
+	split(mkdev(n, "0000:04:00.0", 0, NULL, NULL), 7);
+	node_plan(n);
+	hold(n, "0000:04:00.0/p0", NULL);
+	expect(n, REQ("xpu.dev/part", 1), "0000:04:00.0/p1");
+	expect(n, REQ("xpu.dev/part", 3), "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3");
+	/* Eight need both: the partly used 04 gives six, though it has more left than 03. */
+	expect(n, REQ("xpu.dev/part", 8),
+	       "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3 0000:04:00.0/p4 0000:04:00.0/p5 "
+	       "0000:04:00.0/p6 0000:03:00.0/p0 0000:03:00.0/p1");
 	node_free(n);
 }
 
@@ -601,6 +621,22 @@ static void test_scale(void **state)
 	node_free(n);
 
 	/* 64 devices x 7 partitions: 30 slices from one switch and one more device of its root. */
+	/* 20 GPUs, all NVLink-connected, NUMA nodes alternating: the greedy search keeps to one
+	 * node though every link looks the same. */
+	n = node_new();
+	for (unsigned i = 0; i < 20; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "0000:%02x:00.0", i + 1);
+		mkdev(n, id, i % 2, NULL, NULL);
+	}
+	for (size_t i = 0; i < n->devs.n; i++)
+		for (size_t j = i + 1; j < n->devs.n; j++)
+			topo(n->devs.items[i], n->devs.items[j], "NV12");
+	node_plan(n);
+	expect(n, REQ("xpu.dev/test", 4), "0000:01:00.0 0000:03:00.0 0000:05:00.0 0000:07:00.0");
+	node_free(n);
+
 	n = big_node(7);
 	assert_int_equal(alloc_choose(&n->devs, &n->slices, &n->ledger,
 				      &REQ("xpu.dev/part", 30), &l, &err),
