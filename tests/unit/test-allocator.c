@@ -132,20 +132,29 @@ static struct xpu_device *dev(struct node *n, const char *id)
 	return d;
 }
 
-/* Allocates the slices (NULL-terminated) to a new allocation, as a daemon would record it. */
-static void hold(struct node *n, ...)
+/* Allocates the slices @l (taken over) to a new allocation, as a daemon would record it. */
+static void hold_strv(struct node *n, char **l)
 {
 	struct allocation *a = calloc(1, sizeof(*a));
-	const char *s;
-	va_list ap;
 
 	assert_non_null(a);
 	assert_true(asprintf(&a->id, "a-%016u", ++n->n_held) > 0);
+	a->slices = l;
+	assert_int_equal(ledger_add(&n->ledger, a), 0);
+}
+
+/* The same for slice ids given as arguments, NULL-terminated. */
+static void hold(struct node *n, ...)
+{
+	const char *s;
+	char **l = NULL;
+	va_list ap;
+
 	va_start(ap, n);
 	while ((s = va_arg(ap, const char *)))
-		assert_int_equal(strv_extend(&a->slices, s), 0);
+		assert_int_equal(strv_extend(&l, s), 0);
 	va_end(ap);
-	assert_int_equal(ledger_add(&n->ledger, a), 0);
+	hold_strv(n, l);
 }
 
 static char *join(char **l)
@@ -422,32 +431,32 @@ static void test_sysfs_levels(void **state)
 }
 
 /* The worst pair decides first, then the sum over pairs. */
+/* Sets the topology of the four devices @d from the values for ab, ac, ad, bc, bd, cd. */
+static void topo4(struct xpu_device *const *d, const char *const *v)
+{
+	for (size_t i = 0, k = 0; i < 4; i++)
+		for (size_t j = i + 1; j < 4; j++)
+			topo(d[i], d[j], v[k++]);
+}
+
 static void test_worst_then_sum(void **state)
 {
 	struct node *n = node_new();
-	struct xpu_device *a, *b, *c, *d;
+	struct xpu_device *d[4];
 
-	a = mkdev(n, "0000:0a:00.0", 0, NULL, NULL);
-	b = mkdev(n, "0000:0b:00.0", 0, NULL, NULL);
-	c = mkdev(n, "0000:0c:00.0", 0, NULL, NULL);
-	d = mkdev(n, "0000:0d:00.0", 0, NULL, NULL);
+	for (unsigned i = 0; i < 4; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "0000:%02x:00.0", 0xa + i);
+		d[i] = mkdev(n, id, 0, NULL, NULL);
+	}
 	node_plan(n);
 	/* abc: 1,3,3 (worst 3, sum 7); abd: 1,4,1 (worst 4, sum 6); acd, bcd: worst 5 */
-	topo(a, b, "NV2");
-	topo(a, c, "PHB");
-	topo(b, c, "PHB");
-	topo(a, d, "NODE");
-	topo(b, d, "NV2");
-	topo(c, d, "SYS");
+	topo4(d, (const char *const[]){ "NV2", "PHB", "NODE", "PHB", "NV2", "SYS" });
 	expect(n, REQ("xpu.dev/test", 3), "0000:0a:00.0 0000:0b:00.0 0000:0c:00.0");
 
 	/* abc: 4,4,4 (sum 12); bcd: 4,4,1 (sum 9); abd, acd: worst 5 */
-	topo(a, b, "NODE");
-	topo(a, c, "NODE");
-	topo(b, c, "NODE");
-	topo(a, d, "SYS");
-	topo(b, d, "NODE");
-	topo(c, d, "NV1");
+	topo4(d, (const char *const[]){ "NODE", "NODE", "SYS", "NODE", "NODE", "NV1" });
 	expect(n, REQ("xpu.dev/test", 3), "0000:0b:00.0 0000:0c:00.0 0000:0d:00.0");
 	node_free(n);
 }
@@ -483,9 +492,62 @@ static void test_xgmi_and_unknown_numa(void **state)
 	node_free(n);
 }
 
+/* One step of a scenario: allocate @hold (space-separated slice ids, or NULL), then ask for
+ * @count slices of xpu.dev/part and expect @want. */
+struct step {
+	const char *hold;
+	unsigned count;
+	const char *want;
+};
+
+static void run_steps(struct node *n, const struct step *steps, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		if (steps[i].hold) {
+			_cleanup_free_ char *copy = strdup(steps[i].hold);
+			char *save = NULL, **l = NULL;
+
+			assert_non_null(copy);
+			for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
+				assert_int_equal(strv_extend(&l, t), 0);
+			hold_strv(n, l);
+		}
+		expect(n, REQ("xpu.dev/part", steps[i].count), steps[i].want);
+	}
+}
+
 /* Partly used devices first, then best fit; one device over several. */
 static void test_fragmentation(void **state)
 {
+	static const struct step two_devices[] = {
+		{ NULL, 1, "0000:01:00.0/p0" },
+		{ "0000:02:00.0/p3", 1, "0000:02:00.0/p0" },
+		{ NULL, 2, "0000:02:00.0/p0 0000:02:00.0/p1" },
+		/* 02 has six left: seven come whole from 01 rather than from two devices. */
+		{ NULL, 7, "0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2 0000:01:00.0/p3 "
+			   "0000:01:00.0/p4 0000:01:00.0/p5 0000:01:00.0/p6" },
+		/* Eight need both: the partly used 02 is emptied first. */
+		{ NULL, 8, "0000:02:00.0/p0 0000:02:00.0/p1 0000:02:00.0/p2 0000:02:00.0/p4 "
+			   "0000:02:00.0/p5 0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1" },
+		/* Both partly used: 01 with six left, 02 with two. Best fit. */
+		{ "0000:02:00.0/p0 0000:02:00.0/p1 0000:02:00.0/p2 0000:02:00.0/p4", 2,
+		  "0000:02:00.0/p5 0000:02:00.0/p6" },
+		{ "0000:01:00.0/p3", 2, "0000:02:00.0/p5 0000:02:00.0/p6" },
+		{ NULL, 1, "0000:02:00.0/p5" },
+		{ NULL, 3, "0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2" },
+		/* Eight: the device with fewer left is emptied first. */
+		{ NULL, 8, "0000:02:00.0/p5 0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1 "
+			   "0000:01:00.0/p2 0000:01:00.0/p4 0000:01:00.0/p5 0000:01:00.0/p6" },
+	};
+	/* An untouched device is not broken up even where it would fit better: 03 (three
+	 * partitions, none used) vs 04 (seven, one used). */
+	static const struct step untouched[] = {
+		{ "0000:04:00.0/p0", 1, "0000:04:00.0/p1" },
+		{ NULL, 3, "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3" },
+		/* Eight need both: the partly used 04 gives six, though it has more left. */
+		{ NULL, 8, "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3 0000:04:00.0/p4 "
+			   "0000:04:00.0/p5 0000:04:00.0/p6 0000:03:00.0/p0 0000:03:00.0/p1" },
+	};
 	struct node *n = node_new();
 
 	split(mkdev(n, "0000:01:00.0", 0, "pci0000:00", "0000:00:01.0,0000:10:00.0,0000:11:00.0"),
@@ -493,45 +555,14 @@ static void test_fragmentation(void **state)
 	split(mkdev(n, "0000:02:00.0", 0, "pci0000:00", "0000:00:01.0,0000:10:00.0,0000:11:01.0"),
 	      7);
 	node_plan(n);
-
-	expect(n, REQ("xpu.dev/part", 1), "0000:01:00.0/p0");
-	hold(n, "0000:02:00.0/p3", NULL);
-	expect(n, REQ("xpu.dev/part", 1), "0000:02:00.0/p0");
-	expect(n, REQ("xpu.dev/part", 2), "0000:02:00.0/p0 0000:02:00.0/p1");
-	/* 02 has six left: seven come whole from 01 rather than from two devices. */
-	expect(n, REQ("xpu.dev/part", 7),
-	       "0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2 0000:01:00.0/p3 0000:01:00.0/p4 "
-	       "0000:01:00.0/p5 0000:01:00.0/p6");
-	/* Eight need both: the partly used 02 is emptied first. */
-	expect(n, REQ("xpu.dev/part", 8),
-	       "0000:02:00.0/p0 0000:02:00.0/p1 0000:02:00.0/p2 0000:02:00.0/p4 0000:02:00.0/p5 "
-	       "0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1");
-
-	/* Both partly used: 01 with six left, 02 with two. Best fit. */
-	hold(n, "0000:02:00.0/p0", "0000:02:00.0/p1", "0000:02:00.0/p2", "0000:02:00.0/p4", NULL);
-	hold(n, "0000:01:00.0/p3", NULL);
-	expect(n, REQ("xpu.dev/part", 2), "0000:02:00.0/p5 0000:02:00.0/p6");
-	expect(n, REQ("xpu.dev/part", 1), "0000:02:00.0/p5");
-	expect(n, REQ("xpu.dev/part", 3), "0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2");
-	/* Eight: the device with fewer left is emptied first. */
-	expect(n, REQ("xpu.dev/part", 8),
-	       "0000:02:00.0/p5 0000:02:00.0/p6 0000:01:00.0/p0 0000:01:00.0/p1 0000:01:00.0/p2 "
-	       "0000:01:00.0/p4 0000:01:00.0/p5 0000:01:00.0/p6");
+	run_steps(n, two_devices, ELEMENTSOF(two_devices));
 	node_free(n);
 
-	/* An untouched device is not broken up even where it would fit better: 03 (three
-	 * partitions, none used) vs 04 (seven, one used). */
 	n = node_new();
 	split(mkdev(n, "0000:03:00.0", 0, NULL, NULL), 3);
 	split(mkdev(n, "0000:04:00.0", 0, NULL, NULL), 7);
 	node_plan(n);
-	hold(n, "0000:04:00.0/p0", NULL);
-	expect(n, REQ("xpu.dev/part", 1), "0000:04:00.0/p1");
-	expect(n, REQ("xpu.dev/part", 3), "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3");
-	/* Eight need both: the partly used 04 gives six, though it has more left than 03. */
-	expect(n, REQ("xpu.dev/part", 8),
-	       "0000:04:00.0/p1 0000:04:00.0/p2 0000:04:00.0/p3 0000:04:00.0/p4 0000:04:00.0/p5 "
-	       "0000:04:00.0/p6 0000:03:00.0/p0 0000:03:00.0/p1");
+	run_steps(n, untouched, ELEMENTSOF(untouched));
 	node_free(n);
 }
 
