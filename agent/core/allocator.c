@@ -67,7 +67,9 @@ static enum link_level topology_level(const char *v)
 /* What @a's backend says about its link to @b: "xgmi.<b>" or "topology.<b>". */
 static enum link_level reported_level(const struct xpu_device *a, const struct xpu_device *b)
 {
-	const char *peers[2] = { b->id, b->has_pci ? b->pci.address : NULL };
+	/* a device's id is its PCI address where it has one; look the address up if not */
+	const char *peers[2] = { b->id,
+				 b->has_pci && !streq(b->pci.address, b->id) ? b->pci.address : NULL };
 	enum link_level best = _LINK_UNKNOWN;
 
 	for (size_t i = 0; i < ELEMENTSOF(peers); i++) {
@@ -289,12 +291,13 @@ static bool set_score(const struct search *s, struct set *t)
 
 	if (t->n == 0 || t->n > s->count)
 		return false;
+	for (size_t i = 0; i < t->n; i++)
+		free_slices += s->c[t->idx[i]].n;
+	if (free_slices < s->count)
+		return false;
 	t->worst = t->sum = t->untouched = 0;
 	for (size_t i = 0; i < t->n; i++) {
-		const struct cand *c = &s->c[t->idx[i]];
-
-		free_slices += c->n;
-		t->untouched += !c->touched;
+		t->untouched += !s->c[t->idx[i]].touched;
 		for (size_t j = i + 1; j < t->n; j++) {
 			unsigned l = s->level[t->idx[i] * s->n + t->idx[j]];
 
@@ -302,8 +305,6 @@ static bool set_score(const struct search *s, struct set *t)
 			t->sum += l;
 		}
 	}
-	if (free_slices < s->count)
-		return false;
 	t->leftover = free_slices - s->count;
 	t->numa_nodes = numa_nodes(s, t->idx, t->n);
 	if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_NVLINK))
@@ -567,7 +568,7 @@ static int choose_explicit(const struct device_list *devs, const struct slice_li
 		}
 	}
 	if (strv_copy(req->slices, &l) < 0)
-		return -ENOMEM;
+		return fail(ret_error, -ENOMEM, "Out of memory");
 	*ret = l;
 	return 0;
 }
@@ -614,7 +615,7 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 	f.only = only;
 	r = search_init(&s, devs, slices, ledger, &f);
 	if (r < 0)
-		return r;
+		return fail(ret_error, r, "Out of memory");
 	n_free = search_free(&s);
 	where = only ? " on device " : "";
 	if (req->count > total)
@@ -629,7 +630,7 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 	s.connected = req->connected;
 	r = search_run(&s, ret);
 	if (r < 0)
-		return r;
+		return fail(ret_error, r, "Out of memory");
 	if (r == 0)
 		return fail(ret_error, -ENOSPC, "No %u free %s %s (%u free in all)", req->count,
 			    req->resource,
@@ -683,7 +684,7 @@ int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 		return fail(ret_error, -EINVAL, "Unknown kind '%s' (gpu, accel or fpga)", req->kind);
 	t = calloc(slices->n ?: 1, sizeof(*t));
 	if (!t)
-		return -ENOMEM;
+		return fail(ret_error, -ENOMEM, "Out of memory");
 	for (size_t i = 0; i < slices->n; i++) {
 		const struct xpu_slice *s = slices->items[i];
 		struct fit_tally *x = NULL;
@@ -711,8 +712,8 @@ int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 		res.fits = t[best].n / req->count;
 		res.resource = strdup(t[best].resource);
 		if (!res.resource)
-			return -ENOMEM;
-		r = choose(devs, slices, ledger, &ar, req, &res.slices, NULL);
+			return fail(ret_error, -ENOMEM, "Out of memory");
+		r = choose(devs, slices, ledger, &ar, req, &res.slices, ret_error);
 		if (r < 0) { /* only -ENOMEM: the slices were counted above */
 			fit_result_done(&res);
 			return r;
