@@ -68,8 +68,8 @@ static enum link_level topology_level(const char *v)
 static enum link_level reported_level(const struct xpu_device *a, const struct xpu_device *b)
 {
 	/* a device's id is its PCI address where it has one; look the address up if not */
-	const char *peers[2] = { b->id,
-				 b->has_pci && !streq(b->pci.address, b->id) ? b->pci.address : NULL };
+	bool other = b->has_pci && !streq(b->pci.address, b->id);
+	const char *peers[2] = { b->id, other ? b->pci.address : NULL };
 	enum link_level best = _LINK_UNKNOWN;
 
 	for (size_t i = 0; i < ELEMENTSOF(peers); i++) {
@@ -394,13 +394,14 @@ static void search_greedy(const struct search *s, struct set *t, struct set *bes
 
 			for (size_t i = 0; i < s->n; i++) {
 				const struct cand *c = &s->c[i];
+				int numa = c->dev->numa_node;
 				bool new_node = true;
 				unsigned key[6], missing = s->count - have;
 
 				if (in[i])
 					continue;
 				for (size_t j = 0; j < t->n && new_node; j++)
-					new_node = s->c[t->idx[j]].dev->numa_node != c->dev->numa_node;
+					new_node = s->c[t->idx[j]].dev->numa_node != numa;
 				if ((s->numa_local && new_node) ||
 				    (s->connected && acc_max[i] > LINK_NVLINK))
 					continue;
@@ -552,8 +553,8 @@ static int choose_explicit(const struct device_list *devs, const struct slice_li
 				    "Slice %s is on device %s, conflicting with device %s", s->id,
 				    d->id, only->id);
 		for (size_t j = 0; j < i; j++) {
-			const struct xpu_device *e =
-				device_list_find(devs, slice_find(slices, req->slices[j])->device_id);
+			const struct xpu_slice *o = slice_find(slices, req->slices[j]);
+			const struct xpu_device *e = device_list_find(devs, o->device_id);
 
 			if (req->numa_local && e->numa_node != d->numa_node)
 				return fail(ret_error, -EINVAL,
@@ -610,8 +611,9 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 		return fail(ret_error, -ENOENT, "No resource '%s' on this node", req->resource);
 	total = count_slices(slices, req->resource, only);
 	if (only && total == 0)
-		return fail(ret_error, -EINVAL, "Device %s offers no %s, conflicting with the request",
-			    only->id, req->resource);
+		return fail(ret_error, -EINVAL,
+			    "Device %s offers no %s, conflicting with the request", only->id,
+			    req->resource);
 	f.only = only;
 	r = search_init(&s, devs, slices, ledger, &f);
 	if (r < 0)
@@ -623,8 +625,8 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 			    req->count, req->resource, total, where, only ? only->id : "", n_free);
 	if (req->count > n_free)
 		return fail(ret_error, -ENOSPC,
-			    "%u %s requested, but only %u of %u are free and healthy%s%s", req->count,
-			    req->resource, n_free, total, where, only ? only->id : "");
+			    "%u %s requested, but only %u of %u are free and healthy%s%s",
+			    req->count, req->resource, n_free, total, where, only ? only->id : "");
 	s.count = req->count;
 	s.numa_local = req->numa_local;
 	s.connected = req->connected;
@@ -681,7 +683,8 @@ int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 		return fail(ret_error, -EINVAL, "Compute fraction %g is outside (0, 1]",
 			    req->compute);
 	if (req->kind && xpu_kind_from_string(req->kind) < 0)
-		return fail(ret_error, -EINVAL, "Unknown kind '%s' (gpu, accel or fpga)", req->kind);
+		return fail(ret_error, -EINVAL, "Unknown kind '%s' (gpu, accel or fpga)",
+			    req->kind);
 	t = calloc(slices->n ?: 1, sizeof(*t));
 	if (!t)
 		return fail(ret_error, -ENOMEM, "Out of memory");
@@ -703,7 +706,8 @@ int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 		x->waste = MIN(x->waste, waste);
 	}
 	for (size_t i = 0; i < n; i++)
-		if (t[i].n >= req->count && (best == SIZE_MAX || fit_better(&t[i], &t[best], req->count)))
+		if (t[i].n >= req->count &&
+		    (best == SIZE_MAX || fit_better(&t[i], &t[best], req->count)))
 			best = i;
 	if (best != SIZE_MAX) {
 		struct alloc_request ar = { .resource = (char *)t[best].resource,

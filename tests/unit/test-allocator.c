@@ -204,7 +204,8 @@ static void expect_error(struct node *n, struct alloc_request req, int error, co
 		fail_msg("reason '%s' does not mention '%s'", err, needle);
 }
 
-#define REQ(res, n, ...) ((struct alloc_request){ .resource = (char *)(res), .count = (n), __VA_ARGS__ })
+#define REQ(res, n, ...) \
+	((struct alloc_request){ .resource = (char *)(res), .count = (n), __VA_ARGS__ })
 #define SLICES(...) ((char *[]){ __VA_ARGS__, NULL })
 
 /* --- HGX H100: NVLink everywhere, two NUMA nodes, one MIG-split GPU --------------------------- */
@@ -505,11 +506,11 @@ static void run_steps(struct node *n, const struct step *steps, size_t k)
 	for (size_t i = 0; i < k; i++) {
 		if (steps[i].hold) {
 			_cleanup_free_ char *copy = strdup(steps[i].hold);
-			char *save = NULL, **l = NULL;
+			char *save = NULL, **l = NULL, *w;
 
 			assert_non_null(copy);
-			for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
-				assert_int_equal(strv_extend(&l, t), 0);
+			for (w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+				assert_int_equal(strv_extend(&l, w), 0);
 			hold_strv(n, l);
 		}
 		expect(n, REQ("xpu.dev/part", steps[i].count), steps[i].want);
