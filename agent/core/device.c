@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/device.h"
+#include "shared/parse.h"
 #include "shared/strv.h"
 
 static const char *const kind_table[_XPU_KIND_MAX] = {
@@ -379,6 +380,23 @@ struct xpu_device *device_list_find(const struct device_list *l, const char *id)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (streq(l->items[i]->id, id))
+			return l->items[i];
+	return NULL;
+}
+
+struct xpu_device *device_list_lookup(const struct device_list *l, const char *key)
+{
+	char canon[13];
+
+	if (isempty(key))
+		return NULL;
+	for (size_t i = 0; i < l->n; i++)
+		if (streq(l->items[i]->id, key) || streq_ptr(l->items[i]->uuid, key))
+			return l->items[i];
+	if (parse_pci_address(key, canon) < 0)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i]->has_pci && streq(l->items[i]->pci.address, canon))
 			return l->items[i];
 	return NULL;
 }

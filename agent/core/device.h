@@ -60,3 +60,8 @@ void device_list_clear(struct device_list *l);
 /* Sorts by id; ids are unique after merging. */
 void device_list_sort(struct device_list *l);
 struct xpu_device *device_list_find(const struct device_list *l, const char *id);
+/*
+ * Finds a device by id, by UUID, or by PCI address in any spelling parse_pci_address() accepts
+ * ("18:00.0"), in that order. Returns a borrowed pointer or NULL; does not log.
+ */
+struct xpu_device *device_list_lookup(const struct device_list *l, const char *key);

@@ -4,7 +4,6 @@
 
 #include "core/inventory.h"
 #include "core/state.h"
-#include "shared/parse.h"
 
 struct inventory {
 	struct device_list devices; /* sorted by id */
@@ -228,23 +227,5 @@ uint64_t inventory_last_seq(const struct inventory *inv)
 
 const struct xpu_device *inventory_find(const struct inventory *inv, const char *key)
 {
-	char canon[13];
-
-	if (isempty(key))
-		return NULL;
-	for (size_t i = 0; i < inv->devices.n; i++) {
-		const struct xpu_device *d = inv->devices.items[i];
-
-		if (streq(d->id, key) || streq_ptr(d->uuid, key))
-			return d;
-	}
-	if (parse_pci_address(key, canon) < 0)
-		return NULL;
-	for (size_t i = 0; i < inv->devices.n; i++) {
-		const struct xpu_device *d = inv->devices.items[i];
-
-		if (d->has_pci && streq(d->pci.address, canon))
-			return d;
-	}
-	return NULL;
+	return device_list_lookup(&inv->devices, key);
 }
