@@ -99,6 +99,10 @@ static int fail(char **ret_error, const char *fmt, ...)
 	va_end(ap);
 	if (r < 0)
 		return -ENOMEM;
+	/* one line, whatever the file (or jansson's quote of it) holds */
+	for (char *p = m; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	free(*ret_error);
 	*ret_error = m;
 	return -EINVAL;
