@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/state.h"
+#include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/strv.h"
 
@@ -87,43 +88,58 @@ void state_unset_applied(struct state *s, const char *device_id)
 #define STATE_CORRUPT_FILE STATE_FILE ".corrupt"
 #define STATE_TEMP_TEMPLATE "." STATE_FILE ".XXXXXX"
 
-static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int fail(char **ret_error, const char *fmt, ...)
+/*
+ * Replaces *@error with the message @fmt (and ": @suffix"), made one line whatever the file (or
+ * jansson's quote of it) holds. Returns -EINVAL, or -ENOMEM.
+ */
+static int vfail(char **error, const char *suffix, const char *fmt, va_list ap)
 {
-	va_list ap;
-	char *m;
-	int r;
+	_cleanup_free_ char *m = NULL;
 
-	va_start(ap, fmt);
-	r = vasprintf(&m, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&m, fmt, ap) < 0)
 		return -ENOMEM;
-	/* one line, whatever the file (or jansson's quote of it) holds */
+	if (suffix) {
+		char *joined;
+
+		if (asprintf(&joined, "%s: %s", m, suffix) < 0)
+			return -ENOMEM;
+		free(m);
+		m = joined;
+	}
 	for (char *p = m; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	free(*ret_error);
-	*ret_error = m;
+	free(*error);
+	*error = TAKE_PTR(m);
 	return -EINVAL;
+}
+
+static int fail(char **error, const char *fmt, ...) _printf_(2, 3);
+static int fail(char **error, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(error, NULL, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 /* Prefixes *@error with "@fmt: " (the place where it happened). Returns @r. */
 static int fail_at(int r, char **error, const char *fmt, ...) _printf_(3, 4);
 static int fail_at(int r, char **error, const char *fmt, ...)
 {
-	_cleanup_free_ char *where = NULL, *what = TAKE_PTR(*error);
+	_cleanup_free_ char *what = NULL;
 	va_list ap;
-	int k;
 
-	if (r != -EINVAL || !what)
+	if (r != -EINVAL || !*error)
 		return r;
+	what = TAKE_PTR(*error);
 	va_start(ap, fmt);
-	k = vasprintf(&where, fmt, ap);
+	r = vfail(error, what, fmt, ap);
 	va_end(ap);
-	if (k < 0)
-		return -ENOMEM;
-	return fail(error, "%s: %s", where, what);
+	return r;
 }
 
 /*
@@ -483,77 +499,57 @@ static int read_applied(json_t *o, struct applied_offer *ret, char **error)
 	return 0;
 }
 
+/* Reads one list entry, checks it against the entries kept before it, and keeps it. */
+typedef int (*take_entry_t)(json_t *e, struct state *s, char **error);
+
+static int take_allocation(json_t *e, struct state *s, char **error)
+{
+	_cleanup_(allocation_freep) struct allocation *a = NULL;
+	int r;
+
+	r = read_allocation(e, &a, error);
+	if (r == 0)
+		r = check_conflicts(&s->ledger, s->ledger.n, a, error);
+	return r < 0 ? r : ledger_add(&s->ledger, TAKE_PTR(a));
+}
+
+static int take_applied(json_t *e, struct state *s, char **error)
+{
+	struct applied_offer m = {};
+	int r;
+
+	r = read_applied(e, &m, error);
+	if (r == 0)
+		r = check_applied(s->applied, s->n_applied, &m, error);
+	if (r == 0)
+		r = state_set_applied(s, m.device_id, &m.offer);
+	free(m.device_id);
+	offer_done(&m.offer);
+	return r;
+}
+
 /*
- * Counts a dropped entry: the first problem is kept in *@error, later ones only counted.
- * Returns 0 to go on with the next entry, or -ENOMEM.
+ * Takes every valid entry of @list, drops the others: the first problem is kept in *@first,
+ * later ones only counted. 0 or -ENOMEM.
  */
-static int drop(int r, char **error, char **first, unsigned *n_dropped)
-{
-	if (r != -EINVAL)
-		return r;
-	if (!*first)
-		*first = TAKE_PTR(*error);
-	*error = mfree(*error);
-	(*n_dropped)++;
-	return 0;
-}
-
-static int parse_allocations(json_t *list, struct state *s, char **first, unsigned *n_dropped)
+static int take_entries(json_t *list, const char *name, take_entry_t take, struct state *s,
+			char **first, unsigned *n_dropped)
 {
 	json_t *e;
 	size_t i;
 	int r;
 
 	json_array_foreach (list, i, e) {
-		_cleanup_(allocation_freep) struct allocation *a = NULL;
 		_cleanup_free_ char *error = NULL;
 
-		r = read_allocation(e, &a, &error);
-		if (r == 0)
-			r = check_conflicts(&s->ledger, s->ledger.n, a, &error);
-		if (r == 0) {
-			r = ledger_add(&s->ledger, TAKE_PTR(a));
-			if (r < 0)
-				return r;
-			continue;
-		}
-		r = drop(fail_at(r, &error, "allocations[%zu]", i), &error, first, n_dropped);
-		if (r < 0)
+		r = fail_at(take(e, s, &error), &error, "%s[%zu]", name, i);
+		if (r != -EINVAL && r < 0)
 			return r;
-	}
-	return 0;
-}
-
-static int parse_applied(json_t *list, struct state *s, char **first, unsigned *n_dropped)
-{
-	json_t *e;
-	size_t i;
-	int r;
-
-	json_array_foreach (list, i, e) {
-		_cleanup_free_ char *error = NULL;
-		struct applied_offer m = {};
-		struct applied_offer *n;
-
-		r = read_applied(e, &m, &error);
-		if (r == 0)
-			r = check_applied(s->applied, s->n_applied, &m, &error);
-		if (r < 0) {
-			free(m.device_id);
-			offer_done(&m.offer);
-			r = drop(fail_at(r, &error, "applied[%zu]", i), &error, first, n_dropped);
-			if (r < 0)
-				return r;
-			continue;
+		if (r == -EINVAL) {
+			if (!*first)
+				*first = TAKE_PTR(error);
+			(*n_dropped)++;
 		}
-		n = realloc(s->applied, (s->n_applied + 1) * sizeof(*n));
-		if (!n) {
-			free(m.device_id);
-			offer_done(&m.offer);
-			return -ENOMEM;
-		}
-		s->applied = n;
-		s->applied[s->n_applied++] = m;
 	}
 	return 0;
 }
@@ -596,9 +592,10 @@ static int state_parse(const char *text, size_t len, struct state *s, char **ret
 	if (r == 0 && applied && !json_is_array(applied))
 		r = fail(&error, "applied: expected a list");
 	if (r == 0)
-		r = parse_allocations(allocations, &parsed, &first, &n_dropped);
+		r = take_entries(allocations, "allocations", take_allocation, &parsed, &first,
+				 &n_dropped);
 	if (r == 0)
-		r = parse_applied(applied, &parsed, &first, &n_dropped);
+		r = take_entries(applied, "applied", take_applied, &parsed, &first, &n_dropped);
 	if (ret_total)
 		*ret_total = json_array_size(allocations);
 	json_decref(doc);
@@ -784,52 +781,16 @@ char *state_to_json(const struct state *s)
 
 /* ---- the file -------------------------------------------------------------------------- */
 
-/* All of @fd, NUL-terminated; -EFBIG beyond STATE_MAX_FILE bytes. */
+/* All of the regular file @fd, NUL-terminated; -EFBIG beyond STATE_MAX_FILE bytes. */
 static int read_file(int fd, char **ret, size_t *ret_len)
 {
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0, size;
 	struct stat st;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
-		return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
-	if ((uint64_t)st.st_size > STATE_MAX_FILE)
-		return -EFBIG;
-	size = (size_t)st.st_size + 1;
-	buf = malloc(size + 1);
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		ssize_t n;
-
-		if (len == size) {
-			/* grown since fstat() */
-			char *m;
-
-			if (size > STATE_MAX_FILE)
-				return -EFBIG;
-			size *= 2;
-			m = realloc(buf, size + 1);
-			if (!m)
-				return -ENOMEM;
-			buf = m;
-		}
-		n = read(fd, buf + len, size - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*ret = TAKE_PTR(buf);
-	*ret_len = len;
-	return 0;
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD; /* a FIFO would block the start */
+	return read_full_fd(fd, STATE_MAX_FILE, ret, ret_len);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -856,9 +817,10 @@ int state_load(const char *dir, struct state *s, char **ret_warning)
 	size_t len = 0, total = 0;
 	int r;
 
+	/* O_NONBLOCK: opening a FIFO would wait for a writer; it changes nothing for a file */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0)
-		fd = openat(dfd, STATE_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		fd = openat(dfd, STATE_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (dfd < 0 || fd < 0) {
 		if (errno != ENOENT)
 			return -errno;

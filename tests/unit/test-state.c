@@ -678,20 +678,39 @@ static void test_corrupt_replaces_older(void **unused)
 	tmpdir_free(dir);
 }
 
+/* A state.json that is no file is an error to report, not corruption to move aside. */
+static void test_not_a_file(void **unused)
+{
+	char *dir = tmpdir_new(), *path = path_in(dir, STATE_FILE), *warning = NULL;
+	struct state s = {};
+
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(state_load(dir, &s, &warning), -EISDIR);
+	assert_int_equal(rmdir(path), 0);
+	/* a FIFO would block the start forever if it were read */
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(state_load(dir, &s, &warning), -EBADFD);
+	assert_null(warning);
+	assert_listing(dir, STATE_FILE);
+	free(path);
+	tmpdir_free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_load_missing),
-	    cmocka_unit_test(test_truncated),
-	    cmocka_unit_test(test_allocation_errors),
-	    cmocka_unit_test(test_long_strings),
-	    cmocka_unit_test(test_applied_errors),
-	    cmocka_unit_test(test_document_errors),
-	    cmocka_unit_test(test_partial_recovery),
-	    cmocka_unit_test(test_duplicate_slice),
-	    cmocka_unit_test(test_save_failures),
-	    cmocka_unit_test(test_corrupt_replaces_older),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_load_missing),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_allocation_errors),
+		cmocka_unit_test(test_long_strings),
+		cmocka_unit_test(test_applied_errors),
+		cmocka_unit_test(test_document_errors),
+		cmocka_unit_test(test_partial_recovery),
+		cmocka_unit_test(test_duplicate_slice),
+		cmocka_unit_test(test_save_failures),
+		cmocka_unit_test(test_corrupt_replaces_older),
+		cmocka_unit_test(test_not_a_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
