@@ -92,6 +92,7 @@ void state_unset_applied(struct state *s, const char *device_id)
  * Replaces *@error with the message @fmt (and ": @suffix"), made one line whatever the file (or
  * jansson's quote of it) holds. Returns -EINVAL, or -ENOMEM.
  */
+static int vfail(char **error, const char *suffix, const char *fmt, va_list ap) _printf_(3, 0);
 static int vfail(char **error, const char *suffix, const char *fmt, va_list ap)
 {
 	_cleanup_free_ char *m = NULL;
