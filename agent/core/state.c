@@ -1,9 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* xpud's persistent state: the in-memory part. Loading and saving follow below it. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/state.h"
+#include "shared/fileio.h"
+#include "shared/log.h"
+#include "shared/strv.h"
 
 void state_done(struct state *s)
 {
@@ -63,4 +73,844 @@ void state_unset_applied(struct state *s, const char *device_id)
 			s->n_applied--;
 			return;
 		}
+}
+
+/*
+ * Loading and saving. The document is checked in two steps: JSON types and the ranges JSON can
+ * express are checked while it is read (read_*), everything else on the C structures
+ * (check_*), and the same check_* functions run before a save, so that state_save() never
+ * writes a document state_load() would not read back whole.
+ */
+
+#define STATE_MAX_STRING 4096	   /* bytes in any one string */
+#define STATE_MAX_ITEMS 4096	   /* slices of one allocation, profiles of one offer */
+#define STATE_MAX_FILE (64u << 20) /* a larger state.json is not ours */
+#define STATE_CORRUPT_FILE STATE_FILE ".corrupt"
+#define STATE_TEMP_TEMPLATE "." STATE_FILE ".XXXXXX"
+
+/*
+ * Replaces *@error with the message @fmt (and ": @suffix"), made one line whatever the file (or
+ * jansson's quote of it) holds. Returns -EINVAL, or -ENOMEM.
+ */
+static int vfail(char **error, const char *suffix, const char *fmt, va_list ap) _printf_(3, 0);
+static int vfail(char **error, const char *suffix, const char *fmt, va_list ap)
+{
+	_cleanup_free_ char *m = NULL;
+
+	if (vasprintf(&m, fmt, ap) < 0)
+		return -ENOMEM;
+	if (suffix) {
+		char *joined;
+
+		if (asprintf(&joined, "%s: %s", m, suffix) < 0)
+			return -ENOMEM;
+		free(m);
+		m = joined;
+	}
+	for (char *p = m; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	free(*error);
+	*error = TAKE_PTR(m);
+	return -EINVAL;
+}
+
+static int fail(char **error, const char *fmt, ...) _printf_(2, 3);
+static int fail(char **error, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vfail(error, NULL, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* Prefixes *@error with "@fmt: " (the place where it happened). Returns @r. */
+static int fail_at(int r, char **error, const char *fmt, ...) _printf_(3, 4);
+static int fail_at(int r, char **error, const char *fmt, ...)
+{
+	_cleanup_free_ char *what = NULL;
+	va_list ap;
+
+	if (r != -EINVAL || !*error)
+		return r;
+	what = TAKE_PTR(*error);
+	va_start(ap, fmt);
+	r = vfail(error, what, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/*
+ * A string from the file, made safe to quote in a one-line message: at most 64 characters,
+ * anything but printable ASCII as '?'. Returns a static buffer: one quote per message.
+ */
+static const char *quote(const char *s)
+{
+	static char buf[68];
+	size_t i;
+
+	for (i = 0; s[i] && i < 64; i++)
+		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+	strcpy(buf + i, s[i] ? "..." : "");
+	return buf;
+}
+
+/* ---- checks on the structures, shared by loading and saving ---------------------------- */
+
+static int check_string(const char *what, const char *s, bool required, char **error)
+{
+	if (!s)
+		return required ? fail(error, "%s: missing", what) : 0;
+	if (!s[0])
+		return fail(error, "%s: empty string", what);
+	if (strlen(s) > STATE_MAX_STRING)
+		return fail(error, "%s: longer than %d bytes", what, STATE_MAX_STRING);
+	return 0;
+}
+
+static int check_strv(const char *what, char *const *l, bool required, bool unique, char **error)
+{
+	size_t n = strv_length(l);
+	int r;
+
+	if (n == 0)
+		return required ? fail(error, "%s: missing or empty", what) : 0;
+	if (n > STATE_MAX_ITEMS)
+		return fail(error, "%s: more than %d entries", what, STATE_MAX_ITEMS);
+	for (size_t i = 0; i < n; i++) {
+		r = check_string(what, l[i], true, error);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; unique && j < i; j++)
+			if (streq(l[i], l[j]))
+				return fail(error, "%s: '%s' is listed twice", what, quote(l[i]));
+	}
+	return 0;
+}
+
+/* JSON integers are signed 64-bit: a larger value could not be read back. */
+static int check_u64(const char *what, uint64_t v, char **error)
+{
+	return v > INT64_MAX ? fail(error, "%s: %" PRIu64 " is too large", what, v) : 0;
+}
+
+static bool allocation_id_valid(const char *id)
+{
+	if (strlen(id) != 18 || strncmp(id, "a-", 2) != 0)
+		return false;
+	for (const char *p = id + 2; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static int check_allocation(const struct allocation *a, char **error)
+{
+	int r;
+
+	r = check_string("id", a->id, true, error);
+	if (r < 0)
+		return r;
+	if (!allocation_id_valid(a->id))
+		return fail(error, "id: '%s' is not 'a-' and 16 lowercase hex digits",
+			    quote(a->id));
+	if ((r = check_string("resource", a->resource, false, error)) < 0 ||
+	    (r = check_strv("slices", a->slices, true, true, error)) < 0 ||
+	    (r = check_u64("created_usec", a->created_usec, error)) < 0 ||
+	    (r = check_u64("owner: pid_start", a->owner.pid_start, error)) < 0)
+		return r;
+	if (!owner_kind_to_string(a->owner.kind))
+		return fail(error, "owner: kind %d is unknown", (int)a->owner.kind);
+	/* every owner but "none" names what the allocation follows */
+	return check_string("owner: value", a->owner.value, a->owner.kind != OWNER_NONE, error);
+}
+
+static int check_offer(const struct offer *o, char **error)
+{
+	bool counted = o->kind == OFFER_REPLICAS || o->kind == OFFER_MEMORY_SHARES;
+	int r;
+
+	if (!offer_kind_to_string(o->kind))
+		return fail(error, "kind %d is unknown", (int)o->kind);
+	if (o->count > OFFER_MAX_COUNT || (counted && o->count == 0))
+		return fail(error, "count: %u is outside 1..%d", o->count, OFFER_MAX_COUNT);
+	if (!isfinite(o->compute) || o->compute < 0 || o->compute > 1)
+		return fail(error, "compute: %g is outside (0, 1]", o->compute);
+	if ((r = check_u64("share_bytes", o->share_bytes, error)) < 0 ||
+	    (r = check_strv("mig_profiles", o->mig_profiles, o->kind == OFFER_MIG, false, error)) <
+		0 ||
+	    (r = check_string("amd_mode", o->amd_mode, o->kind == OFFER_AMD_PARTITION, error)) < 0)
+		return r;
+	return check_string("resource", o->resource, false, error);
+}
+
+/* Whether @a can join @l: its id and slices must be new there. */
+static int check_conflicts(const struct ledger *l, size_t n, const struct allocation *a,
+			   char **error)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct allocation *b = l->items[i];
+
+		if (streq(a->id, b->id))
+			return fail(error, "id '%s' is used twice", quote(a->id));
+		STRV_FOREACH (slice, a->slices)
+			if (strv_contains(b->slices, *slice))
+				return fail(error, "slice '%s' is held by %s already",
+					    quote(*slice), b->id);
+	}
+	return 0;
+}
+
+static int check_applied(const struct applied_offer *a, size_t n, const struct applied_offer *m,
+			 char **error)
+{
+	int r;
+
+	r = check_string("device", m->device_id, true, error);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (streq(a[i].device_id, m->device_id))
+			return fail(error, "device '%s' is listed twice", quote(m->device_id));
+	return fail_at(check_offer(&m->offer, error), error, "offer");
+}
+
+static int check_state(const struct state *s, char **error)
+{
+	int r;
+
+	for (size_t i = 0; i < s->ledger.n; i++) {
+		const struct allocation *a = s->ledger.items[i];
+
+		r = check_allocation(a, error);
+		if (r == 0)
+			r = check_conflicts(&s->ledger, i, a, error);
+		if (r < 0)
+			return fail_at(r, error, "allocations[%zu]", i);
+	}
+	for (size_t i = 0; i < s->n_applied; i++) {
+		r = check_applied(s->applied, i, &s->applied[i], error);
+		if (r < 0)
+			return fail_at(r, error, "applied[%zu]", i);
+	}
+	return 0;
+}
+
+/* ---- JSON to structures ---------------------------------------------------------------- */
+
+/* Refuses keys outside @keys (NULL-terminated): a typo must not lose a field silently. */
+static int read_keys(json_t *o, const char *const *keys, char **error)
+{
+	const char *key;
+	json_t *v;
+
+	if (!json_is_object(o))
+		return fail(error, "expected an object");
+	json_object_foreach (o, key, v) {
+		bool known = false;
+
+		for (const char *const *k = keys; *k && !known; k++)
+			known = streq(*k, key);
+		if (!known)
+			return fail(error, "unknown key '%s'", quote(key));
+	}
+	return 0;
+}
+
+/* A string value (NULL if absent); its limits are check_string()'s. */
+static int read_string(json_t *o, const char *key, char **ret, char **error)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return fail(error, "%s: expected a string", key);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(error, "%s: contains a NUL character", key);
+	*ret = strdup(json_string_value(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int read_strv(json_t *o, const char *key, char ***ret, char **error)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	json_t *v = json_object_get(o, key), *e;
+	size_t i;
+
+	if (v && !json_is_array(v))
+		return fail(error, "%s: expected a list of strings", key);
+	if (json_array_size(v) > STATE_MAX_ITEMS)
+		return fail(error, "%s: more than %d entries", key, STATE_MAX_ITEMS);
+	json_array_foreach (v, i, e) {
+		if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e))
+			return fail(error, "%s[%zu]: expected a string", key, i);
+		if (strv_extend(&l, json_string_value(e)) < 0)
+			return -ENOMEM;
+	}
+	if (v && !l)
+		return fail(error, "%s: empty list", key);
+	*ret = TAKE_PTR(l);
+	return 0;
+}
+
+/* An integer in @min..@max, or 0 when absent. */
+static int read_int(json_t *o, const char *key, int64_t min, int64_t max, uint64_t *ret,
+		    char **error)
+{
+	json_t *v = json_object_get(o, key);
+	int64_t i;
+
+	if (!v) {
+		*ret = 0;
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return fail(error, "%s: expected an integer", key);
+	i = json_integer_value(v);
+	if (i < min || i > max)
+		return fail(error, "%s: %" PRId64 " is outside %" PRId64 "..%" PRId64, key, i, min,
+			    max);
+	*ret = (uint64_t)i;
+	return 0;
+}
+
+static int read_owner(json_t *o, struct alloc_owner *ret, char **error)
+{
+	static const char *const keys[] = {"kind", "value", "pid_start", NULL};
+	_cleanup_free_ char *kind = NULL;
+	int r;
+
+	if (!o) {
+		*ret = (struct alloc_owner){.kind = OWNER_NONE};
+		return 0;
+	}
+	if ((r = read_keys(o, keys, error)) < 0 || (r = read_string(o, "kind", &kind, error)) < 0)
+		return r;
+	if (!kind)
+		return fail(error, "kind: missing");
+	ret->kind = owner_kind_from_string(kind);
+	if (ret->kind < 0)
+		return fail(error, "kind: '%s' is not pid, cgroup, unit, pod or none", quote(kind));
+	r = read_int(o, "pid_start", 0, INT64_MAX, &ret->pid_start, error);
+	return r < 0 ? r : read_string(o, "value", &ret->value, error);
+}
+
+static int read_allocation(json_t *o, struct allocation **ret, char **error)
+{
+	static const char *const keys[] = {"id",    "resource",	    "slices",
+					   "owner", "created_usec", NULL};
+	_cleanup_(allocation_freep) struct allocation *a = NULL;
+	int r;
+
+	r = read_keys(o, keys, error);
+	if (r < 0)
+		return r;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	if ((r = read_string(o, "id", &a->id, error)) < 0 ||
+	    (r = read_string(o, "resource", &a->resource, error)) < 0 ||
+	    (r = read_strv(o, "slices", &a->slices, error)) < 0 ||
+	    (r = read_int(o, "created_usec", 0, INT64_MAX, &a->created_usec, error)) < 0)
+		return r;
+	r = read_owner(json_object_get(o, "owner"), &a->owner, error);
+	if (r < 0)
+		return fail_at(r, error, "owner");
+	r = check_allocation(a, error);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(a);
+	return 0;
+}
+
+static int read_offer(json_t *o, struct offer *ret, char **error)
+{
+	static const char *const keys[] = {"kind",     "count",	       "share_bytes",
+					   "compute",  "mig_profiles", "mig_enable",
+					   "amd_mode", "resource",     NULL};
+	_cleanup_free_ char *kind = NULL;
+	struct offer f = {};
+	uint64_t count;
+	json_t *v;
+	int r;
+
+	if ((r = read_keys(o, keys, error)) < 0 || (r = read_string(o, "kind", &kind, error)) < 0)
+		return r;
+	if (!kind)
+		return fail(error, "kind: missing");
+	f.kind = offer_kind_from_string(kind);
+	if (f.kind < 0)
+		return fail(
+		    error, "kind: '%s' is not whole, replicas, memory-shares, mig or amd-partition",
+		    quote(kind));
+	if ((r = read_int(o, "count", 1, OFFER_MAX_COUNT, &count, error)) < 0 ||
+	    (r = read_int(o, "share_bytes", 1, INT64_MAX, &f.share_bytes, error)) < 0)
+		return r;
+	f.count = (unsigned)count;
+	v = json_object_get(o, "compute");
+	if (v) {
+		if (!json_is_number(v))
+			return fail(error, "compute: expected a number");
+		f.compute = json_number_value(v);
+		if (!(f.compute > 0 && f.compute <= 1))
+			return fail(error, "compute: %g is outside (0, 1]", f.compute);
+	}
+	v = json_object_get(o, "mig_enable");
+	if (v && !json_is_boolean(v))
+		return fail(error, "mig_enable: expected true or false");
+	f.mig_enable = json_is_true(v);
+
+	if ((r = read_strv(o, "mig_profiles", &f.mig_profiles, error)) < 0 ||
+	    (r = read_string(o, "amd_mode", &f.amd_mode, error)) < 0 ||
+	    (r = read_string(o, "resource", &f.resource, error)) < 0 ||
+	    (r = check_offer(&f, error)) < 0) {
+		offer_done(&f);
+		return r;
+	}
+	*ret = f;
+	return 0;
+}
+
+static int read_applied(json_t *o, struct applied_offer *ret, char **error)
+{
+	static const char *const keys[] = {"device", "offer", NULL};
+	struct applied_offer m = {};
+	int r;
+
+	r = read_keys(o, keys, error);
+	if (r < 0)
+		return r;
+	if (!json_object_get(o, "offer"))
+		return fail(error, "offer: missing");
+	r = read_offer(json_object_get(o, "offer"), &m.offer, error);
+	if (r < 0)
+		return fail_at(r, error, "offer");
+	r = read_string(o, "device", &m.device_id, error);
+	if (r < 0) {
+		offer_done(&m.offer);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+/* Reads one list entry, checks it against the entries kept before it, and keeps it. */
+typedef int (*take_entry_t)(json_t *e, struct state *s, char **error);
+
+static int take_allocation(json_t *e, struct state *s, char **error)
+{
+	_cleanup_(allocation_freep) struct allocation *a = NULL;
+	int r;
+
+	r = read_allocation(e, &a, error);
+	if (r == 0)
+		r = check_conflicts(&s->ledger, s->ledger.n, a, error);
+	return r < 0 ? r : ledger_add(&s->ledger, TAKE_PTR(a));
+}
+
+static int take_applied(json_t *e, struct state *s, char **error)
+{
+	struct applied_offer m = {};
+	int r;
+
+	r = read_applied(e, &m, error);
+	if (r == 0)
+		r = check_applied(s->applied, s->n_applied, &m, error);
+	if (r == 0)
+		r = state_set_applied(s, m.device_id, &m.offer);
+	free(m.device_id);
+	offer_done(&m.offer);
+	return r;
+}
+
+/*
+ * Takes every valid entry of @list, drops the others: the first problem is kept in *@first,
+ * later ones only counted. 0 or -ENOMEM.
+ */
+static int take_entries(json_t *list, const char *name, take_entry_t take, struct state *s,
+			char **first, unsigned *n_dropped)
+{
+	json_t *e;
+	size_t i;
+	int r;
+
+	json_array_foreach (list, i, e) {
+		_cleanup_free_ char *error = NULL;
+
+		r = fail_at(take(e, s, &error), &error, "%s[%zu]", name, i);
+		if (r != -EINVAL && r < 0)
+			return r;
+		if (r == -EINVAL) {
+			if (!*first)
+				*first = TAKE_PTR(error);
+			(*n_dropped)++;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The parser behind state_from_json() and state_load(). -EBADMSG: nothing could be read (not
+ * JSON, wrong version, the lists not lists); -EINVAL: some entries were dropped, @s holds the
+ * others; *@ret_total is the number of allocation entries the file has.
+ */
+static int state_parse(const char *text, size_t len, struct state *s, char **ret_error,
+		       size_t *ret_total)
+{
+	static const char *const keys[] = {"version", "allocations", "applied", NULL};
+	_cleanup_(state_done) struct state parsed = {};
+	_cleanup_free_ char *error = NULL, *first = NULL;
+	json_t *doc, *allocations, *applied;
+	unsigned n_dropped = 0;
+	json_error_t jerr;
+	uint64_t version;
+	int r;
+
+	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		r = fail(&error, "not valid JSON: line %d column %d: %s", jerr.line, jerr.column,
+			 jerr.text);
+		goto finish;
+	}
+	r = read_keys(doc, keys, &error);
+	if (r == 0 && !json_object_get(doc, "version"))
+		r = fail(&error, "version: missing");
+	if (r == 0)
+		r = read_int(doc, "version", INT64_MIN, INT64_MAX, &version, &error);
+	if (r == 0 && version != STATE_VERSION)
+		r = fail(&error, "version: %" PRId64 " is not supported (only %d is)",
+			 (int64_t)version, STATE_VERSION);
+	allocations = json_object_get(doc, "allocations");
+	applied = json_object_get(doc, "applied");
+	if (r == 0 && allocations && !json_is_array(allocations))
+		r = fail(&error, "allocations: expected a list");
+	if (r == 0 && applied && !json_is_array(applied))
+		r = fail(&error, "applied: expected a list");
+	if (r == 0)
+		r = take_entries(allocations, "allocations", take_allocation, &parsed, &first,
+				 &n_dropped);
+	if (r == 0)
+		r = take_entries(applied, "applied", take_applied, &parsed, &first, &n_dropped);
+	if (ret_total)
+		*ret_total = json_array_size(allocations);
+	json_decref(doc);
+
+finish:
+	if (r == -EINVAL)
+		r = -EBADMSG; /* the document as a whole is unusable */
+	if (r == 0 && n_dropped > 0) {
+		if (n_dropped > 1)
+			r = fail(&error, "%s (and %u more invalid entries)", first, n_dropped - 1);
+		else
+			r = fail(&error, "%s", first);
+	}
+	if (r < 0 && r != -ENOMEM && ret_error)
+		*ret_error = TAKE_PTR(error);
+	if (r == 0 || r == -EINVAL) {
+		state_done(s);
+		*s = parsed;
+		parsed = (struct state){};
+	}
+	return r;
+}
+
+int state_from_json(const char *text, size_t len, struct state *s, char **ret_error)
+{
+	return state_parse(text, len, s, ret_error, NULL);
+}
+
+/* ---- structures to JSON ---------------------------------------------------------------- */
+
+/* Each add_* adds nothing for a zero value. jansson refuses strings that are not UTF-8. */
+static int add(json_t *o, const char *key, json_t *v)
+{
+	return json_object_set_new(o, key, v) < 0 ? -ENOMEM : 0;
+}
+
+static int add_string(json_t *o, const char *key, const char *value)
+{
+	json_t *v;
+
+	if (!value)
+		return 0;
+	v = json_string(value);
+	return v ? add(o, key, v) : -EINVAL;
+}
+
+static int add_int(json_t *o, const char *key, uint64_t value)
+{
+	return value ? add(o, key, json_integer((json_int_t)value)) : 0;
+}
+
+static int add_strv(json_t *o, const char *key, char *const *l)
+{
+	json_t *a;
+
+	if (!l)
+		return 0;
+	a = json_array();
+	if (!a)
+		return -ENOMEM;
+	STRV_FOREACH (e, (char **)l) {
+		json_t *v = json_string(*e);
+
+		if (!v || json_array_append_new(a, v) < 0) {
+			json_decref(a);
+			return v ? -ENOMEM : -EINVAL;
+		}
+	}
+	return add(o, key, a);
+}
+
+static int allocation_to_json(const struct allocation *a, json_t **ret)
+{
+	json_auto_t *o = json_object(), *owner = NULL;
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	if ((r = add_string(o, "id", a->id)) < 0 ||
+	    (r = add_string(o, "resource", a->resource)) < 0 ||
+	    (r = add_strv(o, "slices", a->slices)) < 0)
+		return r;
+	if (a->owner.kind != OWNER_NONE || a->owner.value || a->owner.pid_start) {
+		owner = json_object();
+		if (!owner)
+			return -ENOMEM;
+		if ((r = add_string(owner, "kind", owner_kind_to_string(a->owner.kind))) < 0 ||
+		    (r = add_string(owner, "value", a->owner.value)) < 0 ||
+		    (r = add_int(owner, "pid_start", a->owner.pid_start)) < 0 ||
+		    (r = add(o, "owner", TAKE_PTR(owner))) < 0)
+			return r;
+	}
+	r = add_int(o, "created_usec", a->created_usec);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+static int offer_to_json(const struct offer *f, json_t **ret)
+{
+	json_auto_t *o = json_object();
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	if ((r = add_string(o, "kind", offer_kind_to_string(f->kind))) < 0 ||
+	    (r = add_int(o, "count", f->count)) < 0 ||
+	    (r = add_int(o, "share_bytes", f->share_bytes)) < 0 ||
+	    (f->compute > 0 && (r = add(o, "compute", json_real(f->compute))) < 0) ||
+	    (r = add_strv(o, "mig_profiles", f->mig_profiles)) < 0 ||
+	    (f->mig_enable && (r = add(o, "mig_enable", json_true())) < 0) ||
+	    (r = add_string(o, "amd_mode", f->amd_mode)) < 0 ||
+	    (r = add_string(o, "resource", f->resource)) < 0)
+		return r;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+static int applied_to_json(const struct applied_offer *m, json_t **ret)
+{
+	json_auto_t *o = json_object();
+	json_t *offer = NULL;
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	if ((r = add_string(o, "device", m->device_id)) < 0 ||
+	    (r = offer_to_json(&m->offer, &offer)) < 0 || (r = add(o, "offer", offer)) < 0)
+		return r;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+/*
+ * The document for @s: keys in a fixed order, entries in the order of @s, so that equal states
+ * give equal text. -EINVAL (reason in *@error) when @s would not load back whole.
+ */
+static int state_dump(const struct state *s, char **ret, char **error)
+{
+	json_auto_t *doc = NULL;
+	json_t *allocations, *applied, *e;
+	char *text;
+	int r;
+
+	r = check_state(s, error);
+	if (r < 0)
+		return r;
+	doc = json_object();
+	allocations = json_array();
+	applied = json_array();
+	if (!doc || add(doc, "version", json_integer(STATE_VERSION)) < 0 ||
+	    add(doc, "allocations", allocations) < 0 || add(doc, "applied", applied) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->ledger.n; i++) {
+		r = allocation_to_json(s->ledger.items[i], &e);
+		if (r == 0 && json_array_append_new(allocations, e) < 0)
+			r = -ENOMEM;
+		if (r < 0)
+			return r == -EINVAL ? fail(error, "allocations[%zu]: not UTF-8", i) : r;
+	}
+	for (size_t i = 0; i < s->n_applied; i++) {
+		r = applied_to_json(&s->applied[i], &e);
+		if (r == 0 && json_array_append_new(applied, e) < 0)
+			r = -ENOMEM;
+		if (r < 0)
+			return r == -EINVAL ? fail(error, "applied[%zu]: not UTF-8", i) : r;
+	}
+	text = json_dumps(doc, JSON_INDENT(2));
+	if (!text)
+		return -ENOMEM;
+	*ret = text;
+	return 0;
+}
+
+char *state_to_json(const struct state *s)
+{
+	_cleanup_free_ char *error = NULL;
+	char *text = NULL;
+
+	return state_dump(s, &text, &error) < 0 ? NULL : text;
+}
+
+/* ---- the file -------------------------------------------------------------------------- */
+
+/* All of the regular file @fd, NUL-terminated; -EFBIG beyond STATE_MAX_FILE bytes. */
+static int read_file(int fd, char **ret, size_t *ret_len)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD; /* a FIFO would block the start */
+	return read_full_fd(fd, STATE_MAX_FILE, ret, ret_len);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+int state_load(const char *dir, struct state *s, char **ret_warning)
+{
+	_cleanup_free_ char *text = NULL, *error = NULL, *warning = NULL;
+	_cleanup_(state_done) struct state parsed = {};
+	_cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+	size_t len = 0, total = 0;
+	int r;
+
+	/* O_NONBLOCK: opening a FIFO would wait for a writer; it changes nothing for a file */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		fd = openat(dfd, STATE_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (dfd < 0 || fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		/* first start: nothing allocated yet */
+		state_done(s);
+		*ret_warning = NULL;
+		return 0;
+	}
+
+	r = read_file(fd, &text, &len);
+	if (r == -EFBIG) {
+		r = fail(&error, "larger than %u MiB", STATE_MAX_FILE >> 20);
+		if (r == -EINVAL)
+			r = -EBADMSG; /* read nothing of it */
+	} else if (r == 0)
+		r = state_parse(text, len, &parsed, &error, &total);
+	if (r == 0) {
+		state_done(s);
+		*s = parsed;
+		parsed = (struct state){};
+		*ret_warning = NULL;
+		return 0;
+	}
+	if (r != -EBADMSG && r != -EINVAL)
+		return r;
+
+	/*
+	 * Keep the evidence and the allocations we could not read, out of the way of the next
+	 * save. The rename's durability rides on that save's directory fsync.
+	 */
+	if (renameat(dfd, STATE_FILE, dfd, STATE_CORRUPT_FILE) < 0)
+		return -errno;
+	if (r == -EBADMSG)
+		r = asprintf(&warning,
+			     "%s is unreadable (%s): no allocations recovered, the file is kept as "
+			     "%s",
+			     STATE_FILE, error, STATE_CORRUPT_FILE);
+	else
+		r = asprintf(
+		    &warning,
+		    "%s is partly invalid (%s): recovered %zu of %zu allocations, the file "
+		    "is kept as %s",
+		    STATE_FILE, error, parsed.ledger.n, total, STATE_CORRUPT_FILE);
+	if (r < 0)
+		return -ENOMEM;
+	state_done(s);
+	*s = parsed;
+	parsed = (struct state){};
+	*ret_warning = TAKE_PTR(warning);
+	return 1;
+}
+
+int state_save(const char *dir, const struct state *s)
+{
+	_cleanup_free_ char *text = NULL, *error = NULL, *path = NULL;
+	_cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+	const char *temp;
+	int r;
+
+	r = state_dump(s, &text, &error);
+	if (r < 0) {
+		log_debug("Refusing to save a state that would not load back: %s",
+			  error ?: "out of memory");
+		return r;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (asprintf(&path, "%s/%s", dir, STATE_TEMP_TEMPLATE) < 0)
+		return -ENOMEM;
+	temp = path + strlen(dir) + 1;
+	fd = mkostemp(path, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0)
+		return -errno;
+
+	r = write_all(fd, text, strlen(text));
+	if (r == 0)
+		r = write_all(fd, "\n", 1);
+	if (r == 0)
+		r = RET_NERRNO(fsync(fd));
+	if (r == 0)
+		r = close_nointr(TAKE_FD(fd));
+	if (r == 0)
+		r = RET_NERRNO(renameat(dfd, temp, dfd, STATE_FILE));
+	if (r < 0) {
+		(void)unlinkat(dfd, temp, 0);
+		return r;
+	}
+	return RET_NERRNO(fsync(dfd));
 }

@@ -46,9 +46,22 @@ void state_unset_applied(struct state *s, const char *device_id);
  */
 int state_load(const char *dir, struct state *s, char **ret_warning);
 
-/* Writes @s to <dir>/state.json atomically and durably (see above). 0 or -errno. */
+/*
+ * Writes @s to <dir>/state.json atomically and durably (see above), creating <dir> (0700) if
+ * missing. 0 or -errno: -EINVAL when @s holds something state_load() would not read back (a
+ * malformed id, a slice held twice, ...: nothing is written), or the syscall's error, in which
+ * case the temporary file is gone and the old state.json untouched. Logs at debug level only.
+ * The format is docs/state.md.
+ */
 int state_save(const char *dir, const struct state *s);
 
-/* Serialisation, exposed for the fuzzer and tests: JSON text to state and back. */
+/*
+ * Serialisation, exposed for the fuzzer and tests: JSON text to state and back. state_from_json
+ * fills @s (initialised empty) and returns 0, or returns with a one-line reason in *ret_error:
+ * -EBADMSG when nothing could be read (not JSON, wrong version; @s stays empty), -EINVAL when
+ * some entries were invalid or conflicted with an earlier one (@s holds all the others), or
+ * -ENOMEM (no reason). state_to_json returns the document (caller frees, no trailing newline;
+ * equal states give equal text), or NULL when state_save() would refuse @s or on OOM.
+ */
 int state_from_json(const char *text, size_t len, struct state *s, char **ret_error);
 char *state_to_json(const struct state *s);

@@ -9,6 +9,17 @@
 #include "macro.h"
 #include "parse.h"
 
+/* read(2), retried on EINTR; -errno on failure. */
+static ssize_t read_nointr(int fd, void *buf, size_t n)
+{
+	for (;;) {
+		ssize_t k = read(fd, buf, n);
+
+		if (k >= 0 || errno != EINTR)
+			return k < 0 ? -errno : k;
+	}
+}
+
 int read_attr_at(int dirfd, const char *path, size_t max, char **ret)
 {
 	_cleanup_close_ int fd = -EBADF;
@@ -24,13 +35,10 @@ int read_attr_at(int dirfd, const char *path, size_t max, char **ret)
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		ssize_t n = read(fd, buf + len, max + 1 - len);
+		ssize_t n = read_nointr(fd, buf + len, max + 1 - len);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		if (n < 0)
+			return (int)n;
 		if (n == 0)
 			break;
 		len += (size_t)n;
@@ -49,6 +57,45 @@ int read_attr_at(int dirfd, const char *path, size_t max, char **ret)
 	buf[len] = '\0';
 	strstrip_trailing(buf);
 	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 4096;
+	struct stat st;
+
+	/* The size is a hint: a file that does not change meanwhile takes one read and one more
+	 * for its end. A buffer of max + 1 bytes notices a file over the limit. */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < max)
+		cap = (size_t)st.st_size + 1;
+	cap = MIN(cap, max + 1);
+	for (;;) {
+		ssize_t n;
+
+		if (!buf || len == cap) {
+			char *m;
+
+			if (len > max)
+				return -EFBIG;
+			if (buf)
+				cap = MIN(cap * 2, max + 1);
+			m = realloc(buf, cap + 1);
+			if (!m)
+				return -ENOMEM;
+			buf = m;
+		}
+		n = read_nointr(fd, buf + len, cap - len);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*ret = TAKE_PTR(buf);
+	*ret_len = len;
 	return 0;
 }
 

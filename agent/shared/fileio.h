@@ -21,6 +21,13 @@
  */
 int read_attr_at(int dirfd, const char *path, size_t max, char **ret);
 
+/*
+ * Reads all of @fd from its current offset into a malloc'd, NUL-terminated buffer (which may
+ * hold NUL bytes: *ret_len says how much was read). -EFBIG when there is more than @max bytes,
+ * other -errno from the syscalls.
+ */
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
+
 /* read_attr_at() followed by a strict parser; -ENODATA when the file is empty. */
 int read_attr_int_at(int dirfd, const char *path, int *ret);
 int read_attr_u64_at(int dirfd, const char *path, uint64_t *ret);
