@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/state.h"
+#include "shared/fault.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/strv.h"
@@ -810,6 +811,26 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Temporary files a save that was killed before its rename left behind: never the state. */
+static void remove_temp_files(int dfd)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "." STATE_FILE ".", strlen("." STATE_FILE ".")) == 0 &&
+		    strlen(de->d_name) == strlen(STATE_TEMP_TEMPLATE))
+			(void)unlinkat(dfd, de->d_name, 0);
+}
+
 int state_load(const char *dir, struct state *s, char **ret_warning)
 {
 	_cleanup_free_ char *text = NULL, *error = NULL, *warning = NULL;
@@ -820,6 +841,8 @@ int state_load(const char *dir, struct state *s, char **ret_warning)
 
 	/* O_NONBLOCK: opening a FIFO would wait for a writer; it changes nothing for a file */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0)
+		remove_temp_files(dfd);
 	if (dfd >= 0)
 		fd = openat(dfd, STATE_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (dfd < 0 || fd < 0) {
@@ -887,6 +910,10 @@ int state_save(const char *dir, const struct state *s)
 			  error ?: "out of memory");
 		return r;
 	}
+	/* the directories above it as a package would make them, the state directory private */
+	r = mkdir_parents(dir, 0755);
+	if (r < 0)
+		return r;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -906,6 +933,7 @@ int state_save(const char *dir, const struct state *s)
 		r = RET_NERRNO(fsync(fd));
 	if (r == 0)
 		r = close_nointr(TAKE_FD(fd));
+	fault_point("state-before-rename");
 	if (r == 0)
 		r = RET_NERRNO(renameat(dfd, temp, dfd, STATE_FILE));
 	if (r < 0) {

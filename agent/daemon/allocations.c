@@ -390,7 +390,9 @@ int allocations_grant(struct allocations *s, const struct alloc_request *req,
 	if (r < 0)
 		return r;
 	fault_point("grant-before-save");
+	fault_context("grant");
 	r = save(s);
+	fault_context(NULL);
 	if (r < 0) {
 		(void)ledger_remove(&s->state.ledger, id);
 		*ret_error = strdup("the state could not be saved; nothing was granted");
@@ -447,7 +449,9 @@ int allocations_release(struct allocations *s, const char *id, char **ret_error)
 	if (r < 0)
 		log_warning_errno(r, "Failed to plan slices again after a release: %m");
 	fault_point("release-before-save");
+	fault_context("release");
 	r = save(s);
+	fault_context(NULL);
 	if (r < 0) {
 		/* what is on disk still holds it: so does memory */
 		if (ledger_add(&s->state.ledger, TAKE_PTR(keep)) >= 0)

@@ -23,6 +23,7 @@
 #include "daemon/allocations.h"
 #include "daemon/manager.h"
 #include "daemon/uevent.h"
+#include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/log.h"
 #include "xpu/client.h"
@@ -421,21 +422,6 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 	log_info("Received %s, shutting down.", strsignal((int)si->ssi_signo));
 	(void)sd_notify(false, "STOPPING=1");
 	return sd_event_exit(m->event, 0);
-}
-
-static int mkdir_parents(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-
-	if (!p)
-		return -ENOMEM;
-	for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	return 0;
 }
 
 /* Replaces *path with the file system path @fd is bound to ("@name" for abstract sockets). */

@@ -2,9 +2,13 @@
 /*
  * Crash injection for tests: fault_point("NAME") kills the process with SIGKILL when the
  * environment variable XPU_FAULT_KILL_AT names that point, so that a test can stop xpud at
- * every step of a state change and check what it finds after a restart. Costs one string
- * compare when unset; never set in production.
+ * every step of a state change and check what it finds after a restart. A point inside a
+ * shared step (saving the state) can be aimed at one operation: while fault_context("grant")
+ * is in effect, fault_point("state-before-rename") also answers to "grant/state-before-rename".
+ * Costs a string compare when unset; never set in production.
  */
 #pragma once
 
 void fault_point(const char *name);
+/* Sets the operation that fault points belong to (NULL: none). */
+void fault_context(const char *operation);

@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,3 +54,7 @@ int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret);
 
 /* True when @path exists below @dirfd (not following a final symlink's target). */
 int exists_at(int dirfd, const char *path);
+
+/* Creates the directories above the last '/' of @path that do not exist yet, with @mode.
+ * 0 or -errno. */
+int mkdir_parents(const char *path, mode_t mode);

@@ -396,6 +396,14 @@ static void crash_at(const char *point, bool during_release, size_t expect_after
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	x = restart(x);
 	assert_int_equal(n_allocations(x), expect_after);
+	{
+		char cmd[4200];
+
+		/* a killed save's temporary file is cleaned up at start */
+		snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s/var/lib/xpud' | grep '^\\.state')\"",
+			 x->root);
+		assert_int_equal(system(cmd), 0);
+	}
 	assert_int_equal(capacity_of(x, GPU, "allocated"), (json_int_t)expect_after * 2);
 	test_xpud_free(x);
 }
@@ -404,12 +412,14 @@ static void test_crash_during_grant(void **state)
 {
 	crash_at("grant-before-save", false, 0);
 	crash_at("grant-after-save", false, 1); /* saved, not yet answered: it stands */
+	crash_at("grant/state-before-rename", false, 0); /* written to a temporary file only */
 }
 
 static void test_crash_during_release(void **state)
 {
 	crash_at("release-before-save", true, 1);
 	crash_at("release-after-save", true, 0);
+	crash_at("release/state-before-rename", true, 1);
 }
 
 static json_t *plan_of(struct test_xpud *x, const char *device)
