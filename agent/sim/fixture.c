@@ -1106,7 +1106,7 @@ static int build_nvidia_gpu(struct fixture *fx, const struct pci_function *f, js
 	static const char *const keys[] = { "minor", "model",	  "uuid",     "vbios",
 					    "irq",   "firmware", "excluded", NULL };
 	_cleanup_free_ char *dir = NULL, *node = NULL, *caps = NULL;
-	const char *model, *uuid, *vbios, *firmware;
+	const char *model = NULL, *uuid = NULL, *vbios = NULL, *firmware = NULL;
 	struct nvidia_gpu *gpus;
 	char sub[WHERE_MAX];
 	int minor, irq, r;
