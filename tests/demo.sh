@@ -24,3 +24,7 @@ set -x
 ./build/xpuctl --socket "$sock" device 18:00.0
 ./build/xpuctl --socket "$sock" slices
 ./build/xpuctl --socket "$sock" capacity
+./build/xpuctl --socket "$sock" alloc nvidia.com/gpu=2 --numa-local
+./build/xpuctl --socket "$sock" allocations
+./build/xpuctl --socket "$sock" capacity
+./build/xpuctl --socket "$sock" fit --memory 40GiB

@@ -410,9 +410,14 @@ int allocations_grant(struct allocations *s, const struct alloc_request *req,
 				  id, owner_kind_to_string(rec->owner.kind), rec->owner.value);
 	}
 	inventory_touch(s->inventory);
-	log_info("Allocation %s: %zu %s slice%s to %s %s.", id, strv_length(rec->slices),
-		 rec->resource, strv_length(rec->slices) == 1 ? "" : "s",
-		 owner_kind_to_string(rec->owner.kind), rec->owner.value ?: "-");
+	if (rec->owner.kind == OWNER_NONE)
+		log_info("Allocation %s: %zu %s slice%s, released only on request.", id,
+			 strv_length(rec->slices), rec->resource,
+			 strv_length(rec->slices) == 1 ? "" : "s");
+	else
+		log_info("Allocation %s: %zu %s slice%s to %s %s.", id, strv_length(rec->slices),
+			 rec->resource, strv_length(rec->slices) == 1 ? "" : "s",
+			 owner_kind_to_string(rec->owner.kind), rec->owner.value);
 	*ret = rec;
 	if (r == -ESRCH) {
 		/* acknowledged as granted-and-released: the caller sees its owner was gone */
