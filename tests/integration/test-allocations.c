@@ -165,6 +165,18 @@ static void test_bad_requests(void **state)
 	assert_int_equal(
 		alloc(x, "{\"resource\": \"" GPU "\", \"owner\": {\"cgroup\": \"../etc\"}}", NULL),
 		400);
+	/* constraints that contradict the explicit slices: NUMA 0 and 1, another device */
+	assert_int_equal(alloc(x, "{\"slices\": [\"0000:18:00.0\", \"0000:9a:00.0\"], "
+				  "\"numa_local\": true}",
+			       NULL),
+			 400);
+	assert_int_equal(alloc(x, "{\"slices\": [\"0000:18:00.0\"], \"device\": \"2a:00.0\"}",
+			       NULL),
+			 400);
+	/* five GPUs on one NUMA node: each node has four at most */
+	assert_int_equal(alloc(x, "{\"resource\": \"" GPU "\", \"count\": 5, \"numa_local\": true}",
+			       NULL),
+			 409);
 	/* an explicit slice that is taken */
 	assert_int_equal(alloc(x, "{\"slices\": [\"0000:18:00.0\"]}", &id), 201);
 	assert_int_equal(alloc(x, "{\"slices\": [\"0000:18:00.0\"]}", NULL), 409);
