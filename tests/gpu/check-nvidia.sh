@@ -29,7 +29,8 @@ notify.bind(f"{d}/notify")
 notify.settimeout(30)
 env = dict(os.environ, NOTIFY_SOCKET=f"{d}/notify")
 t0 = time.monotonic()
-proc = subprocess.Popen([xpud, "--socket", sock, "--config", "/dev/null", "--log-level", "info"],
+proc = subprocess.Popen([xpud, "--socket", sock, "--config", "/dev/null", "--log-level", "info",
+                         "--state-dir", f"{d}/state"],
                         env=env, stderr=open(f"{d}/xpud.log", "w"))
 def ctl(*args):
     return subprocess.run([xpuctl, "--socket", sock, *args], capture_output=True, text=True)
