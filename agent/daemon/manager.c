@@ -425,8 +425,8 @@ static void apply_offers(struct manager *m)
 		j->result = registry_apply_offer(m->registry, d, &j->offer, &j->error);
 		if (j->result < 0)
 			log_device_full_errno(LOG_WARNING, j->result, j->device_id, pci,
-					      "Device %s: applying %s failed: %s; it stays pending "
-					      "until the device or the policy changes.",
+					      "Device %s: %s could not be applied: %s; it stays "
+					      "pending until the device or the policy changes.",
 					      j->device_id, what ?: "its offer",
 					      j->error ?: strerror(-j->result));
 		else
