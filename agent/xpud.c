@@ -78,6 +78,8 @@ static void simulate_vendor_libraries(const char *root)
 		if (access(path, R_OK) == 0) {
 			setenv("XPU_NVML_LIBRARY", path, 1);
 			setenv("XPU_FAKE_NVML", desc, 1);
+			/* MIG instances it creates get their capability files in the tree */
+			setenv("XPU_FAKE_NVML_ROOT", root, 1);
 			log_info("Simulated NVML: %s", path);
 			snprintf(path, sizeof(path), "%s/%s/libcuda.so.1", exe, dirs[i]);
 			if (access(path, R_OK) == 0)

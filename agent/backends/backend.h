@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/device.h"
+#include "core/policy.h"
 #include "shared/host.h"
 
 struct xpu_backend;
@@ -53,6 +54,18 @@ struct xpu_backend_ops {
 	int (*watch)(struct xpu_backend *b);
 	int (*dispatch)(struct xpu_backend *b, struct backend_update **ret_updates, size_t *ret_n,
 			bool *ret_rescan);
+	/*
+	 * Makes the device's hardware partitioning what @o declares (a MIG layout), when the
+	 * source can change it. Idempotent: a device already partitioned as declared is left
+	 * alone and 0 returned. 0 also when the change was made but takes effect later (MIG mode
+	 * enabled, pending a GPU reset). -EOPNOTSUPP when the backend cannot apply @o (the
+	 * library lacks the functions, or the offer is not of its kind); -errno on failure, with
+	 * a malloc'd one-line reason in *ret_error (the vendor's message), possibly after part of
+	 * the change was made: the next enumeration shows what exists. Blocks for at most a
+	 * bounded time. Does not log above debug. Optional.
+	 */
+	int (*apply_offer)(struct xpu_backend *b, const struct xpu_device *d, const struct offer *o,
+			   char **ret_error);
 	/* Releases b->userdata. Optional. */
 	void (*close)(struct xpu_backend *b);
 };

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The part of NVML's C ABI that xpud uses, declared from NVIDIA's published API reference so
- * that no proprietary header is needed to build. Only nvidia.c and the fake library under
- * tests/fakes/ include this file.
+ * that no proprietary header is needed to build. Only nvidia.c, nvidia-mig.c and the fake library
+ * under tests/fakes/ include this file.
  *
  * Every function is resolved by its exported, versioned symbol name (the suffix is the ABI
  * version: nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
@@ -164,6 +164,63 @@ nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned i
 nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id);
 nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id);
 nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttributes_t *attributes);
+
+/*
+ * MIG management: GPU instances and their compute instances, created and destroyed by xpud to
+ * apply a declared layout (nvidia-mig.c). From the "Multi Instance GPU Management" chapter of
+ * the NVML API reference; the unversioned names are version 1 of each function and struct.
+ */
+typedef struct nvmlGpuInstance_st *nvmlGpuInstance_t;
+typedef struct nvmlComputeInstance_st *nvmlComputeInstance_t;
+
+#define NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE 0
+#define NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE 1
+#define NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE 2
+#define NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE 3
+#define NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE 4
+#define NVML_COMPUTE_INSTANCE_PROFILE_8_SLICE 5
+#define NVML_COMPUTE_INSTANCE_PROFILE_6_SLICE 6
+#define NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1 7
+#define NVML_COMPUTE_INSTANCE_PROFILE_COUNT 8
+
+#define NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED 0
+
+/* nvmlGpuInstanceGetComputeInstanceProfileInfo (version 1) */
+typedef struct nvmlComputeInstanceProfileInfo_st {
+	unsigned int id;
+	unsigned int sliceCount;
+	unsigned int instanceCount;
+	unsigned int multiprocessorCount;
+	unsigned int sharedCopyEngineCount;
+	unsigned int sharedDecoderCount;
+	unsigned int sharedEncoderCount;
+	unsigned int sharedJpegCount;
+	unsigned int sharedOfaCount;
+} nvmlComputeInstanceProfileInfo_t;
+
+/* The mode takes effect at once, or after a GPU reset: *activationStatus says which
+ * (NVML_SUCCESS, or the reason it is not active yet). */
+nvmlReturn_t nvmlDeviceSetMigMode(nvmlDevice_t device, unsigned int mode,
+				  nvmlReturn_t *activationStatus);
+/* @profileId is nvmlGpuInstanceProfileInfo_t.id, not the NVML_GPU_INSTANCE_PROFILE_* index. The
+ * arrays of the two getters must hold the profile's instanceCount entries. */
+nvmlReturn_t nvmlDeviceGetGpuInstances(nvmlDevice_t device, unsigned int profileId,
+				       nvmlGpuInstance_t *gpuInstances, unsigned int *count);
+nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profileId,
+					 nvmlGpuInstance_t *gpuInstance);
+nvmlReturn_t nvmlGpuInstanceDestroy(nvmlGpuInstance_t gpuInstance);
+nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(nvmlGpuInstance_t gpuInstance,
+							  unsigned int profile,
+							  unsigned int engProfile,
+							  nvmlComputeInstanceProfileInfo_t *info);
+nvmlReturn_t nvmlGpuInstanceGetComputeInstances(nvmlGpuInstance_t gpuInstance,
+						unsigned int profileId,
+						nvmlComputeInstance_t *computeInstances,
+						unsigned int *count);
+nvmlReturn_t nvmlGpuInstanceCreateComputeInstance(nvmlGpuInstance_t gpuInstance,
+						  unsigned int profileId,
+						  nvmlComputeInstance_t *computeInstance);
+nvmlReturn_t nvmlComputeInstanceDestroy(nvmlComputeInstance_t computeInstance);
 
 /* Events: one set for all GPUs, waited on by a dedicated thread (nvmlEventSetWait_v2 blocks). */
 typedef struct nvmlEventSet_st *nvmlEventSet_t;

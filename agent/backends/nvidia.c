@@ -29,6 +29,7 @@
 #include "backends/backend.h"
 #include "backends/nvidia.h"
 #include "backends/nvidia-cuda.h"
+#include "backends/nvidia-mig.h"
 #include "backends/nvidia-nvml.h"
 #include "backends/nvidia-xid.h"
 #include "shared/dlopen-util.h"
@@ -39,6 +40,8 @@
 
 #define NVML_LIBRARY "libnvidia-ml.so.1"
 #define NVML_QUERY_TIMEOUT_USEC (2 * 1000000ULL)
+/* Creating seven instances takes a few seconds on an H100; a driver stuck longer is reported. */
+#define NVML_APPLY_TIMEOUT_SEC 60
 #define NVML_MAX_GPUS 64
 
 /* The functions we resolve; the optional ones may be NULL (older drivers). */
@@ -77,6 +80,7 @@ struct nvml {
 	nvmlReturn_t (*event_register)(nvmlDevice_t, unsigned long long, nvmlEventSet_t);
 	nvmlReturn_t (*event_wait)(nvmlEventSet_t, nvmlEventData_t *, unsigned int);
 	nvmlReturn_t (*event_set_free)(nvmlEventSet_t);
+	struct nvml_mig_api mig; /* creating and destroying MIG instances (nvidia-mig.c) */
 };
 
 #define NVML_EVENTS_WANTED                                                                         \
@@ -233,15 +237,6 @@ static int nvml_bus_id(const nvmlPciInfo_t *pci, char ret[static 13])
 	return parse_pci_address(s, ret);
 }
 
-/* MIG profile names as nvidia-smi prints them: "<slices>g.<GiB rounded up>gb", "+me" for the
- * variant with media extensions. */
-static void mig_profile_name(const nvmlGpuInstanceProfileInfo_t *info, unsigned index,
-			     char *buf, size_t size)
-{
-	snprintf(buf, size, "%ug.%llugb%s", info->sliceCount, (info->memorySizeMB + 1023) / 1024,
-		 index == NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 ? "+me" : "");
-}
-
 static int set_prop_u(struct xpu_device *d, const char *key, unsigned long long v)
 {
 	char buf[32];
@@ -268,13 +263,13 @@ static int describe_mig(const struct nvml *api, nvmlDevice_t h, struct xpu_devic
 	for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; i++) {
 		nvmlGpuInstanceProfileInfo_t info = {};
 		unsigned remaining = 0;
-		char name[32], *s;
+		char name[48], *s;
 
 		if (api->gi_profile(h, i, &info) != NVML_SUCCESS || info.sliceCount == 0)
 			continue;
 		if (!api->gi_remaining || api->gi_remaining(h, info.id, &remaining) != NVML_SUCCESS)
 			remaining = info.instanceCount;
-		mig_profile_name(&info, i, name, sizeof(name));
+		nvidia_mig_profile_name(&info, i, name, sizeof(name));
 		if (asprintf(&s, "%s%s%s=%u/%u", list ?: "", list ? "," : "", name, remaining,
 			     info.instanceCount) < 0)
 			return -ENOMEM;
@@ -1367,6 +1362,134 @@ static int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_up
 	return 0;
 }
 
+/* One apply, shared by its thread and the caller; the last of the two frees it. */
+struct apply_call {
+	atomic_int refs;
+	atomic_int *outstanding;
+	const struct nvml *api;
+	char addr[13];
+	unsigned hint; /* the NVML index the GPU had at the last enumeration, or UINT_MAX */
+	struct offer offer;
+	int result;
+	char *error;
+};
+
+static void apply_call_unref(struct apply_call *c)
+{
+	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	offer_done(&c->offer);
+	free(c->error);
+	free(c);
+}
+
+/* The handle of the GPU at @addr: the index it had last time first, then every index. */
+static int handle_by_address(const struct nvml *api, const char *addr, unsigned hint,
+			     nvmlDevice_t *ret)
+{
+	unsigned count = 0;
+
+	if (api->count(&count) != NVML_SUCCESS)
+		return -EIO;
+	count = MIN(count, NVML_MAX_GPUS);
+	for (unsigned j = 0; j <= count; j++) {
+		unsigned i = j == 0 ? hint : j - 1;
+		nvmlPciInfo_t pci = {};
+		nvmlDevice_t h;
+		char a[13];
+
+		if (i >= count || (j > 0 && i == hint))
+			continue;
+		if (api->handle(i, &h) == NVML_SUCCESS && api->pci(h, &pci) == NVML_SUCCESS &&
+		    nvml_bus_id(&pci, a) >= 0 && streq(a, addr)) {
+			*ret = h;
+			return 0;
+		}
+	}
+	return -ENODEV;
+}
+
+static void *apply_thread(void *userdata)
+{
+	struct apply_call *c = userdata;
+	nvmlDevice_t h;
+
+	c->result = handle_by_address(c->api, c->addr, c->hint, &h);
+	if (c->result < 0)
+		c->error = strdup("NVML does not list this GPU");
+	else
+		c->result = nvidia_mig_apply(&c->api->mig, h, &c->offer, &c->error);
+	atomic_fetch_sub(c->outstanding, 1);
+	apply_call_unref(c);
+	return NULL;
+}
+
+/*
+ * Applies a MIG offer on a thread of its own, waited for with a deadline: creating and
+ * destroying instances talks to the driver, which can hang. A thread that misses it keeps NVML
+ * loaded (outstanding) and finishes on its own; the next rescan shows what it did.
+ */
+static int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
+			      const struct offer *o, char **ret_error)
+{
+	struct nvidia *nv = b->userdata;
+	struct apply_call *c;
+	struct timespec deadline;
+	const char *missing;
+	pthread_t t;
+	int r;
+
+	if (o->kind != OFFER_MIG)
+		return -EOPNOTSUPP;
+	missing = nvidia_mig_missing(&nv->api.mig);
+	if (missing) {
+		if (asprintf(ret_error, "the NVML library has no %s: MIG layouts cannot be applied",
+			     missing) < 0)
+			*ret_error = NULL;
+		return -EOPNOTSUPP;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	atomic_init(&c->refs, 2);
+	c->outstanding = &nv->outstanding;
+	c->api = &nv->api;
+	c->hint = UINT_MAX;
+	snprintf(c->addr, sizeof(c->addr), "%s", d->id);
+	for (unsigned i = 0; i < NVML_MAX_GPUS; i++)
+		if (streq(nv->index_addr[i], c->addr))
+			c->hint = i;
+	if (offer_copy(o, &c->offer) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
+	atomic_fetch_add(&nv->outstanding, 1);
+	if (pthread_create(&t, NULL, apply_thread, c) != 0) {
+		atomic_fetch_sub(&nv->outstanding, 1);
+		atomic_store(&c->refs, 1);
+		apply_call_unref(c);
+		return -EAGAIN;
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += NVML_APPLY_TIMEOUT_SEC;
+	if (pthread_timedjoin_np(t, NULL, &deadline) != 0) {
+		pthread_detach(t);
+		apply_call_unref(c);
+		if (asprintf(ret_error, "NVML did not finish applying the MIG layout within %d s",
+			     NVML_APPLY_TIMEOUT_SEC) < 0)
+			*ret_error = NULL;
+		return -ETIMEDOUT;
+	}
+	r = c->result;
+	if (r < 0) {
+		log_debug("Applying a MIG layout to %s failed: %s", c->addr,
+			  c->error ?: "no reason");
+		*ret_error = TAKE_PTR(c->error);
+	}
+	apply_call_unref(c);
+	return r;
+}
+
 struct init_call {
 	nvmlReturn_t (*init)(void);
 	nvmlReturn_t result;
@@ -1464,6 +1587,20 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		{ (void **)&nv->api.event_register, "nvmlDeviceRegisterEvents", true },
 		{ (void **)&nv->api.event_wait, "nvmlEventSetWait_v2", true },
 		{ (void **)&nv->api.event_set_free, "nvmlEventSetFree", true },
+		/* Applying MIG layouts: any one missing turns that feature off, nothing else. */
+		{ (void **)&nv->api.mig.error_string, "nvmlErrorString" },
+		{ (void **)&nv->api.mig.mig_mode, "nvmlDeviceGetMigMode", true },
+		{ (void **)&nv->api.mig.set_mig_mode, "nvmlDeviceSetMigMode", true },
+		{ (void **)&nv->api.mig.gi_profile, "nvmlDeviceGetGpuInstanceProfileInfo", true },
+		{ (void **)&nv->api.mig.gpu_instances, "nvmlDeviceGetGpuInstances", true },
+		{ (void **)&nv->api.mig.create_gi, "nvmlDeviceCreateGpuInstance", true },
+		{ (void **)&nv->api.mig.destroy_gi, "nvmlGpuInstanceDestroy", true },
+		{ (void **)&nv->api.mig.ci_profile, "nvmlGpuInstanceGetComputeInstanceProfileInfo",
+		  true },
+		{ (void **)&nv->api.mig.compute_instances, "nvmlGpuInstanceGetComputeInstances",
+		  true },
+		{ (void **)&nv->api.mig.create_ci, "nvmlGpuInstanceCreateComputeInstance", true },
+		{ (void **)&nv->api.mig.destroy_ci, "nvmlComputeInstanceDestroy", true },
 	};
 
 	/* Configuration, then the environment (tests), then the loader's search path. A fake
@@ -1594,5 +1731,6 @@ const struct xpu_backend_ops nvidia_backend_ops = {
 	.refresh = nvidia_refresh,
 	.watch = nvidia_watch,
 	.dispatch = nvidia_dispatch,
+	.apply_offer = nvidia_apply_offer,
 	.close = nvidia_close,
 };

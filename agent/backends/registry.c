@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,4 +254,23 @@ int registry_refresh(struct registry *r, struct xpu_device *d)
 	if (!owner_found)
 		return -ENODEV;
 	return probed ? 0 : -EOPNOTSUPP;
+}
+
+int registry_apply_offer(struct registry *r, const struct xpu_device *d, const struct offer *o,
+			 char **ret_error)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		struct xpu_backend *b = &r->backends[i];
+
+		if (!b->available || !streq_ptr(b->ops->name, d->backend))
+			continue;
+		if (!b->ops->apply_offer) {
+			if (asprintf(ret_error, "backend %s cannot change partitions",
+				     b->ops->name) < 0)
+				return -ENOMEM;
+			return -EOPNOTSUPP;
+		}
+		return b->ops->apply_offer(b, d, o, ret_error);
+	}
+	return -ENODEV;
 }

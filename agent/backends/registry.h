@@ -44,6 +44,14 @@ int registry_enumerate(struct registry *r, struct device_list *ret);
 int registry_refresh(struct registry *r, struct xpu_device *d);
 
 /*
+ * Applies @o to @d through the backend that owns @d (its apply_offer op). 0, -EOPNOTSUPP (that
+ * backend cannot apply offers; *ret_error says so), -ENODEV (no available backend owns @d), or
+ * the op's -errno with its reason in *ret_error. Does not log above debug.
+ */
+int registry_apply_offer(struct registry *r, const struct xpu_device *d, const struct offer *o,
+			 char **ret_error);
+
+/*
  * Pure merge step, exposed for tests: moves every device of @in into @out, merging records
  * that share a PCI address (the higher backend priority wins; @prio gives each record's
  * priority by index). Returns 0 or -ENOMEM. @in is emptied.

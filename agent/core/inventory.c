@@ -10,6 +10,7 @@ struct inventory {
 	struct plan plan;
 	const struct policy *policy; /* borrowed; NULL: every device whole */
 	struct state *state;	     /* borrowed; NULL: nothing applied or allocated */
+	const struct plan_attempts *attempts; /* borrowed; NULL: none */
 	uint64_t generation;
 	uint64_t seq;
 	inventory_cb_t cb;
@@ -84,6 +85,21 @@ static bool differs_beyond_health(const struct xpu_device *a, const struct xpu_d
 	return !device_equal(&ta, &tb);
 }
 
+/* The plan of @devs from the policy and state, with the earlier apply attempts noted. */
+static int inventory_plan_build(struct inventory *inv, const struct device_list *devs,
+				struct plan *ret)
+{
+	int r;
+
+	r = plan_build(devs, inv->policy, inv->state, ret);
+	if (r < 0)
+		return r;
+	r = plan_note_attempts(ret, devs, inv->attempts);
+	if (r < 0)
+		plan_done(ret);
+	return r;
+}
+
 int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t now_usec,
 		     struct inventory_stats *ret_stats)
 {
@@ -94,7 +110,7 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 	int r;
 
 	device_list_sort(fresh);
-	r = plan_build(fresh, inv->policy, inv->state, &plan);
+	r = inventory_plan_build(inv, fresh, &plan);
 	if (r < 0)
 		return r;
 	if (inv->state) {
@@ -189,12 +205,17 @@ void inventory_set_planner(struct inventory *inv, const struct policy *policy,
 	inv->state = state;
 }
 
+void inventory_set_attempts(struct inventory *inv, const struct plan_attempts *attempts)
+{
+	inv->attempts = attempts;
+}
+
 int inventory_replan(struct inventory *inv)
 {
 	struct plan plan;
 	int r, changed = 0;
 
-	r = plan_build(&inv->devices, inv->policy, inv->state, &plan);
+	r = inventory_plan_build(inv, &inv->devices, &plan);
 	if (r < 0)
 		return r;
 	if (inv->state) {

@@ -74,6 +74,9 @@ struct state;
  */
 void inventory_set_planner(struct inventory *inv, const struct policy *policy,
 			   struct state *state);
+/* Earlier attempts to apply pending offers (borrowed, may be NULL), noted in every plan from
+ * then on (plan_note_attempts()). */
+void inventory_set_attempts(struct inventory *inv, const struct plan_attempts *attempts);
 /*
  * Plans the slices again over the current devices: after a reload changed the policy, or a
  * release made a device idle so that its pending offer applies. Bumps the generation.

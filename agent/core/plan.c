@@ -226,9 +226,10 @@ static char *mig_layout_string(char **sorted)
 	return items ? strv_join(items, ",") : strdup("none");
 }
 
-/* Why the MIG instances of @d are not the layout @o declares (malloc'd), or NULL. */
+/* Why the MIG instances of @d are not the layout @o declares (malloc'd), or NULL; *ret_apply
+ * when applying @o would make them so. */
 static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
-			      char **ret_reason)
+			      char **ret_reason, bool *ret_apply)
 {
 	_cleanup_strv_free_ char **declared = NULL, **present = NULL;
 	_cleanup_free_ char *want = NULL, *have = NULL;
@@ -257,6 +258,7 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 	strv_sort(present);
 	if (strv_equal(declared, present))
 		return 0;
+	*ret_apply = true;
 	want = mig_layout_string(declared);
 	have = mig_layout_string(present);
 	if (!want || !have ||
@@ -266,16 +268,31 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 	return 0;
 }
 
+/* Why a MIG offer is not in effect on a GPU whose MIG mode is not enabled now (malloc'd). */
+static int mig_disabled_reason(const struct xpu_device *d, const struct offer *o,
+			       char **ret_reason, bool *ret_apply)
+{
+	if (streq_ptr(device_get_property(d, "mig_mode_pending"), "enabled"))
+		return asprintf(ret_reason, "MIG mode enabled, takes effect after a GPU reset");
+	/* never touched without the operator's word: enabling MIG takes the GPU from its users */
+	*ret_apply = o->mig_enable;
+	return asprintf(ret_reason, "declared MIG layout not applied yet: MIG is disabled on this "
+				    "GPU%s",
+			o->mig_enable ? "" : " (mig-enable: true lets xpud enable it)");
+}
+
 /*
  * Appends @d's slices under @o to @l. When @o cannot be carried out as declared, *ret_reason
  * says why (the caller shows @o as pending), and where that leaves the device as it is,
- * *ret_applied is the whole offer (else @o). 0 or -ENOMEM.
+ * *ret_applied is the whole offer (else @o); *ret_apply says whether the backend could carry it
+ * out now. 0 or -ENOMEM.
  */
 static int plan_offer(const struct xpu_device *d, const struct offer *o, struct slice_list *l,
-		      const struct offer **ret_applied, char **ret_reason)
+		      const struct offer **ret_applied, char **ret_reason, bool *ret_apply)
 {
 	_cleanup_free_ char *reason = NULL;
 	bool as_is = false; /* offered as the device is, with @reason */
+	bool apply = false;
 	int r = 0;
 
 	switch (o->kind) {
@@ -294,12 +311,11 @@ static int plan_offer(const struct xpu_device *d, const struct offer *o, struct 
 		if (!streq_ptr(d->vendor, "nvidia"))
 			r = asprintf(&reason, "MIG applies to NVIDIA GPUs only");
 		else if (!streq_ptr(device_get_property(d, "mig_mode"), "enabled"))
-			r = asprintf(&reason, "declared MIG layout not applied yet: MIG is disabled "
-					      "on this GPU");
+			r = mig_disabled_reason(d, o, &reason, &apply);
 		else {
 			/* the instances that exist are the slices, whatever the layout */
 			as_is = false;
-			r = mig_layout_differs(d, o, &reason);
+			r = mig_layout_differs(d, o, &reason, &apply);
 			if (r >= 0)
 				r = plan_whole(d, o, l);
 		}
@@ -324,13 +340,15 @@ static int plan_offer(const struct xpu_device *d, const struct offer *o, struct 
 	}
 	*ret_applied = as_is ? &offer_whole : o;
 	*ret_reason = TAKE_PTR(reason);
+	*ret_apply = apply && *ret_reason;
 	return 0;
 }
 
 static int device_plan_fill(struct device_plan *dp, const struct offer *applied,
-			    const struct offer *pending, char *reason)
+			    const struct offer *pending, char *reason, bool apply)
 {
 	dp->pending_reason = reason;
+	dp->apply_needed = apply;
 	if (offer_copy(applied, &dp->applied) < 0)
 		return -ENOMEM;
 	if (pending) {
@@ -349,12 +367,13 @@ static int plan_device(const struct xpu_device *d, const struct offer *want,
 	const struct offer *applied;
 	char *reason = NULL;
 	size_t mark = l->n;
+	bool apply;
 	int r;
 
 	if (before && !offer_equal(before, want)) {
 		unsigned busy = 0;
 
-		r = plan_offer(d, before, l, &applied, &reason);
+		r = plan_offer(d, before, l, &applied, &reason, &apply);
 		if (r < 0)
 			return r;
 		reason = mfree(reason);
@@ -364,14 +383,14 @@ static int plan_device(const struct xpu_device *d, const struct offer *want,
 			/* no allocated slice is withdrawn: the old offer stays until released */
 			if (asprintf(&reason, "%u slice%s allocated", busy, busy == 1 ? "" : "s") < 0)
 				return -ENOMEM;
-			return device_plan_fill(dp, applied, want, reason);
+			return device_plan_fill(dp, applied, want, reason, false);
 		}
 		slice_list_truncate(l, mark);
 	}
-	r = plan_offer(d, want, l, &applied, &reason);
+	r = plan_offer(d, want, l, &applied, &reason, &apply);
 	if (r < 0)
 		return r;
-	return device_plan_fill(dp, applied, reason ? want : NULL, reason);
+	return device_plan_fill(dp, applied, reason ? want : NULL, reason, apply);
 }
 
 void plan_done(struct plan *p)
@@ -454,6 +473,101 @@ int plan_commit(const struct plan *p, struct state *st)
 			changed = 1;
 		}
 	return changed;
+}
+
+void plan_attempts_clear(struct plan_attempts *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->items[i].device_id);
+		offer_done(&a->items[i].offer);
+		free(a->items[i].fingerprint);
+		free(a->items[i].reason);
+	}
+	free(a->items);
+	*a = (struct plan_attempts){};
+}
+
+char *plan_device_fingerprint(const struct xpu_device *d)
+{
+	_cleanup_strv_free_ char **ids = NULL;
+	_cleanup_free_ char *joined = NULL;
+	char *s;
+
+	for (size_t i = 0; i < d->n_partitions; i++)
+		if (strv_extend(&ids, d->partitions[i]->id ?: "?") < 0)
+			return NULL;
+	strv_sort(ids);
+	joined = ids ? strv_join(ids, ",") : strdup("");
+	if (!joined || asprintf(&s, "mig=%s/%s;%s", device_get_property(d, "mig_mode") ?: "-",
+				device_get_property(d, "mig_mode_pending") ?: "-", joined) < 0)
+		return NULL;
+	return s;
+}
+
+static struct plan_attempt *attempt_find(const struct plan_attempts *a, const char *device_id)
+{
+	for (size_t i = 0; a && i < a->n; i++)
+		if (streq(a->items[i].device_id, device_id))
+			return &a->items[i];
+	return NULL;
+}
+
+int plan_attempts_record(struct plan_attempts *a, const struct xpu_device *d,
+			 const struct offer *o, const char *reason)
+{
+	struct plan_attempt n = {}, *slot = attempt_find(a, d->id);
+
+	if (!(n.device_id = strdup(d->id)) || offer_copy(o, &n.offer) < 0 ||
+	    !(n.fingerprint = plan_device_fingerprint(d)) || !(n.reason = strdup(reason)))
+		goto oom;
+	if (!slot) {
+		struct plan_attempt *m = realloc(a->items, (a->n + 1) * sizeof(*m));
+
+		if (!m)
+			goto oom;
+		a->items = m;
+		slot = &a->items[a->n++];
+	} else {
+		free(slot->device_id);
+		offer_done(&slot->offer);
+		free(slot->fingerprint);
+		free(slot->reason);
+	}
+	*slot = n;
+	return 0;
+oom:
+	free(n.device_id);
+	offer_done(&n.offer);
+	free(n.fingerprint);
+	free(n.reason);
+	return -ENOMEM;
+}
+
+int plan_note_attempts(struct plan *p, const struct device_list *devs,
+		       const struct plan_attempts *a)
+{
+	for (size_t i = 0; i < p->n_devices; i++) {
+		struct device_plan *dp = &p->devices[i];
+		const struct plan_attempt *at = attempt_find(a, dp->device_id);
+		const struct xpu_device *d = device_list_find(devs, dp->device_id);
+		_cleanup_free_ char *fp = NULL;
+		char *reason;
+
+		if (!dp->apply_needed || !at || !d || !offer_equal(&at->offer, &dp->pending))
+			continue;
+		fp = plan_device_fingerprint(d);
+		if (!fp)
+			return -ENOMEM;
+		if (!streq(fp, at->fingerprint))
+			continue; /* the device changed since: worth another try */
+		reason = strdup(at->reason);
+		if (!reason)
+			return -ENOMEM;
+		free(dp->pending_reason);
+		dp->pending_reason = reason;
+		dp->apply_needed = false;
+	}
+	return 0;
 }
 
 void capacity_list_clear(struct capacity_list *l)

@@ -36,6 +36,9 @@ struct device_plan {
 	bool has_pending;
 	struct offer pending;  /* valid when has_pending */
 	char *pending_reason;  /* why it is not applied: "2 slices allocated", ...; or NULL */
+	/* The pending offer is only waiting to be carried out on the hardware (a MIG layout on an
+	 * idle GPU): the daemon asks the device's backend to apply it. */
+	bool apply_needed;
 };
 
 struct plan {
@@ -61,6 +64,40 @@ int plan_build(const struct device_list *devs, const struct policy *pol, const s
 /* Records each device's applied offer of @p in @st (forgetting devices @p does not have).
  * Returns 1 when @st changed (it needs saving), 0 when not, -ENOMEM. */
 int plan_commit(const struct plan *p, struct state *st);
+
+/*
+ * Attempts to apply a device's pending offer that left it pending (an NVML error, a layout
+ * the hardware refused). The daemon records each with the device's fingerprint as it was after
+ * the attempt; while the device still has that fingerprint and the offer is the same, the
+ * planner shows the attempt's reason and does not ask for the offer to be applied again, so a
+ * failing apply is never retried in a loop. A reload (a new policy) clears them.
+ */
+struct plan_attempt {
+	char *device_id;
+	struct offer offer;
+	char *fingerprint;
+	char *reason;
+};
+
+struct plan_attempts {
+	struct plan_attempt *items;
+	size_t n;
+};
+
+void plan_attempts_clear(struct plan_attempts *a);
+/* Records an attempt on @d of @o (replacing an earlier one of @d). 0 or -ENOMEM. */
+int plan_attempts_record(struct plan_attempts *a, const struct xpu_device *d,
+			 const struct offer *o, const char *reason);
+/* What applying an offer can change on @d: its MIG modes and its partitions' ids, as one
+ * string (caller frees), or NULL on OOM. */
+char *plan_device_fingerprint(const struct xpu_device *d);
+/*
+ * For each device plan of @p that needs its pending offer applied and has an attempt in @a for
+ * that offer on the device as it still is (@devs): shows the attempt's reason as the pending
+ * reason and clears apply_needed. @a may be NULL. 0 or -ENOMEM.
+ */
+int plan_note_attempts(struct plan *p, const struct device_list *devs,
+		       const struct plan_attempts *a);
 
 struct capacity_numa {
 	int node; /* -1: unknown */

@@ -124,6 +124,14 @@ enum fake_fn {
 	FN_ATTRIBUTES,
 	FN_SUPPORTED_EVENTS,
 	FN_REGISTER_EVENTS,
+	FN_SET_MIG_MODE,
+	FN_GET_GPU_INSTANCES,
+	FN_CREATE_GPU_INSTANCE,
+	FN_GPU_INSTANCE_DESTROY,
+	FN_CI_PROFILE_INFO,
+	FN_GET_COMPUTE_INSTANCES,
+	FN_CREATE_COMPUTE_INSTANCE,
+	FN_COMPUTE_INSTANCE_DESTROY,
 	_FN_MAX,
 };
 
@@ -152,6 +160,15 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_ATTRIBUTES] = "nvmlDeviceGetAttributes_v2",
 	[FN_SUPPORTED_EVENTS] = "nvmlDeviceGetSupportedEventTypes",
 	[FN_REGISTER_EVENTS] = "nvmlDeviceRegisterEvents",
+	/* these take a GPU or compute instance handle: the errors of its GPU apply */
+	[FN_SET_MIG_MODE] = "nvmlDeviceSetMigMode",
+	[FN_GET_GPU_INSTANCES] = "nvmlDeviceGetGpuInstances",
+	[FN_CREATE_GPU_INSTANCE] = "nvmlDeviceCreateGpuInstance",
+	[FN_GPU_INSTANCE_DESTROY] = "nvmlGpuInstanceDestroy",
+	[FN_CI_PROFILE_INFO] = "nvmlGpuInstanceGetComputeInstanceProfileInfo",
+	[FN_GET_COMPUTE_INSTANCES] = "nvmlGpuInstanceGetComputeInstances",
+	[FN_CREATE_COMPUTE_INSTANCE] = "nvmlGpuInstanceCreateComputeInstance",
+	[FN_COMPUTE_INSTANCE_DESTROY] = "nvmlComputeInstanceDestroy",
 };
 
 /* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) --------------- */
@@ -225,10 +242,15 @@ struct fake_pci_addr {
 	unsigned domain, bus, device, function;
 };
 
-/* A GPU instance with its one compute instance: what a MIG device handle points to. */
+/*
+ * A GPU instance with its one compute instance: what a MIG device handle points to. A GPU
+ * instance created through nvmlDeviceCreateGpuInstance has no compute instance (and is no MIG
+ * device) until nvmlGpuInstanceCreateComputeInstance.
+ */
 struct fake_mig_device {
 	const struct fake_gi_profile *prof;
 	unsigned gi, ci;
+	bool has_ci;
 	char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE]; /* "MIG-..." */
 };
 
@@ -250,6 +272,11 @@ struct fake_gpu {
 	/* The existing GPU instances; &instances[i] is a MIG device handle while mig_current. */
 	struct fake_mig_device instances[FAKE_MIG_SLICES];
 	unsigned n_instances;
+	/* GPU and compute instance handles point here, by GPU instance id (one compute instance
+	 * per GPU instance); a handle is valid while that GPU instance (and compute instance)
+	 * exists. */
+	char gi_handles[FAKE_MAX_GI_ID + 1], ci_handles[FAKE_MAX_GI_ID + 1];
+	unsigned n_created; /* GPU instances created in this session: their UUIDs' numbers */
 
 	int topo_numa; /* -1: unknown */
 	char topo_switch[FAKE_SWITCH_MAX]; /* "": none */
@@ -518,6 +545,7 @@ static int parse_mig(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu
 						      "by mig_instances[%u]", i, d.uuid, k);
 		}
 		used_slices += d.prof->info.sliceCount;
+		d.has_ci = true;
 		if (same >= d.prof->info.instanceCount || used_slices > FAKE_MIG_SLICES)
 			return fake_json_fail(p, "mig_instances[%zu]: profile %u does not fit", i,
 					      d.prof->info.id);
@@ -856,7 +884,7 @@ static struct fake_mig_device *mig_from_handle(nvmlDevice_t device, struct fake_
 		struct fake_gpu *gpu = &node.gpus[i];
 
 		for (unsigned k = 0; gpu->mig_current && k < gpu->n_instances; k++)
-			if ((void *)device == (void *)&gpu->instances[k]) {
+			if ((void *)device == (void *)&gpu->instances[k] && gpu->instances[k].has_ci) {
 				*ret_gpu = gpu;
 				return &gpu->instances[k];
 			}
@@ -1286,6 +1314,22 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device, unsigned i
 	return leave(NVML_SUCCESS);
 }
 
+/* How many more GPU instances of @prof fit beside the existing ones (see below). */
+static unsigned gi_remaining(const struct fake_gpu *gpu, const struct fake_gi_profile *prof)
+{
+	unsigned same = 0, used_slices = 0, by_count, by_slices;
+
+	for (unsigned i = 0; i < gpu->n_instances; i++) {
+		same += gpu->instances[i].prof == prof;
+		used_slices += gpu->instances[i].prof->info.sliceCount;
+	}
+	by_count = prof->info.instanceCount > same ? prof->info.instanceCount - same : 0;
+	by_slices = used_slices < FAKE_MIG_SLICES ?
+			    (FAKE_MIG_SLICES - used_slices) / prof->info.sliceCount :
+			    0;
+	return MIN(by_count, by_slices);
+}
+
 /*
  * How many more instances of @profileId fit next to those of "mig_instances": no more than the
  * profile allows beside its own kind, and no more than the free slices hold. A simplification of
@@ -1295,7 +1339,6 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t device,
 						       unsigned int profileId, unsigned int *count)
 {
 	const struct fake_gi_profile *prof;
-	unsigned same = 0, used_slices = 0, by_count, by_slices;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
@@ -1309,15 +1352,7 @@ nvmlReturn_t nvmlDeviceGetGpuInstanceRemainingCapacity(nvmlDevice_t device,
 	prof = gi_by_id(gpu->profiles, profileId);
 	if (!prof)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
-	for (unsigned i = 0; i < gpu->n_instances; i++) {
-		same += gpu->instances[i].prof == prof;
-		used_slices += gpu->instances[i].prof->info.sliceCount;
-	}
-	by_count = prof->info.instanceCount > same ? prof->info.instanceCount - same : 0;
-	by_slices = used_slices < FAKE_MIG_SLICES ?
-			    (FAKE_MIG_SLICES - used_slices) / prof->info.sliceCount :
-			    0;
-	*count = MIN(by_count, by_slices);
+	*count = gi_remaining(gpu, prof);
 	return leave(NVML_SUCCESS);
 }
 
@@ -1358,10 +1393,13 @@ nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned i
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	if (!gpu->has_mig)
 		return leave(NVML_ERROR_NOT_SUPPORTED);
-	if (!gpu->mig_current || index >= gpu->n_instances)
-		return leave(NVML_ERROR_NOT_FOUND);
-	*migDevice = (nvmlDevice_t)(void *)&gpu->instances[index];
-	return leave(NVML_SUCCESS);
+	/* the index-th GPU instance that has its compute instance: a MIG device */
+	for (unsigned k = 0; gpu->mig_current && k < gpu->n_instances; k++)
+		if (gpu->instances[k].has_ci && index-- == 0) {
+			*migDevice = (nvmlDevice_t)(void *)&gpu->instances[k];
+			return leave(NVML_SUCCESS);
+		}
+	return leave(NVML_ERROR_NOT_FOUND);
 }
 
 /* Only a MIG device has GPU and compute instance ids; a GPU's handle is an invalid argument. */
@@ -1424,6 +1462,383 @@ nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttribute
 		.computeInstanceSliceCount = prof->info.sliceCount,
 		.memorySizeMB = prof->info.memorySizeMB,
 	};
+	return leave(NVML_SUCCESS);
+}
+
+/*
+ * ---- MIG management: creating and destroying GPU and compute instances ---------------------
+ *
+ * The driver's placement rules, simplified but honest: a GPU has FAKE_MIG_SLICES slices, a GPU
+ * instance uses its profile's sliceCount of them and at most instanceCount of one profile exist;
+ * a GPU instance that does not fit is NVML_ERROR_INSUFFICIENT_RESOURCES. A new GPU instance
+ * gets the lowest free id from 1, and the UUID of position 100 + the number of GPU instances
+ * created on that GPU in this session (mig_default_uuid()): deterministic, and never one of the
+ * description's. Only compute instances spanning their whole GPU instance can be created (one
+ * per GPU instance, id 0); smaller compute instance profiles are listed but NOT_SUPPORTED.
+ *
+ * With $XPU_FAKE_NVML_ROOT naming the fixture tree, the capability files the driver shows for
+ * an instance (proc/driver/nvidia/capabilities/gpu<minor>/mig/gi<G>[/ci<C>]/access) and their
+ * dev/nvidia-caps/nvidia-cap<N> nodes are written when it is created, with the fixture
+ * builder's minor numbers (agent/sim/fixture.c, mig_cap_minor()), and the proc files removed
+ * when it is destroyed (the /dev nodes stay, as nvidia-modprobe's do).
+ */
+
+#define FAKE_CAP_CI_IDS 8 /* the fixture builder's numbering: 15 GPU instance ids x (1 + 8) */
+
+static int fake_cap_minor(unsigned gpu_minor, unsigned gi, int ci)
+{
+	return 3 + (int)((gpu_minor * (FAKE_MAX_GI_ID + 1) + gi) * (1 + FAKE_CAP_CI_IDS)) + 1 + ci;
+}
+
+/* mkdir -p of the directories in @path below @root (the last component is a file). */
+static void cap_mkdirs(char *path, size_t root_len)
+{
+	for (char *p = path + root_len + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		(void)mkdir(path, 0755);
+		*p = '/';
+	}
+}
+
+static void cap_write(const char *file, const char *text)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return;
+	(void)!write(fd, text, strlen(text));
+	close(fd);
+}
+
+/* The capability of GPU instance @gi (@ci < 0) or of its compute instance @ci, if asked for. */
+static void cap_create(const struct fake_gpu *gpu, unsigned gi, int ci)
+{
+	const char *root = secure_getenv("XPU_FAKE_NVML_ROOT");
+	char path[PATH_MAX], text[128];
+	int minor = fake_cap_minor(gpu->minor, gi, ci);
+	int n;
+
+	if (isempty(root))
+		return;
+	n = ci < 0 ? snprintf(path, sizeof(path),
+			      "%s/proc/driver/nvidia/capabilities/gpu%u/mig/gi%u/access", root,
+			      gpu->minor, gi)
+		   : snprintf(path, sizeof(path),
+			      "%s/proc/driver/nvidia/capabilities/gpu%u/mig/gi%u/ci%d/access", root,
+			      gpu->minor, gi, ci);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return;
+	cap_mkdirs(path, strlen(root));
+	snprintf(text, sizeof(text),
+		 "DeviceFileMinor: %d\nDeviceFileMode: 292\nDeviceFileModify: 1\n", minor);
+	cap_write(path, text);
+	n = snprintf(path, sizeof(path), "%s/dev/nvidia-caps/nvidia-cap%d", root, minor);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return;
+	cap_mkdirs(path, strlen(root));
+	cap_write(path, "");
+}
+
+/* Removes the proc files of GPU instance @gi (@ci < 0: with its compute instance's), or of
+ * its compute instance @ci only. */
+static void cap_remove(const struct fake_gpu *gpu, unsigned gi, int ci)
+{
+	const char *root = secure_getenv("XPU_FAKE_NVML_ROOT");
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+
+	if (isempty(root))
+		return;
+	snprintf(dir, sizeof(dir), "%s/proc/driver/nvidia/capabilities/gpu%u/mig/gi%u", root,
+		 gpu->minor, gi);
+	for (int c = 0; c < FAKE_CAP_CI_IDS; c++) {
+		if (ci >= 0 && c != ci)
+			continue;
+		snprintf(path, sizeof(path), "%s/ci%d/access", dir, c);
+		(void)unlink(path);
+		snprintf(path, sizeof(path), "%s/ci%d", dir, c);
+		(void)rmdir(path);
+	}
+	if (ci >= 0)
+		return;
+	snprintf(path, sizeof(path), "%s/access", dir);
+	(void)unlink(path);
+	(void)rmdir(dir);
+}
+
+/* The GPU instance a handle names (its compute instance's, with @want_ci). */
+static struct fake_mig_device *instance_from_handle(const void *h, bool want_ci,
+						    struct fake_gpu **ret_gpu)
+{
+	for (unsigned i = 0; i < node.n_gpus; i++) {
+		struct fake_gpu *gpu = &node.gpus[i];
+
+		for (unsigned k = 0; gpu->mig_current && k < gpu->n_instances; k++) {
+			struct fake_mig_device *m = &gpu->instances[k];
+			const char *slot = want_ci ? &gpu->ci_handles[m->gi] : &gpu->gi_handles[m->gi];
+
+			if (h == (const void *)slot && (!want_ci || m->has_ci)) {
+				*ret_gpu = gpu;
+				return m;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* handle_enter() for a GPU or compute instance handle: its GPU's hangs and errors apply. */
+static nvmlReturn_t instance_enter(const void *h, bool want_ci, enum fake_fn fn,
+				   struct fake_gpu **ret_gpu, struct fake_mig_device **ret_inst)
+{
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = library_enter();
+	if (r != NVML_SUCCESS)
+		return r;
+	m = instance_from_handle(h, want_ci, &gpu);
+	if (!m)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	r = gpu_hang(gpu, fn);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	/* the hang let other calls run: the instance may be gone */
+	m = instance_from_handle(h, want_ci, &gpu);
+	if (!m)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	r = gpu_error(gpu, fn);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	*ret_gpu = gpu;
+	*ret_inst = m;
+	return NVML_SUCCESS;
+}
+
+/* The mode becomes pending; it is current only after a GPU reset, which the fake never does. */
+nvmlReturn_t nvmlDeviceSetMigMode(nvmlDevice_t device, unsigned int mode,
+				  nvmlReturn_t *activationStatus)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_SET_MIG_MODE, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!activationStatus ||
+	    (mode != NVML_DEVICE_MIG_ENABLE && mode != NVML_DEVICE_MIG_DISABLE))
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_mig || !gpu->profiles)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	gpu->mig_pending = mode == NVML_DEVICE_MIG_ENABLE;
+	*activationStatus = gpu->mig_pending == gpu->mig_current ? NVML_SUCCESS
+								  : NVML_ERROR_RESET_REQUIRED;
+	return leave(NVML_SUCCESS);
+}
+
+/* The calls on a GPU's instances: MIG enabled now, and a profile id of its table. */
+static nvmlReturn_t mig_profile_enter(nvmlDevice_t device, enum fake_fn fn, unsigned profileId,
+				      struct fake_gpu **ret_gpu,
+				      const struct fake_gi_profile **ret_prof)
+{
+	nvmlReturn_t r;
+
+	r = device_enter(device, fn, ret_gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!(*ret_gpu)->has_mig || !(*ret_gpu)->profiles || !(*ret_gpu)->mig_current)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*ret_prof = gi_by_id((*ret_gpu)->profiles, profileId);
+	if (!*ret_prof)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstances(nvmlDevice_t device, unsigned int profileId,
+				       nvmlGpuInstance_t *gpuInstances, unsigned int *count)
+{
+	const struct fake_gi_profile *prof;
+	struct fake_gpu *gpu;
+	unsigned n = 0;
+	nvmlReturn_t r;
+
+	if (!gpuInstances || !count)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	r = mig_profile_enter(device, FN_GET_GPU_INSTANCES, profileId, &gpu, &prof);
+	if (r != NVML_SUCCESS)
+		return r;
+	for (unsigned k = 0; k < gpu->n_instances; k++)
+		n += gpu->instances[k].prof == prof;
+	if (n > *count)
+		return leave(NVML_ERROR_INSUFFICIENT_SIZE);
+	n = 0;
+	for (unsigned k = 0; k < gpu->n_instances; k++)
+		if (gpu->instances[k].prof == prof)
+			gpuInstances[n++] =
+				(nvmlGpuInstance_t)(void *)&gpu->gi_handles[gpu->instances[k].gi];
+	*count = n;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profileId,
+					 nvmlGpuInstance_t *gpuInstance)
+{
+	const struct fake_gi_profile *prof;
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	unsigned gi = 1;
+	nvmlReturn_t r;
+
+	if (!gpuInstance)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	r = mig_profile_enter(device, FN_CREATE_GPU_INSTANCE, profileId, &gpu, &prof);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (gi_remaining(gpu, prof) == 0 || gpu->n_instances >= FAKE_MIG_SLICES)
+		return leave(NVML_ERROR_INSUFFICIENT_RESOURCES);
+	for (unsigned k = 0; k < gpu->n_instances; k++)
+		if (gpu->instances[k].gi == gi) {
+			gi++;
+			k = UINT_MAX; /* from the start: the ids are in no order */
+		}
+	m = &gpu->instances[gpu->n_instances++];
+	*m = (struct fake_mig_device){ .prof = prof, .gi = gi };
+	mig_default_uuid(gpu->uuid, 100 + gpu->n_created++, m->uuid, sizeof(m->uuid));
+	cap_create(gpu, gi, -1);
+	*gpuInstance = (nvmlGpuInstance_t)(void *)&gpu->gi_handles[gi];
+	return leave(NVML_SUCCESS);
+}
+
+/* Like the driver: a GPU instance that still has a compute instance is in use. */
+nvmlReturn_t nvmlGpuInstanceDestroy(nvmlGpuInstance_t gpuInstance)
+{
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = instance_enter(gpuInstance, false, FN_GPU_INSTANCE_DESTROY, &gpu, &m);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (m->has_ci)
+		return leave(NVML_ERROR_IN_USE);
+	cap_remove(gpu, m->gi, -1);
+	*m = gpu->instances[--gpu->n_instances];
+	return leave(NVML_SUCCESS);
+}
+
+/* The compute instance profiles of sliceCount 1, 2, 3, 4, 7 by index, as on A100 and H100. */
+static const unsigned ci_profile_slices[NVML_COMPUTE_INSTANCE_PROFILE_COUNT] = {
+	[NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE] = 1, [NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE] = 2,
+	[NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE] = 3, [NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE] = 4,
+	[NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE] = 7,
+};
+
+nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(nvmlGpuInstance_t gpuInstance,
+							  unsigned int profile,
+							  unsigned int engProfile,
+							  nvmlComputeInstanceProfileInfo_t *info)
+{
+	const nvmlGpuInstanceProfileInfo_t *gi;
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	unsigned slices;
+	nvmlReturn_t r;
+
+	r = instance_enter(gpuInstance, false, FN_CI_PROFILE_INFO, &gpu, &m);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!info || profile >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT ||
+	    engProfile != NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	gi = &m->prof->info;
+	slices = ci_profile_slices[profile];
+	if (slices == 0 || slices > gi->sliceCount)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*info = (nvmlComputeInstanceProfileInfo_t){
+		.id = profile,
+		.sliceCount = slices,
+		.instanceCount = gi->sliceCount / slices,
+		.multiprocessorCount = gi->multiprocessorCount * slices / gi->sliceCount,
+		.sharedCopyEngineCount = gi->copyEngineCount,
+		.sharedDecoderCount = gi->decoderCount,
+		.sharedEncoderCount = gi->encoderCount,
+		.sharedJpegCount = gi->jpegCount,
+		.sharedOfaCount = gi->ofaCount,
+	};
+	return leave(NVML_SUCCESS);
+}
+
+/* The compute instance spanning a GPU instance has the profile id of that many slices. */
+static unsigned full_ci_profile(const struct fake_mig_device *m)
+{
+	for (unsigned i = 0; i < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; i++)
+		if (ci_profile_slices[i] == m->prof->info.sliceCount)
+			return i;
+	return UINT_MAX;
+}
+
+nvmlReturn_t nvmlGpuInstanceGetComputeInstances(nvmlGpuInstance_t gpuInstance,
+						unsigned int profileId,
+						nvmlComputeInstance_t *computeInstances,
+						unsigned int *count)
+{
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+	unsigned n;
+
+	if (!computeInstances || !count)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	r = instance_enter(gpuInstance, false, FN_GET_COMPUTE_INSTANCES, &gpu, &m);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	n = m->has_ci && profileId == full_ci_profile(m);
+	if (n > *count)
+		return leave(NVML_ERROR_INSUFFICIENT_SIZE);
+	if (n)
+		computeInstances[0] = (nvmlComputeInstance_t)(void *)&gpu->ci_handles[m->gi];
+	*count = n;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlGpuInstanceCreateComputeInstance(nvmlGpuInstance_t gpuInstance,
+						  unsigned int profileId,
+						  nvmlComputeInstance_t *computeInstance)
+{
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	if (!computeInstance)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	r = instance_enter(gpuInstance, false, FN_CREATE_COMPUTE_INSTANCE, &gpu, &m);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT || ci_profile_slices[profileId] == 0)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (profileId != full_ci_profile(m))
+		return leave(NVML_ERROR_NOT_SUPPORTED); /* the fake's simplification */
+	if (m->has_ci)
+		return leave(NVML_ERROR_INSUFFICIENT_RESOURCES);
+	m->has_ci = true;
+	m->ci = 0;
+	cap_create(gpu, m->gi, 0);
+	*computeInstance = (nvmlComputeInstance_t)(void *)&gpu->ci_handles[m->gi];
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlComputeInstanceDestroy(nvmlComputeInstance_t computeInstance)
+{
+	struct fake_mig_device *m;
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = instance_enter(computeInstance, true, FN_COMPUTE_INSTANCE_DESTROY, &gpu, &m);
+	if (r != NVML_SUCCESS)
+		return r;
+	cap_remove(gpu, m->gi, (int)m->ci);
+	m->has_ci = false;
 	return leave(NVML_SUCCESS);
 }
 

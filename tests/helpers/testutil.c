@@ -76,6 +76,7 @@ static const char *child_nvml_library;
 static char child_cuda_library[4096];
 static char child_nvml_desc[4096];
 static char child_nvml_events[4096];
+static char child_nvml_root[4096];
 
 struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
 				       const char *library)
@@ -94,6 +95,7 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 		strcpy(strrchr(child_cuda_library, '/') + 1, "libcuda.so.1");
 	snprintf(child_nvml_desc, sizeof(child_nvml_desc), "%s/run/fake-nvml.json", root);
 	snprintf(child_nvml_events, sizeof(child_nvml_events), "%s/run/nvml-events", root);
+	snprintf(child_nvml_root, sizeof(child_nvml_root), "%s", root);
 	x = test_xpud_start(root, extra_args);
 	child_nvml_library = NULL;
 	return x;
@@ -142,6 +144,8 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 		if (child_nvml_library) {
 			setenv("XPU_NVML_LIBRARY", child_nvml_library, 1);
 			setenv("XPU_FAKE_NVML", child_nvml_desc, 1);
+			/* MIG instances the fake creates get capability files in the tree */
+			setenv("XPU_FAKE_NVML_ROOT", child_nvml_root, 1);
 			/* a FIFO the test created there injects NVML events */
 			if (access(child_nvml_events, F_OK) == 0)
 				setenv("XPU_FAKE_NVML_EVENTS", child_nvml_events, 1);
@@ -218,6 +222,18 @@ bool test_xpud_log_contains(const struct test_xpud *x, const char *needle)
 	if (read_attr_at(AT_FDCWD, x->log, 16 << 20, &log) < 0)
 		return false;
 	return strstr(log, needle) != NULL;
+}
+
+unsigned test_xpud_log_count(const struct test_xpud *x, const char *needle)
+{
+	_cleanup_free_ char *log = NULL;
+	unsigned n = 0;
+
+	if (read_attr_at(AT_FDCWD, x->log, 16 << 20, &log) < 0)
+		return 0;
+	for (const char *p = log; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
 }
 
 void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,

@@ -42,6 +42,8 @@ int test_xpud_stop(struct test_xpud *x);
 void test_xpud_free(struct test_xpud *x);
 /* Whether the xpud log contains @needle. */
 bool test_xpud_log_contains(const struct test_xpud *x, const char *needle);
+/* How often @needle occurs in the xpud log. */
+unsigned test_xpud_log_count(const struct test_xpud *x, const char *needle);
 
 /* Sends a kernel-format uevent to xpud's test uevent socket. */
 void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,

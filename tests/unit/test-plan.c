@@ -343,6 +343,12 @@ static void test_mig(void **state)
 	assert_true(p.devices[3].has_pending);
 	assert_string_equal(p.devices[3].pending_reason, "MIG applies to NVIDIA GPUs only");
 	assert_int_equal(p.slices.n, 7 + 7 + 1 + 1);
+	/* what the daemon asks the backend to carry out: a differing layout, and MIG disabled
+	 * with mig-enable; never a layout in place or an AMD GPU */
+	assert_false(p.devices[0].apply_needed);
+	assert_true(p.devices[1].apply_needed);
+	assert_true(p.devices[2].apply_needed);
+	assert_false(p.devices[3].apply_needed);
 	plan_done(&p);
 	config_done(&c);
 
@@ -354,6 +360,69 @@ static void test_mig(void **state)
 			    "4g.40gb");
 	plan_done(&p);
 	config_done(&c);
+	device_list_clear(&devs);
+}
+
+/* Without mig-enable a disabled GPU is never touched; a pending enable waits for a reset; an
+ * attempt that failed is shown, and not asked for again until the device changes. */
+static void test_mig_apply_needed(void **state)
+{
+	struct plan_attempts attempts = {};
+	struct device_list devs = {};
+	struct config c;
+	struct plan p;
+
+	device_list_push(&devs, gpu("0000:18:00.0", "nvidia", 80 * GiB, 0));
+	device_list_push(&devs, gpu("0000:2a:00.0", "nvidia", 80 * GiB, 0));
+	device_list_push(&devs, gpu("0000:3a:00.0", "nvidia", 80 * GiB, 0));
+	assert_int_equal(device_set_property(devs.items[0], "mig_mode", "disabled"), 0);
+	assert_int_equal(device_set_property(devs.items[1], "mig_mode", "disabled"), 0);
+	assert_int_equal(device_set_property(devs.items[1], "mig_mode_pending", "enabled"), 0);
+	add_seven_1g(devs.items[2]);
+	policy("partitions:\n  - match: {pci: \"18:00.0\"}\n    mig: [3g.40gb]\n"
+	       "  - match: all\n    mig: [3g.40gb]\n    mig-enable: true\n",
+	       &c);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	assert_false(p.devices[0].apply_needed);
+	assert_string_equal(p.devices[0].pending_reason,
+			    "declared MIG layout not applied yet: MIG is disabled on this GPU "
+			    "(mig-enable: true lets xpud enable it)");
+	assert_false(p.devices[1].apply_needed);
+	assert_string_equal(p.devices[1].pending_reason,
+			    "MIG mode enabled, takes effect after a GPU reset");
+	assert_true(p.devices[2].apply_needed);
+
+	/* a failed attempt on the device as it is: shown, not asked for again */
+	assert_int_equal(plan_attempts_record(&attempts, devs.items[2], &p.devices[2].pending,
+					      "applying it failed: boom"),
+			 0);
+	assert_int_equal(plan_note_attempts(&p, &devs, &attempts), 0);
+	assert_false(p.devices[2].apply_needed);
+	assert_string_equal(p.devices[2].pending_reason, "applying it failed: boom");
+	plan_done(&p);
+
+	/* the device changed (an instance went away): worth another try */
+	slice_free(devs.items[2]->partitions[--devs.items[2]->n_partitions]);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	assert_int_equal(plan_note_attempts(&p, &devs, &attempts), 0);
+	assert_true(p.devices[2].apply_needed);
+	plan_done(&p);
+	config_done(&c);
+
+	/* another offer for the same device: the attempt does not apply to it */
+	policy("partitions:\n  - match: all\n    mig: [4g.40gb]\n", &c);
+	assert_int_equal(plan_attempts_record(&attempts, devs.items[2], &c.policy.rules[0].offer,
+					      "x"),
+			 0);
+	assert_int_equal(attempts.n, 1);
+	config_done(&c);
+	policy("partitions:\n  - match: all\n    mig: [3g.40gb]\n", &c);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	assert_int_equal(plan_note_attempts(&p, &devs, &attempts), 0);
+	assert_true(p.devices[2].apply_needed);
+	plan_done(&p);
+	config_done(&c);
+	plan_attempts_clear(&attempts);
 	device_list_clear(&devs);
 }
 
@@ -544,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_pending_while_allocated),
 		cmocka_unit_test(test_commit_forgets_gone_devices),
 		cmocka_unit_test(test_capacity),
+		cmocka_unit_test(test_mig_apply_needed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
