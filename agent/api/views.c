@@ -152,15 +152,19 @@ json_t *view_devices(const struct device_list *l, uint64_t seq)
 json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent,
 		   const struct allocation *holder)
 {
-	const char *health = parent ? xpu_health_state_to_string(parent->health.state) : "unknown";
+	/* the device's trouble first: it covers every slice of it */
+	const struct xpu_health *h = !parent || parent->health.state != XPU_HEALTH_HEALTHY
+					     ? (parent ? &parent->health : NULL)
+					     : &s->health;
+	const char *health = h ? xpu_health_state_to_string(h->state) : "unknown";
 
-	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:b, s:s, s:o, s:o, s:o}", "id", s->id,
-			 "device_id", s->device_id, "resource", s->resource, "profile",
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:b, s:s, s:o, s:o, s:o, s:o}", "id",
+			 s->id, "device_id", s->device_id, "resource", s->resource, "profile",
 			 string_or_null(s->profile), "memory_bytes", uint_or_null(s->memory_bytes),
 			 "compute_fraction", s->compute_fraction, "shared", s->shared, "health",
-			 health, "device_nodes", strv_array(s->device_nodes), "env",
-			 env_object(s->env), "allocation",
-			 string_or_null(holder ? holder->id : NULL));
+			 health, "health_reason", string_or_null(h ? h->reason : "device gone"),
+			 "device_nodes", strv_array(s->device_nodes), "env", env_object(s->env),
+			 "allocation", string_or_null(holder ? holder->id : NULL));
 }
 
 json_t *view_slices(const struct device_list *devices, const struct slice_list *l,

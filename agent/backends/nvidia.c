@@ -43,6 +43,7 @@
 /* Creating seven instances takes a few seconds on an H100; a driver stuck longer is reported. */
 #define NVML_APPLY_TIMEOUT_SEC 60
 #define NVML_MAX_GPUS 64
+#define NVML_MAX_MIG 16 /* MIG devices per GPU we track (A100/H100 have at most 7) */
 
 /* The functions we resolve; the optional ones may be NULL (older drivers). */
 struct nvml {
@@ -99,9 +100,12 @@ struct nvidia_event {
 };
 
 /* A GPU an event said needs a reset: unhealthy until it leaves NVML's list (reset or removed)
- * or xpud restarts. */
+ * or xpud restarts. An event that names one MIG instance (its GPU and compute instance ids)
+ * makes only that instance's slice unhealthy, until the instance is gone (destroyed, or its
+ * GPU reset). */
 struct nvidia_sticky {
 	char addr[13];
+	char *slice; /* the MIG device's UUID, or NULL: the whole GPU */
 	char *reason;
 };
 
@@ -121,6 +125,12 @@ struct gpu_query {
 	nvmlReturn_t error;	/* why NVML could not say it */
 	struct xpu_device *dev; /* NULL when NVML could not tell which PCI function it is */
 	char **nvlink_remotes;	/* canonical addresses, one per active link */
+	/* which GPU/compute instance each MIG UUID is: events name instances by their ids */
+	struct mig_ref {
+		unsigned gi, ci;
+		char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+	} migs[NVML_MAX_MIG];
+	unsigned n_migs;
 	/* phase 2 */
 	unsigned n_peers;
 	unsigned peer_index[NVML_MAX_GPUS];
@@ -159,8 +169,14 @@ struct nvidia {
 		char addr[13];
 	} registered[NVML_MAX_GPUS];
 	size_t n_registered;
-	struct nvidia_sticky sticky[NVML_MAX_GPUS];
+	struct nvidia_sticky sticky[NVML_MAX_GPUS * 2];
 	size_t n_sticky;
+	/* the MIG devices of the last enumeration, for events that name a GPU/compute instance */
+	struct nvidia_mig {
+		char addr[13];
+		struct mig_ref ref;
+	} *migs;
+	size_t n_migs;
 	/* The PCI address each NVML index answered with last (main thread only): a refresh asks
 	 * that index first instead of querying every GPU until one matches. */
 	char index_addr[NVML_MAX_GPUS][13];
@@ -303,7 +319,7 @@ static int mig_cap_node(const struct xpu_host *host, const char *access, char **
  * partition: its MIG UUID, profile, memory, share of the GPU and the capability device nodes
  * a container needs besides the GPU's own.
  */
-static int describe_mig_devices(const struct gpu_query *q, nvmlDevice_t h, unsigned gpu_minor,
+static int describe_mig_devices(struct gpu_query *q, nvmlDevice_t h, unsigned gpu_minor,
 				struct xpu_device *d)
 {
 	const struct nvml *api = q->api;
@@ -365,6 +381,10 @@ static int describe_mig_devices(const struct gpu_query *q, nvmlDevice_t h, unsig
 		r = device_add_partition(d, TAKE_PTR(s));
 		if (r < 0)
 			return r;
+		if (q->n_migs < NVML_MAX_MIG) {
+			q->migs[q->n_migs] = (struct mig_ref){ .gi = gi, .ci = ci };
+			memcpy(q->migs[q->n_migs++].uuid, uuid, sizeof(uuid));
+		}
 	}
 	return 0;
 }
@@ -662,49 +682,128 @@ static int add_cuda_facts(const struct nvidia *nv, struct xpu_device *d)
 	return 0;
 }
 
-static const char *sticky_reason(const struct nvidia *nv, const char *addr)
+static const char *sticky_find(const struct nvidia *nv, const char *addr, const char *slice)
 {
 	for (size_t i = 0; i < nv->n_sticky; i++)
-		if (streq(nv->sticky[i].addr, addr))
+		if (streq(nv->sticky[i].addr, addr) && streq_ptr(nv->sticky[i].slice, slice))
 			return nv->sticky[i].reason;
 	return NULL;
 }
 
-static int sticky_add(struct nvidia *nv, const char *addr, const char *reason)
+/* Why the whole GPU @addr is unhealthy by an event, or NULL. */
+static const char *sticky_reason(const struct nvidia *nv, const char *addr)
 {
-	char *r;
+	return sticky_find(nv, addr, NULL);
+}
 
-	if (sticky_reason(nv, addr) || nv->n_sticky >= NVML_MAX_GPUS)
-		return 0; /* the first reason stands */
-	r = strdup(reason);
-	if (!r)
+/* Records that @addr (or its MIG device @slice, when not NULL) needs a reset; the first reason
+ * stands. */
+static int sticky_add(struct nvidia *nv, const char *addr, const char *slice, const char *reason)
+{
+	struct nvidia_sticky *st;
+
+	if (sticky_find(nv, addr, slice) || nv->n_sticky >= ELEMENTSOF(nv->sticky))
+		return 0;
+	st = &nv->sticky[nv->n_sticky];
+	*st = (struct nvidia_sticky){};
+	memcpy(st->addr, addr, 13);
+	if (!(st->reason = strdup(reason)) || (slice && !(st->slice = strdup(slice)))) {
+		free(st->reason);
 		return -ENOMEM;
-	memcpy(nv->sticky[nv->n_sticky].addr, addr, 13);
-	nv->sticky[nv->n_sticky++].reason = r;
+	}
+	nv->n_sticky++;
 	return 0;
 }
 
-/* Drops the sticky state of GPUs NVML no longer lists: reset, or gone. */
+static bool mig_present(const struct nvidia *nv, const char *addr, const char *uuid)
+{
+	for (size_t i = 0; i < nv->n_migs; i++)
+		if (streq(nv->migs[i].addr, addr) && streq(nv->migs[i].ref.uuid, uuid))
+			return true;
+	return false;
+}
+
+/* Drops the sticky state of GPUs NVML no longer lists (reset, or gone) and of MIG devices
+ * that no longer exist (destroyed, or their GPU reset). */
 static void sticky_prune(struct nvidia *nv, char (*present)[13], size_t n_present)
 {
 	size_t k = 0;
 
 	for (size_t i = 0; i < nv->n_sticky; i++) {
+		struct nvidia_sticky *st = &nv->sticky[i];
 		bool keep = false;
 
 		for (size_t j = 0; j < n_present; j++)
-			keep |= streq(present[j], nv->sticky[i].addr);
+			keep |= streq(present[j], st->addr);
+		if (keep && st->slice)
+			keep = mig_present(nv, st->addr, st->slice);
 		if (keep) {
-			nv->sticky[k++] = nv->sticky[i];
-		} else {
-			log_device_full_errno(LOG_NOTICE, 0, nv->sticky[i].addr, nv->sticky[i].addr,
+			nv->sticky[k++] = *st;
+			continue;
+		}
+		if (st->slice)
+			log_device_full_errno(LOG_NOTICE, 0, st->addr, st->addr,
+					      "MIG device %s of GPU %s is gone; its event state (%s) "
+					      "is cleared.",
+					      st->slice, st->addr, st->reason);
+		else
+			log_device_full_errno(LOG_NOTICE, 0, st->addr, st->addr,
 					      "GPU %s left NVML's list; its event state (%s) is "
 					      "cleared.",
-					      nv->sticky[i].addr, nv->sticky[i].reason);
-			free(nv->sticky[i].reason);
-		}
+					      st->addr, st->reason);
+		free(st->reason);
+		free(st->slice);
 	}
 	nv->n_sticky = k;
+}
+
+/* The MIG devices the queries found, kept for the events (main thread). */
+static int remember_migs(struct nvidia *nv, struct gpu_query **ok, size_t n_ok)
+{
+	struct nvidia_mig *m = NULL;
+	size_t n = 0, total = 0;
+
+	for (size_t i = 0; i < n_ok; i++)
+		total += ok[i]->n_migs;
+	if (total && !(m = calloc(total, sizeof(*m))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n_ok; i++)
+		for (unsigned j = 0; j < ok[i]->n_migs; j++) {
+			memcpy(m[n].addr, ok[i]->addr, 13);
+			m[n++].ref = ok[i]->migs[j];
+		}
+	free(nv->migs);
+	nv->migs = m;
+	nv->n_migs = n;
+	return 0;
+}
+
+/* The MIG device that GPU instance @gi / compute instance @ci of @addr is, or NULL. */
+static const char *mig_uuid_of(const struct nvidia *nv, const char *addr, unsigned gi,
+			       unsigned ci)
+{
+	for (size_t i = 0; i < nv->n_migs; i++)
+		if (streq(nv->migs[i].addr, addr) && nv->migs[i].ref.gi == gi &&
+		    nv->migs[i].ref.ci == ci)
+			return nv->migs[i].ref.uuid;
+	return NULL;
+}
+
+/* A MIG device an event made unhealthy carries that in its slice. */
+static int mark_mig_slices(const struct nvidia *nv, struct xpu_device *d)
+{
+	for (size_t i = 0; i < d->n_partitions; i++) {
+		struct xpu_slice *p = d->partitions[i];
+		const char *why = sticky_find(nv, d->id, p->id);
+
+		if (!why || p->health.state == XPU_HEALTH_UNHEALTHY)
+			continue;
+		p->health.state = XPU_HEALTH_UNHEALTHY;
+		p->health.reason = strdup(why);
+		if (!p->health.reason)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Registers a GPU that answered for the events we act on (once per handle). */
@@ -922,7 +1021,8 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 			k = -ENOMEM;
 			goto out;
 		}
-		if (sticky && device_set_unhealthy(ok[i]->dev, "%s", sticky) < 0) {
+		if ((sticky && device_set_unhealthy(ok[i]->dev, "%s", sticky) < 0) ||
+		    mark_mig_slices(nv, ok[i]->dev) < 0) {
 			k = -ENOMEM;
 			goto out;
 		}
@@ -937,6 +1037,10 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 		for (size_t i = 0; i < list->n && n_present < NVML_MAX_GPUS; i++)
 			if (list->items[i]->has_pci)
 				memcpy(present[n_present++], list->items[i]->id, 13);
+		if (remember_migs(nv, ok, n_ok) < 0) {
+			k = -ENOMEM;
+			goto out;
+		}
 		sticky_prune(nv, present, n_present);
 	}
 out:
@@ -1303,9 +1407,22 @@ static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
 				      "GPU %s: %s; the GPU stays healthy.", ev->addr, reason);
 		return 0;
 	}
+	if (ev->gi != 0xFFFFFFFFu && (ev->type & nvmlEventTypeXidCriticalError)) {
+		const char *mig = mig_uuid_of(nv, ev->addr, ev->gi, ev->ci);
+
+		if (mig) {
+			/* one instance's fault: its slice, not the GPU and its other instances */
+			log_device_full_errno(LOG_WARNING, 0, ev->addr, ev->addr,
+					      "GPU %s, MIG device %s: %s.", ev->addr, mig, reason);
+			if (sticky_add(nv, ev->addr, mig, reason) < 0)
+				return -ENOMEM;
+			*rescan = true;
+			return 0;
+		}
+	}
 	log_device_full_errno(LOG_WARNING, 0, ev->addr, ev->addr, "GPU %s: %s.", ev->addr,
 			      reason);
-	if (sticky_add(nv, ev->addr, reason) < 0)
+	if (sticky_add(nv, ev->addr, NULL, reason) < 0)
 		return -ENOMEM;
 	return update_push(u, n, ev->addr, sticky_reason(nv, ev->addr));
 }
@@ -1708,8 +1825,11 @@ static void nvidia_close(struct xpu_backend *b)
 	}
 	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
 		query_unref(nv->stuck[i]);
-	for (size_t i = 0; i < nv->n_sticky; i++)
+	for (size_t i = 0; i < nv->n_sticky; i++) {
 		free(nv->sticky[i].reason);
+		free(nv->sticky[i].slice);
+	}
+	free(nv->migs);
 	if (nv->have_set)
 		nv->api.event_set_free(nv->set);
 	safe_close(nv->pipe[0]);

@@ -129,12 +129,13 @@ static enum link_level link_level(const struct xpu_device *a, const struct xpu_d
 	return LINK_SYSTEM;
 }
 
+/* The slice's device when the slice may be handed out (both healthy), else NULL. */
 static const struct xpu_device *healthy_device(const struct device_list *devs,
 					       const struct xpu_slice *s)
 {
 	const struct xpu_device *d = device_list_find(devs, s->device_id);
 
-	return d && d->health.state == XPU_HEALTH_HEALTHY ? d : NULL;
+	return slice_usable(s, d) ? d : NULL;
 }
 
 /* A device that has candidate slices. */
@@ -543,6 +544,9 @@ static int choose_explicit(const struct device_list *devs, const struct slice_li
 			return fail(ret_error, -ENOSPC, "Slice %s is on an unhealthy device %s: %s",
 				    s->id, s->device_id,
 				    d && d->health.reason ? d->health.reason : "gone");
+		if (!slice_usable(s, d))
+			return fail(ret_error, -ENOSPC, "Slice %s is unhealthy: %s", s->id,
+				    s->health.reason ?: "no reason given");
 		if (resource && !streq(resource, s->resource))
 			return fail(ret_error, -EINVAL,
 				    "Slice %s is a %s, conflicting with the request for %s", s->id,

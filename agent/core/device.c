@@ -47,6 +47,7 @@ struct xpu_slice *slice_free(struct xpu_slice *s)
 	free(s->profile);
 	strv_free(s->device_nodes);
 	strv_free(s->env);
+	free(s->health.reason);
 	free(s);
 	return NULL;
 }
@@ -60,7 +61,9 @@ int slice_dup(const struct xpu_slice *s, struct xpu_slice **ret)
 	c->memory_bytes = s->memory_bytes;
 	c->compute_fraction = s->compute_fraction;
 	c->shared = s->shared;
-	if (device_set_string(&c->id, s->id) < 0 ||
+	c->health.state = s->health.state;
+	if (device_set_string(&c->health.reason, s->health.reason) < 0 ||
+	    device_set_string(&c->id, s->id) < 0 ||
 	    device_set_string(&c->device_id, s->device_id) < 0 ||
 	    device_set_string(&c->resource, s->resource) < 0 ||
 	    device_set_string(&c->profile, s->profile) < 0 ||
@@ -76,7 +79,13 @@ bool slice_equal(const struct xpu_slice *a, const struct xpu_slice *b)
 	       streq_ptr(a->resource, b->resource) && streq_ptr(a->profile, b->profile) &&
 	       a->memory_bytes == b->memory_bytes && a->compute_fraction == b->compute_fraction &&
 	       a->shared == b->shared && strv_equal(a->device_nodes, b->device_nodes) &&
-	       strv_equal(a->env, b->env);
+	       strv_equal(a->env, b->env) && a->health.state == b->health.state &&
+	       streq_ptr(a->health.reason, b->health.reason);
+}
+
+bool slice_usable(const struct xpu_slice *s, const struct xpu_device *d)
+{
+	return d && d->health.state == XPU_HEALTH_HEALTHY && s->health.state == XPU_HEALTH_HEALTHY;
 }
 
 int device_add_partition(struct xpu_device *d, struct xpu_slice *s)

@@ -44,6 +44,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct xpu_slice *, slice_free);
 /* Deep copy. 0 or -ENOMEM. */
 int slice_dup(const struct xpu_slice *s, struct xpu_slice **ret);
 bool slice_equal(const struct xpu_slice *a, const struct xpu_slice *b);
+/* Whether a workload may be given @s: it and its device @d (may be NULL: gone) are healthy. */
+bool slice_usable(const struct xpu_slice *s, const struct xpu_device *d);
 /* Takes ownership of @s (freed on failure). 0 or -ENOMEM. */
 int device_add_partition(struct xpu_device *d, struct xpu_slice *s);
 

@@ -650,8 +650,7 @@ int plan_capacity(const struct device_list *devices, const struct slice_list *sl
 		const struct xpu_slice *s = slices->items[i];
 		const struct xpu_device *d = device_list_find(devices, s->device_id);
 
-		if (capacity_add(&l, s, d ? d->numa_node : -1,
-				 d && d->health.state == XPU_HEALTH_HEALTHY,
+		if (capacity_add(&l, s, d ? d->numa_node : -1, slice_usable(s, d),
 				 ledger_find_slice(ledger, s->id)) < 0) {
 			capacity_list_clear(&l);
 			return -ENOMEM;

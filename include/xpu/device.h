@@ -87,6 +87,11 @@ struct xpu_slice {
 	char *profile;		 /* the partition's profile ("1g.10gb"), NULL for a whole device */
 	char **device_nodes;
 	char **env;
+	/*
+	 * The slice's own health, for faults that name one partition (an XID in one MIG
+	 * instance); healthy otherwise. A slice is usable when both it and its device are healthy.
+	 */
+	struct xpu_health health;
 };
 
 #endif

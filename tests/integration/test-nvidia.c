@@ -391,6 +391,73 @@ static void test_xid_events(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * An XID that names a MIG instance (its GPU and compute instance ids) makes that instance's
+ * slice unhealthy, not the GPU nor its six other instances: capacity and allocation follow.
+ */
+static void test_xid_in_mig_instance(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), fifo[4096], buf[512];
+	struct test_stream *s;
+	struct test_xpud *x;
+	json_t *doc = NULL, *sl, *r;
+	size_t i, unhealthy = 0, mig = 0;
+	const char *bad_id = NULL;
+
+	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	x = test_xpud_start_nvml(root, NULL, NULL);
+	s = test_stream_open(x->socket);
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
+
+	/* the third instance of the MIG GPU: GPU instance 3, compute instance 0 */
+	inject(x->root, "xid 0000:db:00.0 95 3 0\n");
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-changed\"",
+							   "\"device_id\":\"0000:db:00.0\"", NULL },
+				10000) >= 0);
+	assert_string_equal(health_of(x, "0000:db:00.0", buf, sizeof(buf)), "healthy ");
+	assert_true(test_xpud_log_contains(x, "MIG device MIG-"));
+
+	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
+	json_array_foreach(json_object_get(doc, "slices"), i, sl) {
+		if (strcmp(str(sl, "device_id"), "0000:db:00.0") != 0)
+			continue;
+		mig++;
+		if (strcmp(str(sl, "health"), "unhealthy") == 0) {
+			unhealthy++;
+			bad_id = str(sl, "id");
+			assert_non_null(strstr(str(sl, "health_reason"), "XID 95"));
+			assert_non_null(strstr(str(sl, "health_reason"), "GPU instance 3"));
+		}
+	}
+	assert_int_equal(mig, 7);
+	assert_int_equal(unhealthy, 1);
+	assert_int_equal(strncmp(bad_id, "MIG-", 4), 0);
+
+	json_t *cap = NULL;
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &cap), 200);
+	json_array_foreach(json_object_get(cap, "resources"), i, r)
+		if (strcmp(str(r, "name"), "nvidia.com/mig-1g.10gb") == 0) {
+			assert_int_equal(json_integer_value(json_object_get(r, "healthy")), 6);
+			assert_int_equal(json_integer_value(json_object_get(r, "free")), 6);
+		}
+	json_decref(cap);
+	/* seven instances cannot be granted any more; the bad one by name is refused */
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/mig-1g.10gb\", \"count\": 7}",
+					   NULL),
+			 409);
+	snprintf(buf, sizeof(buf), "{\"slices\": [\"%s\"]}", bad_id);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", buf, NULL), 409);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/mig-1g.10gb\", \"count\": 6}",
+					   NULL),
+			 201);
+	json_decref(doc);
+	test_stream_close(s);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -399,6 +466,7 @@ int main(void)
 		cmocka_unit_test(test_old_library),
 		cmocka_unit_test(test_missing_library),
 		cmocka_unit_test(test_xid_events),
+		cmocka_unit_test(test_xid_in_mig_instance),
 		cmocka_unit_test(test_init_hangs),
 	};
 
