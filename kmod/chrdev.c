@@ -44,7 +44,7 @@ static bool xpu_has_flr(struct pci_dev *pdev)
 	return cap & PCI_EXP_DEVCAP_FLR;
 }
 
-static void xpu_fill_info(struct xpu_dev *xd, struct xpu_pci_info *info)
+static void xpu_fill_info(struct xpu_dev *xd, struct xpu_pci_ioc_info *info)
 {
 	struct pci_dev *pdev = xd->pdev;
 	int i;
@@ -138,7 +138,7 @@ static long xpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct xpu_dev *xd = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	struct xpu_pci_factorial f;
-	struct xpu_pci_info info;
+	struct xpu_pci_ioc_info info;
 	int r;
 
 	if (READ_ONCE(xd->removed))

@@ -137,7 +137,6 @@ static struct genl_family xpu_genl_family __ro_after_init = {
 	.module = THIS_MODULE,
 	.small_ops = xpu_genl_ops,
 	.n_small_ops = ARRAY_SIZE(xpu_genl_ops),
-	.resv_start_op = XPU_CMD_MAX + 1,
 	.mcgrps = xpu_genl_mcgrps,
 	.n_mcgrps = ARRAY_SIZE(xpu_genl_mcgrps),
 };

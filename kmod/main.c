@@ -50,7 +50,6 @@ static const char *const xpu_obj_names[__XPU_OBJ_MAX] = {
 	[XPU_OBJ_DEVICES] = "devices",
 	[XPU_OBJ_FILES] = "files",
 	[XPU_OBJ_JOBS] = "jobs",
-	[XPU_OBJ_EVENTS] = "events",
 };
 
 void xpu_obj_inc(enum xpu_obj o)

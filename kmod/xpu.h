@@ -79,7 +79,7 @@ extern struct class *xpu_class;
 extern dev_t xpu_devt;
 extern bool xpu_fake_liveness_fail;
 extern unsigned int xpu_liveness_ms;
-enum xpu_obj { XPU_OBJ_DEVICES, XPU_OBJ_FILES, XPU_OBJ_JOBS, XPU_OBJ_EVENTS, __XPU_OBJ_MAX };
+enum xpu_obj { XPU_OBJ_DEVICES, XPU_OBJ_FILES, XPU_OBJ_JOBS, __XPU_OBJ_MAX };
 void xpu_obj_inc(enum xpu_obj o);
 void xpu_obj_dec(enum xpu_obj o);
 

@@ -70,7 +70,7 @@ enum xpu_pci_health {
 #define XPU_PCI_INFO_F_FACTORIAL (1U << 1) /* XPU_PCI_IOC_FACTORIAL supported */
 #define XPU_PCI_INFO_F_MSI (1U << 2)	   /* completion interrupts are MSI (else INTx) */
 
-struct xpu_pci_info {
+struct xpu_pci_ioc_info {
 	__u32 uapi_version; /* out: XPU_PCI_UAPI_VERSION of the module */
 	__u32 index;
 	__u16 vendor;
@@ -95,7 +95,7 @@ struct xpu_pci_factorial {
 	__u32 flags;	  /* in: must be 0 */
 };
 
-#define XPU_PCI_IOC_INFO _IOR(XPU_PCI_IOC_MAGIC, 0, struct xpu_pci_info)
+#define XPU_PCI_IOC_INFO _IOR(XPU_PCI_IOC_MAGIC, 0, struct xpu_pci_ioc_info)
 /* Resets the function: FLR where supported, else whatever reset the PCI core has; -ENOTTY if none. */
 #define XPU_PCI_IOC_RESET _IO(XPU_PCI_IOC_MAGIC, 1)
 #define XPU_PCI_IOC_FACTORIAL _IOWR(XPU_PCI_IOC_MAGIC, 2, struct xpu_pci_factorial)
