@@ -2,7 +2,7 @@
 # Installs what building (and, with "test", testing) xpud needs, from Debian 12's archive.
 set -eu
 pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-parser-dev
-libyaml-dev libcmocka-dev"
+libyaml-dev libcmocka-dev libnl-genl-3-dev"
 if [ "${1:-}" = test ]; then
 	pkgs="$pkgs clang libclang-rt-14-dev"
 fi

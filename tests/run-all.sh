@@ -14,3 +14,7 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU
 	-DXPU_TESTS=ON >/dev/null
 cmake --build build-fuzz -j"$jobs"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
+# The kernel module: udev rules' syntax, then the module in a QEMU guest (a few minutes).
+./udev/check.sh
+./tests/vm/run.sh

@@ -96,6 +96,7 @@ void config_done(struct config *c)
 	free(c->admin_group);
 	free(c->nvml_library);
 	free(c->cuda_library);
+	free(c->kmod_resource);
 	free(c->xid_actions);
 	policy_done(&c->policy);
 	config_init(c);
@@ -220,7 +221,7 @@ static const char *node_shape(const yaml_node_t *n)
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	NULL,
+	"kmod-resource", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -290,6 +291,13 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		return set_string(&c->nvml_library, value);
 	if (streq(key, "cuda-library"))
 		return set_string(&c->cuda_library, value);
+	if (streq(key, "kmod-resource")) {
+		if (!resource_name_valid(value))
+			return fail(ret_error, line,
+				    "kmod-resource: '%s' is not a resource name (vendor.domain/name)",
+				    value);
+		return set_string(&c->kmod_resource, value);
+	}
 	if (streq(key, "nvidia-xid-actions")) {
 		_cleanup_free_ char *bad = NULL;
 		struct xid_action *list = NULL;

@@ -42,6 +42,8 @@ struct config {
 	char *admin_group;     /* members may call mutating endpoints, besides root */
 	char *nvml_library;    /* path of libnvidia-ml.so.1; NULL: the loader's search */
 	char *cuda_library;    /* path of libcuda.so.1; NULL: the loader's search */
+	char *kmod_resource;   /* resource of xpu_pci's devices; NULL: "xpu.dev/edu" for edu, else
+				* "xpu.dev/pci-<vendor>-<device>" */
 	struct xid_action *xid_actions; /* overrides of the XID table ("79:reset-gpu,13:ignore") */
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */

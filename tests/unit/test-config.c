@@ -85,6 +85,20 @@ static void test_errors(void **state)
 	expect_error("socket: /a\npartitions: []\nsocket: /b\n", "line 3: 'socket' is given twice");
 	expect_error("? [a]\n: b\n", "line 1: expected a key, not a list");
 	expect_error("partitions: [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]\n", "nested more than 16");
+	expect_error("kmod-resource: edu\n", "line 1: kmod-resource: 'edu' is not a resource name");
+}
+
+static void test_kmod_resource(void **state)
+{
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("log-level: info\n", &c, &err), 0);
+	assert_null(c.kmod_resource);
+	config_done(&c);
+	assert_int_equal(parse("kmod-resource: example.com/accel\n", &c, &err), 0);
+	assert_string_equal(c.kmod_resource, "example.com/accel");
+	config_done(&c);
 }
 
 static void test_policy(void **state)
@@ -326,6 +340,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_kmod_resource),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_policy_errors),

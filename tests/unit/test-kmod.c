@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The kmod backend's mapping of xpu_pci's generic netlink messages to device records, without
+ * a kernel: the messages are built with libnl as the module builds them (kmod/genl.c), then
+ * also malformed, and the backend's probe on a host without the module. The module itself is
+ * tested in a virtual machine (tests/vm/run.sh).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <netlink/genl/genl.h>
+
+#include "backends/backend.h"
+#include "backends/kmod.h"
+#include "xpu/uapi/xpu_pci.h"
+
+#define FAKE_FAMILY 0x42
+
+/* A message as the module sends it; @health, @reason, @addr, @devname as given (NULL: absent). */
+static struct nl_msg *msg_new(uint8_t cmd, const char *addr, int health, const char *reason,
+			      const char *devname)
+{
+	struct nl_msg *m = nlmsg_alloc();
+
+	assert_non_null(m);
+	assert_non_null(genlmsg_put(m, 0, 0, FAKE_FAMILY, 0, 0, cmd, XPU_GENL_VERSION));
+	assert_int_equal(nla_put_u32(m, XPU_A_INDEX, 3), 0);
+	if (addr)
+		assert_int_equal(nla_put_string(m, XPU_A_PCI_ADDR, addr), 0);
+	assert_int_equal(nla_put_u16(m, XPU_A_VENDOR, 0x1234), 0);
+	assert_int_equal(nla_put_u16(m, XPU_A_DEVICE, 0x11e8), 0);
+	if (health >= 0)
+		assert_int_equal(nla_put_u8(m, XPU_A_HEALTH, health), 0);
+	if (reason)
+		assert_int_equal(nla_put_string(m, XPU_A_HEALTH_REASON, reason), 0);
+	assert_int_equal(nla_put_u32(m, XPU_A_ID_REG, 0x010000ed), 0);
+	assert_int_equal(nla_put_s32(m, XPU_A_NUMA_NODE, 1), 0);
+	if (devname)
+		assert_int_equal(nla_put_string(m, XPU_A_DEVNAME, devname), 0);
+	assert_int_equal(nla_put_u64(m, XPU_A_AER_FATAL, 2), 0);
+	return m;
+}
+
+static int parse(struct nl_msg *m, const char *resource, int *cmd, struct xpu_device **d)
+{
+	int r = kmod_parse_message(nlmsg_hdr(m), resource, cmd, d);
+
+	nlmsg_free(m);
+	return r;
+}
+
+static void test_healthy_edu(void **state)
+{
+	struct xpu_device *d = NULL;
+	int cmd = 0;
+
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", XPU_PCI_HEALTH_OK,
+				       NULL, "xpu/3"),
+			       NULL, &cmd, &d),
+			 0);
+	assert_int_equal(cmd, XPU_CMD_GET_DEVICE);
+	assert_string_equal(d->id, "0000:01:00.0");
+	assert_true(d->has_pci);
+	assert_string_equal(d->pci.address, "0000:01:00.0");
+	assert_int_equal(d->pci.vendor_id, 0x1234);
+	assert_int_equal(d->pci.device_id, 0x11e8);
+	assert_int_equal(d->kind, XPU_KIND_ACCEL);
+	assert_string_equal(d->driver, "xpu_pci");
+	assert_string_equal(d->resource, "xpu.dev/edu");
+	assert_int_equal(d->numa_node, 1);
+	assert_string_equal(d->device_nodes[0], "/dev/xpu/3");
+	assert_null(d->device_nodes[1]);
+	assert_int_equal(d->health.state, XPU_HEALTH_HEALTHY);
+	assert_string_equal(device_get_property(d, "id_register"), "0x010000ed");
+	assert_string_equal(device_get_property(d, "xpu_pci_index"), "3");
+	assert_string_equal(device_get_property(d, "aer_fatal"), "2");
+	device_free(d);
+}
+
+static void test_unhealthy_and_resource(void **state)
+{
+	struct xpu_device *d = NULL;
+	int cmd = 0;
+
+	/* a short address is canonicalised; the configured resource wins */
+	assert_int_equal(parse(msg_new(XPU_CMD_HEALTH_CHANGED, "01:00.0",
+				       XPU_PCI_HEALTH_UNHEALTHY, "liveness probe failed", "xpu/0"),
+			       "example.com/edu", &cmd, &d),
+			 0);
+	assert_int_equal(cmd, XPU_CMD_HEALTH_CHANGED);
+	assert_string_equal(d->id, "0000:01:00.0");
+	assert_string_equal(d->resource, "example.com/edu");
+	assert_int_equal(d->health.state, XPU_HEALTH_UNHEALTHY);
+	assert_string_equal(d->health.reason, "xpu_pci: liveness probe failed");
+	device_free(d);
+}
+
+static void test_removed(void **state)
+{
+	struct xpu_device *d = NULL;
+	int cmd = 0;
+
+	assert_int_equal(parse(msg_new(XPU_CMD_DEVICE_REMOVED, "0000:01:00.0",
+				       XPU_PCI_HEALTH_REMOVED, NULL, "xpu/0"),
+			       NULL, &cmd, &d),
+			 -ENODEV);
+	assert_int_equal(cmd, XPU_CMD_DEVICE_REMOVED);
+	assert_null(d);
+}
+
+static void test_malformed(void **state)
+{
+	struct xpu_device *d = NULL;
+	struct nl_msg *m;
+	char big[200];
+	int cmd = 0;
+
+	/* required attributes missing */
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, NULL, XPU_PCI_HEALTH_OK, NULL, NULL),
+			       NULL, &cmd, &d),
+			 -EBADMSG);
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", -1, NULL, NULL), NULL,
+			       &cmd, &d),
+			 -EBADMSG);
+	/* not a PCI address; a health value from the future; a node outside /dev/xpu */
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "../../etc", XPU_PCI_HEALTH_OK, NULL,
+				       NULL),
+			       NULL, &cmd, &d),
+			 -EBADMSG);
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", 9, NULL, NULL), NULL,
+			       &cmd, &d),
+			 -EBADMSG);
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", XPU_PCI_HEALTH_OK,
+				       NULL, "xpu/../../etc/shadow"),
+			       NULL, &cmd, &d),
+			 -EBADMSG);
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", XPU_PCI_HEALTH_OK,
+				       NULL, "sda"),
+			       NULL, &cmd, &d),
+			 -EBADMSG);
+	/* oversized string */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(parse(msg_new(XPU_CMD_GET_DEVICE, big, XPU_PCI_HEALTH_OK, NULL, NULL),
+			       NULL, &cmd, &d),
+			 -EBADMSG);
+	/* an attribute of the wrong size */
+	m = nlmsg_alloc();
+	assert_non_null(genlmsg_put(m, 0, 0, FAKE_FAMILY, 0, 0, XPU_CMD_GET_DEVICE, 1));
+	assert_int_equal(nla_put_u8(m, XPU_A_INDEX, 1), 0);
+	assert_int_equal(nla_put_string(m, XPU_A_PCI_ADDR, "0000:01:00.0"), 0);
+	assert_int_equal(nla_put_u8(m, XPU_A_HEALTH, XPU_PCI_HEALTH_OK), 0);
+	assert_int_equal(parse(m, NULL, &cmd, &d), -EBADMSG);
+	/* a message too short for the generic netlink header */
+	m = nlmsg_alloc_simple(FAKE_FAMILY, 0);
+	assert_int_equal(parse(m, NULL, &cmd, &d), -EBADMSG);
+	assert_null(d);
+}
+
+static void test_default_resource(void **state)
+{
+	char *s = kmod_default_resource(0x1af4, 0x1041);
+
+	assert_string_equal(s, "xpu.dev/pci-1af4-1041");
+	free(s);
+	s = kmod_default_resource(0x1234, 0x11e8);
+	assert_string_equal(s, "xpu.dev/edu");
+	free(s);
+}
+
+static void test_probe_simulated_root(void **state)
+{
+	struct xpu_host host = { .root = (char *)"/tmp/x", .is_real = false };
+	struct xpu_backend b = { .ops = &kmod_backend_ops, .host = &host };
+	char *reason = NULL;
+
+	assert_true(kmod_backend_ops.priority > 0); /* wins over the generic PCI backend */
+	assert_int_equal(kmod_backend_ops.probe(&b, &reason), -EOPNOTSUPP);
+	assert_non_null(reason);
+	free(reason);
+}
+
+static void test_probe_without_module(void **state)
+{
+	struct xpu_host host = { .root = (char *)"/", .is_real = true };
+	struct xpu_backend b = { .ops = &kmod_backend_ops, .host = &host };
+	char *reason = NULL;
+	int r;
+
+	r = kmod_backend_ops.probe(&b, &reason);
+	if (r >= 0) {
+		kmod_backend_ops.close(&b);
+		skip(); /* this machine has the module loaded */
+	}
+	assert_int_equal(r, -ENOENT);
+	assert_non_null(strstr(reason, "xpu_pci kernel module is not loaded"));
+	free(reason);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_healthy_edu),
+		cmocka_unit_test(test_unhealthy_and_resource),
+		cmocka_unit_test(test_removed),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_default_resource),
+		cmocka_unit_test(test_probe_simulated_root),
+		cmocka_unit_test(test_probe_without_module),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

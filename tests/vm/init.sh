@@ -1,0 +1,228 @@
+#!/bin/sh
+# /init of the QEMU guest that tests the xpu_pci module (see tests/vm/run.sh). It prints one
+# "CHECK PASS|FAIL <name>" line per check, asks the host for PCI hot-(un)plug with "@@HOST"
+# lines, ends with "@@RESULT pass=N fail=M" and powers off.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mkdir -p /tmp /run /var/lib/xpud
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+. /etc/xpu-vm.conf # LOAD_CYCLES, REPLUG_CYCLES, QMP_CYCLES, FUZZ_SECONDS, FUZZ_SEED
+
+pass=0
+fail=0
+SOCK=/run/xpud.sock
+DEV=/dev/xpu/0
+MOD=/lib/modules/xpu_pci.ko
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+check() { # check NAME COMMAND...: runs COMMAND, its output indented under the verdict
+	name=$1
+	shift
+	if out=$("$@" 2>&1); then
+		pass=$((pass + 1))
+		echo "CHECK PASS $name ($(uptime_s)s)"
+	else
+		fail=$((fail + 1))
+		echo "CHECK FAIL $name ($(uptime_s)s)"
+	fi
+	[ -n "$out" ] && echo "$out" | head -n 40 | sed 's/^/    /'
+	return 0
+}
+
+wait_for() { # wait_for TENTHS COMMAND...: until COMMAND succeeds, at most TENTHS/10 seconds
+	n=$1
+	shift
+	while ! "$@" >/dev/null 2>&1; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.1
+	done
+}
+
+edu_addr() {
+	for d in /sys/bus/pci/devices/*; do
+		if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
+			basename "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+objects() { tr '\n' ' ' </sys/kernel/debug/xpu_pci/objects; }
+health() { cat /sys/class/xpu/xpu0/health 2>/dev/null; }
+is_healthy() { [ "$(health)" = healthy ]; }
+is_unhealthy() { [ "$(health)" = unhealthy ]; }
+gone() { [ ! -e "/sys/bus/pci/devices/$ADDR" ]; }
+present() { [ -c $DEV ]; }
+xpud_json() { xpuctl --socket $SOCK -o json devices | tr -d ' \n\t'; }
+xpud_lists() { # xpud_lists HEALTH: the device is listed by the kmod backend with that health
+	j=$(xpud_json) || return 1
+	echo "$j" | grep -q "\"id\":\"$ADDR\"" || return 1
+	echo "$j" | grep -q '"backend":"kmod"' || return 1
+	echo "$j" | grep -q "\"state\":\"$1\""
+}
+xpud_lacks() { j=$(xpud_json) && ! echo "$j" | grep -q "\"id\":\"$ADDR\""; }
+host() { echo "@@HOST $*" >/dev/console; } # not captured by check()
+
+t_load() {
+	insmod $MOD liveness_ms=100 || return 1
+	wait_for 50 present || { echo "no $DEV"; return 1; }
+}
+
+t_bound() {
+	drv=$(readlink "/sys/bus/pci/devices/$ADDR/driver")
+	echo "driver: ${drv##*/}, id register: $(cat /sys/class/xpu/xpu0/id_register)"
+	[ "${drv##*/}" = xpu_pci ] && [ "$(cat /sys/class/xpu/xpu0/id_register)" = 0x010000ed ]
+}
+
+t_attrs() {
+	for a in pci_address bar_sizes numa_node link open_count aer_counts; do
+		echo "$a: $(cat /sys/class/xpu/xpu0/$a | tr '\n' ' ')"
+	done
+	[ "$(cat /sys/class/xpu/xpu0/pci_address)" = "$ADDR" ] &&
+		cat /sys/class/xpu/xpu0/bar_sizes | grep -q '^1048576 '
+}
+
+t_devnode() { [ -c $DEV ] && ls -l $DEV && xpu-vmcheck info $DEV; }
+
+t_factorial() {
+	before=$(cat /sys/class/xpu/xpu0/interrupts)
+	xpu-vmcheck factorial $DEV 5 120 && xpu-vmcheck factorial $DEV 12 479001600 &&
+		xpu-vmcheck factorial $DEV 0 1 || return 1
+	after=$(cat /sys/class/xpu/xpu0/interrupts)
+	echo "completion interrupts: $before -> $after"
+	[ $((after - before)) -ge 3 ]
+}
+
+t_liveness() {
+	wait_for 50 is_healthy || { echo "health: $(health)"; return 1; }
+	echo "health $(health), failures $(cat /sys/class/xpu/xpu0/liveness_failures)"
+	[ "$(cat /sys/class/xpu/xpu0/liveness_failures)" = 0 ]
+}
+
+t_xpud_start() {
+	xpud --socket $SOCK --state-dir /var/lib/xpud --log-level debug >/tmp/xpud.log 2>&1 &
+	XPUD_PID=$!
+	wait_for 100 xpud_lists healthy || { xpuctl --socket $SOCK devices; return 1; }
+	xpuctl --socket $SOCK devices
+}
+
+t_unplug() {
+	host unplug
+	wait_for 300 gone || { echo "device still present"; return 1; }
+	wait_for 100 xpud_lacks || { echo "xpud still lists $ADDR"; return 1; }
+	grep "xpu_pci.*removed" /tmp/xpud.log | tail -n 1
+	grep -q "xpu_pci.*removed" /tmp/xpud.log
+}
+
+t_plug() {
+	host plug
+	wait_for 300 present || { echo "no $DEV after plug"; return 1; }
+	ADDR=$(edu_addr)
+	wait_for 100 xpud_lists healthy || { xpuctl --socket $SOCK devices; return 1; }
+	xpuctl --socket $SOCK devices
+}
+
+t_fake_fail() {
+	echo 1 >/sys/module/xpu_pci/parameters/fake_liveness_fail
+	wait_for 50 is_unhealthy || { echo "health: $(health)"; return 1; }
+	echo "sysfs: $(health): $(cat /sys/class/xpu/xpu0/health_reason)"
+	wait_for 50 xpud_lists unhealthy || { echo "xpud does not report it unhealthy"; return 1; }
+	echo 0 >/sys/module/xpu_pci/parameters/fake_liveness_fail
+	wait_for 50 is_healthy && wait_for 50 xpud_lists healthy
+}
+
+t_rmmod_busy() {
+	exec 3<$DEV
+	if rmmod xpu_pci 2>/dev/null; then
+		exec 3<&-
+		echo "rmmod succeeded with a file open"
+		return 1
+	fi
+	exec 3<&-
+	echo "rmmod refused while $DEV is open"
+}
+
+t_load_cycles() {
+	i=0
+	while [ $i -lt "$LOAD_CYCLES" ]; do
+		rmmod xpu_pci || return 1
+		insmod $MOD liveness_ms=10 || return 1
+		[ -c $DEV ] || wait_for 20 present || { echo "cycle $i: no $DEV"; return 1; }
+		i=$((i + 1))
+	done
+	echo "$LOAD_CYCLES load/unload cycles; objects: $(objects)"
+	objects | grep -q "devices 1 files 0 jobs 0"
+}
+
+t_replug_cycles() {
+	i=0
+	while [ $i -lt "$REPLUG_CYCLES" ]; do
+		echo 1 >"/sys/bus/pci/devices/$ADDR/remove" || return 1
+		objects | grep -q "devices 0 files 0 jobs 0" || { echo "cycle $i: $(objects)"; return 1; }
+		echo 1 >/sys/bus/pci/rescan
+		wait_for 20 present || { echo "cycle $i: no $DEV"; return 1; }
+		i=$((i + 1))
+	done
+	echo "$REPLUG_CYCLES remove/rescan cycles; objects: $(objects)"
+	objects | grep -q "devices 1 files 0 jobs 0"
+}
+
+t_qmp_cycles() {
+	i=0
+	while [ $i -lt "$QMP_CYCLES" ]; do
+		host unplug
+		wait_for 300 gone || { echo "cycle $i: not removed"; return 1; }
+		objects | grep -q "devices 0 files 0 jobs 0" || { echo "cycle $i: $(objects)"; return 1; }
+		host plug
+		wait_for 300 present || { echo "cycle $i: not back"; return 1; }
+		ADDR=$(edu_addr)
+		i=$((i + 1))
+	done
+	echo "$QMP_CYCLES QMP unplug/plug cycles; objects: $(objects)"
+	objects | grep -q "devices 1 files 0 jobs 0"
+}
+
+t_rmmod() {
+	rmmod xpu_pci || return 1
+	[ ! -e /sys/class/xpu ] && [ ! -e /sys/module/xpu_pci ] || { echo "leftovers in sysfs"; return 1; }
+	! dmesg | grep -E "xpu_pci: leaked|BUG:|WARNING:|Oops|refcount_t:|general protection|UBSAN"
+}
+
+echo "@@GUEST up: $(uname -r)"
+ADDR=$(edu_addr)
+echo "edu at ${ADDR:-nowhere}"
+check "module loads" t_load
+check "module binds edu and reads its id register" t_bound
+check "sysfs attributes" t_attrs
+check "/dev/xpu/0 and the info ioctl" t_devnode
+check "factorial through the ioctl and the completion interrupt" t_factorial
+check "liveness probe passes" t_liveness
+check "generic netlink dump" xpu-vmcheck genl-dump
+check "xpud lists the device through generic netlink, healthy" t_xpud_start
+check "bad ioctl arguments are refused" xpu-vmcheck bad-ioctl $DEV
+check "malformed netlink requests are refused" xpu-vmcheck genl-bad
+check "QMP hot-unplug: removed event reported by xpud" t_unplug
+check "QMP hot-plug: device back in xpud" t_plug
+check "open file of a removed device gets ENODEV" xpu-vmcheck removed $DEV "$ADDR"
+wait_for 50 present
+ADDR=$(edu_addr)
+check "simulated liveness failure marks it unhealthy, in xpud too" t_fake_fail
+check "fuzz ioctl and netlink handlers for ${FUZZ_SECONDS}s" xpu-vmcheck fuzz $DEV "$FUZZ_SECONDS" "$FUZZ_SEED"
+check "device works after the fuzzing" xpu-vmcheck factorial $DEV 6 720
+kill "$XPUD_PID" 2>/dev/null
+wait "$XPUD_PID" 2>/dev/null
+check "rmmod refused while a file is open" t_rmmod_busy
+check "load/unload cycles without leaks" t_load_cycles
+check "remove/rescan cycles without leaks" t_replug_cycles
+check "QMP unplug/plug cycles without leaks" t_qmp_cycles
+check "rmmod is clean" t_rmmod
+echo "@@RESULT pass=$pass fail=$fail"
+sync
+poweroff -f
