@@ -11,6 +11,7 @@
 #include "backends/nvidia.h"
 #include "core/config.h"
 #include "daemon/manager.h"
+#include "kube/deviceplugin.h"
 #include "shared/log.h"
 #include "core/state.h"
 #include "sim/fixture.h"
@@ -30,6 +31,8 @@ static void help(void)
 	       "  --check-config FILE   Validate a configuration file and exit\n"
 	       "  --state-dir DIR       Keep allocations and applied offers in DIR (default %s;\n"
 	       "                        with --root or --simulate: ROOT%s)\n"
+	       "  --kubelet-dir DIR     Serve the kubelet device plugin API in DIR (default %s;\n"
+	       "                        with --root: ROOT%s); no such directory: off\n"
 	       "  --simulate NAME       Run on a bundled simulated node; 'list' names them\n"
 	       "  --uevent-socket PATH  Receive uevents in the kernel's format on this datagram\n"
 	       "                        socket instead of the kernel's netlink group (the test\n"
@@ -37,7 +40,8 @@ static void help(void)
 	       "  --log-level LEVEL     debug, info, notice, warning or err\n"
 	       "  -h --help             Show this help\n"
 	       "     --version          Show the version\n",
-	       XPU_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH, STATE_DEFAULT_DIR, STATE_DEFAULT_DIR);
+	       XPU_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH, STATE_DEFAULT_DIR, STATE_DEFAULT_DIR,
+	       DEVICEPLUGIN_DEFAULT_DIR, DEVICEPLUGIN_DEFAULT_DIR);
 }
 
 static int list_simulations(void)
@@ -124,6 +128,7 @@ int main(int argc, char *argv[])
 		ARG_UEVENT_SOCKET,
 		ARG_LOG_LEVEL,
 		ARG_STATE_DIR,
+		ARG_KUBELET_DIR,
 		ARG_VERSION,
 	};
 	static const struct option options[] = {
@@ -135,6 +140,7 @@ int main(int argc, char *argv[])
 		{ "uevent-socket", required_argument, NULL, ARG_UEVENT_SOCKET },
 		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
 		{ "state-dir", required_argument, NULL, ARG_STATE_DIR },
+		{ "kubelet-dir", required_argument, NULL, ARG_KUBELET_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{},
@@ -173,6 +179,9 @@ int main(int argc, char *argv[])
 			break;
 		case ARG_STATE_DIR:
 			o.state_dir = optarg;
+			break;
+		case ARG_KUBELET_DIR:
+			o.kubelet_dir = optarg;
 			break;
 		case ARG_LOG_LEVEL:
 			o.log_level = log_level_from_string(optarg);

@@ -2,9 +2,11 @@
 # Installs what building (and, with "test", testing) xpud needs, from Debian 12's archive.
 set -eu
 pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-parser-dev
-libyaml-dev libcmocka-dev libnl-genl-3-dev"
+libyaml-dev libcmocka-dev libnl-genl-3-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler"
 if [ "${1:-}" = test ]; then
-	pkgs="$pkgs clang libclang-rt-14-dev"
+	# Go and grpc-go build the test client that plays kubelet (tests/k8s/)
+	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
+protobuf-compiler"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -92,6 +92,7 @@ void config_init(struct config *c)
 void config_done(struct config *c)
 {
 	free(c->socket_path);
+	free(c->kubelet_dir);
 	free(c->socket_group);
 	free(c->admin_group);
 	free(c->nvml_library);
@@ -221,7 +222,7 @@ static const char *node_shape(const yaml_node_t *n)
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	"kmod-resource", NULL,
+	"kmod-resource", "kubelet-dir", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -282,6 +283,12 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 			return fail(ret_error, line, "socket: expected an absolute path, got '%s'",
 				    value);
 		return set_string(&c->socket_path, value);
+	}
+	if (streq(key, "kubelet-dir")) {
+		if (value[0] != '/')
+			return fail(ret_error, line,
+				    "kubelet-dir: expected an absolute path, got '%s'", value);
+		return set_string(&c->kubelet_dir, value);
 	}
 	if (streq(key, "socket-group"))
 		return set_string(&c->socket_group, value);

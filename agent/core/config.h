@@ -48,6 +48,7 @@ struct config {
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	int log_level;	       /* -1: leave as is */
+	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
 

@@ -33,6 +33,8 @@ struct allocations {
 	struct state state;
 	struct owner_watch **watches;
 	size_t n_watches;
+	allocations_reserved_t reserved; /* resources the local API may not grant */
+	void *reserved_userdata;
 };
 
 static uint64_t now_realtime(void)
@@ -345,10 +347,53 @@ static int new_id(char **ret)
 	return asprintf(ret, "a-%016llx", (unsigned long long)v) < 0 ? -ENOMEM : 0;
 }
 
+void allocations_set_reserved(struct allocations *s, allocations_reserved_t reserved,
+			      void *userdata)
+{
+	s->reserved = reserved;
+	s->reserved_userdata = userdata;
+}
+
+/* The resource of @req that another owner manages, or NULL. */
+static const char *reserved_resource(const struct allocations *s, const struct alloc_request *req)
+{
+	const struct slice_list *l = inventory_slices(s->inventory);
+
+	if (!s->reserved)
+		return NULL;
+	if (req->resource)
+		return s->reserved(req->resource, s->reserved_userdata) ? req->resource : NULL;
+	STRV_FOREACH(id, req->slices)
+		for (size_t i = 0; i < l->n; i++)
+			if (streq(l->items[i]->id, *id) &&
+			    s->reserved(l->items[i]->resource, s->reserved_userdata))
+				return l->items[i]->resource;
+	return NULL;
+}
+
+static int grant(struct allocations *s, const struct alloc_request *req,
+		 const struct alloc_owner *owner, bool reserved_ok,
+		 const struct allocation **ret, char **ret_error);
+
 int allocations_grant(struct allocations *s, const struct alloc_request *req,
 		      const struct alloc_owner *owner, const struct allocation **ret,
 		      char **ret_error)
 {
+	return grant(s, req, owner, false, ret, ret_error);
+}
+
+int allocations_grant_reserved(struct allocations *s, const struct alloc_request *req,
+			       const struct alloc_owner *owner, const struct allocation **ret,
+			       char **ret_error)
+{
+	return grant(s, req, owner, true, ret, ret_error);
+}
+
+static int grant(struct allocations *s, const struct alloc_request *req,
+		 const struct alloc_owner *owner, bool reserved_ok,
+		 const struct allocation **ret, char **ret_error)
+{
+	const char *taken = reserved_ok ? NULL : reserved_resource(s, req);
 	_cleanup_(allocation_freep) struct allocation *a = calloc(1, sizeof(*a));
 	_cleanup_free_ char *id = NULL;
 	struct allocation *rec;
@@ -356,6 +401,13 @@ int allocations_grant(struct allocations *s, const struct alloc_request *req,
 
 	if (!a)
 		return -ENOMEM;
+	if (taken) {
+		if (asprintf(ret_error, "%s is served to kubelet by xpud's device plugin; request "
+					"it in a pod's resources.limits instead",
+			     taken) < 0)
+			*ret_error = NULL;
+		return -EBUSY;
+	}
 	a->owner.kind = owner->kind;
 	if (owner->value && !(a->owner.value = strdup(owner->value)))
 		return -ENOMEM;

@@ -43,6 +43,19 @@ int allocations_grant(struct allocations *s, const struct alloc_request *req,
 		      const struct alloc_owner *owner, const struct allocation **ret,
 		      char **ret_error);
 
+/*
+ * Resources another owner manages (the device plugin serves them to kubelet): @reserved says
+ * whether @resource is one. allocations_grant() refuses them with -EBUSY, so a slice is never
+ * handed out both locally and by kubelet; allocations_grant_reserved() is the manager's way in.
+ */
+typedef bool (*allocations_reserved_t)(const char *resource, void *userdata);
+void allocations_set_reserved(struct allocations *s, allocations_reserved_t reserved,
+			      void *userdata);
+/* allocations_grant() for the manager of reserved resources (kubelet's device plugin). */
+int allocations_grant_reserved(struct allocations *s, const struct alloc_request *req,
+			       const struct alloc_owner *owner, const struct allocation **ret,
+			       char **ret_error);
+
 /* Releases @id and saves. 0, -ENOENT (no such allocation), -EIO (not saved: kept). */
 int allocations_release(struct allocations *s, const char *id, char **ret_error);
 

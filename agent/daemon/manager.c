@@ -23,6 +23,7 @@
 #include "daemon/allocations.h"
 #include "daemon/manager.h"
 #include "daemon/uevent.h"
+#include "kube/deviceplugin.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/log.h"
@@ -60,6 +61,7 @@ struct manager {
 	struct http_server *server;
 	struct uevent_monitor *uevents;
 	char *uevent_socket;
+	struct deviceplugin *plugin; /* NULL: no kubelet directory, every resource is local */
 
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
@@ -125,6 +127,41 @@ static void on_inventory_event(const struct inventory_event *ev, void *userdata)
 	}
 	if (m->api)
 		api_broadcast(m->api, ev);
+	deviceplugin_changed(m->plugin);
+}
+
+/* Resources the device plugin serves belong to kubelet: the local API does not grant them. */
+static bool resource_served_to_kubelet(const char *resource, void *userdata)
+{
+	struct manager *m = userdata;
+
+	return deviceplugin_serves(m->plugin, resource);
+}
+
+static int start_deviceplugin(struct manager *m, const struct manager_options *o)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct deviceplugin_options dpo = {};
+	int r;
+
+	if (o->kubelet_dir)
+		dir = strdup(o->kubelet_dir);
+	else if (m->config.kubelet_dir)
+		dir = strdup(m->config.kubelet_dir);
+	else if (m->host->is_real)
+		dir = strdup(DEVICEPLUGIN_DEFAULT_DIR);
+	else if (asprintf(&dir, "%s%s", m->host->root, DEVICEPLUGIN_DEFAULT_DIR) < 0)
+		dir = NULL;
+	if (!dir)
+		return log_oom();
+	dpo.dir = dir;
+	r = deviceplugin_new(m->event, &dpo, m->inventory, m->allocations, &m->plugin);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	allocations_set_reserved(m->allocations, resource_served_to_kubelet, m);
+	return 0;
 }
 
 static int manager_rescan(void *userdata, struct inventory_stats *ret)
@@ -835,6 +872,10 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (r < 0)
 		return log_error_errno(r, "Failed to serve the API: %m");
 
+	r = start_deviceplugin(m, o);
+	if (r < 0)
+		log_warning_errno(r, "The kubelet device plugin is off, ignoring: %m");
+
 	r = arm_health_timer(m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the health timer: %m");
@@ -865,6 +906,7 @@ struct manager *manager_free(struct manager *m)
 {
 	if (!m)
 		return NULL;
+	m->plugin = deviceplugin_free(m->plugin);
 	m->api = api_free(m->api);
 	m->server = http_server_free(m->server);
 	if (m->socket_owned)

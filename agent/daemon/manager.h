@@ -19,6 +19,7 @@ struct manager_options {
 	const char *uevent_socket; /* test uevent socket; default <root>/run/xpud-uevent.sock */
 	int log_level;		   /* -1: from config */
 	const char *state_dir;	   /* NULL: STATE_DEFAULT_DIR below the root */
+	const char *kubelet_dir;   /* NULL: the config's, else the default below the root */
 };
 
 struct manager;
