@@ -593,3 +593,30 @@ struct allocations *allocations_free(struct allocations *s)
 	free(s);
 	return NULL;
 }
+
+int allocations_set_owner(struct allocations *s, const char *id, const struct alloc_owner *owner)
+{
+	struct allocation *a = ledger_find(&s->state.ledger, id);
+	struct alloc_owner old;
+	char *value = NULL;
+	int r;
+
+	if (!a)
+		return -ENOENT;
+	if (a->owner.kind == owner->kind && streq_ptr(a->owner.value, owner->value))
+		return 0;
+	if (owner->value && !(value = strdup(owner->value)))
+		return -ENOMEM;
+	old = a->owner;
+	a->owner = (struct alloc_owner){ .kind = owner->kind, .value = value,
+					 .pid_start = owner->pid_start };
+	r = save(s);
+	if (r < 0) {
+		a->owner = old;
+		free(value);
+		return -EIO;
+	}
+	free(old.value);
+	inventory_touch(s->inventory);
+	return 0;
+}

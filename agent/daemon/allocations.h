@@ -56,6 +56,13 @@ int allocations_grant_reserved(struct allocations *s, const struct alloc_request
 			       const struct alloc_owner *owner, const struct allocation **ret,
 			       char **ret_error);
 
+/*
+ * Changes who holds allocation @id (kubelet's checkpoint names the pod of a grant made through
+ * the device plugin) and saves. Owners of kinds that are watched (pid, cgroup, unit) are not
+ * set here. 0, -ENOENT, -EIO (not saved: unchanged), -ENOMEM.
+ */
+int allocations_set_owner(struct allocations *s, const char *id, const struct alloc_owner *owner);
+
 /* Releases @id and saves. 0, -ENOENT (no such allocation), -EIO (not saved: kept). */
 int allocations_release(struct allocations *s, const char *id, char **ret_error);
 

@@ -13,6 +13,7 @@
  * the last one sent, so an update reaches kubelet in the same loop iteration as its cause.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/views.h"
 #include "core/alloc.h"
 #include "kube/deviceplugin-v1beta1.pb-c.h"
+#include "kube/checkpoint.h"
 #include "kube/deviceplugin.h"
 #include "kube/grpc.h"
+#include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/strv.h"
 
@@ -71,6 +75,7 @@ struct deviceplugin {
 	sd_event_source *post;
 	uint64_t generation; /* of the inventory when the streams were last brought up to date */
 	bool dirty;
+	sd_event_source *reconcile; /* deferred: kubelet's checkpoint changed */
 };
 
 static const struct grpc_method dp_methods[];
@@ -871,6 +876,144 @@ static int on_post(sd_event_source *s, void *userdata)
 	return 0;
 }
 
+/* ---- kubelet's checkpoint ---------------------------------------------------------------- */
+
+#define CHECKPOINT_FILE "kubelet_internal_checkpoint"
+/* A grant kubelet has not written to its checkpoint yet is not withdrawn before this. */
+#define UNCHECKPOINTED_GRACE_USEC (60 * 1000000ULL)
+
+static uint64_t now_realtime_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The entry of @entries that holds slice @id of @resource, or NULL. */
+static const struct kubelet_entry *entry_holding(const struct kubelet_entry *e, size_t n,
+						 const char *resource, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (streq(e[i].resource, resource) && strv_contains(e[i].ids, id))
+			return &e[i];
+	return NULL;
+}
+
+/*
+ * Brings the ledger in line with who kubelet says holds what of the resources served here:
+ * ids kubelet holds that no allocation does are recorded (after a restart of xpud, or a lost
+ * state file), grants made through Allocate get their pod and container as owner, and pod
+ * allocations kubelet no longer holds are released (a grant not yet in the checkpoint only after
+ * a grace period: kubelet writes the checkpoint right after Allocate returns).
+ */
+static void reconcile(struct deviceplugin *p)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL, *err = NULL;
+	_cleanup_strv_free_ char **release = NULL;
+	struct kubelet_entry *e = NULL;
+	const struct ledger *l = allocations_ledger(p->allocations);
+	size_t n = 0;
+	int k;
+
+	if (asprintf(&path, "%s/%s", p->dir, CHECKPOINT_FILE) < 0)
+		return (void)log_oom();
+	k = read_attr_at(AT_FDCWD, path, 64 << 20, &text);
+	if (k == -ENOENT)
+		text = strdup("{}"); /* kubelet has not allocated anything yet */
+	else if (k < 0)
+		return (void)log_warning_errno(k, "Cannot read kubelet's checkpoint %s: %m", path);
+	if (!text)
+		return (void)log_oom();
+	k = kubelet_checkpoint_parse(text, strlen(text), &e, &n, &err);
+	if (k < 0)
+		return (void)log_warning("Ignoring kubelet's checkpoint %s: %s", path,
+					 err ?: strerror(-k));
+
+	/* what kubelet holds: recorded, and owned by its pod and container */
+	for (size_t i = 0; i < n; i++) {
+		struct dp_resource *r = resource_find(p, e[i].resource);
+		_cleanup_strv_free_ char **fresh = NULL;
+		_cleanup_free_ char *who = NULL;
+		struct alloc_owner owner = { .kind = OWNER_POD };
+
+		if (!r || asprintf(&who, "%s/%s", e[i].pod_uid, e[i].container) < 0)
+			continue;
+		owner.value = who;
+		STRV_FOREACH(id, e[i].ids) {
+			const struct allocation *a = ledger_find_slice(l, *id);
+
+			if (!a) {
+				if (find_slice(p, r->name, *id) && strv_extend(&fresh, *id) < 0)
+					goto oom;
+			} else if (a->owner.kind == OWNER_POD &&
+				   streq_ptr(a->owner.value, DP_OWNER_KUBELET)) {
+				bool all_here = true;
+
+				STRV_FOREACH(sid, a->slices)
+					all_here = all_here && strv_contains(e[i].ids, *sid);
+				if (all_here)
+					(void)allocations_set_owner(p->allocations, a->id, &owner);
+			}
+		}
+		if (fresh) {
+			struct alloc_request req = { .resource = r->name, .slices = fresh,
+						     .count = (unsigned)strv_length(fresh) };
+			const struct allocation *a;
+			_cleanup_free_ char *why = NULL;
+
+			k = allocations_grant_reserved(p->allocations, &req, &owner, &a, &why);
+			if (k < 0)
+				log_warning("kubelet holds %s of %s for %s, which cannot be recorded: %s",
+					    fresh[0], r->name, who, why ?: strerror(-k));
+			else
+				log_info("kubelet holds %zu slice%s of %s for %s: recorded as %s.",
+					 strv_length(fresh), strv_length(fresh) == 1 ? "" : "s", r->name,
+					 who, a->id);
+		}
+	}
+
+	/* what it no longer holds: released */
+	for (size_t i = 0; i < l->n; i++) {
+		const struct allocation *a = l->items[i];
+		bool held = false;
+
+		if (a->owner.kind != OWNER_POD || !resource_find(p, a->resource))
+			continue;
+		STRV_FOREACH(id, a->slices)
+			held = held || entry_holding(e, n, a->resource, *id);
+		if (held || (streq_ptr(a->owner.value, DP_OWNER_KUBELET) &&
+			     a->created_usec + UNCHECKPOINTED_GRACE_USEC > now_realtime_usec()))
+			continue;
+		if (strv_extend(&release, a->id) < 0)
+			goto oom;
+	}
+	STRV_FOREACH(id, release) {
+		log_info("Allocation %s: kubelet no longer holds it (its pod is gone), releasing.",
+			 *id);
+		(void)allocations_release(p->allocations, *id, NULL);
+	}
+	kubelet_entries_free(e, n);
+	return;
+oom:
+	kubelet_entries_free(e, n);
+	(void)log_oom();
+}
+
+static int on_reconcile(sd_event_source *s, void *userdata)
+{
+	(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	reconcile(userdata);
+	return 0;
+}
+
+/* Coalesced: kubelet writes the checkpoint in several steps. */
+static void schedule_reconcile(struct deviceplugin *p)
+{
+	if (p->reconcile)
+		(void)sd_event_source_set_enabled(p->reconcile, SD_EVENT_ONESHOT);
+}
+
 static int on_dir_event(sd_event_source *s, const struct inotify_event *ev, void *userdata)
 {
 	struct deviceplugin *p = userdata;
@@ -883,6 +1026,10 @@ static int on_dir_event(sd_event_source *s, const struct inotify_event *ev, void
 	}
 	if (ev->len == 0)
 		return 0;
+	if (streq(ev->name, CHECKPOINT_FILE)) {
+		schedule_reconcile(p);
+		return 0;
+	}
 	if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && streq(ev->name, DEVICEPLUGIN_KUBELET_SOCKET)) {
 		log_info("kubelet.sock appeared (kubelet started), registering every resource.");
 		for (size_t i = 0; i < p->n_resources; i++) {
@@ -938,7 +1085,8 @@ int deviceplugin_new(sd_event *e, const struct deviceplugin_options *o, struct i
 	/* the directory first: a kubelet starting meanwhile is not missed */
 	k = sd_event_add_inotify(e, &p->inotify, p->dir,
 				 IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM |
-					 IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR,
+					 IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF |
+					 IN_ONLYDIR,
 				 on_dir_event, p);
 	if (k < 0)
 		return log_error_errno(k, "Failed to watch %s: %m", p->dir);
@@ -947,8 +1095,15 @@ int deviceplugin_new(sd_event *e, const struct deviceplugin_options *o, struct i
 		return log_error_errno(k, "Failed to set up the device plugin: %m");
 	(void)sd_event_source_set_description(p->inotify, "kubelet-dir");
 	(void)sd_event_source_set_description(p->post, "deviceplugin-update");
+	k = sd_event_add_defer(e, &p->reconcile, on_reconcile, p);
+	if (k < 0)
+		return log_error_errno(k, "Failed to set up the checkpoint reconciliation: %m");
+	(void)sd_event_source_set_description(p->reconcile, "kubelet-checkpoint");
 	p->generation = inventory_generation(inv);
 	sync_resources(p);
+	/* at start: what kubelet still holds must not be handed out again */
+	reconcile(p);
+	(void)sd_event_source_set_enabled(p->reconcile, SD_EVENT_OFF);
 	*ret = TAKE_PTR(p);
 	return 0;
 }
@@ -962,6 +1117,7 @@ struct deviceplugin *deviceplugin_free(struct deviceplugin *p)
 	free(p->resources);
 	sd_event_source_disable_unref(p->inotify);
 	sd_event_source_disable_unref(p->post);
+	sd_event_source_disable_unref(p->reconcile);
 	sd_event_unref(p->event);
 	free(p->dir);
 	free(p->kubelet_socket);
