@@ -93,6 +93,7 @@ void config_done(struct config *c)
 {
 	free(c->socket_path);
 	free(c->kubelet_dir);
+	free(c->pre_start_hook);
 	free(c->socket_group);
 	free(c->admin_group);
 	free(c->nvml_library);
@@ -222,7 +223,7 @@ static const char *node_shape(const yaml_node_t *n)
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	"kmod-resource", "kubelet-dir", NULL,
+	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -289,6 +290,14 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 			return fail(ret_error, line,
 				    "kubelet-dir: expected an absolute path, got '%s'", value);
 		return set_string(&c->kubelet_dir, value);
+	}
+	if (streq(key, "kubelet-pre-start-hook")) {
+		if (value[0] != '/')
+			return fail(ret_error, line,
+				    "kubelet-pre-start-hook: expected the absolute path of a program, "
+				    "got '%s'",
+				    value);
+		return set_string(&c->pre_start_hook, value);
 	}
 	if (streq(key, "socket-group"))
 		return set_string(&c->socket_group, value);

@@ -49,6 +49,7 @@ struct config {
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	int log_level;	       /* -1: leave as is */
 	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
+	char *pre_start_hook;  /* run before a container starts (PreStartContainer); NULL: none */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
 

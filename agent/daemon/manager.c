@@ -155,6 +155,8 @@ static int start_deviceplugin(struct manager *m, const struct manager_options *o
 	if (!dir)
 		return log_oom();
 	dpo.dir = dir;
+	dpo.pre_start_hook = m->config.pre_start_hook;
+	dpo.pre_start_required = m->config.pre_start_hook;
 	r = deviceplugin_new(m->event, &dpo, m->inventory, m->allocations, &m->plugin);
 	if (r == -ENOENT)
 		return 0;

@@ -16,6 +16,10 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <sys/pidfd.h>
+#include <spawn.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -67,6 +71,8 @@ struct deviceplugin {
 	char *dir;
 	char *kubelet_socket;
 	bool pre_start_required;
+	char *pre_start_hook;
+	struct hook_run *hooks; /* running pre-start hooks */
 	struct inventory *inventory;
 	struct allocations *allocations;
 	struct dp_resource **resources;
@@ -633,12 +639,151 @@ static void get_preferred(struct grpc_call *c, const uint8_t *msg, size_t len, v
 	v1beta1__preferred_allocation_request__free_unpacked(req, NULL);
 }
 
+/* One PreStartContainer call waiting for its hook. */
+struct hook_run {
+	struct deviceplugin *plugin;
+	struct hook_run *next;
+	struct grpc_call *call; /* NULL once the caller went away */
+	pid_t pid;
+	int pidfd;
+	sd_event_source *exit_source, *timer;
+	char *what; /* "nvidia.com/gpu 0000:18:00.0,..." for the log */
+};
+
+#define PRE_START_HOOK_TIMEOUT_USEC (30 * 1000000ULL)
+
+static void hook_run_free(struct hook_run *h)
+{
+	for (struct hook_run **i = h->plugin ? &h->plugin->hooks : NULL; i && *i; i = &(*i)->next)
+		if (*i == h) {
+			*i = h->next;
+			break;
+		}
+	sd_event_source_disable_unref(h->exit_source);
+	sd_event_source_disable_unref(h->timer);
+	safe_close(h->pidfd);
+	free(h->what);
+	free(h);
+}
+
+static void hook_done(struct hook_run *h, int status, const char *why)
+{
+	V1beta1__PreStartContainerResponse resp = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+
+	if (h->call) {
+		grpc_call_set_on_close(h->call, NULL, NULL);
+		if (status == GRPC_STATUS_OK)
+			reply(h->call, &resp.base);
+		else
+			(void)grpc_call_finish(h->call, status, why);
+	}
+	hook_run_free(h);
+}
+
+static int on_hook_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct hook_run *h = userdata;
+	char why[512];
+	int st = 0;
+
+	if (waitpid(h->pid, &st, WNOHANG) != h->pid)
+		return 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		log_info("Pre-start hook for %s succeeded.", h->what);
+		hook_done(h, GRPC_STATUS_OK, NULL);
+		return 0;
+	}
+	snprintf(why, sizeof(why), "the pre-start hook for %s %s %d", h->what,
+		 WIFEXITED(st) ? "exited with status" : "was killed by signal",
+		 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	log_warning("%s; the container is not started.", why);
+	hook_done(h, GRPC_STATUS_FAILED_PRECONDITION, why);
+	return 0;
+}
+
+static int on_hook_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct hook_run *h = userdata;
+	char why[512];
+
+	(void)kill(h->pid, SIGKILL);
+	(void)waitpid(h->pid, NULL, 0);
+	snprintf(why, sizeof(why), "the pre-start hook for %s did not finish within %llu s",
+		 h->what, PRE_START_HOOK_TIMEOUT_USEC / 1000000ULL);
+	log_warning("%s; it was killed.", why);
+	hook_done(h, GRPC_STATUS_DEADLINE_EXCEEDED, why);
+	return 0;
+}
+
+/* kubelet gave up on the call: the hook still runs to its end, nobody is told. */
+static void on_hook_call_closed(struct grpc_call *c, void *userdata)
+{
+	struct hook_run *h = userdata;
+
+	h->call = NULL;
+}
+
+static int run_hook(struct dp_resource *r, struct grpc_call *c, char **ids, size_t n)
+{
+	struct deviceplugin *p = r->plugin;
+	_cleanup_strv_free_ char **argv = NULL, **envp = NULL;
+	_cleanup_free_ char *list = NULL;
+	struct hook_run *h;
+	extern char **environ;
+	int k;
+
+	if (strv_extend(&argv, p->pre_start_hook) < 0 || strv_extend(&argv, r->name) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (strv_extend(&argv, ids[i]) < 0)
+			return -ENOMEM;
+	list = strv_join(argv + 2, ",");
+	if (!list || strv_copy(environ, &envp) < 0 ||
+	    strv_env_set(&envp, "XPU_RESOURCE", r->name) < 0 ||
+	    strv_env_set(&envp, "XPU_DEVICE_IDS", list) < 0)
+		return -ENOMEM;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->pidfd = -EBADF;
+	if (asprintf(&h->what, "%s %s", r->name, list) < 0) {
+		free(h);
+		return -ENOMEM;
+	}
+	k = posix_spawn(&h->pid, p->pre_start_hook, NULL, NULL, argv, envp);
+	if (k != 0) {
+		hook_run_free(h);
+		return -k;
+	}
+	h->pidfd = pidfd_open(h->pid, 0);
+	k = h->pidfd < 0 ? -errno
+			 : sd_event_add_io(p->event, &h->exit_source, h->pidfd, EPOLLIN,
+					   on_hook_exit, h);
+	if (k >= 0)
+		k = sd_event_add_time_relative(p->event, &h->timer, CLOCK_MONOTONIC,
+					       PRE_START_HOOK_TIMEOUT_USEC, 0, on_hook_timeout, h);
+	if (k < 0) {
+		(void)kill(h->pid, SIGKILL);
+		(void)waitpid(h->pid, NULL, 0);
+		hook_run_free(h);
+		return k;
+	}
+	h->call = c;
+	grpc_call_set_on_close(c, on_hook_call_closed, h);
+	h->plugin = p;
+	h->next = p->hooks;
+	p->hooks = h;
+	log_info("Running the pre-start hook for %s.", h->what);
+	return 0;
+}
+
 static void pre_start(struct grpc_call *c, const uint8_t *msg, size_t len, void *userdata)
 {
 	struct dp_resource *r = userdata;
 	V1beta1__PreStartContainerRequest *req =
 		v1beta1__pre_start_container_request__unpack(NULL, len, msg);
 	V1beta1__PreStartContainerResponse resp = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+	int k;
 
 	if (!req)
 		return (void)grpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
@@ -653,9 +798,21 @@ static void pre_start(struct grpc_call *c, const uint8_t *msg, size_t len, void 
 			v1beta1__pre_start_container_request__free_unpacked(req, NULL);
 			return;
 		}
-	/* No per-vendor reset or scrub hook yet: the devices are ready as they are. */
+	if (!r->plugin->pre_start_hook) {
+		/* no reset or scrub configured: the devices are ready as they are */
+		v1beta1__pre_start_container_request__free_unpacked(req, NULL);
+		reply(c, &resp.base);
+		return;
+	}
+	k = run_hook(r, c, req->devices_ids, req->n_devices_ids);
 	v1beta1__pre_start_container_request__free_unpacked(req, NULL);
-	reply(c, &resp.base);
+	if (k < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "cannot run the pre-start hook: %s", strerror(-k));
+		log_warning("%s", why);
+		(void)grpc_call_finish(c, GRPC_STATUS_INTERNAL, why);
+	}
 }
 
 static const struct grpc_method dp_methods[] = {
@@ -1077,7 +1234,9 @@ int deviceplugin_new(sd_event *e, const struct deviceplugin_options *o, struct i
 	p->event = sd_event_ref(e);
 	p->inventory = inv;
 	p->allocations = allocs;
-	p->pre_start_required = o->pre_start_required;
+	p->pre_start_required = o->pre_start_required || o->pre_start_hook;
+	if (o->pre_start_hook && !(p->pre_start_hook = strdup(o->pre_start_hook)))
+		return log_oom();
 	p->dir = strdup(o->dir);
 	if (!p->dir || asprintf(&p->kubelet_socket, "%s/%s", o->dir,
 				DEVICEPLUGIN_KUBELET_SOCKET) < 0)
@@ -1115,6 +1274,13 @@ struct deviceplugin *deviceplugin_free(struct deviceplugin *p)
 	for (size_t i = 0; i < p->n_resources; i++)
 		resource_free(p->resources[i]);
 	free(p->resources);
+	while (p->hooks) {
+		/* stopping: a hook still running is not waited for */
+		(void)kill(p->hooks->pid, SIGKILL);
+		(void)waitpid(p->hooks->pid, NULL, 0);
+		hook_run_free(p->hooks);
+	}
+	free(p->pre_start_hook);
 	sd_event_source_disable_unref(p->inotify);
 	sd_event_source_disable_unref(p->post);
 	sd_event_source_disable_unref(p->reconcile);

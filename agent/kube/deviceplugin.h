@@ -25,6 +25,13 @@ struct deviceplugin;
 struct deviceplugin_options {
 	const char *dir;	 /* the kubelet's device plugin directory */
 	bool pre_start_required; /* ask kubelet to call PreStartContainer */
+	/*
+	 * Run by PreStartContainer (which kubelet then calls: pre_start_required is implied) as
+	 * "HOOK RESOURCE ID..." with XPU_RESOURCE and XPU_DEVICE_IDS (comma-separated) in its
+	 * environment, to reset or scrub the devices before a container gets them: exit 0 lets the
+	 * container start, anything else (or 30 s passing) fails the call. NULL: none.
+	 */
+	const char *pre_start_hook;
 };
 
 /*

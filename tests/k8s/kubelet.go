@@ -262,9 +262,18 @@ func main() {
 	reg := &registration{got: make(chan *api.RegisterRequest, 16)}
 	regServer := serveRegistration(kubeletSock, reg)
 
+	// A pre-start hook that logs what it was given, and fails while hook.fail exists.
+	hook := filepath.Join(tmp, "hook.sh")
+	hookLog := filepath.Join(tmp, "hook.log")
+	hookFail := filepath.Join(tmp, "hook.fail")
+	os.WriteFile(hook, []byte(fmt.Sprintf("#!/bin/sh\necho \"$* $XPU_RESOURCE $XPU_DEVICE_IDS\" >>%s\n"+
+		"exec test ! -e %s\n", hookLog, hookFail)), 0755)
+	conf := filepath.Join(tmp, "xpud.yaml")
+	os.WriteFile(conf, []byte("kubelet-pre-start-hook: "+hook+"\n"), 0644)
+
 	logf, _ := os.Create(h.log)
 	h.xpud = exec.Command(*xpudBin, "--root", h.root, "--socket", h.apiSocket, "--kubelet-dir",
-		h.kubelet, "--log-level", "debug")
+		h.kubelet, "--log-level", "debug", "--config", conf)
 	h.xpud.Stderr = logf
 	h.xpud.Stdout = logf
 	if err := h.xpud.Start(); err != nil {
@@ -289,7 +298,7 @@ func main() {
 	check(req.ResourceName == resource, "Register: resource %q", req.ResourceName)
 	check(req.Endpoint == "xpud-nvidia.com_gpu.sock", "Register: endpoint %q", req.Endpoint)
 	check(req.Options != nil && req.Options.GetPreferredAllocationAvailable &&
-		!req.Options.PreStartRequired, "Register: options %v", req.Options)
+		req.Options.PreStartRequired, "Register: options %v", req.Options)
 	plugin := filepath.Join(h.kubelet, req.Endpoint)
 
 	conn := dial(plugin)
@@ -297,7 +306,7 @@ func main() {
 	ctx := context.Background()
 
 	opts, err := c.GetDevicePluginOptions(ctx, &api.Empty{})
-	check(err == nil && opts.GetPreferredAllocationAvailable && !opts.PreStartRequired,
+	check(err == nil && opts.GetPreferredAllocationAvailable && opts.PreStartRequired,
 		"GetDevicePluginOptions: %v %v", opts, err)
 
 	// ListAndWatch: every GPU, healthy, with its NUMA node.
@@ -430,6 +439,14 @@ func main() {
 	check(status.Code(err) == codes.ResourceExhausted, "oversized message refused: %v", err)
 	_, err = c.PreStartContainer(ctx, &api.PreStartContainerRequest{DevicesIds: grant})
 	check(err == nil, "PreStartContainer: %v", err)
+	ran, _ := os.ReadFile(hookLog)
+	want := resource + " " + strings.Join(grant, " ") + " " + resource + " " + strings.Join(grant, ",")
+	check(strings.TrimSpace(string(ran)) == want, "pre-start hook ran with %q, want %q", ran, want)
+	os.WriteFile(hookFail, nil, 0644)
+	_, err = c.PreStartContainer(ctx, &api.PreStartContainerRequest{DevicesIds: grant})
+	check(status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "exited with status 1"),
+		"a failing pre-start hook fails the call: %v", err)
+	os.Remove(hookFail)
 	_, err = c.GetDevicePluginOptions(ctx, &api.Empty{})
 	check(err == nil, "still serving after bad input: %v", err)
 
