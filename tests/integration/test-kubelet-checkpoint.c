@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -120,10 +122,62 @@ static void test_checkpoint_reconcile(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * A kubelet that speaks garbage, stops halfway or sends an HTTP/2 frame that makes no sense
+ * costs its own connection only: xpud keeps serving the device plugin and its own API.
+ */
+static void test_bad_peers(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), dir[4096], sock[4200];
+	/* the client preface, then a SETTINGS frame whose length is not a multiple of 6 */
+	static const char bad_frame[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+					"\x00\x00\x05\x04\x00\x00\x00\x00\x00"
+					"\x01\x02\x03\x04\x05";
+	struct test_xpud *x;
+	char *out;
+	int slow;
+
+	snprintf(dir, sizeof(dir), "%s/var/lib/kubelet/device-plugins", root);
+	{
+		char cmd[4200];
+
+		snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	x = test_xpud_start_nvml(root, NULL, NULL);
+	snprintf(sock, sizeof(sock), "%s/xpud-nvidia.com_gpu.sock", dir);
+
+	/* a peer that connects, says half a preface and then nothing */
+	{
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		slow = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(slow >= 0);
+		strcpy(sun.sun_path, sock);
+		assert_int_equal(connect(slow, (struct sockaddr *)&sun, sizeof(sun)), 0);
+		assert_int_equal(write(slow, "PRI * HTTP", 10), 10);
+	}
+	/* not HTTP/2 at all: the connection is closed, nothing else happens */
+	out = test_raw_exchange(sock, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, 3000);
+	free(out);
+	out = test_raw_exchange(sock, bad_frame, sizeof(bad_frame) - 1, 3000);
+	free(out);
+	/* still serving: the local API; and the device plugin, whose resource stays reserved */
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/gpu\"}", NULL),
+			 409);
+	assert_int_equal(access(sock, F_OK), 0);
+	close(slow);
+	assert_int_equal(test_xpud_stop(x), 0); /* a clean exit: nothing crashed */
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_checkpoint_reconcile),
+		cmocka_unit_test(test_bad_peers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
