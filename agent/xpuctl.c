@@ -422,6 +422,18 @@ static const json_t *doc_array(const struct ctl *ctl, const json_t *doc, const c
 	return a;
 }
 
+/* GET @path, whose answer holds the array @key: both returned, or an exit code. */
+static int fetch_list(struct ctl *ctl, const char *path, const char *key, json_t **ret_doc,
+		      const json_t **ret_list)
+{
+	int r = ctl_call(ctl, "GET", path, ret_doc);
+
+	if (r != CTL_EXIT_OK)
+		return r;
+	*ret_list = doc_array(ctl, *ret_doc, key);
+	return *ret_list ? CTL_EXIT_OK : CTL_EXIT_MALFORMED;
+}
+
 /* Percent-encodes one path segment; keeps RFC 3986 unreserved characters and ':'. */
 static char *path_escape(const char *s)
 {
@@ -459,12 +471,9 @@ static int verb_devices(struct ctl *ctl, char **args)
 	size_t i;
 	int r;
 
-	r = ctl_call(ctl, "GET", "/v1/devices", &doc);
+	r = fetch_list(ctl, "/v1/devices", "devices", &doc, &devices);
 	if (r != CTL_EXIT_OK)
 		return r;
-	devices = doc_array(ctl, doc, "devices");
-	if (!devices)
-		return CTL_EXIT_MALFORMED;
 	if (ctl->json)
 		return print_json(doc);
 
@@ -703,12 +712,9 @@ static int verb_slices(struct ctl *ctl, char **args)
 	size_t i;
 	int r;
 
-	r = ctl_call(ctl, "GET", "/v1/slices", &doc);
+	r = fetch_list(ctl, "/v1/slices", "slices", &doc, &slices);
 	if (r != CTL_EXIT_OK)
 		return r;
-	slices = doc_array(ctl, doc, "slices");
-	if (!slices)
-		return CTL_EXIT_MALFORMED;
 	if (ctl->json)
 		return print_json(doc);
 
@@ -740,12 +746,9 @@ static int verb_capacity(struct ctl *ctl, char **args)
 	size_t i;
 	int r;
 
-	r = ctl_call(ctl, "GET", "/v1/capacity", &doc);
+	r = fetch_list(ctl, "/v1/capacity", "resources", &doc, &resources);
 	if (r != CTL_EXIT_OK)
 		return r;
-	resources = doc_array(ctl, doc, "resources");
-	if (!resources)
-		return CTL_EXIT_MALFORMED;
 	if (ctl->json)
 		return print_json(doc);
 
@@ -1013,12 +1016,9 @@ static int verb_allocations(struct ctl *ctl, char **args)
 	size_t i;
 	int r;
 
-	r = ctl_call(ctl, "GET", "/v1/allocations", &doc);
+	r = fetch_list(ctl, "/v1/allocations", "allocations", &doc, &list);
 	if (r != CTL_EXIT_OK)
 		return r;
-	list = doc_array(ctl, doc, "allocations");
-	if (!list)
-		return CTL_EXIT_MALFORMED;
 	if (ctl->json)
 		return print_json(doc);
 	if (table_init(&t, header, ELEMENTSOF(header)) < 0)
@@ -1114,12 +1114,9 @@ static int verb_plan(struct ctl *ctl, char **args)
 	size_t i;
 	int r;
 
-	r = ctl_call(ctl, "GET", "/v1/plan", &doc);
+	r = fetch_list(ctl, "/v1/plan", "devices", &doc, &list);
 	if (r != CTL_EXIT_OK)
 		return r;
-	list = doc_array(ctl, doc, "devices");
-	if (!list)
-		return CTL_EXIT_MALFORMED;
 	if (ctl->json)
 		return print_json(doc);
 	if (table_init(&t, header, ELEMENTSOF(header)) < 0)

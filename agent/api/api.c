@@ -421,7 +421,7 @@ static json_t *request_object(struct http_conn *c, const struct http_request *re
 	return doc;
 }
 
-/* Refuses keys not in @known: a typo must not silently change nothing. */
+/* The first key of @o not in @known (a typo must not silently change nothing), or NULL. */
 static const char *unknown_key(json_t *o, const char *const *known)
 {
 	const char *key;
@@ -435,6 +435,26 @@ static const char *unknown_key(json_t *o, const char *const *known)
 		if (!ok)
 			return key;
 	}
+	return NULL;
+}
+
+/*
+ * The body as a JSON object with only @known keys (NULL-terminated), or NULL after answering
+ * 400 (*ret_r: what to return).
+ */
+static json_t *request_fields(struct http_conn *c, const struct http_request *req,
+			      const char *const *known, int *ret_r)
+{
+	_cleanup_free_ char *list = NULL;
+	json_t *doc = request_object(c, req, ret_r);
+	const char *bad;
+
+	if (!doc || !(bad = unknown_key(doc, known)))
+		return doc;
+	list = strv_join((char *const *)known, ", ");
+	*ret_r = list ? reply_error(c, 400, "invalid", "unknown key '%s' (known: %s)", bad, list)
+		      : -ENOMEM;
+	json_decref(doc);
 	return NULL;
 }
 
@@ -523,19 +543,13 @@ static int handle_allocate(struct api *a, struct http_conn *c, const struct http
 	struct alloc_owner owner = {};
 	_cleanup_free_ char *err = NULL, *owner_value = NULL;
 	const struct allocation *granted;
-	const char *why = NULL, *bad;
+	const char *why = NULL;
 	json_t *doc, *v;
 	int r = 0;
 
-	doc = request_object(c, req, &r);
+	doc = request_fields(c, req, known, &r);
 	if (!doc)
 		return r;
-	if ((bad = unknown_key(doc, known))) {
-		r = reply_error(c, 400, "invalid", "unknown key '%s' (known: resource, count, "
-						   "slices, owner, numa_local, connected, device)",
-				bad);
-		goto out;
-	}
 	v = json_object_get(doc, "resource");
 	if (v && (!json_is_string(v) || !(ar.resource = strdup(json_string_value(v))))) {
 		why = "resource: expected a resource name";
@@ -634,19 +648,12 @@ static int handle_fit(struct api *a, struct http_conn *c, const struct http_requ
 	_cleanup_(fit_result_done) struct fit_result res = {};
 	_cleanup_free_ char *err = NULL;
 	struct fit_request fr = { .count = 1 };
-	const char *bad;
 	json_t *doc, *v;
 	int r = 0;
 
-	doc = request_object(c, req, &r);
+	doc = request_fields(c, req, known, &r);
 	if (!doc)
 		return r;
-	if ((bad = unknown_key(doc, known))) {
-		r = reply_error(c, 400, "invalid", "unknown key '%s' (known: memory_bytes, compute, "
-						   "count, kind, resource)",
-				bad);
-		goto out;
-	}
 	v = json_object_get(doc, "memory_bytes");
 	if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
 		r = reply_error(c, 400, "invalid", "memory_bytes: expected a number of bytes");
