@@ -49,6 +49,8 @@ struct config {
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	int log_level;	       /* -1: leave as is */
 	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
+	char *cdi_dir;	       /* where CDI specs are written; NULL: default */
+	char *nfd_dir;	       /* NFD's local features directory; NULL: default */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
 
