@@ -39,9 +39,9 @@ char *cdi_qualified_name(const struct xpu_slice *s, const struct xpu_device *d)
 const char *cdi_spec_file_name(enum xpu_kind kind)
 {
 	static const char *const names[_XPU_KIND_MAX] = {
-		[XPU_KIND_GPU] = CDI_VENDOR "-gpu.json",
-		[XPU_KIND_ACCEL] = CDI_VENDOR "-accel.json",
-		[XPU_KIND_FPGA] = CDI_VENDOR "-fpga.json",
+	    [XPU_KIND_GPU] = CDI_VENDOR "-gpu.json",
+	    [XPU_KIND_ACCEL] = CDI_VENDOR "-accel.json",
+	    [XPU_KIND_FPGA] = CDI_VENDOR "-fpga.json",
 	};
 
 	return kind >= 0 && kind < _XPU_KIND_MAX ? names[kind] : NULL;
@@ -68,8 +68,8 @@ static json_t *cdi_device(const struct xpu_slice *s, const struct xpu_device *d)
 		goto out;
 	for (char *const *n = s->device_nodes; n && *n; n++)
 		/* read and write, no mknod: the node is created for the container */
-		if (json_array_append_new(nodes, json_pack("{s:s, s:s}", "path", *n,
-							   "permissions", "rw")) < 0)
+		if (json_array_append_new(
+			nodes, json_pack("{s:s, s:s}", "path", *n, "permissions", "rw")) < 0)
 			goto out;
 	if (json_array_size(nodes) > 0 && json_object_set(edits, "deviceNodes", nodes) < 0)
 		goto out;
@@ -110,8 +110,8 @@ int cdi_build_spec(enum xpu_kind kind, const struct device_list *devs,
 		*ret = NULL;
 		return 0;
 	}
-	spec = json_pack("{s:s, s:s, s:o}", "cdiVersion", CDI_VERSION, "kind", kind_name,
-			 "devices", devices);
+	spec = json_pack("{s:s, s:s, s:o}", "cdiVersion", CDI_VERSION, "kind", kind_name, "devices",
+			 devices);
 	if (!spec)
 		return -ENOMEM;
 	*ret = spec;
@@ -243,8 +243,9 @@ static void cdi_sync(struct cdi_writer *w)
 	}
 	if (r < 0) {
 		if (!w->failing)
-			log_warning_errno(r, "Failed to write the CDI specs in %s, containers cannot "
-					     "name xpud's devices by CDI until it works, ignoring: %m",
+			log_warning_errno(r,
+					  "Failed to write the CDI specs in %s, containers cannot "
+					  "name xpud's devices by CDI until it works, ignoring: %m",
 					  w->dir);
 		w->failing = true;
 		/* try everything again at the next change */

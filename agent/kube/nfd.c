@@ -239,7 +239,8 @@ static void nfd_write(struct nfd_writer *w, char **labels)
 	}
 	if (r < 0) {
 		if (!w->failing)
-			log_warning_errno(r, "Failed to write the node labels to %s/%s, ignoring: %m",
+			log_warning_errno(r,
+					  "Failed to write the node labels to %s/%s, ignoring: %m",
 					  w->dir, NFD_FILE);
 		w->failing = true;
 		w->labels = strv_free(w->labels); /* write again at the next change */

@@ -282,7 +282,7 @@ int write_temp_at(int dfd, const char *name, const void *data, size_t len, mode_
 	for (unsigned attempt = 0;; attempt++) {
 		char *x = temp + strlen(temp) - strlen(TEMP_SUFFIX) + 1;
 		static const char chars[] =
-			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+		    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 		uint64_t v;
 
 		if (attempt >= 100)

@@ -56,10 +56,10 @@ static void start(struct kube_node *k, const char *config, bool stale_spec)
 		write_file(stale, "{}\n");
 	}
 	write_file(k->conf, config);
-	k->x = test_xpud_start_nvml(root,
-				    (const char *[]){ "--config", k->conf, "--cdi-dir", k->cdi,
-						      "--nfd-dir", k->nfd, NULL },
-				    NULL);
+	k->x = test_xpud_start_nvml(
+	    root,
+	    (const char *[]){"--config", k->conf, "--cdi-dir", k->cdi, "--nfd-dir", k->nfd, NULL},
+	    NULL);
 }
 
 static json_t *load_spec(struct kube_node *k, const char *file)
@@ -96,8 +96,8 @@ static ino_t inode_of(const char *dir, const char *file)
 /* Whether "kind=name" names a device of one of the specs in the CDI dir. */
 static bool resolves(struct kube_node *k, const char *qualified)
 {
-	static const char *const files[] = { "xpu.dev-gpu.json", "xpu.dev-accel.json",
-					     "xpu.dev-fpga.json" };
+	static const char *const files[] = {"xpu.dev-gpu.json", "xpu.dev-accel.json",
+					    "xpu.dev-fpga.json"};
 	const char *eq = strchr(qualified, '=');
 	bool found = false;
 
@@ -111,9 +111,9 @@ static bool resolves(struct kube_node *k, const char *qualified)
 		spec = load_spec(k, files[f]);
 		if (strncmp(json_string_value(json_object_get(spec, "kind")), qualified,
 			    (size_t)(eq - qualified)) == 0)
-			json_array_foreach(json_object_get(spec, "devices"), i, d)
-				found |= streq(json_string_value(json_object_get(d, "name")),
-					       eq + 1);
+			json_array_foreach (json_object_get(spec, "devices"), i, d)
+				found |=
+				    streq(json_string_value(json_object_get(d, "name")), eq + 1);
 		json_decref(spec);
 	}
 	return found;
@@ -142,7 +142,7 @@ static size_t n_named(struct kube_node *k, const char *part)
 	json_t *spec = load_spec(k, "xpu.dev-gpu.json"), *d;
 	size_t i, n = 0;
 
-	json_array_foreach(json_object_get(spec, "devices"), i, d)
+	json_array_foreach (json_object_get(spec, "devices"), i, d)
 		n += strstr(json_string_value(json_object_get(d, "name")), part) != NULL;
 	json_decref(spec);
 	return n;
@@ -160,7 +160,7 @@ static void grant_resolves(struct kube_node *k, const char *resource)
 	snprintf(body, sizeof(body), "{\"resource\": \"%s\", \"count\": 2}", resource);
 	assert_int_equal(test_request_body(k->x, "POST", "/v1/allocations", body, &doc), 201);
 	assert_int_equal(json_array_size(json_object_get(doc, "cdi_devices")), 2);
-	json_array_foreach(json_object_get(doc, "cdi_devices"), i, v)
+	json_array_foreach (json_object_get(doc, "cdi_devices"), i, v)
 		assert_true(resolves(k, json_string_value(v)));
 	json_decref(doc);
 }
@@ -181,7 +181,7 @@ static void test_cdi_specs(void **state)
 	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.6.0");
 	assert_string_equal(json_string_value(json_object_get(spec, "kind")), "xpu.dev/gpu");
 	assert_int_equal(json_array_size(json_object_get(spec, "devices")), 14);
-	json_array_foreach(json_object_get(spec, "devices"), i, d) {
+	json_array_foreach (json_object_get(spec, "devices"), i, d) {
 		json_t *edits = json_object_get(d, "containerEdits");
 
 		assert_true(json_array_size(json_object_get(edits, "deviceNodes")) > 0);
@@ -222,8 +222,9 @@ static int validate(const char *const *files)
 	char cmd[16384];
 	int n, status;
 
-	n = snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/k8s/validate-cdi.py %s/k8s/cdi-schema.json",
-		     tests, tests);
+	n = snprintf(cmd, sizeof(cmd),
+		     "/usr/bin/python3 %s/k8s/validate-cdi.py %s/k8s/cdi-schema.json", tests,
+		     tests);
 	for (; *files; files++)
 		n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", *files);
 	status = system(cmd);
@@ -239,11 +240,11 @@ static void test_cdi_schema(void **state)
 
 	start(&k, "partitions:\n  - match: {pci: \"0000:18:00.0\"}\n    replicas: 3\n", false);
 	snprintf(path, sizeof(path), "%s/xpu.dev-gpu.json", k.cdi);
-	if (validate((const char *[]){ path, NULL }) == 77) {
+	if (validate((const char *[]){path, NULL}) == 77) {
 		test_xpud_free(k.x);
 		skip();
 	}
-	assert_int_equal(validate((const char *[]){ path, NULL }), 0);
+	assert_int_equal(validate((const char *[]){path, NULL}), 0);
 	assert_true(has_device(&k, "xpu.dev-gpu.json", "0000-18-00.0-replica-2"));
 
 	/* the check can fail: a spec with a name CDI refuses is reported */
@@ -253,7 +254,7 @@ static void test_cdi_schema(void **state)
 	snprintf(bad, sizeof(bad), "%s/bad.json", k.cdi);
 	assert_int_equal(json_dump_file(spec, bad, 0), 0);
 	json_decref(spec);
-	assert_int_equal(validate((const char *[]){ bad, NULL }), 1);
+	assert_int_equal(validate((const char *[]){bad, NULL}), 1);
 	test_xpud_free(k.x);
 }
 
@@ -295,9 +296,9 @@ static void test_nfd_labels(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cdi_specs),
-		cmocka_unit_test(test_cdi_schema),
-		cmocka_unit_test(test_nfd_labels),
+	    cmocka_unit_test(test_cdi_specs),
+	    cmocka_unit_test(test_cdi_schema),
+	    cmocka_unit_test(test_nfd_labels),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

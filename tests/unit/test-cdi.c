@@ -14,8 +14,7 @@
 #include "kube/cdi.h"
 #include "shared/strv.h"
 
-static struct xpu_device *dev(const char *id, enum xpu_kind kind, const char *node,
-			      const char *env)
+static struct xpu_device *dev(const char *id, enum xpu_kind kind, const char *node, const char *env)
 {
 	struct xpu_device *d = device_new();
 
@@ -58,20 +57,19 @@ static int setup(void **state)
 	struct xpu_device *mig = dev("0000:2a:00.0", XPU_KIND_GPU, "/dev/nvidia1", NULL);
 
 	assert_non_null(f);
-	assert_int_equal(device_list_push(&f->devs, dev("0000:18:00.0", XPU_KIND_GPU,
-							 "/dev/nvidia0",
-							 "NVIDIA_VISIBLE_DEVICES=GPU-a")),
-			 0);
+	assert_int_equal(
+	    device_list_push(&f->devs, dev("0000:18:00.0", XPU_KIND_GPU, "/dev/nvidia0",
+					   "NVIDIA_VISIBLE_DEVICES=GPU-a")),
+	    0);
 	add_mig(mig, "MIG-1111");
 	add_mig(mig, "MIG-2222");
 	assert_int_equal(device_list_push(&f->devs, mig), 0);
 	assert_int_equal(device_list_push(&f->devs, dev("0000:3b:00.0", XPU_KIND_ACCEL,
-							 "/dev/accel/accel0", NULL)),
+							"/dev/accel/accel0", NULL)),
 			 0);
 	/* nothing a runtime could inject: CDI refuses a device without edits */
-	assert_int_equal(device_list_push(&f->devs, dev("0000:4c:00.0", XPU_KIND_ACCEL, NULL,
-							 NULL)),
-			 0);
+	assert_int_equal(
+	    device_list_push(&f->devs, dev("0000:4c:00.0", XPU_KIND_ACCEL, NULL, NULL)), 0);
 	device_list_sort(&f->devs);
 	assert_int_equal(plan_slices(&f->devs, &f->slices), 0);
 	*state = f;
@@ -105,7 +103,7 @@ static void test_names(void **state)
 
 	assert_string_equal(n, "xpu.dev/gpu=0000-18-00.0");
 	free(n);
-	struct xpu_slice replica = { .id = (char *)"0000:3b:00.0/replica-1" };
+	struct xpu_slice replica = {.id = (char *)"0000:3b:00.0/replica-1"};
 	n = cdi_qualified_name(&replica, device_list_find(&f->devs, "0000:3b:00.0"));
 	assert_string_equal(n, "xpu.dev/accel=0000-3b-00.0-replica-1");
 	free(n);
@@ -119,7 +117,7 @@ static json_t *device_named(json_t *spec, const char *name)
 	size_t i;
 	json_t *d;
 
-	json_array_foreach(json_object_get(spec, "devices"), i, d)
+	json_array_foreach (json_object_get(spec, "devices"), i, d)
 		if (streq(json_string_value(json_object_get(d, "name")), name))
 			return d;
 	return NULL;
@@ -176,9 +174,8 @@ static void test_other_kinds(void **state)
 	assert_string_equal(json_string_value(json_object_get(spec, "kind")), "xpu.dev/accel");
 	/* the accelerator without nodes or environment is left out; no env key without env */
 	assert_int_equal(json_array_size(json_object_get(spec, "devices")), 1);
-	assert_null(json_object_get(json_object_get(device_named(spec, "0000-3b-00.0"),
-						    "containerEdits"),
-				    "env"));
+	assert_null(json_object_get(
+	    json_object_get(device_named(spec, "0000-3b-00.0"), "containerEdits"), "env"));
 	json_decref(spec);
 
 	/* no FPGA: no spec (the file is removed) */
@@ -190,9 +187,9 @@ static void test_other_kinds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_gpu_spec, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_other_kinds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpu_spec, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_other_kinds, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

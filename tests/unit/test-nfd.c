@@ -130,7 +130,7 @@ static void test_labels(void **state)
 
 static void test_document(void **state)
 {
-	char *labels[] = { (char *)"a.b/c=1", (char *)"x.y/z=true", NULL };
+	char *labels[] = {(char *)"a.b/c=1", (char *)"x.y/z=true", NULL};
 	char *doc = NULL, when[32];
 
 	/* 2024-05-01T10:20:30Z is 1714558830 */
@@ -140,7 +140,7 @@ static void test_document(void **state)
 	assert_int_equal(nfd_document(labels, 1714558830ULL * 1000000ULL, &doc), 0);
 	assert_string_equal(doc, "# +expiry-time=2024-05-01T10:20:30Z\na.b/c=1\nx.y/z=true\n");
 	free(doc);
-	assert_int_equal(nfd_document((char *[]){ NULL }, 0, &doc), 0);
+	assert_int_equal(nfd_document((char *[]){NULL}, 0, &doc), 0);
 	assert_string_equal(doc, "# +expiry-time=1970-01-01T00:00:00Z\n");
 	free(doc);
 	/* the refresh comes well before the expiry, and is not a busy timer */
@@ -151,9 +151,9 @@ static void test_document(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_label_value),
-		cmocka_unit_test(test_labels),
-		cmocka_unit_test(test_document),
+	    cmocka_unit_test(test_label_value),
+	    cmocka_unit_test(test_labels),
+	    cmocka_unit_test(test_document),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
