@@ -11,7 +11,9 @@
 #include "backends/nvidia.h"
 #include "core/config.h"
 #include "daemon/manager.h"
+#include "kube/cdi.h"
 #include "kube/deviceplugin.h"
+#include "kube/nfd.h"
 #include "shared/log.h"
 #include "core/state.h"
 #include "sim/fixture.h"
@@ -33,6 +35,10 @@ static void help(void)
 	       "                        with --root or --simulate: ROOT%s)\n"
 	       "  --kubelet-dir DIR     Serve the kubelet device plugin API in DIR (default %s;\n"
 	       "                        with --root: ROOT%s); no such directory: off\n"
+	       "  --cdi-dir DIR         Write CDI specs in DIR (default %s; with --root: ROOT%s)\n"
+	       "  --nfd-dir DIR         Write node labels for Node Feature Discovery in DIR\n"
+	       "                        (default %s;\n"
+	       "                        with --root: ROOT%s); no such directory: off\n"
 	       "  --simulate NAME       Run on a bundled simulated node; 'list' names them\n"
 	       "  --uevent-socket PATH  Receive uevents in the kernel's format on this datagram\n"
 	       "                        socket instead of the kernel's netlink group (the test\n"
@@ -41,7 +47,8 @@ static void help(void)
 	       "  -h --help             Show this help\n"
 	       "     --version          Show the version\n",
 	       XPU_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH, STATE_DEFAULT_DIR, STATE_DEFAULT_DIR,
-	       DEVICEPLUGIN_DEFAULT_DIR, DEVICEPLUGIN_DEFAULT_DIR);
+	       DEVICEPLUGIN_DEFAULT_DIR, DEVICEPLUGIN_DEFAULT_DIR, CDI_DEFAULT_DIR, CDI_DEFAULT_DIR,
+	       NFD_DEFAULT_DIR, NFD_DEFAULT_DIR);
 }
 
 static int list_simulations(void)
@@ -129,6 +136,8 @@ int main(int argc, char *argv[])
 		ARG_LOG_LEVEL,
 		ARG_STATE_DIR,
 		ARG_KUBELET_DIR,
+		ARG_CDI_DIR,
+		ARG_NFD_DIR,
 		ARG_VERSION,
 	};
 	static const struct option options[] = {
@@ -141,6 +150,8 @@ int main(int argc, char *argv[])
 		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
 		{ "state-dir", required_argument, NULL, ARG_STATE_DIR },
 		{ "kubelet-dir", required_argument, NULL, ARG_KUBELET_DIR },
+		{ "cdi-dir", required_argument, NULL, ARG_CDI_DIR },
+		{ "nfd-dir", required_argument, NULL, ARG_NFD_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{},
@@ -182,6 +193,12 @@ int main(int argc, char *argv[])
 			break;
 		case ARG_KUBELET_DIR:
 			o.kubelet_dir = optarg;
+			break;
+		case ARG_CDI_DIR:
+			o.cdi_dir = optarg;
+			break;
+		case ARG_NFD_DIR:
+			o.nfd_dir = optarg;
 			break;
 		case ARG_LOG_LEVEL:
 			o.log_level = log_level_from_string(optarg);

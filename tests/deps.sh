@@ -4,9 +4,10 @@ set -eu
 pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-parser-dev
 libyaml-dev libcmocka-dev libnl-genl-3-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler"
 if [ "${1:-}" = test ]; then
-	# Go and grpc-go build the test client that plays kubelet (tests/k8s/)
+	# Go and grpc-go build the test client that plays kubelet (tests/k8s/); jsonschema checks
+	# the CDI specs, yaml the DaemonSet manifest
 	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
-protobuf-compiler"
+protobuf-compiler python3-jsonschema python3-yaml"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/views.h"
+#include "kube/cdi.h"
 #include "shared/strv.h"
 
 /* Adds @value to @o under @key, stealing the reference; a NULL value is an OOM. */
@@ -396,19 +397,6 @@ oom:
 	return NULL;
 }
 
-/* "xpu.dev/gpu=0000-18-00-0": the CDI name of a slice in the specs xpud writes. */
-static char *cdi_name(const struct xpu_slice *s, const struct xpu_device *d)
-{
-	char *name, *p;
-
-	if (asprintf(&name, "xpu.dev/%s=%s", d ? xpu_kind_to_string(d->kind) : "device", s->id) < 0)
-		return NULL;
-	for (p = strchr(name, '=') + 1; *p; p++)
-		if (*p == ':' || *p == '/')
-			*p = '-';
-	return name;
-}
-
 static json_t *owner_view(const struct alloc_owner *o)
 {
 	return json_pack("{s:s, s:o}", "kind", owner_kind_to_string(o->kind), "value",
@@ -449,7 +437,7 @@ json_t *view_allocation(const struct allocation *a, const struct device_list *de
 		STRV_FOREACH(node, s->device_nodes)
 			if (strv_extend_unique(&nodes, *node) < 0)
 				goto out;
-		name = cdi_name(s, d);
+		name = cdi_qualified_name(s, d);
 		if (!name || strv_consume(&cdi, name) < 0 || strv_extend(&dev_ids, s->device_id) < 0)
 			goto out;
 		envs[k++] = s->env;

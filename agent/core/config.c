@@ -94,6 +94,8 @@ void config_done(struct config *c)
 	free(c->socket_path);
 	free(c->kubelet_dir);
 	free(c->pre_start_hook);
+	free(c->cdi_dir);
+	free(c->nfd_dir);
 	free(c->socket_group);
 	free(c->admin_group);
 	free(c->nvml_library);
@@ -223,7 +225,7 @@ static const char *node_shape(const yaml_node_t *n)
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", NULL,
+	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -298,6 +300,12 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 				    "got '%s'",
 				    value);
 		return set_string(&c->pre_start_hook, value);
+	}
+	if (streq(key, "cdi-dir") || streq(key, "nfd-dir")) {
+		if (value[0] != '/')
+			return fail(ret_error, line, "%s: expected an absolute path, got '%s'", key,
+				    value);
+		return set_string(streq(key, "cdi-dir") ? &c->cdi_dir : &c->nfd_dir, value);
 	}
 	if (streq(key, "socket-group"))
 		return set_string(&c->socket_group, value);

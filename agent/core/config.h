@@ -50,6 +50,8 @@ struct config {
 	int log_level;	       /* -1: leave as is */
 	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
 	char *pre_start_hook;  /* run before a container starts (PreStartContainer); NULL: none */
+	char *cdi_dir;	       /* where CDI specs are written; NULL: default */
+	char *nfd_dir;	       /* NFD's local features directory; NULL: default */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
 };
 

@@ -87,7 +87,6 @@ void state_unset_applied(struct state *s, const char *device_id)
 #define STATE_MAX_ITEMS 4096	   /* slices of one allocation, profiles of one offer */
 #define STATE_MAX_FILE (64u << 20) /* a larger state.json is not ours */
 #define STATE_CORRUPT_FILE STATE_FILE ".corrupt"
-#define STATE_TEMP_TEMPLATE "." STATE_FILE ".XXXXXX"
 
 /*
  * Replaces *@error with the message @fmt (and ": @suffix"), made one line whatever the file (or
@@ -795,22 +794,6 @@ static int read_file(int fd, char **ret, size_t *ret_len)
 	return read_full_fd(fd, STATE_MAX_FILE, ret, ret_len);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Temporary files a save that was killed before its rename left behind: never the state. */
 static void remove_temp_files(int dfd)
 {
@@ -826,8 +809,7 @@ static void remove_temp_files(int dfd)
 		return;
 	}
 	while ((de = readdir(d)))
-		if (strncmp(de->d_name, "." STATE_FILE ".", strlen("." STATE_FILE ".")) == 0 &&
-		    strlen(de->d_name) == strlen(STATE_TEMP_TEMPLATE))
+		if (is_temp_of(de->d_name, STATE_FILE))
 			(void)unlinkat(dfd, de->d_name, 0);
 }
 
@@ -899,9 +881,10 @@ int state_load(const char *dir, struct state *s, char **ret_warning)
 
 int state_save(const char *dir, const struct state *s)
 {
-	_cleanup_free_ char *text = NULL, *error = NULL, *path = NULL;
-	_cleanup_close_ int dfd = -EBADF, fd = -EBADF;
-	const char *temp;
+	_cleanup_free_ char *text = NULL, *error = NULL, *temp = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	size_t n;
+	char *t;
 	int r;
 
 	r = state_dump(s, &text, &error);
@@ -919,26 +902,15 @@ int state_save(const char *dir, const struct state *s)
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
-	if (asprintf(&path, "%s/%s", dir, STATE_TEMP_TEMPLATE) < 0)
+	n = strlen(text);
+	t = realloc(text, n + 2);
+	if (!t)
 		return -ENOMEM;
-	temp = path + strlen(dir) + 1;
-	fd = mkostemp(path, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0)
-		return -errno;
-
-	r = write_all(fd, text, strlen(text));
-	if (r == 0)
-		r = write_all(fd, "\n", 1);
-	if (r == 0)
-		r = RET_NERRNO(fsync(fd));
-	if (r == 0)
-		r = close_nointr(TAKE_FD(fd));
-	fault_point("state-before-rename");
-	if (r == 0)
-		r = RET_NERRNO(renameat(dfd, temp, dfd, STATE_FILE));
-	if (r < 0) {
-		(void)unlinkat(dfd, temp, 0);
+	text = t;
+	memcpy(text + n, "\n", 2);
+	r = write_temp_at(dfd, STATE_FILE, text, n + 1, 0600, &temp);
+	if (r < 0)
 		return r;
-	}
-	return RET_NERRNO(fsync(dfd));
+	fault_point("state-before-rename");
+	return rename_durably_at(dfd, temp, STATE_FILE);
 }

@@ -23,7 +23,9 @@
 #include "daemon/allocations.h"
 #include "daemon/manager.h"
 #include "daemon/uevent.h"
+#include "kube/cdi.h"
 #include "kube/deviceplugin.h"
+#include "kube/nfd.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/log.h"
@@ -62,6 +64,8 @@ struct manager {
 	struct uevent_monitor *uevents;
 	char *uevent_socket;
 	struct deviceplugin *plugin; /* NULL: no kubelet directory, every resource is local */
+	struct cdi_writer *cdi;	     /* NULL: CDI specs are not written */
+	struct nfd_writer *nfd;	     /* NULL: no NFD directory, no node labels */
 
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
@@ -128,6 +132,8 @@ static void on_inventory_event(const struct inventory_event *ev, void *userdata)
 	if (m->api)
 		api_broadcast(m->api, ev);
 	deviceplugin_changed(m->plugin);
+	cdi_writer_changed(m->cdi);
+	nfd_writer_changed(m->nfd);
 }
 
 /* Resources the device plugin serves belong to kubelet: the local API does not grant them. */
@@ -163,6 +169,38 @@ static int start_deviceplugin(struct manager *m, const struct manager_options *o
 	if (r < 0)
 		return r;
 	allocations_set_reserved(m->allocations, resource_served_to_kubelet, m);
+	return 0;
+}
+
+/* @flag if given, else @key of the configuration, else @def below the host root. */
+static char *host_dir(struct manager *m, const char *flag, const char *key, const char *def)
+{
+	char *dir = NULL;
+
+	if (flag || key)
+		return strdup(flag ?: key);
+	if (m->host->is_real)
+		return strdup(def);
+	if (asprintf(&dir, "%s%s", m->host->root, def) < 0)
+		return NULL;
+	return dir;
+}
+
+/* CDI specs and node labels: what a container runtime and the scheduler read from files. */
+static int start_kube_files(struct manager *m, const struct manager_options *o)
+{
+	_cleanup_free_ char *cdi = host_dir(m, o->cdi_dir, m->config.cdi_dir, CDI_DEFAULT_DIR);
+	_cleanup_free_ char *nfd = host_dir(m, o->nfd_dir, m->config.nfd_dir, NFD_DEFAULT_DIR);
+	int r;
+
+	if (!cdi || !nfd)
+		return log_oom();
+	r = cdi_writer_new(m->event, cdi, m->inventory, &m->cdi);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the CDI specs: %m");
+	r = nfd_writer_new(m->event, nfd, m->inventory, &m->nfd);
+	if (r < 0 && r != -ENOENT)
+		return r;
 	return 0;
 }
 
@@ -877,6 +915,9 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	r = start_deviceplugin(m, o);
 	if (r < 0)
 		log_warning_errno(r, "The kubelet device plugin is off, ignoring: %m");
+	r = start_kube_files(m, o);
+	if (r < 0)
+		log_warning_errno(r, "CDI specs or node labels are off, ignoring: %m");
 
 	r = arm_health_timer(m);
 	if (r < 0)
@@ -909,6 +950,8 @@ struct manager *manager_free(struct manager *m)
 	if (!m)
 		return NULL;
 	m->plugin = deviceplugin_free(m->plugin);
+	m->cdi = cdi_writer_free(m->cdi);
+	m->nfd = nfd_writer_free(m->nfd);
 	m->api = api_free(m->api);
 	m->server = http_server_free(m->server);
 	if (m->socket_owned)

@@ -20,6 +20,8 @@ struct manager_options {
 	int log_level;		   /* -1: from config */
 	const char *state_dir;	   /* NULL: STATE_DEFAULT_DIR below the root */
 	const char *kubelet_dir;   /* NULL: the config's, else the default below the root */
+	const char *cdi_dir;	   /* NULL: the config's, else CDI_DEFAULT_DIR below the root */
+	const char *nfd_dir;	   /* NULL: the config's, else NFD_DEFAULT_DIR below the root */
 };
 
 struct manager;

@@ -3,7 +3,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "macro.h"
@@ -243,4 +247,98 @@ int mkdir_parents(const char *path, mode_t mode)
 		*s = '/';
 	}
 	return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+#define TEMP_SUFFIX ".XXXXXX"
+
+int write_temp_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+		  char **ret_temp)
+{
+	_cleanup_free_ char *temp = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	if (strlen(name) + strlen("." TEMP_SUFFIX) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (asprintf(&temp, ".%s" TEMP_SUFFIX, name) < 0)
+		return -ENOMEM;
+	/* mkostempat() does not exist: fill in the name ourselves, O_EXCL makes it safe */
+	for (unsigned attempt = 0;; attempt++) {
+		char *x = temp + strlen(temp) - strlen(TEMP_SUFFIX) + 1;
+		static const char chars[] =
+		    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+		uint64_t v;
+
+		if (attempt >= 100)
+			return -EEXIST;
+		if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+			v = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ attempt;
+		for (size_t i = 0; i < strlen(TEMP_SUFFIX) - 1; i++, v /= sizeof(chars) - 1)
+			x[i] = chars[v % (sizeof(chars) - 1)];
+		fd = openat(dfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST)
+			return -errno;
+	}
+
+	r = write_all(fd, data, len);
+	if (r == 0)
+		r = RET_NERRNO(fchmod(fd, mode));
+	if (r == 0)
+		r = RET_NERRNO(fsync(fd));
+	if (r == 0)
+		r = close_nointr(TAKE_FD(fd));
+	if (r < 0) {
+		(void)unlinkat(dfd, temp, 0);
+		return r;
+	}
+	*ret_temp = TAKE_PTR(temp);
+	return 0;
+}
+
+int rename_durably_at(int dfd, const char *temp, const char *name)
+{
+	if (renameat(dfd, temp, dfd, name) < 0) {
+		int r = -errno;
+
+		(void)unlinkat(dfd, temp, 0);
+		return r;
+	}
+	return RET_NERRNO(fsync(dfd));
+}
+
+int write_file_atomic_at(int dfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+	_cleanup_free_ char *temp = NULL;
+	int r;
+
+	r = write_temp_at(dfd, name, data, len, mode, &temp);
+	if (r < 0)
+		return r;
+	return rename_durably_at(dfd, temp, name);
+}
+
+bool is_temp_of(const char *name, const char *target)
+{
+	size_t n = strlen(target);
+
+	return name[0] == '.' && strncmp(name + 1, target, n) == 0 && name[n + 1] == '.' &&
+	       strlen(name) == 1 + n + strlen(TEMP_SUFFIX);
 }

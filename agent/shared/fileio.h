@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,3 +59,22 @@ int exists_at(int dirfd, const char *path);
 /* Creates the directories above the last '/' of @path that do not exist yet, with @mode.
  * 0 or -errno. */
 int mkdir_parents(const char *path, mode_t mode);
+
+/*
+ * Writing a file so that readers (and a restart after a crash) see the old content or the new,
+ * never a mix: the data goes to a temporary file ".<name>.XXXXXX" in the same directory, is
+ * fsync'd and given @mode; rename_durably_at() then renames it over @name and fsyncs the
+ * directory. Split in two so that a caller can place a fault point between the steps.
+ */
+
+/* Writes @len bytes of @data to a new temporary file in @dfd: its name (malloc'd) in
+ * *ret_temp. -ENAMETOOLONG, -ENOMEM or -errno of the syscalls (nothing left behind). */
+int write_temp_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+		  char **ret_temp);
+/* Renames @temp over @name in @dfd (removing @temp when that fails), then fsyncs @dfd.
+ * 0 or -errno. */
+int rename_durably_at(int dfd, const char *temp, const char *name);
+/* Both steps. 0 or -errno; does not log. */
+int write_file_atomic_at(int dfd, const char *name, const void *data, size_t len, mode_t mode);
+/* Whether @name in @dfd is a temporary file write_temp_at() made for @target. */
+bool is_temp_of(const char *name, const char *target);

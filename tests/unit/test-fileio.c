@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -63,10 +67,52 @@ static void test_read_full_fd(void **unused)
 	close(fd);
 }
 
+/* Replaces the file, leaves no temporary file, sets the mode; a temp file is recognised. */
+static void test_write_file_atomic(void **unused)
+{
+	char dir[] = "/tmp/xpu-fileio-XXXXXX", *text = NULL;
+	int dfd, fd, n = 0;
+	struct stat st;
+	struct dirent *de;
+	size_t len;
+	DIR *d;
+
+	assert_non_null(mkdtemp(dir));
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(write_file_atomic_at(dfd, "spec.json", "old\n", 4, 0644), 0);
+	assert_int_equal(write_file_atomic_at(dfd, "spec.json", "new content\n", 12, 0640), 0);
+	fd = openat(dfd, "spec.json", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read_full_fd(fd, 1024, &text, &len), 0);
+	assert_string_equal(text, "new content\n");
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	close(fd);
+	free(text);
+	d = fdopendir(dup(dfd));
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(n, 1); /* only spec.json: no temporary file left behind */
+	/* a file in a directory that does not exist: an error, nothing left behind */
+	assert_int_equal(write_file_atomic_at(dfd, "no/such/dir", "x", 1, 0644), -ENOENT);
+
+	assert_true(is_temp_of(".spec.json.a1B2c3", "spec.json"));
+	assert_false(is_temp_of(".spec.json.a1B2c", "spec.json"));
+	assert_false(is_temp_of("spec.json.a1B2c3", "spec.json"));
+	assert_false(is_temp_of(".spec.jsonXa1B2c3", "spec.json"));
+	assert_int_equal(unlinkat(dfd, "spec.json", 0), 0);
+	close(dfd);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read_full_fd),
+		cmocka_unit_test(test_write_file_atomic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
