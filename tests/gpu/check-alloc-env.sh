@@ -12,7 +12,9 @@ command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 || { echo
 command -v python3 >/dev/null 2>&1 || { echo "no python3: skipping"; exit 77; }
 
 dir=$(mktemp -d)
-"$xpud" --socket "$dir/xpud.sock" --config /dev/null --state-dir "$dir/state" 2>"$dir/xpud.log" &
+# everything xpud writes stays in $dir: state, CDI specs; no labels, no device plugin
+"$xpud" --socket "$dir/xpud.sock" --config /dev/null --state-dir "$dir/state" \
+	--cdi-dir "$dir/cdi" --nfd-dir "$dir/nfd" --kubelet-dir "$dir/kubelet" 2>"$dir/xpud.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 i=0

@@ -30,7 +30,8 @@ notify.settimeout(30)
 env = dict(os.environ, NOTIFY_SOCKET=f"{d}/notify")
 t0 = time.monotonic()
 proc = subprocess.Popen([xpud, "--socket", sock, "--config", "/dev/null", "--log-level", "info",
-                         "--state-dir", f"{d}/state"],
+                         "--state-dir", f"{d}/state", "--cdi-dir", f"{d}/cdi",
+                         "--nfd-dir", f"{d}/nfd", "--kubelet-dir", f"{d}/kubelet"],
                         env=env, stderr=open(f"{d}/xpud.log", "w"))
 def ctl(*args):
     return subprocess.run([xpuctl, "--socket", sock, *args], capture_output=True, text=True)
