@@ -96,7 +96,9 @@ static bool on_probe_ok(struct health_tracker *t, const struct health_policy *p,
 		/* Never withdrawn: nothing to prove. */
 		return move(t, HEALTH_PHASE_HEALTHY, HEALTH_SIGNAL_PROBE_OK, now, ret);
 	case HEALTH_PHASE_UNHEALTHY:
-		return move(t, HEALTH_PHASE_PROBATION, HEALTH_SIGNAL_PROBE_OK, now, ret);
+		/* No probation configured: healthy at once. */
+		return move(t, p->probation_usec ? HEALTH_PHASE_PROBATION : HEALTH_PHASE_HEALTHY,
+			    HEALTH_SIGNAL_PROBE_OK, now, ret);
 	case HEALTH_PHASE_PROBATION:
 		if (now - t->since_usec < p->probation_usec)
 			return false;

@@ -160,10 +160,9 @@ static void test_one_failure_is_enough_when_configured(void **state)
 					  &tr));
 	assert_int_equal(tr.from, HEALTH_PHASE_HEALTHY);
 	assert_int_equal(tr.to, HEALTH_PHASE_UNHEALTHY);
-	/* no probation period: still one step through probation, then healthy */
+	/* no probation period: healthy at the first clean probe */
 	assert_true(health_tracker_signal(&t, &strict, HEALTH_SIGNAL_PROBE_OK, 0, NULL, S(2), &tr));
-	assert_int_equal(tr.to, HEALTH_PHASE_PROBATION);
-	assert_true(health_tracker_signal(&t, &strict, HEALTH_SIGNAL_PROBE_OK, 0, NULL, S(2), &tr));
+	assert_int_equal(tr.from, HEALTH_PHASE_UNHEALTHY);
 	assert_int_equal(tr.to, HEALTH_PHASE_HEALTHY);
 	assert_string_equal(health_phase_to_string(HEALTH_PHASE_PROBATION), "probation");
 	assert_string_equal(health_signal_to_string(HEALTH_SIGNAL_PROBE_FAILED), "probe-failed");
