@@ -286,6 +286,17 @@ json_t *view_event(const struct inventory_event *ev)
 		json_decref(o);
 		return NULL;
 	}
+	if (o && ev->transition &&
+	    set_new(o, "transition",
+		    json_pack("{s:s, s:s, s:s, s:o}", "from",
+			      health_phase_to_string(ev->transition->from), "to",
+			      health_phase_to_string(ev->transition->to), "signal",
+			      health_signal_to_string(ev->transition->signal), "reason",
+			      string_or_null(ev->transition->reason[0] ? ev->transition->reason
+								       : NULL))) < 0) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 

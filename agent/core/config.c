@@ -85,6 +85,7 @@ void config_init(struct config *c)
 	*c = (struct config){
 		.socket_mode = 0660,
 		.health_interval_usec = 30 * 1000000ULL,
+		.health = HEALTH_POLICY_DEFAULT,
 		.log_level = -1,
 	};
 }
@@ -225,7 +226,8 @@ static const char *node_shape(const yaml_node_t *n)
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir", NULL,
+	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir",
+	"health-suspect-after", "health-probation", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -356,6 +358,24 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 		if (parse_duration(value, &c->health_interval_usec) < 0)
 			return fail(ret_error, line,
 				    "health-interval: expected a duration such as 30s, got '%s'",
+				    value);
+		return 0;
+	}
+	if (streq(key, "health-suspect-after")) {
+		unsigned n = 0;
+
+		if (safe_atou(value, &n) < 0 || n < 1 || n > 1000)
+			return fail(ret_error, line,
+				    "health-suspect-after: expected a number of failed probes from 1 "
+				    "to 1000, got '%s'",
+				    value);
+		c->health.suspect_after = n;
+		return 0;
+	}
+	if (streq(key, "health-probation")) {
+		if (parse_duration(value, &c->health.probation_usec) < 0)
+			return fail(ret_error, line,
+				    "health-probation: expected a duration such as 60s, got '%s'",
 				    value);
 		return 0;
 	}

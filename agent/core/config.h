@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/health.h"
 #include "core/policy.h"
 #include "shared/macro.h"
 #include "shared/parse.h"
@@ -47,6 +48,7 @@ struct config {
 	struct xid_action *xid_actions; /* overrides of the XID table ("79:reset-gpu,13:ignore") */
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
+	struct health_policy health; /* health-suspect-after, health-probation */
 	int log_level;	       /* -1: leave as is */
 	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
 	char *pre_start_hook;  /* run before a container starts (PreStartContainer); NULL: none */

@@ -1,11 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/inventory.h"
 #include "core/state.h"
 
+/* A device's health state machine, kept across rescans by id. */
+struct tracked {
+	char *id;
+	struct health_tracker t;
+	struct health_transition pending; /* made by a rescan, reported by its diff */
+	bool has_pending;
+};
+
 struct inventory {
+	struct tracked *tracked;
+	size_t n_tracked;
+	const struct health_policy *health_policy; /* borrowed; NULL: the default */
 	struct device_list devices; /* sorted by id */
 	struct plan plan;
 	const struct policy *policy; /* borrowed; NULL: every device whole */
@@ -45,6 +57,9 @@ struct inventory *inventory_free(struct inventory *inv)
 		return NULL;
 	device_list_clear(&inv->devices);
 	plan_done(&inv->plan);
+	for (size_t i = 0; i < inv->n_tracked; i++)
+		free(inv->tracked[i].id);
+	free(inv->tracked);
 	free(inv);
 	return NULL;
 }
@@ -55,8 +70,9 @@ void inventory_set_listener(struct inventory *inv, inventory_cb_t cb, void *user
 	inv->userdata = userdata;
 }
 
-static void emit(struct inventory *inv, enum inventory_event_type type,
-		 const struct xpu_device *d, const struct xpu_health *previous, uint64_t now)
+static void emit_transition(struct inventory *inv, enum inventory_event_type type,
+			    const struct xpu_device *d, const struct xpu_health *previous,
+			    const struct health_transition *tr, uint64_t now)
 {
 	struct inventory_event ev = {
 		.seq = ++inv->seq,
@@ -64,10 +80,108 @@ static void emit(struct inventory *inv, enum inventory_event_type type,
 		.time_usec = now,
 		.device = d,
 		.previous = previous,
+		.transition = tr,
 	};
 
 	if (inv->cb)
 		inv->cb(&ev, inv->userdata);
+}
+
+static void emit(struct inventory *inv, enum inventory_event_type type,
+		 const struct xpu_device *d, const struct xpu_health *previous, uint64_t now)
+{
+	emit_transition(inv, type, d, previous, NULL, now);
+}
+
+static const struct health_policy *health_policy(const struct inventory *inv)
+{
+	static const struct health_policy def = HEALTH_POLICY_DEFAULT;
+
+	return inv->health_policy ?: &def;
+}
+
+static struct tracked *tracked_find(const struct inventory *inv, const char *id)
+{
+	for (size_t i = 0; i < inv->n_tracked; i++)
+		if (streq(inv->tracked[i].id, id))
+			return &inv->tracked[i];
+	return NULL;
+}
+
+/* What front ends see of @t: served or not, and why not. 0 or -ENOMEM. */
+static int health_from_tracker(const struct health_tracker *t, struct xpu_health *ret)
+{
+	char *reason = NULL;
+
+	if (health_phase_served(t->phase) == XPU_HEALTH_HEALTHY) {
+		*ret = (struct xpu_health){ .state = XPU_HEALTH_HEALTHY };
+		return 0;
+	}
+	if (t->phase == HEALTH_PHASE_PROBATION ? asprintf(&reason, "on probation: %s", t->reason) < 0
+					       : !(reason = strdup(t->reason)))
+		return -ENOMEM;
+	*ret = (struct xpu_health){ .state = XPU_HEALTH_UNHEALTHY, .reason = reason };
+	return 0;
+}
+
+/*
+ * Brings the trackers in line with a fresh device list: one per device (new ones healthy), none
+ * for devices gone; a device found broken is unhealthy at once; a device the machine holds
+ * unhealthy or on probation is shown so until its probation is over (a rescan that finds it well
+ * counts as one clean probe).
+ */
+static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_t now)
+{
+	struct tracked *n = calloc(fresh->n ?: 1, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	for (size_t i = 0; i < fresh->n; i++) {
+		struct xpu_device *d = fresh->items[i];
+		struct tracked *old = tracked_find(inv, d->id);
+
+		n[i].id = strdup(d->id);
+		if (!n[i].id)
+			goto oom;
+		if (old)
+			n[i].t = old->t;
+		else
+			health_tracker_init(&n[i].t, now);
+	}
+	for (size_t i = 0; i < fresh->n; i++) {
+		struct xpu_device *d = fresh->items[i];
+		struct xpu_health h;
+
+		if (d->health.state != XPU_HEALTH_HEALTHY &&
+		    health_phase_served(n[i].t.phase) == XPU_HEALTH_HEALTHY)
+			n[i].has_pending = health_tracker_signal(&n[i].t, health_policy(inv),
+								 HEALTH_SIGNAL_DISCOVERED, 0,
+								 d->health.reason, now,
+								 &n[i].pending);
+		else if (d->health.state == XPU_HEALTH_HEALTHY &&
+			 health_phase_served(n[i].t.phase) != XPU_HEALTH_HEALTHY)
+			/* a rescan that finds it well is one clean probe */
+			n[i].has_pending = health_tracker_signal(&n[i].t, health_policy(inv),
+								 HEALTH_SIGNAL_PROBE_OK, 0, NULL,
+								 now, &n[i].pending);
+		if (health_phase_served(n[i].t.phase) == XPU_HEALTH_HEALTHY)
+			continue;
+		if (health_from_tracker(&n[i].t, &h) < 0)
+			goto oom;
+		free(d->health.reason);
+		d->health = h;
+	}
+	for (size_t i = 0; i < inv->n_tracked; i++)
+		free(inv->tracked[i].id);
+	free(inv->tracked);
+	inv->tracked = n;
+	inv->n_tracked = fresh->n;
+	return 0;
+oom:
+	for (size_t i = 0; i < fresh->n; i++)
+		free(n[i].id);
+	free(n);
+	return -ENOMEM;
 }
 
 static bool health_equal(const struct xpu_health *a, const struct xpu_health *b)
@@ -110,6 +224,9 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 	int r;
 
 	device_list_sort(fresh);
+	r = track_fresh(inv, fresh, now_usec);
+	if (r < 0)
+		return r;
 	r = inventory_plan_build(inv, fresh, &plan);
 	if (r < 0)
 		return r;
@@ -149,7 +266,10 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 				changed = true;
 			}
 			if (!health_equal(&o->health, &n->health)) {
-				emit(inv, INVENTORY_HEALTH_CHANGED, n, &o->health, now_usec);
+				struct tracked *t = tracked_find(inv, n->id);
+
+				emit_transition(inv, INVENTORY_HEALTH_CHANGED, n, &o->health,
+						t && t->has_pending ? &t->pending : NULL, now_usec);
 				changed = true;
 			}
 			st.changed += changed;
@@ -161,6 +281,44 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 	if (ret_stats)
 		*ret_stats = st;
 	return 0;
+}
+
+void inventory_set_health_policy(struct inventory *inv, const struct health_policy *policy)
+{
+	inv->health_policy = policy;
+}
+
+const struct health_tracker *inventory_health(const struct inventory *inv, const char *id)
+{
+	const struct tracked *t = tracked_find(inv, id);
+
+	return t ? &t->t : NULL;
+}
+
+int inventory_health_signal(struct inventory *inv, const char *id, enum health_signal signal,
+			    enum health_severity severity, const char *reason, uint64_t now_usec)
+{
+	struct xpu_device *d = device_list_find(&inv->devices, id);
+	struct tracked *t = tracked_find(inv, id);
+	struct health_tracker before;
+	struct health_transition tr;
+	struct xpu_health previous, h;
+
+	if (!d || !t)
+		return -ENOENT;
+	before = t->t;
+	if (!health_tracker_signal(&t->t, health_policy(inv), signal, severity, reason, now_usec,
+				   &tr))
+		return 0;
+	if (health_from_tracker(&t->t, &h) < 0) {
+		t->t = before;
+		return -ENOMEM;
+	}
+	previous = d->health;
+	d->health = h;
+	emit_transition(inv, INVENTORY_HEALTH_CHANGED, d, &previous, &tr, now_usec);
+	free(previous.reason);
+	return 1;
 }
 
 int inventory_set_health(struct inventory *inv, const char *id, const struct xpu_health *h,

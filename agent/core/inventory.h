@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/device.h"
+#include "core/health.h"
 #include "core/plan.h"
 
 enum inventory_event_type {
@@ -26,6 +27,8 @@ struct inventory_event {
 	uint64_t time_usec; /* CLOCK_REALTIME */
 	const struct xpu_device *device; /* borrowed, valid during the callback only */
 	const struct xpu_health *previous; /* health-changed: the state before */
+	/* health-changed by the state machine: the phases, signal and reason; else NULL */
+	const struct health_transition *transition;
 };
 
 const char *inventory_event_type_to_string(enum inventory_event_type t);
@@ -55,6 +58,22 @@ void inventory_set_listener(struct inventory *inv, inventory_cb_t cb, void *user
  */
 int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t now_usec,
 		     struct inventory_stats *ret_stats);
+
+/*
+ * The health state machine's policy (borrowed; NULL: HEALTH_POLICY_DEFAULT). Every device has a
+ * tracker from its first inventory on; a device that a rescan finds broken is unhealthy at once,
+ * and one that is unhealthy or on probation stays so across rescans until its probes say.
+ */
+void inventory_set_health_policy(struct inventory *inv, const struct health_policy *policy);
+/*
+ * Feeds one health signal of device @id to its state machine; a transition sets the device's
+ * served health and emits one health-changed event carrying it. Returns 1 on a transition, 0
+ * when the phase stayed, -ENOENT for an unknown device, -ENOMEM. Does not log.
+ */
+int inventory_health_signal(struct inventory *inv, const char *id, enum health_signal signal,
+			    enum health_severity severity, const char *reason, uint64_t now_usec);
+/* The state machine of device @id (borrowed), or NULL. */
+const struct health_tracker *inventory_health(const struct inventory *inv, const char *id);
 
 /* Sets one device's health; emits health-changed when it differs. 0, -ENOENT, -ENOMEM. */
 int inventory_set_health(struct inventory *inv, const char *id, const struct xpu_health *h,

@@ -117,7 +117,16 @@ static void on_inventory_event(const struct inventory_event *ev, void *userdata)
 		log_device_full_errno(LOG_INFO, 0, d->id, pci, "Device %s changed.", d->id);
 		break;
 	case INVENTORY_HEALTH_CHANGED:
-		if (d->health.state == XPU_HEALTH_HEALTHY)
+		if (ev->transition && (ev->transition->to == HEALTH_PHASE_SUSPECT ||
+				       ev->transition->to == HEALTH_PHASE_PROBATION))
+			log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
+					      "Device %s is %s (was %s, on %s): %s", d->id,
+					      health_phase_to_string(ev->transition->to),
+					      health_phase_to_string(ev->transition->from),
+					      health_signal_to_string(ev->transition->signal),
+					      ev->transition->reason[0] ? ev->transition->reason
+									: "probes answer");
+		else if (d->health.state == XPU_HEALTH_HEALTHY)
 			log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
 					      "Device %s is healthy again (was: %s).", d->id,
 					      ev->previous->reason ?: "unhealthy");
@@ -272,8 +281,14 @@ static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *u
 				  b->ops->name);
 		return 0;
 	}
+	/* A backend's bad news is an event that acts at once; its good news, a probe that answers. */
 	for (size_t i = 0; i < n; i++)
-		(void)inventory_set_health(m->inventory, u[i].id, &u[i].health, now_realtime());
+		(void)inventory_health_signal(m->inventory, u[i].id,
+					      u[i].health.state == XPU_HEALTH_HEALTHY
+						      ? HEALTH_SIGNAL_PROBE_OK
+						      : HEALTH_SIGNAL_EVENT,
+					      HEALTH_SEVERITY_FATAL, u[i].health.reason,
+					      now_realtime());
 	backend_updates_free(u, n);
 	if (rescan)
 		schedule_rescan(m);
@@ -344,13 +359,16 @@ static void probe_health(struct manager *m)
 			char reason[256];
 
 			snprintf(reason, sizeof(reason), "health probe failed: %s", strerror(-r));
-			(void)inventory_set_health(m->inventory, copy->id,
-						   &(struct xpu_health){ XPU_HEALTH_UNHEALTHY,
-									 reason },
-						   now_realtime());
+			(void)inventory_health_signal(m->inventory, copy->id,
+						      HEALTH_SIGNAL_PROBE_FAILED, 0, reason,
+						      now_realtime());
 			continue;
 		}
-		(void)inventory_set_health(m->inventory, copy->id, &copy->health, now_realtime());
+		(void)inventory_health_signal(m->inventory, copy->id,
+					      copy->health.state == XPU_HEALTH_HEALTHY
+						      ? HEALTH_SIGNAL_PROBE_OK
+						      : HEALTH_SIGNAL_PROBE_FAILED,
+					      0, copy->health.reason, now_realtime());
 	}
 	update_status(m);
 }
@@ -841,6 +859,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (r < 0)
 		return log_oom();
 	inventory_set_listener(m->inventory, on_inventory_event, m);
+	inventory_set_health_policy(m->inventory, &m->config.health);
 
 	/* Allocations before the first inventory: it is planned around the slices in use. */
 	if (o->state_dir)

@@ -108,7 +108,7 @@ static void test_reload_and_health_timer(void **state)
 	wait_log(x, "xpud.yaml:line 1: health-interval");
 
 	/* a good one turns probing on: the dead GPU is seen, and its recovery too */
-	write_config(conf, "health-interval: 100ms\nlog-level: debug\n");
+	write_config(conf, "health-interval: 100ms\nhealth-probation: 300ms\nlog-level: debug\n");
 	kill(x->pid, SIGHUP);
 	wait_log(x, "Configuration reloaded.");
 	wait_health(x, "0000:00:06.0", "unhealthy", "not responding on the PCIe bus");

@@ -45,11 +45,21 @@ static long long expect(struct test_stream *s, const char *const *needles)
 
 static void test_hotplug_events(void **state)
 {
-	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
+	char *root = test_fixture_new("hgx-h100"), conf[4096];
+	struct test_xpud *x;
 	struct test_stream *s;
 	char *err = NULL;
 	json_t *doc = NULL;
 	long long ms;
+	FILE *f;
+
+	/* no probation: a rebound driver makes the device healthy at the next look */
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	f = fopen(conf, "we");
+	assert_non_null(f);
+	fputs("health-probation: 0\n", f);
+	fclose(f);
+	x = test_xpud_start(root, (const char *[]){ "--config", conf, NULL });
 
 	s = test_stream_open(x->socket);
 	expect(s, (const char *const[]){ "\"type\":\"subscribed\"", NULL });
@@ -70,12 +80,15 @@ static void test_hotplug_events(void **state)
 	test_send_uevent(x, "unbind", "/devices/pci0000:15/0000:18:00.0", "pci");
 	expect(s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
-					       "no kernel driver bound", NULL });
+					       "no kernel driver bound",
+					       "\"transition\":{\"from\":\"healthy\",\"to\":\"unhealthy\"",
+					       NULL });
 	assert_int_equal(fixture_set_driver(x->root, "0000:18:00.0", "nvidia"), 0);
 	test_send_uevent(x, "bind", "/devices/pci0000:15/0000:18:00.0", "pci");
 	expect(s, (const char *const[]){ "\"type\":\"health-changed\"",
 					       "\"device_id\":\"0000:18:00.0\"",
-					       "\"state\":\"healthy\"", NULL });
+					       "\"state\":\"healthy\"",
+					       "\"from\":\"unhealthy\",\"to\":\"healthy\"", NULL });
 
 	/* hot-unplug */
 	assert_int_equal(fixture_remove_pci(x->root, NEW_GPU), 0);

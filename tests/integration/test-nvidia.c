@@ -215,6 +215,81 @@ static void test_faults_stay_on_their_gpu(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * One of eight GPUs answers every NVML call with GPU_IS_LOST: it alone is unhealthy; the other
+ * seven are listed healthy, counted in capacity and granted together.
+ */
+static void test_one_lost_gpu_of_eight(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), desc[4096];
+	struct test_xpud *x;
+	json_t *doc, *gpus, *g, *d, *r;
+	int healthy = 0, lost = 0;
+	size_t i;
+
+	/* MIG off on the eighth GPU: eight whole GPUs; the second is lost */
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	doc = json_load_file(desc, 0, NULL);
+	assert_non_null(doc);
+	gpus = json_object_get(doc, "gpus");
+	assert_int_equal(json_array_size(gpus), 8);
+	g = json_array_get(gpus, 7);
+	assert_int_equal(json_object_set_new(g, "mig", json_pack("{s:b, s:b}", "current", 0,
+								  "pending", 0)),
+			 0);
+	assert_int_equal(json_object_del(g, "mig_instances"), 0);
+	assert_int_equal(json_object_set_new(json_array_get(gpus, 1), "errors",
+					     json_pack("{s:s}", "*", "GPU_IS_LOST")),
+			 0);
+	assert_int_equal(json_dump_file(doc, desc, JSON_COMPACT), 0);
+	json_decref(doc);
+
+	x = test_xpud_start_nvml(root, NULL, NULL);
+	assert_int_equal(test_request(x, "GET", "/v1/devices", &doc), 200);
+	assert_int_equal(json_array_size(json_object_get(doc, "devices")), 8);
+	json_array_foreach(json_object_get(doc, "devices"), i, d) {
+		json_t *h = json_object_get(d, "health");
+
+		if (strcmp(str(h, "state"), "healthy") == 0) {
+			healthy++;
+		} else {
+			assert_string_equal(str(d, "id"), "0000:2a:00.0");
+			assert_non_null(strstr(str(h, "reason"), "GPU is lost"));
+			lost++;
+		}
+	}
+	json_decref(doc);
+	assert_int_equal(healthy, 7);
+	assert_int_equal(lost, 1);
+
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
+	r = json_array_get(json_object_get(doc, "resources"), 0);
+	assert_string_equal(str(r, "resource"), "nvidia.com/gpu");
+	assert_int_equal(json_integer_value(json_object_get(r, "total")), 8);
+	assert_int_equal(json_integer_value(json_object_get(r, "healthy")), 7);
+	assert_int_equal(json_integer_value(json_object_get(r, "allocatable")), 7);
+	json_decref(doc);
+
+	/* all seven at once, and none of them the lost one */
+	doc = NULL;
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/gpu\", \"count\": 7}", &doc),
+			 201);
+	{
+		char *text = json_dumps(doc, JSON_COMPACT);
+
+		assert_non_null(text);
+		assert_null(strstr(text, "0000:2a:00.0"));
+		free(text);
+	}
+	json_decref(doc);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", NULL),
+			 409);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 static void test_old_library(void **state)
 {
 	char lib[4096];
@@ -463,6 +538,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hgx_inventory),
 		cmocka_unit_test(test_faults_stay_on_their_gpu),
+		cmocka_unit_test(test_one_lost_gpu_of_eight),
 		cmocka_unit_test(test_old_library),
 		cmocka_unit_test(test_missing_library),
 		cmocka_unit_test(test_xid_events),

@@ -269,7 +269,8 @@ func main() {
 	os.WriteFile(hook, []byte(fmt.Sprintf("#!/bin/sh\necho \"$* $XPU_RESOURCE $XPU_DEVICE_IDS\" >>%s\n"+
 		"exec test ! -e %s\n", hookLog, hookFail)), 0755)
 	conf := filepath.Join(tmp, "xpud.yaml")
-	os.WriteFile(conf, []byte("kubelet-pre-start-hook: "+hook+"\n"), 0644)
+	// no health probation: a rebound driver is re-advertised at the next look
+	os.WriteFile(conf, []byte("kubelet-pre-start-hook: "+hook+"\nhealth-probation: 0\n"), 0644)
 
 	logf, _ := os.Create(h.log)
 	h.xpud = exec.Command(*xpudBin, "--root", h.root, "--socket", h.apiSocket, "--kubelet-dir",

@@ -33,6 +33,8 @@ static void test_valid(void **state)
 	assert_int_equal(c.socket_mode, 0666);
 	assert_string_equal(c.admin_group, "wheel");
 	assert_true(c.health_interval_usec == 500000);
+	assert_int_equal(c.health.suspect_after, 2);
+	assert_true(c.health.probation_usec == 60000000);
 	assert_int_equal(c.log_level, 7);
 	config_done(&c);
 
@@ -69,6 +71,11 @@ static void test_errors(void **state)
 	expect_error("socket: relative/path\n", "line 1: socket: expected an absolute path");
 	expect_error("\n\nsocket-mode: 999\n", "line 3: socket-mode");
 	expect_error("health-interval: soon\n", "health-interval");
+	expect_error("log-level: info\nhealth-suspect-after: 0\n",
+		     "line 2: health-suspect-after: expected a number of failed probes from 1 to "
+		     "1000, got '0'");
+	expect_error("health-suspect-after: two\n", "health-suspect-after");
+	expect_error("health-probation: 1.5s\n", "health-probation: expected a duration");
 	expect_error("log-level: loud\n", "log-level");
 	expect_error("socket: [a, b]\n", "not a list");
 	expect_error("socket:\n  path: /a\n", "not a mapping");
