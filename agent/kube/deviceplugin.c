@@ -121,7 +121,8 @@ static bool slice_healthy(const struct deviceplugin *p, const struct xpu_slice *
 	const struct xpu_device *d = device_list_find(inventory_devices(p->inventory),
 						      s->device_id);
 
-	return d && d->health.state == XPU_HEALTH_HEALTHY;
+	/* the slice's own health too: an XID in one MIG instance takes only that one out */
+	return slice_usable(s, d);
 }
 
 /* --- ListAndWatch ---------------------------------------------------------------------------- */
