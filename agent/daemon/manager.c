@@ -349,6 +349,10 @@ static void probe_health(struct manager *m)
 		if (!cur || device_dup(cur, &copy) < 0)
 			continue;
 		r = registry_refresh(m->registry, copy);
+		log_debug("Health probe of %s: %s.", copy->id,
+			  r < 0 ? strerror(-r)
+				: copy->health.state == XPU_HEALTH_HEALTHY ? "healthy"
+									   : "unhealthy");
 		if (r == -ENODEV || r == -ESTALE) {
 			schedule_rescan(m);
 			continue;
@@ -378,7 +382,9 @@ static int on_health_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct manager *m = userdata;
 
 	probe_health(m);
+	/* a time source is one-shot: set the next time and enable it again */
 	(void)sd_event_source_set_time(s, usec + m->config.health_interval_usec);
+	(void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 	return 0;
 }
 
@@ -398,7 +404,7 @@ static int arm_health_timer(struct manager *m)
 		r = sd_event_source_set_time(m->health_source,
 					     now + m->config.health_interval_usec);
 		if (r >= 0)
-			r = sd_event_source_set_enabled(m->health_source, SD_EVENT_ON);
+			r = sd_event_source_set_enabled(m->health_source, SD_EVENT_ONESHOT);
 		return r;
 	}
 	r = sd_event_add_time(m->event, &m->health_source, CLOCK_MONOTONIC,

@@ -26,6 +26,7 @@
 
 #include "shared/macro.h"
 #include "sim/fixture.h"
+#include "shared/fileio.h"
 #include "testutil.h"
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -240,12 +241,47 @@ static void test_admin_group(void **state)
 	test_xpud_free(x);
 }
 
+/* How often @needle occurs in xpud's log. */
+static size_t log_count(const struct test_xpud *x, const char *needle)
+{
+	_cleanup_free_ char *log = NULL;
+	size_t n = 0;
+
+	if (read_attr_at(AT_FDCWD, x->log, 16 << 20, &log) < 0)
+		return 0;
+	for (const char *p = log; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/*
+ * The health timer keeps probing from the start, not only after a reload: a device that
+ * recovers is seen by the next probe whenever it recovers.
+ */
+static void test_health_timer_repeats(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), conf[4096];
+	const char *args[] = { "--config", conf, NULL };
+	struct test_xpud *x;
+	long long deadline;
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	write_config(conf, "health-interval: 100ms\n");
+	x = test_xpud_start(root, args);
+	deadline = test_now_ms() + 10000;
+	while (log_count(x, "Health probe of 0000:18:00.0") < 5 && test_now_ms() < deadline)
+		usleep(50 * 1000);
+	assert_true(log_count(x, "Health probe of 0000:18:00.0") >= 5);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reload_and_health_timer),
 		cmocka_unit_test(test_socket_activation),
 		cmocka_unit_test(test_admin_group),
+		cmocka_unit_test(test_health_timer_repeats),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

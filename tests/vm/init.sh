@@ -107,7 +107,10 @@ t_liveness() {
 }
 
 t_xpud_start() {
-	xpud --socket $SOCK --state-dir /var/lib/xpud --log-level debug >/tmp/xpud.log 2>&1 &
+	# no probation: a device the module says recovered is back at once, within the checks' waits
+	printf 'health-probation: 0\n' >/tmp/xpud.yaml
+	xpud --socket $SOCK --config /tmp/xpud.yaml --state-dir /var/lib/xpud --log-level debug \
+		>/tmp/xpud.log 2>&1 &
 	XPUD_PID=$!
 	wait_for 100 xpud_lists healthy || { xpuctl --socket $SOCK devices; return 1; }
 	xpuctl --socket $SOCK devices
@@ -135,7 +138,13 @@ t_fake_fail() {
 	echo "sysfs: $(health): $(cat /sys/class/xpu/xpu0/health_reason)"
 	wait_for 50 xpud_lists unhealthy || { echo "xpud does not report it unhealthy"; return 1; }
 	echo 0 >/sys/module/xpu_pci/parameters/fake_liveness_fail
-	wait_for 50 is_healthy && wait_for 50 xpud_lists healthy
+	wait_for 50 is_healthy || { echo "sysfs still $(health)"; return 1; }
+	wait_for 50 xpud_lists healthy || {
+		echo "xpud does not report it healthy again; its log:"
+		grep -v HTTP /tmp/xpud.log | tail -n 12
+		xpuctl --socket $SOCK devices
+		return 1
+	}
 }
 
 t_rmmod_busy() {
