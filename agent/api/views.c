@@ -392,10 +392,6 @@ static json_t *grant_env(char **const *envs, char *const *device_ids, size_t n)
 		for (size_t d = 0; d < strv_length(order) && d < 64; d++)
 			if (pct[d])
 				lowest = MIN(lowest, pct[d]);
-		if (json_object_set_new(o, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
-					json_integer((json_int_t)lowest)) < 0)
-			goto oom;
-		/* MPS reads it as a string like every variable */
 		char buf[24];
 
 		snprintf(buf, sizeof(buf), "%llu", lowest);
