@@ -8,8 +8,11 @@
 
 #include "api/api.h"
 #include "api/views.h"
+#include "core/config.h"
 #include "core/plan.h"
+#include "core/state.h"
 #include "shared/log.h"
+#include "shared/parse.h"
 #include "shared/strv.h"
 
 #define API_PREFIX "/v1/"
@@ -195,14 +198,17 @@ static int start_stream(struct api *a, struct http_conn *c)
 				      (json_int_t)inventory_generation(a->ctx.inventory)));
 }
 
-void api_broadcast(struct api *a, const struct inventory_event *ev)
+/* Sends @doc (taken) as one line to every stream. */
+static void broadcast(struct api *a, json_t *doc)
 {
 	_cleanup_free_ char *line = NULL;
 	size_t n;
 
-	if (!a->streams)
+	if (!a->streams) {
+		json_decref(doc);
 		return;
-	line = dump_steal(view_event(ev));
+	}
+	line = dump_steal(doc);
 	if (!line)
 		return;
 	n = strlen(line);
@@ -212,6 +218,28 @@ void api_broadcast(struct api *a, const struct inventory_event *ev)
 		/* A reader too far behind is dropped by the server (on_close unlinks it). */
 		(void)http_conn_stream_send(s->conn, line, n + 1);
 	}
+}
+
+void api_broadcast(struct api *a, const struct inventory_event *ev)
+{
+	if (a->streams)
+		broadcast(a, view_event(ev));
+}
+
+void api_broadcast_repartition(struct api *a, const struct repartition_news *n)
+{
+	struct timespec ts;
+
+	if (!a->streams)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	broadcast(a, json_pack("{s:I, s:s, s:I, s:s, s:s, s:o, s:o}", "seq",
+			       (json_int_t)inventory_last_seq(a->ctx.inventory), "type",
+			       "repartition", "time_usec",
+			       (json_int_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, "device",
+			       n->device_id, "what", n->what, "layout",
+			       n->layout ? json_string(n->layout) : json_null(), "reason",
+			       n->reason ? json_string(n->reason) : json_null()));
 }
 
 enum route_id {
@@ -229,6 +257,9 @@ enum route_id {
 	ROUTE_ALLOCATION,
 	ROUTE_FIT,
 	ROUTE_PLAN,
+	ROUTE_CORDON,
+	ROUTE_UNCORDON,
+	ROUTE_REPARTITION,
 };
 
 enum {
@@ -257,6 +288,9 @@ static const struct route {
 	{ "allocations", ROUTE_ALLOCATIONS, M_GET | M_POST, M_POST },
 	{ "allocations/", ROUTE_ALLOCATION, M_GET | M_DELETE, M_DELETE },
 	{ "fit", ROUTE_FIT, M_POST },
+	{ "cordon", ROUTE_CORDON, M_POST, M_POST },
+	{ "uncordon", ROUTE_UNCORDON, M_POST, M_POST },
+	{ "repartition", ROUTE_REPARTITION, M_POST, M_POST },
 };
 
 static const struct route *route_find(const char *path, const char **ret_arg)
@@ -280,6 +314,11 @@ static const struct route *route_find(const char *path, const char **ret_arg)
 		}
 	}
 	return NULL;
+}
+
+static const struct state *state(const struct api *a)
+{
+	return a->ctx.allocations ? allocations_state(a->ctx.allocations) : NULL;
 }
 
 static const struct ledger *ledger(const struct api *a)
@@ -359,7 +398,8 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 				  json_pack("{s:o}", "backends", view_backends(a->ctx.registry)),
 				  NULL);
 	case ROUTE_PLAN:
-		return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory)), NULL);
+		return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory), state(a)),
+				  NULL);
 	case ROUTE_ALLOCATIONS:
 		return reply_json(c, 200,
 				  view_allocations(ledger(a) ?: &(const struct ledger){},
@@ -708,7 +748,134 @@ static int handle_reload(struct api *a, struct http_conn *c)
 		return reply_error(c, 400, "invalid-config",
 				   "the configuration was not loaded, the previous one stays: %s",
 				   err ?: strerror(-r));
-	return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory)), NULL);
+	return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory), state(a)), NULL);
+}
+
+/* The device named by the request's "device" (a string), or a 400 reply. */
+static const char *request_device(json_t *doc)
+{
+	json_t *v = json_object_get(doc, "device");
+
+	return json_is_string(v) && *json_string_value(v) ? json_string_value(v) : NULL;
+}
+
+static int handle_cordon(struct api *a, struct http_conn *c, const struct http_request *req,
+			 bool cordon)
+{
+	static const char *const known[] = { "device", "reason", NULL };
+	_cleanup_free_ char *err = NULL;
+	const struct xpu_device *d;
+	const char *device;
+	json_t *doc, *v;
+	int r = 0;
+
+	if (!a->ctx.repartitioner)
+		return reply_error(c, 503, "unavailable", "cordons are not available");
+	doc = request_fields(c, req, cordon ? known : (const char *const[]){ "device", NULL },
+			     &r);
+	if (!doc)
+		return r;
+	device = request_device(doc);
+	v = json_object_get(doc, "reason");
+	if (!device)
+		r = reply_error(c, 400, "invalid", "device: expected a device id, PCI address or "
+						   "UUID");
+	else if (v && (!json_is_string(v) || strlen(json_string_value(v)) > 1024 ||
+		       strlen(json_string_value(v)) != json_string_length(v)))
+		r = reply_error(c, 400, "invalid", "reason: expected a text of at most 1024 bytes");
+	else {
+		r = cordon ? repartitioner_cordon(a->ctx.repartitioner, device,
+						  json_string_value(v), &err)
+			   : repartitioner_uncordon(a->ctx.repartitioner, device, &err);
+		if (r < 0)
+			r = reply_allocation_error(c, r, cordon ? "cannot cordon" : "cannot uncordon",
+						   err);
+		else {
+			d = inventory_find(a->ctx.inventory, device);
+			r = reply_json(
+				c, 200,
+				json_pack("{s:s, s:b, s:o}", "device", d ? d->id : device,
+					  "cordoned", cordon, "reason",
+					  cordon && d ? json_string(state_cordon(state(a), d->id)->reason)
+						      : json_null()),
+				NULL);
+		}
+	}
+	json_decref(doc);
+	return r;
+}
+
+static int handle_repartition(struct api *a, struct http_conn *c, const struct http_request *req)
+{
+	static const char *const known[] = { "device", "layout", "policy", "timeout", NULL };
+	_cleanup_free_ char *err = NULL, *id = NULL;
+	struct offer layout = {};
+	uint64_t timeout = 0;
+	const char *device;
+	json_t *doc, *v;
+	bool policy;
+	int r = 0;
+
+	if (!a->ctx.repartitioner)
+		return reply_error(c, 503, "unavailable", "repartitions are not available");
+	doc = request_fields(c, req, known, &r);
+	if (!doc)
+		return r;
+	device = request_device(doc);
+	v = json_object_get(doc, "policy");
+	policy = json_is_true(v);
+	if (!device) {
+		r = reply_error(c, 400, "invalid", "device: expected a device id, PCI address or "
+						   "UUID");
+		goto out;
+	}
+	if (v && !json_is_boolean(v)) {
+		r = reply_error(c, 400, "invalid", "policy: expected true or false");
+		goto out;
+	}
+	v = json_object_get(doc, "layout");
+	if (!!v == policy) {
+		r = reply_error(c, 400, "invalid", "give either layout (\"mig: [3g.40gb, 3g.40gb]\", "
+						   "\"replicas: 4\", ...) or policy: true");
+		goto out;
+	}
+	if (v && (!json_is_string(v) || json_string_length(v) > 4096 ||
+		  strlen(json_string_value(v)) != json_string_length(v))) {
+		r = reply_error(c, 400, "invalid", "layout: expected a text such as "
+						   "\"mig: all-1g.10gb\"");
+		goto out;
+	}
+	if (v) {
+		r = config_parse_layout(json_string_value(v), json_string_length(v), &layout, &err);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0) {
+			r = reply_error(c, 400, "invalid", "layout: %s", err ?: "malformed");
+			goto out;
+		}
+	}
+	v = json_object_get(doc, "timeout");
+	if (v && (!json_is_string(v) || parse_duration(json_string_value(v), &timeout) < 0)) {
+		r = reply_error(c, 400, "invalid", "timeout: expected a duration such as 10m");
+		goto out;
+	}
+	r = repartitioner_start(a->ctx.repartitioner, device, policy ? NULL : &layout, timeout,
+				&id, &err);
+	if (r == -ENOMEM)
+		goto out;
+	if (r < 0) {
+		r = reply_allocation_error(c, r, "cannot repartition", err);
+		goto out;
+	}
+	/* it may have finished already (an idle device, a layout made in the plan only) */
+	r = reply_json(c, 202,
+		       json_pack("{s:s, s:o}", "device", id, "repartition",
+				 view_repartition(state_repartition(state(a), id))),
+		       NULL);
+out:
+	offer_done(&layout);
+	json_decref(doc);
+	return r;
 }
 
 static const char *methods_allowed(unsigned m)
@@ -766,6 +933,11 @@ int api_handle(struct http_conn *c, const struct http_request *req, void *userda
 		break;
 	case ROUTE_FIT:
 		return handle_fit(a, c, req);
+	case ROUTE_CORDON:
+	case ROUTE_UNCORDON:
+		return handle_cordon(a, c, req, rt->id == ROUTE_CORDON);
+	case ROUTE_REPARTITION:
+		return handle_repartition(a, c, req);
 	default:
 		break;
 	}

@@ -13,6 +13,7 @@
 #include "backends/registry.h"
 #include "core/inventory.h"
 #include "daemon/allocations.h"
+#include "daemon/repartition.h"
 
 struct api_context {
 	struct inventory *inventory; /* borrowed */
@@ -26,6 +27,7 @@ struct api_context {
 	/* Reads the configuration again; an invalid one is kept out, its error in *ret_error. */
 	int (*reload)(void *userdata, char **ret_error);
 	struct allocations *allocations; /* borrowed */
+	struct repartitioner *repartitioner; /* borrowed; NULL: no cordons or repartitions */
 	void *userdata;
 };
 
@@ -43,4 +45,6 @@ int api_handle(struct http_conn *c, const struct http_request *req, void *userda
 
 /* Feeds one inventory event to every /v1/events stream. */
 void api_broadcast(struct api *a, const struct inventory_event *ev);
+/* Feeds a cordon's or repartition's news to every /v1/events stream ("type": "repartition"). */
+void api_broadcast_repartition(struct api *a, const struct repartition_news *n);
 size_t api_n_streams(const struct api *a);

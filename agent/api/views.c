@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/views.h"
+#include "core/state.h"
 #include "kube/cdi.h"
 #include "shared/strv.h"
 
@@ -485,18 +486,46 @@ static json_t *offer_view(const struct offer *o)
 	return s ? json_string(s) : NULL;
 }
 
-json_t *view_plan(const struct plan *p)
+static json_t *cordon_view(const struct device_cordon *c)
+{
+	if (!c)
+		return json_null();
+	return json_pack("{s:s, s:I}", "reason", c->reason, "since_usec",
+			 (json_int_t)c->since_usec);
+}
+
+json_t *view_repartition(const struct repartition *r)
+{
+	if (!r)
+		return json_null();
+	return json_pack("{s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o}", "device", r->device_id,
+			 "layout", offer_view(&r->target), "previous",
+			 r->has_previous ? offer_view(&r->previous) : json_null(), "phase",
+			 repartition_phase_to_string(r->phase), "by",
+			 r->by_policy ? "policy" : "operator", "started_usec",
+			 (json_int_t)r->started_usec, "deadline_usec",
+			 r->deadline_usec ? json_integer((json_int_t)r->deadline_usec) : json_null(),
+			 "error", string_or_null(r->error));
+}
+
+json_t *view_plan(const struct plan *p, const struct state *st)
 {
 	json_t *a = json_array();
 
 	for (size_t i = 0; a && i < p->n_devices; i++) {
 		const struct device_plan *d = &p->devices[i];
+		const struct offer *layout = st ? state_layout(st, d->device_id) : NULL;
 
 		if (json_array_append_new(
-			    a, json_pack("{s:s, s:o, s:o, s:o}", "device", d->device_id, "applied",
-					 offer_view(&d->applied), "pending",
+			    a, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "device",
+					 d->device_id, "applied", offer_view(&d->applied), "pending",
 					 d->has_pending ? offer_view(&d->pending) : json_null(),
-					 "reason", string_or_null(d->pending_reason))) < 0) {
+					 "reason", string_or_null(d->pending_reason), "layout",
+					 layout ? offer_view(layout) : json_null(), "cordon",
+					 cordon_view(st ? state_cordon(st, d->device_id) : NULL),
+					 "repartition",
+					 view_repartition(st ? state_repartition(st, d->device_id)
+							     : NULL))) < 0) {
 			json_decref(a);
 			return NULL;
 		}

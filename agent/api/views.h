@@ -30,7 +30,11 @@ json_t *view_allocation(const struct allocation *a, const struct device_list *de
 			const struct slice_list *slices);
 json_t *view_allocations(const struct ledger *l, const struct device_list *devs,
 			 const struct slice_list *slices);
-json_t *view_plan(const struct plan *p);
+struct state;
+struct repartition;
+/* Per device: the applied and pending offers, the operator's layout, cordon, repartition. */
+json_t *view_plan(const struct plan *p, const struct state *st);
+json_t *view_repartition(const struct repartition *r);
 json_t *view_fit(const struct fit_result *r);
 /* {"error": code, "message": message} */
 json_t *view_error(const char *code, const char *message);

@@ -163,7 +163,7 @@ struct nvidia {
 	bool event_thread_started;
 	atomic_bool stop;
 	int pipe[2];
-	pthread_mutex_t map_lock; /* guards registered[] against the event thread */
+	pthread_mutex_t map_lock; /* guards registered[] and index_addr[] across threads */
 	struct {
 		nvmlDevice_t handle;
 		char addr[13];
@@ -177,8 +177,9 @@ struct nvidia {
 		struct mig_ref ref;
 	} *migs;
 	size_t n_migs;
-	/* The PCI address each NVML index answered with last (main thread only): a refresh asks
-	 * that index first instead of querying every GPU until one matches. */
+	/* The PCI address each NVML index answered with last: a refresh asks that index first
+	 * instead of querying every GPU until one matches. Written by the main thread under
+	 * map_lock, read there freely and elsewhere (an apply's thread) under map_lock. */
 	char index_addr[NVML_MAX_GPUS][13];
 
 	/* CUDA: cuInit costs ~200 ms and ~7 MiB resident (H100, driver 580), so it runs in a
@@ -546,6 +547,14 @@ static void *query_thread(void *userdata)
  * that miss it are left to finish on their own and recorded as stuck. Returns how many
  * finished.
  */
+/* Records the PCI address NVML index @i answered with (see index_addr). */
+static void set_index_addr(struct nvidia *nv, unsigned i, const char addr[static 13])
+{
+	pthread_mutex_lock(&nv->map_lock);
+	memcpy(nv->index_addr[i], addr, 13);
+	pthread_mutex_unlock(&nv->map_lock);
+}
+
 static size_t run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 {
 	pthread_t threads[NVML_MAX_GPUS];
@@ -935,7 +944,7 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 
 	for (size_t i = 0; i < n; i++) {
 		if (atomic_load(&qs[i]->addr_known))
-			memcpy(nv->index_addr[qs[i]->index], qs[i]->addr, 13);
+			set_index_addr(nv, qs[i]->index, qs[i]->addr);
 		if (atomic_load(&qs[i]->done) && qs[i]->dev) {
 			ok[n_ok++] = qs[i];
 		} else if (!atomic_load(&qs[i]->done)) {
@@ -1093,7 +1102,7 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		q->index = i;
 		(void)run_queries(nv, &q, 1);
 		if (atomic_load(&q->addr_known))
-			memcpy(nv->index_addr[i], q->addr, 13);
+			set_index_addr(nv, i, q->addr);
 		if (!atomic_load(&q->addr_known) && atomic_load(&q->done)) {
 			char addr[13];
 
@@ -1573,9 +1582,11 @@ static int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 	c->api = &nv->api;
 	c->hint = UINT_MAX;
 	snprintf(c->addr, sizeof(c->addr), "%s", d->id);
+	pthread_mutex_lock(&nv->map_lock);
 	for (unsigned i = 0; i < NVML_MAX_GPUS; i++)
 		if (streq(nv->index_addr[i], c->addr))
 			c->hint = i;
+	pthread_mutex_unlock(&nv->map_lock);
 	if (offer_copy(o, &c->offer) < 0) {
 		free(c);
 		return -ENOMEM;

@@ -86,6 +86,7 @@ void config_init(struct config *c)
 		.socket_mode = 0660,
 		.health_interval_usec = 30 * 1000000ULL,
 		.health = HEALTH_POLICY_DEFAULT,
+		.repartition_timeout_usec = 10 * 60 * 1000000ULL,
 		.log_level = -1,
 	};
 }
@@ -227,11 +228,15 @@ static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
 	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir",
-	"health-suspect-after", "health-probation", NULL,
+	"health-suspect-after", "health-probation", "repartition-timeout", NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
 	"resource", NULL,
+};
+/* A layout (xpuctl repartition) is a rule without 'match': it names its device itself. */
+static const char *const layout_keys[] = {
+	"whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition", "resource", NULL,
 };
 static const char *const selector_keys[] = { "vendor", "model", "pci", "uuid", NULL };
 static const char *const shares_keys[] = { "count", "size", "compute", NULL };
@@ -370,6 +375,14 @@ static int apply_key(struct config *c, const char *key, const char *value, size_
 				    "to 1000, got '%s'",
 				    value);
 		c->health.suspect_after = n;
+		return 0;
+	}
+	if (streq(key, "repartition-timeout")) {
+		if (parse_duration(value, &c->repartition_timeout_usec) < 0)
+			return fail(ret_error, line,
+				    "repartition-timeout: expected a duration such as 10m (0: wait "
+				    "forever), got '%s'",
+				    value);
 		return 0;
 	}
 	if (streq(key, "health-probation")) {
@@ -608,7 +621,8 @@ static int parse_offer(struct yaml_ctx *x, const char *key, size_t line, const y
 	}
 }
 
-static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_rule *rule)
+static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_rule *rule,
+		      bool is_layout)
 {
 	size_t line = node_line(n), offer_line = 0, mig_enable_line = 0;
 	const char *offer_key = NULL;
@@ -626,7 +640,8 @@ static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_ru
 		size_t kline;
 		int r;
 
-		r = pair_key(x, n, p, " in a partition rule", rule_keys, &key, &kline, &v);
+		r = pair_key(x, n, p, is_layout ? " in a layout" : " in a partition rule",
+			     is_layout ? layout_keys : rule_keys, &key, &kline, &v);
 		if (r < 0)
 			return r;
 		if (streq(key, "match")) {
@@ -659,7 +674,7 @@ static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_ru
 		if (r < 0)
 			return r;
 	}
-	if (!has_match)
+	if (!has_match && !is_layout)
 		return fail(x->error, line,
 			    "a partition rule needs 'match' ('all', or a mapping of vendor, model, "
 			    "pci and uuid)");
@@ -692,7 +707,7 @@ static int parse_partitions(struct yaml_ctx *x, size_t line, const yaml_node_t *
 		/* counted first, so that policy_done() frees a half-parsed rule */
 		pol.n_rules++;
 		r = parse_rule(x, yaml_document_get_node(&x->doc, v->data.sequence.items.start[i]),
-			       &pol.rules[i]);
+			       &pol.rules[i], false);
 		if (r < 0) {
 			policy_done(&pol);
 			return r;
@@ -792,26 +807,60 @@ static int yaml_prescan(const char *text, size_t len, char **ret_error)
 	return r;
 }
 
-int config_parse(const char *text, size_t len, struct config *c, char **ret_error)
+/* Loads @text into x->doc, refusing what yaml_prescan() refuses. 0 or -errno. */
+static int yaml_load(struct yaml_ctx *x, const char *text, size_t len)
 {
-	struct yaml_ctx x = { .error = ret_error };
 	yaml_parser_t parser;
 	int r;
 
-	r = yaml_prescan(text, len, ret_error);
+	r = yaml_prescan(text, len, x->error);
 	if (r < 0)
 		return r;
 	if (!yaml_parser_initialize(&parser))
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if (!yaml_parser_load(&parser, &x.doc)) {
-		r = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : yaml_fail(&parser, ret_error);
-		yaml_parser_delete(&parser);
+	r = 0;
+	if (!yaml_parser_load(&parser, &x->doc))
+		r = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : yaml_fail(&parser, x->error);
+	yaml_parser_delete(&parser);
+	return r;
+}
+
+int config_parse(const char *text, size_t len, struct config *c, char **ret_error)
+{
+	struct yaml_ctx x = { .error = ret_error };
+	int r;
+
+	r = yaml_load(&x, text, len);
+	if (r < 0)
 		return r;
-	}
 	r = parse_document(&x, c);
 	yaml_document_delete(&x.doc);
-	yaml_parser_delete(&parser);
+	return r < 0 ? r : 0;
+}
+
+int config_parse_layout(const char *text, size_t len, struct offer *ret, char **ret_error)
+{
+	struct yaml_ctx x = { .error = ret_error };
+	struct policy_rule rule = {};
+	yaml_node_t *root;
+	int r;
+
+	r = yaml_load(&x, text, len);
+	if (r < 0)
+		return r;
+	root = yaml_document_get_root_node(&x.doc);
+	if (!root)
+		r = fail(ret_error, 1, "a layout needs one offer: whole, replicas, memory-shares, "
+				       "mig or amd-partition");
+	else
+		r = parse_rule(&x, root, &rule, true);
+	yaml_document_delete(&x.doc);
+	if (r >= 0) {
+		*ret = rule.offer;
+		rule.offer = (struct offer){};
+	}
+	offer_done(&rule.offer);
 	return r < 0 ? r : 0;
 }
 

@@ -49,6 +49,7 @@ struct config {
 	size_t n_xid_actions;
 	uint64_t health_interval_usec; /* health probe period; 0 disables probing */
 	struct health_policy health; /* health-suspect-after, health-probation */
+	uint64_t repartition_timeout_usec; /* how long a repartition waits for slices; 0: ever */
 	int log_level;	       /* -1: leave as is */
 	char *kubelet_dir;     /* the kubelet's device plugin directory; NULL: default */
 	char *pre_start_hook;  /* run before a container starts (PreStartContainer); NULL: none */
@@ -65,6 +66,13 @@ void config_done(struct config *c);
  * message in *ret_error of the form "line N: ...". Does not log.
  */
 int config_parse(const char *text, size_t len, struct config *c, char **ret_error);
+
+/*
+ * Parses a layout, a partition rule without 'match' ("mig: [3g.40gb, 3g.40gb]", "replicas: 4",
+ * "whole: true"; YAML), into @ret (caller frees with offer_done()). 0, or -EINVAL with a
+ * malloc'd "line N: ..." in *ret_error, or -ENOMEM.
+ */
+int config_parse_layout(const char *text, size_t len, struct offer *ret, char **ret_error);
 
 /* Reads and parses a file. -ENOENT when missing; errors as config_parse() ("FILE:line N: ..."). */
 int config_load(const char *path, struct config *c, char **ret_error);

@@ -383,6 +383,7 @@ static int plan_device(const struct xpu_device *d, const struct offer *want,
 			/* no allocated slice is withdrawn: the old offer stays until released */
 			if (asprintf(&reason, "%u slice%s allocated", busy, busy == 1 ? "" : "s") < 0)
 				return -ENOMEM;
+			dp->busy = busy;
 			return device_plan_fill(dp, applied, want, reason, false);
 		}
 		slice_list_truncate(l, mark);
@@ -391,6 +392,24 @@ static int plan_device(const struct xpu_device *d, const struct offer *want,
 	if (r < 0)
 		return r;
 	return device_plan_fill(dp, applied, reason ? want : NULL, reason, apply);
+}
+
+int plan_offer_check(const struct xpu_device *d, const struct offer *o, char **ret_reason)
+{
+	struct slice_list l = {};
+	const struct offer *applied;
+	_cleanup_free_ char *reason = NULL;
+	bool apply = false;
+	int r;
+
+	r = plan_offer(d, o, &l, &applied, &reason, &apply);
+	slice_list_clear(&l);
+	if (r < 0)
+		return r;
+	if (!reason || apply)
+		return 1;
+	*ret_reason = TAKE_PTR(reason);
+	return 0;
 }
 
 void plan_done(struct plan *p)
@@ -406,6 +425,61 @@ void plan_done(struct plan *p)
 	*p = (struct plan){};
 }
 
+const struct offer *plan_wanted_offer(const struct policy *pol, const struct state *st,
+				      const struct xpu_device *d)
+{
+	const struct repartition *rp = state_repartition(st, d->id);
+
+	/* a policy's repartition carries the policy's offer of when it began, until it ends */
+	if (rp && rp->by_policy)
+		return &rp->target;
+	return state_layout(st, d->id) ?: policy_offer_for(pol, d);
+}
+
+char *plan_withdrawn_reason(const struct state *st, const char *device_id)
+{
+	const struct repartition *rp = state_repartition(st, device_id);
+	const struct device_cordon *c = state_cordon(st, device_id);
+	_cleanup_free_ char *what = NULL;
+	char *reason = NULL;
+
+	if (rp) {
+		what = offer_to_string(&rp->target);
+		if (!what || asprintf(&reason, "repartitioning to %s (%s)", what,
+				      repartition_phase_to_string(rp->phase)) < 0)
+			return NULL;
+		return reason;
+	}
+	if (c && asprintf(&reason, "cordoned: %s", c->reason) < 0)
+		return NULL;
+	return reason;
+}
+
+/* The free slices of a cordoned or repartitioning device, from @mark on, are not offered. */
+static int plan_withdraw(const struct state *st, const char *device_id, struct slice_list *l,
+			 size_t mark)
+{
+	_cleanup_free_ char *reason = NULL;
+
+	if (!state_cordon(st, device_id) && !state_repartition(st, device_id))
+		return 0;
+	reason = plan_withdrawn_reason(st, device_id);
+	if (!reason)
+		return -ENOMEM;
+	for (size_t i = mark; i < l->n; i++) {
+		struct xpu_slice *s = l->items[i];
+
+		/* what is in use keeps running; it is withdrawn once released. A slice that is
+		 * unhealthy already keeps its own reason. */
+		if (ledger_find_slice(&st->ledger, s->id) || s->health.state != XPU_HEALTH_HEALTHY)
+			continue;
+		if (device_set_string(&s->health.reason, reason) < 0)
+			return -ENOMEM;
+		s->health.state = XPU_HEALTH_UNHEALTHY;
+	}
+	return 0;
+}
+
 int plan_build(const struct device_list *devs, const struct policy *pol, const struct state *st,
 	       struct plan *ret)
 {
@@ -419,9 +493,13 @@ int plan_build(const struct device_list *devs, const struct policy *pol, const s
 		struct device_plan *dp = &p.devices[p.n_devices++];
 		int r = -ENOMEM;
 
+		size_t mark = p.slices.n;
+
 		if ((dp->device_id = strdup(d->id)))
-			r = plan_device(d, policy_offer_for(pol, d), state_applied(st, d->id),
+			r = plan_device(d, plan_wanted_offer(pol, st, d), state_applied(st, d->id),
 					st ? &st->ledger : NULL, &p.slices, dp);
+		if (r >= 0)
+			r = plan_withdraw(st, d->id, &p.slices, mark);
 		if (r < 0) {
 			plan_done(&p);
 			return r;

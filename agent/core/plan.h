@@ -39,7 +39,17 @@ struct device_plan {
 	/* The pending offer is only waiting to be carried out on the hardware (a MIG layout on an
 	 * idle GPU): the daemon asks the device's backend to apply it. */
 	bool apply_needed;
+	/* Slices allocated under the applied offer that keep the pending one from applying. */
+	unsigned busy;
 };
+
+/*
+ * Whether @d can be offered as @o: 1 when it is so now or once its backend applies @o (a MIG
+ * layout), 0 with the reason in *ret_reason (malloc'd) when not (a profile the GPU does not
+ * have, shares larger than its memory, a MIG layout on a GPU with MIG disabled and no
+ * mig-enable), -ENOMEM.
+ */
+int plan_offer_check(const struct xpu_device *d, const struct offer *o, char **ret_reason);
 
 struct plan {
 	struct slice_list slices;
@@ -50,16 +60,29 @@ struct plan {
 void plan_done(struct plan *p);
 
 /*
- * Plans every device's slices from the offer @pol asks for (NULL: whole), unless the device
+ * Plans every device's slices from the offer it is wanted as (plan_wanted_offer(); no policy:
+ * whole), unless the device
  * has allocated slices (in @st's ledger) under a different offer applied before (in @st): that
  * offer stays in effect, the policy's is pending, and no allocated slice is withdrawn. Slice
  * ids are stable for a given device and offer: "<device>" for a whole device, its MIG UUID for
  * a MIG instance, "<device>/replica-<i>" and "<device>/share-<i>" for replicas and shares.
+ * The free slices of a device that is cordoned or being repartitioned (in @st) are planned but
+ * unhealthy, with plan_withdrawn_reason() as their reason: no front end offers them.
  * @st NULL: nothing applied, nothing allocated. Pure: the caller records the result with
  * plan_commit(). 0 or -ENOMEM.
  */
 int plan_build(const struct device_list *devs, const struct policy *pol, const struct state *st,
 	       struct plan *ret);
+
+/*
+ * What a device is to be offered as: the target of a repartition the policy started, else the
+ * operator's layout (xpuctl repartition) in @st, else what @pol asks. Borrowed.
+ */
+const struct offer *plan_wanted_offer(const struct policy *pol, const struct state *st,
+				      const struct xpu_device *d);
+/* Why the free slices of device @device_id are withdrawn ("cordoned: REASON", "repartitioning
+ * to ..."), malloc'd; NULL when they are not, or on OOM. */
+char *plan_withdrawn_reason(const struct state *st, const char *device_id);
 
 /* Records each device's applied offer of @p in @st (forgetting devices @p does not have).
  * Returns 1 when @st changed (it needs saving), 0 when not, -ENOMEM. */

@@ -16,62 +16,222 @@
 #include "shared/log.h"
 #include "shared/strv.h"
 
+static void offers_clear(struct applied_offer *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(a[i].device_id);
+		offer_done(&a[i].offer);
+	}
+	free(a);
+}
+
+void repartition_done(struct repartition *r)
+{
+	free(r->device_id);
+	offer_done(&r->target);
+	offer_done(&r->previous);
+	offer_done(&r->previous_layout);
+	free(r->error);
+	*r = (struct repartition){};
+}
+
 void state_done(struct state *s)
 {
 	ledger_clear(&s->ledger);
-	for (size_t i = 0; i < s->n_applied; i++) {
-		free(s->applied[i].device_id);
-		offer_done(&s->applied[i].offer);
+	offers_clear(s->applied, s->n_applied);
+	offers_clear(s->layouts, s->n_layouts);
+	for (size_t i = 0; i < s->n_cordons; i++) {
+		free(s->cordons[i].device_id);
+		free(s->cordons[i].reason);
 	}
-	free(s->applied);
+	free(s->cordons);
+	for (size_t i = 0; i < s->n_repartitions; i++)
+		repartition_done(&s->repartitions[i]);
+	free(s->repartitions);
 	*s = (struct state){};
 }
 
-const struct offer *state_applied(const struct state *s, const char *device_id)
+static const char *const repartition_phases[_REPARTITION_PHASE_MAX] = {
+	[REPARTITION_DRAINING] = "draining",
+	[REPARTITION_APPLYING] = "applying",
+	[REPARTITION_ROLLING_BACK] = "rolling-back",
+};
+
+const char *repartition_phase_to_string(enum repartition_phase p)
 {
-	for (size_t i = 0; s && i < s->n_applied; i++)
-		if (streq(s->applied[i].device_id, device_id))
-			return &s->applied[i].offer;
+	return p >= 0 && p < _REPARTITION_PHASE_MAX ? repartition_phases[p] : NULL;
+}
+
+enum repartition_phase repartition_phase_from_string(const char *s)
+{
+	for (int i = 0; s && i < _REPARTITION_PHASE_MAX; i++)
+		if (streq(repartition_phases[i], s))
+			return i;
+	return _REPARTITION_PHASE_INVALID;
+}
+
+/* Per-device offers (applied, layouts): find, set (a copy), unset. */
+static const struct offer *offers_find(const struct applied_offer *a, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (streq(a[i].device_id, id))
+			return &a[i].offer;
 	return NULL;
 }
 
-int state_set_applied(struct state *s, const char *device_id, const struct offer *o)
+static int offers_set(struct applied_offer **a, size_t *n, const char *id, const struct offer *o)
 {
 	struct offer copy;
 	struct applied_offer *m;
 
 	if (offer_copy(o, &copy) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->n_applied; i++)
-		if (streq(s->applied[i].device_id, device_id)) {
-			offer_done(&s->applied[i].offer);
-			s->applied[i].offer = copy;
+	for (size_t i = 0; i < *n; i++)
+		if (streq((*a)[i].device_id, id)) {
+			offer_done(&(*a)[i].offer);
+			(*a)[i].offer = copy;
 			return 0;
 		}
-	m = realloc(s->applied, (s->n_applied + 1) * sizeof(*m));
+	m = realloc(*a, (*n + 1) * sizeof(*m));
 	if (!m) {
 		offer_done(&copy);
 		return -ENOMEM;
 	}
-	s->applied = m;
-	m[s->n_applied].device_id = strdup(device_id);
-	if (!m[s->n_applied].device_id) {
+	*a = m;
+	m[*n].device_id = strdup(id);
+	if (!m[*n].device_id) {
 		offer_done(&copy);
 		return -ENOMEM;
 	}
-	m[s->n_applied++].offer = copy;
+	m[(*n)++].offer = copy;
 	return 0;
+}
+
+static void offers_unset(struct applied_offer *a, size_t *n, const char *id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (streq(a[i].device_id, id)) {
+			free(a[i].device_id);
+			offer_done(&a[i].offer);
+			memmove(a + i, a + i + 1, (*n - i - 1) * sizeof(*a));
+			(*n)--;
+			return;
+		}
+}
+
+const struct offer *state_applied(const struct state *s, const char *device_id)
+{
+	return s ? offers_find(s->applied, s->n_applied, device_id) : NULL;
+}
+
+int state_set_applied(struct state *s, const char *device_id, const struct offer *o)
+{
+	return offers_set(&s->applied, &s->n_applied, device_id, o);
 }
 
 void state_unset_applied(struct state *s, const char *device_id)
 {
-	for (size_t i = 0; i < s->n_applied; i++)
-		if (streq(s->applied[i].device_id, device_id)) {
-			free(s->applied[i].device_id);
-			offer_done(&s->applied[i].offer);
-			memmove(s->applied + i, s->applied + i + 1,
-				(s->n_applied - i - 1) * sizeof(*s->applied));
-			s->n_applied--;
+	offers_unset(s->applied, &s->n_applied, device_id);
+}
+
+const struct offer *state_layout(const struct state *s, const char *device_id)
+{
+	return s ? offers_find(s->layouts, s->n_layouts, device_id) : NULL;
+}
+
+int state_set_layout(struct state *s, const char *device_id, const struct offer *o)
+{
+	return offers_set(&s->layouts, &s->n_layouts, device_id, o);
+}
+
+void state_unset_layout(struct state *s, const char *device_id)
+{
+	offers_unset(s->layouts, &s->n_layouts, device_id);
+}
+
+const struct device_cordon *state_cordon(const struct state *s, const char *device_id)
+{
+	for (size_t i = 0; s && i < s->n_cordons; i++)
+		if (streq(s->cordons[i].device_id, device_id))
+			return &s->cordons[i];
+	return NULL;
+}
+
+int state_set_cordon(struct state *s, const char *device_id, const char *reason,
+		     uint64_t since_usec)
+{
+	struct device_cordon *c = (struct device_cordon *)state_cordon(s, device_id), *m;
+	char *copy = strdup(reason ?: "");
+
+	if (!copy)
+		return -ENOMEM;
+	if (c) {
+		free(c->reason);
+		c->reason = copy;
+		return 0;
+	}
+	m = realloc(s->cordons, (s->n_cordons + 1) * sizeof(*m));
+	if (!m) {
+		free(copy);
+		return -ENOMEM;
+	}
+	s->cordons = m;
+	c = &m[s->n_cordons];
+	*c = (struct device_cordon){ .device_id = strdup(device_id), .reason = copy,
+				     .since_usec = since_usec };
+	if (!c->device_id) {
+		free(copy);
+		return -ENOMEM;
+	}
+	s->n_cordons++;
+	return 0;
+}
+
+bool state_unset_cordon(struct state *s, const char *device_id)
+{
+	for (size_t i = 0; i < s->n_cordons; i++)
+		if (streq(s->cordons[i].device_id, device_id)) {
+			free(s->cordons[i].device_id);
+			free(s->cordons[i].reason);
+			memmove(s->cordons + i, s->cordons + i + 1,
+				(s->n_cordons - i - 1) * sizeof(*s->cordons));
+			s->n_cordons--;
+			return true;
+		}
+	return false;
+}
+
+struct repartition *state_repartition(const struct state *s, const char *device_id)
+{
+	for (size_t i = 0; s && i < s->n_repartitions; i++)
+		if (streq(s->repartitions[i].device_id, device_id))
+			return &s->repartitions[i];
+	return NULL;
+}
+
+int state_add_repartition(struct state *s, struct repartition *r)
+{
+	struct repartition *m;
+
+	if (state_repartition(s, r->device_id))
+		return -EBUSY;
+	m = realloc(s->repartitions, (s->n_repartitions + 1) * sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	s->repartitions = m;
+	m[s->n_repartitions++] = *r;
+	*r = (struct repartition){};
+	return 0;
+}
+
+void state_remove_repartition(struct state *s, const char *device_id)
+{
+	for (size_t i = 0; i < s->n_repartitions; i++)
+		if (streq(s->repartitions[i].device_id, device_id)) {
+			repartition_done(&s->repartitions[i]);
+			memmove(s->repartitions + i, s->repartitions + i + 1,
+				(s->n_repartitions - i - 1) * sizeof(*s->repartitions));
+			s->n_repartitions--;
 			return;
 		}
 }
@@ -278,6 +438,44 @@ static int check_applied(const struct applied_offer *a, size_t n, const struct a
 	return fail_at(check_offer(&m->offer, error), error, "offer");
 }
 
+static int check_cordon(const struct device_cordon *a, size_t n, const struct device_cordon *c,
+			char **error)
+{
+	int r;
+
+	if ((r = check_string("device", c->device_id, true, error)) < 0 ||
+	    (r = check_string("reason", c->reason, true, error)) < 0 ||
+	    (r = check_u64("since_usec", c->since_usec, error)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (streq(a[i].device_id, c->device_id))
+			return fail(error, "device '%s' is listed twice", quote(c->device_id));
+	return 0;
+}
+
+static int check_repartition(const struct repartition *a, size_t n, const struct repartition *p,
+			     char **error)
+{
+	int r;
+
+	if ((r = check_string("device", p->device_id, true, error)) < 0 ||
+	    (r = check_string("error", p->error, false, error)) < 0 ||
+	    (r = check_u64("started_usec", p->started_usec, error)) < 0 ||
+	    (r = check_u64("deadline_usec", p->deadline_usec, error)) < 0)
+		return r;
+	if (!repartition_phase_to_string(p->phase))
+		return fail(error, "phase: %d is unknown", (int)p->phase);
+	for (size_t i = 0; i < n; i++)
+		if (streq(a[i].device_id, p->device_id))
+			return fail(error, "device '%s' is listed twice", quote(p->device_id));
+	r = fail_at(check_offer(&p->target, error), error, "target");
+	if (r == 0 && p->has_previous)
+		r = fail_at(check_offer(&p->previous, error), error, "previous");
+	if (r == 0 && p->has_previous_layout)
+		r = fail_at(check_offer(&p->previous_layout, error), error, "previous_layout");
+	return r;
+}
+
 static int check_state(const struct state *s, char **error)
 {
 	int r;
@@ -295,6 +493,21 @@ static int check_state(const struct state *s, char **error)
 		r = check_applied(s->applied, i, &s->applied[i], error);
 		if (r < 0)
 			return fail_at(r, error, "applied[%zu]", i);
+	}
+	for (size_t i = 0; i < s->n_layouts; i++) {
+		r = check_applied(s->layouts, i, &s->layouts[i], error);
+		if (r < 0)
+			return fail_at(r, error, "layouts[%zu]", i);
+	}
+	for (size_t i = 0; i < s->n_cordons; i++) {
+		r = check_cordon(s->cordons, i, &s->cordons[i], error);
+		if (r < 0)
+			return fail_at(r, error, "cordons[%zu]", i);
+	}
+	for (size_t i = 0; i < s->n_repartitions; i++) {
+		r = check_repartition(s->repartitions, i, &s->repartitions[i], error);
+		if (r < 0)
+			return fail_at(r, error, "repartitions[%zu]", i);
 	}
 	return 0;
 }
@@ -529,6 +742,96 @@ static int take_applied(json_t *e, struct state *s, char **error)
 	return r;
 }
 
+static int take_layout(json_t *e, struct state *s, char **error)
+{
+	struct applied_offer m = {};
+	int r;
+
+	r = read_applied(e, &m, error);
+	if (r == 0)
+		r = check_applied(s->layouts, s->n_layouts, &m, error);
+	if (r == 0)
+		r = state_set_layout(s, m.device_id, &m.offer);
+	free(m.device_id);
+	offer_done(&m.offer);
+	return r;
+}
+
+static int take_cordon(json_t *e, struct state *s, char **error)
+{
+	static const char *const keys[] = {"device", "reason", "since_usec", NULL};
+	struct device_cordon c = {};
+	int r;
+
+	if ((r = read_keys(e, keys, error)) < 0 ||
+	    (r = read_string(e, "device", &c.device_id, error)) < 0 ||
+	    (r = read_string(e, "reason", &c.reason, error)) < 0 ||
+	    (r = read_int(e, "since_usec", 0, INT64_MAX, &c.since_usec, error)) < 0 ||
+	    (r = check_cordon(s->cordons, s->n_cordons, &c, error)) < 0 ||
+	    (r = state_set_cordon(s, c.device_id, c.reason, c.since_usec)) < 0)
+		goto finish;
+finish:
+	free(c.device_id);
+	free(c.reason);
+	return r;
+}
+
+/* An offer under @key: required, or optional with *@ret_has. */
+static int read_offer_at(json_t *o, const char *key, bool *ret_has, struct offer *ret,
+			 char **error)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (ret_has)
+		*ret_has = v;
+	if (!v)
+		return ret_has ? 0 : fail(error, "%s: missing", key);
+	return fail_at(read_offer(v, ret, error), error, "%s", key);
+}
+
+static int take_repartition(json_t *e, struct state *s, char **error)
+{
+	static const char *const keys[] = {
+		"device", "target",	  "previous",	   "previous_layout", "by_policy",
+		"phase",  "started_usec", "deadline_usec", "error",	      NULL,
+	};
+	struct repartition p = {};
+	_cleanup_free_ char *phase = NULL;
+	json_t *v;
+	int r;
+
+	if ((r = read_keys(e, keys, error)) < 0 ||
+	    (r = read_string(e, "device", &p.device_id, error)) < 0 ||
+	    (r = read_string(e, "phase", &phase, error)) < 0 ||
+	    (r = read_string(e, "error", &p.error, error)) < 0 ||
+	    (r = read_int(e, "started_usec", 0, INT64_MAX, &p.started_usec, error)) < 0 ||
+	    (r = read_int(e, "deadline_usec", 0, INT64_MAX, &p.deadline_usec, error)) < 0 ||
+	    (r = read_offer_at(e, "target", NULL, &p.target, error)) < 0 ||
+	    (r = read_offer_at(e, "previous", &p.has_previous, &p.previous, error)) < 0 ||
+	    (r = read_offer_at(e, "previous_layout", &p.has_previous_layout, &p.previous_layout,
+			       error)) < 0)
+		goto finish;
+	v = json_object_get(e, "by_policy");
+	if (v && !json_is_boolean(v)) {
+		r = fail(error, "by_policy: expected true or false");
+		goto finish;
+	}
+	p.by_policy = json_is_true(v);
+	p.phase = repartition_phase_from_string(phase);
+	if (!phase)
+		r = fail(error, "phase: missing");
+	else if (p.phase < 0)
+		r = fail(error, "phase: '%s' is not draining, applying or rolling-back",
+			 quote(phase));
+	if (r == 0)
+		r = check_repartition(s->repartitions, s->n_repartitions, &p, error);
+	if (r == 0)
+		r = state_add_repartition(s, &p);
+finish:
+	repartition_done(&p);
+	return r;
+}
+
 /*
  * Takes every valid entry of @list, drops the others: the first problem is kept in *@first,
  * later ones only counted. 0 or -ENOMEM.
@@ -563,10 +866,19 @@ static int take_entries(json_t *list, const char *name, take_entry_t take, struc
 static int state_parse(const char *text, size_t len, struct state *s, char **ret_error,
 		       size_t *ret_total)
 {
-	static const char *const keys[] = {"version", "allocations", "applied", NULL};
+	static const char *const keys[] = {"version", "allocations", "applied", "layouts",
+					   "cordons", "repartitions", NULL};
+	static const struct {
+		const char *name;
+		take_entry_t take;
+	} lists[] = {
+		{ "allocations", take_allocation }, { "applied", take_applied },
+		{ "layouts", take_layout },	     { "cordons", take_cordon },
+		{ "repartitions", take_repartition },
+	};
 	_cleanup_(state_done) struct state parsed = {};
 	_cleanup_free_ char *error = NULL, *first = NULL;
-	json_t *doc, *allocations, *applied;
+	json_t *doc, *allocations;
 	unsigned n_dropped = 0;
 	json_error_t jerr;
 	uint64_t version;
@@ -587,16 +899,15 @@ static int state_parse(const char *text, size_t len, struct state *s, char **ret
 		r = fail(&error, "version: %" PRId64 " is not supported (only %d is)",
 			 (int64_t)version, STATE_VERSION);
 	allocations = json_object_get(doc, "allocations");
-	applied = json_object_get(doc, "applied");
-	if (r == 0 && allocations && !json_is_array(allocations))
-		r = fail(&error, "allocations: expected a list");
-	if (r == 0 && applied && !json_is_array(applied))
-		r = fail(&error, "applied: expected a list");
-	if (r == 0)
-		r = take_entries(allocations, "allocations", take_allocation, &parsed, &first,
-				 &n_dropped);
-	if (r == 0)
-		r = take_entries(applied, "applied", take_applied, &parsed, &first, &n_dropped);
+	for (size_t i = 0; r == 0 && i < ELEMENTSOF(lists); i++) {
+		json_t *l = json_object_get(doc, lists[i].name);
+
+		if (l && !json_is_array(l))
+			r = fail(&error, "%s: expected a list", lists[i].name);
+	}
+	for (size_t i = 0; r == 0 && i < ELEMENTSOF(lists); i++)
+		r = take_entries(json_object_get(doc, lists[i].name), lists[i].name,
+				 lists[i].take, &parsed, &first, &n_dropped);
 	if (ret_total)
 		*ret_total = json_array_size(allocations);
 	json_decref(doc);
@@ -731,6 +1042,56 @@ static int applied_to_json(const struct applied_offer *m, json_t **ret)
 	return 0;
 }
 
+static int cordon_to_json(const struct device_cordon *c, json_t **ret)
+{
+	json_auto_t *o = json_object();
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	if ((r = add_string(o, "device", c->device_id)) < 0 ||
+	    (r = add_string(o, "reason", c->reason)) < 0 ||
+	    (r = add_int(o, "since_usec", c->since_usec)) < 0)
+		return r;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+static int repartition_to_json(const struct repartition *p, json_t **ret)
+{
+	json_auto_t *o = json_object();
+	json_t *offer = NULL;
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	if ((r = add_string(o, "device", p->device_id)) < 0 ||
+	    (r = offer_to_json(&p->target, &offer)) < 0 || (r = add(o, "target", offer)) < 0)
+		return r;
+	if (p->has_previous &&
+	    ((r = offer_to_json(&p->previous, &offer)) < 0 || (r = add(o, "previous", offer)) < 0))
+		return r;
+	if (p->has_previous_layout && ((r = offer_to_json(&p->previous_layout, &offer)) < 0 ||
+				       (r = add(o, "previous_layout", offer)) < 0))
+		return r;
+	if ((p->by_policy && (r = add(o, "by_policy", json_true())) < 0) ||
+	    (r = add_string(o, "phase", repartition_phase_to_string(p->phase))) < 0 ||
+	    (r = add_int(o, "started_usec", p->started_usec)) < 0 ||
+	    (r = add_int(o, "deadline_usec", p->deadline_usec)) < 0 ||
+	    (r = add_string(o, "error", p->error)) < 0)
+		return r;
+	*ret = TAKE_PTR(o);
+	return 0;
+}
+
+/* Appends one entry made by @to_json, or says which entry was not UTF-8. */
+static int append_entry(json_t *list, const char *name, size_t i, int r, json_t *e, char **error)
+{
+	if (r == 0 && json_array_append_new(list, e) < 0)
+		r = -ENOMEM;
+	return r == -EINVAL ? fail(error, "%s[%zu]: not UTF-8", name, i) : r;
+}
+
 /*
  * The document for @s: keys in a fixed order, entries in the order of @s, so that equal states
  * give equal text. -EINVAL (reason in *@error) when @s would not load back whole.
@@ -738,7 +1099,7 @@ static int applied_to_json(const struct applied_offer *m, json_t **ret)
 static int state_dump(const struct state *s, char **ret, char **error)
 {
 	json_auto_t *doc = NULL;
-	json_t *allocations, *applied, *e;
+	json_t *allocations, *applied, *list = NULL, *e = NULL;
 	char *text;
 	int r;
 
@@ -753,17 +1114,35 @@ static int state_dump(const struct state *s, char **ret, char **error)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->ledger.n; i++) {
 		r = allocation_to_json(s->ledger.items[i], &e);
-		if (r == 0 && json_array_append_new(allocations, e) < 0)
-			r = -ENOMEM;
-		if (r < 0)
-			return r == -EINVAL ? fail(error, "allocations[%zu]: not UTF-8", i) : r;
+		if ((r = append_entry(allocations, "allocations", i, r, e, error)) < 0)
+			return r;
 	}
 	for (size_t i = 0; i < s->n_applied; i++) {
 		r = applied_to_json(&s->applied[i], &e);
-		if (r == 0 && json_array_append_new(applied, e) < 0)
-			r = -ENOMEM;
-		if (r < 0)
-			return r == -EINVAL ? fail(error, "applied[%zu]: not UTF-8", i) : r;
+		if ((r = append_entry(applied, "applied", i, r, e, error)) < 0)
+			return r;
+	}
+	/* written only when there are any: a state without them reads as before */
+	if (s->n_layouts && (!(list = json_array()) || add(doc, "layouts", list) < 0))
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_layouts; i++) {
+		r = applied_to_json(&s->layouts[i], &e);
+		if ((r = append_entry(list, "layouts", i, r, e, error)) < 0)
+			return r;
+	}
+	if (s->n_cordons && (!(list = json_array()) || add(doc, "cordons", list) < 0))
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_cordons; i++) {
+		r = cordon_to_json(&s->cordons[i], &e);
+		if ((r = append_entry(list, "cordons", i, r, e, error)) < 0)
+			return r;
+	}
+	if (s->n_repartitions && (!(list = json_array()) || add(doc, "repartitions", list) < 0))
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_repartitions; i++) {
+		r = repartition_to_json(&s->repartitions[i], &e);
+		if ((r = append_entry(list, "repartitions", i, r, e, error)) < 0)
+			return r;
 	}
 	text = json_dumps(doc, JSON_INDENT(2));
 	if (!text)

@@ -22,10 +22,50 @@ struct applied_offer {
 	struct offer offer;
 };
 
+/* A device withdrawn by an operator: its free slices are not offered until uncordoned. */
+struct device_cordon {
+	char *device_id;
+	char *reason;
+	uint64_t since_usec; /* CLOCK_REALTIME */
+};
+
+/* A partition change of one device in progress (daemon/repartition.c drives it). */
+enum repartition_phase {
+	REPARTITION_DRAINING,	 /* withdrawn, waiting for its slices to be released */
+	REPARTITION_APPLYING,	 /* idle: the new layout is being made */
+	REPARTITION_ROLLING_BACK, /* the new layout failed: the old one is being made again */
+	_REPARTITION_PHASE_MAX,
+	_REPARTITION_PHASE_INVALID = -22,
+};
+
+const char *repartition_phase_to_string(enum repartition_phase p);
+enum repartition_phase repartition_phase_from_string(const char *s);
+
+struct repartition {
+	char *device_id;
+	struct offer target;
+	bool by_policy;	      /* started by a policy change, not by an operator's request */
+	bool has_previous;    /* the offer applied when it began: what a rollback makes again */
+	struct offer previous;
+	bool has_previous_layout; /* the operator's layout before it began (else: none) */
+	struct offer previous_layout;
+	enum repartition_phase phase;
+	uint64_t started_usec, deadline_usec; /* CLOCK_REALTIME; deadline 0: none */
+	char *error;	      /* rolling back: why the new layout failed */
+};
+
+void repartition_done(struct repartition *r);
+
 struct state {
 	struct ledger ledger;
 	struct applied_offer *applied;
 	size_t n_applied;
+	struct applied_offer *layouts; /* operators' layouts (xpuctl repartition): over the policy */
+	size_t n_layouts;
+	struct device_cordon *cordons;
+	size_t n_cordons;
+	struct repartition *repartitions;
+	size_t n_repartitions;
 };
 
 void state_done(struct state *s);
@@ -35,6 +75,25 @@ const struct offer *state_applied(const struct state *s, const char *device_id);
 int state_set_applied(struct state *s, const char *device_id, const struct offer *o);
 /* Drops the applied offer of @device_id, if any. */
 void state_unset_applied(struct state *s, const char *device_id);
+
+/* The operator's layout of @device_id, or NULL; set (a copy) or drop it. */
+const struct offer *state_layout(const struct state *s, const char *device_id);
+int state_set_layout(struct state *s, const char *device_id, const struct offer *o);
+void state_unset_layout(struct state *s, const char *device_id);
+
+/* The cordon of @device_id, or NULL. Cordoning a cordoned device replaces its reason (and keeps
+ * since). 0 or -ENOMEM. */
+const struct device_cordon *state_cordon(const struct state *s, const char *device_id);
+int state_set_cordon(struct state *s, const char *device_id, const char *reason,
+		     uint64_t since_usec);
+/* Returns true when there was one. */
+bool state_unset_cordon(struct state *s, const char *device_id);
+
+/* The repartition of @device_id in progress, or NULL. */
+struct repartition *state_repartition(const struct state *s, const char *device_id);
+/* Adds @r (its contents move in; one per device: -EBUSY when there is one). 0, -EBUSY, -ENOMEM. */
+int state_add_repartition(struct state *s, struct repartition *r);
+void state_remove_repartition(struct state *s, const char *device_id);
 
 /*
  * Loads <dir>/state.json into @s (initialised empty by the caller). A missing file is an empty

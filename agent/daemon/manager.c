@@ -22,6 +22,7 @@
 #include "core/state.h"
 #include "daemon/allocations.h"
 #include "daemon/manager.h"
+#include "daemon/repartition.h"
 #include "daemon/uevent.h"
 #include "kube/cdi.h"
 #include "kube/deviceplugin.h"
@@ -69,10 +70,10 @@ struct manager {
 
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
-	sd_event_source *apply_source; /* defer: carries out pending offers (MIG layouts) */
-	sd_event_source *apply_post;   /* post: a new plan may have offers to carry out */
-	uint64_t apply_generation;     /* the inventory generation apply_offers() last saw */
-	struct plan_attempts attempts; /* applies that left their offer pending */
+	struct repartitioner *repartitioner; /* cordons, layouts made without a node drain */
+	sd_event_source *plan_post;	     /* post: a new plan may move a repartition on */
+	uint64_t plan_generation;	     /* the inventory generation last stepped on */
+	struct plan_attempts attempts;	     /* applies that left their offer pending */
 	struct backend_watch *watches; /* one per backend; source NULL where it has none */
 	uint64_t rescans;
 };
@@ -415,151 +416,32 @@ static int arm_health_timer(struct manager *m)
 	return r;
 }
 
-/* One pending offer to carry out, copied out of the plan (a rescan replaces the plan). */
-struct apply_job {
-	char *device_id;
-	struct offer offer;
-	int result;
-	char *error;
-};
-
-static void apply_jobs_free(struct apply_job *jobs, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(jobs[i].device_id);
-		offer_done(&jobs[i].offer);
-		free(jobs[i].error);
-	}
-	free(jobs);
-}
-
-static const struct device_plan *plan_of_device(const struct plan *p, const char *id)
-{
-	for (size_t i = 0; i < p->n_devices; i++)
-		if (streq(p->devices[i].device_id, id))
-			return &p->devices[i];
-	return NULL;
-}
-
-/* The pending offers of healthy devices that only wait to be carried out. */
-static int apply_jobs_collect(struct manager *m, struct apply_job **ret, size_t *ret_n)
-{
-	const struct plan *p = inventory_plan(m->inventory);
-	struct apply_job *jobs = calloc(p->n_devices ?: 1, sizeof(*jobs));
-	size_t n = 0;
-
-	if (!jobs)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->n_devices; i++) {
-		const struct device_plan *dp = &p->devices[i];
-		const struct xpu_device *d = inventory_find(m->inventory, dp->device_id);
-
-		if (!dp->apply_needed || !d || d->health.state != XPU_HEALTH_HEALTHY)
-			continue;
-		if (!(jobs[n].device_id = strdup(dp->device_id)) ||
-		    offer_copy(&dp->pending, &jobs[n].offer) < 0) {
-			free(jobs[n].device_id);
-			apply_jobs_free(jobs, n);
-			return -ENOMEM;
-		}
-		n++;
-	}
-	*ret = jobs;
-	*ret_n = n;
-	return 0;
-}
-
-/*
- * Records the attempts whose offer the new plan still wants applied, with the device as it is
- * now: not tried again until the device or the policy changes.
- */
-static int apply_jobs_record(struct manager *m, const struct apply_job *jobs, size_t n)
-{
-	bool recorded = false;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct device_plan *dp = plan_of_device(inventory_plan(m->inventory),
-							      jobs[i].device_id);
-		const struct xpu_device *d = inventory_find(m->inventory, jobs[i].device_id);
-		_cleanup_free_ char *reason = NULL;
-
-		if (!dp || !d || !dp->apply_needed || !offer_equal(&dp->pending, &jobs[i].offer))
-			continue;
-		if (jobs[i].result < 0 ? asprintf(&reason, "applying it failed: %s",
-						  jobs[i].error ?: strerror(-jobs[i].result)) < 0
-				       : !(reason = strdup("the device does not show it after it "
-							   "was applied")))
-			return -ENOMEM;
-		if (plan_attempts_record(&m->attempts, d, &jobs[i].offer, reason) < 0)
-			return -ENOMEM;
-		recorded = true;
-	}
-	return recorded ? inventory_replan(m->inventory) : 0;
-}
-
-static int manager_rescan(void *userdata, struct inventory_stats *ret);
-
-/*
- * Carries out what the plan wants applied (a MIG layout on an idle GPU) through each device's
- * backend, then rescans once to see the result. An attempt that leaves the offer pending is
- * recorded, so that nothing is retried in a loop.
- */
-static void apply_offers(struct manager *m)
-{
-	struct apply_job *jobs = NULL;
-	size_t n = 0;
-	int r;
-
-	r = apply_jobs_collect(m, &jobs, &n);
-	if (r < 0)
-		return (void)log_oom();
-	for (size_t i = 0; i < n; i++) {
-		struct apply_job *j = &jobs[i];
-		const struct xpu_device *d = inventory_find(m->inventory, j->device_id);
-		_cleanup_free_ char *what = offer_to_string(&j->offer);
-		const char *pci = d && d->has_pci ? d->pci.address : NULL;
-
-		if (!d)
-			continue;
-		log_device_full_errno(LOG_INFO, 0, j->device_id, pci, "Device %s: applying %s.",
-				      j->device_id, what ?: "its offer");
-		j->result = registry_apply_offer(m->registry, d, &j->offer, &j->error);
-		if (j->result < 0)
-			log_device_full_errno(LOG_WARNING, j->result, j->device_id, pci,
-					      "Device %s: %s could not be applied: %s; it stays "
-					      "pending until the device or the policy changes.",
-					      j->device_id, what ?: "its offer",
-					      j->error ?: strerror(-j->result));
-		else
-			log_device_full_errno(LOG_NOTICE, 0, j->device_id, pci,
-					      "Device %s: %s carried out.", j->device_id,
-					      what ?: "its offer");
-	}
-	if (n > 0) {
-		r = manager_rescan(m, NULL);
-		if (r < 0)
-			log_warning_errno(r, "Failed to rescan after applying offers, ignoring: %m");
-		r = apply_jobs_record(m, jobs, n);
-		if (r < 0)
-			log_warning_errno(r, "Failed to record the apply attempts, ignoring: %m");
-	}
-	apply_jobs_free(jobs, n);
-	m->apply_generation = inventory_generation(m->inventory);
-}
-
-static int on_apply(sd_event_source *s, void *userdata)
-{
-	apply_offers(userdata);
-	return 0;
-}
-
-/* After every dispatch: a new plan (rescan, reload, release) may want something applied. */
-static int on_apply_post(sd_event_source *s, void *userdata)
+/* Cordons and repartitions tell the event streams and the journal (the journal entry is the
+ * repartitioner's). */
+static void on_repartition_news(const struct repartition_news *n, void *userdata)
 {
 	struct manager *m = userdata;
 
-	if (inventory_generation(m->inventory) != m->apply_generation)
-		(void)sd_event_source_set_enabled(m->apply_source, SD_EVENT_ONESHOT);
+	if (m->api)
+		api_broadcast_repartition(m->api, n);
+}
+
+static int rescan_hook(void *userdata)
+{
+	return manager_rescan(userdata, NULL);
+}
+
+/* After every dispatch: a new plan (rescan, reload, release) may move a repartition on, or
+ * need one (a layout to make). */
+static int on_plan_post(sd_event_source *s, void *userdata)
+{
+	struct manager *m = userdata;
+	uint64_t g = inventory_generation(m->inventory);
+
+	if (g != m->plan_generation) {
+		m->plan_generation = g;
+		repartitioner_step(m->repartitioner);
+	}
 	return 0;
 }
 
@@ -652,6 +534,8 @@ static int manager_reload(void *userdata, char **ret_error)
 		log_info("Configuration reloaded.");
 		/* a new policy: what failed before may be asked differently, or work now */
 		plan_attempts_clear(&m->attempts);
+		repartitioner_set_timeout(m->repartitioner, m->config.repartition_timeout_usec);
+		repartitioner_policy_changed(m->repartitioner);
 		r = manager_rescan(m, NULL);
 		if (r < 0)
 			log_warning_errno(r, "Failed to rescan after the reload: %m");
@@ -887,15 +771,20 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	(void)sd_event_source_set_enabled(m->rescan_source, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(m->rescan_source, "rescan");
 
-	/* Pending offers are carried out after each new plan, from the loop. */
+	/* Layouts are made, and repartitions moved on, after each new plan, from the loop. */
 	inventory_set_attempts(m->inventory, &m->attempts);
-	r = sd_event_add_defer(m->event, &m->apply_source, on_apply, m);
-	if (r >= 0)
-		r = sd_event_add_post(m->event, &m->apply_post, on_apply_post, m);
+	r = repartitioner_new(m->event, m->registry, m->inventory, m->allocations,
+			      &m->config.policy, &m->attempts,
+			      &(struct repartition_hooks){ .rescan = rescan_hook,
+							   .news = on_repartition_news,
+							   .userdata = m },
+			      &m->repartitioner);
 	if (r < 0)
-		return log_error_errno(r, "Failed to set up applying offers: %m");
-	(void)sd_event_source_set_enabled(m->apply_source, SD_EVENT_ONESHOT); /* the first plan */
-	(void)sd_event_source_set_description(m->apply_source, "apply-offers");
+		return log_oom();
+	repartitioner_set_timeout(m->repartitioner, m->config.repartition_timeout_usec);
+	r = sd_event_add_post(m->event, &m->plan_post, on_plan_post, m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up repartitions: %m");
 
 	/* Uevents first, inventory second: a device added in between is not lost. */
 	if (m->host->is_real && !o->uevent_socket) {
@@ -925,6 +814,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		.rescan = manager_rescan,
 		.reload = manager_reload,
 		.allocations = m->allocations,
+		.repartitioner = m->repartitioner,
 		.userdata = m,
 	};
 	r = api_new(&ctx, &m->api);
@@ -986,8 +876,8 @@ struct manager *manager_free(struct manager *m)
 	uevent_monitor_free(m->uevents);
 	sd_event_source_disable_unref(m->rescan_source);
 	sd_event_source_disable_unref(m->health_source);
-	sd_event_source_disable_unref(m->apply_source);
-	sd_event_source_disable_unref(m->apply_post);
+	sd_event_source_disable_unref(m->plan_post);
+	m->repartitioner = repartitioner_free(m->repartitioner);
 	for (size_t i = 0; m->watches && i < registry_size(m->registry); i++)
 		sd_event_source_disable_unref(m->watches[i].source);
 	free(m->watches);

@@ -96,6 +96,27 @@ static void wait_plan(struct test_xpud *x, const char *device, const char *field
 	}
 }
 
+/* Waits (10 s at most) until @device is offered as @layout with nothing pending or in
+ * progress: a layout is made off the loop, the plan names it before it exists. */
+static void wait_settled(struct test_xpud *x, const char *device, const char *layout)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	for (;;) {
+		json_t *p = plan_of(x, device);
+		bool ok = jstr(p, "applied") && strcmp(jstr(p, "applied"), layout) == 0 &&
+			  json_is_null(json_object_get(p, "pending")) &&
+			  json_is_null(json_object_get(p, "repartition"));
+
+		json_decref(p);
+		if (ok)
+			return;
+		if (test_now_ms() > deadline)
+			fail_msg("plan %s never settled on %s", device, layout);
+		usleep(20 * 1000);
+	}
+}
+
 /* The slices of @device: their ids (sorted) and, if asked, their resources. */
 static char **slices_of(struct test_xpud *x, const char *device, char ***ret_resources)
 {
@@ -173,7 +194,6 @@ static void test_apply_and_idempotent(void **state)
 	_cleanup_free_ char *conf = write_policy(root, "");
 	_cleanup_strv_free_ char **before = NULL, **after = NULL, **res = NULL, **again = NULL;
 	struct test_xpud *x;
-	json_t *p;
 
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
 	before = slices_of(x, MIG_GPU, NULL);
@@ -182,10 +202,7 @@ static void test_apply_and_idempotent(void **state)
 
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [3g.40gb, 3g.40gb]\n"));
 	reload(x);
-	wait_plan(x, MIG_GPU, "applied", "mig=3g.40gb,3g.40gb");
-	p = plan_of(x, MIG_GPU);
-	assert_true(json_is_null(json_object_get(p, "pending")));
-	json_decref(p);
+	wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
 
 	after = slices_of(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
@@ -240,7 +257,7 @@ static void test_pending_until_released(void **state)
 	wait_plan(x, MIG_GPU, "reason", "1 slice allocated");
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 0);
 	assert_int_equal(test_request_body(x, "DELETE", path, NULL, NULL), 200);
-	wait_plan(x, MIG_GPU, "applied", "mig=4g.40gb,2g.20gb");
+	wait_settled(x, MIG_GPU, "mig=4g.40gb,2g.20gb");
 	after = slices_of(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
 	strv_sort(res);
@@ -252,7 +269,7 @@ static void test_pending_until_released(void **state)
 	strv_free(after);
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: all-1g.10gb\n"));
 	reload(x);
-	wait_plan(x, MIG_GPU, "applied", "mig=all-1g.10gb");
+	wait_settled(x, MIG_GPU, "mig=all-1g.10gb");
 	after = slices_of(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(after), 7);
 	assert_int_equal(capacity_total(x, "nvidia.com/mig-1g.10gb"), 7);
@@ -320,37 +337,92 @@ static void inject_error(const char *root, const char *fn, const char *error)
 	json_decref(doc);
 }
 
-/* An NVML error: the offer stays pending with it, xpud serves on, and no retry loop. */
+/* The cordon of @device in the plan (its reason), or NULL; caller frees. */
+static char *cordon_of(struct test_xpud *x, const char *device)
+{
+	json_t *p = plan_of(x, device), *c = json_object_get(p, "cordon");
+	char *reason = json_is_object(c) ? strdup(jstr(c, "reason")) : NULL;
+
+	json_decref(p);
+	return reason;
+}
+
+/*
+ * An NVML error half-way (the old instances destroyed, the new ones not made) and again while
+ * rolling back: the GPU is cordoned with both reasons, never offered half-made; xpud serves on;
+ * no retry loop.
+ */
 static void test_error_not_retried(void **state)
 {
 	char *root = test_fixture_new("hgx-h100");
 	_cleanup_free_ char *conf =
 		write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [3g.40gb, 3g.40gb]\n");
 	_cleanup_strv_free_ char **left = NULL;
+	_cleanup_free_ char *cordon = NULL;
 	struct test_xpud *x;
 	json_t *p;
 
 	inject_error(root, "nvmlDeviceCreateGpuInstance", "INSUFFICIENT_RESOURCES");
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
-	/* the first inventory's plan is carried out */
+	/* the first inventory's plan is carried out, fails, and so does the rollback */
 	wait_plan(x, MIG_GPU, "reason",
-		  "applying it failed: nvmlDeviceCreateGpuInstance(3g.40gb): Insufficient resources");
+		  "repartition failed (nvmlDeviceCreateGpuInstance(3g.40gb): Insufficient resources) "
+		  "and rolling back failed (nvmlDeviceCreateGpuInstance(1g.10gb): Insufficient "
+		  "resources)");
 	p = plan_of(x, MIG_GPU);
 	assert_string_equal(jstr(p, "pending"), "mig=3g.40gb,3g.40gb");
+	assert_true(json_is_null(json_object_get(p, "repartition")));
 	json_decref(p);
+	cordon = cordon_of(x, MIG_GPU);
+	assert_non_null(cordon);
+	assert_non_null(strstr(cordon, "rolling back failed"));
 	/* what exists after the failure: the old instances were destroyed first */
 	left = slices_of(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(left), 0);
 	rescan_a_few_times(x);
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 1);
+	assert_int_equal(test_xpud_log_count(x, "Device " MIG_GPU ": rolling back to"), 1);
 	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	/* the other GPUs serve on */
+	assert_int_equal(capacity_total(x, "nvidia.com/gpu"), 7);
 
-	/* a reload is a new policy: one more try, and again only one */
+	/* a reload is a new policy: one more try, and again only one; the cordon stays */
 	reload(x);
 	wait_plan(x, MIG_GPU, "reason", "Insufficient resources");
 	rescan_a_few_times(x);
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 2);
+	free(cordon);
+	cordon = cordon_of(x, MIG_GPU);
+	assert_non_null(cordon);
 	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/* A layout that does not fit fails half-way; the seven 1g.10gb are made again and served. */
+static void test_rollback(void **state)
+{
+	char *root = test_fixture_new("hgx-h100");
+	_cleanup_free_ char *conf = write_policy(root, "");
+	_cleanup_strv_free_ char **before = NULL, **after = NULL, **res = NULL;
+	struct test_xpud *x;
+
+	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+	before = slices_of(x, MIG_GPU, NULL);
+	assert_int_equal(strv_length(before), 7);
+	/* two 4g.40gb need 8 of the GPU's 7 slices: the second cannot be made */
+	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [4g.40gb, 4g.40gb]\n"));
+	reload(x);
+	wait_plan(x, MIG_GPU, "reason", "rolled back");
+	assert_null(cordon_of(x, MIG_GPU));
+	after = slices_of(x, MIG_GPU, &res);
+	assert_int_equal(strv_length(after), 7);
+	STRV_FOREACH(r, res)
+		assert_string_equal(*r, "nvidia.com/mig-1g.10gb");
+	assert_false(strv_contains(before, after[0])); /* made again: new instances */
+	assert_int_equal(capacity_total(x, "nvidia.com/mig-1g.10gb"), 7);
+	rescan_a_few_times(x);
+	assert_int_equal(test_xpud_log_count(x, APPLYING), 1);
+	assert_int_equal(test_xpud_log_count(x, "Device " MIG_GPU ": rolling back to"), 1);
 	test_xpud_free(x);
 }
 
@@ -361,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_pending_until_released),
 		cmocka_unit_test(test_mig_disabled),
 		cmocka_unit_test(test_error_not_retried),
+		cmocka_unit_test(test_rollback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
