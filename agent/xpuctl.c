@@ -52,8 +52,16 @@ struct ctl {
 	const char *count;
 	const char *kind;
 	const char *resource;
+	/* cordon, repartition */
+	const char *reason;
+	const char *layout;
+	bool to_policy;
+	const char *timeout;
+	bool wait;
 	unsigned n_alloc_options; /* how many of the alloc options were given */
 	unsigned n_fit_options;
+	unsigned n_cordon_options;
+	unsigned n_repartition_options;
 	struct xpu_client *client; /* connected on first use */
 };
 
@@ -1104,9 +1112,21 @@ static int verb_fit(struct ctl *ctl, char **args)
 	return CTL_EXIT_OK;
 }
 
+/* What a plan entry says of the device's cordon or repartition, for the STATE column. */
+static const char *plan_state(const json_t *d, char buf[static 64])
+{
+	const json_t *rp = json_object_get(d, "repartition");
+
+	if (json_is_object(rp)) {
+		snprintf(buf, 64, "repartitioning (%s)", j_str(rp, "phase") ?: "?");
+		return buf;
+	}
+	return json_is_object(json_object_get(d, "cordon")) ? "cordoned" : "-";
+}
+
 static int verb_plan(struct ctl *ctl, char **args)
 {
-	static const char *const header[] = { "DEVICE", "OFFER", "PENDING", "REASON" };
+	static const char *const header[] = { "DEVICE", "OFFER", "PENDING", "STATE", "REASON" };
 	_cleanup_json_ json_t *doc = NULL;
 	_cleanup_(table_done) struct table t = {};
 	const json_t *list;
@@ -1121,11 +1141,129 @@ static int verb_plan(struct ctl *ctl, char **args)
 		return print_json(doc);
 	if (table_init(&t, header, ELEMENTSOF(header)) < 0)
 		return oom();
-	json_array_foreach(list, i, d)
+	json_array_foreach(list, i, d) {
+		const json_t *c = json_object_get(d, "cordon");
+		char buf[64];
+
 		if (table_add(&t, j_str(d, "device")) < 0 || table_add(&t, j_str(d, "applied")) < 0 ||
-		    table_add(&t, j_str(d, "pending")) < 0 || table_add(&t, j_str(d, "reason")) < 0)
+		    table_add(&t, j_str(d, "pending")) < 0 ||
+		    table_add(&t, plan_state(d, buf)) < 0 ||
+		    table_add(&t, j_str(d, "reason") ?: j_str(c, "reason")) < 0)
 			return oom();
+	}
 	table_print(&t, ctl->legend);
+	return CTL_EXIT_OK;
+}
+
+static int verb_cordon(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = NULL, *doc = NULL;
+	int r;
+
+	body = json_pack("{s:s}", "device", args[0]);
+	if (!body || (ctl->reason && json_object_set_new(body, "reason",
+							 json_string(ctl->reason)) < 0))
+		return oom();
+	r = ctl_call_body(ctl, "POST", "/v1/cordon", body, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	printf("Device %s cordoned: %s\n", j_str(doc, "device") ?: args[0],
+	       j_str(doc, "reason") ?: "-");
+	return CTL_EXIT_OK;
+}
+
+static int verb_uncordon(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = NULL, *doc = NULL;
+	int r;
+
+	body = json_pack("{s:s}", "device", args[0]);
+	if (!body)
+		return oom();
+	r = ctl_call_body(ctl, "POST", "/v1/uncordon", body, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	if (ctl->json)
+		return print_json(doc);
+	printf("Device %s uncordoned\n", j_str(doc, "device") ?: args[0]);
+	return CTL_EXIT_OK;
+}
+
+/* The plan entry of @device (a new reference), or NULL with an exit status in *ret. */
+static json_t *plan_entry(struct ctl *ctl, const char *device, int *ret)
+{
+	_cleanup_json_ json_t *doc = NULL;
+	const json_t *list;
+	json_t *d;
+	size_t i;
+
+	*ret = fetch_list(ctl, "/v1/plan", "devices", &doc, &list);
+	if (*ret != CTL_EXIT_OK)
+		return NULL;
+	json_array_foreach(list, i, d)
+		if (streq_ptr(j_str(d, "device"), device))
+			return json_incref(d);
+	*ret = CTL_EXIT_MALFORMED;
+	fprintf(stderr, "xpuctl: xpud's plan does not list device %s\n", device);
+	return NULL;
+}
+
+static int verb_repartition(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = NULL, *doc = NULL, *entry = NULL;
+	const json_t *rp;
+	const char *id;
+	int r;
+
+	if (!ctl->layout == !ctl->to_policy) {
+		fprintf(stderr, "xpuctl: repartition needs either --layout LAYOUT or --policy\n");
+		return CTL_EXIT_USAGE;
+	}
+	body = json_pack("{s:s}", "device", args[0]);
+	if (!body ||
+	    (ctl->layout && json_object_set_new(body, "layout", json_string(ctl->layout)) < 0) ||
+	    (ctl->to_policy && json_object_set_new(body, "policy", json_true()) < 0) ||
+	    (ctl->timeout && json_object_set_new(body, "timeout", json_string(ctl->timeout)) < 0))
+		return oom();
+	r = ctl_call_body(ctl, "POST", "/v1/repartition", body, &doc);
+	if (r != CTL_EXIT_OK)
+		return r;
+	id = j_str(doc, "device") ?: args[0];
+	rp = json_object_get(doc, "repartition");
+	if (!ctl->wait) {
+		if (ctl->json)
+			return print_json(doc);
+		if (json_is_object(rp))
+			printf("Device %s: repartitioning to %s (%s)\n", id, j_str(rp, "layout"),
+			       j_str(rp, "phase"));
+		else
+			printf("Device %s: repartitioned\n", id);
+		return CTL_EXIT_OK;
+	}
+	/* --wait: until the plan shows no repartition of the device */
+	for (;;) {
+		json_decref(entry);
+		entry = plan_entry(ctl, id, &r);
+		if (!entry)
+			return r;
+		if (!json_is_object(json_object_get(entry, "repartition")))
+			break;
+		usleep(200 * 1000);
+	}
+	if (ctl->json)
+		return print_json(entry);
+	if (j_str(entry, "pending")) {
+		printf("Device %s: %s is pending: %s\n", id, j_str(entry, "pending"),
+		       j_str(entry, "reason") ?: "-");
+		return CTL_EXIT_DAEMON_ERROR;
+	}
+	printf("Device %s: offered as %s%s%s\n", id, j_str(entry, "applied") ?: "?",
+	       json_is_object(json_object_get(entry, "cordon")) ? ", cordoned: " : "",
+	       json_is_object(json_object_get(entry, "cordon"))
+		       ? j_str(json_object_get(entry, "cordon"), "reason")
+		       : "");
 	return CTL_EXIT_OK;
 }
 
@@ -1282,6 +1420,16 @@ static void help(void)
 	       "  events              Follow device events until xpud ends the stream or Ctrl-C\n"
 	       "  version             Show client and daemon versions and backends\n"
 	       "  rescan              Ask xpud to rescan devices (needs privilege)\n"
+	       "  alloc, release, allocations, fit, plan, reload\n"
+	       "                      Allocations and the partition plan (see docs/xpuctl.md)\n"
+	       "  cordon DEVICE [--reason TEXT]\n"
+	       "                      Withdraw a device's free slices; slices in use keep running\n"
+	       "  uncordon DEVICE     Offer its free slices again\n"
+	       "  repartition DEVICE --layout LAYOUT|--policy [--timeout DURATION] [--wait]\n"
+	       "                      Change one device's layout without draining the node:\n"
+	       "                      LAYOUT is a partition rule's offer ('mig: [3g.40gb, 3g.40gb]',\n"
+	       "                      'replicas: 4', 'whole: true'); --policy goes back to the\n"
+	       "                      configuration's; --wait follows it to the end\n"
 	       "\n"
 	       "Options:\n"
 	       "  -h --help           Show this help\n"
@@ -1307,6 +1455,8 @@ struct verb {
 	int (*run)(struct ctl *ctl, char **args);
 	bool alloc_options; /* takes --numa-local, --owner-*, ... */
 	bool fit_options;   /* takes --memory, --compute, ... */
+	bool cordon_options; /* takes --reason */
+	bool repartition_options; /* takes --layout, --policy, --timeout, --wait */
 };
 
 static const struct verb verbs[] = {
@@ -1329,6 +1479,11 @@ static const struct verb verbs[] = {
 	  verb_fit, false, true },
 	{ "plan", 0, "plan", verb_plan },
 	{ "reload", 0, "reload", verb_reload },
+	{ "cordon", 1, "cordon DEVICE [--reason TEXT]", verb_cordon, .cordon_options = true },
+	{ "uncordon", 1, "uncordon DEVICE", verb_uncordon },
+	{ "repartition", 1,
+	  "repartition DEVICE --layout LAYOUT|--policy [--timeout DURATION] [--wait]",
+	  verb_repartition, .repartition_options = true },
 };
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -1359,6 +1514,11 @@ enum {
 	ARG_COUNT,
 	ARG_KIND,
 	ARG_RESOURCE,
+	ARG_REASON,
+	ARG_LAYOUT,
+	ARG_POLICY,
+	ARG_TIMEOUT,
+	ARG_WAIT,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -1381,6 +1541,11 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "count", required_argument, NULL, ARG_COUNT },
 		{ "kind", required_argument, NULL, ARG_KIND },
 		{ "resource", required_argument, NULL, ARG_RESOURCE },
+		{ "reason", required_argument, NULL, ARG_REASON },
+		{ "layout", required_argument, NULL, ARG_LAYOUT },
+		{ "policy", no_argument, NULL, ARG_POLICY },
+		{ "timeout", required_argument, NULL, ARG_TIMEOUT },
+		{ "wait", no_argument, NULL, ARG_WAIT },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -1464,6 +1629,28 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			ctl->resource = optarg;
 			ctl->n_fit_options++;
 			break;
+		case ARG_REASON:
+			ctl->reason = optarg;
+			ctl->n_cordon_options++;
+			break;
+		case ARG_LAYOUT:
+			if (isempty(optarg))
+				return usage_error("--layout needs a layout, e.g. 'mig: all-1g.10gb'");
+			ctl->layout = optarg;
+			ctl->n_repartition_options++;
+			break;
+		case ARG_POLICY:
+			ctl->to_policy = true;
+			ctl->n_repartition_options++;
+			break;
+		case ARG_TIMEOUT:
+			ctl->timeout = optarg;
+			ctl->n_repartition_options++;
+			break;
+		case ARG_WAIT:
+			ctl->wait = true;
+			ctl->n_repartition_options++;
+			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -1498,7 +1685,9 @@ int main(int argc, char *argv[])
 	if (n_args != verb->n_args)
 		return usage_error("usage: xpuctl %s", verb->usage);
 	if ((ctl.n_alloc_options && !verb->alloc_options) ||
-	    (ctl.n_fit_options && !verb->fit_options))
+	    (ctl.n_fit_options && !verb->fit_options) ||
+	    (ctl.n_cordon_options && !verb->cordon_options) ||
+	    (ctl.n_repartition_options && !verb->repartition_options))
 		return usage_error("that option does not apply to '%s'; usage: xpuctl %s",
 				   verb->name, verb->usage);
 

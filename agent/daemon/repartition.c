@@ -580,6 +580,7 @@ static void arm_deadline(struct repartitioner *rp)
 static void step_one(struct repartitioner *rp, struct repartition *rec, bool resumed)
 {
 	const struct device_plan *dp = plan_of(rp, rec->device_id);
+	_cleanup_free_ char *id = NULL;
 	unsigned busy;
 
 	if (job_running_for(rp, rec->device_id))
@@ -619,8 +620,11 @@ static void step_one(struct repartitioner *rp, struct repartition *rec, bool res
 		}
 		if (rp->job)
 			return; /* one apply at a time: this one waits its turn */
-		set_phase(rp, rec, REPARTITION_APPLYING);
-		rec = state_repartition(state(rp), dp->device_id);
+		id = strdup(rec->device_id);
+		if (!id)
+			return (void)log_oom();
+		set_phase(rp, rec, REPARTITION_APPLYING); /* replans: @dp is gone */
+		rec = state_repartition(state(rp), id);
 		if (rec)
 			apply_phase(rp, rec, false);
 		return;

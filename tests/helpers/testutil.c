@@ -470,3 +470,70 @@ void test_stream_close(struct test_stream *s)
 	close(s->fd);
 	free(s);
 }
+
+/* ---- plans, capacity, the fake NVML's description ------------------------------------------ */
+
+json_t *test_plan_entry(const struct test_xpud *x, const char *device)
+{
+	json_t *doc = NULL, *d, *found = NULL;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/plan", &doc), 200);
+	json_array_foreach(json_object_get(doc, "devices"), i, d)
+		if (strcmp(json_string_value(json_object_get(d, "device")) ?: "", device) == 0)
+			found = json_incref(d);
+	json_decref(doc);
+	assert_non_null(found);
+	return found;
+}
+
+void test_wait_settled(const struct test_xpud *x, const char *device, const char *layout)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	for (;;) {
+		json_t *p = test_plan_entry(x, device);
+		const char *applied = json_string_value(json_object_get(p, "applied"));
+		bool ok = applied && strcmp(applied, layout) == 0 &&
+			  json_is_null(json_object_get(p, "pending")) &&
+			  json_is_null(json_object_get(p, "repartition"));
+
+		json_decref(p);
+		if (ok)
+			return;
+		if (test_now_ms() > deadline)
+			fail_msg("plan %s never settled on %s", device, layout);
+		usleep(20 * 1000);
+	}
+}
+
+json_int_t test_capacity(const struct test_xpud *x, const char *resource, const char *field)
+{
+	json_t *doc = NULL, *r;
+	json_int_t v = -1;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
+	json_array_foreach(json_object_get(doc, "resources"), i, r)
+		if (strcmp(json_string_value(json_object_get(r, "name")) ?: "", resource) == 0)
+			v = json_integer_value(json_object_get(r, field));
+	json_decref(doc);
+	return v;
+}
+
+void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value)
+{
+	char path[4096];
+	json_t *doc, *g;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/run/fake-nvml.json", root);
+	doc = json_load_file(path, 0, NULL);
+	assert_non_null(doc);
+	json_array_foreach(json_object_get(doc, "gpus"), i, g)
+		if (strcmp(json_string_value(json_object_get(g, "bus_id")) ?: "", bus_id) == 0)
+			assert_int_equal(json_object_set(g, key, value), 0);
+	assert_int_equal(json_dump_file(doc, path, 0), 0);
+	json_decref(doc);
+	json_decref(value);
+}

@@ -87,5 +87,16 @@ struct test_stream *test_stream_open(const char *socket_path);
 long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms);
 void test_stream_close(struct test_stream *s);
 
+/* The entry of @device in GET /v1/plan (a new reference); fails the test without one. */
+json_t *test_plan_entry(const struct test_xpud *x, const char *device);
+/* Waits (10 s at most) until @device is offered as @layout ("mig=3g.40gb,3g.40gb") with
+ * nothing pending and no repartition in progress. */
+void test_wait_settled(const struct test_xpud *x, const char *device, const char *layout);
+/* @field ("total", "free", ...) of @resource in GET /v1/capacity; -1 when it is not listed. */
+json_int_t test_capacity(const struct test_xpud *x, const char *resource, const char *field);
+/* Sets @key of the GPU @bus_id in <root>/run/fake-nvml.json to @value (taken): "errors",
+ * "hang_ms", ... Before xpud starts: the fake reads it at nvmlInit. */
+void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);

@@ -59,16 +59,7 @@ static void reload(struct test_xpud *x)
 
 static json_t *plan_of(struct test_xpud *x, const char *device)
 {
-	json_t *doc = NULL, *d, *found = NULL;
-	size_t i;
-
-	assert_int_equal(test_request(x, "GET", "/v1/plan", &doc), 200);
-	json_array_foreach(json_object_get(doc, "devices"), i, d)
-		if (strcmp(jstr(d, "device"), device) == 0)
-			found = json_incref(d);
-	json_decref(doc);
-	assert_non_null(found);
-	return found;
+	return test_plan_entry(x, device);
 }
 
 /* Waits (10 s at most) until the plan of @device has @field containing @needle. */
@@ -96,27 +87,6 @@ static void wait_plan(struct test_xpud *x, const char *device, const char *field
 	}
 }
 
-/* Waits (10 s at most) until @device is offered as @layout with nothing pending or in
- * progress: a layout is made off the loop, the plan names it before it exists. */
-static void wait_settled(struct test_xpud *x, const char *device, const char *layout)
-{
-	long long deadline = test_now_ms() + 10000;
-
-	for (;;) {
-		json_t *p = plan_of(x, device);
-		bool ok = jstr(p, "applied") && strcmp(jstr(p, "applied"), layout) == 0 &&
-			  json_is_null(json_object_get(p, "pending")) &&
-			  json_is_null(json_object_get(p, "repartition"));
-
-		json_decref(p);
-		if (ok)
-			return;
-		if (test_now_ms() > deadline)
-			fail_msg("plan %s never settled on %s", device, layout);
-		usleep(20 * 1000);
-	}
-}
-
 /* The slices of @device: their ids (sorted) and, if asked, their resources. */
 static char **slices_of(struct test_xpud *x, const char *device, char ***ret_resources)
 {
@@ -140,16 +110,7 @@ static char **slices_of(struct test_xpud *x, const char *device, char ***ret_res
 
 static json_int_t capacity_total(struct test_xpud *x, const char *resource)
 {
-	json_t *doc = NULL, *r;
-	json_int_t v = 0;
-	size_t i;
-
-	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
-	json_array_foreach(json_object_get(doc, "resources"), i, r)
-		if (strcmp(jstr(r, "resource"), resource) == 0)
-			v = json_integer_value(json_object_get(r, "total"));
-	json_decref(doc);
-	return v;
+	return test_capacity(x, resource, "total");
 }
 
 /* A few rescans, each of which would retry an apply that is not recorded. */
@@ -202,7 +163,7 @@ static void test_apply_and_idempotent(void **state)
 
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [3g.40gb, 3g.40gb]\n"));
 	reload(x);
-	wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
+	test_wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
 
 	after = slices_of(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
@@ -257,7 +218,7 @@ static void test_pending_until_released(void **state)
 	wait_plan(x, MIG_GPU, "reason", "1 slice allocated");
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 0);
 	assert_int_equal(test_request_body(x, "DELETE", path, NULL, NULL), 200);
-	wait_settled(x, MIG_GPU, "mig=4g.40gb,2g.20gb");
+	test_wait_settled(x, MIG_GPU, "mig=4g.40gb,2g.20gb");
 	after = slices_of(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
 	strv_sort(res);
@@ -269,7 +230,7 @@ static void test_pending_until_released(void **state)
 	strv_free(after);
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: all-1g.10gb\n"));
 	reload(x);
-	wait_settled(x, MIG_GPU, "mig=all-1g.10gb");
+	test_wait_settled(x, MIG_GPU, "mig=all-1g.10gb");
 	after = slices_of(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(after), 7);
 	assert_int_equal(capacity_total(x, "nvidia.com/mig-1g.10gb"), 7);
@@ -321,20 +282,7 @@ static void test_mig_disabled(void **state)
 /* Injects @error for @fn on the MIG GPU in the tree's fake NVML description. */
 static void inject_error(const char *root, const char *fn, const char *error)
 {
-	char path[4096];
-	json_t *doc, *gpus, *g;
-	size_t i;
-
-	snprintf(path, sizeof(path), "%s/run/fake-nvml.json", root);
-	doc = json_load_file(path, 0, NULL);
-	assert_non_null(doc);
-	gpus = json_object_get(doc, "gpus");
-	json_array_foreach(gpus, i, g)
-		if (strcmp(jstr(g, "bus_id"), MIG_GPU) == 0)
-			assert_int_equal(json_object_set_new(g, "errors",
-							     json_pack("{s:s}", fn, error)), 0);
-	assert_int_equal(json_dump_file(doc, path, 0), 0);
-	json_decref(doc);
+	test_fake_nvml_set(root, MIG_GPU, "errors", json_pack("{s:s}", fn, error));
 }
 
 /* The cordon of @device in the plan (its reason), or NULL; caller frees. */
