@@ -114,10 +114,16 @@ static int xpu_genl_get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 	}
 	mutex_unlock(&xpu_devices_lock);
 	cb->args[0] = i;
+	/*
+	 * 0 at the end of the list: the netlink core then puts NLMSG_DONE into this same buffer
+	 * and ends the dump now. Returning the length would end it only when the requester reads
+	 * again, and until then the dump holds a reference to this module (rmmod fails with
+	 * EAGAIN while a client that asked for a dump has not read all of it).
+	 */
+	if (!r)
+		return 0;
 	/* a message that does not fit an empty buffer would loop forever: report it */
-	if (r && !skb->len)
-		return r;
-	return skb->len;
+	return skb->len ?: r;
 }
 
 static const struct genl_small_ops xpu_genl_ops[] = {

@@ -208,10 +208,13 @@ static int on_reply(struct nl_msg *msg, void *userdata)
 	struct xpu_device *d = NULL;
 	int cmd = 0, r;
 
+	/* after a failure, the rest of the answer is read all the same, and dropped */
+	if (c->error < 0)
+		return NL_SKIP;
 	r = kmod_parse_message(nlmsg_hdr(msg), c->resource, &cmd, &d);
 	if (r == -ENOMEM) {
 		c->error = r;
-		return NL_STOP;
+		return NL_SKIP;
 	}
 	if (r < 0) {
 		log_debug_errno(r, "xpu_pci: ignoring a message it sent: %m");
@@ -220,12 +223,75 @@ static int on_reply(struct nl_msg *msg, void *userdata)
 	r = device_list_push(c->list, d);
 	if (r < 0)
 		c->error = r;
-	return r < 0 ? NL_STOP : NL_OK;
+	return NL_OK;
+}
+
+/* Where the answer to one request stands. */
+struct answer {
+	uint32_t seq;
+	bool done;
+	int error; /* what the kernel answered, as -errno */
+};
+
+static int on_answer_seq(struct nl_msg *msg, void *userdata)
+{
+	struct answer *a = userdata;
+
+	/* left over from an earlier request that timed out or failed half-way: drop it */
+	return nlmsg_hdr(msg)->nlmsg_seq == a->seq ? NL_OK : NL_SKIP;
+}
+
+static int on_answer_end(struct nl_msg *msg, void *userdata)
+{
+	struct answer *a = userdata;
+
+	a->done = true;
+	return NL_STOP;
+}
+
+static int on_answer_error(struct sockaddr_nl *nla, struct nlmsgerr *e, void *userdata)
+{
+	struct answer *a = userdata;
+
+	a->error = e->error < 0 ? e->error : -EIO;
+	a->done = true;
+	return NL_STOP;
+}
+
+int kmod_read_answer(struct nl_sock *sk, uint32_t seq, int (*on_msg)(struct nl_msg *, void *),
+		     void *userdata)
+{
+	struct answer a = { .seq = seq };
+	struct nl_cb *cb;
+	int r = 0;
+
+	cb = nl_cb_alloc(NL_CB_DEFAULT);
+	if (!cb)
+		return -ENOMEM;
+	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_msg, userdata);
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, on_answer_seq, &a);
+	/* a GET ends with its acknowledgement (NLM_F_ACK), a dump with NLMSG_DONE */
+	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, on_answer_end, &a);
+	nl_cb_set(cb, NL_CB_FINISH, NL_CB_CUSTOM, on_answer_end, &a);
+	nl_cb_err(cb, NL_CB_CUSTOM, on_answer_error, &a);
+	while (!a.done) {
+		/* one datagram at least, or the socket's receive timeout */
+		r = nl_recvmsgs_report(sk, cb);
+		if (a.error < 0 || r <= 0)
+			break;
+	}
+	nl_cb_put(cb);
+	if (a.error < 0)
+		return a.error;
+	if (r == 0)
+		return -EAGAIN;
+	return r < 0 ? kmod_errno(r) : 0;
 }
 
 static int kmod_request(struct kmod *k, int flags, const char *addr, struct collect *c)
 {
 	struct nl_msg *msg;
+	uint32_t seq;
 	int r;
 
 	msg = nlmsg_alloc();
@@ -237,17 +303,16 @@ static int kmod_request(struct kmod *k, int flags, const char *addr, struct coll
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
+	/* completes the header: our port, the next sequence number, NLM_F_ACK */
 	r = nl_send_auto(k->req, msg);
+	seq = nlmsg_hdr(msg)->nlmsg_seq;
 	nlmsg_free(msg);
 	if (r < 0)
 		return kmod_errno(r);
-	r = nl_socket_modify_cb(k->req, NL_CB_VALID, NL_CB_CUSTOM, on_reply, c);
+	r = kmod_read_answer(k->req, seq, on_reply, c);
 	if (r < 0)
-		return kmod_errno(r);
-	r = nl_wait_for_ack(k->req);
-	if (c->error < 0)
-		return c->error;
-	return kmod_errno(r);
+		return r;
+	return c->error;
 }
 
 static void kmod_free(struct kmod *k)

@@ -2,7 +2,8 @@
 /*
  * The kmod backend's mapping of xpu_pci's generic netlink messages to device records, without
  * a kernel: the messages are built with libnl as the module builds them (kmod/genl.c), then
- * also malformed, and the backend's probe on a host without the module. The module itself is
+ * also malformed; its reading of answers from a socket that a second socket fills the way the
+ * kernel would; and the backend's probe on a host without the module. The module itself is
  * tested in a virtual machine (tests/vm/run.sh).
  */
 #include <errno.h>
@@ -12,9 +13,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
 #include <netlink/genl/genl.h>
+#include <netlink/msg.h>
+#include <netlink/socket.h>
 
 #include "backends/backend.h"
 #include "backends/kmod.h"
@@ -163,6 +167,187 @@ static void test_malformed(void **state)
 	assert_null(d);
 }
 
+/*
+ * Answers as the kernel sends them, into the socket the backend reads: two NETLINK_USERSOCK
+ * sockets, the only protocol where one user socket may send to another without privileges.
+ */
+struct pair {
+	struct nl_sock *xpud, *kernel;
+};
+
+static int pair_setup(void **state)
+{
+	struct pair *p = calloc(1, sizeof(*p));
+
+	assert_non_null(p);
+	p->xpud = nl_socket_alloc();
+	p->kernel = nl_socket_alloc();
+	assert_non_null(p->xpud);
+	assert_non_null(p->kernel);
+	*state = p;
+	if (nl_connect(p->xpud, NETLINK_USERSOCK) < 0 ||
+	    nl_connect(p->kernel, NETLINK_USERSOCK) < 0)
+		return 0; /* no netlink here: the tests skip */
+	nl_socket_set_peer_port(p->kernel, nl_socket_get_local_port(p->xpud));
+	return 0;
+}
+
+static int pair_teardown(void **state)
+{
+	struct pair *p = *state;
+
+	nl_socket_free(p->xpud);
+	nl_socket_free(p->kernel);
+	free(p);
+	return 0;
+}
+
+static struct pair *pair_get(void **state)
+{
+	struct pair *p = *state;
+
+	if (nl_socket_get_fd(p->xpud) < 0 || nl_socket_get_fd(p->kernel) < 0)
+		skip();
+	return p;
+}
+
+/* Sends @m (freed) as one datagram, numbered @seq. */
+static void send_msg(struct pair *p, struct nl_msg *m, uint32_t seq, uint16_t flags)
+{
+	nlmsg_hdr(m)->nlmsg_seq = seq;
+	nlmsg_hdr(m)->nlmsg_flags |= flags;
+	assert_true(nl_send(p->kernel, m) > 0);
+	nlmsg_free(m);
+}
+
+static void send_reply(struct pair *p, uint32_t seq, uint16_t flags, const char *addr, int health)
+{
+	send_msg(p, msg_new(XPU_CMD_GET_DEVICE, addr, health, NULL, "xpu/0"), seq, flags);
+}
+
+/* The acknowledgement of request @seq (@error 0) or its error. */
+static void send_ack(struct pair *p, uint32_t seq, int error)
+{
+	struct nlmsgerr e = { .error = error,
+			      .msg = { .nlmsg_len = NLMSG_HDRLEN, .nlmsg_seq = seq } };
+	struct nl_msg *m = nlmsg_alloc_simple(NLMSG_ERROR, 0);
+
+	assert_non_null(m);
+	assert_int_equal(nlmsg_append(m, &e, sizeof(e), NLMSG_ALIGNTO), 0);
+	send_msg(p, m, seq, 0);
+}
+
+static void send_done(struct pair *p, uint32_t seq)
+{
+	struct nl_msg *m = nlmsg_alloc_simple(NLMSG_DONE, NLM_F_MULTI);
+	int zero = 0;
+
+	assert_non_null(m);
+	assert_int_equal(nlmsg_append(m, &zero, sizeof(zero), NLMSG_ALIGNTO), 0);
+	send_msg(p, m, seq, 0);
+}
+
+/* What one answer brought: the devices, as "address health" lines. */
+struct got {
+	char text[256];
+	int n;
+};
+
+static int on_got(struct nl_msg *msg, void *userdata)
+{
+	struct got *g = userdata;
+	struct xpu_device *d = NULL;
+	size_t len = strlen(g->text);
+	int cmd;
+
+	assert_int_equal(kmod_parse_message(nlmsg_hdr(msg), NULL, &cmd, &d), 0);
+	snprintf(g->text + len, sizeof(g->text) - len, "%s %s\n", d->id,
+		 xpu_health_state_to_string(d->health.state));
+	g->n++;
+	device_free(d);
+	return NL_OK;
+}
+
+static bool queue_empty(struct pair *p)
+{
+	char buf[64];
+
+	return recv(nl_socket_get_fd(p->xpud), buf, sizeof(buf), MSG_DONTWAIT | MSG_PEEK) < 0 &&
+	       errno == EAGAIN;
+}
+
+/*
+ * A GET is answered by its reply and then its acknowledgement. Both are consumed, so the next
+ * GET reads its own reply, not the acknowledgement of the one before (the health probes used to
+ * alternate between "no such device" and a reply one probe old); what an earlier request that
+ * was given up left behind is dropped.
+ */
+static void test_answer_get_in_turn(void **state)
+{
+	struct pair *p = pair_get(state);
+	struct got g = {};
+
+	send_reply(p, 5, 0, "0000:01:00.0", XPU_PCI_HEALTH_UNHEALTHY); /* given up on */
+	send_ack(p, 5, 0);
+	send_reply(p, 6, 0, "0000:01:00.0", XPU_PCI_HEALTH_OK);
+	send_ack(p, 6, 0);
+	send_reply(p, 7, 0, "0000:02:00.0", XPU_PCI_HEALTH_UNHEALTHY);
+	send_ack(p, 7, 0);
+
+	assert_int_equal(kmod_read_answer(p->xpud, 6, on_got, &g), 0);
+	assert_string_equal(g.text, "0000:01:00.0 healthy\n");
+	g = (struct got){};
+	assert_int_equal(kmod_read_answer(p->xpud, 7, on_got, &g), 0);
+	assert_string_equal(g.text, "0000:02:00.0 unhealthy\n");
+	assert_true(queue_empty(p));
+}
+
+/* A dump: several datagrams, read up to and including NLMSG_DONE. */
+static void test_answer_dump(void **state)
+{
+	struct pair *p = pair_get(state);
+	struct got g = {};
+
+	send_ack(p, 7, 0); /* of an earlier GET */
+	send_reply(p, 8, NLM_F_MULTI, "0000:01:00.0", XPU_PCI_HEALTH_OK);
+	send_reply(p, 8, NLM_F_MULTI, "0000:02:00.0", XPU_PCI_HEALTH_UNHEALTHY);
+	send_done(p, 8);
+
+	assert_int_equal(kmod_read_answer(p->xpud, 8, on_got, &g), 0);
+	assert_int_equal(g.n, 2);
+	assert_string_equal(g.text, "0000:01:00.0 healthy\n0000:02:00.0 unhealthy\n");
+	assert_true(queue_empty(p));
+}
+
+/* The kernel's error is the answer, as its errno; an earlier request's error is not. */
+static void test_answer_error(void **state)
+{
+	struct pair *p = pair_get(state);
+	struct got g = {};
+
+	send_ack(p, 8, -EBUSY);
+	send_ack(p, 9, -ENODEV);
+	assert_int_equal(kmod_read_answer(p->xpud, 9, on_got, &g), -ENODEV);
+	assert_int_equal(g.n, 0);
+	assert_true(queue_empty(p));
+}
+
+/* No answer of its own within the receive timeout: -EAGAIN, not someone else's answer. */
+static void test_answer_timeout(void **state)
+{
+	struct pair *p = pair_get(state);
+	struct timeval tv = { .tv_usec = 10000 };
+	struct got g = {};
+
+	assert_int_equal(setsockopt(nl_socket_get_fd(p->xpud), SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)),
+			 0);
+	send_reply(p, 9, 0, "0000:01:00.0", XPU_PCI_HEALTH_OK);
+	send_ack(p, 9, 0);
+	assert_int_equal(kmod_read_answer(p->xpud, 10, on_got, &g), -EAGAIN);
+	assert_int_equal(g.n, 0);
+}
+
 static void test_default_resource(void **state)
 {
 	char *s = kmod_default_resource(0x1af4, 0x1041);
@@ -210,6 +395,10 @@ int main(void)
 		cmocka_unit_test(test_unhealthy_and_resource),
 		cmocka_unit_test(test_removed),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test_setup_teardown(test_answer_get_in_turn, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_answer_dump, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_answer_error, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_answer_timeout, pair_setup, pair_teardown),
 		cmocka_unit_test(test_default_resource),
 		cmocka_unit_test(test_probe_simulated_root),
 		cmocka_unit_test(test_probe_without_module),

@@ -106,12 +106,19 @@ t_liveness() {
 	[ "$(cat /sys/class/xpu/xpu0/liveness_failures)" = 0 ]
 }
 
-t_xpud_start() {
-	# no probation: a device the module says recovered is back at once, within the checks' waits
-	printf 'health-probation: 0\n' >/tmp/xpud.yaml
+# Started from the main shell, not inside check(): that runs its command in a subshell, and
+# the PID would be lost there (xpud would outlive the kill below and keep netlink sockets open).
+xpud_start() {
+	# Health probes (netlink GETs) every 200 ms, while the same device's events arrive on the
+	# multicast group. No probation: a device the module says recovered is back at once,
+	# within the checks' waits.
+	printf 'health-interval: 200ms\nhealth-probation: 0\n' >/tmp/xpud.yaml
 	xpud --socket $SOCK --config /tmp/xpud.yaml --state-dir /var/lib/xpud --log-level debug \
 		>/tmp/xpud.log 2>&1 &
 	XPUD_PID=$!
+}
+
+t_xpud_start() {
 	wait_for 100 xpud_lists healthy || { xpuctl --socket $SOCK devices; return 1; }
 	xpuctl --socket $SOCK devices
 }
@@ -132,19 +139,51 @@ t_plug() {
 	xpuctl --socket $SOCK devices
 }
 
-t_fake_fail() {
+log_lines() { wc -l </tmp/xpud.log; }
+probes() { grep -c "Health probe of $ADDR: " /tmp/xpud.log; }
+probed_since() { # probed_since LINE STATE: a probe after that log line found the device STATE
+	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep -q "Health probe of $ADDR: $2\.$"
+}
+probe_errors_since() { # probe_errors_since LINE: probes after that log line that failed
+	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep "Health probe of $ADDR: " |
+		grep -v -E ": (un)?healthy\.$"
+}
+more_probes_than() { [ "$(probes)" -gt "$1" ]; }
+
+t_fake_fail() { # while xpud probes every 200 ms: its GETs and the module's events interleave
+	start=$(log_lines)
+	probes_before=$(probes)
 	echo 1 >/sys/module/xpu_pci/parameters/fake_liveness_fail
 	wait_for 50 is_unhealthy || { echo "health: $(health)"; return 1; }
 	echo "sysfs: $(health): $(cat /sys/class/xpu/xpu0/health_reason)"
+	line=$(log_lines)
 	wait_for 50 xpud_lists unhealthy || { echo "xpud does not report it unhealthy"; return 1; }
+	wait_for 50 probed_since "$line" unhealthy || {
+		echo "no probe saw it unhealthy"
+		return 1
+	}
 	echo 0 >/sys/module/xpu_pci/parameters/fake_liveness_fail
 	wait_for 50 is_healthy || { echo "sysfs still $(health)"; return 1; }
+	line=$(log_lines)
 	wait_for 50 xpud_lists healthy || {
 		echo "xpud does not report it healthy again; its log:"
 		grep -v HTTP /tmp/xpud.log | tail -n 12
 		xpuctl --socket $SOCK devices
 		return 1
 	}
+	wait_for 50 probed_since "$line" healthy || { echo "no probe saw it healthy"; return 1; }
+	xpud_lists healthy || { echo "a probe made it unhealthy again"; return 1; }
+	echo "$(($(probes) - probes_before)) health probes meanwhile"
+	# each probe must read its own answer: an error here is a reply or ack read out of turn
+	! probe_errors_since "$start" | tail -n 5 | grep .
+}
+
+# xpud's netlink sockets must not pin the module: no dump of it is left half read.
+t_rmmod_xpud() {
+	wait_for 50 more_probes_than $(($(probes) + 1)) || { echo "xpud does not probe"; return 1; }
+	rmmod xpu_pci || { grep "^xpu_pci " /proc/modules; cat /proc/net/netlink; return 1; }
+	insmod $MOD liveness_ms=100 || return 1
+	wait_for 50 present || { echo "no $DEV after insmod"; return 1; }
 }
 
 t_rmmod_busy() {
@@ -214,6 +253,7 @@ check "/dev/xpu/0 and the info ioctl" t_devnode
 check "factorial through the ioctl and the completion interrupt" t_factorial
 check "liveness probe passes" t_liveness
 check "generic netlink dump" xpu-vmcheck genl-dump
+xpud_start
 check "xpud lists the device through generic netlink, healthy" t_xpud_start
 check "bad ioctl arguments are refused" xpu-vmcheck bad-ioctl $DEV
 check "malformed netlink requests are refused" xpu-vmcheck genl-bad
@@ -222,9 +262,10 @@ check "QMP hot-plug: device back in xpud" t_plug
 check "open file of a removed device gets ENODEV" xpu-vmcheck removed $DEV "$ADDR"
 wait_for 50 present
 ADDR=$(edu_addr)
-check "simulated liveness failure marks it unhealthy, in xpud too" t_fake_fail
+check "liveness failure: unhealthy and back in xpud too, while it probes every 200 ms" t_fake_fail
 check "fuzz ioctl and netlink handlers for ${FUZZ_SECONDS}s" xpu-vmcheck fuzz $DEV "$FUZZ_SECONDS" "$FUZZ_SEED"
 check "device works after the fuzzing" xpu-vmcheck factorial $DEV 6 720
+check "rmmod succeeds while xpud probes every 200 ms" t_rmmod_xpud
 kill "$XPUD_PID" 2>/dev/null
 wait "$XPUD_PID" 2>/dev/null
 check "rmmod refused while a file is open" t_rmmod_busy
