@@ -110,7 +110,9 @@ static char **slices_of(struct test_xpud *x, const char *device, char ***ret_res
 
 static json_int_t capacity_total(struct test_xpud *x, const char *resource)
 {
-	return test_capacity(x, resource, "total");
+	json_int_t v = test_capacity(x, resource, "total");
+
+	return v < 0 ? 0 : v; /* not listed: none */
 }
 
 /* A few rescans, each of which would retry an apply that is not recorded. */
