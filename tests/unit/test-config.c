@@ -342,6 +342,57 @@ static void test_durations(void **state)
 	assert_int_equal(parse_duration("99999999999999999999s", &u), -ERANGE);
 }
 
+/* A layout (xpuctl repartition): a partition rule's offer without 'match'. */
+static void test_layouts(void **state)
+{
+	static const struct {
+		const char *text, *error;
+	} bad[] = {
+		{ "", "line 1: a layout needs one offer" },
+		{ "match: all\nwhole: true\n", "line 1: unknown key 'match' in a layout" },
+		{ "replicas: 4\nwhole: true\n", "line 2: whole: a rule has exactly one offer" },
+		{ "mig: [3g.40gb\n", "line " },
+		{ "replicas: 0\n", "replicas" },
+		{ "mig-enable: true\nwhole: true\n", "mig-enable: only applies to a rule with 'mig'" },
+		{ "[whole]\n", "must be a mapping" },
+		{ "a: &x 1\nb: *x\n", "aliases are not supported" },
+	};
+	struct offer o = {};
+	char *err = NULL;
+	struct config c;
+	const char *good = "mig: [3g.40gb, 3g.40gb]\nmig-enable: true\nresource: example.com/big\n";
+
+	assert_int_equal(config_parse_layout(good, strlen(good), &o, &err), 0);
+	assert_int_equal(o.kind, OFFER_MIG);
+	assert_int_equal(strv_length(o.mig_profiles), 2);
+	assert_true(o.mig_enable);
+	assert_string_equal(o.resource, "example.com/big");
+	offer_done(&o);
+	assert_int_equal(config_parse_layout("replicas: 4", 11, &o, &err), 0);
+	assert_int_equal(o.kind, OFFER_REPLICAS);
+	assert_int_equal(o.count, 4);
+	offer_done(&o);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(config_parse_layout(bad[i].text, strlen(bad[i].text), &o, &err),
+				 -EINVAL);
+		assert_non_null(err);
+		if (!strstr(err, bad[i].error))
+			fail_msg("layout '%s': error '%s' does not mention '%s'", bad[i].text, err,
+				 bad[i].error);
+		free(err);
+		err = NULL;
+	}
+
+	assert_int_equal(parse("repartition-timeout: 90s\n", &c, &err), 0);
+	assert_true(c.repartition_timeout_usec == 90000000ULL);
+	config_done(&c);
+	assert_int_equal(parse("log-level: info\n", &c, &err), 0);
+	assert_true(c.repartition_timeout_usec == 600000000ULL);
+	config_done(&c);
+	expect_error("repartition-timeout: later\n",
+		     "line 1: repartition-timeout: expected a duration such as 10m");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_policy_errors),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_layouts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -515,6 +515,90 @@ static void test_pending_while_allocated(void **state)
 	device_list_clear(&devs);
 }
 
+/*
+ * A cordon or a repartition withdraws the device's free slices (unhealthy, with the reason);
+ * what is allocated stays served. The operator's layout wins over the policy; a repartition the
+ * policy started carries its own target.
+ */
+static void test_withdrawn_and_wanted(void **state)
+{
+	struct device_list devs = {};
+	struct repartition rp = {};
+	struct state st = {};
+	struct config c;
+	struct plan p;
+	char *why = NULL;
+
+	device_list_push(&devs, gpu("0000:18:00.0", "nvidia", 80 * GiB, 0));
+	device_list_push(&devs, gpu("0000:2a:00.0", "nvidia", 80 * GiB, 0));
+	policy("partitions:\n  - match: all\n    replicas: 2\n", &c);
+
+	assert_int_equal(state_set_cordon(&st, "0000:18:00.0", "fan", 1), 0);
+	assert_int_equal(plan_build(&devs, &c.policy, &st, &p), 0);
+	assert_int_equal(p.slices.n, 4);
+	assert_int_equal(find_slice(&p, "0000:18:00.0/replica-0")->health.state,
+			 XPU_HEALTH_UNHEALTHY);
+	assert_string_equal(find_slice(&p, "0000:18:00.0/replica-1")->health.reason,
+			    "cordoned: fan");
+	assert_int_equal(find_slice(&p, "0000:2a:00.0/replica-0")->health.state,
+			 XPU_HEALTH_HEALTHY);
+	assert_int_equal(plan_commit(&p, &st), 1);
+	plan_done(&p);
+
+	/* an allocated slice of a cordoned device keeps running */
+	allocate(&st.ledger, "a-1", "0000:18:00.0/replica-1");
+	assert_int_equal(plan_build(&devs, &c.policy, &st, &p), 0);
+	assert_int_equal(find_slice(&p, "0000:18:00.0/replica-0")->health.state,
+			 XPU_HEALTH_UNHEALTHY);
+	assert_int_equal(find_slice(&p, "0000:18:00.0/replica-1")->health.state,
+			 XPU_HEALTH_HEALTHY);
+	plan_done(&p);
+
+	/* the operator's layout over the policy: pending while a slice is allocated */
+	assert_int_equal(state_set_layout(&st, "0000:18:00.0",
+					  &(struct offer){ .kind = OFFER_REPLICAS, .count = 4 }),
+			 0);
+	assert_int_equal(plan_wanted_offer(&c.policy, &st, devs.items[0])->count, 4);
+	assert_int_equal(plan_wanted_offer(&c.policy, &st, devs.items[1])->count, 2);
+	assert_int_equal(plan_build(&devs, &c.policy, &st, &p), 0);
+	assert_int_equal(p.devices[0].applied.count, 2);
+	assert_int_equal(p.devices[0].pending.count, 4);
+	assert_int_equal(p.devices[0].busy, 1);
+	assert_int_equal(p.devices[1].busy, 0);
+	plan_done(&p);
+
+	/* a policy's repartition: its target, and "repartitioning" as the reason */
+	rp.device_id = strdup("0000:2a:00.0");
+	rp.by_policy = true;
+	rp.phase = REPARTITION_APPLYING;
+	assert_int_equal(offer_copy(&(struct offer){ .kind = OFFER_WHOLE }, &rp.target), 0);
+	assert_int_equal(state_add_repartition(&st, &rp), 0);
+	assert_int_equal(plan_wanted_offer(&c.policy, &st, devs.items[1])->kind, OFFER_WHOLE);
+	assert_int_equal(plan_build(&devs, &c.policy, &st, &p), 0);
+	assert_string_equal(find_slice(&p, "0000:2a:00.0")->health.reason,
+			    "repartitioning to whole (applying)");
+	plan_done(&p);
+	why = plan_withdrawn_reason(&st, "0000:99:00.0");
+	assert_null(why);
+
+	/* what a device can be laid out as */
+	assert_int_equal(plan_offer_check(devs.items[0],
+					  &(struct offer){ .kind = OFFER_REPLICAS, .count = 3 },
+					  &why),
+			 1);
+	assert_int_equal(plan_offer_check(devs.items[0],
+					  &(struct offer){ .kind = OFFER_AMD_PARTITION,
+							   .amd_mode = "cpx" },
+					  &why),
+			 0);
+	assert_string_equal(why, "AMD partitions apply to AMD GPUs only");
+	free(why);
+
+	config_done(&c);
+	state_done(&st);
+	device_list_clear(&devs);
+}
+
 static void test_commit_forgets_gone_devices(void **state)
 {
 	struct device_list devs = {};
@@ -611,6 +695,7 @@ int main(void)
 		cmocka_unit_test(test_mig),
 		cmocka_unit_test(test_amd_partition),
 		cmocka_unit_test(test_pending_while_allocated),
+		cmocka_unit_test(test_withdrawn_and_wanted),
 		cmocka_unit_test(test_commit_forgets_gone_devices),
 		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_mig_apply_needed),

@@ -696,6 +696,127 @@ static void test_not_a_file(void **unused)
 	tmpdir_free(dir);
 }
 
+/* Layouts, cordons and repartitions: written only when there are any, read back equal. */
+static void test_round_trip_repartitions(void **unused)
+{
+	static const char *const mig[] = {"3g.40gb", "3g.40gb", NULL};
+	static const char *const old[] = {"1g.10gb", "1g.10gb", NULL};
+	struct state s = {}, back = {};
+	struct repartition r = {};
+	char *text, *again, *err = NULL;
+	const struct repartition *b;
+
+	text = state_to_json(&s);
+	assert_null(strstr(text, "cordons"));
+	assert_null(strstr(text, "layouts"));
+	assert_null(strstr(text, "repartitions"));
+	free(text);
+
+	assert_int_equal(state_set_layout(&s, "0000:db:00.0",
+					  &(struct offer){.kind = OFFER_MIG,
+							  .mig_profiles = (char **)mig}),
+			 0);
+	assert_int_equal(state_set_cordon(&s, "0000:18:00.0", "fan", 1700000000000001), 0);
+	/* cordoning again replaces the reason, keeps since */
+	assert_int_equal(state_set_cordon(&s, "0000:18:00.0", "fan replaced", 1800000000000000), 0);
+	r.device_id = strdup("0000:db:00.0");
+	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_MIG, .mig_profiles = (char **)mig},
+				    &r.target),
+			 0);
+	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_MIG, .mig_profiles = (char **)old},
+				    &r.previous),
+			 0);
+	r.has_previous = true;
+	r.has_previous_layout = true;
+	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_WHOLE}, &r.previous_layout), 0);
+	r.phase = REPARTITION_ROLLING_BACK;
+	r.started_usec = 1700000000000002;
+	r.deadline_usec = 1700000000600002;
+	r.error = strdup("nvmlDeviceCreateGpuInstance(3g.40gb): Insufficient resources");
+	assert_int_equal(state_add_repartition(&s, &r), 0);
+	assert_null(r.device_id); /* moved in */
+	r.device_id = strdup("0000:db:00.0");
+	assert_int_equal(state_add_repartition(&s, &r), -EBUSY);
+	repartition_done(&r);
+
+	text = state_to_json(&s);
+	assert_non_null(text);
+	assert_int_equal(state_from_json(text, strlen(text), &back, &err), 0);
+	assert_null(err);
+	assert_true(offer_equal(state_layout(&back, "0000:db:00.0"), state_layout(&s, "0000:db:00.0")));
+	assert_string_equal(state_cordon(&back, "0000:18:00.0")->reason, "fan replaced");
+	assert_true(state_cordon(&back, "0000:18:00.0")->since_usec == 1700000000000001);
+	b = state_repartition(&back, "0000:db:00.0");
+	assert_non_null(b);
+	assert_int_equal(b->phase, REPARTITION_ROLLING_BACK);
+	assert_false(b->by_policy);
+	assert_true(b->has_previous && b->has_previous_layout);
+	assert_int_equal(b->previous_layout.kind, OFFER_WHOLE);
+	assert_true(strv_equal(b->previous.mig_profiles, (char **)old));
+	assert_true(b->deadline_usec == 1700000000600002);
+	assert_string_equal(b->error, "nvmlDeviceCreateGpuInstance(3g.40gb): Insufficient resources");
+	again = state_to_json(&back);
+	assert_string_equal(again, text);
+	free(again);
+
+	/* and they go */
+	assert_true(state_unset_cordon(&back, "0000:18:00.0"));
+	assert_false(state_unset_cordon(&back, "0000:18:00.0"));
+	state_unset_layout(&back, "0000:db:00.0");
+	state_remove_repartition(&back, "0000:db:00.0");
+	assert_null(state_repartition(&back, "0000:db:00.0"));
+	again = state_to_json(&back);
+	assert_null(strstr(again, "cordons"));
+	free(again);
+	free(text);
+	state_done(&s);
+	state_done(&back);
+}
+
+/* A bad cordon or repartition entry is dropped alone, with its place and reason. */
+static const struct bad_entry bad_extras[] = {
+    {"\"cordons\": [{\"device\": \"d\"}]", "cordons[0]: reason: missing"},
+    {"\"cordons\": [{\"device\": \"d\", \"reason\": \"x\", \"since\": 1}]",
+     "cordons[0]: unknown key 'since'"},
+    {"\"cordons\": [{\"device\": \"d\", \"reason\": \"x\"}, "
+     "{\"device\": \"d\", \"reason\": \"y\"}]",
+     "cordons[1]: device 'd' is listed twice"},
+    {"\"layouts\": [{\"device\": \"d\"}]", "layouts[0]: offer: missing"},
+    {"\"repartitions\": [{\"device\": \"d\", \"phase\": \"draining\"}]",
+     "repartitions[0]: target: missing"},
+    {"\"repartitions\": [{\"device\": \"d\", \"target\": {\"kind\": \"whole\"}, "
+     "\"phase\": \"done\"}]",
+     "phase: 'done' is not draining, applying or rolling-back"},
+    {"\"repartitions\": [{\"device\": \"d\", \"target\": {\"kind\": \"whole\"}}]",
+     "repartitions[0]: phase: missing"},
+    {"\"repartitions\": [{\"device\": \"d\", \"target\": {\"kind\": \"whole\"}, "
+     "\"phase\": \"draining\", \"by_policy\": 1}]",
+     "by_policy: expected true or false"},
+    {"\"repartitions\": [{\"device\": \"d\", \"target\": {\"kind\": \"whole\"}, "
+     "\"phase\": \"draining\", \"previous\": {\"kind\": \"mig\"}}]",
+     "previous: mig_profiles: missing"},
+};
+
+static void test_repartition_errors(void **unused)
+{
+	for (size_t i = 0; i < sizeof(bad_extras) / sizeof(bad_extras[0]); i++) {
+		char *doc, *err = NULL;
+		struct state s = {};
+
+		assert_true(asprintf(&doc,
+				     "{\"version\": 1, \"allocations\": [{\"id\": \"" ID1 "\", "
+				     "\"slices\": [\"gpu0\"]}], %s}",
+				     bad_extras[i].entry) > 0);
+		assert_int_equal(state_from_json(doc, strlen(doc), &s, &err), -EINVAL);
+		assert_one_line(err, bad_extras[i].needle);
+		/* the rest of the file is kept */
+		assert_int_equal(s.ledger.n, 1);
+		state_done(&s);
+		free(err);
+		free(doc);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -705,6 +826,8 @@ int main(void)
 		cmocka_unit_test(test_allocation_errors),
 		cmocka_unit_test(test_long_strings),
 		cmocka_unit_test(test_applied_errors),
+		cmocka_unit_test(test_round_trip_repartitions),
+		cmocka_unit_test(test_repartition_errors),
 		cmocka_unit_test(test_document_errors),
 		cmocka_unit_test(test_partial_recovery),
 		cmocka_unit_test(test_duplicate_slice),
