@@ -152,8 +152,8 @@ static int build_list(struct dp_resource *r, uint8_t **ret, size_t *ret_len)
 		d = device_list_find(devs, s->device_id);
 		v1beta1__device__init(&items[n]);
 		items[n].id = s->id;
-		items[n].health = d && d->health.state == XPU_HEALTH_HEALTHY ? "Healthy"
-									     : "Unhealthy";
+		/* the slice's own health too: a MIG instance's fault, a cordon */
+		items[n].health = slice_usable(s, d) ? "Healthy" : "Unhealthy";
 		if (d && d->numa_node >= 0) {
 			v1beta1__topology_info__init(&topo[n]);
 			v1beta1__numanode__init(&nodes[n]);

@@ -3,8 +3,8 @@
 // Plays kubelet against the real xpud with grpc-go, the library kubelet itself uses: it
 // serves Registration on kubelet.sock, receives xpud's registration, dials the plugin socket
 // the way kubelet does (the socket path as the target, so it becomes :authority), and checks
-// every device plugin method, a health change seen through ListAndWatch, a kubelet restart,
-// bad input and a clean stop. With -bench N it also measures the Allocate round trip and the
+// every device plugin method, a health change and a cordon seen through ListAndWatch, a
+// kubelet restart, bad input and a clean stop. With -bench N it also measures the Allocate round trip and the
 // ListAndWatch update latency. Exits 0 when every check passed, 1 otherwise.
 //
 // Built offline with Debian's golang-go and golang-google-grpc-dev (GO111MODULE=off) by
@@ -342,6 +342,21 @@ func main() {
 	h.setDriver(sick, sickPath, "nvidia")
 	took = law.waitHealth(sick, "Healthy", 5*time.Second)
 	check(took >= 0, "ListAndWatch: %s Healthy again after %v", sick, took)
+
+	// A cordon withdraws the GPU from kubelet (Unhealthy, Allocate refused); uncordon brings
+	// it back.
+	code, _ := h.localAPI("POST", "/v1/cordon", `{"device": "`+sick+`", "reason": "maintenance"}`)
+	check(code == 200, "cordon %s: HTTP %d", sick, code)
+	took = law.waitHealth(sick, "Unhealthy", 5*time.Second)
+	check(took >= 0, "ListAndWatch: cordoned %s turned Unhealthy after %v", sick, took)
+	_, err = c.Allocate(ctx, &api.AllocateRequest{ContainerRequests: []*api.ContainerAllocateRequest{
+		{DevicesIds: []string{sick}}}})
+	check(status.Code(err) == codes.FailedPrecondition,
+		"Allocate of a cordoned device refused: %v", err)
+	code, _ = h.localAPI("POST", "/v1/uncordon", `{"device": "`+sick+`"}`)
+	check(code == 200, "uncordon %s: HTTP %d", sick, code)
+	took = law.waitHealth(sick, "Healthy", 5*time.Second)
+	check(took >= 0, "ListAndWatch: uncordoned %s Healthy again after %v", sick, took)
 
 	// GetPreferredAllocation: must-include respected, size honoured, the rest NUMA-local.
 	must := nodes[1][0]
