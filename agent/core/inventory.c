@@ -238,9 +238,10 @@ static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_
 								 HEALTH_SIGNAL_DISCOVERED, 0,
 								 d->health.reason, now,
 								 &n[i].pending);
-		else if (d->health.state == XPU_HEALTH_HEALTHY &&
+		else if (d->health.state == XPU_HEALTH_HEALTHY && !n[i].has_pending &&
 			 health_phase_served(n[i].t.phase) != XPU_HEALTH_HEALTHY)
-			/* a rescan that finds it well is one clean probe */
+			/* a rescan that finds it well is one clean probe (one just back from a
+			 * reset has had its signal) */
 			n[i].has_pending = health_tracker_signal(&n[i].t, health_policy(inv),
 								 HEALTH_SIGNAL_PROBE_OK, 0, NULL,
 								 now, &n[i].pending);
