@@ -383,8 +383,8 @@ static int evaluate_health(const struct xpu_host *host, int fnfd, struct xpu_dev
 		if (n == (ssize_t)sizeof(cfg) && cfg[0] == 0xff && cfg[1] == 0xff && cfg[2] == 0xff &&
 		    cfg[3] == 0xff)
 			return device_set_fault(d, HEALTH_ACTION_RESET_DEVICE,
-						"not responding on the PCIe bus (config space reads "
-						"all ones)");
+						"not responding on the PCIe bus (config space "
+						"reads all ones)");
 	}
 	if (!d->driver)
 		return device_set_unhealthy(d, "no kernel driver bound");

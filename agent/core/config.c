@@ -710,8 +710,8 @@ static int parse_kind_bit(struct yaml_ctx *x, size_t line, const char *text, uns
 
 	if (k < 0)
 		return fail(x->error, line,
-			    "reset-when-idle: '%s' is not a device kind (gpu, accel, fpga); write a "
-			    "list of kinds such as [gpu, accel], all or none",
+			    "reset-when-idle: '%s' is not a device kind (gpu, accel, fpga); write "
+			    "a list of kinds such as [gpu, accel], all or none",
 			    text);
 	*bits |= CONFIG_KIND_BIT(k);
 	return 0;
@@ -741,8 +741,8 @@ static int parse_reset_when_idle(struct yaml_ctx *x, size_t line, const yaml_nod
 	}
 	if (v->type != YAML_SEQUENCE_NODE)
 		return fail(x->error, line,
-			    "reset-when-idle: expected a list of device kinds such as [gpu, accel], "
-			    "all or none, not %s",
+			    "reset-when-idle: expected a list of device kinds such as [gpu, "
+			    "accel], all or none, not %s",
 			    node_shape(v));
 	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
 	     i++) {

@@ -186,7 +186,8 @@ static void track_return(struct inventory *inv, struct tracked *n, const struct 
 
 		if (!streq(g->id, d->id))
 			continue;
-		if (d->health.state == XPU_HEALTH_HEALTHY && now - g->gone_usec <= INVENTORY_RETURN_USEC) {
+		if (d->health.state == XPU_HEALTH_HEALTHY &&
+		    now - g->gone_usec <= INVENTORY_RETURN_USEC) {
 			n->t = g->t;
 			n->t.phase = HEALTH_PHASE_UNHEALTHY; /* probation starts over */
 			n->has_pending = health_tracker_signal(&n->t, health_policy(inv),

@@ -128,19 +128,21 @@ static void reset_device(struct recovery *r, struct recovery_entry *e, const str
 	e->last_attempt_usec = now;
 	k = registry_reset(r->ctx.registry, d, &why);
 	if (k < 0) {
+		unsigned long long wait_min = recovery_backoff_usec(e->attempts) / 60000000ULL;
+
 		e->unsupported = k == -EOPNOTSUPP;
 		if (e->unsupported)
 			log_device_full_errno(LOG_WARNING, k, d->id, pci,
-					      "Device %s could not be reset: %s. It stays unhealthy "
-					      "and is not tried again until it has been healthy.",
+					      "Device %s could not be reset: %s. It stays "
+					      "unhealthy and is not tried again until it has "
+					      "been healthy.",
 					      d->id, why ?: strerror(-k));
 		else
 			log_device_full_errno(LOG_WARNING, k, d->id, pci,
-					      "Device %s could not be reset: %s. It stays unhealthy; "
-					      "the next attempt comes after %llu min at the earliest.",
-					      d->id, why ?: strerror(-k),
-					      (unsigned long long)(recovery_backoff_usec(e->attempts) /
-								   60000000ULL));
+					      "Device %s could not be reset: %s. It stays "
+					      "unhealthy; the next attempt comes after %llu min "
+					      "at the earliest.",
+					      d->id, why ?: strerror(-k), wait_min);
 		return;
 	}
 	log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
@@ -227,7 +229,7 @@ static int on_run(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-/* After every dispatch: new evidence, or a new inventory generation (a release), asks for a pass. */
+/* After every dispatch: new evidence or a new inventory generation (a release) asks for a pass. */
 static int on_post(sd_event_source *s, void *userdata)
 {
 	struct recovery *r = userdata;

@@ -66,7 +66,7 @@ struct recovery_context {
 	struct inventory *inventory;	 /* borrowed */
 	struct registry *registry;	 /* borrowed */
 	struct allocations *allocations; /* borrowed; NULL: nothing is ever allocated */
-	const struct config *config;	 /* borrowed; read at every decision, so reloads count */
+	const struct config *config;	 /* borrowed; read at every decision (reloads count) */
 	void (*rescan)(void *userdata);	 /* asks the daemon for a rescan (coalesced) */
 	void *userdata;
 };

@@ -470,3 +470,15 @@ void test_stream_close(struct test_stream *s)
 	close(s->fd);
 	free(s);
 }
+
+void test_nvml_inject(const char *root, const char *line)
+{
+	char fifo[4096];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
+	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	close(fd);
+}

@@ -61,7 +61,8 @@ static void make_reset_file(const char *root, const char *addr)
 /* The function stops answering on the bus, or answers again. */
 static void set_config_space(const char *root, const char *addr, bool dead)
 {
-	const unsigned char cfg[4] = { 0x02, 0x10, 0xa1, 0x74 }, ones[4] = { 0xff, 0xff, 0xff, 0xff };
+	const unsigned char cfg[4] = { 0x02, 0x10, 0xa1, 0x74 };
+	const unsigned char ones[4] = { 0xff, 0xff, 0xff, 0xff };
 	char p[128];
 
 	snprintf(p, sizeof(p), "sys/bus/pci/devices/%s/config", addr);
@@ -90,7 +91,8 @@ static struct test_stream *subscribe(const struct test_xpud *x)
 {
 	struct test_stream *s = test_stream_open(x->socket);
 
-	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >=
+		    0);
 	return s;
 }
 
@@ -160,10 +162,10 @@ static void test_probe_failure_reset(void **state)
 	test_xpud_free(x);
 }
 
-/* The option off (the default): the device stays unhealthy and its reset file untouched. */
-static void test_off_by_default(void **state)
+/* A dead function under @yaml: unhealthy, and neither reset nor its reset file touched. */
+static void expect_no_reset(const char *yaml)
 {
-	char *root = with_config("mi300x", PROBING), *text;
+	char *root = with_config("mi300x", yaml), *text;
 	struct test_stream *s;
 	struct test_xpud *x;
 
@@ -182,25 +184,16 @@ static void test_off_by_default(void **state)
 	test_xpud_free(x);
 }
 
+/* The option off (the default): the device stays unhealthy and its reset file untouched. */
+static void test_off_by_default(void **state)
+{
+	expect_no_reset(PROBING);
+}
+
 /* reset-when-idle names other kinds only: a GPU is not reset. */
 static void test_other_kind(void **state)
 {
-	char *root = with_config("mi300x", PROBING "reset-when-idle: [accel, fpga]\n"), *text;
-	struct test_stream *s;
-	struct test_xpud *x;
-
-	make_reset_file(root, AMD);
-	x = start(root);
-	s = subscribe(x);
-	set_config_space(x->root, AMD, true);
-	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
-	usleep(500 * 1000);
-	text = reset_file(x->root, AMD);
-	assert_string_equal(text, "");
-	free(text);
-	test_stream_close(s);
-	assert_int_equal(test_xpud_stop(x), 0);
-	test_xpud_free(x);
+	expect_no_reset(PROBING "reset-when-idle: [accel, fpga]\n");
 }
 
 /* Allocated: no reset while the slice is held; its release lets the reset happen. */
@@ -215,7 +208,8 @@ static void test_waits_for_release(void **state)
 	x = start(root);
 	s = subscribe(x);
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
-					   "{\"resource\": \"amd.com/gpu\", \"device\": \"" AMD "\"}",
+					   "{\"resource\": \"amd.com/gpu\", "
+					   "\"device\": \"" AMD "\"}",
 					   &doc),
 			 201);
 	snprintf(path, sizeof(path), "/v1/allocations/%s",
@@ -262,18 +256,6 @@ static void test_reset_fails(void **state)
 	test_xpud_free(x);
 }
 
-static void inject(const char *root, const char *line)
-{
-	char fifo[4096];
-	int fd;
-
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
-	close(fd);
-}
-
 /* The hgx-h100 node with the event FIFO, reset files for its GPU, and @processes on it. */
 static struct test_xpud *start_nvidia(const char *yaml, unsigned processes)
 {
@@ -304,7 +286,7 @@ static void test_xid_reset(void **state)
 	struct test_stream *s = subscribe(x);
 	char buf[512], *text;
 
-	inject(x->root, "xid " H100 " 79\n");
+	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79 (GPU has fallen off the bus): reset-gpu") >= 0);
 	assert_true(wait_for(s, H100, "\"signal\":\"reset\"") >= 0);
 	text = reset_file(x->root, H100);
@@ -316,7 +298,7 @@ static void test_xid_reset(void **state)
 	assert_int_equal(test_xpud_log_count(x, "resetting it"), 1);
 
 	/* an application's XID asks for no reset */
-	inject(x->root, "xid " H100 " 13\n");
+	test_nvml_inject(x->root, "xid " H100 " 13\n");
 	usleep(400 * 1000);
 	assert_int_equal(test_xpud_log_count(x, "resetting it"), 1);
 	test_stream_close(s);
@@ -331,7 +313,7 @@ static void test_xid_reset_refused_with_processes(void **state)
 	struct test_stream *s = subscribe(x);
 	char buf[512], *text;
 
-	inject(x->root, "xid " H100 " 79\n");
+	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
 	usleep(600 * 1000);
 	assert_true(test_xpud_log_contains(x, "Device " H100 " could not be reset: NVML lists 1 "
@@ -353,7 +335,7 @@ static void test_xid_no_reset_when_off(void **state)
 	struct test_stream *s = subscribe(x);
 	char *text;
 
-	inject(x->root, "xid " H100 " 79\n");
+	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
 	usleep(500 * 1000);
 	text = reset_file(x->root, H100);

@@ -133,11 +133,13 @@ static void test_reset_when_idle(void **state)
 	config_done(&c);
 
 	expect_error("log-level: info\nreset-when-idle: [gpu, accelerator]\n",
-		     "line 2: reset-when-idle: 'accelerator' is not a device kind (gpu, accel, fpga)");
+		     "line 2: reset-when-idle: 'accelerator' is not a device kind "
+		     "(gpu, accel, fpga)");
 	expect_error("\n\nreset-when-idle:\n  - gpu\n  - tpu\n", "line 5: reset-when-idle: 'tpu'");
 	expect_error("reset-when-idle: {gpu: true}\n",
 		     "line 1: reset-when-idle: expected a list of device kinds");
-	expect_error("reset-when-idle: [[gpu]]\n", "line 1: reset-when-idle: expected a device kind");
+	expect_error("reset-when-idle: [[gpu]]\n",
+		     "line 1: reset-when-idle: expected a device kind");
 	expect_error("reset-when-idle: yes\n", "'yes' is not a device kind");
 	expect_error("reset-when-idle: gpu\nreset-when-idle: all\n",
 		     "line 2: 'reset-when-idle' is given twice");
