@@ -39,15 +39,16 @@ static void put(const char *root, const char *path, const void *data, size_t len
 	close(fd);
 }
 
-/* The content of the function's sysfs reset file: "" until xpud writes "1". */
-static char *reset_file(const char *root, const char *addr)
+/* The function's sysfs reset file holds @expected: "" until xpud writes "1". */
+static void assert_reset_file(const char *root, const char *addr, const char *expected)
 {
 	char p[4096];
 	char *text = NULL;
 
 	snprintf(p, sizeof(p), "%s/sys/bus/pci/devices/%s/reset", root, addr);
 	assert_int_equal(read_attr_at(AT_FDCWD, p, 0, &text), 0);
-	return text;
+	assert_string_equal(text, expected);
+	free(text);
 }
 
 static void make_reset_file(const char *root, const char *addr)
@@ -119,7 +120,39 @@ static const char *health_of(const struct test_xpud *x, const char *id, char *bu
 	return buf;
 }
 
+/* A while later, @addr was not reset; stops xpud. */
+static void expect_untouched(struct test_xpud *x, struct test_stream *s, const char *addr)
+{
+	usleep(500 * 1000);
+	assert_reset_file(x->root, addr, "");
+	assert_false(test_xpud_log_contains(x, "resetting it"));
+	test_stream_close(s);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 #define PROBING "health-interval: 100ms\nhealth-suspect-after: 2\nhealth-probation: 0\n"
+
+/* xpud on the mi300x node under @yaml (with the function's reset file when @resettable), and
+ * its event stream. */
+static struct test_xpud *start_amd(const char *yaml, bool resettable, struct test_stream **ret_s)
+{
+	char *root = with_config("mi300x", yaml);
+	struct test_xpud *x;
+
+	if (resettable)
+		make_reset_file(root, AMD);
+	x = start(root);
+	*ret_s = subscribe(x);
+	return x;
+}
+
+/* The function stops answering on the bus; waits until xpud says it is unhealthy. */
+static void kill_function(struct test_xpud *x, struct test_stream *s)
+{
+	set_config_space(x->root, AMD, true);
+	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
+}
 
 /*
  * A function that stops answering: unhealthy after two failed probes, reset once, on probation;
@@ -128,20 +161,13 @@ static const char *health_of(const struct test_xpud *x, const char *id, char *bu
  */
 static void test_probe_failure_reset(void **state)
 {
-	char *root = with_config("mi300x", PROBING "reset-when-idle: [gpu]\n"), buf[512];
 	struct test_stream *s;
-	struct test_xpud *x;
-	char *text;
+	struct test_xpud *x = start_amd(PROBING "reset-when-idle: [gpu]\n", true, &s);
+	char buf[512];
 
-	make_reset_file(root, AMD);
-	x = start(root);
-	s = subscribe(x);
-	set_config_space(x->root, AMD, true);
-	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
+	kill_function(x, s);
 	assert_true(wait_for(s, AMD, "\"signal\":\"reset\"") >= 0);
-	text = reset_file(x->root, AMD);
-	assert_string_equal(text, "1");
-	free(text);
+	assert_reset_file(x->root, AMD, "1");
 	assert_true(test_xpud_log_contains(x, "Device " AMD ": resetting it (not responding on "
 					      "the PCIe bus"));
 	assert_true(test_xpud_log_contains(x, "Device " AMD " was reset"));
@@ -165,23 +191,11 @@ static void test_probe_failure_reset(void **state)
 /* A dead function under @yaml: unhealthy, and neither reset nor its reset file touched. */
 static void expect_no_reset(const char *yaml)
 {
-	char *root = with_config("mi300x", yaml), *text;
 	struct test_stream *s;
-	struct test_xpud *x;
+	struct test_xpud *x = start_amd(yaml, true, &s);
 
-	make_reset_file(root, AMD);
-	x = start(root);
-	s = subscribe(x);
-	set_config_space(x->root, AMD, true);
-	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
-	usleep(500 * 1000);
-	text = reset_file(x->root, AMD);
-	assert_string_equal(text, "");
-	free(text);
-	assert_false(test_xpud_log_contains(x, "resetting it"));
-	test_stream_close(s);
-	assert_int_equal(test_xpud_stop(x), 0);
-	test_xpud_free(x);
+	kill_function(x, s);
+	expect_untouched(x, s, AMD);
 }
 
 /* The option off (the default): the device stays unhealthy and its reset file untouched. */
@@ -199,14 +213,11 @@ static void test_other_kind(void **state)
 /* Allocated: no reset while the slice is held; its release lets the reset happen. */
 static void test_waits_for_release(void **state)
 {
-	char *root = with_config("mi300x", PROBING "reset-when-idle: all\n"), *text, path[128];
 	struct test_stream *s;
-	struct test_xpud *x;
+	struct test_xpud *x = start_amd(PROBING "reset-when-idle: all\n", true, &s);
 	json_t *doc = NULL;
+	char path[128];
 
-	make_reset_file(root, AMD);
-	x = start(root);
-	s = subscribe(x);
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
 					   "{\"resource\": \"amd.com/gpu\", "
 					   "\"device\": \"" AMD "\"}",
@@ -216,20 +227,15 @@ static void test_waits_for_release(void **state)
 		 json_string_value(json_object_get(doc, "id")));
 	json_decref(doc);
 
-	set_config_space(x->root, AMD, true);
-	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
+	kill_function(x, s);
 	usleep(500 * 1000);
-	text = reset_file(x->root, AMD);
-	assert_string_equal(text, "");
-	free(text);
+	assert_reset_file(x->root, AMD, "");
 	assert_true(test_xpud_log_contains(x, "Device " AMD " needs a reset"));
 	assert_int_equal(test_xpud_log_count(x, "needs a reset"), 1);
 
 	assert_int_equal(test_request_body(x, "DELETE", path, NULL, NULL), 200);
 	assert_true(wait_for(s, AMD, "\"signal\":\"reset\"") >= 0);
-	text = reset_file(x->root, AMD);
-	assert_string_equal(text, "1");
-	free(text);
+	assert_reset_file(x->root, AMD, "1");
 	test_stream_close(s);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
@@ -238,14 +244,11 @@ static void test_waits_for_release(void **state)
 /* The kernel offers no reset for the function: logged with the reason, tried once, unhealthy. */
 static void test_reset_fails(void **state)
 {
-	char *root = with_config("mi300x", PROBING "reset-when-idle: [gpu]\n"), buf[512];
 	struct test_stream *s;
-	struct test_xpud *x;
+	struct test_xpud *x = start_amd(PROBING "reset-when-idle: [gpu]\n", false, &s);
+	char buf[512];
 
-	x = start(root);
-	s = subscribe(x);
-	set_config_space(x->root, AMD, true);
-	assert_true(wait_for(s, AMD, "\"to\":\"unhealthy\"") >= 0);
+	kill_function(x, s);
 	usleep(800 * 1000);
 	assert_true(test_xpud_log_contains(x, "Device " AMD " could not be reset: the kernel has "
 					      "no reset method for PCI function " AMD));
@@ -284,14 +287,12 @@ static void test_xid_reset(void **state)
 {
 	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 0);
 	struct test_stream *s = subscribe(x);
-	char buf[512], *text;
+	char buf[512];
 
 	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79 (GPU has fallen off the bus): reset-gpu") >= 0);
 	assert_true(wait_for(s, H100, "\"signal\":\"reset\"") >= 0);
-	text = reset_file(x->root, H100);
-	assert_string_equal(text, "1");
-	free(text);
+	assert_reset_file(x->root, H100, "1");
 	/* the reset cleared what the event said: the GPU answers, and is healthy again */
 	assert_true(wait_for(s, H100, "\"state\":\"healthy\"") >= 0);
 	assert_string_equal(health_of(x, H100, buf, sizeof(buf)), "healthy ");
@@ -311,7 +312,7 @@ static void test_xid_reset_refused_with_processes(void **state)
 {
 	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 1);
 	struct test_stream *s = subscribe(x);
-	char buf[512], *text;
+	char buf[512];
 
 	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
@@ -319,9 +320,7 @@ static void test_xid_reset_refused_with_processes(void **state)
 	assert_true(test_xpud_log_contains(x, "Device " H100 " could not be reset: NVML lists 1 "
 					      "process using GPU " H100));
 	assert_int_equal(test_xpud_log_count(x, "resetting it"), 1);
-	text = reset_file(x->root, H100);
-	assert_string_equal(text, "");
-	free(text);
+	assert_reset_file(x->root, H100, "");
 	assert_non_null(strstr(health_of(x, H100, buf, sizeof(buf)), "unhealthy XID 79"));
 	test_stream_close(s);
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -333,18 +332,10 @@ static void test_xid_no_reset_when_off(void **state)
 {
 	struct test_xpud *x = start_nvidia(PROBING, 0);
 	struct test_stream *s = subscribe(x);
-	char *text;
 
 	test_nvml_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
-	usleep(500 * 1000);
-	text = reset_file(x->root, H100);
-	assert_string_equal(text, "");
-	free(text);
-	assert_false(test_xpud_log_contains(x, "resetting it"));
-	test_stream_close(s);
-	assert_int_equal(test_xpud_stop(x), 0);
-	test_xpud_free(x);
+	expect_untouched(x, s, H100);
 }
 
 int main(void)
