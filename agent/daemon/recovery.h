@@ -82,7 +82,9 @@ struct recovery *recovery_free(struct recovery *r);
 
 /*
  * What a probe, a backend's event or a rescan said about device @id: @h with the fault's action.
- * Call it with every piece of health evidence, after feeding it to the inventory. Does not log.
+ * Call it with every piece of health evidence, before or after feeding it to the inventory: the
+ * decision pass runs after the loop iteration. Logs only when out of memory (the evidence is then
+ * lost, and the next probe brings it again).
  */
 void recovery_note(struct recovery *r, const char *id, const struct xpu_health *h);
 /* recovery_note() for each device of a rescan's list. */

@@ -5,6 +5,7 @@
  * it and nothing is allocated on it, goes on probation and comes back healthy; with the option
  * off nothing is reset; an allocated GPU waits for its release; a reset that cannot be done is
  * logged with its reason and never retried in a loop; NVML's processes on a GPU hold its reset.
+ * A device that left unhealthy and came back well was reset meanwhile: probation.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 #include "shared/fileio.h"
 #include "shared/macro.h"
+#include "sim/fixture.h"
 #include "testutil.h"
 
 #define AMD "0000:0c:00.0" /* an MI300X of the mi300x node: the generic PCI backend's */
@@ -259,6 +261,35 @@ static void test_reset_fails(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * Reset observed: a function that was unhealthy leaves (hot-unplugged, as a reset that takes it
+ * off the bus does) and comes back well. It was reset meanwhile, so it goes through probation,
+ * with the reason it had, instead of being trusted at once like a new device.
+ */
+static void test_return_goes_through_probation(void **state)
+{
+	struct test_stream *s;
+	struct test_xpud *x = start_amd("health-interval: 100ms\nhealth-probation: 1h\n", false, &s);
+	char *err = NULL, buf[512];
+
+	kill_function(x, s);
+	assert_int_equal(fixture_remove_pci(x->root, AMD), 0);
+	test_send_uevent(x, "remove", "/devices/pci0000:00/" AMD, "pci");
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-removed\"", AMD, NULL },
+				     10000) >= 0);
+	assert_int_equal(fixture_build(sim_node_find("mi300x")->json, x->root, &err), 0);
+	test_send_uevent(x, "add", "/devices/pci0000:00/" AMD, "pci");
+	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-added\"", AMD, NULL },
+				     10000) >= 0);
+	assert_true(wait_for(s, AMD, "\"to\":\"probation\",\"signal\":\"reset\"") >= 0);
+	assert_string_equal(health_of(x, AMD, buf, sizeof(buf)),
+			    "unhealthy on probation: not responding on the PCIe bus (config space "
+			    "reads all ones)");
+	test_stream_close(s);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 /* The hgx-h100 node with the event FIFO, reset files for its GPU, and @processes on it. */
 static struct test_xpud *start_nvidia(const char *yaml, unsigned processes)
 {
@@ -346,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_other_kind),
 		cmocka_unit_test(test_waits_for_release),
 		cmocka_unit_test(test_reset_fails),
+		cmocka_unit_test(test_return_goes_through_probation),
 		cmocka_unit_test(test_xid_reset),
 		cmocka_unit_test(test_xid_reset_refused_with_processes),
 		cmocka_unit_test(test_xid_no_reset_when_off),
