@@ -66,11 +66,22 @@ struct xpu_backend_ops {
 	 */
 	int (*apply_offer)(struct xpu_backend *b, const struct xpu_device *d, const struct offer *o,
 			   char **ret_error);
+	/*
+	 * Resets device @d (a PCI function-level reset, or the source's own way), so that a fault
+	 * that only a reset cures is gone. The caller has made sure nothing xpud granted uses the
+	 * device; a source that can see other users (processes on a GPU) refuses with -EBUSY.
+	 * Returns 0 when the reset was carried out; -EOPNOTSUPP when the source cannot reset @d;
+	 * -EBUSY; -ETIMEDOUT when it did not finish in time; -errno; every error with a malloc'd
+	 * one-line reason in *ret_reason. Blocks for a bounded time. Does not log above debug.
+	 * Optional.
+	 */
+	int (*reset)(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason);
 	/* Releases b->userdata. Optional. */
 	void (*close)(struct xpu_backend *b);
 };
 
-/* One device's health, as a backend's event says it now is. */
+/* One device's health, as a backend's event says it now is (health.action: what the fault asks
+ * for, when the backend knows). */
 struct backend_update {
 	char *id;
 	struct xpu_health health;

@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
@@ -19,6 +22,7 @@
 
 #include "backends/backend.h"
 #include "backends/kmod.h"
+#include "shared/bounded.h"
 #include "shared/log.h"
 #include "shared/parse.h"
 #include "xpu/uapi/xpu_pci.h"
@@ -26,6 +30,7 @@
 #define KMOD_PRIORITY 20
 #define EDU_VENDOR 0x1234
 #define EDU_DEVICE 0x11e8
+#define KMOD_RESET_TIMEOUT_USEC (10 * 1000000ULL)
 
 struct kmod {
 	struct nl_sock *req;	/* GET and DUMP, blocking with a receive timeout */
@@ -184,7 +189,9 @@ int kmod_parse_message(struct nlmsghdr *h, const char *resource, int *ret_cmd,
 		const char *why = tb[XPU_A_HEALTH_REASON] ? nla_get_string(tb[XPU_A_HEALTH_REASON])
 							   : NULL;
 
-		r = device_set_unhealthy(d, "xpu_pci: %s", why && *why ? why : "unhealthy");
+		/* a failed liveness probe or a fatal PCIe error: what a reset is for */
+		r = device_set_fault(d, HEALTH_ACTION_RESET_DEVICE, "xpu_pci: %s",
+				     why && *why ? why : "unhealthy");
 		if (r < 0)
 			return r;
 	}
@@ -493,6 +500,71 @@ static int kmod_dispatch(struct xpu_backend *b, struct backend_update **ret_upda
 	return 0;
 }
 
+/* What the reset thread owns: the open device node. */
+struct kmod_reset_call {
+	int fd;
+};
+
+static int kmod_reset_run(void *data)
+{
+	struct kmod_reset_call *c = data;
+
+	return RET_NERRNO(ioctl(c->fd, XPU_PCI_IOC_RESET));
+}
+
+static void kmod_reset_call_free(void *data)
+{
+	struct kmod_reset_call *c = data;
+
+	safe_close(c->fd);
+	free(c);
+}
+
+/*
+ * The module's own reset (XPU_PCI_IOC_RESET on /dev/xpu/N): it takes the device's locks, so a
+ * reset never races a unit of work or a removal, and the module restores the function's state.
+ */
+static int kmod_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason)
+{
+	const char *node = d->device_nodes ? d->device_nodes[0] : NULL;
+	struct kmod_reset_call *c;
+	int fd, r;
+
+	if (!node || strncmp(node, "/dev/", 5) != 0 || b->host->dev_fd < 0) {
+		if (asprintf(ret_reason, "xpu_pci gave %s no device node to reset it through",
+			     d->id) < 0)
+			return -ENOMEM;
+		return -EOPNOTSUPP;
+	}
+	fd = openat(b->host->dev_fd, node + strlen("/dev/"), O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		if (asprintf(ret_reason, "cannot open %s: %s", node, strerror(-r)) < 0)
+			return -ENOMEM;
+		return r == -ENOENT ? -ENODEV : r;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		safe_close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	log_debug("Resetting %s through %s.", d->id, node);
+	r = bounded_call(kmod_reset_run, c, kmod_reset_call_free, KMOD_RESET_TIMEOUT_USEC);
+	if (r == -ENOTTY) {
+		/* the PCI core has no reset method for the function */
+		if (asprintf(ret_reason, "xpu_pci has no way to reset %s", d->id) < 0)
+			return -ENOMEM;
+		return -EOPNOTSUPP;
+	}
+	if (r < 0 && asprintf(ret_reason, r == -ETIMEDOUT ? "xpu_pci did not finish resetting %s "
+							      "in time (%s)"
+							    : "xpu_pci could not reset %s: %s",
+			      d->id, strerror(-r)) < 0)
+		return -ENOMEM;
+	return r;
+}
+
 static void kmod_close(struct xpu_backend *b)
 {
 	kmod_free(b->userdata);
@@ -507,5 +579,6 @@ const struct xpu_backend_ops kmod_backend_ops = {
 	.refresh = kmod_refresh,
 	.watch = kmod_watch,
 	.dispatch = kmod_dispatch,
+	.reset = kmod_reset,
 	.close = kmod_close,
 };

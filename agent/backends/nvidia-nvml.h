@@ -156,6 +156,24 @@ nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
 nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
 						 nvmlPciInfo_t *pci);
 
+/* nvmlDeviceGet{Compute,Graphics}RunningProcesses_v3 (the struct's second version) */
+typedef struct nvmlProcessInfo_st {
+	unsigned int pid;
+	unsigned long long usedGpuMemory;
+	unsigned int gpuInstanceId;
+	unsigned int computeInstanceId;
+} nvmlProcessInfo_t;
+
+/*
+ * The processes that have a context on a GPU. With *infoCount 0 and infos NULL: NVML_SUCCESS when
+ * there are none, NVML_ERROR_INSUFFICIENT_SIZE with their number in *infoCount otherwise.
+ */
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+						     nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device,
+						      unsigned int *infoCount,
+						      nvmlProcessInfo_t *infos);
+
 /* MIG devices: the compute instances of a GPU with MIG enabled, each with its own handle. The
  * per-device getters above (UUID, memory) also take a MIG device handle. */
 nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count);

@@ -32,6 +32,8 @@
 #include "backends/nvidia-mig.h"
 #include "backends/nvidia-nvml.h"
 #include "backends/nvidia-xid.h"
+#include "backends/pci.h"
+#include "shared/bounded.h"
 #include "shared/dlopen-util.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -81,6 +83,8 @@ struct nvml {
 	nvmlReturn_t (*event_register)(nvmlDevice_t, unsigned long long, nvmlEventSet_t);
 	nvmlReturn_t (*event_wait)(nvmlEventSet_t, nvmlEventData_t *, unsigned int);
 	nvmlReturn_t (*event_set_free)(nvmlEventSet_t);
+	nvmlReturn_t (*compute_processes)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
+	nvmlReturn_t (*graphics_processes)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
 	struct nvml_mig_api mig; /* creating and destroying MIG instances (nvidia-mig.c) */
 };
 
@@ -107,6 +111,7 @@ struct nvidia_sticky {
 	char addr[13];
 	char *slice; /* the MIG device's UUID, or NULL: the whole GPU */
 	char *reason;
+	enum health_action action; /* what the event asked for: a reset or a reboot */
 };
 
 /* What one GPU's query thread found. Shared by the thread and the backend, reference-counted,
@@ -705,16 +710,34 @@ static const char *sticky_reason(const struct nvidia *nv, const char *addr)
 	return sticky_find(nv, addr, NULL);
 }
 
-/* Records that @addr (or its MIG device @slice, when not NULL) needs a reset; the first reason
- * stands. */
-static int sticky_add(struct nvidia *nv, const char *addr, const char *slice, const char *reason)
+/* What the event that made the whole GPU @addr unhealthy asked for. */
+static enum health_action sticky_action(const struct nvidia *nv, const char *addr)
+{
+	for (size_t i = 0; i < nv->n_sticky; i++)
+		if (streq(nv->sticky[i].addr, addr) && !nv->sticky[i].slice)
+			return nv->sticky[i].action;
+	return HEALTH_ACTION_IGNORE;
+}
+
+/* Marks @d unhealthy for the event its GPU had, if any. 0 or -ENOMEM. */
+static int sticky_apply(const struct nvidia *nv, struct xpu_device *d)
+{
+	const char *why = sticky_reason(nv, d->id);
+
+	return why ? device_set_fault(d, sticky_action(nv, d->id), "%s", why) : 0;
+}
+
+/* Records that @addr (or its MIG device @slice, when not NULL) needs @action (a reset or more);
+ * the first reason stands. */
+static int sticky_add(struct nvidia *nv, const char *addr, const char *slice, const char *reason,
+		      enum health_action action)
 {
 	struct nvidia_sticky *st;
 
 	if (sticky_find(nv, addr, slice) || nv->n_sticky >= ELEMENTSOF(nv->sticky))
 		return 0;
 	st = &nv->sticky[nv->n_sticky];
-	*st = (struct nvidia_sticky){};
+	*st = (struct nvidia_sticky){ .action = action };
 	memcpy(st->addr, addr, 13);
 	if (!(st->reason = strdup(reason)) || (slice && !(st->slice = strdup(slice)))) {
 		free(st->reason);
@@ -762,6 +785,22 @@ static void sticky_prune(struct nvidia *nv, char (*present)[13], size_t n_presen
 					      st->addr, st->reason);
 		free(st->reason);
 		free(st->slice);
+	}
+	nv->n_sticky = k;
+}
+
+/* Forgets what events said about GPU @addr and its MIG devices: it has been reset. */
+static void sticky_forget(struct nvidia *nv, const char *addr)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < nv->n_sticky; i++) {
+		if (!streq(nv->sticky[i].addr, addr)) {
+			nv->sticky[k++] = nv->sticky[i];
+			continue;
+		}
+		free(nv->sticky[i].reason);
+		free(nv->sticky[i].slice);
 	}
 	nv->n_sticky = k;
 }
@@ -1023,15 +1062,12 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 	}
 	/* Only now: the topology pass above reads every GPU's record. */
 	for (size_t i = 0; i < n_ok; i++) {
-		const char *sticky = sticky_reason(nv, ok[i]->dev->id);
-
 		register_events(nv, ok[i]->index, ok[i]->dev->id);
 		if (add_cuda_facts(nv, ok[i]->dev) < 0) {
 			k = -ENOMEM;
 			goto out;
 		}
-		if ((sticky && device_set_unhealthy(ok[i]->dev, "%s", sticky) < 0) ||
-		    mark_mig_slices(nv, ok[i]->dev) < 0) {
+		if (sticky_apply(nv, ok[i]->dev) < 0 || mark_mig_slices(nv, ok[i]->dev) < 0) {
 			k = -ENOMEM;
 			goto out;
 		}
@@ -1074,7 +1110,7 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		/* an event said it needs a reset; a probe that answers does not undo that */
 		free(d->health.reason);
 		d->health = (struct xpu_health){};
-		return device_set_unhealthy(d, "%s", sticky_reason(nv, d->id));
+		return sticky_apply(nv, d);
 	}
 	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
 		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->addr_known) &&
@@ -1338,7 +1374,8 @@ static int nvidia_watch(struct xpu_backend *b)
 	return nv->event_thread_started || nv->cuda_thread_started ? nv->pipe[0] : -EOPNOTSUPP;
 }
 
-static int update_push(struct backend_update **u, size_t *n, const char *addr, const char *reason)
+static int update_push(struct backend_update **u, size_t *n, const char *addr, const char *reason,
+		       enum health_action action)
 {
 	struct backend_update *m = realloc(*u, (*n + 1) * sizeof(*m));
 
@@ -1346,7 +1383,8 @@ static int update_push(struct backend_update **u, size_t *n, const char *addr, c
 		return -ENOMEM;
 	*u = m;
 	m[*n] = (struct backend_update){ .id = strdup(addr),
-					 .health = { XPU_HEALTH_UNHEALTHY, strdup(reason) } };
+					 .health = { XPU_HEALTH_UNHEALTHY, strdup(reason),
+						     action } };
 	if (!m[*n].id || !m[*n].health.reason) {
 		free(m[*n].id);
 		free(m[*n].health.reason);
@@ -1423,7 +1461,7 @@ static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
 			/* one instance's fault: its slice, not the GPU and its other instances */
 			log_device_full_errno(LOG_WARNING, 0, ev->addr, ev->addr,
 					      "GPU %s, MIG device %s: %s.", ev->addr, mig, reason);
-			if (sticky_add(nv, ev->addr, mig, reason) < 0)
+			if (sticky_add(nv, ev->addr, mig, reason, a) < 0)
 				return -ENOMEM;
 			*rescan = true;
 			return 0;
@@ -1431,9 +1469,10 @@ static int handle_event(struct xpu_backend *b, const struct nvidia_event *ev,
 	}
 	log_device_full_errno(LOG_WARNING, 0, ev->addr, ev->addr, "GPU %s: %s.", ev->addr,
 			      reason);
-	if (sticky_add(nv, ev->addr, NULL, reason) < 0)
+	if (sticky_add(nv, ev->addr, NULL, reason, a) < 0)
 		return -ENOMEM;
-	return update_push(u, n, ev->addr, sticky_reason(nv, ev->addr));
+	return update_push(u, n, ev->addr, sticky_reason(nv, ev->addr),
+			   sticky_action(nv, ev->addr));
 }
 
 static bool event_equal(const struct nvidia_event *a, const struct nvidia_event *b)
@@ -1618,6 +1657,100 @@ static int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 	return r;
 }
 
+/* Whether processes use a GPU, asked on a thread of its own (NVML can hang). */
+struct process_check {
+	const struct nvml *api;
+	atomic_int *outstanding; /* the backend's: NVML stays loaded while this runs */
+	char addr[13];
+	unsigned hint;
+};
+
+/* How many processes NVML lists on the GPU: compute and graphics contexts. -ENODEV when NVML does
+ * not list the GPU, -EOPNOTSUPP when the library has no process lists, NVML's error otherwise. */
+static int process_check_run(void *data)
+{
+	struct process_check *c = data;
+	nvmlReturn_t (*const lists[])(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *) = {
+		c->api->compute_processes,
+		c->api->graphics_processes,
+	};
+	nvmlDevice_t h;
+	int total = 0, r;
+
+	r = handle_by_address(c->api, c->addr, c->hint, &h);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ELEMENTSOF(lists); i++) {
+		unsigned int n = 0;
+		nvmlReturn_t k;
+
+		if (!lists[i])
+			return -EOPNOTSUPP;
+		k = lists[i](h, &n, NULL);
+		if (k != NVML_SUCCESS && k != NVML_ERROR_INSUFFICIENT_SIZE)
+			return nvml_to_errno(k) ?: -EIO;
+		total += k == NVML_SUCCESS ? 0 : (int)MIN(n, 65536u);
+	}
+	return total;
+}
+
+static void process_check_free(void *data)
+{
+	struct process_check *c = data;
+
+	atomic_fetch_sub(c->outstanding, 1);
+	free(c);
+}
+
+/*
+ * NVML has no public whole-GPU reset to rely on: the GPU's PCI function is reset through sysfs,
+ * like any other PCI function, but only
+ * when NVML lists no process on it. A GPU NVML cannot ask (fallen off the bus, a library without
+ * the process lists) goes by xpud's allocations alone. A reset clears what events said about the
+ * GPU: its probes and the rescan after the reset say how it is now.
+ */
+static int nvidia_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason)
+{
+	struct nvidia *nv = b->userdata;
+	struct process_check *c;
+	int r;
+
+	if (!d->has_pci) {
+		if (asprintf(ret_reason, "%s is not a PCI function", d->id) < 0)
+			return -ENOMEM;
+		return -EOPNOTSUPP;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->api = &nv->api;
+	c->outstanding = &nv->outstanding;
+	c->hint = UINT_MAX;
+	memcpy(c->addr, d->pci.address, 13);
+	for (unsigned i = 0; i < NVML_MAX_GPUS; i++)
+		if (streq(nv->index_addr[i], c->addr))
+			c->hint = i;
+	atomic_fetch_add(&nv->outstanding, 1);
+	r = bounded_call(process_check_run, c, process_check_free, NVML_QUERY_TIMEOUT_USEC);
+	if (r == -ENOMEM)
+		return r;
+	if (r > 0) {
+		if (asprintf(ret_reason, "NVML lists %d process%s using GPU %s", r,
+			     r == 1 ? "" : "es", d->id) < 0)
+			return -ENOMEM;
+		return -EBUSY;
+	}
+	if (r < 0)
+		log_debug_errno(r, "Cannot tell whether processes use GPU %s (%m); going by xpud's "
+				   "allocations.",
+				d->id);
+	r = pci_reset_function(nv->host, d->pci.address, ret_reason);
+	if (r < 0)
+		return r;
+	sticky_forget(nv, d->id);
+	return 0;
+}
+
 struct init_call {
 	nvmlReturn_t (*init)(void);
 	nvmlReturn_t result;
@@ -1715,6 +1848,11 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		{ (void **)&nv->api.event_register, "nvmlDeviceRegisterEvents", true },
 		{ (void **)&nv->api.event_wait, "nvmlEventSetWait_v2", true },
 		{ (void **)&nv->api.event_set_free, "nvmlEventSetFree", true },
+		/* Before a reset: whether processes use the GPU. */
+		{ (void **)&nv->api.compute_processes, "nvmlDeviceGetComputeRunningProcesses_v3",
+		  true },
+		{ (void **)&nv->api.graphics_processes, "nvmlDeviceGetGraphicsRunningProcesses_v3",
+		  true },
 		/* Applying MIG layouts: any one missing turns that feature off, nothing else. */
 		{ (void **)&nv->api.mig.error_string, "nvmlErrorString" },
 		{ (void **)&nv->api.mig.mig_mode, "nvmlDeviceGetMigMode", true },
@@ -1863,5 +2001,6 @@ const struct xpu_backend_ops nvidia_backend_ops = {
 	.watch = nvidia_watch,
 	.dispatch = nvidia_dispatch,
 	.apply_offer = nvidia_apply_offer,
+	.reset = nvidia_reset,
 	.close = nvidia_close,
 };

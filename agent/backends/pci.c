@@ -19,12 +19,16 @@
 
 #include "backends/backend.h"
 #include "backends/pci.h"
+#include "shared/bounded.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
 #include "shared/strv.h"
 
 #define PCI_DEVICES "bus/pci/devices"
+/* A function-level reset takes 100 ms; the kernel then waits up to a minute for a slow device
+ * to answer again. Longer than this, the loop goes on and the reset is reported as failed. */
+#define PCI_RESET_TIMEOUT_USEC (10 * 1000000ULL)
 
 /* Logs a survived parse problem once per scan, naming the file as a user would look it up. */
 static void warn_attr(const struct xpu_host *host, const char *addr, const char *attr, int r)
@@ -378,8 +382,9 @@ static int evaluate_health(const struct xpu_host *host, int fnfd, struct xpu_dev
 		safe_close(fd);
 		if (n == (ssize_t)sizeof(cfg) && cfg[0] == 0xff && cfg[1] == 0xff && cfg[2] == 0xff &&
 		    cfg[3] == 0xff)
-			return device_set_unhealthy(d, "not responding on the PCIe bus (config "
-						       "space reads all ones)");
+			return device_set_fault(d, HEALTH_ACTION_RESET_DEVICE,
+						"not responding on the PCIe bus (config space "
+						"reads all ones)");
 	}
 	if (!d->driver)
 		return device_set_unhealthy(d, "no kernel driver bound");
@@ -394,8 +399,8 @@ static int evaluate_health(const struct xpu_host *host, int fnfd, struct xpu_dev
 
 			if (strncmp(line, "TOTAL_ERR_FATAL ", 16) == 0 && v &&
 			    safe_atou64(v + 1, &count) >= 0 && count > 0)
-				return device_set_unhealthy(d, "%" PRIu64 " fatal PCIe AER errors",
-							    count);
+				return device_set_fault(d, HEALTH_ACTION_RESET_DEVICE,
+							"%" PRIu64 " fatal PCIe AER errors", count);
 		}
 	}
 	return 0;
@@ -791,10 +796,83 @@ static int pci_refresh(struct xpu_backend *b, struct xpu_device *d)
 	return check_device_nodes(b->host, d);
 }
 
+/* What the reset thread owns: its own handle on the function's directory. */
+struct reset_write {
+	int fnfd;
+};
+
+static int reset_write_run(void *data)
+{
+	struct reset_write *w = data;
+
+	return write_attr_at(w->fnfd, "reset", "1");
+}
+
+static void reset_write_free(void *data)
+{
+	struct reset_write *w = data;
+
+	safe_close(w->fnfd);
+	free(w);
+}
+
+int pci_reset_function(const struct xpu_host *host, const char *address, char **ret_reason)
+{
+	_cleanup_close_ int fnfd = -EBADF;
+	struct reset_write *w;
+	int r;
+
+	fnfd = openat(host->sys_fd, strjoina_path(PCI_DEVICES, address),
+		      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fnfd < 0) {
+		r = errno == ENOENT ? -ENODEV : -errno;
+		if (asprintf(ret_reason, "PCI function %s is not in sysfs: %s", address,
+			     strerror(errno)) < 0)
+			return -ENOMEM;
+		return r;
+	}
+	/* The kernel offers the file only for functions it has a reset method for. */
+	if (!exists_at(fnfd, "reset")) {
+		if (asprintf(ret_reason, "the kernel has no reset method for PCI function %s (no "
+					 "/sys/" PCI_DEVICES "/%s/reset)",
+			     address, address) < 0)
+			return -ENOMEM;
+		return -EOPNOTSUPP;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fnfd = TAKE_FD(fnfd);
+	log_debug("Resetting PCI function %s through sysfs.", address);
+	r = bounded_call(reset_write_run, w, reset_write_free, PCI_RESET_TIMEOUT_USEC);
+	if (r == -ETIMEDOUT) {
+		if (asprintf(ret_reason, "the kernel did not finish resetting %s within %llu s",
+			     address, PCI_RESET_TIMEOUT_USEC / 1000000ULL) < 0)
+			return -ENOMEM;
+	} else if (r < 0) {
+		if (asprintf(ret_reason, "writing /sys/" PCI_DEVICES "/%s/reset failed: %s",
+			     address, strerror(-r)) < 0)
+			return -ENOMEM;
+	}
+	return r;
+}
+
+static int pci_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason)
+{
+	if (!d->has_pci) {
+		if (asprintf(ret_reason, "%s is not a PCI function", d->id) < 0)
+			return -ENOMEM;
+		return -EOPNOTSUPP;
+	}
+	/* A card folded from several functions (an FPGA's) is reset through its first. */
+	return pci_reset_function(b->host, d->pci.address, ret_reason);
+}
+
 const struct xpu_backend_ops pci_backend_ops = {
 	.name = "pci",
 	.priority = 0,
 	.probe = pci_probe,
 	.enumerate = pci_enumerate,
 	.refresh = pci_refresh,
+	.reset = pci_reset,
 };

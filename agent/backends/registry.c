@@ -249,7 +249,8 @@ int registry_refresh(struct registry *r, struct xpu_device *d)
 			probed = true;
 			if (copy->health.state == XPU_HEALTH_UNHEALTHY &&
 			    d->health.state != XPU_HEALTH_UNHEALTHY &&
-			    device_set_unhealthy(d, "%s", copy->health.reason ?: "unhealthy") < 0)
+			    device_set_fault(d, copy->health.action, "%s",
+					     copy->health.reason ?: "unhealthy") < 0)
 				return -ENOMEM;
 		}
 	if (!owner_found)
@@ -257,21 +258,48 @@ int registry_refresh(struct registry *r, struct xpu_device *d)
 	return probed ? 0 : -EOPNOTSUPP;
 }
 
-int registry_apply_offer(struct registry *r, const struct xpu_device *d, const struct offer *o,
-			 char **ret_error)
+/* The available backend that produced @d, or NULL with the reason in *ret_error. */
+static struct xpu_backend *owner_of(struct registry *r, const struct xpu_device *d,
+				    char **ret_error)
 {
 	for (size_t i = 0; i < r->n; i++) {
 		struct xpu_backend *b = &r->backends[i];
 
-		if (!b->available || !streq_ptr(b->ops->name, d->backend))
-			continue;
-		if (!b->ops->apply_offer) {
-			if (asprintf(ret_error, "backend %s cannot change partitions",
-				     b->ops->name) < 0)
-				return -ENOMEM;
-			return -EOPNOTSUPP;
-		}
-		return b->ops->apply_offer(b, d, o, ret_error);
+		if (b->available && streq_ptr(b->ops->name, d->backend))
+			return b;
 	}
-	return -ENODEV;
+	if (asprintf(ret_error, "no available backend owns device %s", d->id) < 0)
+		*ret_error = NULL;
+	return NULL;
+}
+
+/* -EOPNOTSUPP with a reason naming what @b cannot do. */
+static int unsupported(const struct xpu_backend *b, const char *what, char **ret_error)
+{
+	if (asprintf(ret_error, "backend %s cannot %s", b->ops->name, what) < 0)
+		return -ENOMEM;
+	return -EOPNOTSUPP;
+}
+
+int registry_apply_offer(struct registry *r, const struct xpu_device *d, const struct offer *o,
+			 char **ret_error)
+{
+	struct xpu_backend *b = owner_of(r, d, ret_error);
+
+	if (!b)
+		return -ENODEV;
+	if (!b->ops->apply_offer)
+		return unsupported(b, "change partitions", ret_error);
+	return b->ops->apply_offer(b, d, o, ret_error);
+}
+
+int registry_reset(struct registry *r, const struct xpu_device *d, char **ret_reason)
+{
+	struct xpu_backend *b = owner_of(r, d, ret_reason);
+
+	if (!b)
+		return -ENODEV;
+	if (!b->ops->reset)
+		return unsupported(b, "reset devices", ret_reason);
+	return b->ops->reset(b, d, ret_reason);
 }

@@ -52,6 +52,14 @@ int registry_apply_offer(struct registry *r, const struct xpu_device *d, const s
 			 char **ret_error);
 
 /*
+ * Resets @d through the backend that owns it (its reset op). 0; -EOPNOTSUPP (that backend cannot
+ * reset devices); -ENODEV (no available backend owns @d); or the op's -errno. Every error comes
+ * with a malloc'd reason in *ret_reason. Blocks for the op's bounded time. Does not log above
+ * debug.
+ */
+int registry_reset(struct registry *r, const struct xpu_device *d, char **ret_reason);
+
+/*
  * Pure merge step, exposed for tests: moves every device of @in into @out, merging records
  * that share a PCI address (the higher backend priority wins; @prio gives each record's
  * priority by index). Returns 0 or -ENOMEM. @in is emptied.

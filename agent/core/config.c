@@ -228,7 +228,8 @@ static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
 	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
 	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir",
-	"health-suspect-after", "health-probation", "repartition-timeout", NULL,
+	"health-suspect-after", "health-probation", "repartition-timeout", "reset-when-idle",
+	NULL,
 };
 static const char *const rule_keys[] = {
 	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
@@ -718,6 +719,64 @@ static int parse_partitions(struct yaml_ctx *x, size_t line, const yaml_node_t *
 	return 0;
 }
 
+/* One device kind of reset-when-idle, as its bit. */
+static int parse_kind_bit(struct yaml_ctx *x, size_t line, const char *text, unsigned *bits)
+{
+	int k = xpu_kind_from_string(text);
+
+	if (k < 0)
+		return fail(x->error, line,
+			    "reset-when-idle: '%s' is not a device kind (gpu, accel, fpga); write "
+			    "a list of kinds such as [gpu, accel], all or none",
+			    text);
+	*bits |= CONFIG_KIND_BIT(k);
+	return 0;
+}
+
+/* "reset-when-idle: [gpu, accel]", "reset-when-idle: gpu", "all" or "none". */
+static int parse_reset_when_idle(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
+				 unsigned *ret)
+{
+	const char *text = node_text(v);
+	unsigned bits = 0;
+	int r;
+
+	if (text && streq(text, "all")) {
+		*ret = CONFIG_ALL_KINDS;
+		return 0;
+	}
+	if (text && streq(text, "none")) {
+		*ret = 0;
+		return 0;
+	}
+	if (text) {
+		r = parse_kind_bit(x, line, text, &bits);
+		if (r >= 0)
+			*ret = bits;
+		return r;
+	}
+	if (v->type != YAML_SEQUENCE_NODE)
+		return fail(x->error, line,
+			    "reset-when-idle: expected a list of device kinds such as [gpu, "
+			    "accel], all or none, not %s",
+			    node_shape(v));
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
+	     i++) {
+		yaml_node_t *n = yaml_document_get_node(&x->doc, *i);
+
+		if (!node_text(n))
+			return fail(x->error, node_line(n),
+				    "reset-when-idle: expected a device kind (gpu, accel, fpga), "
+				    "not %s",
+				    node_shape(n));
+		r = parse_kind_bit(x, node_line(n), node_text(n), &bits);
+		if (r < 0)
+			return r;
+	}
+	*ret = bits;
+	return 0;
+}
+
 static int parse_document(struct yaml_ctx *x, struct config *c)
 {
 	yaml_node_t *root = yaml_document_get_root_node(&x->doc);
@@ -737,6 +796,8 @@ static int parse_document(struct yaml_ctx *x, struct config *c)
 			return r;
 		if (streq(key, "partitions"))
 			r = parse_partitions(x, line, v, &c->policy);
+		else if (streq(key, "reset-when-idle"))
+			r = parse_reset_when_idle(x, line, v, &c->reset_when_idle);
 		else {
 			r = value_text(x, key, line, v, &val);
 			if (r >= 0)

@@ -56,7 +56,13 @@ struct config {
 	char *cdi_dir;	       /* where CDI specs are written; NULL: default */
 	char *nfd_dir;	       /* NFD's local features directory; NULL: default */
 	struct policy policy;  /* "partitions:": how devices are offered; no rules: all whole */
+	/* "reset-when-idle:": the kinds of device xpud resets by itself when a fault asks for a
+	 * reset and nothing is allocated on them; one bit per enum xpu_kind (CONFIG_KIND_BIT). */
+	unsigned reset_when_idle;
 };
+
+#define CONFIG_KIND_BIT(kind) (1U << (unsigned)(kind))
+#define CONFIG_ALL_KINDS ((1U << _XPU_KIND_MAX) - 1)
 
 void config_init(struct config *c);
 void config_done(struct config *c);

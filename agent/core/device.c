@@ -180,6 +180,7 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	c->numa_node = d->numa_node;
 	c->memory_bytes = d->memory_bytes;
 	c->health.state = d->health.state;
+	c->health.action = d->health.action;
 	c->backend = d->backend;
 	c->partitioned = d->partitioned;
 	if (device_set_string(&c->id, d->id) < 0 || device_set_string(&c->vendor, d->vendor) < 0 ||
@@ -256,23 +257,41 @@ int device_set_property(struct xpu_device *d, const char *key, const char *value
 	return r;
 }
 
-int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...)
+static int set_unhealthy(struct xpu_device *d, int action, const char *fmt, va_list ap)
 {
-	va_list ap;
 	char *s;
-	int r;
 
 	if (d->health.state == XPU_HEALTH_UNHEALTHY && d->health.reason)
 		return 0;
-	va_start(ap, fmt);
-	r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&s, fmt, ap) < 0)
 		return -ENOMEM;
 	d->health.state = XPU_HEALTH_UNHEALTHY;
 	free(d->health.reason);
 	d->health.reason = s;
+	d->health.action = action;
 	return 0;
+}
+
+int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = set_unhealthy(d, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int device_set_fault(struct xpu_device *d, int action, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = set_unhealthy(d, action, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 static int fill_string(char **rich, const char *generic)
@@ -344,8 +363,8 @@ int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
 	}
 	if (generic->health.state == XPU_HEALTH_UNHEALTHY &&
 	    rich->health.state != XPU_HEALTH_UNHEALTHY)
-		return device_set_unhealthy(rich, "%s",
-					    generic->health.reason ?: "reported by another backend");
+		return device_set_fault(rich, generic->health.action, "%s",
+					generic->health.reason ?: "reported by another backend");
 	return 0;
 }
 

@@ -27,6 +27,10 @@ int device_set_property(struct xpu_device *d, const char *key, const char *value
 const char *device_get_property(const struct xpu_device *d, const char *key);
 /* Marks the device unhealthy with a formatted reason (first reason wins). 0 or -ENOMEM. */
 int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...) _printf_(2, 3);
+/* The same for a fault whose source knows what it asks for (@action, an enum health_action:
+ * HEALTH_ACTION_RESET_DEVICE when only a reset brings the device back). The first fault's reason
+ * and action stand. 0 or -ENOMEM. */
+int device_set_fault(struct xpu_device *d, int action, const char *fmt, ...) _printf_(3, 4);
 
 /*
  * The merge rule, when two backends describe the same PCI function (see docs/architecture.md):

@@ -14,9 +14,18 @@ struct tracked {
 	bool has_pending;
 };
 
+/* A device that left while unhealthy or on probation, remembered for a while by id. */
+struct departed {
+	char *id;
+	struct health_tracker t;
+	uint64_t gone_usec;
+};
+
 struct inventory {
 	struct tracked *tracked;
 	size_t n_tracked;
+	struct departed departed[INVENTORY_DEPARTED_MAX]; /* oldest first */
+	size_t n_departed;
 	const struct health_policy *health_policy; /* borrowed; NULL: the default */
 	struct device_list devices; /* sorted by id */
 	struct plan plan;
@@ -60,6 +69,8 @@ struct inventory *inventory_free(struct inventory *inv)
 	for (size_t i = 0; i < inv->n_tracked; i++)
 		free(inv->tracked[i].id);
 	free(inv->tracked);
+	for (size_t i = 0; i < inv->n_departed; i++)
+		free(inv->departed[i].id);
 	free(inv);
 	return NULL;
 }
@@ -124,11 +135,75 @@ static int health_from_tracker(const struct health_tracker *t, struct xpu_health
 	return 0;
 }
 
+static void departed_drop(struct inventory *inv, size_t i)
+{
+	free(inv->departed[i].id);
+	memmove(&inv->departed[i], &inv->departed[i + 1],
+		(inv->n_departed - i - 1) * sizeof(inv->departed[0]));
+	inv->n_departed--;
+}
+
+/* Forgets departures older than the window; makes room for one more. */
+static void departed_prune(struct inventory *inv, uint64_t now)
+{
+	while (inv->n_departed > 0 &&
+	       (inv->n_departed == INVENTORY_DEPARTED_MAX ||
+		now - inv->departed[0].gone_usec > INVENTORY_RETURN_USEC))
+		departed_drop(inv, 0);
+}
+
+/* Remembers the trackers of devices that leave while not trusted (unhealthy, on probation). */
+static int departed_note(struct inventory *inv, const struct device_list *fresh, uint64_t now)
+{
+	departed_prune(inv, now);
+	for (size_t i = 0; i < inv->n_tracked; i++) {
+		const struct tracked *t = &inv->tracked[i];
+		struct departed *g;
+
+		if (device_list_find(fresh, t->id) ||
+		    health_phase_served(t->t.phase) == XPU_HEALTH_HEALTHY)
+			continue;
+		departed_prune(inv, now);
+		g = &inv->departed[inv->n_departed];
+		*g = (struct departed){ .id = strdup(t->id), .t = t->t, .gone_usec = now };
+		if (!g->id)
+			return -ENOMEM;
+		inv->n_departed++;
+	}
+	return 0;
+}
+
+/*
+ * A device that left while unhealthy or on probation and is back within the window, well: it was
+ * reset (or re-seated) meanwhile, which is what HEALTH_SIGNAL_RESET stands for. It goes through
+ * probation like a device reset in place, instead of being trusted at once like a new one.
+ */
+static void track_return(struct inventory *inv, struct tracked *n, const struct xpu_device *d,
+			 uint64_t now)
+{
+	for (size_t i = 0; i < inv->n_departed; i++) {
+		struct departed *g = &inv->departed[i];
+
+		if (!streq(g->id, d->id))
+			continue;
+		if (d->health.state == XPU_HEALTH_HEALTHY &&
+		    now - g->gone_usec <= INVENTORY_RETURN_USEC) {
+			n->t = g->t;
+			n->t.phase = HEALTH_PHASE_UNHEALTHY; /* probation starts over */
+			n->has_pending = health_tracker_signal(&n->t, health_policy(inv),
+							       HEALTH_SIGNAL_RESET, 0, NULL, now,
+							       &n->pending);
+		}
+		departed_drop(inv, i);
+		return;
+	}
+}
+
 /*
  * Brings the trackers in line with a fresh device list: one per device (new ones healthy), none
  * for devices gone; a device found broken is unhealthy at once; a device the machine holds
  * unhealthy or on probation is shown so until its probation is over (a rescan that finds it well
- * counts as one clean probe).
+ * counts as one clean probe); one that comes back well after it left untrusted is on probation.
  */
 static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_t now)
 {
@@ -136,6 +211,10 @@ static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_
 
 	if (!n)
 		return -ENOMEM;
+	if (departed_note(inv, fresh, now) < 0) {
+		free(n);
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < fresh->n; i++) {
 		struct xpu_device *d = fresh->items[i];
 		struct tracked *old = tracked_find(inv, d->id);
@@ -143,10 +222,12 @@ static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_
 		n[i].id = strdup(d->id);
 		if (!n[i].id)
 			goto oom;
-		if (old)
+		if (old) {
 			n[i].t = old->t;
-		else
+		} else {
 			health_tracker_init(&n[i].t, now);
+			track_return(inv, &n[i], d, now);
+		}
 	}
 	for (size_t i = 0; i < fresh->n; i++) {
 		struct xpu_device *d = fresh->items[i];
@@ -158,9 +239,10 @@ static int track_fresh(struct inventory *inv, struct device_list *fresh, uint64_
 								 HEALTH_SIGNAL_DISCOVERED, 0,
 								 d->health.reason, now,
 								 &n[i].pending);
-		else if (d->health.state == XPU_HEALTH_HEALTHY &&
+		else if (d->health.state == XPU_HEALTH_HEALTHY && !n[i].has_pending &&
 			 health_phase_served(n[i].t.phase) != XPU_HEALTH_HEALTHY)
-			/* a rescan that finds it well is one clean probe */
+			/* a rescan that finds it well is one clean probe (one just back from a
+			 * reset has had its signal) */
 			n[i].has_pending = health_tracker_signal(&n[i].t, health_policy(inv),
 								 HEALTH_SIGNAL_PROBE_OK, 0, NULL,
 								 now, &n[i].pending);
@@ -255,7 +337,15 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 			st.removed++;
 			i++;
 		} else if (c > 0) {
+			struct tracked *t = tracked_find(inv, n->id);
+
 			emit(inv, INVENTORY_DEVICE_ADDED, n, NULL, now_usec);
+			/* back from a reset: say so, as for a device reset in place */
+			if (t && t->has_pending && t->pending.signal == HEALTH_SIGNAL_RESET)
+				emit_transition(inv, INVENTORY_HEALTH_CHANGED, n,
+						&(struct xpu_health){ .state = XPU_HEALTH_UNHEALTHY,
+								      .reason = t->t.reason },
+						&t->pending, now_usec);
 			st.added++;
 			j++;
 		} else {

@@ -42,6 +42,10 @@ struct inventory_stats {
 
 struct inventory;
 
+/* How long a device that left untrusted is remembered, and how many such devices at most. */
+#define INVENTORY_RETURN_USEC (10 * 60 * 1000000ULL)
+#define INVENTORY_DEPARTED_MAX 64
+
 /* Returns 0 or -ENOMEM. */
 int inventory_new(struct inventory **ret);
 struct inventory *inventory_free(struct inventory *inv);
@@ -62,7 +66,10 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 /*
  * The health state machine's policy (borrowed; NULL: HEALTH_POLICY_DEFAULT). Every device has a
  * tracker from its first inventory on; a device that a rescan finds broken is unhealthy at once,
- * and one that is unhealthy or on probation stays so across rescans until its probes say.
+ * and one that is unhealthy or on probation stays so across rescans until its probes say. A
+ * device that leaves while unhealthy or on probation and is back, well, within
+ * INVENTORY_RETURN_USEC was reset meanwhile: it is on probation (HEALTH_SIGNAL_RESET; a
+ * health-changed event follows its device-added), not trusted at once like a new device.
  */
 void inventory_set_health_policy(struct inventory *inv, const struct health_policy *policy);
 /*

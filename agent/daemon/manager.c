@@ -22,6 +22,7 @@
 #include "core/state.h"
 #include "daemon/allocations.h"
 #include "daemon/manager.h"
+#include "daemon/recovery.h"
 #include "daemon/repartition.h"
 #include "daemon/uevent.h"
 #include "kube/cdi.h"
@@ -67,6 +68,7 @@ struct manager {
 	struct deviceplugin *plugin; /* NULL: no kubelet directory, every resource is local */
 	struct cdi_writer *cdi;	     /* NULL: CDI specs are not written */
 	struct nfd_writer *nfd;	     /* NULL: no NFD directory, no node labels */
+	struct recovery *recovery;   /* resets of faulty idle devices (reset-when-idle) */
 
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
@@ -224,6 +226,7 @@ static int manager_rescan(void *userdata, struct inventory_stats *ret)
 	r = registry_enumerate(m->registry, &fresh);
 	if (r < 0)
 		return r;
+	recovery_note_devices(m->recovery, &fresh);
 	r = inventory_update(m->inventory, &fresh, now_realtime(), &st);
 	device_list_clear(&fresh);
 	if (r < 0)
@@ -256,6 +259,11 @@ static void schedule_rescan(struct manager *m)
 	(void)sd_event_source_set_enabled(m->rescan_source, SD_EVENT_ONESHOT);
 }
 
+static void request_rescan(void *userdata)
+{
+	schedule_rescan(userdata);
+}
+
 static void on_uevent(const struct uevent *ev, void *userdata)
 {
 	struct manager *m = userdata;
@@ -283,13 +291,15 @@ static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *u
 		return 0;
 	}
 	/* A backend's bad news is an event that acts at once; its good news, a probe that answers. */
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		(void)inventory_health_signal(m->inventory, u[i].id,
 					      u[i].health.state == XPU_HEALTH_HEALTHY
 						      ? HEALTH_SIGNAL_PROBE_OK
 						      : HEALTH_SIGNAL_EVENT,
 					      HEALTH_SEVERITY_FATAL, u[i].health.reason,
 					      now_realtime());
+		recovery_note(m->recovery, u[i].id, &u[i].health);
+	}
 	backend_updates_free(u, n);
 	if (rescan)
 		schedule_rescan(m);
@@ -374,6 +384,7 @@ static void probe_health(struct manager *m)
 						      ? HEALTH_SIGNAL_PROBE_OK
 						      : HEALTH_SIGNAL_PROBE_FAILED,
 					      0, copy->health.reason, now_realtime());
+		recovery_note(m->recovery, copy->id, &copy->health);
 	}
 	update_status(m);
 }
@@ -771,6 +782,17 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	(void)sd_event_source_set_enabled(m->rescan_source, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(m->rescan_source, "rescan");
 
+	r = recovery_new(m->event,
+			 &(struct recovery_context){ .inventory = m->inventory,
+						     .registry = m->registry,
+						     .allocations = m->allocations,
+						     .config = &m->config,
+						     .rescan = request_rescan,
+						     .userdata = m },
+			 &m->recovery);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up resets of idle devices: %m");
+
 	/* Layouts are made, and repartitions moved on, after each new plan, from the loop. */
 	inventory_set_attempts(m->inventory, &m->attempts);
 	r = repartitioner_new(m->event, m->registry, m->inventory, m->allocations,
@@ -867,6 +889,7 @@ struct manager *manager_free(struct manager *m)
 	m->plugin = deviceplugin_free(m->plugin);
 	m->cdi = cdi_writer_free(m->cdi);
 	m->nfd = nfd_writer_free(m->nfd);
+	m->recovery = recovery_free(m->recovery);
 	m->api = api_free(m->api);
 	m->server = http_server_free(m->server);
 	if (m->socket_owned)

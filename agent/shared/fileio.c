@@ -205,6 +205,24 @@ int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret)
 	return read_key_at(dirfd, path, key, ':', ret);
 }
 
+int write_attr_at(int dirfd, const char *path, const char *value)
+{
+	_cleanup_close_ int fd = -EBADF;
+	size_t len = strlen(value);
+	ssize_t n;
+
+	/* no O_CREAT: a control file the kernel does not offer is not made up */
+	fd = openat(dirfd, path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	do
+		n = write(fd, value, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
 int exists_at(int dirfd, const char *path)
 {
 	struct stat st;

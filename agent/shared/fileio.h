@@ -53,6 +53,13 @@ int opendir_at(int dirfd, const char *path, DIR **ret);
 /* Looks up "Key: value" (procfs style, blanks after the colon skipped). -ENOENT / -ENXIO. */
 int read_colon_key_at(int dirfd, const char *path, const char *key, char **ret);
 
+/*
+ * Writes @value to the existing attribute @path below @dirfd (a sysfs control file such as a
+ * PCI function's "reset"), in one write. -ENOENT when it does not exist, other -errno of the
+ * syscalls (the kernel's answer to the write: -ENOTTY, -EINVAL, ...).
+ */
+int write_attr_at(int dirfd, const char *path, const char *value);
+
 /* True when @path exists below @dirfd (not following a final symlink's target). */
 int exists_at(int dirfd, const char *path);
 

@@ -42,6 +42,12 @@ struct xpu_pci_info {
 struct xpu_health {
 	enum xpu_health_state state;
 	char *reason; /* NULL when healthy */
+	/*
+	 * What the fault asks for, when its source knows: one of xpud's health actions (0: nothing
+	 * known; 3: the device is unusable until it is reset; see docs/architecture.md, "Resets").
+	 * xpud's own bookkeeping: not part of the API's JSON.
+	 */
+	int action;
 };
 
 struct xpu_slice;

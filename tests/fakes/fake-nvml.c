@@ -124,6 +124,8 @@ enum fake_fn {
 	FN_ATTRIBUTES,
 	FN_SUPPORTED_EVENTS,
 	FN_REGISTER_EVENTS,
+	FN_COMPUTE_PROCESSES,
+	FN_GRAPHICS_PROCESSES,
 	FN_SET_MIG_MODE,
 	FN_GET_GPU_INSTANCES,
 	FN_CREATE_GPU_INSTANCE,
@@ -160,6 +162,8 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_ATTRIBUTES] = "nvmlDeviceGetAttributes_v2",
 	[FN_SUPPORTED_EVENTS] = "nvmlDeviceGetSupportedEventTypes",
 	[FN_REGISTER_EVENTS] = "nvmlDeviceRegisterEvents",
+	[FN_COMPUTE_PROCESSES] = "nvmlDeviceGetComputeRunningProcesses_v3",
+	[FN_GRAPHICS_PROCESSES] = "nvmlDeviceGetGraphicsRunningProcesses_v3",
 	/* these take a GPU or compute instance handle: the errors of its GPU apply */
 	[FN_SET_MIG_MODE] = "nvmlDeviceSetMigMode",
 	[FN_GET_GPU_INSTANCES] = "nvmlDeviceGetGpuInstances",
@@ -286,6 +290,7 @@ struct fake_gpu {
 	struct fake_pci_addr nvlink_remote[NVML_NVLINK_MAX_LINKS];
 
 	bool no_events; /* "events": false: nvmlDeviceGetSupportedEventTypes is NOT_SUPPORTED */
+	unsigned processes; /* compute processes with a context on the GPU (pids 1000, 1001, ...) */
 
 	nvmlReturn_t error_all;
 	nvmlReturn_t error[_FN_MAX];
@@ -664,6 +669,10 @@ static int parse_gpu(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu
 	if (r >= 0)
 		r = fake_json_get_typed(p, g, "events", JSON_TRUE, "boolean", false, &obj);
 	gpu->no_events = obj && !json_is_true(obj);
+	v = 0;
+	if (r >= 0)
+		r = fake_json_get_integer(p, g, "processes", false, 0, 64, &v, NULL);
+	gpu->processes = (unsigned)v;
 	if (r >= 0)
 		r = fake_json_get_typed(p, g, "errors", JSON_OBJECT, "object", false, &obj);
 	if (r >= 0 && obj)
@@ -1463,6 +1472,49 @@ nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttribute
 		.memorySizeMB = prof->info.memorySizeMB,
 	};
 	return leave(NVML_SUCCESS);
+}
+
+/*
+ * The processes on a GPU: "processes" compute ones (pids from 1000), no graphics ones. The
+ * driver's contract: with fewer entries than processes, NVML_ERROR_INSUFFICIENT_SIZE and the
+ * number in *infoCount.
+ */
+static nvmlReturn_t running_processes(nvmlDevice_t device, enum fake_fn fn, unsigned int *infoCount,
+				      nvmlProcessInfo_t *infos)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+	unsigned n;
+
+	r = device_enter(device, fn, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!infoCount || (*infoCount && !infos))
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	n = fn == FN_COMPUTE_PROCESSES ? gpu->processes : 0;
+	if (*infoCount < n) {
+		*infoCount = n;
+		return leave(NVML_ERROR_INSUFFICIENT_SIZE);
+	}
+	for (unsigned i = 0; i < n; i++)
+		infos[i] = (nvmlProcessInfo_t){ .pid = 1000 + i,
+						.gpuInstanceId = 0xFFFFFFFFu,
+						.computeInstanceId = 0xFFFFFFFFu };
+	*infoCount = n;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+						     nvmlProcessInfo_t *infos)
+{
+	return running_processes(device, FN_COMPUTE_PROCESSES, infoCount, infos);
+}
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device,
+						      unsigned int *infoCount,
+						      nvmlProcessInfo_t *infos)
+{
+	return running_processes(device, FN_GRAPHICS_PROCESSES, infoCount, infos);
 }
 
 /*

@@ -537,3 +537,15 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
 	json_decref(doc);
 	json_decref(value);
 }
+
+void test_nvml_inject(const char *root, const char *line)
+{
+	char fifo[4096];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
+	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	close(fd);
+}

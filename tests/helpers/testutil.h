@@ -36,6 +36,9 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args);
  */
 struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args,
 				       const char *library);
+/* Writes one event line (tests/fakes/README.md, "Events") to the fake NVML's FIFO
+ * <root>/run/nvml-events, which the test made before starting xpud. */
+void test_nvml_inject(const char *root, const char *line);
 /* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). */
 int test_xpud_stop(struct test_xpud *x);
 /* Stops xpud if running, removes the tree, frees. */

@@ -356,18 +356,6 @@ static void test_init_hangs(void **state)
 	test_xpud_free(x);
 }
 
-static void inject(const char *root, const char *line)
-{
-	char fifo[4096];
-	int fd;
-
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
-	close(fd);
-}
-
 static const char *health_of(const struct test_xpud *x, const char *id, char *buf, size_t size)
 {
 	json_t *d = device(x, id), *h = json_object_get(d, "health");
@@ -402,9 +390,9 @@ static void test_xid_events(void **state)
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
 	/* an application's error leaves the GPU healthy */
-	inject(x->root, "xid 0000:18:00.0 13\n");
+	test_nvml_inject(x->root, "xid 0000:18:00.0 13\n");
 	/* a GPU that fell off the bus is unhealthy, with the XID and what it needs */
-	inject(x->root, "xid 0000:2a:00.0 79\n");
+	test_nvml_inject(x->root, "xid 0000:2a:00.0 79\n");
 	ms = test_stream_wait(s, (const char *const[]){ "\"health-changed\"",
 						     "\"device_id\":\"0000:2a:00.0\"",
 						     "XID 79 (GPU has fallen off the bus): reset-gpu",
@@ -416,14 +404,14 @@ static void test_xid_events(void **state)
 	assert_true(test_xpud_log_contains(x, "XID 13 (graphics engine exception): app-error"));
 
 	/* the configuration's override: XID 43 now needs a reset */
-	inject(x->root, "xid 0000:3a:00.0 43\n");
+	test_nvml_inject(x->root, "xid 0000:3a:00.0 43\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
 							   "XID 43", NULL },
 				10000) >= 0);
 
 	/* a storm of application errors: handled once, counted, no health change */
-	inject(x->root, "storm 0000:5d:00.0 31 500\n");
-	inject(x->root, "dbe 0000:9a:00.0\n");
+	test_nvml_inject(x->root, "storm 0000:5d:00.0 31 500\n");
+	test_nvml_inject(x->root, "dbe 0000:9a:00.0\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
 							   "double-bit ECC error", NULL },
 				10000) >= 0);
@@ -434,7 +422,7 @@ static void test_xid_events(void **state)
 	assert_non_null(strstr(health_of(x, "0000:2a:00.0", buf, sizeof(buf)), "XID 79"));
 
 	/* the wait itself failing degrades the backend, not the GPUs */
-	inject(x->root, "fail UNKNOWN\n");
+	test_nvml_inject(x->root, "fail UNKNOWN\n");
 	for (int i = 0; i < 100; i++) {
 		b = backend(x, "nvidia", &doc);
 		if (str(b, "reason") && strstr(str(b, "reason"), "degraded"))
@@ -486,7 +474,7 @@ static void test_xid_in_mig_instance(void **state)
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
 	/* the third instance of the MIG GPU: GPU instance 3, compute instance 0 */
-	inject(x->root, "xid 0000:db:00.0 95 3 0\n");
+	test_nvml_inject(x->root, "xid 0000:db:00.0 95 3 0\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-changed\"",
 							   "\"device_id\":\"0000:db:00.0\"", NULL },
 				10000) >= 0);

@@ -95,6 +95,56 @@ static void test_errors(void **state)
 	expect_error("kmod-resource: edu\n", "line 1: kmod-resource: 'edu' is not a resource name");
 }
 
+/* reset-when-idle: off by default; kinds as the API names them, all, none. */
+static void test_reset_when_idle(void **state)
+{
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle, 0);
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle: [gpu, accel]\n", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle,
+			 CONFIG_KIND_BIT(XPU_KIND_GPU) | CONFIG_KIND_BIT(XPU_KIND_ACCEL));
+	assert_false(c.reset_when_idle & CONFIG_KIND_BIT(XPU_KIND_FPGA));
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle:\n  - fpga\n", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle, CONFIG_KIND_BIT(XPU_KIND_FPGA));
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle: gpu\n", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle, CONFIG_KIND_BIT(XPU_KIND_GPU));
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle: all\n", &c, &err), 0);
+	for (int k = 0; k < _XPU_KIND_MAX; k++)
+		assert_true(c.reset_when_idle & CONFIG_KIND_BIT(k));
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle: none\n", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle, 0);
+	config_done(&c);
+
+	assert_int_equal(parse("reset-when-idle: []\n", &c, &err), 0);
+	assert_int_equal(c.reset_when_idle, 0);
+	config_done(&c);
+
+	expect_error("log-level: info\nreset-when-idle: [gpu, accelerator]\n",
+		     "line 2: reset-when-idle: 'accelerator' is not a device kind "
+		     "(gpu, accel, fpga)");
+	expect_error("\n\nreset-when-idle:\n  - gpu\n  - tpu\n", "line 5: reset-when-idle: 'tpu'");
+	expect_error("reset-when-idle: {gpu: true}\n",
+		     "line 1: reset-when-idle: expected a list of device kinds");
+	expect_error("reset-when-idle: [[gpu]]\n",
+		     "line 1: reset-when-idle: expected a device kind");
+	expect_error("reset-when-idle: yes\n", "'yes' is not a device kind");
+	expect_error("reset-when-idle: gpu\nreset-when-idle: all\n",
+		     "line 2: 'reset-when-idle' is given twice");
+}
+
 static void test_kmod_resource(void **state)
 {
 	struct config c;
@@ -398,6 +448,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_reset_when_idle),
 		cmocka_unit_test(test_kmod_resource),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_policy),

@@ -114,6 +114,86 @@ static void test_events_and_capacity(void **state)
 	inventory_free(inv);
 }
 
+/* One device "a", healthy or broken, as a rescan finds it. */
+static void rescan_one(struct inventory *inv, bool present, const char *broken, uint64_t now)
+{
+	struct device_list l = {};
+
+	if (present) {
+		device_list_push(&l, gpu("a", "nvidia.com/gpu"));
+		if (broken)
+			device_set_unhealthy(l.items[0], "%s", broken);
+	}
+	assert_int_equal(inventory_update(inv, &l, now, NULL), 0);
+}
+
+/*
+ * A device that leaves while unhealthy and comes back well was reset meanwhile: probation, as
+ * for a reset in place (and a health-changed event saying so), not trusted at once. One that left
+ * healthy, or long ago, is new.
+ */
+static void test_return_after_reset(void **state)
+{
+	const uint64_t s = 1000000;
+	struct health_policy pol = { .suspect_after = 2, .probation_usec = 60 * s };
+	struct inventory *inv = NULL;
+	const struct health_tracker *t;
+
+	assert_int_equal(inventory_new(&inv), 0);
+	inventory_set_health_policy(inv, &pol);
+	inventory_set_listener(inv, record, NULL);
+	rescan_one(inv, true, NULL, 1 * s);
+	assert_int_equal(inventory_health_signal(inv, "a", HEALTH_SIGNAL_EVENT,
+						 HEALTH_SEVERITY_FATAL, "XID 79", 2 * s),
+			 1);
+
+	/* gone (the reset took it off the bus), and back well a minute later */
+	rescan_one(inv, false, NULL, 3 * s);
+	assert_null(inventory_health(inv, "a"));
+	n_events = 0;
+	rescan_one(inv, true, NULL, 63 * s);
+	t = inventory_health(inv, "a");
+	assert_int_equal(t->phase, HEALTH_PHASE_PROBATION);
+	assert_int_equal(t->signal, HEALTH_SIGNAL_RESET);
+	assert_string_equal(t->reason, "XID 79");
+	assert_int_equal(n_events, 2);
+	assert_string_equal(events[0], "device-added a");
+	assert_string_equal(events[1], "health-changed a was unhealthy");
+	assert_int_equal(inventory_find(inv, "a")->health.state, XPU_HEALTH_UNHEALTHY);
+	assert_string_equal(inventory_find(inv, "a")->health.reason, "on probation: XID 79");
+
+	/* gone again on probation, and back: probation starts over */
+	rescan_one(inv, false, NULL, 100 * s);
+	rescan_one(inv, true, NULL, 110 * s);
+	t = inventory_health(inv, "a");
+	assert_int_equal(t->phase, HEALTH_PHASE_PROBATION);
+	assert_true(t->since_usec == 110 * s);
+	/* probation over: a rescan that finds it well makes it healthy */
+	rescan_one(inv, true, NULL, 171 * s);
+	assert_int_equal(inventory_health(inv, "a")->phase, HEALTH_PHASE_HEALTHY);
+
+	/* left healthy, back: nothing to prove */
+	rescan_one(inv, false, NULL, 200 * s);
+	rescan_one(inv, true, NULL, 201 * s);
+	assert_int_equal(inventory_health(inv, "a")->phase, HEALTH_PHASE_HEALTHY);
+
+	/* back broken: unhealthy at once, with the new reason */
+	assert_int_equal(inventory_health_signal(inv, "a", HEALTH_SIGNAL_EVENT,
+						 HEALTH_SEVERITY_FATAL, "XID 79", 202 * s),
+			 1);
+	rescan_one(inv, false, NULL, 203 * s);
+	rescan_one(inv, true, "config space reads all ones", 204 * s);
+	t = inventory_health(inv, "a");
+	assert_int_equal(t->phase, HEALTH_PHASE_UNHEALTHY);
+	assert_string_equal(t->reason, "config space reads all ones");
+
+	/* left unhealthy longer ago than the window: a new device */
+	rescan_one(inv, false, NULL, 205 * s);
+	rescan_one(inv, true, NULL, 205 * s + INVENTORY_RETURN_USEC + 1);
+	assert_int_equal(inventory_health(inv, "a")->phase, HEALTH_PHASE_HEALTHY);
+	inventory_free(inv);
+}
+
 static void test_find(void **state)
 {
 	struct inventory *inv = NULL;
@@ -138,6 +218,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_events_and_capacity),
+		cmocka_unit_test(test_return_after_reset),
 		cmocka_unit_test(test_find),
 	};
 

@@ -13,8 +13,16 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "backends/registry.h"
+#include "shared/fileio.h"
+#include "shared/host.h"
 #include "shared/strv.h"
+#include "sim/fixture.h"
 
 static int fail_rich; /* make the rich backend's enumerate fail */
 
@@ -191,12 +199,121 @@ static void test_failing_backend_keeps_last_records(void **state)
 	registry_free(r);
 }
 
+/* A fault's action survives the merge: the generic backend's fault on the rich record. */
+static void test_merge_keeps_fault_action(void **state)
+{
+	struct xpu_device *generic = mk("0000:18:00.0"), *rich = mk("0000:18:00.0");
+
+	assert_int_equal(device_set_fault(generic, HEALTH_ACTION_RESET_DEVICE, "%s",
+					  "not responding on the PCIe bus"),
+			 0);
+	assert_int_equal(device_merge(rich, generic), 0);
+	assert_int_equal(rich->health.state, XPU_HEALTH_UNHEALTHY);
+	assert_int_equal(rich->health.action, HEALTH_ACTION_RESET_DEVICE);
+	/* the first fault stands, with its action */
+	assert_int_equal(device_set_fault(rich, HEALTH_ACTION_REBOOT_NODE, "later"), 0);
+	assert_int_equal(rich->health.action, HEALTH_ACTION_RESET_DEVICE);
+	assert_string_equal(rich->health.reason, "not responding on the PCIe bus");
+	device_free(generic);
+	device_free(rich);
+}
+
+static void touch(const char *root, const char *path)
+{
+	char p[4096];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", root, path);
+	assert_int_equal(mkdir_parents(p, 0755), 0);
+	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+/*
+ * Resets go to the device's own backend: the generic PCI one writes "1" to the function's
+ * sysfs reset file, and says why not when the kernel offers none; xpu_pci's is an ioctl on the
+ * device node; a backend without a reset op says so.
+ */
+static void test_reset(void **state)
+{
+	const struct xpu_backend_ops *ops[] = { &pci_backend_ops, &generic_ops };
+	char root[4096];
+	struct xpu_host *host = NULL;
+	struct registry *r = NULL;
+	struct xpu_device *d = mk("0000:01:00.0");
+	char *why = NULL, *text = NULL;
+	struct xpu_backend kmod = { .ops = &kmod_backend_ops };
+
+	snprintf(root, sizeof(root), "%s/xpu-test-reset-XXXXXX", getenv("TMPDIR") ?: "/tmp");
+	assert_non_null(mkdtemp(root));
+	touch(root, "sys/bus/pci/devices/0000:01:00.0/reset");
+	touch(root, "dev/xpu/0");
+	assert_int_equal(host_open(root, &host), 0);
+	assert_int_equal(registry_new(host, NULL, ops, 2, &r), 0);
+
+	d->backend = "pci";
+	assert_int_equal(registry_reset(r, d, &why), 0);
+	assert_null(why);
+	assert_int_equal(read_attr_at(host->sys_fd, "bus/pci/devices/0000:01:00.0/reset", 0, &text),
+			 0);
+	assert_string_equal(text, "1");
+	free(text);
+
+	/* no reset method: the kernel has no file for it */
+	assert_int_equal(unlinkat(host->sys_fd, "bus/pci/devices/0000:01:00.0/reset", 0), 0);
+	assert_int_equal(registry_reset(r, d, &why), -EOPNOTSUPP);
+	assert_non_null(strstr(why, "no reset method for PCI function 0000:01:00.0"));
+	free(why);
+	why = NULL;
+	strcpy(d->pci.address, "0000:02:00.0");
+	assert_int_equal(registry_reset(r, d, &why), -ENODEV);
+	assert_non_null(strstr(why, "not in sysfs"));
+	free(why);
+	why = NULL;
+
+	/* a backend that cannot reset, and one that is not there */
+	d->backend = "generic";
+	assert_int_equal(registry_reset(r, d, &why), -EOPNOTSUPP);
+	assert_string_equal(why, "backend generic cannot reset devices");
+	free(why);
+	why = NULL;
+	d->backend = "gone";
+	assert_int_equal(registry_reset(r, d, &why), -ENODEV);
+	free(why);
+	why = NULL;
+
+	/* xpu_pci: a node that is not its character device answers ENOTTY: no reset */
+	kmod.host = host;
+	assert_int_equal(kmod_backend_ops.reset(&kmod, d, &why), -EOPNOTSUPP);
+	assert_non_null(strstr(why, "xpu_pci gave 0000:01:00.0 no device node"));
+	free(why);
+	why = NULL;
+	assert_int_equal(strv_extend(&d->device_nodes, "/dev/xpu/0"), 0);
+	assert_int_equal(kmod_backend_ops.reset(&kmod, d, &why), -EOPNOTSUPP);
+	assert_non_null(strstr(why, "xpu_pci has no way to reset"));
+	free(why);
+	why = NULL;
+	free(d->device_nodes[0]);
+	d->device_nodes[0] = strdup("/dev/xpu/7");
+	assert_int_equal(kmod_backend_ops.reset(&kmod, d, &why), -ENODEV);
+	assert_non_null(strstr(why, "/dev/xpu/7"));
+	free(why);
+
+	device_free(d);
+	registry_free(r);
+	host_free(host);
+	assert_int_equal(fixture_destroy(root), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_merge_rule_either_order),
 		cmocka_unit_test(test_unavailable_backend_reported),
 		cmocka_unit_test(test_failing_backend_keeps_last_records),
+		cmocka_unit_test(test_merge_keeps_fault_action),
+		cmocka_unit_test(test_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
