@@ -59,25 +59,23 @@ int log_level_from_string(const char *s)
 	return -EINVAL;
 }
 
-int log_internal(int level, int error, const char *device, const char *pci, const char *file,
-		 int line, const char *func, const char *fmt, ...)
+static int log_internalv(int level, int error, const char *device, const char *pci,
+			 const char *const *fields, const char *file, int line, const char *func,
+			 const char *fmt, va_list ap)
 {
 	char buf[2048];
-	va_list ap;
 
 	error = error < 0 ? -error : error;
 	if (level > max_level)
 		return -error;
 
 	errno = error;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 
 	if (target == LOG_TARGET_JOURNAL) {
 		char f[8][2200];
-		struct iovec iov[8];
-		int n = 0;
+		struct iovec iov[8 + LOG_EXTRA_FIELDS];
+		int n = 0, k;
 
 		snprintf(f[n++], sizeof(f[0]), "MESSAGE=%s", buf);
 		snprintf(f[n++], sizeof(f[0]), "PRIORITY=%d", level);
@@ -90,9 +88,12 @@ int log_internal(int level, int error, const char *device, const char *pci, cons
 			snprintf(f[n++], sizeof(f[0]), "XPU_DEVICE=%s", device);
 		if (pci)
 			snprintf(f[n++], sizeof(f[0]), "XPU_PCI=%s", pci);
-		for (int i = 0; i < n; i++)
-			iov[i] = (struct iovec){ .iov_base = f[i], .iov_len = strlen(f[i]) };
-		sd_journal_sendv(iov, n);
+		for (k = 0; k < n; k++)
+			iov[k] = (struct iovec){ .iov_base = f[k], .iov_len = strlen(f[k]) };
+		for (size_t i = 0; fields && fields[i] && i < LOG_EXTRA_FIELDS; i++)
+			iov[k++] = (struct iovec){ .iov_base = (char *)fields[i],
+						   .iov_len = strlen(fields[i]) };
+		sd_journal_sendv(iov, k);
 	} else {
 		if (device)
 			fprintf(stderr, "%s: %s\n", device, buf);
@@ -100,4 +101,29 @@ int log_internal(int level, int error, const char *device, const char *pci, cons
 			fprintf(stderr, "%s\n", buf);
 	}
 	return -error;
+}
+
+int log_internal(int level, int error, const char *device, const char *pci, const char *file,
+		 int line, const char *func, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = log_internalv(level, error, device, pci, NULL, file, line, func, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int log_internal_fields(int level, int error, const char *device, const char *pci,
+			const char *const *fields, const char *file, int line, const char *func,
+			const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = log_internalv(level, error, device, pci, fields, file, line, func, fmt, ap);
+	va_end(ap);
+	return r;
 }
