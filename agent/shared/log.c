@@ -59,18 +59,21 @@ int log_level_from_string(const char *s)
 	return -EINVAL;
 }
 
-static int log_internalv(int level, int error, const char *device, const char *pci,
-			 const char *const *fields, const char *file, int line, const char *func,
-			 const char *fmt, va_list ap)
+int log_internal_fields(int level, int error, const char *device, const char *pci,
+			const char *const *fields, const char *file, int line, const char *func,
+			const char *fmt, ...)
 {
 	char buf[2048];
+	va_list ap;
 
 	error = error < 0 ? -error : error;
 	if (level > max_level)
 		return -error;
 
 	errno = error;
+	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
 
 	if (target == LOG_TARGET_JOURNAL) {
 		char f[8][2200];
@@ -101,29 +104,4 @@ static int log_internalv(int level, int error, const char *device, const char *p
 			fprintf(stderr, "%s\n", buf);
 	}
 	return -error;
-}
-
-int log_internal(int level, int error, const char *device, const char *pci, const char *file,
-		 int line, const char *func, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = log_internalv(level, error, device, pci, NULL, file, line, func, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-int log_internal_fields(int level, int error, const char *device, const char *pci,
-			const char *const *fields, const char *file, int line, const char *func,
-			const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = log_internalv(level, error, device, pci, fields, file, line, func, fmt, ap);
-	va_end(ap);
-	return r;
 }
