@@ -274,6 +274,20 @@ static const char *fmt_fraction(const json_t *v, char buf[static 32])
 	return buf;
 }
 
+/* A time in microseconds since the epoch as UTC ("2026-11-26T16:10:01Z"), or NULL. */
+static const char *fmt_time_usec(const json_t *v, char buf[static 32])
+{
+	time_t sec;
+	struct tm tm;
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return NULL;
+	sec = (time_t)(json_integer_value(v) / 1000000);
+	if (!gmtime_r(&sec, &tm) || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return NULL;
+	return buf;
+}
+
 static const char *fmt_bool(const json_t *v)
 {
 	return json_is_boolean(v) ? (json_is_true(v) ? "yes" : "no") : NULL;
@@ -470,8 +484,8 @@ static char *path_escape(const char *s)
 
 static int verb_devices(struct ctl *ctl, char **args)
 {
-	static const char *const header[] = { "ID",	"KIND",	  "VENDOR", "MODEL",
-					      "NUMA", "MEMORY", "DRIVER", "HEALTH" };
+	static const char *const header[] = { "ID",	"KIND",	  "VENDOR", "MODEL", "NUMA",
+					      "MEMORY", "DRIVER", "HEALTH", "PHASE" };
 	_cleanup_json_ json_t *doc = NULL;
 	_cleanup_(table_done) struct table t = {};
 	const json_t *devices;
@@ -495,7 +509,8 @@ static int verb_devices(struct ctl *ctl, char **args)
 		    table_add(&t, fmt_int(json_object_get(d, "numa_node"), numa)) < 0 ||
 		    table_add(&t, fmt_bytes(json_object_get(d, "memory_bytes"), mem)) < 0 ||
 		    table_add(&t, j_str(d, "driver")) < 0 ||
-		    table_add(&t, health_state(json_object_get(d, "health"))) < 0)
+		    table_add(&t, health_state(json_object_get(d, "health"))) < 0 ||
+		    table_add(&t, j_str(json_object_get(d, "health"), "phase")) < 0)
 			return oom();
 	}
 	table_print(&t, ctl->legend);
@@ -592,6 +607,28 @@ static int device_lookup(struct ctl *ctl, const char *arg, json_t **ret)
 	return CTL_EXIT_OK;
 }
 
+/* "probation since T, until T (probe-ok: reason)"; nothing from a daemon without phases. */
+static void print_phase(const json_t *health)
+{
+	const char *phase = j_str(health, "phase"), *signal = j_str(health, "signal");
+	const char *why = j_str(health, "phase_reason");
+	char since[32], until[32], buf[512];
+	int n;
+
+	if (!phase)
+		return;
+	n = snprintf(buf, sizeof(buf), "%.20s", phase);
+	if (fmt_time_usec(json_object_get(health, "since_usec"), since))
+		n += snprintf(buf + n, sizeof(buf) - n, " since %s", since);
+	if (fmt_time_usec(json_object_get(health, "until_usec"), until))
+		n += snprintf(buf + n, sizeof(buf) - n, ", until %s", until);
+	if (signal && why)
+		snprintf(buf + n, sizeof(buf) - n, " (%.20s: %.300s)", signal, why);
+	else if (signal)
+		snprintf(buf + n, sizeof(buf) - n, " (%.20s)", signal);
+	print_field("Phase", buf);
+}
+
 static void print_device(const json_t *d)
 {
 	const json_t *pci = json_object_get(d, "pci"), *link = json_object_get(pci, "link");
@@ -619,6 +656,7 @@ static void print_device(const json_t *d)
 		print_field("Health", s ?: state);
 	} else
 		print_field("Health", state);
+	print_phase(health);
 
 	print_field("NUMA node", fmt_int(json_object_get(d, "numa_node"), num));
 	print_field("CPUs", j_str(d, "cpu_list"));
@@ -1297,33 +1335,33 @@ struct events_ctx {
 
 static void print_event_line(const json_t *ev)
 {
-	const json_t *dev = json_object_get(ev, "device"), *t = json_object_get(ev, "time_usec");
+	const json_t *dev = json_object_get(ev, "device");
 	const char *type = j_str(ev, "type") ?: "?";
-	char when[32] = "-";
-
-	if (json_is_integer(t) && json_integer_value(t) >= 0) {
-		time_t sec = (time_t)(json_integer_value(t) / 1000000);
-		struct tm tm;
-
-		if (gmtime_r(&sec, &tm))
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
+	char when[32];
 
 	/* The type padded to the longest known one ("health-changed") keeps IDs aligned. */
-	printf("%s ", when);
+	printf("%s ", fmt_time_usec(json_object_get(ev, "time_usec"), when) ?: "-");
 	put_sanitized(type, stdout);
 	printf("%*s", MAX(14 - (int)strlen(type), 0) + 1, "");
 	put_sanitized(j_str(ev, "device_id") ?: j_str(dev, "id") ?: "-", stdout);
 
 	if (streq(type, "health-changed")) {
 		const json_t *health = json_object_get(dev, "health");
+		const json_t *tr = json_object_get(ev, "transition");
 		const char *prev = j_str(json_object_get(ev, "previous"), "state");
 		const char *reason = j_str(health, "reason");
 
+		/* the state machine's phases where it made the change, else the states */
 		printf(" ");
-		put_sanitized(prev ?: "?", stdout);
+		put_sanitized((tr ? j_str(tr, "from") : prev) ?: "?", stdout);
 		printf(" -> ");
-		put_sanitized(health_state(health) ?: "?", stdout);
+		put_sanitized((tr ? j_str(tr, "to") : health_state(health)) ?: "?", stdout);
+		if (tr && j_str(tr, "signal")) {
+			printf(" on ");
+			put_sanitized(j_str(tr, "signal"), stdout);
+		}
+		if (tr)
+			reason = j_str(tr, "reason");
 		if (reason) {
 			printf(" (");
 			put_sanitized(reason, stdout);

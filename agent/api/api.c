@@ -334,7 +334,7 @@ static json_t *build_doc(struct api *a, enum cached_doc which)
 
 	switch (which) {
 	case CACHED_DEVICES:
-		return view_devices(devs, inventory_last_seq(a->ctx.inventory));
+		return view_devices(a->ctx.inventory);
 	case CACHED_SLICES:
 		return view_slices(devs, inventory_slices(a->ctx.inventory), ledger(a));
 	case CACHED_CAPACITY:
@@ -379,7 +379,8 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 		d = inventory_find(a->ctx.inventory, arg);
 		if (!d)
 			return reply_error(c, 404, "not-found", "no device '%s'", arg);
-		return reply_json(c, 200, view_device(d), NULL);
+		return reply_json(c, 200, view_device(d, inventory_health(a->ctx.inventory, d->id)),
+				  NULL);
 	case ROUTE_SLICES:
 		return reply_cached(a, c, CACHED_SLICES);
 	case ROUTE_CAPACITY:

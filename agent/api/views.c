@@ -103,7 +103,25 @@ static json_t *view_health_state(const struct xpu_health *h)
 			 "reason", string_or_null(h->reason));
 }
 
-json_t *view_device(const struct xpu_device *d)
+/* What front ends see, and with @t (may be NULL) where the state machine stands. */
+static json_t *view_health_phase(const struct xpu_health *h, const struct health_tracker *t)
+{
+	json_t *o = view_health_state(h);
+
+	if (!o || !t)
+		return o;
+	if (set_new(o, "phase", json_string(health_phase_to_string(t->phase))) < 0 ||
+	    set_new(o, "signal", json_string(health_signal_to_string(t->signal))) < 0 ||
+	    set_new(o, "phase_reason", string_or_null(t->reason[0] ? t->reason : NULL)) < 0 ||
+	    set_new(o, "since_usec", json_integer((json_int_t)t->since_usec)) < 0 ||
+	    set_new(o, "until_usec", uint_or_null(t->until_usec)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_t *view_device(const struct xpu_device *d, const struct health_tracker *t)
 {
 	json_t *o = json_object(), *props = json_object();
 
@@ -124,7 +142,7 @@ json_t *view_device(const struct xpu_device *d)
 	    set_new(o, "cpu_list", string_or_null(d->cpu_list)) < 0 ||
 	    set_new(o, "memory_bytes", uint_or_null(d->memory_bytes)) < 0 ||
 	    set_new(o, "device_nodes", strv_array(d->device_nodes)) < 0 ||
-	    set_new(o, "health", view_health_state(&d->health)) < 0 ||
+	    set_new(o, "health", view_health_phase(&d->health, t)) < 0 ||
 	    set_new(o, "backend", string_or_null(d->backend)) < 0 ||
 	    set_new(o, "resource", string_or_null(d->resource)) < 0 ||
 	    set_new(o, "properties", json_incref(props)) < 0)
@@ -137,12 +155,16 @@ oom:
 	return NULL;
 }
 
-json_t *view_devices(const struct device_list *l, uint64_t seq)
+json_t *view_devices(const struct inventory *inv)
 {
+	const struct device_list *l = inventory_devices(inv);
+	uint64_t seq = inventory_last_seq(inv);
 	json_t *a = json_array();
 
 	for (size_t i = 0; a && i < l->n; i++)
-		if (json_array_append_new(a, view_device(l->items[i])) < 0) {
+		if (json_array_append_new(a, view_device(l->items[i],
+							 inventory_health(inv, l->items[i]->id))) <
+		    0) {
 			json_decref(a);
 			return NULL;
 		}
@@ -281,7 +303,7 @@ json_t *view_event(const struct inventory_event *ev)
 	json_t *o = json_pack("{s:I, s:s, s:I, s:s, s:o}", "seq", (json_int_t)ev->seq, "type",
 			      inventory_event_type_to_string(ev->type), "time_usec",
 			      (json_int_t)ev->time_usec, "device_id", ev->device->id, "device",
-			      view_device(ev->device));
+			      view_device(ev->device, ev->health));
 
 	if (o && ev->previous && set_new(o, "previous", view_health_state(ev->previous)) < 0) {
 		json_decref(o);

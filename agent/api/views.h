@@ -13,8 +13,10 @@
 #include "core/alloc.h"
 #include "core/plan.h"
 
-json_t *view_device(const struct xpu_device *d);
-json_t *view_devices(const struct device_list *l, uint64_t seq);
+/* @t: the device's health state machine (borrowed, may be NULL: its phase is not shown). */
+json_t *view_device(const struct xpu_device *d, const struct health_tracker *t);
+/* Every device of @inv with its phase, and the event sequence number the list is current with. */
+json_t *view_devices(const struct inventory *inv);
 /* @holder: the allocation holding the slice, or NULL; @ledger may be NULL. */
 json_t *view_slice(const struct xpu_slice *s, const struct xpu_device *parent,
 		   const struct allocation *holder);

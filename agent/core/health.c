@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/health.h"
+#include "shared/macro.h"
 
 static const char *const phase_table[_HEALTH_PHASE_MAX] = {
 	[HEALTH_PHASE_HEALTHY] = "healthy",
@@ -57,12 +58,26 @@ static bool move(struct health_tracker *t, enum health_phase to, enum health_sig
 	t->phase = to;
 	t->signal = signal;
 	t->since_usec = now_usec;
-	if (to == HEALTH_PHASE_HEALTHY)
+	t->until_usec = 0;
+	if (to == HEALTH_PHASE_HEALTHY) {
 		t->reason[0] = '\0';
+		t->failures = 0;
+	}
 	if (ret)
 		*ret = (struct health_transition){ .from = from, .to = to, .signal = signal,
 						   .reason = t->reason, .time_usec = now_usec };
 	return true;
+}
+
+/* Moves to suspect or probation (or stays there): it ends a probation period from @now. */
+static bool move_until(struct health_tracker *t, const struct health_policy *p,
+		       enum health_phase to, enum health_signal signal, uint64_t now,
+		       struct health_transition *ret)
+{
+	bool moved = move(t, to, signal, now, ret);
+
+	t->until_usec = now + p->probation_usec;
+	return moved;
 }
 
 static bool on_probe_failed(struct health_tracker *t, const struct health_policy *p,
@@ -71,18 +86,24 @@ static bool on_probe_failed(struct health_tracker *t, const struct health_policy
 	unsigned after = p->suspect_after ?: 1;
 
 	t->failures++;
+	set_reason(t, reason); /* unhealthy already: the latest word on why */
 	switch (t->phase) {
 	case HEALTH_PHASE_HEALTHY:
 	case HEALTH_PHASE_SUSPECT:
-		set_reason(t, reason);
-		return move(t, t->failures >= after ? HEALTH_PHASE_UNHEALTHY : HEALTH_PHASE_SUSPECT,
-			    HEALTH_SIGNAL_PROBE_FAILED, now, ret);
+		/* Failures add up until the device has answered for a whole probation period. */
+		if (t->failures >= after)
+			return move(t, HEALTH_PHASE_UNHEALTHY, HEALTH_SIGNAL_PROBE_FAILED, now, ret);
+		return move_until(t, p, HEALTH_PHASE_SUSPECT, HEALTH_SIGNAL_PROBE_FAILED, now, ret);
 	case HEALTH_PHASE_PROBATION:
-		/* Hysteresis: a relapse goes straight back, and probation starts over later. */
-		set_reason(t, reason);
-		return move(t, HEALTH_PHASE_UNHEALTHY, HEALTH_SIGNAL_PROBE_FAILED, now, ret);
+		/*
+		 * Hysteresis without an event per flap: one failure starts the period over, a run
+		 * of them in a row (two at least, whatever suspect_after says) is a relapse.
+		 */
+		if (t->failures >= MAX(after, 2U))
+			return move(t, HEALTH_PHASE_UNHEALTHY, HEALTH_SIGNAL_PROBE_FAILED, now, ret);
+		t->until_usec = now + p->probation_usec;
+		return false;
 	default:
-		set_reason(t, reason); /* still unhealthy: the latest word on why */
 		return false;
 	}
 }
@@ -90,17 +111,21 @@ static bool on_probe_failed(struct health_tracker *t, const struct health_policy
 static bool on_probe_ok(struct health_tracker *t, const struct health_policy *p, uint64_t now,
 			struct health_transition *ret)
 {
-	t->failures = 0;
 	switch (t->phase) {
 	case HEALTH_PHASE_SUSPECT:
-		/* Never withdrawn: nothing to prove. */
+		/* Never withdrawn: forgiven once the period is over; until then failures count. */
+		if (now < t->until_usec)
+			return false;
 		return move(t, HEALTH_PHASE_HEALTHY, HEALTH_SIGNAL_PROBE_OK, now, ret);
 	case HEALTH_PHASE_UNHEALTHY:
+		t->failures = 0;
 		/* No probation configured: healthy at once. */
-		return move(t, p->probation_usec ? HEALTH_PHASE_PROBATION : HEALTH_PHASE_HEALTHY,
-			    HEALTH_SIGNAL_PROBE_OK, now, ret);
+		if (!p->probation_usec)
+			return move(t, HEALTH_PHASE_HEALTHY, HEALTH_SIGNAL_PROBE_OK, now, ret);
+		return move_until(t, p, HEALTH_PHASE_PROBATION, HEALTH_SIGNAL_PROBE_OK, now, ret);
 	case HEALTH_PHASE_PROBATION:
-		if (now - t->since_usec < p->probation_usec)
+		t->failures = 0;
+		if (now < t->until_usec)
 			return false;
 		return move(t, HEALTH_PHASE_HEALTHY, HEALTH_SIGNAL_PROBE_OK, now, ret);
 	default:
@@ -123,15 +148,18 @@ bool health_tracker_signal(struct health_tracker *t, const struct health_policy 
 			set_reason(t, reason);
 			return move(t, HEALTH_PHASE_UNHEALTHY, signal, now_usec, ret_transition);
 		}
-		if (t->phase != HEALTH_PHASE_HEALTHY)
+		if (t->phase != HEALTH_PHASE_HEALTHY && t->phase != HEALTH_PHASE_SUSPECT)
 			return false;
+		/* a warning while suspect keeps it suspect for longer */
 		set_reason(t, reason);
-		return move(t, HEALTH_PHASE_SUSPECT, signal, now_usec, ret_transition);
+		return move_until(t, policy, HEALTH_PHASE_SUSPECT, signal, now_usec,
+				  ret_transition);
 	case HEALTH_SIGNAL_RESET:
 		if (t->phase != HEALTH_PHASE_UNHEALTHY)
 			return false;
 		t->failures = 0;
-		return move(t, HEALTH_PHASE_PROBATION, signal, now_usec, ret_transition);
+		return move_until(t, policy, HEALTH_PHASE_PROBATION, signal, now_usec,
+				  ret_transition);
 	case HEALTH_SIGNAL_DISCOVERED:
 		set_reason(t, reason);
 		return move(t, HEALTH_PHASE_UNHEALTHY, signal, now_usec, ret_transition);

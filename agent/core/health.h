@@ -9,6 +9,12 @@
  *
  * What front ends see is two-valued: a healthy or suspect device is served (a single failed probe
  * is not worth withdrawing a device over), an unhealthy device or one on probation is not.
+ *
+ * A flapping device (failing and answering by turns) makes a bounded number of transitions, not
+ * two per flap: a failure is forgiven only after the probation period of clean probes, so a
+ * suspect device stays suspect until then and its next failures count towards unhealthy; and on
+ * probation one failed probe restarts the period instead of ending it. Only a run of failed
+ * probes in a row sends a device on probation back to unhealthy.
  */
 #pragma once
 
@@ -52,7 +58,9 @@ struct health_tracker {
 	enum health_signal signal; /* what caused the last transition */
 	char reason[256];	   /* why the device left healthy; empty when healthy */
 	uint64_t since_usec;	   /* when the current phase began */
-	unsigned failures;	   /* failed probes in a row */
+	/* suspect, probation: when the phase ends if probes keep answering; 0 otherwise */
+	uint64_t until_usec;
+	unsigned failures; /* failed probes not yet forgiven (on probation: in a row) */
 };
 
 struct health_transition {

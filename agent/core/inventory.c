@@ -92,6 +92,7 @@ static void emit_transition(struct inventory *inv, enum inventory_event_type typ
 		.device = d,
 		.previous = previous,
 		.transition = tr,
+		.health = inventory_health(inv, d->id),
 	};
 
 	if (inv->cb)

@@ -29,6 +29,8 @@ struct inventory_event {
 	const struct xpu_health *previous; /* health-changed: the state before */
 	/* health-changed by the state machine: the phases, signal and reason; else NULL */
 	const struct health_transition *transition;
+	/* the device's state machine (borrowed, as it is after the event); NULL once removed */
+	const struct health_tracker *health;
 };
 
 const char *inventory_event_type_to_string(enum inventory_event_type t);

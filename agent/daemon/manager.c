@@ -119,25 +119,38 @@ static void on_inventory_event(const struct inventory_event *ev, void *userdata)
 	case INVENTORY_DEVICE_CHANGED:
 		log_device_full_errno(LOG_INFO, 0, d->id, pci, "Device %s changed.", d->id);
 		break;
-	case INVENTORY_HEALTH_CHANGED:
-		if (ev->transition && (ev->transition->to == HEALTH_PHASE_SUSPECT ||
-				       ev->transition->to == HEALTH_PHASE_PROBATION))
-			log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
-					      "Device %s is %s (was %s, on %s): %s", d->id,
-					      health_phase_to_string(ev->transition->to),
-					      health_phase_to_string(ev->transition->from),
-					      health_signal_to_string(ev->transition->signal),
-					      ev->transition->reason[0] ? ev->transition->reason
-									: "probes answer");
+	case INVENTORY_HEALTH_CHANGED: {
+		const struct health_transition *tr = ev->transition;
+		char phase[64], signal[64], from[64];
+		/* the phase and what moved it, for journalctl XPU_HEALTH_PHASE=probation */
+		const char *fields[] = { phase, signal, tr ? from : NULL, NULL };
+
+		snprintf(phase, sizeof(phase), "XPU_HEALTH_PHASE=%s",
+			 ev->health ? health_phase_to_string(ev->health->phase)
+				    : xpu_health_state_to_string(d->health.state));
+		snprintf(signal, sizeof(signal), "XPU_HEALTH_SIGNAL=%s",
+			 tr ? health_signal_to_string(tr->signal) : "rescan");
+		snprintf(from, sizeof(from), "XPU_HEALTH_FROM=%s",
+			 tr ? health_phase_to_string(tr->from) : "");
+		if (tr && (tr->to == HEALTH_PHASE_SUSPECT || tr->to == HEALTH_PHASE_PROBATION))
+			log_device_fields_errno(LOG_NOTICE, 0, d->id, pci, fields,
+						"Device %s is %s (was %s, on %s): %s", d->id,
+						health_phase_to_string(tr->to),
+						health_phase_to_string(tr->from),
+						health_signal_to_string(tr->signal),
+						tr->reason[0] ? tr->reason : "probes answer");
 		else if (d->health.state == XPU_HEALTH_HEALTHY)
-			log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
-					      "Device %s is healthy again (was: %s).", d->id,
-					      ev->previous->reason ?: "unhealthy");
+			log_device_fields_errno(LOG_NOTICE, 0, d->id, pci, fields,
+						"Device %s is healthy again (was: %s).", d->id,
+						ev->previous->reason ?:
+							(tr ? health_phase_to_string(tr->from)
+							    : "unhealthy"));
 		else
-			log_device_full_errno(quiet > LOG_INFO ? quiet : LOG_WARNING, 0, d->id,
-					      pci, "Device %s is unhealthy: %s", d->id,
-					      d->health.reason ?: "no reason given");
+			log_device_fields_errno(quiet > LOG_INFO ? quiet : LOG_WARNING, 0, d->id,
+						pci, fields, "Device %s is unhealthy: %s", d->id,
+						d->health.reason ?: "no reason given");
 		break;
+	}
 	default:
 		break;
 	}

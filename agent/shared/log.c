@@ -59,8 +59,9 @@ int log_level_from_string(const char *s)
 	return -EINVAL;
 }
 
-int log_internal(int level, int error, const char *device, const char *pci, const char *file,
-		 int line, const char *func, const char *fmt, ...)
+int log_internal_fields(int level, int error, const char *device, const char *pci,
+			const char *const *fields, const char *file, int line, const char *func,
+			const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
@@ -76,8 +77,8 @@ int log_internal(int level, int error, const char *device, const char *pci, cons
 
 	if (target == LOG_TARGET_JOURNAL) {
 		char f[8][2200];
-		struct iovec iov[8];
-		int n = 0;
+		struct iovec iov[8 + LOG_EXTRA_FIELDS];
+		int n = 0, k;
 
 		snprintf(f[n++], sizeof(f[0]), "MESSAGE=%s", buf);
 		snprintf(f[n++], sizeof(f[0]), "PRIORITY=%d", level);
@@ -90,9 +91,12 @@ int log_internal(int level, int error, const char *device, const char *pci, cons
 			snprintf(f[n++], sizeof(f[0]), "XPU_DEVICE=%s", device);
 		if (pci)
 			snprintf(f[n++], sizeof(f[0]), "XPU_PCI=%s", pci);
-		for (int i = 0; i < n; i++)
-			iov[i] = (struct iovec){ .iov_base = f[i], .iov_len = strlen(f[i]) };
-		sd_journal_sendv(iov, n);
+		for (k = 0; k < n; k++)
+			iov[k] = (struct iovec){ .iov_base = f[k], .iov_len = strlen(f[k]) };
+		for (size_t i = 0; fields && fields[i] && i < LOG_EXTRA_FIELDS; i++)
+			iov[k++] = (struct iovec){ .iov_base = (char *)fields[i],
+						   .iov_len = strlen(fields[i]) };
+		sd_journal_sendv(iov, k);
 	} else {
 		if (device)
 			fprintf(stderr, "%s: %s\n", device, buf);

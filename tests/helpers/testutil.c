@@ -432,7 +432,9 @@ struct test_stream *test_stream_open(const char *socket_path)
 	return s;
 }
 
-long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms)
+/* Reads until a line has every needle; copies it to @line (may be NULL). -1 on timeout/EOF. */
+static long long stream_match(struct test_stream *s, const char *const *needles, int timeout_ms,
+			      char **line)
 {
 	long long start = test_now_ms();
 
@@ -448,6 +450,8 @@ long long test_stream_wait(struct test_stream *s, const char *const *needles, in
 			*nl = '\0';
 			for (size_t i = 0; needles[i]; i++)
 				all = all && strstr(s->buf, needles[i]);
+			if (all && line)
+				assert_non_null(*line = strdup(s->buf));
 			s->len -= (size_t)(nl + 1 - s->buf);
 			memmove(s->buf, nl + 1, s->len);
 			if (all)
@@ -461,6 +465,27 @@ long long test_stream_wait(struct test_stream *s, const char *const *needles, in
 			return -1;
 		s->len += (size_t)k;
 	}
+}
+
+long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms)
+{
+	return stream_match(s, needles, timeout_ms, NULL);
+}
+
+json_t *test_stream_next(struct test_stream *s, const char *const *needles, int timeout_ms)
+{
+	char *line = NULL, *brace;
+	json_t *doc = NULL;
+
+	if (stream_match(s, needles, timeout_ms, &line) < 0)
+		return NULL;
+	/* the chunk framing may precede the document on its line */
+	brace = strchr(line, '{');
+	if (brace)
+		doc = json_loads(brace, 0, NULL);
+	free(line);
+	assert_non_null(doc);
+	return doc;
 }
 
 void test_stream_close(struct test_stream *s)

@@ -88,6 +88,8 @@ struct test_stream *test_stream_open(const char *socket_path);
  * before. Returns the milliseconds it took, or -1 on timeout or end of stream.
  */
 long long test_stream_wait(struct test_stream *s, const char *const *needles, int timeout_ms);
+/* The same, returning the matching event as a new JSON document; NULL on timeout or end. */
+json_t *test_stream_next(struct test_stream *s, const char *const *needles, int timeout_ms);
 void test_stream_close(struct test_stream *s);
 
 /* The entry of @device in GET /v1/plan (a new reference); fails the test without one. */

@@ -43,7 +43,9 @@ static pid_t server_pid = -1;
 	"\"width\":16,\"max_speed\":\"32.0 GT/s\",\"max_width\":16}},\"driver\":\"nvidia\","       \
 	"\"numa_node\":0,\"cpu_list\":\"0-55,112-167\",\"memory_bytes\":85899345920,"              \
 	"\"device_nodes\":[\"/dev/nvidia0\",\"/dev/nvidiactl\"],"                                  \
-	"\"health\":{\"state\":\"healthy\",\"reason\":null},"                                      \
+	"\"health\":{\"state\":\"healthy\",\"reason\":null,\"phase\":\"suspect\","                 \
+	"\"signal\":\"probe-failed\",\"phase_reason\":\"health probe failed\","                    \
+	"\"since_usec\":1795709401000000,\"until_usec\":1795709461000000},"                        \
 	"\"backend\":\"pci\",\"resource\":\"nvidia.com/gpu\",\"properties\":{}}"
 
 #define EVENT(seq, type)                                                                           \
@@ -744,11 +746,15 @@ static void test_xpuctl(void **state)
 	assert_int_equal(run_xpuctl(sock_path, out, sizeof(out), "devices", NULL), 0);
 	assert_non_null(strstr(out, "ID            KIND  VENDOR  MODEL"));
 	assert_non_null(strstr(out, "0000:18:00.0  gpu   nvidia  NVIDIA H100 80GB HBM3  0     "
-				    "80.0 GiB  nvidia  healthy\n"));
+				    "80.0 GiB  nvidia  healthy  suspect\n"));
 
 	/* A short address: 404 from the daemon, then found in the list. */
 	assert_int_equal(run_xpuctl(sock_path, out, sizeof(out), "device", "18:00.0", NULL), 0);
 	assert_non_null(strstr(out, "Link:           32.0 GT/s x16 (max 32.0 GT/s x16)\n"));
+	/* a suspect device is served: the phase says what is going on */
+	assert_non_null(strstr(out, "Health:         healthy\n"
+				    "Phase:          suspect since 2026-11-26T16:10:01Z, until "
+				    "2026-11-26T16:11:01Z (probe-failed: health probe failed)\n"));
 	assert_non_null(strstr(out, "Device nodes:   /dev/nvidia0\n"
 				    "                /dev/nvidiactl\n"));
 
