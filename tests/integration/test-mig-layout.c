@@ -212,6 +212,9 @@ static void test_pending_until_released(void **state)
 	rescan_a_few_times(x);
 	still = slices_of(x, MIG_GPU, NULL);
 	assert_true(strv_equal(before, still));
+	/* no new workload lands on it meanwhile: its free slices are withdrawn */
+	assert_int_equal(test_capacity(x, "nvidia.com/mig-1g.10gb", "free"), 0);
+	assert_int_equal(test_capacity(x, "nvidia.com/mig-1g.10gb", "allocated"), 1);
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 0);
 
 	/* another layout waits as well, and applies once the slice is released */

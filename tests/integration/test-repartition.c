@@ -410,6 +410,41 @@ static void test_restart_resumes(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * Killed while rolling back a layout that failed half-way, xpud rolls back again at the next
+ * start and says so; the GPU is offered as it was, not cordoned.
+ */
+static void test_restart_rolls_back(void **state)
+{
+	char *root = test_fixture_new("hgx-h100");
+	struct test_xpud *x;
+	json_t *p;
+	int status;
+
+	setenv("XPU_FAULT_KILL_AT", "repartition-rolling-back", 1);
+	x = start_on(root);
+	unsetenv("XPU_FAULT_KILL_AT");
+	/* two 4g.40gb need 8 of the GPU's 7 slices: the second is refused after the seven
+	 * 1g.10gb were destroyed */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [4g.40gb, 4g.40gb]\"}",
+		    202, NULL);
+	status = test_xpud_wait_exit(x, 10000);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	x = restart(x);
+	assert_true(test_xpud_log_contains(x, "Device " MIG_GPU ": resuming its repartition to "
+						  "mig=4g.40gb,4g.40gb (rolling-back when xpud "
+						  "stopped)."));
+	test_wait_settled(x, MIG_GPU, "whole");
+	p = test_plan_entry(x, MIG_GPU);
+	assert_true(json_is_null(json_object_get(p, "cordon")));
+	assert_true(json_is_null(json_object_get(p, "layout")));
+	json_decref(p);
+	assert_true(test_xpud_log_contains(x, "rolled back"));
+	assert_int_equal(test_capacity(x, MIG_1G, "free"), 7);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_others_serve_during_apply),
 		cmocka_unit_test(test_restart_resumes),
+		cmocka_unit_test(test_restart_rolls_back),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
