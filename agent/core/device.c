@@ -258,6 +258,8 @@ int device_set_property(struct xpu_device *d, const char *key, const char *value
 }
 
 static int set_unhealthy(struct xpu_device *d, int action, const char *fmt, va_list ap)
+	_printf_(3, 0);
+static int set_unhealthy(struct xpu_device *d, int action, const char *fmt, va_list ap)
 {
 	char *s;
 

@@ -50,6 +50,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 5:
 		(void)parse_duration(s, &u64);
 		break;
+	case 6: {
+		struct offer o = {};
+
+		/* a layout (xpuctl repartition): the partition rules' parser without 'match' */
+		if (config_parse_layout(s, strlen(s), &o, &err) < 0) {
+			if (!err)
+				abort();
+		} else if (!offer_kind_to_string(o.kind))
+			abort(); /* an accepted layout offers something */
+		free(err);
+		offer_done(&o);
+		break;
+	}
 	default:
 		config_init(&c);
 		if (config_parse(s, strlen(s), &c, &err) < 0 && !err)
