@@ -134,6 +134,10 @@ static void test_slowloris(void **state)
 
 static void test_unprivileged_rescan(void **state)
 {
+	static const char *const mutating[] = {
+		"POST /v1/reload",	"POST /v1/allocations", "DELETE /v1/allocations/a-0",
+		"POST /v1/cordon",	"POST /v1/uncordon",	 "POST /v1/repartition",
+	};
 	static const char post[] = "POST /v1/rescan HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
 	static const char get[] = "GET /v1/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 	char run[4096];
@@ -159,6 +163,18 @@ static void test_unprivileged_rescan(void **state)
 		if (strncmp(a, "HTTP/1.1 403", 12) != 0 || !strstr(a, "\"error\":\"forbidden\""))
 			_exit(11);
 		free(a);
+		/* every other call that changes something: refused before its body is read */
+		for (size_t i = 0; i < sizeof(mutating) / sizeof(mutating[0]); i++) {
+			char req[512];
+			int n = snprintf(req, sizeof(req),
+					 "%s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+					 mutating[i]);
+
+			a = test_raw_exchange(x->socket, req, (size_t)n, 2000);
+			if (strncmp(a, "HTTP/1.1 403", 12) != 0)
+				_exit(20 + (int)i);
+			free(a);
+		}
 		/* reading is open to whoever can reach the socket */
 		a = test_raw_exchange(x->socket, get, sizeof(get) - 1, 2000);
 		if (strncmp(a, "HTTP/1.1 200", 12) != 0)
