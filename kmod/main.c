@@ -72,7 +72,7 @@ static int objects_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(objects);
 
-static struct dentry *xpu_debugfs;
+struct dentry *xpu_debugfs;
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
 static char *xpu_devnode(const struct device *dev, umode_t *mode)

@@ -7,6 +7,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/debugfs.h>
 #include <linux/idr.h>
 #include <linux/interrupt.h>
 #include <linux/module.h>
@@ -45,6 +46,8 @@ static void xpu_liveness_work(struct work_struct *work)
 		up_read(&xd->hw_lock);
 		return;
 	}
+	/* not in the middle of a function reset: see xpu_reset_prepare() */
+	mutex_lock(&xd->probe_lock);
 	iowrite32(v, xd->mmio + EDU_REG_LIVENESS);
 	got = ioread32(xd->mmio + EDU_REG_LIVENESS);
 	up_read(&xd->hw_lock);
@@ -53,11 +56,14 @@ static void xpu_liveness_work(struct work_struct *work)
 		fail = "device does not answer (reads all ones)";
 	else if (got != ~v)
 		fail = "liveness register returned a wrong value";
+	else if (READ_ONCE(xd->fake_fault))
+		fail = "liveness probe failed (simulated until reset)";
 	else if (READ_ONCE(xpu_fake_liveness_fail))
 		fail = "liveness probe failed (simulated)";
 	if (fail)
 		atomic_inc(&xd->liveness_failures);
 	xpu_set_health(xd, fail ? XPU_PCI_HEALTH_UNHEALTHY : XPU_PCI_HEALTH_OK, fail);
+	mutex_unlock(&xd->probe_lock);
 
 	if (!READ_ONCE(xd->removed))
 		schedule_delayed_work(&xd->liveness, msecs_to_jiffies(READ_ONCE(xpu_liveness_ms)));
@@ -125,6 +131,7 @@ static int xpu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	init_rwsem(&xd->hw_lock);
 	mutex_init(&xd->health_lock);
 	mutex_init(&xd->job_lock);
+	mutex_init(&xd->probe_lock);
 	init_waitqueue_head(&xd->job_wq);
 	INIT_DELAYED_WORK(&xd->liveness, xpu_liveness_work);
 	INIT_LIST_HEAD(&xd->node);
@@ -187,8 +194,12 @@ static int xpu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	dev_info(&pdev->dev, "bound as xpu%d, id register 0x%08x, %s interrupts\n", xd->index,
 		 xd->id_reg, xd->irq < 0 ? "no" : xd->msi ? "MSI" : "INTx");
 	xpu_genl_notify(xd, XPU_CMD_DEVICE_ADDED);
-	if (xd->is_edu)
+	if (xd->is_edu) {
+		/* errors are ignored: debugfs is for tests, and its calls accept an ERR_PTR */
+		xd->debugfs = debugfs_create_dir(dev_name(&xd->dev), xpu_debugfs);
+		debugfs_create_bool("fake_fault", 0600, xd->debugfs, &xd->fake_fault);
 		schedule_delayed_work(&xd->liveness, 0);
+	}
 	return 0;
 
 err_irq:
@@ -215,6 +226,8 @@ static void xpu_remove(struct pci_dev *pdev)
 	mutex_lock(&xpu_devices_lock);
 	list_del_init(&xd->node);
 	mutex_unlock(&xpu_devices_lock);
+	/* waits for a writer of fake_fault to finish */
+	debugfs_remove_recursive(xd->debugfs);
 
 	/* new hardware access fails from here; a waiting job wakes up and gives -ENODEV */
 	WRITE_ONCE(xd->removed, true);
@@ -269,9 +282,39 @@ static pci_ers_result_t xpu_slot_reset(struct pci_dev *pdev)
 	return PCI_ERS_RESULT_RECOVERED;
 }
 
+/*
+ * A function reset (XPU_PCI_IOC_RESET, the sysfs "reset" file, VFIO) turns the function's memory
+ * decoding off while it lasts: a liveness probe then would read all ones and report a device
+ * that is only being reset as dead. The PCI core calls these two with the device lock held, on
+ * either side of every such reset, so the probe waits for the reset to end, and runs again right
+ * after it to report how the device came back.
+ */
+static void xpu_reset_prepare(struct pci_dev *pdev)
+{
+	struct xpu_dev *xd = pci_get_drvdata(pdev);
+
+	if (xd)
+		mutex_lock(&xd->probe_lock);
+}
+
+static void xpu_reset_done(struct pci_dev *pdev)
+{
+	struct xpu_dev *xd = pci_get_drvdata(pdev);
+
+	if (!xd)
+		return;
+	/* what a reset cures is gone, as a wedged engine is after a function-level reset */
+	WRITE_ONCE(xd->fake_fault, false);
+	mutex_unlock(&xd->probe_lock);
+	if (xd->is_edu && !READ_ONCE(xd->removed))
+		mod_delayed_work(system_wq, &xd->liveness, 0);
+}
+
 static const struct pci_error_handlers xpu_err_handlers = {
 	.error_detected = xpu_error_detected,
 	.slot_reset = xpu_slot_reset,
+	.reset_prepare = xpu_reset_prepare,
+	.reset_done = xpu_reset_done,
 };
 
 static const struct pci_device_id xpu_ids[] = {

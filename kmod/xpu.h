@@ -62,6 +62,10 @@ struct xpu_dev {
 	char health_reason[XPU_HEALTH_REASON_LEN];
 	atomic_t liveness_failures;
 	struct delayed_work liveness;
+	/* held by a liveness probe, and by the PCI core's function resets from prepare to done */
+	struct mutex probe_lock;
+	bool fake_fault;	  /* testing: probes fail until the next function reset */
+	struct dentry *debugfs;	  /* xpu_pci/xpuN/ */
 
 	struct mutex job_lock; /* one factorial at a time */
 	wait_queue_head_t job_wq;
@@ -78,6 +82,7 @@ extern struct mutex xpu_devices_lock;
 extern struct class *xpu_class;
 extern dev_t xpu_devt;
 extern bool xpu_fake_liveness_fail;
+extern struct dentry *xpu_debugfs;
 extern unsigned int xpu_liveness_ms;
 enum xpu_obj { XPU_OBJ_DEVICES, XPU_OBJ_FILES, XPU_OBJ_JOBS, __XPU_OBJ_MAX };
 void xpu_obj_inc(enum xpu_obj o);

@@ -4,6 +4,10 @@
  * (include/xpu/uapi/xpu_pci.h): a dump at each enumeration, a GET per health refresh, and the
  * "events" multicast group in the daemon's loop (added and removed ask for a rescan, health
  * changes become health updates). The module not being loaded makes the backend unavailable.
+ * The same socket hears the generic netlink controller's notifications: a module that is
+ * unloaded and loaded again gets a new family id and starts with no members in its groups, so
+ * the backend looks the family up again, joins the new "events" group and asks for a rescan
+ * (and a request that finds the old id gone does the same, should a notification be lost).
  * Priority 20: its record of a function wins over the generic PCI backend's, whose checks
  * (config space, AER, device nodes) still apply through the merge rule.
  */
@@ -16,7 +20,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 #include <netlink/netlink.h>
 
@@ -34,8 +37,10 @@
 
 struct kmod {
 	struct nl_sock *req;	/* GET and DUMP, blocking with a receive timeout */
-	struct nl_sock *events; /* the multicast group, non-blocking */
-	int family;
+	/* non-blocking: the module's "events" group and the controller's "notify" group */
+	struct nl_sock *events;
+	int family;		/* 0: unknown, the module was unloaded */
+	int group;		/* the "events" group @events is a member of; 0: none */
 	const char *resource;	/* borrowed from the config; NULL: the default */
 };
 
@@ -200,7 +205,53 @@ int kmod_parse_message(struct nlmsghdr *h, const char *resource, int *ret_cmd,
 	return 0;
 }
 
+static struct nla_policy ctrl_policy[CTRL_ATTR_MAX + 1] = {
+	[CTRL_ATTR_FAMILY_ID] = { .type = NLA_U16 },
+	[CTRL_ATTR_FAMILY_NAME] = { .type = NLA_STRING, .maxlen = GENL_NAMSIZ },
+	[CTRL_ATTR_MCAST_GROUPS] = { .type = NLA_NESTED },
+};
+
+static struct nla_policy ctrl_group_policy[CTRL_ATTR_MCAST_GRP_MAX + 1] = {
+	[CTRL_ATTR_MCAST_GRP_NAME] = { .type = NLA_STRING, .maxlen = GENL_NAMSIZ },
+	[CTRL_ATTR_MCAST_GRP_ID] = { .type = NLA_U32 },
+};
+
+int kmod_parse_family(struct nlmsghdr *h, const char *name, const char *group, int *ret_cmd,
+		      int *ret_family, int *ret_group)
+{
+	struct nlattr *tb[CTRL_ATTR_MAX + 1], *g;
+	int rem, id = 0;
+
+	if (h->nlmsg_type != GENL_ID_CTRL)
+		return -ENOENT;
+	if (genlmsg_parse(h, 0, tb, CTRL_ATTR_MAX, ctrl_policy) < 0)
+		return -EBADMSG;
+	if (!tb[CTRL_ATTR_FAMILY_NAME] || !tb[CTRL_ATTR_FAMILY_ID])
+		return -EBADMSG;
+	if (strcmp(nla_get_string(tb[CTRL_ATTR_FAMILY_NAME]), name) != 0)
+		return -ENOENT;
+	if (tb[CTRL_ATTR_MCAST_GROUPS]) {
+		nla_for_each_nested(g, tb[CTRL_ATTR_MCAST_GROUPS], rem) {
+			struct nlattr *gtb[CTRL_ATTR_MCAST_GRP_MAX + 1];
+
+			if (nla_parse_nested(gtb, CTRL_ATTR_MCAST_GRP_MAX, g, ctrl_group_policy) < 0)
+				return -EBADMSG;
+			if (!gtb[CTRL_ATTR_MCAST_GRP_NAME] || !gtb[CTRL_ATTR_MCAST_GRP_ID])
+				return -EBADMSG;
+			if (strcmp(nla_get_string(gtb[CTRL_ATTR_MCAST_GRP_NAME]), group) == 0)
+				id = (int)nla_get_u32(gtb[CTRL_ATTR_MCAST_GRP_ID]);
+		}
+	}
+	if (id < 0 || nla_get_u16(tb[CTRL_ATTR_FAMILY_ID]) == 0)
+		return -EBADMSG;
+	*ret_cmd = ((struct genlmsghdr *)nlmsg_data(h))->cmd;
+	*ret_family = nla_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
+	*ret_group = id;
+	return 0;
+}
+
 struct collect {
+	struct kmod *k;
 	const char *resource;
 	struct device_list *list;	/* enumerate, refresh: records */
 	struct backend_update *updates; /* dispatch */
@@ -295,10 +346,109 @@ int kmod_read_answer(struct nl_sock *sk, uint32_t seq, int (*on_msg)(struct nl_m
 	return r < 0 ? kmod_errno(r) : 0;
 }
 
-static int kmod_request(struct kmod *k, int flags, const char *addr, struct collect *c)
+/* Sends @msg (freed) on the request socket and reads its answer with @on_msg. */
+static int kmod_send(struct kmod *k, struct nl_msg *msg, int (*on_msg)(struct nl_msg *, void *),
+		     void *userdata)
+{
+	uint32_t seq;
+	int r;
+
+	/* completes the header: our port, the next sequence number, NLM_F_ACK */
+	r = nl_send_auto(k->req, msg);
+	seq = nlmsg_hdr(msg)->nlmsg_seq;
+	nlmsg_free(msg);
+	if (r < 0)
+		return kmod_errno(r);
+	return kmod_read_answer(k->req, seq, on_msg, userdata);
+}
+
+/* Makes @events a member of the module's "events" group @group, and @family the family. */
+static int kmod_attach(struct kmod *k, int family, int group)
+{
+	int r;
+
+	if (k->group > 0 && k->group != group)
+		(void)nl_socket_drop_membership(k->events, k->group);
+	k->group = 0;
+	/*
+	 * Joined again even when the id is the same: unregistering the family took every socket
+	 * out of its groups, and the new family may have been given the old group's id.
+	 */
+	if (group > 0) {
+		r = nl_socket_add_membership(k->events, group);
+		if (r < 0)
+			return kmod_errno(r);
+		k->group = group;
+	}
+	k->family = family;
+	return 0;
+}
+
+struct family_answer {
+	const char *name, *group;
+	int family, group_id;
+};
+
+static int on_family(struct nl_msg *msg, void *userdata)
+{
+	struct family_answer *a = userdata;
+	int cmd, family, group;
+
+	if (kmod_parse_family(nlmsg_hdr(msg), a->name, a->group, &cmd, &family, &group) >= 0 &&
+	    cmd == CTRL_CMD_NEWFAMILY) {
+		a->family = family;
+		a->group_id = group;
+	}
+	return NL_OK;
+}
+
+/*
+ * Asks the generic netlink controller for family @name and the id of its multicast group
+ * @group. Returns 0; -ENOENT when there is no such family (the kernel's answer) or it lacks
+ * the group; -errno.
+ */
+static int kmod_resolve(struct kmod *k, const char *name, const char *group, int *ret_family,
+			int *ret_group)
+{
+	struct family_answer a = { .name = name, .group = group };
+	struct nl_msg *msg;
+	int r;
+
+	msg = nlmsg_alloc();
+	if (!msg)
+		return -ENOMEM;
+	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, GENL_ID_CTRL, 0, 0, CTRL_CMD_GETFAMILY,
+			 1) ||
+	    nla_put_string(msg, CTRL_ATTR_FAMILY_NAME, name) < 0) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	r = kmod_send(k, msg, on_family, &a);
+	if (r < 0)
+		return r;
+	if (a.family <= 0 || a.group_id <= 0)
+		return -ENOENT;
+	*ret_family = a.family;
+	*ret_group = a.group_id;
+	return 0;
+}
+
+/* Finds the module's family again, after it was unloaded: -ENOENT while it is not loaded. */
+static int kmod_reattach(struct kmod *k)
+{
+	int family, group, r;
+
+	r = kmod_resolve(k, XPU_GENL_NAME, XPU_GENL_MCGRP_EVENTS, &family, &group);
+	if (r < 0)
+		return r;
+	log_debug("xpu_pci: generic netlink family \"%s\" is %d now, events group %d.",
+		  XPU_GENL_NAME, family, group);
+	return kmod_attach(k, family, group);
+}
+
+static int kmod_request_once(struct kmod *k, int flags, const char *addr, struct collect *c)
 {
 	struct nl_msg *msg;
-	uint32_t seq;
 	int r;
 
 	msg = nlmsg_alloc();
@@ -310,16 +460,37 @@ static int kmod_request(struct kmod *k, int flags, const char *addr, struct coll
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
-	/* completes the header: our port, the next sequence number, NLM_F_ACK */
-	r = nl_send_auto(k->req, msg);
-	seq = nlmsg_hdr(msg)->nlmsg_seq;
-	nlmsg_free(msg);
-	if (r < 0)
-		return kmod_errno(r);
-	r = kmod_read_answer(k->req, seq, on_reply, c);
+	r = kmod_send(k, msg, on_reply, c);
 	if (r < 0)
 		return r;
 	return c->error;
+}
+
+/*
+ * One request to the module. -ENOENT: the module is not loaded. The family is looked up again
+ * when it is unknown (its removal was announced) and when the kernel no longer knows the id
+ * (-ENOENT: the module was reloaded, and the controller's notification is still queued or was
+ * lost); *ret_reattached then says the family changed under the caller's records.
+ */
+static int kmod_request(struct kmod *k, int flags, const char *addr, struct collect *c,
+			bool *ret_reattached)
+{
+	int old = k->family, r;
+
+	*ret_reattached = false;
+	if (k->family > 0) {
+		r = kmod_request_once(k, flags, addr, c);
+		if (r != -ENOENT)
+			return r;
+		k->family = 0;
+	}
+	r = kmod_reattach(k);
+	if (r < 0)
+		return r;
+	if (k->family == old)
+		return -ENOENT; /* the same id and still no such family: give up for now */
+	*ret_reattached = true;
+	return kmod_request_once(k, flags, addr, c);
 }
 
 static void kmod_free(struct kmod *k)
@@ -331,11 +502,19 @@ static void kmod_free(struct kmod *k)
 	free(k);
 }
 
+/* Sets *ret_reason to "@what: <strerror(-r)>" and returns @r. */
+static int reason_errno(char **ret_reason, int r, const char *what)
+{
+	if (asprintf(ret_reason, "%s: %s", what, strerror(-r)) < 0)
+		*ret_reason = NULL;
+	return r;
+}
+
 static int kmod_probe(struct xpu_backend *b, char **ret_reason)
 {
 	struct timeval tv = { .tv_sec = 2 };
+	int family, ctrl_group, r;
 	struct kmod *k;
-	int grp, r;
 
 	/* netlink describes the running kernel, not a simulated root */
 	if (!b->host->is_real) {
@@ -355,58 +534,75 @@ static int kmod_probe(struct xpu_backend *b, char **ret_reason)
 	if (r < 0)
 		goto fail;
 	(void)setsockopt(nl_socket_get_fd(k->req), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	k->family = genl_ctrl_resolve(k->req, XPU_GENL_NAME);
-	if (k->family < 0) {
+	nl_socket_disable_seq_check(k->events);
+	r = genl_connect(k->events);
+	if (r >= 0)
+		r = nl_socket_set_nonblocking(k->events);
+	if (r < 0)
+		goto fail;
+	/*
+	 * The controller's notifications first, so that an unload and reload of the module from
+	 * here on is seen: its family then has a new id, and its groups have lost their members.
+	 */
+	r = kmod_resolve(k, "nlctrl", "notify", &family, &ctrl_group);
+	if (r < 0) {
+		kmod_free(k);
+		return reason_errno(ret_reason, r, "cannot find the generic netlink controller");
+	}
+	r = nl_socket_add_membership(k->events, ctrl_group);
+	if (r < 0)
+		goto fail;
+	r = kmod_reattach(k);
+	if (r == -ENOENT) {
 		kmod_free(k);
 		*ret_reason = strdup("the xpu_pci kernel module is not loaded (no generic netlink "
 				     "family \"" XPU_GENL_NAME "\")");
 		return -ENOENT;
 	}
-	grp = genl_ctrl_resolve_grp(k->req, XPU_GENL_NAME, XPU_GENL_MCGRP_EVENTS);
-	if (grp < 0) {
-		r = grp;
-		goto fail;
+	if (r < 0) {
+		kmod_free(k);
+		return reason_errno(ret_reason, r, "cannot talk to the xpu_pci module");
 	}
-	nl_socket_disable_seq_check(k->events);
-	r = genl_connect(k->events);
-	if (r >= 0)
-		r = nl_socket_set_nonblocking(k->events);
-	if (r >= 0)
-		r = nl_socket_add_membership(k->events, grp);
-	if (r < 0)
-		goto fail;
 	k->resource = b->config ? b->config->kmod_resource : NULL;
 	b->userdata = k;
 	return 0;
 
 fail:
 	kmod_free(k);
-	if (asprintf(ret_reason, "cannot talk to the xpu_pci module: %s", nl_geterror(r)) < 0)
-		*ret_reason = NULL;
-	return kmod_errno(r) ?: -EIO;
+	return reason_errno(ret_reason, kmod_errno(r) ?: -EIO, "cannot talk to the xpu_pci module");
 }
 
 static int kmod_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	struct kmod *k = b->userdata;
-	struct collect c = { .resource = k->resource, .list = list };
+	struct collect c = { .k = k, .resource = k->resource, .list = list };
+	bool reattached;
+	int r;
 
-	return kmod_request(k, NLM_F_DUMP, NULL, &c);
+	r = kmod_request(k, NLM_F_DUMP, NULL, &c, &reattached);
+	/* the module is unloaded: its devices are gone with it, until it is loaded again */
+	return r == -ENOENT ? 0 : r;
 }
 
 static int kmod_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	struct kmod *k = b->userdata;
 	struct device_list l = {};
-	struct collect c = { .resource = k->resource, .list = &l };
+	struct collect c = { .k = k, .resource = k->resource, .list = &l };
+	bool reattached;
 	int r;
 
 	if (!d->has_pci)
 		return -ENODEV;
-	r = kmod_request(k, 0, d->pci.address, &c);
-	if (r == -ENODEV || (r >= 0 && l.n == 0)) {
+	r = kmod_request(k, 0, d->pci.address, &c, &reattached);
+	if (r == -ENODEV || r == -ENOENT || (r >= 0 && l.n == 0)) {
 		device_list_clear(&l);
 		return -ENODEV;
+	}
+	if (r >= 0 && reattached) {
+		/* a reloaded module: its index and node of the device may be new */
+		device_list_clear(&l);
+		return -ESTALE;
 	}
 	if (r >= 0) {
 		struct xpu_device *now = l.items[0];
@@ -426,6 +622,53 @@ static int kmod_watch(struct xpu_backend *b)
 	return nl_socket_get_fd(k->events);
 }
 
+/* The controller's news of the module's family: unloaded, or loaded again. */
+static int on_family_news(struct collect *c, struct nlmsghdr *h)
+{
+	struct kmod *k = c->k;
+	int cmd, family, group, r;
+
+	r = kmod_parse_family(h, XPU_GENL_NAME, XPU_GENL_MCGRP_EVENTS, &cmd, &family, &group);
+	if (r == -ENOENT)
+		return NL_SKIP; /* another family's */
+	if (r < 0) {
+		log_debug_errno(r, "xpu_pci: ignoring a malformed controller notification: %m");
+		return NL_SKIP;
+	}
+	if (cmd == CTRL_CMD_DELFAMILY) {
+		/* old news: a request found the reloaded module's family before this was read */
+		if (family != k->family)
+			return NL_OK;
+		log_debug("xpu_pci: the module's generic netlink family is gone, rescanning.");
+		/* the kernel has taken every member out of the family's groups already */
+		if (k->group > 0)
+			(void)nl_socket_drop_membership(k->events, k->group);
+		k->family = 0;
+		k->group = 0;
+		c->rescan = true;
+		return NL_OK;
+	}
+	if (cmd != CTRL_CMD_NEWFAMILY && cmd != CTRL_CMD_NEWMCAST_GRP)
+		return NL_SKIP;
+	if (family == k->family && group == k->group)
+		return NL_OK; /* known already: looked up by a request in between */
+	if (group <= 0) {
+		/* without its events group: leave it to the next request to look it up */
+		k->family = 0;
+	} else {
+		r = kmod_attach(k, family, group);
+		if (r < 0) {
+			log_debug_errno(r, "xpu_pci: cannot join the events group %d: %m", group);
+			k->family = 0;
+		} else {
+			log_debug("xpu_pci: the module is back as generic netlink family %d, "
+				  "rescanning.", family);
+		}
+	}
+	c->rescan = true;
+	return NL_OK;
+}
+
 static int on_event(struct nl_msg *msg, void *userdata)
 {
 	struct collect *c = userdata;
@@ -433,6 +676,11 @@ static int on_event(struct nl_msg *msg, void *userdata)
 	struct backend_update *u;
 	int cmd = 0, r;
 
+	if (nlmsg_hdr(msg)->nlmsg_type == GENL_ID_CTRL)
+		return on_family_news(c, nlmsg_hdr(msg));
+	/* a message of the family's earlier id, queued before it was unloaded */
+	if (c->k->family <= 0 || nlmsg_hdr(msg)->nlmsg_type != c->k->family)
+		return NL_SKIP;
 	r = kmod_parse_message(nlmsg_hdr(msg), c->resource, &cmd, &d);
 	if (r == -ENODEV && cmd == XPU_CMD_DEVICE_REMOVED) {
 		log_debug("xpu_pci: a device was removed, rescanning.");
@@ -473,7 +721,7 @@ static int kmod_dispatch(struct xpu_backend *b, struct backend_update **ret_upda
 			 size_t *ret_n, bool *ret_rescan)
 {
 	struct kmod *k = b->userdata;
-	struct collect c = { .resource = k->resource };
+	struct collect c = { .k = k, .resource = k->resource };
 	int r;
 
 	r = nl_socket_modify_cb(k->events, NL_CB_VALID, NL_CB_CUSTOM, on_event, &c);
@@ -563,6 +811,25 @@ static int kmod_reset(struct xpu_backend *b, const struct xpu_device *d, char **
 			      d->id, strerror(-r)) < 0)
 		return -ENOMEM;
 	return r;
+}
+
+int kmod_backend_setup(struct xpu_backend *b, struct nl_sock *req, struct nl_sock *events,
+		       int family, int group)
+{
+	struct kmod *k = calloc(1, sizeof(*k));
+
+	if (!k) {
+		nl_socket_free(req);
+		nl_socket_free(events);
+		return -ENOMEM;
+	}
+	k->req = req;
+	k->events = events;
+	k->family = family;
+	k->group = group;
+	k->resource = b->config ? b->config->kmod_resource : NULL;
+	b->userdata = k;
+	return 0;
 }
 
 static void kmod_close(struct xpu_backend *b)

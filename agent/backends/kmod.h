@@ -38,3 +38,26 @@ char *kmod_default_resource(uint16_t vendor, uint16_t device);
  */
 int kmod_read_answer(struct nl_sock *sk, uint32_t seq, int (*on_msg)(struct nl_msg *, void *),
 		     void *userdata);
+
+/*
+ * Reads one message of the generic netlink controller ("nlctrl": the answer to a
+ * CTRL_CMD_GETFAMILY, or a notification of its "notify" group) about family @name. Returns 0
+ * with the controller's command (CTRL_CMD_NEWFAMILY, CTRL_CMD_DELFAMILY, CTRL_CMD_NEWMCAST_GRP,
+ * ...) in *ret_cmd, the family's id in *ret_family and the id of its multicast group @group in
+ * *ret_group (0 when the message does not name that group); -ENOENT when the message is not
+ * the controller's or is about another family; -EBADMSG when it is malformed. Does not log.
+ */
+int kmod_parse_family(struct nlmsghdr *h, const char *name, const char *group, int *ret_cmd,
+		      int *ret_family, int *ret_group);
+
+struct xpu_backend;
+
+/*
+ * Sets up @b as the kmod backend's probe would, over sockets the caller connected (tests):
+ * @req for requests (blocking, with a receive timeout), @events (non-blocking) for the module's
+ * events and the controller's notifications, the family id @family and @events already a
+ * member of the events group @group. Takes ownership of both sockets, also on failure.
+ * Returns 0 or -ENOMEM. Does not log.
+ */
+int kmod_backend_setup(struct xpu_backend *b, struct nl_sock *req, struct nl_sock *events,
+		       int family, int group);

@@ -3,8 +3,10 @@
  * The kmod backend's mapping of xpu_pci's generic netlink messages to device records, without
  * a kernel: the messages are built with libnl as the module builds them (kmod/genl.c), then
  * also malformed; its reading of answers from a socket that a second socket fills the way the
- * kernel would; and the backend's probe on a host without the module. The module itself is
- * tested in a virtual machine (tests/vm/run.sh).
+ * kernel would; its following the module through an unload and a reload (the generic netlink
+ * controller's notifications, and a request that finds the family's id gone); and the
+ * backend's probe on a host without the module. The module itself is tested in a virtual
+ * machine (tests/vm/run.sh).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,6 +17,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <cmocka.h>
+
+#include <linux/genetlink.h>
 
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
@@ -348,6 +352,340 @@ static void test_answer_timeout(void **state)
 	assert_int_equal(g.n, 0);
 }
 
+/* A message of the generic netlink controller about family @name, as ctrl_fill_info() builds
+ * it; with the multicast group "events" as @group when that is not 0. */
+static struct nl_msg *ctrl_msg_new(uint8_t cmd, const char *name, uint16_t family, uint32_t group)
+{
+	struct nl_msg *m = nlmsg_alloc();
+	struct nlattr *grps, *grp;
+
+	assert_non_null(m);
+	assert_non_null(genlmsg_put(m, 0, 0, GENL_ID_CTRL, 0, 0, cmd, 2));
+	assert_int_equal(nla_put_string(m, CTRL_ATTR_FAMILY_NAME, name), 0);
+	assert_int_equal(nla_put_u16(m, CTRL_ATTR_FAMILY_ID, family), 0);
+	assert_int_equal(nla_put_u32(m, CTRL_ATTR_VERSION, 1), 0);
+	assert_int_equal(nla_put_u32(m, CTRL_ATTR_MAXATTR, XPU_A_MAX), 0);
+	if (group) {
+		grps = nla_nest_start(m, CTRL_ATTR_MCAST_GROUPS);
+		assert_non_null(grps);
+		/* a group before ours, that must not be taken for it */
+		grp = nla_nest_start(m, 1);
+		assert_int_equal(nla_put_u32(m, CTRL_ATTR_MCAST_GRP_ID, group + 1), 0);
+		assert_int_equal(nla_put_string(m, CTRL_ATTR_MCAST_GRP_NAME, "config"), 0);
+		nla_nest_end(m, grp);
+		grp = nla_nest_start(m, 2);
+		assert_int_equal(nla_put_u32(m, CTRL_ATTR_MCAST_GRP_ID, group), 0);
+		assert_int_equal(nla_put_string(m, CTRL_ATTR_MCAST_GRP_NAME, "events"), 0);
+		nla_nest_end(m, grp);
+		nla_nest_end(m, grps);
+	}
+	return m;
+}
+
+static int parse_family(struct nl_msg *m, int *cmd, int *family, int *group)
+{
+	int r = kmod_parse_family(nlmsg_hdr(m), XPU_GENL_NAME, XPU_GENL_MCGRP_EVENTS, cmd, family,
+				  group);
+
+	nlmsg_free(m);
+	return r;
+}
+
+static void test_parse_family(void **state)
+{
+	int cmd = -1, family = -1, group = -1;
+	struct nlattr *grps, *grp;
+	struct nl_msg *m;
+
+	assert_int_equal(parse_family(ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpu", 0x21, 7), &cmd,
+				      &family, &group),
+			 0);
+	assert_int_equal(cmd, CTRL_CMD_NEWFAMILY);
+	assert_int_equal(family, 0x21);
+	assert_int_equal(group, 7);
+	/* the removal names no groups */
+	assert_int_equal(parse_family(ctrl_msg_new(CTRL_CMD_DELFAMILY, "xpu", 0x21, 0), &cmd,
+				      &family, &group),
+			 0);
+	assert_int_equal(cmd, CTRL_CMD_DELFAMILY);
+	assert_int_equal(family, 0x21);
+	assert_int_equal(group, 0);
+	/* another family's news, a message that is not the controller's */
+	cmd = family = group = -1;
+	assert_int_equal(parse_family(ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpux", 0x22, 3), &cmd,
+				      &family, &group),
+			 -ENOENT);
+	assert_int_equal(parse_family(msg_new(XPU_CMD_HEALTH_CHANGED, "0000:01:00.0",
+					      XPU_PCI_HEALTH_OK, NULL, NULL),
+				      &cmd, &family, &group),
+			 -ENOENT);
+	assert_int_equal(cmd, -1);
+	/* no family id; family id 0; a group without its id */
+	m = nlmsg_alloc();
+	assert_non_null(genlmsg_put(m, 0, 0, GENL_ID_CTRL, 0, 0, CTRL_CMD_NEWFAMILY, 2));
+	assert_int_equal(nla_put_string(m, CTRL_ATTR_FAMILY_NAME, "xpu"), 0);
+	assert_int_equal(parse_family(m, &cmd, &family, &group), -EBADMSG);
+	assert_int_equal(parse_family(ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpu", 0, 7), &cmd, &family,
+				      &group),
+			 -EBADMSG);
+	m = ctrl_msg_new(CTRL_CMD_NEWMCAST_GRP, "xpu", 0x21, 0);
+	grps = nla_nest_start(m, CTRL_ATTR_MCAST_GROUPS);
+	grp = nla_nest_start(m, 1);
+	assert_int_equal(nla_put_string(m, CTRL_ATTR_MCAST_GRP_NAME, "events"), 0);
+	nla_nest_end(m, grp);
+	nla_nest_end(m, grps);
+	assert_int_equal(parse_family(m, &cmd, &family, &group), -EBADMSG);
+	assert_int_equal(cmd, -1);
+}
+
+/*
+ * The backend over three NETLINK_USERSOCK sockets: its request socket and its event socket,
+ * both talking to a third that plays the kernel.
+ */
+struct rig {
+	struct xpu_backend b;
+	struct pair p; /* xpud: the request socket */
+	struct nl_sock *events;
+};
+
+static int rig_setup(void **state)
+{
+	struct timeval tv = { .tv_sec = 2 };
+	struct rig *g = calloc(1, sizeof(*g));
+
+	assert_non_null(g);
+	*state = g;
+	g->b.ops = &kmod_backend_ops;
+	g->p.xpud = nl_socket_alloc();
+	g->events = nl_socket_alloc();
+	g->p.kernel = nl_socket_alloc();
+	assert_true(g->p.xpud && g->events && g->p.kernel);
+	nl_socket_disable_seq_check(g->events);
+	if (nl_connect(g->p.xpud, NETLINK_USERSOCK) < 0 ||
+	    nl_connect(g->events, NETLINK_USERSOCK) < 0 ||
+	    nl_connect(g->p.kernel, NETLINK_USERSOCK) < 0)
+		return 0; /* no netlink here: the tests skip */
+	assert_int_equal(nl_socket_set_nonblocking(g->events), 0);
+	assert_int_equal(setsockopt(nl_socket_get_fd(g->p.xpud), SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)),
+			 0);
+	nl_socket_set_peer_port(g->p.xpud, nl_socket_get_local_port(g->p.kernel));
+	nl_socket_set_peer_port(g->p.kernel, nl_socket_get_local_port(g->p.xpud));
+	assert_int_equal(nl_socket_add_membership(g->events, 3), 0);
+	assert_int_equal(kmod_backend_setup(&g->b, g->p.xpud, g->events, FAKE_FAMILY, 3), 0);
+	return 0;
+}
+
+static int rig_teardown(void **state)
+{
+	struct rig *g = *state;
+
+	if (g->b.userdata) {
+		kmod_backend_ops.close(&g->b);
+	} else {
+		nl_socket_free(g->p.xpud);
+		nl_socket_free(g->events);
+	}
+	nl_socket_free(g->p.kernel);
+	free(g);
+	return 0;
+}
+
+static struct rig *rig_get(void **state)
+{
+	struct rig *g = *state;
+
+	if (!g->b.userdata)
+		skip();
+	return g;
+}
+
+/* Sends @m (freed) from the kernel's socket to @to, numbered @seq. */
+static void rig_send(struct rig *g, struct nl_sock *to, struct nl_msg *m, uint32_t seq,
+		     uint16_t flags)
+{
+	nl_socket_set_peer_port(g->p.kernel, nl_socket_get_local_port(to));
+	send_msg(&g->p, m, seq, flags);
+	/* answers go to the request socket unless said otherwise */
+	nl_socket_set_peer_port(g->p.kernel, nl_socket_get_local_port(g->p.xpud));
+}
+
+/* An event of the module's family @family to the backend's event socket. */
+static void rig_event(struct rig *g, uint16_t family, int health)
+{
+	struct nl_msg *m = msg_new(XPU_CMD_HEALTH_CHANGED, "0000:01:00.0", health, "stuck", "xpu/0");
+
+	nlmsg_hdr(m)->nlmsg_type = family;
+	rig_send(g, g->events, m, 0, 0);
+}
+
+/* What one dispatch brought: the number of health updates; *rescan whether it asks for one. */
+static size_t rig_dispatch(struct rig *g, bool *rescan)
+{
+	struct backend_update *u = NULL;
+	size_t n = 0;
+
+	*rescan = false;
+	assert_int_equal(kmod_backend_ops.dispatch(&g->b, &u, &n, rescan), 0);
+	backend_updates_free(u, n);
+	return n;
+}
+
+static bool member_of(struct rig *g, int group)
+{
+	uint32_t groups[4] = {};
+	socklen_t len = sizeof(groups);
+
+	assert_int_equal(getsockopt(nl_socket_get_fd(g->events), SOL_NETLINK,
+				    NETLINK_LIST_MEMBERSHIPS, groups, &len),
+			 0);
+	return groups[(group - 1) / 32] & (1U << ((group - 1) % 32));
+}
+
+/* The type and command of the next request the backend sent, or -1 for none. */
+static int rig_request(struct rig *g, int *ret_cmd)
+{
+	char buf[4096];
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	ssize_t n;
+
+	n = recv(nl_socket_get_fd(g->p.kernel), buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < (ssize_t)(NLMSG_HDRLEN + GENL_HDRLEN))
+		return -1;
+	*ret_cmd = ((struct genlmsghdr *)NLMSG_DATA(h))->cmd;
+	return h->nlmsg_type;
+}
+
+/* The sequence number the backend's next request will carry. */
+static uint32_t rig_next_seq(struct rig *g)
+{
+	return nl_socket_use_seq(g->p.xpud) + 1;
+}
+
+/* Queues the answer to dump @seq, one device, and has the backend enumerate. */
+static void rig_enumerate_one(struct rig *g, uint32_t seq)
+{
+	struct device_list l = {};
+
+	rig_send(g, g->p.xpud, msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", XPU_PCI_HEALTH_OK, NULL,
+				    "xpu/0"),
+		 seq, NLM_F_MULTI);
+	send_done(&g->p, seq);
+	assert_int_equal(kmod_backend_ops.enumerate(&g->b, &l), 0);
+	assert_int_equal(l.n, 1);
+	device_list_clear(&l);
+}
+
+/*
+ * Queues the answers to a request that finds the family's id gone, and to the lookup that
+ * follows: family @family with events group @group. Returns the number of the request that
+ * comes after them.
+ */
+static uint32_t rig_queue_lookup(struct rig *g, uint16_t family, uint32_t group)
+{
+	uint32_t seq = rig_next_seq(g);
+
+	send_ack(&g->p, seq, -ENOENT);
+	rig_send(g, g->p.xpud, ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpu", family, group), seq + 1, 0);
+	send_ack(&g->p, seq + 1, 0);
+	return seq + 2;
+}
+
+/*
+ * rmmod and insmod while xpud runs: the controller announces that the family is gone and that
+ * it is back with a new id; the backend drops what the old id still had queued, joins the new
+ * events group, asks for rescans and sends its requests to the new id.
+ */
+static void test_dispatch_reload(void **state)
+{
+	struct rig *g = rig_get(state);
+	bool rescan;
+	int cmd;
+
+	rig_event(g, FAKE_FAMILY, XPU_PCI_HEALTH_UNHEALTHY);
+	assert_int_equal(rig_dispatch(g, &rescan), 1);
+	assert_false(rescan);
+
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_DELFAMILY, "xpu", FAKE_FAMILY, 0), 0, 0);
+	rig_event(g, FAKE_FAMILY, XPU_PCI_HEALTH_OK); /* queued before the removal was read */
+	assert_int_equal(rig_dispatch(g, &rescan), 0);
+	assert_true(rescan);
+
+	/* someone else's family comes and goes: no news for us */
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_NEWFAMILY, "other", 0x50, 9), 0, 0);
+	assert_int_equal(rig_dispatch(g, &rescan), 0);
+	assert_false(rescan);
+	assert_false(member_of(g, 9));
+
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpu", FAKE_FAMILY + 1, 5), 0, 0);
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_NEWMCAST_GRP, "xpu", FAKE_FAMILY + 1, 5), 0,
+		 0);
+	assert_int_equal(rig_dispatch(g, &rescan), 0);
+	assert_true(rescan);
+	assert_true(member_of(g, 5));
+	assert_false(member_of(g, 3));
+
+	rig_event(g, FAKE_FAMILY + 1, XPU_PCI_HEALTH_UNHEALTHY);
+	rig_event(g, FAKE_FAMILY, XPU_PCI_HEALTH_UNHEALTHY); /* not the module's id any more */
+	assert_int_equal(rig_dispatch(g, &rescan), 1);
+	assert_false(rescan);
+
+	/* the rescan asks the new id */
+	rig_enumerate_one(g, rig_next_seq(g));
+	assert_int_equal(rig_request(g, &cmd), FAKE_FAMILY + 1);
+	assert_int_equal(cmd, XPU_CMD_GET_DEVICE);
+	assert_int_equal(rig_request(g, &cmd), -1);
+}
+
+/*
+ * The controller's notifications were lost (an overflowed socket): the request to the old id
+ * fails with ENOENT, and the backend looks the family up again, joins its events group and
+ * asks again. While the module is not loaded, it has no devices.
+ */
+static void test_request_reload(void **state)
+{
+	struct rig *g = rig_get(state);
+	struct device_list l = {};
+	struct xpu_device d = { .has_pci = true, .pci.address = "0000:01:00.0" };
+	bool rescan;
+	uint32_t seq;
+	int cmd;
+
+	rig_enumerate_one(g, rig_queue_lookup(g, FAKE_FAMILY + 2, 6));
+	assert_int_equal(rig_request(g, &cmd), FAKE_FAMILY);
+	assert_int_equal(rig_request(g, &cmd), GENL_ID_CTRL);
+	assert_int_equal(cmd, CTRL_CMD_GETFAMILY);
+	assert_int_equal(rig_request(g, &cmd), FAKE_FAMILY + 2);
+	assert_true(member_of(g, 6));
+	assert_false(member_of(g, 3));
+	/* the controller's news of it, read late, change nothing: it stays in the new group */
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_DELFAMILY, "xpu", FAKE_FAMILY, 0), 0, 0);
+	rig_send(g, g->events, ctrl_msg_new(CTRL_CMD_NEWFAMILY, "xpu", FAKE_FAMILY + 2, 6), 0, 0);
+	assert_int_equal(rig_dispatch(g, &rescan), 0);
+	assert_false(rescan);
+	assert_true(member_of(g, 6));
+
+	/* a probe that had to look the family up: its record may be stale, rescan */
+	seq = rig_queue_lookup(g, FAKE_FAMILY + 3, 6);
+	rig_send(g, g->p.xpud, msg_new(XPU_CMD_GET_DEVICE, "0000:01:00.0", XPU_PCI_HEALTH_OK, NULL,
+				    "xpu/0"),
+		 seq, 0);
+	send_ack(&g->p, seq, 0);
+	assert_int_equal(kmod_backend_ops.refresh(&g->b, &d), -ESTALE);
+	free(d.health.reason);
+
+	/* unloaded: the old id is unknown and so is the name */
+	seq = rig_next_seq(g);
+	send_ack(&g->p, seq, -ENOENT);
+	send_ack(&g->p, seq + 1, -ENOENT);
+	assert_int_equal(kmod_backend_ops.enumerate(&g->b, &l), 0);
+	assert_int_equal(l.n, 0);
+	/* and a probe of one of its devices finds it gone; the next request asks for the name */
+	seq = rig_next_seq(g);
+	send_ack(&g->p, seq, -ENOENT);
+	assert_int_equal(kmod_backend_ops.refresh(&g->b, &d), -ENODEV);
+}
+
 static void test_default_resource(void **state)
 {
 	char *s = kmod_default_resource(0x1af4, 0x1041);
@@ -399,6 +737,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_answer_dump, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_answer_error, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_answer_timeout, pair_setup, pair_teardown),
+		cmocka_unit_test(test_parse_family),
+		cmocka_unit_test_setup_teardown(test_dispatch_reload, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_request_reload, rig_setup, rig_teardown),
 		cmocka_unit_test(test_default_resource),
 		cmocka_unit_test(test_probe_simulated_root),
 		cmocka_unit_test(test_probe_without_module),

@@ -178,12 +178,93 @@ t_fake_fail() { # while xpud probes every 200 ms: its GETs and the module's even
 	! probe_errors_since "$start" | tail -n 5 | grep .
 }
 
+FAULT=/sys/kernel/debug/xpu_pci/xpu0/fake_fault
+resets() { grep -c "Device $ADDR: resetting it" /tmp/xpud.log; }
+was_reset_times() { [ "$(grep -c "Device $ADDR was reset" /tmp/xpud.log)" -ge "$1" ]; }
+fault_set() { [ "$(cat $FAULT)" = Y ]; }
+
+# A fault that a reset cures (the module's fake_fault), with reset-when-idle off: none is made.
+t_reset_off() {
+	echo 1 >$FAULT
+	wait_for 50 xpud_lists unhealthy || { echo "xpud does not report it unhealthy"; return 1; }
+	line=$(log_lines)
+	wait_for 50 more_probes_than $(($(probes) + 10)) || { echo "xpud does not probe"; return 1; }
+	echo "$(resets) resets, fake_fault $(cat $FAULT), sysfs $(health)"
+	[ "$(resets)" = 0 ] && fault_set && is_unhealthy && xpud_lists unhealthy
+}
+
+# reset-when-idle on (a live setting): the idle, unhealthy device is reset through the module's
+# XPU_PCI_IOC_RESET, once; the reset clears the fault, and the device passes probation.
+xpud_reset_on() {
+	printf 'health-interval: 200ms\nhealth-probation: 1s\nreset-when-idle: accel\n' \
+		>/tmp/xpud.yaml
+	kill -HUP "$XPUD_PID"
+}
+
+t_reset_idle() {
+	wait_for 100 was_reset_times 1 || {
+		echo "xpud did not reset it; its log:"
+		grep -v HTTP /tmp/xpud.log | tail -n 12
+		return 1
+	}
+	grep -E "Device $ADDR(:| was| is)" /tmp/xpud.log | grep -E "reset|probation" | tail -n 4
+	wait_for 50 is_healthy || { echo "sysfs still $(health) after the reset"; return 1; }
+	fault_set && { echo "the reset did not clear fake_fault"; return 1; }
+	grep -q "Device $ADDR is probation (was unhealthy, on reset)" /tmp/xpud.log ||
+		{ echo "no probation after the reset"; return 1; }
+	wait_for 50 xpud_lists healthy || { echo "xpud does not report it healthy"; return 1; }
+	grep "Device $ADDR is healthy again" /tmp/xpud.log | tail -n 1
+	wait_for 50 more_probes_than $(($(probes) + 5))
+	echo "$(resets) reset(s)"
+	[ "$(resets)" = 1 ] && xpud_lists healthy
+}
+
+# Allocated: the reset waits for the release, then happens.
+t_reset_busy() {
+	id=$(xpuctl --socket $SOCK alloc xpu.dev/edu | sed -n 's/^Allocation: *//p')
+	[ -n "$id" ] || { echo "no allocation"; return 1; }
+	echo "allocated $id"
+	echo 1 >$FAULT
+	wait_for 50 xpud_lists unhealthy || { echo "xpud does not report it unhealthy"; return 1; }
+	wait_for 50 grep -q "Device $ADDR needs a reset.*released" /tmp/xpud.log || {
+		echo "xpud does not say it waits for the release"
+		return 1
+	}
+	wait_for 50 more_probes_than $(($(probes) + 10))
+	[ "$(resets)" = 1 ] && fault_set || { echo "reset while allocated: $(resets)"; return 1; }
+	xpuctl --socket $SOCK release "$id" || return 1
+	wait_for 100 was_reset_times 2 || { echo "no reset after the release"; return 1; }
+	wait_for 50 xpud_lists healthy || { echo "xpud does not report it healthy"; return 1; }
+	echo "$(resets) resets; fake_fault $(cat $FAULT)"
+	[ "$(resets)" = 2 ] && ! fault_set
+}
+
 # xpud's netlink sockets must not pin the module: no dump of it is left half read.
 t_rmmod_xpud() {
 	wait_for 50 more_probes_than $(($(probes) + 1)) || { echo "xpud does not probe"; return 1; }
 	rmmod xpu_pci || { grep "^xpu_pci " /proc/modules; cat /proc/net/netlink; return 1; }
 	insmod $MOD liveness_ms=100 || return 1
 	wait_for 50 present || { echo "no $DEV after insmod"; return 1; }
+}
+
+# The reloaded module has a new generic netlink family id: xpud finds it (the controller's
+# notification), joins its events group again and lists the device from it, without a restart.
+t_reload_xpud() {
+	wait_for 100 xpud_lists healthy || {
+		echo "xpud does not list the device from the reloaded module; its log:"
+		grep -v HTTP /tmp/xpud.log | tail -n 12
+		xpuctl --socket $SOCK devices
+		return 1
+	}
+	line=$(log_lines)
+	wait_for 50 probed_since "$line" healthy || { echo "no probe answers after the reload"; return 1; }
+	# the events group: a health change of the new module's device reaches xpud at once
+	echo 1 >/sys/module/xpu_pci/parameters/fake_liveness_fail
+	wait_for 50 xpud_lists unhealthy || { echo "no health event after the reload"; return 1; }
+	echo 0 >/sys/module/xpu_pci/parameters/fake_liveness_fail
+	wait_for 50 xpud_lists healthy || { echo "not healthy again"; return 1; }
+	grep "xpu_pci: the module is back" /tmp/xpud.log | tail -n 1
+	kill -0 "$XPUD_PID"
 }
 
 t_rmmod_busy() {
@@ -265,7 +346,12 @@ ADDR=$(edu_addr)
 check "liveness failure: unhealthy and back in xpud too, while it probes every 200 ms" t_fake_fail
 check "fuzz ioctl and netlink handlers for ${FUZZ_SECONDS}s" xpu-vmcheck fuzz $DEV "$FUZZ_SECONDS" "$FUZZ_SEED"
 check "device works after the fuzzing" xpu-vmcheck factorial $DEV 6 720
+check "reset-when-idle off: an unhealthy device is not reset" t_reset_off
+xpud_reset_on
+check "reset-when-idle: xpud resets the idle device once, probation, healthy" t_reset_idle
+check "reset-when-idle: an allocated device is reset only after its release" t_reset_busy
 check "rmmod succeeds while xpud probes every 200 ms" t_rmmod_xpud
+check "xpud follows the reloaded module without a restart" t_reload_xpud
 kill "$XPUD_PID" 2>/dev/null
 wait "$XPUD_PID" 2>/dev/null
 check "rmmod refused while a file is open" t_rmmod_busy
