@@ -3,8 +3,8 @@
 // Plays kubelet against the real xpud with grpc-go, the library kubelet itself uses: it
 // serves Registration on kubelet.sock, receives xpud's registration, dials the plugin socket
 // the way kubelet does (the socket path as the target, so it becomes :authority), and checks
-// every device plugin method, a health change and a cordon seen through ListAndWatch, a
-// kubelet restart, bad input and a clean stop. With -bench N it also measures the Allocate round trip and the
+// every device plugin method, a health change, a cordon and a repartition seen through
+// ListAndWatch, a kubelet restart, bad input and a clean stop. With -bench N it also measures the Allocate round trip and the
 // ListAndWatch update latency. Exits 0 when every check passed, 1 otherwise.
 //
 // Built offline with Debian's golang-go and golang-google-grpc-dev (GO111MODULE=off) by
@@ -526,6 +526,38 @@ func main() {
 	law = listAndWatch(c)
 	m := law.next(5 * time.Second)
 	check(m != nil && len(m.Devices) == 8, "ListAndWatch after the restart")
+
+	// A repartition without a drain: an idle GPU becomes two replicas; kubelet sees it leave
+	// nvidia.com/gpu and a new resource registered for its replicas, the rest untouched.
+	idle := ""
+	for _, d := range first.Devices {
+		inUse := false
+		for _, g := range grant {
+			inUse = inUse || g == d.ID
+		}
+		if !inUse {
+			idle = d.ID
+		}
+	}
+	code, _ = h.localAPI("POST", "/v1/repartition", `{"device": "`+idle+`", "layout": "replicas: 2"}`)
+	check(code == 202, "repartition %s: HTTP %d", idle, code)
+	left := false
+	for start := time.Now(); time.Since(start) < 5*time.Second && !left; {
+		if u := law.next(time.Second); u != nil && health(u, idle) == "absent" {
+			left = true
+			check(len(u.Devices) == 7, "ListAndWatch: the other %d GPUs stay", len(u.Devices))
+		}
+	}
+	check(left, "ListAndWatch: repartitioned %s left nvidia.com/gpu", idle)
+	shared, _ := waitRegister(reg, 5*time.Second)
+	if check(shared != nil && shared.ResourceName == resource+".shared",
+		"registered the replicas' resource: %v", shared) {
+		sconn := dial(filepath.Join(h.kubelet, shared.Endpoint))
+		sl := listAndWatch(api.NewDevicePluginClient(sconn)).next(5 * time.Second)
+		check(sl != nil && len(sl.Devices) == 2 && health(sl, idle+"/replica-0") == "Healthy" &&
+			health(sl, idle+"/replica-1") == "Healthy", "ListAndWatch of the replicas: %v", sl)
+		sconn.Close()
+	}
 
 	// xpud stops: the stream ends, the socket goes.
 	h.xpud.Process.Signal(syscall.SIGTERM)
