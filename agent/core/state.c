@@ -649,7 +649,7 @@ static int read_offer(json_t *o, struct offer *ret, char **error)
 					   "amd_mode", "resource",     NULL};
 	_cleanup_free_ char *kind = NULL;
 	struct offer f = {};
-	uint64_t count;
+	uint64_t count = 0;
 	json_t *v;
 	int r;
 
@@ -881,7 +881,7 @@ static int state_parse(const char *text, size_t len, struct state *s, char **ret
 	json_t *doc, *allocations;
 	unsigned n_dropped = 0;
 	json_error_t jerr;
-	uint64_t version;
+	uint64_t version = 0;
 	int r;
 
 	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);

@@ -1056,7 +1056,7 @@ static int build_class_devices(struct fixture *fx, const struct pci_function *f,
 	if (!list)
 		return 0;
 	json_array_foreach(list, i, e) {
-		const char *class, *name, *devname, *devtype;
+		const char *class = NULL, *name = NULL, *devname = NULL, *devtype = NULL;
 		int major, minor;
 
 		snprintf(sub, sizeof(sub), "%s.class_devices[%zu]", where, i);

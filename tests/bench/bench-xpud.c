@@ -11,6 +11,8 @@
  *   rss       xpud's resident memory with the HGX fixture loaded, after the API was used.
  *   ready     process start to the first answer on the HGX node, with the fake NVML (per-GPU
  *             query threads, topology, MIG) next to the sysfs-only start, same run.
+ *   repartition  grants of other GPUs while one GPU's MIG layout is made (the fake NVML takes
+ *             a second per instance created) next to the same grants with nothing being made.
  *
  * Usage: bench-xpud XPUD_BIN [ITERATIONS [FAKE_NVML]]. Prints a Markdown table on stdout.
  */
@@ -28,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "backends/registry.h"
 #include "shared/fileio.h"
@@ -555,6 +559,129 @@ static double uevent_latency_ms(const char *root, const char *sock, int i)
 	return ms;
 }
 
+/* xpud with the fake NVML (@nvml) and its state on tmpfs (@state_dir). */
+static pid_t start_xpud_nvml(const char *bin, const char *root, const char *sock,
+			     const char *state_dir, const char *nvml)
+{
+	char desc[4096];
+	pid_t pid;
+
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	setenv("XPU_NVML_LIBRARY", nvml, 1);
+	setenv("XPU_FAKE_NVML", desc, 1);
+	pid = start_xpud_state(bin, root, sock, state_dir);
+	unsetenv("XPU_NVML_LIBRARY");
+	unsetenv("XPU_FAKE_NVML");
+	return pid;
+}
+
+/* Whether device @id of GET /v1/plan has a repartition in progress. */
+static bool repartitioning(int fd, const char *id)
+{
+	static const char get[] = "GET /v1/plan HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	static char buf[1 << 20];
+	const char *body;
+	json_t *doc, *d;
+	bool busy = false;
+	size_t i;
+
+	if (write(fd, get, sizeof(get) - 1) != (ssize_t)sizeof(get) - 1)
+		die("write");
+	(void)read_response(fd, buf, sizeof(buf));
+	body = strstr(buf, "\r\n\r\n");
+	doc = body ? json_loads(body + 4, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+	if (!doc)
+		die("plan");
+	json_array_foreach(json_object_get(doc, "devices"), i, d)
+		if (streq_ptr(json_string_value(json_object_get(d, "device")), id))
+			busy = json_is_object(json_object_get(d, "repartition"));
+	json_decref(doc);
+	return busy;
+}
+
+/*
+ * Grants (and releases) of whole GPUs while the MIG GPU's layout is being made, next to the same
+ * grants with nothing being made: the apply runs off the loop, so the ratio should be about 1.
+ */
+static void bench_repartition(const char *bin, const char *root, const char *nvml, int n)
+{
+	static const char mig_gpu[] = "0000:db:00.0";
+	static char buf[1 << 16];
+	char desc[4096], sock[4200], state[] = "/dev/shm/xpud-bench-rp-XXXXXX", cmd[256];
+	double *base = calloc((size_t)n, sizeof(double)), *during = calloc(4096, sizeof(double));
+	double start, took, max = 0;
+	json_t *doc, *g;
+	size_t i, m = 0;
+	pid_t pid;
+	int fd;
+
+	/* every GPU instance the fake creates on the MIG GPU takes a second */
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	doc = json_load_file(desc, 0, NULL);
+	if (!doc)
+		die("fake-nvml.json");
+	json_array_foreach(json_object_get(doc, "gpus"), i, g)
+		if (streq_ptr(json_string_value(json_object_get(g, "bus_id")), mig_gpu))
+			json_object_set_new(g, "hang_ms",
+					    json_pack("{s:i}", "nvmlDeviceCreateGpuInstance", 1000));
+	if (json_dump_file(doc, desc, 0) < 0)
+		die("fake-nvml.json");
+	json_decref(doc);
+	if (!mkdtemp(state))
+		die("mkdtemp");
+	snprintf(sock, sizeof(sock), "%s/run/xpud-rp.sock", root);
+	pid = start_xpud_nvml(bin, root, sock, state, nvml);
+	fd = connect_to(sock);
+
+	for (int k = -n / 10; k < n; k++) {
+		double t = exchange(fd, "POST", "/v1/allocations",
+				    "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", buf, sizeof(buf));
+		char path[128], *id = strstr(buf, "\"id\":\"");
+
+		if (!strstr(buf, " 201 ") || !id)
+			die("grant");
+		snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
+		(void)exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
+		if (k >= 0)
+			base[k] = t;
+	}
+
+	start = now_us();
+	(void)exchange(fd, "POST", "/v1/repartition",
+		       "{\"device\": \"0000:db:00.0\", \"layout\": \"mig: [3g.40gb, 3g.40gb]\"}",
+		       buf, sizeof(buf));
+	if (!strstr(buf, " 202 "))
+		die("repartition");
+	while (m < 4096 && repartitioning(fd, mig_gpu)) {
+		double t = exchange(fd, "POST", "/v1/allocations",
+				    "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", buf, sizeof(buf));
+		char path[128], *id = strstr(buf, "\"id\":\"");
+
+		if (!strstr(buf, " 201 ") || !id)
+			die("grant during the apply");
+		snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
+		(void)exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
+		during[m++] = t;
+		max = t > max ? t : max;
+	}
+	took = (now_us() - start) / 1000.0;
+	close(fd);
+	stop(pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
+	(void)!system(cmd);
+	if (m == 0)
+		die("no grant during the apply");
+	printf("| POST /v1/allocations of another GPU while a MIG layout is made (%.0f ms, NVML "
+	       "1 s per instance), median of %zu | %.1f us | nothing being made: %.1f us | %.2fx | "
+	       "~1x |\n",
+	       took, m, percentile(during, m, 0.5), percentile(base, (size_t)n, 0.5),
+	       percentile(during, m, 0.5) / percentile(base, (size_t)n, 0.5));
+	printf("| the same, slowest grant during the apply | %.1f us | - | - | << the apply |\n",
+	       max);
+	free(base);
+	free(during);
+}
+
 int main(int argc, char *argv[])
 {
 	const struct sim_node *node = sim_node_find("hgx-h100");
@@ -707,6 +834,7 @@ int main(int argc, char *argv[])
 		       "sysfs only: %.1f ms | %.2fx | - |\n",
 		       percentile(with, 5, 0.5), percentile(without, 5, 0.5),
 		       percentile(with, 5, 0.5) / percentile(without, 5, 0.5));
+		bench_repartition(argv[1], root, argv[3], n / 10 > 20 ? n / 10 : 20);
 	}
 	bench_enumerate(10);
 	fixture_destroy(root);
