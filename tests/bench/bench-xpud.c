@@ -599,6 +599,23 @@ static bool repartitioning(int fd, const char *id)
 	return busy;
 }
 
+/* Grants one whole GPU and releases it on @fd; returns the grant's round trip. */
+static double grant_release(int fd)
+{
+	static char buf[1 << 16];
+	char path[128], *id;
+	double t;
+
+	t = exchange(fd, "POST", "/v1/allocations", "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}",
+		     buf, sizeof(buf));
+	id = strstr(buf, "\"id\":\"");
+	if (!strstr(buf, " 201 ") || !id)
+		die("grant");
+	snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
+	(void)exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
+	return t;
+}
+
 /*
  * Grants (and releases) of whole GPUs while the MIG GPU's layout is being made, next to the same
  * grants with nothing being made: the apply runs off the loop, so the ratio should be about 1.
@@ -634,14 +651,8 @@ static void bench_repartition(const char *bin, const char *root, const char *nvm
 	fd = connect_to(sock);
 
 	for (int k = -n / 10; k < n; k++) {
-		double t = exchange(fd, "POST", "/v1/allocations",
-				    "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", buf, sizeof(buf));
-		char path[128], *id = strstr(buf, "\"id\":\"");
+		double t = grant_release(fd);
 
-		if (!strstr(buf, " 201 ") || !id)
-			die("grant");
-		snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
-		(void)exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
 		if (k >= 0)
 			base[k] = t;
 	}
@@ -653,14 +664,8 @@ static void bench_repartition(const char *bin, const char *root, const char *nvm
 	if (!strstr(buf, " 202 "))
 		die("repartition");
 	while (m < 4096 && repartitioning(fd, mig_gpu)) {
-		double t = exchange(fd, "POST", "/v1/allocations",
-				    "{\"resource\": \"nvidia.com/gpu\", \"count\": 1}", buf, sizeof(buf));
-		char path[128], *id = strstr(buf, "\"id\":\"");
+		double t = grant_release(fd);
 
-		if (!strstr(buf, " 201 ") || !id)
-			die("grant during the apply");
-		snprintf(path, sizeof(path), "/v1/allocations/%.18s", id + 6);
-		(void)exchange(fd, "DELETE", path, NULL, buf, sizeof(buf));
 		during[m++] = t;
 		max = t > max ? t : max;
 	}
