@@ -74,6 +74,7 @@ struct manager {
 	sd_event_source *health_source;
 	struct repartitioner *repartitioner; /* cordons, layouts made without a node drain */
 	sd_event_source *plan_post;	     /* post: a new plan may move a repartition on */
+	sd_event_source *plan_step;	     /* defer: ... which this does */
 	uint64_t plan_generation;	     /* the inventory generation last stepped on */
 	struct plan_attempts attempts;	     /* applies that left their offer pending */
 	struct backend_watch *watches; /* one per backend; source NULL where it has none */
@@ -455,17 +456,27 @@ static int rescan_hook(void *userdata)
 	return manager_rescan(userdata, NULL);
 }
 
-/* After every dispatch: a new plan (rescan, reload, release) may move a repartition on, or
- * need one (a layout to make). */
+static int on_plan_step(sd_event_source *s, void *userdata)
+{
+	struct manager *m = userdata;
+
+	m->plan_generation = inventory_generation(m->inventory);
+	repartitioner_step(m->repartitioner);
+	return 0;
+}
+
+/*
+ * After every dispatch: a new plan (rescan, reload, release) may move a repartition on, or need
+ * one (a layout to make). The step runs as a dispatch of its own, not here: what it changes
+ * (a new plan) must reach the other post sources (device plugin, CDI) in the next iteration,
+ * which an enabled defer source starts without waiting for an outside event.
+ */
 static int on_plan_post(sd_event_source *s, void *userdata)
 {
 	struct manager *m = userdata;
-	uint64_t g = inventory_generation(m->inventory);
 
-	if (g != m->plan_generation) {
-		m->plan_generation = g;
-		repartitioner_step(m->repartitioner);
-	}
+	if (inventory_generation(m->inventory) != m->plan_generation)
+		(void)sd_event_source_set_enabled(m->plan_step, SD_EVENT_ONESHOT);
 	return 0;
 }
 
@@ -818,8 +829,12 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		return log_oom();
 	repartitioner_set_timeout(m->repartitioner, m->config.repartition_timeout_usec);
 	r = sd_event_add_post(m->event, &m->plan_post, on_plan_post, m);
+	if (r >= 0)
+		r = sd_event_add_defer(m->event, &m->plan_step, on_plan_step, m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up repartitions: %m");
+	(void)sd_event_source_set_enabled(m->plan_step, SD_EVENT_OFF);
+	(void)sd_event_source_set_description(m->plan_step, "repartition-step");
 
 	/* Uevents first, inventory second: a device added in between is not lost. */
 	if (m->host->is_real && !o->uevent_socket) {
@@ -913,6 +928,7 @@ struct manager *manager_free(struct manager *m)
 	sd_event_source_disable_unref(m->rescan_source);
 	sd_event_source_disable_unref(m->health_source);
 	sd_event_source_disable_unref(m->plan_post);
+	sd_event_source_disable_unref(m->plan_step);
 	m->repartitioner = repartitioner_free(m->repartitioner);
 	for (size_t i = 0; m->watches && i < registry_size(m->registry); i++)
 		sd_event_source_disable_unref(m->watches[i].source);

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -445,6 +446,47 @@ static void test_restart_rolls_back(void **state)
 	test_xpud_free(x);
 }
 
+/* Whether the GPU CDI spec of @x's tree mentions @needle. */
+static bool cdi_spec_has(struct test_xpud *x, const char *needle)
+{
+	char path[4096], *text = NULL;
+	size_t n = 0;
+	FILE *f;
+	bool found;
+
+	snprintf(path, sizeof(path), "%s/var/run/cdi/xpu.dev-gpu.json", x->root);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	found = getdelim(&text, &n, '\0', f) > 0 && strstr(text, needle);
+	free(text);
+	fclose(f);
+	return found;
+}
+
+/*
+ * The release that lets a repartition end is enough for the files written from the plan (CDI
+ * specs) to follow: nothing else (no request, no timer) has to wake xpud after it.
+ */
+static void test_release_alone_finishes(void **state)
+{
+	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
+	_cleanup_free_ char *held = NULL;
+	long long deadline;
+
+	held = alloc_one(x, WHOLE, GPU_A);
+	repartition(x, "{\"device\": \"" GPU_A "\", \"layout\": \"replicas: 2\"}", 202, NULL);
+	assert_false(cdi_spec_has(x, "replica-1"));
+	release(x, held);
+	/* no API call from here on: only the file is read */
+	deadline = test_now_ms() + 5000;
+	while (!cdi_spec_has(x, "replica-1") && test_now_ms() < deadline)
+		usleep(20 * 1000);
+	assert_true(cdi_spec_has(x, "replica-1"));
+	test_wait_settled(x, GPU_A, "replicas=2");
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_others_serve_during_apply),
 		cmocka_unit_test(test_restart_resumes),
 		cmocka_unit_test(test_restart_rolls_back),
+		cmocka_unit_test(test_release_alone_finishes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
