@@ -28,3 +28,8 @@ set -x
 ./build/xpuctl --socket "$sock" allocations
 ./build/xpuctl --socket "$sock" capacity
 ./build/xpuctl --socket "$sock" fit --memory 40GiB
+# One GPU withdrawn for maintenance, another cut into a new MIG layout, the rest serving on.
+./build/xpuctl --socket "$sock" cordon 5d:00.0 --reason "fan replacement"
+./build/xpuctl --socket "$sock" repartition db:00.0 --layout 'mig: [3g.40gb, 3g.40gb]' --wait
+./build/xpuctl --socket "$sock" plan
+./build/xpuctl --socket "$sock" capacity
