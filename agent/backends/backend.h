@@ -62,7 +62,9 @@ struct xpu_backend_ops {
 	 * library lacks the functions, or the offer is not of its kind); -errno on failure, with
 	 * a malloc'd one-line reason in *ret_error (the vendor's message), possibly after part of
 	 * the change was made: the next enumeration shows what exists. Blocks for at most a
-	 * bounded time. Does not log above debug. Optional.
+	 * bounded time. Runs on a thread of its own (daemon/offloop.c), while the loop goes on
+	 * calling the other ops: what it shares with them must be locked. Does not log above
+	 * debug. Optional.
 	 */
 	int (*apply_offer)(struct xpu_backend *b, const struct xpu_device *d, const struct offer *o,
 			   char **ret_error);
@@ -72,8 +74,8 @@ struct xpu_backend_ops {
 	 * device; a source that can see other users (processes on a GPU) refuses with -EBUSY.
 	 * Returns 0 when the reset was carried out; -EOPNOTSUPP when the source cannot reset @d;
 	 * -EBUSY; -ETIMEDOUT when it did not finish in time; -errno; every error with a malloc'd
-	 * one-line reason in *ret_reason. Blocks for a bounded time. Does not log above debug.
-	 * Optional.
+	 * one-line reason in *ret_reason. Blocks for a bounded time. Runs on a thread of its own,
+	 * like apply_offer (the same rule on shared state). Does not log above debug. Optional.
 	 */
 	int (*reset)(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason);
 	/* Releases b->userdata. Optional. */

@@ -176,6 +176,10 @@ struct nvidia {
 	size_t n_registered;
 	struct nvidia_sticky sticky[NVML_MAX_GPUS * 2];
 	size_t n_sticky;
+	/* GPUs reset since the main thread last looked (a reset runs off the loop): their sticky
+	 * state is forgotten by the main thread, under map_lock */
+	char reset_addr[NVML_MAX_GPUS][13];
+	size_t n_reset;
 	/* the MIG devices of the last enumeration, for events that name a GPU/compute instance */
 	struct nvidia_mig {
 		char addr[13];
@@ -805,6 +809,21 @@ static void sticky_forget(struct nvidia *nv, const char *addr)
 	nv->n_sticky = k;
 }
 
+/* Forgets the sticky state of the GPUs reset since the last look (main thread). */
+static void sticky_take_resets(struct nvidia *nv)
+{
+	char addr[NVML_MAX_GPUS][13];
+	size_t n;
+
+	pthread_mutex_lock(&nv->map_lock);
+	n = nv->n_reset;
+	memcpy(addr, nv->reset_addr, n * sizeof(addr[0]));
+	nv->n_reset = 0;
+	pthread_mutex_unlock(&nv->map_lock);
+	for (size_t i = 0; i < n; i++)
+		sticky_forget(nv, addr[i]);
+}
+
 /* The MIG devices the queries found, kept for the events (main thread). */
 static int remember_migs(struct nvidia *nv, struct gpu_query **ok, size_t n_ok)
 {
@@ -1061,6 +1080,7 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 		}
 	}
 	/* Only now: the topology pass above reads every GPU's record. */
+	sticky_take_resets(nv);
 	for (size_t i = 0; i < n_ok; i++) {
 		register_events(nv, ok[i]->index, ok[i]->dev->id);
 		if (add_cuda_facts(nv, ok[i]->dev) < 0) {
@@ -1106,6 +1126,7 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 	int k = -ENODEV;
 
 	reap_stuck(nv);
+	sticky_take_resets(nv);
 	if (sticky_reason(nv, d->id)) {
 		/* an event said it needs a reset; a probe that answers does not undo that */
 		free(d->health.reason);
@@ -1727,9 +1748,11 @@ static int nvidia_reset(struct xpu_backend *b, const struct xpu_device *d, char 
 	c->outstanding = &nv->outstanding;
 	c->hint = UINT_MAX;
 	memcpy(c->addr, d->pci.address, 13);
+	pthread_mutex_lock(&nv->map_lock);
 	for (unsigned i = 0; i < NVML_MAX_GPUS; i++)
 		if (streq(nv->index_addr[i], c->addr))
 			c->hint = i;
+	pthread_mutex_unlock(&nv->map_lock);
 	atomic_fetch_add(&nv->outstanding, 1);
 	r = bounded_call(process_check_run, c, process_check_free, NVML_QUERY_TIMEOUT_USEC);
 	if (r == -ENOMEM)
@@ -1747,7 +1770,11 @@ static int nvidia_reset(struct xpu_backend *b, const struct xpu_device *d, char 
 	r = pci_reset_function(nv->host, d->pci.address, ret_reason);
 	if (r < 0)
 		return r;
-	sticky_forget(nv, d->id);
+	/* what events said of it is over; the main thread forgets it at its next look */
+	pthread_mutex_lock(&nv->map_lock);
+	if (nv->n_reset < NVML_MAX_GPUS)
+		snprintf(nv->reset_addr[nv->n_reset++], 13, "%s", d->id);
+	pthread_mutex_unlock(&nv->map_lock);
 	return 0;
 }
 

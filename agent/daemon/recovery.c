@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/offloop.h"
 #include "daemon/recovery.h"
 #include "shared/log.h"
 
@@ -16,8 +17,17 @@ struct recovery_entry {
 	enum recovery_verdict said; /* the last verdict logged, so that each is logged once */
 };
 
+/* One reset in flight, off the loop (a reset waits for the device to come back). */
+struct reset_job {
+	struct recovery *r;
+	struct xpu_device *device; /* a copy: the inventory may change meanwhile */
+	char *why;
+	struct offloop *run;
+};
+
 struct recovery {
 	struct recovery_context ctx;
+	struct reset_job *job;	      /* one reset at a time */
 	sd_event *event;
 	sd_event_source *run_source;  /* defer: a decision pass */
 	sd_event_source *post_source; /* post: whether a pass is due */
@@ -111,13 +121,75 @@ void recovery_note_devices(struct recovery *r, const struct device_list *l)
 		recovery_note(r, l->items[i]->id, &l->items[i]->health);
 }
 
-/* Carries out one reset; the outcome is logged here, once. */
+static void reset_job_free(struct reset_job *j)
+{
+	if (!j)
+		return;
+	device_free(j->device);
+	free(j->why);
+	free(j);
+}
+
+/* On the job's thread: only the job's own data. */
+static int reset_work(void *data)
+{
+	struct reset_job *j = data;
+
+	return registry_reset(j->r->ctx.registry, j->device, &j->why);
+}
+
+/* Back on the loop: the outcome, logged here, once. */
+static void reset_done(int k, void *data)
+{
+	struct reset_job *j = data;
+	struct recovery *r = j->r;
+	const struct xpu_device *d = j->device;
+	const char *pci = d->has_pci ? d->pci.address : NULL;
+	struct recovery_entry *e = entry_find(r, d->id);
+	uint64_t realtime = 0;
+
+	r->job = NULL;
+	if (k < 0) {
+		unsigned long long wait_min =
+			recovery_backoff_usec(e ? e->attempts : 1) / 60000000ULL;
+
+		if (e)
+			e->unsupported = k == -EOPNOTSUPP;
+		if (k == -EOPNOTSUPP)
+			log_device_full_errno(LOG_WARNING, k, d->id, pci,
+					      "Device %s could not be reset: %s. It stays "
+					      "unhealthy and is not tried again until it has "
+					      "been healthy.",
+					      d->id, j->why ?: strerror(-k));
+		else
+			log_device_full_errno(LOG_WARNING, k, d->id, pci,
+					      "Device %s could not be reset: %s. It stays "
+					      "unhealthy; the next attempt comes after %llu min "
+					      "at the earliest.",
+					      d->id, j->why ?: strerror(-k), wait_min);
+	} else {
+		log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
+				      "Device %s was reset; it is on probation until its probes "
+				      "answer.",
+				      d->id);
+		(void)sd_event_now(r->event, CLOCK_REALTIME, &realtime);
+		(void)inventory_health_signal(r->ctx.inventory, d->id, HEALTH_SIGNAL_RESET, 0,
+					      NULL, realtime);
+		if (r->ctx.rescan)
+			r->ctx.rescan(r->ctx.userdata);
+	}
+	reset_job_free(j);
+	/* another device may be waiting its turn */
+	r->dirty = true;
+	(void)sd_event_source_set_enabled(r->run_source, SD_EVENT_ONESHOT);
+}
+
+/* Starts one reset, off the loop. */
 static void reset_device(struct recovery *r, struct recovery_entry *e, const struct xpu_device *d,
 			 uint64_t now)
 {
 	const char *pci = d->has_pci ? d->pci.address : NULL;
-	_cleanup_free_ char *why = NULL;
-	uint64_t realtime = 0;
+	struct reset_job *j;
 	int k;
 
 	log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
@@ -126,33 +198,20 @@ static void reset_device(struct recovery *r, struct recovery_entry *e, const str
 			      d->id, d->health.reason ?: "unhealthy", xpu_kind_to_string(d->kind));
 	e->attempts++;
 	e->last_attempt_usec = now;
-	k = registry_reset(r->ctx.registry, d, &why);
+	j = calloc(1, sizeof(*j));
+	if (!j || device_dup(d, &j->device) < 0) {
+		free(j);
+		return (void)log_oom();
+	}
+	j->r = r;
+	k = offloop_start(r->event, "reset", reset_work, reset_done, j, &j->run);
 	if (k < 0) {
-		unsigned long long wait_min = recovery_backoff_usec(e->attempts) / 60000000ULL;
-
-		e->unsupported = k == -EOPNOTSUPP;
-		if (e->unsupported)
-			log_device_full_errno(LOG_WARNING, k, d->id, pci,
-					      "Device %s could not be reset: %s. It stays "
-					      "unhealthy and is not tried again until it has "
-					      "been healthy.",
-					      d->id, why ?: strerror(-k));
-		else
-			log_device_full_errno(LOG_WARNING, k, d->id, pci,
-					      "Device %s could not be reset: %s. It stays "
-					      "unhealthy; the next attempt comes after %llu min "
-					      "at the earliest.",
-					      d->id, why ?: strerror(-k), wait_min);
+		log_device_full_errno(LOG_WARNING, k, d->id, pci,
+				      "Device %s could not be reset: %m.", d->id);
+		reset_job_free(j);
 		return;
 	}
-	log_device_full_errno(LOG_NOTICE, 0, d->id, pci,
-			      "Device %s was reset; it is on probation until its probes answer.",
-			      d->id);
-	(void)sd_event_now(r->event, CLOCK_REALTIME, &realtime);
-	(void)inventory_health_signal(r->ctx.inventory, d->id, HEALTH_SIGNAL_RESET, 0, NULL,
-				      realtime);
-	if (r->ctx.rescan)
-		r->ctx.rescan(r->ctx.userdata);
+	r->job = j;
 }
 
 /* Logs a verdict that only waits, when it is new for the device. */
@@ -214,6 +273,8 @@ static void recovery_run(struct recovery *r)
 		v = recovery_decide(&f, now);
 		log_debug("Recovery of %s: %s.", e->id, recovery_verdict_to_string(v));
 		if (v == RECOVERY_RESET) {
+			if (r->job)
+				continue; /* one at a time: its end starts another pass */
 			e->said = v;
 			reset_device(r, e, d, now);
 		} else {
@@ -268,6 +329,10 @@ struct recovery *recovery_free(struct recovery *r)
 {
 	if (!r)
 		return NULL;
+	if (r->job) {
+		offloop_cancel(r->job->run);
+		reset_job_free(r->job);
+	}
 	sd_event_source_disable_unref(r->run_source);
 	sd_event_source_disable_unref(r->post_source);
 	sd_event_unref(r->event);

@@ -15,7 +15,8 @@
  *     device has been healthy again, or after a back-off that doubles with every attempt
  *     (RECOVERY_BACKOFF_USEC, 2x, 4x, ... at most RECOVERY_BACKOFF_MAX_USEC). A backend that
  *     cannot reset the device is not asked again until the device has been healthy.
- * The reset runs from the loop, through the device's backend (registry_reset()), bounded in time.
+ * The reset runs off the loop (daemon/offloop.c: one at a time, on a copy of the device), through
+ * the device's backend (registry_reset()), bounded in time.
  * Success feeds HEALTH_SIGNAL_RESET (the device goes on probation) and asks for a rescan; failure
  * is logged with the backend's reason and the device stays unhealthy.
  */

@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backends/registry.h"
 #include "core/inventory.h"
 #include "daemon/allocations.h"
+#include "daemon/offloop.h"
 #include "daemon/repartition.h"
 #include "shared/fault.h"
 #include "shared/log.h"
@@ -24,11 +23,8 @@ struct apply_job {
 	struct offer offer;
 	bool rollback;
 	char *fingerprint; /* the device before: did the failed apply change anything? */
-	int result;
 	char *error;
-	pthread_t thread;
-	int efd;
-	sd_event_source *source;
+	struct offloop *run;
 };
 
 /* A repartition the policy started and that timed out: not started again for that offer until
@@ -317,8 +313,6 @@ static void job_free(struct apply_job *j)
 {
 	if (!j)
 		return;
-	sd_event_source_disable_unref(j->source);
-	safe_close(j->efd);
 	device_free(j->device);
 	offer_done(&j->offer);
 	free(j->fingerprint);
@@ -326,31 +320,25 @@ static void job_free(struct apply_job *j)
 	free(j);
 }
 
-static void *job_thread(void *userdata)
+/* On the job's thread: only the job's own data. */
+static int job_work(void *data)
 {
-	struct apply_job *j = userdata;
-	uint64_t one = 1;
+	struct apply_job *j = data;
 
-	j->result = registry_apply_offer(j->rp->registry, j->device, &j->offer, &j->error);
-	if (write(j->efd, &one, sizeof(one)) < 0) {
-		/* an eventfd write of 1 cannot fail short of a counter overflow */
-	}
-	return NULL;
+	return registry_apply_offer(j->rp->registry, j->device, &j->offer, &j->error);
 }
 
-static void job_done(struct repartitioner *rp, struct apply_job *j);
+static void job_done(struct repartitioner *rp, struct apply_job *j, int result);
 
-static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static void on_job_done(int result, void *data)
 {
-	struct apply_job *j = userdata;
+	struct apply_job *j = data;
 	struct repartitioner *rp = j->rp;
 
-	(void)pthread_join(j->thread, NULL);
 	rp->job = NULL;
-	job_done(rp, j);
+	job_done(rp, j, result);
 	job_free(j);
 	repartitioner_step(rp); /* the next one, if any */
-	return 0;
 }
 
 /* Starts making @o on device @id. 0 or -errno (logged by the caller). */
@@ -369,27 +357,15 @@ static int job_start(struct repartitioner *rp, const char *id, const struct offe
 		return -ENOMEM;
 	j->rp = rp;
 	j->rollback = rollback;
-	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (j->efd < 0) {
-		r = -errno;
-		free(j);
-		return r;
-	}
 	if (device_dup(d, &j->device) < 0 || offer_copy(o, &j->offer) < 0 ||
 	    !(j->fingerprint = plan_device_fingerprint(d))) {
 		job_free(j);
 		return -ENOMEM;
 	}
-	r = sd_event_add_io(rp->event, &j->source, j->efd, EPOLLIN, on_job_done, j);
-	if (r < 0) {
-		job_free(j);
-		return r;
-	}
-	(void)sd_event_source_set_description(j->source, "repartition-apply");
 	log_device_full_errno(LOG_INFO, 0, id, d->has_pci ? d->pci.address : NULL,
 			      "Device %s: %s %s.", id, rollback ? "rolling back to" : "applying",
 			      what ?: "its layout");
-	r = -pthread_create(&j->thread, NULL, job_thread, j);
+	r = offloop_start(rp->event, "repartition-apply", job_work, on_job_done, j, &j->run);
 	if (r < 0) {
 		job_free(j);
 		return r;
@@ -453,7 +429,7 @@ static void note_attempt(struct repartitioner *rp, const char *id, const struct 
 		log_oom();
 }
 
-static void job_done(struct repartitioner *rp, struct apply_job *j)
+static void job_done(struct repartitioner *rp, struct apply_job *j, int result)
 {
 	const char *id = j->device->id;
 	struct repartition *rec;
@@ -470,8 +446,8 @@ static void job_done(struct repartitioner *rp, struct apply_job *j)
 		return; /* cannot happen: nothing else ends it */
 
 	dp = plan_of(rp, id);
-	if (j->result < 0)
-		r = asprintf(&reason, "%s", j->error ?: strerror(-j->result));
+	if (result < 0)
+		r = asprintf(&reason, "%s", j->error ?: strerror(-result));
 	else if (!j->rollback && !in_effect(rp, id, &j->offer))
 		r = asprintf(&reason, "the device does not show it after it was applied%s%s",
 			     dp && dp->pending_reason ? ": " : "",
@@ -504,7 +480,7 @@ static void job_done(struct repartitioner *rp, struct apply_job *j)
 		finish(rp, rec, NULL);
 		return;
 	}
-	if (j->result >= 0) {
+	if (result >= 0) {
 		/* made, but not in effect yet (MIG mode waits for a GPU reset): the device is
 		 * offered as it is, which is whole; nothing to undo */
 		note_attempt(rp, id, &rec->target, reason);
@@ -876,7 +852,7 @@ struct repartitioner *repartitioner_free(struct repartitioner *rp)
 	if (!rp)
 		return NULL;
 	if (rp->job) {
-		(void)pthread_join(rp->job->thread, NULL);
+		offloop_cancel(rp->job->run);
 		job_free(rp->job);
 	}
 	sd_event_source_disable_unref(rp->deadline);

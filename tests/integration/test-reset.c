@@ -290,8 +290,9 @@ static void test_return_goes_through_probation(void **state)
 	test_xpud_free(x);
 }
 
-/* The hgx-h100 node with the event FIFO, reset files for its GPU, and @processes on it. */
-static struct test_xpud *start_nvidia(const char *yaml, unsigned processes)
+/* The hgx-h100 node with the event FIFO, reset files for its GPU, and @processes on it (NVML
+ * taking @hang_ms to list them). */
+static struct test_xpud *start_nvidia(const char *yaml, unsigned processes, unsigned hang_ms)
 {
 	char *root = with_config("hgx-h100", yaml), fifo[4096], conf[4096], desc[4096];
 	const char *args[] = { "--config", conf, NULL };
@@ -306,8 +307,14 @@ static struct test_xpud *start_nvidia(const char *yaml, unsigned processes)
 	doc = json_load_file(desc, 0, NULL);
 	assert_non_null(doc);
 	json_array_foreach(json_object_get(doc, "gpus"), i, g)
-		if (strcmp(json_string_value(json_object_get(g, "bus_id")), H100) == 0)
+		if (strcmp(json_string_value(json_object_get(g, "bus_id")), H100) == 0) {
 			json_object_set_new(g, "processes", json_integer(processes));
+			if (hang_ms)
+				json_object_set_new(
+					g, "hang_ms",
+					json_pack("{s:i}", "nvmlDeviceGetComputeRunningProcesses_v3",
+						  (int)hang_ms));
+		}
 	assert_int_equal(json_dump_file(doc, desc, JSON_COMPACT), 0);
 	json_decref(doc);
 	return test_xpud_start_nvml(root, args, NULL);
@@ -316,7 +323,7 @@ static struct test_xpud *start_nvidia(const char *yaml, unsigned processes)
 /* XID 79 (fallen off the bus: reset-gpu) on an idle GPU: reset, probation, healthy. */
 static void test_xid_reset(void **state)
 {
-	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 0);
+	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 0, 0);
 	struct test_stream *s = subscribe(x);
 	char buf[512];
 
@@ -341,7 +348,7 @@ static void test_xid_reset(void **state)
 /* A process NVML lists on the GPU holds the reset: refused with the reason, GPU unhealthy. */
 static void test_xid_reset_refused_with_processes(void **state)
 {
-	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 1);
+	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 1, 0);
 	struct test_stream *s = subscribe(x);
 	char buf[512];
 
@@ -358,10 +365,38 @@ static void test_xid_reset_refused_with_processes(void **state)
 	test_xpud_free(x);
 }
 
+/* A reset that takes its time (NVML slow to list the GPU's processes) runs off the loop: the
+ * API answers and grants other GPUs meanwhile. */
+static void test_reset_off_the_loop(void **state)
+{
+	struct test_xpud *x = start_nvidia(PROBING "reset-when-idle: [gpu]\n", 0, 1500);
+	struct test_stream *s = subscribe(x);
+	long long deadline;
+
+	test_nvml_inject(x->root, "xid " H100 " 79\n");
+	assert_true(wait_for(s, H100, "XID 79") >= 0);
+	deadline = test_now_ms() + 5000;
+	while (!test_xpud_log_contains(x, "resetting it") && test_now_ms() < deadline)
+		usleep(10 * 1000);
+	assert_true(test_xpud_log_contains(x, "resetting it"));
+	/* while NVML holds the reset's process check, another GPU is granted */
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"nvidia.com/gpu\", \"device\": "
+					   "\"0000:18:00.0\"}",
+					   NULL),
+			 201);
+	assert_false(test_xpud_log_contains(x, "was reset"));
+	assert_true(wait_for(s, H100, "\"signal\":\"reset\"") >= 0);
+	assert_true(test_xpud_log_contains(x, "was reset"));
+	assert_reset_file(x->root, H100, "1");
+	test_stream_close(s);
+	test_xpud_free(x);
+}
+
 /* Without reset-when-idle, XID 79 leaves the GPU unhealthy and untouched. */
 static void test_xid_no_reset_when_off(void **state)
 {
-	struct test_xpud *x = start_nvidia(PROBING, 0);
+	struct test_xpud *x = start_nvidia(PROBING, 0, 0);
 	struct test_stream *s = subscribe(x);
 
 	test_nvml_inject(x->root, "xid " H100 " 79\n");
@@ -381,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_xid_reset),
 		cmocka_unit_test(test_xid_reset_refused_with_processes),
 		cmocka_unit_test(test_xid_no_reset_when_off),
+		cmocka_unit_test(test_reset_off_the_loop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
