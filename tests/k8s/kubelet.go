@@ -549,9 +549,16 @@ func main() {
 		}
 	}
 	check(left, "ListAndWatch: repartitioned %s left nvidia.com/gpu", idle)
-	shared, _ := waitRegister(reg, 5*time.Second)
-	if check(shared != nil && shared.ResourceName == resource+".shared",
-		"registered the replicas' resource: %v", shared) {
+	// (a re-registration of nvidia.com/gpu after the kubelet restart may come first)
+	var shared *api.RegisterRequest
+	for start := time.Now(); time.Since(start) < 5*time.Second; {
+		r, _ := waitRegister(reg, 5*time.Second-time.Since(start))
+		if r == nil || r.ResourceName == resource+".shared" {
+			shared = r
+			break
+		}
+	}
+	if check(shared != nil, "registered the replicas' resource %s.shared", resource) {
 		sconn := dial(filepath.Join(h.kubelet, shared.Endpoint))
 		sl := listAndWatch(api.NewDevicePluginClient(sconn)).next(5 * time.Second)
 		check(sl != nil && len(sl.Devices) == 2 && health(sl, idle+"/replica-0") == "Healthy" &&
