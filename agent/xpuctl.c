@@ -1248,11 +1248,77 @@ static json_t *plan_entry(struct ctl *ctl, const char *device, int *ret)
 	return NULL;
 }
 
+struct wait_ctx {
+	struct ctl *ctl;
+	const char *id;
+	json_t *entry;	/* the device's plan entry once no repartition is in progress */
+	char *failure; /* the reason of a "failed" or "cancelled" end seen on the stream */
+	int r;
+};
+
+/* Looks at the plan when the stream starts and after each end of a repartition of the device. */
+static int on_wait_event(json_t *ev, void *userdata)
+{
+	struct wait_ctx *w = userdata;
+	const char *type = j_str(ev, "type"), *what = j_str(ev, "what");
+
+	if (!streq_ptr(type, "subscribed") &&
+	    !(streq_ptr(type, "repartition") && streq_ptr(j_str(ev, "device"), w->id) &&
+	      (streq_ptr(what, "done") || streq_ptr(what, "failed") ||
+	       streq_ptr(what, "cancelled"))))
+		return 0;
+	if (!streq_ptr(type, "subscribed") && !streq_ptr(what, "done")) {
+		free(w->failure);
+		w->failure = strdup(j_str(ev, "reason") ?: what);
+		if (!w->failure)
+			return -ENOMEM;
+	}
+	json_decref(w->entry);
+	w->entry = plan_entry(w->ctl, w->id, &w->r);
+	return !w->entry || !json_is_object(json_object_get(w->entry, "repartition"));
+}
+
+/*
+ * --wait: follows /v1/events (on a connection of its own) until device @id has no repartition
+ * in progress; its plan entry then in *ret_entry. The plan is read once subscribed, so an end
+ * that came before the subscription is not missed.
+ */
+static int wait_repartition(struct ctl *ctl, const char *id, json_t **ret_entry,
+			    char **ret_failure)
+{
+	struct wait_ctx w = { .ctl = ctl, .id = id, .r = CTL_EXIT_OK };
+	struct xpu_client *stream = NULL;
+	int r;
+
+	r = xpu_client_new(ctl->socket_arg, &stream);
+	if (r < 0)
+		return transport_error(ctl, r);
+	r = xpu_client_stream(stream, "/v1/events", on_wait_event, &w);
+	xpu_client_free(stream);
+	if (w.r != CTL_EXIT_OK) {
+		json_decref(w.entry);
+		free(w.failure);
+		return w.r;
+	}
+	if (r != 1 || !w.entry) {
+		json_decref(w.entry);
+		free(w.failure);
+		if (r == -ENOMEM)
+			return oom();
+		return r < 0 ? transport_error(ctl, r)
+			     : malformed(ctl, "the event stream ended before the repartition");
+	}
+	*ret_entry = w.entry;
+	*ret_failure = w.failure;
+	return CTL_EXIT_OK;
+}
+
 static int verb_repartition(struct ctl *ctl, char **args)
 {
 	_cleanup_json_ json_t *body = NULL, *doc = NULL, *entry = NULL;
+	_cleanup_free_ char *failure = NULL;
+	const char *id, *target;
 	const json_t *rp;
-	const char *id;
 	int r;
 
 	if (!ctl->layout == !ctl->to_policy) {
@@ -1280,18 +1346,19 @@ static int verb_repartition(struct ctl *ctl, char **args)
 			printf("Device %s: repartitioned\n", id);
 		return CTL_EXIT_OK;
 	}
-	/* --wait: until the plan shows no repartition of the device */
-	for (;;) {
-		json_decref(entry);
-		entry = plan_entry(ctl, id, &r);
-		if (!entry)
-			return r;
-		if (!json_is_object(json_object_get(entry, "repartition")))
-			break;
-		usleep(200 * 1000);
-	}
+	/* the layout asked for, as the plan writes offers; none when it ended at once */
+	target = json_is_object(rp) ? j_str(rp, "layout") : NULL;
+	r = wait_repartition(ctl, id, &entry, &failure);
+	if (r != CTL_EXIT_OK)
+		return r;
 	if (ctl->json)
 		return print_json(entry);
+	if (failure || (target && !streq_ptr(j_str(entry, "applied"), target))) {
+		printf("Device %s: repartition to %s failed: %s; offered as %s\n", id,
+		       target ?: "the layout", failure ?: "it did not take effect",
+		       j_str(entry, "applied") ?: "?");
+		return CTL_EXIT_DAEMON_ERROR;
+	}
 	if (j_str(entry, "pending")) {
 		printf("Device %s: %s is pending: %s\n", id, j_str(entry, "pending"),
 		       j_str(entry, "reason") ?: "-");

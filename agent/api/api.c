@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/plan.h"
 #include "core/state.h"
+#include "shared/clock.h"
 #include "shared/log.h"
 #include "shared/parse.h"
 #include "shared/strv.h"
@@ -228,15 +229,12 @@ void api_broadcast(struct api *a, const struct inventory_event *ev)
 
 void api_broadcast_repartition(struct api *a, const struct repartition_news *n)
 {
-	struct timespec ts;
-
 	if (!a->streams)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	broadcast(a, json_pack("{s:I, s:s, s:I, s:s, s:s, s:o, s:o}", "seq",
 			       (json_int_t)inventory_last_seq(a->ctx.inventory), "type",
 			       "repartition", "time_usec",
-			       (json_int_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, "device",
+			       (json_int_t)now_usec(CLOCK_REALTIME), "device",
 			       n->device_id, "what", n->what, "layout",
 			       n->layout ? json_string(n->layout) : json_null(), "reason",
 			       n->reason ? json_string(n->reason) : json_null()));
@@ -811,7 +809,7 @@ static int handle_repartition(struct api *a, struct http_conn *c, const struct h
 	static const char *const known[] = { "device", "layout", "policy", "timeout", NULL };
 	_cleanup_free_ char *err = NULL, *id = NULL;
 	struct offer layout = {};
-	uint64_t timeout = 0;
+	uint64_t timeout = REPARTITION_TIMEOUT_DEFAULT;
 	const char *device;
 	json_t *doc, *v;
 	bool policy;

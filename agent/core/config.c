@@ -86,7 +86,7 @@ void config_init(struct config *c)
 		.socket_mode = 0660,
 		.health_interval_usec = 30 * 1000000ULL,
 		.health = HEALTH_POLICY_DEFAULT,
-		.repartition_timeout_usec = 10 * 60 * 1000000ULL,
+		.repartition_timeout_usec = CONFIG_REPARTITION_TIMEOUT_USEC,
 		.log_level = -1,
 	};
 }

@@ -16,6 +16,7 @@
 #include "shared/parse.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/xpud/xpud.yaml"
+#define CONFIG_REPARTITION_TIMEOUT_USEC (10ULL * 60 * 1000000) /* repartition-timeout: 10 min */
 
 /* What a device's error asks for, in increasing severity (the XID catalogue's vocabulary). */
 enum health_action {

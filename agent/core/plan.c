@@ -523,12 +523,12 @@ int plan_slices(const struct device_list *devices, struct slice_list *ret)
 	return 0;
 }
 
-static bool plan_has_device(const struct plan *p, const char *id)
+const struct device_plan *plan_find_device(const struct plan *p, const char *id)
 {
 	for (size_t i = 0; i < p->n_devices; i++)
 		if (streq(p->devices[i].device_id, id))
-			return true;
-	return false;
+			return &p->devices[i];
+	return NULL;
 }
 
 int plan_commit(const struct plan *p, struct state *st)
@@ -546,7 +546,7 @@ int plan_commit(const struct plan *p, struct state *st)
 		changed = 1;
 	}
 	for (size_t i = st->n_applied; i-- > 0;)
-		if (!plan_has_device(p, st->applied[i].device_id)) {
+		if (!plan_find_device(p, st->applied[i].device_id)) {
 			state_unset_applied(st, st->applied[i].device_id);
 			changed = 1;
 		}

@@ -58,6 +58,8 @@ struct plan {
 };
 
 void plan_done(struct plan *p);
+/* The plan of device @id in @p (borrowed), or NULL. */
+const struct device_plan *plan_find_device(const struct plan *p, const char *id);
 
 /*
  * Plans every device's slices from the offer it is wanted as (plan_wanted_offer(); no policy:

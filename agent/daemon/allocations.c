@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/allocations.h"
+#include "shared/clock.h"
 #include "shared/fault.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -36,14 +37,6 @@ struct allocations {
 	allocations_reserved_t reserved; /* resources the local API may not grant */
 	void *reserved_userdata;
 };
-
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
 
 struct state *allocations_state(struct allocations *s)
 {
@@ -432,7 +425,7 @@ static int grant(struct allocations *s, const struct alloc_request *req,
 	}
 	if (!a->resource)
 		return -ENOMEM;
-	a->created_usec = now_realtime();
+	a->created_usec = now_usec(CLOCK_REALTIME);
 
 	id = strdup(a->id);
 	if (!id)

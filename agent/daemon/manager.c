@@ -28,6 +28,7 @@
 #include "kube/cdi.h"
 #include "kube/deviceplugin.h"
 #include "kube/nfd.h"
+#include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/log.h"
@@ -80,14 +81,6 @@ struct manager {
 	struct backend_watch *watches; /* one per backend; source NULL where it has none */
 	uint64_t rescans;
 };
-
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void update_status(struct manager *m)
 {
@@ -241,7 +234,7 @@ static int manager_rescan(void *userdata, struct inventory_stats *ret)
 	if (r < 0)
 		return r;
 	recovery_note_devices(m->recovery, &fresh);
-	r = inventory_update(m->inventory, &fresh, now_realtime(), &st);
+	r = inventory_update(m->inventory, &fresh, now_usec(CLOCK_REALTIME), &st);
 	device_list_clear(&fresh);
 	if (r < 0)
 		return r;
@@ -311,7 +304,7 @@ static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *u
 						      ? HEALTH_SIGNAL_PROBE_OK
 						      : HEALTH_SIGNAL_EVENT,
 					      HEALTH_SEVERITY_FATAL, u[i].health.reason,
-					      now_realtime());
+					      now_usec(CLOCK_REALTIME));
 		recovery_note(m->recovery, u[i].id, &u[i].health);
 	}
 	backend_updates_free(u, n);
@@ -390,14 +383,14 @@ static void probe_health(struct manager *m)
 			snprintf(reason, sizeof(reason), "health probe failed: %s", strerror(-r));
 			(void)inventory_health_signal(m->inventory, copy->id,
 						      HEALTH_SIGNAL_PROBE_FAILED, 0, reason,
-						      now_realtime());
+						      now_usec(CLOCK_REALTIME));
 			continue;
 		}
 		(void)inventory_health_signal(m->inventory, copy->id,
 					      copy->health.state == XPU_HEALTH_HEALTHY
 						      ? HEALTH_SIGNAL_PROBE_OK
 						      : HEALTH_SIGNAL_PROBE_FAILED,
-					      0, copy->health.reason, now_realtime());
+					      0, copy->health.reason, now_usec(CLOCK_REALTIME));
 		recovery_note(m->recovery, copy->id, &copy->health);
 	}
 	update_status(m);

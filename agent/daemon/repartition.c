@@ -12,6 +12,7 @@
 #include "daemon/allocations.h"
 #include "daemon/offloop.h"
 #include "daemon/repartition.h"
+#include "shared/clock.h"
 #include "shared/fault.h"
 #include "shared/log.h"
 #include "shared/strv.h"
@@ -50,14 +51,6 @@ struct repartitioner {
 	bool resumed; /* the state's repartitions were looked at once after the start */
 };
 
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static struct state *state(const struct repartitioner *rp)
 {
 	return allocations_state(rp->allocs);
@@ -94,12 +87,7 @@ static void replan(struct repartitioner *rp)
 
 static const struct device_plan *plan_of(const struct repartitioner *rp, const char *id)
 {
-	const struct plan *p = inventory_plan(rp->inventory);
-
-	for (size_t i = 0; i < p->n_devices; i++)
-		if (streq(p->devices[i].device_id, id))
-			return &p->devices[i];
-	return NULL;
+	return plan_find_device(inventory_plan(rp->inventory), id);
 }
 
 /* How many slices of device @id are allocated. */
@@ -177,7 +165,7 @@ int repartitioner_cordon(struct repartitioner *rp, const char *key, const char *
 		if (!(old_reason = strdup(old->reason)))
 			return -ENOMEM;
 	}
-	r = state_set_cordon(state(rp), d->id, reason, now_realtime());
+	r = state_set_cordon(state(rp), d->id, reason, now_usec(CLOCK_REALTIME));
 	if (r < 0)
 		return r;
 	r = allocations_save(rp->allocs);
@@ -230,7 +218,7 @@ int repartitioner_uncordon(struct repartitioner *rp, const char *key, char **ret
 /* A cordon xpud itself sets: a layout it could neither make nor undo. */
 static void cordon_broken(struct repartitioner *rp, const char *id, const char *reason)
 {
-	if (state_set_cordon(state(rp), id, reason, now_realtime()) < 0)
+	if (state_set_cordon(state(rp), id, reason, now_usec(CLOCK_REALTIME)) < 0)
 		return (void)log_oom();
 	log_device_full_errno(LOG_ERR, 0, id, NULL,
 			      "Device %s is cordoned: %s. Uncordon it (xpuctl uncordon) once its "
@@ -281,7 +269,7 @@ static void restore_layout(struct repartitioner *rp, const struct repartition *r
 /* Ends @rec (which is freed), saves, re-plans and tells. @reason NULL: it succeeded. */
 static void finish(struct repartitioner *rp, struct repartition *rec, const char *reason)
 {
-	_cleanup_free_ char *id = strdup(rec->device_id);
+	_cleanup_free_ char *id = strdup(rec->device_id), *what = NULL;
 	struct offer target;
 
 	if (!id || offer_copy(&rec->target, &target) < 0)
@@ -290,18 +278,14 @@ static void finish(struct repartitioner *rp, struct repartition *rec, const char
 		restore_layout(rp, rec);
 	state_remove_repartition(state(rp), id);
 	save(rp);
-	if (reason) {
-		_cleanup_free_ char *what = offer_to_string(&target);
-
+	what = offer_to_string(&target);
+	if (reason)
 		log_device_full_errno(LOG_WARNING, 0, id, NULL,
 				      "Device %s: repartition to %s failed: %s.", id, what ?: "?",
 				      reason);
-	} else {
-		_cleanup_free_ char *what = offer_to_string(&target);
-
+	else
 		log_device_full_errno(LOG_NOTICE, 0, id, NULL, "Device %s repartitioned to %s.",
 				      id, what ?: "?");
-	}
 	news(rp, id, reason ? "failed" : "done", &target, reason);
 	offer_done(&target);
 	replan(rp);
@@ -411,11 +395,9 @@ static void apply_phase(struct repartitioner *rp, struct repartition *rec, bool 
 
 		snprintf(reason, sizeof(reason), "the layout could not be applied: %s",
 			 strerror(-r));
-		if (rollback) {
+		if (rollback)
 			cordon_broken(rp, id, reason);
-			finish(rp, rec, reason);
-		} else
-			finish(rp, rec, reason);
+		finish(rp, rec, reason);
 	}
 }
 
@@ -563,11 +545,14 @@ static void step_one(struct repartitioner *rp, struct repartition *rec, bool res
 		return;
 	switch (rec->phase) {
 	case REPARTITION_DRAINING:
+		if (resumed)
+			news(rp, rec->device_id, "resumed", &rec->target,
+			     "still waiting for its slices to be released");
 		busy = allocated_slices(rp, rec->device_id);
 		if (busy > 0 || !dp) {
 			char reason[128];
 
-			if (!rec->deadline_usec || now_realtime() < rec->deadline_usec)
+			if (!rec->deadline_usec || now_usec(CLOCK_REALTIME) < rec->deadline_usec)
 				return; /* a release, a rescan or the deadline moves it on */
 			if (dp)
 				snprintf(reason, sizeof(reason),
@@ -645,7 +630,7 @@ static void step_policy(struct repartitioner *rp)
 		}
 		rec.by_policy = true;
 		rec.phase = REPARTITION_DRAINING;
-		rec.started_usec = now_realtime();
+		rec.started_usec = now_usec(CLOCK_REALTIME);
 		if (dp->busy && rp->timeout_usec)
 			rec.deadline_usec = rec.started_usec + rp->timeout_usec;
 		if (!(rec.device_id = strdup(dp->device_id)) ||
@@ -727,8 +712,9 @@ int repartitioner_start(struct repartitioner *rp, const char *key, const struct 
 				d->id, (what = offer_to_string(target)) ?: "requested", why);
 
 	rec.phase = REPARTITION_DRAINING;
-	rec.started_usec = now_realtime();
-	timeout_usec = timeout_usec ?: rp->timeout_usec;
+	rec.started_usec = now_usec(CLOCK_REALTIME);
+	if (timeout_usec == REPARTITION_TIMEOUT_DEFAULT)
+		timeout_usec = rp->timeout_usec;
 	if (timeout_usec)
 		rec.deadline_usec = rec.started_usec + timeout_usec;
 	if (!(rec.device_id = strdup(d->id)) || offer_copy(target, &rec.target) < 0 ||
@@ -771,11 +757,6 @@ int repartitioner_start(struct repartitioner *rp, const char *key, const struct 
 	replan(rp);
 	repartitioner_step(rp);
 	return 0;
-}
-
-bool repartitioner_busy(const struct repartitioner *rp, const char *device_id)
-{
-	return state_repartition(state(rp), device_id);
 }
 
 void repartitioner_set_timeout(struct repartitioner *rp, uint64_t usec)
@@ -832,16 +813,14 @@ int repartitioner_new(sd_event *e, struct registry *reg, struct inventory *inv,
 	rp->attempts = attempts;
 	rp->policy = policy;
 	rp->hooks = *hooks;
-	rp->timeout_usec = REPARTITION_TIMEOUT_DEFAULT_USEC;
+	rp->timeout_usec = CONFIG_REPARTITION_TIMEOUT_USEC;
 	for (size_t i = 0; i < state(rp)->n_repartitions; i++) {
 		const struct repartition *rec = &state(rp)->repartitions[i];
 		_cleanup_free_ char *what = offer_to_string(&rec->target);
 
+		/* the event follows at the first step, when there is a stream to hear it */
 		log_notice("Device %s: resuming its repartition to %s (%s when xpud stopped).",
 			   rec->device_id, what ?: "?", repartition_phase_to_string(rec->phase));
-		if (rec->phase == REPARTITION_DRAINING)
-			news(rp, rec->device_id, "resumed", &rec->target,
-			     "still waiting for its slices to be released");
 	}
 	*ret = rp;
 	return 0;

@@ -29,7 +29,8 @@ struct registry;
 struct inventory;
 struct allocations;
 
-#define REPARTITION_TIMEOUT_DEFAULT_USEC (10ULL * 60 * 1000000) /* 10 min */
+/* repartitioner_start()'s timeout that stands for "the configured one" */
+#define REPARTITION_TIMEOUT_DEFAULT UINT64_MAX
 
 /* What the daemon tells the world of a repartition or cordon (an event, a journal entry). */
 struct repartition_news {
@@ -81,16 +82,14 @@ int repartitioner_uncordon(struct repartitioner *rp, const char *key, char **ret
 
 /*
  * Starts repartitioning the device @key names to @layout (NULL: back to what the policy asks),
- * waiting up to @timeout_usec (0: the default) for its slices to be released. Returns 0 with the
+ * waiting up to @timeout_usec (0: as long as it takes; REPARTITION_TIMEOUT_DEFAULT: the
+ * configured repartition-timeout) for its slices to be released. Returns 0 with the
  * device's id in *ret_device (caller frees); -ENOENT for an unknown device, -EBUSY while a
  * repartition of that device is in progress, -EINVAL for a layout the device cannot have,
  * -EIO when the state could not be saved; a one-line reason in *ret_error.
  */
 int repartitioner_start(struct repartitioner *rp, const char *key, const struct offer *layout,
 			uint64_t timeout_usec, char **ret_device, char **ret_error);
-
-/* Whether a repartition of @device_id is in progress. */
-bool repartitioner_busy(const struct repartitioner *rp, const char *device_id);
 
 /*
  * Moves repartitions on after the inventory changed (a new plan, a release, a rescan), and

@@ -35,6 +35,7 @@
 #include "kube/checkpoint.h"
 #include "kube/deviceplugin.h"
 #include "kube/grpc.h"
+#include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/strv.h"
@@ -1040,14 +1041,6 @@ static int on_post(sd_event_source *s, void *userdata)
 /* A grant kubelet has not written to its checkpoint yet is not withdrawn before this. */
 #define UNCHECKPOINTED_GRACE_USEC (60 * 1000000ULL)
 
-static uint64_t now_realtime_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* The entry of @entries that holds slice @id of @resource, or NULL. */
 static const struct kubelet_entry *entry_holding(const struct kubelet_entry *e, size_t n,
 						 const char *resource, const char *id)
@@ -1141,7 +1134,7 @@ static void reconcile(struct deviceplugin *p)
 		STRV_FOREACH(id, a->slices)
 			held = held || entry_holding(e, n, a->resource, *id);
 		if (held || (streq_ptr(a->owner.value, DP_OWNER_KUBELET) &&
-			     a->created_usec + UNCHECKPOINTED_GRACE_USEC > now_realtime_usec()))
+			     a->created_usec + UNCHECKPOINTED_GRACE_USEC > now_usec(CLOCK_REALTIME)))
 			continue;
 		if (strv_extend(&release, a->id) < 0)
 			goto oom;

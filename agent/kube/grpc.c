@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "kube/grpc.h"
+#include "shared/clock.h"
 #include "shared/log.h"
 
 #define GRPC_READ_SIZE (16U * 1024U)
@@ -179,14 +180,6 @@ static int buf_append_message(struct grpc_buf *b, const void *msg, size_t len)
 	if (r < 0)
 		b->len = MAX(old, b->off);
 	return r;
-}
-
-static uint64_t now_monotonic(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
 }
 
 #define NV(n, v)                                                                                   \
@@ -546,7 +539,7 @@ static int server_request_headers_done(struct grpc_conn *c, struct grpc_call *ca
 		call->fail_message = "unknown method";
 	}
 	if (call->have_timeout) {
-		uint64_t now = now_monotonic();
+		uint64_t now = now_usec(CLOCK_MONOTONIC);
 
 		call->deadline = call->timeout_usec > UINT64_MAX - now ? UINT64_MAX - 1
 									: now + call->timeout_usec;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kube/nfd.h"
+#include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/strv.h"
@@ -215,14 +216,6 @@ struct nfd_writer {
 	char **labels; /* written last; NULL until the first write */
 };
 
-static uint64_t now_realtime(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Writes the file with @labels (taken) and a new expiry; arms the next refresh. */
 static void nfd_write(struct nfd_writer *w, char **labels)
 {
@@ -232,7 +225,7 @@ static void nfd_write(struct nfd_writer *w, char **labels)
 	uint64_t now;
 	int r;
 
-	r = nfd_document(l, now_realtime() + NFD_EXPIRY_USEC, &doc);
+	r = nfd_document(l, now_usec(CLOCK_REALTIME) + NFD_EXPIRY_USEC, &doc);
 	if (r >= 0) {
 		dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		r = dfd < 0 ? -errno : write_file_atomic_at(dfd, NFD_FILE, doc, strlen(doc), 0644);

@@ -282,7 +282,7 @@ static void test_waits_for_release(void **state)
 static void test_timeout(void **state)
 {
 	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
-	_cleanup_free_ char *held = NULL;
+	_cleanup_free_ char *held = NULL, *out = NULL;
 	struct test_stream *events;
 	json_t *doc = NULL;
 
@@ -303,6 +303,24 @@ static void test_timeout(void **state)
 	assert_true(json_is_null(json_object_get(doc, "layout")));
 	json_decref(doc);
 	assert_int_equal(test_capacity(x, MIG_1G, "free"), 6);
+
+	/* xpuctl --wait follows the events to the end and says it failed */
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "repartition", MIG_GPU, "--layout",
+						       "mig: [7g.80gb]", "--timeout", "300ms",
+						       "--wait", NULL },
+				     &out),
+			 2);
+	assert_non_null(strstr(out, "repartition to mig=7g.80gb failed: timed out waiting for 1 "
+				    "slice to be released"));
+
+	/* a timeout of 0 waits as long as it takes */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [7g.80gb]\", "
+		       "\"timeout\": \"0\"}",
+		    202, &doc);
+	assert_true(json_is_null(json_object_get(json_object_get(doc, "repartition"),
+						 "deadline_usec")));
+	json_decref(doc);
 	test_stream_close(events);
 	test_xpud_free(x);
 }
