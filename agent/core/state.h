@@ -14,6 +14,7 @@
 
 #define STATE_DEFAULT_DIR "/var/lib/xpud"
 #define STATE_FILE "state.json"
+#define STATE_LOCK_FILE "xpud.lock" /* held by the xpud that uses the directory */
 #define STATE_VERSION 1
 
 /* The offer in effect on one device, as persisted. */

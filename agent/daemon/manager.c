@@ -31,6 +31,7 @@
 #include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
+#include "shared/lockfile.h"
 #include "shared/log.h"
 #include "xpu/client.h"
 
@@ -54,14 +55,17 @@ struct manager {
 	bool socket_activated;
 	bool socket_owned; /* we bound it: remove it on exit */
 	bool socket_fixed; /* --socket or socket activation: the configuration has no say */
-	int lock_fd;
-	int listen_fd; /* until the server takes it */
+	int lock_fd;	     /* <socket>.lock */
+	int state_lock_fd;   /* <state-dir>/xpud.lock: one xpud per state directory */
+	int kubelet_lock_fd; /* the kubelet directory: one xpud registers per kubelet */
+	int listen_fd;	     /* until the server takes it */
 
 	struct xpu_host *host;
 	struct registry *registry;
 	struct inventory *inventory;
 	struct allocations *allocations;
 	char *state_dir;
+	char *kubelet_dir;
 	struct api *api;
 	struct http_server *server;
 	struct uevent_monitor *uevents;
@@ -163,23 +167,12 @@ static bool resource_served_to_kubelet(const char *resource, void *userdata)
 	return deviceplugin_serves(m->plugin, resource);
 }
 
-static int start_deviceplugin(struct manager *m, const struct manager_options *o)
+static int start_deviceplugin(struct manager *m)
 {
-	_cleanup_free_ char *dir = NULL;
 	struct deviceplugin_options dpo = {};
 	int r;
 
-	if (o->kubelet_dir)
-		dir = strdup(o->kubelet_dir);
-	else if (m->config.kubelet_dir)
-		dir = strdup(m->config.kubelet_dir);
-	else if (m->host->is_real)
-		dir = strdup(DEVICEPLUGIN_DEFAULT_DIR);
-	else if (asprintf(&dir, "%s%s", m->host->root, DEVICEPLUGIN_DEFAULT_DIR) < 0)
-		dir = NULL;
-	if (!dir)
-		return log_oom();
-	dpo.dir = dir;
+	dpo.dir = m->kubelet_dir;
 	dpo.pre_start_hook = m->config.pre_start_hook;
 	dpo.pre_start_required = m->config.pre_start_hook;
 	r = deviceplugin_new(m->event, &dpo, m->inventory, m->allocations, &m->plugin);
@@ -617,59 +610,142 @@ static int socket_path_of(int fd, char **path)
 	return 0;
 }
 
-static int listen_socket(struct manager *m)
+/* The listening socket systemd passed: 1 and the descriptor in *ret_fd, or 0 when none. */
+static int passed_socket(struct manager *m, int *ret_fd)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	_cleanup_free_ char *lock_path = NULL;
-	_cleanup_close_ int fd = -EBADF, probe = -EBADF;
-	gid_t gid;
-	int r, n;
+	int fd = SD_LISTEN_FDS_START, r, n;
 
 	n = sd_listen_fds(true);
 	if (n < 0)
 		return log_error_errno(n, "Failed to read the sockets systemd passed: %m");
 	if (n > 1)
 		return log_error_errno(EINVAL, "Expected one socket from systemd, got %d.", n);
-	if (n == 1) {
-		fd = SD_LISTEN_FDS_START;
-		r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
-		if (r <= 0)
-			return log_error_errno(r < 0 ? r : EINVAL,
-					       "The socket systemd passed is not a listening "
-					       "Unix stream socket.");
-		m->socket_activated = true;
-		m->socket_fixed = true;
-		r = socket_path_of(fd, &m->socket_path);
-		if (r < 0)
-			return log_error_errno(r, "Failed to read the address of the passed socket: %m");
-		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		if (r < 0)
-			return log_error_errno(errno, "Failed to make the socket non-blocking: %m");
-		log_debug("Using the socket passed by systemd.");
-		return TAKE_FD(fd);
-	}
+	if (n == 0)
+		return 0;
+	r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+	if (r <= 0)
+		return log_error_errno(r < 0 ? r : EINVAL,
+				       "The socket systemd passed is not a listening Unix stream "
+				       "socket.");
+	m->socket_activated = true;
+	m->socket_fixed = true;
+	r = socket_path_of(fd, &m->socket_path);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the address of the passed socket: %m");
+	r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (r < 0)
+		return log_error_errno(errno, "Failed to make the socket non-blocking: %m");
+	log_debug("Using the socket passed by systemd.");
+	*ret_fd = fd;
+	return 1;
+}
 
-	if (strlen(m->socket_path) >= sizeof(sun.sun_path))
-		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", m->socket_path);
+/* "Another xpud (PID 123)" or "Another process" when the holder cannot be told. */
+static const char *holder_text(pid_t pid, char *buf, size_t size)
+{
+	if (pid > 0)
+		snprintf(buf, size, "Another xpud (PID %d)", (int)pid);
+	else
+		snprintf(buf, size, "Another xpud (PID unknown)");
+	return buf;
+}
+
+/* One xpud per socket path: <socket>.lock decides (the connect in bind_socket() catches
+ * foreign listeners). */
+static int lock_socket(struct manager *m)
+{
+	_cleanup_free_ char *lock_path = NULL;
+	char who[64];
+	pid_t holder = 0;
+	int r;
+
 	r = mkdir_parents(m->socket_path, 0755);
 	if (r < 0)
 		return log_error_errno(r, "Failed to create the directory of %s: %m",
 				       m->socket_path);
-
-	/* One xpud per socket: the lock decides, the connect catches foreign listeners. */
 	if (asprintf(&lock_path, "%s.lock", m->socket_path) < 0)
 		return log_oom();
-	m->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (m->lock_fd < 0)
-		return log_error_errno(errno, "Failed to open %s: %m", lock_path);
-	if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			return log_error_errno(EADDRINUSE,
-					       "Another xpud is already serving on %s (%s is "
-					       "locked); refusing to start.",
-					       m->socket_path, lock_path);
-		return log_error_errno(errno, "Failed to lock %s: %m", lock_path);
-	}
+	r = lockfile_take(lock_path, LOCKFILE_CREATE, &holder);
+	if (r == -EBUSY)
+		return log_error_errno(EADDRINUSE,
+				       "%s is already serving on %s (%s is locked); refusing to "
+				       "start.",
+				       holder_text(holder, who, sizeof(who)), m->socket_path,
+				       lock_path);
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock %s: %m", lock_path);
+	m->lock_fd = r;
+	return 0;
+}
+
+/*
+ * One xpud per state directory: two would grant the same slices and overwrite each other's
+ * state.json. The lock is a file in the directory (created 0700 if missing, like state_save()).
+ */
+static int lock_state_dir(struct manager *m)
+{
+	_cleanup_free_ char *lock_path = NULL;
+	char who[64];
+	pid_t holder = 0;
+	int r;
+
+	r = mkdir_parents(m->state_dir, 0755);
+	if (r >= 0)
+		r = mkdir_mode(m->state_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "Failed to create the state directory %s: %m",
+				       m->state_dir);
+	if (asprintf(&lock_path, "%s/" STATE_LOCK_FILE, m->state_dir) < 0)
+		return log_oom();
+	r = lockfile_take(lock_path, LOCKFILE_CREATE, &holder);
+	if (r == -EBUSY)
+		return log_error_errno(EBUSY,
+				       "%s uses the state directory %s; refusing to start. A second "
+				       "instance needs its own --state-dir (and --kubelet-dir).",
+				       holder_text(holder, who, sizeof(who)), m->state_dir);
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock %s: %m", lock_path);
+	m->state_lock_fd = r;
+	return 0;
+}
+
+/*
+ * One xpud per kubelet: a second one would replace the first's plugin sockets and register the
+ * same devices again. kubelet owns the directory's files, so the directory itself is locked.
+ * No directory: the device plugin is off and nothing is locked.
+ */
+static int lock_kubelet_dir(struct manager *m)
+{
+	char who[64];
+	pid_t holder = 0;
+	struct stat st;
+	int r;
+
+	if (stat(m->kubelet_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	r = lockfile_take(m->kubelet_dir, 0, &holder);
+	if (r == -EBUSY)
+		return log_error_errno(EBUSY,
+				       "%s serves the kubelet device plugin in %s; refusing to "
+				       "start. A second instance needs its own --kubelet-dir (and "
+				       "--state-dir).",
+				       holder_text(holder, who, sizeof(who)), m->kubelet_dir);
+	if (r < 0)
+		return log_error_errno(r, "Failed to lock %s: %m", m->kubelet_dir);
+	m->kubelet_lock_fd = r;
+	return 0;
+}
+
+/* Binds the socket path, whose lock lock_socket() took; only a stale socket is replaced. */
+static int bind_socket(struct manager *m)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF, probe = -EBADF;
+	gid_t gid;
+	int r;
+
+	if (strlen(m->socket_path) >= sizeof(sun.sun_path))
+		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", m->socket_path);
 	strcpy(sun.sun_path, m->socket_path);
 	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0)
@@ -728,12 +804,14 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	_cleanup_(manager_freep) struct manager *m = NULL;
 	struct api_context ctx;
 	struct http_limits limits = HTTP_LIMITS_DEFAULT;
-	int fd, r;
+	int fd = -EBADF, r;
 
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return log_oom();
 	m->lock_fd = -EBADF;
+	m->state_lock_fd = -EBADF;
+	m->kubelet_lock_fd = -EBADF;
 	m->listen_fd = -EBADF;
 	m->cli_log_level = o->log_level;
 	config_init(&m->config);
@@ -760,16 +838,41 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		return log_error_errno(r, "Failed to set up signal handling: %m");
 	(void)sd_event_set_watchdog(m->event, true);
 
-	/* The socket (and its lock) first: a second xpud must stop before touching anything. */
-	fd = listen_socket(m);
-	if (fd < 0)
-		return fd;
-	m->listen_fd = fd;
-
 	r = host_open(o->root, &m->host);
 	if (r < 0)
 		return log_error_errno(r, "Failed to open the host root %s: %m",
 				       o->root ?: "/");
+	m->state_dir = host_dir(m, o->state_dir, NULL, STATE_DEFAULT_DIR);
+	m->kubelet_dir = host_dir(m, o->kubelet_dir, m->config.kubelet_dir,
+				  DEVICEPLUGIN_DEFAULT_DIR);
+	if (!m->state_dir || !m->kubelet_dir)
+		return log_oom();
+
+	/*
+	 * The locks first: a second xpud must stop before it touches anything the first one
+	 * owns (its socket, its state, its kubelet registration), whichever of them it shares.
+	 */
+	r = passed_socket(m, &fd);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		r = lock_socket(m);
+		if (r < 0)
+			return r;
+	}
+	r = lock_state_dir(m);
+	if (r < 0)
+		return r;
+	r = lock_kubelet_dir(m);
+	if (r < 0)
+		return r;
+	if (!m->socket_activated) {
+		fd = bind_socket(m);
+		if (fd < 0)
+			return fd;
+	}
+	m->listen_fd = fd;
+
 	r = registry_new(m->host, &m->config, registry_builtin_ops, registry_builtin_n, &m->registry);
 	if (r < 0)
 		return log_oom();
@@ -780,14 +883,6 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	inventory_set_health_policy(m->inventory, &m->config.health);
 
 	/* Allocations before the first inventory: it is planned around the slices in use. */
-	if (o->state_dir)
-		m->state_dir = strdup(o->state_dir);
-	else if (m->host->is_real)
-		m->state_dir = strdup(STATE_DEFAULT_DIR);
-	else if (asprintf(&m->state_dir, "%s%s", m->host->root, STATE_DEFAULT_DIR) < 0)
-		m->state_dir = NULL;
-	if (!m->state_dir)
-		return log_oom();
 	r = allocations_new(m->event, m->host, m->state_dir, m->inventory, &m->config.policy,
 			    &m->allocations);
 	if (r < 0)
@@ -870,7 +965,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (r < 0)
 		return log_error_errno(r, "Failed to serve the API: %m");
 
-	r = start_deviceplugin(m, o);
+	r = start_deviceplugin(m);
 	if (r < 0)
 		log_warning_errno(r, "The kubelet device plugin is off, ignoring: %m");
 	r = start_kube_files(m, o);
@@ -937,6 +1032,10 @@ struct manager *manager_free(struct manager *m)
 	free(m->socket_path);
 	free(m->uevent_socket);
 	free(m->state_dir);
+	free(m->kubelet_dir);
+	/* last: until everything above is torn down, a second xpud must not start */
+	safe_close(m->kubelet_lock_fd);
+	safe_close(m->state_lock_fd);
 	free(m);
 	return NULL;
 }

@@ -252,6 +252,23 @@ int opendir_at(int dirfd, const char *path, DIR **ret)
 	return 0;
 }
 
+int mkdir_mode(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		if (stat(path, &st) < 0)
+			return -errno;
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	}
+	/* the umask (UMask=0077 in the unit) must not take what the documentation promises */
+	if (chmod(path, mode) < 0)
+		return -errno;
+	return 0;
+}
+
 int mkdir_parents(const char *path, mode_t mode)
 {
 	_cleanup_free_ char *p = strdup(path);

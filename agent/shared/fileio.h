@@ -63,9 +63,13 @@ int write_attr_at(int dirfd, const char *path, const char *value);
 /* True when @path exists below @dirfd (not following a final symlink's target). */
 int exists_at(int dirfd, const char *path);
 
-/* Creates the directories above the last '/' of @path that do not exist yet, with @mode.
- * 0 or -errno. */
+/* Creates the directories above the last '/' of @path that do not exist yet, with @mode
+ * whatever the umask (existing ones are left as they are). 0 or -errno. */
 int mkdir_parents(const char *path, mode_t mode);
+
+/* Creates the directory @path with @mode whatever the umask; an existing directory is left as
+ * it is. 0, -ENOTDIR (something else is there) or -errno. */
+int mkdir_mode(const char *path, mode_t mode);
 
 /*
  * Writing a file so that readers (and a restart after a crash) see the old content or the new,

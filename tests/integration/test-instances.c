@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * One xpud per node's state: a second xpud that shares the first one's state directory,
+ * kubelet directory or socket is refused before it touches any of them, and says which PID
+ * holds what it wanted; the first one keeps serving and keeps its allocations.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shared/fileio.h"
+#include "shared/macro.h"
+#include "testutil.h"
+
+#define GPU "nvidia.com/gpu"
+
+/*
+ * Runs a second xpud on @root with @args (NULL-terminated) and its stderr in *ret_log;
+ * returns its exit status. One that keeps running (it was not refused) is stopped after 20 s
+ * and fails the test.
+ */
+static int run_second(const char *root, const char *const *args, char **ret_log)
+{
+	const char *bin = test_env("XPUD_BIN");
+	const char *argv[32];
+	char log[4096];
+	long long deadline;
+	int status, n = 0;
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/second.log", root);
+	argv[n++] = bin;
+	argv[n++] = "--root";
+	argv[n++] = root;
+	for (size_t i = 0; args[i] && n < 30; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
+			_exit(127);
+		unsetenv("NOTIFY_SOCKET");
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	deadline = test_now_ms() + 20000;
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (test_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			(void)read_attr_at(AT_FDCWD, log, 1 << 20, ret_log);
+			fail_msg("the second xpud was not refused; it said:\n%s", *ret_log);
+		}
+		usleep(20 * 1000);
+	}
+	assert_int_equal(read_attr_at(AT_FDCWD, log, 1 << 20, ret_log), 0);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static char *grant_one(struct test_xpud *x)
+{
+	json_t *doc = NULL;
+	char *id;
+
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"" GPU "\"}", &doc),
+			 201);
+	id = strdup(json_string_value(json_object_get(doc, "id")));
+	json_decref(doc);
+	return id;
+}
+
+static size_t n_allocations(struct test_xpud *x)
+{
+	json_t *doc = NULL;
+	size_t n;
+
+	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
+	n = json_array_size(json_object_get(doc, "allocations"));
+	json_decref(doc);
+	return n;
+}
+
+static void assert_state_holds(const char *root, const char *id)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/var/lib/xpud/state.json", root);
+	assert_int_equal(read_attr_at(AT_FDCWD, path, 1 << 20, &text), 0);
+	if (!strstr(text, id))
+		fail_msg("state.json lost allocation %s:\n%s", id, text);
+}
+
+/* A debugging run with its own socket but the node's state directory is refused. */
+static void test_shared_state_dir(void **state)
+{
+	struct test_xpud *x = test_xpud_start_nvml(test_fixture_new("hgx-h100"), NULL, NULL);
+	_cleanup_free_ char *id = grant_one(x), *log = NULL;
+	char sock[4200], needle[256];
+	const char *args[] = { "--socket", sock, NULL };
+	struct stat st;
+
+	snprintf(sock, sizeof(sock), "%s/run/debug.sock", x->root);
+	assert_int_equal(run_second(x->root, args, &log), 1);
+	snprintf(needle, sizeof(needle), "Another xpud (PID %d) uses the state directory",
+		 (int)x->pid);
+	if (!strstr(log, needle))
+		fail_msg("the second xpud said:\n%s", log);
+	/* it stopped before it made anything: no socket of its own, the first one's state */
+	assert_int_equal(stat(sock, &st), -1);
+	assert_int_equal(n_allocations(x), 1);
+	assert_state_holds(x->root, id);
+	free(grant_one(x)); /* the first one still grants and saves */
+	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/* Another state directory but the same kubelet: the device plugin's sockets are the first's. */
+static void test_shared_kubelet_dir(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), dir[4200], sock[4200], states[4200];
+	const char *args[] = { "--socket", sock, "--state-dir", states, NULL };
+	_cleanup_free_ char *log = NULL;
+	char needle[256];
+	struct test_xpud *x;
+
+	snprintf(dir, sizeof(dir), "%s/var/lib/kubelet/device-plugins", root);
+	assert_int_equal(mkdir_parents(dir, 0755), 0);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	x = test_xpud_start_nvml(root, NULL, NULL);
+	snprintf(sock, sizeof(sock), "%s/run/second.sock", root);
+	snprintf(states, sizeof(states), "%s/second-state", root);
+	assert_int_equal(run_second(root, args, &log), 1);
+	snprintf(needle, sizeof(needle), "Another xpud (PID %d) serves the kubelet device plugin",
+		 (int)x->pid);
+	if (!strstr(log, needle))
+		fail_msg("the second xpud said:\n%s", log);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	assert_int_equal(test_xpud_stop(x), 0);
+
+	/* once the first one is gone, the second one may start */
+	root = test_xpud_take_root(x);
+	test_xpud_free(x);
+	x = test_xpud_start_nvml(root, args + 2, NULL);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/* The same socket: the message names the PID that serves it. */
+static void test_shared_socket(void **state)
+{
+	struct test_xpud *x = test_xpud_start_nvml(test_fixture_new("hgx-h100"), NULL, NULL);
+	const char *args[] = { "--socket", x->socket, NULL };
+	_cleanup_free_ char *log = NULL;
+	char needle[256];
+
+	assert_int_equal(run_second(x->root, args, &log), 1);
+	snprintf(needle, sizeof(needle), "Another xpud (PID %d) is already serving on",
+		 (int)x->pid);
+	if (!strstr(log, needle))
+		fail_msg("the second xpud said:\n%s", log);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	test_xpud_free(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shared_state_dir),
+		cmocka_unit_test(test_shared_kubelet_dir),
+		cmocka_unit_test(test_shared_socket),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
