@@ -736,23 +736,58 @@ static int lock_kubelet_dir(struct manager *m)
 	return 0;
 }
 
+/*
+ * What is at the socket path: 0 nothing, 1 a stale socket (nobody listens: replace it); any
+ * other file, or a socket that somebody serves, is refused (-EEXIST/-EADDRINUSE, logged).
+ */
+static int stale_socket(const char *path, const struct sockaddr_un *sun)
+{
+	_cleanup_close_ int probe = -EBADF;
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return log_error_errno(errno, "Failed to look at %s: %m", path);
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return log_error_errno(EEXIST,
+				       "%s exists and is not a socket; refusing to replace it. "
+				       "Remove it or choose another --socket.",
+				       path);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return log_error_errno(errno, "Failed to create a socket: %m");
+	if (connect(probe, (const struct sockaddr *)sun, sizeof(*sun)) == 0)
+		return log_error_errno(EADDRINUSE,
+				       "Something is already listening on %s; refusing to start.",
+				       path);
+	/* only a refused connection proves nobody serves it (a full backlog is EAGAIN) */
+	if (errno != ECONNREFUSED)
+		return log_error_errno(EADDRINUSE,
+				       "Cannot tell whether something serves %s (%m); refusing to "
+				       "replace it.",
+				       path);
+	return 1;
+}
+
 /* Binds the socket path, whose lock lock_socket() took; only a stale socket is replaced. */
 static int bind_socket(struct manager *m)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF, probe = -EBADF;
+	_cleanup_close_ int fd = -EBADF;
 	gid_t gid;
 	int r;
 
 	if (strlen(m->socket_path) >= sizeof(sun.sun_path))
 		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", m->socket_path);
 	strcpy(sun.sun_path, m->socket_path);
-	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		return log_error_errno(EADDRINUSE,
-				       "Something is already listening on %s; refusing to start.",
+	r = stale_socket(m->socket_path, &sun);
+	if (r < 0)
+		return r;
+	if (r > 0 && unlink(m->socket_path) < 0 && errno != ENOENT)
+		return log_error_errno(errno, "Failed to remove the stale socket %s: %m",
 				       m->socket_path);
-	(void)unlink(m->socket_path);
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)

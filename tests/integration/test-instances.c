@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -180,12 +182,68 @@ static void test_shared_socket(void **state)
 	test_xpud_free(x);
 }
 
+static int bind_at(const char *path, bool listening)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	strcpy(sun.sun_path, path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	if (listening)
+		assert_int_equal(listen(fd, 4), 0);
+	return fd;
+}
+
+/* Only a stale socket at the socket path is replaced: a file or a served socket is refused. */
+static void test_socket_path_taken(void **state)
+{
+	char *root = test_fixture_new("real-h100-vm"), sock[4200];
+	const char *args[] = { "--socket", sock, NULL };
+	char *log = NULL, *text = NULL;
+	struct test_xpud *x;
+	struct stat st;
+	int fd;
+
+	/* a regular file: refused, and left as it was */
+	snprintf(sock, sizeof(sock), "%s/run/xpud.sock", root);
+	fd = open(sock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep me", 7), 7);
+	close(fd);
+	assert_int_equal(run_second(root, args, &log), 1);
+	if (!strstr(log, "exists and is not a socket; refusing to replace it"))
+		fail_msg("xpud said:\n%s", log);
+	log = mfree(log);
+	assert_int_equal(read_attr_at(AT_FDCWD, sock, 0, &text), 0);
+	assert_string_equal(text, "keep me");
+	text = mfree(text);
+	assert_int_equal(unlink(sock), 0);
+
+	/* a socket another program serves: refused, and still served */
+	fd = bind_at(sock, true);
+	assert_int_equal(run_second(root, args, &log), 1);
+	if (!strstr(log, "Something is already listening on"))
+		fail_msg("xpud said:\n%s", log);
+	log = mfree(log);
+	assert_int_equal(stat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	close(fd);
+
+	/* the same socket once nobody serves it: stale, replaced */
+	x = test_xpud_start(root, NULL);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shared_state_dir),
 		cmocka_unit_test(test_shared_kubelet_dir),
 		cmocka_unit_test(test_shared_socket),
+		cmocka_unit_test(test_socket_path_taken),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
