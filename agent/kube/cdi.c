@@ -177,8 +177,9 @@ static int cdi_open_dir(struct cdi_writer *w)
 	r = mkdir_parents(w->dir, 0755);
 	if (r < 0)
 		return r;
-	if (mkdir(w->dir, 0755) < 0 && errno != EEXIST)
-		return -errno;
+	r = mkdir_mode(w->dir, 0755);
+	if (r < 0)
+		return r;
 	dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return dfd < 0 ? -errno : dfd;
 }

@@ -277,8 +277,13 @@ int mkdir_parents(const char *path, mode_t mode)
 		return -ENOMEM;
 	for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
 		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
+		if (mkdir(p, mode) < 0) {
+			if (errno != EEXIST)
+				return -errno;
+		} else if (chmod(p, mode) < 0) {
+			/* made by us: the mode documented, not what the umask left */
 			return -errno;
+		}
 		*s = '/';
 	}
 	return 0;

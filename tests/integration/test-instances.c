@@ -237,6 +237,39 @@ static void test_socket_path_taken(void **state)
 	test_xpud_free(x);
 }
 
+static void assert_mode(const char *root, const char *path, mode_t want)
+{
+	char full[4200];
+	struct stat st;
+
+	snprintf(full, sizeof(full), "%s/%s", root, path);
+	assert_int_equal(stat(full, &st), 0);
+	if ((st.st_mode & 07777) != want)
+		fail_msg("%s has mode %04o, want %04o", path, st.st_mode & 07777, want);
+}
+
+/* Under the unit's UMask=0077, directories xpud makes get the modes the documentation gives. */
+static void test_directory_modes(void **state)
+{
+	char *root = test_fixture_new("real-h100-vm"), sock[4200], states[4200], cdi[4200];
+	const char *args[] = { "--socket", sock, "--state-dir", states, "--cdi-dir", cdi, NULL };
+	struct test_xpud *x;
+	mode_t old = umask(0077);
+
+	snprintf(sock, sizeof(sock), "%s/run/xpu-a/xpu-b/xpud.sock", root);
+	snprintf(states, sizeof(states), "%s/var/lib/xpu-c/xpud", root);
+	snprintf(cdi, sizeof(cdi), "%s/etc/xpu-d/cdi", root);
+	x = test_xpud_start(root, args);
+	umask(old);
+	assert_mode(root, "run/xpu-a", 0755);
+	assert_mode(root, "run/xpu-a/xpu-b", 0755);
+	assert_mode(root, "var/lib/xpu-c", 0755);
+	assert_mode(root, "var/lib/xpu-c/xpud", 0700); /* the state is private */
+	assert_mode(root, "etc/xpu-d", 0755);
+	assert_mode(root, "etc/xpu-d/cdi", 0755);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_shared_kubelet_dir),
 		cmocka_unit_test(test_shared_socket),
 		cmocka_unit_test(test_socket_path_taken),
+		cmocka_unit_test(test_directory_modes),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
