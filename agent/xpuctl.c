@@ -1080,8 +1080,11 @@ static int verb_allocations(struct ctl *ctl, char **args)
 			snprintf(slices + n, sizeof(slices) - n, "%s%s", j ? "," : "",
 				 j_str(sl, "id") ?: "?");
 		}
-		snprintf(who, sizeof(who), "%s%s%s", j_str(owner, "kind") ?: "-",
-			 j_str(owner, "value") ? " " : "", j_str(owner, "value") ?: "");
+		snprintf(who, sizeof(who), "%s%s%s%s", j_str(owner, "kind") ?: "-",
+			 j_str(owner, "value") ? " " : "", j_str(owner, "value") ?: "",
+			 json_is_true(json_object_get(a, "release_pending"))
+				 ? " (gone, release pending)"
+				 : "");
 		if (table_add(&t, j_str(a, "id")) < 0 || table_add(&t, j_str(a, "resource")) < 0 ||
 		    table_add(&t, slices) < 0 || table_add(&t, who) < 0)
 			return oom();

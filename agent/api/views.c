@@ -476,13 +476,14 @@ json_t *view_allocation(const struct allocation *a, const struct device_list *de
 		else if (!d || !first || d->numa_node != first->numa_node)
 			one_numa = false;
 	}
-	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "id", a->id,
+	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:b}", "id", a->id,
 			"resource", a->resource, "slices", json_incref(granted), "device_nodes",
 			strv_array(nodes), "env", grant_env((char **const *)envs, dev_ids, k), "mounts",
 			json_array(), "cdi_devices", strv_array(cdi), "numa_node",
 			numa_or_null(one_numa && first ? first->numa_node : -1), "cpu_list",
 			string_or_null(one_numa && first ? first->cpu_list : NULL), "owner",
-			owner_view(&a->owner), "created_usec", (json_int_t)a->created_usec);
+			owner_view(&a->owner), "created_usec", (json_int_t)a->created_usec,
+			"release_pending", a->release_pending);
 out:
 	json_decref(granted);
 	return doc;

@@ -38,6 +38,7 @@ struct allocation {
 	char **slices;	 /* slice ids, NULL-terminated, in grant order */
 	struct alloc_owner owner;
 	uint64_t created_usec; /* CLOCK_REALTIME */
+	bool release_pending;  /* its owner is gone, the release not saved yet (not persisted) */
 };
 
 struct allocation *allocation_free(struct allocation *a);

@@ -45,6 +45,7 @@ int allocation_dup(const struct allocation *a, struct allocation **ret)
 	c->owner.kind = a->owner.kind;
 	c->owner.pid_start = a->owner.pid_start;
 	c->created_usec = a->created_usec;
+	c->release_pending = a->release_pending;
 	if (!(c->id = strdup(a->id)) || (a->resource && !(c->resource = strdup(a->resource))) ||
 	    strv_copy(a->slices, &c->slices) < 0 ||
 	    (a->owner.value && !(c->owner.value = strdup(a->owner.value))))

@@ -36,7 +36,15 @@ struct allocations {
 	size_t n_watches;
 	allocations_reserved_t reserved; /* resources the local API may not grant */
 	void *reserved_userdata;
+	/* releases of gone owners that could not be saved: retried after the next successful
+	 * save, and on a timer that backs off while saving keeps failing */
+	sd_event_source *retry_defer, *retry_timer;
+	uint64_t retry_usec; /* the timer's next interval */
+	bool retrying;
 };
+
+#define RETRY_FIRST_USEC (1 * 1000000ULL)
+#define RETRY_MAX_USEC (60 * 1000000ULL)
 
 struct state *allocations_state(struct allocations *s)
 {
@@ -220,6 +228,90 @@ static void unwatch(struct allocations *s, const char *alloc_id)
 		}
 }
 
+static bool any_release_pending(const struct allocations *s)
+{
+	for (size_t i = 0; i < s->state.ledger.n; i++)
+		if (s->state.ledger.items[i]->release_pending)
+			return true;
+	return false;
+}
+
+static void arm_retry_timer(struct allocations *s)
+{
+	int r;
+
+	if (!s->retry_usec)
+		s->retry_usec = RETRY_FIRST_USEC;
+	r = sd_event_source_set_time_relative(s->retry_timer, s->retry_usec);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(s->retry_timer, SD_EVENT_ONESHOT);
+	if (r < 0)
+		log_warning_errno(r, "Failed to arm the retry of pending releases, they are retried "
+				     "at the next save only: %m");
+}
+
+/* The owner of @id is gone but its release was not saved: keep trying. */
+static void release_later(struct allocations *s, const char *id)
+{
+	struct allocation *a = ledger_find(&s->state.ledger, id);
+
+	if (!a)
+		return;
+	if (!a->release_pending)
+		log_warning("Allocation %s: its owner is gone but the release could not be saved; "
+			    "it is retried.",
+			    id);
+	a->release_pending = true;
+	if (sd_event_source_get_enabled(s->retry_timer, NULL) <= 0)
+		arm_retry_timer(s);
+}
+
+/* Releases what is pending; stops at the first failure (saving fails for all alike). */
+static void retry_releases(struct allocations *s)
+{
+	_cleanup_strv_free_ char **ids = NULL;
+	int r;
+
+	if (s->retrying)
+		return;
+	for (size_t i = 0; i < s->state.ledger.n; i++)
+		if (s->state.ledger.items[i]->release_pending &&
+		    strv_extend(&ids, s->state.ledger.items[i]->id) < 0)
+			return (void)log_oom();
+	s->retrying = true;
+	STRV_FOREACH(id, ids) {
+		r = allocations_release(s, *id, NULL);
+		if (r == -EIO) {
+			release_later(s, *id);
+			break;
+		}
+		if (r >= 0)
+			log_info("Allocation %s: the pending release is saved now.", *id);
+	}
+	s->retrying = false;
+	if (!any_release_pending(s)) {
+		s->retry_usec = 0;
+		(void)sd_event_source_set_enabled(s->retry_timer, SD_EVENT_OFF);
+	}
+}
+
+static int on_retry_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct allocations *s = userdata;
+
+	s->retry_usec = MIN(s->retry_usec * 2, RETRY_MAX_USEC);
+	retry_releases(s);
+	if (any_release_pending(s) && sd_event_source_get_enabled(s->retry_timer, NULL) <= 0)
+		arm_retry_timer(s);
+	return 0;
+}
+
+static int on_retry_defer(sd_event_source *src, void *userdata)
+{
+	retry_releases(userdata);
+	return 0;
+}
+
 static void owner_gone(struct owner_watch *w)
 {
 	struct allocations *s = w->service;
@@ -233,7 +325,9 @@ static void owner_gone(struct owner_watch *w)
 		 owner_kind_to_string(a->owner.kind), a->owner.value, strv_length(a->slices),
 		 strv_length(a->slices) == 1 ? "" : "s");
 	r = allocations_release(s, id, &err); /* frees w */
-	if (r < 0)
+	if (r == -EIO)
+		release_later(s, id);
+	else if (r < 0)
 		log_warning_errno(r, "Failed to release allocation %s: %s", id, err ?: "?");
 }
 
@@ -323,6 +417,9 @@ static int save(struct allocations *s)
 	if (r < 0)
 		log_error_errno(r, "Failed to save the state to %s/%s: %m", s->state_dir,
 				STATE_FILE);
+	else if (!s->retrying && s->retry_defer && any_release_pending(s))
+		/* saving works again: the pending releases follow, after this change is done */
+		(void)sd_event_source_set_enabled(s->retry_defer, SD_EVENT_ONESHOT);
 	return r;
 }
 
@@ -566,6 +663,17 @@ int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_
 		(void)ledger_remove(&s->state.ledger, *id);
 	dirty = dirty || gone;
 
+	r = sd_event_add_defer(e, &s->retry_defer, on_retry_defer, s);
+	if (r >= 0)
+		r = sd_event_add_time_relative(e, &s->retry_timer, CLOCK_MONOTONIC, RETRY_FIRST_USEC,
+					       0, on_retry_timer, s);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the retry of releases: %m");
+	(void)sd_event_source_set_enabled(s->retry_defer, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(s->retry_timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_description(s->retry_defer, "release-retry");
+	(void)sd_event_source_set_description(s->retry_timer, "release-retry-timer");
+
 	inventory_set_planner(inv, policy, &s->state);
 	if (dirty && save(s) < 0)
 		return -EIO;
@@ -580,6 +688,8 @@ struct allocations *allocations_free(struct allocations *s)
 	for (size_t i = 0; i < s->n_watches; i++)
 		watch_free(s->watches[i]);
 	free(s->watches);
+	sd_event_source_disable_unref(s->retry_defer);
+	sd_event_source_disable_unref(s->retry_timer);
 	state_done(&s->state);
 	free(s->state_dir);
 	sd_event_unref(s->event);
