@@ -38,6 +38,7 @@
 #include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
+#include "shared/spawn.h"
 #include "shared/strv.h"
 
 #define DP_API_VERSION "v1beta1"
@@ -646,10 +647,8 @@ struct hook_run {
 	struct deviceplugin *plugin;
 	struct hook_run *next;
 	struct grpc_call *call; /* NULL once the caller went away */
-	pid_t pid;
-	int pidfd;
-	sd_event_source *exit_source, *timer;
-	char *what; /* "nvidia.com/gpu 0000:18:00.0,..." for the log */
+	struct spawn *spawn;	/* the hook process (spawn.c): reaped from its pidfd */
+	char *what;		/* "nvidia.com/gpu 0000:18:00.0,..." for the log */
 };
 
 #define PRE_START_HOOK_TIMEOUT_USEC (30 * 1000000ULL)
@@ -661,9 +660,6 @@ static void hook_run_free(struct hook_run *h)
 			*i = h->next;
 			break;
 		}
-	sd_event_source_disable_unref(h->exit_source);
-	sd_event_source_disable_unref(h->timer);
-	safe_close(h->pidfd);
 	free(h->what);
 	free(h);
 }
@@ -682,39 +678,29 @@ static void hook_done(struct hook_run *h, int status, const char *why)
 	hook_run_free(h);
 }
 
-static int on_hook_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/* The hook exited, or its deadline passed (it was killed; reaped whenever it dies). */
+static void on_hook_end(struct spawn *s, int st, bool timed_out, void *userdata)
 {
 	struct hook_run *h = userdata;
 	char why[512];
-	int st = 0;
 
-	if (waitpid(h->pid, &st, WNOHANG) != h->pid)
-		return 0;
+	if (timed_out) {
+		snprintf(why, sizeof(why), "the pre-start hook for %s did not finish within %llu s",
+			 h->what, PRE_START_HOOK_TIMEOUT_USEC / 1000000ULL);
+		log_warning("%s; it was killed.", why);
+		hook_done(h, GRPC_STATUS_DEADLINE_EXCEEDED, why);
+		return;
+	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 		log_info("Pre-start hook for %s succeeded.", h->what);
 		hook_done(h, GRPC_STATUS_OK, NULL);
-		return 0;
+		return;
 	}
 	snprintf(why, sizeof(why), "the pre-start hook for %s %s %d", h->what,
 		 WIFEXITED(st) ? "exited with status" : "was killed by signal",
 		 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 	log_warning("%s; the container is not started.", why);
 	hook_done(h, GRPC_STATUS_FAILED_PRECONDITION, why);
-	return 0;
-}
-
-static int on_hook_timeout(sd_event_source *s, uint64_t usec, void *userdata)
-{
-	struct hook_run *h = userdata;
-	char why[512];
-
-	(void)kill(h->pid, SIGKILL);
-	(void)waitpid(h->pid, NULL, 0);
-	snprintf(why, sizeof(why), "the pre-start hook for %s did not finish within %llu s",
-		 h->what, PRE_START_HOOK_TIMEOUT_USEC / 1000000ULL);
-	log_warning("%s; it was killed.", why);
-	hook_done(h, GRPC_STATUS_DEADLINE_EXCEEDED, why);
-	return 0;
 }
 
 /* kubelet gave up on the call: the hook still runs to its end, nobody is told. */
@@ -747,26 +733,13 @@ static int run_hook(struct dp_resource *r, struct grpc_call *c, char **ids, size
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->pidfd = -EBADF;
 	if (asprintf(&h->what, "%s %s", r->name, list) < 0) {
 		free(h);
 		return -ENOMEM;
 	}
-	k = posix_spawn(&h->pid, p->pre_start_hook, NULL, NULL, argv, envp);
-	if (k != 0) {
-		hook_run_free(h);
-		return -k;
-	}
-	h->pidfd = pidfd_open(h->pid, 0);
-	k = h->pidfd < 0 ? -errno
-			 : sd_event_add_io(p->event, &h->exit_source, h->pidfd, EPOLLIN,
-					   on_hook_exit, h);
-	if (k >= 0)
-		k = sd_event_add_time_relative(p->event, &h->timer, CLOCK_MONOTONIC,
-					       PRE_START_HOOK_TIMEOUT_USEC, 0, on_hook_timeout, h);
+	k = spawn_start(p->event, argv, envp, PRE_START_HOOK_TIMEOUT_USEC, on_hook_end, h,
+			&h->spawn);
 	if (k < 0) {
-		(void)kill(h->pid, SIGKILL);
-		(void)waitpid(h->pid, NULL, 0);
 		hook_run_free(h);
 		return k;
 	}
@@ -1269,9 +1242,8 @@ struct deviceplugin *deviceplugin_free(struct deviceplugin *p)
 		resource_free(p->resources[i]);
 	free(p->resources);
 	while (p->hooks) {
-		/* stopping: a hook still running is not waited for */
-		(void)kill(p->hooks->pid, SIGKILL);
-		(void)waitpid(p->hooks->pid, NULL, 0);
+		/* stopping: a hook still running is killed, not waited for */
+		spawn_abandon(p->hooks->spawn);
 		hook_run_free(p->hooks);
 	}
 	free(p->pre_start_hook);
