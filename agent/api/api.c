@@ -790,14 +790,16 @@ static int handle_cordon(struct api *a, struct http_conn *c, const struct http_r
 			r = reply_allocation_error(c, r, cordon ? "cannot cordon" : "cannot uncordon",
 						   err);
 		else {
+			const struct device_cordon *dc;
+
 			d = inventory_find(a->ctx.inventory, device);
-			r = reply_json(
-				c, 200,
-				json_pack("{s:s, s:b, s:o}", "device", d ? d->id : device,
-					  "cordoned", cordon, "reason",
-					  cordon && d ? json_string(state_cordon(state(a), d->id)->reason)
-						      : json_null()),
-				NULL);
+			/* what the state holds now: never assumed to be there */
+			dc = cordon && d ? state_cordon(state(a), d->id) : NULL;
+			r = reply_json(c, 200,
+				       json_pack("{s:s, s:b, s:o}", "device", d ? d->id : device,
+						 "cordoned", cordon, "reason",
+						 dc ? json_string(dc->reason) : json_null()),
+				       NULL);
 		}
 	}
 	json_decref(doc);
