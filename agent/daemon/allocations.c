@@ -622,7 +622,8 @@ int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_
 	_cleanup_(allocations_freep) struct allocations *s = calloc(1, sizeof(*s));
 	_cleanup_free_ char *warning = NULL;
 	_cleanup_strv_free_ char **gone = NULL;
-	bool dirty;
+	_cleanup_(ledger_clear) struct ledger kept = {}; /* the gone owners' allocations */
+	bool corrupt;
 	int r;
 
 	if (!s)
@@ -636,7 +637,7 @@ int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_
 	r = state_load(state_dir, &s->state, &warning);
 	if (r < 0)
 		return log_error_errno(r, "Failed to load the state from %s: %m", state_dir);
-	dirty = r > 0;
+	corrupt = r > 0;
 	if (r > 0)
 		log_warning("State %s/%s was damaged and is kept as %s.corrupt: %s", state_dir,
 			    STATE_FILE, STATE_FILE, warning ?: "?");
@@ -659,9 +660,15 @@ int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_
 					  owner_kind_to_string(a->owner.kind), a->owner.value);
 		}
 	}
-	STRV_FOREACH(id, gone)
+	STRV_FOREACH(id, gone) {
+		struct allocation *copy = NULL;
+
+		/* ledger_add() frees the copy when it fails */
+		if (allocation_dup(ledger_find(&s->state.ledger, *id), &copy) < 0 ||
+		    ledger_add(&kept, copy) < 0)
+			return log_oom();
 		(void)ledger_remove(&s->state.ledger, *id);
-	dirty = dirty || gone;
+	}
 
 	r = sd_event_add_defer(e, &s->retry_defer, on_retry_defer, s);
 	if (r >= 0)
@@ -675,8 +682,23 @@ int allocations_new(sd_event *e, const struct xpu_host *host, const char *state_
 	(void)sd_event_source_set_description(s->retry_timer, "release-retry-timer");
 
 	inventory_set_planner(inv, policy, &s->state);
-	if (dirty && save(s) < 0)
-		return -EIO;
+	if ((corrupt || gone) && save(s) < 0) {
+		if (corrupt)
+			return -EIO;
+		/* a full disk must not keep xpud from starting: the releases wait for space */
+		for (size_t i = 0; i < kept.n; i++) {
+			struct allocation *a = TAKE_PTR(kept.items[i]);
+
+			a->release_pending = true;
+			if (ledger_add(&s->state.ledger, a) < 0)
+				return log_oom();
+			log_warning("Allocation %s: its owner is gone but the release could not be "
+				    "saved; it is retried.",
+				    a->id);
+		}
+		kept.n = 0;
+		arm_retry_timer(s);
+	}
 	*ret = TAKE_PTR(s);
 	return 0;
 }

@@ -148,14 +148,75 @@ static void test_release_retried(void **state)
 	assert_null(strstr(text, id));
 	assert_true(test_xpud_log_contains(x, "the pending release is saved now"));
 	assert_int_equal(test_xpud_stop(x), 0);
+	unmount(NULL); /* before the tree is removed */
 	test_xpud_free(x);
-	unmount(NULL);
+}
+
+/*
+ * The owner exits while xpud is stopped, and the disk is full when it starts again: it starts
+ * (a full disk must not keep the node's agent down), the release pending until there is space.
+ */
+static void test_start_with_full_disk(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), states[4300], body[256], path[4400];
+	const char *args[] = { "--state-dir", states, NULL };
+	_cleanup_free_ char *id = NULL;
+	struct test_xpud *x;
+	long long deadline;
+	json_t *doc = NULL, *a;
+	pid_t owner;
+
+	snprintf(mnt, sizeof(mnt), "%s/statefs", root);
+	assert_int_equal(mkdir(mnt, 0755), 0);
+	if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m") < 0) {
+		mnt[0] = '\0';
+		skip();
+	}
+	snprintf(states, sizeof(states), "%s/xpud", mnt);
+	x = test_xpud_start_nvml(root, args, NULL);
+	owner = fork();
+	assert_true(owner >= 0);
+	if (owner == 0) {
+		pause();
+		_exit(0);
+	}
+	snprintf(body, sizeof(body), "{\"resource\": \"" GPU "\", \"owner\": {\"pid\": %d}}",
+		 (int)owner);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 201);
+	id = strdup(json_string_value(json_object_get(doc, "id")));
+	json_decref(doc);
+	assert_int_equal(test_xpud_stop(x), 0);
+	root = test_xpud_take_root(x);
+	test_xpud_free(x);
+
+	kill(owner, SIGKILL);
+	waitpid(owner, NULL, 0);
+	fill(mnt);
+	x = test_xpud_start_nvml(root, args, NULL);
+	a = find_allocation(x, id);
+	assert_non_null(a);
+	assert_true(json_is_true(json_object_get(a, "release_pending")));
+	json_decref(a);
+
+	snprintf(path, sizeof(path), "%s/filler", mnt);
+	assert_int_equal(unlink(path), 0);
+	deadline = test_now_ms() + 20000;
+	while ((a = find_allocation(x, id))) {
+		json_decref(a);
+		if (test_now_ms() > deadline)
+			fail_msg("the pending release of %s was never retried", id);
+		usleep(100 * 1000);
+	}
+	assert_int_equal(test_xpud_stop(x), 0);
+	unmount(NULL); /* before the tree is removed */
+	test_xpud_free(x);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_release_retried, unmount),
+		cmocka_unit_test_teardown(test_start_with_full_disk, unmount),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
