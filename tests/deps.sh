@@ -5,9 +5,10 @@ pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-par
 libyaml-dev libcmocka-dev libnl-genl-3-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler"
 if [ "${1:-}" = test ]; then
 	# Go and grpc-go build the test client that plays kubelet (tests/k8s/); jsonschema checks
-	# the CDI specs, yaml the DaemonSet manifest
+	# the CDI specs, yaml the DaemonSet manifest; podman, runc and a static busybox run a
+	# container from the CDI specs (test-podman-cdi)
 	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
-protobuf-compiler python3-jsonschema python3-yaml"
+protobuf-compiler python3-jsonschema python3-yaml podman runc busybox-static util-linux"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -207,7 +207,7 @@ static int start_kube_files(struct manager *m, const struct manager_options *o)
 
 	if (!cdi || !nfd)
 		return log_oom();
-	r = cdi_writer_new(m->event, cdi, m->inventory, &m->cdi);
+	r = cdi_writer_new(m->event, cdi, m->host->root, m->inventory, &m->cdi);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up the CDI specs: %m");
 	r = nfd_writer_new(m->event, nfd, m->inventory, &m->nfd);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * CDI spec files, after the Container Device Interface specification (cdiVersion 0.6.0):
- * a spec has "cdiVersion", "kind" ("vendor/class") and "devices", each device a "name" and
- * "containerEdits" ("deviceNodes" with "path" and cgroup "permissions", "env" as KEY=VALUE).
- * Runtimes (containerd, CRI-O, podman) read every *.json in /var/run/cdi and resolve
- * "xpu.dev/gpu=<name>" against them.
+ * CDI spec files, after the Container Device Interface specification: a spec has "cdiVersion",
+ * "kind" ("vendor/class") and "devices", each device a "name" and "containerEdits"
+ * ("deviceNodes" with "path", "hostPath" below a simulated root, and cgroup "permissions";
+ * "env" as KEY=VALUE). Runtimes (containerd, CRI-O, podman) read every *.json in /var/run/cdi
+ * and resolve "xpu.dev/gpu=<name>" against them. They refuse a whole file whose cdiVersion
+ * they do not know, so each spec claims the lowest version whose features it uses.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -59,7 +60,91 @@ static json_t *cdi_strv(char *const *l)
 	return a;
 }
 
-static json_t *cdi_device(const struct xpu_slice *s, const struct xpu_device *d)
+/* The versions MinimumRequiredVersion can answer, oldest first (0.8.0 added no field). */
+enum cdi_version {
+	CDI_V030,
+	CDI_V040,
+	CDI_V050,
+	CDI_V060,
+	CDI_V070,
+	_CDI_VERSION_MAX,
+};
+
+static bool cdi_nonempty_string(const json_t *v)
+{
+	return json_is_string(v) && json_string_length(v) > 0;
+}
+
+/* ASCII only, as in the project's rule: not isalpha(), which follows the locale. */
+static bool cdi_is_letter(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* What one containerEdits object (of the spec or of a device) needs. */
+static enum cdi_version cdi_edits_version(const json_t *edits)
+{
+	const json_t *rdt = json_object_get(edits, "intelRdt"), *e;
+	enum cdi_version v = CDI_V030;
+	size_t i;
+
+	/* a null field is an absent one, as for the project's Go types */
+	if ((rdt && !json_is_null(rdt)) ||
+	    json_array_size(json_object_get(edits, "additionalGids")) > 0)
+		return CDI_V070;
+	json_array_foreach (json_object_get(edits, "deviceNodes"), i, e)
+		if (cdi_nonempty_string(json_object_get(e, "hostPath")))
+			v = MAX(v, CDI_V050);
+	json_array_foreach (json_object_get(edits, "mounts"), i, e)
+		if (cdi_nonempty_string(json_object_get(e, "type")))
+			v = MAX(v, CDI_V040);
+	return v;
+}
+
+const char *cdi_minimum_version(const json_t *spec)
+{
+	static const char *const names[_CDI_VERSION_MAX] = {
+	    [CDI_V030] = "0.3.0", [CDI_V040] = "0.4.0", [CDI_V050] = "0.5.0",
+	    [CDI_V060] = "0.6.0", [CDI_V070] = "0.7.0",
+	};
+	enum cdi_version v = cdi_edits_version(json_object_get(spec, "containerEdits"));
+	const char *kind = json_string_value(json_object_get(spec, "kind")), *slash;
+	const json_t *d;
+	size_t i;
+
+	if (json_object_size(json_object_get(spec, "annotations")) > 0)
+		v = MAX(v, CDI_V060);
+	/* a '.' in the class of "vendor/class"; one in the vendor was always allowed */
+	slash = kind ? strchr(kind, '/') : NULL;
+	if (slash && slash != kind && slash[1] && strchr(slash + 1, '.'))
+		v = MAX(v, CDI_V060);
+	json_array_foreach (json_object_get(spec, "devices"), i, d) {
+		const char *name = json_string_value(json_object_get(d, "name"));
+
+		if (json_object_size(json_object_get(d, "annotations")) > 0)
+			v = MAX(v, CDI_V060);
+		/* earlier versions wanted a letter first, and PCI addresses start with digits */
+		if (name && name[0] && !cdi_is_letter(name[0]))
+			v = MAX(v, CDI_V050);
+		v = MAX(v, cdi_edits_version(json_object_get(d, "containerEdits")));
+	}
+	return names[v];
+}
+
+static json_t *cdi_node(const char *root, const char *path)
+{
+	_cleanup_free_ char *host_path = NULL;
+
+	/* read and write, no mknod: the node is created for the container */
+	if (!root || streq(root, "/"))
+		return json_pack("{s:s, s:s}", "path", path, "permissions", "rw");
+	if (asprintf(&host_path, "%s%s", root, path) < 0)
+		return NULL;
+	return json_pack("{s:s, s:s, s:s}", "path", path, "hostPath", host_path, "permissions",
+			 "rw");
+}
+
+static json_t *cdi_device(const char *root, const struct xpu_slice *s, const struct xpu_device *d)
 {
 	_cleanup_free_ char *name = cdi_qualified_name(s, d);
 	json_t *edits = json_object(), *nodes = json_array(), *dev = NULL;
@@ -67,9 +152,7 @@ static json_t *cdi_device(const struct xpu_slice *s, const struct xpu_device *d)
 	if (!name || !edits || !nodes)
 		goto out;
 	for (char *const *n = s->device_nodes; n && *n; n++)
-		/* read and write, no mknod: the node is created for the container */
-		if (json_array_append_new(
-			nodes, json_pack("{s:s, s:s}", "path", *n, "permissions", "rw")) < 0)
+		if (json_array_append_new(nodes, cdi_node(root, *n)) < 0)
 			goto out;
 	if (json_array_size(nodes) > 0 && json_object_set(edits, "deviceNodes", nodes) < 0)
 		goto out;
@@ -82,7 +165,7 @@ out:
 	return dev;
 }
 
-int cdi_build_spec(enum xpu_kind kind, const struct device_list *devs,
+int cdi_build_spec(enum xpu_kind kind, const char *root, const struct device_list *devs,
 		   const struct slice_list *slices, json_t **ret)
 {
 	_cleanup_free_ char *kind_name = NULL;
@@ -100,7 +183,7 @@ int cdi_build_spec(enum xpu_kind kind, const struct device_list *devs,
 			continue;
 		if (strv_length(s->device_nodes) == 0 && strv_length(s->env) == 0)
 			continue;
-		if (json_array_append_new(devices, cdi_device(s, d)) < 0) {
+		if (json_array_append_new(devices, cdi_device(root, s, d)) < 0) {
 			json_decref(devices);
 			return -ENOMEM;
 		}
@@ -110,10 +193,15 @@ int cdi_build_spec(enum xpu_kind kind, const struct device_list *devs,
 		*ret = NULL;
 		return 0;
 	}
-	spec = json_pack("{s:s, s:s, s:o}", "cdiVersion", CDI_VERSION, "kind", kind_name, "devices",
-			 devices);
+	/* the version is set last (it depends on the rest) but stays the first key */
+	spec =
+	    json_pack("{s:s, s:s, s:o}", "cdiVersion", "", "kind", kind_name, "devices", devices);
 	if (!spec)
 		return -ENOMEM;
+	if (json_object_set_new(spec, "cdiVersion", json_string(cdi_minimum_version(spec))) < 0) {
+		json_decref(spec);
+		return -ENOMEM;
+	}
 	*ret = spec;
 	return 0;
 }
@@ -123,6 +211,7 @@ int cdi_build_spec(enum xpu_kind kind, const struct device_list *devs,
 struct cdi_writer {
 	struct inventory *inventory;
 	char *dir;
+	char *root; /* NULL: the real host's /dev */
 	sd_event_source *post;
 	uint64_t generation; /* of the inventory at the last sync */
 	bool dirty;
@@ -138,8 +227,8 @@ static int cdi_render(const struct cdi_writer *w, enum xpu_kind kind, char **ret
 	char *text;
 	int r;
 
-	r = cdi_build_spec(kind, inventory_devices(w->inventory), inventory_slices(w->inventory),
-			   &spec);
+	r = cdi_build_spec(kind, w->root, inventory_devices(w->inventory),
+			   inventory_slices(w->inventory), &spec);
 	if (r < 0)
 		return r;
 	if (!spec) {
@@ -272,7 +361,8 @@ static int on_post(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-int cdi_writer_new(sd_event *e, const char *dir, struct inventory *inv, struct cdi_writer **ret)
+int cdi_writer_new(sd_event *e, const char *dir, const char *root, struct inventory *inv,
+		   struct cdi_writer **ret)
 {
 	_cleanup_(cdi_writer_freep) struct cdi_writer *w = NULL;
 	int r;
@@ -284,6 +374,11 @@ int cdi_writer_new(sd_event *e, const char *dir, struct inventory *inv, struct c
 	w->dir = strdup(dir);
 	if (!w->dir)
 		return -ENOMEM;
+	if (root) {
+		w->root = strdup(root);
+		if (!w->root)
+			return -ENOMEM;
+	}
 	r = sd_event_add_post(e, &w->post, on_post, w);
 	if (r < 0)
 		return r;
@@ -302,6 +397,7 @@ struct cdi_writer *cdi_writer_free(struct cdi_writer *w)
 	for (enum xpu_kind k = 0; k < _XPU_KIND_MAX; k++)
 		free(w->written[k]);
 	free(w->dir);
+	free(w->root);
 	free(w);
 	return NULL;
 }

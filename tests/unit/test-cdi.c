@@ -129,9 +129,10 @@ static void test_gpu_spec(void **state)
 	json_t *spec = NULL, *d, *edits, *nodes;
 	bool found;
 
-	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, &f->devs, &f->slices, &spec), 0);
+	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, NULL, &f->devs, &f->slices, &spec), 0);
 	assert_non_null(spec);
-	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.6.0");
+	/* names that start with a digit (PCI addresses) are a 0.5.0 feature */
+	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.5.0");
 	assert_string_equal(json_string_value(json_object_get(spec, "kind")), "xpu.dev/gpu");
 	/* the whole GPU and the two MIG instances; the MIG-enabled GPU is not offered whole */
 	assert_int_equal(json_array_size(json_object_get(spec, "devices")), 3);
@@ -170,18 +171,159 @@ static void test_other_kinds(void **state)
 	struct fixture *f = *state;
 	json_t *spec = NULL;
 
-	assert_int_equal(cdi_build_spec(XPU_KIND_ACCEL, &f->devs, &f->slices, &spec), 0);
+	assert_int_equal(cdi_build_spec(XPU_KIND_ACCEL, NULL, &f->devs, &f->slices, &spec), 0);
 	assert_string_equal(json_string_value(json_object_get(spec, "kind")), "xpu.dev/accel");
 	/* the accelerator without nodes or environment is left out; no env key without env */
 	assert_int_equal(json_array_size(json_object_get(spec, "devices")), 1);
 	assert_null(json_object_get(
 	    json_object_get(device_named(spec, "0000-3b-00.0"), "containerEdits"), "env"));
+	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.5.0");
 	json_decref(spec);
 
 	/* no FPGA: no spec (the file is removed) */
 	spec = (json_t *)0x1;
-	assert_int_equal(cdi_build_spec(XPU_KIND_FPGA, &f->devs, &f->slices, &spec), 0);
+	assert_int_equal(cdi_build_spec(XPU_KIND_FPGA, NULL, &f->devs, &f->slices, &spec), 0);
 	assert_null(spec);
+}
+
+/*
+ * cdi_minimum_version(), rule by rule, as the CDI project's MinimumRequiredVersion has them: a
+ * runtime that knows fewer versions refuses the whole file, so one rule too many locks it out.
+ */
+static void test_version_rules(void **state)
+{
+	static const struct {
+		const char *spec, *version;
+	} cases[] = {
+	    /* nothing newer than 0.3.0: env, device nodes without hostPath, hooks, plain mounts */
+	    {"{\"kind\": \"xpu.dev/gpu\", \"devices\": [{\"name\": \"MIG-1\", "
+	     "\"containerEdits\": {\"env\": [\"A=1\"], \"deviceNodes\": [{\"path\": \"/dev/x\", "
+	     "\"permissions\": \"rw\"}], \"hooks\": [{\"hookName\": \"createContainer\", "
+	     "\"path\": \"/bin/true\"}], \"mounts\": [{\"hostPath\": \"/a\", "
+	     "\"containerPath\": \"/b\"}]}}]}",
+	     "0.3.0"},
+	    {"{}", "0.3.0"},
+	    /* 0.4.0: a mount's type, in a device or in the spec's own edits */
+	    {"{\"devices\": [{\"name\": \"a\", \"containerEdits\": {\"mounts\": "
+	     "[{\"hostPath\": \"/a\", \"containerPath\": \"/b\", \"type\": \"bind\"}]}}]}",
+	     "0.4.0"},
+	    {"{\"containerEdits\": {\"mounts\": [{\"hostPath\": \"/a\", \"containerPath\": "
+	     "\"/b\", \"type\": \"tmpfs\"}]}, \"devices\": []}",
+	     "0.4.0"},
+	    {"{\"containerEdits\": {\"mounts\": [{\"hostPath\": \"/a\", \"type\": \"\"}]}}",
+	     "0.3.0"},
+	    /* 0.5.0: a name that does not start with a letter, a device node's hostPath */
+	    {"{\"devices\": [{\"name\": \"gpu0\"}, {\"name\": \"0000-18-00.0\"}]}", "0.5.0"},
+	    {"{\"devices\": [{\"name\": \"7\"}]}", "0.5.0"},
+	    {"{\"devices\": [{\"name\": \"Zeta\"}, {\"name\": \"alpha\"}]}", "0.3.0"},
+	    {"{\"devices\": [{\"name\": \"a\", \"containerEdits\": {\"deviceNodes\": "
+	     "[{\"path\": \"/dev/x\", \"hostPath\": \"/tmp/root/dev/x\"}]}}]}",
+	     "0.5.0"},
+	    {"{\"containerEdits\": {\"deviceNodes\": [{\"path\": \"/dev/x\", "
+	     "\"hostPath\": \"/r/dev/x\"}]}}",
+	     "0.5.0"},
+	    {"{\"containerEdits\": {\"deviceNodes\": [{\"path\": \"/dev/x\", \"hostPath\": "
+	     "\"\"}]}}",
+	     "0.3.0"},
+	    /* 0.6.0: annotations of the spec or of a device, a '.' in the kind's class */
+	    {"{\"annotations\": {\"a\": \"b\"}, \"devices\": [{\"name\": \"a\"}]}", "0.6.0"},
+	    {"{\"annotations\": {}, \"devices\": [{\"name\": \"a\"}]}", "0.3.0"},
+	    {"{\"devices\": [{\"name\": \"a\", \"annotations\": {\"k\": \"v\"}}]}", "0.6.0"},
+	    {"{\"kind\": \"xpu.dev/gpu.shared\"}", "0.6.0"},
+	    {"{\"kind\": \"xpu.dev/gpu\"}", "0.3.0"}, /* the vendor's '.' always was allowed */
+	    {"{\"kind\": \"/gpu.shared\"}", "0.3.0"}, /* no vendor: not a vendor/class */
+	    /* 0.7.0: intelRdt, additionalGids, in a device or in the spec */
+	    {"{\"devices\": [{\"name\": \"a\", \"containerEdits\": {\"intelRdt\": "
+	     "{\"closID\": \"c\"}}}]}",
+	     "0.7.0"},
+	    {"{\"containerEdits\": {\"intelRdt\": {}}}", "0.7.0"},
+	    {"{\"containerEdits\": {\"intelRdt\": null}}", "0.3.0"},
+	    {"{\"devices\": [{\"name\": \"a\", \"containerEdits\": {\"additionalGids\": [44]}}]}",
+	     "0.7.0"},
+	    {"{\"containerEdits\": {\"additionalGids\": [44]}}", "0.7.0"},
+	    {"{\"containerEdits\": {\"additionalGids\": []}}", "0.3.0"},
+	    /* the highest rule wins, wherever it is */
+	    {"{\"kind\": \"v.io/c.d\", \"devices\": [{\"name\": \"0a\", \"containerEdits\": "
+	     "{\"mounts\": [{\"type\": \"bind\"}]}}]}",
+	     "0.6.0"},
+	    {"{\"devices\": [{\"name\": \"a\"}, {\"name\": \"b\", \"containerEdits\": "
+	     "{\"additionalGids\": [1]}}, {\"name\": \"1\"}]}",
+	     "0.7.0"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		json_error_t err;
+		json_t *spec = json_loads(cases[i].spec, 0, &err);
+
+		if (!spec)
+			fail_msg("case %zu: %s", i, err.text);
+		if (!streq(cdi_minimum_version(spec), cases[i].version))
+			fail_msg("case %zu (%s): %s, expected %s", i, cases[i].spec,
+				 cdi_minimum_version(spec), cases[i].version);
+		json_decref(spec);
+	}
+}
+
+/*
+ * The versions xpud writes: the lowest its specs need, never one a runtime of the 0.5.0 era
+ * (Debian 12's podman) refuses: 0.3.0 when every name starts with a letter (MIG instances),
+ * 0.5.0 for PCI addresses or host paths.
+ */
+static void test_spec_versions(void **state)
+{
+	struct device_list migs = {};
+	struct slice_list slices = {};
+	struct xpu_device *mig = dev("0000:2a:00.0", XPU_KIND_GPU, "/dev/nvidia1", NULL);
+	json_t *spec = NULL;
+
+	(void)state;
+	add_mig(mig, "MIG-1111");
+	assert_int_equal(device_list_push(&migs, mig), 0);
+	assert_int_equal(plan_slices(&migs, &slices), 0);
+	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, NULL, &migs, &slices, &spec), 0);
+	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.3.0");
+	assert_string_equal(cdi_minimum_version(spec), "0.3.0");
+	json_decref(spec);
+	/* "/" is the real host: no hostPath, no newer version */
+	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, "/", &migs, &slices, &spec), 0);
+	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.3.0");
+	json_decref(spec);
+	slice_list_clear(&slices);
+	device_list_clear(&migs);
+}
+
+/*
+ * Under a host root that is not "/" (--root, --simulate) the nodes are below the root: the
+ * spec names them as "hostPath", the container still sees them at "/dev/...".
+ */
+static void test_host_paths(void **state)
+{
+	struct fixture *f = *state;
+	json_t *spec = NULL, *nodes, *n;
+	size_t i;
+
+	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, "/tmp/node", &f->devs, &f->slices, &spec), 0);
+	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.5.0");
+	nodes = json_object_get(json_object_get(device_named(spec, "MIG-1111"), "containerEdits"),
+				"deviceNodes");
+	assert_true(json_array_size(nodes) >= 2);
+	json_array_foreach (nodes, i, n) {
+		const char *path = json_string_value(json_object_get(n, "path"));
+		char want[256];
+
+		assert_true(strncmp(path, "/dev/", 5) == 0);
+		snprintf(want, sizeof(want), "/tmp/node%s", path);
+		assert_string_equal(json_string_value(json_object_get(n, "hostPath")), want);
+	}
+	json_decref(spec);
+
+	/* a real host: none */
+	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, NULL, &f->devs, &f->slices, &spec), 0);
+	nodes = json_object_get(json_object_get(device_named(spec, "MIG-1111"), "containerEdits"),
+				"deviceNodes");
+	assert_null(json_object_get(json_array_get(nodes, 0), "hostPath"));
+	json_decref(spec);
 }
 
 int main(void)
@@ -190,6 +332,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gpu_spec, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_kinds, setup, teardown),
+	    cmocka_unit_test(test_version_rules),
+	    cmocka_unit_test(test_spec_versions),
+	    cmocka_unit_test_setup_teardown(test_host_paths, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
