@@ -791,19 +791,40 @@ static void test_max_connections(void **state)
 	}
 	assert_int_equal(http_server_n_connections(f->server), 2);
 
-	expect_error_and_close(f, "GET /x HTTP/1.1\r\n\r\n", strlen("GET /x HTTP/1.1\r\n\r\n"), 503,
-			       "unavailable");
-	assert_int_equal(f->n_requests, 2);
-	assert_int_equal(http_server_n_connections(f->server), 2);
-
-	/* A slot that frees up is served again. */
-	close(fds[0]);
-	for (unsigned i = 0; i < WAIT_ITERATIONS && http_server_n_connections(f->server) > 1; i++)
-		pump(f, 10 * MSEC);
+	/* Full of idle connections: the oldest gives way to a new one. */
 	fd = client_connect(f);
 	exchange(f, fd, "GET /y HTTP/1.1\r\n\r\n", &r);
 	assert_int_equal(r.status, 200);
 	response_done(&r);
+	{
+		struct cbuf b = {};
+
+		wait_eof(f, fds[0], &b);
+		assert_int_equal(b.len, 0);
+		cbuf_done(&b);
+	}
+	close(fds[0]);
+	assert_int_equal(http_server_n_connections(f->server), 2);
+
+	/* Full of connections that wait for an answer: a new one is refused. */
+	client_send_str(f, fd, "GET /async HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
+		pump(f, 10 * MSEC);
+	assert_non_null(f->pending);
+	{
+		struct http_conn *first = f->pending;
+
+		f->pending = NULL;
+		client_send_str(f, fds[1], "GET /async HTTP/1.1\r\n\r\n");
+		for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
+			pump(f, 10 * MSEC);
+		assert_non_null(f->pending);
+		expect_error_and_close(f, "GET /x HTTP/1.1\r\n\r\n",
+				       strlen("GET /x HTTP/1.1\r\n\r\n"), 503, "unavailable");
+		assert_int_equal(http_conn_reply(first, 200, NULL, NULL, "a", 1), 0);
+		assert_int_equal(http_conn_reply(f->pending, 200, NULL, NULL, "b", 1), 0);
+		f->pending = NULL;
+	}
 	close(fd);
 	close(fds[1]);
 }
@@ -1019,18 +1040,14 @@ static void test_stream_slow_reader(void **state)
 	struct fixture *f = *state;
 	struct http_limits l = test_limits();
 	char chunk[1024];
+	struct cbuf b = {};
 	int fd, r = 0;
 	unsigned i;
 
 	l.max_output_bytes = 4096;
 	server_restart(f, &l);
 	fd = client_connect(f);
-	{
-		struct cbuf b = {};
-
-		stream_open(f, fd, &b);
-		cbuf_done(&b);
-	}
+	stream_open(f, fd, &b);
 
 	/* The client never reads: once the socket is full, output queues up to the limit. */
 	memset(chunk, 'e', sizeof(chunk));
@@ -1041,6 +1058,18 @@ static void test_stream_slow_reader(void **state)
 	assert_int_equal(r, -ENOBUFS);
 	assert_int_equal(f->n_on_close, 1);
 	assert_null(f->stream);
+	/* The reader that comes back gets whole chunks and a proper end, then EOF. */
+	{
+		char *text;
+
+		wait_eof(f, fd, &b);
+		text = malloc(b.len + 1);
+		assert_non_null(text);
+		assert_true(parse_chunked(&b, text, b.len + 1));
+		assert_true(strlen(text) % sizeof(chunk) == 0);
+		free(text);
+		cbuf_done(&b);
+	}
 	assert_int_equal(http_server_n_connections(f->server), 0);
 	close(fd);
 }
