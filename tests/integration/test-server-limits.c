@@ -297,6 +297,10 @@ static void test_out_of_descriptors(void **state)
 	long long t0, t1;
 	int gfd, hfd;
 
+	/* Let start-up work (the CUDA helper after READY) finish, so the loop only waits. */
+	for (int i = 0; i < 500 && !test_xpud_log_contains(x, "CUDA driver API"); i++)
+		usleep(20000);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
 	assert_int_equal(prlimit(x->pid, RLIMIT_NOFILE, NULL, &old), 0);
 	low = old;
 	low.rlim_cur = (rlim_t)lowest_free_fd(x->pid);
@@ -309,7 +313,7 @@ static void test_out_of_descriptors(void **state)
 	usleep(200 * 1000);
 	before = runnable_ns(x->pid);
 	t0 = test_now_ms();
-	usleep(1000 * 1000);
+	usleep(3000 * 1000);
 	after = runnable_ns(x->pid);
 	t1 = test_now_ms();
 	print_message("xpud's loop was runnable %llu ms of %lld ms, with %d descriptors at most\n",
