@@ -88,9 +88,12 @@ static int handler(struct http_conn *c, const struct http_request *req, void *us
 	replace_str(&f->last_accept, req->accept);
 	f->last_cred = req->cred;
 
-	if (streq(req->path, "/stream")) {
+	if (streq(req->path, "/stream") || streq(req->path, "/ndjson")) {
 		f->stream = c;
-		return http_conn_stream_begin(c, 200, "text/plain", on_stream_close, f);
+		return http_conn_stream_begin(c, 200,
+					      streq(req->path, "/stream") ? "text/plain" :
+									    "application/x-ndjson",
+					      on_stream_close, f);
 	}
 	if (streq(req->path, "/async")) {
 		f->pending = c;
@@ -1074,6 +1077,61 @@ static void test_stream_slow_reader(void **state)
 	close(fd);
 }
 
+/* A stream of JSON lines that is dropped ends with a line saying why, after whole lines. */
+static void test_stream_dropped_line(void **state)
+{
+	struct fixture *f = *state;
+	struct http_limits l = test_limits();
+	char line[200];
+	struct cbuf b = {};
+	char *text, *last;
+	int fd, r = 0;
+
+	l.max_output_bytes = 8192;
+	server_restart(f, &l);
+	fd = client_connect(f);
+	client_send_str(f, fd, "GET /ndjson HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && (!b.data || !strstr(b.data, "\r\n\r\n")); i++) {
+		pump(f, 10 * MSEC);
+		client_read(fd, &b);
+	}
+	assert_non_null(f->stream);
+	memset(line, 'e', sizeof(line));
+	memcpy(line, "{\"e\":\"", 6);
+	memcpy(line + sizeof(line) - 3, "\"}\n", 3);
+	for (unsigned i = 0; i < 100000 && r == 0; i++) {
+		r = http_conn_stream_send(f->stream, line, sizeof(line));
+		pump(f, 0);
+	}
+	assert_int_equal(r, -ENOBUFS);
+	assert_int_equal(f->n_on_close, 1);
+
+	wait_eof(f, fd, &b);
+	text = malloc(b.len + 1);
+	assert_non_null(text);
+	assert_true(parse_chunked(&b, text, b.len + 1));
+	last = strrchr(text, '\n');
+	assert_non_null(last);
+	*last = '\0';
+	last = strrchr(text, '\n');
+	assert_non_null(last);
+	/* every line before the last is whole */
+	assert_true((size_t)(last + 1 - text) % sizeof(line) == 0);
+	{
+		json_t *j = json_loads(last + 1, 0, NULL);
+
+		assert_non_null(j);
+		assert_string_equal(json_string_value(json_object_get(j, "type")), "dropped");
+		assert_string_equal(json_string_value(json_object_get(j, "error")), "slow-reader");
+		assert_non_null(strstr(json_string_value(json_object_get(j, "message")),
+				       "more than 8192 bytes behind"));
+		json_decref(j);
+	}
+	free(text);
+	cbuf_done(&b);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1100,6 +1158,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_server_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_dropped_line, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
