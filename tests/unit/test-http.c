@@ -39,6 +39,8 @@ struct fixture {
 	int last_reply_r;
 	struct http_conn *pending; /* "/async": not answered yet */
 	struct http_conn *stream;  /* "/stream": open stream */
+	struct http_conn *stream2; /* "/second": another one */
+	unsigned n_on_close2;
 	unsigned n_on_close;
 };
 
@@ -66,6 +68,15 @@ static void on_stream_close(struct http_conn *c, void *userdata)
 	f->n_on_close++;
 }
 
+static void on_stream2_close(struct http_conn *c, void *userdata)
+{
+	struct fixture *f = userdata;
+
+	assert_ptr_equal(c, f->stream2);
+	f->stream2 = NULL;
+	f->n_on_close2++;
+}
+
 static void replace_str(char **p, const char *s)
 {
 	free(*p);
@@ -88,6 +99,10 @@ static int handler(struct http_conn *c, const struct http_request *req, void *us
 	replace_str(&f->last_accept, req->accept);
 	f->last_cred = req->cred;
 
+	if (streq(req->path, "/second")) {
+		f->stream2 = c;
+		return http_conn_stream_begin(c, 200, "application/x-ndjson", on_stream2_close, f);
+	}
 	if (streq(req->path, "/stream") || streq(req->path, "/ndjson")) {
 		f->stream = c;
 		return http_conn_stream_begin(c, 200,
@@ -1132,6 +1147,66 @@ static void test_stream_dropped_line(void **state)
 	close(fd);
 }
 
+/* Over the user's budget, the stream furthest behind goes; a reader that keeps up stays. */
+static void test_stream_user_budget(void **state)
+{
+	struct fixture *f = *state;
+	struct http_limits l = test_limits();
+	char line[200];
+	struct cbuf a = {}, b = {};
+	int fa, fb;
+	unsigned sent = 0;
+
+	l.max_output_bytes = 1024 * 1024;
+	l.max_output_bytes_per_uid = 64 * 1024;
+	server_restart(f, &l);
+	fa = client_connect(f);
+	client_send_str(f, fa, "GET /ndjson HTTP/1.1\r\n\r\n");
+	fb = client_connect(f);
+	client_send_str(f, fb, "GET /second HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && (!f->stream || !f->stream2); i++)
+		pump(f, 10 * MSEC);
+	assert_non_null(f->stream);
+	assert_non_null(f->stream2);
+
+	memset(line, 'e', sizeof(line));
+	memcpy(line, "{\"e\":\"", 6);
+	memcpy(line + sizeof(line) - 3, "\"}\n", 3);
+	/* Like the API's broadcast: every line to both; only b's client reads. */
+	for (unsigned i = 0; i < 4000 && f->stream; i++) {
+		if (f->stream)
+			(void)http_conn_stream_send(f->stream, line, sizeof(line));
+		assert_int_equal(http_conn_stream_send(f->stream2, line, sizeof(line)), 0);
+		sent++;
+		pump(f, 0);
+		client_read(fb, &b);
+	}
+	assert_null(f->stream);
+	assert_int_equal(f->n_on_close, 1);
+	assert_non_null(f->stream2);
+	assert_int_equal(f->n_on_close2, 0);
+
+	/* a's client learns why; b's got every line */
+	wait_eof(f, fa, &a);
+	assert_non_null(strstr(a.data, "\"type\":\"dropped\""));
+	assert_non_null(strstr(a.data, "the event streams of uid"));
+	http_conn_stream_end(f->stream2);
+	f->stream2 = NULL;
+	wait_eof(f, fb, &b);
+	{
+		char *text = malloc(b.len + 1);
+
+		assert_non_null(text);
+		assert_true(parse_chunked(&b, text, b.len + 1));
+		assert_int_equal(strlen(text), (size_t)sent * sizeof(line));
+		free(text);
+	}
+	cbuf_done(&a);
+	cbuf_done(&b);
+	close(fa);
+	close(fb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1159,6 +1234,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_server_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_slow_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_dropped_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_user_budget, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
