@@ -137,18 +137,26 @@ static int reply_error(struct http_conn *c, int status, const char *code, const 
 	return reply_json(c, status, view_error(code, msg), NULL);
 }
 
-static bool may_mutate(const struct api *a, const struct http_request *req)
+bool api_peer_privileged(const struct ucred *cred, const gid_t *groups, size_t n_groups,
+			 void *userdata)
 {
-	if (req->cred.uid == 0 || req->cred.uid == geteuid())
+	const struct api *a = userdata;
+
+	if (cred->uid == 0 || cred->uid == geteuid())
 		return true;
 	if (!a->ctx.admin_gid_set)
 		return false;
-	if (req->cred.gid == a->ctx.admin_gid)
+	if (cred->gid == a->ctx.admin_gid)
 		return true;
-	for (size_t i = 0; i < req->n_groups; i++)
-		if (req->groups[i] == a->ctx.admin_gid)
+	for (size_t i = 0; i < n_groups; i++)
+		if (groups[i] == a->ctx.admin_gid)
 			return true;
 	return false;
+}
+
+static bool may_mutate(const struct api *a, const struct http_request *req)
+{
+	return api_peer_privileged(&req->cred, req->groups, req->n_groups, (void *)a);
 }
 
 static void stream_closed(struct http_conn *c, void *userdata)

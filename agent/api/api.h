@@ -40,6 +40,10 @@ struct api *api_free(struct api *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct api *, api_free);
 void api_set_admin_gid(struct api *a, bool set, gid_t gid);
 
+/* The http_privileged_t for http_server_set_privileged(): root, the daemon's user, the admin
+ * group (who may also mutate). @userdata is the struct api. */
+bool api_peer_privileged(const struct ucred *cred, const gid_t *groups, size_t n_groups,
+			 void *userdata);
 /* The http_handler_t for http_server_new(); @userdata is the struct api. */
 int api_handle(struct http_conn *c, const struct http_request *req, void *userdata);
 

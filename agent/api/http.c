@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /* http_parser.h also calls its method enum "http_method"; keep its tag out of our namespace. */
 #define http_method http_parser_method
@@ -35,13 +36,13 @@
 #undef http_method
 
 #include "api/http.h"
+#include "shared/accept.h"
 #include "shared/log.h"
 
 #define HTTP_READ_SIZE (8U * 1024U)
 /* Connections above max_connections held open only to be answered 503; beyond: dropped. */
 #define HTTP_OVERFLOW_MAX 16U
 #define HTTP_ACCEPT_BURST 32U
-#define HTTP_ACCEPT_RETRY_USEC (100U * 1000U)
 #define HTTP_TIMER_ACCURACY_USEC (1U * 1000U)
 /* Buffers that grew beyond this for one large request or response are released afterwards. */
 #define HTTP_BUF_KEEP (16U * 1024U)
@@ -61,18 +62,34 @@ enum conn_state {
 	CONN_CLOSING,	/* answered for the last time: flush, then close */
 };
 
+/* What one peer user holds; exists while it has a served connection. */
+struct http_peer {
+	struct http_peer *next;
+	uid_t uid;
+	bool pinned;	     /* a connection of it is being admitted */
+	size_t n_conns;	     /* served connections, streams included */
+	size_t n_streams;
+	size_t stream_bytes; /* memory of its streams' output queues */
+};
+
 struct http_server {
 	sd_event *event;
 	int fd;
-	sd_event_source *listen_source;
-	sd_event_source *retry_source; /* re-enables accepting after EMFILE and friends */
+	struct acceptor *acceptor;
 	struct http_limits limits;
 	http_handler_t handler;
 	void *userdata;
+	http_privileged_t privileged;
+	void *privileged_userdata;
 
 	struct http_conn *conns;
 	size_t n_conns;	   /* served connections */
 	size_t n_overflow; /* connections accepted only to be answered 503 */
+	size_t n_unprivileged; /* served connections of unprivileged peers */
+	size_t n_streams, n_unprivileged_streams;
+	size_t stream_bytes; /* memory of all streams' output queues */
+	struct http_peer *peers;
+	uint64_t n_accepted; /* orders connections accepted within one loop iteration */
 
 	char *busy_response; /* a complete 503 for connections we cannot even hold */
 	size_t busy_response_len;
@@ -89,6 +106,10 @@ struct http_conn {
 	struct ucred cred;
 	gid_t *groups; /* SO_PEERGROUPS: the peer's supplementary groups at connect time */
 	size_t n_groups;
+	struct http_peer *peer; /* NULL for a connection over the limits */
+	bool privileged;	/* root, the daemon's user or the admin group */
+	uint64_t serial;	/* accept order */
+	char refusal[128];	/* why a connection over the limits is answered 503 */
 
 	enum conn_state state;
 	bool closed;
@@ -100,6 +121,11 @@ struct http_conn {
 	bool head;	   /* the current request is HEAD: headers only */
 	bool discard_body; /* a stream answering HEAD */
 	bool owned;	   /* a stream owner holds a reference */
+	bool stream_counted; /* counts as a stream of its peer and of the server */
+	bool ndjson;	     /* a stream of application/x-ndjson: a dropped one gets a last line */
+	bool notify_owner;   /* dropped while another stream was sent to: tell the owner soon */
+	size_t stream_bytes; /* what it adds to the peer's and the server's stream_bytes */
+	size_t rec_left;     /* streams: bytes from out_off to the end of the chunk begun */
 	uint64_t since;	   /* IDLE, CLOSING: last activity; READING: first byte of the request */
 	uint64_t deadline; /* when the timer is armed for, HTTP_USEC_INFINITY when off */
 
@@ -332,27 +358,6 @@ static enum http_method method_from_parser(unsigned m)
 	}
 }
 
-/* accept4() errors that concern one connection only: take the next one. */
-static bool accept_errno_is_transient(int e)
-{
-	switch (e) {
-	case EINTR:
-	case ECONNABORTED:
-	case EPROTO:
-	case EPERM:
-	case ENETDOWN:
-	case ENETUNREACH:
-	case EHOSTDOWN:
-	case EHOSTUNREACH:
-	case ENONET:
-	case ENOPROTOOPT:
-	case EOPNOTSUPP:
-		return true;
-	default:
-		return false;
-	}
-}
-
 static int unhex(char ch)
 {
 	if (ch >= '0' && ch <= '9')
@@ -436,6 +441,69 @@ static void conn_unref(struct http_conn *c)
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct http_conn *, conn_unref);
 
+/* --- Peers and their shares ---------------------------------------------------------------- */
+
+static struct http_peer *server_peer_get(struct http_server *s, uid_t uid)
+{
+	for (struct http_peer *p = s->peers; p; p = p->next)
+		if (p->uid == uid)
+			return p;
+	return NULL;
+}
+
+static void server_peer_put(struct http_server *s, struct http_peer *peer)
+{
+	if (peer->n_conns > 0 || peer->pinned)
+		return;
+	for (struct http_peer **p = &s->peers; *p; p = &(*p)->next)
+		if (*p == peer) {
+			*p = peer->next;
+			free(peer);
+			return;
+		}
+}
+
+/* Makes the stream memory counted for @c what its output queue holds now. */
+static void stream_account(struct http_conn *c)
+{
+	size_t now = c->stream_counted ? c->out.alloc : 0;
+
+	if (now == c->stream_bytes)
+		return;
+	c->server->stream_bytes = c->server->stream_bytes - c->stream_bytes + now;
+	c->peer->stream_bytes = c->peer->stream_bytes - c->stream_bytes + now;
+	c->stream_bytes = now;
+}
+
+/* @c is no stream any more (ended, dropped or closed): its share goes back. */
+static void stream_uncount(struct http_conn *c)
+{
+	struct http_server *s = c->server;
+
+	if (!c->stream_counted)
+		return;
+	c->stream_counted = false;
+	stream_account(c);
+	s->n_streams--;
+	if (!c->privileged)
+		s->n_unprivileged_streams--;
+	c->peer->n_streams--;
+}
+
+/* Tells a stream's owner that the stream is over; its reference goes with it. */
+static void conn_notify_owner(struct http_conn *c)
+{
+	http_close_cb_t cb = c->on_close;
+
+	c->notify_owner = false;
+	if (!c->owned || !cb)
+		return;
+	c->on_close = NULL;
+	c->owned = false;
+	cb(c, c->on_close_userdata);
+	conn_unref(c); /* the owner's */
+}
+
 /*
  * Closes the socket and drops the list's reference. A stream owner is told through on_close
  * (its reference goes with it); a handler that has not answered yet keeps the memory alive and
@@ -448,6 +516,7 @@ static void conn_close(struct http_conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	conn_ref(c); /* across the owner's callback */
 
 	c->io_source = sd_event_source_disable_unref(c->io_source);
 	c->timer_source = sd_event_source_disable_unref(c->timer_source);
@@ -462,24 +531,25 @@ static void conn_close(struct http_conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		c->prev = c->next = NULL;
-		if (c->overflow)
+		stream_uncount(c);
+		if (c->overflow) {
 			s->n_overflow--;
-		else
+		} else {
 			s->n_conns--;
+			if (!c->privileged)
+				s->n_unprivileged--;
+		}
+		if (c->peer) {
+			c->peer->n_conns--;
+			server_peer_put(s, c->peer);
+			c->peer = NULL;
+		}
 		c->server = NULL;
 	}
 	log_debug("HTTP connection of PID %d closed.", c->cred.pid);
 
-	if (c->state == CONN_STREAMING && c->owned && c->on_close) {
-		http_close_cb_t cb = c->on_close;
-
-		c->on_close = NULL;
-		c->owned = false;
-		cb(c, c->on_close_userdata);
-		conn_unref_n(c, 2); /* the owner's and the list's */
-		return;
-	}
-	conn_unref(c); /* the list's */
+	conn_notify_owner(c);
+	conn_unref_n(c, 2); /* ours and the list's */
 }
 
 /* --- Output -------------------------------------------------------------------------------- */
@@ -503,6 +573,49 @@ static void conn_out_compact(struct http_conn *c)
 		memmove(c->out.data, c->out.data + c->out_off, pending);
 		c->out_off = 0;
 		buf_truncate(&c->out, pending);
+		/* A reader that caught up gives back what its backlog took. */
+		if (c->out.alloc > HTTP_BUF_KEEP && pending < c->out.alloc / 4) {
+			size_t n = MAX(pending * 2, (size_t)HTTP_BUF_KEEP);
+			char *p = realloc(c->out.data, n);
+
+			if (p) {
+				c->out.data = p;
+				c->out.alloc = n;
+			}
+		}
+	}
+	stream_account(c);
+}
+
+/* The length of the chunk that starts at @off of the output queue (written by stream_send). */
+static size_t stream_chunk_len(const struct http_conn *c, size_t off)
+{
+	const char *p = c->out.data + off, *end = c->out.data + c->out.len;
+	size_t len = 0, digits = 0;
+
+	for (; p < end && unhex(*p) >= 0 && digits < 16; p++, digits++)
+		len = len << 4 | (size_t)unhex(*p);
+	if (digits == 0 || end - p < 2 || len > (size_t)(end - p) - 2)
+		return (size_t)(end - (c->out.data + off)); /* not ours: all of it */
+	return digits + 2 + len + 2;
+}
+
+/* @n bytes from out_off went out: keep rec_left pointing at the end of the chunk begun. */
+static void stream_advance(struct http_conn *c, size_t n)
+{
+	size_t off = c->out_off;
+
+	if (!c->stream_counted || !c->chunked)
+		return;
+	while (n > 0) {
+		size_t step;
+
+		if (c->rec_left == 0)
+			c->rec_left = stream_chunk_len(c, off);
+		step = MIN(n, c->rec_left);
+		c->rec_left -= step;
+		off += step;
+		n -= step;
 	}
 }
 
@@ -522,6 +635,7 @@ static int conn_flush(struct http_conn *c)
 				break;
 			return log_debug_errno(errno, "Failed to write HTTP response: %m");
 		}
+		stream_advance(c, (size_t)n);
 		c->out_off += (size_t)n;
 		progress = true;
 	}
@@ -828,7 +942,7 @@ static void conn_dispatch(struct http_conn *c)
 	int r;
 
 	if (c->overflow) {
-		conn_fail(c, 503, "Too many connections, try again later");
+		conn_fail(c, 503, c->refusal);
 		return;
 	}
 
@@ -937,6 +1051,8 @@ static void conn_run(struct http_conn *c)
 
 	if (c->closed || c->running)
 		return;
+	if (c->notify_owner)
+		conn_notify_owner(c);
 	c->running = true;
 	for (;;) {
 		if (conn_flush(c) < 0) {
@@ -1072,47 +1188,171 @@ static void conn_read_groups(struct http_conn *c)
 	}
 }
 
+/* Whether @c could be closed for a newcomer without anyone noticing more than a keep-alive
+ * connection closed by the server: it waits for a request and owes no output. */
+static bool conn_is_idle(const struct http_conn *c)
+{
+	return !c->closed && !c->overflow && c->state == CONN_IDLE && conn_out_pending(c) == 0 &&
+	       c->in_off == c->in_len;
+}
+
+static bool conn_older(const struct http_conn *a, const struct http_conn *b)
+{
+	return a->since < b->since || (a->since == b->since && a->serial < b->serial);
+}
+
+/*
+ * The connection to close for a newcomer of @peer when the table is full: the oldest idle
+ * connection of the user holding the most connections. @peer NULL (a privileged newcomer):
+ * anyone's. Otherwise only unprivileged connections count, and only of a user that holds at
+ * least two more than the newcomer's user, or of its own: a share is never taken from someone
+ * who would end up with less. NULL when there is none.
+ */
+static struct http_conn *server_pick_victim(struct http_server *s, const struct http_peer *peer)
+{
+	struct http_conn *best = NULL;
+
+	for (struct http_conn *c = s->conns; c; c = c->next) {
+		if (!conn_is_idle(c))
+			continue;
+		if (peer && (c->privileged ||
+			     (c->peer != peer && c->peer->n_conns < peer->n_conns + 2)))
+			continue;
+		if (!best || c->peer->n_conns > best->peer->n_conns ||
+		    (c->peer->n_conns == best->peer->n_conns && conn_older(c, best)))
+			best = c;
+	}
+	return best;
+}
+
+/* The oldest idle connection of @peer, or NULL. */
+static struct http_conn *server_oldest_idle_of(struct http_server *s,
+					       const struct http_peer *peer)
+{
+	struct http_conn *best = NULL;
+
+	for (struct http_conn *c = s->conns; c; c = c->next)
+		if (c->peer == peer && conn_is_idle(c) && (!best || conn_older(c, best)))
+			best = c;
+	return best;
+}
+
+/*
+ * Finds room for a new connection of @c's peer, closing idle connections where its share or
+ * the table is full. Returns true when it may be served; false with c->refusal set.
+ */
+static bool server_admit(struct http_server *s, struct http_conn *c, struct http_peer *peer)
+{
+	const struct http_limits *l = &s->limits;
+	size_t pool = l->max_connections - MIN(l->reserved_connections, l->max_connections);
+
+	for (;;) {
+		struct http_conn *victim;
+
+		if (!c->privileged && peer->n_conns >= l->max_connections_per_uid) {
+			victim = server_oldest_idle_of(s, peer);
+			if (!victim) {
+				snprintf(c->refusal, sizeof(c->refusal),
+					 "Too many connections of uid %u (limit %zu), try again later",
+					 (unsigned)c->cred.uid, l->max_connections_per_uid);
+				return false;
+			}
+		} else if (s->n_conns >= l->max_connections ||
+			   (!c->privileged && s->n_unprivileged >= pool)) {
+			victim = server_pick_victim(s, c->privileged ? NULL : peer);
+			if (!victim) {
+				snprintf(c->refusal, sizeof(c->refusal),
+					 "Too many connections (limit %zu), try again later",
+					 c->privileged ? l->max_connections : pool);
+				return false;
+			}
+		} else {
+			return true;
+		}
+		log_debug("HTTP: closing an idle connection of UID %u for a new one of UID %u.",
+			  (unsigned)victim->cred.uid, (unsigned)c->cred.uid);
+		conn_close(victim);
+	}
+}
+
+static bool server_is_privileged(const struct http_server *s, const struct http_conn *c)
+{
+	if (c->cred.uid == 0 || c->cred.uid == geteuid())
+		return true;
+	return s->privileged &&
+	       s->privileged(&c->cred, c->groups, c->n_groups, s->privileged_userdata);
+}
+
 /* Takes ownership of @fd. */
 static int server_add_conn(struct http_server *s, int fd)
 {
 	_cleanup_close_ int fd_owned = fd;
-	struct http_conn *c;
+	_cleanup_free_ struct http_conn *c = NULL;
+	struct http_peer *peer;
 	socklen_t len = sizeof(c->cred);
-	bool overflow = s->n_conns >= s->limits.max_connections;
+	bool overflow;
 	int r;
-
-	if (overflow && s->n_overflow >= HTTP_OVERFLOW_MAX) {
-		/* Best effort: the client may not have sent its request yet. */
-		(void)send(fd, s->busy_response, s->busy_response_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		return -EBUSY;
-	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->n_ref = 1; /* the list's */
-	c->fd = TAKE_FD(fd_owned);
-	c->server = s;
-	c->overflow = overflow;
-	c->state = CONN_IDLE;
-	c->since = server_now(s);
-	c->deadline = HTTP_USEC_INFINITY;
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
+	c->fd = fd;
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0 ||
 	    len != sizeof(c->cred))
 		/* Unknown peer: match nobody in the routes' permission checks. */
 		c->cred = (struct ucred){ .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	conn_read_groups(c);
+	c->privileged = server_is_privileged(s, c);
+
+	peer = server_peer_get(s, c->cred.uid);
+	if (!peer) {
+		peer = calloc(1, sizeof(*peer));
+		if (!peer) {
+			free(c->groups);
+			return -ENOMEM;
+		}
+		peer->uid = c->cred.uid;
+		peer->next = s->peers;
+		s->peers = peer;
+	}
+	peer->pinned = true; /* closing its own idle connections must not free it */
+	overflow = !server_admit(s, c, peer);
+	peer->pinned = false;
+	if (overflow) {
+		server_peer_put(s, peer);
+		if (s->n_overflow >= HTTP_OVERFLOW_MAX) {
+			/* Best effort: the client may not have sent its request yet. */
+			(void)send(fd, s->busy_response, s->busy_response_len,
+				   MSG_DONTWAIT | MSG_NOSIGNAL);
+			free(c->groups);
+			return -EBUSY;
+		}
+	}
+
+	TAKE_FD(fd_owned);
+	c->n_ref = 1; /* the list's */
+	c->server = s;
+	c->overflow = overflow;
+	c->serial = s->n_accepted++;
+	c->state = CONN_IDLE;
+	c->since = server_now(s);
+	c->deadline = HTTP_USEC_INFINITY;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
 
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
 	s->conns = c;
-	if (overflow)
+	if (overflow) {
 		s->n_overflow++;
-	else
+	} else {
+		c->peer = peer;
+		peer->n_conns++;
 		s->n_conns++;
+		if (!c->privileged)
+			s->n_unprivileged++;
+	}
 
 	/* From here on, conn_close() undoes everything. */
 	r = sd_event_add_io(s->event, &c->io_source, c->fd, EPOLLIN, conn_io_handler, c);
@@ -1129,66 +1369,23 @@ static int server_add_conn(struct http_server *s, int fd)
 	if (r >= 0)
 		r = conn_update(c);
 	if (r < 0) {
-		conn_close(c);
+		conn_close(TAKE_PTR(c));
 		return r;
 	}
 	log_debug("HTTP connection from PID %d UID %u%s.", c->cred.pid, (unsigned)c->cred.uid,
-		  overflow ? " over the connection limit" : "");
+		  overflow ? " over the limits" : c->privileged ? " (privileged)" : "");
+	TAKE_PTR(c);
 	return 0;
 }
 
 /* --- The server ---------------------------------------------------------------------------- */
 
-static int server_retry_handler(sd_event_source *source, uint64_t usec, void *userdata)
+static void server_on_accept(int fd, void *userdata)
 {
-	struct http_server *s = userdata;
+	int r = server_add_conn(userdata, fd);
 
-	(void)sd_event_source_set_enabled(s->listen_source, SD_EVENT_ON);
-	return 0;
-}
-
-/* Out of fds or memory: a readable listening socket would make the loop spin, so wait. */
-static void server_pause_accepting(struct http_server *s)
-{
-	uint64_t when = deadline_after(server_now(s), HTTP_ACCEPT_RETRY_USEC);
-	int r;
-
-	if (s->retry_source) {
-		r = sd_event_source_set_time(s->retry_source, when);
-		if (r >= 0)
-			r = sd_event_source_set_enabled(s->retry_source, SD_EVENT_ONESHOT);
-	} else {
-		r = sd_event_add_time(s->event, &s->retry_source, CLOCK_MONOTONIC, when,
-				      HTTP_TIMER_ACCURACY_USEC, server_retry_handler, s);
-	}
 	if (r < 0)
-		return; /* keep accepting rather than never again */
-	(void)sd_event_source_set_enabled(s->listen_source, SD_EVENT_OFF);
-}
-
-static int server_listen_handler(sd_event_source *source, int fd, uint32_t revents,
-				 void *userdata)
-{
-	struct http_server *s = userdata;
-
-	for (unsigned i = 0; i < HTTP_ACCEPT_BURST; i++) {
-		int cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int r;
-
-		if (cfd < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (accept_errno_is_transient(errno))
-				continue;
-			log_debug_errno(errno, "Failed to accept HTTP connection, pausing: %m");
-			server_pause_accepting(s);
-			break;
-		}
-		r = server_add_conn(s, cfd);
-		if (r < 0)
-			log_debug_errno(r, "Dropped HTTP connection: %m");
-	}
-	return 0;
+		log_debug_errno(r, "Dropped HTTP connection: %m");
 }
 
 static int server_build_busy_response(struct http_server *s)
@@ -1215,19 +1412,15 @@ int http_server_new(sd_event *e, int fd, const struct http_limits *limits, http_
 {
 	_cleanup_close_ int fd_owned = fd;
 	_cleanup_(http_server_freep) struct http_server *s = NULL;
-	int flags, r;
+	int r;
 
 	if (!e || fd < 0 || !handler || !ret)
 		return -EINVAL;
-	if (limits && (limits->max_request_bytes == 0 || limits->max_output_bytes == 0))
+	if (limits && (limits->max_request_bytes == 0 || limits->max_output_bytes == 0 ||
+		       limits->max_output_bytes_per_uid == 0 ||
+		       limits->max_output_bytes_total == 0 || limits->max_connections == 0 ||
+		       limits->max_connections_per_uid == 0))
 		return -EINVAL;
-
-	/* accept4() must never block, even when a readable connection was reset meanwhile. */
-	flags = fcntl(fd, F_GETFL);
-	if (flags < 0)
-		return -errno;
-	if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		return -errno;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1241,13 +1434,19 @@ int http_server_new(sd_event *e, int fd, const struct http_limits *limits, http_
 	r = server_build_busy_response(s);
 	if (r < 0)
 		return r;
-	r = sd_event_add_io(e, &s->listen_source, s->fd, EPOLLIN, server_listen_handler, s);
+	r = acceptor_new(e, s->fd, HTTP_ACCEPT_BURST, "http-listen", server_on_accept, s,
+			 &s->acceptor);
 	if (r < 0)
 		return r;
-	(void)sd_event_source_set_description(s->listen_source, "http-listen");
 
 	*ret = TAKE_PTR(s);
 	return 0;
+}
+
+void http_server_set_privileged(struct http_server *s, http_privileged_t cb, void *userdata)
+{
+	s->privileged = cb;
+	s->privileged_userdata = userdata;
 }
 
 struct http_server *http_server_free(struct http_server *s)
@@ -1265,8 +1464,7 @@ struct http_server *http_server_free(struct http_server *s)
 		conn_close(c);
 	}
 
-	s->listen_source = sd_event_source_disable_unref(s->listen_source);
-	s->retry_source = sd_event_source_disable_unref(s->retry_source);
+	s->acceptor = acceptor_free(s->acceptor);
 	s->fd = safe_close(s->fd);
 	s->event = sd_event_unref(s->event);
 	free(s->busy_response);
@@ -1334,9 +1532,26 @@ int http_conn_reply(struct http_conn *c, int status, const char *content_type,
 	return 0;
 }
 
+/* Answers a request for a stream that its peer may not open now; -EUSERS. */
+static int stream_refuse(struct http_conn *c, const char *message)
+{
+	_cleanup_free_ char *body = error_body_new(503, message);
+	int r;
+
+	log_debug("Refusing a stream of PID %d UID %u: %s", c->cred.pid, (unsigned)c->cred.uid,
+		  message);
+	if (!body)
+		return conn_answer_fail(c, -ENOMEM);
+	r = http_conn_reply(c, 503, "application/json", NULL, body, strlen(body));
+	return r < 0 ? r : -EUSERS;
+}
+
 int http_conn_stream_begin(struct http_conn *c, int status, const char *content_type,
 			   http_close_cb_t on_close, void *userdata)
 {
+	const struct http_limits *l;
+	struct http_server *s;
+	char why[128];
 	int r;
 
 	r = conn_answer_check(c);
@@ -1345,6 +1560,22 @@ int http_conn_stream_begin(struct http_conn *c, int status, const char *content_
 	if (status < 200 || status > 599 || status == 204 || status == 304 ||
 	    !valid_header_text(content_type))
 		return conn_answer_fail(c, -EINVAL);
+
+	s = c->server;
+	l = &s->limits;
+	if (!c->privileged && c->peer->n_streams >= l->max_streams_per_uid) {
+		snprintf(why, sizeof(why), "too many event streams of uid %u (limit %zu)",
+			 (unsigned)c->cred.uid, l->max_streams_per_uid);
+		return stream_refuse(c, why);
+	}
+	if (s->n_streams >= l->max_streams ||
+	    (!c->privileged &&
+	     s->n_unprivileged_streams >= l->max_streams - MIN(l->reserved_streams, l->max_streams))) {
+		snprintf(why, sizeof(why), "too many event streams (limit %zu)",
+			 c->privileged ? l->max_streams :
+					 l->max_streams - MIN(l->reserved_streams, l->max_streams));
+		return stream_refuse(c, why);
+	}
 
 	/* A stream ends with the connection, so nothing can follow it on this one. */
 	c->keep_alive = false;
@@ -1358,32 +1589,167 @@ int http_conn_stream_begin(struct http_conn *c, int status, const char *content_
 	c->on_close_userdata = userdata;
 	c->owned = true; /* the answer's reference becomes the owner's */
 	c->in_off = c->in_len;
+	c->ndjson = content_type && strncasecmp(content_type, "application/x-ndjson", 20) == 0;
+	c->rec_left = conn_out_pending(c); /* the first chunk begins after the headers */
+	c->stream_counted = true;
+	s->n_streams++;
+	if (!c->privileged)
+		s->n_unprivileged_streams++;
+	c->peer->n_streams++;
+	stream_account(c);
 	/* The request stays as it is: valid for the owner as long as the stream. */
 	conn_kick(c);
 	return 0;
 }
 
+enum stream_drop_why {
+	STREAM_DROP_BEHIND,
+	STREAM_DROP_USER,
+	STREAM_DROP_TOTAL,
+};
+
+/*
+ * Ends stream @c because its reader fell behind: frees its queue except the rest of the chunk
+ * it is reading, adds a last line saying why where the framing allows, and closes once that
+ * is out (or the idle timeout passed). The owner is told by the caller.
+ */
+static void stream_drop(struct http_conn *c, enum stream_drop_why why)
+{
+	const struct http_limits *l = &c->server->limits;
+	struct http_buf out = {};
+	char msg[256];
+	int r = 0;
+
+	switch (why) {
+	case STREAM_DROP_BEHIND:
+		snprintf(msg, sizeof(msg),
+			 "this stream was closed: its reader fell more than %zu bytes behind; "
+			 "reconnect and read the current state again",
+			 l->max_output_bytes);
+		break;
+	case STREAM_DROP_USER:
+		snprintf(msg, sizeof(msg),
+			 "this stream was closed: the event streams of uid %u held more than %zu "
+			 "unread bytes and this one was furthest behind; reconnect and read the "
+			 "current state again",
+			 (unsigned)c->cred.uid, l->max_output_bytes_per_uid);
+		break;
+	case STREAM_DROP_TOTAL:
+		snprintf(msg, sizeof(msg),
+			 "this stream was closed: all event streams held more than %zu unread "
+			 "bytes and this one was furthest behind; reconnect and read the current "
+			 "state again",
+			 l->max_output_bytes_total);
+		break;
+	}
+	log_debug("HTTP stream of PID %d UID %u is %zu bytes behind, dropping it: %s",
+		  c->cred.pid, (unsigned)c->cred.uid, conn_out_pending(c), msg);
+
+	stream_uncount(c);
+	/* The client gets the chunk it has begun to read whole, then the last line. Without
+	 * chunks nothing marks where a line ends: it gets nothing more. */
+	if (c->chunked && !c->discard_body)
+		r = buf_put(&out, c->out.data + c->out_off,
+			    MIN(c->rec_left, conn_out_pending(c)));
+	if (r >= 0 && c->chunked && !c->discard_body && c->ndjson) {
+		json_t *j = json_pack("{s:s, s:s, s:s}", "type", "dropped", "error", "slow-reader",
+				      "message", msg);
+		_cleanup_free_ char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+		json_decref(j);
+		r = line ? buf_printf(&out, "%zx\r\n%s\n\r\n", strlen(line) + 1, line) : -ENOMEM;
+	}
+	if (r >= 0 && c->chunked && !c->discard_body)
+		r = buf_put(&out, "0\r\n\r\n", 5);
+	if (r < 0)
+		buf_done(&out); /* then nothing more */
+	/* Closed from the loop, not here: the owner may be walking its streams. */
+	buf_done(&c->out);
+	c->out = out;
+	c->out_off = 0;
+	c->rec_left = 0;
+	c->state = CONN_CLOSING;
+	c->since = server_now(c->server);
+	conn_kick(c);
+}
+
+/* The stream furthest behind among @peer's (NULL: all); @c counts with @extra more bytes. */
+static struct http_conn *server_slowest_stream(struct http_server *s,
+					       const struct http_peer *peer,
+					       struct http_conn *c, size_t extra)
+{
+	struct http_conn *best = c;
+	size_t best_pending = conn_out_pending(c) + extra;
+
+	for (struct http_conn *o = s->conns; o; o = o->next) {
+		if (o == c || !o->stream_counted || (peer && o->peer != peer))
+			continue;
+		if (conn_out_pending(o) > best_pending) {
+			best = o;
+			best_pending = conn_out_pending(o);
+		}
+	}
+	return best;
+}
+
+/* The allocation of @b once @extra more bytes are in it (mirrors buf_reserve()). */
+static size_t buf_alloc_after(const struct http_buf *b, size_t extra)
+{
+	size_t need = b->len + extra + 1;
+
+	if (need <= b->alloc)
+		return b->alloc;
+	return MAX(need, MAX(b->alloc * 2, (size_t)64));
+}
+
 int http_conn_stream_send(struct http_conn *c, const char *data, size_t len)
 {
-	size_t old, max;
+	struct http_server *s;
+	const struct http_limits *l;
+	size_t old, chunk, grow;
 	int r;
 
-	if (!c || !c->owned || c->state != CONN_STREAMING || (!data && len > 0))
+	if (!c || !c->owned || (!data && len > 0))
 		return -EINVAL;
 	if (c->closed)
 		return -ENOTCONN; /* only without on_close: the owner learns it here */
+	if (c->state != CONN_STREAMING)
+		return -ENOTCONN; /* dropped, the owner is told soon */
 	if (len == 0 || c->discard_body)
 		return 0; /* an empty chunk would end the stream */
 
-	max = c->server->limits.max_output_bytes;
-	if (len > max - MIN(max, conn_out_pending(c))) {
-		log_debug("HTTP stream reader of PID %d is %zu bytes behind, closing.", c->cred.pid,
-			  conn_out_pending(c));
-		conn_close(c);
-		return -ENOBUFS;
+	s = c->server;
+	l = &s->limits;
+	conn_out_compact(c);
+	chunk = len + (c->chunked ? 16 + 4 : 0); /* at most: hex length, two CRLFs */
+	for (;;) {
+		struct http_conn *victim;
+		enum stream_drop_why why;
+
+		grow = buf_alloc_after(&c->out, chunk) - c->out.alloc;
+		if (len > l->max_output_bytes - MIN(l->max_output_bytes, conn_out_pending(c))) {
+			victim = c;
+			why = STREAM_DROP_BEHIND;
+		} else if (c->peer->stream_bytes + grow > l->max_output_bytes_per_uid) {
+			victim = server_slowest_stream(s, c->peer, c, chunk);
+			why = STREAM_DROP_USER;
+		} else if (s->stream_bytes + grow > l->max_output_bytes_total) {
+			victim = server_slowest_stream(s, NULL, c, chunk);
+			why = STREAM_DROP_TOTAL;
+		} else {
+			break;
+		}
+		_unused_ _cleanup_(conn_unrefp) struct http_conn *ref = conn_ref(victim);
+
+		stream_drop(victim, why);
+		if (victim == c) {
+			conn_notify_owner(c);
+			return -ENOBUFS;
+		}
+		/* Not now: the owner may be walking its streams. Its sends fail meanwhile. */
+		victim->notify_owner = true;
 	}
 
-	conn_out_compact(c);
 	old = c->out.len;
 	r = c->chunked ? buf_printf(&c->out, "%zx\r\n", len) : 0;
 	if (r >= 0)
@@ -1395,6 +1761,7 @@ int http_conn_stream_send(struct http_conn *c, const char *data, size_t len)
 		conn_close(c);
 		return r;
 	}
+	stream_account(c);
 	conn_kick(c);
 	return 0;
 }
@@ -1405,7 +1772,9 @@ void http_conn_stream_end(struct http_conn *c)
 		return;
 	c->owned = false;
 	c->on_close = NULL;
+	c->notify_owner = false;
 	if (!c->closed && c->state == CONN_STREAMING) {
+		stream_uncount(c);
 		if (c->chunked && !c->discard_body && buf_put(&c->out, "0\r\n\r\n", 5) < 0) {
 			conn_close(c);
 		} else {

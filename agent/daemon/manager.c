@@ -999,6 +999,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 			    &m->server);
 	if (r < 0)
 		return log_error_errno(r, "Failed to serve the API: %m");
+	http_server_set_privileged(m->server, api_peer_privileged, m->api);
 
 	r = start_deviceplugin(m);
 	if (r < 0)

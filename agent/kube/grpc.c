@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "kube/grpc.h"
+#include "shared/accept.h"
 #include "shared/clock.h"
 #include "shared/log.h"
 
@@ -51,6 +52,7 @@ struct grpc_call {
 	bool method_post, content_type_ok, have_timeout;
 	uint64_t timeout_usec;
 	uint64_t deadline;
+	uint64_t begin_usec; /* its HEADERS began: the request must be complete in time */
 	sd_event_source *timer;
 	const struct grpc_method *method;
 
@@ -73,7 +75,7 @@ struct grpc_call {
 struct grpc_server {
 	sd_event *event;
 	int fd;
-	sd_event_source *listen_source;
+	struct acceptor *acceptor;
 	struct grpc_limits limits;
 	const struct grpc_method *methods;
 	size_t n_methods;
@@ -109,6 +111,13 @@ struct grpc_conn {
 	bool in_io;	 /* inside on_io(): it flushes and closes when done */
 	bool broken;	 /* close at the next chance */
 	bool closing;	 /* stop reading, flush what is queued, then close */
+
+	/* Server side: the timeouts of a connection that holds a slot without using it. */
+	sd_event_source *timer;
+	uint64_t since;		/* accepted, or last read or written */
+	uint64_t preface_begin; /* the first byte of a client preface not complete yet, or 0 */
+	bool settings_seen;	/* the client's preface and SETTINGS are in */
+	uint64_t deadline;	/* what the timer is armed for, UINT64_MAX: off */
 };
 
 static void conn_free(struct grpc_conn *c);
@@ -449,6 +458,8 @@ static ssize_t on_send(nghttp2_session *session, const uint8_t *data, size_t len
 			return NGHTTP2_ERR_WOULDBLOCK;
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
+	if (n > 0)
+		c->since = now_usec(CLOCK_MONOTONIC);
 	return n;
 }
 
@@ -465,6 +476,7 @@ static int server_on_begin_headers(nghttp2_session *session, const nghttp2_frame
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	call->conn = c;
 	call->stream_id = frame->hd.stream_id;
+	call->begin_usec = now_usec(CLOCK_MONOTONIC);
 	call->next = c->calls;
 	if (c->calls)
 		c->calls->prev = call;
@@ -558,6 +570,10 @@ static int server_on_frame_recv(nghttp2_session *session, const nghttp2_frame *f
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	int r;
 
+	if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+		c->settings_seen = true;
+		c->preface_begin = 0;
+	}
 	if (!call)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -671,6 +687,87 @@ static bool conn_finished(struct grpc_conn *c)
 
 static void client_conn_done(struct grpc_client_call *cc);
 
+static uint64_t after(uint64_t since, uint64_t timeout)
+{
+	if (timeout == 0 || timeout >= UINT64_MAX - since)
+		return UINT64_MAX;
+	return since + timeout;
+}
+
+/*
+ * When a server connection must have made progress: a client preface or request begun must be
+ * complete within the header timeout; a connection with neither a call in progress nor a kept
+ * stream is closed after the idle timeout (kubelet keeps ListAndWatch open on its connection).
+ */
+static uint64_t conn_deadline(const struct grpc_conn *c)
+{
+	const struct grpc_limits *l = &c->server->limits;
+	uint64_t begun = UINT64_MAX;
+	bool kept = false;
+
+	for (const struct grpc_call *call = c->calls; call; call = call->next) {
+		if (!call->dispatched && !call->finished)
+			begun = MIN(begun, call->begin_usec);
+		else if (call->on_close && !call->finished)
+			kept = true;
+	}
+	if (!c->settings_seen && c->preface_begin > 0)
+		begun = MIN(begun, c->preface_begin);
+	if (begun != UINT64_MAX)
+		return after(begun, l->header_timeout_usec);
+	if (kept)
+		return UINT64_MAX;
+	return after(c->since, l->idle_timeout_usec);
+}
+
+static int on_conn_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct grpc_conn *c = userdata;
+
+	c->deadline = UINT64_MAX; /* a oneshot timer is off once it fired */
+	log_debug("gRPC: closing a connection that %s.",
+		  c->settings_seen ? "did not complete a request in time or stayed idle" :
+				     "sent no complete preface in time");
+	/* Tell a client that listens why, best effort, then close. */
+	(void)nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+				    nghttp2_session_get_last_proc_stream_id(c->session),
+				    c->settings_seen ? NGHTTP2_NO_ERROR : NGHTTP2_PROTOCOL_ERROR,
+				    NULL, 0);
+	(void)nghttp2_session_send(c->session);
+	c->broken = true;
+	conn_flush(c);
+	return 0;
+}
+
+static void conn_update_timer(struct grpc_conn *c)
+{
+	uint64_t deadline;
+	int r;
+
+	if (!c->server)
+		return;
+	deadline = conn_deadline(c);
+	if (deadline == c->deadline)
+		return;
+	c->deadline = deadline;
+	if (deadline == UINT64_MAX) {
+		if (c->timer)
+			(void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+		return;
+	}
+	if (!c->timer)
+		r = sd_event_add_time(c->server->event, &c->timer, CLOCK_MONOTONIC, deadline, 1000,
+				      on_conn_timeout, c);
+	else
+		r = sd_event_source_set_time(c->timer, deadline);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+	if (r < 0) {
+		log_debug_errno(r, "gRPC: cannot arm the connection's timer, closing it: %m");
+		c->broken = true; /* a connection we cannot time out must not hold a slot */
+	}
+}
+
 /* Sends what nghttp2 has queued; closes the connection when it is finished. Safe anywhere. */
 static void conn_flush(struct grpc_conn *c)
 {
@@ -678,6 +775,8 @@ static void conn_flush(struct grpc_conn *c)
 		return; /* on_io() flushes when the session has returned */
 	if (!c->broken && nghttp2_session_send(c->session) != 0)
 		c->broken = true;
+	if (!c->broken)
+		conn_update_timer(c);
 	if (conn_finished(c)) {
 		if (c->client)
 			client_conn_done(c->client);
@@ -707,6 +806,9 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 				c->broken = true;
 				break;
 			}
+			c->since = now_usec(CLOCK_MONOTONIC);
+			if (!c->settings_seen && c->preface_begin == 0)
+				c->preface_begin = c->since;
 			if (nghttp2_session_mem_recv(c->session, buf, (size_t)n) < 0) {
 				c->broken = true;
 				break;
@@ -744,6 +846,7 @@ static void conn_free(struct grpc_conn *c)
 	}
 	nghttp2_session_del(c->session);
 	sd_event_source_disable_unref(c->io);
+	sd_event_source_disable_unref(c->timer);
 	safe_close(c->fd);
 	free(c);
 }
@@ -813,27 +916,47 @@ fail:
 
 /* --- Server -------------------------------------------------------------------------------- */
 
-static int server_accept_one(struct grpc_server *s)
+/* The server connection idle longest: no call in progress and no kept stream. NULL: none. */
+static struct grpc_conn *server_oldest_idle(struct grpc_server *s)
 {
+	struct grpc_conn *best = NULL;
+
+	for (struct grpc_conn *c = s->conns; c; c = c->next)
+		if (!c->calls && (!best || c->since < best->since))
+			best = c;
+	return best;
+}
+
+static void server_on_accept(int fd, void *userdata)
+{
+	struct grpc_server *s = userdata;
 	nghttp2_settings_entry settings[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->limits.max_streams },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16U * 1024U },
 	};
 	struct grpc_conn *c;
-	int fd, r;
+	int r;
 
-	fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	if (s->n_conns >= s->limits.max_connections) {
-		log_debug("gRPC: %zu connections already, refusing another.", s->n_conns);
-		safe_close(fd);
-		return 0;
+		c = server_oldest_idle(s);
+		if (!c) {
+			log_debug("gRPC: %zu connections busy already, refusing another.",
+				  s->n_conns);
+			safe_close(fd);
+			return;
+		}
+		log_debug("gRPC: %zu connections already, closing the one idle longest.",
+			  s->n_conns);
+		conn_free(c);
 	}
 	r = conn_new(s->event, fd, true, &c);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		log_debug_errno(r, "gRPC: cannot serve a new connection: %m");
+		return;
+	}
 	c->server = s;
+	c->since = now_usec(CLOCK_MONOTONIC);
+	c->deadline = UINT64_MAX;
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -843,24 +966,6 @@ static int server_accept_one(struct grpc_server *s)
 				    ELEMENTSOF(settings)) != 0)
 		c->broken = true;
 	conn_flush(c);
-	return 0;
-}
-
-static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata)
-{
-	struct grpc_server *s = userdata;
-
-	for (unsigned i = 0; i < GRPC_ACCEPT_BURST; i++) {
-		int r = server_accept_one(s);
-
-		if (r == -EAGAIN || r == -EINTR)
-			break;
-		if (r < 0) {
-			log_debug_errno(r, "gRPC: accept failed: %m");
-			break;
-		}
-	}
-	return 0;
 }
 
 int grpc_server_new(sd_event *e, int fd, const struct grpc_limits *limits,
@@ -883,17 +988,12 @@ int grpc_server_new(sd_event *e, int fd, const struct grpc_limits *limits,
 	s->methods = methods;
 	s->n_methods = n_methods;
 	s->userdata = userdata;
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-		r = -errno;
-		grpc_server_free(s);
-		return r;
-	}
-	r = sd_event_add_io(e, &s->listen_source, fd, EPOLLIN, on_accept, s);
+	r = acceptor_new(e, fd, GRPC_ACCEPT_BURST, "grpc-listen", server_on_accept, s,
+			 &s->acceptor);
 	if (r < 0) {
 		grpc_server_free(s);
 		return r;
 	}
-	(void)sd_event_source_set_description(s->listen_source, "grpc-listen");
 	*ret = s;
 	return 0;
 }
@@ -924,7 +1024,7 @@ struct grpc_server *grpc_server_free(struct grpc_server *s)
 		(void)nghttp2_session_send(c->session);
 		conn_free(c);
 	}
-	sd_event_source_disable_unref(s->listen_source);
+	s->acceptor = acceptor_free(s->acceptor);
 	safe_close(s->fd);
 	sd_event_unref(s->event);
 	free(s);

@@ -27,9 +27,15 @@ struct grpc_client_call;
 
 struct grpc_limits {
 	size_t max_message_bytes; /* a larger request: RESOURCE_EXHAUSTED, read no further */
-	size_t max_connections;	  /* further connections are closed at once */
+	size_t max_connections;	  /* when full, the connection idle longest (no call in
+				   * progress, no stream) is closed for a new one; without one,
+				   * the new one is closed at once */
 	uint32_t max_streams;	  /* concurrent streams per connection (HTTP/2 SETTINGS) */
 	size_t max_output_bytes;  /* a stream whose reader falls this far behind is cancelled */
+	uint64_t header_timeout_usec; /* a begun client preface or request must be complete
+				       * within this, else the connection is closed (0: none) */
+	uint64_t idle_timeout_usec;   /* a connection without a call in progress or a kept stream
+				       * is closed after this (0: none) */
 };
 
 #define GRPC_LIMITS_DEFAULT                                                                        \
@@ -38,6 +44,8 @@ struct grpc_limits {
 		.max_connections = 32,                                                             \
 		.max_streams = 64,                                                                 \
 		.max_output_bytes = 4U * 1024U * 1024U,                                            \
+		.header_timeout_usec = 5U * 1000000U,                                              \
+		.idle_timeout_usec = 60U * 1000000U,                                               \
 	})
 
 /*

@@ -39,6 +39,8 @@ struct fixture {
 	int last_reply_r;
 	struct http_conn *pending; /* "/async": not answered yet */
 	struct http_conn *stream;  /* "/stream": open stream */
+	struct http_conn *stream2; /* "/second": another one */
+	unsigned n_on_close2;
 	unsigned n_on_close;
 };
 
@@ -66,6 +68,15 @@ static void on_stream_close(struct http_conn *c, void *userdata)
 	f->n_on_close++;
 }
 
+static void on_stream2_close(struct http_conn *c, void *userdata)
+{
+	struct fixture *f = userdata;
+
+	assert_ptr_equal(c, f->stream2);
+	f->stream2 = NULL;
+	f->n_on_close2++;
+}
+
 static void replace_str(char **p, const char *s)
 {
 	free(*p);
@@ -88,9 +99,16 @@ static int handler(struct http_conn *c, const struct http_request *req, void *us
 	replace_str(&f->last_accept, req->accept);
 	f->last_cred = req->cred;
 
-	if (streq(req->path, "/stream")) {
+	if (streq(req->path, "/second")) {
+		f->stream2 = c;
+		return http_conn_stream_begin(c, 200, "application/x-ndjson", on_stream2_close, f);
+	}
+	if (streq(req->path, "/stream") || streq(req->path, "/ndjson")) {
 		f->stream = c;
-		return http_conn_stream_begin(c, 200, "text/plain", on_stream_close, f);
+		return http_conn_stream_begin(c, 200,
+					      streq(req->path, "/stream") ? "text/plain" :
+									    "application/x-ndjson",
+					      on_stream_close, f);
 	}
 	if (streq(req->path, "/async")) {
 		f->pending = c;
@@ -791,19 +809,40 @@ static void test_max_connections(void **state)
 	}
 	assert_int_equal(http_server_n_connections(f->server), 2);
 
-	expect_error_and_close(f, "GET /x HTTP/1.1\r\n\r\n", strlen("GET /x HTTP/1.1\r\n\r\n"), 503,
-			       "unavailable");
-	assert_int_equal(f->n_requests, 2);
-	assert_int_equal(http_server_n_connections(f->server), 2);
-
-	/* A slot that frees up is served again. */
-	close(fds[0]);
-	for (unsigned i = 0; i < WAIT_ITERATIONS && http_server_n_connections(f->server) > 1; i++)
-		pump(f, 10 * MSEC);
+	/* Full of idle connections: the oldest gives way to a new one. */
 	fd = client_connect(f);
 	exchange(f, fd, "GET /y HTTP/1.1\r\n\r\n", &r);
 	assert_int_equal(r.status, 200);
 	response_done(&r);
+	{
+		struct cbuf b = {};
+
+		wait_eof(f, fds[0], &b);
+		assert_int_equal(b.len, 0);
+		cbuf_done(&b);
+	}
+	close(fds[0]);
+	assert_int_equal(http_server_n_connections(f->server), 2);
+
+	/* Full of connections that wait for an answer: a new one is refused. */
+	client_send_str(f, fd, "GET /async HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
+		pump(f, 10 * MSEC);
+	assert_non_null(f->pending);
+	{
+		struct http_conn *first = f->pending;
+
+		f->pending = NULL;
+		client_send_str(f, fds[1], "GET /async HTTP/1.1\r\n\r\n");
+		for (unsigned i = 0; i < WAIT_ITERATIONS && !f->pending; i++)
+			pump(f, 10 * MSEC);
+		assert_non_null(f->pending);
+		expect_error_and_close(f, "GET /x HTTP/1.1\r\n\r\n",
+				       strlen("GET /x HTTP/1.1\r\n\r\n"), 503, "unavailable");
+		assert_int_equal(http_conn_reply(first, 200, NULL, NULL, "a", 1), 0);
+		assert_int_equal(http_conn_reply(f->pending, 200, NULL, NULL, "b", 1), 0);
+		f->pending = NULL;
+	}
 	close(fd);
 	close(fds[1]);
 }
@@ -1019,18 +1058,14 @@ static void test_stream_slow_reader(void **state)
 	struct fixture *f = *state;
 	struct http_limits l = test_limits();
 	char chunk[1024];
+	struct cbuf b = {};
 	int fd, r = 0;
 	unsigned i;
 
 	l.max_output_bytes = 4096;
 	server_restart(f, &l);
 	fd = client_connect(f);
-	{
-		struct cbuf b = {};
-
-		stream_open(f, fd, &b);
-		cbuf_done(&b);
-	}
+	stream_open(f, fd, &b);
 
 	/* The client never reads: once the socket is full, output queues up to the limit. */
 	memset(chunk, 'e', sizeof(chunk));
@@ -1041,8 +1076,135 @@ static void test_stream_slow_reader(void **state)
 	assert_int_equal(r, -ENOBUFS);
 	assert_int_equal(f->n_on_close, 1);
 	assert_null(f->stream);
+	/* The reader that comes back gets whole chunks and a proper end, then EOF. */
+	{
+		char *text;
+
+		wait_eof(f, fd, &b);
+		text = malloc(b.len + 1);
+		assert_non_null(text);
+		assert_true(parse_chunked(&b, text, b.len + 1));
+		assert_true(strlen(text) % sizeof(chunk) == 0);
+		free(text);
+		cbuf_done(&b);
+	}
 	assert_int_equal(http_server_n_connections(f->server), 0);
 	close(fd);
+}
+
+/* A stream of JSON lines that is dropped ends with a line saying why, after whole lines. */
+static void test_stream_dropped_line(void **state)
+{
+	struct fixture *f = *state;
+	struct http_limits l = test_limits();
+	char line[200];
+	struct cbuf b = {};
+	char *text, *last;
+	int fd, r = 0;
+
+	l.max_output_bytes = 8192;
+	server_restart(f, &l);
+	fd = client_connect(f);
+	client_send_str(f, fd, "GET /ndjson HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && (!b.data || !strstr(b.data, "\r\n\r\n")); i++) {
+		pump(f, 10 * MSEC);
+		client_read(fd, &b);
+	}
+	assert_non_null(f->stream);
+	memset(line, 'e', sizeof(line));
+	memcpy(line, "{\"e\":\"", 6);
+	memcpy(line + sizeof(line) - 3, "\"}\n", 3);
+	for (unsigned i = 0; i < 100000 && r == 0; i++) {
+		r = http_conn_stream_send(f->stream, line, sizeof(line));
+		pump(f, 0);
+	}
+	assert_int_equal(r, -ENOBUFS);
+	assert_int_equal(f->n_on_close, 1);
+
+	wait_eof(f, fd, &b);
+	text = malloc(b.len + 1);
+	assert_non_null(text);
+	assert_true(parse_chunked(&b, text, b.len + 1));
+	last = strrchr(text, '\n');
+	assert_non_null(last);
+	*last = '\0';
+	last = strrchr(text, '\n');
+	assert_non_null(last);
+	/* every line before the last is whole */
+	assert_true((size_t)(last + 1 - text) % sizeof(line) == 0);
+	{
+		json_t *j = json_loads(last + 1, 0, NULL);
+
+		assert_non_null(j);
+		assert_string_equal(json_string_value(json_object_get(j, "type")), "dropped");
+		assert_string_equal(json_string_value(json_object_get(j, "error")), "slow-reader");
+		assert_non_null(strstr(json_string_value(json_object_get(j, "message")),
+				       "more than 8192 bytes behind"));
+		json_decref(j);
+	}
+	free(text);
+	cbuf_done(&b);
+	close(fd);
+}
+
+/* Over the user's budget, the stream furthest behind goes; a reader that keeps up stays. */
+static void test_stream_user_budget(void **state)
+{
+	struct fixture *f = *state;
+	struct http_limits l = test_limits();
+	char line[200];
+	struct cbuf a = {}, b = {};
+	int fa, fb;
+	unsigned sent = 0;
+
+	l.max_output_bytes = 1024 * 1024;
+	l.max_output_bytes_per_uid = 64 * 1024;
+	server_restart(f, &l);
+	fa = client_connect(f);
+	client_send_str(f, fa, "GET /ndjson HTTP/1.1\r\n\r\n");
+	fb = client_connect(f);
+	client_send_str(f, fb, "GET /second HTTP/1.1\r\n\r\n");
+	for (unsigned i = 0; i < WAIT_ITERATIONS && (!f->stream || !f->stream2); i++)
+		pump(f, 10 * MSEC);
+	assert_non_null(f->stream);
+	assert_non_null(f->stream2);
+
+	memset(line, 'e', sizeof(line));
+	memcpy(line, "{\"e\":\"", 6);
+	memcpy(line + sizeof(line) - 3, "\"}\n", 3);
+	/* Like the API's broadcast: every line to both; only b's client reads. */
+	for (unsigned i = 0; i < 4000 && f->stream; i++) {
+		if (f->stream)
+			(void)http_conn_stream_send(f->stream, line, sizeof(line));
+		assert_int_equal(http_conn_stream_send(f->stream2, line, sizeof(line)), 0);
+		sent++;
+		pump(f, 0);
+		client_read(fb, &b);
+	}
+	assert_null(f->stream);
+	assert_int_equal(f->n_on_close, 1);
+	assert_non_null(f->stream2);
+	assert_int_equal(f->n_on_close2, 0);
+
+	/* a's client learns why; b's got every line */
+	wait_eof(f, fa, &a);
+	assert_non_null(strstr(a.data, "\"type\":\"dropped\""));
+	assert_non_null(strstr(a.data, "the event streams of uid"));
+	http_conn_stream_end(f->stream2);
+	f->stream2 = NULL;
+	wait_eof(f, fb, &b);
+	{
+		char *text = malloc(b.len + 1);
+
+		assert_non_null(text);
+		assert_true(parse_chunked(&b, text, b.len + 1));
+		assert_int_equal(strlen(text), (size_t)sent * sizeof(line));
+		free(text);
+	}
+	cbuf_done(&a);
+	cbuf_done(&b);
+	close(fa);
+	close(fb);
 }
 
 int main(void)
@@ -1071,6 +1233,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_server_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_dropped_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_user_budget, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * What one local user, or a shortage of descriptors, can do to xpud's servers: an unprivileged
+ * user who opens every connection and stream it can does not lock root out of the API; a
+ * daemon out of descriptors waits instead of spinning on its listeners and serves the waiting
+ * connections once it has descriptors again; silent gRPC connections do not lock kubelet out.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shared/macro.h"
+#include "testutil.h"
+
+#define NOBODY 65534
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	strcpy(sa.sun_path, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads what arrives on @fd within @timeout_ms into @buf; the bytes, 0 at EOF, -1 on none. */
+static ssize_t read_some(int fd, char *buf, size_t size, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return -1;
+	return read(fd, buf, size);
+}
+
+/* Lets an unprivileged user reach the API socket. */
+static void open_socket_to_all(const struct test_xpud *x)
+{
+	char run[4096];
+
+	assert_int_equal(chmod(x->root, 0755), 0);
+	snprintf(run, sizeof(run), "%s/run", x->root);
+	assert_int_equal(chmod(run, 0755), 0);
+	assert_int_equal(chmod(x->socket, 0666), 0);
+}
+
+/*
+ * A process of @uid that opens @n_idle connections and @n_streams event streams and holds them
+ * until told to go (closing *ret_go). Its exit status: 0 when everything opened, 1 when a
+ * connection failed, 2 when a stream was not answered 200.
+ */
+struct holder {
+	pid_t pid;
+	int go; /* closing it ends the holder */
+};
+
+static struct holder holder_start(const char *socket, uid_t uid, unsigned n_idle,
+				  unsigned n_streams)
+{
+	static const char ev[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
+	int ready[2], go[2];
+	struct holder h;
+	char c;
+
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+	h.pid = fork();
+	assert_true(h.pid >= 0);
+	if (h.pid == 0) {
+		int status = 0;
+
+		close(ready[0]);
+		close(go[1]);
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(10);
+		for (unsigned i = 0; i < n_streams; i++) {
+			char buf[512];
+			int fd = connect_to(socket);
+			ssize_t n;
+
+			if (fd < 0 || write(fd, ev, sizeof(ev) - 1) != sizeof(ev) - 1) {
+				status = 1;
+				break;
+			}
+			n = read_some(fd, buf, sizeof(buf) - 1, 5000);
+			if (n < 12 || strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+				status = 2;
+				break;
+			}
+		}
+		for (unsigned i = 0; i < n_idle && status == 0; i++)
+			if (connect_to(socket) < 0)
+				status = 1;
+		(void)!write(ready[1], "r", 1);
+		(void)!read(go[0], &c, 1);
+		_exit(status);
+	}
+	close(ready[1]);
+	close(go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	h.go = go[1];
+	return h;
+}
+
+static int holder_stop(struct holder *h)
+{
+	int status;
+
+	close(h->go);
+	assert_int_equal(waitpid(h->pid, &status, 0), h->pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* An event stream as root: the first line arrives. */
+static void assert_root_gets_stream(const struct test_xpud *x)
+{
+	static const char *const subscribed[] = { "\"subscribed\"", NULL };
+	struct test_stream *s = test_stream_open(x->socket);
+
+	assert_true(test_stream_wait(s, subscribed, 5000) >= 0);
+	test_stream_close(s);
+}
+
+static void test_idle_connections_of_one_user(void **state)
+{
+	struct test_xpud *x;
+	struct holder h;
+	char *out = NULL;
+	const char *version[] = { "version", NULL };
+
+	if (geteuid() != 0)
+		skip();
+	x = test_xpud_start(test_fixture_new("real-h100-vm"), NULL);
+	open_socket_to_all(x);
+
+	/* As many idle connections as the whole table holds, all of one user. */
+	h = holder_start(x->socket, NOBODY, 128, 0);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	assert_int_equal(test_xpuctl(x->socket, version, &out), 0);
+	free(out);
+	assert_root_gets_stream(x);
+	assert_int_equal(holder_stop(&h), 0);
+
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+static void test_streams_of_one_user(void **state)
+{
+	static const char ev[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct test_xpud *x;
+	struct holder h;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		skip();
+	x = test_xpud_start(test_fixture_new("real-h100-vm"), NULL);
+	open_socket_to_all(x);
+
+	/* Its share of streams, and connections that keep sending requests: root is served. */
+	h = holder_start(x->socket, NOBODY, 64, 16);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	assert_root_gets_stream(x);
+
+	/* One stream more is refused, saying why. */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *a;
+
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+			_exit(10);
+		a = test_raw_exchange(x->socket, ev, sizeof(ev) - 1, 2000);
+		if (strncmp(a, "HTTP/1.1 503", 12) != 0)
+			_exit(11);
+		if (!strstr(a, "too many event streams of uid 65534 (limit 16)"))
+			_exit(12);
+		free(a);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(holder_stop(&h), 0);
+
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/* The device plugin's gRPC socket in the tree (one of them). */
+static char *grpc_socket(const char *root)
+{
+	char pattern[4200];
+	glob_t g;
+	char *path;
+
+	snprintf(pattern, sizeof(pattern), "%s/var/lib/kubelet/device-plugins/xpud-*.sock", root);
+	for (int i = 0; i < 500; i++) {
+		if (glob(pattern, 0, NULL, &g) == 0) {
+			path = strdup(g.gl_pathv[0]);
+			globfree(&g);
+			return path;
+		}
+		usleep(20000);
+	}
+	fail_msg("no device plugin socket in %s", root);
+	return NULL;
+}
+
+static struct test_xpud *start_with_plugin(void)
+{
+	char *root = test_fixture_new("hgx-h100"), cmd[4200];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/var/lib/kubelet/device-plugins'", root);
+	assert_int_equal(system(cmd), 0);
+	return test_xpud_start_nvml(root, NULL, NULL);
+}
+
+/* Whether the gRPC server on @fd speaks first: its SETTINGS frame (type 4) arrives. */
+static bool grpc_served(int fd, int timeout_ms)
+{
+	unsigned char buf[9];
+	ssize_t n = read_some(fd, (char *)buf, sizeof(buf), timeout_ms);
+
+	return n == (ssize_t)sizeof(buf) && buf[3] == 4;
+}
+
+/* Nanoseconds the main thread of @pid was running or ready to run (schedstat). */
+static unsigned long long runnable_ns(pid_t pid)
+{
+	char path[64];
+	unsigned long long run = 0, wait = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		skip();
+	assert_int_equal(fscanf(f, "%llu %llu", &run, &wait), 2);
+	fclose(f);
+	return run + wait;
+}
+
+/* The lowest descriptor number @pid does not use. */
+static int lowest_free_fd(pid_t pid)
+{
+	char path[64];
+	bool used[4096] = {};
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && atoi(de->d_name) < 4096)
+			used[atoi(de->d_name)] = true;
+	closedir(d);
+	for (int i = 0; i < 4096; i++)
+		if (!used[i])
+			return i;
+	fail();
+	return -1;
+}
+
+static void test_out_of_descriptors(void **state)
+{
+	struct test_xpud *x = start_with_plugin();
+	_cleanup_free_ char *gsock = grpc_socket(x->root);
+	struct rlimit old, low;
+	unsigned long long before, after;
+	long long t0, t1;
+	int gfd, hfd;
+
+	/* Let start-up work (the CUDA helper after READY) finish, so the loop only waits. */
+	for (int i = 0; i < 500 && !test_xpud_log_contains(x, "CUDA driver API"); i++)
+		usleep(20000);
+	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+	assert_int_equal(prlimit(x->pid, RLIMIT_NOFILE, NULL, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest_free_fd(x->pid);
+	assert_int_equal(prlimit(x->pid, RLIMIT_NOFILE, &low, NULL), 0);
+
+	/* Connections wait in both backlogs, which xpud cannot take. */
+	gfd = connect_to(gsock);
+	hfd = connect_to(x->socket);
+	assert_true(gfd >= 0 && hfd >= 0);
+	usleep(200 * 1000);
+	before = runnable_ns(x->pid);
+	t0 = test_now_ms();
+	usleep(3000 * 1000);
+	after = runnable_ns(x->pid);
+	t1 = test_now_ms();
+	print_message("xpud's loop was runnable %llu ms of %lld ms, with %d descriptors at most\n",
+		      (after - before) / 1000000ULL, t1 - t0, (int)low.rlim_cur);
+	/* A loop that spins is running or ready all the time, however busy the machine. */
+	if ((after - before) / 1000000ULL >= (unsigned long long)(t1 - t0) / 2)
+		fail_msg("xpud's loop was runnable %llu ms of %lld ms while out of descriptors",
+			 (after - before) / 1000000ULL, t1 - t0);
+
+	/* With descriptors again, both waiting connections are served. */
+	assert_int_equal(prlimit(x->pid, RLIMIT_NOFILE, &old, NULL), 0);
+	assert_true(grpc_served(gfd, 10000));
+	{
+		static const char req[] = "GET /v1/version HTTP/1.1\r\nHost: x\r\n\r\n";
+		char buf[64];
+
+		assert_int_equal(write(hfd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+		assert_true(read_some(hfd, buf, sizeof(buf), 10000) >= 12);
+		assert_memory_equal(buf, "HTTP/1.1 200", 12);
+	}
+	close(gfd);
+	close(hfd);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+static void test_silent_grpc_connections(void **state)
+{
+	struct test_xpud *x = start_with_plugin();
+	_cleanup_free_ char *gsock = grpc_socket(x->root);
+	int fds[32], half, kubelet;
+	char buf[256];
+
+	/* Connections that never speak fill the table (32). */
+	for (size_t i = 0; i < 32; i++) {
+		fds[i] = connect_to(gsock);
+		assert_true(fds[i] >= 0);
+	}
+	/* The next one, kubelet's, is served all the same. */
+	kubelet = connect_to(gsock);
+	assert_true(kubelet >= 0);
+	assert_true(grpc_served(kubelet, 10000));
+	close(kubelet);
+
+	/* Half a client preface: the connection is closed once the header timeout passed. */
+	half = connect_to(gsock);
+	assert_true(half >= 0);
+	assert_int_equal(write(half, "PRI * HTTP/2.0\r\n", 16), 16);
+	for (;;) {
+		ssize_t n = read_some(half, buf, sizeof(buf), 20000);
+
+		assert_true(n >= 0); /* -1: still open after 20 s */
+		if (n == 0)
+			break;
+	}
+	close(half);
+	for (size_t i = 0; i < 32; i++)
+		close(fds[i]);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_idle_connections_of_one_user),
+		cmocka_unit_test(test_streams_of_one_user),
+		cmocka_unit_test(test_out_of_descriptors),
+		cmocka_unit_test(test_silent_grpc_connections),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
