@@ -128,13 +128,21 @@ static int reply_error(struct http_conn *c, int status, const char *code, const 
 	_printf_(4, 5);
 static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
 {
+	_cleanup_free_ char *full = NULL;
 	char msg[512];
 	va_list ap;
+	int r;
 
+	/* Formatted whole, then cut at a character boundary: a client's text (a path, a name)
+	 * may be long, multi-byte or not UTF-8 at all, and is still a 4xx, never an error of
+	 * ours. */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r = vasprintf(&full, fmt, ap);
 	va_end(ap);
-	return reply_json(c, status, view_error(code, msg), NULL);
+	if (r < 0)
+		return -ENOMEM;
+	return reply_json(c, status, view_error(code, utf8_escape_invalid(full, msg, sizeof(msg))),
+			  NULL);
 }
 
 static bool may_mutate(const struct api *a, const struct http_request *req)
