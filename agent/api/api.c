@@ -870,13 +870,27 @@ static int handle_repartition(struct api *a, struct http_conn *c, const struct h
 				&id, &err);
 	if (r == -ENOMEM)
 		goto out;
+	if (r == -ECANCELED) {
+		r = reply_error(c, 409, "failed", "%s", err ?: "the repartition failed");
+		goto out;
+	}
 	if (r < 0) {
 		r = reply_allocation_error(c, r, "cannot repartition", err);
 		goto out;
 	}
+	if (r == REPARTITION_UNCHANGED) {
+		r = reply_json(c, 200,
+			       json_pack("{s:s, s:s, s:o, s:s}", "device", id, "result", "unchanged",
+					 "repartition", json_null(), "message",
+					 "the device is offered so already: nothing was drained or "
+					 "changed"),
+			       NULL);
+		goto out;
+	}
 	/* it may have finished already (an idle device, a layout made in the plan only) */
 	r = reply_json(c, 202,
-		       json_pack("{s:s, s:o}", "device", id, "repartition",
+		       json_pack("{s:s, s:s, s:o}", "device", id, "result",
+				 r == REPARTITION_DONE ? "done" : "started", "repartition",
 				 view_repartition(state_repartition(state(a), id))),
 		       NULL);
 out:
