@@ -323,7 +323,8 @@ char *utf8_escape_invalid(const char *s, char *buf, size_t size)
 	while (n > 0) {
 		size_t len = utf8_sequence(p, n);
 
-		if (len == 0) {
+		/* control characters too: the text is one line, and safe for a terminal */
+		if (len == 0 || p[0] < 0x20 || p[0] == 0x7f) {
 			/* \xHH: four bytes */
 			if (out + 4 >= size)
 				break;

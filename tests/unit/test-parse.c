@@ -116,6 +116,7 @@ static void test_utf8_escape(void **state)
 
 	assert_string_equal(utf8_escape_invalid("plain", buf, sizeof(buf)), "plain");
 	assert_string_equal(utf8_escape_invalid("a\xffz", buf, sizeof(buf)), "a\\xffz");
+	assert_string_equal(utf8_escape_invalid("a\nb\x7f", buf, sizeof(buf)), "a\\x0ab\\x7f");
 	/* overlong, surrogate, above U+10FFFF, truncated */
 	assert_string_equal(utf8_escape_invalid("\xc0\xaf", buf, sizeof(buf)), "\\xc0\\xaf");
 	assert_string_equal(utf8_escape_invalid("\xed\xa0\x80", buf, sizeof(buf)),
