@@ -1345,6 +1345,8 @@ static int verb_repartition(struct ctl *ctl, char **args)
 		if (json_is_object(rp))
 			printf("Device %s: repartitioning to %s (%s)\n", id, j_str(rp, "layout"),
 			       j_str(rp, "phase"));
+		else if (streq_ptr(j_str(doc, "result"), "unchanged"))
+			printf("Device %s: offered so already, nothing changed\n", id);
 		else
 			printf("Device %s: repartitioned\n", id);
 		return CTL_EXIT_OK;
@@ -1354,13 +1356,23 @@ static int verb_repartition(struct ctl *ctl, char **args)
 	r = wait_repartition(ctl, id, &entry, &failure);
 	if (r != CTL_EXIT_OK)
 		return r;
-	if (ctl->json)
-		return print_json(entry);
 	if (failure || (target && !streq_ptr(j_str(entry, "applied"), target))) {
+		if (ctl->json) {
+			/* the plan entry as it is now, with why the repartition did not happen */
+			if (json_object_set_new(entry, "failure",
+						json_string(failure ?: "it did not take effect")) < 0)
+				return oom();
+			r = print_json(entry);
+			return r != CTL_EXIT_OK ? r : CTL_EXIT_DAEMON_ERROR;
+		}
 		printf("Device %s: repartition to %s failed: %s; offered as %s\n", id,
 		       target ?: "the layout", failure ?: "it did not take effect",
 		       j_str(entry, "applied") ?: "?");
 		return CTL_EXIT_DAEMON_ERROR;
+	}
+	if (ctl->json) {
+		r = print_json(entry);
+		return r != CTL_EXIT_OK || !j_str(entry, "pending") ? r : CTL_EXIT_DAEMON_ERROR;
 	}
 	if (j_str(entry, "pending")) {
 		printf("Device %s: %s is pending: %s\n", id, j_str(entry, "pending"),

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/request.h"
 #include "api/views.h"
 #include "core/config.h"
 #include "core/plan.h"
@@ -128,13 +129,21 @@ static int reply_error(struct http_conn *c, int status, const char *code, const 
 	_printf_(4, 5);
 static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
 {
+	_cleanup_free_ char *full = NULL;
 	char msg[512];
 	va_list ap;
+	int r;
 
+	/* Formatted whole, then cut at a character boundary: a client's text (a path, a name)
+	 * may be long, multi-byte or not UTF-8 at all, and is still a 4xx, never an error of
+	 * ours. */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r = vasprintf(&full, fmt, ap);
 	va_end(ap);
-	return reply_json(c, status, view_error(code, msg), NULL);
+	if (r < 0)
+		return -ENOMEM;
+	return reply_json(c, status, view_error(code, utf8_escape_invalid(full, msg, sizeof(msg))),
+			  NULL);
 }
 
 bool api_peer_privileged(const struct ucred *cred, const gid_t *groups, size_t n_groups,
@@ -447,64 +456,6 @@ static int handle_rescan(struct api *a, struct http_conn *c)
 			  NULL);
 }
 
-/* The body of a POST as a JSON object, or an error answer (returns NULL, *ret_r the status). */
-static json_t *request_object(struct http_conn *c, const struct http_request *req, int *ret_r)
-{
-	json_error_t err;
-	json_t *doc;
-
-	if (!req->body || req->body_len == 0) {
-		*ret_r = reply_error(c, 400, "invalid", "a JSON object is required as the body");
-		return NULL;
-	}
-	doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
-	if (!doc || !json_is_object(doc)) {
-		*ret_r = doc ? reply_error(c, 400, "invalid", "the body must be a JSON object")
-			     : reply_error(c, 400, "invalid", "the body is not JSON: %s (column %d)",
-					   err.text, err.column);
-		json_decref(doc);
-		return NULL;
-	}
-	return doc;
-}
-
-/* The first key of @o not in @known (a typo must not silently change nothing), or NULL. */
-static const char *unknown_key(json_t *o, const char *const *known)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(o, key, v) {
-		bool ok = false;
-
-		for (size_t i = 0; known[i] && !ok; i++)
-			ok = streq(key, known[i]);
-		if (!ok)
-			return key;
-	}
-	return NULL;
-}
-
-/*
- * The body as a JSON object with only @known keys (NULL-terminated), or NULL after answering
- * 400 (*ret_r: what to return).
- */
-static json_t *request_fields(struct http_conn *c, const struct http_request *req,
-			      const char *const *known, int *ret_r)
-{
-	_cleanup_free_ char *list = NULL;
-	json_t *doc = request_object(c, req, ret_r);
-	const char *bad;
-
-	if (!doc || !(bad = unknown_key(doc, known)))
-		return doc;
-	list = strv_join((char *const *)known, ", ");
-	*ret_r = list ? reply_error(c, 400, "invalid", "unknown key '%s' (known: %s)", bad, list)
-		      : -ENOMEM;
-	json_decref(doc);
-	return NULL;
-}
-
 static int errno_status(int r, const char **ret_code)
 {
 	switch (r) {
@@ -529,48 +480,6 @@ static int errno_status(int r, const char **ret_code)
 	}
 }
 
-/* {"pid": 1234} | {"cgroup": "/..."} | {"unit": "x.service"} | {"pod": "UID/CONTAINER"} */
-static int parse_owner(json_t *o, struct alloc_owner *ret, const char **ret_why)
-{
-	static const char *const kinds[] = { "pid", "cgroup", "unit", "pod", NULL };
-	const char *key;
-	json_t *v;
-	char buf[32];
-
-	if (!o)
-		return 0;
-	if (!json_is_object(o) || json_object_size(o) != 1) {
-		*ret_why = "owner: expected an object with one of pid, cgroup, unit, pod";
-		return -EINVAL;
-	}
-	json_object_foreach(o, key, v) {
-		ret->kind = owner_kind_from_string(key);
-		if (ret->kind <= OWNER_NONE || unknown_key(o, kinds)) {
-			*ret_why = "owner: expected one of pid, cgroup, unit, pod";
-			return -EINVAL;
-		}
-		if (ret->kind == OWNER_PID) {
-			if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
-			    json_integer_value(v) > INT32_MAX) {
-				*ret_why = "owner.pid: expected a process id";
-				return -EINVAL;
-			}
-			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-			ret->value = strdup(buf);
-		} else {
-			if (!json_is_string(v) || json_string_length(v) == 0 ||
-			    json_string_length(v) > 4096) {
-				*ret_why = "owner: expected a non-empty string";
-				return -EINVAL;
-			}
-			ret->value = strdup(json_string_value(v));
-		}
-		if (!ret->value)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
 static int reply_allocation_error(struct http_conn *c, int r, const char *what, const char *why)
 {
 	const char *code;
@@ -584,97 +493,25 @@ static int reply_allocation_error(struct http_conn *c, int r, const char *what, 
 
 static int handle_allocate(struct api *a, struct http_conn *c, const struct http_request *req)
 {
-	static const char *const known[] = { "resource", "count",     "slices", "owner",
-					     "numa_local", "connected", "device", NULL };
 	_cleanup_(alloc_request_done) struct alloc_request ar = {};
-	struct alloc_owner owner = {};
-	_cleanup_free_ char *err = NULL, *owner_value = NULL;
+	_cleanup_(request_owner_done) struct alloc_owner owner = {};
+	_cleanup_free_ char *err = NULL;
 	const struct allocation *granted;
-	const char *why = NULL;
-	json_t *doc, *v;
-	int r = 0;
+	int r;
 
-	doc = request_fields(c, req, known, &r);
-	if (!doc)
-		return r;
-	v = json_object_get(doc, "resource");
-	if (v && (!json_is_string(v) || !(ar.resource = strdup(json_string_value(v))))) {
-		why = "resource: expected a resource name";
-		goto invalid;
-	}
-	v = json_object_get(doc, "slices");
-	if (v) {
-		size_t i;
-		json_t *e;
-
-		if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 1024) {
-			why = "slices: expected a non-empty list of slice ids";
-			goto invalid;
-		}
-		json_array_foreach(v, i, e)
-			if (!json_is_string(e) || strv_extend(&ar.slices, json_string_value(e)) < 0) {
-				why = "slices: expected slice ids";
-				goto invalid;
-			}
-	}
-	v = json_object_get(doc, "count");
-	if (v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 100000) {
-			why = "count: expected a number of slices";
-			goto invalid;
-		}
-		ar.count = (unsigned)json_integer_value(v);
-	} else {
-		ar.count = ar.slices ? (unsigned)strv_length(ar.slices) : 1;
-	}
-	if (!ar.resource && !ar.slices) {
-		why = "either resource (with count) or slices is required";
-		goto invalid;
-	}
-	if (ar.slices && ar.count != strv_length(ar.slices)) {
-		why = "count differs from the number of slices given";
-		goto invalid;
-	}
-	v = json_object_get(doc, "numa_local");
-	if (v && !json_is_boolean(v)) {
-		why = "numa_local: expected true or false";
-		goto invalid;
-	}
-	ar.numa_local = json_is_true(v);
-	v = json_object_get(doc, "connected");
-	if (v && !json_is_boolean(v)) {
-		why = "connected: expected true or false";
-		goto invalid;
-	}
-	ar.connected = json_is_true(v);
-	v = json_object_get(doc, "device");
-	if (v && (!json_is_string(v) || !(ar.device = strdup(json_string_value(v))))) {
-		why = "device: expected a device id, PCI address or UUID";
-		goto invalid;
-	}
-	r = parse_owner(json_object_get(doc, "owner"), &owner, &why);
-	owner_value = owner.value;
+	r = request_parse_allocate(req->body, req->body_len, &ar, &owner, &err);
 	if (r == -ENOMEM)
-		goto out;
+		return r;
 	if (r < 0)
-		goto invalid;
-
+		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
+	err = mfree(err);
 	r = allocations_grant(a->ctx.allocations, &ar, &owner, &granted, &err);
-	if (r < 0) {
-		r = reply_allocation_error(c, r, "cannot allocate", err);
-		goto out;
-	}
-	r = reply_json(c, 201,
-		       view_allocation(granted, inventory_devices(a->ctx.inventory),
-				       inventory_slices(a->ctx.inventory)),
-		       NULL);
-	goto out;
-invalid:
-	r = reply_error(c, 400, "invalid", "%s", why ?: "malformed request");
-out:
-	json_decref(doc);
-	return r;
+	if (r < 0)
+		return reply_allocation_error(c, r, "cannot allocate", err);
+	return reply_json(c, 201,
+			  view_allocation(granted, inventory_devices(a->ctx.inventory),
+					  inventory_slices(a->ctx.inventory)),
+			  NULL);
 }
 
 static int handle_release(struct api *a, struct http_conn *c, const char *id)
@@ -690,57 +527,22 @@ static int handle_release(struct api *a, struct http_conn *c, const char *id)
 
 static int handle_fit(struct api *a, struct http_conn *c, const struct http_request *req)
 {
-	static const char *const known[] = { "memory_bytes", "compute", "count",
-					     "kind",	     "resource", NULL };
 	_cleanup_(fit_result_done) struct fit_result res = {};
+	_cleanup_(request_fit_done) struct fit_request fr = {};
 	_cleanup_free_ char *err = NULL;
-	struct fit_request fr = { .count = 1 };
-	json_t *doc, *v;
-	int r = 0;
+	int r;
 
-	doc = request_fields(c, req, known, &r);
-	if (!doc)
+	r = request_parse_fit(req->body, req->body_len, &fr, &err);
+	if (r == -ENOMEM)
 		return r;
-	v = json_object_get(doc, "memory_bytes");
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-		r = reply_error(c, 400, "invalid", "memory_bytes: expected a number of bytes");
-		goto out;
-	}
-	fr.memory_bytes = v ? (uint64_t)json_integer_value(v) : 0;
-	v = json_object_get(doc, "compute");
-	if (v && !json_is_number(v)) {
-		r = reply_error(c, 400, "invalid", "compute: expected a fraction of a device");
-		goto out;
-	}
-	fr.compute = v ? json_number_value(v) : 0;
-	v = json_object_get(doc, "count");
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		  json_integer_value(v) > 100000)) {
-		r = reply_error(c, 400, "invalid", "count: expected a number of slices");
-		goto out;
-	}
-	fr.count = v ? (unsigned)json_integer_value(v) : 1;
-	v = json_object_get(doc, "kind");
-	if (v && !json_is_string(v)) {
-		r = reply_error(c, 400, "invalid", "kind: expected gpu, accel or fpga");
-		goto out;
-	}
-	fr.kind = (char *)json_string_value(v);
-	v = json_object_get(doc, "resource");
-	if (v && !json_is_string(v)) {
-		r = reply_error(c, 400, "invalid", "resource: expected a resource name");
-		goto out;
-	}
-	fr.resource = (char *)json_string_value(v);
+	if (r < 0)
+		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
+	err = mfree(err);
 	r = alloc_fit(inventory_devices(a->ctx.inventory), inventory_slices(a->ctx.inventory),
 		      ledger(a), &fr, &res, &err);
 	if (r < 0)
-		r = reply_allocation_error(c, r, "cannot answer", err);
-	else
-		r = reply_json(c, 200, view_fit(&res), NULL);
-out:
-	json_decref(doc);
-	return r;
+		return reply_allocation_error(c, r, "cannot answer", err);
+	return reply_json(c, 200, view_fit(&res), NULL);
 }
 
 static int handle_reload(struct api *a, struct http_conn *c)
@@ -758,133 +560,72 @@ static int handle_reload(struct api *a, struct http_conn *c)
 	return reply_json(c, 200, view_plan(inventory_plan(a->ctx.inventory), state(a)), NULL);
 }
 
-/* The device named by the request's "device" (a string), or a 400 reply. */
-static const char *request_device(json_t *doc)
-{
-	json_t *v = json_object_get(doc, "device");
-
-	return json_is_string(v) && *json_string_value(v) ? json_string_value(v) : NULL;
-}
-
 static int handle_cordon(struct api *a, struct http_conn *c, const struct http_request *req,
 			 bool cordon)
 {
-	static const char *const known[] = { "device", "reason", NULL };
+	_cleanup_(cordon_request_done) struct cordon_request cr = {};
 	_cleanup_free_ char *err = NULL;
+	const struct device_cordon *dc;
 	const struct xpu_device *d;
-	const char *device;
-	json_t *doc, *v;
-	int r = 0;
+	int r;
 
 	if (!a->ctx.repartitioner)
 		return reply_error(c, 503, "unavailable", "cordons are not available");
-	doc = request_fields(c, req, cordon ? known : (const char *const[]){ "device", NULL },
-			     &r);
-	if (!doc)
+	r = request_parse_cordon(req->body, req->body_len, cordon, &cr, &err);
+	if (r == -ENOMEM)
 		return r;
-	device = request_device(doc);
-	v = json_object_get(doc, "reason");
-	if (!device)
-		r = reply_error(c, 400, "invalid", "device: expected a device id, PCI address or "
-						   "UUID");
-	else if (v && (!json_is_string(v) || strlen(json_string_value(v)) > 1024 ||
-		       strlen(json_string_value(v)) != json_string_length(v)))
-		r = reply_error(c, 400, "invalid", "reason: expected a text of at most 1024 bytes");
-	else {
-		r = cordon ? repartitioner_cordon(a->ctx.repartitioner, device,
-						  json_string_value(v), &err)
-			   : repartitioner_uncordon(a->ctx.repartitioner, device, &err);
-		if (r < 0)
-			r = reply_allocation_error(c, r, cordon ? "cannot cordon" : "cannot uncordon",
-						   err);
-		else {
-			const struct device_cordon *dc;
-
-			d = inventory_find(a->ctx.inventory, device);
-			/* what the state holds now: never assumed to be there */
-			dc = cordon && d ? state_cordon(state(a), d->id) : NULL;
-			r = reply_json(c, 200,
-				       json_pack("{s:s, s:b, s:o}", "device", d ? d->id : device,
-						 "cordoned", cordon, "reason",
-						 dc ? json_string(dc->reason) : json_null()),
-				       NULL);
-		}
-	}
-	json_decref(doc);
-	return r;
+	if (r < 0)
+		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
+	err = mfree(err);
+	r = cordon ? repartitioner_cordon(a->ctx.repartitioner, cr.device, cr.reason, &err)
+		   : repartitioner_uncordon(a->ctx.repartitioner, cr.device, &err);
+	if (r < 0)
+		return reply_allocation_error(c, r, cordon ? "cannot cordon" : "cannot uncordon",
+					      err);
+	d = inventory_find(a->ctx.inventory, cr.device);
+	dc = cordon && d ? state_cordon(state(a), d->id) : NULL;
+	return reply_json(c, 200,
+			  json_pack("{s:s, s:b, s:o}", "device", d ? d->id : cr.device, "cordoned",
+				    cordon, "reason", dc ? json_string(dc->reason) : json_null()),
+			  NULL);
 }
 
 static int handle_repartition(struct api *a, struct http_conn *c, const struct http_request *req)
 {
-	static const char *const known[] = { "device", "layout", "policy", "timeout", NULL };
+	_cleanup_(repartition_request_done) struct repartition_request rr = {};
 	_cleanup_free_ char *err = NULL, *id = NULL;
-	struct offer layout = {};
-	uint64_t timeout = REPARTITION_TIMEOUT_DEFAULT;
-	const char *device;
-	json_t *doc, *v;
-	bool policy;
-	int r = 0;
+	int r;
 
 	if (!a->ctx.repartitioner)
 		return reply_error(c, 503, "unavailable", "repartitions are not available");
-	doc = request_fields(c, req, known, &r);
-	if (!doc)
-		return r;
-	device = request_device(doc);
-	v = json_object_get(doc, "policy");
-	policy = json_is_true(v);
-	if (!device) {
-		r = reply_error(c, 400, "invalid", "device: expected a device id, PCI address or "
-						   "UUID");
-		goto out;
-	}
-	if (v && !json_is_boolean(v)) {
-		r = reply_error(c, 400, "invalid", "policy: expected true or false");
-		goto out;
-	}
-	v = json_object_get(doc, "layout");
-	if (!!v == policy) {
-		r = reply_error(c, 400, "invalid", "give either layout (\"mig: [3g.40gb, 3g.40gb]\", "
-						   "\"replicas: 4\", ...) or policy: true");
-		goto out;
-	}
-	if (v && (!json_is_string(v) || json_string_length(v) > 4096 ||
-		  strlen(json_string_value(v)) != json_string_length(v))) {
-		r = reply_error(c, 400, "invalid", "layout: expected a text such as "
-						   "\"mig: all-1g.10gb\"");
-		goto out;
-	}
-	if (v) {
-		r = config_parse_layout(json_string_value(v), json_string_length(v), &layout, &err);
-		if (r == -ENOMEM)
-			goto out;
-		if (r < 0) {
-			r = reply_error(c, 400, "invalid", "layout: %s", err ?: "malformed");
-			goto out;
-		}
-	}
-	v = json_object_get(doc, "timeout");
-	if (v && (!json_is_string(v) || parse_duration(json_string_value(v), &timeout) < 0)) {
-		r = reply_error(c, 400, "invalid", "timeout: expected a duration such as 10m");
-		goto out;
-	}
-	r = repartitioner_start(a->ctx.repartitioner, device, policy ? NULL : &layout, timeout,
-				&id, &err);
+	r = request_parse_repartition(req->body, req->body_len, REPARTITION_TIMEOUT_DEFAULT, &rr,
+				      &err);
 	if (r == -ENOMEM)
-		goto out;
-	if (r < 0) {
-		r = reply_allocation_error(c, r, "cannot repartition", err);
-		goto out;
-	}
+		return r;
+	if (r < 0)
+		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
+	err = mfree(err);
+	r = repartitioner_start(a->ctx.repartitioner, rr.device, rr.policy ? NULL : &rr.layout,
+				rr.timeout_usec, &id, &err);
+	if (r == -ENOMEM)
+		return r;
+	if (r == -ECANCELED)
+		return reply_error(c, 409, "failed", "%s", err ?: "the repartition failed");
+	if (r < 0)
+		return reply_allocation_error(c, r, "cannot repartition", err);
+	if (r == REPARTITION_UNCHANGED)
+		return reply_json(c, 200,
+				  json_pack("{s:s, s:s, s:o, s:s}", "device", id, "result",
+					    "unchanged", "repartition", json_null(), "message",
+					    "the device is offered so already: nothing was drained "
+					    "or changed"),
+				  NULL);
 	/* it may have finished already (an idle device, a layout made in the plan only) */
-	r = reply_json(c, 202,
-		       json_pack("{s:s, s:o}", "device", id, "repartition",
-				 view_repartition(state_repartition(state(a), id))),
-		       NULL);
-out:
-	offer_done(&layout);
-	json_decref(doc);
-	return r;
+	return reply_json(c, 202,
+			  json_pack("{s:s, s:s, s:o}", "device", id, "result",
+				    r == REPARTITION_DONE ? "done" : "started", "repartition",
+				    view_repartition(state_repartition(state(a), id))),
+			  NULL);
 }
 
 static const char *methods_allowed(unsigned m)

@@ -279,7 +279,7 @@ static const struct {
 	{ 502, "Bad Gateway", NULL },
 	{ 503, "Service Unavailable", "unavailable" },
 	{ 504, "Gateway Timeout", NULL },
-	{ 505, "HTTP Version Not Supported", NULL },
+	{ 505, "HTTP Version Not Supported", "version-not-supported" },
 	{ 507, "Insufficient Storage", NULL },
 };
 
@@ -870,6 +870,10 @@ static int on_headers_complete(http_parser *p)
 	if (c->in_value && conn_header_finish(c) < 0)
 		return -1;
 	c->headers_done = true;
+	/* HTTP/2 and later are other protocols on the wire; 0.9 has no headers to answer with */
+	if (p->http_major != 1)
+		return parser_fail(c, 505, "HTTP/%u.%u is not supported: use HTTP/1.1 or HTTP/1.0",
+				   p->http_major, p->http_minor);
 	c->head = p->method == HTTP_HEAD;
 	/* An upgrade or CONNECT leaves the connection in another protocol: answer, then close. */
 	c->keep_alive = http_should_keep_alive(p) && !p->upgrade;

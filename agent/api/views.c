@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/views.h"
 #include "core/state.h"
 #include "kube/cdi.h"
+#include "shared/parse.h"
 #include "shared/strv.h"
 
 /* Adds @value to @o under @key, stealing the reference; a NULL value is an OOM. */
@@ -325,7 +327,13 @@ json_t *view_event(const struct inventory_event *ev)
 
 json_t *view_error(const char *code, const char *message)
 {
-	return json_pack("{s:s, s:s}", "error", code, "message", message);
+	size_t size = strlen(message) * 4 + 1; /* an invalid byte takes four: \xHH */
+	_cleanup_free_ char *text = malloc(size);
+
+	if (!text)
+		return NULL;
+	return json_pack("{s:s, s:s}", "error", code, "message",
+			 utf8_escape_invalid(message, text, size));
 }
 
 /*

@@ -268,6 +268,29 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 	return 0;
 }
 
+/*
+ * Why @o names a MIG profile that the GPU does not list (malloc'd in *ret_reason), or nothing
+ * when the GPU lists them all or does not say which it has. The list form ("[5g.60gb]") as well
+ * as "all-5g.60gb": neither can ever be made on this GPU. 0 or -ENOMEM.
+ */
+static int mig_unknown_profile(const struct xpu_device *d, const struct offer *o,
+			       char **ret_reason)
+{
+	if (!device_get_property(d, "mig_profiles"))
+		return 0;
+	STRV_FOREACH(p, o->mig_profiles) {
+		const char *profile = strncmp(*p, "all-", 4) == 0 ? *p + 4 : *p;
+
+		if (mig_profile_total(d, profile) == 0)
+			return asprintf(ret_reason, "declared MIG layout not applied yet: the GPU "
+						    "does not list profile %s",
+					profile) < 0
+				       ? -ENOMEM
+				       : 0;
+	}
+	return 0;
+}
+
 /* Why a MIG offer is not in effect on a GPU whose MIG mode is not enabled now (malloc'd). */
 static int mig_disabled_reason(const struct xpu_device *d, const struct offer *o,
 			       char **ret_reason, bool *ret_apply)
@@ -310,6 +333,8 @@ static int plan_offer(const struct xpu_device *d, const struct offer *o, struct 
 		as_is = true;
 		if (!streq_ptr(d->vendor, "nvidia"))
 			r = asprintf(&reason, "MIG applies to NVIDIA GPUs only");
+		else if ((r = mig_unknown_profile(d, o, &reason)) < 0 || reason)
+			break;
 		else if (!streq_ptr(device_get_property(d, "mig_mode"), "enabled"))
 			r = mig_disabled_reason(d, o, &reason, &apply);
 		else {
@@ -379,6 +404,13 @@ static int plan_device(const struct xpu_device *d, const struct offer *want,
 		reason = mfree(reason);
 		for (size_t i = mark; i < l->n; i++)
 			busy += !!ledger_find_slice(ledger, l->items[i]->id);
+		/* an offer that gives the very same slices (whole, or the MIG instances it has)
+		 * takes over at once: nothing is withdrawn, nothing waits */
+		if (busy > 0 && (r = plan_offer_unchanged(d, before, want)) != 0) {
+			if (r < 0)
+				return r;
+			busy = 0;
+		}
 		if (busy > 0) {
 			/* no allocated slice is withdrawn: the old offer stays until released */
 			if (asprintf(&reason, "%u slice%s allocated", busy, busy == 1 ? "" : "s") < 0)
@@ -410,6 +442,41 @@ int plan_offer_check(const struct xpu_device *d, const struct offer *o, char **r
 		return 1;
 	*ret_reason = TAKE_PTR(reason);
 	return 0;
+}
+
+/* Whether two slice lists offer the same: ids, resources, sizes and sharing. */
+static bool slices_same(const struct slice_list *a, const struct slice_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct xpu_slice *x = a->items[i], *y = b->items[i];
+
+		if (!streq_ptr(x->id, y->id) || !streq_ptr(x->resource, y->resource) ||
+		    x->memory_bytes != y->memory_bytes || x->shared != y->shared ||
+		    x->compute_fraction != y->compute_fraction)
+			return false;
+	}
+	return true;
+}
+
+int plan_offer_unchanged(const struct xpu_device *d, const struct offer *current,
+			 const struct offer *o)
+{
+	struct slice_list now = {}, then = {};
+	const struct offer *applied;
+	_cleanup_free_ char *reason = NULL, *reason_now = NULL;
+	bool apply = false;
+	int r;
+
+	r = plan_offer(d, o, &then, &applied, &reason, &apply);
+	if (r >= 0 && !reason)
+		r = plan_offer(d, current, &now, &applied, &reason_now, &apply);
+	if (r >= 0)
+		r = !reason && !reason_now && slices_same(&now, &then);
+	slice_list_clear(&now);
+	slice_list_clear(&then);
+	return r;
 }
 
 void plan_done(struct plan *p)

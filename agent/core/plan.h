@@ -50,6 +50,13 @@ struct device_plan {
  * mig-enable), -ENOMEM.
  */
 int plan_offer_check(const struct xpu_device *d, const struct offer *o, char **ret_reason);
+/*
+ * Whether offering @d as @o instead of @current (what its slices follow now) changes nothing:
+ * 1 when both are in effect as the device is (nothing to make, nothing pending) and give the
+ * same slices, 0 when not, -ENOMEM.
+ */
+int plan_offer_unchanged(const struct xpu_device *d, const struct offer *current,
+			 const struct offer *o);
 
 struct plan {
 	struct slice_list slices;

@@ -49,6 +49,10 @@ struct repartitioner {
 	struct given_up *given_up;
 	size_t n_given_up;
 	bool resumed; /* the state's repartitions were looked at once after the start */
+	/* A repartition being started: whether it ended at once, and why it failed. */
+	const char *starting;
+	bool started_ended;
+	char *started_failure;
 };
 
 static struct state *state(const struct repartitioner *rp)
@@ -276,6 +280,11 @@ static void finish(struct repartitioner *rp, struct repartition *rec, const char
 		return (void)log_oom();
 	if (reason)
 		restore_layout(rp, rec);
+	if (rp->starting && streq(rp->starting, id)) {
+		rp->started_ended = true;
+		if (reason && !(rp->started_failure = strdup(reason)))
+			log_oom();
+	}
 	state_remove_repartition(state(rp), id);
 	save(rp);
 	what = offer_to_string(&target);
@@ -683,6 +692,52 @@ void repartitioner_step(struct repartitioner *rp)
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
+/*
+ * A repartition to what @d is offered as already: nothing is drained or made. The operator's
+ * @layout (NULL: back to the policy) is recorded all the same, so that it wins over a later
+ * change of the policy as any other would.
+ */
+static int keep_layout(struct repartitioner *rp, const struct xpu_device *d,
+		       const struct offer *layout, char **ret_device, char **ret_error)
+{
+	struct state *st = state(rp);
+	const struct offer *old = state_layout(st, d->id);
+	_cleanup_(offer_done) struct offer before = {};
+	_cleanup_free_ char *what = NULL, *id = NULL;
+	bool had = old;
+	int r;
+
+	if (old && offer_copy(old, &before) < 0)
+		return -ENOMEM;
+	if (!(id = strdup(d->id)))
+		return -ENOMEM;
+	if (layout ? (old && offer_equal(old, layout)) : !old)
+		goto out;
+	if (layout) {
+		r = state_set_layout(st, d->id, layout);
+		if (r < 0)
+			return r;
+	} else
+		state_unset_layout(st, d->id);
+	r = allocations_save(rp->allocs);
+	if (r < 0) {
+		if (had)
+			(void)state_set_layout(st, d->id, &before);
+		else
+			state_unset_layout(st, d->id);
+		return fail_msg(ret_error, -EIO, "the state could not be saved; nothing changed");
+	}
+	replan(rp);
+out:
+	what = layout ? offer_to_string(layout) : NULL;
+	log_device_full_errno(LOG_INFO, 0, d->id, d->has_pci ? d->pci.address : NULL,
+			      "Device %s: already offered as %s; nothing to repartition.", d->id,
+			      what ?: "its policy asks");
+	if (ret_device)
+		*ret_device = TAKE_PTR(id);
+	return REPARTITION_UNCHANGED;
+}
+
 int repartitioner_start(struct repartitioner *rp, const char *key, const struct offer *layout,
 			uint64_t timeout_usec, char **ret_device, char **ret_error)
 {
@@ -690,7 +745,7 @@ int repartitioner_start(struct repartitioner *rp, const char *key, const struct 
 	const struct device_plan *dp;
 	const struct offer *target, *old_layout;
 	struct repartition rec = {};
-	_cleanup_free_ char *why = NULL, *what = NULL;
+	_cleanup_free_ char *why = NULL, *what = NULL, *id = NULL, *failure = NULL;
 	struct state *st = state(rp);
 	int r;
 
@@ -710,6 +765,14 @@ int repartitioner_start(struct repartitioner *rp, const char *key, const struct 
 	if (r == 0)
 		return fail_msg(ret_error, -EINVAL, "device %s cannot be laid out as %s: %s",
 				d->id, (what = offer_to_string(target)) ?: "requested", why);
+
+	if (dp) {
+		r = plan_offer_unchanged(d, &dp->applied, target);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			return keep_layout(rp, d, layout ? target : NULL, ret_device, ret_error);
+	}
 
 	rec.phase = REPARTITION_DRAINING;
 	rec.started_usec = now_usec(CLOCK_REALTIME);
@@ -752,11 +815,22 @@ int repartitioner_start(struct repartitioner *rp, const char *key, const struct 
 			      d->id, what ?: "?", allocated_slices(rp, d->id),
 			      allocated_slices(rp, d->id) == 1 ? "" : "s");
 	news(rp, d->id, "started", target, NULL);
-	if (ret_device && !(*ret_device = strdup(d->id)))
+	if (!(id = strdup(d->id)))
 		return -ENOMEM;
+	/* an idle device, a layout of the plan alone, or one the planner refuses now (it failed
+	 * on the device as it is): over before this returns, and the caller hears how */
+	rp->starting = id;
+	rp->started_ended = false;
 	replan(rp);
 	repartitioner_step(rp);
-	return 0;
+	rp->starting = NULL;
+	failure = TAKE_PTR(rp->started_failure);
+	if (rp->started_ended && failure)
+		return fail_msg(ret_error, -ECANCELED, "repartition of %s to %s failed: %s", id,
+				what ?: "the layout", failure);
+	if (ret_device)
+		*ret_device = TAKE_PTR(id);
+	return rp->started_ended ? REPARTITION_DONE : REPARTITION_STARTED;
 }
 
 void repartitioner_set_timeout(struct repartitioner *rp, uint64_t usec)
@@ -835,6 +909,7 @@ struct repartitioner *repartitioner_free(struct repartitioner *rp)
 		job_free(rp->job);
 	}
 	sd_event_source_disable_unref(rp->deadline);
+	free(rp->started_failure);
 	given_up_clear(rp);
 	sd_event_unref(rp->event);
 	free(rp);

@@ -80,13 +80,21 @@ int repartitioner_cordon(struct repartitioner *rp, const char *key, const char *
 /* Lifts the cordon: 1 when there was one, 0 when not; -ENOENT, -EIO, -ENOMEM as above. */
 int repartitioner_uncordon(struct repartitioner *rp, const char *key, char **ret_error);
 
+enum {
+	REPARTITION_STARTED,   /* in progress: its news follow */
+	REPARTITION_DONE,      /* made before repartitioner_start() returned */
+	REPARTITION_UNCHANGED, /* the device is offered so already: nothing drained or made */
+};
+
 /*
  * Starts repartitioning the device @key names to @layout (NULL: back to what the policy asks),
  * waiting up to @timeout_usec (0: as long as it takes; REPARTITION_TIMEOUT_DEFAULT: the
- * configured repartition-timeout) for its slices to be released. Returns 0 with the
- * device's id in *ret_device (caller frees); -ENOENT for an unknown device, -EBUSY while a
- * repartition of that device is in progress, -EINVAL for a layout the device cannot have,
- * -EIO when the state could not be saved; a one-line reason in *ret_error.
+ * configured repartition-timeout) for its slices to be released. Returns REPARTITION_STARTED,
+ * _DONE or _UNCHANGED with the device's id in *ret_device (caller frees); -ENOENT for an
+ * unknown device, -EBUSY while a repartition of that device is in progress, -EINVAL for a
+ * layout the device cannot have, -ECANCELED for one that failed at once (one that failed on
+ * the device as it is before), -EIO when the state could not be saved; a one-line reason in
+ * *ret_error.
  */
 int repartitioner_start(struct repartitioner *rp, const char *key, const struct offer *layout,
 			uint64_t timeout_usec, char **ret_device, char **ret_error);

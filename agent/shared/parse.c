@@ -278,3 +278,68 @@ int parse_size(const char *s, uint64_t *ret_bytes)
 
 	return parse_with_unit(s, units, ELEMENTSOF(units), ret_bytes);
 }
+
+/*
+ * The length of the UTF-8 sequence at @s (of @n bytes), or 0 when it is not one. The rules are
+ * RFC 3629's, as jansson applies them: no overlong forms, no surrogates, nothing above
+ * U+10FFFF. (jansson exports no validator, and glibc's decoders differ on these edges.)
+ */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+char *utf8_escape_invalid(const char *s, char *buf, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), out = 0;
+
+	while (n > 0) {
+		size_t len = utf8_sequence(p, n);
+
+		/* control characters too: the text is one line, and safe for a terminal */
+		if (len == 0 || p[0] < 0x20 || p[0] == 0x7f) {
+			/* \xHH: four bytes */
+			if (out + 4 >= size)
+				break;
+			snprintf(buf + out, size - out, "\\x%02x", p[0]);
+			out += 4;
+			len = 1;
+		} else {
+			if (out + len >= size)
+				break;
+			memcpy(buf + out, p, len);
+			out += len;
+		}
+		p += len;
+		n -= len;
+	}
+	buf[out] = '\0';
+	return buf;
+}

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 int safe_atoi(const char *s, int *ret);
@@ -36,6 +37,13 @@ int parse_pci_address(const char *s, char ret[static 13]);
 char *strstrip_trailing(char *s);
 /* True when @s is non-empty and consists of printable ASCII only. */
 bool string_is_printable(const char *s);
+/*
+ * Copies @s into @buf (@size > 0 bytes) as one line of valid UTF-8 that a JSON document can
+ * carry and a terminal can show: a byte that does not begin a valid UTF-8 sequence (RFC 3629)
+ * and an ASCII control character are written as the text "\xHH", and what does not fit is
+ * left out at a character boundary, so a multi-byte character is never cut. Returns @buf.
+ */
+char *utf8_escape_invalid(const char *s, char *buf, size_t size);
 
 /* "30s", "500ms", "2m", or a plain number of seconds. 0 or -EINVAL/-ERANGE. */
 int parse_duration(const char *s, uint64_t *ret_usec);

@@ -93,6 +93,75 @@ static void test_malformed(void **state)
 	assert_still_serving();
 }
 
+/* An answer to @request (sent raw, the connection closed after it); free it. */
+static char *raw(const char *request)
+{
+	return test_raw_exchange(x->socket, request, strlen(request), 2000);
+}
+
+/*
+ * Text that is not UTF-8, or long multi-byte text that an error message must cut, is the
+ * client's mistake: answered as the route says (404, 400), never as our own failure (500), and
+ * the answer is JSON that names the bytes.
+ */
+static void test_not_utf8(void **state)
+{
+	_cleanup_free_ char *body = NULL, *kind = NULL;
+	json_t *doc = NULL;
+	char *a;
+
+	a = raw("GET /v1/%ff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	assert_error_answer(a, "HTTP/1.1 404", "not-found");
+	if (!strstr(a, "'/v1/\\\\xff'"))
+		fail_msg("the path is not named:\n%.300s", a);
+	free(a);
+	a = raw("GET /v1/devices/%c3%28 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	assert_error_answer(a, "HTTP/1.1 404", "not-found");
+	assert_non_null(strstr(a, "no device '\\\\xc3('"));
+	free(a);
+	a = raw("DELETE /v1/allocations/%ff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	assert_error_answer(a, "HTTP/1.1 404", "not-found");
+	free(a);
+
+	/* 300 x U+00E9 (two bytes each): longer than any error message */
+	kind = malloc(601);
+	assert_non_null(kind);
+	for (size_t i = 0; i < 300; i++)
+		memcpy(kind + 2 * i, "\xc3\xa9", 2);
+	kind[600] = '\0';
+	assert_true(asprintf(&body, "{\"kind\": \"%s\"}", kind) > 0);
+	assert_int_equal(test_request_body(x, "POST", "/v1/fit", body, &doc), 400);
+	assert_string_equal(json_string_value(json_object_get(doc, "error")), "invalid");
+	assert_non_null(strstr(json_string_value(json_object_get(doc, "message")),
+			       "Unknown kind '\xc3\xa9\xc3\xa9"));
+	json_decref(doc);
+	doc = NULL;
+	free(body);
+	assert_true(asprintf(&body, "{\"resource\": \"%s\"}", kind) > 0);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 404);
+	json_decref(doc);
+	assert_still_serving();
+}
+
+/* Only HTTP/1.x is spoken: any other version is told so (505), not answered as 1.1. */
+static void test_http_version(void **state)
+{
+	char *a;
+
+	a = raw("GET /v1/devices HTTP/9.9\r\nHost: x\r\n\r\n");
+	assert_error_answer(a, "HTTP/1.1 505", "version-not-supported");
+	assert_non_null(strstr(a, "HTTP/9.9 is not supported"));
+	free(a);
+	a = raw("GET /v1/devices HTTP/2.0\r\nHost: x\r\n\r\n");
+	assert_error_answer(a, "HTTP/1.1 505", "version-not-supported");
+	free(a);
+	a = raw("GET /v1/version HTTP/1.0\r\n\r\n");
+	assert_non_null(a);
+	assert_int_equal(strncmp(a, "HTTP/1.1 200", 12), 0);
+	free(a);
+	assert_still_serving();
+}
+
 static void test_oversized(void **state)
 {
 	size_t n = 70 * 1024;
@@ -137,6 +206,7 @@ static void test_unprivileged_rescan(void **state)
 	static const char *const mutating[] = {
 		"POST /v1/reload",	"POST /v1/allocations", "DELETE /v1/allocations/a-0",
 		"POST /v1/cordon",	"POST /v1/uncordon",	 "POST /v1/repartition",
+		"DELETE /v1/allocations/%ff",
 	};
 	static const char post[] = "POST /v1/rescan HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
 	static const char get[] = "GET /v1/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -244,6 +314,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unknown_path_and_method),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_not_utf8),
+		cmocka_unit_test(test_http_version),
 		cmocka_unit_test(test_oversized),
 		cmocka_unit_test(test_slowloris),
 		cmocka_unit_test(test_unprivileged_rescan),

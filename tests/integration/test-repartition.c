@@ -314,6 +314,16 @@ static void test_timeout(void **state)
 	assert_non_null(strstr(out, "repartition to mig=7g.80gb failed: timed out waiting for 1 "
 				    "slice to be released"));
 
+	/* ... and so does its JSON output, with the same exit status */
+	free(out);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "-o", "json", "repartition", MIG_GPU, "--layout",
+						       "mig: [7g.80gb]", "--timeout", "300ms",
+						       "--wait", NULL },
+				     &out),
+			 2);
+	assert_non_null(strstr(out, "\"failure\": \"timed out waiting for 1 slice"));
+
 	/* a timeout of 0 waits as long as it takes */
 	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [7g.80gb]\", "
 		       "\"timeout\": \"0\"}",
@@ -340,6 +350,13 @@ static void test_refused(void **state)
 	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: all-5g.60gb\"}", 400, &doc);
 	assert_non_null(strstr(jstr(doc, "message"), "does not list profile 5g.60gb"));
 	json_decref(doc);
+	/* ... in the list form too */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [5g.60gb]\"}", 400, &doc);
+	assert_non_null(strstr(jstr(doc, "message"), "does not list profile 5g.60gb"));
+	json_decref(doc);
+	repartition(x, "{\"device\": \"" GPU_A "\", \"layout\": \"mig: [1g.10gb, 5g.60gb]\", "
+		       "\"mig-enable\": true}",
+		    400, NULL);
 	/* not a layout */
 	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb\"}", 400, &doc);
 	assert_non_null(strstr(jstr(doc, "message"), "layout: line "));
@@ -363,6 +380,112 @@ static void test_refused(void **state)
 	test_wait_settled(x, GPU_A, "replicas=4");
 	assert_int_equal(test_capacity(x, WHOLE ".shared", "free"), 4);
 	assert_int_equal(test_capacity(x, WHOLE, "total"), WHOLE_GPUS - 1);
+	test_xpud_free(x);
+}
+
+/*
+ * A layout that failed on the device as it is fails again at once: the answer says so (409),
+ * not "accepted", and xpuctl, --wait and its JSON output report the failure.
+ */
+static void test_repeated_failure(void **state)
+{
+	static const char body[] = "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [4g.40gb, "
+				   "4g.40gb]\"}";
+	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
+	_cleanup_free_ char *out = NULL;
+	struct test_stream *events;
+	json_t *doc = NULL;
+
+	events = test_stream_open(x->socket);
+	assert_true(test_stream_wait(events, (const char *[]){ "subscribed", NULL }, 5000) >= 0);
+	/* two 4g.40gb need 8 of the GPU's 7 slices: made half-way, then rolled back */
+	repartition(x, body, 202, NULL);
+	assert_true(test_stream_wait(events, (const char *[]){ MIG_GPU, "\"failed\"", NULL },
+				     10000) >= 0);
+	test_wait_settled(x, MIG_GPU, "whole");
+
+	repartition(x, body, 409, &doc);
+	assert_string_equal(jstr(doc, "error"), "failed");
+	assert_non_null(strstr(jstr(doc, "message"), "repartition of " MIG_GPU
+						     " to mig=4g.40gb,4g.40gb failed: "));
+	json_decref(doc);
+	assert_null(phase_of(x, MIG_GPU));
+	doc = test_plan_entry(x, MIG_GPU);
+	assert_true(json_is_null(json_object_get(doc, "layout")));
+	json_decref(doc);
+	assert_int_equal(test_capacity(x, MIG_1G, "free"), 7);
+
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "repartition", MIG_GPU, "--layout",
+						       "mig: [4g.40gb, 4g.40gb]", NULL },
+				     NULL),
+			 2);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "-o", "json", "repartition", MIG_GPU,
+						       "--layout", "mig: [4g.40gb, 4g.40gb]",
+						       "--wait", NULL },
+				     &out),
+			 2);
+	test_stream_close(events);
+	test_xpud_free(x);
+}
+
+/*
+ * A repartition to what the device is offered as already is answered as such (200,
+ * "unchanged"): no drain, no withdrawn slice, no repartition in progress.
+ */
+static void test_unchanged(void **state)
+{
+	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
+	_cleanup_free_ char *mig = NULL, *whole = NULL, *out = NULL;
+	json_t *doc = NULL;
+
+	mig = alloc_one(x, MIG_1G, NULL);
+	whole = alloc_one(x, WHOLE, GPU_A);
+
+	/* the seven 1g.10gb it has, one of them in use */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: all-1g.10gb\"}", 200,
+		    &doc);
+	assert_string_equal(jstr(doc, "result"), "unchanged");
+	assert_true(json_is_null(json_object_get(doc, "repartition")));
+	json_decref(doc);
+	assert_null(phase_of(x, MIG_GPU));
+	assert_int_equal(test_capacity(x, MIG_1G, "free"), 6);
+	/* the operator's layout is kept as asked */
+	doc = test_plan_entry(x, MIG_GPU);
+	assert_true(json_is_object(json_object_get(doc, "layout")) ||
+		    json_is_string(json_object_get(doc, "layout")));
+	json_decref(doc);
+	/* the same again, and back to the policy, which the instances follow as well */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: all-1g.10gb\"}", 200,
+		    NULL);
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"policy\": true}", 200, NULL);
+	doc = test_plan_entry(x, MIG_GPU);
+	assert_true(json_is_null(json_object_get(doc, "layout")));
+	json_decref(doc);
+	assert_int_equal(test_capacity(x, MIG_1G, "free"), 6);
+
+	/* a whole GPU in use, asked to be whole: it keeps serving, nothing is withdrawn */
+	repartition(x, "{\"device\": \"" GPU_A "\", \"layout\": \"whole: true\"}", 200, NULL);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "repartition", GPU_B, "--policy", "--wait",
+						       NULL },
+				     &out),
+			 0);
+	assert_non_null(strstr(out, "offered as whole"));
+	free(out);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "repartition", GPU_A, "--layout",
+						       "whole: true", NULL },
+				     &out),
+			 0);
+	assert_non_null(strstr(out, "offered so already, nothing changed"));
+	assert_null(phase_of(x, GPU_A));
+	assert_null(phase_of(x, GPU_B));
+	assert_int_equal(test_capacity(x, WHOLE, "free"), WHOLE_GPUS - 1);
+	assert_int_equal(test_capacity(x, WHOLE, "allocated"), 1);
+	assert_false(test_xpud_log_contains(x, "withdrawing"));
+	assert_false(test_xpud_log_contains(x, "its free slices withdrawn"));
 	test_xpud_free(x);
 }
 
@@ -512,6 +635,8 @@ int main(void)
 		cmocka_unit_test(test_waits_for_release),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_repeated_failure),
+		cmocka_unit_test(test_unchanged),
 		cmocka_unit_test(test_others_serve_during_apply),
 		cmocka_unit_test(test_restart_resumes),
 		cmocka_unit_test(test_restart_rolls_back),

@@ -110,12 +110,36 @@ static void test_strv_env(void **state)
 	assert_null(strv_env_get(env, "B"));
 }
 
+static void test_utf8_escape(void **state)
+{
+	char buf[32];
+
+	assert_string_equal(utf8_escape_invalid("plain", buf, sizeof(buf)), "plain");
+	assert_string_equal(utf8_escape_invalid("a\xffz", buf, sizeof(buf)), "a\\xffz");
+	assert_string_equal(utf8_escape_invalid("a\nb\x7f", buf, sizeof(buf)), "a\\x0ab\\x7f");
+	/* overlong, surrogate, above U+10FFFF, truncated */
+	assert_string_equal(utf8_escape_invalid("\xc0\xaf", buf, sizeof(buf)), "\\xc0\\xaf");
+	assert_string_equal(utf8_escape_invalid("\xed\xa0\x80", buf, sizeof(buf)),
+			    "\\xed\\xa0\\x80");
+	assert_string_equal(utf8_escape_invalid("\xf4\x90\x80\x80", buf, sizeof(buf)),
+			    "\\xf4\\x90\\x80\\x80");
+	assert_string_equal(utf8_escape_invalid("\xe2\x82", buf, sizeof(buf)), "\\xe2\\x82");
+	/* valid multi-byte text is kept, and cut only between characters */
+	assert_string_equal(utf8_escape_invalid("\xe2\x82\xac\xf0\x9f\x98\x80", buf, sizeof(buf)),
+			    "\xe2\x82\xac\xf0\x9f\x98\x80");
+	assert_string_equal(utf8_escape_invalid("\xc3\xa9\xc3\xa9\xc3\xa9", buf, 6),
+			    "\xc3\xa9\xc3\xa9");
+	assert_string_equal(utf8_escape_invalid("ab\xff", buf, 5), "ab");
+	assert_string_equal(utf8_escape_invalid("", buf, 1), "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_integers),    cmocka_unit_test(test_hex_ids),
 		cmocka_unit_test(test_link_speed),  cmocka_unit_test(test_cpu_list),
 		cmocka_unit_test(test_pci_address), cmocka_unit_test(test_strv_env),
+		cmocka_unit_test(test_utf8_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
