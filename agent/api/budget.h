@@ -16,15 +16,15 @@
 #define BUDGET_USERS 64
 
 /* What one user may spend: a burst, refilled at a rate (per second of wall time). */
-#define BUDGET_USER_BURST_USEC 50000ULL	 /* 50 ms */
-#define BUDGET_USER_RATE_USEC 50000ULL	 /* 50 ms per second: 5 % of the loop */
-#define BUDGET_ALL_BURST_USEC 200000ULL	 /* all users together */
-#define BUDGET_ALL_RATE_USEC 200000ULL	 /* 20 % of the loop */
+#define BUDGET_USER_BURST_USEC 50000ULL /* 50 ms */
+#define BUDGET_USER_RATE_USEC 50000ULL	/* 50 ms per second: 5 % of the loop */
+#define BUDGET_ALL_BURST_USEC 200000ULL /* all users together */
+#define BUDGET_ALL_RATE_USEC 200000ULL	/* 20 % of the loop */
 /* The least an answer that was computed costs, however fast it was. */
 #define BUDGET_MIN_CHARGE_USEC 500ULL
 
 struct budget_bucket {
-	int64_t level_usec; /* what may still be spent; negative after an expensive answer */
+	int64_t level_usec;  /* what may still be spent; negative after an expensive answer */
 	uint64_t stamp_usec; /* when level_usec was last brought up to date */
 	uid_t uid;
 	bool used;
