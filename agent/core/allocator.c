@@ -376,7 +376,6 @@ static bool key_less(const unsigned *a, const unsigned *b, size_t n)
 struct bnb {
 	const struct search *s;
 	struct set *best;
-	size_t *idx;	    /* the partial set */
 	unsigned *suffix;   /* suffix[j]: free slices of the devices j and above */
 	unsigned *scratch;  /* two rows of s->n */
 	unsigned min_level; /* the best link between two different candidates */
@@ -400,7 +399,7 @@ static bool bnb_hopeless(const struct bnb *b, const struct set *t, size_t next, 
 	const struct search *s = b->s;
 	const struct set *best = b->best;
 	unsigned *free_n = b->scratch, *inc = b->scratch + s->n;
-	unsigned need = s->count - have, m = 0, got = 0, sum, r = 0;
+	unsigned need = s->count - have, m = 0, got = 0, sum;
 	size_t n_rem = s->n - next;
 	int c;
 
@@ -429,8 +428,8 @@ static bool bnb_hopeless(const struct bnb *b, const struct set *t, size_t next, 
 		return false; /* it may leave fewer slices behind */
 	/* equal at best: the lower slice ids win, and those are decided by the prefix */
 	for (size_t i = 0; i < MIN(t->n, best->n); i++)
-		if ((r = CMP(t->idx[i], best->idx[i])))
-			return r > 0;
+		if ((c = CMP(t->idx[i], best->idx[i])))
+			return c > 0;
 	return t->n >= best->n;
 }
 
