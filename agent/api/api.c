@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/budget.h"
 #include "api/request.h"
 #include "api/views.h"
 #include "core/config.h"
@@ -46,11 +47,25 @@ struct cache_entry {
 	uint64_t generation;
 };
 
+/*
+ * Answers to POST /v1/fit, reused while the inventory and the allocations stay as they were
+ * (the same key as the cached documents): schedulers ask the same shapes again and again.
+ */
+#define FIT_MEMO_SIZE 16
+
+struct fit_memo {
+	char *shape; /* the request's fields, normalised */
+	struct cache_entry answer;
+};
+
 struct api {
 	struct api_context ctx;
 	struct stream *streams;
 	size_t n_streams;
 	struct cache_entry cache[_CACHED_MAX];
+	struct fit_memo fits[FIT_MEMO_SIZE];
+	size_t next_fit; /* the slot the next new answer takes */
+	struct budget budget;
 };
 
 int api_new(const struct api_context *ctx, struct api **ret)
@@ -81,6 +96,10 @@ struct api *api_free(struct api *a)
 		return NULL;
 	for (size_t i = 0; i < _CACHED_MAX; i++)
 		free(a->cache[i].body);
+	for (size_t i = 0; i < FIT_MEMO_SIZE; i++) {
+		free(a->fits[i].shape);
+		free(a->fits[i].answer.body);
+	}
 	while (a->streams) {
 		struct stream *s = a->streams;
 		struct http_conn *c = s->conn;
@@ -525,9 +544,102 @@ static int handle_release(struct api *a, struct http_conn *c, const char *id)
 	return reply_json(c, 200, json_pack("{s:s}", "released", id), NULL);
 }
 
-static int handle_fit(struct api *a, struct http_conn *c, const struct http_request *req)
+/* "memory compute count kind resource", the strings with their lengths: a memo key. */
+static char *fit_shape(const struct fit_request *fr)
+{
+	char *s;
+
+	if (asprintf(&s, "%llu %.17g %u %zu:%s %zu:%s", (unsigned long long)fr->memory_bytes,
+		     fr->compute, fr->count, fr->kind ? strlen(fr->kind) : 0, fr->kind ?: "",
+		     fr->resource ? strlen(fr->resource) : 0, fr->resource ?: "") < 0)
+		return NULL;
+	return s;
+}
+
+/* The memoised answer to @shape for the inventory as it is now, or NULL. */
+static struct fit_memo *fit_memo_find(struct api *a, const char *shape)
+{
+	uint64_t seq = inventory_last_seq(a->ctx.inventory);
+	uint64_t gen = inventory_generation(a->ctx.inventory);
+
+	for (size_t i = 0; i < FIT_MEMO_SIZE; i++) {
+		struct fit_memo *m = &a->fits[i];
+
+		if (m->shape && streq(m->shape, shape) && m->answer.seq == seq &&
+		    m->answer.generation == gen)
+			return m;
+	}
+	return NULL;
+}
+
+/* Keeps @body (taken) as the answer to @shape (taken). */
+static void fit_memo_add(struct api *a, char *shape, char *body)
+{
+	struct fit_memo *m = &a->fits[a->next_fit];
+
+	a->next_fit = (a->next_fit + 1) % FIT_MEMO_SIZE;
+	free(m->shape);
+	free(m->answer.body);
+	*m = (struct fit_memo){ shape, { body, strlen(body), inventory_last_seq(a->ctx.inventory),
+					 inventory_generation(a->ctx.inventory) } };
+}
+
+/*
+ * Answers a valid fit request: from the memo when the same shape was answered for the same
+ * inventory, else by the allocator's search, which callers other than root, xpud's own user
+ * and the admin group pay for from their budget of loop time (api/budget.h): when it is spent,
+ * 429 with Retry-After.
+ */
+static int fit_answer(struct api *a, struct http_conn *c, const struct http_request *req,
+		      const struct fit_request *fr)
 {
 	_cleanup_(fit_result_done) struct fit_result res = {};
+	_cleanup_free_ char *err = NULL, *shape = fit_shape(fr), *body = NULL;
+	bool exempt = may_mutate(a, req), shared = false;
+	const struct fit_memo *m;
+	unsigned retry = 0;
+	uint64_t start;
+	int r;
+
+	if (!shape)
+		return -ENOMEM;
+	m = fit_memo_find(a, shape);
+	if (m)
+		return http_conn_reply(c, 200, "application/json", NULL, m->answer.body,
+				       m->answer.len);
+	start = now_usec(CLOCK_MONOTONIC);
+	if (!exempt && budget_check(&a->budget, req->cred.uid, start, &retry, &shared) < 0) {
+		char hdr[64];
+
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", retry);
+		return reply_json(
+			c, 429,
+			view_error("too-many-requests",
+				   shared ? "the users other than root and the admin group have "
+					    "used their share of xpud's time for fits; retry later"
+					  : "this user has used its share of xpud's time for fits "
+					    "(new shapes); retry later, or ask the same shape again"),
+			hdr);
+	}
+	r = alloc_fit(inventory_devices(a->ctx.inventory), inventory_slices(a->ctx.inventory),
+		      ledger(a), fr, &res, &err);
+	if (r >= 0) {
+		body = dump_steal(view_fit(&res));
+		if (!body)
+			r = -ENOMEM;
+	}
+	if (!exempt)
+		budget_charge(&a->budget, req->cred.uid, now_usec(CLOCK_MONOTONIC) - start,
+			      now_usec(CLOCK_MONOTONIC));
+	if (r < 0)
+		return reply_allocation_error(c, r, "cannot answer", err);
+	r = http_conn_reply(c, 200, "application/json", NULL, body, strlen(body));
+	fit_memo_add(a, TAKE_PTR(shape), TAKE_PTR(body));
+	return r;
+}
+
+static int handle_fit(struct api *a, struct http_conn *c, const struct http_request *req)
+{
 	_cleanup_(request_fit_done) struct fit_request fr = {};
 	_cleanup_free_ char *err = NULL;
 	int r;
@@ -537,12 +649,7 @@ static int handle_fit(struct api *a, struct http_conn *c, const struct http_requ
 		return r;
 	if (r < 0)
 		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
-	err = mfree(err);
-	r = alloc_fit(inventory_devices(a->ctx.inventory), inventory_slices(a->ctx.inventory),
-		      ledger(a), &fr, &res, &err);
-	if (r < 0)
-		return reply_allocation_error(c, r, "cannot answer", err);
-	return reply_json(c, 200, view_fit(&res), NULL);
+	return fit_answer(a, c, req, &fr);
 }
 
 static int handle_reload(struct api *a, struct http_conn *c)

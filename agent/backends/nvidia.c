@@ -35,6 +35,7 @@
 #include "backends/pci.h"
 #include "shared/bounded.h"
 #include "shared/dlopen-util.h"
+#include "shared/fault.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -551,11 +552,6 @@ static void *query_thread(void *userdata)
 	return NULL;
 }
 
-/*
- * Runs @n queries on their own threads and waits for all of them until one deadline. Queries
- * that miss it are left to finish on their own and recorded as stuck. Returns how many
- * finished.
- */
 /* Records the PCI address NVML index @i answered with (see index_addr). */
 static void set_index_addr(struct nvidia *nv, unsigned i, const char addr[static 13])
 {
@@ -564,24 +560,37 @@ static void set_index_addr(struct nvidia *nv, unsigned i, const char addr[static
 	pthread_mutex_unlock(&nv->map_lock);
 }
 
-static size_t run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
+/*
+ * Runs @n queries on their own threads and waits for all of them until one deadline. Queries
+ * that miss it are left to finish on their own and recorded as stuck. Returns how many
+ * finished, or the error of a thread that could not be started (-EAGAIN: too many threads),
+ * after the others were waited for: NVML was not asked, so nothing is known of that GPU.
+ */
+static int run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 {
 	pthread_t threads[NVML_MAX_GPUS];
 	bool started[NVML_MAX_GPUS] = {};
 	pthread_attr_t attr;
 	struct timespec deadline;
-	size_t finished = 0;
+	int finished = 0, error = 0;
 
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
 	for (size_t i = 0; i < n; i++) {
+		int k;
+
 		qs[i]->outstanding = &nv->outstanding;
 		qs[i]->host = nv->host;
 		atomic_fetch_add(&qs[i]->refs, 1); /* the thread's */
 		atomic_fetch_add(&nv->outstanding, 1);
-		if (pthread_create(&threads[i], &attr, query_thread, qs[i]) != 0) {
+		k = fault_error("nvidia-query-thread") ?:
+			-pthread_create(&threads[i], &attr, query_thread, qs[i]);
+		if (k < 0) {
+			log_debug_errno(k, "Cannot start a thread to query NVML GPU %u: %m",
+					qs[i]->index);
 			atomic_fetch_sub(&nv->outstanding, 1);
 			atomic_fetch_sub(&qs[i]->refs, 1);
+			error = error ?: k;
 			continue;
 		}
 		started[i] = true;
@@ -604,7 +613,7 @@ static size_t run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 			nv->stuck[qs[i]->index] = qs[i];
 		}
 	}
-	return finished;
+	return error ?: finished;
 }
 
 /* Forgets stuck queries whose threads have returned: those GPUs are asked again. */
@@ -998,7 +1007,13 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 		qs[n]->index = i;
 		n++;
 	}
-	(void)run_queries(nv, qs, n);
+	k = run_queries(nv, qs, n);
+	if (k < 0) {
+		/* xpud's own trouble, not the GPUs': the last inventory stands (registry.c) */
+		log_warning_errno(k, "Cannot start the threads that query NVML: %m");
+		goto out;
+	}
+	k = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		if (atomic_load(&qs[i]->addr_known))
@@ -1045,7 +1060,12 @@ static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 			if (j != i)
 				tq[i]->peer_index[tq[i]->n_peers++] = ok[j]->index;
 	}
-	(void)run_queries(nv, tq, n_ok);
+	k = run_queries(nv, tq, n_ok);
+	if (k < 0) {
+		log_warning_errno(k, "Cannot start the threads that query NVML's topology: %m");
+		goto out;
+	}
+	k = 0;
 	for (size_t i = 0; i < n_ok; i++) {
 		struct xpu_device *d = ok[i]->dev;
 		size_t p = 0;
@@ -1123,7 +1143,7 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 	struct nvidia *nv = b->userdata;
 	struct gpu_query *q;
 	unsigned count = 0, hint = UINT_MAX;
-	int k = -ENODEV;
+	int k = -ENODEV, r;
 
 	reap_stuck(nv);
 	sticky_take_resets(nv);
@@ -1157,7 +1177,13 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		atomic_init(&q->refs, 1);
 		q->api = &nv->api;
 		q->index = i;
-		(void)run_queries(nv, &q, 1);
+		r = run_queries(nv, &q, 1);
+		if (r < 0) {
+			/* NVML was not asked: not a sign of the GPU's health, nor of its absence */
+			query_unref(q);
+			return log_warning_errno(r, "Cannot start a thread to probe %s through NVML: %m",
+						 d->id);
+		}
 		if (atomic_load(&q->addr_known))
 			set_index_addr(nv, i, q->addr);
 		if (!atomic_load(&q->addr_known) && atomic_load(&q->done)) {

@@ -64,26 +64,34 @@ static enum link_level topology_level(const char *v)
 	return _LINK_UNKNOWN;
 }
 
-/* What @a's backend says about its link to @b: "xgmi.<b>" or "topology.<b>". */
+/* Whether @key is @prefix followed by @b's id or PCI address. */
+static bool names_peer(const char *key, const char *prefix, const struct xpu_device *b, bool other)
+{
+	size_t len = strlen(prefix);
+
+	if (strncmp(key, prefix, len) != 0)
+		return false;
+	return streq(key + len, b->id) || (other && streq(key + len, b->pci.address));
+}
+
+/*
+ * What @a's backend says about its link to @b: "xgmi.<b>" or "topology.<b>". One pass over
+ * @a's properties: a fit on a 16-GPU node asks this for every pair of its devices.
+ */
 static enum link_level reported_level(const struct xpu_device *a, const struct xpu_device *b)
 {
 	/* a device's id is its PCI address where it has one; look the address up if not */
 	bool other = b->has_pci && !streq(b->pci.address, b->id);
-	const char *peers[2] = { b->id, other ? b->pci.address : NULL };
 	enum link_level best = _LINK_UNKNOWN;
 
-	for (size_t i = 0; i < ELEMENTSOF(peers); i++) {
-		char key[128];
-		const char *v;
+	for (size_t i = 0; a->properties && a->properties[i] && a->properties[i + 1]; i += 2) {
+		const char *k = a->properties[i], *v = a->properties[i + 1];
 
-		if (!peers[i])
-			continue;
-		snprintf(key, sizeof(key), "xgmi.%s", peers[i]);
-		v = device_get_property(a, key);
-		if (v && !streq(v, "0") && !streq(v, "false"))
-			return LINK_NVLINK;
-		snprintf(key, sizeof(key), "topology.%s", peers[i]);
-		best = MIN(best, topology_level(device_get_property(a, key)));
+		if (names_peer(k, "xgmi.", b, other)) {
+			if (!streq(v, "0") && !streq(v, "false"))
+				return LINK_NVLINK;
+		} else if (names_peer(k, "topology.", b, other))
+			best = MIN(best, topology_level(v));
 	}
 	return best;
 }
@@ -358,17 +366,121 @@ static bool key_less(const unsigned *a, const unsigned *b, size_t n)
 	return false;
 }
 
-static void search_exhaustive(const struct search *s, struct set *t, struct set *best)
+/*
+ * The exact search, as branch and bound over the sets in ascending index order. Every measure
+ * of a set (NUMA nodes, worst link, sum of links, untouched devices) only grows as devices join
+ * it, so a partial set whose least possible score is already worse than the best set found is
+ * not extended; nor is a set that holds enough slices (a device more cannot make it better).
+ * The greedy search's answer is the first best, so most branches end at their first device.
+ */
+struct bnb {
+	const struct search *s;
+	struct set *best;
+	unsigned *suffix;   /* suffix[j]: free slices of the devices j and above */
+	unsigned *scratch;  /* two rows of s->n */
+	unsigned min_level; /* the best link between two different candidates */
+};
+
+static void sort_desc(unsigned *v, size_t n)
 {
-	for (unsigned long mask = 1; mask < 1UL << s->n; mask++) {
-		if ((unsigned)__builtin_popcountl(mask) > s->count)
-			continue;
-		t->n = 0;
-		for (size_t i = 0; i < s->n; i++)
-			if (mask & (1UL << i))
-				t->idx[t->n++] = i;
-		consider(s, t, best);
+	for (size_t i = 1; i < n; i++) /* insertion sort: a handful of devices */
+		for (size_t j = i; j > 0 && v[j] > v[j - 1]; j--) {
+			unsigned x = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+}
+
+/* Whether no set that extends @t (not yet enough slices) with devices from @next on can beat
+ * the best one. @t's measures are those of the partial set. */
+static bool bnb_hopeless(const struct bnb *b, const struct set *t, size_t next, unsigned have)
+{
+	const struct search *s = b->s;
+	const struct set *best = b->best;
+	unsigned *free_n = b->scratch, *inc = b->scratch + s->n;
+	unsigned need = s->count - have, m = 0, got = 0, sum;
+	size_t n_rem = s->n - next;
+	int c;
+
+	if (have + b->suffix[next] < s->count)
+		return true;
+	if (best->n == 0)
+		return false;
+	/* the fewest devices still to add, and the least each adds to the sum of links */
+	for (size_t j = next; j < s->n; j++) {
+		free_n[j - next] = s->c[j].n;
+		inc[j - next] = 0;
+		for (size_t i = 0; i < t->n; i++)
+			inc[j - next] += s->level[t->idx[i] * s->n + j];
 	}
+	sort_desc(free_n, n_rem);
+	while (got < need)
+		got += free_n[m++];
+	sort_desc(inc, n_rem);
+	sum = t->sum + m * (m - 1) / 2 * b->min_level;
+	for (unsigned i = 0; i < m; i++)
+		sum += inc[n_rem - 1 - i];
+	if ((c = CMP(t->numa_nodes, best->numa_nodes)) || (c = CMP(t->worst, best->worst)) ||
+	    (c = CMP(sum, best->sum)) || (c = CMP(t->untouched, best->untouched)))
+		return c > 0;
+	if (best->leftover > 0)
+		return false; /* it may leave fewer slices behind */
+	/* equal at best: the lower slice ids win, and those are decided by the prefix */
+	for (size_t i = 0; i < MIN(t->n, best->n); i++)
+		if ((c = CMP(t->idx[i], best->idx[i])))
+			return c > 0;
+	return t->n >= best->n;
+}
+
+static void bnb_extend(struct bnb *b, struct set *t, size_t next, unsigned have)
+{
+	const struct search *s = b->s;
+	struct set saved = *t;
+
+	for (size_t j = next; j < s->n; j++) {
+		bool new_node = true;
+
+		*t = saved;
+		for (size_t i = 0; i < t->n; i++) {
+			unsigned l = s->level[t->idx[i] * s->n + j];
+
+			t->worst = MAX(t->worst, l);
+			t->sum += l;
+			new_node = new_node && s->c[t->idx[i]].dev->numa_node != s->c[j].dev->numa_node;
+		}
+		t->numa_nodes += new_node;
+		t->untouched += !s->c[j].touched;
+		t->idx[t->n++] = j;
+		if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_NVLINK))
+			continue;
+		if (have + s->c[j].n >= s->count)
+			consider(s, t, b->best);
+		else if (!bnb_hopeless(b, t, j + 1, have + s->c[j].n))
+			bnb_extend(b, t, j + 1, have + s->c[j].n);
+	}
+	*t = saved;
+}
+
+static int search_exact(const struct search *s, struct set *t, struct set *best)
+{
+	_cleanup_free_ unsigned *suffix = calloc(s->n + 1, sizeof(*suffix));
+	_cleanup_free_ unsigned *scratch = calloc(2 * s->n + 1, sizeof(*scratch));
+	struct bnb b = { .s = s, .best = best, .suffix = suffix, .scratch = scratch,
+			 .min_level = _LINK_UNKNOWN };
+
+	if (!suffix || !scratch)
+		return -ENOMEM;
+	for (size_t j = s->n; j > 0; j--)
+		suffix[j - 1] = suffix[j] + s->c[j - 1].n;
+	for (size_t i = 0; i < s->n; i++)
+		for (size_t j = i + 1; j < s->n; j++)
+			b.min_level = MIN(b.min_level, s->level[i * s->n + j]);
+	t->n = 0;
+	t->numa_nodes = t->worst = t->sum = t->untouched = 0;
+	if (!bnb_hopeless(&b, t, 0, 0))
+		bnb_extend(&b, t, 0, 0);
+	return 0;
 }
 
 /*
@@ -493,10 +605,12 @@ static int search_run(const struct search *s, char ***ret)
 
 	if (!idx || !best_idx || !in || !acc_max || !acc_sum)
 		return -ENOMEM;
-	if (s->n <= ALLOC_EXHAUSTIVE_MAX)
-		search_exhaustive(s, &t, &best);
-	else
-		search_greedy(s, &t, &best, in, acc_max, acc_sum);
+	search_greedy(s, &t, &best, in, acc_max, acc_sum);
+	if (s->n <= ALLOC_EXHAUSTIVE_MAX) {
+		r = search_exact(s, &t, &best);
+		if (r < 0)
+			return r;
+	}
 	if (best.n == 0)
 		return 0;
 	r = set_slices(s, &best, ret);

@@ -520,6 +520,11 @@ static int parse_shares(struct yaml_ctx *x, size_t line, const yaml_node_t *v, s
 					    "size: expected a size with a unit such as 10GiB or 512MiB "
 					    "(B, KiB, MiB, GiB, TiB), got '%s'",
 					    val);
+			if (o->share_bytes < OFFER_MIN_SHARE_BYTES)
+				return fail(x->error, kline,
+					    "size: a memory share must be at least 1MiB (CUDA's MPS "
+					    "limits memory in whole MiB), got '%s'",
+					    val);
 		} else {
 			char *end = NULL;
 

@@ -110,11 +110,13 @@ static int plan_whole(const struct xpu_device *d, const struct offer *o, struct 
 	return 0;
 }
 
-/* "80GiB", or MiB where that is not whole. */
+/* "80GiB", or MiB where that is not whole, or bytes under 1MiB. */
 static void format_size(uint64_t bytes, char buf[static 32])
 {
-	if (bytes % (1ULL << 30) == 0)
+	if (bytes % (1ULL << 30) == 0 && bytes > 0)
 		snprintf(buf, 32, "%lluGiB", (unsigned long long)(bytes >> 30));
+	else if (bytes < (1ULL << 20))
+		snprintf(buf, 32, "%lluB", (unsigned long long)bytes);
 	else
 		snprintf(buf, 32, "%lluMiB", (unsigned long long)(bytes >> 20));
 }
@@ -134,7 +136,13 @@ static int shared_blocked(const struct xpu_device *d, const struct offer *o, cha
 	else if (o->share_bytes == 0 && d->memory_bytes == 0)
 		r = asprintf(ret_reason,
 			     "the device's memory size is unknown: memory shares need a size");
-	else if (o->share_bytes && d->memory_bytes && o->share_bytes > d->memory_bytes / o->count) {
+	else if ((o->share_bytes ?: d->memory_bytes / o->count) < OFFER_MIN_SHARE_BYTES) {
+		/* a size from before it was checked, or a device too small to divide */
+		format_size(o->share_bytes ?: d->memory_bytes / o->count, want);
+		r = asprintf(ret_reason, "memory shares of %s are under 1MiB, the least CUDA's MPS "
+					 "can limit",
+			     want);
+	} else if (o->share_bytes && d->memory_bytes && o->share_bytes > d->memory_bytes / o->count) {
 		format_size(o->share_bytes, want);
 		format_size(d->memory_bytes, have);
 		r = asprintf(ret_reason, "%u memory shares of %s do not fit in the device's %s",

@@ -29,6 +29,9 @@ const char *offer_kind_to_string(enum offer_kind k);
 enum offer_kind offer_kind_from_string(const char *s);
 
 #define OFFER_MAX_COUNT 64 /* replicas or memory shares per device */
+/* The least memory share: CUDA's MPS limits pinned device memory in whole MiB, and a limit of
+ * 0M is no share at all. */
+#define OFFER_MIN_SHARE_BYTES (1ULL << 20)
 
 struct offer {
 	enum offer_kind kind;

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,4 +30,11 @@ void fault_point(const char *name)
 	n = context ? strlen(context) : 0;
 	if (n && strncmp(at, context, n) == 0 && at[n] == '/' && strcmp(at + n + 1, name) == 0)
 		raise(SIGKILL);
+}
+
+int fault_error(const char *name)
+{
+	const char *at = secure_getenv("XPU_FAULT_FAIL_AT");
+
+	return at && strcmp(at, name) == 0 ? -EAGAIN : 0;
 }

@@ -12,3 +12,10 @@
 void fault_point(const char *name);
 /* Sets the operation that fault points belong to (NULL: none). */
 void fault_context(const char *operation);
+
+/*
+ * 0, or -EAGAIN when the environment variable XPU_FAULT_FAIL_AT names @name: an error that a
+ * test cannot provoke from outside (a thread that cannot be started). Read at every call, so
+ * that a test may set it between calls in its own process. Never set in production.
+ */
+int fault_error(const char *name);

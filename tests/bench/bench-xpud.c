@@ -13,10 +13,14 @@
  *             query threads, topology, MIG) next to the sysfs-only start, same run.
  *   repartition  grants of other GPUs while one GPU's MIG layout is made (the fake NVML takes
  *             a second per instance created) next to the same grants with nothing being made.
+ *   fit       POST /v1/fit on a 16-GPU node (the HGX fixture twice over) vs GET /v1/version on
+ *             the same connection; and, as root, root's GET /v1/version while 16 unprivileged
+ *             clients ask for fits as fast as they can, next to the same with nobody else.
  *
  * Usage: bench-xpud XPUD_BIN [ITERATIONS [FAKE_NVML]]. Prints a Markdown table on stdout.
  */
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -687,6 +693,214 @@ static void bench_repartition(const char *bin, const char *root, const char *nvm
 	free(during);
 }
 
+/*
+ * The HGX node twice over: the eight GPUs again in PCI domain 1, with their own minors, UUIDs
+ * and NVML records, on the same NVSwitches. Caller frees.
+ */
+static char *sixteen_gpus_json(const char *hgx)
+{
+	json_t *doc = json_loads(hgx, 0, NULL), *pci, *gpus, *e;
+	size_t i, n;
+	char *s;
+
+	if (!doc)
+		die("hgx json");
+	json_object_set_new(doc, "name", json_string("hgx-16"));
+	pci = json_object_get(doc, "pci");
+	n = json_array_size(pci);
+	for (i = 0; i < n; i++) {
+		json_t *c, *nv, *parents, *p;
+		char buf[64];
+		size_t k;
+
+		e = json_array_get(pci, i);
+		if (!streq_ptr(json_string_value(json_object_get(e, "template")), "h100"))
+			continue;
+		c = json_deep_copy(e);
+		snprintf(buf, sizeof(buf), "0001%s", json_string_value(json_object_get(e, "address")) + 4);
+		json_object_set_new(c, "address", json_string(buf));
+		parents = json_object_get(c, "parents");
+		json_array_foreach(parents, k, p) {
+			snprintf(buf, sizeof(buf), "0001%s", json_string_value(p) + 4);
+			json_array_set_new(parents, k, json_string(buf));
+		}
+		nv = json_object_get(c, "nvidia");
+		json_object_set_new(nv, "minor",
+				    json_integer(json_integer_value(json_object_get(nv, "minor")) + 8));
+		snprintf(buf, sizeof(buf), "%.35s1", json_string_value(json_object_get(nv, "uuid")));
+		json_object_set_new(nv, "uuid", json_string(buf));
+		json_array_append_new(pci, c);
+	}
+	gpus = json_object_get(json_object_get(doc, "nvml"), "gpus");
+	n = json_array_size(gpus);
+	for (i = 0; i < n; i++) {
+		json_t *c = json_deep_copy(json_array_get(gpus, i)), *topo;
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "0001%s", json_string_value(json_object_get(c, "bus_id")) + 4);
+		json_object_set_new(c, "bus_id", json_string(buf));
+		json_object_set_new(c, "minor",
+				    json_integer(json_integer_value(json_object_get(c, "minor")) + 8));
+		snprintf(buf, sizeof(buf), "%.35s1", json_string_value(json_object_get(c, "uuid")));
+		json_object_set_new(c, "uuid", json_string(buf));
+		snprintf(buf, sizeof(buf), "%s9", json_string_value(json_object_get(c, "serial")));
+		json_object_set_new(c, "serial", json_string(buf));
+		topo = json_object_get(c, "topology");
+		if (json_is_string(json_object_get(topo, "switch"))) {
+			snprintf(buf, sizeof(buf), "0001%s",
+				 json_string_value(json_object_get(topo, "switch")) + 4);
+			json_object_set_new(topo, "switch", json_string(buf));
+		}
+		json_array_append_new(gpus, c);
+	}
+	s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	return s;
+}
+
+/* Median round trips of POST /v1/fit of the shape @shape (JSON members; with @vary a compute
+ * fraction that differs each time, so that no answer can be reused) and of GET /v1/version,
+ * interleaved on one connection. */
+static void fit_pair(int fd, const char *shape, bool vary, int n, double *ret_fit,
+		     double *ret_base)
+{
+	static char buf[1 << 16];
+	double *f = calloc((size_t)n, sizeof(double)), *b = calloc((size_t)n, sizeof(double));
+
+	for (int i = -n / 10; i < n; i++) {
+		char req[256];
+		double tf, tb;
+
+		snprintf(req, sizeof(req), "{%s, \"compute\": 0.%d}", shape, vary ? 1000 + i + n : 0);
+		tf = exchange(fd, "POST", "/v1/fit", req, buf, sizeof(buf));
+		if (!strstr(buf, " 200 "))
+			die("fit");
+		tb = exchange(fd, "GET", "/v1/version", NULL, buf, sizeof(buf));
+		if (i >= 0) {
+			f[i] = tf;
+			b[i] = tb;
+		}
+	}
+	*ret_fit = percentile(f, (size_t)n, 0.5);
+	*ret_base = percentile(b, (size_t)n, 0.5);
+	free(f);
+	free(b);
+}
+
+/* Root's GET /v1/version round trips, median of @n. */
+static double version_median(int fd, int n)
+{
+	static char buf[1 << 16];
+	double *t = calloc((size_t)n, sizeof(double)), med;
+
+	for (int i = 0; i < n; i++)
+		t[i] = exchange(fd, "GET", "/v1/version", NULL, buf, sizeof(buf));
+	med = percentile(t, (size_t)n, 0.5);
+	free(t);
+	return med;
+}
+
+/* An unprivileged client asking for fits of 8 GPUs, each a new shape, until killed; it counts
+ * its 200 and 429 answers in @counts (shared memory: [0] answered, [1] refused). */
+static void fit_hammer(const char *sock, long *counts)
+{
+	static char buf[1 << 16];
+	int fd;
+
+	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		_exit(1);
+	fd = connect_to(sock);
+	for (long i = 0;; i++) {
+		char body[128];
+
+		snprintf(body, sizeof(body),
+			 "{\"resource\": \"nvidia.com/gpu\", \"count\": 8, \"compute\": 0.%ld}",
+			 1000 + i);
+		(void)exchange(fd, "POST", "/v1/fit", body, buf, sizeof(buf));
+		if (strstr(buf, " 200 "))
+			__atomic_fetch_add(&counts[0], 1, __ATOMIC_RELAXED);
+		else if (strstr(buf, " 429 "))
+			__atomic_fetch_add(&counts[1], 1, __ATOMIC_RELAXED);
+		else
+			_exit(2);
+	}
+}
+
+static void bench_fit(const char *bin, const char *hgx, const char *nvml, int n)
+{
+	static const char *const shapes[][2] = {
+		{ "1 GPU", "\"resource\": \"nvidia.com/gpu\", \"count\": 1" },
+		{ "4 GPUs", "\"resource\": \"nvidia.com/gpu\", \"count\": 4" },
+		{ "8 GPUs", "\"resource\": \"nvidia.com/gpu\", \"count\": 8" },
+	};
+	char *json = sixteen_gpus_json(hgx), *root = NULL, *err = NULL, sock[4200], run[4200];
+	char state[] = "/dev/shm/xpud-bench-fit-XXXXXX", cmd[256];
+	pid_t pid;
+	int fd;
+
+	if (fixture_build_temp(json, &root, &err) < 0) {
+		fprintf(stderr, "bench-xpud: fixture: %s\n", err ?: "?");
+		exit(1);
+	}
+	if (!mkdtemp(state))
+		die("mkdtemp");
+	snprintf(sock, sizeof(sock), "%s/run/xpud-fit.sock", root);
+	pid = nvml ? start_xpud_nvml(bin, root, sock, state, nvml)
+		   : start_xpud_state(bin, root, sock, state);
+	fd = connect_to(sock);
+	for (size_t k = 0; k < ELEMENTSOF(shapes); k++) {
+		double fit, base, fit_new, base_new;
+
+		fit_pair(fd, shapes[k][1], false, n, &fit, &base);
+		fit_pair(fd, shapes[k][1], true, n, &fit_new, &base_new);
+		printf("| POST /v1/fit of %s, 16 GPUs%s, the same shape again, median | %.1f us | "
+		       "GET /v1/version: %.1f us | %.2fx | - |\n",
+		       shapes[k][0], nvml ? " (NVML, fake)" : "", fit, base, fit / base);
+		printf("| POST /v1/fit of %s, 16 GPUs, a new shape each time, median | %.1f us | "
+		       "GET /v1/version: %.1f us | %.2fx | - |\n",
+		       shapes[k][0], fit_new, base_new, fit_new / base_new);
+	}
+
+	if (geteuid() == 0) {
+		long *counts = mmap(NULL, 2 * sizeof(long), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		pid_t kids[16];
+		double idle, busy;
+
+		if (counts == MAP_FAILED)
+			die("mmap");
+		counts[0] = counts[1] = 0;
+		/* let "nobody" reach the socket */
+		snprintf(run, sizeof(run), "%s/run", root);
+		if (chmod(root, 0755) < 0 || chmod(run, 0755) < 0 || chmod(sock, 0666) < 0)
+			die("chmod");
+		idle = version_median(fd, n);
+		for (size_t k = 0; k < ELEMENTSOF(kids); k++) {
+			kids[k] = fork();
+			if (kids[k] == 0)
+				fit_hammer(sock, counts);
+		}
+		usleep(200 * 1000);
+		busy = version_median(fd, n);
+		for (size_t k = 0; k < ELEMENTSOF(kids); k++) {
+			kill(kids[k], SIGKILL);
+			waitpid(kids[k], NULL, 0);
+		}
+		printf("| root's GET /v1/version while 16 unprivileged clients ask for fits of 8 GPUs "
+		       "(%ld answered, %ld refused with 429), median | %.1f us | nobody else: "
+		       "%.1f us | %.2fx | - |\n",
+		       counts[0], counts[1], busy, idle, busy / idle);
+		munmap(counts, 2 * sizeof(long));
+	}
+	close(fd);
+	stop(pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
+	(void)!system(cmd);
+	fixture_destroy(root);
+	free(root);
+	free(json);
+}
+
 int main(int argc, char *argv[])
 {
 	const struct sim_node *node = sim_node_find("hgx-h100");
@@ -702,6 +916,10 @@ int main(int argc, char *argv[])
 	}
 	log_set_max_level(LOG_ERR);
 	pin(false);
+	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "fit")) { /* the fit lines alone */
+		bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
+		return 0;
+	}
 	if (fixture_build_temp(node->json, &root, &err) < 0) {
 		fprintf(stderr, "bench-xpud: %s\n", err ?: "fixture");
 		return 1;
@@ -841,6 +1059,7 @@ int main(int argc, char *argv[])
 		       percentile(with, 5, 0.5) / percentile(without, 5, 0.5));
 		bench_repartition(argv[1], root, argv[3], n / 10 > 20 ? n / 10 : 20);
 	}
+	bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
 	bench_enumerate(10);
 	fixture_destroy(root);
 	free(root);

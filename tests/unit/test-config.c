@@ -300,6 +300,11 @@ static void test_policy_errors(void **state)
 		     "MiB, GiB, TiB), got '10GB'");
 	expect_error(RULE "    memory-shares: {count: 4, size: 10}\n", "got '10'");
 	expect_error(RULE "    memory-shares: {count: 4, size: 0GiB}\n", "got '0GiB'");
+	/* CUDA's MPS limit is in MiB: 512KiB would be a limit of 0M */
+	expect_error(RULE "    memory-shares: {count: 4, size: 512KiB}\n",
+		     "line 3: size: a memory share must be at least 1MiB (CUDA's MPS limits memory "
+		     "in whole MiB), got '512KiB'");
+	expect_error(RULE "    memory-shares: {count: 4, size: 1048575B}\n", "got '1048575B'");
 	expect_error(RULE "    memory-shares: {count: 4, size: 99999999999999TiB}\n",
 		     "got '99999999999999TiB'");
 	expect_error(RULE "    memory-shares: {count: 4, compute: 0}\n",

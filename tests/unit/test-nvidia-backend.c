@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "backends/backend.h"
+#include "backends/registry.h"
 #include "core/device.h"
 #include "shared/host.h"
 #include "shared/macro.h"
@@ -47,6 +48,7 @@ static int setup(void **state)
 	setenv("XPU_FAKE_NVML", json, 1);
 	setenv("XPU_NVML_LIBRARY", lib, 1);
 	unsetenv("XPU_CUDA_LIBRARY");
+	unsetenv("XPU_FAULT_FAIL_AT"); /* a failed test may have left it */
 	assert_int_equal(host_open(c->root, &c->host), 0);
 	c->b.ops = &nvidia_backend_ops;
 	c->b.host = c->host;
@@ -120,12 +122,63 @@ static void test_refresh_unknown_device(void **state)
 		assert_int_equal(after[i] - before[i], 1);
 }
 
+/*
+ * A query thread that cannot be started (the process is out of threads) asked NVML nothing: the
+ * refresh fails with that error, and the GPU's health is left as it was.
+ */
+static void test_refresh_without_a_thread(void **state)
+{
+	struct ctx *c = *state;
+	struct xpu_device *d = c->list.items[3];
+
+	setenv("XPU_FAULT_FAIL_AT", "nvidia-query-thread", 1);
+	assert_int_equal(c->b.ops->refresh(&c->b, d), -EAGAIN);
+	unsetenv("XPU_FAULT_FAIL_AT");
+	assert_string_equal(xpu_health_state_to_string(d->health.state), "healthy");
+	assert_null(d->health.reason);
+	assert_int_equal(c->b.ops->refresh(&c->b, d), 0);
+}
+
+/* The same during a rescan: the GPUs stay as NVML last described them, none is dropped. */
+static void test_rescan_without_threads(void **state)
+{
+	struct ctx *c = *state;
+	struct registry *reg = NULL;
+	struct device_list l = {};
+	size_t gpus = 0;
+
+	assert_int_equal(registry_new(c->host, NULL, registry_builtin_ops, registry_builtin_n, &reg),
+			 0);
+	assert_int_equal(registry_enumerate(reg, &l), 0);
+	device_list_clear(&l);
+	setenv("XPU_FAULT_FAIL_AT", "nvidia-query-thread", 1);
+	assert_int_equal(c->b.ops->enumerate(&c->b, &l), -EAGAIN);
+	assert_int_equal(l.n, 0);
+	assert_int_equal(registry_enumerate(reg, &l), 0);
+	unsetenv("XPU_FAULT_FAIL_AT");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct xpu_device *d = l.items[i];
+
+		if (d->kind != XPU_KIND_GPU)
+			continue;
+		gpus++;
+		assert_string_equal(d->backend, "nvidia");
+		assert_non_null(d->uuid);
+		assert_string_equal(xpu_health_state_to_string(d->health.state), "healthy");
+	}
+	assert_int_equal(gpus, HGX_GPUS);
+	device_list_clear(&l);
+	registry_free(reg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_refresh_queries_only_that_gpu, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_unknown_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_without_a_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rescan_without_threads, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,6 +272,31 @@ static void test_memory_shares(void **state)
 	device_list_clear(&devs);
 }
 
+/* A share under 1MiB would be CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=0M: the device stays whole. */
+static void test_memory_shares_under_1mib(void **state)
+{
+	struct device_list devs = {};
+	struct config c;
+	struct plan p;
+	const struct xpu_slice *s;
+
+	device_list_push(&devs, gpu("0000:18:00.0", "nvidia", 2 << 20, 0));
+	policy("partitions:\n  - match: all\n    memory-shares: {count: 4}\n", &c);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	assert_int_equal(p.slices.n, 1);
+	s = find_slice(&p, "0000:18:00.0");
+	assert_false(s->shared);
+	assert_null(strv_env_get(s->env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"));
+	assert_true(p.devices[0].has_pending);
+	assert_int_equal(p.devices[0].pending.kind, OFFER_MEMORY_SHARES);
+	assert_string_equal(p.devices[0].pending_reason,
+			    "memory shares of 524288B are under 1MiB, the least CUDA's MPS can "
+			    "limit");
+	plan_done(&p);
+	config_done(&c);
+	device_list_clear(&devs);
+}
+
 static void test_shared_needs_mig_disabled(void **state)
 {
 	struct device_list devs = {};
@@ -691,6 +716,7 @@ int main(void)
 		cmocka_unit_test(test_whole),
 		cmocka_unit_test(test_replicas),
 		cmocka_unit_test(test_memory_shares),
+		cmocka_unit_test(test_memory_shares_under_1mib),
 		cmocka_unit_test(test_shared_needs_mig_disabled),
 		cmocka_unit_test(test_mig),
 		cmocka_unit_test(test_amd_partition),
