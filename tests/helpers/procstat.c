@@ -79,3 +79,32 @@ int test_proc_wait_fds(pid_t pid, int want, int timeout_ms)
 		usleep(20000);
 	}
 }
+
+char *test_proc_fd_list(pid_t pid)
+{
+	char path[64], *out = NULL;
+	size_t len = 0;
+	struct dirent *de;
+	FILE *f = open_memstream(&out, &len);
+	DIR *d;
+
+	if (!f)
+		return NULL;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	while (d && (de = readdir(d))) {
+		char link[320], target[256];
+		ssize_t k;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+		k = readlink(link, target, sizeof(target) - 1);
+		target[k > 0 ? k : 0] = '\0';
+		fprintf(f, "%s -> %s\n", de->d_name, target);
+	}
+	if (d)
+		closedir(d);
+	fclose(f);
+	return out;
+}

@@ -16,3 +16,5 @@ long long test_proc_cpu_ticks(pid_t pid);
 /* Waits up to @timeout_ms for @pid to hold exactly @want descriptors; returns the last count.
  * Connections a client closed are closed by the server a moment later, not at once. */
 int test_proc_wait_fds(pid_t pid, int want, int timeout_ms);
+/* "fd -> target" lines of @pid's descriptors (malloc'd), for failure messages. */
+char *test_proc_fd_list(pid_t pid);
