@@ -66,7 +66,7 @@ static int teardown(void **state)
 
 static int connect_to(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
@@ -99,7 +99,7 @@ static const char *read_answer(int fd, int timeout_ms)
 
 	head[0] = '\0';
 	while (got < 12) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		long long left = deadline - test_now_ms();
 		char buf[4096];
 		ssize_t k;
@@ -110,7 +110,8 @@ static const char *read_answer(int fd, int timeout_ms)
 		if (k <= 0)
 			break;
 		if (got < sizeof(head) - 1) {
-			size_t n = (size_t)k < sizeof(head) - 1 - got ? (size_t)k : sizeof(head) - 1 - got;
+			size_t n =
+			    (size_t)k < sizeof(head) - 1 - got ? (size_t)k : sizeof(head) - 1 - got;
 
 			memcpy(head + got, buf, n);
 			got += n;
@@ -260,8 +261,8 @@ static void test_event_streams(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_thousand_clients),
-		cmocka_unit_test(test_event_streams),
+	    cmocka_unit_test(test_thousand_clients),
+	    cmocka_unit_test(test_event_streams),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -28,15 +28,15 @@ static char state_dir[4200];
 static int grant(struct test_xpud *x, char **ret_id, char **ret_message)
 {
 	json_t *doc = NULL;
-	int st = test_request_body(x, "POST", "/v1/allocations", "{\"resource\": \"" GPU "\"}",
-				   &doc);
+	int st =
+	    test_request_body(x, "POST", "/v1/allocations", "{\"resource\": \"" GPU "\"}", &doc);
 
 	if (ret_id)
 		*ret_id = st == 201 ? strdup(json_string_value(json_object_get(doc, "id"))) : NULL;
 	if (ret_message)
 		*ret_message = json_is_string(json_object_get(doc, "message"))
-				       ? strdup(json_string_value(json_object_get(doc, "message")))
-				       : NULL;
+				   ? strdup(json_string_value(json_object_get(doc, "message")))
+				   : NULL;
 	json_decref(doc);
 	return st;
 }
@@ -51,8 +51,8 @@ static int release(struct test_xpud *x, const char *id, char **ret_message)
 	st = test_request_body(x, "DELETE", path, NULL, &doc);
 	if (ret_message)
 		*ret_message = json_is_string(json_object_get(doc, "message"))
-				       ? strdup(json_string_value(json_object_get(doc, "message")))
-				       : NULL;
+				   ? strdup(json_string_value(json_object_get(doc, "message")))
+				   : NULL;
 	json_decref(doc);
 	return st;
 }
@@ -71,7 +71,7 @@ static size_t n_allocations(struct test_xpud *x)
 /* Fills the file system of the state directory to the last byte. */
 static void fill_disk(void)
 {
-	char path[4300], block[4096] = { 0 };
+	char path[4300], block[4096] = {0};
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/filler", state_dir);
@@ -112,8 +112,8 @@ static struct test_xpud *restart(struct test_xpud *x)
 
 static void test_full_state_disk(void **state)
 {
-	char *root = test_fixture_new("hgx-h100"), cmd[4400], *id1 = NULL, *id2 = NULL,
-	     *msg = NULL, *id3 = NULL;
+	char *root = test_fixture_new("hgx-h100"), cmd[4400], *id1 = NULL, *id2 = NULL, *msg = NULL,
+	     *id3 = NULL;
 	struct test_xpud *x;
 
 	snprintf(state_dir, sizeof(state_dir), "%s/var/lib/xpud", root);
@@ -169,7 +169,7 @@ static void test_full_state_disk(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full_state_disk),
+	    cmocka_unit_test(test_full_state_disk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

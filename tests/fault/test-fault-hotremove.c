@@ -27,11 +27,11 @@
 #define ROUNDS 20
 
 static const char new_gpu_json[] =
-	"{\"name\": \"extra\", \"pci\": [{\"address\": \"" NEW_GPU "\", \"vendor\": \"0x10de\","
-	" \"device\": \"0x2330\", \"subsystem_vendor\": \"0x10de\", \"subsystem_device\": "
-	"\"0x16c1\", \"class\": \"0x030200\", \"revision\": \"0xa1\", \"driver\": \"nvidia\","
-	" \"numa_node\": 1, \"local_cpulist\": \"56-111\", \"nvidia\": {\"minor\": 8, \"model\":"
-	" \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\"}}]}";
+    "{\"name\": \"extra\", \"pci\": [{\"address\": \"" NEW_GPU "\", \"vendor\": \"0x10de\","
+    " \"device\": \"0x2330\", \"subsystem_vendor\": \"0x10de\", \"subsystem_device\": "
+    "\"0x16c1\", \"class\": \"0x030200\", \"revision\": \"0xa1\", \"driver\": \"nvidia\","
+    " \"numa_node\": 1, \"local_cpulist\": \"56-111\", \"nvidia\": {\"minor\": 8, \"model\":"
+    " \"NVIDIA H100 80GB HBM3\", \"uuid\": \"GPU-00000000-0000-0000-0000-0000000000e0\"}}]}";
 
 static bool wait_device(struct test_xpud *x, int want_status)
 {
@@ -51,10 +51,11 @@ static char *holder(struct test_xpud *x)
 	size_t i, j;
 
 	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
-	json_array_foreach(json_object_get(doc, "allocations"), i, a)
-		json_array_foreach(json_object_get(a, "slices"), j, s) {
-			const char *sid = json_is_string(s) ? json_string_value(s)
-							    : json_string_value(json_object_get(s, "id"));
+	json_array_foreach (json_object_get(doc, "allocations"), i, a)
+		json_array_foreach (json_object_get(a, "slices"), j, s) {
+			const char *sid = json_is_string(s)
+					      ? json_string_value(s)
+					      : json_string_value(json_object_get(s, "id"));
 
 			if (sid && strcmp(sid, NEW_GPU) == 0) {
 				if (id)
@@ -136,7 +137,7 @@ static void test_remove_during_grant(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_remove_during_grant),
+	    cmocka_unit_test(test_remove_during_grant),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,11 +38,11 @@
 /* One allocation as the clients saw it. */
 struct record {
 	char id[64];
-	char slices[256]; /* "a,b" as the grant answered */
-	long long granted_ms; /* when the 201 arrived */
+	char slices[256];      /* "a,b" as the grant answered */
+	long long granted_ms;  /* when the 201 arrived */
 	long long released_ms; /* when the release was sent; LLONG_MAX while held */
-	bool release_acked; /* the release was answered 200 */
-	bool release_unknown; /* the release was sent, xpud died before answering */
+	bool release_acked;    /* the release was answered 200 */
+	bool release_unknown;  /* the release was sent, xpud died before answering */
 };
 
 static struct record records[MAX_RECORDS];
@@ -63,7 +63,7 @@ static void join_slices(json_t *slices, char *buf, size_t size)
 	size_t i;
 
 	buf[0] = '\0';
-	json_array_foreach(slices, i, s) {
+	json_array_foreach (slices, i, s) {
 		const char *id = json_is_string(s) ? json_string_value(s)
 						   : json_string_value(json_object_get(s, "id"));
 
@@ -95,7 +95,7 @@ static int request(const char *socket, const char *method, const char *path, con
  */
 static void client_main(const char *socket, int log_fd, unsigned seed)
 {
-	char held[2][64] = { "", "" };
+	char held[2][64] = {"", ""};
 	char line[512];
 	int bad = 0;
 
@@ -118,8 +118,8 @@ static void client_main(const char *socket, int log_fd, unsigned seed)
 
 				join_slices(json_object_get(doc, "slices"), slices, sizeof(slices));
 				snprintf(held[slot], sizeof(held[slot]), "%s", id ?: "?");
-				snprintf(line, sizeof(line), "G %s %lld %s\n", held[slot], test_now_ms(),
-					 slices);
+				snprintf(line, sizeof(line), "G %s %lld %s\n", held[slot],
+					 test_now_ms(), slices);
 				if (write(log_fd, line, strlen(line)) < 0)
 					bad = 1;
 			} else if (st != 409) {
@@ -141,7 +141,8 @@ static void client_main(const char *socket, int log_fd, unsigned seed)
 				break;
 			}
 			if (st != 200) {
-				fprintf(stderr, "client: release of %s answered %d\n", held[slot], st);
+				fprintf(stderr, "client: release of %s answered %d\n", held[slot],
+					st);
 				bad = 1;
 			}
 			snprintf(line, sizeof(line), "R %s %lld\n", held[slot], sent);
@@ -197,7 +198,7 @@ static size_t check_after_restart(struct test_xpud *x)
 	size_t n_seen = 0;
 
 	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
-	json_array_foreach(json_object_get(doc, "allocations"), i, a) {
+	json_array_foreach (json_object_get(doc, "allocations"), i, a) {
 		const char *id = json_string_value(json_object_get(a, "id"));
 		struct record *r = find_record(id);
 		json_t *s;
@@ -208,9 +209,9 @@ static size_t check_after_restart(struct test_xpud *x)
 		/* listed once */
 		for (size_t k = 0; k < i; k++)
 			assert_string_not_equal(
-				json_string_value(json_object_get(
-					json_array_get(json_object_get(doc, "allocations"), k), "id")),
-				id);
+			    json_string_value(json_object_get(
+				json_array_get(json_object_get(doc, "allocations"), k), "id")),
+			    id);
 		/* a grant nobody was told of: xpud died between saving and answering */
 		if (!r) {
 			assert_true(n_records < MAX_RECORDS);
@@ -219,23 +220,27 @@ static size_t check_after_restart(struct test_xpud *x)
 			snprintf(r->slices, sizeof(r->slices), "%s", slices);
 			r->granted_ms = test_now_ms();
 			r->released_ms = LLONG_MAX;
-			print_message("allocation %s was saved but not answered before the kill\n", id);
+			print_message("allocation %s was saved but not answered before the kill\n",
+				      id);
 		}
 		if (r->release_acked)
-			fail_msg("allocation %s was released (200) but is back after the restart", id);
+			fail_msg("allocation %s was released (200) but is back after the restart",
+				 id);
 		if (r->release_unknown) {
 			/* the release was lost with xpud: it is held again */
 			r->release_unknown = false;
 			r->released_ms = LLONG_MAX;
 		}
 		assert_string_equal(slices, r->slices);
-		json_array_foreach(json_object_get(a, "slices"), j, s) {
-			const char *sid = json_is_string(s) ? json_string_value(s)
-							    : json_string_value(json_object_get(s, "id"));
+		json_array_foreach (json_object_get(a, "slices"), j, s) {
+			const char *sid = json_is_string(s)
+					      ? json_string_value(s)
+					      : json_string_value(json_object_get(s, "id"));
 
 			for (size_t k = 0; k < n_seen; k++)
 				if (streq(seen[k], sid))
-					fail_msg("slice %s is in two allocations after the restart", sid);
+					fail_msg("slice %s is in two allocations after the restart",
+						 sid);
 			assert_true(n_seen < 128);
 			snprintf(seen[n_seen++], sizeof(seen[0]), "%s", sid);
 		}
@@ -246,16 +251,18 @@ static size_t check_after_restart(struct test_xpud *x)
 		struct record *r = &records[k];
 		bool present = false;
 
-		json_array_foreach(json_object_get(doc, "allocations"), i, a)
-			present = present || streq(json_string_value(json_object_get(a, "id")), r->id);
+		json_array_foreach (json_object_get(doc, "allocations"), i, a)
+			present =
+			    present || streq(json_string_value(json_object_get(a, "id")), r->id);
 		if (r->release_unknown) {
 			/* released before xpud died, and that stood */
 			r->release_unknown = false;
 			r->release_acked = true;
 		}
 		if (!r->release_acked && !present)
-			fail_msg("allocation %s (%s) was granted (201) but is lost after the restart",
-				 r->id, r->slices);
+			fail_msg(
+			    "allocation %s (%s) was granted (201) but is lost after the restart",
+			    r->id, r->slices);
 	}
 	assert_int_equal(test_capacity(x, GPU, "allocated"), (json_int_t)n_gpu_slices);
 	i = json_array_size(json_object_get(doc, "allocations"));
@@ -276,7 +283,8 @@ static void check_no_double_grant(void)
 			if (a->granted_ms >= b->released_ms || b->granted_ms >= a->released_ms)
 				continue;
 			snprintf(sa, sizeof(sa), "%s", a->slices);
-			for (char *s = strtok_r(sa, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+			for (char *s = strtok_r(sa, ",", &save); s;
+			     s = strtok_r(NULL, ",", &save)) {
 				char needle[270];
 
 				snprintf(needle, sizeof(needle), ",%s,", s);
@@ -285,8 +293,9 @@ static void check_no_double_grant(void)
 				share = share || strstr(hay, needle);
 			}
 			if (share)
-				fail_msg("allocations %s (%s) and %s (%s) held a slice at the same time",
-					 a->id, a->slices, b->id, b->slices);
+				fail_msg(
+				    "allocations %s (%s) and %s (%s) held a slice at the same time",
+				    a->id, a->slices, b->id, b->slices);
 		}
 }
 
@@ -300,14 +309,14 @@ static struct test_xpud *start(char *root)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, CONFIG, strlen(CONFIG)), (ssize_t)strlen(CONFIG));
 	close(fd);
-	return test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+	return test_xpud_start_nvml(root, (const char *[]){"--config", conf, NULL}, NULL);
 }
 
 static void test_kill_under_load(void **state)
 {
 	const char *seed_env = getenv("XPU_FAULT_SEED");
-	unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 0)
-				 : (unsigned)(test_now_ms() ^ getpid());
+	unsigned seed =
+	    seed_env ? (unsigned)strtoul(seed_env, NULL, 0) : (unsigned)(test_now_ms() ^ getpid());
 	struct test_xpud *x;
 	char logs[4200];
 	size_t total_granted = 0, total_lost_releases = 0;
@@ -330,7 +339,8 @@ static void test_kill_under_load(void **state)
 			int fd;
 
 			snprintf(path[c], sizeof(path[c]), "%s/client-%d-%d", logs, round, c);
-			fd = open(path[c], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+			fd = open(path[c], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+				  0644);
 			assert_true(fd >= 0);
 			clients[c] = fork();
 			assert_true(clients[c] >= 0);
@@ -360,8 +370,9 @@ static void test_kill_under_load(void **state)
 			x = start(root);
 		}
 		held = check_after_restart(x);
-		print_message("round %d: killed after %lld ms of load, %zu grants so far, %zu held\n",
-			      round, load_ms, n_records, held);
+		print_message(
+		    "round %d: killed after %lld ms of load, %zu grants so far, %zu held\n", round,
+		    load_ms, n_records, held);
 
 		/* every other round, release what is held, so that later rounds find free GPUs */
 		if (round % 2 == 1)
@@ -373,7 +384,8 @@ static void test_kill_under_load(void **state)
 					continue;
 				snprintf(p, sizeof(p), "/v1/allocations/%s", r->id);
 				r->released_ms = test_now_ms();
-				assert_int_equal(test_request_body(x, "DELETE", p, NULL, NULL), 200);
+				assert_int_equal(test_request_body(x, "DELETE", p, NULL, NULL),
+						 200);
 				r->release_acked = true;
 			}
 	}
@@ -389,7 +401,7 @@ static void test_kill_under_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_kill_under_load),
+	    cmocka_unit_test(test_kill_under_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

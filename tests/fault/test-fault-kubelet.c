@@ -35,12 +35,12 @@ static void on_register(struct grpc_call *call, const uint8_t *msg, size_t len, 
 }
 
 static const struct grpc_method methods[] = {
-	{ "/v1beta1.Registration/Register", on_register },
+    {"/v1beta1.Registration/Register", on_register},
 };
 
 static struct grpc_server *kubelet_start(sd_event *e, const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct grpc_server *s = NULL;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -84,8 +84,9 @@ static int plugin_options(sd_event *e, const char *plugin)
 	struct reply r = {};
 	long long deadline = test_now_ms() + 10000;
 
-	assert_int_equal(grpc_client_call_new(e, plugin, "/v1beta1.DevicePlugin/GetDevicePluginOptions",
-					      "", 0, 5000000, on_reply, &r, &cc),
+	assert_int_equal(grpc_client_call_new(e, plugin,
+					      "/v1beta1.DevicePlugin/GetDevicePluginOptions", "", 0,
+					      5000000, on_reply, &r, &cc),
 			 0);
 	while (!r.done && test_now_ms() < deadline)
 		assert_true(sd_event_run(e, 100000) >= 0);
@@ -118,7 +119,8 @@ static void test_kubelet_crash_loop(void **state)
 	for (unsigned i = 0; i < RESTARTS; i++) {
 		unsigned want = registrations + 1;
 
-		/* kubelet dies: its socket stays behind, dead, or goes, as after a crash or a stop */
+		/* kubelet dies: its socket stays behind, dead, or goes, as after a crash or a stop
+		 */
 		kubelet = grpc_server_free(kubelet);
 		if (i % 2)
 			unlink(sock);
@@ -148,7 +150,7 @@ static void test_kubelet_crash_loop(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_kubelet_crash_loop),
+	    cmocka_unit_test(test_kubelet_crash_loop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,14 +39,14 @@
 #include "xpu/client.h"
 
 enum { W_KUBELET, W_API, W_EVENTS, W_RESCAN, N_WORKERS };
-static const char *const worker_name[N_WORKERS] = { "kubelet", "api", "events", "rescan" };
+static const char *const worker_name[N_WORKERS] = {"kubelet", "api", "events", "rescan"};
 
 /* Shared with the workers (MAP_SHARED): the pause handshake and their counters. */
 struct shared {
-	volatile int pause;	       /* set by the parent: finish the step, close, wait */
+	volatile int pause; /* set by the parent: finish the step, close, wait */
 	volatile int stop;
 	volatile int paused[N_WORKERS];
-	volatile long ops[N_WORKERS];  /* answered requests */
+	volatile long ops[N_WORKERS]; /* answered requests */
 	volatile long errors[N_WORKERS];
 };
 
@@ -128,11 +128,12 @@ static void write_checkpoint(const char *device, unsigned serial)
 	int fd;
 
 	if (device)
-		snprintf(text, sizeof(text),
-			 "{\"Data\":{\"PodDeviceEntries\":[{\"PodUID\":\"soak\",\"ContainerName\":"
-			 "\"c\",\"ResourceName\":\"nvidia.com/gpu\",\"DeviceIDs\":{\"0\":[\"%s\"]}}],"
-			 "\"RegisteredDevices\":{}},\"Checksum\":%u}",
-			 device, serial);
+		snprintf(
+		    text, sizeof(text),
+		    "{\"Data\":{\"PodDeviceEntries\":[{\"PodUID\":\"soak\",\"ContainerName\":"
+		    "\"c\",\"ResourceName\":\"nvidia.com/gpu\",\"DeviceIDs\":{\"0\":[\"%s\"]}}],"
+		    "\"RegisteredDevices\":{}},\"Checksum\":%u}",
+		    device, serial);
 	else
 		snprintf(text, sizeof(text),
 			 "{\"Data\":{\"PodDeviceEntries\":[],\"RegisteredDevices\":{}},"
@@ -189,8 +190,8 @@ static void kubelet_main(void)
 
 static void api_main(void)
 {
-	static const char *const reads[] = { "/v1/devices", "/v1/capacity", "/v1/allocations",
-					     "/v1/slices", "/v1/health", "/v1/plan" };
+	static const char *const reads[] = {"/v1/devices", "/v1/capacity", "/v1/allocations",
+					    "/v1/slices",  "/v1/health",   "/v1/plan"};
 
 	for (size_t i = 0; !checkpoint(W_API); i++) {
 		int st = request("GET", reads[i % 6], NULL, NULL);
@@ -210,7 +211,7 @@ static void api_main(void)
 static void events_main(void)
 {
 	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 	strcpy(sun.sun_path, x->socket);
 	while (!checkpoint(W_EVENTS)) {
@@ -227,7 +228,7 @@ static void events_main(void)
 		}
 		/* read what comes for two seconds, then hang up */
 		for (long long end = test_now_ms() + 2000; test_now_ms() < end && !sh->pause;) {
-			struct pollfd p = { .fd = fd, .events = POLLIN };
+			struct pollfd p = {.fd = fd, .events = POLLIN};
 			char buf[8192];
 			ssize_t k;
 
@@ -250,7 +251,8 @@ static void rescan_main(void)
 		int st = request("POST", "/v1/rescan", NULL, NULL);
 
 		count(W_RESCAN, st == 200);
-		test_send_uevent(x, "change", "/devices/pci0000:17/0000:17:00.0/0000:18:00.0", "pci");
+		test_send_uevent(x, "change", "/devices/pci0000:17/0000:17:00.0/0000:18:00.0",
+				 "pci");
 		count(W_RESCAN, true);
 		usleep(500000);
 	}
@@ -323,9 +325,10 @@ static void test_soak(void **state)
 
 	/* the whole GPUs kubelet will be given */
 	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
-	json_array_foreach(json_object_get(doc, "slices"), i, sl)
+	json_array_foreach (json_object_get(doc, "slices"), i, sl)
 		if (n_gpus < 8 && json_is_string(json_object_get(sl, "resource")) &&
-		    strcmp(json_string_value(json_object_get(sl, "resource")), "nvidia.com/gpu") == 0)
+		    strcmp(json_string_value(json_object_get(sl, "resource")), "nvidia.com/gpu") ==
+			0)
 			snprintf(gpus[n_gpus++], sizeof(gpus[0]), "%s",
 				 json_string_value(json_object_get(sl, "id")));
 	json_decref(doc);
@@ -338,8 +341,8 @@ static void test_soak(void **state)
 		workers[w] = fork();
 		assert_true(workers[w] >= 0);
 		if (workers[w] == 0) {
-			void (*mains[N_WORKERS])(void) = { kubelet_main, api_main, events_main,
-							   rescan_main };
+			void (*mains[N_WORKERS])(void) = {kubelet_main, api_main, events_main,
+							  rescan_main};
 
 			mains[w]();
 			_exit(0);
@@ -348,7 +351,8 @@ static void test_soak(void **state)
 
 	print_message("soak: %u s, warm-up %u s, xpud pid %d, %zu GPUs for kubelet\n", duration_s,
 		      warmup, (int)x->pid, n_gpus);
-	print_message("   t(s)  rss(KiB)  fds  cpu(%%)   kubelet      api   events   rescan  errors\n");
+	print_message(
+	    "   t(s)  rss(KiB)  fds  cpu(%%)   kubelet      api   events   rescan  errors\n");
 	fds_base = -1;
 	for (unsigned t = 0; t <= duration_s; t++) {
 		long long next = test_now_ms() + 1000;
@@ -362,9 +366,10 @@ static void test_soak(void **state)
 
 			for (int w = 0; w < N_WORKERS; w++)
 				errs += sh->errors[w];
-			print_message("%7u %9ld %4d %7.1f %9ld %8ld %8ld %8ld %7ld\n", t, s[t].rss_kib,
-				      s[t].fds,
-				      100.0 * (double)(s[t].ticks - s[t - 10].ticks) / (double)hz / 10.0,
+			print_message("%7u %9ld %4d %7.1f %9ld %8ld %8ld %8ld %7ld\n", t,
+				      s[t].rss_kib, s[t].fds,
+				      100.0 * (double)(s[t].ticks - s[t - 10].ticks) / (double)hz /
+					  10.0,
 				      sh->ops[W_KUBELET], sh->ops[W_API], sh->ops[W_EVENTS],
 				      sh->ops[W_RESCAN], errs);
 		}
@@ -397,13 +402,14 @@ static void test_soak(void **state)
 	print_message("descriptors idle: %d after the warm-up, %d at the end\n", fds_base, fds_end);
 	print_message("CPU: %.1f %% on average after the warm-up\n",
 		      100.0 * (double)(s[duration_s].ticks - s[warmup].ticks) / (double)hz /
-			      (double)(duration_s - warmup));
+			  (double)(duration_s - warmup));
 	for (int w = 0; w < N_WORKERS; w++)
 		print_message("%s: %ld answered, %ld errors\n", worker_name[w], sh->ops[w],
 			      sh->errors[w]);
 	/* kubelet's grants were recorded and released with its checkpoint: none is left */
 	print_message("grants recorded for kubelet: %u, released: %u\n",
-		      test_xpud_log_count(x, "to pod kubelet"), test_xpud_log_count(x, " released."));
+		      test_xpud_log_count(x, "to pod kubelet"),
+		      test_xpud_log_count(x, " released."));
 	for (int k = 0; k < 100 && test_capacity(x, "nvidia.com/gpu", "allocated") != 0; i++)
 		usleep(100000);
 	assert_int_equal(test_capacity(x, "nvidia.com/gpu", "allocated"), 0);
@@ -431,7 +437,7 @@ static void test_soak(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_soak),
+	    cmocka_unit_test(test_soak),
 	};
 	const char *d = argc > 1 ? argv[1] : getenv("XPU_SOAK_SECONDS");
 
