@@ -3,7 +3,8 @@
  * kubelet restarting in a loop: its registration socket comes and goes thirty times, as when
  * kubelet crash-loops, each life a few hundred milliseconds or less. xpud registers again with
  * each new kubelet, its device plugin answers throughout, and afterwards it holds the
- * descriptors it held before. (tests/k8s/ checks one restart against grpc-go itself.)
+ * descriptors it held before. Then 200 connections to the device plugin at once, idle or
+ * stopped halfway through the preface. (tests/k8s/ checks one restart against grpc-go itself.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +141,34 @@ static void test_kubelet_crash_loop(void **state)
 
 		fail_msg("xpud holds %d descriptors after %d kubelet restarts, %d before:\n%s",
 			 fds_after, RESTARTS, fds_before, list);
+	}
+
+	/* 200 connections to the plugin at once, idle or with half the HTTP/2 preface: the
+	 * plugin answers a real call once they are gone, and they leave nothing behind */
+	{
+		static const char half[] = "PRI * HTTP/2.0\r\n";
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		int conns[200];
+
+		strcpy(sun.sun_path, plugin);
+		for (int i = 0; i < 200; i++) {
+			conns[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			assert_true(conns[i] >= 0);
+			assert_int_equal(connect(conns[i], (struct sockaddr *)&sun, sizeof(sun)),
+					 0);
+			if (i % 2)
+				assert_int_equal(send(conns[i], half, strlen(half), MSG_NOSIGNAL),
+						 (ssize_t)strlen(half));
+		}
+		assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
+		for (int i = 0; i < 200; i++)
+			close(conns[i]);
+		assert_int_equal(plugin_options(e, plugin), 0);
+		fds_after = test_proc_wait_fds(x->pid, fds_before, 10000);
+		if (fds_after != fds_before)
+			fail_msg(
+			    "xpud holds %d descriptors after 200 plugin connections, %d before",
+			    fds_after, fds_before);
 	}
 	kubelet = grpc_server_free(kubelet);
 	assert_int_equal(test_xpud_stop(x), 0);
