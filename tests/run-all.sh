@@ -8,7 +8,9 @@ jobs=$(nproc)
 
 cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU_SANITIZE=ON >/dev/null
 cmake --build build-ci -j"$jobs"
-ctest --test-dir build-ci --output-on-failure -j"$jobs" -LE 'gpu|fuzz'
+ctest --test-dir build-ci --output-on-failure -j"$jobs" -LE 'gpu|fuzz|soak'
+# The soak: five minutes of mixed load on xpud alone, its RSS and descriptors checked flat.
+ctest --test-dir build-ci --output-on-failure -L soak
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU_FUZZ=ON \
 	-DXPU_TESTS=ON >/dev/null

@@ -783,7 +783,9 @@ static int client_exchange(struct xpu_client *c, const char *method, const char 
 		return k;
 	k = send_request(r->fd, method, path, body,
 			 stream ? "application/x-ndjson" : "application/json", stream);
-	if (k < 0)
+	/* A daemon at its connection limit answers 503 at once and closes: the answer is read
+	 * even though the request could not be sent whole. */
+	if (k < 0 && k != -EPIPE && k != -ECONNRESET)
 		return k;
 
 	*ret_reader = TAKE_PTR(r);

@@ -789,6 +789,57 @@ static void test_xpuctl(void **state)
 	assert_int_equal(run_xpuctl(path, out, sizeof(out), "devices", NULL), 3);
 }
 
+/*
+ * A daemon at its connection limit writes 503 and closes without reading: a request whose
+ * body no longer fits gets that answer, not EPIPE.
+ */
+static void test_refused_before_sent(void **state)
+{
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+				   "application/json\r\nContent-Length: 73\r\nConnection: "
+				   "close\r\n\r\n{\"error\":\"unavailable\",\"message\":\"Too many "
+				   "connections, try again later\"}";
+	char path[sizeof(tmp_dir) + 16];
+	struct xpu_client *c = NULL;
+	const char *msg = NULL;
+	json_t *body, *doc = NULL;
+	char *big = malloc(1 << 20);
+	int lfd, status = 0;
+	pid_t pid;
+
+	assert_non_null(big);
+	snprintf(path, sizeof(path), "%s/busy.sock", tmp_dir);
+	lfd = bind_socket(path, true);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		char byte;
+
+		/* once the request has begun: answer, and close with the rest of it unread */
+		if (fd < 0 || read(fd, &byte, 1) != 1 ||
+		    write(fd, busy, strlen(busy)) != (ssize_t)strlen(busy))
+			_exit(1);
+		_exit(0);
+	}
+	close(lfd);
+	memset(big, 'a', (1 << 20) - 1);
+	big[(1 << 20) - 1] = '\0';
+	body = json_pack("{s:s}", "pad", big);
+	assert_non_null(body);
+	assert_int_equal(xpu_client_new(path, &c), 0);
+	assert_int_equal(xpu_client_request(c, "POST", "/v1/rescan", body, &status, &doc), 0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	assert_int_equal(status, 503);
+	assert_int_equal(xpu_client_last_error(c, &msg), 503);
+	assert_string_equal(msg, "Too many connections, try again later");
+	json_decref(doc);
+	json_decref(body);
+	xpu_client_free(c);
+	free(big);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -800,6 +851,7 @@ int main(void)
 		cmocka_unit_test(test_request_format), cmocka_unit_test(test_many_requests),
 		cmocka_unit_test(test_stream),	      cmocka_unit_test(test_stream_stop),
 		cmocka_unit_test(test_stream_errors), cmocka_unit_test(test_xpuctl),
+		cmocka_unit_test(test_refused_before_sent),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
