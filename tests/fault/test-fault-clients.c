@@ -104,8 +104,11 @@ static const char *read_answer(int fd, int timeout_ms)
 		char buf[4096];
 		ssize_t k;
 
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			if (!got) /* silence is never an answer; only the end without one is */
+				snprintf(head, sizeof(head), "(nothing in %d ms)", timeout_ms);
 			break;
+		}
 		k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (k <= 0)
 			break;
@@ -166,7 +169,7 @@ static int settled_fds(void)
 
 static void crowd(void)
 {
-	int fds[CLIENTS], baseline, answered = 0, refused = 0, st;
+	int fds[CLIENTS], baseline, answered = 0, refused = 0, closed = 0, st;
 	char *before;
 
 	baseline = settled_fds();
@@ -199,7 +202,9 @@ static void crowd(void)
 	if (st != 200 && st != 503)
 		fail_msg("a fresh client among %d others got %d", CLIENTS, st);
 
-	/* every half-closed client gets its answer or a clear refusal, then the end */
+	/* every half-closed client gets its answer, a clear refusal, or the end without an answer:
+	 * with the table full, xpud closes the oldest connection that owes no answer for a newer
+	 * one, and a request still unread in the socket owes none yet (docs/api.md, Limits) */
 	for (int i = HALF_CLOSED; i < CLIENTS; i += N_KINDS) {
 		const char *a = read_answer(fds[i], 10000);
 
@@ -207,10 +212,13 @@ static void crowd(void)
 			answered++;
 		else if (strncmp(a, "HTTP/1.1 503", 12) == 0)
 			refused++;
+		else if (!*a)
+			closed++;
 		else
 			fail_msg("half-closed client %d got '%.40s'", i, a);
 	}
-	print_message("half-closed clients: %d answered, %d refused (503)\n", answered, refused);
+	print_message("half-closed clients: %d answered, %d refused (503), %d closed for newer ones\n",
+		      answered, refused, closed);
 	assert_true(answered > 0);
 
 	for (int i = 0; i < CLIENTS; i++)
