@@ -57,17 +57,6 @@ static int release(struct test_xpud *x, const char *id, char **ret_message)
 	return st;
 }
 
-static size_t n_allocations(struct test_xpud *x)
-{
-	json_t *doc = NULL;
-	size_t n;
-
-	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
-	n = json_array_size(json_object_get(doc, "allocations"));
-	json_decref(doc);
-	return n;
-}
-
 /* Fills the file system of the state directory to the last byte. */
 static void fill_disk(void)
 {
@@ -133,18 +122,18 @@ static void test_full_state_disk(void **state)
 	assert_non_null(msg);
 	assert_non_null(strstr(msg, "could not be saved"));
 	free(msg);
-	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_n_allocations(x), 2);
 	assert_int_equal(test_capacity(x, GPU, "allocated"), 2);
 	/* a release is refused and keeps the allocation */
 	assert_int_equal(release(x, id1, &msg), 500);
 	assert_non_null(strstr(msg, "kept"));
 	free(msg);
-	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_n_allocations(x), 2);
 	assert_no_temporary_files();
 
 	/* a restart on the full disk loses nothing */
 	x = restart(x);
-	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_n_allocations(x), 2);
 	assert_int_equal(test_capacity(x, GPU, "allocated"), 2);
 	assert_int_equal(grant(x, NULL, NULL), 500);
 	assert_no_temporary_files();
@@ -154,10 +143,10 @@ static void test_full_state_disk(void **state)
 	assert_int_equal(release(x, id1, NULL), 200);
 	assert_int_equal(grant(x, &id3, NULL), 201);
 	x = restart(x);
-	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_n_allocations(x), 2);
 	assert_int_equal(release(x, id2, NULL), 200);
 	assert_int_equal(release(x, id3, NULL), 200);
-	assert_int_equal(n_allocations(x), 0);
+	assert_int_equal(test_n_allocations(x), 0);
 	assert_int_equal(test_xpud_stop(x), 0);
 	assert_int_equal(umount2(state_dir, MNT_DETACH), 0);
 	test_xpud_free(x);

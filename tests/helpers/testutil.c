@@ -254,6 +254,17 @@ void test_send_uevent(const struct test_xpud *x, const char *action, const char 
 	close(fd);
 }
 
+size_t test_n_allocations(const struct test_xpud *x)
+{
+	json_t *doc = NULL;
+	size_t n;
+
+	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
+	n = json_array_size(json_object_get(doc, "allocations"));
+	json_decref(doc);
+	return n;
+}
+
 int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret)
 {
 	struct xpu_client *c = NULL;

@@ -54,6 +54,8 @@ void test_send_uevent(const struct test_xpud *x, const char *action, const char 
 
 /* GET/POST through libxpu; returns the status, fails the test on socket errors. */
 int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret);
+/* How many allocations GET /v1/allocations lists (asserting it answers 200). */
+size_t test_n_allocations(const struct test_xpud *x);
 
 /*
  * A request with a JSON body given as text (NULL: none). Returns the HTTP status, or -errno

@@ -81,17 +81,6 @@ static json_int_t capacity_of(struct test_xpud *x, const char *resource, const c
 	return v;
 }
 
-static size_t n_allocations(struct test_xpud *x)
-{
-	json_t *doc = NULL;
-	size_t n;
-
-	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
-	n = json_array_size(json_object_get(doc, "allocations"));
-	json_decref(doc);
-	return n;
-}
-
 /* A grant carries what a workload needs; capacity, slices and the list reflect it. */
 static void test_grant_and_release(void **state)
 {
@@ -119,7 +108,7 @@ static void test_grant_and_release(void **state)
 	assert_true(json_is_integer(json_object_get(doc, "numa_node")));
 	assert_int_equal(capacity_of(x, GPU, "allocated"), 2);
 	assert_int_equal(capacity_of(x, GPU, "free"), HGX_WHOLE_GPUS - 2);
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 
 	snprintf(path, sizeof(path), "/v1/allocations/%s", id);
 	json_t *one = NULL;
@@ -196,7 +185,7 @@ static void test_bad_requests(void **state)
 	assert_int_equal(test_request_body(x, "DELETE", "/v1/allocations", NULL, NULL), 405);
 	assert_int_equal(test_request_body(x, "PUT", "/v1/allocations/a-0", NULL, NULL), 405);
 	/* only the one good grant exists */
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 	assert_int_equal(capacity_of(x, GPU, "allocated"), 1);
 	test_xpud_free(x);
 }
@@ -218,7 +207,7 @@ static bool wait_allocations(struct test_xpud *x, size_t want, int timeout_ms)
 	long long deadline = test_now_ms() + timeout_ms;
 
 	while (test_now_ms() < deadline) {
-		if (n_allocations(x) == want)
+		if (test_n_allocations(x) == want)
 			return true;
 		usleep(20000);
 	}
@@ -252,7 +241,7 @@ static void test_owner_pid(void **state)
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 400);
 	assert_string_equal(json_string_value(json_object_get(doc, "error")), "owner-gone");
 	json_decref(doc);
-	assert_int_equal(n_allocations(x), 0);
+	assert_int_equal(test_n_allocations(x), 0);
 	test_xpud_free(x);
 }
 
@@ -292,7 +281,7 @@ static void test_owner_unit(void **state)
 		alloc(x, "{\"resource\": \"" GPU "\", \"owner\": {\"unit\": \"idle.service\"}}",
 		      NULL),
 		400);
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 	write_file(events, "populated 0\nfrozen 0\n");
 	assert_true(wait_allocations(x, 0, 5000));
 	test_xpud_free(x);
@@ -327,7 +316,7 @@ static void test_race_for_last_slice(void **state)
 	}
 	assert_int_equal(wins, 1);
 	assert_int_equal(losses, RACERS - 1);
-	assert_int_equal(n_allocations(x), HGX_WHOLE_GPUS);
+	assert_int_equal(test_n_allocations(x), HGX_WHOLE_GPUS);
 	assert_int_equal(capacity_of(x, GPU, "free"), 0);
 	test_xpud_free(x);
 }
@@ -348,7 +337,7 @@ static void test_restart_keeps_allocations(void **state)
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	x = restart(x);
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 	assert_int_equal(capacity_of(x, GPU, "allocated"), 2);
 	assert_int_equal(release(x, id), 200);
 	test_xpud_free(x);
@@ -369,11 +358,11 @@ static void test_corrupt_state(void **state)
 	x = start_on(root);
 	assert_true(test_xpud_log_contains(x, "was damaged"));
 	assert_int_equal(stat(aside, &st), 0);
-	assert_int_equal(n_allocations(x), 0);
+	assert_int_equal(test_n_allocations(x), 0);
 	/* and it works: a grant is saved to a clean file */
 	assert_int_equal(alloc(x, "{\"resource\": \"" GPU "\"}", NULL), 201);
 	x = restart(x);
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 	assert_false(test_xpud_log_contains(x, "was damaged"));
 	test_xpud_free(x);
 }
@@ -407,7 +396,7 @@ static void crash_at(const char *point, bool during_release, size_t expect_after
 	status = test_xpud_wait_exit(x, 5000);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	x = restart(x);
-	assert_int_equal(n_allocations(x), expect_after);
+	assert_int_equal(test_n_allocations(x), expect_after);
 	{
 		char cmd[4200];
 

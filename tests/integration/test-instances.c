@@ -87,17 +87,6 @@ static char *grant_one(struct test_xpud *x)
 	return id;
 }
 
-static size_t n_allocations(struct test_xpud *x)
-{
-	json_t *doc = NULL;
-	size_t n;
-
-	assert_int_equal(test_request(x, "GET", "/v1/allocations", &doc), 200);
-	n = json_array_size(json_object_get(doc, "allocations"));
-	json_decref(doc);
-	return n;
-}
-
 static void assert_state_holds(const char *root, const char *id)
 {
 	_cleanup_free_ char *text = NULL;
@@ -126,10 +115,10 @@ static void test_shared_state_dir(void **state)
 		fail_msg("the second xpud said:\n%s", log);
 	/* it stopped before it made anything: no socket of its own, the first one's state */
 	assert_int_equal(stat(sock, &st), -1);
-	assert_int_equal(n_allocations(x), 1);
+	assert_int_equal(test_n_allocations(x), 1);
 	assert_state_holds(x->root, id);
 	free(grant_one(x)); /* the first one still grants and saves */
-	assert_int_equal(n_allocations(x), 2);
+	assert_int_equal(test_n_allocations(x), 2);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
