@@ -5,9 +5,10 @@ pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-par
 libyaml-dev libcmocka-dev libnl-genl-3-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler"
 if [ "${1:-}" = test ]; then
 	# Go and grpc-go build the test client that plays kubelet (tests/k8s/); jsonschema checks
-	# the CDI specs, yaml the DaemonSet manifest
+	# the CDI specs, yaml the DaemonSet manifest; clang-tidy and cppcheck are the static
+	# analysis (tests/static/), valgrind checks xpud under the integration tests
 	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
-protobuf-compiler python3-jsonschema python3-yaml"
+protobuf-compiler python3-jsonschema python3-yaml clang-tidy cppcheck valgrind"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

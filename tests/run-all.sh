@@ -8,7 +8,12 @@ jobs=$(nproc)
 
 cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU_SANITIZE=ON >/dev/null
 cmake --build build-ci -j"$jobs"
-ctest --test-dir build-ci --output-on-failure -j"$jobs" -LE 'gpu|fuzz'
+ctest --test-dir build-ci --output-on-failure -j"$jobs" -LE 'gpu|fuzz|static'
+
+# Static analysis of agent/ (clang-tidy and cppcheck over build-ci's compile_commands.json,
+# tests/static/), with the proof that it fails on a planted bug; on its own, as it runs
+# clang-tidy on every core.
+ctest --test-dir build-ci --output-on-failure -L static
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU_FUZZ=ON \
 	-DXPU_TESTS=ON >/dev/null

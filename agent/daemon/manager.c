@@ -512,7 +512,7 @@ static int load_config(struct manager *m, struct config *c, char **ret_error)
 
 static void apply_config(struct manager *m)
 {
-	gid_t gid;
+	gid_t gid = 0; /* set before use; the analyzer cannot tell getgrnam_r() returns >= 0 */
 	int r;
 
 	if (m->cli_log_level >= 0)
@@ -622,7 +622,7 @@ static int listen_socket(struct manager *m)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	_cleanup_free_ char *lock_path = NULL;
 	_cleanup_close_ int fd = -EBADF, probe = -EBADF;
-	gid_t gid;
+	gid_t gid = 0; /* set before use; the analyzer cannot tell getgrnam_r() returns >= 0 */
 	int r, n;
 
 	n = sd_listen_fds(true);
