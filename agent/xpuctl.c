@@ -525,11 +525,11 @@ static bool is_short_pci_address(const char *s)
 	return colon && !strchr(colon + 1, ':') && strchr(colon + 1, '.');
 }
 
-static bool suffix_matches(const char *full, const char *short_addr)
+static bool suffix_matches(const char *s, const char *suffix)
 {
-	size_t n = strlen(full), k = strlen(short_addr);
+	size_t n = strlen(s), k = strlen(suffix);
 
-	return n > k && full[n - k - 1] == ':' && strcasecmp(full + n - k, short_addr) == 0;
+	return n > k && s[n - k - 1] == ':' && strcasecmp(s + n - k, suffix) == 0;
 }
 
 static bool device_matches(const json_t *d, const char *arg)
@@ -1272,7 +1272,7 @@ static int on_wait_event(json_t *ev, void *userdata)
 		return 0;
 	if (!streq_ptr(type, "subscribed") && !streq_ptr(what, "done")) {
 		free(w->failure);
-		w->failure = strdup(j_str(ev, "reason") ?: what);
+		w->failure = strdup(j_str(ev, "reason") ?: what ?: "failed");
 		if (!w->failure)
 			return -ENOMEM;
 	}
@@ -1669,6 +1669,8 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{}
 	};
 	static const char *const owner_kinds[] = {
+		/* offsets from the first, like the rows below */
+		/* NOLINTNEXTLINE(misc-redundant-expression) */
 		[ARG_OWNER_PID - ARG_OWNER_PID] = "pid",
 		[ARG_OWNER_UNIT - ARG_OWNER_PID] = "unit",
 		[ARG_OWNER_CGROUP - ARG_OWNER_PID] = "cgroup",

@@ -164,7 +164,7 @@ int kmod_parse_message(struct nlmsghdr *h, const char *resource, int *ret_cmd,
 
 	/* the node name comes from the kernel; accept only what its devnode callback makes */
 	name = tb[XPU_A_DEVNAME] ? nla_get_string(tb[XPU_A_DEVNAME]) : NULL;
-	if (name && (strncmp(name, "xpu/", 4) || strchr(name + 4, '/') || strstr(name, "..")))
+	if (name && (strncmp(name, "xpu/", 4) != 0 || strchr(name + 4, '/') || strstr(name, "..")))
 		return -EBADMSG;
 	if (name) {
 		dev_path = host_dev_path(name);

@@ -966,7 +966,7 @@ static int index_to_address(const struct xpu_host *host, unsigned index, char re
 			return -ENOMEM;
 	}
 	strv_sort(addrs);
-	if (index >= strv_length(addrs))
+	if (!addrs || index >= strv_length(addrs))
 		return -ENOENT;
 	memcpy(ret, addrs[index], 13);
 	return 0;

@@ -218,8 +218,8 @@ static int describe_vendor(const struct xpu_host *host, int fnfd, const struct p
 
 	if (vname)
 		d->vendor = strdup(vname);
-	else
-		r = asprintf(&d->vendor, "0x%04x", ident->vendor_id), (void)r;
+	else if (asprintf(&d->vendor, "0x%04x", ident->vendor_id) < 0)
+		d->vendor = NULL; /* asprintf() leaves it undefined */
 	if (!d->vendor)
 		return -ENOMEM;
 

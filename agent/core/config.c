@@ -108,8 +108,8 @@ void config_done(struct config *c)
 	config_init(c);
 }
 
-static int fail(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
-static int fail(char **ret_error, size_t line, const char *fmt, ...)
+static int fail_printf(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
+static int fail_printf(char **ret_error, size_t line, const char *fmt, ...)
 {
 	_cleanup_free_ char *msg = NULL;
 	va_list ap;
@@ -124,6 +124,13 @@ static int fail(char **ret_error, size_t line, const char *fmt, ...)
 		return -ENOMEM;
 	return -EINVAL;
 }
+/* Says where the static analyzer can see it (it does not follow variadic functions) that fail()
+ * returns a negative errno, so that callers' "return fail(...)" paths are known to fail. */
+#define fail(...)                                                                                  \
+	({                                                                                         \
+		int _f_ = fail_printf(__VA_ARGS__);                                                \
+		_f_ < 0 ? _f_ : -EINVAL;                                                           \
+	})
 
 static int set_string(char **field, const char *v)
 {
@@ -220,9 +227,12 @@ static const char *node_shape(const yaml_node_t *n)
 											 : "a value";
 }
 
+/* p names the loop variable: it cannot take parentheses */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define MAPPING_FOREACH(p, n)                                                                      \
 	for (yaml_node_pair_t *p = (n)->data.mapping.pairs.start; p < (n)->data.mapping.pairs.top; \
 	     p++)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 static const char *const top_keys[] = {
 	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",

@@ -207,12 +207,25 @@ static bool partitions_equal(const struct xpu_device *a, const struct xpu_device
 	return true;
 }
 
+/* Member by member: the struct has padding, whose bytes a copy need not preserve. */
+static bool pci_info_equal(const struct xpu_pci_info *a, const struct xpu_pci_info *b)
+{
+	return strncmp(a->address, b->address, sizeof(a->address)) == 0 &&
+	       a->vendor_id == b->vendor_id &&
+	       a->device_id == b->device_id && a->subsystem_vendor_id == b->subsystem_vendor_id &&
+	       a->subsystem_device_id == b->subsystem_device_id &&
+	       a->class_code == b->class_code && a->revision == b->revision &&
+	       a->link_speed_mts == b->link_speed_mts && a->link_width == b->link_width &&
+	       a->max_link_speed_mts == b->max_link_speed_mts &&
+	       a->max_link_width == b->max_link_width;
+}
+
 bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
 {
 	return streq_ptr(a->id, b->id) && a->kind == b->kind && a->partitioned == b->partitioned &&
 	       streq_ptr(a->vendor, b->vendor) &&
 	       streq_ptr(a->model, b->model) && a->has_pci == b->has_pci &&
-	       memcmp(&a->pci, &b->pci, sizeof(a->pci)) == 0 && streq_ptr(a->driver, b->driver) &&
+	       pci_info_equal(&a->pci, &b->pci) && streq_ptr(a->driver, b->driver) &&
 	       a->numa_node == b->numa_node && streq_ptr(a->cpu_list, b->cpu_list) &&
 	       a->memory_bytes == b->memory_bytes && streq_ptr(a->uuid, b->uuid) &&
 	       strv_equal(a->device_nodes, b->device_nodes) &&

@@ -331,7 +331,7 @@ int inventory_update(struct inventory *inv, struct device_list *fresh, uint64_t 
 	while (i < old.n || j < inv->devices.n) {
 		const struct xpu_device *o = i < old.n ? old.items[i] : NULL;
 		const struct xpu_device *n = j < inv->devices.n ? inv->devices.items[j] : NULL;
-		int c = !o ? 1 : !n ? -1 : strcmp(o->id, n->id);
+		int c = i >= old.n ? 1 : j >= inv->devices.n ? -1 : strcmp(o->id, n->id);
 
 		if (c < 0) {
 			emit(inv, INVENTORY_DEVICE_REMOVED, o, NULL, now_usec);

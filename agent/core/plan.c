@@ -686,6 +686,8 @@ int plan_attempts_record(struct plan_attempts *a, const struct xpu_device *d,
 		free(slot->fingerprint);
 		free(slot->reason);
 	}
+	/* (both branches set slot; cppcheck 2.10 thinks the first may not) */
+	/* cppcheck-suppress nullPointerRedundantCheck */
 	*slot = n;
 	return 0;
 oom:

@@ -275,8 +275,8 @@ static int vfail(char **error, const char *suffix, const char *fmt, va_list ap)
 	return -EINVAL;
 }
 
-static int fail(char **error, const char *fmt, ...) _printf_(2, 3);
-static int fail(char **error, const char *fmt, ...)
+static int fail_printf(char **error, const char *fmt, ...) _printf_(2, 3);
+static int fail_printf(char **error, const char *fmt, ...)
 {
 	va_list ap;
 	int r;
@@ -288,8 +288,8 @@ static int fail(char **error, const char *fmt, ...)
 }
 
 /* Prefixes *@error with "@fmt: " (the place where it happened). Returns @r. */
-static int fail_at(int r, char **error, const char *fmt, ...) _printf_(3, 4);
-static int fail_at(int r, char **error, const char *fmt, ...)
+static int fail_at_printf(int r, char **error, const char *fmt, ...) _printf_(3, 4);
+static int fail_at_printf(int r, char **error, const char *fmt, ...)
 {
 	_cleanup_free_ char *what = NULL;
 	va_list ap;
@@ -302,6 +302,20 @@ static int fail_at(int r, char **error, const char *fmt, ...)
 	va_end(ap);
 	return r;
 }
+/* Says where the static analyzer can see it (it does not follow variadic functions) that fail()
+ * returns a negative errno, so that callers' "return fail(...)" paths are known to fail. */
+#define fail(...)                                                                                  \
+	({                                                                                         \
+		int _f_ = fail_printf(__VA_ARGS__);                                                \
+		_f_ < 0 ? _f_ : -EINVAL;                                                           \
+	})
+/* ... and that fail_at() returns @r, or a negative errno when @r is one. */
+#define fail_at(r, ...)                                                                            \
+	({                                                                                         \
+		int _a_ = (r);                                                                     \
+		int _f_ = fail_at_printf(_a_, __VA_ARGS__);                                        \
+		_a_ >= 0 ? _a_ : _f_ < 0 ? _f_ : -EINVAL;                                          \
+	})
 
 /*
  * A string from the file, made safe to quote in a one-line message: at most 64 characters,
@@ -312,7 +326,7 @@ static const char *quote(const char *s)
 	static char buf[68];
 	size_t i;
 
-	for (i = 0; s[i] && i < 64; i++)
+	for (i = 0; i < 64 && s[i]; i++)
 		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
 	strcpy(buf + i, s[i] ? "..." : "");
 	return buf;

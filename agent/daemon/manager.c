@@ -505,7 +505,7 @@ static int load_config(struct manager *m, struct config *c, char **ret_error)
 
 static void apply_config(struct manager *m)
 {
-	gid_t gid;
+	gid_t gid = 0; /* set before use; the analyzer cannot tell getgrnam_r() returns >= 0 */
 	int r;
 
 	if (m->cli_log_level >= 0)
@@ -776,7 +776,7 @@ static int bind_socket(struct manager *m)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -EBADF;
-	gid_t gid;
+	gid_t gid = 0; /* set before use; the analyzer cannot tell getgrnam_r() returns >= 0 */
 	int r;
 
 	if (strlen(m->socket_path) >= sizeof(sun.sun_path))

@@ -44,7 +44,7 @@ int uevent_parse(const char *buf, size_t len, struct uevent *ret)
 		return -EINVAL;
 	/* The header repeats ACTION and DEVPATH; a message where they disagree is not the
 	 * kernel's. */
-	if ((size_t)(at - buf) != strlen(ev.action) || strncmp(buf, ev.action, (size_t)(at - buf)) ||
+	if ((size_t)(at - buf) != strlen(ev.action) || strncmp(buf, ev.action, (size_t)(at - buf)) != 0 ||
 	    strcmp(at + 1, ev.devpath) != 0)
 		return -EINVAL;
 	*ret = ev;

@@ -34,7 +34,7 @@ int read_attr_at(int dirfd, const char *path, size_t max, char **ret)
 		max = ATTR_MAX;
 	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return -errno;
+		return negative_errno();
 	buf = malloc(max + 1);
 	if (!buf)
 		return -ENOMEM;

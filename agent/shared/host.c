@@ -22,7 +22,7 @@ int host_open(const char *root, struct xpu_host **ret)
 	struct xpu_host *h;
 	size_t n;
 
-	if (!root || isempty(root))
+	if (isempty(root))
 		root = "/";
 	if (root[0] != '/')
 		return -EINVAL;

@@ -70,12 +70,15 @@ static inline void closep(int *fd)
 	})
 
 /* Declares foo_freep() for a destructor foo_free(T *) that accepts NULL. */
+/* type is a type: it cannot take parentheses */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
 	static inline void func##p(type *p)                                                        \
 	{                                                                                          \
 		if (*p)                                                                            \
 			func(*p);                                                                  \
 	}
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* Adapts a libc call that returns -1 and sets errno into our negative-errno convention. */
 #define RET_NERRNO(expr)                                                                           \
@@ -87,7 +90,10 @@ static inline void closep(int *fd)
 /* errno, made negative, never 0 (for paths where libc forgot to set it). */
 static inline int negative_errno(void)
 {
-	return errno > 0 ? -errno : -EIO;
+	int r = -errno;
+
+	/* (tested on the negated value, which the static analyzer then knows is negative) */
+	return r < 0 ? r : -EIO;
 }
 
 static inline bool streq_ptr(const char *a, const char *b)

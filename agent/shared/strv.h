@@ -7,6 +7,8 @@
 
 #include "macro.h"
 
+/* s names the loop variable: it cannot take parentheses */
+/* NOLINTNEXTLINE(bugprone-macro-parentheses) */
 #define STRV_FOREACH(s, l) for (char **s = (l); s && *s; s++)
 
 /* Frees every element and the array. Accepts NULL, returns NULL. */

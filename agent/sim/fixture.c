@@ -364,7 +364,7 @@ static int readlinkat_malloc(int dirfd, const char *path, char **ret)
 			return -ENOMEM;
 		n = readlinkat(dirfd, path, buf, size);
 		if (n < 0)
-			return -errno;
+			return negative_errno();
 		if ((size_t)n < size) {
 			buf[n] = '\0';
 			*ret = TAKE_PTR(buf);

@@ -104,9 +104,11 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 {
 	const char *bin = test_env("XPUD_BIN");
+	const char *wrapper = getenv("XPU_TEST_WRAPPER");
 	struct test_xpud *x = calloc(1, sizeof(*x));
 	char notify[4096], buf[4096];
-	const char *argv[32];
+	_cleanup_free_ char *words = NULL;
+	const char *argv[64];
 	long long deadline;
 	int nfd, n = 0;
 
@@ -118,6 +120,13 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 	snprintf(notify, sizeof(notify), "%s/run/notify.sock", root);
 	nfd = bind_notify_socket(notify);
 
+	if (!isempty(wrapper)) {
+		char *save = NULL;
+
+		assert_non_null(words = strdup(wrapper));
+		for (char *w = strtok_r(words, " ", &save); w && n < 24; w = strtok_r(NULL, " ", &save))
+			argv[n++] = w;
+	}
 	argv[n++] = bin;
 	argv[n++] = "--root";
 	argv[n++] = root;
@@ -125,7 +134,7 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 	argv[n++] = x->socket;
 	argv[n++] = "--log-level";
 	argv[n++] = "debug";
-	for (size_t i = 0; extra_args && extra_args[i] && n < 30; i++)
+	for (size_t i = 0; extra_args && extra_args[i] && n < 62; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;
 
@@ -156,11 +165,13 @@ struct test_xpud *test_xpud_start(char *root, const char *const *extra_args)
 		} else {
 			unsetenv("XPU_NVML_LIBRARY");
 		}
-		execv(bin, (char *const *)argv);
+		/* the wrapper is found on PATH */
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 
-	deadline = test_now_ms() + 20000; /* ASan builds start slowly on a loaded machine */
+	/* ASan builds start slowly on a loaded machine, valgrind's far more slowly */
+	deadline = test_now_ms() + (isempty(wrapper) ? 20000 : 120000);
 	for (;;) {
 		struct pollfd p = { .fd = nfd, .events = POLLIN };
 		int status;
@@ -197,6 +208,13 @@ int test_xpud_stop(struct test_xpud *x)
 	kill(x->pid, SIGTERM);
 	assert_int_equal(waitpid(x->pid, &status, 0), x->pid);
 	x->pid = 0;
+	if (!isempty(getenv("XPU_TEST_WRAPPER")) && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == TEST_WRAPPER_ERROR_EXIT) {
+		_cleanup_free_ char *log = NULL;
+
+		(void)read_attr_at(AT_FDCWD, x->log, 16 << 20, &log);
+		fail_msg("%s found errors in xpud:\n%s", getenv("XPU_TEST_WRAPPER"), log ?: "");
+	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

@@ -25,9 +25,14 @@ struct test_xpud {
 
 /*
  * Starts xpud on the tree @root (ownership passes) with extra arguments (NULL-terminated, may be
- * NULL) and waits for READY=1 on a private NOTIFY_SOCKET (10 s at most). Fails the test if xpud
- * exits or never gets ready.
+ * NULL) and waits for READY=1 on a private NOTIFY_SOCKET (20 s at most, 120 s under a wrapper).
+ * Fails the test if xpud exits or never gets ready.
+ *
+ * XPU_TEST_WRAPPER, when set, is a command line (words split at spaces, no quoting) that xpud
+ * runs under, e.g. "valgrind --leak-check=full --error-exitcode=99". Its error exit status must
+ * be TEST_WRAPPER_ERROR_EXIT: test_xpud_stop() then fails the test with the wrapper's report.
  */
+#define TEST_WRAPPER_ERROR_EXIT 99
 struct test_xpud *test_xpud_start(char *root, const char *const *extra_args);
 /*
  * The same with the fake NVML (XPU_FAKE_NVML_DIR/libnvidia-ml.so.1, or @library when not NULL)
@@ -39,7 +44,8 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 /* Writes one event line (tests/fakes/README.md, "Events") to the fake NVML's FIFO
  * <root>/run/nvml-events, which the test made before starting xpud. */
 void test_nvml_inject(const char *root, const char *line);
-/* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). */
+/* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). Fails the test when
+ * XPU_TEST_WRAPPER's tool found errors. */
 int test_xpud_stop(struct test_xpud *x);
 /* Stops xpud if running, removes the tree, frees. */
 void test_xpud_free(struct test_xpud *x);

@@ -214,12 +214,63 @@ static void test_find(void **state)
 	inventory_free(inv);
 }
 
+/* A GPU as a rescan builds it, its PCI facts written over whatever bytes @fill left. */
+static struct xpu_device *gpu_on_pci(const char *id, int fill)
+{
+	struct xpu_device *d = gpu(id, "nvidia.com/gpu");
+
+	d->has_pci = true;
+	memset(&d->pci, fill, sizeof(d->pci));
+	strcpy(d->pci.address, id);
+	d->pci.vendor_id = 0x10de;
+	d->pci.device_id = 0x2330;
+	d->pci.class_code = 0x030200;
+	d->pci.revision = 0xa1;
+	d->pci.link_speed_mts = 32000;
+	d->pci.link_width = 16;
+	d->pci.max_link_speed_mts = 32000;
+	d->pci.max_link_width = 16;
+	d->pci.subsystem_vendor_id = 0x10de;
+	d->pci.subsystem_device_id = 0x16c1;
+	return d;
+}
+
+/* A rescan that finds the same device says nothing, whatever its PCI struct's padding holds. */
+static void test_rescan_unchanged_pci(void **state)
+{
+	struct inventory *inv = NULL;
+	struct device_list l = {};
+
+	n_events = 0;
+	assert_int_equal(inventory_new(&inv), 0);
+	inventory_set_listener(inv, record, NULL);
+	device_list_push(&l, gpu_on_pci("0000:18:00.0", 0));
+	assert_int_equal(inventory_update(inv, &l, 1, NULL), 0);
+	assert_int_equal(n_events, 1);
+	assert_string_equal(events[0], "device-added 0000:18:00.0");
+
+	device_list_push(&l, gpu_on_pci("0000:18:00.0", 0xa5));
+	assert_int_equal(inventory_update(inv, &l, 2, NULL), 0);
+	assert_int_equal(n_events, 1); /* no device-changed */
+
+	/* a real difference is still one */
+	struct xpu_device *d = gpu_on_pci("0000:18:00.0", 0);
+
+	d->pci.link_width = 8;
+	device_list_push(&l, d);
+	assert_int_equal(inventory_update(inv, &l, 3, NULL), 0);
+	assert_int_equal(n_events, 2);
+	assert_string_equal(events[1], "device-changed 0000:18:00.0");
+	inventory_free(inv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_events_and_capacity),
 		cmocka_unit_test(test_return_after_reset),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_rescan_unchanged_pci),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
