@@ -568,7 +568,7 @@ static void set_index_addr(struct nvidia *nv, unsigned i, const char addr[static
  */
 static int run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 {
-	pthread_t threads[NVML_MAX_GPUS];
+	pthread_t threads[NVML_MAX_GPUS] = {}; /* read only where started[] says */
 	bool started[NVML_MAX_GPUS] = {};
 	pthread_attr_t attr;
 	struct timespec deadline;
