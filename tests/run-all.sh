@@ -20,14 +20,14 @@ ctest --test-dir build-ci --output-on-failure -L static
 # valgrind on xpud under the integration tests, in a build without sanitizers (the two exclude
 # each other): the tests start xpud through XPU_TEST_WRAPPER (tests/helpers/testutil.c), which
 # fails a test when valgrind reports an error or a definite leak. Left out: test-allocations,
-# test-health-phases and test-nvidia, whose waits (5-10 s for a dead owner's release, for the
-# CUDA probe's answer) valgrind's slowdown overruns, and which abandon a hung NVML init thread
-# on purpose; ASan and LeakSanitizer check them in the suite above.
+# test-health-phases, test-nvidia and test-reset, whose waits (5-10 s for a dead owner's
+# release, the CUDA probe's answer, a reset's events) valgrind's slowdown overruns on a loaded
+# machine, and which abandon a hung NVML init thread on purpose; ASan and LeakSanitizer check them in the suite above.
 cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON >/dev/null
 cmake --build build-valgrind -j"$jobs"
 XPU_TEST_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 --error-exitcode=99" ctest --test-dir build-valgrind --output-on-failure -j"$jobs" -L integration \
-	-R 'test-(daemon|api-errors|discovery|hotplug|kube-files|kubelet-checkpoint|mig-layout|repartition|reset)$'
+	-R 'test-(daemon|api-errors|discovery|hotplug|kube-files|kubelet-checkpoint|mig-layout|repartition)$'
 
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DXPU_WERROR=ON -DXPU_FUZZ=ON \
 	-DXPU_TESTS=ON >/dev/null
