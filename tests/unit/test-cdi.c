@@ -217,7 +217,7 @@ static void test_version_rules(void **state)
 	    {"{\"devices\": [{\"name\": \"7\"}]}", "0.5.0"},
 	    {"{\"devices\": [{\"name\": \"Zeta\"}, {\"name\": \"alpha\"}]}", "0.3.0"},
 	    {"{\"devices\": [{\"name\": \"a\", \"containerEdits\": {\"deviceNodes\": "
-	     "[{\"path\": \"/dev/x\", \"hostPath\": \"/tmp/root/dev/x\"}]}}]}",
+	     "[{\"path\": \"/dev/x\", \"hostPath\": \"/srv/xpu-fixture/dev/x\"}]}}]}",
 	     "0.5.0"},
 	    {"{\"containerEdits\": {\"deviceNodes\": [{\"path\": \"/dev/x\", "
 	     "\"hostPath\": \"/r/dev/x\"}]}}",
@@ -303,7 +303,8 @@ static void test_host_paths(void **state)
 	json_t *spec = NULL, *nodes, *n;
 	size_t i;
 
-	assert_int_equal(cdi_build_spec(XPU_KIND_GPU, "/tmp/node", &f->devs, &f->slices, &spec), 0);
+	assert_int_equal(
+	    cdi_build_spec(XPU_KIND_GPU, "/srv/xpu-fixture", &f->devs, &f->slices, &spec), 0);
 	assert_string_equal(json_string_value(json_object_get(spec, "cdiVersion")), "0.5.0");
 	nodes = json_object_get(json_object_get(device_named(spec, "MIG-1111"), "containerEdits"),
 				"deviceNodes");
@@ -313,7 +314,7 @@ static void test_host_paths(void **state)
 		char want[256];
 
 		assert_true(strncmp(path, "/dev/", 5) == 0);
-		snprintf(want, sizeof(want), "/tmp/node%s", path);
+		snprintf(want, sizeof(want), "/srv/xpu-fixture%s", path);
 		assert_string_equal(json_string_value(json_object_get(n, "hostPath")), want);
 	}
 	json_decref(spec);
