@@ -38,7 +38,7 @@ static const char *unknown_key(json_t *o, const char *const *known)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(o, key, v) {
+	json_object_foreach (o, key, v) {
 		bool ok = false;
 
 		for (size_t i = 0; known[i] && !ok; i++)
@@ -105,7 +105,7 @@ static int parse_owner(json_t *o, struct alloc_owner *ret, char **ret_error)
 	if (!json_is_object(o) || json_object_size(o) != 1)
 		return invalid(ret_error,
 			       "owner: expected an object with one of pid, cgroup, unit, pod");
-	json_object_foreach(o, key, v) {
+	json_object_foreach (o, key, v) {
 		ret->kind = owner_kind_from_string(key);
 		if (ret->kind <= OWNER_NONE)
 			return invalid(ret_error, "owner: expected one of pid, cgroup, unit, pod");
@@ -128,11 +128,26 @@ static int parse_owner(json_t *o, struct alloc_owner *ret, char **ret_error)
 	return 0;
 }
 
+/* "count": a number of slices up to 100000, or @dflt when absent. */
+static int parse_count(json_t *doc, unsigned dflt, unsigned *ret, char **ret_error)
+{
+	json_t *v = json_object_get(doc, "count");
+
+	if (!v) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
+		return invalid(ret_error, "count: expected a number of slices");
+	*ret = (unsigned)json_integer_value(v);
+	return 0;
+}
+
 int request_parse_allocate(const char *body, size_t len, struct alloc_request *ret,
 			   struct alloc_owner *ret_owner, char **ret_error)
 {
-	static const char *const known[] = { "resource", "count",     "slices", "owner",
-					     "numa_local", "connected", "device", NULL };
+	static const char *const known[] = {"resource",	  "count",     "slices", "owner",
+					    "numa_local", "connected", "device", NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	json_t *v;
 	int r;
@@ -150,7 +165,7 @@ int request_parse_allocate(const char *body, size_t len, struct alloc_request *r
 
 		if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 1024)
 			return invalid(ret_error, "slices: expected a non-empty list of slice ids");
-		json_array_foreach(v, i, e) {
+		json_array_foreach (v, i, e) {
 			if (!json_is_string(e) ||
 			    strlen(json_string_value(e)) != json_string_length(e))
 				return invalid(ret_error, "slices: expected slice ids");
@@ -158,15 +173,10 @@ int request_parse_allocate(const char *body, size_t len, struct alloc_request *r
 				return -ENOMEM;
 		}
 	}
-	v = json_object_get(doc, "count");
-	if (v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 100000)
-			return invalid(ret_error, "count: expected a number of slices");
-		ret->count = (unsigned)json_integer_value(v);
-	} else {
-		ret->count = ret->slices ? (unsigned)strv_length(ret->slices) : 1;
-	}
+	r = parse_count(doc, ret->slices ? (unsigned)strv_length(ret->slices) : 1, &ret->count,
+			ret_error);
+	if (r < 0)
+		return r;
 	if (!ret->resource && !ret->slices)
 		return invalid(ret_error, "either resource (with count) or slices is required");
 	if (ret->slices && ret->count != strv_length(ret->slices))
@@ -195,8 +205,8 @@ void request_fit_done(struct fit_request *r)
 
 int request_parse_fit(const char *body, size_t len, struct fit_request *ret, char **ret_error)
 {
-	static const char *const known[] = { "memory_bytes", "compute", "count",
-					     "kind",	     "resource", NULL };
+	static const char *const known[] = {"memory_bytes", "compute",	"count",
+					    "kind",	    "resource", NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	json_t *v;
 	int r;
@@ -212,11 +222,9 @@ int request_parse_fit(const char *body, size_t len, struct fit_request *ret, cha
 	if (v && !json_is_number(v))
 		return invalid(ret_error, "compute: expected a fraction of a device");
 	ret->compute = v ? json_number_value(v) : 0;
-	v = json_object_get(doc, "count");
-	if (v && (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		  json_integer_value(v) > 100000))
-		return invalid(ret_error, "count: expected a number of slices");
-	ret->count = v ? (unsigned)json_integer_value(v) : 1;
+	r = parse_count(doc, 1, &ret->count, ret_error);
+	if (r < 0)
+		return r;
 	v = json_object_get(doc, "kind");
 	if (v && (r = string_dup(v, 4096, &ret->kind)) < 0)
 		return r == -ENOMEM ? r : invalid(ret_error, "kind: expected gpu, accel or fpga");
@@ -246,12 +254,12 @@ static int parse_device(json_t *doc, char **ret, char **ret_error)
 int request_parse_cordon(const char *body, size_t len, bool cordon, struct cordon_request *ret,
 			 char **ret_error)
 {
-	static const char *const known[] = { "device", "reason", NULL };
+	static const char *const known[] = {"device", "reason", NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	json_t *v;
 	int r;
 
-	r = parse_object(body, len, cordon ? known : (const char *const[]){ "device", NULL }, &doc,
+	r = parse_object(body, len, cordon ? known : (const char *const[]){"device", NULL}, &doc,
 			 ret_error);
 	if (r >= 0)
 		r = parse_device(doc, &ret->device, ret_error);
@@ -259,9 +267,9 @@ int request_parse_cordon(const char *body, size_t len, bool cordon, struct cordo
 		return r;
 	v = json_object_get(doc, "reason");
 	if (v && (r = string_dup(v, 1024, &ret->reason)) < 0)
-		return r == -ENOMEM ? r
-				    : invalid(ret_error,
-					      "reason: expected a text of at most 1024 bytes");
+		return r == -ENOMEM
+			   ? r
+			   : invalid(ret_error, "reason: expected a text of at most 1024 bytes");
 	return 0;
 }
 
@@ -274,7 +282,7 @@ void repartition_request_done(struct repartition_request *r)
 int request_parse_repartition(const char *body, size_t len, uint64_t timeout_default,
 			      struct repartition_request *ret, char **ret_error)
 {
-	static const char *const known[] = { "device", "layout", "policy", "timeout", NULL };
+	static const char *const known[] = {"device", "layout", "policy", "timeout", NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	_cleanup_free_ char *err = NULL;
 	json_t *v;
@@ -306,7 +314,8 @@ int request_parse_repartition(const char *body, size_t len, uint64_t timeout_def
 			return invalid(ret_error, "layout: %s", err ?: "malformed");
 	}
 	v = json_object_get(doc, "timeout");
-	if (v && (!json_is_string(v) || parse_duration(json_string_value(v), &ret->timeout_usec) < 0))
+	if (v &&
+	    (!json_is_string(v) || parse_duration(json_string_value(v), &ret->timeout_usec) < 0))
 		return invalid(ret_error, "timeout: expected a duration such as 10m");
 	return 0;
 }
