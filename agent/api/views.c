@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "api/views.h"
+#include "core/grant.h"
 #include "core/state.h"
-#include "kube/cdi.h"
 #include "shared/parse.h"
 #include "shared/strv.h"
 
@@ -336,103 +336,16 @@ json_t *view_error(const char *code, const char *message)
 			 utf8_escape_invalid(message, text, size));
 }
 
-/*
- * The environment of a grant: each slice's, merged. Lists that name devices (CUDA_VISIBLE_DEVICES,
- * ROCR_VISIBLE_DEVICES, ...) are joined with commas in grant order. The MPS limits of memory
- * shares are per device as CUDA numbers them inside the grant (0, 1, ... in order of first
- * appearance): the pinned memory limits add up per device, and the thread percentage, one
- * value per client process, is the smallest per-device sum.
- */
-static json_t *grant_env(char **const *envs, char *const *device_ids, size_t n)
+static json_t *grant_env_view(const struct grant *g)
 {
-	_cleanup_strv_free_ char **order = NULL;
-	unsigned long long mem[64] = {}, pct[64] = {};
-	bool have_mem = false, have_pct = false;
 	json_t *o = json_object();
 
-	for (size_t i = 0; o && i < n; i++) {
-		size_t dev;
-
-		if (strv_extend_unique(&order, device_ids[i]) < 0)
-			goto oom;
-		for (dev = 0; !streq(order[dev], device_ids[i]); dev++)
-			;
-		STRV_FOREACH(e, envs[i]) {
-			const char *eq = strchr(*e, '=');
-			_cleanup_free_ char *key = eq ? strndup(*e, eq - *e) : NULL;
-			const char *old;
-			unsigned long long v;
-			char *joined;
-
-			if (!key)
-				continue;
-			if (streq(key, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")) {
-				if (dev < 64 && sscanf(eq + 1, "%*u=%lluM", &v) == 1) {
-					mem[dev] += v;
-					have_mem = true;
-				}
-				continue;
-			}
-			if (streq(key, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE")) {
-				if (dev < 64 && sscanf(eq + 1, "%llu", &v) == 1) {
-					pct[dev] += v;
-					have_pct = true;
-				}
-				continue;
-			}
-			old = json_string_value(json_object_get(o, key));
-			if (!old) {
-				if (json_object_set_new(o, key, json_string(eq + 1)) < 0)
-					goto oom;
-				continue;
-			}
-			/* already listed (two slices of one device): nothing to add */
-			_cleanup_strv_free_ char **have = NULL;
-			_cleanup_free_ char *copy = strdup(old);
-			char *save = NULL;
-
-			if (!copy)
-				goto oom;
-			for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-				if (strv_extend(&have, t) < 0)
-					goto oom;
-			if (strv_contains(have, eq + 1))
-				continue;
-			if (asprintf(&joined, "%s,%s", old, eq + 1) < 0 ||
-			    json_object_set_new(o, key, json_string(joined)) < 0) {
-				free(joined);
-				goto oom;
-			}
-			free(joined);
+	for (size_t i = 0; o && i < g->n_env; i++)
+		if (json_object_set_new(o, g->env[i].name, json_string(g->env[i].value ?: "")) < 0) {
+			json_decref(o);
+			return NULL;
 		}
-	}
-	if (o && have_mem) {
-		_cleanup_strv_free_ char **parts = NULL;
-		_cleanup_free_ char *v = NULL;
-
-		for (size_t d = 0; d < strv_length(order) && d < 64; d++)
-			if (mem[d] && strv_extendf(&parts, "%zu=%lluM", d, mem[d]) < 0)
-				goto oom;
-		v = strv_join(parts, ",");
-		if (!v || json_object_set_new(o, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", json_string(v)) < 0)
-			goto oom;
-	}
-	if (o && have_pct) {
-		unsigned long long lowest = 100;
-
-		for (size_t d = 0; d < strv_length(order) && d < 64; d++)
-			if (pct[d])
-				lowest = MIN(lowest, pct[d]);
-		char buf[24];
-
-		snprintf(buf, sizeof(buf), "%llu", lowest);
-		if (json_object_set_new(o, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", json_string(buf)) < 0)
-			goto oom;
-	}
 	return o;
-oom:
-	json_decref(o);
-	return NULL;
 }
 
 static json_t *owner_view(const struct alloc_owner *o)
@@ -444,52 +357,28 @@ static json_t *owner_view(const struct alloc_owner *o)
 json_t *view_allocation(const struct allocation *a, const struct device_list *devs,
 			const struct slice_list *slices)
 {
-	_cleanup_strv_free_ char **nodes = NULL, **cdi = NULL, **dev_ids = NULL;
-	_cleanup_free_ char ***envs = NULL;
-	size_t n = strv_length(a->slices), k = 0;
+	_cleanup_(grant_done) struct grant g = { .numa_node = -1 };
 	json_t *granted = json_array(), *doc = NULL;
-	const struct xpu_device *first = NULL;
-	bool one_numa = true;
 
-	envs = calloc(n + 1, sizeof(*envs));
-	if (!granted || !envs)
+	if (!granted || grant_build(a->slices, devs, slices, &g) < 0)
 		goto out;
 	STRV_FOREACH(id, a->slices) {
 		const struct xpu_slice *s = NULL;
-		const struct xpu_device *d;
-		char *name;
 
 		for (size_t i = 0; i < slices->n && !s; i++)
 			if (streq(slices->items[i]->id, *id))
 				s = slices->items[i];
-		if (!s) {
-			/* its device is gone (unplugged): the grant still names it */
-			if (json_array_append_new(granted, json_pack("{s:s, s:n}", "id", *id,
-								     "device_id")) < 0)
-				goto out;
-			continue;
-		}
-		d = device_list_find(devs, s->device_id);
-		if (json_array_append_new(granted, view_slice(s, d, a)) < 0)
+		/* its device is gone (unplugged): the grant still names it */
+		if (json_array_append_new(
+			    granted, s ? view_slice(s, device_list_find(devs, s->device_id), a)
+				       : json_pack("{s:s, s:n}", "id", *id, "device_id")) < 0)
 			goto out;
-		STRV_FOREACH(node, s->device_nodes)
-			if (strv_extend_unique(&nodes, *node) < 0)
-				goto out;
-		name = cdi_qualified_name(s, d);
-		if (!name || strv_consume(&cdi, name) < 0 || strv_extend(&dev_ids, s->device_id) < 0)
-			goto out;
-		envs[k++] = s->env;
-		if (!first)
-			first = d;
-		else if (!d || !first || d->numa_node != first->numa_node)
-			one_numa = false;
 	}
 	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:b}", "id", a->id,
 			"resource", a->resource, "slices", json_incref(granted), "device_nodes",
-			strv_array(nodes), "env", grant_env((char **const *)envs, dev_ids, k), "mounts",
-			json_array(), "cdi_devices", strv_array(cdi), "numa_node",
-			numa_or_null(one_numa && first ? first->numa_node : -1), "cpu_list",
-			string_or_null(one_numa && first ? first->cpu_list : NULL), "owner",
+			strv_array(g.device_nodes), "env", grant_env_view(&g), "mounts", json_array(),
+			"cdi_devices", strv_array(g.cdi_devices), "numa_node",
+			numa_or_null(g.numa_node), "cpu_list", string_or_null(g.cpu_list), "owner",
 			owner_view(&a->owner), "created_usec", (json_int_t)a->created_usec,
 			"release_pending", a->release_pending);
 out:

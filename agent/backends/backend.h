@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/policy.h"
+#include "core/rules.h"
 #include "shared/host.h"
 
 struct xpu_backend;
@@ -24,6 +25,13 @@ struct xpu_backend_ops {
 	 * with the higher priority wins (see device_merge()). The generic PCI backend is 0.
 	 */
 	int priority;
+	/*
+	 * How the core offers this source's devices (core/rules.h): its partition scheme, the
+	 * merge rules of the environment variables it defines, what enforces a shared slice's
+	 * limits, its node labels. The registry points every device the backend reports at it.
+	 * NULL: the defaults (whole, unenforced sharing, no partitions, no labels).
+	 */
+	const struct device_rules *rules;
 	/*
 	 * Checks whether the source is usable on this host and sets up private state in
 	 * b->userdata. Returns 0 when available; -errno when not, with a malloc'd one-line

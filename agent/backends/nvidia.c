@@ -2048,6 +2048,7 @@ static void nvidia_close(struct xpu_backend *b)
 const struct xpu_backend_ops nvidia_backend_ops = {
 	.name = "nvidia",
 	.priority = 10,
+	.rules = &nvidia_device_rules,
 	.probe = nvidia_probe,
 	.enumerate = nvidia_enumerate,
 	.refresh = nvidia_refresh,

@@ -177,8 +177,10 @@ int registry_enumerate(struct registry *r, struct device_list *ret)
 					  b->ops->name, r->last[i].n);
 			device_list_clear(&fresh);
 		} else {
-			for (size_t j = 0; j < fresh.n; j++)
+			for (size_t j = 0; j < fresh.n; j++) {
 				fresh.items[j]->backend = b->ops->name;
+				fresh.items[j]->rules = b->ops->rules;
+			}
 			device_list_clear(&r->last[i]);
 			r->last[i] = fresh;
 		}

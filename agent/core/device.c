@@ -182,6 +182,7 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	c->health.state = d->health.state;
 	c->health.action = d->health.action;
 	c->backend = d->backend;
+	c->rules = d->rules;
 	c->partitioned = d->partitioned;
 	if (device_set_string(&c->id, d->id) < 0 || device_set_string(&c->vendor, d->vendor) < 0 ||
 	    device_set_string(&c->model, d->model) < 0 ||
@@ -363,6 +364,8 @@ int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
 	}
 	if (rich->numa_node < 0)
 		rich->numa_node = generic->numa_node;
+	if (!rich->rules)
+		rich->rules = generic->rules;
 	if (rich->n_partitions == 0 && partitions_copy(generic, rich) < 0)
 		return -ENOMEM;
 	if (rich->memory_bytes == 0)

@@ -5,6 +5,7 @@
 
 #include "core/alloc.h"
 #include "core/plan.h"
+#include "core/rules.h"
 #include "core/state.h"
 #include "shared/parse.h"
 #include "shared/strv.h"
@@ -121,6 +122,12 @@ static void format_size(uint64_t bytes, char buf[static 32])
 		snprintf(buf, 32, "%lluMiB", (unsigned long long)(bytes >> 20));
 }
 
+/* The least memory share of @d: its source's, and never under OFFER_MIN_SHARE_BYTES. */
+static uint64_t min_share(const struct xpu_device *d)
+{
+	return MAX(d->rules ? d->rules->min_share_bytes : 0, OFFER_MIN_SHARE_BYTES);
+}
+
 /* Why replicas or shares of @d cannot be offered as @o asks (malloc'd), or NULL. */
 static int shared_blocked(const struct xpu_device *d, const struct offer *o, char **ret_reason)
 {
@@ -136,12 +143,13 @@ static int shared_blocked(const struct xpu_device *d, const struct offer *o, cha
 	else if (o->share_bytes == 0 && d->memory_bytes == 0)
 		r = asprintf(ret_reason,
 			     "the device's memory size is unknown: memory shares need a size");
-	else if ((o->share_bytes ?: d->memory_bytes / o->count) < OFFER_MIN_SHARE_BYTES) {
+	else if ((o->share_bytes ?: d->memory_bytes / o->count) < min_share(d)) {
 		/* a size from before it was checked, or a device too small to divide */
 		format_size(o->share_bytes ?: d->memory_bytes / o->count, want);
-		r = asprintf(ret_reason, "memory shares of %s are under 1MiB, the least CUDA's MPS "
-					 "can limit",
-			     want);
+		format_size(min_share(d), have);
+		r = asprintf(ret_reason, "memory shares of %s are under %s, %s", want, have,
+			     d->rules && d->rules->min_share_why ? d->rules->min_share_why
+								 : "the least xpud offers");
 	} else if (o->share_bytes && d->memory_bytes && o->share_bytes > d->memory_bytes / o->count) {
 		format_size(o->share_bytes, want);
 		format_size(d->memory_bytes, have);
@@ -157,7 +165,6 @@ static int plan_shared(const struct xpu_device *d, const struct offer *o, struct
 	bool shares = o->kind == OFFER_MEMORY_SHARES;
 	uint64_t memory = shares ? (o->share_bytes ?: d->memory_bytes / o->count) : d->memory_bytes;
 	double compute = shares && o->compute > 0 ? o->compute : 1.0 / o->count;
-	bool mps = shares && streq_ptr(d->vendor, "nvidia");
 	_cleanup_free_ char *resource = NULL;
 
 	if (o->resource ? !(resource = strdup(o->resource))
@@ -166,7 +173,6 @@ static int plan_shared(const struct xpu_device *d, const struct offer *o, struct
 	for (unsigned i = 0; i < o->count; i++) {
 		_cleanup_(slice_freep) struct xpu_slice *s = NULL;
 		_cleanup_free_ char *id = NULL;
-		char buf[32];
 		int r;
 
 		if (asprintf(&id, "%s/%s-%u", d->id, shares ? "share" : "replica", i) < 0)
@@ -177,15 +183,9 @@ static int plan_shared(const struct xpu_device *d, const struct offer *o, struct
 		s->shared = true;
 		s->memory_bytes = memory;
 		s->compute_fraction = compute;
-		if (mps) {
-			/* CUDA_VISIBLE_DEVICES names exactly this GPU, so it is ordinal 0. */
-			snprintf(buf, sizeof(buf), "%u", MAX((unsigned)(compute * 100 + 0.5), 1u));
-			if (strv_env_set(&s->env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", buf) < 0)
-				return -ENOMEM;
-			snprintf(buf, sizeof(buf), "0=%lluM", (unsigned long long)(memory >> 20));
-			if (strv_env_set(&s->env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", buf) < 0)
-				return -ENOMEM;
-		}
+		if (shares && d->rules && d->rules->share_edits &&
+		    (r = d->rules->share_edits(d, s)) < 0)
+			return r;
 		r = slice_list_push(l, TAKE_PTR(s));
 		if (r < 0)
 			return r;

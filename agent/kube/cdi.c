@@ -23,20 +23,6 @@
 
 #define CDI_MAX_FILE (16U << 20)
 
-char *cdi_qualified_name(const struct xpu_slice *s, const struct xpu_device *d)
-{
-	char *name, *p;
-
-	if (asprintf(&name, CDI_VENDOR "/%s=%s", d ? xpu_kind_to_string(d->kind) : "device",
-		     s->id) < 0)
-		return NULL;
-	/* CDI device names allow [A-Za-z0-9_.:-]; '/' is not, and ':' reads badly in a name */
-	for (p = strchr(name, '=') + 1; *p; p++)
-		if (*p == ':' || *p == '/')
-			*p = '-';
-	return name;
-}
-
 const char *cdi_spec_file_name(enum xpu_kind kind)
 {
 	static const char *const names[_XPU_KIND_MAX] = {
@@ -146,7 +132,7 @@ static json_t *cdi_node(const char *root, const char *path)
 
 static json_t *cdi_device(const char *root, const struct xpu_slice *s, const struct xpu_device *d)
 {
-	_cleanup_free_ char *name = cdi_qualified_name(s, d);
+	_cleanup_free_ char *name = slice_cdi_name(s, d);
 	json_t *edits = json_object(), *nodes = json_array(), *dev = NULL;
 
 	if (!name || !edits || !nodes)

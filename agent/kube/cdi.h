@@ -13,18 +13,12 @@
 #include <systemd/sd-event.h>
 
 #include "core/device.h"
+#include "core/grant.h"
 #include "core/inventory.h"
 #include "core/plan.h"
 #include "shared/macro.h"
 
 #define CDI_DEFAULT_DIR "/var/run/cdi"
-#define CDI_VENDOR "xpu.dev"
-
-/*
- * The fully qualified CDI name of slice @s of device @d (NULL: gone):
- * "xpu.dev/<kind>=<slice id with ':' and '/' as '-'>", malloc'd; NULL on OOM.
- */
-char *cdi_qualified_name(const struct xpu_slice *s, const struct xpu_device *d);
 
 /* The file name of @kind's spec ("xpu.dev-gpu.json"), static. */
 const char *cdi_spec_file_name(enum xpu_kind kind);

@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <sys/pidfd.h>
@@ -29,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/views.h"
 #include "core/alloc.h"
+#include "core/grant.h"
 #include "kube/deviceplugin-v1beta1.pb-c.h"
 #include "kube/checkpoint.h"
 #include "kube/deviceplugin.h"
@@ -358,73 +357,64 @@ static void free_parts(struct parts *ps)
 	free(ps->p);
 }
 
-/* One container's answer: what view_allocation() gives the local API, in kubelet's terms. */
+/* One container's answer: what the slices @ids give a workload (the grant the local API shows),
+ * in kubelet's terms. */
 static int container_response(struct dp_resource *r, char **ids, struct parts *ps,
 			      V1beta1__ContainerAllocateResponse *ret)
 {
-	struct allocation a = { .id = (char *)"kubelet", .resource = r->name, .slices = ids,
-				.owner = { .kind = OWNER_POD, .value = (char *)DP_OWNER_KUBELET } };
-	json_t *doc = view_allocation(&a, inventory_devices(r->plugin->inventory),
-				      inventory_slices(r->plugin->inventory));
-	json_t *env, *nodes, *cdi, *v;
-	const char *key;
+	_cleanup_(grant_done) struct grant g = { .numa_node = -1 };
 	size_t i;
+	int k;
 
-	if (!doc)
-		return -ENOMEM;
-	env = json_object_get(doc, "env");
-	nodes = json_object_get(doc, "device_nodes");
-	cdi = json_object_get(doc, "cdi_devices");
-	ret->n_envs = json_object_size(env);
+	k = grant_build(ids, inventory_devices(r->plugin->inventory),
+			inventory_slices(r->plugin->inventory), &g);
+	if (k < 0)
+		return k;
+	ret->n_envs = g.n_env;
 	ret->envs = part(ps, calloc(ret->n_envs + 1, sizeof(*ret->envs)));
-	ret->n_devices = json_array_size(nodes);
+	ret->n_devices = strv_length(g.device_nodes);
 	ret->devices = part(ps, calloc(ret->n_devices + 1, sizeof(*ret->devices)));
-	ret->n_cdi_devices = json_array_size(cdi);
+	ret->n_cdi_devices = strv_length(g.cdi_devices);
 	ret->cdi_devices = part(ps, calloc(ret->n_cdi_devices + 1, sizeof(*ret->cdi_devices)));
 	if (!ret->envs || !ret->devices || !ret->cdi_devices)
-		goto oom;
-	i = 0;
-	json_object_foreach(env, key, v) {
+		return -ENOMEM;
+	for (i = 0; i < g.n_env; i++) {
 		V1beta1__ContainerAllocateResponse__EnvsEntry *e = part(ps, calloc(1, sizeof(*e)));
 
 		if (!e)
-			goto oom;
+			return -ENOMEM;
 		v1beta1__container_allocate_response__envs_entry__init(e);
-		e->key = part(ps, strdup(key));
-		e->value = part(ps, strdup(json_string_value(v) ?: ""));
+		e->key = part(ps, strdup(g.env[i].name));
+		e->value = part(ps, strdup(g.env[i].value ?: ""));
 		if (!e->key || !e->value)
-			goto oom;
-		ret->envs[i++] = e;
+			return -ENOMEM;
+		ret->envs[i] = e;
 	}
-	json_array_foreach(nodes, i, v) {
+	for (i = 0; i < ret->n_devices; i++) {
 		V1beta1__DeviceSpec *d = part(ps, calloc(1, sizeof(*d)));
 
 		if (!d)
-			goto oom;
+			return -ENOMEM;
 		v1beta1__device_spec__init(d);
-		d->host_path = part(ps, strdup(json_string_value(v) ?: ""));
+		d->host_path = part(ps, strdup(g.device_nodes[i]));
 		d->container_path = d->host_path;
 		d->permissions = (char *)"rw";
 		if (!d->host_path)
-			goto oom;
+			return -ENOMEM;
 		ret->devices[i] = d;
 	}
-	json_array_foreach(cdi, i, v) {
+	for (i = 0; i < ret->n_cdi_devices; i++) {
 		V1beta1__CDIDevice *d = part(ps, calloc(1, sizeof(*d)));
 
 		if (!d)
-			goto oom;
+			return -ENOMEM;
 		v1beta1__cdidevice__init(d);
-		d->name = part(ps, strdup(json_string_value(v) ?: ""));
+		d->name = part(ps, strdup(g.cdi_devices[i]));
 		if (!d->name)
-			goto oom;
+			return -ENOMEM;
 		ret->cdi_devices[i] = d;
 	}
-	json_decref(doc);
 	return 0;
-oom:
-	json_decref(doc);
-	return -ENOMEM;
 }
 
 static void allocate(struct grpc_call *c, const uint8_t *msg, size_t len, void *userdata)

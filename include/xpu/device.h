@@ -51,6 +51,7 @@ struct xpu_health {
 };
 
 struct xpu_slice;
+struct device_rules;
 
 struct xpu_device {
 	char *id; /* stable: the PCI address for PCI functions */
@@ -67,6 +68,8 @@ struct xpu_device {
 	char **device_nodes; /* NULL-terminated host paths a workload needs */
 	struct xpu_health health;
 	const char *backend; /* name of the backend that produced this record (static) */
+	/* Its backend's rules for offering it (xpud's core/rules.h; static), or NULL. */
+	const struct device_rules *rules;
 
 	/* What the slice planner needs to offer the whole device. */
 	char *resource;	    /* default resource name, e.g. "nvidia.com/gpu" */

@@ -99,12 +99,12 @@ static void test_names(void **state)
 {
 	struct fixture *f = *state;
 	const struct xpu_slice *s = slice(f, "0000:18:00.0");
-	char *n = cdi_qualified_name(s, device_list_find(&f->devs, s->device_id));
+	char *n = slice_cdi_name(s, device_list_find(&f->devs, s->device_id));
 
 	assert_string_equal(n, "xpu.dev/gpu=0000-18-00.0");
 	free(n);
 	struct xpu_slice replica = {.id = (char *)"0000:3b:00.0/replica-1"};
-	n = cdi_qualified_name(&replica, device_list_find(&f->devs, "0000:3b:00.0"));
+	n = slice_cdi_name(&replica, device_list_find(&f->devs, "0000:3b:00.0"));
 	assert_string_equal(n, "xpu.dev/accel=0000-3b-00.0-replica-1");
 	free(n);
 	assert_string_equal(cdi_spec_file_name(XPU_KIND_GPU), "xpu.dev-gpu.json");

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/grant.h"
+#include "core/rules.h"
+#include "shared/parse.h"
+#include "shared/strv.h"
+
+enum env_merge device_rules_env_merge(const struct device_rules *rules, const char *name)
+{
+	for (const struct env_rule *e = rules ? rules->env : NULL; e && e->name; e++)
+		if (streq(e->name, name))
+			return e->merge;
+	return ENV_MERGE_LIST;
+}
+
+char *slice_cdi_name(const struct xpu_slice *s, const struct xpu_device *d)
+{
+	char *name, *p;
+
+	if (asprintf(&name, CDI_VENDOR "/%s=%s", d ? xpu_kind_to_string(d->kind) : "device",
+		     s->id) < 0)
+		return NULL;
+	/* CDI device names allow [A-Za-z0-9_.:-]; '/' is not, and ':' reads badly in a name */
+	for (p = strchr(name, '=') + 1; *p; p++)
+		if (*p == ':' || *p == '/')
+			*p = '-';
+	return name;
+}
+
+void grant_done(struct grant *g)
+{
+	strv_free(g->device_nodes);
+	for (size_t i = 0; i < g->n_env; i++) {
+		free(g->env[i].name);
+		free(g->env[i].value);
+	}
+	free(g->env);
+	strv_free(g->cdi_devices);
+	*g = (struct grant){.numa_node = -1};
+}
+
+const char *grant_env_get(const struct grant *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_env; i++)
+		if (streq(g->env[i].name, name))
+			return g->env[i].value;
+	return NULL;
+}
+
+/*
+ * One variable while the grant is built: its rule, and for the per-device rules the amount of
+ * each device (by its number in the grant) and the unit that follows the amounts.
+ */
+struct env_acc {
+	enum env_merge merge;
+	unsigned long long *amount; /* one per device of the grant */
+	char unit[8];
+};
+
+struct builder {
+	struct grant *g;
+	struct env_acc *acc; /* parallel to g->env */
+	size_t n_devices_max;
+};
+
+static void builder_done(struct builder *b)
+{
+	for (size_t i = 0; b->acc && i < b->g->n_env; i++)
+		free(b->acc[i].amount);
+	free(b->acc);
+}
+
+/* The index of variable @name in the grant, adding it (empty) when new. -ENOMEM. */
+static int env_slot(struct builder *b, const char *name, enum env_merge merge)
+{
+	struct grant *g = b->g;
+	struct grant_env *e;
+	struct env_acc *a;
+
+	for (size_t i = 0; i < g->n_env; i++)
+		if (streq(g->env[i].name, name))
+			return (int)i;
+	e = realloc(g->env, (g->n_env + 1) * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	g->env = e;
+	a = realloc(b->acc, (g->n_env + 1) * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	b->acc = a;
+	a[g->n_env] = (struct env_acc){.merge = merge};
+	e[g->n_env] = (struct grant_env){.name = strdup(name)};
+	if (!e[g->n_env].name)
+		return -ENOMEM;
+	if (merge != ENV_MERGE_LIST) {
+		a[g->n_env].amount = calloc(b->n_devices_max, sizeof(unsigned long long));
+		if (!a[g->n_env].amount) {
+			free(e[g->n_env].name);
+			return -ENOMEM;
+		}
+	}
+	return (int)g->n_env++;
+}
+
+/* Adds @value to a list variable unless it holds it already (two slices of one device). */
+static int env_list_add(struct grant_env *e, const char *value)
+{
+	char *joined;
+
+	if (!e->value)
+		return (e->value = strdup(value)) ? 0 : -ENOMEM;
+	for (const char *p = e->value; p;) {
+		const char *end = strchrnul(p, ',');
+
+		if ((size_t)(end - p) == strlen(value) && strncmp(p, value, (size_t)(end - p)) == 0)
+			return 0;
+		p = *end ? end + 1 : NULL;
+	}
+	if (asprintf(&joined, "%s,%s", e->value, value) < 0)
+		return -ENOMEM;
+	free(e->value);
+	e->value = joined;
+	return 0;
+}
+
+/* "<i>=<amount><unit>" or "<amount>": the amount, and the unit when given. A value that does
+ * not parse adds nothing (-EINVAL). */
+static int parse_amount(const char *value, bool indexed, unsigned long long *ret, char unit[8])
+{
+	const char *p = value;
+	char *end;
+
+	if (indexed) {
+		p = strchr(value, '=');
+		if (!p)
+			return -EINVAL;
+		p++;
+	}
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(p, &end, 10);
+	if (errno || strlen(end) >= 8)
+		return -EINVAL;
+	snprintf(unit, 8, "%s", end);
+	return 0;
+}
+
+static int env_add(struct builder *b, const struct xpu_device *d, size_t dev, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	_cleanup_free_ char *name = eq ? strndup(kv, (size_t)(eq - kv)) : NULL;
+	struct env_acc *a;
+	unsigned long long v;
+	char unit[8];
+	int i;
+
+	if (!eq)
+		return 0;
+	if (!name)
+		return -ENOMEM;
+	i = env_slot(b, name, device_rules_env_merge(d ? d->rules : NULL, name));
+	if (i < 0)
+		return i;
+	a = &b->acc[i];
+	if (a->merge == ENV_MERGE_LIST)
+		return env_list_add(&b->g->env[i], eq + 1);
+	if (parse_amount(eq + 1, a->merge == ENV_MERGE_DEVICE_SUM, &v, unit) < 0)
+		return 0;
+	a->amount[dev] += v;
+	if (!a->unit[0])
+		memcpy(a->unit, unit, sizeof(unit));
+	return 0;
+}
+
+/* The per-device variables' values, once every slice is in. */
+static int env_finish(struct builder *b, size_t n_devices)
+{
+	for (size_t i = 0; i < b->g->n_env; i++) {
+		struct env_acc *a = &b->acc[i];
+		_cleanup_strv_free_ char **parts = NULL;
+		unsigned long long lowest = 100;
+		char *v = NULL;
+
+		if (a->merge == ENV_MERGE_LIST)
+			continue;
+		for (size_t d = 0; d < n_devices; d++) {
+			if (!a->amount[d])
+				continue;
+			if (a->merge == ENV_MERGE_DEVICE_PERCENT)
+				lowest = MIN(lowest, a->amount[d]);
+			else if (strv_extendf(&parts, "%zu=%llu%s", d, a->amount[d], a->unit) < 0)
+				return -ENOMEM;
+		}
+		if (a->merge == ENV_MERGE_DEVICE_PERCENT ? asprintf(&v, "%llu", lowest) < 0
+							 : !(v = strv_join(parts, ",")))
+			return -ENOMEM;
+		free(b->g->env[i].value);
+		b->g->env[i].value = v;
+	}
+	return 0;
+}
+
+static const struct xpu_slice *slice_lookup(const struct slice_list *slices, const char *id)
+{
+	for (size_t i = 0; i < slices->n; i++)
+		if (streq(slices->items[i]->id, id))
+			return slices->items[i];
+	return NULL;
+}
+
+int grant_build(char *const *slice_ids, const struct device_list *devs,
+		const struct slice_list *slices, struct grant *ret)
+{
+	_cleanup_strv_free_ char **order = NULL; /* the grant's devices, numbered */
+	struct grant g = {.slices = (char **)slice_ids, .numa_node = -1};
+	struct builder b = {.g = &g, .n_devices_max = strv_length(slice_ids)};
+	const struct xpu_device *first = NULL;
+	bool one_numa = true;
+	int r = 0;
+
+	for (char *const *id = slice_ids; id && *id && r >= 0; id++) {
+		const struct xpu_slice *s = slice_lookup(slices, *id);
+		const struct xpu_device *d;
+		size_t dev;
+
+		if (!s) {
+			g.n_missing++;
+			continue;
+		}
+		d = device_list_find(devs, s->device_id);
+		STRV_FOREACH (node, s->device_nodes)
+			if (strv_extend_unique(&g.device_nodes, *node) < 0)
+				r = -ENOMEM;
+		if (r < 0 || strv_consume(&g.cdi_devices, slice_cdi_name(s, d)) < 0 ||
+		    strv_extend_unique(&order, s->device_id) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		for (dev = 0; !streq(order[dev], s->device_id); dev++)
+			;
+		STRV_FOREACH (e, s->env)
+			if ((r = env_add(&b, d, dev, *e)) < 0)
+				break;
+		if (!first)
+			first = d;
+		else if (!d || !first || d->numa_node != first->numa_node)
+			one_numa = false;
+	}
+	if (r >= 0)
+		r = env_finish(&b, strv_length(order));
+	builder_done(&b);
+	if (r < 0) {
+		grant_done(&g);
+		return r;
+	}
+	if (one_numa && first) {
+		g.numa_node = first->numa_node;
+		g.cpu_list = first->cpu_list;
+	}
+	*ret = g;
+	return 0;
+}

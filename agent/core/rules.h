@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A device source's rules: what the core asks of a vendor instead of knowing it. Each backend
+ * that has rules of its own (backends/nvidia-rules.c, backends/amd-rules.c, ...) defines one
+ * static struct device_rules and names it in its ops (backend.h); the registry points every
+ * device the backend reports at it (xpu_device.rules). A device without rules is offered whole,
+ * as replicas and as memory shares that nothing enforces, and has no hardware partitions.
+ *
+ * Everything here is static data or pure functions over plain structs: the planner (plan.c)
+ * and the grant builder (grant.c) call them on the loop, without locks.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct xpu_device;
+struct xpu_slice;
+
+/*
+ * How the values of one environment variable from several slices of a grant become one, owned by
+ * whoever defines the variable. Values name devices as the workload numbers them inside the
+ * grant: 0, 1, ... in the order each device first appears among the grant's slices.
+ */
+enum env_merge {
+	/* The default: the distinct values, comma-joined in grant order ("GPU-a,GPU-b"). */
+	ENV_MERGE_LIST,
+	/* "<i>=<n>M" per slice (i: the slice's device as numbered in its own environment, 0): the
+	 * amounts of each device summed, "0=20480M,1=40960M" in device order. */
+	ENV_MERGE_DEVICE_SUM,
+	/* A percentage per slice: the percentages of each device summed, and the smallest sum
+	 * kept, at most 100 (a per-process setting that must hold on every device of the grant). */
+	ENV_MERGE_DEVICE_PERCENT,
+};
+
+struct env_rule {
+	const char *name;
+	enum env_merge merge;
+};
+
+/*
+ * A hardware partitioning scheme (a vendor's way to cut a device into isolated instances), as
+ * the policy, the API and the state file spell it.
+ */
+struct partition_scheme {
+	const char *name;	/* the policy's key, the offer's kind and the API's word */
+	const char *enable_key; /* the policy's key allowing the mode to be switched on, or NULL */
+	const char *label;	/* in messages: "the GPU's <label> mode" */
+	const char *example;	/* a layout as an operator writes it, for error messages */
+	/* The state file's keys for the layout and the enable flag (kept as first written). */
+	const char *state_layout_key;
+	const char *state_enable_key;
+	/* Whether @profile (without an "all-" prefix) is spelled as this scheme's profiles are. */
+	bool (*profile_valid)(const char *profile);
+};
+
+struct device_rules {
+	/* The hardware partitioning of the source's devices, or NULL: none. */
+	const struct partition_scheme *scheme;
+	/* The variables this source defines whose values merge otherwise than ENV_MERGE_LIST;
+	 * terminated by an entry with a NULL name. NULL: none. */
+	const struct env_rule *env;
+	/* The least memory share the source can enforce, and why (for the reason a smaller one
+	 * is refused); 0: OFFER_MIN_SHARE_BYTES. */
+	uint64_t min_share_bytes;
+	const char *min_share_why;
+	/*
+	 * What a memory share of @d needs in its container edits for the limits it claims
+	 * (memory, compute fraction) to be enforced: added to @s (env, device nodes). @s has its
+	 * size and fraction set. 0 or -ENOMEM. NULL: nothing enforces them. (Replicas are
+	 * time-shared, with nothing to enforce.)
+	 */
+	int (*share_edits)(const struct xpu_device *d, struct xpu_slice *s);
+	/*
+	 * The node labels of the source's devices on this node (@devs: those of @n devices of
+	 * the node that these rules govern, in inventory order), appended to @labels as
+	 * "key=value". 0 or -ENOMEM. NULL: none.
+	 */
+	int (*node_labels)(const struct xpu_device *const *devs, size_t n, char ***labels);
+};
+
+/* The merge rule @rules gives variable @name (ENV_MERGE_LIST when it names none). */
+enum env_merge device_rules_env_merge(const struct device_rules *rules, const char *name);
