@@ -275,10 +275,12 @@ static int set_prop_u(struct xpu_device *d, const char *key, unsigned long long 
 static int describe_mig(const struct nvml *api, nvmlDevice_t h, struct xpu_device *d)
 {
 	_cleanup_free_ char *list = NULL;
-	unsigned cur, pend;
+	unsigned cur, pend, slices = 0;
 
 	if (!api->mig_mode || api->mig_mode(h, &cur, &pend) != NVML_SUCCESS)
 		return 0; /* no MIG on this GPU or driver */
+	d->partition_capable = true;
+	d->partition_pending = pend == NVML_DEVICE_MIG_ENABLE;
 	if (device_set_property(d, "mig_mode", cur == NVML_DEVICE_MIG_ENABLE ? "enabled"
 									     : "disabled") < 0 ||
 	    device_set_property(d, "mig_mode_pending",
@@ -302,7 +304,20 @@ static int describe_mig(const struct nvml *api, nvmlDevice_t h, struct xpu_devic
 			return -ENOMEM;
 		free(list);
 		list = s;
+		if (device_add_profile(d, &(struct xpu_partition_profile){
+					      .name = name,
+					      .free = remaining,
+					      .total = info.instanceCount,
+					      .memory_bytes = info.memorySizeMB << 20,
+					      /* slices of the GPU's, until the whole is known */
+					      .compute_fraction = info.sliceCount,
+					  }) < 0)
+			return -ENOMEM;
+		slices = MAX(slices, info.sliceCount);
 	}
+	/* A profile's compute: its slices of those of the largest profile (the whole GPU). */
+	for (size_t i = 0; i < d->n_profiles; i++)
+		d->profiles[i].compute_fraction /= slices;
 	if (list && device_set_property(d, "mig_profiles", list) < 0)
 		return -ENOMEM;
 	return 0;

@@ -158,6 +158,27 @@ int registry_merge(struct device_list *in, const int *prio, struct device_list *
 	return k;
 }
 
+/*
+ * A backend's word on a device's partitions that does not hold together (a profile without a
+ * name or instances, a partition listed twice, a device node twice): the device is offered
+ * whole, and the warning names it. 0 or -ENOMEM.
+ */
+static int partitioning_sane(const struct xpu_backend *b, struct xpu_device *d)
+{
+	_cleanup_free_ char *why = NULL;
+	int r = device_check_partitioning(d, &why);
+
+	if (r < 0 || !why)
+		return r;
+	log_device_full_errno(
+	    LOG_WARNING, 0, d->id, NULL,
+	    "Backend %s reported partitions of %s that do not hold together (%s); "
+	    "offering it whole.",
+	    b->ops->name, d->id, why);
+	device_drop_partitioning(d);
+	return 0;
+}
+
 int registry_enumerate(struct registry *r, struct device_list *ret)
 {
 	struct device_list all = {}, merged = {};
@@ -180,6 +201,13 @@ int registry_enumerate(struct registry *r, struct device_list *ret)
 			for (size_t j = 0; j < fresh.n; j++) {
 				fresh.items[j]->backend = b->ops->name;
 				fresh.items[j]->rules = b->ops->rules;
+				k = partitioning_sane(b, fresh.items[j]);
+				if (k < 0)
+					break;
+			}
+			if (k < 0) {
+				device_list_clear(&fresh);
+				goto out;
 			}
 			device_list_clear(&r->last[i]);
 			r->last[i] = fresh;

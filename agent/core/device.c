@@ -124,6 +124,138 @@ static int partitions_copy(const struct xpu_device *from, struct xpu_device *to)
 	return 0;
 }
 
+void device_profiles_clear(struct xpu_device *d)
+{
+	for (size_t i = 0; i < d->n_profiles; i++)
+		free(d->profiles[i].name);
+	free(d->profiles);
+	d->profiles = NULL;
+	d->n_profiles = 0;
+}
+
+int device_add_profile(struct xpu_device *d, const struct xpu_partition_profile *p)
+{
+	struct xpu_partition_profile *m = realloc(d->profiles, (d->n_profiles + 1) * sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	d->profiles = m;
+	m[d->n_profiles] = *p;
+	m[d->n_profiles].name = p->name ? strdup(p->name) : NULL;
+	if (p->name && !m[d->n_profiles].name)
+		return -ENOMEM;
+	d->n_profiles++;
+	return 0;
+}
+
+static int profiles_copy(const struct xpu_device *from, struct xpu_device *to)
+{
+	for (size_t i = 0; i < from->n_profiles; i++)
+		if (device_add_profile(to, &from->profiles[i]) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+static bool profiles_equal(const struct xpu_device *a, const struct xpu_device *b)
+{
+	if (a->n_profiles != b->n_profiles)
+		return false;
+	for (size_t i = 0; i < a->n_profiles; i++) {
+		const struct xpu_partition_profile *x = &a->profiles[i], *y = &b->profiles[i];
+
+		if (!streq_ptr(x->name, y->name) || x->free != y->free || x->total != y->total ||
+		    x->memory_bytes != y->memory_bytes ||
+		    x->compute_fraction != y->compute_fraction)
+			return false;
+	}
+	return true;
+}
+
+const struct xpu_partition_profile *device_find_profile(const struct xpu_device *d,
+							const char *name)
+{
+	for (size_t i = 0; i < d->n_profiles; i++)
+		if (streq_ptr(d->profiles[i].name, name))
+			return &d->profiles[i];
+	return NULL;
+}
+
+/* Sets *ret to the formatted reason: 0, or -ENOMEM. */
+_printf_(2, 3) static int reason_set(char **ret, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(ret, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		*ret = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int check_partition(const struct xpu_slice *s, size_t i, char **ret_reason)
+{
+	if (isempty(s->id))
+		return reason_set(ret_reason, "partition %zu has no id", i);
+	for (size_t a = 0; s->device_nodes && s->device_nodes[a]; a++) {
+		if (isempty(s->device_nodes[a]))
+			return reason_set(ret_reason, "partition %s has an empty device node",
+					  s->id);
+		for (size_t b = 0; b < a; b++)
+			if (streq(s->device_nodes[a], s->device_nodes[b]))
+				return reason_set(ret_reason,
+						  "partition %s lists device node %s twice", s->id,
+						  s->device_nodes[a]);
+	}
+	STRV_FOREACH (e, s->env)
+		if (!strchr(*e, '=') || **e == '=')
+			return reason_set(
+			    ret_reason,
+			    "partition %s has an environment entry that is not NAME=VALUE", s->id);
+	return 0;
+}
+
+int device_check_partitioning(const struct xpu_device *d, char **ret_reason)
+{
+	*ret_reason = NULL;
+	for (size_t i = 0; i < d->n_profiles; i++) {
+		const struct xpu_partition_profile *p = &d->profiles[i];
+
+		if (isempty(p->name))
+			return reason_set(ret_reason, "partition profile %zu has no name", i);
+		if (p->total == 0 || p->free > p->total)
+			return reason_set(ret_reason,
+					  "partition profile %s: %u free of %u instances", p->name,
+					  p->free, p->total);
+		for (size_t j = 0; j < i; j++)
+			if (streq(d->profiles[j].name, p->name))
+				return reason_set(ret_reason,
+						  "partition profile %s is listed twice", p->name);
+	}
+	for (size_t i = 0; i < d->n_partitions; i++) {
+		int r = check_partition(d->partitions[i], i, ret_reason);
+
+		if (r < 0 || *ret_reason)
+			return r;
+		for (size_t j = 0; j < i; j++)
+			if (streq_ptr(d->partitions[j]->id, d->partitions[i]->id))
+				return reason_set(ret_reason, "partition %s is listed twice",
+						  d->partitions[i]->id);
+	}
+	return 0;
+}
+
+void device_drop_partitioning(struct xpu_device *d)
+{
+	partitions_clear(d);
+	device_profiles_clear(d);
+	d->partitioned = false;
+	d->partition_pending = false;
+}
+
 struct xpu_device *device_new(void)
 {
 	struct xpu_device *d = calloc(1, sizeof(*d));
@@ -149,6 +281,7 @@ struct xpu_device *device_free(struct xpu_device *d)
 	strv_free(d->env);
 	strv_free(d->properties);
 	partitions_clear(d);
+	device_profiles_clear(d);
 	free(d);
 	return NULL;
 }
@@ -184,6 +317,8 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	c->backend = d->backend;
 	c->rules = d->rules;
 	c->partitioned = d->partitioned;
+	c->partition_capable = d->partition_capable;
+	c->partition_pending = d->partition_pending;
 	if (device_set_string(&c->id, d->id) < 0 || device_set_string(&c->vendor, d->vendor) < 0 ||
 	    device_set_string(&c->model, d->model) < 0 ||
 	    device_set_string(&c->driver, d->driver) < 0 ||
@@ -192,7 +327,8 @@ int device_dup(const struct xpu_device *d, struct xpu_device **ret)
 	    device_set_string(&c->health.reason, d->health.reason) < 0 ||
 	    device_set_string(&c->resource, d->resource) < 0 ||
 	    strv_copy(d->device_nodes, &c->device_nodes) < 0 || strv_copy(d->env, &c->env) < 0 ||
-	    strv_copy(d->properties, &c->properties) < 0 || partitions_copy(d, c) < 0)
+	    strv_copy(d->properties, &c->properties) < 0 || partitions_copy(d, c) < 0 ||
+	    profiles_copy(d, c) < 0)
 		return -ENOMEM;
 	*ret = TAKE_PTR(c);
 	return 0;
@@ -233,7 +369,9 @@ bool device_equal(const struct xpu_device *a, const struct xpu_device *b)
 	       a->health.state == b->health.state &&
 	       streq_ptr(a->health.reason, b->health.reason) && streq_ptr(a->backend, b->backend) &&
 	       streq_ptr(a->resource, b->resource) && strv_equal(a->env, b->env) &&
-	       strv_equal(a->properties, b->properties) && partitions_equal(a, b);
+	       strv_equal(a->properties, b->properties) && partitions_equal(a, b) &&
+	       a->partition_capable == b->partition_capable &&
+	       a->partition_pending == b->partition_pending && profiles_equal(a, b);
 }
 
 static char **prop_find(const struct xpu_device *d, const char *key)
@@ -367,6 +505,8 @@ int device_merge(struct xpu_device *rich, const struct xpu_device *generic)
 	if (!rich->rules)
 		rich->rules = generic->rules;
 	if (rich->n_partitions == 0 && partitions_copy(generic, rich) < 0)
+		return -ENOMEM;
+	if (rich->n_profiles == 0 && profiles_copy(generic, rich) < 0)
 		return -ENOMEM;
 	if (rich->memory_bytes == 0)
 		rich->memory_bytes = generic->memory_bytes;

@@ -53,6 +53,22 @@ bool slice_usable(const struct xpu_slice *s, const struct xpu_device *d);
 /* Takes ownership of @s (freed on failure). 0 or -ENOMEM. */
 int device_add_partition(struct xpu_device *d, struct xpu_slice *s);
 
+/* Appends a copy of @p to @d's partition profiles. 0 or -ENOMEM. */
+int device_add_profile(struct xpu_device *d, const struct xpu_partition_profile *p);
+void device_profiles_clear(struct xpu_device *d);
+/* @d's profile @name (borrowed), or NULL. */
+const struct xpu_partition_profile *device_find_profile(const struct xpu_device *d,
+							const char *name);
+/*
+ * Whether what @d's backend says of its partitioning holds together: profiles with names, each
+ * once, with instances (free <= total); partitions with ids, each once, device nodes that are
+ * not empty nor listed twice, environment entries NAME=VALUE. 0 with *ret_reason NULL when it
+ * does, 0 with the first fault (malloc'd) when not, -ENOMEM.
+ */
+int device_check_partitioning(const struct xpu_device *d, char **ret_reason);
+/* Forgets @d's partitions and profiles: it is offered whole. */
+void device_drop_partitioning(struct xpu_device *d);
+
 /* A growable array of owned devices. */
 struct device_list {
 	struct xpu_device **items;

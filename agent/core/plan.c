@@ -193,27 +193,12 @@ static int plan_shared(const struct xpu_device *d, const struct offer *o, struct
 	return 0;
 }
 
-/* How many instances of @profile the GPU holds in all, from its "mig_profiles" property
- * ("1g.10gb=7/7,2g.20gb=3/3,...": free/total). 0 when it does not say. */
+/* How many instances of @profile the device holds in all; 0 when it does not list it. */
 static unsigned mig_profile_total(const struct xpu_device *d, const char *profile)
 {
-	const char *p = device_get_property(d, "mig_profiles");
-	size_t n = strlen(profile);
+	const struct xpu_partition_profile *p = device_find_profile(d, profile);
 
-	while (p && *p) {
-		const char *end = strchrnul(p, ','), *slash = memchr(p, '/', (size_t)(end - p));
-		char num[16];
-		unsigned total;
-
-		if (strncmp(p, profile, n) == 0 && p[n] == '=' && slash &&
-		    (size_t)(end - slash) < sizeof(num)) {
-			memcpy(num, slash + 1, (size_t)(end - slash - 1));
-			num[end - slash - 1] = '\0';
-			return safe_atou(num, &total) < 0 ? 0 : total;
-		}
-		p = *end ? end + 1 : end;
-	}
-	return 0;
+	return p ? p->total : 0;
 }
 
 /* "1g.10gb*7,3g.40gb" from a sorted list; "none" for an empty one. */
@@ -284,7 +269,7 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 static int mig_unknown_profile(const struct xpu_device *d, const struct offer *o,
 			       char **ret_reason)
 {
-	if (!device_get_property(d, "mig_profiles"))
+	if (d->n_profiles == 0)
 		return 0;
 	STRV_FOREACH(p, o->mig_profiles) {
 		const char *profile = strncmp(*p, "all-", 4) == 0 ? *p + 4 : *p;
@@ -299,11 +284,55 @@ static int mig_unknown_profile(const struct xpu_device *d, const struct offer *o
 	return 0;
 }
 
+/*
+ * Why the instances of the list form of @o cannot all exist on @d at once (malloc'd in
+ * *ret_reason), or nothing: more of a profile than the device holds, more memory or compute than
+ * it has. (The "all-" form is as many as the device holds.) 0 or -ENOMEM.
+ */
+static int layout_impossible(const struct xpu_device *d, const struct offer *o,
+			     char **ret_reason)
+{
+	uint64_t memory = 0;
+	double compute = 0;
+	char want[32], have[32];
+	int r = 0;
+
+	STRV_FOREACH(p, o->mig_profiles) {
+		const struct xpu_partition_profile *pr;
+		unsigned n = 0;
+
+		if (strncmp(*p, "all-", 4) == 0 || !(pr = device_find_profile(d, *p)))
+			continue;
+		STRV_FOREACH(q, o->mig_profiles)
+			n += streq(*q, *p);
+		if (n > pr->total) {
+			r = asprintf(ret_reason, "declared layout cannot be made: %u instances of %s, "
+						 "the device holds %u at most",
+				     n, *p, pr->total);
+			return r < 0 ? -ENOMEM : 0;
+		}
+		memory += pr->memory_bytes;
+		compute += pr->compute_fraction;
+	}
+	if (d->memory_bytes && memory > d->memory_bytes) {
+		format_size(memory, want);
+		format_size(d->memory_bytes, have);
+		r = asprintf(ret_reason, "declared layout cannot be made: its instances need %s of "
+					 "memory, the device has %s",
+			     want, have);
+	} else if (compute > 1.0 + 1e-6) {
+		r = asprintf(ret_reason, "declared layout cannot be made: its instances need %.0f%% "
+					 "of the device's compute",
+			     compute * 100);
+	}
+	return r < 0 ? -ENOMEM : 0;
+}
+
 /* Why a MIG offer is not in effect on a GPU whose MIG mode is not enabled now (malloc'd). */
 static int mig_disabled_reason(const struct xpu_device *d, const struct offer *o,
 			       char **ret_reason, bool *ret_apply)
 {
-	if (streq_ptr(device_get_property(d, "mig_mode_pending"), "enabled"))
+	if (d->partition_pending)
 		return asprintf(ret_reason, "MIG mode enabled, takes effect after a GPU reset");
 	/* never touched without the operator's word: enabling MIG takes the GPU from its users */
 	*ret_apply = o->mig_enable;
@@ -343,7 +372,9 @@ static int plan_offer(const struct xpu_device *d, const struct offer *o, struct 
 			r = asprintf(&reason, "MIG applies to NVIDIA GPUs only");
 		else if ((r = mig_unknown_profile(d, o, &reason)) < 0 || reason)
 			break;
-		else if (!streq_ptr(device_get_property(d, "mig_mode"), "enabled"))
+		else if ((r = layout_impossible(d, o, &reason)) < 0 || reason)
+			break;
+		else if (!d->partitioned)
 			r = mig_disabled_reason(d, o, &reason, &apply);
 		else {
 			/* the instances that exist are the slices, whatever the layout */
@@ -651,8 +682,14 @@ char *plan_device_fingerprint(const struct xpu_device *d)
 			return NULL;
 	strv_sort(ids);
 	joined = ids ? strv_join(ids, ",") : strdup("");
-	if (!joined || asprintf(&s, "mig=%s/%s;%s", device_get_property(d, "mig_mode") ?: "-",
-				device_get_property(d, "mig_mode_pending") ?: "-", joined) < 0)
+	if (!joined || asprintf(&s, "partitioned=%s/%s;%s",
+				!d->partition_capable ? "-"
+				: d->partitioned      ? "enabled"
+						      : "disabled",
+				!d->partition_capable  ? "-"
+				: d->partition_pending ? "enabled"
+						       : "disabled",
+				joined) < 0)
 		return NULL;
 	return s;
 }

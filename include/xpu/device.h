@@ -53,6 +53,15 @@ struct xpu_health {
 struct xpu_slice;
 struct device_rules;
 
+/* One kind of hardware partition a device can be cut into (a MIG GPU instance profile, ...). */
+struct xpu_partition_profile {
+	char *name;		 /* as the vendor's tools spell it: "1g.10gb" */
+	unsigned free;		 /* instances of it that could be made now */
+	unsigned total;		 /* instances of it the device holds at most */
+	uint64_t memory_bytes;	 /* each instance's memory; 0 when unknown */
+	double compute_fraction; /* each instance's share of the device's compute; 0 when unknown */
+};
+
 struct xpu_device {
 	char *id; /* stable: the PCI address for PCI functions */
 	enum xpu_kind kind;
@@ -84,6 +93,12 @@ struct xpu_device {
 	struct xpu_slice **partitions;
 	size_t n_partitions;
 	bool partitioned; /* usable only through partitions (MIG enabled), even with none yet */
+	/* Whether the device can be partitioned (its rules' scheme), and whether it will be once
+	 * reset (partitioned's value after the next reset); the profiles it can be cut into. */
+	bool partition_capable;
+	bool partition_pending;
+	struct xpu_partition_profile *profiles;
+	size_t n_profiles;
 };
 
 struct xpu_slice {

@@ -296,6 +296,10 @@ struct fake_gpu {
 	nvmlReturn_t error[_FN_MAX];
 	unsigned hang_all_ms;
 	unsigned hang_ms[_FN_MAX];
+	/* "fail_call": the fail_call_n'th call of a function (from 1) fails with its error, once */
+	unsigned calls[_FN_MAX];
+	unsigned fail_call_n[_FN_MAX];
+	nvmlReturn_t fail_call_error[_FN_MAX];
 
 	unsigned handle_calls; /* nvmlDeviceGetHandleByIndex_v2 for this index: fake_nvml_handle_calls */
 };
@@ -401,6 +405,32 @@ static int parse_hangs(struct fake_json_parser *p, json_t *obj, struct fake_gpu 
 			gpu->hang_all_ms = (unsigned)ms;
 		else
 			gpu->hang_ms[fn] = (unsigned)ms;
+	}
+	return 0;
+}
+
+/* {"nvmlDeviceCreateGpuInstance": [2, "INSUFFICIENT_RESOURCES"]}: the second call fails. */
+static int parse_fail_calls(struct fake_json_parser *p, json_t *obj, struct fake_gpu *gpu)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach (obj, key, v) {
+		json_t *n = json_array_get(v, 0), *name = json_array_get(v, 1);
+		const struct fake_error *e = fake_error_by_name(json_string_value(name) ?: "");
+		int fn = fn_by_name(key);
+
+		if (fn < 0)
+			return fake_json_fail(p, "fail_call.%s: not a per-device NVML function",
+					      key);
+		if (json_array_size(v) != 2 || !json_is_integer(n) || json_integer_value(n) < 1 ||
+		    json_integer_value(n) > 1000000 || !e || e->code == NVML_SUCCESS)
+			return fake_json_fail(p,
+					      "fail_call.%s: expected [call number from 1, NVML "
+					      "error name]",
+					      key);
+		gpu->fail_call_n[fn] = (unsigned)json_integer_value(n);
+		gpu->fail_call_error[fn] = e->code;
 	}
 	return 0;
 }
@@ -681,6 +711,10 @@ static int parse_gpu(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu
 		r = fake_json_get_typed(p, g, "hang_ms", JSON_OBJECT, "object", false, &obj);
 	if (r >= 0 && obj)
 		r = parse_hangs(p, obj, gpu);
+	if (r >= 0)
+		r = fake_json_get_typed(p, g, "fail_call", JSON_OBJECT, "object", false, &obj);
+	if (r >= 0 && obj)
+		r = parse_fail_calls(p, obj, gpu);
 	return r;
 }
 
@@ -935,8 +969,10 @@ static nvmlReturn_t gpu_hang(struct fake_gpu *gpu, enum fake_fn fn)
 	return init_count > 0 && generation == gen ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
 }
 
-static nvmlReturn_t gpu_error(const struct fake_gpu *gpu, enum fake_fn fn)
+static nvmlReturn_t gpu_error(struct fake_gpu *gpu, enum fake_fn fn)
 {
+	if (++gpu->calls[fn] == gpu->fail_call_n[fn])
+		return gpu->fail_call_error[fn];
 	if (gpu->error[fn] != NVML_SUCCESS || fn == FN_HANDLE_BY_INDEX)
 		return gpu->error[fn];
 	return gpu->error_all;

@@ -359,11 +359,15 @@ static void test_rollback(void **state)
 	_cleanup_strv_free_ char **before = NULL, **after = NULL, **res = NULL;
 	struct test_xpud *x;
 
+	/* the driver refuses the second GPU instance xpud creates (short of resources) */
+	test_fake_nvml_set(root, MIG_GPU, "fail_call",
+			   json_pack("{s:[i,s]}", "nvmlDeviceCreateGpuInstance", 2,
+				     "INSUFFICIENT_RESOURCES"));
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
 	before = slices_of(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(before), 7);
-	/* two 4g.40gb need 8 of the GPU's 7 slices: the second cannot be made */
-	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [4g.40gb, 4g.40gb]\n"));
+	/* a layout the GPU holds, of which the second instance cannot be made */
+	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [3g.40gb, 3g.40gb]\n"));
 	reload(x);
 	wait_plan(x, MIG_GPU, "reason", "rolled back");
 	assert_null(cordon_of(x, MIG_GPU));

@@ -41,6 +41,16 @@ static struct test_xpud *start_on(char *root)
 	return test_xpud_start_nvml(root, (const char *[]){ "--log-level", "debug", NULL }, NULL);
 }
 
+/* The driver refuses the second GPU instance xpud creates on the MIG GPU (short of resources),
+ * so that a layout it holds is made half-way and rolled back. */
+static char *second_instance_fails(char *root)
+{
+	test_fake_nvml_set(
+	    root, MIG_GPU, "fail_call",
+	    json_pack("{s:[i,s]}", "nvmlDeviceCreateGpuInstance", 2, "INSUFFICIENT_RESOURCES"));
+	return root;
+}
+
 static struct test_xpud *restart(struct test_xpud *x)
 {
 	char *root = test_xpud_take_root(x);
@@ -357,6 +367,20 @@ static void test_refused(void **state)
 	repartition(x, "{\"device\": \"" GPU_A "\", \"layout\": \"mig: [1g.10gb, 5g.60gb]\", "
 		       "\"mig-enable\": true}",
 		    400, NULL);
+	/* more instances than the GPU holds, more memory than it has: refused before its MIG
+	 * instances are touched (they keep their UUIDs: the capacity below is the same slices) */
+	repartition(
+	    x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb, 3g.40gb, 3g.40gb]\"}",
+	    400, &doc);
+	assert_non_null(strstr(jstr(doc, "message"), "3 instances of 3g.40gb, the device holds 2"));
+	json_decref(doc);
+	repartition(x,
+		    "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb, 2g.20gb, 2g.20gb, "
+		    "1g.10gb]\"}",
+		    400, &doc);
+	assert_non_null(
+	    strstr(jstr(doc, "message"), "need 90624MiB of memory, the device has 81559MiB"));
+	json_decref(doc);
 	/* not a layout */
 	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb\"}", 400, &doc);
 	assert_non_null(strstr(jstr(doc, "message"), "layout: line "));
@@ -389,16 +413,16 @@ static void test_refused(void **state)
  */
 static void test_repeated_failure(void **state)
 {
-	static const char body[] = "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [4g.40gb, "
-				   "4g.40gb]\"}";
-	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
+	static const char body[] = "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb, "
+				   "3g.40gb]\"}";
+	struct test_xpud *x = start_on(second_instance_fails(test_fixture_new("hgx-h100")));
 	_cleanup_free_ char *out = NULL;
 	struct test_stream *events;
 	json_t *doc = NULL;
 
 	events = test_stream_open(x->socket);
 	assert_true(test_stream_wait(events, (const char *[]){ "subscribed", NULL }, 5000) >= 0);
-	/* two 4g.40gb need 8 of the GPU's 7 slices: made half-way, then rolled back */
+	/* the second 3g.40gb cannot be made: made half-way, then rolled back */
 	repartition(x, body, 202, NULL);
 	assert_true(test_stream_wait(events, (const char *[]){ MIG_GPU, "\"failed\"", NULL },
 				     10000) >= 0);
@@ -407,7 +431,7 @@ static void test_repeated_failure(void **state)
 	repartition(x, body, 409, &doc);
 	assert_string_equal(jstr(doc, "error"), "failed");
 	assert_non_null(strstr(jstr(doc, "message"), "repartition of " MIG_GPU
-						     " to mig=4g.40gb,4g.40gb failed: "));
+						     " to mig=3g.40gb,3g.40gb failed: "));
 	json_decref(doc);
 	assert_null(phase_of(x, MIG_GPU));
 	doc = test_plan_entry(x, MIG_GPU);
@@ -417,12 +441,12 @@ static void test_repeated_failure(void **state)
 
 	assert_int_equal(test_xpuctl(x->socket,
 				     (const char *[]){ "repartition", MIG_GPU, "--layout",
-						       "mig: [4g.40gb, 4g.40gb]", NULL },
+						       "mig: [3g.40gb, 3g.40gb]", NULL },
 				     NULL),
 			 2);
 	assert_int_equal(test_xpuctl(x->socket,
 				     (const char *[]){ "-o", "json", "repartition", MIG_GPU,
-						       "--layout", "mig: [4g.40gb, 4g.40gb]",
+						       "--layout", "mig: [3g.40gb, 3g.40gb]",
 						       "--wait", NULL },
 				     &out),
 			 2);
@@ -559,7 +583,7 @@ static void test_restart_resumes(void **state)
  */
 static void test_restart_rolls_back(void **state)
 {
-	char *root = test_fixture_new("hgx-h100");
+	char *root = second_instance_fails(test_fixture_new("hgx-h100"));
 	struct test_xpud *x;
 	json_t *p;
 	int status;
@@ -567,16 +591,15 @@ static void test_restart_rolls_back(void **state)
 	setenv("XPU_FAULT_KILL_AT", "repartition-rolling-back", 1);
 	x = start_on(root);
 	unsetenv("XPU_FAULT_KILL_AT");
-	/* two 4g.40gb need 8 of the GPU's 7 slices: the second is refused after the seven
-	 * 1g.10gb were destroyed */
-	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [4g.40gb, 4g.40gb]\"}",
+	/* the second 3g.40gb is refused after the seven 1g.10gb were destroyed */
+	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb, 3g.40gb]\"}",
 		    202, NULL);
 	status = test_xpud_wait_exit(x, 10000);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
 	x = restart(x);
 	assert_true(test_xpud_log_contains(x, "Device " MIG_GPU ": resuming its repartition to "
-						  "mig=4g.40gb,4g.40gb (rolling-back when xpud "
+						  "mig=3g.40gb,3g.40gb (rolling-back when xpud "
 						  "stopped)."));
 	test_wait_settled(x, MIG_GPU, "whole");
 	p = test_plan_entry(x, MIG_GPU);

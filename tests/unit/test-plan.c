@@ -59,7 +59,32 @@ static void add_mig(struct xpu_device *d, const char *uuid, const char *profile)
 	strv_env_set(&s->env, "CUDA_VISIBLE_DEVICES", uuid);
 	assert_int_equal(device_add_partition(d, s), 0);
 	d->partitioned = true;
-	assert_int_equal(device_set_property(d, "mig_mode", "enabled"), 0);
+	d->partition_capable = true;
+}
+
+/* The GPU instance profiles of an H100 80GB, as the NVIDIA backend types them, all free. */
+static void add_profiles(struct xpu_device *d)
+{
+	static const struct {
+		const char *name;
+		unsigned total, slices, gib;
+	} h100[] = {{"1g.10gb", 7, 1, 10},
+		    {"1g.10gb+me", 1, 1, 10},
+		    {"2g.20gb", 3, 2, 20},
+		    {"3g.40gb", 2, 3, 40},
+		    {"7g.80gb", 1, 7, 80}};
+
+	d->partition_capable = true;
+	for (size_t i = 0; i < ELEMENTSOF(h100); i++) {
+		struct xpu_partition_profile p = {
+		    .name = (char *)h100[i].name,
+		    .free = h100[i].total,
+		    .total = h100[i].total,
+		    .memory_bytes = h100[i].gib * GiB,
+		    .compute_fraction = h100[i].slices / 7.0,
+		};
+		assert_int_equal(device_add_profile(d, &p), 0);
+	}
 }
 
 static void add_seven_1g(struct xpu_device *d)
@@ -70,10 +95,7 @@ static void add_seven_1g(struct xpu_device *d)
 		snprintf(uuid, sizeof(uuid), "MIG-%s-%d", d->id, i);
 		add_mig(d, uuid, "1g.10gb");
 	}
-	assert_int_equal(device_set_property(d, "mig_profiles",
-					     "1g.10gb=0/7,1g.10gb+me=0/1,2g.20gb=0/3,3g.40gb=0/2,"
-					     "7g.80gb=0/1"),
-			 0);
+	add_profiles(d);
 }
 
 /* The policy of a config file's "partitions:". */
@@ -335,7 +357,7 @@ static void test_mig(void **state)
 	device_list_push(&devs, gpu("0000:c1:00.0", "amd", 192 * GiB, 1));
 	add_seven_1g(devs.items[0]);
 	add_seven_1g(devs.items[1]);
-	assert_int_equal(device_set_property(devs.items[2], "mig_mode", "disabled"), 0);
+	devs.items[2]->partition_capable = true;
 	policy("partitions:\n"
 	       "  - match: {pci: \"18:00.0\"}\n    mig: all-1g.10gb\n"
 	       "  - match: {pci: \"2a:00.0\"}\n    mig: [3g.40gb, 2g.20gb, 2g.20gb]\n"
@@ -392,6 +414,56 @@ static void test_mig(void **state)
 	device_list_clear(&devs);
 }
 
+/* A layout the GPU cannot hold is refused before anything is touched: more instances of a
+ * profile than it has, more memory or compute than it has; never asked to be applied. */
+static void test_mig_layout_impossible(void **state)
+{
+	static const struct {
+		const char *layout, *reason;
+	} cases[] = {
+	    {"[3g.40gb, 3g.40gb, 3g.40gb]",
+	     "declared layout cannot be made: 3 instances of 3g.40gb, the device holds 2 at "
+	     "most"},
+	    {"[3g.40gb, 2g.20gb, 2g.20gb, 1g.10gb]",
+	     "declared layout cannot be made: its instances need 90GiB of memory, the device "
+	     "has 80GiB"},
+	    {"[2g.20gb, 2g.20gb, 2g.20gb, 1g.10gb, 1g.10gb]",
+	     "declared layout cannot be made: its instances need 114% of the device's "
+	     "compute"},
+	    /* what it holds exactly, and the "all-" form, are fine */
+	    {"[3g.40gb, 2g.20gb, 2g.20gb]", NULL},
+	    {"all-3g.40gb", NULL},
+	};
+	struct device_list devs = {};
+	char yaml[256], *reason = NULL;
+	struct config c;
+
+	device_list_push(&devs, gpu("0000:18:00.0", "nvidia", 80 * GiB, 0));
+	add_seven_1g(devs.items[0]);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		struct plan p;
+
+		snprintf(yaml, sizeof(yaml), "partitions:\n  - match: all\n    mig: %s\n",
+			 cases[i].layout);
+		policy(yaml, &c);
+		assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+		if (cases[i].reason) {
+			assert_string_equal(p.devices[0].pending_reason, cases[i].reason);
+			assert_false(p.devices[0].apply_needed);
+			assert_int_equal(
+			    plan_offer_check(devs.items[0], &c.policy.rules[0].offer, &reason), 0);
+			assert_string_equal(reason, cases[i].reason);
+			reason = mfree(reason);
+		} else {
+			assert_int_equal(
+			    plan_offer_check(devs.items[0], &c.policy.rules[0].offer, &reason), 1);
+		}
+		plan_done(&p);
+		config_done(&c);
+	}
+	device_list_clear(&devs);
+}
+
 /* Without mig-enable a disabled GPU is never touched; a pending enable waits for a reset; an
  * attempt that failed is shown, and not asked for again until the device changes. */
 static void test_mig_apply_needed(void **state)
@@ -404,9 +476,9 @@ static void test_mig_apply_needed(void **state)
 	device_list_push(&devs, gpu("0000:18:00.0", "nvidia", 80 * GiB, 0));
 	device_list_push(&devs, gpu("0000:2a:00.0", "nvidia", 80 * GiB, 0));
 	device_list_push(&devs, gpu("0000:3a:00.0", "nvidia", 80 * GiB, 0));
-	assert_int_equal(device_set_property(devs.items[0], "mig_mode", "disabled"), 0);
-	assert_int_equal(device_set_property(devs.items[1], "mig_mode", "disabled"), 0);
-	assert_int_equal(device_set_property(devs.items[1], "mig_mode_pending", "enabled"), 0);
+	devs.items[0]->partition_capable = true;
+	devs.items[1]->partition_capable = true;
+	devs.items[1]->partition_pending = true;
 	add_seven_1g(devs.items[2]);
 	policy("partitions:\n  - match: {pci: \"18:00.0\"}\n    mig: [3g.40gb]\n"
 	       "  - match: all\n    mig: [3g.40gb]\n    mig-enable: true\n",
@@ -729,6 +801,7 @@ int main(void)
 		cmocka_unit_test(test_commit_forgets_gone_devices),
 		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_mig_apply_needed),
+		cmocka_unit_test(test_mig_layout_impossible),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

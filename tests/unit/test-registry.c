@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backends/registry.h"
+#include "core/plan.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/strv.h"
@@ -180,6 +181,107 @@ static void test_unavailable_backend_reported(void **state)
 	registry_free(r);
 }
 
+/* A partition on @d (MIG-like): @id with the nodes @nodes (NULL-terminated). */
+static void add_part(struct xpu_device *d, const char *id, const char *const *nodes)
+{
+	struct xpu_slice *s = calloc(1, sizeof(*s));
+
+	assert_non_null(s);
+	s->id = id ? strdup(id) : NULL;
+	s->device_id = strdup(d->id);
+	s->resource = strdup("example.com/part");
+	for (; nodes && *nodes; nodes++)
+		assert_int_equal(strv_extend(&s->device_nodes, *nodes), 0);
+	assert_int_equal(device_add_partition(d, s), 0);
+	d->partitioned = true;
+	d->partition_capable = true;
+}
+
+static void add_prof(struct xpu_device *d, const char *name, unsigned free, unsigned total)
+{
+	struct xpu_partition_profile p = {.name = (char *)name, .free = free, .total = total};
+
+	assert_int_equal(device_add_profile(d, &p), 0);
+}
+
+static const struct device_rules sloppy_rules = {.min_share_bytes = 1};
+
+/* A backend whose word on partitions does not always hold together. */
+static int sloppy_enumerate(struct xpu_backend *b, struct device_list *l)
+{
+	static const char *const one[] = {"/dev/part0", NULL}, *const twice[] = {"/dev/part0",
+										 "/dev/part0",
+										 NULL};
+	struct xpu_device *d;
+
+	d = mk("0000:01:00.0"); /* well formed */
+	add_prof(d, "1p", 1, 2);
+	add_part(d, "p-1", one);
+	device_list_push(l, d);
+	d = mk("0000:02:00.0"); /* a profile without a name */
+	add_prof(d, "", 1, 1);
+	add_part(d, "p-2", one);
+	device_list_push(l, d);
+	d = mk("0000:03:00.0"); /* no instances */
+	add_prof(d, "1p", 0, 0);
+	device_list_push(l, d);
+	d = mk("0000:04:00.0"); /* a profile twice */
+	add_prof(d, "1p", 1, 1);
+	add_prof(d, "1p", 1, 1);
+	device_list_push(l, d);
+	d = mk("0000:05:00.0"); /* a device node twice */
+	add_part(d, "p-5", twice);
+	device_list_push(l, d);
+	d = mk("0000:06:00.0"); /* a partition twice */
+	add_part(d, "p-6", one);
+	add_part(d, "p-6", one);
+	device_list_push(l, d);
+	d = mk("0000:07:00.0"); /* a partition without an id */
+	add_part(d, NULL, one);
+	device_list_push(l, d);
+	return 0;
+}
+
+static const struct xpu_backend_ops sloppy_ops = {
+    .name = "sloppy",
+    .priority = 10,
+    .rules = &sloppy_rules,
+    .probe = probe_ok,
+    .enumerate = sloppy_enumerate,
+};
+
+/* Malformed partitions or profiles from a backend: that device is offered whole, the others
+ * as they are; every device carries its backend's rules. */
+static void test_malformed_partitions_offered_whole(void **state)
+{
+	const struct xpu_backend_ops *ops[] = {&sloppy_ops};
+	struct xpu_host host = {.root = (char *)"/"};
+	struct registry *r = NULL;
+	struct device_list l = {};
+	struct slice_list slices = {};
+
+	assert_int_equal(registry_new(&host, NULL, ops, 1, &r), 0);
+	assert_int_equal(registry_enumerate(r, &l), 0);
+	assert_int_equal(l.n, 7);
+	for (size_t i = 0; i < l.n; i++) {
+		const struct xpu_device *d = l.items[i];
+		bool good = streq(d->id, "0000:01:00.0");
+
+		assert_ptr_equal(d->rules, &sloppy_rules);
+		assert_int_equal(d->n_partitions, good ? 1 : 0);
+		assert_int_equal(d->n_profiles, good ? 1 : 0);
+		assert_int_equal(d->partitioned, good);
+	}
+	assert_int_equal(plan_slices(&l, &slices), 0);
+	assert_int_equal(slices.n, 7);
+	assert_string_equal(slices.items[0]->id, "p-1");
+	for (size_t i = 1; i < slices.n; i++)
+		assert_string_equal(slices.items[i]->id, l.items[i]->id);
+	slice_list_clear(&slices);
+	device_list_clear(&l);
+	registry_free(r);
+}
+
 static void test_failing_backend_keeps_last_records(void **state)
 {
 	const struct xpu_backend_ops *ops[] = { &generic_ops, &rich_ops };
@@ -312,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_merge_rule_either_order),
 		cmocka_unit_test(test_unavailable_backend_reported),
 		cmocka_unit_test(test_failing_backend_keeps_last_records),
+		cmocka_unit_test(test_malformed_partitions_offered_whole),
 		cmocka_unit_test(test_merge_keeps_fault_action),
 		cmocka_unit_test(test_reset),
 	};
