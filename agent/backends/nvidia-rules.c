@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "backends/nvidia.h"
+#include "backends/vendor-rules.h"
 #include "core/device.h"
 #include "core/policy.h"
 #include "core/rules.h"
@@ -31,16 +32,58 @@ static int nvidia_share_edits(const struct xpu_device *d, struct xpu_slice *s)
 	return 0;
 }
 
+/*
+ * gpu-feature-discovery's labels (nvidia.com/gpu.present, .count, .product, .memory in MiB,
+ * .compute.major/.minor, nvidia.com/mig.capable), so that node selectors written for it keep
+ * working; from the first GPU, as GFD reads it.
+ */
+static int nvidia_node_labels(const struct xpu_device *const *devs, size_t n, char ***labels)
+{
+	const struct xpu_device *first = NULL;
+	unsigned count = 0, major, minor;
+	const char *cc;
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		if (devs[i]->kind == XPU_KIND_GPU) {
+			count++;
+			first = first ?: devs[i];
+		}
+	if (!first)
+		return 0;
+	cc = device_get_property(first, "compute_capability");
+	r = strv_extend(labels, "nvidia.com/gpu.present=true");
+	if (r >= 0)
+		r = strv_extendf(labels, "nvidia.com/gpu.count=%u", count);
+	if (r >= 0 && first->model)
+		r = strv_extendf(labels, "nvidia.com/gpu.product=%s", first->model);
+	if (r >= 0 && first->memory_bytes > 0)
+		r = strv_extendf(labels, "nvidia.com/gpu.memory=%llu",
+				 (unsigned long long)(first->memory_bytes >> 20));
+	/* NVML answers the MIG mode of a GPU that can do MIG; without NVML we do not know */
+	if (r >= 0 && first->partition_capable)
+		r = strv_extend(labels, "nvidia.com/mig.capable=true");
+	else if (r >= 0 && streq_ptr(first->backend, "nvidia"))
+		r = strv_extend(labels, "nvidia.com/mig.capable=false");
+	if (r >= 0 && cc && sscanf(cc, "%u.%u", &major, &minor) == 2)
+		r = strv_extendf(labels, "nvidia.com/gpu.compute.major=%u", major) < 0
+			    ? -ENOMEM
+			    : strv_extendf(labels, "nvidia.com/gpu.compute.minor=%u", minor);
+	return r < 0 ? -ENOMEM : 0;
+}
+
 static const struct env_rule nvidia_env_rules[] = {
-    /* a limit per GPU as CUDA numbers them in the container: the shares' limits add up */
-    {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", ENV_MERGE_DEVICE_SUM},
-    /* one value per client process: what holds on every GPU of the grant */
-    {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", ENV_MERGE_DEVICE_PERCENT},
-    {}};
+	/* a limit per GPU as CUDA numbers them in the container: the shares' limits add up */
+	{ "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", ENV_MERGE_DEVICE_SUM },
+	/* one value per client process: what holds on every GPU of the grant */
+	{ "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", ENV_MERGE_DEVICE_PERCENT },
+	{},
+};
 
 const struct device_rules nvidia_device_rules = {
-    .env = nvidia_env_rules,
-    .min_share_bytes = 1ULL << 20,
-    .min_share_why = "the least CUDA's MPS can limit",
-    .share_edits = nvidia_share_edits,
+	.env = nvidia_env_rules,
+	.min_share_bytes = 1ULL << 20,
+	.min_share_why = "the least CUDA's MPS can limit",
+	.share_edits = nvidia_share_edits,
+	.node_labels = nvidia_node_labels,
 };

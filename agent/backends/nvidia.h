@@ -13,4 +13,4 @@ int nvidia_cuda_probe_main(const char *library, FILE *out);
 
 /* How the core offers NVIDIA GPUs (core/rules.h): MIG, CUDA's MPS limits for memory shares, the
  * merge of CUDA's variables in a grant, the GPU feature labels. backends/nvidia-rules.c. */
-extern const struct device_rules nvidia_device_rules;
+#include "backends/vendor-rules.h"

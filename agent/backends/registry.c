@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backends/registry.h"
+#include "backends/vendor-rules.h"
 #include "shared/log.h"
 
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
@@ -230,6 +231,10 @@ int registry_enumerate(struct registry *r, struct device_list *ret)
 	k = registry_merge(&all, prio, &merged);
 	if (k < 0)
 		goto out;
+	/* a device its backend has no rules for gets its vendor's (a GPU without its library) */
+	for (size_t i = 0; i < merged.n; i++)
+		if (!merged.items[i]->rules)
+			merged.items[i]->rules = vendor_rules(merged.items[i]->vendor);
 	*ret = merged;
 	merged = (struct device_list){};
 out:

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The NFD local feature file. Label names follow NVIDIA's gpu-feature-discovery
- * (nvidia.com/gpu.present, .count, .product, .memory in MiB, .compute.major/.minor,
- * nvidia.com/mig.capable), so node selectors written for it keep working; what it has no name
- * for is under xpu.dev/.
+ * The NFD local feature file: the labels each device source's rules give its devices (the
+ * vendors' own label names, so that node selectors written for their labellers keep working),
+ * and under xpu.dev/ what they have no name for.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/rules.h"
 #include "kube/nfd.h"
 #include "shared/clock.h"
 #include "shared/fileio.h"
@@ -82,41 +82,54 @@ static char *vendor_key(const char *vendor)
 	return k;
 }
 
-/* gpu-feature-discovery's labels, from the first NVIDIA GPU (GFD also reads the first). */
-static int nvidia_labels(char ***l, const struct xpu_device *first, unsigned count)
+/* A "KEY=VALUE" label from a device source's rules, its value made valid first. */
+static int add_raw_label(char ***l, const char *kv)
 {
-	const char *cc = device_get_property(first, "compute_capability");
-	unsigned major, minor;
-	int r;
+	const char *eq = strchr(kv, '=');
+	_cleanup_free_ char *key = eq ? strndup(kv, (size_t)(eq - kv)) : NULL;
 
-	r = add_label(l, "nvidia.com/gpu.present", "true");
-	if (r >= 0)
-		r = add_label_u(l, "nvidia.com/gpu.count", count);
-	if (r >= 0)
-		r = add_label(l, "nvidia.com/gpu.product", first->model);
-	if (r >= 0 && first->memory_bytes > 0)
-		r = add_label_u(l, "nvidia.com/gpu.memory", first->memory_bytes >> 20);
-	/* NVML answers the MIG mode of a GPU that can do MIG; without NVML we do not know */
-	if (r >= 0 && device_get_property(first, "mig_mode"))
-		r = add_label(l, "nvidia.com/mig.capable", "true");
-	else if (r >= 0 && streq_ptr(first->backend, "nvidia"))
-		r = add_label(l, "nvidia.com/mig.capable", "false");
-	if (r >= 0 && cc && sscanf(cc, "%u.%u", &major, &minor) == 2) {
-		r = add_label_u(l, "nvidia.com/gpu.compute.major", major);
-		if (r >= 0)
-			r = add_label_u(l, "nvidia.com/gpu.compute.minor", minor);
+	if (!eq || eq == kv)
+		return 0;
+	return key ? add_label(l, key, eq + 1) : -ENOMEM;
+}
+
+/* The labels the rules of the node's devices add: once per rules, with all of their devices. */
+static int rules_labels(const struct device_list *devs, char ***l)
+{
+	_cleanup_free_ const struct xpu_device **group = calloc(devs->n + 1, sizeof(*group));
+
+	if (!group)
+		return -ENOMEM;
+	for (size_t i = 0; i < devs->n; i++) {
+		const struct device_rules *rules = devs->items[i]->rules;
+		_cleanup_strv_free_ char **raw = NULL;
+		size_t n = 0;
+		bool done = false;
+		int r;
+
+		for (size_t j = 0; j < i && !done; j++)
+			done = devs->items[j]->rules == rules;
+		if (done || !rules || !rules->node_labels)
+			continue;
+		for (size_t j = i; j < devs->n; j++)
+			if (devs->items[j]->rules == rules)
+				group[n++] = devs->items[j];
+		r = rules->node_labels(group, n, &raw);
+		STRV_FOREACH(kv, raw)
+			if (r >= 0)
+				r = add_raw_label(l, *kv);
+		if (r < 0)
+			return r;
 	}
-	return r;
+	return 0;
 }
 
 int nfd_labels(const struct device_list *devs, char ***ret)
 {
 	_cleanup_strv_free_ char **labels = NULL, **vendors = NULL;
-	unsigned kinds[_XPU_KIND_MAX] = {}, n_nvidia = 0, n_numa = 0;
-	const struct xpu_device *first_nvidia = NULL;
+	unsigned kinds[_XPU_KIND_MAX] = {}, n_numa = 0;
 	_cleanup_free_ int *numa = NULL;
-	bool amd = false;
-	int r = 0;
+	int r;
 
 	numa = calloc(devs->n + 1, sizeof(*numa));
 	labels = calloc(1, sizeof(char *));
@@ -130,22 +143,13 @@ int nfd_labels(const struct device_list *devs, char ***ret)
 			kinds[d->kind]++;
 		if (d->vendor && strv_extend_unique(&vendors, d->vendor) < 0)
 			return -ENOMEM;
-		if (d->kind == XPU_KIND_GPU && streq_ptr(d->vendor, "nvidia")) {
-			n_nvidia++;
-			if (!first_nvidia)
-				first_nvidia = d;
-		}
-		amd |= d->kind == XPU_KIND_GPU && streq_ptr(d->vendor, "amd");
 		for (unsigned j = 0; j < n_numa; j++)
 			seen |= numa[j] == d->numa_node;
 		if (d->numa_node >= 0 && !seen)
 			numa[n_numa++] = d->numa_node;
 	}
 
-	if (first_nvidia)
-		r = nvidia_labels(&labels, first_nvidia, n_nvidia);
-	if (r >= 0 && amd)
-		r = add_label(&labels, "amd.com/gpu.present", "true");
+	r = rules_labels(devs, &labels);
 	STRV_FOREACH(v, vendors) {
 		_cleanup_free_ char *k = vendor_key(*v), *key = NULL;
 

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "backends/nvidia.h"
+#include "backends/vendor-rules.h"
 #include "core/grant.h"
 #include "core/plan.h"
 #include "core/rules.h"

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "backends/vendor-rules.h"
 #include "kube/nfd.h"
 #include "shared/strv.h"
 
@@ -58,6 +59,7 @@ static struct xpu_device *dev(const char *id, enum xpu_kind kind, const char *ve
 	d->vendor = strdup(vendor);
 	d->model = strdup(model);
 	d->numa_node = numa;
+	d->rules = vendor_rules(vendor); /* as the registry does */
 	return d;
 }
 
@@ -76,7 +78,7 @@ static void test_labels(void **state)
 		d->memory_bytes = 81559ULL << 20;
 		d->backend = "nvidia";
 		assert_int_equal(device_set_property(d, "compute_capability", "9.0"), 0);
-		assert_int_equal(device_set_property(d, "mig_mode", "disabled"), 0);
+		d->partition_capable = true; /* MIG disabled, but a GPU that can do it */
 		assert_int_equal(device_list_push(&l, d), 0);
 	}
 	assert_int_equal(device_list_push(&l, dev("0000:a0:00.0", XPU_KIND_GPU, "amd",

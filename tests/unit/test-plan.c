@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "backends/nvidia.h"
+#include "backends/vendor-rules.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/plan.h"
@@ -31,9 +31,7 @@ static struct xpu_device *gpu(const char *id, const char *vendor, uint64_t memor
 	d->resource = strdup(streq(vendor, "nvidia") ? "nvidia.com/gpu" : "amd.com/gpu");
 	d->memory_bytes = memory;
 	d->numa_node = numa;
-	/* what the registry does for the devices of the NVIDIA backend */
-	if (streq(vendor, "nvidia"))
-		d->rules = &nvidia_device_rules;
+	d->rules = vendor_rules(vendor); /* as the registry does */
 	d->has_pci = true;
 	snprintf(d->pci.address, sizeof(d->pci.address), "%s", id);
 	snprintf(env, sizeof(env), "NVIDIA_VISIBLE_DEVICES=GPU-%s", id);

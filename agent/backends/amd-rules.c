@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * AMD's rules for the core (core/rules.h). No backend reads AMD GPUs through their own library
+ * yet (the libdrm backend will): the generic PCI view gets these, so that an AMD GPU is labelled
+ * as the AMD labeller does and its compute partitions are refused with the reason.
+ */
+#include <errno.h>
+
+#include "backends/vendor-rules.h"
+#include "core/device.h"
+#include "shared/strv.h"
+
+static int amd_node_labels(const struct xpu_device *const *devs, size_t n, char ***labels)
+{
+	for (size_t i = 0; i < n; i++)
+		if (devs[i]->kind == XPU_KIND_GPU)
+			return strv_extend(labels, "amd.com/gpu.present=true");
+	return 0;
+}
+
+const struct device_rules amd_device_rules = {
+	.node_labels = amd_node_labels,
+};

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "backends/vendor-rules.h"
+#include "shared/macro.h"
+
+static const struct {
+	const char *vendor;
+	const struct device_rules *rules;
+} vendors[] = {
+	{ "nvidia", &nvidia_device_rules },
+	{ "amd", &amd_device_rules },
+};
+
+const struct device_rules *vendor_rules(const char *vendor)
+{
+	for (size_t i = 0; vendor && i < ELEMENTSOF(vendors); i++)
+		if (streq(vendors[i].vendor, vendor))
+			return vendors[i].rules;
+	return NULL;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The rules (core/rules.h) of each vendor whose devices the core treats in a way of their own,
+ * by the short vendor name of struct xpu_device: what a device gets when the backend that
+ * reported it has no rules of its own (the generic PCI view of a GPU whose vendor library is
+ * missing is still that vendor's GPU).
+ */
+#pragma once
+
+#include "core/rules.h"
+
+/* NVIDIA: backends/nvidia-rules.c. */
+extern const struct device_rules nvidia_device_rules;
+/* AMD: backends/amd-rules.c (the libdrm backend's, once it lands). */
+extern const struct device_rules amd_device_rules;
+
+/* The rules of @vendor's devices, or NULL (the defaults). */
+const struct device_rules *vendor_rules(const char *vendor);
