@@ -122,4 +122,5 @@ def check(root):
 
 if __name__ == "__main__":
     sys.exit(srccheck.run(check, "layers", "every include goes down a layer or stays in its own",
-                          "include(s) cross a layer the wrong way (docs/architecture.md, \"Layers\")"))
+                          "include(s) cross a layer the wrong way "
+                          "(docs/architecture.md, \"Layers\")"))
