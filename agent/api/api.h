@@ -12,8 +12,8 @@
 #include "api/http.h"
 #include "backends/registry.h"
 #include "core/inventory.h"
-#include "daemon/allocations.h"
-#include "daemon/repartition.h"
+#include "services/allocations.h"
+#include "services/repartition.h"
 
 struct api_context {
 	struct inventory *inventory; /* borrowed */

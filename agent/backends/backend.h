@@ -70,7 +70,7 @@ struct xpu_backend_ops {
 	 * library lacks the functions, or the offer is not of its kind); -errno on failure, with
 	 * a malloc'd one-line reason in *ret_error (the vendor's message), possibly after part of
 	 * the change was made: the next enumeration shows what exists. Blocks for at most a
-	 * bounded time. Runs on a thread of its own (daemon/offloop.c), while the loop goes on
+	 * bounded time. Runs on a thread of its own (services/offloop.c), while the loop goes on
 	 * calling the other ops: what it shares with them must be locked. Does not log above
 	 * debug. Optional.
 	 */

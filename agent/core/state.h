@@ -30,7 +30,7 @@ struct device_cordon {
 	uint64_t since_usec; /* CLOCK_REALTIME */
 };
 
-/* A partition change of one device in progress (daemon/repartition.c drives it). */
+/* A partition change of one device in progress (services/repartition.c drives it). */
 enum repartition_phase {
 	REPARTITION_DRAINING,	 /* withdrawn, waiting for its slices to be released */
 	REPARTITION_APPLYING,	 /* idle: the new layout is being made */

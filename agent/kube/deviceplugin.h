@@ -14,7 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "core/inventory.h"
-#include "daemon/allocations.h"
+#include "services/allocations.h"
 #include "shared/macro.h"
 
 #define DEVICEPLUGIN_DEFAULT_DIR "/var/lib/kubelet/device-plugins"

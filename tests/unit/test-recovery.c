@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "daemon/recovery.h"
+#include "services/recovery.h"
 
 #define MIN_USEC (60 * 1000000ULL)
 

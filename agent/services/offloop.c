@@ -6,7 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "daemon/offloop.h"
+#include "services/offloop.h"
 #include "shared/macro.h"
 
 struct offloop {

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/allocations.h"
+#include "services/allocations.h"
 #include "shared/clock.h"
 #include "shared/fault.h"
 #include "shared/fileio.h"

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/offloop.h"
-#include "daemon/recovery.h"
+#include "services/offloop.h"
+#include "services/recovery.h"
 #include "shared/log.h"
 
 /* What is known about one device whose fault asked for a reset. */

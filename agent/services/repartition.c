@@ -9,9 +9,9 @@
 
 #include "backends/registry.h"
 #include "core/inventory.h"
-#include "daemon/allocations.h"
-#include "daemon/offloop.h"
-#include "daemon/repartition.h"
+#include "services/allocations.h"
+#include "services/offloop.h"
+#include "services/repartition.h"
 #include "shared/clock.h"
 #include "shared/fault.h"
 #include "shared/log.h"

@@ -15,7 +15,7 @@
  *     device has been healthy again, or after a back-off that doubles with every attempt
  *     (RECOVERY_BACKOFF_USEC, 2x, 4x, ... at most RECOVERY_BACKOFF_MAX_USEC). A backend that
  *     cannot reset the device is not asked again until the device has been healthy.
- * The reset runs off the loop (daemon/offloop.c: one at a time, on a copy of the device), through
+ * The reset runs off the loop (services/offloop.c: one at a time, on a copy of the device), through
  * the device's backend (registry_reset()), bounded in time.
  * Success feeds HEALTH_SIGNAL_RESET (the device goes on probation) and asks for a rescan; failure
  * is logged with the backend's reason and the device stays unhealthy.
@@ -30,7 +30,7 @@
 #include "core/config.h"
 #include "core/health.h"
 #include "core/inventory.h"
-#include "daemon/allocations.h"
+#include "services/allocations.h"
 
 #define RECOVERY_BACKOFF_USEC (10 * 60 * 1000000ULL)
 #define RECOVERY_BACKOFF_MAX_USEC (24 * 60 * 60 * 1000000ULL)
