@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backends/nvidia.h"
+#include "backends/vendor-rules.h"
 #include "core/config.h"
 #include "daemon/manager.h"
 #include "kube/cdi.h"
@@ -167,6 +168,8 @@ int main(int argc, char *argv[])
 		return nvidia_cuda_probe_main(argv[2], stdout);
 
 	log_setup(LOG_TARGET_AUTO);
+	/* the partition schemes the configuration, the API and the state file know */
+	partition_schemes_set(backend_partition_schemes);
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
 		switch (c) {
 		case ARG_ROOT:

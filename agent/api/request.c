@@ -300,11 +300,11 @@ int request_parse_repartition(const char *body, size_t len, uint64_t timeout_def
 	ret->policy = json_is_true(v);
 	v = json_object_get(doc, "layout");
 	if (!!v == ret->policy)
-		return invalid(ret_error, "give either layout (\"mig: [3g.40gb, 3g.40gb]\", "
-					  "\"replicas: 4\", ...) or policy: true");
+		return invalid(ret_error, "give either layout (\"replicas: 4\", \"whole: true\", "
+					  "...) or policy: true");
 	if (v && (!json_is_string(v) || json_string_length(v) > 4096 ||
 		  strlen(json_string_value(v)) != json_string_length(v)))
-		return invalid(ret_error, "layout: expected a text such as \"mig: all-1g.10gb\"");
+		return invalid(ret_error, "layout: expected a text such as \"replicas: 4\"");
 	if (v) {
 		r = config_parse_layout(json_string_value(v), json_string_length(v), &ret->layout,
 					&err);

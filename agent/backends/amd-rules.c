@@ -18,6 +18,20 @@ static int amd_node_labels(const struct xpu_device *const *devs, size_t n, char 
 	return 0;
 }
 
+static const char *const amd_modes[] = { "spx", "dpx", "qpx", "cpx", NULL };
+
+/* A compute partition mode. No backend switches it yet: offers of it stay pending. */
+const struct partition_scheme amd_partition_scheme = {
+	.name = "amd-partition",
+	.label = "AMD compute partitioning",
+	.noun = "GPU",
+	.only_for = "AMD partitions apply to AMD GPUs only",
+	.not_capable = "no backend applies AMD compute partitions on this node",
+	.state_layout_key = "amd_mode",
+	.modes = amd_modes,
+};
+
 const struct device_rules amd_device_rules = {
+	.scheme = &amd_partition_scheme,
 	.node_labels = amd_node_labels,
 };

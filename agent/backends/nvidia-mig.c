@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backends/nvidia-mig.h"
+#include "backends/vendor-rules.h"
 #include "shared/macro.h"
 #include "shared/strv.h"
 
@@ -105,7 +106,7 @@ static int declared_layout(const struct mig_profiles *p, const struct offer *o,
 {
 	size_t n = 0;
 
-	STRV_FOREACH(d, o->mig_profiles) {
+	STRV_FOREACH(d, o->layout) {
 		bool all = strncmp(*d, "all-", 4) == 0;
 		const char *name = all ? *d + 4 : *d;
 		unsigned i, count;
@@ -242,7 +243,7 @@ static int mig_mode_ready(const struct nvml_mig_api *api, nvmlDevice_t gpu, cons
 		return mig_fail(api, r, ret_error, "nvmlDeviceGetMigMode", NULL);
 	if (cur == NVML_DEVICE_MIG_ENABLE)
 		return 1;
-	if (!o->mig_enable) {
+	if (!o->enable) {
 		if (asprintf(ret_error, "MIG is disabled on this GPU and the offer does not say "
 					"mig-enable: true") < 0)
 			*ret_error = NULL;
@@ -268,7 +269,7 @@ int nvidia_mig_apply(const struct nvml_mig_api *api, nvmlDevice_t gpu, const str
 	size_t n_declared = 0, n_gis = 0;
 	int r;
 
-	if (o->kind != OFFER_MIG)
+	if (o->kind != OFFER_PARTITIONS || o->scheme != &nvidia_mig_scheme)
 		return -EOPNOTSUPP;
 	r = mig_mode_ready(api, gpu, o, ret_error);
 	if (r <= 0)

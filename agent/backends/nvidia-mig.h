@@ -38,10 +38,10 @@ void nvidia_mig_profile_name(const nvmlGpuInstanceProfileInfo_t *info, unsigned 
 			     size_t size);
 
 /*
- * Makes the GPU instances of @gpu the layout @o declares (OFFER_MIG): nothing when the
+ * Makes the GPU instances of @gpu the layout @o declares (OFFER_PARTITIONS of nvidia_mig_scheme): nothing when the
  * existing GPU instances already are that multiset of profiles; otherwise every compute and GPU
  * instance is destroyed and the declared ones are created in order, each GPU instance with one
- * compute instance spanning it. A GPU with MIG disabled is touched only with o->mig_enable: its
+ * compute instance spanning it. A GPU with MIG disabled is touched only with o->enable: its
  * MIG mode is enabled, and the layout follows once the mode is current (after a GPU reset).
  * Returns 0 or -errno with a malloc'd reason in *ret_error naming the NVML call and its error.
  * Blocks in NVML: call it off the event loop.

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "backends/nvidia.h"
 #include "backends/vendor-rules.h"
@@ -72,6 +73,37 @@ static int nvidia_node_labels(const struct xpu_device *const *devs, size_t n, ch
 	return r < 0 ? -ENOMEM : 0;
 }
 
+/* A GPU instance profile as nvidia-smi names it: "<n>g.<m>gb", optionally "+me". */
+static bool mig_profile_valid(const char *s)
+{
+	for (int part = 0; part < 2; part++) {
+		size_t n = strspn(s, "0123456789");
+
+		if (n == 0 || n > 4 || s[0] == '0')
+			return false;
+		s += n;
+		if (strncmp(s, part == 0 ? "g." : "gb", 2) != 0)
+			return false;
+		s += 2;
+	}
+	return s[0] == '\0' || streq(s, "+me");
+}
+
+/* MIG: the GPU instances that exist are the slices (backends/nvidia-mig.c makes a layout). */
+const struct partition_scheme nvidia_mig_scheme = {
+	.name = "mig",
+	.enable_key = "mig-enable",
+	.label = "MIG",
+	.noun = "GPU",
+	.only_for = "MIG applies to NVIDIA GPUs only",
+	.state_layout_key = "mig_profiles",
+	.state_enable_key = "mig_enable",
+	.profile_valid = mig_profile_valid,
+	.profile_form = "<n>g.<m>gb, optionally with +me",
+	.example_profile = "1g.10gb",
+	.example_list = "[3g.40gb, 2g.20gb]",
+};
+
 static const struct env_rule nvidia_env_rules[] = {
 	/* a limit per GPU as CUDA numbers them in the container: the shares' limits add up */
 	{ "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", ENV_MERGE_DEVICE_SUM },
@@ -81,6 +113,7 @@ static const struct env_rule nvidia_env_rules[] = {
 };
 
 const struct device_rules nvidia_device_rules = {
+	.scheme = &nvidia_mig_scheme,
 	.env = nvidia_env_rules,
 	.min_share_bytes = 1ULL << 20,
 	.min_share_why = "the least CUDA's MPS can limit",

@@ -1666,7 +1666,7 @@ static int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 	pthread_t t;
 	int r;
 
-	if (o->kind != OFFER_MIG)
+	if (o->kind != OFFER_PARTITIONS || o->scheme != &nvidia_mig_scheme)
 		return -EOPNOTSUPP;
 	missing = nvidia_mig_missing(&nv->api.mig);
 	if (missing) {

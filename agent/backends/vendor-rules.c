@@ -10,6 +10,12 @@ static const struct {
 	{ "amd", &amd_device_rules },
 };
 
+const struct partition_scheme *const backend_partition_schemes[] = {
+	&nvidia_mig_scheme,
+	&amd_partition_scheme,
+	NULL,
+};
+
 const struct device_rules *vendor_rules(const char *vendor)
 {
 	for (size_t i = 0; vendor && i < ELEMENTSOF(vendors); i++)

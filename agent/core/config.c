@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "core/config.h"
+#include "core/rules.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -143,21 +144,6 @@ static int set_string(char **field, const char *v)
 	return 0;
 }
 
-bool mig_profile_valid(const char *s)
-{
-	for (int part = 0; part < 2; part++) {
-		size_t n = strspn(s, "0123456789");
-
-		if (n == 0 || n > 4 || s[0] == '0')
-			return false;
-		s += n;
-		if (strncmp(s, part == 0 ? "g." : "gb", 2) != 0)
-			return false;
-		s += 2;
-	}
-	return s[0] == '\0' || streq(s, "+me");
-}
-
 /* A DNS subdomain in lower case: labels of [a-z0-9-], 1 to 63 characters, no '-' at an end. */
 static bool dns_domain_valid(const char *s, size_t len)
 {
@@ -241,17 +227,13 @@ static const char *const top_keys[] = {
 	"health-suspect-after", "health-probation", "repartition-timeout", "reset-when-idle",
 	NULL,
 };
-static const char *const rule_keys[] = {
-	"match", "whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition",
-	"resource", NULL,
-};
-/* A layout (xpuctl repartition) is a rule without 'match': it names its device itself. */
-static const char *const layout_keys[] = {
-	"whole", "replicas", "memory-shares", "mig", "mig-enable", "amd-partition", "resource", NULL,
+/* The keys of a partition rule: these, and each partition scheme's name and enable key. A
+ * layout (xpuctl repartition) is a rule without 'match': it names its device itself. */
+static const char *const rule_fixed_keys[] = {
+	"match", "whole", "replicas", "memory-shares", NULL,
 };
 static const char *const selector_keys[] = { "vendor", "model", "pci", "uuid", NULL };
 static const char *const shares_keys[] = { "count", "size", "compute", NULL };
-static const char *const amd_modes[] = { "spx", "dpx", "qpx", "cpx", NULL };
 
 /*
  * One key of a mapping: a single value, one of @known, not given before in the same mapping.
@@ -452,8 +434,8 @@ static int parse_selector(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
 			if (isempty(val) || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
 						    strlen(val))
 				return fail(x->error, kline,
-					    "vendor: expected a lower-case vendor name such as nvidia, "
-					    "amd or intel, got '%s'",
+					    "vendor: expected a lower-case vendor name, as devices "
+					    "show it, got '%s'",
 					    val);
 			r = set_string(&s->vendor, val);
 		} else if (streq(key, "pci")) {
@@ -469,7 +451,7 @@ static int parse_selector(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
 			if (!string_is_printable(val))
 				return fail(x->error, kline, "%s: expected %s, got '%s'", key,
 					    streq(key, "model")
-						    ? "a model name or pattern such as \"NVIDIA A100*\""
+						    ? "a model name or pattern, as devices show it"
 						    : "a device UUID such as GPU-...",
 					    val);
 			r = set_string(streq(key, "model") ? &s->model : &s->uuid, val);
@@ -532,8 +514,8 @@ static int parse_shares(struct yaml_ctx *x, size_t line, const yaml_node_t *v, s
 					    val);
 			if (o->share_bytes < OFFER_MIN_SHARE_BYTES)
 				return fail(x->error, kline,
-					    "size: a memory share must be at least 1MiB (CUDA's MPS "
-					    "limits memory in whole MiB), got '%s'",
+					    "size: a memory share must be at least 1MiB (limits are "
+					    "enforced in whole MiB), got '%s'",
 					    val);
 		} else {
 			char *end = NULL;
@@ -557,35 +539,66 @@ static int parse_shares(struct yaml_ctx *x, size_t line, const yaml_node_t *v, s
 	return 0;
 }
 
-/* "mig: all-1g.10gb" (stored as that one element) or "mig: [3g.40gb, 2g.20gb]". */
-static int parse_mig(struct yaml_ctx *x, size_t line, const yaml_node_t *v, struct offer *o)
+/* A list scheme's layout: "<key>: all-<profile>" (stored as that one element) or a list of
+ * profiles ("[3g.40gb, 2g.20gb]"). */
+static int parse_layout_list(struct yaml_ctx *x, const char *key, size_t line,
+			     const yaml_node_t *v, struct offer *o)
 {
+	const struct partition_scheme *sc = o->scheme;
 	const char *text = node_text(v);
 
-	if (text && strncmp(text, "all-", 4) == 0 && mig_profile_valid(text + 4))
-		return strv_extend(&o->mig_profiles, text);
+	if (text && strncmp(text, "all-", 4) == 0 && sc->profile_valid(text + 4))
+		return strv_extend(&o->layout, text);
 	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top ==
 						     v->data.sequence.items.start)
 		return fail(x->error, line,
-			    "mig: expected all-<profile> (such as all-1g.10gb) or a list of "
-			    "profiles such as [3g.40gb, 2g.20gb], got %s%s%s",
-			    text ? "'" : "", text ?: node_shape(v), text ? "'" : "");
+			    "%s: expected all-<profile> (such as all-%s) or a list of profiles such "
+			    "as %s, got %s%s%s",
+			    key, sc->example_profile, sc->example_list, text ? "'" : "",
+			    text ?: node_shape(v), text ? "'" : "");
 	if (v->data.sequence.items.top - v->data.sequence.items.start > OFFER_MAX_COUNT)
-		return fail(x->error, line, "mig: at most %d instances", OFFER_MAX_COUNT);
+		return fail(x->error, line, "%s: at most %d instances", key, OFFER_MAX_COUNT);
 	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
 	     i++) {
 		yaml_node_t *n = yaml_document_get_node(&x->doc, *i);
 		const char *p = node_text(n);
 
-		if (!p || !mig_profile_valid(p))
+		if (!p || !sc->profile_valid(p))
 			return fail(x->error, node_line(n),
-				    "mig: '%s' is not a MIG profile (<n>g.<m>gb, optionally with "
-				    "+me, such as 1g.10gb)",
-				    p ?: node_shape(n));
-		if (strv_extend(&o->mig_profiles, p) < 0)
+				    "%s: '%s' is not a %s profile (%s, such as %s)", key,
+				    p ?: node_shape(n), sc->label, sc->profile_form,
+				    sc->example_profile);
+		if (strv_extend(&o->layout, p) < 0)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+/* A mode scheme's layout: one of its modes. */
+static int parse_layout_mode(struct yaml_ctx *x, const char *key, size_t line,
+			     const yaml_node_t *v, struct offer *o)
+{
+	const char *const *modes = o->scheme->modes;
+	_cleanup_free_ char *head = NULL;
+	const char *val = NULL;
+	size_t n = strv_length((char *const *)modes);
+	int r;
+
+	r = value_text(x, key, line, v, &val);
+	if (r < 0)
+		return r;
+	if (strv_contains((char *const *)modes, val))
+		return strv_extend(&o->layout, val);
+	for (size_t i = 0; i + 1 < n; i++) {
+		char *s;
+
+		if (asprintf(&s, "%s%s%s", head ?: "", head ? ", " : "", modes[i]) < 0)
+			return -ENOMEM;
+		free(head);
+		head = s;
+	}
+	return fail(x->error, line, "%s: expected %s%s%s, got '%s'", key, head ?: "",
+		    head ? " or " : "", n ? modes[n - 1] : "", val);
 }
 
 static int parse_bool(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
@@ -607,7 +620,6 @@ static int parse_bool(struct yaml_ctx *x, const char *key, size_t line, const ya
 static int parse_offer(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
 		       struct offer *o)
 {
-	const char *val = NULL;
 	bool whole;
 	int r;
 
@@ -622,56 +634,79 @@ static int parse_offer(struct yaml_ctx *x, const char *key, size_t line, const y
 		return parse_count(x, key, line, v, &o->count);
 	case OFFER_MEMORY_SHARES:
 		return parse_shares(x, line, v, o);
-	case OFFER_MIG:
-		return parse_mig(x, line, v, o);
-	case OFFER_AMD_PARTITION:
-		r = value_text(x, key, line, v, &val);
-		if (r < 0)
-			return r;
-		if (!strv_contains((char *const *)amd_modes, val))
-			return fail(x->error, line,
-				    "amd-partition: expected spx, dpx, qpx or cpx, got '%s'", val);
-		return set_string(&o->amd_mode, val);
+	case OFFER_PARTITIONS:
+		return o->scheme->modes ? parse_layout_mode(x, key, line, v, o)
+					: parse_layout_list(x, key, line, v, o);
 	default:
 		return -EINVAL;
 	}
 }
 
+/* The keys of a rule (@is_layout: without 'match'), NULL-terminated, borrowed strings. */
+static const char **rule_keys(bool is_layout)
+{
+	const struct partition_scheme *const *sc = partition_schemes();
+	size_t n = 0, k = 0;
+	const char **keys;
+
+	while (sc[n])
+		n++;
+	keys = calloc(ELEMENTSOF(rule_fixed_keys) + 2 * n + 1, sizeof(*keys));
+	if (!keys)
+		return NULL;
+	for (const char *const *f = rule_fixed_keys; *f; f++)
+		if (!is_layout || !streq(*f, "match"))
+			keys[k++] = *f;
+	for (size_t i = 0; i < n; i++) {
+		keys[k++] = sc[i]->name;
+		if (sc[i]->enable_key)
+			keys[k++] = sc[i]->enable_key;
+	}
+	keys[k] = "resource";
+	return keys;
+}
+
 static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_rule *rule,
 		      bool is_layout)
 {
-	size_t line = node_line(n), offer_line = 0, mig_enable_line = 0;
+	size_t line = node_line(n), offer_line = 0, enable_line = 0;
+	const struct partition_scheme *enable_of = NULL;
+	_cleanup_free_ const char **keys = rule_keys(is_layout);
+	_cleanup_free_ char *kinds = offer_kinds_list();
 	const char *offer_key = NULL;
 	bool has_match = false;
 
+	if (!keys || !kinds)
+		return -ENOMEM;
 	rule->line = (unsigned)line;
 	if (n->type != YAML_MAPPING_NODE)
 		return fail(x->error, line,
-			    "partitions: each rule must be a mapping with 'match' and one of whole, "
-			    "replicas, memory-shares, mig or amd-partition, not %s",
-			    node_shape(n));
+			    "partitions: each rule must be a mapping with 'match' and one of %s, not "
+			    "%s",
+			    kinds, node_shape(n));
 	MAPPING_FOREACH(p, n) {
 		const char *key, *val = NULL;
 		yaml_node_t *v;
 		size_t kline;
 		int r;
 
-		r = pair_key(x, n, p, is_layout ? " in a layout" : " in a partition rule",
-			     is_layout ? layout_keys : rule_keys, &key, &kline, &v);
+		r = pair_key(x, n, p, is_layout ? " in a layout" : " in a partition rule", keys,
+			     &key, &kline, &v);
 		if (r < 0)
 			return r;
 		if (streq(key, "match")) {
 			has_match = true;
 			r = parse_selector(x, kline, v, &rule->match);
-		} else if (streq(key, "mig-enable")) {
-			mig_enable_line = kline;
-			r = parse_bool(x, key, kline, v, &rule->offer.mig_enable);
+		} else if (partition_scheme_by_enable_key(key)) {
+			enable_of = partition_scheme_by_enable_key(key);
+			enable_line = kline;
+			r = parse_bool(x, key, kline, v, &rule->offer.enable);
 		} else if (streq(key, "resource")) {
 			r = value_text(x, key, kline, v, &val);
 			if (r >= 0 && !resource_name_valid(val))
 				return fail(x->error, kline,
 					    "resource: expected a resource name such as "
-					    "nvidia.com/gpu-shared (a lower-case domain, '/', then "
+					    "example.com/gpu-shared (a lower-case domain, '/', then "
 					    "letters, digits, '.', '_' or '-'), got '%s'",
 					    val);
 			if (r >= 0)
@@ -684,7 +719,7 @@ static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_ru
 					    key, offer_key, offer_line);
 			offer_key = key;
 			offer_line = kline;
-			rule->offer.kind = offer_kind_from_string(key);
+			rule->offer.kind = offer_kind_from_string(key, &rule->offer.scheme);
 			r = parse_offer(x, key, kline, v, &rule->offer);
 		}
 		if (r < 0)
@@ -695,11 +730,10 @@ static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_ru
 			    "a partition rule needs 'match' ('all', or a mapping of vendor, model, "
 			    "pci and uuid)");
 	if (!offer_key)
-		return fail(x->error, line,
-			    "a partition rule needs one offer: whole, replicas, memory-shares, mig or "
-			    "amd-partition");
-	if (mig_enable_line && rule->offer.kind != OFFER_MIG)
-		return fail(x->error, mig_enable_line, "mig-enable: only applies to a rule with 'mig'");
+		return fail(x->error, line, "a partition rule needs one offer: %s", kinds);
+	if (enable_of && rule->offer.scheme != enable_of)
+		return fail(x->error, enable_line, "%s: only applies to a rule with '%s'",
+			    enable_of->enable_key, enable_of->name);
 	return 0;
 }
 
@@ -926,10 +960,11 @@ int config_parse_layout(const char *text, size_t len, struct offer *ret, char **
 	if (r < 0)
 		return r;
 	root = yaml_document_get_root_node(&x.doc);
-	if (!root)
-		r = fail(ret_error, 1, "a layout needs one offer: whole, replicas, memory-shares, "
-				       "mig or amd-partition");
-	else
+	if (!root) {
+		_cleanup_free_ char *kinds = offer_kinds_list();
+
+		r = kinds ? fail(ret_error, 1, "a layout needs one offer: %s", kinds) : -ENOMEM;
+	} else
 		r = parse_rule(&x, root, &rule, true);
 	yaml_document_delete(&x.doc);
 	if (r >= 0) {

@@ -86,9 +86,7 @@ int config_load(const char *path, struct config *c, char **ret_error);
 
 
 
-/* A MIG profile name as nvidia-smi prints it: "<n>g.<m>gb", optionally "+me" ("1g.10gb+me"). */
-bool mig_profile_valid(const char *s);
 
 /* A resource name as Kubernetes extended resources have them: a lower-case DNS subdomain, '/',
- * then 1-63 of [A-Za-z0-9._-] starting and ending alphanumeric ("nvidia.com/gpu-shared"). */
+ * then 1-63 of [A-Za-z0-9._-] starting and ending alphanumeric ("example.com/gpu-shared"). */
 bool resource_name_valid(const char *s);

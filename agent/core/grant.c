@@ -9,14 +9,6 @@
 #include "shared/parse.h"
 #include "shared/strv.h"
 
-enum env_merge device_rules_env_merge(const struct device_rules *rules, const char *name)
-{
-	for (const struct env_rule *e = rules ? rules->env : NULL; e && e->name; e++)
-		if (streq(e->name, name))
-			return e->merge;
-	return ENV_MERGE_LIST;
-}
-
 char *slice_cdi_name(const struct xpu_slice *s, const struct xpu_device *d)
 {
 	char *name, *p;

@@ -128,6 +128,12 @@ static uint64_t min_share(const struct xpu_device *d)
 	return MAX(d->rules ? d->rules->min_share_bytes : 0, OFFER_MIN_SHARE_BYTES);
 }
 
+/* What @d's partitioning is called in messages. */
+static const char *scheme_label(const struct xpu_device *d)
+{
+	return d->rules && d->rules->scheme ? d->rules->scheme->label : "partitioning";
+}
+
 /* Why replicas or shares of @d cannot be offered as @o asks (malloc'd), or NULL. */
 static int shared_blocked(const struct xpu_device *d, const struct offer *o, char **ret_reason)
 {
@@ -137,7 +143,8 @@ static int shared_blocked(const struct xpu_device *d, const struct offer *o, cha
 
 	*ret_reason = NULL;
 	if (d->partitioned || d->n_partitions > 0)
-		r = asprintf(ret_reason, "MIG is enabled: %s need MIG disabled", what);
+		r = asprintf(ret_reason, "%s is enabled: %s need %s disabled", scheme_label(d),
+			     what, scheme_label(d));
 	else if (o->kind == OFFER_REPLICAS)
 		return 0;
 	else if (o->share_bytes == 0 && d->memory_bytes == 0)
@@ -194,7 +201,7 @@ static int plan_shared(const struct xpu_device *d, const struct offer *o, struct
 }
 
 /* How many instances of @profile the device holds in all; 0 when it does not list it. */
-static unsigned mig_profile_total(const struct xpu_device *d, const char *profile)
+static unsigned profile_total(const struct xpu_device *d, const char *profile)
 {
 	const struct xpu_partition_profile *p = device_find_profile(d, profile);
 
@@ -202,7 +209,7 @@ static unsigned mig_profile_total(const struct xpu_device *d, const char *profil
 }
 
 /* "1g.10gb*7,3g.40gb" from a sorted list; "none" for an empty one. */
-static char *mig_layout_string(char **sorted)
+static char *layout_string(char **sorted)
 {
 	_cleanup_strv_free_ char **items = NULL;
 
@@ -219,27 +226,25 @@ static char *mig_layout_string(char **sorted)
 	return items ? strv_join(items, ",") : strdup("none");
 }
 
-/* Why the MIG instances of @d are not the layout @o declares (malloc'd), or NULL; *ret_apply
+/* The profile @p of a layout names: "all-X" and "X" both name X. */
+static const char *layout_profile(const char *p)
+{
+	return strncmp(p, "all-", 4) == 0 ? p + 4 : p;
+}
+
+/* Why the partitions of @d are not the layout @o declares (malloc'd), or NULL; *ret_apply
  * when applying @o would make them so. */
-static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
-			      char **ret_reason, bool *ret_apply)
+static int layout_differs(const struct xpu_device *d, const struct offer *o, char **ret_reason,
+			  bool *ret_apply)
 {
 	_cleanup_strv_free_ char **declared = NULL, **present = NULL;
 	_cleanup_free_ char *want = NULL, *have = NULL;
 
 	*ret_reason = NULL;
-	STRV_FOREACH(p, o->mig_profiles) {
-		bool all = strncmp(*p, "all-", 4) == 0;
-		const char *profile = all ? *p + 4 : *p;
-		unsigned n = all ? mig_profile_total(d, profile) : 1;
+	STRV_FOREACH(p, o->layout) {
+		const char *profile = layout_profile(*p);
+		unsigned n = profile != *p ? profile_total(d, profile) : 1;
 
-		if (n == 0) {
-			if (asprintf(ret_reason, "declared MIG layout not applied yet: the GPU does "
-						 "not list profile %s",
-				     profile) < 0)
-				return -ENOMEM;
-			return 0;
-		}
 		for (unsigned i = 0; i < n; i++)
 			if (strv_extend(&declared, profile) < 0)
 				return -ENOMEM;
@@ -252,42 +257,20 @@ static int mig_layout_differs(const struct xpu_device *d, const struct offer *o,
 	if (strv_equal(declared, present))
 		return 0;
 	*ret_apply = true;
-	want = mig_layout_string(declared);
-	have = mig_layout_string(present);
+	want = layout_string(declared);
+	have = layout_string(present);
 	if (!want || !have ||
-	    asprintf(ret_reason, "declared MIG layout not applied yet: declared %s, present %s",
-		     want, have) < 0)
+	    asprintf(ret_reason, "declared %s layout not applied yet: declared %s, present %s",
+		     o->scheme->label, want, have) < 0)
 		return -ENOMEM;
 	return 0;
 }
 
 /*
- * Why @o names a MIG profile that the GPU does not list (malloc'd in *ret_reason), or nothing
- * when the GPU lists them all or does not say which it has. The list form ("[5g.60gb]") as well
- * as "all-5g.60gb": neither can ever be made on this GPU. 0 or -ENOMEM.
- */
-static int mig_unknown_profile(const struct xpu_device *d, const struct offer *o,
-			       char **ret_reason)
-{
-	if (d->n_profiles == 0)
-		return 0;
-	STRV_FOREACH(p, o->mig_profiles) {
-		const char *profile = strncmp(*p, "all-", 4) == 0 ? *p + 4 : *p;
-
-		if (mig_profile_total(d, profile) == 0)
-			return asprintf(ret_reason, "declared MIG layout not applied yet: the GPU "
-						    "does not list profile %s",
-					profile) < 0
-				       ? -ENOMEM
-				       : 0;
-	}
-	return 0;
-}
-
-/*
- * Why the instances of the list form of @o cannot all exist on @d at once (malloc'd in
- * *ret_reason), or nothing: more of a profile than the device holds, more memory or compute than
- * it has. (The "all-" form is as many as the device holds.) 0 or -ENOMEM.
+ * Why the layout @o declares cannot be made on @d (malloc'd in *ret_reason), or nothing: a
+ * profile the device does not list (in the list form as in "all-<profile>": neither can ever
+ * be made), more instances of one than it holds, more memory or compute than it has. A device
+ * that does not say which profiles it has is not judged. 0 or -ENOMEM.
  */
 static int layout_impossible(const struct xpu_device *d, const struct offer *o,
 			     char **ret_reason)
@@ -297,13 +280,22 @@ static int layout_impossible(const struct xpu_device *d, const struct offer *o,
 	char want[32], have[32];
 	int r = 0;
 
-	STRV_FOREACH(p, o->mig_profiles) {
-		const struct xpu_partition_profile *pr;
+	if (d->n_profiles == 0)
+		return 0;
+	STRV_FOREACH(p, o->layout) {
+		const char *profile = layout_profile(*p);
+		const struct xpu_partition_profile *pr = device_find_profile(d, profile);
 		unsigned n = 0;
 
-		if (strncmp(*p, "all-", 4) == 0 || !(pr = device_find_profile(d, *p)))
+		if (!pr) {
+			r = asprintf(ret_reason, "declared %s layout not applied yet: the %s does not "
+						 "list profile %s",
+				     o->scheme->label, o->scheme->noun, profile);
+			return r < 0 ? -ENOMEM : 0;
+		}
+		if (profile != *p)
 			continue;
-		STRV_FOREACH(q, o->mig_profiles)
+		STRV_FOREACH(q, o->layout)
 			n += streq(*q, *p);
 		if (n > pr->total) {
 			r = asprintf(ret_reason, "declared layout cannot be made: %u instances of %s, "
@@ -328,17 +320,54 @@ static int layout_impossible(const struct xpu_device *d, const struct offer *o,
 	return r < 0 ? -ENOMEM : 0;
 }
 
-/* Why a MIG offer is not in effect on a GPU whose MIG mode is not enabled now (malloc'd). */
-static int mig_disabled_reason(const struct xpu_device *d, const struct offer *o,
-			       char **ret_reason, bool *ret_apply)
+/* Why a partition offer is not in effect on a device whose partition mode is off (malloc'd). */
+static int mode_off_reason(const struct offer *o, const struct xpu_device *d, char **ret_reason,
+			   bool *ret_apply)
 {
+	const struct partition_scheme *sc = o->scheme;
+
 	if (d->partition_pending)
-		return asprintf(ret_reason, "MIG mode enabled, takes effect after a GPU reset");
-	/* never touched without the operator's word: enabling MIG takes the GPU from its users */
-	*ret_apply = o->mig_enable;
-	return asprintf(ret_reason, "declared MIG layout not applied yet: MIG is disabled on this "
-				    "GPU%s",
-			o->mig_enable ? "" : " (mig-enable: true lets xpud enable it)");
+		return asprintf(ret_reason, "%s mode enabled, takes effect after a %s reset",
+				sc->label, sc->noun);
+	/* never touched without the operator's word: switching the mode on takes the device
+	 * from its users */
+	*ret_apply = o->enable && sc->enable_key;
+	if (o->enable || !sc->enable_key)
+		return asprintf(ret_reason, "declared %s layout not applied yet: %s is disabled on "
+					    "this %s",
+				sc->label, sc->label, sc->noun);
+	return asprintf(ret_reason, "declared %s layout not applied yet: %s is disabled on this %s "
+				    "(%s: true lets xpud enable it)",
+			sc->label, sc->label, sc->noun, sc->enable_key);
+}
+
+/*
+ * A partition offer on @d: its slices are the partitions that exist (@ret_as_is false), or the
+ * reason it is not in effect in *ret_reason (@ret_as_is: the device is offered as it is).
+ */
+static int plan_partitions(const struct xpu_device *d, const struct offer *o,
+			   struct slice_list *l, char **ret_reason, bool *ret_as_is,
+			   bool *ret_apply)
+{
+	const struct partition_scheme *sc = o->scheme;
+	int r;
+
+	*ret_as_is = true;
+	if (!sc)
+		return asprintf(ret_reason, "unknown offer") < 0 ? -ENOMEM : 0;
+	if (!d->rules || d->rules->scheme != sc)
+		return asprintf(ret_reason, "%s", sc->only_for) < 0 ? -ENOMEM : 0;
+	if (!d->partition_capable && sc->not_capable)
+		return asprintf(ret_reason, "%s", sc->not_capable) < 0 ? -ENOMEM : 0;
+	r = layout_impossible(d, o, ret_reason);
+	if (r < 0 || *ret_reason)
+		return r;
+	if (!d->partitioned)
+		return mode_off_reason(o, d, ret_reason, ret_apply) < 0 ? -ENOMEM : 0;
+	/* the partitions that exist are the slices, whatever the layout */
+	*ret_as_is = false;
+	r = layout_differs(d, o, ret_reason, ret_apply);
+	return r < 0 ? r : plan_whole(d, o, l);
 }
 
 /*
@@ -366,29 +395,8 @@ static int plan_offer(const struct xpu_device *d, const struct offer *o, struct 
 			r = plan_shared(d, o, l);
 		as_is = reason;
 		break;
-	case OFFER_MIG:
-		as_is = true;
-		if (!streq_ptr(d->vendor, "nvidia"))
-			r = asprintf(&reason, "MIG applies to NVIDIA GPUs only");
-		else if ((r = mig_unknown_profile(d, o, &reason)) < 0 || reason)
-			break;
-		else if ((r = layout_impossible(d, o, &reason)) < 0 || reason)
-			break;
-		else if (!d->partitioned)
-			r = mig_disabled_reason(d, o, &reason, &apply);
-		else {
-			/* the instances that exist are the slices, whatever the layout */
-			as_is = false;
-			r = mig_layout_differs(d, o, &reason, &apply);
-			if (r >= 0)
-				r = plan_whole(d, o, l);
-		}
-		break;
-	case OFFER_AMD_PARTITION:
-		as_is = true;
-		r = asprintf(&reason, streq_ptr(d->vendor, "amd")
-					      ? "no backend applies AMD compute partitions on this node"
-					      : "AMD partitions apply to AMD GPUs only");
+	case OFFER_PARTITIONS:
+		r = plan_partitions(d, o, l, &reason, &as_is, &apply);
 		break;
 	default:
 		as_is = true;

@@ -5,33 +5,62 @@
 #include <string.h>
 
 #include "core/policy.h"
+#include "core/rules.h"
 #include "shared/strv.h"
 
 static const char *const offer_kind_table[_OFFER_KIND_MAX] = {
 	[OFFER_WHOLE] = "whole",
 	[OFFER_REPLICAS] = "replicas",
 	[OFFER_MEMORY_SHARES] = "memory-shares",
-	[OFFER_MIG] = "mig",
-	[OFFER_AMD_PARTITION] = "amd-partition",
 };
 
-const char *offer_kind_to_string(enum offer_kind k)
+const char *offer_kind_to_string(enum offer_kind k, const struct partition_scheme *scheme)
 {
+	if (k == OFFER_PARTITIONS)
+		return scheme ? scheme->name : NULL;
 	return k >= 0 && k < _OFFER_KIND_MAX ? offer_kind_table[k] : NULL;
 }
 
-enum offer_kind offer_kind_from_string(const char *s)
+enum offer_kind offer_kind_from_string(const char *s, const struct partition_scheme **ret_scheme)
 {
+	const struct partition_scheme *scheme = partition_scheme_find(s);
+
+	if (ret_scheme)
+		*ret_scheme = scheme;
+	if (scheme)
+		return OFFER_PARTITIONS;
 	for (int i = 0; s && i < _OFFER_KIND_MAX; i++)
-		if (streq(s, offer_kind_table[i]))
+		if (offer_kind_table[i] && streq(s, offer_kind_table[i]))
 			return (enum offer_kind)i;
 	return _OFFER_KIND_INVALID;
 }
 
+char *offer_kinds_list(void)
+{
+	_cleanup_strv_free_ char **l = NULL;
+	_cleanup_free_ char *head = NULL;
+	size_t n;
+	char *s;
+
+	for (int i = 0; i < _OFFER_KIND_MAX; i++)
+		if (offer_kind_table[i] && strv_extend(&l, offer_kind_table[i]) < 0)
+			return NULL;
+	for (const struct partition_scheme *const *sc = partition_schemes(); *sc; sc++)
+		if (strv_extend(&l, (*sc)->name) < 0)
+			return NULL;
+	n = strv_length(l);
+	s = l[n - 1];
+	l[n - 1] = NULL;
+	head = strv_join(l, ", ");
+	l[n - 1] = s;
+	if (!head || asprintf(&s, "%s or %s", head, l[n - 1]) < 0)
+		return NULL;
+	return s;
+}
+
 void offer_done(struct offer *o)
 {
-	strv_free(o->mig_profiles);
-	free(o->amd_mode);
+	strv_free(o->layout);
 	free(o->resource);
 	*o = (struct offer){};
 }
@@ -40,11 +69,9 @@ int offer_copy(const struct offer *src, struct offer *dst)
 {
 	struct offer o = *src;
 
-	o.mig_profiles = NULL;
-	o.amd_mode = NULL;
+	o.layout = NULL;
 	o.resource = NULL;
-	if (strv_copy(src->mig_profiles, &o.mig_profiles) < 0 ||
-	    (src->amd_mode && !(o.amd_mode = strdup(src->amd_mode))) ||
+	if (strv_copy(src->layout, &o.layout) < 0 ||
 	    (src->resource && !(o.resource = strdup(src->resource)))) {
 		offer_done(&o);
 		return -ENOMEM;
@@ -56,9 +83,8 @@ int offer_copy(const struct offer *src, struct offer *dst)
 bool offer_equal(const struct offer *a, const struct offer *b)
 {
 	return a->kind == b->kind && a->count == b->count && a->share_bytes == b->share_bytes &&
-	       a->compute == b->compute && a->mig_enable == b->mig_enable &&
-	       strv_equal(a->mig_profiles, b->mig_profiles) && streq_ptr(a->amd_mode, b->amd_mode) &&
-	       streq_ptr(a->resource, b->resource);
+	       a->compute == b->compute && a->scheme == b->scheme && a->enable == b->enable &&
+	       strv_equal(a->layout, b->layout) && streq_ptr(a->resource, b->resource);
 }
 
 char *offer_to_string(const struct offer *o)
@@ -80,15 +106,12 @@ char *offer_to_string(const struct offer *o)
 		else
 			r = asprintf(&s, "memory-shares=%u", o->count);
 		break;
-	case OFFER_MIG: {
-		_cleanup_free_ char *list = strv_join(o->mig_profiles, ",");
+	case OFFER_PARTITIONS: {
+		_cleanup_free_ char *list = o->layout ? strv_join(o->layout, ",") : strdup("?");
 
-		r = list ? asprintf(&s, "mig=%s", list) : -1;
+		r = list ? asprintf(&s, "%s=%s", o->scheme ? o->scheme->name : "?", list) : -1;
 		break;
 	}
-	case OFFER_AMD_PARTITION:
-		r = asprintf(&s, "amd-partition=%s", o->amd_mode ?: "?");
-		break;
 	default:
 		break;
 	}

@@ -40,20 +40,44 @@ struct env_rule {
 };
 
 /*
- * A hardware partitioning scheme (a vendor's way to cut a device into isolated instances), as
- * the policy, the API and the state file spell it.
+ * A hardware partitioning scheme (a vendor's way to cut a device into isolated instances, or to
+ * switch it into a partition mode), as the policy, the API, the messages and the state file
+ * spell it. An offer of kind OFFER_PARTITIONS names its scheme; a device supports the scheme of
+ * its rules only.
  */
 struct partition_scheme {
-	const char *name;	/* the policy's key, the offer's kind and the API's word */
-	const char *enable_key; /* the policy's key allowing the mode to be switched on, or NULL */
-	const char *label;	/* in messages: "the GPU's <label> mode" */
-	const char *example;	/* a layout as an operator writes it, for error messages */
-	/* The state file's keys for the layout and the enable flag (kept as first written). */
+	const char *name;	/* the policy's key, the offer's kind in the state file and the API */
+	const char *enable_key; /* the policy's key allowing the mode to be switched on; or NULL */
+	const char *label;	/* the scheme in messages: "<label> is disabled on this <noun>" */
+	const char *noun;	/* what it partitions, in messages */
+	const char *only_for;	/* why a device of other rules cannot: "MIG applies to ... only" */
+	/* Why a device of the scheme's rules that cannot be partitioned is not (NULL: it is
+	 * treated as having partition mode disabled). */
+	const char *not_capable;
+	/* The state file's keys for the layout and the enable flag (as first written). */
 	const char *state_layout_key;
 	const char *state_enable_key;
-	/* Whether @profile (without an "all-" prefix) is spelled as this scheme's profiles are. */
+	/*
+	 * The layout's form: NULL for a list of profiles ("[3g.40gb, 3g.40gb]", or "all-<profile>"
+	 * for as many as the device holds), each checked by profile_valid; else one mode, written
+	 * as a scalar, among these (NULL-terminated).
+	 */
+	const char *const *modes;
 	bool (*profile_valid)(const char *profile);
+	/* For messages: how a profile is spelled ("<n>g.<m>gb, ..."), one profile, one list. */
+	const char *profile_form;
+	const char *example_profile;
+	const char *example_list;
 };
+
+/* The schemes the policy, the API and the state file know: set once by the program from its
+ * backends' (NULL-terminated; borrowed); none until then. */
+void partition_schemes_set(const struct partition_scheme *const *schemes);
+const struct partition_scheme *const *partition_schemes(void);
+/* The scheme named @name, or NULL. */
+const struct partition_scheme *partition_scheme_find(const char *name);
+/* The scheme whose enable key is @key, or NULL. */
+const struct partition_scheme *partition_scheme_by_enable_key(const char *key);
 
 struct device_rules {
 	/* The hardware partitioning of the source's devices, or NULL: none. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/rules.h"
 #include "core/state.h"
 #include "shared/fault.h"
 #include "shared/fileio.h"
@@ -407,17 +408,20 @@ static int check_offer(const struct offer *o, char **error)
 	bool counted = o->kind == OFFER_REPLICAS || o->kind == OFFER_MEMORY_SHARES;
 	int r;
 
-	if (!offer_kind_to_string(o->kind))
+	const struct partition_scheme *sc = o->kind == OFFER_PARTITIONS ? o->scheme : NULL;
+
+	if (!offer_kind_to_string(o->kind, o->scheme))
 		return fail(error, "kind %d is unknown", (int)o->kind);
 	if (o->count > OFFER_MAX_COUNT || (counted && o->count == 0))
 		return fail(error, "count: %u is outside 1..%d", o->count, OFFER_MAX_COUNT);
 	if (!isfinite(o->compute) || o->compute < 0 || o->compute > 1)
 		return fail(error, "compute: %g is outside (0, 1]", o->compute);
 	if ((r = check_u64("share_bytes", o->share_bytes, error)) < 0 ||
-	    (r = check_strv("mig_profiles", o->mig_profiles, o->kind == OFFER_MIG, false, error)) <
-		0 ||
-	    (r = check_string("amd_mode", o->amd_mode, o->kind == OFFER_AMD_PARTITION, error)) < 0)
+	    (r = check_strv(sc ? sc->state_layout_key : "layout", o->layout, sc, false, error)) < 0)
 		return r;
+	if (sc && sc->modes && (strv_length(o->layout) != 1 ||
+				!strv_contains((char *const *)sc->modes, o->layout[0])))
+		return fail(error, "%s: not one of the modes", sc->state_layout_key);
 	return check_string("resource", o->resource, false, error);
 }
 
@@ -656,26 +660,55 @@ static int read_allocation(json_t *o, struct allocation **ret, char **error)
 	return 0;
 }
 
+/* A partition offer's layout and enable flag, under its scheme's keys. */
+static int read_layout(json_t *o, struct offer *f, char **error)
+{
+	const struct partition_scheme *sc = f->scheme;
+	_cleanup_free_ char *mode = NULL;
+	json_t *v;
+	int r;
+
+	if (sc->state_enable_key) {
+		v = json_object_get(o, sc->state_enable_key);
+		if (v && !json_is_boolean(v))
+			return fail(error, "%s: expected true or false", sc->state_enable_key);
+		f->enable = json_is_true(v);
+	}
+	if (!sc->modes)
+		return read_strv(o, sc->state_layout_key, &f->layout, error);
+	r = read_string(o, sc->state_layout_key, &mode, error);
+	if (r < 0 || !mode)
+		return r;
+	return strv_consume(&f->layout, TAKE_PTR(mode));
+}
+
 static int read_offer(json_t *o, struct offer *ret, char **error)
 {
-	static const char *const keys[] = {"kind",     "count",	       "share_bytes",
-					   "compute",  "mig_profiles", "mig_enable",
-					   "amd_mode", "resource",     NULL};
-	_cleanup_free_ char *kind = NULL;
+	const char *keys[] = {"kind",	  "count", "share_bytes", "compute",
+			      "resource", NULL,	   NULL,	  NULL};
+	_cleanup_free_ char *kind = NULL, *kinds = NULL;
 	struct offer f = {};
 	uint64_t count = 0;
 	json_t *v;
 	int r;
 
-	if ((r = read_keys(o, keys, error)) < 0 || (r = read_string(o, "kind", &kind, error)) < 0)
+	if (!json_is_object(o))
+		return fail(error, "expected an object");
+	if ((r = read_string(o, "kind", &kind, error)) < 0)
 		return r;
 	if (!kind)
 		return fail(error, "kind: missing");
-	f.kind = offer_kind_from_string(kind);
+	f.kind = offer_kind_from_string(kind, &f.scheme);
 	if (f.kind < 0)
-		return fail(
-		    error, "kind: '%s' is not whole, replicas, memory-shares, mig or amd-partition",
-		    quote(kind));
+		return (kinds = offer_kinds_list())
+			       ? fail(error, "kind: '%s' is not %s", quote(kind), kinds)
+			       : -ENOMEM;
+	if (f.scheme) {
+		keys[5] = f.scheme->state_layout_key;
+		keys[6] = f.scheme->state_enable_key;
+	}
+	if ((r = read_keys(o, keys, error)) < 0)
+		return r;
 	if ((r = read_int(o, "count", 1, OFFER_MAX_COUNT, &count, error)) < 0 ||
 	    (r = read_int(o, "share_bytes", 1, INT64_MAX, &f.share_bytes, error)) < 0)
 		return r;
@@ -688,13 +721,7 @@ static int read_offer(json_t *o, struct offer *ret, char **error)
 		if (!(f.compute > 0 && f.compute <= 1))
 			return fail(error, "compute: %g is outside (0, 1]", f.compute);
 	}
-	v = json_object_get(o, "mig_enable");
-	if (v && !json_is_boolean(v))
-		return fail(error, "mig_enable: expected true or false");
-	f.mig_enable = json_is_true(v);
-
-	if ((r = read_strv(o, "mig_profiles", &f.mig_profiles, error)) < 0 ||
-	    (r = read_string(o, "amd_mode", &f.amd_mode, error)) < 0 ||
+	if ((f.scheme && (r = read_layout(o, &f, error)) < 0) ||
 	    (r = read_string(o, "resource", &f.resource, error)) < 0 ||
 	    (r = check_offer(&f, error)) < 0) {
 		offer_done(&f);
@@ -1028,13 +1055,17 @@ static int offer_to_json(const struct offer *f, json_t **ret)
 
 	if (!o)
 		return -ENOMEM;
-	if ((r = add_string(o, "kind", offer_kind_to_string(f->kind))) < 0 ||
+	const struct partition_scheme *sc = f->kind == OFFER_PARTITIONS ? f->scheme : NULL;
+
+	if ((r = add_string(o, "kind", offer_kind_to_string(f->kind, f->scheme))) < 0 ||
 	    (r = add_int(o, "count", f->count)) < 0 ||
 	    (r = add_int(o, "share_bytes", f->share_bytes)) < 0 ||
 	    (f->compute > 0 && (r = add(o, "compute", json_real(f->compute))) < 0) ||
-	    (r = add_strv(o, "mig_profiles", f->mig_profiles)) < 0 ||
-	    (f->mig_enable && (r = add(o, "mig_enable", json_true())) < 0) ||
-	    (r = add_string(o, "amd_mode", f->amd_mode)) < 0 ||
+	    (sc && !sc->modes && (r = add_strv(o, sc->state_layout_key, f->layout)) < 0) ||
+	    (sc && sc->modes && f->layout &&
+	     (r = add_string(o, sc->state_layout_key, f->layout[0])) < 0) ||
+	    (sc && f->enable && sc->state_enable_key &&
+	     (r = add(o, sc->state_enable_key, json_true())) < 0) ||
 	    (r = add_string(o, "resource", f->resource)) < 0)
 		return r;
 	*ret = TAKE_PTR(o);

@@ -127,20 +127,21 @@ static int fail_msg(char **ret_error, int r, const char *fmt, ...)
 }
 
 /*
- * The layout @d has now, as an offer that a rollback can make again: its MIG instances'
- * profiles when it has any, else what it is offered as (@applied). 0 or -ENOMEM.
+ * The layout @d has now, as an offer that a rollback can make again: its partitions' profiles
+ * when it has any, else what it is offered as (@applied). 0 or -ENOMEM.
  */
 static int current_layout(const struct xpu_device *d, const struct offer *applied,
 			  struct offer *ret)
 {
-	struct offer o = { .kind = OFFER_MIG };
+	struct offer o = { .kind = OFFER_PARTITIONS };
 
-	if (d->n_partitions == 0)
+	if (d->n_partitions == 0 || !d->rules || !d->rules->scheme)
 		return offer_copy(applied, ret);
+	o.scheme = d->rules->scheme;
 	if (applied->resource && !(o.resource = strdup(applied->resource)))
 		return -ENOMEM;
 	for (size_t i = 0; i < d->n_partitions; i++)
-		if (strv_extend(&o.mig_profiles, d->partitions[i]->profile ?: "?") < 0) {
+		if (strv_extend(&o.layout, d->partitions[i]->profile ?: "?") < 0) {
 			offer_done(&o);
 			return -ENOMEM;
 		}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/vendor-rules.h"
 #include "core/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct config c;
 	int r;
 
+	partition_schemes_set(backend_partition_schemes);
 	/* exactly @size bytes, no terminator: the parser must not read past the length */
 	text = malloc(size ? size : 1);
 	if (!text)

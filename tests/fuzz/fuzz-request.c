@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "backends/vendor-rules.h"
 #include "api/request.h"
 #include "shared/parse.h"
 #include "shared/strv.h"
@@ -48,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len;
 	int r;
 
+	partition_schemes_set(backend_partition_schemes);
 	if (size < 1)
 		return 0;
 	len = size - 1;
@@ -91,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		r = request_parse_repartition(body, len, UINT64_MAX, &rr, &reason);
 		if (r == 0 && (!rr.device || !rr.device[0] ||
-			       (rr.policy && (rr.layout.mig_profiles || rr.layout.resource))))
+			       (rr.policy && (rr.layout.layout || rr.layout.resource))))
 			abort();
 		repartition_request_done(&rr);
 		break;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/vendor-rules.h"
 #include "core/state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct state s = {}, back = {};
 	int r;
 
+	partition_schemes_set(backend_partition_schemes);
 	r = state_from_json((const char *)data, size, &s, &error);
 	if (r != 0 && r != -EINVAL && r != -EBADMSG && r != -ENOMEM)
 		abort();

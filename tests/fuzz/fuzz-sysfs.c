@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/vendor-rules.h"
 #include "core/config.h"
 #include "shared/parse.h"
 
@@ -21,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned u;
 	int i;
 
+	partition_schemes_set(backend_partition_schemes);
 	if (size < 1)
 		return 0;
 	s = malloc(size);

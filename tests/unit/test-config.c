@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "backends/vendor-rules.h"
 #include "core/config.h"
 #include "shared/strv.h"
 
@@ -198,15 +199,17 @@ static void test_policy(void **state)
 	assert_int_equal(rule->line, 5);
 	assert_false(rule->match.all);
 	assert_string_equal(rule->match.pci, "0000:db:00.0"); /* canonical */
-	assert_int_equal(rule->offer.kind, OFFER_MIG);
-	assert_int_equal(strv_length(rule->offer.mig_profiles), 1);
-	assert_string_equal(rule->offer.mig_profiles[0], "all-1g.10gb");
-	assert_true(rule->offer.mig_enable);
+	assert_int_equal(rule->offer.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(rule->offer.scheme, &nvidia_mig_scheme);
+	assert_int_equal(strv_length(rule->offer.layout), 1);
+	assert_string_equal(rule->offer.layout[0], "all-1g.10gb");
+	assert_true(rule->offer.enable);
 
 	rule = &c.policy.rules[2];
 	assert_string_equal(rule->match.vendor, "amd");
-	assert_int_equal(rule->offer.kind, OFFER_AMD_PARTITION);
-	assert_string_equal(rule->offer.amd_mode, "cpx");
+	assert_int_equal(rule->offer.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(rule->offer.scheme, &amd_partition_scheme);
+	assert_string_equal(rule->offer.layout[0], "cpx");
 
 	rule = &c.policy.rules[3];
 	assert_string_equal(rule->match.model, "NVIDIA A100*");
@@ -219,9 +222,9 @@ static void test_policy(void **state)
 
 	rule = &c.policy.rules[4];
 	assert_int_equal(rule->line, 13);
-	assert_int_equal(strv_length(rule->offer.mig_profiles), 3);
-	assert_string_equal(rule->offer.mig_profiles[2], "1g.10gb+me");
-	assert_false(rule->offer.mig_enable);
+	assert_int_equal(strv_length(rule->offer.layout), 3);
+	assert_string_equal(rule->offer.layout[2], "1g.10gb+me");
+	assert_false(rule->offer.enable);
 
 	rule = &c.policy.rules[5];
 	assert_int_equal(rule->offer.kind, OFFER_WHOLE);
@@ -302,8 +305,8 @@ static void test_policy_errors(void **state)
 	expect_error(RULE "    memory-shares: {count: 4, size: 0GiB}\n", "got '0GiB'");
 	/* CUDA's MPS limit is in MiB: 512KiB would be a limit of 0M */
 	expect_error(RULE "    memory-shares: {count: 4, size: 512KiB}\n",
-		     "line 3: size: a memory share must be at least 1MiB (CUDA's MPS limits memory "
-		     "in whole MiB), got '512KiB'");
+		     "line 3: size: a memory share must be at least 1MiB (limits are enforced in "
+		     "whole MiB), got '512KiB'");
 	expect_error(RULE "    memory-shares: {count: 4, size: 1048575B}\n", "got '1048575B'");
 	expect_error(RULE "    memory-shares: {count: 4, size: 99999999999999TiB}\n",
 		     "got '99999999999999TiB'");
@@ -342,7 +345,7 @@ static void test_policy_errors(void **state)
 
 	/* resource names */
 	expect_error(RULE "    whole: true\n    resource: gpu\n",
-		     "line 4: resource: expected a resource name such as nvidia.com/gpu-shared (a "
+		     "line 4: resource: expected a resource name such as example.com/gpu-shared (a "
 		     "lower-case domain, '/', then letters, digits, '.', '_' or '-'), got 'gpu'");
 	expect_error(RULE "    whole: true\n    resource: Example.com/gpu\n", "got 'Example.com/gpu'");
 	expect_error(RULE "    whole: true\n    resource: example..com/gpu\n", "got 'example..com/gpu'");
@@ -418,9 +421,10 @@ static void test_layouts(void **state)
 	const char *good = "mig: [3g.40gb, 3g.40gb]\nmig-enable: true\nresource: example.com/big\n";
 
 	assert_int_equal(config_parse_layout(good, strlen(good), &o, &err), 0);
-	assert_int_equal(o.kind, OFFER_MIG);
-	assert_int_equal(strv_length(o.mig_profiles), 2);
-	assert_true(o.mig_enable);
+	assert_int_equal(o.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(o.scheme, &nvidia_mig_scheme);
+	assert_int_equal(strv_length(o.layout), 2);
+	assert_true(o.enable);
 	assert_string_equal(o.resource, "example.com/big");
 	offer_done(&o);
 	assert_int_equal(config_parse_layout("replicas: 4", 11, &o, &err), 0);
@@ -462,5 +466,6 @@ int main(void)
 		cmocka_unit_test(test_layouts),
 	};
 
+	partition_schemes_set(backend_partition_schemes);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -365,13 +365,15 @@ static void test_mig(void **state)
 	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
 
 	/* the declared layout is what exists: applied, nothing pending */
-	assert_int_equal(p.devices[0].applied.kind, OFFER_MIG);
+	assert_int_equal(p.devices[0].applied.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(p.devices[0].applied.scheme, &nvidia_mig_scheme);
 	assert_false(p.devices[0].has_pending);
 	assert_string_equal(find_slice(&p, "MIG-0000:18:00.0-6")->resource,
 			    "nvidia.com/mig-1g.10gb");
 
 	/* another layout exists: its instances are offered, the declared one is pending */
-	assert_int_equal(p.devices[1].applied.kind, OFFER_MIG);
+	assert_int_equal(p.devices[1].applied.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(p.devices[1].applied.scheme, &nvidia_mig_scheme);
 	assert_true(p.devices[1].has_pending);
 	assert_string_equal(p.devices[1].pending_reason,
 			    "declared MIG layout not applied yet: declared 2g.20gb*2,3g.40gb, "
@@ -382,8 +384,9 @@ static void test_mig(void **state)
 	assert_string_equal(find_slice(&p, "0000:3a:00.0")->resource, "nvidia.com/gpu");
 	assert_int_equal(p.devices[2].applied.kind, OFFER_WHOLE);
 	assert_true(p.devices[2].has_pending);
-	assert_int_equal(p.devices[2].pending.kind, OFFER_MIG);
-	assert_true(p.devices[2].pending.mig_enable);
+	assert_int_equal(p.devices[2].pending.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(p.devices[2].pending.scheme, &nvidia_mig_scheme);
+	assert_true(p.devices[2].pending.enable);
 	assert_string_equal(p.devices[2].pending_reason,
 			    "declared MIG layout not applied yet: MIG is disabled on this GPU");
 
@@ -538,7 +541,7 @@ static void test_amd_partition(void **state)
 	assert_string_equal(p.slices.items[0]->id, "0000:c1:00.0");
 	assert_int_equal(p.devices[0].applied.kind, OFFER_WHOLE);
 	assert_true(p.devices[0].has_pending);
-	assert_string_equal(p.devices[0].pending.amd_mode, "cpx");
+	assert_string_equal(p.devices[0].pending.layout[0], "cpx");
 	assert_string_equal(p.devices[0].pending_reason,
 			    "no backend applies AMD compute partitions on this node");
 	plan_done(&p);
@@ -686,8 +689,9 @@ static void test_withdrawn_and_wanted(void **state)
 					  &why),
 			 1);
 	assert_int_equal(plan_offer_check(devs.items[0],
-					  &(struct offer){ .kind = OFFER_AMD_PARTITION,
-							   .amd_mode = "cpx" },
+					  &(struct offer){ .kind = OFFER_PARTITIONS,
+							   .scheme = &amd_partition_scheme,
+							   .layout = (char *[]){ "cpx", NULL } },
 					  &why),
 			 0);
 	assert_string_equal(why, "AMD partitions apply to AMD GPUs only");
@@ -802,5 +806,6 @@ int main(void)
 		cmocka_unit_test(test_mig_layout_impossible),
 	};
 
+	partition_schemes_set(backend_partition_schemes);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "backends/vendor-rules.h"
 #include "api/request.h"
 #include "shared/strv.h"
 
@@ -41,8 +42,9 @@ static void test_repartition(void **state)
 	assert_null(err);
 	assert_string_equal(rr.device, "db:00.0");
 	assert_false(rr.policy);
-	assert_int_equal(rr.layout.kind, OFFER_MIG);
-	assert_int_equal(strv_length(rr.layout.mig_profiles), 2);
+	assert_int_equal(rr.layout.kind, OFFER_PARTITIONS);
+	assert_ptr_equal(rr.layout.scheme, &nvidia_mig_scheme);
+	assert_int_equal(strv_length(rr.layout.layout), 2);
 	assert_int_equal(rr.timeout_usec, 90 * 1000000ULL);
 	repartition_request_done(&rr);
 
@@ -128,5 +130,6 @@ int main(void)
 		cmocka_unit_test(test_cordon_and_fit),
 	};
 
+	partition_schemes_set(backend_partition_schemes);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

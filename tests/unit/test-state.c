@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "backends/vendor-rules.h"
 #include "core/state.h"
 #include "shared/strv.h"
 
@@ -157,9 +158,10 @@ static void full_state(struct state *s)
 	o = (struct offer){
 	    .kind = OFFER_MEMORY_SHARES, .count = 8, .share_bytes = 10ULL << 30, .compute = 0.125};
 	assert_int_equal(state_set_applied(s, "0000:42:00.0", &o), 0);
-	o = (struct offer){.kind = OFFER_MIG, .mig_profiles = (char **)mig, .mig_enable = true};
+	o = (struct offer){.kind = OFFER_PARTITIONS, .scheme = &nvidia_mig_scheme, .layout = (char **)mig, .enable = true};
 	assert_int_equal(state_set_applied(s, "GPU-1111", &o), 0);
-	o = (struct offer){.kind = OFFER_AMD_PARTITION, .amd_mode = "cpx"};
+	o = (struct offer){.kind = OFFER_PARTITIONS, .scheme = &amd_partition_scheme,
+			   .layout = (char *[]){"cpx", NULL}};
 	assert_int_equal(state_set_applied(s, "0000:c1:00.0", &o), 0);
 	o = (struct offer){.kind = OFFER_WHOLE};
 	assert_int_equal(state_set_applied(s, "0000:c2:00.0", &o), 0);
@@ -713,17 +715,17 @@ static void test_round_trip_repartitions(void **unused)
 	free(text);
 
 	assert_int_equal(state_set_layout(&s, "0000:db:00.0",
-					  &(struct offer){.kind = OFFER_MIG,
-							  .mig_profiles = (char **)mig}),
+					  &(struct offer){.kind = OFFER_PARTITIONS, .scheme = &nvidia_mig_scheme,
+							  .layout = (char **)mig}),
 			 0);
 	assert_int_equal(state_set_cordon(&s, "0000:18:00.0", "fan", 1700000000000001), 0);
 	/* cordoning again replaces the reason, keeps since */
 	assert_int_equal(state_set_cordon(&s, "0000:18:00.0", "fan replaced", 1800000000000000), 0);
 	r.device_id = strdup("0000:db:00.0");
-	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_MIG, .mig_profiles = (char **)mig},
+	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_PARTITIONS, .scheme = &nvidia_mig_scheme, .layout = (char **)mig},
 				    &r.target),
 			 0);
-	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_MIG, .mig_profiles = (char **)old},
+	assert_int_equal(offer_copy(&(struct offer){.kind = OFFER_PARTITIONS, .scheme = &nvidia_mig_scheme, .layout = (char **)old},
 				    &r.previous),
 			 0);
 	r.has_previous = true;
@@ -752,7 +754,7 @@ static void test_round_trip_repartitions(void **unused)
 	assert_false(b->by_policy);
 	assert_true(b->has_previous && b->has_previous_layout);
 	assert_int_equal(b->previous_layout.kind, OFFER_WHOLE);
-	assert_true(strv_equal(b->previous.mig_profiles, (char **)old));
+	assert_true(strv_equal(b->previous.layout, (char **)old));
 	assert_true(b->deadline_usec == 1700000000600002);
 	assert_string_equal(b->error, "nvmlDeviceCreateGpuInstance(3g.40gb): Insufficient resources");
 	again = state_to_json(&back);
@@ -836,5 +838,6 @@ int main(void)
 		cmocka_unit_test(test_not_a_file),
 	};
 
+	partition_schemes_set(backend_partition_schemes);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
