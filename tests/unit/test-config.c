@@ -9,12 +9,20 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "backends/kmod-config.h"
+#include "backends/nvidia-config.h"
 #include "core/config.h"
 #include "shared/strv.h"
 
+static const struct config_section *const sections[] = {
+	&nvidia_config_section,
+	&kmod_config_section,
+	NULL,
+};
+
 static int parse(const char *text, struct config *c, char **err)
 {
-	config_init(c);
+	config_init_sections(c, sections);
 	return config_parse(text, strlen(text), c, err);
 }
 
@@ -39,10 +47,12 @@ static void test_valid(void **state)
 	config_done(&c);
 
 	assert_int_equal(parse("nvidia-xid-actions: \"79:reboot-node, 13:reset-gpu\"\n", &c, &err), 0);
-	assert_int_equal(c.n_xid_actions, 2);
-	assert_int_equal(c.xid_actions[0].xid, 79);
-	assert_int_equal(c.xid_actions[0].action, HEALTH_ACTION_REBOOT_NODE);
-	assert_int_equal(c.xid_actions[1].action, HEALTH_ACTION_RESET_DEVICE);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.n, 2);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[0].xid, 79);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[0].action,
+			 HEALTH_ACTION_REBOOT_NODE);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[1].action,
+			 HEALTH_ACTION_RESET_DEVICE);
 	config_done(&c);
 
 	/* An empty file means defaults. */
@@ -151,10 +161,10 @@ static void test_kmod_resource(void **state)
 	char *err = NULL;
 
 	assert_int_equal(parse("log-level: info\n", &c, &err), 0);
-	assert_null(c.kmod_resource);
+	assert_null(kmod_config_get(&c)->resource);
 	config_done(&c);
 	assert_int_equal(parse("kmod-resource: example.com/accel\n", &c, &err), 0);
-	assert_string_equal(c.kmod_resource, "example.com/accel");
+	assert_string_equal(kmod_config_get(&c)->resource, "example.com/accel");
 	config_done(&c);
 }
 
