@@ -745,10 +745,10 @@ static size_t section_key_line(struct config_ctx *x, const yaml_node_t *root, co
  * with a warning that names the new spelling. Giving both spellings is an error: which one is
  * meant would depend on the order.
  */
-static int parse_alias(struct config_ctx *x, struct config *c, const yaml_node_t *root,
-		       size_t i, const struct config_alias *a, const struct config_value *v)
+static int parse_alias(struct config_ctx *x, const yaml_node_t *root,
+		       const struct config_section *s, const struct config_alias *a,
+		       const struct config_value *v, void *data)
 {
-	const struct config_section *s = c->sections[i];
 	const struct config_key *k = table_find(s->keys, a->key);
 	size_t other;
 
@@ -762,18 +762,28 @@ static int parse_alias(struct config_ctx *x, struct config *c, const yaml_node_t
 	if (strv_extendf(x->warnings, "line %zu: '%s' is deprecated; write it as %s: {%s: ...}",
 			 v->line, v->key, s->name, a->key) < 0)
 		return -ENOMEM;
-	return k->parse(x, k, v, (char *)c->section_data[i] + k->offset);
+	return k->parse(x, k, v, (char *)data + k->offset);
 }
 
-static const struct config_alias *alias_find(const struct config *c, const char *key,
-					     size_t *ret_section)
+/* The section that top-level @key names, or of which it is an old spelling (*ret_alias), with
+ * its parsed struct; NULL when @key is neither. */
+static const struct config_section *section_find(const struct config *c, const char *key,
+						 void **ret_data,
+						 const struct config_alias **ret_alias)
 {
-	for (size_t i = 0; c->sections && c->sections[i]; i++)
-		for (const struct config_alias *a = c->sections[i]->aliases; a && a->old; a++)
+	for (size_t i = 0; c->sections && c->sections[i]; i++) {
+		const struct config_section *s = c->sections[i];
+
+		*ret_data = c->section_data[i];
+		*ret_alias = NULL;
+		if (streq(s->name, key))
+			return s;
+		for (const struct config_alias *a = s->aliases; a && a->old; a++)
 			if (streq(a->old, key)) {
-				*ret_section = i;
-				return a;
+				*ret_alias = a;
+				return s;
 			}
+	}
 	return NULL;
 }
 
@@ -786,35 +796,28 @@ static int parse_document(struct config_ctx *x, struct config *c)
 	if (root->type != YAML_MAPPING_NODE)
 		return fail(x->error, node_line(root), "expected a mapping of keys to values");
 	MAPPING_FOREACH(p, root) {
-		const struct config_alias *a;
+		const struct config_alias *a = NULL;
+		const struct config_section *s;
 		const struct config_key *k;
+		_cleanup_free_ char *where = NULL;
 		struct config_value v;
-		size_t i = 0;
+		void *data = NULL;
 		int r;
 
 		r = mapping_key(x, root, p, "", &v);
 		if (r < 0)
 			return r;
 		k = table_find(core_keys, v.key);
-		if (k) {
+		if (k)
 			r = k->parse(x, k, &v, (char *)c + k->offset);
-		} else {
-			for (i = 0; c->sections && c->sections[i]; i++)
-				if (streq(c->sections[i]->name, v.key))
-					break;
-			if (c->sections && c->sections[i]) {
-				_cleanup_free_ char *where = NULL;
-
-				if (asprintf(&where, " in %s", v.key) < 0)
-					return -ENOMEM;
-				r = parse_mapping(x, &v, where, c->sections[i]->keys,
-						  c->section_data[i]);
-			} else if ((a = alias_find(c, v.key, &i))) {
-				r = parse_alias(x, c, root, i, a, &v);
-			} else {
-				r = unknown_key(x, v.line, v.key, "", core_keys, c->sections);
-			}
-		}
+		else if (!(s = section_find(c, v.key, &data, &a)))
+			r = unknown_key(x, v.line, v.key, "", core_keys, c->sections);
+		else if (a)
+			r = parse_alias(x, root, s, a, &v, data);
+		else if (asprintf(&where, " in %s", v.key) < 0)
+			return -ENOMEM;
+		else
+			r = parse_mapping(x, &v, where, s->keys, data);
 		if (r < 0)
 			return r;
 	}
