@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backends/nvidia.h"
+#include "backends/registry.h"
 #include "backends/vendor-rules.h"
 #include "core/config.h"
 #include "daemon/manager.h"
@@ -16,6 +17,7 @@
 #include "kube/deviceplugin.h"
 #include "kube/nfd.h"
 #include "shared/log.h"
+#include "shared/strv.h"
 #include "core/state.h"
 #include "sim/fixture.h"
 #include "xpu/client.h"
@@ -109,7 +111,7 @@ static int check_config(const char *path)
 	struct config c;
 	int r;
 
-	config_init(&c);
+	config_init_sections(&c, registry_config_sections);
 	r = config_load(path, &c, &err);
 	if (r < 0) {
 		config_done(&c);
@@ -119,6 +121,8 @@ static int check_config(const char *path)
 			fprintf(stderr, "Failed to read %s: %s\n", path, strerror(-r));
 		return 1;
 	}
+	STRV_FOREACH(w, c.warnings)
+		fprintf(stderr, "%s\n", *w);
 	printf("%s: ok (%zu partition rule%s)\n", path, c.policy.n_rules,
 	       c.policy.n_rules == 1 ? "" : "s");
 	config_done(&c);

@@ -25,6 +25,7 @@
 
 #include "backends/backend.h"
 #include "backends/kmod.h"
+#include "backends/kmod-config.h"
 #include "shared/bounded.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -41,7 +42,8 @@ struct kmod {
 	struct nl_sock *events;
 	int family;		/* 0: unknown, the module was unloaded */
 	int group;		/* the "events" group @events is a member of; 0: none */
-	const char *resource;	/* borrowed from the config; NULL: the default */
+	/* borrowed, read at each use: a reload replaces what it holds (kmod: {resource: }) */
+	const struct config *config;
 };
 
 static struct nla_policy kmod_policy[XPU_A_MAX + 1] = {
@@ -563,7 +565,7 @@ static int kmod_probe(struct xpu_backend *b, char **ret_reason)
 		kmod_free(k);
 		return reason_errno(ret_reason, r, "cannot talk to the xpu_pci module");
 	}
-	k->resource = b->config ? b->config->kmod_resource : NULL;
+	k->config = b->config;
 	b->userdata = k;
 	return 0;
 
@@ -575,7 +577,7 @@ fail:
 static int kmod_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	struct kmod *k = b->userdata;
-	struct collect c = { .k = k, .resource = k->resource, .list = list };
+	struct collect c = { .k = k, .resource = kmod_config_get(k->config)->resource, .list = list };
 	bool reattached;
 	int r;
 
@@ -588,7 +590,7 @@ static int kmod_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	struct kmod *k = b->userdata;
 	struct device_list l = {};
-	struct collect c = { .k = k, .resource = k->resource, .list = &l };
+	struct collect c = { .k = k, .resource = kmod_config_get(k->config)->resource, .list = &l };
 	bool reattached;
 	int r;
 
@@ -721,7 +723,7 @@ static int kmod_dispatch(struct xpu_backend *b, struct backend_update **ret_upda
 			 size_t *ret_n, bool *ret_rescan)
 {
 	struct kmod *k = b->userdata;
-	struct collect c = { .k = k, .resource = k->resource };
+	struct collect c = { .k = k, .resource = kmod_config_get(k->config)->resource };
 	int r;
 
 	r = nl_socket_modify_cb(k->events, NL_CB_VALID, NL_CB_CUSTOM, on_event, &c);
@@ -827,7 +829,7 @@ int kmod_backend_setup(struct xpu_backend *b, struct nl_sock *req, struct nl_soc
 	k->events = events;
 	k->family = family;
 	k->group = group;
-	k->resource = b->config ? b->config->kmod_resource : NULL;
+	k->config = b->config;
 	b->userdata = k;
 	return 0;
 }

@@ -7,6 +7,7 @@
  */
 #include <stddef.h>
 
+#include "backends/nvidia-config.h"
 #include "backends/nvidia-xid.h"
 #include "shared/macro.h"
 
@@ -37,6 +38,7 @@ static const struct nvidia_xid xid_table[] = {
 
 enum health_action nvidia_xid_action(unsigned xid, const struct config *c, const char **ret_what)
 {
+	const struct xid_actions *overrides = &nvidia_config_get(c)->xid_actions;
 	const char *what = "unknown XID";
 	enum health_action a = HEALTH_ACTION_RESTART_APP;
 
@@ -46,9 +48,9 @@ enum health_action nvidia_xid_action(unsigned xid, const struct config *c, const
 			a = xid_table[i].action;
 			break;
 		}
-	for (size_t i = 0; c && i < c->n_xid_actions; i++)
-		if (c->xid_actions[i].xid == xid)
-			a = c->xid_actions[i].action;
+	for (size_t i = 0; i < overrides->n; i++)
+		if (overrides->items[i].xid == xid)
+			a = overrides->items[i].action;
 	if (ret_what)
 		*ret_what = what;
 	return a;

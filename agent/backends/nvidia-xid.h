@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * What an NVIDIA XID error means for the GPU that reported it: a table after NVIDIA's XID
- * catalogue, overridable from the configuration ("nvidia-xid-actions"). Pure data and lookups.
+ * catalogue, overridable from the configuration ("nvidia: {xid-actions: ...}"). Pure data and lookups.
  */
 #pragma once
 

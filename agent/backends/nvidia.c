@@ -28,6 +28,7 @@
 
 #include "backends/backend.h"
 #include "backends/nvidia.h"
+#include "backends/nvidia-config.h"
 #include "backends/nvidia-cuda.h"
 #include "backends/nvidia-mig.h"
 #include "backends/nvidia-nvml.h"
@@ -1939,8 +1940,8 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 
 	/* Configuration, then the environment (tests), then the loader's search path. A fake
 	 * host root never gets the real host's NVML: its GPUs would not be the root's. */
-	if (b->config && b->config->nvml_library)
-		path = b->config->nvml_library;
+	if (nvidia_config_get(b->config)->nvml_library)
+		path = nvidia_config_get(b->config)->nvml_library;
 	else if (secure_getenv("XPU_NVML_LIBRARY"))
 		path = secure_getenv("XPU_NVML_LIBRARY");
 	else if (b->host->is_real)
@@ -1979,8 +1980,8 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 	if (pipe2(nv->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		nv->pipe[0] = nv->pipe[1] = -EBADF;
 	/* The CUDA driver API, like NVML: configuration, environment, the host's own. */
-	if (b->config && b->config->cuda_library)
-		nv->cuda_path = strdup(b->config->cuda_library);
+	if (nvidia_config_get(b->config)->cuda_library)
+		nv->cuda_path = strdup(nvidia_config_get(b->config)->cuda_library);
 	else if (secure_getenv("XPU_CUDA_LIBRARY"))
 		nv->cuda_path = strdup(secure_getenv("XPU_CUDA_LIBRARY"));
 	else if (b->host->is_real)

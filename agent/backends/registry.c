@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/kmod-config.h"
+#include "backends/nvidia-config.h"
 #include "backends/registry.h"
 #include "backends/vendor-rules.h"
 #include "shared/log.h"
@@ -13,6 +15,12 @@ const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&kmod_backend_ops,
 };
 const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
+
+const struct config_section *const registry_config_sections[] = {
+	&nvidia_config_section,
+	&kmod_config_section,
+	NULL,
+};
 
 struct registry {
 	struct xpu_backend *backends;

@@ -26,6 +26,10 @@ struct registry *registry_free(struct registry *r);
 extern const struct xpu_backend_ops *const registry_builtin_ops[];
 extern const size_t registry_builtin_n;
 
+/* The built-in backends' sections of the configuration file, NULL-terminated, for
+ * config_init_sections(). */
+extern const struct config_section *const registry_config_sections[];
+
 size_t registry_size(const struct registry *r);
 const struct xpu_backend *registry_get(const struct registry *r, size_t i);
 /* For the daemon, which wires the backends' watch fds into its loop. */

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The configuration file: the YAML document, the key tables and their typed parsers, the core's
+ * own keys, and the sections that backends declare. The partition policy's rules are parsed in
+ * config-policy.c.
+ */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
-#include "core/config.h"
-#include "core/rules.h"
+#include "core/config-internal.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -38,102 +44,42 @@ enum health_action health_action_from_string(const char *s)
 	return _HEALTH_ACTION_INVALID;
 }
 
-/* "79:reset-gpu, 13:ignore" -> the list. 0 or -EINVAL (with the offending item in *ret_bad). */
-static int parse_xid_actions(const char *v, struct xid_action **ret, size_t *ret_n,
-			     char **ret_bad)
-{
-	_cleanup_free_ char *copy = strdup(v);
-	_cleanup_free_ struct xid_action *list = NULL;
-	char *item, *save = NULL;
-	size_t n = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		char *colon, *word;
-		unsigned xid;
-		int a;
-
-		item += strspn(item, " \t");
-		strstrip_trailing(item);
-		colon = strchr(item, ':');
-		if (!colon)
-			goto bad;
-		*colon = '\0';
-		word = colon + 1 + strspn(colon + 1, " \t");
-		a = health_action_from_string(word);
-		if (safe_atou(item, &xid) < 0 || xid == 0 || a < 0) {
-			*colon = ':';
-			goto bad;
-		}
-		struct xid_action *m = realloc(list, (n + 1) * sizeof(*m));
-
-		if (!m)
-			return -ENOMEM;
-		list = m;
-		list[n++] = (struct xid_action){ xid, (enum health_action)a };
-	}
-	*ret = TAKE_PTR(list);
-	*ret_n = n;
-	return 0;
-bad:
-	*ret_bad = strdup(item);
-	return -EINVAL;
-}
-
-void config_init(struct config *c)
-{
-	*c = (struct config){
-		.socket_mode = 0660,
-		.health_interval_usec = 30 * 1000000ULL,
-		.health = HEALTH_POLICY_DEFAULT,
-		.repartition_timeout_usec = CONFIG_REPARTITION_TIMEOUT_USEC,
-		.log_level = -1,
-	};
-}
-
-void config_done(struct config *c)
-{
-	free(c->socket_path);
-	free(c->kubelet_dir);
-	free(c->pre_start_hook);
-	free(c->cdi_dir);
-	free(c->nfd_dir);
-	free(c->socket_group);
-	free(c->admin_group);
-	free(c->nvml_library);
-	free(c->cuda_library);
-	free(c->kmod_resource);
-	free(c->xid_actions);
-	policy_done(&c->policy);
-	config_init(c);
-}
-
-static int fail_printf(char **ret_error, size_t line, const char *fmt, ...) _printf_(3, 4);
-static int fail_printf(char **ret_error, size_t line, const char *fmt, ...)
+static int config_vfail(char **ret_error, size_t line, const char *fmt, va_list ap)
+	_printf_(3, 0);
+static int config_vfail(char **ret_error, size_t line, const char *fmt, va_list ap)
 {
 	_cleanup_free_ char *msg = NULL;
-	va_list ap;
-	int r;
 
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&msg, fmt, ap) < 0)
 		return -ENOMEM;
 	if (ret_error && asprintf(ret_error, "line %zu: %s", line, msg) < 0)
 		return -ENOMEM;
 	return -EINVAL;
 }
-/* Says where the static analyzer can see it (it does not follow variadic functions) that fail()
- * returns a negative errno, so that callers' "return fail(...)" paths are known to fail. */
-#define fail(...)                                                                                  \
-	({                                                                                         \
-		int _f_ = fail_printf(__VA_ARGS__);                                                \
-		_f_ < 0 ? _f_ : -EINVAL;                                                           \
-	})
 
-static int set_string(char **field, const char *v)
+int config_fail_printf(char **ret_error, size_t line, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = config_vfail(ret_error, line, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int config_fail(struct config_ctx *x, size_t line, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = config_vfail(x->error, line, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int config_set_string(char **field, const char *v)
 {
 	char *s = strdup(v);
 
@@ -190,83 +136,7 @@ bool resource_name_valid(const char *s)
 	return true;
 }
 
-/* The loaded document, and where errors go. */
-struct yaml_ctx {
-	yaml_document_t doc;
-	char **error;
-};
-
-static size_t node_line(const yaml_node_t *n)
-{
-	return n->start_mark.line + 1;
-}
-
-/* The text of a scalar node; NULL for a list or mapping. */
-static const char *node_text(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static const char *node_shape(const yaml_node_t *n)
-{
-	return n->type == YAML_SEQUENCE_NODE ? "a list" : n->type == YAML_MAPPING_NODE ? "a mapping"
-											 : "a value";
-}
-
-/* p names the loop variable: it cannot take parentheses */
-/* NOLINTBEGIN(bugprone-macro-parentheses) */
-#define MAPPING_FOREACH(p, n)                                                                      \
-	for (yaml_node_pair_t *p = (n)->data.mapping.pairs.start; p < (n)->data.mapping.pairs.top; \
-	     p++)
-/* NOLINTEND(bugprone-macro-parentheses) */
-
-static const char *const top_keys[] = {
-	"socket",	"socket-group",	 "socket-mode",	 "admin-group",	       "health-interval",
-	"log-level",	"nvml-library", "cuda-library", "nvidia-xid-actions", "partitions",
-	"kmod-resource", "kubelet-dir", "kubelet-pre-start-hook", "cdi-dir", "nfd-dir",
-	"health-suspect-after", "health-probation", "repartition-timeout", "reset-when-idle",
-	NULL,
-};
-/* The keys of a partition rule: these, and each partition scheme's name and enable key. A
- * layout (xpuctl repartition) is a rule without 'match': it names its device itself. */
-static const char *const rule_fixed_keys[] = {
-	"match", "whole", "replicas", "memory-shares", NULL,
-};
-static const char *const selector_keys[] = { "vendor", "model", "pci", "uuid", NULL };
-static const char *const shares_keys[] = { "count", "size", "compute", NULL };
-
-/*
- * One key of a mapping: a single value, one of @known, not given before in the same mapping.
- * @where names the mapping in messages (" in a partition rule"; "" at the top level). The
- * duplicate check compares with the earlier keys only, which are all known, so it is bounded.
- */
-static int pair_key(struct yaml_ctx *x, const yaml_node_t *map, const yaml_node_pair_t *p,
-		    const char *where, const char *const *known, const char **ret_key,
-		    size_t *ret_line, yaml_node_t **ret_value)
-{
-	yaml_node_t *k = yaml_document_get_node(&x->doc, p->key);
-	const char *key = node_text(k);
-
-	if (!key)
-		return fail(x->error, node_line(k), "expected a key%s, not %s", where, node_shape(k));
-	if (!strv_contains((char *const *)known, key)) {
-		_cleanup_free_ char *list = strv_join((char *const *)known, ", ");
-
-		if (!list)
-			return -ENOMEM;
-		return fail(x->error, node_line(k), "unknown key '%s'%s (known: %s)", key, where,
-			    list);
-	}
-	for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++)
-		if (streq_ptr(node_text(yaml_document_get_node(&x->doc, q->key)), key))
-			return fail(x->error, node_line(k), "'%s' is given twice", key);
-	*ret_key = key;
-	*ret_line = node_line(k);
-	*ret_value = yaml_document_get_node(&x->doc, p->value);
-	return 0;
-}
-
-static int value_text(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
+int config_yaml_text(struct config_ctx *x, const char *key, size_t line, const yaml_node_t *v,
 		      const char **ret)
 {
 	if (v->type != YAML_SCALAR_NODE)
@@ -276,500 +146,428 @@ static int value_text(struct yaml_ctx *x, const char *key, size_t line, const ya
 	return 0;
 }
 
-static int apply_key(struct config *c, const char *key, const char *value, size_t line,
-		     char **ret_error)
+/* The node accessors of config.h, for the parsers that backends write. */
+enum config_node_kind config_node_kind(const struct config_node *n)
 {
-	if (isempty(value))
-		return fail(ret_error, line, "%s: a value is required", key);
-	if (streq(key, "socket")) {
-		if (value[0] != '/')
-			return fail(ret_error, line, "socket: expected an absolute path, got '%s'",
-				    value);
-		return set_string(&c->socket_path, value);
-	}
-	if (streq(key, "kubelet-dir")) {
-		if (value[0] != '/')
-			return fail(ret_error, line,
-				    "kubelet-dir: expected an absolute path, got '%s'", value);
-		return set_string(&c->kubelet_dir, value);
-	}
-	if (streq(key, "kubelet-pre-start-hook")) {
-		if (value[0] != '/')
-			return fail(ret_error, line,
-				    "kubelet-pre-start-hook: expected the absolute path of a program, "
-				    "got '%s'",
-				    value);
-		return set_string(&c->pre_start_hook, value);
-	}
-	if (streq(key, "cdi-dir") || streq(key, "nfd-dir")) {
-		if (value[0] != '/')
-			return fail(ret_error, line, "%s: expected an absolute path, got '%s'", key,
-				    value);
-		return set_string(streq(key, "cdi-dir") ? &c->cdi_dir : &c->nfd_dir, value);
-	}
-	if (streq(key, "socket-group"))
-		return set_string(&c->socket_group, value);
-	if (streq(key, "admin-group"))
-		return set_string(&c->admin_group, value);
-	if (streq(key, "nvml-library"))
-		return set_string(&c->nvml_library, value);
-	if (streq(key, "cuda-library"))
-		return set_string(&c->cuda_library, value);
-	if (streq(key, "kmod-resource")) {
-		if (!resource_name_valid(value))
-			return fail(ret_error, line,
-				    "kmod-resource: '%s' is not a resource name (vendor.domain/name)",
-				    value);
-		return set_string(&c->kmod_resource, value);
-	}
-	if (streq(key, "nvidia-xid-actions")) {
-		_cleanup_free_ char *bad = NULL;
-		struct xid_action *list = NULL;
-		size_t n = 0;
-		int r;
+	const yaml_node_t *y = node_yaml(n);
 
-		r = parse_xid_actions(value, &list, &n, &bad);
-		if (r == -ENOMEM)
-			return r;
-		if (r < 0)
-			return fail(ret_error, line,
-				    "nvidia-xid-actions: '%s' is not XID:ACTION (actions: ignore, "
-				    "app-error, restart-app, reset-gpu, reboot-node)",
-				    bad ?: value);
-		free(c->xid_actions);
-		c->xid_actions = list;
-		c->n_xid_actions = n;
-		return 0;
-	}
-	if (streq(key, "socket-mode")) {
-		unsigned long m = 0;
-
-		if (isempty(value) || strlen(value) > 4 ||
-		    strspn(value, "01234567") != strlen(value) || (m = strtoul(value, NULL, 8)) > 0777)
-			return fail(ret_error, line,
-				    "socket-mode: expected octal permission bits such as 0660, got '%s'",
-				    value);
-		c->socket_mode = (unsigned)m;
-		return 0;
-	}
-	if (streq(key, "health-interval")) {
-		if (parse_duration(value, &c->health_interval_usec) < 0)
-			return fail(ret_error, line,
-				    "health-interval: expected a duration such as 30s, got '%s'",
-				    value);
-		return 0;
-	}
-	if (streq(key, "health-suspect-after")) {
-		unsigned n = 0;
-
-		if (safe_atou(value, &n) < 0 || n < 1 || n > 1000)
-			return fail(ret_error, line,
-				    "health-suspect-after: expected a number of failed probes from 1 "
-				    "to 1000, got '%s'",
-				    value);
-		c->health.suspect_after = n;
-		return 0;
-	}
-	if (streq(key, "repartition-timeout")) {
-		if (parse_duration(value, &c->repartition_timeout_usec) < 0)
-			return fail(ret_error, line,
-				    "repartition-timeout: expected a duration such as 10m (0: wait "
-				    "forever), got '%s'",
-				    value);
-		return 0;
-	}
-	if (streq(key, "health-probation")) {
-		if (parse_duration(value, &c->health.probation_usec) < 0)
-			return fail(ret_error, line,
-				    "health-probation: expected a duration such as 60s, got '%s'",
-				    value);
-		return 0;
-	}
-	if (streq(key, "log-level")) {
-		int l = log_level_from_string(value);
-
-		if (l < 0)
-			return fail(ret_error, line,
-				    "log-level: expected debug, info, notice, warning, err, crit, "
-				    "alert, emerg or 0-7, got '%s'",
-				    value);
-		c->log_level = l;
-		return 0;
-	}
-	return -EINVAL; /* pair_key() lets only known keys through */
+	return y->type == YAML_SEQUENCE_NODE  ? CONFIG_NODE_LIST
+	       : y->type == YAML_MAPPING_NODE ? CONFIG_NODE_MAPPING
+					      : CONFIG_NODE_VALUE;
 }
 
-/* "match:": "all", or a mapping of vendor, model, pci and uuid (all given must match). */
-static int parse_selector(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
-			  struct selector *s)
+const char *config_node_text(const struct config_node *n)
 {
-	const char *text = node_text(v);
+	return node_text(node_yaml(n));
+}
 
-	if (v->type == YAML_SCALAR_NODE && streq(text, "all")) {
-		s->all = true;
-		return 0;
-	}
-	if (v->type != YAML_MAPPING_NODE)
-		return fail(x->error, line,
-			    "match: expected 'all' or a mapping of vendor, model, pci and uuid, "
-			    "got %s%s%s",
-			    text ? "'" : "", text ?: node_shape(v), text ? "'" : "");
-	if (v->data.mapping.pairs.top == v->data.mapping.pairs.start)
-		return fail(x->error, line,
-			    "match: an empty selector matches no device; name vendor, model, pci or "
-			    "uuid, or write 'match: all'");
-	MAPPING_FOREACH(p, v) {
-		const char *key, *val = NULL;
-		yaml_node_t *n;
-		size_t kline;
-		int r;
+size_t config_node_line(const struct config_node *n)
+{
+	return node_line(node_yaml(n));
+}
 
-		r = pair_key(x, v, p, " in match", selector_keys, &key, &kline, &n);
-		if (r < 0)
-			return r;
-		r = value_text(x, key, kline, n, &val);
-		if (r < 0)
-			return r;
-		if (streq(key, "vendor")) {
-			if (isempty(val) || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
-						    strlen(val))
-				return fail(x->error, kline,
-					    "vendor: expected a lower-case vendor name, as devices "
-					    "show it, got '%s'",
-					    val);
-			r = set_string(&s->vendor, val);
-		} else if (streq(key, "pci")) {
-			char addr[13];
+const char *config_node_shape(const struct config_node *n)
+{
+	return node_shape(node_yaml(n));
+}
 
-			if (parse_pci_address(val, addr) < 0)
-				return fail(x->error, kline,
-					    "pci: expected a PCI address such as 0000:db:00.0, got "
-					    "'%s'",
-					    val);
-			r = set_string(&s->pci, addr);
-		} else {
-			if (!string_is_printable(val))
-				return fail(x->error, kline, "%s: expected %s, got '%s'", key,
-					    streq(key, "model")
-						    ? "a model name or pattern, as devices show it"
-						    : "a device UUID such as GPU-...",
-					    val);
-			r = set_string(streq(key, "model") ? &s->model : &s->uuid, val);
-		}
-		if (r < 0)
-			return r;
-	}
+size_t config_node_size(const struct config_node *n)
+{
+	const yaml_node_t *y = node_yaml(n);
+
+	if (y->type == YAML_SEQUENCE_NODE)
+		return (size_t)(y->data.sequence.items.top - y->data.sequence.items.start);
+	if (y->type == YAML_MAPPING_NODE)
+		return (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start);
 	return 0;
 }
 
-/* A whole number from 1 to OFFER_MAX_COUNT. */
-static int parse_count(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
-		       unsigned *ret)
+const struct config_node *config_node_item(struct config_ctx *x, const struct config_node *n,
+					   size_t i)
 {
-	const char *val = NULL;
-	unsigned u;
+	return yaml_node(yaml_document_get_node(&x->doc, node_yaml(n)->data.sequence.items.start[i]));
+}
+
+void config_node_pair(struct config_ctx *x, const struct config_node *n, size_t i,
+		      const struct config_node **ret_key, const struct config_node **ret_value)
+{
+	const yaml_node_pair_t *p = &node_yaml(n)->data.mapping.pairs.start[i];
+
+	*ret_key = yaml_node(yaml_document_get_node(&x->doc, p->key));
+	*ret_value = yaml_node(yaml_document_get_node(&x->doc, p->value));
+}
+
+int config_value_text(struct config_ctx *x, const struct config_value *v, const char **ret)
+{
+	const char *text = NULL;
 	int r;
 
-	r = value_text(x, key, line, v, &val);
+	r = config_yaml_text(x, v->key, v->line, node_yaml(v->node), &text);
 	if (r < 0)
 		return r;
-	if (safe_atou(val, &u) < 0 || u < 1 || u > OFFER_MAX_COUNT)
-		return fail(x->error, line, "%s: expected a whole number from 1 to %d, got '%s'",
-			    key, OFFER_MAX_COUNT, val);
-	*ret = u;
+	if (isempty(text))
+		return fail(x->error, v->line, "%s: a value is required", v->key);
+	*ret = text;
 	return 0;
 }
 
-/* "memory-shares: {count: 4, size: 10GiB, compute: 0.25}"; size and compute optional. */
-static int parse_shares(struct yaml_ctx *x, size_t line, const yaml_node_t *v, struct offer *o)
+/*
+ * The typed parsers: a single, non-empty value, converted into the field by @convert (0, or
+ * -EINVAL when the text is not of the type). The message names the key as the file spells it
+ * and the key's line: "KEY: expected EXPECT, got 'TEXT'", or with @is_not "KEY: 'TEXT' is not
+ * EXPECT".
+ */
+typedef int (*convert_t)(const struct config_key *k, const char *text, void *field);
+
+static int parse_scalar(struct config_ctx *x, const struct config_key *k,
+			const struct config_value *v, void *field, convert_t convert,
+			const char *expect, bool is_not)
 {
-	if (v->type != YAML_MAPPING_NODE)
-		return fail(x->error, line,
-			    "memory-shares: expected a mapping such as {count: 4, size: 10GiB, "
-			    "compute: 0.25}, not %s",
-			    node_shape(v));
-	MAPPING_FOREACH(p, v) {
-		const char *key, *val = NULL;
-		yaml_node_t *n;
-		size_t kline;
-		int r;
-
-		r = pair_key(x, v, p, " in memory-shares", shares_keys, &key, &kline, &n);
-		if (r < 0)
-			return r;
-		if (streq(key, "count")) {
-			r = parse_count(x, "count", kline, n, &o->count);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		r = value_text(x, key, kline, n, &val);
-		if (r < 0)
-			return r;
-		if (streq(key, "size")) {
-			if (parse_size(val, &o->share_bytes) < 0 || o->share_bytes == 0)
-				return fail(x->error, kline,
-					    "size: expected a size with a unit such as 10GiB or 512MiB "
-					    "(B, KiB, MiB, GiB, TiB), got '%s'",
-					    val);
-			if (o->share_bytes < OFFER_MIN_SHARE_BYTES)
-				return fail(x->error, kline,
-					    "size: a memory share must be at least 1MiB (limits are "
-					    "enforced in whole MiB), got '%s'",
-					    val);
-		} else {
-			char *end = NULL;
-
-			errno = 0;
-			o->compute = isempty(val) ? 0 : strtod(val, &end);
-			if (!end || *end || errno != 0 || !(o->compute > 0 && o->compute <= 1))
-				return fail(x->error, kline,
-					    "compute: expected a fraction of the device greater than 0 "
-					    "and at most 1, such as 0.25, got '%s'",
-					    val);
-		}
-	}
-	if (o->count == 0)
-		return fail(x->error, line, "memory-shares: 'count' is required");
-	if (o->compute * o->count > 1.0 + 1e-9)
-		return fail(x->error, line,
-			    "memory-shares: %u shares of compute %g add up to more than the device "
-			    "(count x compute must be at most 1)",
-			    o->count, o->compute);
-	return 0;
-}
-
-/* A list scheme's layout: "<key>: all-<profile>" (stored as that one element) or a list of
- * profiles ("[3g.40gb, 2g.20gb]"). */
-static int parse_layout_list(struct yaml_ctx *x, const char *key, size_t line,
-			     const yaml_node_t *v, struct offer *o)
-{
-	const struct partition_scheme *sc = o->scheme;
-	const char *text = node_text(v);
-
-	if (text && strncmp(text, "all-", 4) == 0 && sc->profile_valid(text + 4))
-		return strv_extend(&o->layout, text);
-	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top ==
-						     v->data.sequence.items.start)
-		return fail(x->error, line,
-			    "%s: expected all-<profile> (such as all-%s) or a list of profiles such "
-			    "as %s, got %s%s%s",
-			    key, sc->example_profile, sc->example_list, text ? "'" : "",
-			    text ?: node_shape(v), text ? "'" : "");
-	if (v->data.sequence.items.top - v->data.sequence.items.start > OFFER_MAX_COUNT)
-		return fail(x->error, line, "%s: at most %d instances", key, OFFER_MAX_COUNT);
-	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
-	     i++) {
-		yaml_node_t *n = yaml_document_get_node(&x->doc, *i);
-		const char *p = node_text(n);
-
-		if (!p || !sc->profile_valid(p))
-			return fail(x->error, node_line(n),
-				    "%s: '%s' is not a %s profile (%s, such as %s)", key,
-				    p ?: node_shape(n), sc->label, sc->profile_form,
-				    sc->example_profile);
-		if (strv_extend(&o->layout, p) < 0)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-/* A mode scheme's layout: one of its modes. */
-static int parse_layout_mode(struct yaml_ctx *x, const char *key, size_t line,
-			     const yaml_node_t *v, struct offer *o)
-{
-	const char *const *modes = o->scheme->modes;
-	_cleanup_free_ char *head = NULL;
-	const char *val = NULL;
-	size_t n = strv_length((char *const *)modes);
+	const char *text = NULL;
 	int r;
 
-	r = value_text(x, key, line, v, &val);
+	r = config_value_text(x, v, &text);
 	if (r < 0)
 		return r;
-	if (strv_contains((char *const *)modes, val))
-		return strv_extend(&o->layout, val);
-	for (size_t i = 0; i + 1 < n; i++) {
-		char *s;
-
-		if (asprintf(&s, "%s%s%s", head ?: "", head ? ", " : "", modes[i]) < 0)
-			return -ENOMEM;
-		free(head);
-		head = s;
-	}
-	return fail(x->error, line, "%s: expected %s%s%s, got '%s'", key, head ?: "",
-		    head ? " or " : "", n ? modes[n - 1] : "", val);
+	r = convert(k, text, field);
+	if (r != -EINVAL)
+		return r;
+	if (is_not)
+		return fail(x->error, v->line, "%s: '%s' is not %s", v->key, text, expect);
+	return fail(x->error, v->line, "%s: expected %s, got '%s'", v->key, expect, text);
 }
 
-static int parse_bool(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
-		      bool *ret)
+static int convert_string(const struct config_key *k, const char *text, void *field)
 {
-	const char *val = NULL;
-	int r;
-
-	r = value_text(x, key, line, v, &val);
-	if (r < 0)
-		return r;
-	if (!streq(val, "true") && !streq(val, "false"))
-		return fail(x->error, line, "%s: expected true or false, got '%s'", key, val);
-	*ret = streq(val, "true");
-	return 0;
-}
-
-/* The value of one offer key of a rule, into @o (whose kind is set). */
-static int parse_offer(struct yaml_ctx *x, const char *key, size_t line, const yaml_node_t *v,
-		       struct offer *o)
-{
-	bool whole;
-	int r;
-
-	switch (o->kind) {
-	case OFFER_WHOLE:
-		r = parse_bool(x, key, line, v, &whole);
-		if (r >= 0 && !whole)
-			return fail(x->error, line,
-				    "whole: expected true (a rule must offer something)");
-		return r;
-	case OFFER_REPLICAS:
-		return parse_count(x, key, line, v, &o->count);
-	case OFFER_MEMORY_SHARES:
-		return parse_shares(x, line, v, o);
-	case OFFER_PARTITIONS:
-		return o->scheme->modes ? parse_layout_mode(x, key, line, v, o)
-					: parse_layout_list(x, key, line, v, o);
-	default:
+	if (k->valid && !k->valid(text))
 		return -EINVAL;
-	}
+	return config_set_string(field, text);
 }
 
-/* The keys of a rule (@is_layout: without 'match'), NULL-terminated, borrowed strings. */
-static const char **rule_keys(bool is_layout)
+int config_parse_string(struct config_ctx *x, const struct config_key *k,
+			const struct config_value *v, void *field)
 {
-	const struct partition_scheme *const *sc = partition_schemes();
-	size_t n = 0, k = 0;
-	const char **keys;
+	return parse_scalar(x, k, v, field, convert_string, k->expect ?: "an allowed value", true);
+}
 
-	while (sc[n])
-		n++;
-	keys = calloc(ELEMENTSOF(rule_fixed_keys) + 2 * n + 1, sizeof(*keys));
-	if (!keys)
+static int convert_path(const struct config_key *k, const char *text, void *field)
+{
+	return text[0] == '/' ? config_set_string(field, text) : -EINVAL;
+}
+
+int config_parse_path(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_path, k->expect ?: "an absolute path", false);
+}
+
+static int convert_bool(const struct config_key *k, const char *text, void *field)
+{
+	if (!streq(text, "true") && !streq(text, "false"))
+		return -EINVAL;
+	*(bool *)field = streq(text, "true");
+	return 0;
+}
+
+int config_parse_bool(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_bool, "true or false", false);
+}
+
+static uint64_t unsigned_max(const struct config_key *k)
+{
+	return MIN(k->max, (uint64_t)UINT_MAX);
+}
+
+static int convert_unsigned(const struct config_key *k, const char *text, void *field)
+{
+	uint64_t u;
+
+	if (safe_atou64(text, &u) < 0 || u < k->min || u > unsigned_max(k))
+		return -EINVAL;
+	*(unsigned *)field = (unsigned)u;
+	return 0;
+}
+
+int config_parse_unsigned(struct config_ctx *x, const struct config_key *k,
+			  const struct config_value *v, void *field)
+{
+	_cleanup_free_ char *expect = NULL;
+
+	if (asprintf(&expect, "%s from %" PRIu64 " to %" PRIu64, k->expect ?: "a whole number",
+		     k->min, unsigned_max(k)) < 0)
+		return -ENOMEM;
+	return parse_scalar(x, k, v, field, convert_unsigned, expect, false);
+}
+
+static int convert_mode(const struct config_key *k, const char *text, void *field)
+{
+	unsigned long m = 0;
+
+	if (strlen(text) > 4 || strspn(text, "01234567") != strlen(text) ||
+	    (m = strtoul(text, NULL, 8)) > 0777)
+		return -EINVAL;
+	*(unsigned *)field = (unsigned)m;
+	return 0;
+}
+
+int config_parse_mode(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_mode,
+			    k->expect ?: "octal permission bits such as 0660", false);
+}
+
+static int convert_duration(const struct config_key *k, const char *text, void *field)
+{
+	return parse_duration(text, field) < 0 ? -EINVAL : 0;
+}
+
+int config_parse_duration(struct config_ctx *x, const struct config_key *k,
+			  const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_duration, k->expect ?: "a duration such as 30s",
+			    false);
+}
+
+static int convert_size(const struct config_key *k, const char *text, void *field)
+{
+	uint64_t b = 0;
+
+	if (parse_size(text, &b) < 0 || b == 0 || (k->max && b > k->max))
+		return -EINVAL;
+	*(uint64_t *)field = b;
+	return 0;
+}
+
+int config_parse_size(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_size,
+			    k->expect ?: "a size with a unit such as 10GiB or 512MiB (B, KiB, MiB, "
+					 "GiB, TiB)",
+			    false);
+}
+
+/* "a, b or c" for the words of an enum key, when its table gives no wording of its own. */
+static char *words_list(const char *const *words)
+{
+	size_t n = strv_length((char *const *)words);
+	_cleanup_free_ char *head = NULL;
+	char *s = NULL;
+
+	if (n < 2)
+		return strdup(n ? words[0] : "");
+	head = strv_join((char *const *)words, ", ");
+	if (!head)
 		return NULL;
-	for (const char *const *f = rule_fixed_keys; *f; f++)
-		if (!is_layout || !streq(*f, "match"))
-			keys[k++] = *f;
-	for (size_t i = 0; i < n; i++) {
-		keys[k++] = sc[i]->name;
-		if (sc[i]->enable_key)
-			keys[k++] = sc[i]->enable_key;
-	}
-	keys[k] = "resource";
-	return keys;
+	/* the last ", " becomes " or " */
+	head[strlen(head) - strlen(words[n - 1]) - 2] = '\0';
+	if (asprintf(&s, "%s or %s", head, words[n - 1]) < 0)
+		return NULL;
+	return s;
 }
 
-static int parse_rule(struct yaml_ctx *x, const yaml_node_t *n, struct policy_rule *rule,
-		      bool is_layout)
+static int convert_enum(const struct config_key *k, const char *text, void *field)
 {
-	size_t line = node_line(n), offer_line = 0, enable_line = 0;
-	const struct partition_scheme *enable_of = NULL;
-	_cleanup_free_ const char **keys = rule_keys(is_layout);
-	_cleanup_free_ char *kinds = offer_kinds_list();
-	const char *offer_key = NULL;
-	bool has_match = false;
+	int i = -1;
 
-	if (!keys || !kinds)
-		return -ENOMEM;
-	rule->line = (unsigned)line;
-	if (n->type != YAML_MAPPING_NODE)
-		return fail(x->error, line,
-			    "partitions: each rule must be a mapping with 'match' and one of %s, not "
-			    "%s",
-			    kinds, node_shape(n));
-	MAPPING_FOREACH(p, n) {
-		const char *key, *val = NULL;
-		yaml_node_t *v;
-		size_t kline;
-		int r;
-
-		r = pair_key(x, n, p, is_layout ? " in a layout" : " in a partition rule", keys,
-			     &key, &kline, &v);
-		if (r < 0)
-			return r;
-		if (streq(key, "match")) {
-			has_match = true;
-			r = parse_selector(x, kline, v, &rule->match);
-		} else if (partition_scheme_by_enable_key(key)) {
-			enable_of = partition_scheme_by_enable_key(key);
-			enable_line = kline;
-			r = parse_bool(x, key, kline, v, &rule->offer.enable);
-		} else if (streq(key, "resource")) {
-			r = value_text(x, key, kline, v, &val);
-			if (r >= 0 && !resource_name_valid(val))
-				return fail(x->error, kline,
-					    "resource: expected a resource name such as "
-					    "example.com/gpu-shared (a lower-case domain, '/', then "
-					    "letters, digits, '.', '_' or '-'), got '%s'",
-					    val);
-			if (r >= 0)
-				r = set_string(&rule->offer.resource, val);
-		} else {
-			if (offer_key)
-				return fail(x->error, kline,
-					    "%s: a rule has exactly one offer, and '%s' was given on "
-					    "line %zu",
-					    key, offer_key, offer_line);
-			offer_key = key;
-			offer_line = kline;
-			rule->offer.kind = offer_kind_from_string(key, &rule->offer.scheme);
-			r = parse_offer(x, key, kline, v, &rule->offer);
-		}
-		if (r < 0)
-			return r;
-	}
-	if (!has_match && !is_layout)
-		return fail(x->error, line,
-			    "a partition rule needs 'match' ('all', or a mapping of vendor, model, "
-			    "pci and uuid)");
-	if (!offer_key)
-		return fail(x->error, line, "a partition rule needs one offer: %s", kinds);
-	if (enable_of && rule->offer.scheme != enable_of)
-		return fail(x->error, enable_line, "%s: only applies to a rule with '%s'",
-			    enable_of->enable_key, enable_of->name);
+	if (k->lookup)
+		i = k->lookup(text);
+	for (size_t j = 0; !k->lookup && k->words && k->words[j]; j++)
+		if (streq(k->words[j], text))
+			i = (int)j;
+	if (i < 0)
+		return -EINVAL;
+	*(int *)field = i;
 	return 0;
 }
 
-static int parse_partitions(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
-			    struct policy *ret)
+int config_parse_enum(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
 {
-	struct policy pol = {};
-	size_t n;
+	_cleanup_free_ char *list = k->expect ? NULL : words_list(k->words);
 
-	if (v->type != YAML_SEQUENCE_NODE)
-		return fail(x->error, line,
-			    "partitions: expected a list of rules (\"- match: ...\"), not %s",
-			    node_shape(v));
-	n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	pol.rules = calloc(n ?: 1, sizeof(*pol.rules));
-	if (!pol.rules)
+	if (!k->expect && !list)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	return parse_scalar(x, k, v, field, convert_enum, k->expect ?: list, false);
+}
+
+int config_parse_list(struct config_ctx *x, const struct config_key *k,
+		      const struct config_value *v, void *field)
+{
+	const yaml_node_t *n = node_yaml(v->node);
+	_cleanup_(strv_freep) char **list = NULL;
+	char ***ret = field;
+
+	if (n->type == YAML_MAPPING_NODE)
+		return fail(x->error, v->line, "%s: expected a list such as [a, b], not a mapping",
+			    v->key);
+	/* one value is a list of one */
+	for (size_t i = 0; i < (n->type == YAML_SCALAR_NODE ? 1 : config_node_size(v->node));
+	     i++) {
+		const yaml_node_t *item = n->type == YAML_SCALAR_NODE
+						  ? n
+						  : node_yaml(config_node_item(x, v->node, i));
+		const char *text = node_text(item);
+
+		if (isempty(text))
+			return fail(x->error, node_line(item), "%s: expected %s in the list, not %s",
+				    v->key, k->expect ?: "a value",
+				    text ? "an empty value" : node_shape(item));
+		if (k->valid && !k->valid(text))
+			return fail(x->error, node_line(item), "%s: '%s' is not %s", v->key, text,
+				    k->expect ?: "an allowed value");
+		if (strv_extend(&list, text) < 0)
+			return -ENOMEM;
+	}
+	if (!list && !(list = calloc(1, sizeof(char *))))
+		return -ENOMEM; /* an empty list: given, and empty */
+	strv_free(*ret);
+	*ret = TAKE_PTR(list);
+	return 0;
+}
+
+static const struct config_key *table_find(const struct config_key *table, const char *name)
+{
+	for (const struct config_key *k = table; k && k->name; k++)
+		if (streq(k->name, name))
+			return k;
+	return NULL;
+}
+
+/* The names a mapping accepts, for the message about a key it does not: the table's, then
+ * @more's (the sections, at the top level). */
+static char *table_names(const struct config_key *table, const struct config_section *const *more)
+{
+	_cleanup_(strv_freep) char **names = NULL;
+
+	for (const struct config_key *k = table; k && k->name; k++)
+		if (strv_extend(&names, k->name) < 0)
+			return NULL;
+	for (size_t i = 0; more && more[i]; i++)
+		if (strv_extend(&names, more[i]->name) < 0)
+			return NULL;
+	return names ? strv_join(names, ", ") : strdup("none");
+}
+
+static int unknown_key(struct config_ctx *x, size_t line, const char *key, const char *where,
+		       const struct config_key *table, const struct config_section *const *more)
+{
+	_cleanup_free_ char *list = table_names(table, more);
+
+	if (!list)
+		return -ENOMEM;
+	return fail(x->error, line, "unknown key '%s'%s (known: %s)", key, where, list);
+}
+
+/* A key of @map, not given before in @map (comparing with the earlier keys only: bounded), with
+ * its line and value. @where names the mapping in messages (" in nvidia"; "" at the top). */
+static int mapping_key(struct config_ctx *x, const yaml_node_t *map, const yaml_node_pair_t *p,
+		       const char *where, struct config_value *ret)
+{
+	yaml_node_t *k = yaml_document_get_node(&x->doc, p->key);
+	const char *key = node_text(k);
+
+	if (!key)
+		return fail(x->error, node_line(k), "expected a key%s, not %s", where, node_shape(k));
+	for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++)
+		if (streq_ptr(node_text(yaml_document_get_node(&x->doc, q->key)), key))
+			return fail(x->error, node_line(k), "'%s' is given twice", key);
+	*ret = (struct config_value){
+		.key = key,
+		.line = node_line(k),
+		.node = yaml_node(yaml_document_get_node(&x->doc, p->value)),
+	};
+	return 0;
+}
+
+int config_yaml_key(struct config_ctx *x, const yaml_node_t *map, const yaml_node_pair_t *p,
+		    const char *where, const char *const *known, const char **ret_key,
+		    size_t *ret_line, yaml_node_t **ret_value)
+{
+	struct config_value v;
+	int r;
+
+	r = mapping_key(x, map, p, where, &v);
+	if (r < 0)
+		return r;
+	if (!strv_contains((char *const *)known, v.key)) {
+		_cleanup_free_ char *list = strv_join((char *const *)known, ", ");
+
+		if (!list)
+			return -ENOMEM;
+		return fail(x->error, v.line, "unknown key '%s'%s (known: %s)", v.key, where, list);
+	}
+	*ret_key = v.key;
+	*ret_line = v.line;
+	*ret_value = (yaml_node_t *)node_yaml(v.node);
+	return 0;
+}
+
+/* Every key of mapping @map (or an empty value: no keys) through @table into @base. */
+static int parse_mapping(struct config_ctx *x, const struct config_value *v, const char *where,
+			 const struct config_key *table, void *base)
+{
+	const yaml_node_t *map = node_yaml(v->node);
+
+	if (map->type == YAML_SCALAR_NODE && isempty(node_text(map)))
+		return 0; /* "name:" with every key commented out */
+	if (map->type != YAML_MAPPING_NODE) {
+		_cleanup_free_ char *list = table_names(table, NULL);
+
+		if (!list)
+			return -ENOMEM;
+		return fail(x->error, v->line, "%s: expected a mapping of %s, not %s", v->key, list,
+			    node_shape(map));
+	}
+	MAPPING_FOREACH(p, map) {
+		const struct config_key *k;
+		struct config_value kv;
 		int r;
 
-		/* counted first, so that policy_done() frees a half-parsed rule */
-		pol.n_rules++;
-		r = parse_rule(x, yaml_document_get_node(&x->doc, v->data.sequence.items.start[i]),
-			       &pol.rules[i], false);
-		if (r < 0) {
-			policy_done(&pol);
+		r = mapping_key(x, map, p, where, &kv);
+		if (r < 0)
 			return r;
-		}
+		k = table_find(table, kv.key);
+		if (!k)
+			return unknown_key(x, kv.line, kv.key, where, table, NULL);
+		r = k->parse(x, k, &kv, (char *)base + k->offset);
+		if (r < 0)
+			return r;
 	}
-	policy_done(ret);
-	*ret = pol;
 	return 0;
+}
+
+int config_parse_table(struct config_ctx *x, const struct config_key *k,
+		       const struct config_value *v, void *field)
+{
+	_cleanup_free_ char *where = NULL;
+
+	if (asprintf(&where, " in %s", v->key) < 0)
+		return -ENOMEM;
+	return parse_mapping(x, v, where, k->table, field);
+}
+
+void config_table_done(const struct config_key *table, void *base)
+{
+	for (const struct config_key *k = table; k && k->name; k++) {
+		void *field = (char *)base + k->offset;
+
+		if (k->done)
+			k->done(field);
+		else if (k->parse == config_parse_string || k->parse == config_parse_path)
+			*(char **)field = mfree(*(char **)field);
+		else if (k->parse == config_parse_list)
+			*(char ***)field = strv_free(*(char ***)field);
+		else if (k->parse == config_parse_table)
+			config_table_done(k->table, field);
+	}
 }
 
 /* One device kind of reset-when-idle, as its bit. */
-static int parse_kind_bit(struct yaml_ctx *x, size_t line, const char *text, unsigned *bits)
+static int parse_kind_bit(struct config_ctx *x, size_t line, const char *text, unsigned *bits)
 {
 	int k = xpu_kind_from_string(text);
 
@@ -783,9 +581,12 @@ static int parse_kind_bit(struct yaml_ctx *x, size_t line, const char *text, uns
 }
 
 /* "reset-when-idle: [gpu, accel]", "reset-when-idle: gpu", "all" or "none". */
-static int parse_reset_when_idle(struct yaml_ctx *x, size_t line, const yaml_node_t *v,
-				 unsigned *ret)
+static int parse_reset_when_idle(struct config_ctx *x, const struct config_key *k,
+				 const struct config_value *value, void *field)
 {
+	const yaml_node_t *v = node_yaml(value->node);
+	size_t line = value->line;
+	unsigned *ret = field;
 	const char *text = node_text(v);
 	unsigned bits = 0;
 	int r;
@@ -826,7 +627,167 @@ static int parse_reset_when_idle(struct yaml_ctx *x, size_t line, const yaml_nod
 	return 0;
 }
 
-static int parse_document(struct yaml_ctx *x, struct config *c)
+static void policy_field_done(void *field)
+{
+	policy_done(field);
+}
+
+/* The core's keys, at the top level of the file. */
+static const struct config_key core_keys[] = {
+	CONFIG_KEY_PATH("socket", struct config, socket_path),
+	CONFIG_KEY_STRING("socket-group", struct config, socket_group),
+	CONFIG_KEY_MODE("socket-mode", struct config, socket_mode),
+	CONFIG_KEY_STRING("admin-group", struct config, admin_group),
+	CONFIG_KEY_DURATION("health-interval", struct config, health_interval_usec,
+			    .expect = "a duration such as 30s"),
+	CONFIG_KEY_ENUM("log-level", struct config, log_level, .lookup = log_level_from_string,
+			.expect = "debug, info, notice, warning, err, crit, alert, emerg or 0-7"),
+	CONFIG_KEY_CUSTOM("partitions", config_parse_partitions, struct config, policy,
+			  .done = policy_field_done),
+	CONFIG_KEY_PATH("kubelet-dir", struct config, kubelet_dir),
+	CONFIG_KEY_PATH("kubelet-pre-start-hook", struct config, pre_start_hook,
+			.expect = "the absolute path of a program"),
+	CONFIG_KEY_PATH("cdi-dir", struct config, cdi_dir),
+	CONFIG_KEY_PATH("nfd-dir", struct config, nfd_dir),
+	CONFIG_KEY_UNSIGNED("health-suspect-after", struct config, health.suspect_after, 1, 1000,
+			    .expect = "a number of failed probes"),
+	CONFIG_KEY_DURATION("health-probation", struct config, health.probation_usec,
+			    .expect = "a duration such as 60s"),
+	CONFIG_KEY_DURATION("repartition-timeout", struct config, repartition_timeout_usec,
+			    .expect = "a duration such as 10m (0: wait forever)"),
+	CONFIG_KEY_CUSTOM("reset-when-idle", parse_reset_when_idle, struct config,
+			  reset_when_idle),
+	{},
+};
+
+void config_init(struct config *c)
+{
+	*c = (struct config){
+		.socket_mode = 0660,
+		.health_interval_usec = 30 * 1000000ULL,
+		.health = HEALTH_POLICY_DEFAULT,
+		.repartition_timeout_usec = CONFIG_REPARTITION_TIMEOUT_USEC,
+		.log_level = -1,
+	};
+}
+
+void config_init_sections(struct config *c, const struct config_section *const *sections)
+{
+	config_init(c);
+	c->sections = sections;
+}
+
+void config_done(struct config *c)
+{
+	for (size_t i = 0; c->section_data && c->sections[i]; i++) {
+		if (c->section_data[i])
+			config_table_done(c->sections[i]->keys, c->section_data[i]);
+		free(c->section_data[i]);
+	}
+	free(c->section_data);
+	config_table_done(core_keys, c);
+	strv_free(c->warnings);
+	config_init(c);
+}
+
+const void *config_section(const struct config *c, const char *name)
+{
+	for (size_t i = 0; c && c->section_data && c->sections[i]; i++)
+		if (streq(c->sections[i]->name, name))
+			return c->section_data[i];
+	return NULL;
+}
+
+/* Every section's struct, with its defaults, before the file's keys fill them. */
+static int sections_new(struct config *c)
+{
+	size_t n = 0;
+
+	if (c->section_data || !c->sections)
+		return 0;
+	while (c->sections[n])
+		n++;
+	c->section_data = calloc(n + 1, sizeof(void *));
+	if (!c->section_data)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		c->section_data[i] = calloc(1, c->sections[i]->size ?: 1);
+		if (!c->section_data[i])
+			return -ENOMEM;
+		if (c->sections[i]->init)
+			c->sections[i]->init(c->section_data[i]);
+	}
+	return 0;
+}
+
+/* The line of @key in mapping @section of the root, or 0 when it is not there. */
+static size_t section_key_line(struct config_ctx *x, const yaml_node_t *root, const char *section,
+			       const char *key)
+{
+	MAPPING_FOREACH(p, root) {
+		const yaml_node_t *v = yaml_document_get_node(&x->doc, p->value);
+
+		if (!streq_ptr(node_text(yaml_document_get_node(&x->doc, p->key)), section) ||
+		    v->type != YAML_MAPPING_NODE)
+			continue;
+		MAPPING_FOREACH(q, v) {
+			const yaml_node_t *k = yaml_document_get_node(&x->doc, q->key);
+
+			if (streq_ptr(node_text(k), key))
+				return node_line(k);
+		}
+	}
+	return 0;
+}
+
+/*
+ * An old top-level spelling of a section's key: parsed as that key (messages keep the old name),
+ * with a warning that names the new spelling. Giving both spellings is an error: which one is
+ * meant would depend on the order.
+ */
+static int parse_alias(struct config_ctx *x, const yaml_node_t *root,
+		       const struct config_section *s, const struct config_alias *a,
+		       const struct config_value *v, void *data)
+{
+	const struct config_key *k = table_find(s->keys, a->key);
+	size_t other;
+
+	if (!k)
+		return -EINVAL; /* a section's alias names one of its keys */
+	other = section_key_line(x, root, s->name, a->key);
+	if (other)
+		return fail(x->error, v->line,
+			    "'%s' is the old spelling of %s: {%s: ...}, which line %zu gives too",
+			    v->key, s->name, a->key, other);
+	if (strv_extendf(x->warnings, "line %zu: '%s' is deprecated; write it as %s: {%s: ...}",
+			 v->line, v->key, s->name, a->key) < 0)
+		return -ENOMEM;
+	return k->parse(x, k, v, (char *)data + k->offset);
+}
+
+/* The section that top-level @key names, or of which it is an old spelling (*ret_alias), with
+ * its parsed struct; NULL when @key is neither. */
+static const struct config_section *section_find(const struct config *c, const char *key,
+						 void **ret_data,
+						 const struct config_alias **ret_alias)
+{
+	for (size_t i = 0; c->sections && c->sections[i]; i++) {
+		const struct config_section *s = c->sections[i];
+
+		*ret_data = c->section_data[i];
+		*ret_alias = NULL;
+		if (streq(s->name, key))
+			return s;
+		for (const struct config_alias *a = s->aliases; a && a->old; a++)
+			if (streq(a->old, key)) {
+				*ret_alias = a;
+				return s;
+			}
+	}
+	return NULL;
+}
+
+static int parse_document(struct config_ctx *x, struct config *c)
 {
 	yaml_node_t *root = yaml_document_get_root_node(&x->doc);
 
@@ -835,23 +796,28 @@ static int parse_document(struct yaml_ctx *x, struct config *c)
 	if (root->type != YAML_MAPPING_NODE)
 		return fail(x->error, node_line(root), "expected a mapping of keys to values");
 	MAPPING_FOREACH(p, root) {
-		const char *key, *val = NULL;
-		yaml_node_t *v;
-		size_t line;
+		const struct config_alias *a = NULL;
+		const struct config_section *s;
+		const struct config_key *k;
+		_cleanup_free_ char *where = NULL;
+		struct config_value v;
+		void *data = NULL;
 		int r;
 
-		r = pair_key(x, root, p, "", top_keys, &key, &line, &v);
+		r = mapping_key(x, root, p, "", &v);
 		if (r < 0)
 			return r;
-		if (streq(key, "partitions"))
-			r = parse_partitions(x, line, v, &c->policy);
-		else if (streq(key, "reset-when-idle"))
-			r = parse_reset_when_idle(x, line, v, &c->reset_when_idle);
-		else {
-			r = value_text(x, key, line, v, &val);
-			if (r >= 0)
-				r = apply_key(c, key, val, line, x->error);
-		}
+		k = table_find(core_keys, v.key);
+		if (k)
+			r = k->parse(x, k, &v, (char *)c + k->offset);
+		else if (!(s = section_find(c, v.key, &data, &a)))
+			r = unknown_key(x, v.line, v.key, "", core_keys, c->sections);
+		else if (a)
+			r = parse_alias(x, root, s, a, &v, data);
+		else if (asprintf(&where, " in %s", v.key) < 0)
+			return -ENOMEM;
+		else
+			r = parse_mapping(x, &v, where, s->keys, data);
 		if (r < 0)
 			return r;
 	}
@@ -917,8 +883,7 @@ static int yaml_prescan(const char *text, size_t len, char **ret_error)
 	return r;
 }
 
-/* Loads @text into x->doc, refusing what yaml_prescan() refuses. 0 or -errno. */
-static int yaml_load(struct yaml_ctx *x, const char *text, size_t len)
+int config_yaml_load(struct config_ctx *x, const char *text, size_t len)
 {
 	yaml_parser_t parser;
 	int r;
@@ -938,10 +903,13 @@ static int yaml_load(struct yaml_ctx *x, const char *text, size_t len)
 
 int config_parse(const char *text, size_t len, struct config *c, char **ret_error)
 {
-	struct yaml_ctx x = { .error = ret_error };
+	struct config_ctx x = { .error = ret_error, .warnings = &c->warnings };
 	int r;
 
-	r = yaml_load(&x, text, len);
+	r = sections_new(c);
+	if (r < 0)
+		return r;
+	r = config_yaml_load(&x, text, len);
 	if (r < 0)
 		return r;
 	r = parse_document(&x, c);
@@ -949,42 +917,27 @@ int config_parse(const char *text, size_t len, struct config *c, char **ret_erro
 	return r < 0 ? r : 0;
 }
 
-int config_parse_layout(const char *text, size_t len, struct offer *ret, char **ret_error)
-{
-	struct yaml_ctx x = { .error = ret_error };
-	struct policy_rule rule = {};
-	yaml_node_t *root;
-	int r;
-
-	r = yaml_load(&x, text, len);
-	if (r < 0)
-		return r;
-	root = yaml_document_get_root_node(&x.doc);
-	if (!root) {
-		_cleanup_free_ char *kinds = offer_kinds_list();
-
-		r = kinds ? fail(ret_error, 1, "a layout needs one offer: %s", kinds) : -ENOMEM;
-	} else
-		r = parse_rule(&x, root, &rule, true);
-	yaml_document_delete(&x.doc);
-	if (r >= 0) {
-		*ret = rule.offer;
-		rule.offer = (struct offer){};
-	}
-	offer_done(&rule.offer);
-	return r < 0 ? r : 0;
-}
-
 int config_load(const char *path, struct config *c, char **ret_error)
 {
 	_cleanup_free_ char *text = NULL, *err = NULL;
+	size_t n;
 	int r;
 
 	r = read_attr_at(AT_FDCWD, path, CONFIG_MAX_BYTES, &text);
 	if (r < 0)
 		return r;
+	n = strv_length(c->warnings);
 	r = config_parse(text, strlen(text), c, &err);
 	if (r < 0 && ret_error && err && asprintf(ret_error, "%s:%s", path, err) < 0)
 		return -ENOMEM;
+	/* this file's warnings name it, like its errors */
+	for (size_t i = n; r >= 0 && c->warnings && c->warnings[i]; i++) {
+		char *w = NULL;
+
+		if (asprintf(&w, "%s:%s", path, c->warnings[i]) < 0)
+			return -ENOMEM;
+		free(c->warnings[i]);
+		c->warnings[i] = w;
+	}
 	return r;
 }

@@ -33,6 +33,7 @@
 #include "shared/host.h"
 #include "shared/lockfile.h"
 #include "shared/log.h"
+#include "shared/strv.h"
 #include "xpu/client.h"
 
 struct manager;
@@ -486,7 +487,7 @@ static int load_config(struct manager *m, struct config *c, char **ret_error)
 	_cleanup_free_ char *err = NULL;
 	int r;
 
-	config_init(c);
+	config_init_sections(c, registry_config_sections);
 	if (!m->config_path)
 		return 0;
 	r = config_load(m->config_path, c, &err);
@@ -500,6 +501,8 @@ static int load_config(struct manager *m, struct config *c, char **ret_error)
 			return log_error_errno(r, "Invalid configuration: %s", err);
 		return log_error_errno(r, "Failed to read configuration %s: %m", m->config_path);
 	}
+	STRV_FOREACH(w, c->warnings)
+		log_warning("%s", *w);
 	return 0;
 }
 

@@ -403,6 +403,9 @@ static void test_xid_events(void **state)
 	assert_string_equal(health_of(x, "0000:18:00.0", buf, sizeof(buf)), "healthy ");
 	assert_true(test_xpud_log_contains(x, "XID 13 (graphics engine exception): app-error"));
 
+	/* the old spelling of nvidia: {xid-actions: } works, with a warning naming the new one */
+	assert_true(test_xpud_log_contains(x, "xpud.yaml:line 2: 'nvidia-xid-actions' is deprecated; "
+					      "write it as nvidia: {xid-actions: ...}"));
 	/* the configuration's override: XID 43 now needs a reset */
 	test_nvml_inject(x->root, "xid 0000:3a:00.0 43\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",

@@ -5,18 +5,34 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "backends/kmod-config.h"
+#include "backends/nvidia-config.h"
 #include "backends/vendor-rules.h"
 #include "core/config.h"
 #include "shared/strv.h"
 
+static const struct config_section *const sections[] = {
+	&nvidia_config_section,
+	&kmod_config_section,
+	NULL,
+};
+
+static int parse_with(const struct config_section *const *with, const char *text,
+		      struct config *c, char **err)
+{
+	config_init_sections(c, with);
+	return config_parse(text, strlen(text), c, err);
+}
+
 static int parse(const char *text, struct config *c, char **err)
 {
-	config_init(c);
-	return config_parse(text, strlen(text), c, err);
+	return parse_with(sections, text, c, err);
 }
 
 static void test_valid(void **state)
@@ -40,10 +56,12 @@ static void test_valid(void **state)
 	config_done(&c);
 
 	assert_int_equal(parse("nvidia-xid-actions: \"79:reboot-node, 13:reset-gpu\"\n", &c, &err), 0);
-	assert_int_equal(c.n_xid_actions, 2);
-	assert_int_equal(c.xid_actions[0].xid, 79);
-	assert_int_equal(c.xid_actions[0].action, HEALTH_ACTION_REBOOT_NODE);
-	assert_int_equal(c.xid_actions[1].action, HEALTH_ACTION_RESET_DEVICE);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.n, 2);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[0].xid, 79);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[0].action,
+			 HEALTH_ACTION_REBOOT_NODE);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[1].action,
+			 HEALTH_ACTION_RESET_DEVICE);
 	config_done(&c);
 
 	/* An empty file means defaults. */
@@ -53,17 +71,23 @@ static void test_valid(void **state)
 	config_done(&c);
 }
 
-static void expect_error(const char *text, const char *needle)
+static void expect_error_with(const struct config_section *const *with, const char *text,
+			      const char *needle)
 {
 	struct config c;
 	char *err = NULL;
 
-	assert_int_equal(parse(text, &c, &err), -EINVAL);
+	assert_int_equal(parse_with(with, text, &c, &err), -EINVAL);
 	assert_non_null(err);
 	if (!strstr(err, needle))
 		fail_msg("error '%s' does not mention '%s'", err, needle);
 	free(err);
 	config_done(&c);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+	expect_error_with(sections, text, needle);
 }
 
 static void test_errors(void **state)
@@ -152,10 +176,10 @@ static void test_kmod_resource(void **state)
 	char *err = NULL;
 
 	assert_int_equal(parse("log-level: info\n", &c, &err), 0);
-	assert_null(c.kmod_resource);
+	assert_null(kmod_config_get(&c)->resource);
 	config_done(&c);
 	assert_int_equal(parse("kmod-resource: example.com/accel\n", &c, &err), 0);
-	assert_string_equal(c.kmod_resource, "example.com/accel");
+	assert_string_equal(kmod_config_get(&c)->resource, "example.com/accel");
 	config_done(&c);
 }
 
@@ -452,6 +476,366 @@ static void test_layouts(void **state)
 		     "line 1: repartition-timeout: expected a duration such as 10m");
 }
 
+/* The backends' sections, in their new spelling. */
+static void test_sections(void **state)
+{
+	const struct nvidia_config *nv;
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("log-level: info\n"
+			       "nvidia:\n"
+			       "  nvml-library: /opt/nvidia/libnvidia-ml.so.1\n"
+			       "  cuda-library: libcuda.so.1\n"
+			       "  xid-actions:\n"
+			       "    79: reboot-node\n"
+			       "    13: ignore\n"
+			       "kmod: {resource: example.com/accel}\n",
+			       &c, &err),
+			 0);
+	nv = nvidia_config_get(&c);
+	assert_ptr_equal(nv, config_section(&c, "nvidia"));
+	assert_string_equal(nv->nvml_library, "/opt/nvidia/libnvidia-ml.so.1");
+	assert_string_equal(nv->cuda_library, "libcuda.so.1");
+	assert_int_equal(nv->xid_actions.n, 2);
+	assert_int_equal(nv->xid_actions.items[0].xid, 79);
+	assert_int_equal(nv->xid_actions.items[0].action, HEALTH_ACTION_REBOOT_NODE);
+	assert_int_equal(nv->xid_actions.items[1].xid, 13);
+	assert_int_equal(nv->xid_actions.items[1].action, HEALTH_ACTION_IGNORE);
+	assert_string_equal(kmod_config_get(&c)->resource, "example.com/accel");
+	assert_null(c.warnings); /* the new spelling warns of nothing */
+	config_done(&c);
+	assert_null(config_section(&c, "nvidia"));
+
+	/* the old one-string form of the XID table, under the section too */
+	assert_int_equal(parse("nvidia:\n  xid-actions: \"43:reset-gpu, 13:app-error\"\n", &c, &err),
+			 0);
+	nv = nvidia_config_get(&c);
+	assert_int_equal(nv->xid_actions.n, 2);
+	assert_int_equal(nv->xid_actions.items[0].xid, 43);
+	assert_int_equal(nv->xid_actions.items[0].action, HEALTH_ACTION_RESET_DEVICE);
+	assert_int_equal(nv->xid_actions.items[1].action, HEALTH_ACTION_APP_ERROR);
+	config_done(&c);
+
+	/* absent or empty sections: every section exists with its defaults */
+	assert_int_equal(parse("nvidia:\n# nvml-library: /x\nkmod: {}\n", &c, &err), 0);
+	assert_non_null(config_section(&c, "nvidia"));
+	assert_non_null(config_section(&c, "kmod"));
+	assert_null(nvidia_config_get(&c)->nvml_library);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.n, 0);
+	assert_null(kmod_config_get(&c)->resource);
+	assert_null(config_section(&c, "nothing"));
+	config_done(&c);
+	assert_null(nvidia_config_get(NULL)->cuda_library);
+	assert_null(kmod_config_get(NULL)->resource);
+
+	/* a configuration that knows no sections refuses them, old spellings too */
+	config_init(&c);
+	assert_int_equal(config_parse("nvidia: {}\n", 11, &c, &err), -EINVAL);
+	assert_string_equal(err, "line 1: unknown key 'nvidia' (known: socket, socket-group, "
+				 "socket-mode, admin-group, health-interval, log-level, partitions, "
+				 "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
+				 "health-suspect-after, health-probation, repartition-timeout, "
+				 "reset-when-idle)");
+	free(err);
+	err = NULL;
+	config_done(&c);
+	config_init(&c);
+	assert_int_equal(config_parse("kmod-resource: a.b/c\n", 20, &c, &err), -EINVAL);
+	assert_non_null(strstr(err, "line 1: unknown key 'kmod-resource'"));
+	free(err);
+	config_done(&c);
+}
+
+static void test_section_errors(void **state)
+{
+	expect_error("sokcet: /a\n", "line 1: unknown key 'sokcet' (known: socket, socket-group, "
+				     "socket-mode, admin-group, health-interval, log-level, partitions, "
+				     "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
+				     "health-suspect-after, health-probation, repartition-timeout, "
+				     "reset-when-idle, nvidia, kmod)");
+	expect_error("log-level: info\nnvidia:\n  nvml: /x\n",
+		     "line 3: unknown key 'nvml' in nvidia (known: nvml-library, cuda-library, "
+		     "xid-actions)");
+	expect_error("kmod:\n  resources: a.b/c\n",
+		     "line 2: unknown key 'resources' in kmod (known: resource)");
+	expect_error("\nkmod:\n  resource: edu\n",
+		     "line 3: resource: 'edu' is not a resource name (vendor.domain/name)");
+	expect_error("nvidia: [a]\n", "line 1: nvidia: expected a mapping of nvml-library, "
+				      "cuda-library, xid-actions, not a list");
+	expect_error("kmod: example.com/accel\n",
+		     "line 1: kmod: expected a mapping of resource, not a value");
+	expect_error("nvidia: {}\nkmod: {}\nnvidia: {}\n", "line 3: 'nvidia' is given twice");
+	expect_error("nvidia:\n  nvml-library: /a\n  nvml-library: /b\n",
+		     "line 3: 'nvml-library' is given twice");
+	expect_error("nvidia:\n  cuda-library:\n", "line 2: cuda-library: a value is required");
+	expect_error("nvidia:\n  cuda-library: [a]\n",
+		     "line 2: 'cuda-library': expected a single value, not a list");
+	expect_error("nvidia:\n  xid-actions:\n    79: reset-gpu\n    13: explode\n",
+		     "line 4: xid-actions: XID 13: expected an action, got 'explode' (actions: "
+		     "ignore, app-error, restart-app, reset-gpu, reboot-node)");
+	expect_error("nvidia:\n  xid-actions:\n    79: [ignore]\n",
+		     "line 3: xid-actions: XID 79: expected an action, got a list");
+	expect_error("nvidia:\n  xid-actions: {0: ignore}\n",
+		     "line 2: xid-actions: expected an XID (a number from 1), got '0'");
+	expect_error("nvidia:\n  xid-actions: {gpu: ignore}\n",
+		     "line 2: xid-actions: expected an XID (a number from 1), got 'gpu'");
+	expect_error("nvidia:\n  xid-actions:\n    79: ignore\n    79: reset-gpu\n",
+		     "line 4: xid-actions: XID 79 is given twice");
+	expect_error("nvidia:\n  xid-actions: [79]\n",
+		     "line 2: xid-actions: expected a mapping of XID to action such as "
+		     "{79: reset-gpu}, not a list");
+	expect_error("nvidia:\n  xid-actions: \"79:reboot\"\n",
+		     "line 2: xid-actions: '79:reboot' is not XID:ACTION");
+	expect_error("nvidia:\n  xid-actions:\n", "line 2: xid-actions: a value is required");
+}
+
+/* The old top-level spellings: read as before, each with one warning naming the new one. */
+static void test_old_keys(void **state)
+{
+	static const struct {
+		const char *text, *warning;
+	} old[] = {
+		{ "nvml-library: /x/libnvidia-ml.so.1\n",
+		  "line 2: 'nvml-library' is deprecated; write it as nvidia: {nvml-library: ...}" },
+		{ "cuda-library: /x/libcuda.so.1\n",
+		  "line 2: 'cuda-library' is deprecated; write it as nvidia: {cuda-library: ...}" },
+		{ "nvidia-xid-actions: 43:reset-gpu\n",
+		  "line 2: 'nvidia-xid-actions' is deprecated; write it as nvidia: "
+		  "{xid-actions: ...}" },
+		{ "kmod-resource: example.com/accel\n",
+		  "line 2: 'kmod-resource' is deprecated; write it as kmod: {resource: ...}" },
+	};
+	_cleanup_free_ char *path = NULL;
+	struct config c;
+	char *err = NULL;
+	char text[256];
+	FILE *f;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+		snprintf(text, sizeof(text), "log-level: info\n%s", old[i].text);
+		assert_int_equal(parse(text, &c, &err), 0);
+		assert_int_equal(strv_length(c.warnings), 1);
+		assert_string_equal(c.warnings[0], old[i].warning);
+		config_done(&c);
+	}
+
+	assert_int_equal(parse("nvml-library: /x/libnvidia-ml.so.1\n"
+			       "cuda-library: /x/libcuda.so.1\n"
+			       "nvidia-xid-actions: \"43:reset-gpu, 13:ignore\"\n"
+			       "kmod-resource: example.com/accel\n",
+			       &c, &err),
+			 0);
+	assert_string_equal(nvidia_config_get(&c)->nvml_library, "/x/libnvidia-ml.so.1");
+	assert_string_equal(nvidia_config_get(&c)->cuda_library, "/x/libcuda.so.1");
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.n, 2);
+	assert_int_equal(nvidia_config_get(&c)->xid_actions.items[1].action, HEALTH_ACTION_IGNORE);
+	assert_string_equal(kmod_config_get(&c)->resource, "example.com/accel");
+	assert_int_equal(strv_length(c.warnings), 4);
+	assert_non_null(strstr(c.warnings[3], "line 4: 'kmod-resource'"));
+	config_done(&c);
+
+	/* both spellings: which one is meant would depend on the order */
+	expect_error("nvml-library: /a\nnvidia:\n  nvml-library: /b\n",
+		     "line 1: 'nvml-library' is the old spelling of nvidia: {nvml-library: ...}, "
+		     "which line 3 gives too");
+	expect_error("kmod: {resource: a.b/c}\nkmod-resource: a.b/d\n",
+		     "line 2: 'kmod-resource' is the old spelling of kmod: {resource: ...}, which "
+		     "line 1 gives too");
+	expect_error("nvml-library: /a\nnvml-library: /b\n", "line 2: 'nvml-library' is given twice");
+	/* a bad value under an old spelling is named as the file spells it */
+	expect_error("nvidia-xid-actions: 79\n", "line 1: nvidia-xid-actions: '79' is not XID:ACTION");
+
+	/* from a file: the warning names the file, like an error */
+	path = strdup("/tmp/test-config-XXXXXX");
+	assert_non_null(path);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs("# old\nkmod-resource: example.com/accel\n", f);
+	fclose(f);
+	config_init_sections(&c, sections);
+	assert_int_equal(config_load(path, &c, &err), 0);
+	snprintf(text, sizeof(text),
+		 "%s:line 2: 'kmod-resource' is deprecated; write it as kmod: {resource: ...}", path);
+	assert_int_equal(strv_length(c.warnings), 1);
+	assert_string_equal(c.warnings[0], text);
+	config_done(&c);
+	unlink(path);
+}
+
+/* A section of every key type, as a backend could declare it. */
+struct example_inner {
+	unsigned depth;
+	char *label;
+};
+
+struct example {
+	char *name, *dir;
+	bool on;
+	unsigned count, mode;
+	uint64_t every, size;
+	int color;
+	char **tags;
+	struct example_inner inner;
+};
+
+static bool tag_valid(const char *s)
+{
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz") == strlen(s);
+}
+
+static void example_init(void *data)
+{
+	struct example *e = data;
+
+	e->count = 1;
+	e->color = 2;
+}
+
+static const char *const colors[] = { "red", "green", "blue", NULL };
+
+static const struct config_key inner_keys[] = {
+	CONFIG_KEY_UNSIGNED("depth", struct example_inner, depth, 0, 9),
+	CONFIG_KEY_STRING("label", struct example_inner, label),
+	{},
+};
+
+static const struct config_key example_keys[] = {
+	CONFIG_KEY_STRING("name", struct example, name),
+	CONFIG_KEY_PATH("dir", struct example, dir),
+	CONFIG_KEY_BOOL("on", struct example, on),
+	CONFIG_KEY_UNSIGNED("count", struct example, count, 1, 64),
+	CONFIG_KEY_MODE("mode", struct example, mode),
+	CONFIG_KEY_DURATION("every", struct example, every),
+	CONFIG_KEY_SIZE("size", struct example, size, .max = 1ULL << 40),
+	CONFIG_KEY_ENUM("color", struct example, color, .words = colors),
+	CONFIG_KEY_LIST("tags", struct example, tags, .valid = tag_valid,
+			.expect = "a lower-case tag"),
+	CONFIG_KEY_TABLE("inner", struct example, inner, inner_keys),
+	{},
+};
+
+static const struct config_alias example_aliases[] = {
+	{ "example-name", "name" },
+	{},
+};
+
+static const struct config_section example_section = {
+	.name = "example",
+	.keys = example_keys,
+	.size = sizeof(struct example),
+	.init = example_init,
+	.aliases = example_aliases,
+};
+
+static const struct config_section *const example_sections[] = { &example_section, NULL };
+
+static int parse_example(const char *text, struct config *c, char **err)
+{
+	return parse_with(example_sections, text, c, err);
+}
+
+static void expect_example_error(const char *text, const char *needle)
+{
+	expect_error_with(example_sections, text, needle);
+}
+
+static void test_key_types(void **state)
+{
+	const struct example *e;
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse_example("example:\n"
+				       "  name: thing\n"
+				       "  dir: /var/lib/x\n"
+				       "  on: true\n"
+				       "  count: 64\n"
+				       "  mode: 0640\n"
+				       "  every: 2m\n"
+				       "  size: 512MiB\n"
+				       "  color: red\n"
+				       "  tags: [a, bc]\n"
+				       "  inner: {depth: 0, label: deep}\n",
+				       &c, &err),
+			 0);
+	e = config_section(&c, "example");
+	assert_non_null(e);
+	assert_string_equal(e->name, "thing");
+	assert_string_equal(e->dir, "/var/lib/x");
+	assert_true(e->on);
+	assert_int_equal(e->count, 64);
+	assert_int_equal(e->mode, 0640);
+	assert_true(e->every == 120000000ULL);
+	assert_true(e->size == 512ULL << 20);
+	assert_int_equal(e->color, 0);
+	assert_int_equal(strv_length(e->tags), 2);
+	assert_string_equal(e->tags[1], "bc");
+	assert_int_equal(e->inner.depth, 0);
+	assert_string_equal(e->inner.label, "deep");
+	config_done(&c);
+
+	/* defaults from the section's init; one value is a list of one; an empty list is given */
+	assert_int_equal(parse_example("example:\n  tags: one\n", &c, &err), 0);
+	e = config_section(&c, "example");
+	assert_int_equal(e->count, 1);
+	assert_int_equal(e->color, 2);
+	assert_false(e->on);
+	assert_int_equal(strv_length(e->tags), 1);
+	config_done(&c);
+	/* an old spelling is a top-level key only */
+	expect_example_error("example:\n  example-name: x\n",
+			     "line 2: unknown key 'example-name' in example (known: name, dir, on, "
+			     "count, mode, every, size, color, tags, inner)");
+	assert_int_equal(parse_example("example-name: x\nexample:\n  tags: []\n", &c, &err), 0);
+	e = config_section(&c, "example");
+	assert_string_equal(e->name, "x");
+	assert_non_null(e->tags);
+	assert_int_equal(strv_length(e->tags), 0);
+	assert_string_equal(c.warnings[0],
+			    "line 1: 'example-name' is deprecated; write it as example: {name: ...}");
+	config_done(&c);
+
+	expect_example_error("example:\n  name:\n", "line 2: name: a value is required");
+	expect_example_error("example:\n  dir: var\n",
+			     "line 2: dir: expected an absolute path, got 'var'");
+	expect_example_error("example:\n  on: yes\n", "line 2: on: expected true or false, got 'yes'");
+	expect_example_error("example:\n\n  count: 0\n",
+			     "line 3: count: expected a whole number from 1 to 64, got '0'");
+	expect_example_error("example:\n  count: 65\n", "got '65'");
+	expect_example_error("example:\n  count: -1\n", "got '-1'");
+	expect_example_error("example:\n  count: 99999999999999999999\n",
+			     "got '99999999999999999999'");
+	expect_example_error("example:\n  mode: 0800\n",
+			     "line 2: mode: expected octal permission bits such as 0660, got '0800'");
+	expect_example_error("example:\n  every: soon\n",
+			     "line 2: every: expected a duration such as 30s, got 'soon'");
+	expect_example_error("example:\n  size: 10\n",
+			     "line 2: size: expected a size with a unit such as 10GiB or 512MiB (B, "
+			     "KiB, MiB, GiB, TiB), got '10'");
+	expect_example_error("example:\n  size: 0MiB\n", "got '0MiB'");
+	expect_example_error("example:\n  size: 2TiB\n", "got '2TiB'"); /* over the key's max */
+	expect_example_error("example:\n  color: pink\n",
+			     "line 2: color: expected red, green or blue, got 'pink'");
+	expect_example_error("example:\n  tags: [ok, Bad]\n",
+			     "line 2: tags: 'Bad' is not a lower-case tag");
+	expect_example_error("example:\n  tags:\n    - ok\n    - [x]\n",
+			     "line 4: tags: expected a lower-case tag in the list, not a list");
+	expect_example_error("example:\n  tags: {a: b}\n",
+			     "line 2: tags: expected a list such as [a, b], not a mapping");
+	expect_example_error("example:\n  inner:\n    depth: 10\n",
+			     "line 3: depth: expected a whole number from 0 to 9, got '10'");
+	expect_example_error("example:\n  inner: {deep: 1}\n",
+			     "line 2: unknown key 'deep' in inner (known: depth, label)");
+	expect_example_error("example:\n  inner: 3\n",
+			     "line 2: inner: expected a mapping of depth, label, not a value");
+	expect_example_error("example:\n  inner: {label: a, label: b}\n",
+			     "line 2: 'label' is given twice");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +848,10 @@ int main(void)
 		cmocka_unit_test(test_policy_errors),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_layouts),
+		cmocka_unit_test(test_sections),
+		cmocka_unit_test(test_section_errors),
+		cmocka_unit_test(test_old_keys),
+		cmocka_unit_test(test_key_types),
 	};
 
 	partition_schemes_set(backend_partition_schemes);

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The NVIDIA backend's section of xpud.yaml:
+ *
+ *   nvidia:
+ *     nvml-library: /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1
+ *     cuda-library: /usr/lib/x86_64-linux-gnu/libcuda.so.1
+ *     xid-actions: {43: reset-gpu, 13: ignore}
+ *
+ * The old top-level spellings (nvml-library, cuda-library, nvidia-xid-actions) are still read,
+ * with a warning. Pure: parsing only.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "core/config.h"
+
+struct xid_action {
+	unsigned xid;
+	enum health_action action;
+};
+
+/* Overrides of the XID table, in the file's order (a later one for the same XID wins). */
+struct xid_actions {
+	struct xid_action *items;
+	size_t n;
+};
+
+struct nvidia_config {
+	char *nvml_library; /* libnvidia-ml.so.1 to load; NULL: the loader's search */
+	char *cuda_library; /* libcuda.so.1 to load; NULL: the loader's search */
+	struct xid_actions xid_actions;
+};
+
+extern const struct config_section nvidia_config_section;
+
+/* The section as @c holds it (borrowed), or the defaults when @c is NULL or has none. Never
+ * NULL. */
+const struct nvidia_config *nvidia_config_get(const struct config *c);
