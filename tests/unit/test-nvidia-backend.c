@@ -18,9 +18,11 @@
 
 #include "backends/backend.h"
 #include "backends/registry.h"
+#include "backends/vendor-rules.h"
 #include "core/device.h"
 #include "shared/host.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 #include "testutil.h"
 
 #define HGX_GPUS 8
@@ -87,6 +89,79 @@ static unsigned total_calls(const struct ctx *c, unsigned *per)
 	for (unsigned i = 0; i < HGX_GPUS; i++)
 		sum += per[i] = c->handle_calls(i);
 	return sum;
+}
+
+/*
+ * What the core asks of NVIDIA instead of knowing it (core/rules.h): the MIG profiles as typed
+ * data from NVML's GPU instance profiles, the scheme that spells them, what enforces a memory
+ * share, the labels. The same numbers nvidia-smi shows for an H100 80GB (the fake's table).
+ */
+static void test_rules_and_profiles(void **state)
+{
+	struct ctx *c = *state;
+	const struct device_rules *rules = nvidia_backend_ops.rules;
+	const struct xpu_partition_profile *p;
+	struct xpu_device *mig = NULL, *plain = NULL;
+	struct xpu_slice share = { .shared = true, .memory_bytes = 20ULL << 30,
+				   .compute_fraction = 0.25 };
+	_cleanup_strv_free_ char **labels = NULL;
+	const struct xpu_device *devs[HGX_GPUS];
+
+	assert_ptr_equal(rules, &nvidia_device_rules);
+	assert_ptr_equal(rules->scheme, &nvidia_mig_scheme);
+	for (size_t i = 0; i < c->list.n; i++) {
+		devs[i] = c->list.items[i];
+		if (streq(c->list.items[i]->id, "0000:db:00.0"))
+			mig = c->list.items[i];
+		else if (streq(c->list.items[i]->id, "0000:18:00.0"))
+			plain = c->list.items[i];
+	}
+	assert_non_null(mig);
+	assert_non_null(plain);
+
+	/* MIG enabled: partitioned, its seven 1g.10gb instances the partitions, none free */
+	assert_true(mig->partition_capable && mig->partitioned && mig->partition_pending);
+	assert_int_equal(mig->n_partitions, 7);
+	p = device_find_profile(mig, "1g.10gb");
+	assert_non_null(p);
+	assert_int_equal(p->total, 7);
+	assert_int_equal(p->free, 0);
+	assert_true(p->memory_bytes == 9984ULL << 20);
+	assert_true(p->compute_fraction > 1 / 7.0 - 1e-9 && p->compute_fraction < 1 / 7.0 + 1e-9);
+	/* MIG disabled: capable, whole, every profile free; the full GPU's is all its compute */
+	assert_true(plain->partition_capable && !plain->partitioned && !plain->partition_pending);
+	assert_int_equal(plain->n_partitions, 0);
+	assert_int_equal(plain->n_profiles, mig->n_profiles);
+	p = device_find_profile(plain, "3g.40gb");
+	assert_non_null(p);
+	assert_int_equal(p->free, 2);
+	assert_int_equal(p->total, 2);
+	p = device_find_profile(plain, "7g.80gb");
+	assert_non_null(p);
+	assert_true(p->compute_fraction == 1.0);
+	assert_null(device_find_profile(plain, "5g.60gb"));
+
+	/* the scheme spells profiles as nvidia-smi does; "all-" is the layout's, not a profile */
+	assert_true(rules->scheme->profile_valid("1g.10gb+me"));
+	assert_true(rules->scheme->profile_valid("3g.40gb"));
+	assert_false(rules->scheme->profile_valid("all-1g.10gb"));
+	assert_false(rules->scheme->profile_valid("0g.10gb"));
+	assert_null(rules->scheme->modes);
+
+	/* a quarter share of 20 GiB: MPS limits it to 25 % of the SMs and 20480 MiB */
+	assert_int_equal(rules->share_edits(plain, &share), 0);
+	assert_string_equal(strv_env_get(share.env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "25");
+	assert_string_equal(strv_env_get(share.env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=20480M");
+	strv_free(share.env);
+	assert_int_equal(device_rules_env_merge(rules, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"),
+			 ENV_MERGE_DEVICE_SUM);
+	assert_int_equal(device_rules_env_merge(rules, "CUDA_VISIBLE_DEVICES"), ENV_MERGE_LIST);
+
+	/* gpu-feature-discovery's labels, from the first GPU */
+	assert_int_equal(rules->node_labels(devs, c->list.n, &labels), 0);
+	assert_true(strv_contains(labels, "nvidia.com/gpu.count=8"));
+	assert_true(strv_contains(labels, "nvidia.com/mig.capable=true"));
+	assert_true(strv_contains(labels, "nvidia.com/gpu.compute.major=9"));
 }
 
 /* Refreshing each GPU once asks NVML for each GPU once: the last GPU does not cost eight. */
@@ -179,6 +254,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refresh_unknown_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_without_a_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rescan_without_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rules_and_profiles, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
