@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,25 +146,44 @@ static int reply_json(struct http_conn *c, int status, json_t *doc, const char *
 	return http_conn_reply(c, status, "application/json", extra_headers, body, strlen(body));
 }
 
-static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
-	_printf_(4, 5);
-static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
+/* {"error": @code, "message": ...}, the message made safe to quote; NULL when out of memory. */
+static json_t *error_doc_va(const char *code, const char *fmt, va_list ap) _printf_(2, 0);
+static json_t *error_doc_va(const char *code, const char *fmt, va_list ap)
 {
 	_cleanup_free_ char *full = NULL;
 	char msg[512];
-	va_list ap;
-	int r;
 
 	/* Formatted whole, then cut at a character boundary: a client's text (a path, a name)
 	 * may be long, multi-byte or not UTF-8 at all, and is still a 4xx, never an error of
 	 * ours. */
+	if (vasprintf(&full, fmt, ap) < 0)
+		return NULL;
+	return view_error(code, utf8_escape_invalid(full, msg, sizeof(msg)));
+}
+
+static json_t *error_doc(const char *code, const char *fmt, ...) _printf_(2, 3);
+static json_t *error_doc(const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	json_t *doc;
+
 	va_start(ap, fmt);
-	r = vasprintf(&full, fmt, ap);
+	doc = error_doc_va(code, fmt, ap);
 	va_end(ap);
-	if (r < 0)
-		return -ENOMEM;
-	return reply_json(c, status, view_error(code, utf8_escape_invalid(full, msg, sizeof(msg))),
-			  NULL);
+	return doc;
+}
+
+static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
+	_printf_(4, 5);
+static int reply_error(struct http_conn *c, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	json_t *doc;
+
+	va_start(ap, fmt);
+	doc = error_doc_va(code, fmt, ap);
+	va_end(ap);
+	return doc ? reply_json(c, status, doc, NULL) : -ENOMEM;
 }
 
 bool api_peer_privileged(const struct ucred *cred, const gid_t *groups, size_t n_groups,
@@ -401,20 +422,85 @@ static int reply_cached(struct api *a, struct http_conn *c, enum cached_doc whic
 	return http_conn_reply(c, 200, "application/json", NULL, e->body, e->len);
 }
 
+/* "18:00.0": a PCI address without its domain, as lspci prints by default. */
+static bool is_short_pci_address(const char *s)
+{
+	const char *colon = strchr(s, ':');
+
+	return colon && !strchr(colon + 1, ':') && strchr(colon + 1, '.');
+}
+
+static bool suffix_matches(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n > k && s[n - k - 1] == ':' && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/*
+ * What inventory_find() does not resolve: an ID or address in another letter case, and a short
+ * address in any PCI domain (inventory_find() reads "18:00.0" as domain 0000 only).
+ */
+static bool device_matches(const struct xpu_device *d, const char *key)
+{
+	const char *addr = d->has_pci ? d->pci.address : NULL;
+
+	if (strcasecmp(d->id, key) == 0 || (addr && strcasecmp(addr, key) == 0) ||
+	    streq_ptr(d->uuid, key))
+		return true;
+	if (!is_short_pci_address(key))
+		return false;
+	return suffix_matches(d->id, key) || (addr && suffix_matches(addr, key));
+}
+
+/*
+ * GET /v1/devices/{key}: the device @key names, by inventory_find(), else by device_matches().
+ * A key that matches several devices is refused with them listed: a client must not pick one.
+ */
+static int reply_device(struct api *a, struct http_conn *c, const char *key)
+{
+	const struct device_list *devs = inventory_devices(a->ctx.inventory);
+	const struct xpu_device *d = inventory_find(a->ctx.inventory, key), *match = NULL;
+	_cleanup_(json_decrefp) json_t *doc = NULL;
+	_cleanup_strv_free_ char **ids = NULL;
+	_cleanup_free_ char *list = NULL;
+	json_t *candidates;
+
+	for (size_t i = 0; !d && key && i < devs->n; i++)
+		if (device_matches(devs->items[i], key)) {
+			match = devs->items[i];
+			if (strv_extend(&ids, match->id) < 0)
+				return -ENOMEM;
+		}
+	if (!d && strv_length(ids) == 1)
+		d = match;
+	if (d)
+		return reply_json(c, 200, view_device(d, inventory_health(a->ctx.inventory, d->id)),
+				  NULL);
+	if (!ids)
+		return reply_error(c, 404, "not-found", "no device '%s'", key);
+
+	list = strv_join(ids, " ");
+	if (list)
+		doc = error_doc("ambiguous", "'%s' matches %zu devices; give the full address: %s",
+				key, strv_length(ids), list);
+	candidates = doc ? json_array() : NULL;
+	if (!candidates || json_object_set_new(doc, "candidates", candidates) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; ids[i]; i++)
+		if (json_array_append_new(candidates, json_string(ids[i])) < 0)
+			return -ENOMEM;
+	return reply_json(c, 400, TAKE_PTR(doc), NULL);
+}
+
 static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg,
 		      bool head)
 {
-	const struct xpu_device *d;
-
 	switch (rt->id) {
 	case ROUTE_DEVICES:
 		return reply_cached(a, c, CACHED_DEVICES);
 	case ROUTE_DEVICE:
-		d = inventory_find(a->ctx.inventory, arg);
-		if (!d)
-			return reply_error(c, 404, "not-found", "no device '%s'", arg);
-		return reply_json(c, 200, view_device(d, inventory_health(a->ctx.inventory, d->id)),
-				  NULL);
+		return reply_device(a, c, arg);
 	case ROUTE_SLICES:
 		return reply_cached(a, c, CACHED_SLICES);
 	case ROUTE_CAPACITY:

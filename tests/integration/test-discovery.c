@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "shared/macro.h"
+#include "sim/fixture.h"
 #include "testutil.h"
 
 struct expect {
@@ -331,6 +332,79 @@ static void test_real_capture(void **state)
 	test_xpud_free(x);
 }
 
+/* Three GPUs in two PCI domains, two of them at the same bus, device and function. */
+#define DOMAINS_GPU(address, minor)                                                                \
+	"{\"address\": \"" address "\", \"nvidia\": {\"minor\": " #minor ", \"uuid\": "            \
+	"\"GPU-00000000-0000-0000-0000-00000000000" #minor "\"}}"
+static const char domains_json[] =
+	"{\"name\": \"domains\", \"numa_nodes\": [{\"node\": 0, \"cpus\": \"0-3\"}], "
+	"\"nvidia_driver\": {\"version\": \"580.159.04\"}, \"defaults\": {\"vendor\": \"0x10de\", "
+	"\"device\": \"0x2330\", \"subsystem_vendor\": \"0x10de\", \"subsystem_device\": "
+	"\"0x16c1\", \"class\": \"0x030200\", \"revision\": \"0xa1\", \"driver\": \"nvidia\", "
+	"\"numa_node\": 0, \"nvidia\": {\"model\": \"NVIDIA H100 80GB HBM3\"}}, \"pci\": ["
+	DOMAINS_GPU("0001:18:00.0", 0) ", " DOMAINS_GPU("0002:18:00.0", 1) ", "
+	DOMAINS_GPU("0001:2a:00.0", 2) "]}";
+
+/* GET /v1/devices/{id} with what an operator types: short addresses in any domain, any case. */
+static void test_device_lookup(void **state)
+{
+	static const struct {
+		const char *key, *id; /* id NULL: 404 */
+	} found[] = {
+		{ "0001:18:00.0", "0001:18:00.0" },
+		{ "2a:00.0", "0001:2a:00.0" }, /* no 0000:2a:00.0: the one domain that has it */
+		{ "2A:00.0", "0001:2a:00.0" },
+		{ "0001:2A:00.0", "0001:2a:00.0" },
+		{ "GPU-00000000-0000-0000-0000-000000000001", "0002:18:00.0" },
+		{ "gpu-00000000-0000-0000-0000-000000000001", NULL }, /* UUIDs keep their case */
+		{ "19:00.0", NULL },
+		{ "8:00.0", NULL },
+	};
+	char *root = NULL, *err = NULL, *out = NULL;
+	struct test_xpud *x;
+	json_t *doc, *candidates;
+	char path[128];
+
+	if (fixture_build_temp(domains_json, &root, &err) < 0)
+		fail_msg("building the fixture: %s", err ?: "?");
+	x = test_xpud_start(root, NULL);
+
+	for (size_t i = 0; i < ELEMENTSOF(found); i++) {
+		snprintf(path, sizeof(path), "/v1/devices/%s", found[i].key);
+		assert_int_equal(test_request(x, "GET", path, &doc), found[i].id ? 200 : 404);
+		if (found[i].id)
+			assert_string_equal(str(doc, "id"), found[i].id);
+		else
+			assert_string_equal(str(doc, "error"), "not-found");
+		json_decref(doc);
+	}
+
+	/* a short address that two domains have is refused, naming both */
+	assert_int_equal(test_request(x, "GET", "/v1/devices/18:00.0", &doc), 400);
+	assert_string_equal(str(doc, "error"), "ambiguous");
+	assert_string_equal(str(doc, "message"), "'18:00.0' matches 2 devices; give the full "
+						  "address: 0001:18:00.0 0002:18:00.0");
+	candidates = json_object_get(doc, "candidates");
+	assert_int_equal(json_array_size(candidates), 2);
+	assert_string_equal(json_string_value(json_array_get(candidates, 0)), "0001:18:00.0");
+	assert_string_equal(json_string_value(json_array_get(candidates, 1)), "0002:18:00.0");
+	json_decref(doc);
+
+	/* xpuctl: the daemon's answer, with a usage error (1) for the ambiguous address */
+	assert_int_equal(test_xpuctl(x->socket, (const char *[]){ "device", "2a:00.0", NULL }, &out),
+			 0);
+	assert_non_null(strstr(out, "ID:             0001:2a:00.0\n"));
+	free(out);
+	assert_int_equal(test_xpuctl(x->socket, (const char *[]){ "device", "18:00.0", NULL }, NULL),
+			 1);
+	assert_int_equal(test_xpuctl(x->socket, (const char *[]){ "device", "19:00.0", NULL }, NULL),
+			 2);
+
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+	free(err);
+}
+
 static void test_faults(void **state)
 {
 	static const char *const warned[] = {
@@ -373,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_mi300x),
 		cmocka_unit_test(test_mixed),
 		cmocka_unit_test(test_real_capture),
+		cmocka_unit_test(test_device_lookup),
 		cmocka_unit_test(test_faults),
 	};
 

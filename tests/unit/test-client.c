@@ -118,6 +118,7 @@ static const struct canned canned[] = {
 	/* What xpuctl asks for. */
 	{ "/v1/devices", "200 OK", "{\"devices\":[" DEVICE_JSON "]}", FRAME_LENGTH },
 	{ "/v1/devices/0000:18:00.0", "200 OK", DEVICE_JSON, FRAME_LENGTH },
+	{ "/v1/devices/18:00.0", "200 OK", DEVICE_JSON, FRAME_LENGTH }, /* xpud resolves it */
 	{ "/v1/capacity", "200 OK", "not json at all", FRAME_LENGTH },
 	{ "/v1/events", "200 OK", xpud_events_body, FRAME_CHUNKED },
 };
@@ -748,7 +749,7 @@ static void test_xpuctl(void **state)
 	assert_non_null(strstr(out, "0000:18:00.0  gpu   nvidia  NVIDIA H100 80GB HBM3  0     "
 				    "80.0 GiB  nvidia  healthy  suspect\n"));
 
-	/* A short address: 404 from the daemon, then found in the list. */
+	/* A short address, as the daemon resolves it. */
 	assert_int_equal(run_xpuctl(sock_path, out, sizeof(out), "device", "18:00.0", NULL), 0);
 	assert_non_null(strstr(out, "Link:           32.0 GT/s x16 (max 32.0 GT/s x16)\n"));
 	/* a suspect device is served: the phase says what is going on */
