@@ -592,6 +592,25 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
 	json_decref(value);
 }
 
+void test_fake_nvml_driver_error(const char *description, const char *name)
+{
+	char path[4096], temp[4096 + 8];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.driver-error", description);
+	if (!name) {
+		assert_true(unlink(path) == 0 || errno == ENOENT);
+		return;
+	}
+	/* renamed into place: a call never reads half a name */
+	snprintf(temp, sizeof(temp), "%s.new", path);
+	f = fopen(temp, "we");
+	assert_non_null(f);
+	assert_true(fputs(name, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(temp, path), 0);
+}
+
 void test_nvml_inject(const char *root, const char *line)
 {
 	char fifo[4096];

@@ -111,5 +111,10 @@ json_int_t test_capacity(const struct test_xpud *x, const char *resource, const 
  * "hang_ms", ... Before xpud starts: the fake reads it at nvmlInit. */
 void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value);
 
+/* Makes every NVML call of the fake (init included; not nvmlErrorString, nvmlShutdown) answer
+ * NVML_ERROR_<@name> ("DRIVER_NOT_LOADED", ...), as after the driver was unloaded, until called
+ * with NULL: the file "<@description>.driver-error" (tests/fakes/README.md). Takes effect at the
+ * next call, also in a running process. */
+void test_fake_nvml_driver_error(const char *description, const char *name);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);
