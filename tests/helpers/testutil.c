@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -34,6 +35,18 @@ const char *test_env(const char *name)
 		exit(77);
 	}
 	return v;
+}
+
+gid_t test_admin_group_gid(void)
+{
+	struct group *g;
+
+	if (geteuid() != 0)
+		skip();
+	g = getgrnam(TEST_ADMIN_GROUP);
+	if (!g)
+		skip();
+	return g->gr_gid;
 }
 
 long long test_now_ms(void)

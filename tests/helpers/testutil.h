@@ -12,6 +12,12 @@
 /* The value of an environment variable ctest sets (XPUD_BIN, ...); exits 77 (skip) if unset. */
 const char *test_env(const char *name);
 
+/* The group tests configure as `admin-group`: in every Debian base system. */
+#define TEST_ADMIN_GROUP "users"
+/* The gid of TEST_ADMIN_GROUP; skips the test unless it runs as root and the group exists (a
+ * test that changes to other users and groups). */
+gid_t test_admin_group_gid(void);
+
 /* Builds the embedded node @name into a new temporary directory. Fails the test on error. */
 char *test_fixture_new(const char *name);
 

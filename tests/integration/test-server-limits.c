@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * What one local user, or a shortage of descriptors, can do to xpud's servers: an unprivileged
- * user who opens every connection and stream it can does not lock root out of the API; a
- * daemon out of descriptors waits instead of spinning on its listeners and serves the waiting
+ * user who opens every connection and stream it can does not lock root out of the API, nor
+ * unprivileged users together the admin group; a daemon out of descriptors waits instead of spinning on its listeners and serves the waiting
  * connections once it has descriptors again; silent gRPC connections do not lock kubelet out.
  */
 #include <dirent.h>
@@ -77,7 +77,13 @@ struct holder {
 	int go; /* closing it ends the holder */
 };
 
-static struct holder holder_start(const char *socket, uid_t uid, unsigned n_idle,
+/* Becomes @uid (its group the same number), with the supplementary group @group unless 0. */
+static bool become(uid_t uid, gid_t group)
+{
+	return setgroups(group ? 1 : 0, &group) == 0 && setgid(uid) == 0 && setuid(uid) == 0;
+}
+
+static struct holder holder_start(const char *socket, uid_t uid, gid_t group, unsigned n_idle,
 				  unsigned n_streams)
 {
 	static const char ev[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -94,7 +100,7 @@ static struct holder holder_start(const char *socket, uid_t uid, unsigned n_idle
 
 		close(ready[0]);
 		close(go[1]);
-		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+		if (!become(uid, group))
 			_exit(10);
 		for (unsigned i = 0; i < n_streams; i++) {
 			char buf[512];
@@ -158,7 +164,7 @@ static void test_idle_connections_of_one_user(void **state)
 	open_socket_to_all(x);
 
 	/* As many idle connections as the whole table holds, all of one user. */
-	h = holder_start(x->socket, NOBODY, 128, 0);
+	h = holder_start(x->socket, NOBODY, 0, 128, 0);
 	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
 	assert_int_equal(test_xpuctl(x->socket, version, &out), 0);
 	free(out);
@@ -169,13 +175,44 @@ static void test_idle_connections_of_one_user(void **state)
 	test_xpud_free(x);
 }
 
+#define EVENTS "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n"
+#define VERSION "GET /v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+/*
+ * Sends @request on a new connection as @uid (with the supplementary group @group unless 0) and
+ * reads the answer: 0 when it starts with @status and holds @needle (NULL: anything); else 11
+ * or 12, with the answer on stderr.
+ */
+static int exchange_as(const char *socket, uid_t uid, gid_t group, const char *request,
+		       const char *status, const char *needle)
+{
+	int wstatus;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *a;
+
+		if (!become(uid, group))
+			_exit(10);
+		a = test_raw_exchange(socket, request, strlen(request), 5000);
+		if (strncmp(a, status, strlen(status)) != 0 || (needle && !strstr(a, needle))) {
+			fprintf(stderr, "uid %u, group %u: %s\n", (unsigned)uid, (unsigned)group, a);
+			_exit(strncmp(a, status, strlen(status)) != 0 ? 11 : 12);
+		}
+		free(a);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+	assert_true(WIFEXITED(wstatus));
+	return WEXITSTATUS(wstatus);
+}
+
 static void test_streams_of_one_user(void **state)
 {
-	static const char ev[] = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct test_xpud *x;
 	struct holder h;
-	int status;
-	pid_t pid;
 
 	if (geteuid() != 0)
 		skip();
@@ -183,31 +220,81 @@ static void test_streams_of_one_user(void **state)
 	open_socket_to_all(x);
 
 	/* Its share of streams, and connections that keep sending requests: root is served. */
-	h = holder_start(x->socket, NOBODY, 64, 16);
+	h = holder_start(x->socket, NOBODY, 0, 64, 16);
 	assert_int_equal(test_request(x, "GET", "/v1/version", NULL), 200);
 	assert_root_gets_stream(x);
 
 	/* One stream more is refused, saying why. */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char *a;
-
-		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
-			_exit(10);
-		a = test_raw_exchange(x->socket, ev, sizeof(ev) - 1, 2000);
-		if (strncmp(a, "HTTP/1.1 503", 12) != 0)
-			_exit(11);
-		if (!strstr(a, "too many event streams of uid 65534 (limit 16)"))
-			_exit(12);
-		free(a);
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(exchange_as(x->socket, NOBODY, 0, EVENTS,
+				     "HTTP/1.1 503", "too many event streams of uid 65534 (limit 16)"),
+			 0);
 	assert_int_equal(holder_stop(&h), 0);
 
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/*
+ * The admin group's reserve: unprivileged users fill their whole pool of connections (112 of
+ * 128) and of streams (56 of 64), each within its share; a member of the admin group through a
+ * supplementary group still gets connections and streams, up to the table's end; users outside
+ * it, the same user ID without the group among them, do not.
+ */
+static void test_admin_group_reserve(void **state)
+{
+	/* idle connections and streams of each unprivileged user: 112 connections, 56 streams;
+	 * each holds no more than 1 above another, so nobody's idle connection gives way */
+	static const struct {
+		uid_t uid;
+		unsigned n_idle, n_streams;
+	} users[] = {
+		{ 60001, 0, 16 }, { 60002, 0, 16 }, { 60003, 0, 16 }, { 60004, 8, 8 },
+		{ 60005, 16, 0 }, { 60006, 16, 0 }, { 60007, 16, 0 },
+	};
+	const uid_t member = 60010;
+	struct holder h[ELEMENTSOF(users)], m;
+	char *root, conf[4096];
+	const char *args[] = { "--config", conf, NULL };
+	gid_t admin = test_admin_group_gid();
+	struct test_xpud *x;
+	FILE *f;
+
+	root = test_fixture_new("real-h100-vm");
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	assert_non_null(f = fopen(conf, "we"));
+	fputs("admin-group: " TEST_ADMIN_GROUP "\n", f);
+	assert_int_equal(fclose(f), 0);
+	x = test_xpud_start(root, args);
+	open_socket_to_all(x);
+
+	for (size_t i = 0; i < ELEMENTSOF(users); i++)
+		h[i] = holder_start(x->socket, users[i].uid, 0, users[i].n_idle, users[i].n_streams);
+
+	/* Outside the group: a user whose connections are all streams gets no connection (no
+	 * idle one of anyone may give way to it); one with idle connections gets a connection
+	 * for its own oldest idle one, but no stream; the member's user ID without the group
+	 * gets no stream either. */
+	assert_int_equal(exchange_as(x->socket, 60001, 0, VERSION, "HTTP/1.1 503",
+				     "Too many connections (limit 112)"),
+			 0);
+	assert_int_equal(exchange_as(x->socket, 60005, 0, EVENTS, "HTTP/1.1 503",
+				     "too many event streams (limit 56)"),
+			 0);
+	assert_int_equal(exchange_as(x->socket, member, 0, EVENTS, "HTTP/1.1 503",
+				     "too many event streams (limit 56)"),
+			 0);
+
+	/* A member through a supplementary group: all 8 streams kept back and 7 connections,
+	 * then one request answered on the table's last connection. */
+	m = holder_start(x->socket, member, admin, 7, 8);
+	assert_int_equal(exchange_as(x->socket, member, admin, VERSION, "HTTP/1.1 200", NULL),
+			 0);
+	assert_int_equal(holder_stop(&m), 0);
+
+	/* Every unprivileged user kept what it held. In reverse: each holder inherited the
+	 * write ends of the ones before it, which see their end once it is gone. */
+	for (size_t i = ELEMENTSOF(users); i-- > 0;)
+		assert_int_equal(holder_stop(&h[i]), 0);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
@@ -381,6 +468,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_idle_connections_of_one_user),
 		cmocka_unit_test(test_streams_of_one_user),
+		cmocka_unit_test(test_admin_group_reserve),
 		cmocka_unit_test(test_out_of_descriptors),
 		cmocka_unit_test(test_silent_grpc_connections),
 	};
