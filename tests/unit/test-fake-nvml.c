@@ -525,7 +525,8 @@ static void test_driver_error(void **state)
 		assert_null(set2);
 		assert_int_equal(n->nvmlEventSetWait_v2(set, &ev, 0), want);
 		assert_int_equal(n->nvmlEventSetFree(set), want);
-		assert_non_null(strstr(n->nvmlErrorString(want), i == 0 ? "Not Loaded" : "mismatch"));
+		assert_non_null(
+			strstr(n->nvmlErrorString(want), i == 0 ? "Not Loaded" : "mismatch"));
 	}
 
 	/* Cleared: the same session answers, with the handles and the set it had. */
