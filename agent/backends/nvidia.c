@@ -1174,8 +1174,12 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 		    streq(nv->stuck[i]->addr, d->id))
 			return device_set_unhealthy(d, "NVML did not answer within %llu ms",
 						    NVML_QUERY_TIMEOUT_USEC / 1000);
-	if (nv->api.count(&count) != NVML_SUCCESS)
-		return -EIO;
+	r = nv->api.count(&count);
+	if (r != NVML_SUCCESS)
+		/* NVML as a whole fails (the driver unloaded, or upgraded under us): none of its
+		 * GPUs is usable, and the reason is NVML's, until it answers again */
+		return device_set_unhealthy(d, "NVML: %s (nvmlDeviceGetCount_v2)",
+					    nvml_error(&nv->api, r));
 	count = MIN(count, NVML_MAX_GPUS);
 	/* The index this GPU answered at last time first (one query, not one per GPU before it);
 	 * the others only when the order has changed. */

@@ -792,6 +792,37 @@ static nvmlReturn_t load_node(struct fake_node *n)
 
 /* ---- the library ----------------------------------------------------------------------------- */
 
+/*
+ * The driver going away under a running process (unloaded, or upgraded so that the kernel module
+ * no longer matches this library): while the file "<description>.driver-error" exists, every
+ * call but nvmlErrorString and nvmlShutdown answers the NVML error it names, and the session, its
+ * handles and its event sets stay as they were. Read on every call, without fake_lock.
+ */
+static nvmlReturn_t driver_error(void)
+{
+	const char *desc = secure_getenv("XPU_FAKE_NVML");
+	const struct fake_error *e;
+	_cleanup_close_ int fd = -EBADF;
+	char path[PATH_MAX], name[64];
+	ssize_t n;
+
+	if (isempty(desc) || snprintf(path, sizeof(path), "%s.driver-error", desc) >= PATH_MAX)
+		return NVML_SUCCESS;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NVML_SUCCESS;
+	n = read(fd, name, sizeof(name) - 1);
+	while (n > 0 && strchr(" \t\n", name[n - 1]))
+		n--;
+	name[MAX(n, 0)] = '\0';
+	e = fake_error_by_name(name);
+	if (!e || e->code == NVML_SUCCESS) {
+		fprintf(stderr, "fake-nvml: %s: '%s' is not an NVML error name\n", path, name);
+		return NVML_ERROR_UNKNOWN;
+	}
+	return e->code;
+}
+
 static void events_end_session(void);
 
 static void sleep_ms(unsigned ms);
@@ -800,8 +831,10 @@ nvmlReturn_t nvmlInit_v2(void)
 {
 	_cleanup_free_ struct fake_node *n = NULL;
 	long long hang = 0;
-	nvmlReturn_t r;
+	nvmlReturn_t r = driver_error();
 
+	if (r != NVML_SUCCESS)
+		return r;
 	pthread_mutex_lock(&fake_lock);
 	if (init_count > 0) {
 		init_count++;
@@ -861,9 +894,14 @@ static nvmlReturn_t copy_string(char *buf, unsigned length, const char *s)
 	return NVML_SUCCESS;
 }
 
-/* Takes fake_lock if the library is initialised: NVML_SUCCESS with the lock held, or not. */
+/* Takes fake_lock if the library is initialised and the driver answers: NVML_SUCCESS with the
+ * lock held, or an error without it. */
 static nvmlReturn_t library_enter(void)
 {
+	nvmlReturn_t r = driver_error();
+
+	if (r != NVML_SUCCESS)
+		return r;
 	pthread_mutex_lock(&fake_lock);
 	if (init_count > 0)
 		return NVML_SUCCESS;

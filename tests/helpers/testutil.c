@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -34,6 +35,18 @@ const char *test_env(const char *name)
 		exit(77);
 	}
 	return v;
+}
+
+gid_t test_admin_group_gid(void)
+{
+	struct group *g;
+
+	if (geteuid() != 0)
+		skip();
+	g = getgrnam(TEST_ADMIN_GROUP);
+	if (!g)
+		skip();
+	return g->gr_gid;
 }
 
 long long test_now_ms(void)
@@ -590,6 +603,25 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
 	assert_int_equal(json_dump_file(doc, path, 0), 0);
 	json_decref(doc);
 	json_decref(value);
+}
+
+void test_fake_nvml_driver_error(const char *description, const char *name)
+{
+	char path[4096], temp[4096 + 8];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.driver-error", description);
+	if (!name) {
+		assert_true(unlink(path) == 0 || errno == ENOENT);
+		return;
+	}
+	/* renamed into place: a call never reads half a name */
+	snprintf(temp, sizeof(temp), "%s.new", path);
+	f = fopen(temp, "we");
+	assert_non_null(f);
+	assert_true(fputs(name, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(temp, path), 0);
 }
 
 void test_nvml_inject(const char *root, const char *line)

@@ -12,6 +12,12 @@
 /* The value of an environment variable ctest sets (XPUD_BIN, ...); exits 77 (skip) if unset. */
 const char *test_env(const char *name);
 
+/* The group tests configure as `admin-group`: in every Debian base system. */
+#define TEST_ADMIN_GROUP "users"
+/* The gid of TEST_ADMIN_GROUP; skips the test unless it runs as root and the group exists (a
+ * test that changes to other users and groups). */
+gid_t test_admin_group_gid(void);
+
 /* Builds the embedded node @name into a new temporary directory. Fails the test on error. */
 char *test_fixture_new(const char *name);
 
@@ -111,5 +117,10 @@ json_int_t test_capacity(const struct test_xpud *x, const char *resource, const 
  * "hang_ms", ... Before xpud starts: the fake reads it at nvmlInit. */
 void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value);
 
+/* Makes every NVML call of the fake (init included; not nvmlErrorString, nvmlShutdown) answer
+ * NVML_ERROR_<@name> ("DRIVER_NOT_LOADED", ...), as after the driver was unloaded, until called
+ * with NULL: the file "<@description>.driver-error" (tests/fakes/README.md). Takes effect at the
+ * next call, also in a running process. */
+void test_fake_nvml_driver_error(const char *description, const char *name);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);

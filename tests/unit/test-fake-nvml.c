@@ -158,8 +158,10 @@ static void nvml_close(struct nvml *n)
 	while (n->nvmlShutdown() == NVML_SUCCESS)
 		;
 	assert_int_equal(dlclose(n->dl), 0);
-	if (n->desc)
+	if (n->desc) {
+		test_fake_nvml_driver_error(n->desc, NULL);
 		unlink(n->desc);
+	}
 	free(n->desc);
 	unsetenv("XPU_FAKE_NVML");
 	safe_close(n->events_fd);
@@ -484,6 +486,70 @@ static void test_errors(void **state)
 			 NVML_ERROR_NO_PERMISSION);
 	assert_int_equal(n->nvmlDeviceGetName(handle(n, 3), buf, sizeof(buf)),
 			 NVML_ERROR_GPU_IS_LOST);
+}
+
+/*
+ * The driver unloaded or upgraded under a running process: every call but nvmlErrorString and
+ * nvmlShutdown answers the error, init included, and once it is cleared the same session, its
+ * handles and its event sets answer again.
+ */
+static void test_driver_error(void **state)
+{
+	static const char *const names[] = { "DRIVER_NOT_LOADED", "LIB_RM_VERSION_MISMATCH" };
+	struct nvml *n = *state;
+	nvmlEventSet_t set = NULL, set2 = NULL;
+	nvmlDevice_t dev, dev2 = NULL;
+	nvmlEventData_t ev;
+	unsigned count = 0;
+	char buf[96];
+
+	describe(n, node4);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	dev = handle(n, 1);
+	assert_int_equal(n->nvmlEventSetCreate(&set), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceRegisterEvents(dev, nvmlEventTypeXidCriticalError, set),
+			 NVML_SUCCESS);
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		nvmlReturn_t want = i == 0 ? NVML_ERROR_DRIVER_NOT_LOADED
+					   : NVML_ERROR_LIB_RM_VERSION_MISMATCH;
+
+		test_fake_nvml_driver_error(n->desc, names[i]);
+		assert_int_equal(n->nvmlInit_v2(), want);
+		assert_int_equal(n->nvmlDeviceGetCount_v2(&count), want);
+		assert_int_equal(n->nvmlSystemGetDriverVersion(buf, sizeof(buf)), want);
+		assert_int_equal(n->nvmlDeviceGetHandleByIndex_v2(1, &dev2), want);
+		assert_null(dev2);
+		assert_int_equal(n->nvmlDeviceGetUUID(dev, buf, sizeof(buf)), want);
+		assert_int_equal(n->nvmlDeviceGetName(dev, buf, sizeof(buf)), want);
+		assert_int_equal(n->nvmlEventSetCreate(&set2), want);
+		assert_null(set2);
+		assert_int_equal(n->nvmlEventSetWait_v2(set, &ev, 0), want);
+		assert_int_equal(n->nvmlEventSetFree(set), want);
+		assert_non_null(
+			strstr(n->nvmlErrorString(want), i == 0 ? "Not Loaded" : "mismatch"));
+	}
+
+	/* Cleared: the same session answers, with the handles and the set it had. */
+	test_fake_nvml_driver_error(n->desc, NULL);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+	assert_int_equal(count, 4);
+	assert_ptr_equal(handle(n, 1), dev);
+	assert_int_equal(n->nvmlDeviceGetUUID(dev, buf, sizeof(buf)), NVML_SUCCESS);
+	assert_string_equal(buf, "GPU-1");
+	assert_int_equal(n->nvmlEventSetWait_v2(set, &ev, 0), NVML_ERROR_TIMEOUT);
+	assert_int_equal(n->nvmlEventSetFree(set), NVML_SUCCESS);
+
+	/* Not an NVML error name: every call fails with UNKNOWN (and a line on stderr). */
+	test_fake_nvml_driver_error(n->desc, "DRIVER_GONE");
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNKNOWN);
+	test_fake_nvml_driver_error(n->desc, "SUCCESS");
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNKNOWN);
+
+	/* The failed inits took no reference, and nvmlShutdown works meanwhile: one ends it all. */
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+	test_fake_nvml_driver_error(n->desc, NULL);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&count), NVML_ERROR_UNINITIALIZED);
+	assert_int_equal(n->nvmlShutdown(), NVML_ERROR_UNINITIALIZED);
 }
 
 /* ---- topology and NvLink --------------------------------------------------------------------- */
@@ -1601,6 +1667,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_init, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_devices, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_driver_error, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_topology, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_nvlink, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_mig, setup_current, teardown),
