@@ -389,6 +389,23 @@ const char *device_get_property(const struct xpu_device *d, const char *key)
 	return v ? *v : NULL;
 }
 
+const char *device_peer_property(const struct xpu_device *a, const char *prefix,
+				 const struct xpu_device *b)
+{
+	/* a device's id is its PCI address where it has one; look the address up if not */
+	bool other = b->has_pci && !streq(b->pci.address, b->id);
+	size_t len = strlen(prefix);
+
+	for (size_t i = 0; a->properties && a->properties[i] && a->properties[i + 1]; i += 2) {
+		const char *k = a->properties[i];
+
+		if (strncmp(k, prefix, len) == 0 &&
+		    (streq(k + len, b->id) || (other && streq(k + len, b->pci.address))))
+			return a->properties[i + 1];
+	}
+	return NULL;
+}
+
 int device_set_property(struct xpu_device *d, const char *key, const char *value)
 {
 	char **v = prop_find(d, key);

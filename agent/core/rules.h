@@ -40,6 +40,20 @@ struct env_rule {
 };
 
 /*
+ * How directly two devices are linked, best to worst: the allocator's scoring (allocator.c,
+ * docs/allocation.md) compares these numbers.
+ */
+enum link_level {
+	LINK_SAME_DEVICE = 0,
+	LINK_FABRIC = 1, /* a direct device-to-device fabric (NVLink, XGMI, ...) */
+	LINK_SWITCH = 2, /* a PCIe switch in common */
+	LINK_ROOT = 3,	 /* the same root complex (host bridge) */
+	LINK_NUMA = 4,	 /* the same NUMA node, different root complexes */
+	LINK_SYSTEM = 5, /* across sockets, or nothing known */
+	_LINK_UNKNOWN = 6,
+};
+
+/*
  * A hardware partitioning scheme (a vendor's way to cut a device into isolated instances, or to
  * switch it into a partition mode), as the policy, the API, the messages and the state file
  * spell it. An offer of kind OFFER_PARTITIONS names its scheme; a device supports the scheme of
@@ -102,6 +116,18 @@ struct device_rules {
 	 * "key=value". 0 or -ENOMEM. NULL: none.
 	 */
 	int (*node_labels)(const struct xpu_device *const *devs, size_t n, char ***labels);
+	/*
+	 * The link from @a (a device these rules govern) to @b as @a's properties report it,
+	 * typically a property "<prefix><peer>" that names @b (device_peer_property()), or
+	 * _LINK_UNKNOWN when they say nothing of @b. The allocator asks both devices of a pair
+	 * and takes the better answer; where neither knows, it reads the PCI tree and the NUMA
+	 * nodes itself. Called for every pair of candidate devices: one pass over @a's
+	 * properties. NULL: the source reports no links.
+	 */
+	enum link_level (*link_level)(const struct xpu_device *a, const struct xpu_device *b);
+	/* The name of the fabric that LINK_FABRIC means for these devices, in messages
+	 * ("with all devices <fabric>-connected"); NULL: none. */
+	const char *fabric;
 };
 
 /* The merge rule @rules gives variable @name (ENV_MERGE_LIST when it names none). */

@@ -18,6 +18,7 @@
 
 #include "backends/backend.h"
 #include "backends/registry.h"
+#include "backends/vendor-rules.h"
 #include "core/alloc.h"
 #include "core/plan.h"
 #include "shared/host.h"
@@ -331,14 +332,14 @@ static void test_mi300x(void **state)
 
 	expect(n, REQ("amd.com/gpu", 2), "0000:0c:00.0 0000:22:00.0");
 	expect(n, REQ("amd.com/gpu", 1, .connected = true), "0000:0c:00.0");
-	expect_error(n, REQ("amd.com/gpu", 2, .connected = true), -ENOSPC, "NVLink/XGMI");
+	expect_error(n, REQ("amd.com/gpu", 2, .connected = true), -ENOSPC, "XGMI-connected");
 	expect(n, REQ("amd.com/gpu", 5),
 	       "0000:0c:00.0 0000:22:00.0 0000:38:00.0 0000:5c:00.0 0000:9f:00.0");
 	hold(n, "0000:0c:00.0", NULL);
 	expect(n, REQ("amd.com/gpu", 4, .numa_local = true),
 	       "0000:9f:00.0 0000:af:00.0 0000:bf:00.0 0000:df:00.0");
 	expect_error(n, REQ("amd.com/gpu", 2, .numa_local = true, .connected = true), -ENOSPC,
-		     "one NUMA node with all devices NVLink/XGMI-connected");
+		     "one NUMA node with all devices XGMI-connected");
 	node_free(n);
 }
 
@@ -393,11 +394,20 @@ static void split(struct xpu_device *d, unsigned k)
 	d->partitioned = true;
 }
 
-/* The topology value nvidia-smi would show between @a and @b, on both. */
+/* Makes @d @vendor's, with that vendor's rules, as the registry does. */
+static void set_vendor(struct xpu_device *d, const char *vendor)
+{
+	assert_int_equal(device_set_string(&d->vendor, vendor), 0);
+	d->rules = vendor_rules(d->vendor);
+}
+
+/* The topology value nvidia-smi would show between @a and @b, on both (NVIDIA's GPUs). */
 static void topo(struct xpu_device *a, struct xpu_device *b, const char *v)
 {
 	char key[64];
 
+	set_vendor(a, "nvidia");
+	set_vendor(b, "nvidia");
 	snprintf(key, sizeof(key), "topology.%s", b->id);
 	assert_int_equal(device_set_property(a, key, v), 0);
 	snprintf(key, sizeof(key), "topology.%s", a->id);
@@ -424,10 +434,12 @@ static void test_sysfs_levels(void **state)
 
 	/* A backend's NVLink report beats anything sysfs shows. */
 	ledger_clear(&n->ledger);
+	expect_error(n, REQ("xpu.dev/test", 2, .connected = true), -ENOSPC,
+		     "with all devices fabric-connected"); /* no rules name a fabric */
 	topo(d2, d3, "NV4");
 	expect(n, REQ("xpu.dev/test", 2), "0000:02:00.0 0000:03:00.0");
 	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:02:00.0 0000:03:00.0");
-	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink/XGMI");
+	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink-connected");
 	node_free(n);
 }
 
@@ -462,8 +474,9 @@ static void test_worst_then_sum(void **state)
 	node_free(n);
 }
 
-/* XGMI as an xgmi.<peer> property or as the topology value; unknown NUMA is a group of its own,
- * and two devices that both do not know their node are not taken to share one. */
+/* XGMI as AMD's rules read it, an xgmi.<peer> property on either device, next to an NVIDIA GPU;
+ * unknown NUMA is a group of its own, and two devices that both do not know their node are not
+ * taken to share one. */
 static void test_xgmi_and_unknown_numa(void **state)
 {
 	struct node *n = node_new();
@@ -471,8 +484,11 @@ static void test_xgmi_and_unknown_numa(void **state)
 
 	x1 = mkdev(n, "0000:01:00.0", -1, "pci0000:00", NULL);
 	x2 = mkdev(n, "0000:02:00.0", -1, "pci0000:10", NULL);
-	mkdev(n, "0000:03:00.0", 0, "pci0000:20", NULL);
+	set_vendor(mkdev(n, "0000:03:00.0", 0, "pci0000:20", NULL), "nvidia");
 	x3 = mkdev(n, "0000:04:00.0", 0, "pci0000:30", NULL);
+	set_vendor(x1, "amd");
+	set_vendor(x2, "amd");
+	set_vendor(x3, "amd");
 	node_plan(n);
 
 	expect_error(n, REQ("xpu.dev/test", 2, .connected = true), -ENOSPC, "NVLink/XGMI");
@@ -485,11 +501,16 @@ static void test_xgmi_and_unknown_numa(void **state)
 
 	assert_int_equal(device_set_property(x1, "xgmi.0000:02:00.0", "1"), 0);
 	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:01:00.0 0000:02:00.0");
-	topo(x2, x3, "XGMI");
+	assert_int_equal(device_set_property(x3, "xgmi.0000:02:00.0", "1"), 0);
 	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink/XGMI");
-	topo(x1, x3, "XGMI");
+	assert_int_equal(device_set_property(x1, "xgmi.0000:04:00.0", "true"), 0);
 	expect(n, REQ("xpu.dev/test", 3, .connected = true),
 	       "0000:01:00.0 0000:02:00.0 0000:04:00.0");
+	expect_error(n, REQ(NULL, 0, .slices = SLICES("0000:01:00.0", "0000:03:00.0"),
+			    .connected = true),
+		     -EINVAL, "Devices 0000:01:00.0 and 0000:03:00.0 are not NVLink/XGMI-connected");
+	expect(n, REQ(NULL, 0, .slices = SLICES("0000:02:00.0", "0000:04:00.0"), .connected = true),
+	       "0000:02:00.0 0000:04:00.0");
 	node_free(n);
 }
 
