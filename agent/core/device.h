@@ -26,8 +26,8 @@ int device_set_string(char **field, const char *s);
 int device_set_property(struct xpu_device *d, const char *key, const char *value);
 const char *device_get_property(const struct xpu_device *d, const char *key);
 /*
- * The value of @a's property "<prefix><peer>" whose peer names @b, by its id or, where that is
- * not its id, by its PCI address ("topology.0000:18:00.0"); NULL when @a has none.
+ * The value of @a's property "<prefix><peer>" whose peer names @b: by its id, or else, where
+ * that is not its id, by its PCI address ("topology.0000:18:00.0"); NULL when @a has neither.
  */
 const char *device_peer_property(const struct xpu_device *a, const char *prefix,
 				 const struct xpu_device *b);

@@ -474,6 +474,44 @@ static void test_worst_then_sum(void **state)
 	node_free(n);
 }
 
+/* Each vendor's rules read their own properties, naming the peer by id or PCI address. */
+static void test_rules_link_levels(void **state)
+{
+	static const struct {
+		const char *v;
+		enum link_level level;
+	} nv[] = {
+		{ "X", LINK_SAME_DEVICE }, { "NV18", LINK_FABRIC }, { "NV", _LINK_UNKNOWN },
+		{ "PIX", LINK_SWITCH }, { "PXB", LINK_SWITCH }, { "PHB", LINK_ROOT },
+		{ "NODE", LINK_NUMA }, { "SYS", LINK_SYSTEM }, { "XGMI", _LINK_UNKNOWN },
+	};
+	struct node *n = node_new();
+	struct xpu_device *a = mkdev(n, "0000:01:00.0", 0, NULL, NULL);
+	struct xpu_device *b = mkdev(n, "0000:02:00.0", 0, NULL, NULL);
+	const struct device_rules *nvidia = vendor_rules("nvidia"), *amd = vendor_rules("amd");
+
+	assert_int_equal(nvidia->link_level(a, b), _LINK_UNKNOWN);
+	for (size_t i = 0; i < ELEMENTSOF(nv); i++) {
+		assert_int_equal(device_set_property(a, "topology.0000:02:00.0", nv[i].v), 0);
+		assert_int_equal(nvidia->link_level(a, b), nv[i].level);
+	}
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN); /* not AMD's property */
+	assert_int_equal(device_set_property(a, "xgmi.0000:02:00.0", "0"), 0);
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN);
+	assert_int_equal(device_set_property(a, "xgmi.0000:02:00.0", "false"), 0);
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN);
+	/* a peer whose id is not its PCI address is named by either */
+	assert_int_equal(device_set_string(&b->id, "accel-2"), 0);
+	assert_int_equal(device_set_property(a, "xgmi.accel-2", "1"), 0);
+	assert_int_equal(amd->link_level(a, b), LINK_FABRIC);
+	assert_int_equal(device_set_property(a, "xgmi.accel-2", "0"), 0);
+	assert_int_equal(device_set_property(a, "topology.0000:02:00.0", "NV4"), 0);
+	assert_int_equal(nvidia->link_level(a, b), LINK_FABRIC);
+	assert_string_equal(nvidia->fabric, "NVLink");
+	assert_string_equal(amd->fabric, "XGMI");
+	node_free(n);
+}
+
 /* XGMI as AMD's rules read it, an xgmi.<peer> property on either device, next to an NVIDIA GPU;
  * unknown NUMA is a group of its own, and two devices that both do not know their node are not
  * taken to share one. */
@@ -833,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_mixed),
 		cmocka_unit_test(test_sysfs_levels),
 		cmocka_unit_test(test_worst_then_sum),
+		cmocka_unit_test(test_rules_link_levels),
 		cmocka_unit_test(test_xgmi_and_unknown_numa),
 		cmocka_unit_test(test_fragmentation),
 		cmocka_unit_test(test_mig_split_node),
