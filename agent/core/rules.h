@@ -6,8 +6,9 @@
  * device the backend reports at it (xpu_device.rules). A device without rules is offered whole,
  * as replicas and as memory shares that nothing enforces, and has no hardware partitions.
  *
- * Everything here is static data or pure functions over plain structs: the planner (plan.c)
- * and the grant builder (grant.c) call them on the loop, without locks.
+ * Everything here is static data or pure functions over plain structs: the planner (plan.c),
+ * the grant builder (grant.c) and the allocator (allocator.c) call them on the loop, without
+ * locks.
  */
 #pragma once
 
