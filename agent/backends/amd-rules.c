@@ -2,7 +2,8 @@
 /*
  * AMD's rules for the core (core/rules.h). No backend reads AMD GPUs through their own library
  * yet (the libdrm backend will): the generic PCI view gets these, so that an AMD GPU is labelled
- * as the AMD labeller does and its compute partitions are refused with the reason.
+ * as the AMD labeller does and its compute partitions are refused with the reason, and the links
+ * between GPUs (XGMI) that a backend reports are understood.
  */
 #include <errno.h>
 
@@ -31,7 +32,17 @@ const struct partition_scheme amd_partition_scheme = {
 	.modes = amd_modes,
 };
 
+/* The link to @b: XGMI where the property "xgmi.<b>" says so (anything but "0" and "false"). */
+static enum link_level amd_link_level(const struct xpu_device *a, const struct xpu_device *b)
+{
+	const char *v = device_peer_property(a, "xgmi.", b);
+
+	return v && !streq(v, "0") && !streq(v, "false") ? LINK_FABRIC : _LINK_UNKNOWN;
+}
+
 const struct device_rules amd_device_rules = {
 	.scheme = &amd_partition_scheme,
 	.node_labels = amd_node_labels,
+	.link_level = amd_link_level,
+	.fabric = "XGMI",
 };

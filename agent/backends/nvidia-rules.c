@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * NVIDIA's rules for the core (core/rules.h): what enforces a memory share (CUDA's MPS), how
- * CUDA's variables of several slices merge in one grant, and the partition scheme (MIG).
+ * CUDA's variables of several slices merge in one grant, the partition scheme (MIG) and the
+ * links between GPUs (NVLink).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -104,6 +105,31 @@ const struct partition_scheme nvidia_mig_scheme = {
 	.example_list = "[3g.40gb, 2g.20gb]",
 };
 
+/*
+ * The link to @b as the backend reports it (nvidia.c): the property "topology.<b>", whose value
+ * is what nvidia-smi topo -m shows between the two GPUs.
+ */
+static enum link_level nvidia_link_level(const struct xpu_device *a, const struct xpu_device *b)
+{
+	const char *v = device_peer_property(a, "topology.", b);
+
+	if (!v)
+		return _LINK_UNKNOWN;
+	if (streq(v, "X"))
+		return LINK_SAME_DEVICE;
+	if (strncmp(v, "NV", 2) == 0 && v[2]) /* NV<n>: n NVLinks in common */
+		return LINK_FABRIC;
+	if (streq(v, "PIX") || streq(v, "PXB"))
+		return LINK_SWITCH;
+	if (streq(v, "PHB"))
+		return LINK_ROOT;
+	if (streq(v, "NODE"))
+		return LINK_NUMA;
+	if (streq(v, "SYS"))
+		return LINK_SYSTEM;
+	return _LINK_UNKNOWN;
+}
+
 static const struct env_rule nvidia_env_rules[] = {
 	/* a limit per GPU as CUDA numbers them in the container: the shares' limits add up */
 	{ "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", ENV_MERGE_DEVICE_SUM },
@@ -119,4 +145,6 @@ const struct device_rules nvidia_device_rules = {
 	.min_share_why = "the least CUDA's MPS can limit",
 	.share_edits = nvidia_share_edits,
 	.node_labels = nvidia_node_labels,
+	.link_level = nvidia_link_level,
+	.fabric = "NVLink",
 };

@@ -67,7 +67,7 @@ struct alloc_request {
 	unsigned count;	  /* >= 1; with slices, their number */
 	char **slices;	  /* explicit slice ids, or NULL */
 	bool numa_local;  /* all slices on one NUMA node, or refuse */
-	bool connected;   /* all devices NVLink/XGMI-connected to each other, or refuse */
+	bool connected;   /* all devices linked by a fabric (LINK_FABRIC), or refuse */
 	char *device;	  /* only slices of this device (id, short PCI address or UUID) */
 };
 

@@ -14,21 +14,11 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/rules.h"
 #include "shared/strv.h"
 
 /* Up to this many candidate devices every set of them is scored; above, a greedy search. */
 #define ALLOC_EXHAUSTIVE_MAX 16
-
-/* Link levels between two devices, best to worst (docs/allocation.md). */
-enum link_level {
-	LINK_SAME_DEVICE = 0,
-	LINK_NVLINK = 1, /* NVLink or XGMI */
-	LINK_SWITCH = 2, /* a PCIe switch in common */
-	LINK_ROOT = 3,	 /* the same root complex (host bridge) */
-	LINK_NUMA = 4,	 /* the same NUMA node, different root complexes */
-	LINK_SYSTEM = 5, /* across sockets, or nothing known */
-	_LINK_UNKNOWN = 6,
-};
 
 static int fail(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
 static int fail(char **ret_error, int r, const char *fmt, ...)
@@ -44,56 +34,10 @@ static int fail(char **ret_error, int r, const char *fmt, ...)
 	return r;
 }
 
-/* A topology value as nvidia-smi topo -m names it (or XGMI), as a link level. */
-static enum link_level topology_level(const char *v)
-{
-	if (!v)
-		return _LINK_UNKNOWN;
-	if (streq(v, "X"))
-		return LINK_SAME_DEVICE;
-	if ((strncmp(v, "NV", 2) == 0 && v[2]) || streq(v, "XGMI"))
-		return LINK_NVLINK;
-	if (streq(v, "PIX") || streq(v, "PXB"))
-		return LINK_SWITCH;
-	if (streq(v, "PHB"))
-		return LINK_ROOT;
-	if (streq(v, "NODE"))
-		return LINK_NUMA;
-	if (streq(v, "SYS"))
-		return LINK_SYSTEM;
-	return _LINK_UNKNOWN;
-}
-
-/* Whether @key is @prefix followed by @b's id or PCI address. */
-static bool names_peer(const char *key, const char *prefix, const struct xpu_device *b, bool other)
-{
-	size_t len = strlen(prefix);
-
-	if (strncmp(key, prefix, len) != 0)
-		return false;
-	return streq(key + len, b->id) || (other && streq(key + len, b->pci.address));
-}
-
-/*
- * What @a's backend says about its link to @b: "xgmi.<b>" or "topology.<b>". One pass over
- * @a's properties: a fit on a 16-GPU node asks this for every pair of its devices.
- */
+/* What @a's rules read in its properties about its link to @b. */
 static enum link_level reported_level(const struct xpu_device *a, const struct xpu_device *b)
 {
-	/* a device's id is its PCI address where it has one; look the address up if not */
-	bool other = b->has_pci && !streq(b->pci.address, b->id);
-	enum link_level best = _LINK_UNKNOWN;
-
-	for (size_t i = 0; a->properties && a->properties[i] && a->properties[i + 1]; i += 2) {
-		const char *k = a->properties[i], *v = a->properties[i + 1];
-
-		if (names_peer(k, "xgmi.", b, other)) {
-			if (!streq(v, "0") && !streq(v, "false"))
-				return LINK_NVLINK;
-		} else if (names_peer(k, "topology.", b, other))
-			best = MIN(best, topology_level(v));
-	}
-	return best;
+	return a->rules && a->rules->link_level ? a->rules->link_level(a, b) : _LINK_UNKNOWN;
 }
 
 /* Whether the comma-separated lists @a and @b share an element other than their first. */
@@ -123,7 +67,7 @@ static enum link_level link_level(const struct xpu_device *a, const struct xpu_d
 	l = MIN(reported_level(a, b), reported_level(b, a));
 	if (l != _LINK_UNKNOWN)
 		return l;
-	/* No backend knows (AMD, others): what sysfs says about the PCI tree. */
+	/* No backend's rules know: what sysfs says about the PCI tree. */
 	ba = device_get_property(a, "pci_bridges");
 	bb = device_get_property(b, "pci_bridges");
 	if (ba && bb && bridges_shared_below_root(ba, bb))
@@ -153,6 +97,35 @@ struct cand {
 	unsigned n;
 	bool touched; /* some slice of the device is allocated */
 };
+
+/*
+ * The fabrics that the rules of the devices @c[0..n) name, in messages: distinct, in
+ * alphabetical order, '/'-joined ("NVLink/XGMI"); "fabric" when none names one.
+ */
+static const char *fabric_names(const struct cand *c, size_t n, char *buf, size_t size)
+{
+	const char *last = NULL;
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (;;) {
+		const char *next = NULL;
+
+		for (size_t i = 0; i < n; i++) {
+			const char *f = c[i].dev->rules ? c[i].dev->rules->fabric : NULL;
+
+			if (f && (!last || strcmp(f, last) > 0) && (!next || strcmp(f, next) < 0))
+				next = f;
+		}
+		if (!next)
+			break;
+		len += snprintf(buf + len, size - len, "%s%s", last ? "/" : "", next);
+		if (len >= size)
+			break; /* truncated: what fits */
+		last = next;
+	}
+	return buf[0] ? buf : "fabric";
+}
 
 struct search {
 	struct cand *c; /* sorted by their first slice id */
@@ -316,7 +289,7 @@ static bool set_score(const struct search *s, struct set *t)
 	}
 	t->leftover = free_slices - s->count;
 	t->numa_nodes = numa_nodes(s, t->idx, t->n);
-	if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_NVLINK))
+	if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_FABRIC))
 		return false;
 	return true;
 }
@@ -452,7 +425,7 @@ static void bnb_extend(struct bnb *b, struct set *t, size_t next, unsigned have)
 		t->numa_nodes += new_node;
 		t->untouched += !s->c[j].touched;
 		t->idx[t->n++] = j;
-		if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_NVLINK))
+		if ((s->numa_local && t->numa_nodes > 1) || (s->connected && t->worst > LINK_FABRIC))
 			continue;
 		if (have + s->c[j].n >= s->count)
 			consider(s, t, b->best);
@@ -516,7 +489,7 @@ static void search_greedy(const struct search *s, struct set *t, struct set *bes
 				for (size_t j = 0; j < t->n && new_node; j++)
 					new_node = s->c[t->idx[j]].dev->numa_node != numa;
 				if ((s->numa_local && new_node) ||
-				    (s->connected && acc_max[i] > LINK_NVLINK))
+				    (s->connected && acc_max[i] > LINK_FABRIC))
 					continue;
 				key[0] = new_node;
 				key[1] = MAX(worst, acc_max[i]);
@@ -679,11 +652,15 @@ static int choose_explicit(const struct device_list *devs, const struct slice_li
 					    "Slices %s and %s are on different NUMA nodes, "
 					    "conflicting with numa_local",
 					    req->slices[j], s->id);
-			if (req->connected && link_level(e, d) > LINK_NVLINK)
+			if (req->connected && link_level(e, d) > LINK_FABRIC) {
+				struct cand pair[] = { { .dev = e }, { .dev = d } };
+				char buf[64];
+
 				return fail(ret_error, -EINVAL,
-					    "Devices %s and %s are not NVLink/XGMI-connected, "
+					    "Devices %s and %s are not %s-connected, "
 					    "conflicting with connected",
-					    e->id, d->id);
+					    e->id, d->id, fabric_names(pair, 2, buf, sizeof(buf)));
+			}
 		}
 	}
 	if (strv_copy(req->slices, &l) < 0)
@@ -712,6 +689,7 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 	_cleanup_(search_done) struct search s = {};
 	unsigned total, n_free;
 	const char *where;
+	char buf[64];
 	int r;
 
 	if (req->device) {
@@ -751,14 +729,14 @@ static int choose(const struct device_list *devs, const struct slice_list *slice
 	r = search_run(&s, ret);
 	if (r < 0)
 		return fail(ret_error, r, "Out of memory");
+	if (r == 0 && req->numa_local && !req->connected)
+		return fail(ret_error, -ENOSPC, "No %u free %s on one NUMA node (%u free in all)",
+			    req->count, req->resource, n_free);
 	if (r == 0)
-		return fail(ret_error, -ENOSPC, "No %u free %s %s (%u free in all)", req->count,
-			    req->resource,
-			    req->numa_local && req->connected ?
-				    "on one NUMA node with all devices NVLink/XGMI-connected" :
-			    req->numa_local ? "on one NUMA node" :
-					      "with all devices NVLink/XGMI-connected",
-			    n_free);
+		return fail(ret_error, -ENOSPC,
+			    "No %u free %s %swith all devices %s-connected (%u free in all)",
+			    req->count, req->resource, req->numa_local ? "on one NUMA node " : "",
+			    fabric_names(s.c, s.n, buf, sizeof(buf)), n_free);
 	return 0;
 }
 

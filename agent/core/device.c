@@ -389,6 +389,27 @@ const char *device_get_property(const struct xpu_device *d, const char *key)
 	return v ? *v : NULL;
 }
 
+const char *device_peer_property(const struct xpu_device *a, const char *prefix,
+				 const struct xpu_device *b)
+{
+	/* a device's id is its PCI address where it has one; look the address up if not */
+	bool other = b->has_pci && !streq(b->pci.address, b->id);
+	size_t len = strlen(prefix);
+	const char *by_address = NULL;
+
+	for (size_t i = 0; a->properties && a->properties[i] && a->properties[i + 1]; i += 2) {
+		const char *k = a->properties[i];
+
+		if (strncmp(k, prefix, len) != 0)
+			continue;
+		if (streq(k + len, b->id))
+			return a->properties[i + 1];
+		if (other && streq(k + len, b->pci.address))
+			by_address = a->properties[i + 1];
+	}
+	return by_address;
+}
+
 int device_set_property(struct xpu_device *d, const char *key, const char *value)
 {
 	char **v = prop_find(d, key);

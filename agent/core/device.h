@@ -25,6 +25,12 @@ int device_set_string(char **field, const char *s);
 /* Sets or replaces a free-form property. 0 or -ENOMEM. */
 int device_set_property(struct xpu_device *d, const char *key, const char *value);
 const char *device_get_property(const struct xpu_device *d, const char *key);
+/*
+ * The value of @a's property "<prefix><peer>" whose peer names @b: by its id, or else, where
+ * that is not its id, by its PCI address ("topology.0000:18:00.0"); NULL when @a has neither.
+ */
+const char *device_peer_property(const struct xpu_device *a, const char *prefix,
+				 const struct xpu_device *b);
 /* Marks the device unhealthy with a formatted reason (first reason wins). 0 or -ENOMEM. */
 int device_set_unhealthy(struct xpu_device *d, const char *fmt, ...) _printf_(2, 3);
 /* The same for a fault whose source knows what it asks for (@action, an enum health_action:

@@ -6,8 +6,9 @@
  * device the backend reports at it (xpu_device.rules). A device without rules is offered whole,
  * as replicas and as memory shares that nothing enforces, and has no hardware partitions.
  *
- * Everything here is static data or pure functions over plain structs: the planner (plan.c)
- * and the grant builder (grant.c) call them on the loop, without locks.
+ * Everything here is static data or pure functions over plain structs: the planner (plan.c),
+ * the grant builder (grant.c) and the allocator (allocator.c) call them on the loop, without
+ * locks.
  */
 #pragma once
 
@@ -37,6 +38,20 @@ enum env_merge {
 struct env_rule {
 	const char *name;
 	enum env_merge merge;
+};
+
+/*
+ * How directly two devices are linked, best to worst: the allocator's scoring (allocator.c,
+ * docs/allocation.md) compares these numbers.
+ */
+enum link_level {
+	LINK_SAME_DEVICE = 0,
+	LINK_FABRIC = 1, /* a direct device-to-device fabric (NVLink, XGMI, ...) */
+	LINK_SWITCH = 2, /* a PCIe switch in common */
+	LINK_ROOT = 3,	 /* the same root complex (host bridge) */
+	LINK_NUMA = 4,	 /* the same NUMA node, different root complexes */
+	LINK_SYSTEM = 5, /* across sockets, or nothing known */
+	_LINK_UNKNOWN = 6,
 };
 
 /*
@@ -102,6 +117,18 @@ struct device_rules {
 	 * "key=value". 0 or -ENOMEM. NULL: none.
 	 */
 	int (*node_labels)(const struct xpu_device *const *devs, size_t n, char ***labels);
+	/*
+	 * The link from @a (a device these rules govern) to @b as @a's properties report it,
+	 * typically a property "<prefix><peer>" that names @b (device_peer_property()), or
+	 * _LINK_UNKNOWN when they say nothing of @b. The allocator asks both devices of a pair
+	 * and takes the better answer; where neither knows, it reads the PCI tree and the NUMA
+	 * nodes itself. Called for every pair of candidate devices: one pass over @a's
+	 * properties. NULL: the source reports no links.
+	 */
+	enum link_level (*link_level)(const struct xpu_device *a, const struct xpu_device *b);
+	/* The name of the fabric that LINK_FABRIC means for these devices, in messages
+	 * ("with all devices <fabric>-connected"); NULL: none. */
+	const char *fabric;
 };
 
 /* The merge rule @rules gives variable @name (ENV_MERGE_LIST when it names none). */

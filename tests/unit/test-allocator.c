@@ -18,6 +18,7 @@
 
 #include "backends/backend.h"
 #include "backends/registry.h"
+#include "backends/vendor-rules.h"
 #include "core/alloc.h"
 #include "core/plan.h"
 #include "shared/host.h"
@@ -331,14 +332,14 @@ static void test_mi300x(void **state)
 
 	expect(n, REQ("amd.com/gpu", 2), "0000:0c:00.0 0000:22:00.0");
 	expect(n, REQ("amd.com/gpu", 1, .connected = true), "0000:0c:00.0");
-	expect_error(n, REQ("amd.com/gpu", 2, .connected = true), -ENOSPC, "NVLink/XGMI");
+	expect_error(n, REQ("amd.com/gpu", 2, .connected = true), -ENOSPC, "XGMI-connected");
 	expect(n, REQ("amd.com/gpu", 5),
 	       "0000:0c:00.0 0000:22:00.0 0000:38:00.0 0000:5c:00.0 0000:9f:00.0");
 	hold(n, "0000:0c:00.0", NULL);
 	expect(n, REQ("amd.com/gpu", 4, .numa_local = true),
 	       "0000:9f:00.0 0000:af:00.0 0000:bf:00.0 0000:df:00.0");
 	expect_error(n, REQ("amd.com/gpu", 2, .numa_local = true, .connected = true), -ENOSPC,
-		     "one NUMA node with all devices NVLink/XGMI-connected");
+		     "one NUMA node with all devices XGMI-connected");
 	node_free(n);
 }
 
@@ -393,11 +394,20 @@ static void split(struct xpu_device *d, unsigned k)
 	d->partitioned = true;
 }
 
-/* The topology value nvidia-smi would show between @a and @b, on both. */
+/* Makes @d @vendor's, with that vendor's rules, as the registry does. */
+static void set_vendor(struct xpu_device *d, const char *vendor)
+{
+	assert_int_equal(device_set_string(&d->vendor, vendor), 0);
+	d->rules = vendor_rules(d->vendor);
+}
+
+/* The topology value nvidia-smi would show between @a and @b, on both (NVIDIA's GPUs). */
 static void topo(struct xpu_device *a, struct xpu_device *b, const char *v)
 {
 	char key[64];
 
+	set_vendor(a, "nvidia");
+	set_vendor(b, "nvidia");
 	snprintf(key, sizeof(key), "topology.%s", b->id);
 	assert_int_equal(device_set_property(a, key, v), 0);
 	snprintf(key, sizeof(key), "topology.%s", a->id);
@@ -424,10 +434,12 @@ static void test_sysfs_levels(void **state)
 
 	/* A backend's NVLink report beats anything sysfs shows. */
 	ledger_clear(&n->ledger);
+	expect_error(n, REQ("xpu.dev/test", 2, .connected = true), -ENOSPC,
+		     "with all devices fabric-connected"); /* no rules name a fabric */
 	topo(d2, d3, "NV4");
 	expect(n, REQ("xpu.dev/test", 2), "0000:02:00.0 0000:03:00.0");
 	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:02:00.0 0000:03:00.0");
-	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink/XGMI");
+	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink-connected");
 	node_free(n);
 }
 
@@ -462,8 +474,47 @@ static void test_worst_then_sum(void **state)
 	node_free(n);
 }
 
-/* XGMI as an xgmi.<peer> property or as the topology value; unknown NUMA is a group of its own,
- * and two devices that both do not know their node are not taken to share one. */
+/* Each vendor's rules read their own properties, naming the peer by id or PCI address. */
+static void test_rules_link_levels(void **state)
+{
+	static const struct {
+		const char *v;
+		enum link_level level;
+	} nv[] = {
+		{ "X", LINK_SAME_DEVICE }, { "NV18", LINK_FABRIC }, { "NV", _LINK_UNKNOWN },
+		{ "PIX", LINK_SWITCH }, { "PXB", LINK_SWITCH }, { "PHB", LINK_ROOT },
+		{ "NODE", LINK_NUMA }, { "SYS", LINK_SYSTEM }, { "XGMI", _LINK_UNKNOWN },
+	};
+	struct node *n = node_new();
+	struct xpu_device *a = mkdev(n, "0000:01:00.0", 0, NULL, NULL);
+	struct xpu_device *b = mkdev(n, "0000:02:00.0", 0, NULL, NULL);
+	const struct device_rules *nvidia = vendor_rules("nvidia"), *amd = vendor_rules("amd");
+
+	assert_int_equal(nvidia->link_level(a, b), _LINK_UNKNOWN);
+	for (size_t i = 0; i < ELEMENTSOF(nv); i++) {
+		assert_int_equal(device_set_property(a, "topology.0000:02:00.0", nv[i].v), 0);
+		assert_int_equal(nvidia->link_level(a, b), nv[i].level);
+	}
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN); /* not AMD's property */
+	assert_int_equal(device_set_property(a, "xgmi.0000:02:00.0", "0"), 0);
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN);
+	assert_int_equal(device_set_property(a, "xgmi.0000:02:00.0", "false"), 0);
+	assert_int_equal(amd->link_level(a, b), _LINK_UNKNOWN);
+	/* a peer whose id is not its PCI address is named by either */
+	assert_int_equal(device_set_string(&b->id, "accel-2"), 0);
+	assert_int_equal(device_set_property(a, "xgmi.accel-2", "1"), 0);
+	assert_int_equal(amd->link_level(a, b), LINK_FABRIC);
+	assert_int_equal(device_set_property(a, "xgmi.accel-2", "0"), 0);
+	assert_int_equal(device_set_property(a, "topology.0000:02:00.0", "NV4"), 0);
+	assert_int_equal(nvidia->link_level(a, b), LINK_FABRIC);
+	assert_string_equal(nvidia->fabric, "NVLink");
+	assert_string_equal(amd->fabric, "XGMI");
+	node_free(n);
+}
+
+/* XGMI as AMD's rules read it, an xgmi.<peer> property on either device, next to an NVIDIA GPU;
+ * unknown NUMA is a group of its own, and two devices that both do not know their node are not
+ * taken to share one. */
 static void test_xgmi_and_unknown_numa(void **state)
 {
 	struct node *n = node_new();
@@ -471,8 +522,11 @@ static void test_xgmi_and_unknown_numa(void **state)
 
 	x1 = mkdev(n, "0000:01:00.0", -1, "pci0000:00", NULL);
 	x2 = mkdev(n, "0000:02:00.0", -1, "pci0000:10", NULL);
-	mkdev(n, "0000:03:00.0", 0, "pci0000:20", NULL);
+	set_vendor(mkdev(n, "0000:03:00.0", 0, "pci0000:20", NULL), "nvidia");
 	x3 = mkdev(n, "0000:04:00.0", 0, "pci0000:30", NULL);
+	set_vendor(x1, "amd");
+	set_vendor(x2, "amd");
+	set_vendor(x3, "amd");
 	node_plan(n);
 
 	expect_error(n, REQ("xpu.dev/test", 2, .connected = true), -ENOSPC, "NVLink/XGMI");
@@ -485,11 +539,16 @@ static void test_xgmi_and_unknown_numa(void **state)
 
 	assert_int_equal(device_set_property(x1, "xgmi.0000:02:00.0", "1"), 0);
 	expect(n, REQ("xpu.dev/test", 2, .connected = true), "0000:01:00.0 0000:02:00.0");
-	topo(x2, x3, "XGMI");
+	assert_int_equal(device_set_property(x3, "xgmi.0000:02:00.0", "1"), 0);
 	expect_error(n, REQ("xpu.dev/test", 3, .connected = true), -ENOSPC, "NVLink/XGMI");
-	topo(x1, x3, "XGMI");
+	assert_int_equal(device_set_property(x1, "xgmi.0000:04:00.0", "true"), 0);
 	expect(n, REQ("xpu.dev/test", 3, .connected = true),
 	       "0000:01:00.0 0000:02:00.0 0000:04:00.0");
+	expect_error(n, REQ(NULL, 0, .slices = SLICES("0000:01:00.0", "0000:03:00.0"),
+			    .connected = true),
+		     -EINVAL, "Devices 0000:01:00.0 and 0000:03:00.0 are not NVLink/XGMI-connected");
+	expect(n, REQ(NULL, 0, .slices = SLICES("0000:02:00.0", "0000:04:00.0"), .connected = true),
+	       "0000:02:00.0 0000:04:00.0");
 	node_free(n);
 }
 
@@ -812,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_mixed),
 		cmocka_unit_test(test_sysfs_levels),
 		cmocka_unit_test(test_worst_then_sum),
+		cmocka_unit_test(test_rules_link_levels),
 		cmocka_unit_test(test_xgmi_and_unknown_numa),
 		cmocka_unit_test(test_fragmentation),
 		cmocka_unit_test(test_mig_split_node),
