@@ -55,47 +55,40 @@ struct env_acc {
 
 struct builder {
 	struct grant *g;
-	struct env_acc *acc; /* parallel to g->env */
+	struct env_acc *acc; /* parallel to g->env, as long */
 	size_t n_devices_max;
 };
 
 static void builder_done(struct builder *b)
 {
-	for (size_t i = 0; b->acc && i < b->g->n_env; i++)
+	for (size_t i = 0; i < b->g->n_env; i++)
 		free(b->acc[i].amount);
 	free(b->acc);
 }
 
-/* The index of variable @name in the grant, adding it (empty) when new. -ENOMEM. */
+/* The index of variable @name in the grant, adding it (empty) when new: g->env and b->acc have
+ * room for every variable of the grant's slices. -ENOMEM. */
 static int env_slot(struct builder *b, const char *name, enum env_merge merge)
 {
 	struct grant *g = b->g;
-	struct grant_env *e;
-	struct env_acc *a;
+	size_t n = g->n_env;
 
-	for (size_t i = 0; i < g->n_env; i++)
+	for (size_t i = 0; i < n; i++)
 		if (streq(g->env[i].name, name))
 			return (int)i;
-	e = realloc(g->env, (g->n_env + 1) * sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	g->env = e;
-	a = realloc(b->acc, (g->n_env + 1) * sizeof(*a));
-	if (!a)
-		return -ENOMEM;
-	b->acc = a;
-	a[g->n_env] = (struct env_acc){.merge = merge};
-	e[g->n_env] = (struct grant_env){.name = strdup(name)};
-	if (!e[g->n_env].name)
+	b->acc[n] = (struct env_acc){ .merge = merge };
+	g->env[n] = (struct grant_env){ .name = strdup(name) };
+	if (!g->env[n].name)
 		return -ENOMEM;
 	if (merge != ENV_MERGE_LIST) {
-		a[g->n_env].amount = calloc(b->n_devices_max, sizeof(unsigned long long));
-		if (!a[g->n_env].amount) {
-			free(e[g->n_env].name);
+		b->acc[n].amount = calloc(b->n_devices_max, sizeof(unsigned long long));
+		if (!b->acc[n].amount) {
+			free(g->env[n].name);
 			return -ENOMEM;
 		}
 	}
-	return (int)g->n_env++;
+	g->n_env = n + 1;
+	return (int)n;
 }
 
 /* Adds @value to a list variable unless it holds it already (two slices of one device). */
@@ -213,8 +206,21 @@ int grant_build(char *const *slice_ids, const struct device_list *devs,
 	struct builder b = {.g = &g, .n_devices_max = strv_length(slice_ids)};
 	const struct xpu_device *first = NULL;
 	bool one_numa = true;
+	size_t n_vars = 0;
 	int r = 0;
 
+	for (char *const *id = slice_ids; id && *id; id++) {
+		const struct xpu_slice *s = slice_lookup(slices, *id);
+
+		n_vars += s ? strv_length(s->env) : 0;
+	}
+	g.env = calloc(n_vars + 1, sizeof(*g.env));
+	b.acc = calloc(n_vars + 1, sizeof(*b.acc));
+	if (!g.env || !b.acc) {
+		free(b.acc);
+		grant_done(&g);
+		return -ENOMEM;
+	}
 	for (char *const *id = slice_ids; id && *id && r >= 0; id++) {
 		const struct xpu_slice *s = slice_lookup(slices, *id);
 		const struct xpu_device *d;
