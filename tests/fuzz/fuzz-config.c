@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0) {
 		if (r == -EINVAL && (!err || strncmp(err, "line ", 5) != 0))
 			abort();
-	} else if (err || !offer_kind_to_string(o.kind)) {
+	} else if (err || !offer_kind_to_string(o.kind, o.scheme)) {
 		abort(); /* an accepted layout offers something */
 	}
 	free(err);

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (config_parse_layout(s, strlen(s), &o, &err) < 0) {
 			if (!err)
 				abort();
-		} else if (!offer_kind_to_string(o.kind))
+		} else if (!offer_kind_to_string(o.kind, o.scheme))
 			abort(); /* an accepted layout offers something */
 		free(err);
 		offer_done(&o);
