@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Applying a declared MIG layout through NVML. Every call here can block in the driver; nvidia.c
- * runs nvidia_mig_apply() on a thread of its own with a deadline. Comparing layouts is by
- * profile multiset: which GPU instance ids or placements the driver chose does not matter to a
- * workload, and recreating an equal layout would only change the MIG UUIDs under it.
+ * Applying a declared MIG layout through NVML. Every call here can block in the driver;
+ * nvidia-apply.c runs nvidia_mig_apply() on a thread of its own with a deadline. Comparing
+ * layouts is by profile multiset: which GPU instance ids or placements the driver chose does not
+ * matter to a workload, and recreating an equal layout would only change the MIG UUIDs under it.
  */
 #include <errno.h>
 #include <stdbool.h>

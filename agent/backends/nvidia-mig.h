@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Applying a declared MIG layout to one GPU through NVML: shared by nvidia.c (which owns the
- * library and runs the calls on a bounded thread) and nvidia-mig.c (the calls themselves).
- * Private to the NVIDIA backend: NVML types do not leave these files.
+ * Applying a declared MIG layout to one GPU through NVML: shared by nvidia-apply.c (which runs
+ * the calls on a bounded thread, with the library nvidia.c loaded) and nvidia-mig.c (the calls
+ * themselves). Private to the NVIDIA backend: NVML types do not leave these files.
  */
 #pragma once
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The part of NVML's C ABI that xpud uses, declared from NVIDIA's published API reference so
- * that no proprietary header is needed to build. Only nvidia.c, nvidia-mig.c and the fake library
- * under tests/fakes/ include this file.
+ * that no proprietary header is needed to build. Only the NVIDIA backend's files that call NVML
+ * (through nvidia-internal.h and nvidia-mig.h) and the fake library under tests/fakes/ include
+ * this file.
  *
  * Every function is resolved by its exported, versioned symbol name (the suffix is the ABI
  * version: nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,

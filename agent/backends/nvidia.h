@@ -6,8 +6,8 @@
 
 /*
  * "xpud --cuda-probe LIBRARY": loads the CUDA driver API, runs cuInit and prints what it says of
- * each GPU to @out (the format is private to nvidia.c). Runs in a short-lived child of xpud so
- * that the daemon never carries CUDA's memory. Returns the exit status.
+ * each GPU to @out (the format is private to nvidia-cuda.c). Runs in a short-lived child of xpud
+ * so that the daemon never carries CUDA's memory. Returns the exit status.
  */
 int nvidia_cuda_probe_main(const char *library, FILE *out);
 

@@ -41,8 +41,9 @@ char *pci_default_resource(const struct pci_ident *id, const char *vendor, const
 /*
  * Resets PCI function @address of @host through sysfs ("1" to <sysfs>/bus/pci/devices/ADDR/reset:
  * the kernel picks the method, a function-level reset first), waiting for at most 10 s. Shared by
- * the backends whose devices are plain PCI functions underneath (nvidia.c). 0; -EOPNOTSUPP when
- * the kernel offers no reset for the function; -ENODEV when it is not in sysfs; -ETIMEDOUT; the
- * kernel's -errno for the write; each with a malloc'd reason in *ret_reason. Logs at debug only.
+ * the backends whose devices are plain PCI functions underneath (nvidia-apply.c). 0;
+ * -EOPNOTSUPP when the kernel offers no reset for the function; -ENODEV when it is not in sysfs;
+ * -ETIMEDOUT; the kernel's -errno for the write; each with a malloc'd reason in *ret_reason. Logs
+ * at debug only.
  */
 int pci_reset_function(const struct xpu_host *host, const char *address, char **ret_reason);
