@@ -33,6 +33,7 @@ static const struct cuda_fact *cuda_fact(const struct nvidia *nv, const char *ad
 	return NULL;
 }
 
+/* What the CUDA probe found of @d's GPU, once it is done, as properties. 0 or -ENOMEM. */
 int nvidia_add_cuda_facts(const struct nvidia *nv, struct xpu_device *d)
 {
 	const struct cuda_fact *f = cuda_fact(nv, d->id);

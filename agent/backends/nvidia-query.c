@@ -21,6 +21,7 @@
 #include "shared/parse.h"
 #include "shared/strv.h"
 
+/* Drops a reference to @q: the thread's or the backend's; the last one frees it. */
 void nvidia_query_unref(struct gpu_query *q)
 {
 	if (!q || atomic_fetch_sub(&q->refs, 1) != 1)
