@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""No vendor in the core or the front ends: the C sources and headers of agent/core/,
-agent/api/ and agent/kube/ must not name a vendor, a vendor's library, environment variable,
+"""No vendor in the core, the services or the front ends: the C sources and headers of
+agent/core/, agent/services/, agent/api/ and agent/kube/ must not name a vendor, a vendor's library, environment variable,
 partition scheme or product. What a vendor means belongs to its backend (DESIGN.md).
 
 The code is read with its comments removed (/* */ and //, over several lines too); string
@@ -22,7 +22,7 @@ import sys
 sys.dont_write_bytecode = True
 import srccheck  # noqa: E402
 
-FOLDERS = ["agent/core", "agent/api", "agent/kube"]
+FOLDERS = ["agent/core", "agent/services", "agent/api", "agent/kube"]
 
 WORDS = {
     # NVIDIA
