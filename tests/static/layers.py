@@ -30,9 +30,7 @@ RANK = {
     "daemon": 5,  # the composition root: the event loop and the wiring
     "xpud.c": 6,  # the daemon's main file
     "lib": 1,  # libxpu, the client library: shared only
-    "xpuctl": 2,  # the command line client (a file or a folder): libxpu and shared only
-    "ctl": 2,
-    "xpuctl.c": 2,
+    "xpuctl": 2,  # the command line client: libxpu and shared only
 }
 ALLOWED = {
     "shared": {"shared"},
@@ -46,8 +44,6 @@ ALLOWED = {
     "xpud.c": {"shared", "sim", "core", "backends", "services", "api", "kube", "daemon"},
     "lib": {"shared", "lib"},
     "xpuctl": {"shared", "lib", "xpuctl"},
-    "ctl": {"shared", "lib", "ctl"},
-    "xpuctl.c": {"shared", "lib"},
 }
 PUBLIC = "xpu"  # include/xpu/: the public headers, for everyone
 
