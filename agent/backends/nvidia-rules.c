@@ -67,10 +67,11 @@ static int nvidia_node_labels(const struct xpu_device *const *devs, size_t n, ch
 		r = strv_extend(labels, "nvidia.com/mig.capable=true");
 	else if (r >= 0 && streq_ptr(first->backend, "nvidia"))
 		r = strv_extend(labels, "nvidia.com/mig.capable=false");
-	if (r >= 0 && cc && sscanf(cc, "%u.%u", &major, &minor) == 2)
-		r = strv_extendf(labels, "nvidia.com/gpu.compute.major=%u", major) < 0
-			    ? -ENOMEM
-			    : strv_extendf(labels, "nvidia.com/gpu.compute.minor=%u", minor);
+	if (r >= 0 && cc && sscanf(cc, "%u.%u", &major, &minor) == 2) {
+		r = strv_extendf(labels, "nvidia.com/gpu.compute.major=%u", major);
+		if (r >= 0)
+			r = strv_extendf(labels, "nvidia.com/gpu.compute.minor=%u", minor);
+	}
 	return r < 0 ? -ENOMEM : 0;
 }
 

@@ -162,13 +162,32 @@ static int env_add(struct builder *b, const struct xpu_device *d, size_t dev, co
 	return 0;
 }
 
-/* The per-device variables' values, once every slice is in. */
+/* Forgets the per-device variables to which no slice gave an amount that could be read. */
+static void env_drop_empty(struct builder *b)
+{
+	struct grant *g = b->g;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < g->n_env; i++) {
+		if (g->env[i].value) {
+			g->env[kept] = g->env[i];
+			b->acc[kept++] = b->acc[i];
+			continue;
+		}
+		free(g->env[i].name);
+		free(b->acc[i].amount);
+	}
+	g->n_env = kept;
+}
+
+/* The per-device variables' values, once every slice is in: NULL for one without amounts. */
 static int env_finish(struct builder *b, size_t n_devices)
 {
 	for (size_t i = 0; i < b->g->n_env; i++) {
 		struct env_acc *a = &b->acc[i];
 		_cleanup_strv_free_ char **parts = NULL;
 		unsigned long long lowest = 100;
+		bool any = false;
 		char *v = NULL;
 
 		if (a->merge == ENV_MERGE_LIST)
@@ -176,13 +195,14 @@ static int env_finish(struct builder *b, size_t n_devices)
 		for (size_t d = 0; d < n_devices; d++) {
 			if (!a->amount[d])
 				continue;
+			any = true;
 			if (a->merge == ENV_MERGE_DEVICE_PERCENT)
 				lowest = MIN(lowest, a->amount[d]);
 			else if (strv_extendf(&parts, "%zu=%llu%s", d, a->amount[d], a->unit) < 0)
 				return -ENOMEM;
 		}
-		if (a->merge == ENV_MERGE_DEVICE_PERCENT ? asprintf(&v, "%llu", lowest) < 0
-							 : !(v = strv_join(parts, ",")))
+		if (any && (a->merge == ENV_MERGE_DEVICE_PERCENT ? asprintf(&v, "%llu", lowest) < 0
+								 : !(v = strv_join(parts, ","))))
 			return -ENOMEM;
 		free(b->g->env[i].value);
 		b->g->env[i].value = v;
@@ -251,6 +271,8 @@ int grant_build(char *const *slice_ids, const struct device_list *devs,
 	}
 	if (r >= 0)
 		r = env_finish(&b, strv_length(order));
+	if (r >= 0)
+		env_drop_empty(&b);
 	builder_done(&b);
 	if (r < 0) {
 		grant_done(&g);

@@ -22,6 +22,7 @@
 
 #include "shared/fileio.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 #include "sim/fixture.h"
 #include "testutil.h"
 #include "xpu/client.h"
@@ -586,6 +587,27 @@ json_int_t test_capacity(const struct test_xpud *x, const char *resource, const 
 			v = json_integer_value(json_object_get(r, field));
 	json_decref(doc);
 	return v;
+}
+
+char **test_device_slices(const struct test_xpud *x, const char *device, char ***ret_resources)
+{
+	_cleanup_strv_free_ char **ids = NULL, **res = NULL;
+	json_t *doc = NULL, *s;
+	size_t i;
+
+	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
+	json_array_foreach(json_object_get(doc, "slices"), i, s) {
+		if (strcmp(json_string_value(json_object_get(s, "device_id")) ?: "", device) != 0)
+			continue;
+		assert_int_equal(strv_extend(&ids, json_string_value(json_object_get(s, "id"))), 0);
+		assert_int_equal(
+		    strv_extend(&res, json_string_value(json_object_get(s, "resource"))), 0);
+	}
+	json_decref(doc);
+	strv_sort(ids);
+	if (ret_resources)
+		*ret_resources = TAKE_PTR(res);
+	return TAKE_PTR(ids);
 }
 
 void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value)

@@ -113,6 +113,9 @@ json_t *test_plan_entry(const struct test_xpud *x, const char *device);
 void test_wait_settled(const struct test_xpud *x, const char *device, const char *layout);
 /* @field ("total", "free", ...) of @resource in GET /v1/capacity; -1 when it is not listed. */
 json_int_t test_capacity(const struct test_xpud *x, const char *resource, const char *field);
+/* The ids of @device's slices in GET /v1/slices, sorted (a strv; NULL for none), and their
+ * resources in the same order in *ret_resources when not NULL. */
+char **test_device_slices(const struct test_xpud *x, const char *device, char ***ret_resources);
 /* Sets @key of the GPU @bus_id in <root>/run/fake-nvml.json to @value (taken): "errors",
  * "hang_ms", ... Before xpud starts: the fake reads it at nvmlInit. */
 void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value);

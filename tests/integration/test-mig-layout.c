@@ -87,27 +87,6 @@ static void wait_plan(struct test_xpud *x, const char *device, const char *field
 	}
 }
 
-/* The slices of @device: their ids (sorted) and, if asked, their resources. */
-static char **slices_of(struct test_xpud *x, const char *device, char ***ret_resources)
-{
-	_cleanup_strv_free_ char **ids = NULL, **res = NULL;
-	json_t *doc = NULL, *s;
-	size_t i;
-
-	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
-	json_array_foreach(json_object_get(doc, "slices"), i, s) {
-		if (strcmp(jstr(s, "device_id"), device) != 0)
-			continue;
-		assert_int_equal(strv_extend(&ids, jstr(s, "id")), 0);
-		assert_int_equal(strv_extend(&res, jstr(s, "resource")), 0);
-	}
-	json_decref(doc);
-	strv_sort(ids);
-	if (ret_resources)
-		*ret_resources = TAKE_PTR(res);
-	return TAKE_PTR(ids);
-}
-
 static json_int_t capacity_total(struct test_xpud *x, const char *resource)
 {
 	json_int_t v = test_capacity(x, resource, "total");
@@ -159,7 +138,7 @@ static void test_apply_and_idempotent(void **state)
 	struct test_xpud *x;
 
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
-	before = slices_of(x, MIG_GPU, NULL);
+	before = test_device_slices(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(before), 7);
 	assert_int_equal(capacity_total(x, "nvidia.com/mig-1g.10gb"), 7);
 
@@ -167,7 +146,7 @@ static void test_apply_and_idempotent(void **state)
 	reload(x);
 	test_wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
 
-	after = slices_of(x, MIG_GPU, &res);
+	after = test_device_slices(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
 	STRV_FOREACH(r, res)
 		assert_string_equal(*r, "nvidia.com/mig-3g.40gb");
@@ -183,7 +162,7 @@ static void test_apply_and_idempotent(void **state)
 	/* the same layout again (a reload, rescans): nothing is destroyed or created */
 	reload(x);
 	rescan_a_few_times(x);
-	again = slices_of(x, MIG_GPU, NULL);
+	again = test_device_slices(x, MIG_GPU, NULL);
 	assert_true(strv_equal(after, again));
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 1);
 	test_xpud_free(x);
@@ -200,7 +179,7 @@ static void test_pending_until_released(void **state)
 	json_t *doc = NULL;
 
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
-	before = slices_of(x, MIG_GPU, NULL);
+	before = test_device_slices(x, MIG_GPU, NULL);
 	assert_true(asprintf(&body, "{\"slices\": [\"%s\"]}", before[0]) > 0);
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 201);
 	assert_true(asprintf(&path, "/v1/allocations/%s", jstr(doc, "id")) > 0);
@@ -210,7 +189,7 @@ static void test_pending_until_released(void **state)
 	reload(x);
 	wait_plan(x, MIG_GPU, "reason", "1 slice allocated");
 	rescan_a_few_times(x);
-	still = slices_of(x, MIG_GPU, NULL);
+	still = test_device_slices(x, MIG_GPU, NULL);
 	assert_true(strv_equal(before, still));
 	/* no new workload lands on it meanwhile: its free slices are withdrawn */
 	assert_int_equal(test_capacity(x, "nvidia.com/mig-1g.10gb", "free"), 0);
@@ -224,7 +203,7 @@ static void test_pending_until_released(void **state)
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 0);
 	assert_int_equal(test_request_body(x, "DELETE", path, NULL, NULL), 200);
 	test_wait_settled(x, MIG_GPU, "mig=4g.40gb,2g.20gb");
-	after = slices_of(x, MIG_GPU, &res);
+	after = test_device_slices(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 2);
 	strv_sort(res);
 	assert_string_equal(res[0], "nvidia.com/mig-2g.20gb");
@@ -236,7 +215,7 @@ static void test_pending_until_released(void **state)
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: all-1g.10gb\n"));
 	reload(x);
 	test_wait_settled(x, MIG_GPU, "mig=all-1g.10gb");
-	after = slices_of(x, MIG_GPU, NULL);
+	after = test_device_slices(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(after), 7);
 	assert_int_equal(capacity_total(x, "nvidia.com/mig-1g.10gb"), 7);
 	assert_false(strv_contains(before, after[0]));
@@ -330,7 +309,7 @@ static void test_error_not_retried(void **state)
 	assert_non_null(cordon);
 	assert_non_null(strstr(cordon, "rolling back failed"));
 	/* what exists after the failure: the old instances were destroyed first */
-	left = slices_of(x, MIG_GPU, NULL);
+	left = test_device_slices(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(left), 0);
 	rescan_a_few_times(x);
 	assert_int_equal(test_xpud_log_count(x, APPLYING), 1);
@@ -364,14 +343,14 @@ static void test_rollback(void **state)
 			   json_pack("{s:[i,s]}", "nvmlDeviceCreateGpuInstance", 2,
 				     "INSUFFICIENT_RESOURCES"));
 	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
-	before = slices_of(x, MIG_GPU, NULL);
+	before = test_device_slices(x, MIG_GPU, NULL);
 	assert_int_equal(strv_length(before), 7);
 	/* a layout the GPU holds, of which the second instance cannot be made */
 	free(write_policy(root, "  - match: {pci: \"" MIG_GPU "\"}\n    mig: [3g.40gb, 3g.40gb]\n"));
 	reload(x);
 	wait_plan(x, MIG_GPU, "reason", "rolled back");
 	assert_null(cordon_of(x, MIG_GPU));
-	after = slices_of(x, MIG_GPU, &res);
+	after = test_device_slices(x, MIG_GPU, &res);
 	assert_int_equal(strv_length(after), 7);
 	STRV_FOREACH(r, res)
 		assert_string_equal(*r, "nvidia.com/mig-1g.10gb");

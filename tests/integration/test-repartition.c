@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "shared/macro.h"
+#include "shared/strv.h"
 #include "testutil.h"
 
 #define MIG_GPU "0000:db:00.0"
@@ -349,6 +350,7 @@ static void test_timeout(void **state)
 static void test_refused(void **state)
 {
 	struct test_xpud *x = start_on(test_fixture_new("hgx-h100"));
+	_cleanup_strv_free_ char **before = NULL, **after = NULL;
 	json_t *doc = NULL;
 
 	repartition(x, "{\"device\": \"0000:99:00.0\", \"layout\": \"whole: true\"}", 404, NULL);
@@ -368,7 +370,9 @@ static void test_refused(void **state)
 		       "\"mig-enable\": true}",
 		    400, NULL);
 	/* more instances than the GPU holds, more memory than it has: refused before its MIG
-	 * instances are touched (they keep their UUIDs: the capacity below is the same slices) */
+	 * instances are touched (the same slices, under the same UUIDs, after) */
+	before = test_device_slices(x, MIG_GPU, NULL);
+	assert_int_equal(strv_length(before), 7);
 	repartition(
 	    x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb, 3g.40gb, 3g.40gb]\"}",
 	    400, &doc);
@@ -381,6 +385,9 @@ static void test_refused(void **state)
 	assert_non_null(
 	    strstr(jstr(doc, "message"), "need 90624MiB of memory, the device has 81559MiB"));
 	json_decref(doc);
+	assert_null(phase_of(x, MIG_GPU));
+	after = test_device_slices(x, MIG_GPU, NULL);
+	assert_true(strv_equal(before, after));
 	/* not a layout */
 	repartition(x, "{\"device\": \"" MIG_GPU "\", \"layout\": \"mig: [3g.40gb\"}", 400, &doc);
 	assert_non_null(strstr(jstr(doc, "message"), "layout: line "));

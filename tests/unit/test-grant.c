@@ -165,6 +165,15 @@ static void test_missing_and_bad_values(void **state)
 	assert_int_equal(g.n_env, 2);
 	assert_int_equal(strv_length(g.cdi_devices), 2);
 	grant_done(&g);
+
+	/* no amount read at all: the variable is left out, not given empty or as 100 */
+	char *only_b[] = { "0000:18:00.0/b", NULL };
+
+	assert_int_equal(grant_build(only_b, &n.devs, &n.slices, &g), 0);
+	assert_null(grant_env_get(&g, "LIMIT"));
+	assert_string_equal(grant_env_get(&g, "PCT"), "70");
+	assert_int_equal(g.n_env, 1);
+	grant_done(&g);
 	node_done(&n);
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backends/registry.h"
+#include "backends/vendor-rules.h"
 #include "core/plan.h"
 #include "shared/fileio.h"
 #include "shared/host.h"
@@ -134,6 +135,8 @@ static void check_merged(struct device_list *l)
 	assert_int_equal(d->pci.revision, 0xa1);
 	assert_string_equal(d->device_nodes[0], "/dev/nvidia0");
 	assert_string_equal(device_get_property(d, "pci_root"), "pci0000:15");
+	/* neither backend has rules of its own: the device gets its vendor's */
+	assert_ptr_equal(d->rules, &nvidia_device_rules);
 
 	/* health is the worse of the two */
 	d = device_list_find(l, "0000:2a:00.0");
@@ -142,7 +145,9 @@ static void check_merged(struct device_list *l)
 	assert_int_equal(d->health.state, XPU_HEALTH_UNHEALTHY);
 	assert_string_equal(d->health.reason, "no kernel driver bound");
 
-	assert_non_null(device_list_find(l, "npu0"));
+	d = device_list_find(l, "npu0");
+	assert_non_null(d);
+	assert_null(d->rules); /* no vendor: the defaults */
 }
 
 static void test_merge_rule_either_order(void **state)
