@@ -26,7 +26,7 @@
 
 struct helper_limits {
 	uint64_t timeout_usec;	/* wall clock, from the start; 0: none */
-	uint64_t address_space; /* bytes, RLIMIT_AS; 0: none */
+	uint64_t address_space; /* bytes, RLIMIT_AS; 0: none (see helper_address_limit_usable()) */
 	unsigned cpu_seconds;	/* RLIMIT_CPU (soft; the hard limit one second more); 0: none */
 	size_t output_max;	/* bytes of standard output kept; more kills the helper */
 };
@@ -34,16 +34,26 @@ struct helper_limits {
 struct helper_result {
 	int error;	      /* -errno when the helper could not be started (fork, exec:
 				 -ENOENT, -EACCES, ...), else 0; the fields below are then unset */
-	int status;	      /* as waitpid() gives it; 0 when timed_out */
+	int status;	      /* as waitpid() gives it; 0 when timed_out or output_overflow */
 	bool timed_out;	      /* killed at its deadline */
 	bool output_overflow; /* killed for printing more than output_max */
 	char *output;	      /* what it printed, NUL-terminated (owned; may be NULL when empty) */
 	size_t output_len;
 	uint64_t wall_usec;   /* from the start until it exited (or was given up) */
 	uint64_t cpu_usec;    /* user + system CPU time of the helper (0 when not reaped) */
+	uint64_t timeout_usec; /* the run's limits, copied for helper_result_describe() */
+	size_t output_max;
 };
 
 void helper_result_done(struct helper_result *r);
+
+/*
+ * Whether an address-space limit can be given to a helper built like xpud: false in a build with
+ * AddressSanitizer (or another sanitizer that reserves terabytes of address space at start-up),
+ * where any instrumented helper would fail under RLIMIT_AS. The runner applies what it is given;
+ * callers pass address_space 0 when this is false.
+ */
+bool helper_address_limit_usable(void);
 
 /*
  * Why a run failed, for a device's health or a backend's status, after @what ("nvml helper"):
@@ -52,7 +62,7 @@ void helper_result_done(struct helper_result *r);
  * such file or directory". NULL when the run succeeded (exited with status 0, in time, within
  * its output limit). Malloc'd; -ENOMEM is returned as NULL with *ret_oom set, when not NULL.
  */
-char *helper_result_describe(const struct helper_result *r, const char *what);
+char *helper_result_describe(const struct helper_result *r, const char *what, bool *ret_oom);
 
 struct helper_run;
 
