@@ -167,10 +167,6 @@ int main(int argc, char *argv[])
 	const char *simulate = NULL, *check = NULL;
 	int c, r;
 
-	/* A helper mode, not an option for people: see nvidia_cuda_probe_main(). */
-	if (argc == 3 && streq(argv[1], "--cuda-probe"))
-		return nvidia_cuda_probe_main(argv[2], stdout);
-
 	log_setup(LOG_TARGET_AUTO);
 	/* the partition schemes the configuration, the API and the state file know */
 	partition_schemes_set(backend_partition_schemes);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <systemd/sd-event.h>
 
 #include "core/config.h"
 #include "core/device.h"
@@ -103,6 +104,9 @@ struct xpu_backend {
 	const struct xpu_backend_ops *ops;
 	const struct xpu_host *host;	/* borrowed */
 	const struct config *config;	/* borrowed; NULL in some tests */
+	/* The daemon's loop, set before watch is called (borrowed; NULL in tools and some tests):
+	 * a backend may add sources of its own to it (helper runs, timers). */
+	sd_event *event;
 	void *userdata;
 	bool available;
 	char *reason; /* why unavailable, or NULL */

@@ -142,6 +142,10 @@ static const struct config_key nvidia_keys[] = {
     CONFIG_KEY_STRING("cuda-library", struct nvidia_config, cuda_library),
     CONFIG_KEY_CUSTOM("xid-actions", xid_actions_parse, struct nvidia_config, xid_actions,
 		      .done = xid_actions_done),
+    CONFIG_KEY_UNSIGNED("helper-failures", struct nvidia_config, helper_failures, 1, 1000),
+    CONFIG_KEY_DURATION("helper-max-age", struct nvidia_config, helper_max_age_usec),
+    CONFIG_KEY_DURATION("helper-timeout", struct nvidia_config, helper_timeout_usec),
+    CONFIG_KEY_SIZE("helper-memory", struct nvidia_config, helper_memory),
     {},
 };
 

@@ -1,196 +1,98 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The NVIDIA backend's use of the CUDA driver API: the probe that runs in a child of xpud
- * ("xpud --cuda-probe LIBRARY"), the thread that starts it after the first inventory and reads
- * its answer, and the facts that answer adds to each GPU's record.
+ * What the CUDA driver API adds to each GPU: the helper ("xpud-helper cuda LIBRARY") runs cuInit
+ * once, after the first inventory (it costs ~200 ms and ~7 MiB, none of it xpud's), and its
+ * facts are merged by the rescan this backend asks for when it is done.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "backends/nvidia.h"
-#include "backends/nvidia-cuda.h"
 #include "backends/nvidia-internal.h"
-#include "shared/dlopen-util.h"
-#include "shared/parse.h"
+#include "shared/log.h"
+#include "shared/strv.h"
 
-static const struct cuda_fact *cuda_fact(const struct nvidia *nv, const char *addr)
-{
-	if (!atomic_load(&nv->cuda_finished))
-		return NULL;
-	for (size_t i = 0; i < nv->n_cuda; i++)
-		if (streq(nv->cuda[i].addr, addr))
-			return &nv->cuda[i];
-	return NULL;
-}
+#define CUDA_TIMEOUT_USEC (30 * 1000000ULL)
 
-/* What the CUDA probe found of @d's GPU, once it is done, as properties. 0 or -ENOMEM. */
+/* What the CUDA helper found of @d's GPU, once it is done, as properties NVML did not give. 0
+ * or -ENOMEM. */
 int nvidia_add_cuda_facts(const struct nvidia *nv, struct xpu_device *d)
 {
-	const struct cuda_fact *f = cuda_fact(nv, d->id);
-
-	if (!f)
+	if (!nv->cuda_done)
 		return 0;
-	if (set_prop_u(d, "cuda_ordinal", (unsigned)f->ordinal) < 0 ||
-	    (f->multiprocessors > 0 && !device_get_property(d, "multiprocessor_count") &&
-	     set_prop_u(d, "multiprocessor_count", (unsigned)f->multiprocessors) < 0) ||
-	    (f->max_threads_per_sm > 0 &&
-	     set_prop_u(d, "max_threads_per_multiprocessor", (unsigned)f->max_threads_per_sm) <
-		     0) ||
-	    (f->l2_bytes > 0 && set_prop_u(d, "l2_cache_bytes", (unsigned)f->l2_bytes) < 0) ||
-	    (f->clock_khz > 0 && set_prop_u(d, "max_clock_mhz", (unsigned)f->clock_khz / 1000) < 0))
-		return -ENOMEM;
+	for (size_t i = 0; i < nv->cuda.n_device_facts; i++) {
+		const struct helper_facts *f = &nv->cuda.device_facts[i];
+
+		if (!streq(f->id, d->id))
+			continue;
+		for (char **kv = f->facts; kv && kv[0] && kv[1]; kv += 2)
+			if (!device_get_property(d, kv[0]) && device_set_property(d, kv[0], kv[1]) < 0)
+				return -ENOMEM;
+	}
 	return 0;
 }
 
-/*
- * The CUDA probe, run as "xpud --cuda-probe LIBRARY" in a short-lived child: loading libcuda and
- * cuInit keep ~7 MiB resident (H100, driver 580; docs/performance.md) and threads of their own,
- * which a daemon that aims at a few MiB must not carry. Prints "init_ms N" or "error TEXT", then one "gpu ADDR ORDINAL SMS THREADS L2 CLOCK"
- * line per device. Returns the exit status.
- */
-int nvidia_cuda_probe_main(const char *library, FILE *out)
-{
-	struct {
-		CUresult (*init)(unsigned int);
-		CUresult (*count)(int *);
-		CUresult (*get)(CUdevice *, int);
-		CUresult (*bus_id)(char *, int, CUdevice);
-		CUresult (*attribute)(int *, CUdevice_attribute, CUdevice);
-	} cu;
-	const struct dlsym_spec syms[] = {
-		{ (void **)&cu.init, "cuInit" },
-		{ (void **)&cu.count, "cuDeviceGetCount" },
-		{ (void **)&cu.get, "cuDeviceGet" },
-		{ (void **)&cu.bus_id, "cuDeviceGetPCIBusId" },
-		{ (void **)&cu.attribute, "cuDeviceGetAttribute" },
-	};
-	static const CUdevice_attribute attrs[] = {
-		CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-		CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR,
-		CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE,
-		CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
-	};
-	_cleanup_free_ char *reason = NULL;
-	struct timespec t0, t1;
-	void *dl = NULL;
-	int count = 0;
-	CUresult r;
-
-	if (dlopen_many(library, syms, ELEMENTSOF(syms), &dl, &reason) < 0) {
-		fprintf(out, "error %s\n", reason ?: library);
-		return 1;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = cu.init(0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (r != CUDA_SUCCESS || cu.count(&count) != CUDA_SUCCESS) {
-		fprintf(out, "error cuInit failed (CUDA error %d)\n", r);
-		return 1;
-	}
-	fprintf(out, "init_ms %ld\n",
-		(long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
-	for (int i = 0; i < count; i++) {
-		int v[ELEMENTSOF(attrs)];
-		char bus[32], addr[13];
-		CUdevice dev;
-
-		if (cu.get(&dev, i) != CUDA_SUCCESS ||
-		    cu.bus_id(bus, (int)sizeof(bus), dev) != CUDA_SUCCESS ||
-		    parse_pci_address(bus, addr) < 0)
-			continue;
-		for (size_t k = 0; k < ELEMENTSOF(attrs); k++)
-			if (cu.attribute(&v[k], attrs[k], dev) != CUDA_SUCCESS || v[k] < 0)
-				v[k] = 0;
-		fprintf(out, "gpu %s %d %d %d %d %d\n", addr, i, v[0], v[1], v[2], v[3]);
-	}
-	return fflush(out) == 0 ? 0 : 1;
-}
-
-/* Parses the probe's answer into nv->cuda[] (or nv->cuda_error). */
-static void cuda_parse(struct nvidia *nv, char *text)
-{
-	char *line, *save = NULL;
-
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		struct cuda_fact f = {};
-		char addr[16];
-
-		if (strncmp(line, "error ", 6) == 0 && !nv->cuda_error) {
-			nv->cuda_error = strdup(line + 6);
-		} else if (sscanf(line, "init_ms %ld", &nv->cuda_init_ms) == 1) {
-			continue;
-		} else if (nv->n_cuda < NVML_MAX_GPUS &&
-			   sscanf(line, "gpu %15s %d %d %d %d %d", addr, &f.ordinal,
-				  &f.multiprocessors, &f.max_threads_per_sm, &f.l2_bytes,
-				  &f.clock_khz) == 6 &&
-			   parse_pci_address(addr, f.addr) >= 0) {
-			nv->cuda[nv->n_cuda++] = f;
-		}
-	}
-	if (!nv->cuda_error && nv->cuda_init_ms == 0 && nv->n_cuda == 0)
-		nv->cuda_error = strdup("the CUDA probe gave no answer");
-}
-
-/* Runs the probe in a child and reads its answer (30 s at most). Own thread. */
-void *nvidia_cuda_thread(void *userdata)
+static void on_cuda_done(struct helper_run *run, struct helper_result *res, void *userdata)
 {
 	struct nvidia *nv = userdata;
-	struct nvidia_event done = { .cuda_done = true };
-	char *argv[] = { (char *)"xpud", (char *)"--cuda-probe", nv->cuda_path, NULL };
-	posix_spawn_file_actions_t fa;
-	char buf[16384];
-	size_t len = 0;
-	int fds[2], status;
-	pid_t pid = -1;
-	long long deadline;
+	_cleanup_free_ char *why = NULL;
+	const char *init_ms = NULL;
+	int r;
 
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		nv->cuda_error = strdup("cannot create a pipe for the CUDA probe");
-		goto out;
+	nv->cuda_run = NULL;
+	nv->cuda_done = true;
+	if (res->error || res->timed_out || res->output_overflow || !WIFEXITED(res->status) ||
+	    WEXITSTATUS(res->status) != 0) {
+		why = helper_result_describe(res, "cuda helper", NULL);
+		log_info("The CUDA driver API adds nothing: %s.", why ?: "out of memory");
+		helper_result_done(res);
+		return;
 	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-	if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ) != 0)
-		pid = -1;
-	posix_spawn_file_actions_destroy(&fa);
-	close(fds[1]);
-	if (pid < 0) {
-		close(fds[0]);
-		nv->cuda_error = strdup("cannot start the CUDA probe");
-		goto out;
+	r = helper_reply_parse(res->output ?: "", res->output_len, &nv->cuda, &why);
+	helper_result_done(res);
+	if (r < 0) {
+		log_info("The CUDA driver API adds nothing: cuda helper: bad answer: %s.",
+			 why ?: "out of memory");
+		return;
 	}
-	deadline = 30000;
-	while (len < sizeof(buf) - 1 && deadline > 0) {
-		struct pollfd p = { .fd = fds[0], .events = POLLIN };
-		ssize_t k;
+	if (nv->cuda.has_error) {
+		log_info("The CUDA driver API adds nothing: %s.", nv->cuda.error);
+		return;
+	}
+	for (char **kv = nv->cuda.facts; kv && kv[0] && kv[1]; kv += 2)
+		if (streq(kv[0], "init_ms"))
+			init_ms = kv[1];
+	log_info("CUDA driver API: %zu GPUs (cuInit took %s ms in the helper, after READY).",
+		 nv->cuda.n_device_facts, init_ms ?: "?");
+	nv->rescan_pending = true; /* merge its facts */
+	(void)nvidia_news(nv);
+}
 
-		if (poll(&p, 1, 100) == 0) {
-			deadline -= 100;
-			continue;
-		}
-		k = read(fds[0], buf + len, sizeof(buf) - 1 - len);
-		if (k <= 0)
-			break;
-		len += (size_t)k;
+/* Starts the CUDA helper once, on the loop. */
+void nvidia_cuda_start(struct nvidia *nv)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	struct helper_limits limits = {
+		.timeout_usec = CUDA_TIMEOUT_USEC,
+		.cpu_seconds = CUDA_TIMEOUT_USEC / 1000000ULL,
+		.output_max = HELPER_OUTPUT_MAX,
+		/* no address-space limit: CUDA reserves a large virtual range by design */
+	};
+	int r;
+
+	if (!nv->cuda_path || nv->cuda_run || nv->cuda_done || !nv->event)
+		return;
+	if (strv_extend(&argv, nv->helper) < 0 || strv_extend(&argv, "cuda") < 0 ||
+	    strv_extend(&argv, nv->cuda_path) < 0) {
+		log_oom();
+		return;
 	}
-	close(fds[0]);
-	if (deadline <= 0)
-		kill(pid, SIGKILL);
-	(void)waitpid(pid, &status, 0);
-	buf[len] = '\0';
-	cuda_parse(nv, buf);
-out:
-	atomic_store(&nv->cuda_finished, true);
-	nvidia_event_send(nv, &done);
-	return NULL;
+	r = helper_run_start(nv->event, argv, environ, &limits, on_cuda_done, nv, &nv->cuda_run);
+	if (r < 0) {
+		log_info_errno(r, "Cannot start the CUDA helper, the CUDA driver API adds nothing: %m");
+		nv->cuda_run = NULL;
+		nv->cuda_done = true;
+	}
 }

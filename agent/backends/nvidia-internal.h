@@ -1,267 +1,126 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * What the NVIDIA backend's files share: nvidia.c (the ops, probe and close, enumerate and
- * refresh, the faults events leave on a GPU), nvidia-query.c (the per-GPU NVML queries on their
- * threads), nvidia-events.c (the event thread and what its events mean), nvidia-cuda.c (the CUDA
- * probe) and nvidia-apply.c (MIG layouts and resets, off the loop). Private to the NVIDIA
- * backend: NVML types do not leave these files.
+ * What the NVIDIA backend's files in xpud share. xpud never loads NVML or the CUDA driver API:
+ * every call to them runs in the helper process (agent/xpud-helper.c, agent/runtimes/), started
+ * through the one runner (shared/helper-run.h) and answering in the helper protocol
+ * (core/helper-proto.h). Here: nvidia.c (the ops, the runs and the last good answer),
+ * nvidia-sticky.c (what the kernel log's XIDs said of each GPU until it is reset or gone),
+ * nvidia-kmsg.c (reading those XIDs), nvidia-cuda.c (the CUDA helper's facts) and
+ * nvidia-apply.c (MIG layouts and resets, off the loop).
  */
 #pragma once
 
-#include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <string.h>
+#include <stdint.h>
 
 #include "backends/backend.h"
-#include "backends/nvidia-mig.h"
-#include "backends/nvidia-nvml.h"
-#include "shared/parse.h"
+#include "core/helper-proto.h"
+#include "shared/helper-run.h"
+#include "shared/kmsg.h"
 
-#define NVML_QUERY_TIMEOUT_USEC (2 * 1000000ULL)
-#define NVML_MAX_GPUS 64
-#define NVML_MAX_MIG 16 /* MIG devices per GPU we track (A100/H100 have at most 7) */
+#define NVIDIA_MAX_STICKY 128
 
-/* The functions we resolve; the optional ones may be NULL (older drivers). */
-struct nvml {
-	void *dl;
-	nvmlReturn_t (*init)(void);
-	nvmlReturn_t (*shutdown)(void);
-	const char *(*error_string)(nvmlReturn_t);
-	nvmlReturn_t (*driver_version)(char *, unsigned int);
-	nvmlReturn_t (*cuda_version)(int *);
-	nvmlReturn_t (*count)(unsigned int *);
-	nvmlReturn_t (*handle)(unsigned int, nvmlDevice_t *);
-	nvmlReturn_t (*uuid)(nvmlDevice_t, char *, unsigned int);
-	nvmlReturn_t (*name)(nvmlDevice_t, char *, unsigned int);
-	nvmlReturn_t (*pci)(nvmlDevice_t, nvmlPciInfo_t *);
-	nvmlReturn_t (*memory)(nvmlDevice_t, nvmlMemory_t *);
-	nvmlReturn_t (*compute_capability)(nvmlDevice_t, int *, int *);
-	nvmlReturn_t (*serial)(nvmlDevice_t, char *, unsigned int);
-	nvmlReturn_t (*minor)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*numa)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*power)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*temperature)(nvmlDevice_t, nvmlTemperatureSensors_t, unsigned int *);
-	nvmlReturn_t (*mig_mode)(nvmlDevice_t, unsigned int *, unsigned int *);
-	nvmlReturn_t (*gi_profile)(nvmlDevice_t, unsigned int, nvmlGpuInstanceProfileInfo_t *);
-	nvmlReturn_t (*gi_remaining)(nvmlDevice_t, unsigned int, unsigned int *);
-	nvmlReturn_t (*topology)(nvmlDevice_t, nvmlDevice_t, nvmlGpuTopologyLevel_t *);
-	nvmlReturn_t (*nvlink_state)(nvmlDevice_t, unsigned int, nvmlEnableState_t *);
-	nvmlReturn_t (*nvlink_remote)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *);
-	nvmlReturn_t (*mig_count)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*mig_handle)(nvmlDevice_t, unsigned int, nvmlDevice_t *);
-	nvmlReturn_t (*gi_id)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*ci_id)(nvmlDevice_t, unsigned int *);
-	nvmlReturn_t (*attributes)(nvmlDevice_t, nvmlDeviceAttributes_t *);
-	nvmlReturn_t (*event_set_create)(nvmlEventSet_t *);
-	nvmlReturn_t (*event_types)(nvmlDevice_t, unsigned long long *);
-	nvmlReturn_t (*event_register)(nvmlDevice_t, unsigned long long, nvmlEventSet_t);
-	nvmlReturn_t (*event_wait)(nvmlEventSet_t, nvmlEventData_t *, unsigned int);
-	nvmlReturn_t (*event_set_free)(nvmlEventSet_t);
-	nvmlReturn_t (*compute_processes)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
-	nvmlReturn_t (*graphics_processes)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
-	struct nvml_mig_api mig; /* creating and destroying MIG instances (nvidia-mig.c) */
-};
-
-/* One record from the event thread to the loop, through a pipe (smaller than PIPE_BUF). */
-struct nvidia_event {
-	char addr[13];		 /* "" when the device could not be matched */
-	nvmlReturn_t error;	 /* the wait failed (degraded), or 0 */
-	bool recovered;		 /* the wait works again after a failure */
-	bool cuda_done;		 /* the CUDA thread has finished (its facts are in cuda[]) */
-	unsigned long long type; /* nvmlEventType* */
-	unsigned long long data; /* the XID */
-	unsigned gi, ci;
-};
-
-/* A GPU an event said needs a reset: unhealthy until it leaves NVML's list (reset or removed)
- * or xpud restarts. An event that names one MIG instance (its GPU and compute instance ids)
- * makes only that instance's slice unhealthy, until the instance is gone (destroyed, or its
- * GPU reset). */
+/* A GPU the kernel log said needs a reset: unhealthy until it leaves NVML's list (reset or
+ * removed) or xpud restarts. An XID that names one MIG instance (its GPU and compute instance
+ * ids) makes only that instance's slice unhealthy, until the instance is gone (destroyed, or
+ * its GPU reset). */
 struct nvidia_sticky {
 	char addr[13];
 	char *slice; /* the MIG device's UUID, or NULL: the whole GPU */
 	char *reason;
-	enum health_action action; /* what the event asked for: a reset or a reboot */
+	enum health_action action; /* what the XID asked for: a reset or a reboot */
 };
 
-/* What one GPU's query thread found. Shared by the thread and the backend, reference-counted,
- * so a thread that outlives its deadline can finish and free it on its own. */
-struct gpu_query {
-	atomic_int refs;
-	atomic_bool done;
-	const struct nvml *api;
-	const struct xpu_host *host;
-	atomic_int *outstanding; /* the backend's count of running threads */
-	unsigned index;
-	bool topology_phase;
-	/* phase 1 */
-	char addr[13];		/* the PCI address, once NVML said it */
-	atomic_bool addr_known;
-	nvmlReturn_t error;	/* why NVML could not say it */
-	struct xpu_device *dev; /* NULL when NVML could not tell which PCI function it is */
-	char **nvlink_remotes;	/* canonical addresses, one per active link */
-	/* which GPU/compute instance each MIG UUID is: events name instances by their ids */
-	struct mig_ref {
-		unsigned gi, ci;
-		char uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
-	} migs[NVML_MAX_MIG];
-	unsigned n_migs;
-	/* phase 2 */
-	unsigned n_peers;
-	unsigned peer_index[NVML_MAX_GPUS];
-	int peer_level[NVML_MAX_GPUS];
-};
-
-/* What the CUDA driver API adds for one GPU, by PCI address. */
-struct cuda_fact {
+/* Which GPU and compute instance a MIG device is (the helper's slice refs). */
+struct nvidia_mig {
 	char addr[13];
-	int ordinal;
-	int multiprocessors;
-	int max_threads_per_sm;
-	int l2_bytes;
-	int clock_khz;
+	unsigned gi, ci;
+	char *uuid;
 };
 
 struct nvidia {
-	struct nvml api;
-	const struct xpu_host *host;
-	char driver_version[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
-	int cuda_version;
-	/* Threads that missed a deadline, by GPU index: not queried again until they return. */
-	struct gpu_query *stuck[NVML_MAX_GPUS];
-	atomic_int outstanding; /* threads still running, stuck or not */
+	const struct xpu_host *host; /* borrowed */
+	const struct config *config; /* borrowed */
+	sd_event *event;	     /* the loop, once the backend is watched; NULL: runs block */
+	char *helper;		     /* the helper program */
+	char *nvml_path;	     /* the NVML library the helper loads */
+	char *cuda_path;	     /* the CUDA driver API's, or NULL: not used */
+	struct helper_limits limits;
+	unsigned max_failures;
+	uint64_t max_age_usec;
 
-	/* Events: a set, a thread blocked in nvmlEventSetWait_v2, a pipe to the loop. */
-	nvmlEventSet_t set;
-	bool have_set;
-	pthread_t event_thread;
-	bool event_thread_started;
-	atomic_bool stop;
-	int pipe[2];
-	pthread_mutex_t map_lock; /* guards registered[] and index_addr[] across threads */
-	struct {
-		nvmlDevice_t handle;
-		char addr[13];
-	} registered[NVML_MAX_GPUS];
-	size_t n_registered;
-	struct nvidia_sticky sticky[NVML_MAX_GPUS * 2];
-	size_t n_sticky;
-	/* GPUs reset since the main thread last looked (a reset runs off the loop): their sticky
-	 * state is forgotten by the main thread, under map_lock */
-	char reset_addr[NVML_MAX_GPUS][13];
-	size_t n_reset;
-	/* the MIG devices of the last enumeration, for events that name a GPU/compute instance */
-	struct nvidia_mig {
-		char addr[13];
-		struct mig_ref ref;
-	} *migs;
+	/* The last good answer: the GPUs, the MIG devices' instance ids, the driver. */
+	struct device_list gpus;
+	struct nvidia_mig *migs;
 	size_t n_migs;
-	/* The PCI address each NVML index answered with last: a refresh asks that index first
-	 * instead of querying every GPU until one matches. Written by the main thread under
-	 * map_lock, read there freely and elsewhere (an apply's thread) under map_lock. */
-	char index_addr[NVML_MAX_GPUS][13];
+	bool have_answer;
+	bool probe_answer;    /* the probe's, not used by an enumeration yet */
+	uint64_t answer_usec; /* CLOCK_MONOTONIC */
+	/* Runs that failed since (a crash, a timeout, a bad answer, NVML's own error). */
+	unsigned failures;
+	char *failure;	/* why the last one failed */
+	bool failing;	/* the GPUs say why: enough failures, the answer too old, or NVML's error */
 
-	/* CUDA: cuInit costs ~200 ms and ~7 MiB resident (H100, driver 580), so it runs in a
-	 * short-lived child process, started by a thread after the first inventory; its facts are
-	 * merged by the rescan it asks for when it is done. */
-	char *cuda_path; /* NULL: not used */
-	pthread_t cuda_thread;
-	bool cuda_thread_started;
-	atomic_bool cuda_finished;
-	char *cuda_error;   /* why it gave nothing, set by the thread before cuda_finished */
-	long cuda_init_ms;
-	struct cuda_fact cuda[NVML_MAX_GPUS];
-	size_t n_cuda;
+	/* The run on the loop, and what it has for the loop's next dispatch. */
+	struct helper_run *run;
+	uint64_t run_usec;	 /* when the last one started */
+	uint64_t next_run_usec;	 /* back-off: not before */
+	bool run_again;		 /* asked for while one was running */
+	bool own_rescan;	 /* the next enumeration is the one this backend asked for */
+	sd_event_source *retry;
+	int news_fd;		 /* eventfd, the watch fd: readable when there is news */
+	bool rescan_pending;
+	struct backend_update *updates;
+	size_t n_updates;
+	uint64_t last_wall_usec, last_cpu_usec; /* the last run's cost */
+
+	/* Shared with the threads of applies and resets, under lock. */
+	pthread_mutex_t lock;
+	struct helper_reply *fresh; /* an answer a thread got after changing a GPU */
+	char reset_addr[64][13];    /* GPUs reset since the loop last looked */
+	size_t n_reset;
+
+	/* What the kernel log said (loop only). */
+	struct nvidia_sticky sticky[NVIDIA_MAX_STICKY];
+	size_t n_sticky;
+
+	/* The CUDA helper: run once after the first inventory. */
+	struct helper_run *cuda_run;
+	bool cuda_done;
+	struct helper_reply cuda;
 };
 
-static inline const char *nvml_error(const struct nvml *api, nvmlReturn_t r)
-{
-	const char *s = api->error_string ? api->error_string(r) : NULL;
+/* nvidia.c */
 
-	return s ?: "unknown NVML error";
-}
+/* Runs the helper's @args ("enumerate", "apply ...") to the end, blocking: for threads off the
+ * loop and start-up. 0 with the parsed answer in *ret; or -errno with the reason in *ret_error
+ * ("nvml helper: crashed (SIGSEGV)", "nvml helper: bad answer: line 2: ..."). */
+int nvidia_helper_sync(struct nvidia *nv, char *const *args, uint64_t timeout_usec,
+		       struct helper_reply *ret, char **ret_error);
+/* Hands an answer a thread got to the loop (taken at the next enumeration). */
+void nvidia_offer_fresh(struct nvidia *nv, struct helper_reply *r);
+int nvidia_news(struct nvidia *nv);
 
-static inline int nvml_to_errno(nvmlReturn_t r)
-{
-	switch (r) {
-	case NVML_SUCCESS:
-		return 0;
-	case NVML_ERROR_NOT_SUPPORTED:
-	case NVML_ERROR_FUNCTION_NOT_FOUND:
-		return -EOPNOTSUPP;
-	case NVML_ERROR_NO_PERMISSION:
-		return -EACCES;
-	case NVML_ERROR_INVALID_ARGUMENT:
-		return -EINVAL;
-	case NVML_ERROR_NOT_FOUND:
-		return -ENOENT;
-	case NVML_ERROR_TIMEOUT:
-		return -ETIMEDOUT;
-	case NVML_ERROR_GPU_IS_LOST:
-		return -ENODEV;
-	case NVML_ERROR_DRIVER_NOT_LOADED:
-	case NVML_ERROR_LIBRARY_NOT_FOUND:
-		return -ENOENT;
-	case NVML_ERROR_MEMORY:
-		return -ENOMEM;
-	default:
-		return -EIO;
-	}
-}
-
-/* "00000000:18:00.0" (NVML's eight-digit domain) -> "0000:18:00.0". */
-static inline int nvml_bus_id(const nvmlPciInfo_t *pci, char ret[static 13])
-{
-	char buf[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE];
-	const char *s = buf;
-	size_t n;
-
-	memcpy(buf, pci->busId, sizeof(buf));
-	buf[sizeof(buf) - 1] = '\0';
-	n = strlen(buf);
-	if (n == 16 && strncmp(buf, "0000", 4) == 0)
-		s = buf + 4; /* domains above 0xffff do not exist on Linux */
-	return parse_pci_address(s, ret);
-}
-
-static inline int set_prop_u(struct xpu_device *d, const char *key, unsigned long long v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%llu", v);
-	return device_set_property(d, key, buf);
-}
-
-/* The functions the files share, each described where it is defined. */
-
-/* nvidia.c: what events said of the GPUs and their MIG devices (main thread). */
+/* nvidia-sticky.c: what the kernel log said of the GPUs and their MIG devices (loop only). */
 const char *nvidia_sticky_reason(const struct nvidia *nv, const char *addr);
 enum health_action nvidia_sticky_action(const struct nvidia *nv, const char *addr);
 int nvidia_sticky_add(struct nvidia *nv, const char *addr, const char *slice, const char *reason,
 		      enum health_action action);
+int nvidia_sticky_apply(const struct nvidia *nv, struct xpu_device *d);
+void nvidia_sticky_prune(struct nvidia *nv);
+void nvidia_sticky_take_resets(struct nvidia *nv);
+void nvidia_sticky_clear(struct nvidia *nv);
 const char *nvidia_mig_uuid_of(const struct nvidia *nv, const char *addr, unsigned gi,
 			       unsigned ci);
+int nvidia_update_push(struct backend_update **u, size_t *n, const char *addr,
+		       const char *reason, enum health_action action);
 
-/* nvidia-query.c: the per-GPU queries. */
-void nvidia_query_unref(struct gpu_query *q);
-int nvidia_run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n);
-void nvidia_reap_stuck(struct nvidia *nv);
-
-/* nvidia-events.c: the event thread, its pipe to the loop, and the ops that read it. */
-void nvidia_register_events(struct nvidia *nv, unsigned index, const char *addr);
-void nvidia_event_send(struct nvidia *nv, const struct nvidia_event *ev);
-int nvidia_watch(struct xpu_backend *b);
-int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_updates, size_t *ret_n,
-		    bool *ret_rescan);
-
-/* nvidia-cuda.c: the CUDA probe's thread and what it found. */
-void *nvidia_cuda_thread(void *userdata);
+/* nvidia-cuda.c: the CUDA helper. */
+void nvidia_cuda_start(struct nvidia *nv);
 int nvidia_add_cuda_facts(const struct nvidia *nv, struct xpu_device *d);
 
-/* nvidia-apply.c: the ops that change a GPU. */
+/* nvidia-apply.c: the ops that change a GPU (threads off the loop). */
 int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d, const struct offer *o,
 		       char **ret_error);
 int nvidia_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason);

@@ -91,7 +91,7 @@ static bool mig_profile_valid(const char *s)
 	return s[0] == '\0' || streq(s, "+me");
 }
 
-/* MIG: the GPU instances that exist are the slices (backends/nvidia-mig.c makes a layout). */
+/* MIG: the GPU instances that exist are the slices (runtimes/nvml-mig.c makes a layout, in the helper). */
 const struct partition_scheme nvidia_mig_scheme = {
 	.name = "mig",
 	.enable_key = "mig-enable",

@@ -1,698 +1,507 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The NVIDIA backend: NVML, loaded with dlopen at run time, describes every NVIDIA GPU better
- * than sysfs can (UUID, memory, compute capability, MIG, topology). Its records win the merge
- * over the generic PCI backend's for the same PCI function (priority 10).
+ * The NVIDIA backend: NVML describes every NVIDIA GPU better than sysfs can (UUID, memory,
+ * compute capability, MIG, topology). Its records win the merge over the generic PCI backend's
+ * for the same PCI function (priority 10).
  *
- * NVML calls can block (a GPU falling off the bus, a driver in trouble). None runs on the event
- * loop without a bound: each GPU is queried by its own short-lived thread, joined with a
- * deadline; a GPU whose thread misses it is reported unhealthy ("NVML did not answer") and is
- * not queried again until that thread has returned. Only plain data (struct xpu_device) leaves
- * the threads. NVML types never leave the backend's files (nvidia-internal.h).
- *
- * This file: the ops, loading NVML and closing it, the enumeration and the probe of one GPU
- * built from the queries (nvidia-query.c), and what events (nvidia-events.c) said of each GPU
- * until it is reset or gone. The CUDA probe is in nvidia-cuda.c, MIG layouts and resets in
- * nvidia-apply.c.
+ * xpud never loads NVML: the helper process does ("xpud-helper nvml LIBRARY enumerate",
+ * agent/runtimes/), one run per request, with a deadline, its own resource limits and an output
+ * limit (shared/helper-run.h), and answers in the helper protocol (core/helper-proto.h). On the
+ * loop a run never blocks: the enumeration and the health probes answer from the last good
+ * answer, and start a run that replaces it when it is done (then the backend asks for a rescan
+ * if anything changed). A run that fails (the helper crashed, timed out, printed nonsense) leaves
+ * the last good answer standing; after helper-failures failures in a row, or once the last good
+ * answer is older than helper-max-age, the GPUs are unhealthy with the reason ("nvml helper:
+ * crashed (SIGSEGV)"), and runs go on with a back-off until one works. NVML's own error (the
+ * driver went away) counts at once. Threads off the loop (applies and resets) run the helper
+ * blocking (nvidia-apply.c). XIDs come from the kernel log (nvidia-kmsg.c).
  */
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "backends/nvidia.h"
 #include "backends/nvidia-config.h"
 #include "backends/nvidia-internal.h"
-#include "shared/dlopen-util.h"
-#include "shared/fileio.h"
+#include "backends/nvidia.h"
+#include "shared/clock.h"
 #include "shared/log.h"
-#include "shared/parse.h"
 #include "shared/strv.h"
 
+#define USEC_PER_SEC 1000000ULL
 #define NVML_LIBRARY "libnvidia-ml.so.1"
+#define HELPER_NAME "xpud-helper"
+#define HELPER_TIMEOUT_USEC (30 * USEC_PER_SEC)
+#define HELPER_FAILURES 3
+#define HELPER_MAX_AGE_USEC (5 * 60 * USEC_PER_SEC)
+#define HELPER_MEMORY (2ULL << 30)
+#define HELPER_BACKOFF_MAX_USEC (5 * 60 * USEC_PER_SEC)
 
-/* Records the PCI address NVML index @i answered with (see index_addr). */
-static void set_index_addr(struct nvidia *nv, unsigned i, const char addr[static 13])
+/* The helper program: $XPU_HELPER (tests), next to xpud, or where the package installs it. */
+static int helper_path(char **ret)
 {
-	pthread_mutex_lock(&nv->map_lock);
-	memcpy(nv->index_addr[i], addr, 13);
-	pthread_mutex_unlock(&nv->map_lock);
+	_cleanup_free_ char *self = NULL;
+	const char *env = secure_getenv("XPU_HELPER");
+	char *slash;
+
+	if (env)
+		return (*ret = strdup(env)) ? 0 : -ENOMEM;
+	self = realpath("/proc/self/exe", NULL);
+	if (self && (slash = strrchr(self, '/'))) {
+		*slash = '\0';
+		if (asprintf(ret, "%s/" HELPER_NAME, self) < 0)
+			return -ENOMEM;
+		if (access(*ret, X_OK) == 0)
+			return 0;
+		*ret = mfree(*ret);
+	}
+	return (*ret = strdup(XPU_LIBEXECDIR "/" HELPER_NAME)) ? 0 : -ENOMEM;
 }
 
-static const char *topology_name(int level, unsigned shared_nvlinks)
+/* "xpud-helper [--root DIR] nvml LIBRARY @args...". NULL on OOM. */
+static char **helper_argv(const struct nvidia *nv, char *const *args)
 {
-	static char nv[16];
+	_cleanup_strv_free_ char **argv = NULL;
 
-	if (shared_nvlinks > 0) {
-		snprintf(nv, sizeof(nv), "NV%u", shared_nvlinks);
-		return nv;
-	}
-	switch (level) {
-	case NVML_TOPOLOGY_INTERNAL:
-		return "X";
-	case NVML_TOPOLOGY_SINGLE:
-		return "PIX";
-	case NVML_TOPOLOGY_MULTIPLE:
-		return "PXB";
-	case NVML_TOPOLOGY_HOSTBRIDGE:
-		return "PHB";
-	case NVML_TOPOLOGY_NODE:
-		return "NODE";
-	case NVML_TOPOLOGY_SYSTEM:
-		return "SYS";
-	default:
+	if (strv_extend(&argv, nv->helper) < 0 ||
+	    (!nv->host->is_real &&
+	     (strv_extend(&argv, "--root") < 0 || strv_extend(&argv, nv->host->root) < 0)) ||
+	    strv_extend(&argv, "nvml") < 0 || strv_extend(&argv, nv->nvml_path) < 0)
 		return NULL;
+	for (size_t i = 0; args && args[i]; i++)
+		if (strv_extend(&argv, args[i]) < 0)
+			return NULL;
+	return TAKE_PTR(argv);
+}
+
+/* What a finished run answered, or why it gave nothing usable. */
+static int finish_run(struct helper_result *res, struct helper_reply *ret, char **ret_error)
+{
+	_cleanup_free_ char *why = NULL;
+	int r;
+
+	if (res->error || res->timed_out || res->output_overflow || !WIFEXITED(res->status) ||
+	    WEXITSTATUS(res->status) != 0) {
+		*ret_error = helper_result_describe(res, "nvml helper", NULL);
+		if (!*ret_error)
+			return -ENOMEM;
+		return res->error ?: -EIO;
 	}
-}
-
-/*
- * NVLink between two GPUs: links that end at the other GPU, or, on NVSwitch systems where every
- * link ends at a switch, the links both have into the same fabric (what nvidia-smi shows as
- * NV18 on an HGX board).
- */
-static unsigned shared_nvlinks(const struct gpu_query *a, const struct gpu_query *b,
-			       struct gpu_query **all, size_t n)
-{
-	unsigned direct = 0, a_switch = 0, b_switch = 0;
-
-	STRV_FOREACH(r, a->nvlink_remotes) {
-		bool is_gpu = false;
-
-		if (streq(*r, b->dev->id)) {
-			direct++;
-			continue;
-		}
-		for (size_t k = 0; k < n; k++)
-			is_gpu |= all[k]->dev && streq(all[k]->dev->id, *r);
-		a_switch += !is_gpu;
+	r = helper_reply_parse(res->output ?: "", res->output_len, ret, &why);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		if (asprintf(ret_error, "nvml helper: bad answer: %s", why ?: "unreadable") < 0)
+			return -ENOMEM;
+		return -EBADMSG;
 	}
-	if (direct)
-		return direct;
-	STRV_FOREACH(r, b->nvlink_remotes)
-		if (strv_contains(a->nvlink_remotes, *r))
-			b_switch++;
-	return a_switch && b_switch ? MIN(a_switch, (unsigned)strv_length(b->nvlink_remotes)) : 0;
-}
-
-static const char *sticky_find(const struct nvidia *nv, const char *addr, const char *slice)
-{
-	for (size_t i = 0; i < nv->n_sticky; i++)
-		if (streq(nv->sticky[i].addr, addr) && streq_ptr(nv->sticky[i].slice, slice))
-			return nv->sticky[i].reason;
-	return NULL;
-}
-
-/* Why the whole GPU @addr is unhealthy by an event, or NULL. */
-const char *nvidia_sticky_reason(const struct nvidia *nv, const char *addr)
-{
-	return sticky_find(nv, addr, NULL);
-}
-
-/* What the event that made the whole GPU @addr unhealthy asked for. */
-enum health_action nvidia_sticky_action(const struct nvidia *nv, const char *addr)
-{
-	for (size_t i = 0; i < nv->n_sticky; i++)
-		if (streq(nv->sticky[i].addr, addr) && !nv->sticky[i].slice)
-			return nv->sticky[i].action;
-	return HEALTH_ACTION_IGNORE;
-}
-
-/* Marks @d unhealthy for the event its GPU had, if any. 0 or -ENOMEM. */
-static int sticky_apply(const struct nvidia *nv, struct xpu_device *d)
-{
-	const char *why = nvidia_sticky_reason(nv, d->id);
-
-	return why ? device_set_fault(d, nvidia_sticky_action(nv, d->id), "%s", why) : 0;
-}
-
-/* Records that @addr (or its MIG device @slice, when not NULL) needs @action (a reset or more);
- * the first reason stands. */
-int nvidia_sticky_add(struct nvidia *nv, const char *addr, const char *slice, const char *reason,
-		      enum health_action action)
-{
-	struct nvidia_sticky *st;
-
-	if (sticky_find(nv, addr, slice) || nv->n_sticky >= ELEMENTSOF(nv->sticky))
-		return 0;
-	st = &nv->sticky[nv->n_sticky];
-	*st = (struct nvidia_sticky){ .action = action };
-	memcpy(st->addr, addr, 13);
-	if (!(st->reason = strdup(reason)) || (slice && !(st->slice = strdup(slice)))) {
-		free(st->reason);
-		return -ENOMEM;
-	}
-	nv->n_sticky++;
 	return 0;
 }
 
-static bool mig_present(const struct nvidia *nv, const char *addr, const char *uuid)
+int nvidia_helper_sync(struct nvidia *nv, char *const *args, uint64_t timeout_usec,
+		       struct helper_reply *ret, char **ret_error)
 {
-	for (size_t i = 0; i < nv->n_migs; i++)
-		if (streq(nv->migs[i].addr, addr) && streq(nv->migs[i].ref.uuid, uuid))
-			return true;
-	return false;
-}
+	_cleanup_strv_free_ char **argv = helper_argv(nv, args);
+	struct helper_limits limits = nv->limits;
+	struct helper_result res = {};
+	int r;
 
-/* Drops the sticky state of GPUs NVML no longer lists (reset, or gone) and of MIG devices
- * that no longer exist (destroyed, or their GPU reset). */
-static void sticky_prune(struct nvidia *nv, char (*present)[13], size_t n_present)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < nv->n_sticky; i++) {
-		struct nvidia_sticky *st = &nv->sticky[i];
-		bool keep = false;
-
-		for (size_t j = 0; j < n_present; j++)
-			keep |= streq(present[j], st->addr);
-		if (keep && st->slice)
-			keep = mig_present(nv, st->addr, st->slice);
-		if (keep) {
-			nv->sticky[k++] = *st;
-			continue;
-		}
-		if (st->slice)
-			log_device_full_errno(LOG_NOTICE, 0, st->addr, st->addr,
-					      "MIG device %s of GPU %s is gone; its event state (%s) "
-					      "is cleared.",
-					      st->slice, st->addr, st->reason);
-		else
-			log_device_full_errno(LOG_NOTICE, 0, st->addr, st->addr,
-					      "GPU %s left NVML's list; its event state (%s) is "
-					      "cleared.",
-					      st->addr, st->reason);
-		free(st->reason);
-		free(st->slice);
-	}
-	nv->n_sticky = k;
-}
-
-/* Forgets what events said about GPU @addr and its MIG devices: it has been reset. */
-static void sticky_forget(struct nvidia *nv, const char *addr)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < nv->n_sticky; i++) {
-		if (!streq(nv->sticky[i].addr, addr)) {
-			nv->sticky[k++] = nv->sticky[i];
-			continue;
-		}
-		free(nv->sticky[i].reason);
-		free(nv->sticky[i].slice);
-	}
-	nv->n_sticky = k;
-}
-
-/* Forgets the sticky state of the GPUs reset since the last look (main thread). */
-static void sticky_take_resets(struct nvidia *nv)
-{
-	char addr[NVML_MAX_GPUS][13];
-	size_t n;
-
-	pthread_mutex_lock(&nv->map_lock);
-	n = nv->n_reset;
-	memcpy(addr, nv->reset_addr, n * sizeof(addr[0]));
-	nv->n_reset = 0;
-	pthread_mutex_unlock(&nv->map_lock);
-	for (size_t i = 0; i < n; i++)
-		sticky_forget(nv, addr[i]);
-}
-
-/* The MIG devices the queries found, kept for the events (main thread). */
-static int remember_migs(struct nvidia *nv, struct gpu_query **ok, size_t n_ok)
-{
-	struct nvidia_mig *m = NULL;
-	size_t n = 0, total = 0;
-
-	for (size_t i = 0; i < n_ok; i++)
-		total += ok[i]->n_migs;
-	if (total && !(m = calloc(total, sizeof(*m))))
+	if (!argv)
 		return -ENOMEM;
-	for (size_t i = 0; i < n_ok; i++)
-		for (unsigned j = 0; j < ok[i]->n_migs; j++) {
-			memcpy(m[n].addr, ok[i]->addr, 13);
-			m[n++].ref = ok[i]->migs[j];
-		}
+	if (timeout_usec)
+		limits.timeout_usec = timeout_usec;
+	r = helper_run_sync(argv, environ, &limits, &res);
+	if (r < 0)
+		return r;
+	r = finish_run(&res, ret, ret_error);
+	helper_result_done(&res);
+	return r;
+}
+
+int nvidia_news(struct nvidia *nv)
+{
+	if (nv->news_fd >= 0 && eventfd_write(nv->news_fd, 1) < 0)
+		return -errno;
+	return 0;
+}
+
+void nvidia_offer_fresh(struct nvidia *nv, struct helper_reply *r)
+{
+	struct helper_reply *copy = malloc(sizeof(*copy));
+
+	if (!copy) {
+		helper_reply_done(r);
+		return; /* the next run says the same */
+	}
+	*copy = *r;
+	*r = (struct helper_reply){};
+	pthread_mutex_lock(&nv->lock);
+	if (nv->fresh) {
+		helper_reply_done(nv->fresh);
+		free(nv->fresh);
+	}
+	nv->fresh = copy;
+	pthread_mutex_unlock(&nv->lock);
+}
+
+static bool lists_equal(const struct device_list *a, const struct device_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!device_equal(a->items[i], b->items[i]) ||
+		    a->items[i]->health.action != b->items[i]->health.action)
+			return false;
+	return true;
+}
+
+/* The GPUs are unhealthy for the last failure, from now until a run works. */
+static int start_failing(struct nvidia *nv)
+{
+	if (nv->failing)
+		return 0;
+	nv->failing = true;
+	for (size_t i = 0; i < nv->gpus.n; i++)
+		if (nvidia_update_push(&nv->updates, &nv->n_updates, nv->gpus.items[i]->id,
+				       nv->failure, HEALTH_ACTION_IGNORE) < 0)
+			return -ENOMEM;
+	return nvidia_news(nv);
+}
+
+/* A good answer replaces the last one. 0 or -ENOMEM. */
+static int take_answer(struct xpu_backend *b, struct helper_reply *r)
+{
+	struct nvidia *nv = b->userdata;
+	struct nvidia_mig *migs = NULL;
+	bool changed;
+
+	if (r->n_slice_refs && !(migs = calloc(r->n_slice_refs, sizeof(*migs))))
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_slice_refs; i++) {
+		const struct helper_slice_ref *s = &r->slice_refs[i];
+
+		snprintf(migs[i].addr, sizeof(migs[i].addr), "%s", s->id);
+		migs[i].gi = s->coords[0];
+		migs[i].ci = s->coords[1];
+		migs[i].uuid = TAKE_PTR(r->slice_refs[i].slice);
+	}
+	for (size_t i = 0; i < nv->n_migs; i++)
+		free(nv->migs[i].uuid);
 	free(nv->migs);
-	nv->migs = m;
-	nv->n_migs = n;
+	nv->migs = migs;
+	nv->n_migs = r->n_slice_refs;
+	for (size_t i = 0; i < r->n_failures; i++)
+		log_warning("NVML GPU %d could not be matched to a PCI function (%s), ignoring.",
+			    r->failures[i].index, r->failures[i].error);
+
+	device_list_sort(&r->devices);
+	changed = !nv->have_answer || nv->failing || !lists_equal(&nv->gpus, &r->devices);
+	device_list_clear(&nv->gpus);
+	nv->gpus = r->devices;
+	r->devices = (struct device_list){};
+	nv->have_answer = true;
+	nv->answer_usec = now_usec(CLOCK_MONOTONIC);
+	if (nv->failures || nv->failing)
+		log_notice("The NVML helper answers again (%u GPUs).", (unsigned)nv->gpus.n);
+	nv->failures = 0;
+	nv->failing = false;
+	nv->failure = mfree(nv->failure);
+	b->reason = mfree(b->reason);
+	nv->next_run_usec = 0;
+	nvidia_sticky_prune(nv);
+	if (changed) {
+		nv->rescan_pending = true;
+		return nvidia_news(nv);
+	}
 	return 0;
 }
 
-/* The MIG device that GPU instance @gi / compute instance @ci of @addr is, or NULL. */
-const char *nvidia_mig_uuid_of(const struct nvidia *nv, const char *addr, unsigned gi,
-			       unsigned ci)
+/* A run gave nothing usable: @why. NVML's own word (@definite: the driver is gone) counts at
+ * once; a helper that crashed or hung only after helper-failures in a row, or when the last good
+ * answer is too old. 0 or -ENOMEM. */
+static int note_failure(struct xpu_backend *b, char *why, bool definite)
 {
-	for (size_t i = 0; i < nv->n_migs; i++)
-		if (streq(nv->migs[i].addr, addr) && nv->migs[i].ref.gi == gi &&
-		    nv->migs[i].ref.ci == ci)
-			return nv->migs[i].ref.uuid;
-	return NULL;
+	struct nvidia *nv = b->userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC), backoff;
+
+	nv->failures++;
+	free(nv->failure);
+	nv->failure = why;
+	free(b->reason);
+	if (asprintf(&b->reason, "degraded: %s", why) < 0)
+		b->reason = NULL;
+	/* a helper that crashed or hung is given time; NVML's answer is cheap to ask again */
+	backoff = definite ? 0
+			   : MIN(USEC_PER_SEC << MIN(nv->failures - 1, 16u), HELPER_BACKOFF_MAX_USEC);
+	nv->next_run_usec = now + backoff;
+	if (nv->failures == 1 || nv->failures == nv->max_failures)
+		log_warning("%s (%u in a row); %s, next try in %llu s.", why, nv->failures,
+			    nv->have_answer ? "the GPUs keep NVML's last answer"
+					    : "no answer from NVML yet",
+			    (unsigned long long)(backoff / USEC_PER_SEC));
+	else
+		log_debug("%s (%u in a row).", why, nv->failures);
+	if (definite || nv->failures >= nv->max_failures ||
+	    (nv->have_answer && now - nv->answer_usec > nv->max_age_usec))
+		return start_failing(nv);
+	return 0;
 }
 
-/* A MIG device an event made unhealthy carries that in its slice. */
-static int mark_mig_slices(const struct nvidia *nv, struct xpu_device *d)
+/* What one answer means: a new inventory, or a failure. 0 or -ENOMEM. */
+static int handle_answer(struct xpu_backend *b, int r, struct helper_reply *reply, char *error)
 {
-	for (size_t i = 0; i < d->n_partitions; i++) {
-		struct xpu_slice *p = d->partitions[i];
-		const char *why = sticky_find(nv, d->id, p->id);
+	if (r == -ENOMEM) {
+		free(error);
+		return r;
+	}
+	if (r < 0)
+		return note_failure(b, error ?: strdup("nvml helper: failed"), false);
+	free(error);
+	if (reply->has_error) {
+		char *why = NULL;
 
-		if (!why || p->health.state == XPU_HEALTH_UNHEALTHY)
-			continue;
-		p->health.state = XPU_HEALTH_UNHEALTHY;
-		p->health.reason = strdup(why);
-		if (!p->health.reason)
+		if (asprintf(&why, "%s", reply->error) < 0)
 			return -ENOMEM;
+		return note_failure(b, why, true);
 	}
+	return take_answer(b, reply);
+}
+
+static void arm_retry(struct xpu_backend *b);
+
+static void on_run_done(struct helper_run *run, struct helper_result *res, void *userdata)
+{
+	struct xpu_backend *b = userdata;
+	struct nvidia *nv = b->userdata;
+	struct helper_reply reply = {};
+	char *error = NULL;
+	int r;
+
+	nv->run = NULL;
+	nv->last_wall_usec = res->wall_usec;
+	nv->last_cpu_usec = res->cpu_usec;
+	r = finish_run(res, &reply, &error);
+	helper_result_done(res);
+	r = handle_answer(b, r, &reply, error);
+	helper_reply_done(&reply);
+	if (r < 0)
+		log_warning_errno(r, "Cannot take the NVML helper's answer: %m");
+	if (nv->run_again || nv->failures)
+		arm_retry(b);
+}
+
+/* Starts a run on the loop, unless one runs (then again after it) or the back-off holds. */
+static void start_run(struct xpu_backend *b)
+{
+	static char *const args[] = { (char *)"enumerate", NULL };
+	struct nvidia *nv = b->userdata;
+	_cleanup_strv_free_ char **argv = NULL;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	int r;
+
+	if (nv->run) {
+		nv->run_again = true;
+		return;
+	}
+	if (now < nv->next_run_usec) {
+		arm_retry(b);
+		return;
+	}
+	nv->run_again = false;
+	argv = helper_argv(nv, args);
+	if (!argv) {
+		log_oom();
+		return;
+	}
+	r = helper_run_start(nv->event, argv, environ, &nv->limits,
+			     on_run_done, b, &nv->run);
+	if (r < 0) {
+		log_warning_errno(r, "Cannot start the NVML helper: %m");
+		nv->run = NULL;
+		return;
+	}
+	nv->run_usec = now;
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct xpu_backend *b = userdata;
+	struct nvidia *nv = b->userdata;
+
+	nv->retry = sd_event_source_disable_unref(nv->retry);
+	start_run(b);
 	return 0;
 }
 
-/* A minimal record that makes a known PCI function unhealthy for a reason of NVML's. */
-static int unhealthy_record(const char *addr, const char *reason, struct device_list *list)
+/* A run once the back-off allows it (no later than that, also when nothing asks). */
+static void arm_retry(struct xpu_backend *b)
 {
-	struct xpu_device *d = device_new();
+	struct nvidia *nv = b->userdata;
+	uint64_t when = MAX(nv->next_run_usec, now_usec(CLOCK_MONOTONIC));
 
-	if (!d)
-		return -ENOMEM;
-	if (!(d->id = strdup(addr)) || !(d->vendor = strdup("nvidia")) ||
-	    device_set_unhealthy(d, "%s", reason) < 0) {
-		device_free(d);
-		return -ENOMEM;
-	}
-	d->kind = XPU_KIND_GPU;
-	d->has_pci = true;
-	memcpy(d->pci.address, addr, 13);
-	return device_list_push(list, d);
+	if (!nv->event || nv->retry)
+		return;
+	if (sd_event_add_time(nv->event, &nv->retry, CLOCK_MONOTONIC, when, 0, on_retry, b) < 0)
+		log_warning("Cannot schedule the next NVML helper run; it waits for a probe.");
 }
 
-/* A GPU whose query thread missed its deadline: what is known, and why it is unhealthy. */
-static int stuck_record(const struct gpu_query *q, struct device_list *list)
+/* An answer a thread got after changing a GPU, if any: it is newer than the last. */
+static int take_fresh(struct xpu_backend *b)
 {
-	char reason[64];
+	struct nvidia *nv = b->userdata;
+	struct helper_reply *fresh;
+	int r;
 
-	if (!atomic_load(&q->addr_known))
+	pthread_mutex_lock(&nv->lock);
+	fresh = TAKE_PTR(nv->fresh);
+	pthread_mutex_unlock(&nv->lock);
+	if (!fresh)
 		return 0;
-	snprintf(reason, sizeof(reason), "NVML did not answer within %llu ms",
-		 NVML_QUERY_TIMEOUT_USEC / 1000);
-	return unhealthy_record(q->addr, reason, list);
+	r = fresh->has_error ? 0 : take_answer(b, fresh);
+	nv->rescan_pending = false; /* this enumeration is the rescan */
+	helper_reply_done(fresh);
+	free(fresh);
+	return r;
 }
 
-/*
- * The PCI address of NVML's GPU @index when NVML itself cannot say (a GPU that is lost answers
- * nothing): NVML numbers GPUs in PCI order, as the driver lists them in
- * /proc/driver/nvidia/gpus/. Returns 0 or -ENOENT.
- */
-static int index_to_address(const struct xpu_host *host, unsigned index, char ret[static 13])
+/* Without a loop (start-up, tools, tests): a run now, to the end. */
+static int run_blocking(struct xpu_backend *b)
 {
-	_cleanup_(closedirp) DIR *d = NULL;
-	_cleanup_strv_free_ char **addrs = NULL;
-	struct dirent *de;
+	static char *const args[] = { (char *)"enumerate", NULL };
+	struct nvidia *nv = b->userdata;
+	struct helper_reply reply = {};
+	char *error = NULL;
+	int r;
 
-	if (host->proc_fd < 0 || opendir_at(host->proc_fd, "driver/nvidia/gpus", &d) < 0)
-		return -ENOENT;
-	while ((de = readdir(d))) {
-		char canon[13];
-
-		if (parse_pci_address(de->d_name, canon) >= 0 && strv_extend(&addrs, canon) < 0)
-			return -ENOMEM;
-	}
-	strv_sort(addrs);
-	if (!addrs || index >= strv_length(addrs))
-		return -ENOENT;
-	memcpy(ret, addrs[index], 13);
-	return 0;
+	r = nvidia_helper_sync(nv, args, 0, &reply, &error);
+	r = handle_answer(b, r, &reply, error);
+	helper_reply_done(&reply);
+	return r;
 }
 
 static int nvidia_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	struct nvidia *nv = b->userdata;
-	struct gpu_query *qs[NVML_MAX_GPUS] = {}, *ok[NVML_MAX_GPUS];
-	struct gpu_query *tq[NVML_MAX_GPUS] = {};
-	unsigned count = 0;
-	size_t n = 0, n_ok = 0;
-	nvmlReturn_t r;
-	int k = 0;
+	int r;
 
-	nvidia_reap_stuck(nv);
-	r = nv->api.count(&count);
-	if (r != NVML_SUCCESS) {
-		log_debug("nvmlDeviceGetCount_v2: %s", nvml_error(&nv->api, r));
-		return nvml_to_errno(r);
+	nvidia_sticky_take_resets(nv);
+	r = take_fresh(b);
+	if (r < 0)
+		return r;
+	if (!nv->event) {
+		/* the probe's answer serves the first enumeration */
+		r = nv->probe_answer ? 0 : run_blocking(b);
+		nv->probe_answer = false;
+		if (r < 0)
+			return r;
+	} else if (nv->own_rescan) {
+		nv->own_rescan = false;
+	} else {
+		start_run(b);
 	}
-	count = MIN(count, NVML_MAX_GPUS);
-	for (unsigned i = 0; i < count; i++) {
-		if (nv->stuck[i]) {
-			log_debug("NVML GPU %u has not answered a previous query yet, skipping.", i);
-			k = stuck_record(nv->stuck[i], list);
-			if (k < 0)
-				goto out;
-			continue;
-		}
-		qs[n] = calloc(1, sizeof(struct gpu_query));
-		if (!qs[n]) {
-			k = -ENOMEM;
-			goto out;
-		}
-		atomic_init(&qs[n]->refs, 1);
-		qs[n]->api = &nv->api;
-		qs[n]->index = i;
-		n++;
-	}
-	k = nvidia_run_queries(nv, qs, n);
-	if (k < 0) {
-		/* xpud's own trouble, not the GPUs': the last inventory stands (registry.c) */
-		log_warning_errno(k, "Cannot start the threads that query NVML: %m");
-		goto out;
-	}
-	k = 0;
+	for (size_t i = 0; i < nv->gpus.n; i++) {
+		struct xpu_device *d;
 
-	for (size_t i = 0; i < n; i++) {
-		if (atomic_load(&qs[i]->addr_known))
-			set_index_addr(nv, qs[i]->index, qs[i]->addr);
-		if (atomic_load(&qs[i]->done) && qs[i]->dev) {
-			ok[n_ok++] = qs[i];
-		} else if (!atomic_load(&qs[i]->done)) {
-			log_warning("NVML did not answer for GPU %u within %llu ms; it is not asked "
-				    "again until it does, ignoring.",
-				    qs[i]->index, NVML_QUERY_TIMEOUT_USEC / 1000);
-			k = stuck_record(qs[i], list);
-			if (k < 0)
-				goto out;
-		} else {
-			char addr[13], reason[128];
-
-			snprintf(reason, sizeof(reason), "NVML: %s",
-				 nvml_error(&nv->api, qs[i]->error));
-			if (index_to_address(b->host, qs[i]->index, addr) < 0) {
-				log_warning("NVML GPU %u (%s) could not be matched to a PCI "
-					    "function, ignoring.",
-					    qs[i]->index, reason);
-				continue;
-			}
-			log_warning("NVML GPU %u at %s: %s.", qs[i]->index, addr, reason);
-			k = unhealthy_record(addr, reason, list);
-			if (k < 0)
-				goto out;
+		r = device_dup(nv->gpus.items[i], &d);
+		if (r < 0)
+			return r;
+		if (nvidia_add_cuda_facts(nv, d) < 0 || nvidia_sticky_apply(nv, d) < 0 ||
+		    (nv->failing && device_set_unhealthy(d, "%s", nv->failure) < 0)) {
+			device_free(d);
+			return -ENOMEM;
 		}
+		r = device_list_push(list, d);
+		if (r < 0)
+			return r;
 	}
-
-	/* Phase 2: topology among the GPUs that answered. */
-	for (size_t i = 0; i < n_ok; i++) {
-		tq[i] = calloc(1, sizeof(struct gpu_query));
-		if (!tq[i]) {
-			k = -ENOMEM;
-			goto out;
-		}
-		atomic_init(&tq[i]->refs, 1);
-		tq[i]->api = &nv->api;
-		tq[i]->index = ok[i]->index;
-		tq[i]->topology_phase = true;
-		for (size_t j = 0; j < n_ok; j++)
-			if (j != i)
-				tq[i]->peer_index[tq[i]->n_peers++] = ok[j]->index;
-	}
-	k = nvidia_run_queries(nv, tq, n_ok);
-	if (k < 0) {
-		log_warning_errno(k, "Cannot start the threads that query NVML's topology: %m");
-		goto out;
-	}
-	k = 0;
-	for (size_t i = 0; i < n_ok; i++) {
-		struct xpu_device *d = ok[i]->dev;
-		size_t p = 0;
-
-		for (size_t j = 0; j < n_ok; j++) {
-			const char *name;
-			char key[64];
-
-			if (j == i)
-				continue;
-			name = topology_name(atomic_load(&tq[i]->done) ? tq[i]->peer_level[p] : -1,
-					     shared_nvlinks(ok[i], ok[j], ok, n_ok));
-			p++;
-			if (!name)
-				continue;
-			snprintf(key, sizeof(key), "topology.%s", ok[j]->dev->id);
-			if (device_set_property(d, key, name) < 0) {
-				k = -ENOMEM;
-				goto out;
-			}
-		}
-		if (device_set_property(d, "driver_version", nv->driver_version) < 0) {
-			k = -ENOMEM;
-			goto out;
-		}
-		if (nv->cuda_version > 0) {
-			char v[16];
-
-			snprintf(v, sizeof(v), "%d.%d", nv->cuda_version / 1000,
-				 (nv->cuda_version % 1000) / 10);
-			(void)device_set_property(d, "cuda_version", v);
-		}
-	}
-	/* Only now: the topology pass above reads every GPU's record. */
-	sticky_take_resets(nv);
-	for (size_t i = 0; i < n_ok; i++) {
-		nvidia_register_events(nv, ok[i]->index, ok[i]->dev->id);
-		if (nvidia_add_cuda_facts(nv, ok[i]->dev) < 0) {
-			k = -ENOMEM;
-			goto out;
-		}
-		if (sticky_apply(nv, ok[i]->dev) < 0 || mark_mig_slices(nv, ok[i]->dev) < 0) {
-			k = -ENOMEM;
-			goto out;
-		}
-		k = device_list_push(list, TAKE_PTR(ok[i]->dev));
-		if (k < 0)
-			goto out;
-	}
-	{
-		char present[NVML_MAX_GPUS][13];
-		size_t n_present = 0;
-
-		for (size_t i = 0; i < list->n && n_present < NVML_MAX_GPUS; i++)
-			if (list->items[i]->has_pci)
-				memcpy(present[n_present++], list->items[i]->id, 13);
-		if (remember_migs(nv, ok, n_ok) < 0) {
-			k = -ENOMEM;
-			goto out;
-		}
-		sticky_prune(nv, present, n_present);
-	}
-out:
-	for (size_t i = 0; i < NVML_MAX_GPUS; i++) {
-		nvidia_query_unref(qs[i]);
-		nvidia_query_unref(tq[i]);
-	}
-	return k;
+	return 0;
 }
 
-/* Which NVML index a PCI address had at the last enumeration: NVML orders GPUs by PCI address,
- * and so does this lookup, through the same calls, bounded by the same deadline. */
 static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	struct nvidia *nv = b->userdata;
-	struct gpu_query *q;
-	unsigned count = 0, hint = UINT_MAX;
-	int k = -ENODEV, r;
+	const struct xpu_device *g;
+	uint64_t interval = b->config ? b->config->health_interval_usec : 0;
+	int r;
 
-	nvidia_reap_stuck(nv);
-	sticky_take_resets(nv);
-	if (nvidia_sticky_reason(nv, d->id)) {
-		/* an event said it needs a reset; a probe that answers does not undo that */
-		free(d->health.reason);
-		d->health = (struct xpu_health){};
-		return sticky_apply(nv, d);
+	nvidia_sticky_take_resets(nv);
+	r = take_fresh(b);
+	if (r < 0)
+		return r;
+	if (!nv->event) {
+		r = run_blocking(b);
+		if (r < 0)
+			return r;
+	} else if (!nv->run && now_usec(CLOCK_MONOTONIC) - nv->run_usec >= interval / 2) {
+		start_run(b);
 	}
-	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
-		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->addr_known) &&
-		    streq(nv->stuck[i]->addr, d->id))
-			return device_set_unhealthy(d, "NVML did not answer within %llu ms",
-						    NVML_QUERY_TIMEOUT_USEC / 1000);
-	r = nv->api.count(&count);
-	if (r != NVML_SUCCESS)
-		/* NVML as a whole fails (the driver unloaded, or upgraded under us): none of its
-		 * GPUs is usable, and the reason is NVML's, until it answers again */
-		return device_set_unhealthy(d, "NVML: %s (nvmlDeviceGetCount_v2)",
-					    nvml_error(&nv->api, r));
-	count = MIN(count, NVML_MAX_GPUS);
-	/* The index this GPU answered at last time first (one query, not one per GPU before it);
-	 * the others only when the order has changed. */
-	for (unsigned i = 0; i < count; i++)
-		if (streq(nv->index_addr[i], d->id))
-			hint = i;
-	for (unsigned j = 0; j <= count && k == -ENODEV; j++) {
-		unsigned i = j == 0 ? hint : j - 1;
-
-		if (i >= count || (j > 0 && i == hint) || nv->stuck[i])
-			continue;
-		q = calloc(1, sizeof(*q));
-		if (!q)
-			return -ENOMEM;
-		atomic_init(&q->refs, 1);
-		q->api = &nv->api;
-		q->index = i;
-		r = nvidia_run_queries(nv, &q, 1);
-		if (r < 0) {
-			/* NVML was not asked: not a sign of the GPU's health, nor of its absence */
-			nvidia_query_unref(q);
-			return log_warning_errno(r, "Cannot start a thread to probe %s through NVML: %m",
-						 d->id);
-		}
-		if (atomic_load(&q->addr_known))
-			set_index_addr(nv, i, q->addr);
-		if (!atomic_load(&q->addr_known) && atomic_load(&q->done)) {
-			char addr[13];
-
-			/* A GPU that cannot even say where it is: matched by NVML's order. */
-			if (index_to_address(b->host, i, addr) >= 0 && streq(addr, d->id))
-				k = device_set_unhealthy(d, "NVML: %s",
-							 nvml_error(&nv->api, q->error));
-		} else if (atomic_load(&q->addr_known) && streq(q->addr, d->id)) {
-			if (!atomic_load(&q->done)) {
-				k = device_set_unhealthy(d, "NVML did not answer within %llu ms",
-							 NVML_QUERY_TIMEOUT_USEC / 1000);
-			} else if (q->dev) {
-				free(d->health.reason);
-				d->health = q->dev->health;
-				q->dev->health = (struct xpu_health){};
-				k = 0;
-			}
-		}
-		nvidia_query_unref(q);
-	}
-	return k;
+	free(d->health.reason);
+	d->health = (struct xpu_health){};
+	if (nvidia_sticky_reason(nv, d->id))
+		/* the log said it needs a reset; an answer from NVML does not undo that */
+		return nvidia_sticky_apply(nv, d);
+	if (nv->failing)
+		return device_set_unhealthy(d, "%s", nv->failure);
+	g = device_list_find(&nv->gpus, d->id);
+	if (!g)
+		return nv->have_answer ? -ENODEV : 0;
+	if (g->health.state == XPU_HEALTH_UNHEALTHY)
+		return device_set_fault(d, g->health.action, "%s", g->health.reason ?: "unhealthy");
+	return 0;
 }
 
-struct init_call {
-	nvmlReturn_t (*init)(void);
-	nvmlReturn_t result;
-	atomic_bool done;
-	atomic_int refs;
-};
-
-static void *init_thread(void *userdata)
+static int nvidia_watch(struct xpu_backend *b)
 {
-	struct init_call *c = userdata;
+	struct nvidia *nv = b->userdata;
 
-	c->result = c->init();
-	atomic_store(&c->done, true);
-	if (atomic_fetch_sub(&c->refs, 1) == 1)
-		free(c);
-	return NULL;
+	if (nv->news_fd < 0) {
+		nv->news_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (nv->news_fd < 0)
+			return -errno;
+	}
+	nv->event = b->event;
+	if (!nv->event)
+		return -EOPNOTSUPP;
+	if (!nv->have_answer)
+		arm_retry(b); /* the first run failed: try again */
+	nvidia_cuda_start(nv);
+	return nv->news_fd;
 }
 
-/*
- * nvmlInit_v2 with a bound: it talks to the driver, which can hang (a GPU in trouble, a driver
- * being reloaded), and xpud must still come up and serve what sysfs sees. NVML_ERROR_TIMEOUT
- * when it did not return within 10 s.
- */
-static nvmlReturn_t nvml_init_bounded(const struct nvml *api)
+static int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_updates,
+			   size_t *ret_n, bool *ret_rescan)
 {
-	struct init_call *c = calloc(1, sizeof(*c));
-	struct timespec deadline;
-	nvmlReturn_t r;
-	pthread_t t;
+	struct nvidia *nv = b->userdata;
+	eventfd_t v;
 
-	if (!c)
-		return NVML_ERROR_MEMORY;
-	c->init = api->init;
-	atomic_init(&c->refs, 2);
-	if (pthread_create(&t, NULL, init_thread, c) != 0) {
-		free(c);
-		return api->init();
-	}
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 10;
-	if (pthread_timedjoin_np(t, NULL, &deadline) != 0) {
-		pthread_detach(t);
-		if (atomic_fetch_sub(&c->refs, 1) == 1)
-			free(c);
-		return NVML_ERROR_TIMEOUT;
-	}
-	r = c->result;
-	free(c);
-	return r;
+	(void)eventfd_read(nv->news_fd, &v);
+	*ret_updates = TAKE_PTR(nv->updates);
+	*ret_n = nv->n_updates;
+	nv->n_updates = 0;
+	*ret_rescan = nv->rescan_pending;
+	if (nv->rescan_pending)
+		nv->own_rescan = true;
+	nv->rescan_pending = false;
+	return 0;
 }
 
 static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 {
+	const struct nvidia_config *cfg = nvidia_config_get(b->config);
 	_cleanup_free_ struct nvidia *nv = NULL;
-	const char *path = NULL;
-	char *reason = NULL;
-	nvmlReturn_t r;
-	int k;
-
-	nv = calloc(1, sizeof(*nv));
-	if (!nv)
-		return -ENOMEM;
-	const struct dlsym_spec syms[] = {
-		{ (void **)&nv->api.init, "nvmlInit_v2" },
-		{ (void **)&nv->api.shutdown, "nvmlShutdown" },
-		{ (void **)&nv->api.error_string, "nvmlErrorString" },
-		{ (void **)&nv->api.driver_version, "nvmlSystemGetDriverVersion", true },
-		{ (void **)&nv->api.cuda_version, "nvmlSystemGetCudaDriverVersion_v2", true },
-		{ (void **)&nv->api.count, "nvmlDeviceGetCount_v2" },
-		{ (void **)&nv->api.handle, "nvmlDeviceGetHandleByIndex_v2" },
-		{ (void **)&nv->api.uuid, "nvmlDeviceGetUUID" },
-		{ (void **)&nv->api.name, "nvmlDeviceGetName" },
-		{ (void **)&nv->api.pci, "nvmlDeviceGetPciInfo_v3" },
-		{ (void **)&nv->api.memory, "nvmlDeviceGetMemoryInfo" },
-		{ (void **)&nv->api.compute_capability, "nvmlDeviceGetCudaComputeCapability", true },
-		{ (void **)&nv->api.serial, "nvmlDeviceGetSerial", true },
-		{ (void **)&nv->api.minor, "nvmlDeviceGetMinorNumber", true },
-		{ (void **)&nv->api.numa, "nvmlDeviceGetNumaNodeId", true },
-		{ (void **)&nv->api.power, "nvmlDeviceGetPowerUsage", true },
-		{ (void **)&nv->api.temperature, "nvmlDeviceGetTemperature", true },
-		{ (void **)&nv->api.mig_mode, "nvmlDeviceGetMigMode", true },
-		{ (void **)&nv->api.gi_profile, "nvmlDeviceGetGpuInstanceProfileInfo", true },
-		{ (void **)&nv->api.gi_remaining, "nvmlDeviceGetGpuInstanceRemainingCapacity",
-		  true },
-		{ (void **)&nv->api.topology, "nvmlDeviceGetTopologyCommonAncestor", true },
-		{ (void **)&nv->api.nvlink_state, "nvmlDeviceGetNvLinkState", true },
-		{ (void **)&nv->api.nvlink_remote, "nvmlDeviceGetNvLinkRemotePciInfo_v2", true },
-		{ (void **)&nv->api.mig_count, "nvmlDeviceGetMaxMigDeviceCount", true },
-		{ (void **)&nv->api.mig_handle, "nvmlDeviceGetMigDeviceHandleByIndex", true },
-		{ (void **)&nv->api.gi_id, "nvmlDeviceGetGpuInstanceId", true },
-		{ (void **)&nv->api.ci_id, "nvmlDeviceGetComputeInstanceId", true },
-		{ (void **)&nv->api.attributes, "nvmlDeviceGetAttributes_v2", true },
-		{ (void **)&nv->api.event_set_create, "nvmlEventSetCreate", true },
-		{ (void **)&nv->api.event_types, "nvmlDeviceGetSupportedEventTypes", true },
-		{ (void **)&nv->api.event_register, "nvmlDeviceRegisterEvents", true },
-		{ (void **)&nv->api.event_wait, "nvmlEventSetWait_v2", true },
-		{ (void **)&nv->api.event_set_free, "nvmlEventSetFree", true },
-		/* Before a reset: whether processes use the GPU. */
-		{ (void **)&nv->api.compute_processes, "nvmlDeviceGetComputeRunningProcesses_v3",
-		  true },
-		{ (void **)&nv->api.graphics_processes, "nvmlDeviceGetGraphicsRunningProcesses_v3",
-		  true },
-		/* Applying MIG layouts: any one missing turns that feature off, nothing else. */
-		{ (void **)&nv->api.mig.error_string, "nvmlErrorString" },
-		{ (void **)&nv->api.mig.mig_mode, "nvmlDeviceGetMigMode", true },
-		{ (void **)&nv->api.mig.set_mig_mode, "nvmlDeviceSetMigMode", true },
-		{ (void **)&nv->api.mig.gi_profile, "nvmlDeviceGetGpuInstanceProfileInfo", true },
-		{ (void **)&nv->api.mig.gpu_instances, "nvmlDeviceGetGpuInstances", true },
-		{ (void **)&nv->api.mig.create_gi, "nvmlDeviceCreateGpuInstance", true },
-		{ (void **)&nv->api.mig.destroy_gi, "nvmlGpuInstanceDestroy", true },
-		{ (void **)&nv->api.mig.ci_profile, "nvmlGpuInstanceGetComputeInstanceProfileInfo",
-		  true },
-		{ (void **)&nv->api.mig.compute_instances, "nvmlGpuInstanceGetComputeInstances",
-		  true },
-		{ (void **)&nv->api.mig.create_ci, "nvmlGpuInstanceCreateComputeInstance", true },
-		{ (void **)&nv->api.mig.destroy_ci, "nvmlComputeInstanceDestroy", true },
-	};
+	struct helper_reply reply = {};
+	static char *const args[] = { (char *)"enumerate", NULL };
+	char *error = NULL;
+	const char *path;
+	int r;
 
 	/* Configuration, then the environment (tests), then the loader's search path. A fake
 	 * host root never gets the real host's NVML: its GPUs would not be the root's. */
-	if (nvidia_config_get(b->config)->nvml_library)
-		path = nvidia_config_get(b->config)->nvml_library;
+	if (cfg->nvml_library)
+		path = cfg->nvml_library;
 	else if (secure_getenv("XPU_NVML_LIBRARY"))
 		path = secure_getenv("XPU_NVML_LIBRARY");
 	else if (b->host->is_real)
@@ -701,57 +510,72 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 		return (*ret_reason = strdup("a simulated host root uses no NVML unless "
 					     "XPU_NVML_LIBRARY names one")) ? -ENOENT : -ENOMEM;
 
-	k = dlopen_many(path, syms, ELEMENTSOF(syms), &nv->api.dl, &reason);
-	if (k < 0) {
-		*ret_reason = reason;
-		return k;
-	}
-	r = nvml_init_bounded(&nv->api);
-	if (r == NVML_ERROR_TIMEOUT) {
-		/* Stuck in the driver: leave the library loaded for the thread still in it. */
-		*ret_reason = strdup("nvmlInit_v2 did not return within 10 s");
-		return -ETIMEDOUT;
-	}
-	if (r != NVML_SUCCESS) {
-		if (asprintf(ret_reason, "nvmlInit_v2 failed: %s", nvml_error(&nv->api, r)) < 0)
-			*ret_reason = NULL;
-		dlclose(nv->api.dl);
-		return nvml_to_errno(r) ?: -EIO;
-	}
-	if (!nv->api.driver_version ||
-	    nv->api.driver_version(nv->driver_version, sizeof(nv->driver_version)) !=
-		    NVML_SUCCESS ||
-	    !string_is_printable(nv->driver_version))
-		strcpy(nv->driver_version, "unknown");
-	if (!nv->api.cuda_version || nv->api.cuda_version(&nv->cuda_version) != NVML_SUCCESS)
-		nv->cuda_version = 0;
+	nv = calloc(1, sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
 	nv->host = b->host;
-	nv->pipe[0] = nv->pipe[1] = -EBADF;
-	pthread_mutex_init(&nv->map_lock, NULL);
-	if (pipe2(nv->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		nv->pipe[0] = nv->pipe[1] = -EBADF;
+	nv->config = b->config;
+	nv->news_fd = -EBADF;
+	nv->max_failures = cfg->helper_failures ?: HELPER_FAILURES;
+	nv->max_age_usec = cfg->helper_max_age_usec ?: HELPER_MAX_AGE_USEC;
+	nv->limits = (struct helper_limits){
+		.timeout_usec = cfg->helper_timeout_usec ?: HELPER_TIMEOUT_USEC,
+		.output_max = HELPER_OUTPUT_MAX,
+	};
+	nv->limits.cpu_seconds = (unsigned)(nv->limits.timeout_usec / USEC_PER_SEC) + 1;
+	if (helper_address_limit_usable())
+		nv->limits.address_space = cfg->helper_memory ?: HELPER_MEMORY;
+	pthread_mutex_init(&nv->lock, NULL);
+	if (helper_path(&nv->helper) < 0 || !(nv->nvml_path = strdup(path)))
+		goto oom;
 	/* The CUDA driver API, like NVML: configuration, environment, the host's own. */
-	if (nvidia_config_get(b->config)->cuda_library)
-		nv->cuda_path = strdup(nvidia_config_get(b->config)->cuda_library);
+	if (cfg->cuda_library)
+		nv->cuda_path = strdup(cfg->cuda_library);
 	else if (secure_getenv("XPU_CUDA_LIBRARY"))
 		nv->cuda_path = strdup(secure_getenv("XPU_CUDA_LIBRARY"));
 	else if (b->host->is_real)
 		nv->cuda_path = strdup("libcuda.so.1");
-	if (nv->pipe[0] >= 0 && nv->api.event_set_create && nv->api.event_types &&
-	    nv->api.event_register && nv->api.event_wait && nv->api.event_set_free) {
-		r = nv->api.event_set_create(&nv->set);
-		nv->have_set = r == NVML_SUCCESS;
-		if (!nv->have_set)
-			log_warning("Cannot create an NVML event set (%s); GPUs are probed only.",
-				    nvml_error(&nv->api, r));
-	}
-	log_info("NVML loaded from %s, driver %s.", path, nv->driver_version);
-	b->userdata = TAKE_PTR(nv);
-	return 0;
-}
 
-/* State that threads stuck in NVML still use when xpud stops: kept, and reachable. */
-static struct nvidia *nvidia_abandoned __attribute__((used));
+	b->userdata = nv;
+	r = nvidia_helper_sync(nv, args, 0, &reply, &error);
+	if (r == -ENOENT || r == -EACCES || r == -ENOEXEC) {
+		/* no helper to run: nothing of NVML can be known */
+		if (asprintf(ret_reason, "%s (%s)", error, nv->helper) < 0)
+			*ret_reason = NULL;
+		free(error);
+		goto fail;
+	}
+	if (r >= 0 && reply.has_error) {
+		/* NVML answered that it cannot work here: no library, no driver, stuck init */
+		*ret_reason = TAKE_PTR(reply.error);
+		r = reply.error_errno;
+		helper_reply_done(&reply);
+		goto fail;
+	}
+	/* An answer, or a helper that failed this once: it is tried again with a back-off. */
+	r = handle_answer(b, r, &reply, error);
+	helper_reply_done(&reply);
+	if (r < 0)
+		goto fail;
+	log_info("NVML answers through %s: driver %s, %zu GPUs.", nv->helper,
+		 nv->gpus.n ? device_get_property(nv->gpus.items[0], "driver_version") ?: "unknown"
+			    : "unknown",
+		 nv->gpus.n);
+	nv->probe_answer = true;
+	TAKE_PTR(nv);
+	return 0;
+oom:
+	r = -ENOMEM;
+fail:
+	b->userdata = NULL;
+	free(nv->helper);
+	free(nv->nvml_path);
+	free(nv->cuda_path);
+	device_list_clear(&nv->gpus);
+	free(nv->failure);
+	pthread_mutex_destroy(&nv->lock);
+	return r;
+}
 
 static void nvidia_close(struct xpu_backend *b)
 {
@@ -759,55 +583,28 @@ static void nvidia_close(struct xpu_backend *b)
 
 	if (!nv)
 		return;
-	if (nv->event_thread_started) {
-		struct timespec deadline;
-
-		atomic_store(&nv->stop, true);
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += 2; /* the wait returns every NVML_EVENT_WAIT_MS */
-		if (pthread_timedjoin_np(nv->event_thread, NULL, &deadline) == 0) {
-			nv->event_thread_started = false;
-		} else {
-			pthread_detach(nv->event_thread);
-			atomic_fetch_add(&nv->outstanding, 1); /* keep NVML loaded for it */
-		}
-	}
-	if (nv->cuda_thread_started) {
-		struct timespec deadline;
-
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += 2;
-		if (pthread_timedjoin_np(nv->cuda_thread, NULL, &deadline) != 0) {
-			pthread_detach(nv->cuda_thread);
-			atomic_fetch_add(&nv->outstanding, 1); /* keep our state for it */
-		}
-	}
-	nvidia_reap_stuck(nv);
-	/* A thread still inside NVML must not see the library vanish under it: then leave both
-	 * loaded (the process is ending anyway). */
-	if (atomic_load(&nv->outstanding) > 0) {
-		log_warning("%d NVML queries are still running; not unloading NVML.",
-			    atomic_load(&nv->outstanding));
-		nvidia_abandoned = nv;
-		b->userdata = NULL;
-		return;
-	}
-	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
-		nvidia_query_unref(nv->stuck[i]);
-	for (size_t i = 0; i < nv->n_sticky; i++) {
-		free(nv->sticky[i].reason);
-		free(nv->sticky[i].slice);
-	}
+	if (nv->run)
+		helper_run_abandon(nv->run);
+	if (nv->cuda_run)
+		helper_run_abandon(nv->cuda_run);
+	sd_event_source_disable_unref(nv->retry);
+	safe_close(nv->news_fd);
+	backend_updates_free(nv->updates, nv->n_updates);
+	device_list_clear(&nv->gpus);
+	for (size_t i = 0; i < nv->n_migs; i++)
+		free(nv->migs[i].uuid);
 	free(nv->migs);
-	if (nv->have_set)
-		nv->api.event_set_free(nv->set);
-	safe_close(nv->pipe[0]);
-	safe_close(nv->pipe[1]);
-	pthread_mutex_destroy(&nv->map_lock);
+	nvidia_sticky_clear(nv);
+	if (nv->fresh) {
+		helper_reply_done(nv->fresh);
+		free(nv->fresh);
+	}
+	helper_reply_done(&nv->cuda);
+	pthread_mutex_destroy(&nv->lock);
+	free(nv->failure);
+	free(nv->helper);
+	free(nv->nvml_path);
 	free(nv->cuda_path);
-	free(nv->cuda_error);
-	nv->api.shutdown();
-	dlclose(nv->api.dl);
 	free(nv);
 	b->userdata = NULL;
 }

@@ -64,6 +64,12 @@ int registry_new(const struct xpu_host *host, const struct config *config,
 	return 0;
 }
 
+void registry_set_event(struct registry *r, sd_event *e)
+{
+	for (size_t i = 0; i < r->n; i++)
+		r->backends[i].event = e;
+}
+
 struct registry *registry_free(struct registry *r)
 {
 	if (!r)

@@ -22,6 +22,9 @@ int registry_new(const struct xpu_host *host, const struct config *config,
 		 const struct xpu_backend_ops *const *ops, size_t n, struct registry **ret);
 struct registry *registry_free(struct registry *r);
 
+/* Hands every backend the daemon's loop (struct xpu_backend's event), before they are watched. */
+void registry_set_event(struct registry *r, sd_event *e);
+
 /* The built-in backend list, in no particular order (merge order comes from priorities). */
 extern const struct xpu_backend_ops *const registry_builtin_ops[];
 extern const size_t registry_builtin_n;

@@ -1014,6 +1014,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	r = arm_health_timer(m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the health timer: %m");
+	registry_set_event(m->registry, m->event);
 	r = watch_backends(m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch the backends' events: %m");

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * A stand-in for libcuda.so.1: the CUDA driver API functions that xpud resolves
- * (backends/nvidia-cuda.h), answered from the same JSON node description as the fake NVML (named
+ * (runtimes/nvidia-cuda.h), answered from the same JSON node description as the fake NVML (named
  * by $XPU_FAKE_NVML, format in tests/fakes/README.md), so that both fakes describe one node.
  *
  * It behaves like the driver's library where the backend can tell: nothing answers before cuInit,
@@ -32,7 +32,7 @@
 #include "fake-node-keys.h"
 
 #pragma GCC visibility push(default)
-#include "backends/nvidia-cuda.h"
+#include "runtimes/nvidia-cuda.h"
 #pragma GCC visibility pop
 
 #define FAKE_MAX_GPUS 64 /* as the fake NVML */

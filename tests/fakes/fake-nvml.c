@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * A stand-in for libnvidia-ml.so.1: the NVML functions that xpud resolves (backends/nvidia-nvml.h),
+ * A stand-in for libnvidia-ml.so.1: the NVML functions that xpud resolves (runtimes/nvidia-nvml.h),
  * answered from a JSON node description named by $XPU_FAKE_NVML (format in tests/fakes/README.md),
  * so that the real NVIDIA backend runs in CI without a GPU or a driver.
  *
@@ -46,7 +46,7 @@
 #include "fake-node-keys.h"
 
 #pragma GCC visibility push(default)
-#include "backends/nvidia-nvml.h"
+#include "runtimes/nvidia-nvml.h"
 #pragma GCC visibility pop
 
 #define FAKE_MAX_GPUS 64

@@ -24,11 +24,13 @@ RANK = {
     "sim": 1,  # simulated nodes (the fixture builder): shared only
     "core": 1,  # device model, inventory, planner, allocator, state, configuration
     "backends": 2,  # the ops struct, the registry, one file per source
+    "runtimes": 2,  # the vendor runtimes' side of the backends, in xpud-helper only
     "services": 3,  # what the front ends call: allocations, repartition, recovery
     "api": 4,  # front end: the local socket API
     "kube": 4,  # front end: device plugin, CDI, NFD
     "daemon": 5,  # the composition root: the event loop and the wiring
     "xpud.c": 6,  # the daemon's main file
+    "xpud-helper.c": 3,  # the helper's main file: runtimes and below, never the daemon's
     "lib": 1,  # libxpu, the client library: shared only
     "xpuctl": 2,  # the command line client: libxpu and shared only
 }
@@ -37,11 +39,13 @@ ALLOWED = {
     "sim": {"shared", "sim"},
     "core": {"shared", "core"},
     "backends": {"shared", "core", "backends"},
+    "runtimes": {"shared", "core", "runtimes"},
     "services": {"shared", "core", "backends", "services"},
     "api": {"shared", "core", "backends", "services", "api"},
     "kube": {"shared", "core", "backends", "services", "kube"},
     "daemon": {"shared", "core", "backends", "services", "api", "kube", "daemon"},
     "xpud.c": {"shared", "sim", "core", "backends", "services", "api", "kube", "daemon"},
+    "xpud-helper.c": {"shared", "core", "runtimes"},
     "lib": {"shared", "lib"},
     "xpuctl": {"shared", "lib", "xpuctl"},
 }

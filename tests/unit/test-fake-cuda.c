@@ -23,8 +23,8 @@
 
 #include <cmocka.h>
 
-#include "backends/nvidia-cuda.h"
-#include "backends/nvidia-nvml.h"
+#include "runtimes/nvidia-cuda.h"
+#include "runtimes/nvidia-nvml.h"
 #include "shared/macro.h"
 #include "sim/fixture.h"
 #include "testutil.h"

@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "backends/nvidia-nvml.h"
+#include "runtimes/nvidia-nvml.h"
 #include "shared/fileio.h"
 #include "shared/macro.h"
 #include "shared/parse.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The part of the CUDA driver API's C ABI that xpud uses, declared from NVIDIA's published
- * reference so that no toolkit header is needed to build. Only nvidia-cuda.c and the fake library
+ * reference so that no toolkit header is needed to build. Only runtimes/cuda.c (in the helper) and the fake library
  * under tests/fakes/ include this file. Symbols are resolved by their exported, versioned names
  * (cuDeviceTotalMem_v2, cuDeviceGetUuid_v2); enum values and layouts must match the driver's.
  */

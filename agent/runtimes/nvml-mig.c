@@ -10,8 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backends/nvidia-mig.h"
-#include "backends/vendor-rules.h"
+#include "runtimes/nvml-mig.h"
 #include "shared/macro.h"
 #include "shared/strv.h"
 
@@ -269,7 +268,7 @@ int nvidia_mig_apply(const struct nvml_mig_api *api, nvmlDevice_t gpu, const str
 	size_t n_declared = 0, n_gis = 0;
 	int r;
 
-	if (o->kind != OFFER_PARTITIONS || o->scheme != &nvidia_mig_scheme)
+	if (o->kind != OFFER_PARTITIONS)
 		return -EOPNOTSUPP;
 	r = mig_mode_ready(api, gpu, o, ret_error);
 	if (r <= 0)

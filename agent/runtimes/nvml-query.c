@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The NVIDIA backend's per-GPU NVML queries. Each GPU is asked by its own short-lived thread,
- * joined with a deadline (nvidia_run_queries()): phase 1 asks everything NVML knows of the GPU
+ * The per-GPU NVML queries, in the helper. Each GPU is asked by its own short-lived thread,
+ * joined with a deadline (nvml_run_queries()): phase 1 asks everything NVML knows of the GPU
  * (its MIG mode, profiles and devices, its NVLinks), phase 2 the topology level to every peer.
- * A thread that misses its deadline is left to finish on its own and its GPU is not asked again
- * until it has (nvidia_reap_stuck()). Only plain data leaves the threads.
+ * A thread that misses its deadline is left behind (its GPU is reported as not answering) and
+ * dies with the helper. Only plain data leaves the threads.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backends/nvidia-internal.h"
+#include "runtimes/nvml.h"
 #include "shared/fault.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -22,7 +22,7 @@
 #include "shared/strv.h"
 
 /* Drops a reference to @q: the thread's or the backend's; the last one frees it. */
-void nvidia_query_unref(struct gpu_query *q)
+void nvml_query_unref(struct gpu_query *q)
 {
 	if (!q || atomic_fetch_sub(&q->refs, 1) != 1)
 		return;
@@ -322,17 +322,17 @@ static void *query_thread(void *userdata)
 		query_gpu(q);
 	atomic_store(&q->done, true);
 	atomic_fetch_sub(q->outstanding, 1);
-	nvidia_query_unref(q);
+	nvml_query_unref(q);
 	return NULL;
 }
 
 /*
  * Runs @n queries on their own threads and waits for all of them until one deadline. Queries
- * that miss it are left to finish on their own and recorded as stuck. Returns how many
+ * that miss it are left to finish on their own (the helper exits without them). Returns how many
  * finished, or the error of a thread that could not be started (-EAGAIN: too many threads),
  * after the others were waited for: NVML was not asked, so nothing is known of that GPU.
  */
-int nvidia_run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
+int nvml_run_queries(struct nvml_session *s, struct gpu_query **qs, size_t n)
 {
 	pthread_t threads[NVML_MAX_GPUS] = {}; /* read only where started[] says */
 	bool started[NVML_MAX_GPUS] = {};
@@ -345,16 +345,14 @@ int nvidia_run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		int k;
 
-		qs[i]->outstanding = &nv->outstanding;
-		qs[i]->host = nv->host;
+		qs[i]->outstanding = &s->outstanding;
+		qs[i]->host = s->host;
 		atomic_fetch_add(&qs[i]->refs, 1); /* the thread's */
-		atomic_fetch_add(&nv->outstanding, 1);
+		atomic_fetch_add(&s->outstanding, 1);
 		k = fault_error("nvidia-query-thread") ?:
 			-pthread_create(&threads[i], &attr, query_thread, qs[i]);
 		if (k < 0) {
-			log_debug_errno(k, "Cannot start a thread to query NVML GPU %u: %m",
-					qs[i]->index);
-			atomic_fetch_sub(&nv->outstanding, 1);
+			atomic_fetch_sub(&s->outstanding, 1);
 			atomic_fetch_sub(&qs[i]->refs, 1);
 			error = error ?: k;
 			continue;
@@ -368,26 +366,10 @@ int nvidia_run_queries(struct nvidia *nv, struct gpu_query **qs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (!started[i])
 			continue;
-		if (pthread_timedjoin_np(threads[i], NULL, &deadline) == 0) {
+		if (pthread_timedjoin_np(threads[i], NULL, &deadline) == 0)
 			finished++;
-			continue;
-		}
-		pthread_detach(threads[i]);
-		if (!qs[i]->topology_phase && qs[i]->index < NVML_MAX_GPUS &&
-		    !nv->stuck[qs[i]->index]) {
-			atomic_fetch_add(&qs[i]->refs, 1);
-			nv->stuck[qs[i]->index] = qs[i];
-		}
+		else
+			pthread_detach(threads[i]);
 	}
 	return error ?: finished;
-}
-
-/* Forgets stuck queries whose threads have returned: those GPUs are asked again. */
-void nvidia_reap_stuck(struct nvidia *nv)
-{
-	for (size_t i = 0; i < NVML_MAX_GPUS; i++)
-		if (nv->stuck[i] && atomic_load(&nv->stuck[i]->done)) {
-			nvidia_query_unref(nv->stuck[i]);
-			nv->stuck[i] = NULL;
-		}
 }

@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Applying a declared MIG layout to one GPU through NVML: shared by nvidia-apply.c (which runs
- * the calls on a bounded thread, with the library nvidia.c loaded) and nvidia-mig.c (the calls
- * themselves). Private to the NVIDIA backend: NVML types do not leave these files.
+ * Applying a declared MIG layout to one GPU through NVML, in the helper process: nvml-apply.c
+ * finds the GPU, nvml-mig.c makes the calls. NVML types do not leave agent/runtimes/.
  */
 #pragma once
 
 #include <stddef.h>
 
-#include "backends/nvidia-nvml.h"
+#include "runtimes/nvidia-nvml.h"
 #include "core/policy.h"
 
 /* The NVML functions the layout needs. Any of them NULL (an old driver): the feature is off. */

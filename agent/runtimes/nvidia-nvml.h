@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The part of NVML's C ABI that xpud uses, declared from NVIDIA's published API reference so
- * that no proprietary header is needed to build. Only the NVIDIA backend's files that call NVML
- * (through nvidia-internal.h and nvidia-mig.h) and the fake library under tests/fakes/ include
- * this file.
+ * that no proprietary header is needed to build. Only the helper's files that call NVML
+ * (agent/runtimes/, through nvml.h and nvml-mig.h) and the fake library under tests/fakes/
+ * include this file: xpud itself never sees an NVML type.
  *
  * Every function is resolved by its exported, versioned symbol name (the suffix is the ABI
  * version: nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
@@ -186,7 +186,7 @@ nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttribute
 
 /*
  * MIG management: GPU instances and their compute instances, created and destroyed by xpud to
- * apply a declared layout (nvidia-mig.c). From the "Multi Instance GPU Management" chapter of
+ * apply a declared layout (nvml-mig.c). From the "Multi Instance GPU Management" chapter of
  * the NVML API reference; the unversioned names are version 1 of each function and struct.
  */
 typedef struct nvmlGpuInstance_st *nvmlGpuInstance_t;
