@@ -2,9 +2,10 @@
 /*
  * What the NVIDIA backend's files share: nvidia.c (the ops, probe and close, enumerate and
  * refresh, the faults events leave on a GPU), nvidia-query.c (the per-GPU NVML queries on their
- * threads), nvidia-events.c (the event thread and what its events mean), nvidia-cuda.c (the CUDA
- * probe) and nvidia-apply.c (MIG layouts and resets, off the loop). Private to the NVIDIA
- * backend: NVML types do not leave these files.
+ * threads), nvidia-events.c (the event thread and what its events mean), nvidia-kmsg-events.c
+ * (what the kernel log's XID lines mean), nvidia-cuda.c (the CUDA probe) and nvidia-apply.c (MIG
+ * layouts and resets, off the loop). Private to the NVIDIA backend: NVML types do not leave
+ * these files.
  */
 #pragma once
 
@@ -115,6 +116,18 @@ struct gpu_query {
 	int peer_level[NVML_MAX_GPUS];
 };
 
+/* The last XID line of the kernel log that was handled (nvidia-kmsg-events.c): the same one
+ * again soon after is a repeat (an XID storm), counted and not handled again. */
+struct nvidia_kmsg_last {
+	bool valid;
+	char addr[13];
+	unsigned xid;
+	bool has_gi, has_ci;
+	unsigned gi, ci;
+	uint64_t usec;	  /* the kernel's timestamp of its last repeat */
+	unsigned repeats; /* not yet logged */
+};
+
 /* What the CUDA driver API adds for one GPU, by PCI address. */
 struct cuda_fact {
 	char addr[13];
@@ -175,6 +188,10 @@ struct nvidia {
 	long cuda_init_ms;
 	struct cuda_fact cuda[NVML_MAX_GPUS];
 	size_t n_cuda;
+
+	/* The kernel log (main thread): repeats, and when an unreadable line was last warned of. */
+	struct nvidia_kmsg_last kmsg_last;
+	uint64_t kmsg_bad_usec;
 };
 
 static inline const char *nvml_error(const struct nvml *api, nvmlReturn_t r)
@@ -256,6 +273,10 @@ void nvidia_event_send(struct nvidia *nv, const struct nvidia_event *ev);
 int nvidia_watch(struct xpu_backend *b);
 int nvidia_dispatch(struct xpu_backend *b, struct backend_update **ret_updates, size_t *ret_n,
 		    bool *ret_rescan);
+
+/* nvidia-kmsg-events.c: the kernel log's XID lines, the backend's kmsg op. */
+int nvidia_kmsg(struct xpu_backend *b, const struct kmsg_record *rec,
+		struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan);
 
 /* nvidia-cuda.c: the CUDA probe's thread and what it found. */
 void *nvidia_cuda_thread(void *userdata);

@@ -821,6 +821,7 @@ const struct xpu_backend_ops nvidia_backend_ops = {
 	.refresh = nvidia_refresh,
 	.watch = nvidia_watch,
 	.dispatch = nvidia_dispatch,
+	.kmsg_what = "XIDs", .kmsg = nvidia_kmsg,
 	.apply_offer = nvidia_apply_offer,
 	.reset = nvidia_reset,
 	.close = nvidia_close,
