@@ -657,3 +657,88 @@ void test_nvml_inject(const char *root, const char *line)
 	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
 	close(fd);
 }
+
+/* The next sequence number of @root's kernel log (kept in run/test-kmsg-seq: tests that restart
+ * xpud on one tree go on numbering). */
+static unsigned long long kmsg_next_seq(const char *root)
+{
+	unsigned long long seq = 0;
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/run/test-kmsg-seq", root);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%llu", &seq) != 1)
+			seq = 0;
+		fclose(f);
+	}
+	f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "%llu\n", seq + 1);
+	assert_int_equal(fclose(f), 0);
+	return seq + 1;
+}
+
+void test_kmsg_write(const char *root, const char *bytes, size_t len)
+{
+	char fifo[4096];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/dev/kmsg", root);
+	/* non-blocking open: no reader is a failure, not a hang; then blocking writes, which
+	 * wait while xpud catches up with a storm */
+	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_SETFL, 0), 0);
+	while (len > 0) {
+		ssize_t k = write(fd, bytes, len);
+
+		assert_true(k > 0);
+		bytes += k;
+		len -= (size_t)k;
+	}
+	close(fd);
+}
+
+/* One record of @root's log: priority 4 (the kernel's facility, warning), the next number, now. */
+static void kmsg_record(const char *root, FILE *out, const char *msg)
+{
+	fprintf(out, "4,%llu,%llu,-;%s\n", kmsg_next_seq(root),
+		(unsigned long long)test_now_ms() * 1000, msg);
+}
+
+void test_kmsg_inject(const char *root, const char *line)
+{
+	char bus[32], msg[512], scope[64] = "";
+	_cleanup_free_ char *buf = NULL;
+	unsigned xid, gi, ci, count = 1;
+	size_t len = 0;
+	FILE *out;
+	int n;
+
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	n = sscanf(line, "xid %31s %u %u %u", bus, &xid, &gi, &ci);
+	if (n < 2) {
+		n = sscanf(line, "storm %31s %u %u", bus, &xid, &count);
+		n = n == 3 ? 2 : 0;
+	}
+	if (n >= 2) {
+		/* the driver prints the address without its function: "0000:18:00" */
+		assert_true(strlen(bus) == 12);
+		bus[10] = '\0';
+		if (n == 4)
+			snprintf(scope, sizeof(scope), " GPU-I:%02u GPU-CI:%02u", gi, ci);
+		snprintf(msg, sizeof(msg),
+			 "NVRM: Xid (PCI:%s%s): %u, pid=1234, name=python3, Ch 00000008", bus,
+			 scope, xid);
+		for (unsigned i = 0; i < count; i++)
+			kmsg_record(root, out, msg);
+	} else {
+		snprintf(msg, sizeof(msg), "%.*s", (int)strcspn(line, "\n"), line);
+		kmsg_record(root, out, msg);
+	}
+	assert_int_equal(fclose(out), 0);
+	test_kmsg_write(root, buf, len);
+}

@@ -365,6 +365,30 @@ static const char *health_of(const struct test_xpud *x, const char *id, char *bu
 	return buf;
 }
 
+/* How many repeats of an XID of GPU @addr the log counted, once it is @want (10 s at most). */
+static unsigned wait_repeats(const struct test_xpud *x, const char *addr, unsigned want)
+{
+	char needle[128], line[1024];
+	unsigned total = 0;
+
+	snprintf(needle, sizeof(needle), "The last XID of GPU %s in the kernel log repeated ", addr);
+	for (int i = 0; i < 200 && total != want; i++) {
+		FILE *f = fopen(x->log, "re");
+
+		total = 0;
+		while (f && fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, needle);
+
+			total += p ? (unsigned)strtoul(p + strlen(needle), NULL, 10) : 0;
+		}
+		if (f)
+			fclose(f);
+		if (total != want)
+			usleep(50 * 1000);
+	}
+	return total;
+}
+
 static void test_xid_events(void **state)
 {
 	char *root = test_fixture_new("hgx-h100"), fifo[4096], conf[4096], buf[512];
@@ -389,10 +413,10 @@ static void test_xid_events(void **state)
 	s = test_stream_open(x->socket);
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
-	/* an application's error leaves the GPU healthy */
-	test_nvml_inject(x->root, "xid 0000:18:00.0 13\n");
+	/* XIDs come from the kernel log: an application's error leaves the GPU healthy */
+	test_kmsg_inject(x->root, "xid 0000:18:00.0 13\n");
 	/* a GPU that fell off the bus is unhealthy, with the XID and what it needs */
-	test_nvml_inject(x->root, "xid 0000:2a:00.0 79\n");
+	test_kmsg_inject(x->root, "xid 0000:2a:00.0 79\n");
 	ms = test_stream_wait(s, (const char *const[]){ "\"health-changed\"",
 						     "\"device_id\":\"0000:2a:00.0\"",
 						     "XID 79 (GPU has fallen off the bus): reset-gpu",
@@ -407,13 +431,16 @@ static void test_xid_events(void **state)
 	assert_true(test_xpud_log_contains(x, "xpud.yaml:line 2: 'nvidia-xid-actions' is deprecated; "
 					      "write it as nvidia: {xid-actions: ...}"));
 	/* the configuration's override: XID 43 now needs a reset */
-	test_nvml_inject(x->root, "xid 0000:3a:00.0 43\n");
+	test_kmsg_inject(x->root, "xid 0000:3a:00.0 43\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
 							   "XID 43", NULL },
 				10000) >= 0);
 
 	/* a storm of application errors: handled once, counted, no health change */
-	test_nvml_inject(x->root, "storm 0000:5d:00.0 31 500\n");
+	test_kmsg_inject(x->root, "storm 0000:5d:00.0 31 500\n");
+	assert_int_equal(wait_repeats(x, "0000:5d:00.0", 499), 499);
+	assert_int_equal(test_xpud_log_count(x, "GPU 0000:5d:00.0: XID 31"), 1);
+	/* NVML's own events still arrive: a double-bit ECC error */
 	test_nvml_inject(x->root, "dbe 0000:9a:00.0\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
 							   "double-bit ECC error", NULL },
@@ -463,21 +490,20 @@ static void test_xid_events(void **state)
  */
 static void test_xid_in_mig_instance(void **state)
 {
-	char *root = test_fixture_new("hgx-h100"), fifo[4096], buf[512];
+	char *root = test_fixture_new("hgx-h100"), buf[512];
 	struct test_stream *s;
 	struct test_xpud *x;
 	json_t *doc = NULL, *sl, *r;
 	size_t i, unhealthy = 0, mig = 0;
 	const char *bad_id = NULL;
 
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	assert_int_equal(mkfifo(fifo, 0600), 0);
+	/* no NVML event FIFO: the kernel log alone says it */
 	x = test_xpud_start_nvml(root, NULL, NULL);
 	s = test_stream_open(x->socket);
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
 	/* the third instance of the MIG GPU: GPU instance 3, compute instance 0 */
-	test_nvml_inject(x->root, "xid 0000:db:00.0 95 3 0\n");
+	test_kmsg_inject(x->root, "xid 0000:db:00.0 95 3 0\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-changed\"",
 							   "\"device_id\":\"0000:db:00.0\"", NULL },
 				10000) >= 0);
