@@ -742,3 +742,34 @@ void test_kmsg_inject(const char *root, const char *line)
 	assert_int_equal(fclose(out), 0);
 	test_kmsg_write(root, buf, len);
 }
+
+static int stderr_saved = -1;
+static FILE *stderr_file;
+
+void test_stderr_capture(void)
+{
+	assert_int_equal(stderr_saved, -1);
+	fflush(stderr);
+	stderr_file = tmpfile();
+	assert_non_null(stderr_file);
+	stderr_saved = dup(STDERR_FILENO);
+	assert_true(stderr_saved >= 0);
+	assert_int_equal(dup2(fileno(stderr_file), STDERR_FILENO), STDERR_FILENO);
+}
+
+char *test_stderr_captured(void)
+{
+	char *text = NULL;
+	size_t len;
+
+	assert_true(stderr_saved >= 0);
+	fflush(stderr);
+	assert_int_equal(dup2(stderr_saved, STDERR_FILENO), STDERR_FILENO);
+	close(stderr_saved);
+	stderr_saved = -1;
+	assert_int_equal(lseek(fileno(stderr_file), 0, SEEK_SET), 0);
+	assert_int_equal(read_full_fd(fileno(stderr_file), 1 << 20, &text, &len), 0);
+	fclose(stderr_file);
+	stderr_file = NULL;
+	return text;
+}

@@ -139,5 +139,9 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
  * with NULL: the file "<@description>.driver-error" (tests/fakes/README.md). Takes effect at the
  * next call, also in a running process. */
 void test_fake_nvml_driver_error(const char *description, const char *name);
+/* What this process logs (its stderr) from test_stderr_capture() on: test_stderr_captured()
+ * gives it back (malloc'd) and restores stderr. One capture at a time. */
+void test_stderr_capture(void);
+char *test_stderr_captured(void);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);
