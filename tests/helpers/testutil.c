@@ -658,9 +658,8 @@ void test_nvml_inject(const char *root, const char *line)
 	close(fd);
 }
 
-/* The next sequence number of @root's kernel log (kept in run/test-kmsg-seq: tests that restart
- * xpud on one tree go on numbering). */
-static unsigned long long kmsg_next_seq(const char *root)
+/* Kept in run/test-kmsg-seq: tests that restart xpud on one tree go on numbering. */
+unsigned long long test_kmsg_next_seq(const char *root)
 {
 	unsigned long long seq = 0;
 	char path[4096];
@@ -704,7 +703,7 @@ void test_kmsg_write(const char *root, const char *bytes, size_t len)
 /* One record of @root's log: priority 4 (the kernel's facility, warning), the next number, now. */
 static void kmsg_record(const char *root, FILE *out, const char *msg)
 {
-	fprintf(out, "4,%llu,%llu,-;%s\n", kmsg_next_seq(root),
+	fprintf(out, "4,%llu,%llu,-;%s\n", test_kmsg_next_seq(root),
 		(unsigned long long)test_now_ms() * 1000, msg);
 }
 
@@ -772,4 +771,83 @@ char *test_stderr_captured(void)
 	fclose(stderr_file);
 	stderr_file = NULL;
 	return text;
+}
+
+struct test_xid_lines {
+	FILE *f;
+	char *line;
+	size_t cap;
+	unsigned lineno;
+	char record[4096];
+};
+
+struct test_xid_lines *test_xid_lines_open(void)
+{
+	struct test_xid_lines *t = calloc(1, sizeof(*t));
+	char path[4096];
+
+	assert_non_null(t);
+	snprintf(path, sizeof(path), "%s/fixtures/kmsg/xid-lines.txt", test_env("XPU_TESTS_DIR"));
+	t->f = fopen(path, "re");
+	assert_non_null(t->f);
+	return t;
+}
+
+/* The file's escapes: "\n", "\\" and "\xHH". Returns the length written to @buf. */
+static size_t unescape(const char *s, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (; *s; s++) {
+		char c = *s;
+
+		assert_true(n < size);
+		if (c == '\\') {
+			s++;
+			if (*s == 'n')
+				c = '\n';
+			else if (*s == '\\')
+				c = '\\';
+			else if (*s == 'x' && s[1] && s[2]) {
+				char hex[3] = { s[1], s[2], 0 };
+
+				c = (char)strtoul(hex, NULL, 16);
+				s += 2;
+			} else
+				fail_msg("bad escape in \"%s\"", s);
+		}
+		buf[n++] = c;
+	}
+	return n;
+}
+
+bool test_xid_lines_next(struct test_xid_lines *t, struct test_xid_sample *ret)
+{
+	while (getline(&t->line, &t->cap, t->f) > 0) {
+		char *tab;
+
+		t->lineno++;
+		t->line[strcspn(t->line, "\n")] = '\0';
+		if (t->line[0] == '#' || t->line[0] == '\0')
+			continue;
+		tab = strchr(t->line, '\t');
+		if (!tab)
+			fail_msg("xid-lines.txt:%u: no tab", t->lineno);
+		*tab = '\0';
+		*ret = (struct test_xid_sample){
+			.lineno = t->lineno,
+			.record = t->record,
+			.len = unescape(t->line, t->record, sizeof(t->record)),
+			.expected = tab + 1,
+		};
+		return true;
+	}
+	return false;
+}
+
+void test_xid_lines_close(struct test_xid_lines *t)
+{
+	fclose(t->f);
+	free(t->line);
+	free(t);
 }

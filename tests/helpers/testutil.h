@@ -143,5 +143,20 @@ void test_fake_nvml_driver_error(const char *description, const char *name);
  * gives it back (malloc'd) and restores stderr. One capture at a time. */
 void test_stderr_capture(void);
 char *test_stderr_captured(void);
+/* The samples of tests/fixtures/kmsg/xid-lines.txt, one at a time: the record (unescaped: not
+ * NUL-terminated, valid until the next call) and what it must give ("bad-record", "not-xid",
+ * "bad-xid" or "pci=... xid=..."). */
+struct test_xid_sample {
+	unsigned lineno;
+	const char *record;
+	size_t len;
+	const char *expected;
+};
+struct test_xid_lines;
+struct test_xid_lines *test_xid_lines_open(void);
+bool test_xid_lines_next(struct test_xid_lines *t, struct test_xid_sample *ret);
+void test_xid_lines_close(struct test_xid_lines *t);
+/* The next sequence number test_kmsg_inject() gives a record of @root (taken). */
+unsigned long long test_kmsg_next_seq(const char *root);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);
