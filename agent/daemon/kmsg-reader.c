@@ -24,6 +24,7 @@
 struct kmsg_reader {
 	sd_event_source *source;
 	sd_event_source *more; /* defer: records left in the buffer when a batch was full */
+	sd_event_source *save; /* defer, idle: KMSG_STATE_FILE after what the batch changed */
 	int fd;
 	int state_fd; /* the state directory, or -EBADF */
 	char *path;   /* for messages: "/dev/kmsg" as xpud sees it */
@@ -109,7 +110,7 @@ static int load_state(struct kmsg_reader *r, uint64_t *ret_seq, char ret_boot[BO
 	return 0;
 }
 
-/* Once per batch, and only when it changed: the last record handled, for the next start. */
+/* The last record handled, for the next start; only when it changed. */
 static void save_state(struct kmsg_reader *r)
 {
 	char text[64 + BOOT_ID_MAX];
@@ -310,7 +311,11 @@ static void dispatch(struct kmsg_reader *r)
 	n = r->records ? read_records(r) : read_stream(r, &full);
 	if (n > 0)
 		r->record(NULL, r->userdata);
-	save_state(r);
+	/* Once per batch at most, and after what the batch changed went out (events to clients
+	 * are written from the loop, and the save waits for a disk): a crash in between hands
+	 * the batch on again after the restart, which repeats what it said. */
+	if (r->have_last && !(r->have_saved && r->saved == r->last))
+		(void)sd_event_source_set_enabled(r->save, SD_EVENT_ONESHOT);
 	if (n < 0)
 		stop(r, n);
 	else if (full)
@@ -326,6 +331,12 @@ static int on_readable(sd_event_source *s, int fd, uint32_t revents, void *userd
 static int on_more(sd_event_source *s, void *userdata)
 {
 	dispatch(userdata);
+	return 0;
+}
+
+static int on_save(sd_event_source *s, void *userdata)
+{
+	save_state(userdata);
 	return 0;
 }
 
@@ -440,13 +451,19 @@ int kmsg_reader_new(sd_event *e, const struct kmsg_reader_options *o, struct kms
 	k = sd_event_add_io(e, &r->source, r->fd, EPOLLIN, on_readable, r);
 	if (k >= 0)
 		k = sd_event_add_defer(e, &r->more, on_more, r);
+	if (k >= 0)
+		k = sd_event_add_defer(e, &r->save, on_save, r);
+	if (k >= 0)
+		k = sd_event_source_set_priority(r->save, SD_EVENT_PRIORITY_IDLE);
 	if (k < 0) {
 		*ret_reason = reason_of(r->path, k);
 		return *ret_reason ? k : -ENOMEM;
 	}
 	(void)sd_event_source_set_enabled(r->more, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(r->save, SD_EVENT_OFF);
 	(void)sd_event_source_set_description(r->source, "kmsg");
 	(void)sd_event_source_set_description(r->more, "kmsg-more");
+	(void)sd_event_source_set_description(r->save, "kmsg-save");
 	log_debug("Reading the kernel log %s (%s).", r->path,
 		  r->records ? "one record per read" : "a stream of records");
 	*ret = TAKE_PTR(r);
@@ -457,8 +474,10 @@ struct kmsg_reader *kmsg_reader_free(struct kmsg_reader *r)
 {
 	if (!r)
 		return NULL;
+	save_state(r); /* what the last batch changed, if its save has not run */
 	sd_event_source_disable_unref(r->source);
 	sd_event_source_disable_unref(r->more);
+	sd_event_source_disable_unref(r->save);
 	safe_close(r->fd);
 	safe_close(r->state_fd);
 	free(r->path);
