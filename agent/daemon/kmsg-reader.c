@@ -168,18 +168,12 @@ static int handle(struct kmsg_reader *r, const char *s, size_t n)
 	if (r->have_last && rec.seq <= r->last)
 		return 0; /* handled before xpud restarted */
 	r->resuming = false;
-	if (r->have_last && rec.seq > r->last + 1) {
-		if (r->overrun)
-			log_warning("The kernel overwrote %" PRIu64 " records of its log before xpud "
-				    "read them (sequence numbers %" PRIu64 " to %" PRIu64 "): what "
-				    "they said is lost, continuing.",
-				    rec.seq - r->last - 1, r->last + 1, rec.seq - 1);
-		else
-			log_warning("%" PRIu64 " records of the kernel log were overwritten while "
-				    "xpud was not reading it (sequence numbers %" PRIu64 " to %" PRIu64
-				    "): what they said is lost, continuing.",
-				    rec.seq - r->last - 1, r->last + 1, rec.seq - 1);
-	}
+	if (r->have_last && rec.seq > r->last + 1)
+		log_warning("%" PRIu64 " records of the kernel log (sequence numbers %" PRIu64
+			    " to %" PRIu64 ") were overwritten %s: what they said is lost, "
+			    "continuing.",
+			    rec.seq - r->last - 1, r->last + 1, rec.seq - 1,
+			    r->overrun ? "before xpud read them" : "while xpud was not reading it");
 	r->overrun = false;
 	r->have_last = true;
 	r->last = rec.seq;
@@ -222,8 +216,8 @@ static int read_records(struct kmsg_reader *r)
 		if (k < 0 && errno == EPIPE) {
 			/* the next read is the oldest record left; handle() counts the gap */
 			if (!r->have_last)
-				log_warning("The kernel overwrote records of its log before xpud read "
-					    "them, how many is not known, continuing.");
+				log_warning("The kernel overwrote records of its log before "
+					    "xpud read them, how many is not known, continuing.");
 			r->overrun = true;
 			continue;
 		}

@@ -303,8 +303,8 @@ static void test_resume_lost(void **state)
 	run(e);
 	log = test_stderr_captured();
 	assert_seen(e, 9, 11);
-	assert_non_null(strstr(log, "3 records of the kernel log were overwritten while xpud was "
-				    "not reading it (sequence numbers 6 to 8)"));
+	assert_non_null(strstr(log, "3 records of the kernel log (sequence numbers 6 to 8) were "
+				    "overwritten while xpud was not reading it"));
 	env_free(e);
 }
 
@@ -358,8 +358,8 @@ static void test_overrun(void **state)
 	log = test_stderr_captured();
 	assert_int_equal(e->fake.epipes, 1);
 	assert_seen(e, 7, 8);
-	assert_non_null(strstr(log, "The kernel overwrote 2 records of its log before xpud read "
-				    "them (sequence numbers 5 to 6)"));
+	assert_non_null(strstr(log, "2 records of the kernel log (sequence numbers 5 to 6) were "
+				    "overwritten before xpud read them"));
 	assert_saved(e, "8 " BOOT_A "\n");
 
 	/* an overrun with nothing lost in between (the kernel said so, nothing missing) */
