@@ -24,7 +24,9 @@
 struct kmsg_reader {
 	sd_event_source *source;
 	sd_event_source *more; /* defer: records left in the buffer when a batch was full */
-	sd_event_source *save; /* defer, idle: KMSG_STATE_FILE after what the batch changed */
+	sd_event_source *save; /* timer: KMSG_STATE_FILE, a while after a batch changed it */
+	uint64_t save_delay_usec;
+	bool save_armed;
 	int fd;
 	int state_fd; /* the state directory, or -EBADF */
 	char *path;   /* for messages: "/dev/kmsg" as xpud sees it */
@@ -305,11 +307,20 @@ static void dispatch(struct kmsg_reader *r)
 	n = r->records ? read_records(r) : read_stream(r, &full);
 	if (n > 0)
 		r->record(NULL, r->userdata);
-	/* Once per batch at most, and after what the batch changed went out (events to clients
-	 * are written from the loop, and the save waits for a disk): a crash in between hands
-	 * the batch on again after the restart, which repeats what it said. */
-	if (r->have_last && !(r->have_saved && r->saved == r->last))
-		(void)sd_event_source_set_enabled(r->save, SD_EVENT_ONESHOT);
+	/* Not at once: the save waits for a disk (an fsync), and the loop has yet to write what
+	 * the batch changed to clients; one save for all the batches of a while (a storm). A
+	 * crash before it hands those records on again after the restart, which repeats what
+	 * they said. */
+	if (!r->save_armed && r->have_last && !(r->have_saved && r->saved == r->last)) {
+		uint64_t now;
+
+		if (sd_event_now(sd_event_source_get_event(r->save), CLOCK_MONOTONIC, &now) >= 0 &&
+		    sd_event_source_set_time(r->save, now + r->save_delay_usec) >= 0 &&
+		    sd_event_source_set_enabled(r->save, SD_EVENT_ONESHOT) >= 0)
+			r->save_armed = true;
+		else
+			save_state(r);
+	}
 	if (n < 0)
 		stop(r, n);
 	else if (full)
@@ -328,9 +339,12 @@ static int on_more(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-static int on_save(sd_event_source *s, void *userdata)
+static int on_save(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	save_state(userdata);
+	struct kmsg_reader *r = userdata;
+
+	r->save_armed = false;
+	save_state(r);
 	return 0;
 }
 
@@ -419,6 +433,7 @@ int kmsg_reader_new(sd_event *e, const struct kmsg_reader_options *o, struct kms
 	r->stopped = o->stopped;
 	r->userdata = o->userdata;
 	r->io = o->io;
+	r->save_delay_usec = o->save_delay_usec ?: KMSG_SAVE_DELAY_USEC;
 	if (asprintf(&r->path, "%s/dev/kmsg", o->host->is_real ? "" : o->host->root) < 0) {
 		r->path = NULL;
 		return -ENOMEM;
@@ -446,7 +461,7 @@ int kmsg_reader_new(sd_event *e, const struct kmsg_reader_options *o, struct kms
 	if (k >= 0)
 		k = sd_event_add_defer(e, &r->more, on_more, r);
 	if (k >= 0)
-		k = sd_event_add_defer(e, &r->save, on_save, r);
+		k = sd_event_add_time(e, &r->save, CLOCK_MONOTONIC, UINT64_MAX, 0, on_save, r);
 	if (k >= 0)
 		k = sd_event_source_set_priority(r->save, SD_EVENT_PRIORITY_IDLE);
 	if (k < 0) {

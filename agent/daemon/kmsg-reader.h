@@ -3,7 +3,8 @@
  * The kernel's log, read on the loop: /dev/kmsg below the host root, opened once, non-blocking,
  * and read when epoll says so. Every record goes to a callback, in order, each once across
  * restarts of xpud: the sequence number of the last one handled is kept in the state directory
- * ("kmsg-seq", with the boot id it belongs to).
+ * ("kmsg-seq", with the boot id it belongs to), saved a second after a batch changed it and when
+ * the reader is freed.
  *
  * Two kinds of file: the kernel's /dev/kmsg (a character device: one record per read(),
  * -EPIPE when the kernel overwrote records not yet read, a position that seeks) and, below a
@@ -31,6 +32,8 @@
 #define KMSG_STATE_FILE "kmsg-seq"
 /* Records handled per turn of the loop at most: a storm does not starve the other sources. */
 #define KMSG_BATCH_MAX 256
+/* How long after a batch KMSG_STATE_FILE is saved (once for all the batches meanwhile). */
+#define KMSG_SAVE_DELAY_USEC (1000 * 1000ULL)
 
 /* Tests stand in for the kernel's /dev/kmsg: its reads and seeks (errno set on -1), on the fd
  * the reader opened (a FIFO, for its readiness). */
@@ -50,6 +53,7 @@ struct kmsg_reader_options {
 	void (*stopped)(const char *reason, void *userdata);
 	void *userdata;
 	const struct kmsg_reader_io *io; /* NULL: the system calls */
+	uint64_t save_delay_usec;	 /* 0: KMSG_SAVE_DELAY_USEC */
 };
 
 struct kmsg_reader;

@@ -189,7 +189,8 @@ static int env_start(struct env *e, bool fake)
 							    .state_dir = e->state_dir,
 							    .record = on_record,
 							    .userdata = e,
-							    .io = fake ? &e->io : NULL },
+							    .io = fake ? &e->io : NULL,
+							    .save_delay_usec = 1 },
 			    &e->reader, &reason);
 	if (r < 0)
 		return r;
