@@ -126,7 +126,7 @@ static void save_state(struct kmsg_reader *r)
 	if (k < 0) {
 		if (!r->save_failed)
 			log_warning_errno(k, "Failed to save how far the kernel log was read (%s): "
-					     "after a restart xpud starts at its end, ignoring: %m",
+					     "a restart may read some of it again, ignoring: %m",
 					  KMSG_STATE_FILE);
 		r->save_failed = true;
 		return;
