@@ -283,16 +283,29 @@ json_t *view_health(const struct device_list *l)
 			 "unhealthy", bad);
 }
 
+/* What an available backend reads in the kernel log, and whether it is read. */
+static json_t *view_kernel_log(const struct xpu_backend *b)
+{
+	return json_pack("{s:s, s:s, s:o}", "reads", b->ops->kmsg_what, "state",
+			 b->kmsg_read ? "reading" : "not read", "reason",
+			 string_or_null(b->kmsg_reason));
+}
+
 json_t *view_backends(const struct registry *r)
 {
 	json_t *a = json_array();
 
 	for (size_t i = 0; a && i < registry_size(r); i++) {
 		const struct xpu_backend *b = registry_get(r, i);
+		json_t *o = json_pack("{s:s, s:b, s:o}", "name", b->ops->name, "available",
+				      b->available, "reason", string_or_null(b->reason));
 
-		if (json_array_append_new(a, json_pack("{s:s, s:b, s:o}", "name", b->ops->name,
-						       "available", b->available, "reason",
-						       string_or_null(b->reason))) < 0) {
+		if (o && b->available && b->ops->kmsg_what &&
+		    set_new(o, "kernel_log", view_kernel_log(b)) < 0) {
+			json_decref(o);
+			o = NULL;
+		}
+		if (json_array_append_new(a, o) < 0) {
 			json_decref(a);
 			return NULL;
 		}

@@ -18,6 +18,7 @@
 
 struct xpu_backend;
 struct backend_update;
+struct kmsg_record;
 
 struct xpu_backend_ops {
 	const char *name;
@@ -87,6 +88,19 @@ struct xpu_backend_ops {
 	 * like apply_offer (the same rule on shared state). Does not log above debug. Optional.
 	 */
 	int (*reset)(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason);
+	/*
+	 * The kernel's log: what the backend reads in it ("XIDs"), for /v1/backends, and the op
+	 * the daemon calls with every record of /dev/kmsg it reads (shared/kmsg.h; continuation
+	 * fragments as they come), in order, on the loop, while the backend is available. The
+	 * backend picks its own lines out and answers like dispatch: health changes in
+	 * @ret_updates (freed with backend_updates_free()), a rescan in *ret_rescan. @rec NULL
+	 * ends one batch of records read together: a backend that counts repeated lines says so
+	 * then. Returns 0, or -errno (-ENOMEM) when it could not handle the record. A line it
+	 * cannot read is the backend's to log (a warning), not an error. Both optional.
+	 */
+	const char *kmsg_what;
+	int (*kmsg)(struct xpu_backend *b, const struct kmsg_record *rec,
+		    struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan);
 	/* Releases b->userdata. Optional. */
 	void (*close)(struct xpu_backend *b);
 };
@@ -110,6 +124,10 @@ struct xpu_backend {
 	void *userdata;
 	bool available;
 	char *reason; /* why unavailable, or NULL */
+	/* Whether the daemon reads the kernel log for ops->kmsg, and why not (malloc'd; NULL while
+	 * it does, or before it tried). Set by the daemon; shown in /v1/backends. */
+	bool kmsg_read;
+	char *kmsg_reason;
 };
 
 extern const struct xpu_backend_ops pci_backend_ops;

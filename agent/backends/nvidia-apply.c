@@ -135,11 +135,12 @@ int nvidia_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_r
 	r = pci_reset_function(nv->host, d->pci.address, ret_reason);
 	if (r < 0)
 		return r;
-	/* what the log said of it is over; the loop forgets it at its next look */
+	refresh_after_change(nv);
+	/* what the log said of it is over; the loop forgets it at its next look (only now: the
+	 * reset is reported first, then the probes that answer) */
 	pthread_mutex_lock(&nv->lock);
 	if (nv->n_reset < ELEMENTSOF(nv->reset_addr))
 		snprintf(nv->reset_addr[nv->n_reset++], 13, "%s", d->id);
 	pthread_mutex_unlock(&nv->lock);
-	refresh_after_change(nv);
 	return 0;
 }

@@ -5,7 +5,7 @@
  * through the one runner (shared/helper-run.h) and answering in the helper protocol
  * (core/helper-proto.h). Here: nvidia.c (the ops, the runs and the last good answer),
  * nvidia-sticky.c (what the kernel log's XIDs said of each GPU until it is reset or gone),
- * nvidia-kmsg.c (reading those XIDs), nvidia-cuda.c (the CUDA helper's facts) and
+ * nvidia-kmsg-events.c (what the kernel log's XID lines mean), nvidia-cuda.c (the CUDA helper's facts) and
  * nvidia-apply.c (MIG layouts and resets, off the loop).
  */
 #pragma once
@@ -30,6 +30,18 @@ struct nvidia_sticky {
 	char *slice; /* the MIG device's UUID, or NULL: the whole GPU */
 	char *reason;
 	enum health_action action; /* what the XID asked for: a reset or a reboot */
+};
+
+/* The last XID line of the kernel log that was handled (nvidia-kmsg-events.c): the same one
+ * again soon after is a repeat (an XID storm), counted and not handled again. */
+struct nvidia_kmsg_last {
+	bool valid;
+	char addr[13];
+	unsigned xid;
+	bool has_gi, has_ci;
+	unsigned gi, ci;
+	uint64_t usec;	  /* the kernel's timestamp of its last repeat */
+	unsigned repeats; /* not yet logged */
 };
 
 /* Which GPU and compute instance a MIG device is (the helper's slice refs). */
@@ -84,6 +96,8 @@ struct nvidia {
 	/* What the kernel log said (loop only). */
 	struct nvidia_sticky sticky[NVIDIA_MAX_STICKY];
 	size_t n_sticky;
+	struct nvidia_kmsg_last kmsg_last;
+	uint64_t kmsg_bad_usec; /* when a garbled XID line was last warned about */
 
 	/* The CUDA helper: run once after the first inventory. */
 	struct helper_run *cuda_run;
@@ -115,6 +129,10 @@ const char *nvidia_mig_uuid_of(const struct nvidia *nv, const char *addr, unsign
 			       unsigned ci);
 int nvidia_update_push(struct backend_update **u, size_t *n, const char *addr,
 		       const char *reason, enum health_action action);
+
+/* nvidia-kmsg-events.c: the kernel log's XID lines, the backend's kmsg op. */
+int nvidia_kmsg(struct xpu_backend *b, const struct kmsg_record *rec,
+		struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan);
 
 /* nvidia-cuda.c: the CUDA helper. */
 void nvidia_cuda_start(struct nvidia *nv);

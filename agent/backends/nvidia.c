@@ -14,7 +14,7 @@
  * answer is older than helper-max-age, the GPUs are unhealthy with the reason ("nvml helper:
  * crashed (SIGSEGV)"), and runs go on with a back-off until one works. NVML's own error (the
  * driver went away) counts at once. Threads off the loop (applies and resets) run the helper
- * blocking (nvidia-apply.c). XIDs come from the kernel log (nvidia-kmsg.c).
+ * blocking (nvidia-apply.c). XIDs come from the kernel log (nvidia-kmsg-events.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -618,6 +618,7 @@ const struct xpu_backend_ops nvidia_backend_ops = {
 	.refresh = nvidia_refresh,
 	.watch = nvidia_watch,
 	.dispatch = nvidia_dispatch,
+	.kmsg_what = "XIDs", .kmsg = nvidia_kmsg,
 	.apply_offer = nvidia_apply_offer,
 	.reset = nvidia_reset,
 	.close = nvidia_close,

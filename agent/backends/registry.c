@@ -78,6 +78,7 @@ struct registry *registry_free(struct registry *r)
 		if (r->backends[i].available && r->backends[i].ops->close)
 			r->backends[i].ops->close(&r->backends[i]);
 		free(r->backends[i].reason);
+		free(r->backends[i].kmsg_reason);
 		device_list_clear(&r->last[i]);
 	}
 	free(r->backends);

@@ -20,6 +20,7 @@
 #include "core/inventory.h"
 #include "core/plan.h"
 #include "core/state.h"
+#include "daemon/kmsg-reader.h"
 #include "daemon/manager.h"
 #include "daemon/uevent.h"
 #include "kube/cdi.h"
@@ -84,6 +85,7 @@ struct manager {
 	uint64_t plan_generation;	     /* the inventory generation last stepped on */
 	struct plan_attempts attempts;	     /* applies that left their offer pending */
 	struct backend_watch *watches; /* one per backend; source NULL where it has none */
+	struct kmsg_reader *kmsg;      /* the kernel log, for the backends that read it */
 	uint64_t rescans;
 };
 
@@ -275,22 +277,10 @@ static void on_uevent(const struct uevent *ev, void *userdata)
 	schedule_rescan(m);
 }
 
-static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/* What a backend's events said (its dispatch, or its kmsg op): @u (freed here), a rescan. */
+static void handle_backend_news(struct manager *m, struct backend_update *u, size_t n,
+				bool rescan)
 {
-	struct backend_watch *w = userdata;
-	struct xpu_backend *b = w->backend;
-	struct manager *m = w->manager;
-	struct backend_update *u = NULL;
-	bool rescan = false;
-	size_t n = 0;
-	int r;
-
-	r = b->ops->dispatch(b, &u, &n, &rescan);
-	if (r < 0) {
-		log_warning_errno(r, "Backend %s failed to report its events, ignoring: %m",
-				  b->ops->name);
-		return 0;
-	}
 	/* A backend's bad news is an event that acts at once; its good news, a probe that answers. */
 	for (size_t i = 0; i < n; i++) {
 		(void)inventory_health_signal(m->inventory, u[i].id,
@@ -306,6 +296,117 @@ static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *u
 		schedule_rescan(m);
 	if (n)
 		update_status(m);
+}
+
+static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct backend_watch *w = userdata;
+	struct xpu_backend *b = w->backend;
+	struct backend_update *u = NULL;
+	bool rescan = false;
+	size_t n = 0;
+	int r;
+
+	r = b->ops->dispatch(b, &u, &n, &rescan);
+	if (r < 0) {
+		log_warning_errno(r, "Backend %s failed to report its events, ignoring: %m",
+				  b->ops->name);
+		return 0;
+	}
+	handle_backend_news(w->manager, u, n, rescan);
+	return 0;
+}
+
+/* One record of the kernel log (NULL: the end of a batch) to every backend that reads it. */
+static void on_kmsg_record(const struct kmsg_record *rec, void *userdata)
+{
+	struct manager *m = userdata;
+
+	for (size_t i = 0; i < registry_size(m->registry); i++) {
+		struct xpu_backend *b = registry_get_mutable(m->registry, i);
+		struct backend_update *u = NULL;
+		bool rescan = false;
+		size_t n = 0;
+		int r;
+
+		if (!b->available || !b->ops->kmsg)
+			continue;
+		r = b->ops->kmsg(b, rec, &u, &n, &rescan);
+		if (r < 0) {
+			log_warning_errno(r, "Backend %s failed to handle a record of the kernel "
+					     "log, ignoring: %m",
+					  b->ops->name);
+			continue;
+		}
+		handle_backend_news(m, u, n, rescan);
+	}
+}
+
+/* Whether the kernel log is read for the backends that read it, and why not, for /v1/backends. */
+static void set_kmsg_state(struct manager *m, const char *reason)
+{
+	for (size_t i = 0; i < registry_size(m->registry); i++) {
+		struct xpu_backend *b = registry_get_mutable(m->registry, i);
+
+		if (!b->ops->kmsg)
+			continue;
+		b->kmsg_read = !reason;
+		free(b->kmsg_reason);
+		b->kmsg_reason = reason ? strdup(reason) : NULL;
+	}
+}
+
+static void on_kmsg_stopped(const char *reason, void *userdata)
+{
+	set_kmsg_state(userdata, reason);
+}
+
+/*
+ * The kernel log, after the first inventory (the backends match its lines to their devices),
+ * when an available backend reads it. Not readable (no CAP_SYSLOG, no /dev/kmsg in a
+ * container) is not fatal: one warning, and /v1/backends says why.
+ */
+static int start_kmsg(struct manager *m)
+{
+	_cleanup_free_ char *reason = NULL, *what = NULL;
+	bool first = true;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	/* "XIDs (nvidia)" */
+	f = open_memstream(&what, &len);
+	if (!f)
+		return -ENOMEM;
+	for (size_t i = 0; i < registry_size(m->registry); i++) {
+		const struct xpu_backend *b = registry_get(m->registry, i);
+
+		if (!b->available || !b->ops->kmsg)
+			continue;
+		fprintf(f, "%s%s (%s)", first ? "" : ", ", b->ops->kmsg_what ?: "?", b->ops->name);
+		first = false;
+	}
+	if (fclose(f) != 0 || !what)
+		return -ENOMEM;
+	if (!what[0])
+		return 0; /* nobody reads it */
+	r = kmsg_reader_new(m->event,
+			    &(struct kmsg_reader_options){ .host = m->host,
+							    .state_dir = m->state_dir,
+							    .record = on_kmsg_record,
+							    .stopped = on_kmsg_stopped,
+							    .userdata = m },
+			    &m->kmsg, &reason);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		log_warning("The kernel log cannot be read (%s): %s are not seen, ignoring.",
+			    reason, what);
+		set_kmsg_state(m, reason);
+		return 0;
+	}
+	log_debug("Reading the kernel log for %s.", what);
+	set_kmsg_state(m, NULL);
 	return 0;
 }
 
@@ -1018,6 +1119,9 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	r = watch_backends(m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch the backends' events: %m");
+	r = start_kmsg(m);
+	if (r < 0)
+		return log_error_errno(r, "Failed to read the kernel log: %m");
 
 	*ret = TAKE_PTR(m);
 	return 0;
@@ -1060,6 +1164,7 @@ struct manager *manager_free(struct manager *m)
 	m->repartitioner = repartitioner_free(m->repartitioner);
 	for (size_t i = 0; m->watches && i < registry_size(m->registry); i++)
 		sd_event_source_disable_unref(m->watches[i].source);
+	m->kmsg = kmsg_reader_free(m->kmsg);
 	free(m->watches);
 	allocations_free(m->allocations);
 	inventory_free(m->inventory);

@@ -205,6 +205,9 @@ static int build_skeleton(struct fixture *fx)
 		if (r < 0)
 			return r;
 	}
+	/* The kernel's log: a FIFO that tests write /dev/kmsg records into (xpud reads it). */
+	if (!fx_validating(fx) && mkfifoat(fx->root, "dev/kmsg", 0600) < 0 && errno != EEXIST)
+		return fx_fs_error(fx, -errno, "create the FIFO", "dev/kmsg");
 	return 0;
 }
 

@@ -83,9 +83,17 @@ int verb_version(struct ctl *ctl, char **args)
 	json_array_foreach(backends, i, b) {
 		_cleanup_free_ char *s = NULL;
 		const char *reason = j_str(b, "reason");
+		const json_t *klog = json_object_get(b, "kernel_log");
 		int k;
 
-		if (json_is_true(json_object_get(b, "available")))
+		if (json_is_true(json_object_get(b, "available")) && j_str(klog, "reads") &&
+		    streq_ptr(j_str(klog, "state"), "reading"))
+			k = asprintf(&s, "%s (available; %s from the kernel log)",
+				     j_str(b, "name") ?: "?", j_str(klog, "reads"));
+		else if (json_is_true(json_object_get(b, "available")) && j_str(klog, "reads"))
+			k = asprintf(&s, "%s (available; %s not read: %s)", j_str(b, "name") ?: "?",
+				     j_str(klog, "reads"), j_str(klog, "reason") ?: "not started");
+		else if (json_is_true(json_object_get(b, "available")))
 			k = asprintf(&s, "%s (available)", j_str(b, "name") ?: "?");
 		else
 			k = asprintf(&s, "%s (unavailable%s%s)", j_str(b, "name") ?: "?",

@@ -16,6 +16,9 @@
  *   fit       POST /v1/fit on a 16-GPU node (the HGX fixture twice over) vs GET /v1/version on
  *             the same connection; and, as root, root's GET /v1/version while 16 unprivileged
  *             clients ask for fits as fast as they can, next to the same with nobody else.
+ *   kmsg      an XID 79 line written into the kernel log (the fixture's dev/kmsg) until
+ *             /v1/events shows the GPU's health-changed, next to the same XID as an NVML event
+ *             (the fake's event FIFO, read by the NVML event thread).
  *
  * Usage: bench-xpud XPUD_BIN [ITERATIONS [FAKE_NVML]]. Prints a Markdown table on stdout.
  */
@@ -581,6 +584,140 @@ static pid_t start_xpud_nvml(const char *bin, const char *root, const char *sock
 	return pid;
 }
 
+/* Reads the event stream @fd until one line has both @a and @b. */
+static void stream_until(int fd, const char *a, const char *b)
+{
+	static char buf[1 << 16];
+	static size_t len;
+
+	for (;;) {
+		char *nl;
+		ssize_t k;
+
+		while ((nl = memchr(buf, '\n', len))) {
+			size_t n = (size_t)(nl - buf) + 1;
+			bool hit = memmem(buf, n, a, strlen(a)) && memmem(buf, n, b, strlen(b));
+
+			memmove(buf, buf + n, len - n);
+			len -= n;
+			if (hit)
+				return;
+		}
+		if (len == sizeof(buf))
+			len = 0; /* a line longer than the buffer: not one of ours */
+		k = read(fd, buf + len, sizeof(buf) - len);
+		if (k <= 0)
+			die("events");
+		len += (size_t)k;
+	}
+}
+
+/* A connection to xpud's /v1/events, subscribed. */
+static int subscribe(const char *sock)
+{
+	static const char req[] = "GET /v1/events HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	int fd = connect_to(sock);
+
+	if (write(fd, req, sizeof(req) - 1) < 0)
+		die("write");
+	stream_until(fd, "subscribed", "subscribed");
+	return fd;
+}
+
+/* A writer of the FIFO @path, once xpud reads it (it opens it after its first inventory). */
+static int fifo_writer(const char *path)
+{
+	for (int i = 0; i < 500; i++) {
+		int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+		if (fd >= 0)
+			return fd;
+		usleep(10 * 1000);
+	}
+	die(path);
+	return -1;
+}
+
+/*
+ * @n XIDs 79 (a reset: health-changed at once) through the kernel log (@kmsg) or NVML's events,
+ * each timed from the write to its health-changed on /v1/events; a GPU keeps the XID until it
+ * is reset, so xpud starts afresh every 8 GPUs. Returns the times in ms in @ret.
+ */
+static void xid_latencies(const char *bin, const char *hgx, const char *nvml, bool kmsg, int n,
+			  double *ret)
+{
+	static const char *const gpus[] = { "0000:18:00.0", "0000:2a:00.0", "0000:3a:00.0",
+					    "0000:5d:00.0", "0000:9a:00.0", "0000:ab:00.0",
+					    "0000:ba:00.0", "0000:db:00.0" };
+	char *root = NULL, *err = NULL, sock[4096], fifo[4096], line[256], id[64];
+	int events = -1, writer = -1;
+	pid_t pid = 0;
+
+	if (fixture_build_temp(hgx, &root, &err) < 0)
+		die("fixture");
+	snprintf(sock, sizeof(sock), "%s/run/xpud.sock", root);
+	snprintf(fifo, sizeof(fifo), "%s/%s", root, kmsg ? "dev/kmsg" : "run/nvml-events");
+	if (!kmsg && mkfifo(fifo, 0600) < 0)
+		die("mkfifo");
+	for (int i = 0; i < n; i++) {
+		const char *gpu = gpus[i % 8];
+		int len;
+		double start;
+
+		if (i % 8 == 0) {
+			if (pid) {
+				close(events);
+				close(writer);
+				stop(pid);
+			}
+			setenv("XPU_FAKE_NVML_EVENTS", kmsg ? "" : fifo, 1);
+			pid = start_xpud_nvml(bin, root, sock, NULL, nvml);
+			unsetenv("XPU_FAKE_NVML_EVENTS");
+			writer = fifo_writer(fifo);
+			events = subscribe(sock);
+		}
+		if (kmsg)
+			len = snprintf(line, sizeof(line),
+				       "4,%d,%d,-;NVRM: Xid (PCI:%.10s): 79, pid='<unknown>', "
+				       "name=<unknown>, GPU has fallen off the bus.\n",
+				       i + 1, (i + 1) * 1000, gpu);
+		else
+			len = snprintf(line, sizeof(line), "xid %s 79\n", gpu);
+		snprintf(id, sizeof(id), "\"device_id\":\"%s\"", gpu);
+		start = now_us();
+		if (write(writer, line, (size_t)len) != len)
+			die("write");
+		stream_until(events, "\"health-changed\"", id);
+		ret[i] = (now_us() - start) / 1000.0;
+	}
+	close(events);
+	close(writer);
+	stop(pid);
+	fixture_destroy(root);
+	free(root);
+	free(err);
+}
+
+static void bench_kmsg(const char *bin, const char *hgx, const char *nvml, int n)
+{
+	double *k = calloc((size_t)n, sizeof(double)), *e = calloc((size_t)n, sizeof(double));
+
+	if (!k || !e)
+		die("calloc");
+	xid_latencies(bin, hgx, nvml, true, n, k);
+	xid_latencies(bin, hgx, nvml, false, n, e);
+	printf("| XID line in the kernel log to health-changed on /v1/events, median of %d | "
+	       "%.2f ms | the same XID as an NVML event: %.2f ms | %.2fx | < 100 ms |\n",
+	       n, percentile(k, (size_t)n, 0.5), percentile(e, (size_t)n, 0.5),
+	       percentile(k, (size_t)n, 0.5) / percentile(e, (size_t)n, 0.5));
+	printf("| XID line in the kernel log to health-changed, p99 | %.2f ms | NVML event: "
+	       "%.2f ms | %.2fx | - |\n",
+	       percentile(k, (size_t)n, 0.99), percentile(e, (size_t)n, 0.99),
+	       percentile(k, (size_t)n, 0.99) / percentile(e, (size_t)n, 0.99));
+	free(k);
+	free(e);
+}
+
 /* Whether device @id of GET /v1/plan has a repartition in progress. */
 static bool repartitioning(int fd, const char *id)
 {
@@ -920,6 +1057,10 @@ int main(int argc, char *argv[])
 		bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
 		return 0;
 	}
+	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "kmsg") && argc > 3) { /* the XID lines alone */
+		bench_kmsg(argv[1], node->json, argv[3], MIN(MAX(n / 10, 16), 200));
+		return 0;
+	}
 	if (fixture_build_temp(node->json, &root, &err) < 0) {
 		fprintf(stderr, "bench-xpud: %s\n", err ?: "fixture");
 		return 1;
@@ -1058,6 +1199,7 @@ int main(int argc, char *argv[])
 		       percentile(with, 5, 0.5), percentile(without, 5, 0.5),
 		       percentile(with, 5, 0.5) / percentile(without, 5, 0.5));
 		bench_repartition(argv[1], root, argv[3], n / 10 > 20 ? n / 10 : 20);
+		bench_kmsg(argv[1], node->json, argv[3], MIN(MAX(n / 10, 16), 200));
 	}
 	bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
 	bench_enumerate(10);

@@ -657,3 +657,197 @@ void test_nvml_inject(const char *root, const char *line)
 	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
 	close(fd);
 }
+
+/* Kept in run/test-kmsg-seq: tests that restart xpud on one tree go on numbering. */
+unsigned long long test_kmsg_next_seq(const char *root)
+{
+	unsigned long long seq = 0;
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/run/test-kmsg-seq", root);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%llu", &seq) != 1)
+			seq = 0;
+		fclose(f);
+	}
+	f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "%llu\n", seq + 1);
+	assert_int_equal(fclose(f), 0);
+	return seq + 1;
+}
+
+void test_kmsg_write(const char *root, const char *bytes, size_t len)
+{
+	char fifo[4096];
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/dev/kmsg", root);
+	/* non-blocking open: no reader is a failure, not a hang; then blocking writes, which
+	 * wait while xpud catches up with a storm */
+	fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_SETFL, 0), 0);
+	while (len > 0) {
+		ssize_t k = write(fd, bytes, len);
+
+		assert_true(k > 0);
+		bytes += k;
+		len -= (size_t)k;
+	}
+	close(fd);
+}
+
+/* One record of @root's log: priority 4 (the kernel's facility, warning), the next number, now. */
+static void kmsg_record(const char *root, FILE *out, const char *msg)
+{
+	fprintf(out, "4,%llu,%llu,-;%s\n", test_kmsg_next_seq(root),
+		(unsigned long long)test_now_ms() * 1000, msg);
+}
+
+void test_kmsg_inject(const char *root, const char *line)
+{
+	char bus[32], msg[512], scope[64] = "";
+	_cleanup_free_ char *buf = NULL;
+	unsigned xid, gi, ci, count = 1;
+	size_t len = 0;
+	FILE *out;
+	int n;
+
+	out = open_memstream(&buf, &len);
+	assert_non_null(out);
+	n = sscanf(line, "xid %31s %u %u %u", bus, &xid, &gi, &ci);
+	if (n < 2) {
+		n = sscanf(line, "storm %31s %u %u", bus, &xid, &count);
+		n = n == 3 ? 2 : 0;
+	}
+	if (n >= 2) {
+		/* the driver prints the address without its function: "0000:18:00" */
+		assert_true(strlen(bus) == 12);
+		bus[10] = '\0';
+		if (n == 4)
+			snprintf(scope, sizeof(scope), " GPU-I:%02u GPU-CI:%02u", gi, ci);
+		snprintf(msg, sizeof(msg),
+			 "NVRM: Xid (PCI:%s%s): %u, pid=1234, name=python3, Ch 00000008", bus,
+			 scope, xid);
+		for (unsigned i = 0; i < count; i++)
+			kmsg_record(root, out, msg);
+	} else {
+		snprintf(msg, sizeof(msg), "%.*s", (int)strcspn(line, "\n"), line);
+		kmsg_record(root, out, msg);
+	}
+	assert_int_equal(fclose(out), 0);
+	test_kmsg_write(root, buf, len);
+}
+
+static int stderr_saved = -1;
+static FILE *stderr_file;
+
+void test_stderr_capture(void)
+{
+	assert_int_equal(stderr_saved, -1);
+	fflush(stderr);
+	stderr_file = tmpfile();
+	assert_non_null(stderr_file);
+	stderr_saved = dup(STDERR_FILENO);
+	assert_true(stderr_saved >= 0);
+	assert_int_equal(dup2(fileno(stderr_file), STDERR_FILENO), STDERR_FILENO);
+}
+
+char *test_stderr_captured(void)
+{
+	char *text = NULL;
+	size_t len;
+
+	assert_true(stderr_saved >= 0);
+	fflush(stderr);
+	assert_int_equal(dup2(stderr_saved, STDERR_FILENO), STDERR_FILENO);
+	close(stderr_saved);
+	stderr_saved = -1;
+	assert_int_equal(lseek(fileno(stderr_file), 0, SEEK_SET), 0);
+	assert_int_equal(read_full_fd(fileno(stderr_file), 1 << 20, &text, &len), 0);
+	fclose(stderr_file);
+	stderr_file = NULL;
+	return text;
+}
+
+struct test_xid_lines {
+	FILE *f;
+	char *line;
+	size_t cap;
+	unsigned lineno;
+	char record[4096];
+};
+
+struct test_xid_lines *test_xid_lines_open(void)
+{
+	struct test_xid_lines *t = calloc(1, sizeof(*t));
+	char path[4096];
+
+	assert_non_null(t);
+	snprintf(path, sizeof(path), "%s/fixtures/kmsg/xid-lines.txt", test_env("XPU_TESTS_DIR"));
+	t->f = fopen(path, "re");
+	assert_non_null(t->f);
+	return t;
+}
+
+/* The file's escapes: "\n", "\\" and "\xHH". Returns the length written to @buf. */
+static size_t unescape(const char *s, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (; *s; s++) {
+		char c = *s;
+
+		assert_true(n < size);
+		if (c == '\\') {
+			s++;
+			if (*s == 'n')
+				c = '\n';
+			else if (*s == '\\')
+				c = '\\';
+			else if (*s == 'x' && s[1] && s[2]) {
+				char hex[3] = { s[1], s[2], 0 };
+
+				c = (char)strtoul(hex, NULL, 16);
+				s += 2;
+			} else
+				fail_msg("bad escape in \"%s\"", s);
+		}
+		buf[n++] = c;
+	}
+	return n;
+}
+
+bool test_xid_lines_next(struct test_xid_lines *t, struct test_xid_sample *ret)
+{
+	while (getline(&t->line, &t->cap, t->f) > 0) {
+		char *tab;
+
+		t->lineno++;
+		t->line[strcspn(t->line, "\n")] = '\0';
+		if (t->line[0] == '#' || t->line[0] == '\0')
+			continue;
+		tab = strchr(t->line, '\t');
+		if (!tab)
+			fail_msg("xid-lines.txt:%u: no tab", t->lineno);
+		*tab = '\0';
+		*ret = (struct test_xid_sample){
+			.lineno = t->lineno,
+			.record = t->record,
+			.len = unescape(t->line, t->record, sizeof(t->record)),
+			.expected = tab + 1,
+		};
+		return true;
+	}
+	return false;
+}
+
+void test_xid_lines_close(struct test_xid_lines *t)
+{
+	fclose(t->f);
+	free(t->line);
+	free(t);
+}

@@ -50,6 +50,20 @@ struct test_xpud *test_xpud_start_nvml(char *root, const char *const *extra_args
 /* Writes one event line (tests/fakes/README.md, "Events") to the fake NVML's FIFO
  * <root>/run/nvml-events, which the test made before starting xpud. */
 void test_nvml_inject(const char *root, const char *line);
+/*
+ * Writes records into the kernel log of the tree @root: its FIFO dev/kmsg, which xpud reads as
+ * it reads /dev/kmsg (it must be running). @line is one of
+ *   "xid BUS XID [GI CI]\n"  the NVIDIA driver's report of XID on the GPU BUS ("0000:18:00.0";
+ *                            the driver prints it without the function), in MIG GPU instance
+ *                            GI, compute instance CI when given;
+ *   "storm BUS XID N\n"      the same report N times;
+ *   any other line           one record with that message.
+ * Each record has the kernel's facility, level 4 (warning, as the driver's printk), the next
+ * sequence number of @root (from 1, across restarts of xpud) and the time now.
+ */
+void test_kmsg_inject(const char *root, const char *line);
+/* Writes @len bytes into @root's dev/kmsg as they are (records made by hand, garbled ones). */
+void test_kmsg_write(const char *root, const char *bytes, size_t len);
 /* SIGTERM, waits, and returns xpud's exit status (-1 if killed by a signal). Fails the test when
  * XPU_TEST_WRAPPER's tool found errors. */
 int test_xpud_stop(struct test_xpud *x);
@@ -125,5 +139,24 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
  * with NULL: the file "<@description>.driver-error" (tests/fakes/README.md). Takes effect at the
  * next call, also in a running process. */
 void test_fake_nvml_driver_error(const char *description, const char *name);
+/* What this process logs (its stderr) from test_stderr_capture() on: test_stderr_captured()
+ * gives it back (malloc'd) and restores stderr. One capture at a time. */
+void test_stderr_capture(void);
+char *test_stderr_captured(void);
+/* The samples of tests/fixtures/kmsg/xid-lines.txt, one at a time: the record (unescaped: not
+ * NUL-terminated, valid until the next call) and what it must give ("bad-record", "not-xid",
+ * "bad-xid" or "pci=... xid=..."). */
+struct test_xid_sample {
+	unsigned lineno;
+	const char *record;
+	size_t len;
+	const char *expected;
+};
+struct test_xid_lines;
+struct test_xid_lines *test_xid_lines_open(void);
+bool test_xid_lines_next(struct test_xid_lines *t, struct test_xid_sample *ret);
+void test_xid_lines_close(struct test_xid_lines *t);
+/* The next sequence number test_kmsg_inject() gives a record of @root (taken). */
+unsigned long long test_kmsg_next_seq(const char *root);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);

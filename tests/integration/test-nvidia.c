@@ -210,7 +210,6 @@ static void test_faults_stay_on_their_gpu(void **state)
 	assert_int_equal(json_integer_value(json_object_get(r, "total")), 4);
 	assert_int_equal(json_integer_value(json_object_get(r, "allocatable")), 2);
 	json_decref(doc);
-	assert_true(test_xpud_log_contains(x, "did not answer for GPU"));
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
@@ -365,17 +364,39 @@ static const char *health_of(const struct test_xpud *x, const char *id, char *bu
 	return buf;
 }
 
+/* How many repeats of an XID of GPU @addr the log counted, once it is @want (10 s at most). */
+static unsigned wait_repeats(const struct test_xpud *x, const char *addr, unsigned want)
+{
+	char needle[128], line[1024];
+	unsigned total = 0;
+
+	snprintf(needle, sizeof(needle), "The last XID of GPU %s in the kernel log repeated ", addr);
+	for (int i = 0; i < 200 && total != want; i++) {
+		FILE *f = fopen(x->log, "re");
+
+		total = 0;
+		while (f && fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, needle);
+
+			total += p ? (unsigned)strtoul(p + strlen(needle), NULL, 10) : 0;
+		}
+		if (f)
+			fclose(f);
+		if (total != want)
+			usleep(50 * 1000);
+	}
+	return total;
+}
+
 static void test_xid_events(void **state)
 {
-	char *root = test_fixture_new("hgx-h100"), fifo[4096], conf[4096], buf[512];
+	char *root = test_fixture_new("hgx-h100"), conf[4096], buf[512];
 	const char *args[] = { "--config", conf, NULL };
 	struct test_stream *s;
 	struct test_xpud *x;
-	json_t *doc = NULL, *b;
+	json_t *doc = NULL;
 	long long ms;
 
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	assert_int_equal(mkfifo(fifo, 0600), 0);
 	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
 	{
 		/* probe often: a probe that answers must not undo what an event said */
@@ -389,10 +410,10 @@ static void test_xid_events(void **state)
 	s = test_stream_open(x->socket);
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
-	/* an application's error leaves the GPU healthy */
-	test_nvml_inject(x->root, "xid 0000:18:00.0 13\n");
+	/* XIDs come from the kernel log: an application's error leaves the GPU healthy */
+	test_kmsg_inject(x->root, "xid 0000:18:00.0 13\n");
 	/* a GPU that fell off the bus is unhealthy, with the XID and what it needs */
-	test_nvml_inject(x->root, "xid 0000:2a:00.0 79\n");
+	test_kmsg_inject(x->root, "xid 0000:2a:00.0 79\n");
 	ms = test_stream_wait(s, (const char *const[]){ "\"health-changed\"",
 						     "\"device_id\":\"0000:2a:00.0\"",
 						     "XID 79 (GPU has fallen off the bus): reset-gpu",
@@ -407,37 +428,25 @@ static void test_xid_events(void **state)
 	assert_true(test_xpud_log_contains(x, "xpud.yaml:line 2: 'nvidia-xid-actions' is deprecated; "
 					      "write it as nvidia: {xid-actions: ...}"));
 	/* the configuration's override: XID 43 now needs a reset */
-	test_nvml_inject(x->root, "xid 0000:3a:00.0 43\n");
+	test_kmsg_inject(x->root, "xid 0000:3a:00.0 43\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:3a:00.0\"",
 							   "XID 43", NULL },
 				10000) >= 0);
 
 	/* a storm of application errors: handled once, counted, no health change */
-	test_nvml_inject(x->root, "storm 0000:5d:00.0 31 500\n");
-	test_nvml_inject(x->root, "dbe 0000:9a:00.0\n");
+	test_kmsg_inject(x->root, "storm 0000:5d:00.0 31 500\n");
+	assert_int_equal(wait_repeats(x, "0000:5d:00.0", 499), 499);
+	assert_int_equal(test_xpud_log_count(x, "GPU 0000:5d:00.0: XID 31"), 1);
+	/* a double-bit ECC error: the driver reports it as XID 48 */
+	test_kmsg_inject(x->root, "xid 0000:9a:00.0 48\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device_id\":\"0000:9a:00.0\"",
-							   "double-bit ECC error", NULL },
+							   "XID 48", NULL },
 				10000) >= 0);
 	assert_string_equal(health_of(x, "0000:5d:00.0", buf, sizeof(buf)), "healthy ");
 
 	/* probes every 100 ms answer fine, and still the GPU stays unhealthy */
 	usleep(500 * 1000);
 	assert_non_null(strstr(health_of(x, "0000:2a:00.0", buf, sizeof(buf)), "XID 79"));
-
-	/* the wait itself failing degrades the backend, not the GPUs */
-	test_nvml_inject(x->root, "fail UNKNOWN\n");
-	for (int i = 0; i < 100; i++) {
-		b = backend(x, "nvidia", &doc);
-		if (str(b, "reason") && strstr(str(b, "reason"), "degraded"))
-			break;
-		json_decref(doc);
-		doc = NULL;
-		usleep(50 * 1000);
-	}
-	assert_non_null(doc);
-	assert_true(json_is_true(json_object_get(b, "available")));
-	json_decref(doc);
-	assert_string_equal(health_of(x, "0000:18:00.0", buf, sizeof(buf)), "healthy ");
 
 	/* capacity: 7 whole GPUs on this node (one is MIG), 3 made unhealthy by events */
 	assert_int_equal(test_request(x, "GET", "/v1/capacity", &doc), 200);
@@ -463,21 +472,20 @@ static void test_xid_events(void **state)
  */
 static void test_xid_in_mig_instance(void **state)
 {
-	char *root = test_fixture_new("hgx-h100"), fifo[4096], buf[512];
+	char *root = test_fixture_new("hgx-h100"), buf[512];
 	struct test_stream *s;
 	struct test_xpud *x;
 	json_t *doc = NULL, *sl, *r;
 	size_t i, unhealthy = 0, mig = 0;
 	const char *bad_id = NULL;
 
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	assert_int_equal(mkfifo(fifo, 0600), 0);
+	/* no NVML event FIFO: the kernel log alone says it */
 	x = test_xpud_start_nvml(root, NULL, NULL);
 	s = test_stream_open(x->socket);
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"subscribed\"", NULL }, 10000) >= 0);
 
 	/* the third instance of the MIG GPU: GPU instance 3, compute instance 0 */
-	test_nvml_inject(x->root, "xid 0000:db:00.0 95 3 0\n");
+	test_kmsg_inject(x->root, "xid 0000:db:00.0 95 3 0\n");
 	assert_true(test_stream_wait(s, (const char *const[]){ "\"device-changed\"",
 							   "\"device_id\":\"0000:db:00.0\"", NULL },
 				10000) >= 0);

@@ -292,17 +292,15 @@ static void test_return_goes_through_probation(void **state)
 	test_xpud_free(x);
 }
 
-/* The hgx-h100 node with the event FIFO, reset files for its GPU, and @processes on it (NVML
- * taking @hang_ms to list them). */
+/* The hgx-h100 node (its XIDs in its kernel log, dev/kmsg), reset files for its GPU, and
+ * @processes on it (NVML taking @hang_ms to list them). */
 static struct test_xpud *start_nvidia(const char *yaml, unsigned processes, unsigned hang_ms)
 {
-	char *root = with_config("hgx-h100", yaml), fifo[4096], conf[4096], desc[4096];
+	char *root = with_config("hgx-h100", yaml), conf[4096], desc[4096];
 	const char *args[] = { "--config", conf, NULL };
 	json_t *doc, *g;
 	size_t i;
 
-	snprintf(fifo, sizeof(fifo), "%s/run/nvml-events", root);
-	assert_int_equal(mkfifo(fifo, 0600), 0);
 	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
 	make_reset_file(root, H100);
 	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
@@ -329,7 +327,7 @@ static void test_xid_reset(void **state)
 	struct test_stream *s = subscribe(x);
 	char buf[512];
 
-	test_nvml_inject(x->root, "xid " H100 " 79\n");
+	test_kmsg_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79 (GPU has fallen off the bus): reset-gpu") >= 0);
 	assert_true(wait_for(s, H100, "\"signal\":\"reset\"") >= 0);
 	assert_reset_file(x->root, H100, "1");
@@ -339,7 +337,7 @@ static void test_xid_reset(void **state)
 	assert_int_equal(test_xpud_log_count(x, "resetting it"), 1);
 
 	/* an application's XID asks for no reset */
-	test_nvml_inject(x->root, "xid " H100 " 13\n");
+	test_kmsg_inject(x->root, "xid " H100 " 13\n");
 	usleep(400 * 1000);
 	assert_int_equal(test_xpud_log_count(x, "resetting it"), 1);
 	test_stream_close(s);
@@ -354,7 +352,7 @@ static void test_xid_reset_refused_with_processes(void **state)
 	struct test_stream *s = subscribe(x);
 	char buf[512];
 
-	test_nvml_inject(x->root, "xid " H100 " 79\n");
+	test_kmsg_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
 	usleep(600 * 1000);
 	assert_true(test_xpud_log_contains(x, "Device " H100 " could not be reset: NVML lists 1 "
@@ -375,7 +373,7 @@ static void test_reset_off_the_loop(void **state)
 	struct test_stream *s = subscribe(x);
 	long long deadline;
 
-	test_nvml_inject(x->root, "xid " H100 " 79\n");
+	test_kmsg_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
 	deadline = test_now_ms() + 5000;
 	while (!test_xpud_log_contains(x, "resetting it") && test_now_ms() < deadline)
@@ -401,7 +399,7 @@ static void test_xid_no_reset_when_off(void **state)
 	struct test_xpud *x = start_nvidia(PROBING, 0, 0);
 	struct test_stream *s = subscribe(x);
 
-	test_nvml_inject(x->root, "xid " H100 " 79\n");
+	test_kmsg_inject(x->root, "xid " H100 " 79\n");
 	assert_true(wait_for(s, H100, "XID 79") >= 0);
 	expect_untouched(x, s, H100);
 }

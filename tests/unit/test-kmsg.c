@@ -146,34 +146,6 @@ static void test_record_dictionary(void **state)
 	assert_int_equal(kmsg_record_get(&rec, "DRIVER", &v, &n), -ENOENT);
 }
 
-/* The fixture's escapes: "\n", "\\" and "\xHH". Returns the length written to @buf. */
-static size_t unescape(const char *s, char *buf, size_t size)
-{
-	size_t n = 0;
-
-	for (; *s; s++) {
-		char c = *s;
-
-		assert_true(n < size);
-		if (c == '\\') {
-			s++;
-			if (*s == 'n')
-				c = '\n';
-			else if (*s == '\\')
-				c = '\\';
-			else if (*s == 'x' && s[1] && s[2]) {
-				char hex[3] = { s[1], s[2], 0 };
-
-				c = (char)strtoul(hex, NULL, 16);
-				s += 2;
-			} else
-				fail_msg("bad escape in \"%s\"", s);
-		}
-		buf[n++] = c;
-	}
-	return n;
-}
-
 /* The value of "key=" in the expectation @e, up to the next space (text=: the rest). */
 static const char *expect(const char *e, const char *key, char *buf, size_t size)
 {
@@ -230,35 +202,19 @@ static void check_xid(unsigned line, const struct nvidia_xid_line *x, const char
 
 static void test_recorded_lines(void **state)
 {
-	char path[4096], record[2048], *line = NULL;
-	unsigned lineno = 0, n_xid = 0, n_other = 0, n_mig = 0, n_bad = 0;
-	size_t cap = 0;
-	FILE *f;
+	struct test_xid_lines *t = test_xid_lines_open();
+	unsigned n_xid = 0, n_other = 0, n_mig = 0, n_bad = 0;
+	struct test_xid_sample s;
 
-	snprintf(path, sizeof(path), "%s/fixtures/kmsg/xid-lines.txt", test_env("XPU_TESTS_DIR"));
-	f = fopen(path, "re");
-	assert_non_null(f);
-	while (getline(&line, &cap, f) > 0) {
+	while (test_xid_lines_next(t, &s)) {
+		_cleanup_free_ char *buf = exact(s.record, s.len);
+		unsigned lineno = s.lineno;
+		const char *e = s.expected;
 		struct nvidia_xid_line x;
 		struct kmsg_record rec;
-		_cleanup_free_ char *buf = NULL;
-		char *tab, *e;
-		size_t n;
 		int r;
 
-		lineno++;
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0] == '#' || line[0] == '\0')
-			continue;
-		tab = strchr(line, '\t');
-		if (!tab)
-			fail_msg("line %u: no tab", lineno);
-		*tab = '\0';
-		e = tab + 1;
-		n = unescape(line, record, sizeof(record));
-		buf = exact(record, n);
-
-		r = kmsg_parse_record(buf, n, &rec);
+		r = kmsg_parse_record(buf, s.len, &rec);
 		if (streq(e, "bad-record")) {
 			if (r >= 0)
 				fail_msg("line %u: record accepted", lineno);
@@ -284,8 +240,7 @@ static void test_recorded_lines(void **state)
 			n_mig += x.has_gi;
 		}
 	}
-	free(line);
-	fclose(f);
+	test_xid_lines_close(t);
 	/* the file was read, all of it */
 	assert_true(n_xid >= 25);
 	assert_true(n_mig >= 4);
