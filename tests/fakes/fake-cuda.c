@@ -13,6 +13,9 @@
  * Only the CUDA symbols are exported (the target is built with hidden visibility; the header's
  * declarations are made default here). A malformed description makes cuInit fail with
  * CUDA_ERROR_UNKNOWN and one line on stderr naming the key.
+ *
+ * The NVML fake's run-time fault file, "<description>.fault" (fake-fault.c), applies here too:
+ * cuInit is an "init" call, the device functions "query" calls.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -28,6 +31,7 @@
 #include "shared/macro.h"
 #include "shared/parse.h"
 
+#include "fake-fault.h"
 #include "fake-json.h"
 #include "fake-node-keys.h"
 
@@ -354,6 +358,22 @@ static void sleep_ms(unsigned ms)
 /* ---- the library ----------------------------------------------------------------------------- */
 
 /*
+ * The start of every call, before any lock: the run-time fault for a call of kind @where
+ * (fake-fault.h: it may not return).
+ */
+static CUresult call_enter(enum fake_fault_where where)
+{
+	switch (fake_fault("fake-cuda", where)) {
+	case 0:
+		return CUDA_SUCCESS;
+	case -ENOMEM:
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	default:
+		return CUDA_ERROR_UNKNOWN;
+	}
+}
+
+/*
  * The first call reads the description, sleeps "cuda_init_ms" and answers; every later call (and
  * every concurrent one, once the first is done) gets the same answer at once. A description
  * without any GPU for CUDA fails with CUDA_ERROR_NO_DEVICE, as the driver's cuInit does.
@@ -363,6 +383,9 @@ CUresult cuInit(unsigned int Flags)
 	_cleanup_free_ struct fake_node *n = NULL;
 	CUresult r;
 
+	r = call_enter(FAKE_FAULT_INIT);
+	if (r != CUDA_SUCCESS)
+		return r; /* nothing initialised: the answer is not final */
 	if (Flags != 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&init_lock);
@@ -394,9 +417,16 @@ CUresult cuInit(unsigned int Flags)
 	return r;
 }
 
-/* Takes fake_lock if cuInit has succeeded: CUDA_SUCCESS with the lock held, or not. */
-static CUresult library_enter(void)
+/*
+ * Takes fake_lock if cuInit has succeeded (after the fault for a call of kind @where):
+ * CUDA_SUCCESS with the lock held, or not.
+ */
+static CUresult library_enter(enum fake_fault_where where)
 {
+	CUresult r = call_enter(where);
+
+	if (r != CUDA_SUCCESS)
+		return r;
 	pthread_mutex_lock(&fake_lock);
 	if (init_done && init_result == CUDA_SUCCESS)
 		return CUDA_SUCCESS;
@@ -417,7 +447,7 @@ static CUresult leave(CUresult r)
  */
 static CUresult device_enter(const void *out, CUdevice dev, const struct fake_gpu **ret_gpu)
 {
-	CUresult r = library_enter();
+	CUresult r = library_enter(FAKE_FAULT_QUERY);
 
 	if (r != CUDA_SUCCESS)
 		return r;
@@ -435,12 +465,17 @@ CUresult cuDriverGetVersion(int *driverVersion)
 	_cleanup_free_ struct fake_node *n = NULL;
 	CUresult r;
 
+	r = call_enter(FAKE_FAULT_NONE);
+	if (r != CUDA_SUCCESS)
+		return r;
 	if (!driverVersion)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (library_enter() == CUDA_SUCCESS) {
+	pthread_mutex_lock(&fake_lock);
+	if (init_done && init_result == CUDA_SUCCESS) {
 		*driverVersion = node.cuda_version;
 		return leave(CUDA_SUCCESS);
 	}
+	pthread_mutex_unlock(&fake_lock);
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -453,7 +488,7 @@ CUresult cuDriverGetVersion(int *driverVersion)
 
 CUresult cuDeviceGetCount(int *count)
 {
-	CUresult r = library_enter();
+	CUresult r = library_enter(FAKE_FAULT_QUERY);
 
 	if (r != CUDA_SUCCESS)
 		return r;

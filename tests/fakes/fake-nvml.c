@@ -19,6 +19,10 @@
  * Events come from a FIFO named by $XPU_FAKE_NVML_EVENTS, one line per event, written by the test:
  * see "Events" at the end of this file and in the README.
  *
+ * The file "<description>.fault" makes calls crash, abort, hang, leak, exit or write garbage to
+ * stdout at run time (fake-fault.c): each call passes its kind, init, query, apply (MIG
+ * management) or processes, to call_enter(), the first thing it does.
+ *
  * Only the NVML symbols are exported (the target is built with hidden visibility; the header's
  * declarations are made default here). A malformed description makes nvmlInit_v2 fail with
  * NVML_ERROR_UNKNOWN and one line on stderr naming the key: a fake that quietly ignored a typo
@@ -42,6 +46,7 @@
 #include "shared/macro.h"
 #include "shared/parse.h"
 
+#include "fake-fault.h"
 #include "fake-json.h"
 #include "fake-node-keys.h"
 
@@ -126,7 +131,7 @@ enum fake_fn {
 	FN_REGISTER_EVENTS,
 	FN_COMPUTE_PROCESSES,
 	FN_GRAPHICS_PROCESSES,
-	FN_SET_MIG_MODE,
+	FN_SET_MIG_MODE, /* the MIG management functions, to the end: fn_fault_where() */
 	FN_GET_GPU_INSTANCES,
 	FN_CREATE_GPU_INSTANCE,
 	FN_GPU_INSTANCE_DESTROY,
@@ -174,6 +179,19 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_CREATE_COMPUTE_INSTANCE] = "nvmlGpuInstanceCreateComputeInstance",
 	[FN_COMPUTE_INSTANCE_DESTROY] = "nvmlComputeInstanceDestroy",
 };
+
+/*
+ * The kind of call a function is for the run-time fault (fake-fault.h): the MIG management
+ * functions "apply", the process lists "processes", every other per-device function "query".
+ */
+static enum fake_fault_where fn_fault_where(enum fake_fn fn)
+{
+	if (fn == FN_COMPUTE_PROCESSES || fn == FN_GRAPHICS_PROCESSES)
+		return FAKE_FAULT_PROCESSES;
+	if (fn >= FN_SET_MIG_MODE)
+		return FAKE_FAULT_APPLY;
+	return FAKE_FAULT_QUERY;
+}
 
 /* ---- GPU instance profiles, as the driver reports them (nvidia-smi mig -lgip) --------------- */
 
@@ -823,6 +841,22 @@ static nvmlReturn_t driver_error(void)
 	return e->code;
 }
 
+/*
+ * The start of every call but nvmlErrorString and nvmlShutdown, before any lock: the run-time
+ * fault for a call of kind @where (fake-fault.h: it may not return), then the driver's error.
+ */
+static nvmlReturn_t call_enter(enum fake_fault_where where)
+{
+	switch (fake_fault("fake-nvml", where)) {
+	case 0:
+		return driver_error();
+	case -ENOMEM:
+		return NVML_ERROR_MEMORY;
+	default:
+		return NVML_ERROR_UNKNOWN;
+	}
+}
+
 static void events_end_session(void);
 
 static void sleep_ms(unsigned ms);
@@ -831,7 +865,7 @@ nvmlReturn_t nvmlInit_v2(void)
 {
 	_cleanup_free_ struct fake_node *n = NULL;
 	long long hang = 0;
-	nvmlReturn_t r = driver_error();
+	nvmlReturn_t r = call_enter(FAKE_FAULT_INIT);
 
 	if (r != NVML_SUCCESS)
 		return r;
@@ -894,11 +928,11 @@ static nvmlReturn_t copy_string(char *buf, unsigned length, const char *s)
 	return NVML_SUCCESS;
 }
 
-/* Takes fake_lock if the library is initialised and the driver answers: NVML_SUCCESS with the
- * lock held, or an error without it. */
-static nvmlReturn_t library_enter(void)
+/* Takes fake_lock if the library is initialised and the driver answers (after the fault for a
+ * call of kind @where): NVML_SUCCESS with the lock held, or an error without it. */
+static nvmlReturn_t library_enter(enum fake_fault_where where)
 {
-	nvmlReturn_t r = driver_error();
+	nvmlReturn_t r = call_enter(where);
 
 	if (r != NVML_SUCCESS)
 		return r;
@@ -917,7 +951,7 @@ static nvmlReturn_t leave(nvmlReturn_t r)
 
 nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
 {
-	nvmlReturn_t r = library_enter();
+	nvmlReturn_t r = library_enter(FAKE_FAULT_NONE);
 
 	if (r != NVML_SUCCESS)
 		return r;
@@ -926,7 +960,7 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
 
 nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion)
 {
-	nvmlReturn_t r = library_enter();
+	nvmlReturn_t r = library_enter(FAKE_FAULT_NONE);
 
 	if (r != NVML_SUCCESS)
 		return r;
@@ -938,7 +972,7 @@ nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion)
 
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
 {
-	nvmlReturn_t r = library_enter();
+	nvmlReturn_t r = library_enter(FAKE_FAULT_QUERY);
 
 	if (r != NVML_SUCCESS)
 		return r;
@@ -1029,7 +1063,7 @@ static nvmlReturn_t handle_enter(nvmlDevice_t device, enum fake_fn fn, struct fa
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = library_enter();
+	r = library_enter(fn_fault_where(fn));
 	if (r != NVML_SUCCESS)
 		return r;
 	gpu = gpu_from_handle(device);
@@ -1068,7 +1102,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = library_enter();
+	r = library_enter(FAKE_FAULT_QUERY);
 	if (r != NVML_SUCCESS)
 		return r;
 	if (index >= node.n_gpus || !device)
@@ -1719,7 +1753,7 @@ static nvmlReturn_t instance_enter(const void *h, bool want_ci, enum fake_fn fn,
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	r = library_enter();
+	r = library_enter(fn_fault_where(fn));
 	if (r != NVML_SUCCESS)
 		return r;
 	m = instance_from_handle(h, want_ci, &gpu);
@@ -1787,11 +1821,11 @@ nvmlReturn_t nvmlDeviceGetGpuInstances(nvmlDevice_t device, unsigned int profile
 	unsigned n = 0;
 	nvmlReturn_t r;
 
-	if (!gpuInstances || !count)
-		return NVML_ERROR_INVALID_ARGUMENT;
 	r = mig_profile_enter(device, FN_GET_GPU_INSTANCES, profileId, &gpu, &prof);
 	if (r != NVML_SUCCESS)
 		return r;
+	if (!gpuInstances || !count)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	for (unsigned k = 0; k < gpu->n_instances; k++)
 		n += gpu->instances[k].prof == prof;
 	if (n > *count)
@@ -1814,11 +1848,11 @@ nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profi
 	unsigned gi = 1;
 	nvmlReturn_t r;
 
-	if (!gpuInstance)
-		return NVML_ERROR_INVALID_ARGUMENT;
 	r = mig_profile_enter(device, FN_CREATE_GPU_INSTANCE, profileId, &gpu, &prof);
 	if (r != NVML_SUCCESS)
 		return r;
+	if (!gpuInstance)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	if (gi_remaining(gpu, prof) == 0 || gpu->n_instances >= FAKE_MIG_SLICES)
 		return leave(NVML_ERROR_INSUFFICIENT_RESOURCES);
 	for (unsigned k = 0; k < gpu->n_instances; k++)
@@ -1912,12 +1946,10 @@ nvmlReturn_t nvmlGpuInstanceGetComputeInstances(nvmlGpuInstance_t gpuInstance,
 	nvmlReturn_t r;
 	unsigned n;
 
-	if (!computeInstances || !count)
-		return NVML_ERROR_INVALID_ARGUMENT;
 	r = instance_enter(gpuInstance, false, FN_GET_COMPUTE_INSTANCES, &gpu, &m);
 	if (r != NVML_SUCCESS)
 		return r;
-	if (profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT)
+	if (!computeInstances || !count || profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	n = m->has_ci && profileId == full_ci_profile(m);
 	if (n > *count)
@@ -1936,12 +1968,11 @@ nvmlReturn_t nvmlGpuInstanceCreateComputeInstance(nvmlGpuInstance_t gpuInstance,
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
-	if (!computeInstance)
-		return NVML_ERROR_INVALID_ARGUMENT;
 	r = instance_enter(gpuInstance, false, FN_CREATE_COMPUTE_INSTANCE, &gpu, &m);
 	if (r != NVML_SUCCESS)
 		return r;
-	if (profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT || ci_profile_slices[profileId] == 0)
+	if (!computeInstance || profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT ||
+	    ci_profile_slices[profileId] == 0)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	if (profileId != full_ci_profile(m))
 		return leave(NVML_ERROR_NOT_SUPPORTED); /* the fake's simplification */
@@ -2255,7 +2286,7 @@ nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set)
 	struct fake_event_set *s;
 	nvmlReturn_t r;
 
-	r = library_enter();
+	r = library_enter(FAKE_FAULT_NONE);
 	if (r != NVML_SUCCESS)
 		return r;
 	if (!set)
@@ -2316,7 +2347,7 @@ nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsi
 	nvmlReturn_t r;
 	unsigned gen;
 
-	r = library_enter();
+	r = library_enter(FAKE_FAULT_NONE);
 	if (r != NVML_SUCCESS)
 		return r;
 	s = event_set_from_handle(set);
@@ -2370,7 +2401,7 @@ nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set)
 	struct fake_event_set *s;
 	nvmlReturn_t r;
 
-	r = library_enter();
+	r = library_enter(FAKE_FAULT_NONE);
 	if (r != NVML_SUCCESS)
 		return r;
 	s = event_set_from_handle(set);

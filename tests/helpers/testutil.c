@@ -24,6 +24,7 @@
 #include "shared/macro.h"
 #include "shared/strv.h"
 #include "sim/fixture.h"
+#include "procstat.h"
 #include "testutil.h"
 #include "xpu/client.h"
 
@@ -627,23 +628,305 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
 	json_decref(value);
 }
 
-void test_fake_nvml_driver_error(const char *description, const char *name)
+/* Writes @text to "<@description><@suffix>", or removes it with NULL. */
+static void fake_side_file(const char *description, const char *suffix, const char *text)
 {
 	char path[4096], temp[4096 + 8];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s.driver-error", description);
-	if (!name) {
+	snprintf(path, sizeof(path), "%s%s", description, suffix);
+	if (!text) {
 		assert_true(unlink(path) == 0 || errno == ENOENT);
 		return;
 	}
-	/* renamed into place: a call never reads half a name */
+	/* renamed into place: a call never reads half of it */
 	snprintf(temp, sizeof(temp), "%s.new", path);
 	f = fopen(temp, "we");
 	assert_non_null(f);
-	assert_true(fputs(name, f) >= 0);
+	assert_true(fputs(text, f) >= 0);
 	assert_int_equal(fclose(f), 0);
 	assert_int_equal(rename(temp, path), 0);
+}
+
+void test_fake_nvml_driver_error(const char *description, const char *name)
+{
+	fake_side_file(description, ".driver-error", name);
+}
+
+void test_fake_fault(const char *description, const char *line)
+{
+	fake_side_file(description, ".fault", line);
+}
+
+/*
+ * The handlers of the deadly signals when the program started (the sanitizers' in a sanitized
+ * build), before cmocka puts its own in place around each test: a child gets them back, so that
+ * it dies as a process outside cmocka would instead of running the parent's tests on.
+ */
+static const int deadly_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT };
+static struct sigaction deadly_actions[ELEMENTSOF(deadly_signals)];
+
+__attribute__((constructor)) static void save_deadly_actions(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(deadly_signals); i++)
+		sigaction(deadly_signals[i], NULL, &deadly_actions[i]);
+}
+
+/* Appends what @fd has to @buf; false at its end (or an error). */
+static bool child_read(int fd, char **buf, size_t *len)
+{
+	char chunk[16384];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n <= 0)
+		return false;
+	*buf = realloc(*buf, *len + (size_t)n + 1);
+	assert_non_null(*buf);
+	memcpy(*buf + *len, chunk, (size_t)n);
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+	return true;
+}
+
+void test_child_run(void (*fn)(void *userdata, int result_fd), void *userdata, int timeout_ms,
+		    struct test_child *ret)
+{
+	int pipes[3][2], fds[3];
+	char **bufs[3] = { &ret->out, &ret->err, &ret->result };
+	size_t *lens[3] = { &ret->out_len, &ret->err_len, &ret->result_len };
+	long long deadline = test_now_ms() + timeout_ms;
+	size_t open_fds = 3;
+	pid_t pid;
+
+	*ret = (struct test_child){};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(pipe2(pipes[i], O_CLOEXEC), 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* no cmocka here: a failed assertion would go on with the parent's tests */
+		for (size_t i = 0; i < ELEMENTSOF(deadly_signals); i++)
+			sigaction(deadly_signals[i], &deadly_actions[i], NULL);
+		if (dup2(pipes[0][1], STDOUT_FILENO) < 0 || dup2(pipes[1][1], STDERR_FILENO) < 0)
+			_exit(TEST_CHILD_BROKEN);
+		fn(userdata, pipes[2][1]);
+		_exit(0);
+	}
+	for (size_t i = 0; i < 3; i++) {
+		close(pipes[i][1]);
+		fds[i] = pipes[i][0];
+	}
+	while (open_fds > 0) {
+		struct pollfd p[3];
+		long long left = deadline - test_now_ms();
+
+		if (left <= 0)
+			break;
+		for (size_t i = 0; i < 3; i++)
+			p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+		if (poll(p, 3, (int)left) < 0) {
+			assert_int_equal(errno, EINTR);
+			continue;
+		}
+		for (size_t i = 0; i < 3; i++)
+			if (fds[i] >= 0 && p[i].revents && !child_read(fds[i], bufs[i], lens[i])) {
+				fds[i] = safe_close(fds[i]);
+				open_fds--;
+			}
+	}
+	/* At the deadline, a child that has not ended hangs; one that just ended does not. */
+	if (open_fds > 0 && waitpid(pid, &ret->status, WNOHANG) == 0) {
+		ret->hung = true;
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, &ret->status, 0), pid);
+	} else if (open_fds == 0) {
+		assert_int_equal(waitpid(pid, &ret->status, 0), pid);
+	}
+	for (size_t i = 0; i < 3; i++)
+		safe_close(fds[i]);
+}
+
+struct child_calls {
+	int (*call)(void *userdata, int which);
+	void *userdata;
+	const int *calls;
+	size_t n_calls;
+};
+
+static void child_calls_main(void *userdata, int result_fd)
+{
+	const struct child_calls *cc = userdata;
+
+	for (size_t i = 0; i < cc->n_calls; i++) {
+		struct test_call_record rec = { .call = cc->calls[i] };
+		long before = test_proc_rss_kib(getpid());
+
+		rec.ret = cc->call(cc->userdata, cc->calls[i]);
+		rec.rss_grew_kib = test_proc_rss_kib(getpid()) - before;
+		if (before < 0 || write(result_fd, &rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			_exit(TEST_CHILD_BROKEN);
+	}
+}
+
+size_t test_child_run_calls(int (*call)(void *userdata, int which), void *userdata,
+			    const int *calls, size_t n_calls, int timeout_ms,
+			    struct test_child *ret, const struct test_call_record **ret_records)
+{
+	struct child_calls cc = { call, userdata, calls, n_calls };
+
+	test_child_run(child_calls_main, &cc, timeout_ms, ret);
+	assert_true(ret->result_len % sizeof(**ret_records) == 0);
+	*ret_records = (const struct test_call_record *)(void *)ret->result;
+	return ret->result_len / sizeof(**ret_records);
+}
+
+void test_assert_lines(const char *text, size_t n, const char *prefix, const char *needle)
+{
+	const char *at = text ?: "";
+	size_t lines = 0;
+
+	for (; *at; lines++) {
+		const char *end = strchr(at, '\n'), *found;
+
+		if (!end)
+			fail_msg("an unterminated line: %s", at);
+		found = strstr(at, needle);
+		if (strncmp(at, prefix, strlen(prefix)) != 0 || !found || found > end)
+			fail_msg("not '%s...%s': %.*s", prefix, needle, (int)(end - at), at);
+		at = end + 1;
+	}
+	if (lines != n)
+		fail_msg("%zu lines, not %zu: %s", lines, n, text ?: "");
+}
+
+void test_child_free(struct test_child *c)
+{
+	free(c->out);
+	free(c->err);
+	free(c->result);
+	*c = (struct test_child){};
+}
+
+/* The end of a child that made a call under the fault @what (tests/fakes/README.md). */
+static void assert_fault_fate(const struct test_child *c, const char *what)
+{
+	static const char end[] = "{\"v\":1,\"type\":\"end\"}\n";
+
+	if (streq(what, "segv")) {
+#ifdef __SANITIZE_ADDRESS__
+		/* ASan's SEGV handler reports it, then dies: abort() with abort_on_error=1, as
+		 * ctest's ASAN_OPTIONS say, else exit status 1 */
+		const char *opts = getenv("ASAN_OPTIONS");
+
+		if (!c->err || !strstr(c->err, "AddressSanitizer: SEGV on unknown address 0x000"))
+			fail_msg("no ASan SEGV report on the child's stderr: %s", c->err ?: "");
+		if (opts && strstr(opts, "abort_on_error=1"))
+			assert_true(WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGABRT);
+		else
+			assert_true(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 1);
+#else
+		assert_true(WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGSEGV);
+#endif
+	} else if (streq(what, "abort")) {
+		assert_true(WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGABRT);
+	} else if (streq(what, "exit")) {
+		assert_true(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 3);
+	} else if (streq(what, "hang")) {
+		assert_true(c->hung);
+	} else {
+		/* leak and garbage: the call went on, and the child ended normally */
+		assert_false(c->hung);
+		if (!WIFEXITED(c->status) || WEXITSTATUS(c->status) != 0)
+			fail_msg("the child ended with status 0x%x: %s", (unsigned)c->status,
+				 c->err ?: "");
+	}
+	if (streq(what, "garbage")) {
+		assert_int_equal(c->out_len, 64 * 1024);
+		assert_non_null(memmem(c->out, c->out_len, end, strlen(end)));
+	} else {
+		assert_int_equal(c->out_len, 0);
+	}
+	if (!streq(what, "hang"))
+		assert_false(c->hung);
+}
+
+static const char *const fault_wheres[] = { "init", "query", "apply", "processes" };
+
+void test_fake_fault_kinds(const char *description, int (*call)(void *userdata, int which),
+			   void *userdata, const struct test_fault_call *calls, size_t n_calls)
+{
+	const struct test_call_record *recs;
+	int which[64];
+
+	assert_true(n_calls <= ELEMENTSOF(which));
+	for (size_t w = 0; w < ELEMENTSOF(fault_wheres); w++) {
+		struct test_child child;
+		size_t k = 0, done;
+		char line[64];
+
+		snprintf(line, sizeof(line), "%s exit", fault_wheres[w]);
+		test_fake_fault(description, line);
+		for (size_t i = 0; i < n_calls; i++)
+			if (!streq_ptr(calls[i].where, fault_wheres[w]))
+				which[k++] = (int)i;
+		done = test_child_run_calls(call, userdata, which, k, 20000, &child, &recs);
+		if (done < k)
+			fail_msg("%s ended the child (status 0x%x) under '%s'",
+				 calls[which[done]].name, (unsigned)child.status, line);
+		for (size_t i = 0; i < done; i++)
+			if (recs[i].ret != 0)
+				fail_msg("%s returned %d under '%s'", calls[recs[i].call].name,
+					 recs[i].ret, line);
+		assert_true(WIFEXITED(child.status) && WEXITSTATUS(child.status) == 0);
+		test_child_free(&child);
+
+		for (int i = 0; i < (int)n_calls; i++) {
+			if (!streq_ptr(calls[i].where, fault_wheres[w]))
+				continue;
+			done = test_child_run_calls(call, userdata, &i, 1, 20000, &child, &recs);
+			if (done != 0 || !WIFEXITED(child.status) || WEXITSTATUS(child.status) != 3)
+				fail_msg("%s did not exit under '%s' (status 0x%x)", calls[i].name,
+					 line, (unsigned)child.status);
+			test_child_free(&child);
+		}
+	}
+	test_fake_fault(description, NULL);
+}
+
+void test_fake_fault_fates(const char *description, int (*call)(void *userdata, int which),
+			   void *userdata, const struct test_fault_call *calls, const int *at,
+			   size_t n_at)
+{
+	static const char *const whats[] = { "segv", "abort", "hang", "leak", "garbage", "exit" };
+	const struct test_call_record *recs;
+
+	for (size_t w = 0; w < n_at; w++)
+		for (size_t k = 0; k < ELEMENTSOF(whats); k++) {
+			bool goes_on = streq(whats[k], "leak") || streq(whats[k], "garbage");
+			struct test_child child;
+			char line[64];
+			size_t done;
+
+			snprintf(line, sizeof(line), "%s %s", calls[at[w]].where, whats[k]);
+			print_message("%s: %s\n", calls[at[w]].name, line);
+			test_fake_fault(description, line);
+			/* a hang is a call still running after 300 ms */
+			done = test_child_run_calls(call, userdata, &at[w], 1,
+						    streq(whats[k], "hang") ? 300 : 20000, &child,
+						    &recs);
+			assert_fault_fate(&child, whats[k]);
+			assert_int_equal(done, goes_on ? 1 : 0);
+			if (goes_on)
+				assert_int_equal(recs[0].ret, 0);
+			if (streq(whats[k], "leak"))
+				assert_true(recs[0].rss_grew_kib > 900 * 1024);
+			test_child_free(&child);
+		}
+	test_fake_fault(description, NULL);
 }
 
 void test_nvml_inject(const char *root, const char *line)

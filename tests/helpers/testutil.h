@@ -158,5 +158,70 @@ bool test_xid_lines_next(struct test_xid_lines *t, struct test_xid_sample *ret);
 void test_xid_lines_close(struct test_xid_lines *t);
 /* The next sequence number test_kmsg_inject() gives a record of @root (taken). */
 unsigned long long test_kmsg_next_seq(const char *root);
+/* Writes one fault line (tests/fakes/README.md, "Faults": "query segv", "init leak 1", ...) to
+ * "<@description>.fault", or removes the file with NULL. Both fakes read it at every call, also
+ * in a running process. */
+void test_fake_fault(const char *description, const char *line);
+
+/* What became of a function run in a forked child (test_child_run()). */
+struct test_child {
+	int status; /* waitpid()'s */
+	bool hung;  /* still running at the deadline: killed with SIGKILL */
+	char *out, *err, *result; /* its stdout, stderr and result pipe (NUL added), or NULL */
+	size_t out_len, err_len, result_len;
+};
+/* A child's exit status when it could not set itself up. */
+#define TEST_CHILD_BROKEN 99
+/*
+ * Forks a child that runs @fn(@userdata, result_fd) with its stdout and stderr on pipes, and
+ * exits 0 when @fn returns. @fn may write anything to result_fd; it must not use cmocka (a failed
+ * assertion would run the parent's tests on in the child). The parent keeps what comes through
+ * the three pipes until they close, or until @timeout_ms have passed: then a child still running
+ * is killed (hung). The test process survives whatever the child does.
+ */
+void test_child_run(void (*fn)(void *userdata, int result_fd), void *userdata, int timeout_ms,
+		    struct test_child *ret);
+void test_child_free(struct test_child *c);
+/* What a child of test_child_run_calls() reports of each call that returned. */
+struct test_call_record {
+	int call;	   /* the caller's number for it */
+	int ret;	   /* what it returned */
+	long rss_grew_kib; /* how much the child's RSS (VmRSS) grew during the call */
+};
+/*
+ * test_child_run() of a child that runs @call(@userdata, c) for each c of @calls in order and
+ * reports each that returned. The number of those; *ret_records (in ret->result) their records.
+ */
+size_t test_child_run_calls(int (*call)(void *userdata, int which), void *userdata,
+			    const int *calls, size_t n_calls, int timeout_ms,
+			    struct test_child *ret, const struct test_call_record **ret_records);
+/* Asserts that @text (NULL: none) is @n whole lines, each starting with @prefix and containing
+ * @needle. */
+void test_assert_lines(const char *text, size_t n, const char *prefix, const char *needle);
+/* A call a test of the fake libraries' faults makes: its name, and the kind of call a fault line
+ * names it by ("init", "query", "apply", "processes"; NULL: none). */
+struct test_fault_call {
+	const char *name;
+	const char *where;
+};
+/*
+ * Which calls each kind names, for the fake library whose calls @call(@userdata, i) makes (i:
+ * 0..@n_calls - 1, described by @calls[i]; 0 is success), in forked children: under
+ * "<where> exit", a child that makes every call not of that kind, in order, sees each answer 0;
+ * one that makes a call of that kind exits with status 3. Leaves no fault file.
+ */
+void test_fake_fault_kinds(const char *description, int (*call)(void *userdata, int which),
+			   void *userdata, const struct test_fault_call *calls, size_t n_calls);
+/*
+ * Every fault at each call @at[0..@n_at - 1] (by its kind), in forked children: "segv" killed by
+ * SIGSEGV, or under ASan its SEGV report and then SIGABRT (abort_on_error=1 in ASAN_OPTIONS, as
+ * ctest sets it) or exit status 1; "abort" SIGABRT; "exit" status 3; "hang" still running after
+ * 300 ms; "leak" the call answers 0 and the child's RSS grew by more than 900 MiB during it;
+ * "garbage" the call answers 0 after 64 KiB on stdout, a protocol end line among them. Leaves no
+ * fault file.
+ */
+void test_fake_fault_fates(const char *description, int (*call)(void *userdata, int which),
+			   void *userdata, const struct test_fault_call *calls, const int *at,
+			   size_t n_at);
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long test_now_ms(void);

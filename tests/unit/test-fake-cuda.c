@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -105,8 +106,10 @@ static int teardown(void **state)
 		return 0;
 	if (c->dl)
 		cuda_unload(c);
-	if (c->desc)
+	if (c->desc) {
+		test_fake_fault(c->desc, NULL);
 		unlink(c->desc);
+	}
 	free(c->desc);
 	unsetenv("XPU_FAKE_NVML");
 	free(c);
@@ -202,6 +205,7 @@ static void test_not_initialized(void **state)
 	/* Only the CUDA functions are exported, nothing the fake is built from. */
 	assert_null(dlsym(c->dl, "parse_pci_address"));
 	assert_null(dlsym(c->dl, "load_node"));
+	assert_null(dlsym(c->dl, "fake_fault"));
 
 	describe(c, "{ \"cuda_version\": 12040, \"cuda_init_ms\": 0, \"gpus\": [" H100(
 			    "0000:18:00.0", 0, "") "] }");
@@ -720,6 +724,166 @@ static void test_embedded_nodes(void **state)
 	}
 }
 
+/* ---- run-time faults: "<description>.fault" -------------------------------------------------- */
+
+enum fault_call {
+	CALL_INIT,
+	CALL_VERSION,
+	CALL_COUNT,
+	CALL_GET,
+	CALL_NAME,
+	CALL_BUS_ID,
+	CALL_ATTRIBUTE,
+	CALL_TOTAL_MEM,
+	CALL_UUID,
+	CALL_NO_FAULT, /* not CUDA: removes the fault file */
+	_CALL_MAX,
+};
+
+static const struct test_fault_call fault_calls[_CALL_MAX] = {
+	[CALL_INIT] = { "cuInit", "init" },
+	[CALL_VERSION] = { "cuDriverGetVersion", NULL },
+	[CALL_COUNT] = { "cuDeviceGetCount", "query" },
+	[CALL_GET] = { "cuDeviceGet", "query" },
+	[CALL_NAME] = { "cuDeviceGetName", "query" },
+	[CALL_BUS_ID] = { "cuDeviceGetPCIBusId", "query" },
+	[CALL_ATTRIBUTE] = { "cuDeviceGetAttribute", "query" },
+	[CALL_TOTAL_MEM] = { "cuDeviceTotalMem_v2", "query" },
+	[CALL_UUID] = { "cuDeviceGetUuid_v2", "query" },
+	[CALL_NO_FAULT] = { "(removing the fault)", NULL },
+};
+
+static const char fault_node[] =
+	"{ \"cuda_init_ms\": 0, \"gpus\": [" H100("0000:18:00.0", 0, "") "] }";
+
+/* Runs in the child: no cmocka. */
+static int fault_call(void *userdata, int which)
+{
+	const struct cuda *c = userdata;
+	char buf[64], path[4096];
+	CUuuid uuid;
+	CUdevice dev;
+	size_t mem;
+	int v;
+
+	switch ((enum fault_call)which) {
+	case CALL_INIT:
+		return c->cuInit(0);
+	case CALL_VERSION:
+		return c->cuDriverGetVersion(&v);
+	case CALL_COUNT:
+		return c->cuDeviceGetCount(&v);
+	case CALL_GET:
+		return c->cuDeviceGet(&dev, 0);
+	case CALL_NAME:
+		return c->cuDeviceGetName(buf, sizeof(buf), 0);
+	case CALL_BUS_ID:
+		return c->cuDeviceGetPCIBusId(buf, sizeof(buf), 0);
+	case CALL_ATTRIBUTE:
+		return c->cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 0);
+	case CALL_TOTAL_MEM:
+		return c->cuDeviceTotalMem_v2(&mem, 0);
+	case CALL_UUID:
+		return c->cuDeviceGetUuid_v2(&uuid, 0);
+	case CALL_NO_FAULT:
+		snprintf(path, sizeof(path), "%s.fault", c->desc);
+		return unlink(path) < 0 ? CUDA_ERROR_UNKNOWN : CUDA_SUCCESS;
+	case _CALL_MAX:
+		break;
+	}
+	return CUDA_ERROR_UNKNOWN;
+}
+
+/* Runs @calls in a child under the fault @line; the number of calls that returned. */
+static size_t fault_child(struct cuda *c, const char *line, const int *calls, size_t n_calls,
+			  struct test_child *ret, const struct test_call_record **ret_records)
+{
+	test_fake_fault(c->desc, line);
+	return test_child_run_calls(fault_call, c, calls, n_calls, 20000, ret, ret_records);
+}
+
+/*
+ * cuInit is "init", the device functions "query", cuDriverGetVersion neither; "apply" and
+ * "processes", which name NVML's calls, leave every CUDA call alone.
+ */
+static void test_fault_kinds(void **state)
+{
+	struct cuda *c = *state;
+
+	describe(c, fault_node);
+	assert_int_equal(c->cuInit(0), CUDA_SUCCESS);
+	test_fake_fault_kinds(c->desc, fault_call, c, fault_calls, CALL_NO_FAULT);
+}
+
+/* Every fault at cuInit and at a device query: the process ends (or goes on) as told. */
+static void test_fault_fates(void **state)
+{
+	static const int at[] = { CALL_INIT, CALL_ATTRIBUTE };
+	struct cuda *c = *state;
+
+	describe(c, fault_node);
+	assert_int_equal(c->cuInit(0), CUDA_SUCCESS);
+	test_fake_fault_fates(c->desc, fault_call, c, fault_calls, at, ELEMENTSOF(at));
+}
+
+/* A count: the first queries of a process fault, the later ones answer. */
+static void test_fault_count(void **state)
+{
+	static const int calls[] = { CALL_ATTRIBUTE, CALL_NAME, CALL_ATTRIBUTE };
+	struct cuda *c = *state;
+	const struct test_call_record *recs;
+	struct test_child child;
+
+	describe(c, fault_node);
+	assert_int_equal(c->cuInit(0), CUDA_SUCCESS);
+	assert_int_equal(fault_child(c, "query garbage 2", calls, 3, &child, &recs), 3);
+	assert_int_equal(child.out_len, 2 * 64 * 1024);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(recs[i].ret, CUDA_SUCCESS);
+	test_child_free(&child);
+}
+
+/*
+ * A line that does not parse fails every call, cuDriverGetVersion included, with one line on
+ * stderr each; cuInit initialises nothing then, so that it works once the line is gone.
+ */
+static void test_fault_malformed(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *says;
+	} bad[] = {
+		{ "query segfault", "'segfault' is not a fault" },
+		{ "init abort 1 2", "expected one line" },
+		{ "query exit 0", "'0' is not a count of calls" },
+	};
+	static const int calls[] = { CALL_INIT, CALL_VERSION, CALL_COUNT, CALL_ATTRIBUTE,
+				     CALL_NO_FAULT, CALL_INIT, CALL_COUNT };
+	struct cuda *c = *state;
+	const struct test_call_record *recs;
+	struct test_child child;
+	char prefix[4096 + 32];
+
+	describe(c, fault_node);
+	snprintf(prefix, sizeof(prefix), "fake-cuda: %s.fault: ", c->desc);
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		size_t done = fault_child(c, bad[i].line, calls, ELEMENTSOF(calls), &child, &recs);
+
+		assert_int_equal(done, ELEMENTSOF(calls));
+		for (size_t k = 0; k < 4; k++)
+			if (recs[k].ret != CUDA_ERROR_UNKNOWN)
+				fail_msg("%s: %d for '%s'", fault_calls[recs[k].call].name,
+					 recs[k].ret, bad[i].line);
+		for (size_t k = 4; k < ELEMENTSOF(calls); k++)
+			assert_int_equal(recs[k].ret, CUDA_SUCCESS);
+		/* one line per failed call */
+		test_assert_lines(child.err, 4, prefix, bad[i].says);
+		test_child_free(&child);
+	}
+	/* The parent made no call: cuInit's first answer is still to come, and a good one. */
+	assert_int_equal(c->cuInit(0), CUDA_SUCCESS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -735,6 +899,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_agree_hgx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agree_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_embedded_nodes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_fates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_malformed, setup, teardown),
 	};
 
 	test_env("XPU_FAKE_NVML_DIR");

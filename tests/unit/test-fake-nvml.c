@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +70,16 @@ struct nvml {
 	NVML_FN(nvmlDeviceRegisterEvents);
 	NVML_FN(nvmlEventSetWait_v2);
 	NVML_FN(nvmlEventSetFree);
+	NVML_FN(nvmlDeviceGetComputeRunningProcesses_v3);
+	NVML_FN(nvmlDeviceGetGraphicsRunningProcesses_v3);
+	NVML_FN(nvmlDeviceSetMigMode);
+	NVML_FN(nvmlDeviceGetGpuInstances);
+	NVML_FN(nvmlDeviceCreateGpuInstance);
+	NVML_FN(nvmlGpuInstanceDestroy);
+	NVML_FN(nvmlGpuInstanceGetComputeInstanceProfileInfo);
+	NVML_FN(nvmlGpuInstanceGetComputeInstances);
+	NVML_FN(nvmlGpuInstanceCreateComputeInstance);
+	NVML_FN(nvmlComputeInstanceDestroy);
 };
 
 /* The functions an old driver's library lacks; the backend must do without them. */
@@ -87,6 +98,16 @@ static const char *const newer_symbols[] = {
 	"nvmlDeviceRegisterEvents",
 	"nvmlEventSetWait_v2",
 	"nvmlEventSetFree",
+	"nvmlDeviceGetComputeRunningProcesses_v3",
+	"nvmlDeviceGetGraphicsRunningProcesses_v3",
+	"nvmlDeviceSetMigMode",
+	"nvmlDeviceGetGpuInstances",
+	"nvmlDeviceCreateGpuInstance",
+	"nvmlGpuInstanceDestroy",
+	"nvmlGpuInstanceGetComputeInstanceProfileInfo",
+	"nvmlGpuInstanceGetComputeInstances",
+	"nvmlGpuInstanceCreateComputeInstance",
+	"nvmlComputeInstanceDestroy",
 };
 
 #define RESOLVE(n, f)                                                                              \
@@ -146,6 +167,16 @@ static struct nvml *nvml_open(bool old)
 		RESOLVE(n, nvmlDeviceRegisterEvents);
 		RESOLVE(n, nvmlEventSetWait_v2);
 		RESOLVE(n, nvmlEventSetFree);
+		RESOLVE(n, nvmlDeviceGetComputeRunningProcesses_v3);
+		RESOLVE(n, nvmlDeviceGetGraphicsRunningProcesses_v3);
+		RESOLVE(n, nvmlDeviceSetMigMode);
+		RESOLVE(n, nvmlDeviceGetGpuInstances);
+		RESOLVE(n, nvmlDeviceCreateGpuInstance);
+		RESOLVE(n, nvmlGpuInstanceDestroy);
+		RESOLVE(n, nvmlGpuInstanceGetComputeInstanceProfileInfo);
+		RESOLVE(n, nvmlGpuInstanceGetComputeInstances);
+		RESOLVE(n, nvmlGpuInstanceCreateComputeInstance);
+		RESOLVE(n, nvmlComputeInstanceDestroy);
 	}
 	return n;
 }
@@ -160,6 +191,7 @@ static void nvml_close(struct nvml *n)
 	assert_int_equal(dlclose(n->dl), 0);
 	if (n->desc) {
 		test_fake_nvml_driver_error(n->desc, NULL);
+		test_fake_fault(n->desc, NULL);
 		unlink(n->desc);
 	}
 	free(n->desc);
@@ -1088,6 +1120,8 @@ static void test_old_driver(void **state)
 	current = nvml_open(false);
 	assert_null(dlsym(current->dl, "parse_pci_address"));
 	assert_null(dlsym(current->dl, "load_node"));
+	assert_null(dlsym(current->dl, "fake_fault"));
+	assert_null(dlsym(n->dl, "fake_fault"));
 	for (size_t i = 0; i < ELEMENTSOF(newer_symbols); i++)
 		assert_non_null(dlsym(current->dl, newer_symbols[i]));
 	nvml_close(current);
@@ -1661,6 +1695,307 @@ static void test_events_threads(void **state)
 	assert_int_equal(n->nvmlEventSetFree(set), NVML_SUCCESS);
 }
 
+/* ---- run-time faults: "<description>.fault" -------------------------------------------------- */
+
+/*
+ * The calls the fault tests make, in an order in which each succeeds without a fault: the MIG
+ * calls create a GPU instance and a compute instance in it and destroy them again.
+ */
+enum fault_call {
+	CALL_INIT,
+	CALL_DRIVER_VERSION,
+	CALL_COUNT,
+	CALL_HANDLE,
+	CALL_NAME,
+	CALL_TOPOLOGY,
+	CALL_GI_PROFILE,
+	CALL_MIG_HANDLE,
+	CALL_EVENT_TYPES,
+	CALL_EVENT_SET,
+	CALL_SET_MIG_MODE,
+	CALL_GPU_INSTANCES,
+	CALL_CREATE_GI,
+	CALL_CI_PROFILE,
+	CALL_CREATE_CI,
+	CALL_COMPUTE_INSTANCES,
+	CALL_DESTROY_CI,
+	CALL_DESTROY_GI,
+	CALL_COMPUTE_PROCESSES,
+	CALL_GRAPHICS_PROCESSES,
+	CALL_SHUTDOWN,
+	CALL_NEXT_FAULT, /* not NVML: replaces the fault line with fault_run.next_line */
+	_CALL_MAX,
+};
+
+static const struct test_fault_call fault_calls[_CALL_MAX] = {
+	[CALL_INIT] = { "nvmlInit_v2", "init" },
+	[CALL_DRIVER_VERSION] = { "nvmlSystemGetDriverVersion", NULL },
+	[CALL_COUNT] = { "nvmlDeviceGetCount_v2", "query" },
+	[CALL_HANDLE] = { "nvmlDeviceGetHandleByIndex_v2", "query" },
+	[CALL_NAME] = { "nvmlDeviceGetName", "query" },
+	[CALL_TOPOLOGY] = { "nvmlDeviceGetTopologyCommonAncestor", "query" },
+	[CALL_GI_PROFILE] = { "nvmlDeviceGetGpuInstanceProfileInfo", "query" },
+	[CALL_MIG_HANDLE] = { "nvmlDeviceGetMigDeviceHandleByIndex", "query" },
+	[CALL_EVENT_TYPES] = { "nvmlDeviceGetSupportedEventTypes", "query" },
+	[CALL_EVENT_SET] = { "nvmlEventSetCreate", NULL },
+	[CALL_SET_MIG_MODE] = { "nvmlDeviceSetMigMode", "apply" },
+	[CALL_GPU_INSTANCES] = { "nvmlDeviceGetGpuInstances", "apply" },
+	[CALL_CREATE_GI] = { "nvmlDeviceCreateGpuInstance", "apply" },
+	[CALL_CI_PROFILE] = { "nvmlGpuInstanceGetComputeInstanceProfileInfo", "apply" },
+	[CALL_CREATE_CI] = { "nvmlGpuInstanceCreateComputeInstance", "apply" },
+	[CALL_COMPUTE_INSTANCES] = { "nvmlGpuInstanceGetComputeInstances", "apply" },
+	[CALL_DESTROY_CI] = { "nvmlComputeInstanceDestroy", "apply" },
+	[CALL_DESTROY_GI] = { "nvmlGpuInstanceDestroy", "apply" },
+	[CALL_COMPUTE_PROCESSES] = { "nvmlDeviceGetComputeRunningProcesses_v3", "processes" },
+	[CALL_GRAPHICS_PROCESSES] = { "nvmlDeviceGetGraphicsRunningProcesses_v3", "processes" },
+	[CALL_SHUTDOWN] = { "nvmlShutdown", NULL },
+	[CALL_NEXT_FAULT] = { "(the next fault line)", NULL },
+};
+
+#define FAULT_GARBAGE_BYTES (64 * 1024)
+
+/* A GPU with MIG enabled and one 1g.10gb instance, running two processes. */
+static const char fault_node[] = "{ \"gpus\": ["
+	H100_MIG("0000:01:00.0", 0, "{\"current\": true, \"pending\": true}",
+		 ", \"mig_instances\": [19], \"processes\": 2") "] }";
+
+/* What the children start from: fault_node initialised and its handles, taken by the parent. */
+struct fault_run {
+	struct nvml *n;
+	nvmlDevice_t dev;
+	nvmlGpuInstance_t gi;	  /* the description's instance */
+	nvmlGpuInstance_t new_gi; /* the child's, from CALL_CREATE_GI */
+	nvmlComputeInstance_t new_ci;
+	const char *next_line;
+};
+
+static void fault_setup(struct nvml *n, struct fault_run *f)
+{
+	nvmlGpuInstance_t gis[7];
+	unsigned count = ELEMENTSOF(gis);
+
+	*f = (struct fault_run){ .n = n };
+	describe(n, fault_node);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	f->dev = handle(n, 0);
+	assert_int_equal(n->nvmlDeviceGetGpuInstances(f->dev, 19, gis, &count), NVML_SUCCESS);
+	assert_int_equal(count, 1);
+	f->gi = gis[0];
+}
+
+/* Runs in the child: no cmocka. */
+static int fault_call(void *userdata, int which)
+{
+	struct fault_run *f = userdata;
+	const struct nvml *n = f->n;
+	nvmlGpuInstance_t gis[7];
+	nvmlComputeInstanceProfileInfo_t ci_info;
+	nvmlGpuInstanceProfileInfo_t gi_info;
+	nvmlComputeInstance_t cis[1];
+	nvmlProcessInfo_t procs[4];
+	nvmlGpuTopologyLevel_t level;
+	unsigned long long types;
+	char buf[96], path[4096];
+	nvmlEventSet_t set;
+	nvmlReturn_t status;
+	nvmlDevice_t dev;
+	unsigned u = 4;
+
+	switch ((enum fault_call)which) {
+	case CALL_INIT:
+		return n->nvmlInit_v2();
+	case CALL_DRIVER_VERSION:
+		return n->nvmlSystemGetDriverVersion(buf, sizeof(buf));
+	case CALL_COUNT:
+		return n->nvmlDeviceGetCount_v2(&u);
+	case CALL_HANDLE:
+		return n->nvmlDeviceGetHandleByIndex_v2(0, &dev);
+	case CALL_NAME:
+		return n->nvmlDeviceGetName(f->dev, buf, sizeof(buf));
+	case CALL_TOPOLOGY:
+		return n->nvmlDeviceGetTopologyCommonAncestor(f->dev, f->dev, &level);
+	case CALL_GI_PROFILE:
+		return n->nvmlDeviceGetGpuInstanceProfileInfo(
+			f->dev, NVML_GPU_INSTANCE_PROFILE_1_SLICE, &gi_info);
+	case CALL_MIG_HANDLE:
+		return n->nvmlDeviceGetMigDeviceHandleByIndex(f->dev, 0, &dev);
+	case CALL_EVENT_TYPES:
+		return n->nvmlDeviceGetSupportedEventTypes(f->dev, &types);
+	case CALL_EVENT_SET:
+		return n->nvmlEventSetCreate(&set);
+	case CALL_SET_MIG_MODE:
+		return n->nvmlDeviceSetMigMode(f->dev, NVML_DEVICE_MIG_ENABLE, &status);
+	case CALL_GPU_INSTANCES:
+		u = ELEMENTSOF(gis);
+		return n->nvmlDeviceGetGpuInstances(f->dev, 19, gis, &u);
+	case CALL_CREATE_GI:
+		return n->nvmlDeviceCreateGpuInstance(f->dev, 19, &f->new_gi);
+	case CALL_CI_PROFILE:
+		return n->nvmlGpuInstanceGetComputeInstanceProfileInfo(
+			f->gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE,
+			NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, &ci_info);
+	case CALL_CREATE_CI:
+		return n->nvmlGpuInstanceCreateComputeInstance(
+			f->new_gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, &f->new_ci);
+	case CALL_COMPUTE_INSTANCES:
+		u = ELEMENTSOF(cis);
+		return n->nvmlGpuInstanceGetComputeInstances(
+			f->gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, cis, &u);
+	case CALL_DESTROY_CI:
+		return n->nvmlComputeInstanceDestroy(f->new_ci);
+	case CALL_DESTROY_GI:
+		return n->nvmlGpuInstanceDestroy(f->new_gi);
+	case CALL_COMPUTE_PROCESSES:
+		return n->nvmlDeviceGetComputeRunningProcesses_v3(f->dev, &u, procs);
+	case CALL_GRAPHICS_PROCESSES:
+		return n->nvmlDeviceGetGraphicsRunningProcesses_v3(f->dev, &u, procs);
+	case CALL_SHUTDOWN:
+		return n->nvmlShutdown();
+	case CALL_NEXT_FAULT: {
+		_cleanup_close_ int fd = -EBADF;
+		char temp[4096 + 8];
+
+		snprintf(path, sizeof(path), "%s.fault", n->desc);
+		snprintf(temp, sizeof(temp), "%s.new", path);
+		fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, f->next_line, strlen(f->next_line)) < 0 ||
+		    rename(temp, path) < 0)
+			return NVML_ERROR_UNKNOWN;
+		return NVML_SUCCESS;
+	}
+	case _CALL_MAX:
+		break;
+	}
+	return NVML_ERROR_UNKNOWN;
+}
+
+/* Runs @calls in a child under the fault @line; the number of calls that returned. */
+static size_t fault_child(struct fault_run *f, const char *line, const int *calls, size_t n_calls,
+			  struct test_child *ret, const struct test_call_record **ret_records)
+{
+	test_fake_fault(f->n->desc, line);
+	return test_child_run_calls(fault_call, f, calls, n_calls, 20000, ret, ret_records);
+}
+
+/*
+ * Which calls each <where> names: "init" nvmlInit_v2, "query" the device count, handles and
+ * per-device queries, "apply" the MIG management, "processes" the process lists, none the rest.
+ */
+static void test_fault_kinds(void **state)
+{
+	struct nvml *n = *state;
+	struct fault_run f;
+
+	fault_setup(n, &f);
+	test_fake_fault_kinds(n->desc, fault_call, &f, fault_calls, CALL_NEXT_FAULT);
+	/* The parent made none of those calls: it was never touched. */
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&(unsigned){ 0 }), NVML_SUCCESS);
+}
+
+/* Every fault at every kind of call: the process that made the call ends (or goes on) as told. */
+static void test_fault_fates(void **state)
+{
+	static const int at[] = { CALL_INIT, CALL_NAME, CALL_SET_MIG_MODE, CALL_COMPUTE_PROCESSES };
+	struct nvml *n = *state;
+	struct fault_run f;
+
+	fault_setup(n, &f);
+	test_fake_fault_fates(n->desc, fault_call, &f, fault_calls, at, ELEMENTSOF(at));
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&(unsigned){ 0 }), NVML_SUCCESS);
+}
+
+/* A count: the first calls of a process fault, the later ones answer. */
+static void test_fault_count(void **state)
+{
+	static const int three[] = { CALL_NAME, CALL_HANDLE, CALL_NAME };
+	static const int again[] = { CALL_NAME, CALL_NAME, CALL_NEXT_FAULT,
+				     CALL_NAME, CALL_NAME, CALL_NAME };
+	static const int leaks[] = { CALL_NAME, CALL_NAME };
+	struct nvml *n = *state;
+	const struct test_call_record *recs;
+	struct test_child child;
+	struct fault_run f;
+
+	fault_setup(n, &f);
+	/* Each process counts its own: the second child faults as the first did. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(fault_child(&f, "query garbage 2", three, 3, &child, &recs), 3);
+		assert_int_equal(child.out_len, 2 * FAULT_GARBAGE_BYTES);
+		for (size_t k = 0; k < 3; k++)
+			assert_int_equal(recs[k].ret, NVML_SUCCESS);
+		test_child_free(&child);
+	}
+
+	/* Surrounding blanks do not matter; another line starts the count again: 1 + 2 faults. */
+	f.next_line = "query garbage 2";
+	assert_int_equal(fault_child(&f, "\t query  garbage\t1 \n", again, ELEMENTSOF(again),
+				     &child, &recs),
+			 ELEMENTSOF(again));
+	assert_int_equal(child.out_len, 3 * FAULT_GARBAGE_BYTES);
+	test_child_free(&child);
+
+	/* The leak of the first call stays; the second adds nothing. */
+	assert_int_equal(fault_child(&f, "query leak 1", leaks, 2, &child, &recs), 2);
+	assert_true(recs[0].rss_grew_kib > 900 * 1024);
+	assert_true(recs[1].rss_grew_kib < 100 * 1024);
+	test_child_free(&child);
+
+	/* Without a count every call faults. */
+	assert_int_equal(fault_child(&f, "query garbage", three, 3, &child, &recs), 3);
+	assert_int_equal(child.out_len, 3 * FAULT_GARBAGE_BYTES);
+	test_child_free(&child);
+}
+
+/* A line that does not parse fails every call, with one line on stderr each, and hurts nothing. */
+static void test_fault_malformed(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *says;
+	} bad[] = {
+		{ "", "expected one line '<where> <what> [<count>]'" },
+		{ "query", "expected one line" },
+		{ "query segv 1 2", "expected one line" },
+		{ "query segv\napply abort", "expected one line" },
+		{ "device segv", "'device' is not a place (init, query, apply, processes)" },
+		{ "QUERY segv", "'QUERY' is not a place" },
+		{ "query crash",
+		  "'crash' is not a fault (segv, abort, hang, leak, garbage, exit)" },
+		{ "query segv 0", "'0' is not a count of calls" },
+		{ "query segv -1", "'-1' is not a count of calls" },
+		{ "query segv x", "'x' is not a count of calls" },
+		{ "query garbage 1                                                        ",
+		  "longer than 63 bytes" },
+	};
+	static const int calls[] = { CALL_INIT, CALL_DRIVER_VERSION, CALL_COUNT, CALL_NAME,
+				     CALL_EVENT_SET, CALL_SET_MIG_MODE, CALL_COMPUTE_PROCESSES,
+				     CALL_SHUTDOWN };
+	struct nvml *n = *state;
+	const struct test_call_record *recs;
+	struct test_child child;
+	struct fault_run f;
+	char prefix[4096 + 32];
+
+	fault_setup(n, &f);
+	snprintf(prefix, sizeof(prefix), "fake-nvml: %s.fault: ", n->desc);
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		size_t done = fault_child(&f, bad[i].line, calls, ELEMENTSOF(calls), &child, &recs);
+
+		assert_int_equal(done, ELEMENTSOF(calls));
+		/* all but nvmlShutdown, which answers as ever */
+		for (size_t k = 0; k + 1 < ELEMENTSOF(calls); k++)
+			if (recs[k].ret != NVML_ERROR_UNKNOWN)
+				fail_msg("%s: %s for '%s'", fault_calls[recs[k].call].name,
+					 n->nvmlErrorString(recs[k].ret), bad[i].line);
+		assert_int_equal(recs[ELEMENTSOF(calls) - 1].ret, NVML_SUCCESS);
+		test_assert_lines(child.err, ELEMENTSOF(calls) - 1, prefix, bad[i].says);
+		assert_int_equal(child.out_len, 0);
+		test_child_free(&child);
+	}
+	test_fake_fault(n->desc, NULL);
+	assert_int_equal(n->nvmlDeviceGetCount_v2(&(unsigned){ 0 }), NVML_SUCCESS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1682,6 +2017,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_events, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_events_unsupported, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_events_threads, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_kinds, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_fates, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_count, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_malformed, setup_current, teardown),
 	};
 
 	test_env("XPU_FAKE_NVML_DIR");
