@@ -17,8 +17,6 @@
 #include "shared/log.h"
 #include "shared/strv.h"
 
-/* Creating seven instances takes a few seconds on an H100; a driver stuck longer is reported. */
-#define APPLY_TIMEOUT_USEC (60 * 1000000ULL)
 
 /* The inventory after a change, for the loop's next enumeration. */
 static void refresh_after_change(struct nvidia *nv)
@@ -53,7 +51,8 @@ int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d, const 
 	STRV_FOREACH(p, o->layout)
 		if (strv_extend(&args, *p) < 0)
 			return -ENOMEM;
-	r = nvidia_helper_sync(nv, args, APPLY_TIMEOUT_USEC, &reply, &error);
+	/* creating seven instances takes a few seconds on an H100: twice a query's time */
+	r = nvidia_helper_sync(nv, args, 2 * nv->limits.timeout_usec, &reply, &error);
 	if (r < 0) {
 		*ret_error = error;
 		refresh_after_change(nv);
