@@ -8,7 +8,7 @@
  *     xid-actions: {43: reset-gpu, 13: ignore}
  *     helper-timeout: 30s      # one run of the NVML helper, at most
  *     helper-failures: 3       # failed runs in a row before the GPUs say why
- *     helper-max-age: 5min     # or when the last good answer is this old
+ *     helper-max-age: 5m       # or when the last good answer is this old
  *     helper-memory: 2GiB      # the helper's address space (RLIMIT_AS)
  *
  * The old top-level spellings (nvml-library, cuda-library, nvidia-xid-actions) are still read,

@@ -427,7 +427,8 @@ static int nvidia_refresh(struct xpu_backend *b, struct xpu_device *d)
 	uint64_t interval = b->config ? b->config->health_interval_usec : 0;
 	int r;
 
-	nvidia_sticky_take_resets(nv);
+	/* (a reset's end is taken by the enumeration the reset asks for, not here: its probes come
+	 * after the reset was reported) */
 	r = take_fresh(b);
 	if (r < 0)
 		return r;
@@ -557,6 +558,7 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 	helper_reply_done(&reply);
 	if (r < 0)
 		goto fail;
+	nv->rescan_pending = false; /* this answer is the first inventory's */
 	log_info("NVML answers through %s: driver %s, %zu GPUs.", nv->helper,
 		 nv->gpus.n ? device_get_property(nv->gpus.items[0], "driver_version") ?: "unknown"
 			    : "unknown",

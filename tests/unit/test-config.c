@@ -490,10 +490,18 @@ static void test_sections(void **state)
 			       "  xid-actions:\n"
 			       "    79: reboot-node\n"
 			       "    13: ignore\n"
+			       "  helper-timeout: 10s\n"
+			       "  helper-failures: 5\n"
+			       "  helper-max-age: 120s\n"
+			       "  helper-memory: 1GiB\n"
 			       "kmod: {resource: example.com/accel}\n",
 			       &c, &err),
 			 0);
 	nv = nvidia_config_get(&c);
+	assert_int_equal(nv->helper_timeout_usec, 10 * 1000000ULL);
+	assert_int_equal(nv->helper_failures, 5);
+	assert_int_equal(nv->helper_max_age_usec, 120 * 1000000ULL);
+	assert_int_equal(nv->helper_memory, 1ULL << 30);
 	assert_ptr_equal(nv, config_section(&c, "nvidia"));
 	assert_string_equal(nv->nvml_library, "/opt/nvidia/libnvidia-ml.so.1");
 	assert_string_equal(nv->cuda_library, "libcuda.so.1");
@@ -556,13 +564,17 @@ static void test_section_errors(void **state)
 				     "reset-when-idle, nvidia, kmod)");
 	expect_error("log-level: info\nnvidia:\n  nvml: /x\n",
 		     "line 3: unknown key 'nvml' in nvidia (known: nvml-library, cuda-library, "
-		     "xid-actions)");
+		     "xid-actions, helper-failures, helper-max-age, helper-timeout, "
+		     "helper-memory)");
+	expect_error("nvidia: {helper-failures: 0}\n", "line 1: helper-failures");
+	expect_error("nvidia: {helper-timeout: soon}\n", "line 1: helper-timeout");
 	expect_error("kmod:\n  resources: a.b/c\n",
 		     "line 2: unknown key 'resources' in kmod (known: resource)");
 	expect_error("\nkmod:\n  resource: edu\n",
 		     "line 3: resource: 'edu' is not a resource name (vendor.domain/name)");
 	expect_error("nvidia: [a]\n", "line 1: nvidia: expected a mapping of nvml-library, "
-				      "cuda-library, xid-actions, not a list");
+				      "cuda-library, xid-actions, helper-failures, helper-max-age, "
+				      "helper-timeout, helper-memory, not a list");
 	expect_error("kmod: example.com/accel\n",
 		     "line 1: kmod: expected a mapping of resource, not a value");
 	expect_error("nvidia: {}\nkmod: {}\nnvidia: {}\n", "line 3: 'nvidia' is given twice");
