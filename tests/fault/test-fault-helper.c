@@ -333,37 +333,48 @@ static void test_apply_crashes(void **state)
 	setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1", 1);
 }
 
-/* The helper program missing: the NVIDIA backend is unavailable and says why; the GPU is still
- * listed, from sysfs. */
+/* The helper program missing, or not executable: the NVIDIA backend is unavailable and says
+ * why; the GPUs are still listed, from sysfs. */
 static void test_helper_missing(void **state)
 {
-	char *root = test_fixture_new("hgx-h100");
-	_cleanup_free_ char *conf = config(root, NULL);
+	static const char *const why[] = { "No such file or directory", "Permission denied" };
 	_cleanup_free_ char *saved = strdup(test_env("XPU_HELPER"));
-	struct test_xpud *x;
-	json_t *doc = NULL, *b;
-	char backend[16], st[16], why[256];
-	bool said = false;
-	size_t j;
 
-	setenv("XPU_HELPER", "/nonexistent/xpud-helper", 1);
-	x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
-	setenv("XPU_HELPER", saved, 1);
-	assert_int_equal(test_request(x, "GET", "/v1/backends", &doc), 200);
-	json_array_foreach(json_object_get(doc, "backends"), j, b)
-		if (streq(jstr(b, "name") ?: "", "nvidia")) {
-			assert_false(json_is_true(json_object_get(b, "available")));
-			said = streq(jstr(b, "reason") ?: "",
-				     "nvml helper: cannot be started: No such file or directory "
-				     "(/nonexistent/xpud-helper)");
+	for (size_t i = 0; i < ELEMENTSOF(why); i++) {
+		char *root = test_fixture_new("hgx-h100");
+		_cleanup_free_ char *conf = config(root, NULL);
+		char path[4096], want[4300], backend[16], st[16], reason[256];
+		struct test_xpud *x;
+		json_t *doc = NULL, *b;
+		bool said = false;
+		size_t j;
+
+		if (i == 0) {
+			snprintf(path, sizeof(path), "%s/run/no-such-helper", root);
+		} else {
+			snprintf(path, sizeof(path), "%s/run/xpud-helper", root);
+			write_file(path, "#!/bin/sh\nexit 0\n"); /* mode 0644 */
 		}
-	json_decref(doc);
-	assert_true(said);
-	device_health(x, GPU, backend, st, why);
-	assert_string_equal(backend, "pci");
-	assert_serving(x, 0);
-	assert_int_equal(test_xpud_stop(x), 0);
-	test_xpud_free(x);
+		snprintf(want, sizeof(want), "nvml helper: cannot be started: %s (%s)", why[i], path);
+		setenv("XPU_HELPER", path, 1);
+		x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+		setenv("XPU_HELPER", saved, 1);
+		assert_int_equal(test_request(x, "GET", "/v1/backends", &doc), 200);
+		json_array_foreach(json_object_get(doc, "backends"), j, b)
+			if (streq(jstr(b, "name") ?: "", "nvidia")) {
+				assert_false(json_is_true(json_object_get(b, "available")));
+				said = streq(jstr(b, "reason") ?: "", want);
+				if (!said)
+					print_message("reason: %s\n", jstr(b, "reason") ?: "-");
+			}
+		json_decref(doc);
+		assert_true(said);
+		device_health(x, GPU, backend, st, reason);
+		assert_string_equal(backend, "pci");
+		assert_serving(x, 0);
+		assert_int_equal(test_xpud_stop(x), 0);
+		test_xpud_free(x);
+	}
 }
 
 /* A helper that answers garbage (here: a script in its place): a bad answer, named as such. */

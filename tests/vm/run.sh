@@ -49,9 +49,9 @@ if grep -E "warning:|error:" "$work/kmod.log"; then
 	exit 1
 fi
 
-echo "== building xpud, xpuctl and the guest checks"
+echo "== building xpud, xpud-helper, xpuctl and the guest checks"
 cmake -S . -B build-vm -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPU_TESTS=OFF >/dev/null
-cmake --build build-vm -j"$(nproc)" --target xpud xpuctl >/dev/null
+cmake --build build-vm -j"$(nproc)" --target xpud xpud-helper xpuctl >/dev/null
 cc -static -O2 -Wall -Wextra -Werror -Wno-sign-compare -Iinclude -o "$work/xpu-vmcheck" \
 	tests/vm/xpu-vmcheck.c
 
@@ -66,10 +66,10 @@ done
 cp tests/vm/init.sh "$root/init"
 cp "$work/kmod/xpu_pci.ko" "$root/lib/modules/"
 cp "$work/xpu-vmcheck" "$root/bin/"
-cp build-vm/xpud "$root/usr/sbin/"
+cp build-vm/xpud build-vm/xpud-helper "$root/usr/sbin/" # the helper: found next to xpud
 cp build-vm/xpuctl "$root/usr/bin/"
 # the dynamic programs' libraries, at the paths the loader looks for them
-for lib in $(for b in build-vm/xpud build-vm/xpuctl; do
+for lib in $(for b in build-vm/xpud build-vm/xpud-helper build-vm/xpuctl; do
 	ldd "$b" | awk '/=> \//{ print $3 } /^[ \t]*\//{ print $1 }'
 done | sort -u); do
 	case $lib in
