@@ -2,7 +2,8 @@
 # Runs xpud on this host's real /sys with the real NVML and compares what it reports with
 # nvidia-smi, field by field. Changes nothing on the GPU (read-only queries only).
 # Also prints xpud's time to READY (sd_notify), to its first answer and to the CUDA facts, and
-# its resident memory once settled.
+# its resident memory and threads once settled, and what one run of the NVML helper (xpud-helper,
+# found next to XPUD: one health cycle) costs.
 #
 # Usage: check-nvidia.sh XPUD XPUCTL      (exit 0: all match, 1: a mismatch, 77: no NVIDIA GPU)
 set -eu
@@ -114,6 +115,21 @@ print(f"xpud resident memory, settled: VmRSS {st['VmRSS']} (anon {st['RssAnon']}
       f"file {st['RssFile']}, shmem {st['RssShmem']}), peak VmHWM {st['VmHWM']}, "
       f"threads {st['Threads']}")
 print(f"xpud CPU while idle: {idle_cpu:.2f}% of one core over {idle_s} s")
+# what one health cycle costs: one run of the NVML helper (next to xpud), wall and CPU
+helper = os.path.join(os.path.dirname(xpud), "xpud-helper")
+if os.access(helper, os.X_OK):
+    walls, cpus = [], []
+    for _ in range(10):
+        t0, r0 = time.monotonic(), os.times()
+        subprocess.run([helper, "nvml", "libnvidia-ml.so.1", "enumerate"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        r1 = os.times()
+        walls.append((time.monotonic() - t0) * 1000)
+        cpus.append((r1.children_user + r1.children_system - r0.children_user -
+                     r0.children_system) * 1000)
+    walls.sort(); cpus.sort()
+    print(f"one NVML helper run (a health cycle): wall median {walls[5]:.1f} ms "
+          f"(max {walls[-1]:.1f}), CPU median {cpus[5]:.1f} ms")
 print("largest mappings (KiB resident):")
 for kib, name in maps[:8]:
     print(f"  {kib:8} {name}")
