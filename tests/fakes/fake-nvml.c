@@ -16,6 +16,11 @@
  * with one compute instance): pointers into the GPU's record, distinct from every GPU handle,
  * which the getters that the driver answers for a MIG device also take.
  *
+ * A driver keeps a GPU's MIG mode and instances in the kernel, and xpud asks NVML from a new
+ * process for each request: the MIG changes, and the counts of the calls that "fail_call" names,
+ * live in the file "<description>.mig-state", which every process reads (see "what outlives a
+ * process" below, and "MIG state" in the README).
+ *
  * Events come from a FIFO named by $XPU_FAKE_NVML_EVENTS, one line per event, written by the test:
  * see "Events" at the end of this file and in the README.
  *
@@ -39,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -298,7 +304,7 @@ struct fake_gpu {
 	 * per GPU instance); a handle is valid while that GPU instance (and compute instance)
 	 * exists. */
 	char gi_handles[FAKE_MAX_GI_ID + 1], ci_handles[FAKE_MAX_GI_ID + 1];
-	unsigned n_created; /* GPU instances created in this session: their UUIDs' numbers */
+	unsigned n_created; /* GPU instances ever created (state file): their UUIDs' numbers */
 
 	int topo_numa; /* -1: unknown */
 	char topo_switch[FAKE_SWITCH_MAX]; /* "": none */
@@ -314,8 +320,8 @@ struct fake_gpu {
 	nvmlReturn_t error[_FN_MAX];
 	unsigned hang_all_ms;
 	unsigned hang_ms[_FN_MAX];
-	/* "fail_call": the fail_call_n'th call of a function (from 1) fails with its error, once */
-	unsigned calls[_FN_MAX];
+	/* "fail_call": the fail_call_n'th call of a function (from 1) on the node, whichever
+	 * process makes it, fails with its error, once: counted in the state file */
 	unsigned fail_call_n[_FN_MAX];
 	nvmlReturn_t fail_call_error[_FN_MAX];
 
@@ -790,8 +796,373 @@ static int parse_node(struct fake_json_parser *p, json_t *doc, struct fake_node 
 	return 0;
 }
 
-/* Loads $XPU_FAKE_NVML into @n: an NVML return code (the caller holds fake_lock). */
-static nvmlReturn_t load_node(struct fake_node *n)
+/*
+ * ---- what outlives a process: "<description>.mig-state" --------------------------------------
+ *
+ * A driver keeps a GPU's MIG mode and instances in the kernel, where every process sees what
+ * another one made; xpud makes each NVML request in a process of its own. The fake keeps them in
+ * a JSON file beside the description (the README's "MIG state"), an entry per GPU by bus id:
+ *
+ *   {"gpus": {"0000:db:00.0": {"created": 9,
+ *      "mig": {"base": {...}, "current": true, "pending": true,
+ *              "instances": [{"profile": 9, "gi": 1, "ci": 0, "uuid": "MIG-..."}, ...]},
+ *      "calls": {"base": {...}, "counts": {"nvmlDeviceCreateGpuInstance": 2}}}}}
+ *
+ * "mig" is written by each MIG management call that changes something, and read by the first
+ * nvmlInit_v2 of a process over the description's "mig" and "mig_instances"; a call that changes
+ * something first reads it again, as another process may have changed the GPU meanwhile.
+ * "calls" counts the calls of the functions that "fail_call" names, at each of them, so that "the
+ * second call" is the node's, whichever process makes it. "created" numbers the UUIDs of created
+ * GPU instances and only grows. "mig" and "calls" each record the description's JSON they derive
+ * from (their base: "mig", "mig_instances" and "mig_profiles"; "fail_call"); when the description
+ * says something else now, a test changed the node on purpose: the description wins and the part
+ * is dropped. Every read-modify-write holds an exclusive flock() of "<description>.mig-state.lock"
+ * (not of the state file, which rename() replaces), the read at init a shared one (none while
+ * there is no lock file: no process has written anything); the file is written to "<file>.new"
+ * and renamed over it, so that no reader sees half of it.
+ */
+
+#define STATE_SUFFIX ".mig-state"
+
+/* What a GPU's MIG state is made of: what the state file keeps of it. */
+struct fake_mig_state {
+	bool current, pending;
+	unsigned n_instances;
+	struct fake_mig_device instances[FAKE_MIG_SLICES];
+};
+
+/*
+ * Set by the first init, by GPU index: the description's JSON that the state file's parts are
+ * checked against ({"mig": {"mig", "mig_instances", "mig_profiles"}, "calls": "fail_call"}), and
+ * the description's own MIG state, which a GPU has when the file has none for it.
+ */
+static json_t *state_bases;
+static struct fake_mig_state desc_mig[FAKE_MAX_GPUS];
+
+static void mig_state_get(const struct fake_gpu *gpu, struct fake_mig_state *ret)
+{
+	*ret = (struct fake_mig_state){ .current = gpu->mig_current,
+					.pending = gpu->mig_pending,
+					.n_instances = gpu->n_instances };
+	memcpy(ret->instances, gpu->instances, sizeof(ret->instances));
+}
+
+static void mig_state_set(struct fake_gpu *gpu, const struct fake_mig_state *s)
+{
+	gpu->mig_current = s->current;
+	gpu->mig_pending = s->pending;
+	gpu->n_instances = s->n_instances;
+	memcpy(gpu->instances, s->instances, sizeof(gpu->instances));
+}
+
+/* The bases of each GPU of the description @doc (see state_bases); NULL when out of memory. */
+static json_t *state_bases_new(json_t *doc)
+{
+	_cleanup_(json_decrefp) json_t *bases = json_array();
+	json_t *g;
+	size_t i;
+
+	if (!bases)
+		return NULL;
+	json_array_foreach(json_object_get(doc, "gpus"), i, g) {
+		json_t *b = json_pack("{s:{s:O?, s:O?, s:O?}, s:O?}", "mig", "mig",
+				      json_object_get(g, "mig"), "mig_instances",
+				      json_object_get(g, "mig_instances"), "mig_profiles",
+				      json_object_get(g, "mig_profiles"), "calls",
+				      json_object_get(g, "fail_call"));
+
+		if (!b || json_array_append_new(bases, b) < 0)
+			return NULL;
+	}
+	return TAKE_PTR(bases);
+}
+
+static bool state_path(const char *suffix, char buf[static PATH_MAX])
+{
+	const char *desc = secure_getenv("XPU_FAKE_NVML");
+
+	return !isempty(desc) && snprintf(buf, PATH_MAX, "%s%s%s", desc, STATE_SUFFIX, suffix) <
+					 PATH_MAX;
+}
+
+/* One line on stderr about the state file @path; returns @r (a negative errno). */
+static int state_fail(const char *path, int r, const char *what)
+{
+	fprintf(stderr, "fake-nvml: %s: %s: %s\n", path, what, strerror(-r));
+	return r;
+}
+
+/*
+ * The state file's lock, taken with flock(@how): an fd to close, or a negative errno with a line
+ * on stderr; -ENOENT, without a line, when there is no lock file and @how has no LOCK_EX (no
+ * process has written the state yet). A new open file description each time, as a lock is the
+ * description's: one that a forked child shares would not keep the child out.
+ */
+static int state_lock(int how)
+{
+	char path[PATH_MAX];
+	int fd, r;
+
+	if (!state_path(".lock", path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDWR | O_CLOEXEC | (how & LOCK_EX ? O_CREAT : 0), 0644);
+	if (fd < 0 && errno == ENOENT && !(how & LOCK_EX))
+		return -ENOENT;
+	if (fd < 0)
+		return state_fail(path, -errno, "cannot open the lock");
+	while (flock(fd, how) < 0)
+		if (errno != EINTR) {
+			r = -errno;
+			close(fd);
+			return state_fail(path, r, "cannot lock");
+		}
+	return fd;
+}
+
+/*
+ * The state file (call with its lock held): its document, {"gpus": {}} when there is none yet,
+ * or NULL with a line on stderr when it cannot be read or is not such a document.
+ */
+static json_t *state_read(void)
+{
+	char path[PATH_MAX];
+	json_error_t err;
+	json_t *doc;
+
+	if (!state_path("", path))
+		return NULL;
+	doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	if (!doc && err.line < 0 && access(path, F_OK) < 0 && errno == ENOENT)
+		return json_pack("{s:{}}", "gpus");
+	if (!doc) {
+		fprintf(stderr, "fake-nvml: %s: %s\n", path, err.text);
+		return NULL;
+	}
+	if (!json_is_object(json_object_get(doc, "gpus"))) {
+		fprintf(stderr, "fake-nvml: %s: gpus: expected object\n", path);
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Replaces the state file with @doc (call with its lock held): 0, or -errno with a line. */
+static int state_write(json_t *doc)
+{
+	char path[PATH_MAX], temp[PATH_MAX + 4];
+	_cleanup_close_ int fd = -EBADF;
+
+	if (!state_path("", path))
+		return -ENAMETOOLONG;
+	snprintf(temp, sizeof(temp), "%s.new", path);
+	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return state_fail(temp, -errno, "cannot create");
+	if (json_dumpfd(doc, fd, JSON_INDENT(1) | JSON_SORT_KEYS) < 0)
+		return state_fail(temp, -EIO, "cannot write");
+	if (close(TAKE_FD(fd)) < 0)
+		return state_fail(temp, -errno, "cannot write");
+	if (rename(temp, path) < 0)
+		return state_fail(path, -errno, "cannot replace");
+	return 0;
+}
+
+/* A GPU's key in the state file: its bus id, "0000:db:00.0". */
+static void state_key(const struct fake_gpu *gpu, char buf[static 16])
+{
+	snprintf(buf, 16, "%04x:%02x:%02x.%x", gpu->pci.domain & 0xffff, gpu->pci.bus & 0xff,
+		 gpu->pci.device & 0x1f, gpu->pci.function & 0x7);
+}
+
+/* The entry of @gpu in the state file's @doc, a new empty one with @create, else NULL. */
+static json_t *state_entry(json_t *doc, const struct fake_gpu *gpu, bool create)
+{
+	json_t *gpus = json_object_get(doc, "gpus"), *e;
+	char key[16];
+
+	state_key(gpu, key);
+	e = json_object_get(gpus, key);
+	if (e || !create)
+		return e;
+	e = json_object();
+	if (!e || json_object_set_new(gpus, key, e) < 0)
+		return NULL;
+	return e;
+}
+
+/* How many GPU instances @entry says were ever created on its GPU, in *ret (0 without it). */
+static int state_created(struct fake_json_parser *p, json_t *entry, unsigned *ret)
+{
+	long long created = 0;
+	int r;
+
+	if (!json_is_object(entry))
+		return entry ? fake_json_fail(p, "expected object") : 0;
+	r = fake_json_get_integer(p, entry, "created", false, 0, UINT32_MAX / 2, &created, NULL);
+	*ret = (unsigned)created;
+	return r;
+}
+
+/* The MIG part @mig of a GPU with @profiles in *ret; -EINVAL with a line on stderr. */
+static int mig_state_from_json(struct fake_json_parser *p, json_t *mig,
+			       const struct fake_gi_profile *profiles, struct fake_mig_state *ret)
+{
+	static const char *const keys[] = { "base", "current", "pending", "instances", NULL };
+	static const char *const instance_keys[] = { "profile", "gi", "ci", "uuid", NULL };
+	size_t w = fake_json_where_push(p, "mig");
+	json_t *list = NULL;
+	int r;
+
+	*ret = (struct fake_mig_state){};
+	r = json_is_object(mig) ? fake_json_check_keys(p, mig, keys) :
+				  fake_json_fail(p, "expected object");
+	if (r >= 0)
+		r = fake_json_get_bool(p, mig, "current", &ret->current);
+	if (r >= 0)
+		r = fake_json_get_bool(p, mig, "pending", &ret->pending);
+	if (r >= 0)
+		r = fake_json_get_typed(p, mig, "instances", JSON_ARRAY, "array", true, &list);
+	if (r >= 0 && json_array_size(list) > FAKE_MIG_SLICES)
+		r = fake_json_fail(p, "instances: more than %d", FAKE_MIG_SLICES);
+	for (size_t i = 0; r >= 0 && i < json_array_size(list); i++) {
+		struct fake_mig_device *d = &ret->instances[i];
+		json_t *e = json_array_get(list, i);
+		long long profile = 0, gi = 0, ci = 0;
+		char name[32];
+		size_t w2;
+
+		snprintf(name, sizeof(name), "instances[%zu]", i);
+		w2 = fake_json_where_push(p, name);
+		r = json_is_object(e) ? fake_json_check_keys(p, e, instance_keys) :
+					fake_json_fail(p, "expected object");
+		if (r >= 0)
+			r = fake_json_get_integer(p, e, "profile", true, 0, UINT32_MAX, &profile,
+						  NULL);
+		if (r >= 0)
+			r = fake_json_get_integer(p, e, "gi", true, 0, FAKE_MAX_GI_ID, &gi, NULL);
+		if (r >= 0)
+			r = fake_json_get_integer(p, e, "ci", false, 0, FAKE_MAX_CI_ID, &ci,
+						  &d->has_ci);
+		if (r >= 0)
+			r = fake_json_get_string(p, e, "uuid", true, sizeof(d->uuid), d->uuid);
+		if (r >= 0 && strncmp(d->uuid, "MIG-", 4) != 0)
+			r = fake_json_fail(p, "uuid: \"%s\" does not start with \"MIG-\"", d->uuid);
+		d->prof = gi_by_id(profiles, (unsigned)profile);
+		if (r >= 0 && !d->prof)
+			r = fake_json_fail(p, "profile: %lld is not a profile id of mig_profiles",
+					   profile);
+		d->gi = (unsigned)gi;
+		d->ci = (unsigned)ci;
+		for (size_t k = 0; r >= 0 && k < i; k++)
+			if (ret->instances[k].gi == d->gi)
+				r = fake_json_fail(p, "gi: %u is instances[%zu]'s too", d->gi, k);
+		fake_json_where_pop(p, w2);
+		if (r < 0)
+			break;
+		ret->n_instances++;
+	}
+	fake_json_where_pop(p, w);
+	return r;
+}
+
+/*
+ * The state file over the description just read into @n, whose bases are @bases, at the first
+ * init: a GPU's MIG part with the description's base replaces its MIG mode and instances, and a
+ * part whose base is not the description's is dropped (under an exclusive lock). Also keeps the
+ * description's MIG state in desc_mig. NVML_SUCCESS, or NVML_ERROR_UNKNOWN with a line on stderr.
+ */
+static nvmlReturn_t state_load(struct fake_node *n, json_t *bases)
+{
+	char path[PATH_MAX];
+
+	if (!state_path("", path))
+		return NVML_ERROR_UNKNOWN;
+	for (unsigned i = 0; i < n->n_gpus; i++)
+		mig_state_get(&n->gpus[i], &desc_mig[i]);
+	for (int how = LOCK_SH;; how = LOCK_EX) {
+		struct fake_json_parser p = { .fake = "fake-nvml", .file = path };
+		_cleanup_(json_decrefp) json_t *doc = NULL;
+		_cleanup_close_ int lock = state_lock(how);
+		bool stale = false;
+
+		if (lock == -ENOENT)
+			return NVML_SUCCESS; /* no state yet: the description as it is */
+		doc = lock >= 0 ? state_read() : NULL;
+		if (!doc)
+			return NVML_ERROR_UNKNOWN;
+		for (unsigned i = 0; i < n->n_gpus; i++) {
+			struct fake_gpu *gpu = &n->gpus[i];
+			json_t *base = json_array_get(bases, i), *e = state_entry(doc, gpu, false);
+			json_t *mig = json_object_get(e, "mig");
+			json_t *calls = json_object_get(e, "calls");
+			struct fake_mig_state s = desc_mig[i];
+			char key[16];
+
+			state_key(gpu, key);
+			snprintf(p.where, sizeof(p.where), "gpus.%s", key);
+			if (state_created(&p, e, &gpu->n_created) < 0)
+				return NVML_ERROR_UNKNOWN;
+			if (mig && json_equal(json_object_get(mig, "base"),
+					      json_object_get(base, "mig"))) {
+				if (mig_state_from_json(&p, mig, gpu->profiles, &s) < 0)
+					return NVML_ERROR_UNKNOWN;
+			} else if (mig) {
+				stale = true;
+				if (how == LOCK_EX)
+					json_object_del(e, "mig");
+			}
+			mig_state_set(gpu, &s);
+			if (calls && !json_equal(json_object_get(calls, "base"),
+						 json_object_get(base, "calls"))) {
+				stale = true;
+				if (how == LOCK_EX)
+					json_object_del(e, "calls");
+			}
+		}
+		if (!stale)
+			return NVML_SUCCESS;
+		if (how == LOCK_EX)
+			return state_write(doc) < 0 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+	}
+}
+
+/*
+ * Counts a call of @fn on @gpu, a function that its "fail_call" names, in the state file: the
+ * number of this call on the node (from 1), or 0 with a line on stderr when the file fails.
+ */
+static unsigned state_count_call(struct fake_gpu *gpu, enum fake_fn fn)
+{
+	json_t *base = json_object_get(json_array_get(state_bases, gpu - node.gpus), "calls");
+	_cleanup_(json_decrefp) json_t *doc = NULL;
+	_cleanup_close_ int lock = state_lock(LOCK_EX);
+	json_t *e, *calls, *counts;
+	json_int_t count;
+
+	doc = lock >= 0 ? state_read() : NULL;
+	e = doc ? state_entry(doc, gpu, true) : NULL;
+	if (!e)
+		return 0;
+	calls = json_object_get(e, "calls");
+	if (!json_equal(json_object_get(calls, "base"), base)) {
+		/* none yet, or counted for another "fail_call": from 1 again */
+		calls = json_pack("{s:O, s:{}}", "base", base, "counts");
+		if (!calls || json_object_set_new(e, "calls", calls) < 0)
+			return 0;
+	}
+	counts = json_object_get(calls, "counts");
+	count = json_integer_value(json_object_get(counts, fn_names[fn])) + 1;
+	if (!json_is_object(counts) || count < 1 || count > UINT_MAX ||
+	    json_object_set_new(counts, fn_names[fn], json_integer(count)) < 0 ||
+	    state_write(doc) < 0)
+		return 0;
+	return (unsigned)count;
+}
+
+/*
+ * Loads $XPU_FAKE_NVML into @n, and its GPUs' bases for the state file into *ret_bases (see
+ * state_bases above): an NVML return code (the caller holds fake_lock).
+ */
+static nvmlReturn_t load_node(struct fake_node *n, json_t **ret_bases)
 {
 	_cleanup_(json_decrefp) json_t *doc = NULL;
 	struct fake_json_parser p = { .fake = "fake-nvml" };
@@ -805,7 +1176,8 @@ static nvmlReturn_t load_node(struct fake_node *n)
 	memset(n, 0, sizeof(*n));
 	if (parse_node(&p, doc, n) < 0)
 		return NVML_ERROR_UNKNOWN;
-	return NVML_SUCCESS;
+	*ret_bases = state_bases_new(doc);
+	return *ret_bases ? NVML_SUCCESS : NVML_ERROR_MEMORY;
 }
 
 /* ---- the library ----------------------------------------------------------------------------- */
@@ -864,6 +1236,7 @@ static void sleep_ms(unsigned ms);
 nvmlReturn_t nvmlInit_v2(void)
 {
 	_cleanup_free_ struct fake_node *n = NULL;
+	_cleanup_(json_decrefp) json_t *bases = NULL;
 	long long hang = 0;
 	nvmlReturn_t r = call_enter(FAKE_FAULT_INIT);
 
@@ -876,11 +1249,16 @@ nvmlReturn_t nvmlInit_v2(void)
 		return NVML_SUCCESS;
 	}
 	n = calloc(1, sizeof(*n));
-	r = n ? load_node(n) : NVML_ERROR_MEMORY;
+	r = n ? load_node(n, &bases) : NVML_ERROR_MEMORY;
 	if (r == NVML_SUCCESS)
 		r = n->init_error;
+	/* what other processes made of the MIG GPUs, as a driver keeps it */
+	if (r == NVML_SUCCESS)
+		r = state_load(n, bases);
 	if (r == NVML_SUCCESS) {
 		node = *n;
+		json_decref(state_bases);
+		state_bases = TAKE_PTR(bases);
 		init_count = 1;
 		generation++;
 	}
@@ -902,6 +1280,8 @@ nvmlReturn_t nvmlShutdown(void)
 		r = NVML_ERROR_UNINITIALIZED;
 	} else if (--init_count == 0) {
 		node.n_gpus = 0;
+		json_decref(state_bases);
+		state_bases = NULL;
 		events_end_session();
 	}
 	pthread_mutex_unlock(&fake_lock);
@@ -1043,8 +1423,14 @@ static nvmlReturn_t gpu_hang(struct fake_gpu *gpu, enum fake_fn fn)
 
 static nvmlReturn_t gpu_error(struct fake_gpu *gpu, enum fake_fn fn)
 {
-	if (++gpu->calls[fn] == gpu->fail_call_n[fn])
-		return gpu->fail_call_error[fn];
+	if (gpu->fail_call_n[fn]) {
+		unsigned call = state_count_call(gpu, fn);
+
+		if (call == 0)
+			return NVML_ERROR_UNKNOWN;
+		if (call == gpu->fail_call_n[fn])
+			return gpu->fail_call_error[fn];
+	}
 	if (gpu->error[fn] != NVML_SUCCESS || fn == FN_HANDLE_BY_INDEX)
 		return gpu->error[fn];
 	return gpu->error_all;
@@ -1632,9 +2018,14 @@ nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device,
  * instance uses its profile's sliceCount of them and at most instanceCount of one profile exist;
  * a GPU instance that does not fit is NVML_ERROR_INSUFFICIENT_RESOURCES. A new GPU instance
  * gets the lowest free id from 1, and the UUID of position 100 + the number of GPU instances
- * created on that GPU in this session (mig_default_uuid()): deterministic, and never one of the
- * description's. Only compute instances spanning their whole GPU instance can be created (one
- * per GPU instance, id 0); smaller compute instance profiles are listed but NOT_SUPPORTED.
+ * ever created on that GPU since the state file began (mig_default_uuid()): deterministic, and
+ * never one of the description's. Only compute instances spanning their whole GPU instance can
+ * be created (one per GPU instance, id 0); smaller compute instance profiles are listed but
+ * NOT_SUPPORTED.
+ *
+ * Each call that changes a GPU's MIG mode or instances does so between mig_begin() and
+ * mig_end(): under the state file's lock, on the GPU's state as the file has it now, which it
+ * writes back (see "what outlives a process").
  *
  * With $XPU_FAKE_NVML_ROOT naming the fixture tree, the capability files the driver shows for
  * an instance (proc/driver/nvidia/capabilities/gpu<minor>/mig/gi<G>[/ci<C>]/access) and their
@@ -1774,10 +2165,126 @@ static nvmlReturn_t instance_enter(const void *h, bool want_ci, enum fake_fn fn,
 	return NVML_SUCCESS;
 }
 
+/* A change of a GPU's MIG state in the making: the state file's lock and document. */
+struct mig_change {
+	int lock;
+	json_t *doc;
+};
+
+/*
+ * The start of a call that changes @gpu's MIG mode or instances, with fake_lock held: takes the
+ * state file's lock and brings the GPU's MIG state up to the file's (the description's when the
+ * file has none for it, or one derived from another description), as another process may have
+ * changed it since this one read it; pointers into the GPU's instances must be looked up again.
+ * NVML_SUCCESS, or NVML_ERROR_UNKNOWN with a line on stderr. mig_end() must follow a success.
+ */
+static nvmlReturn_t mig_begin(struct fake_gpu *gpu, struct mig_change *c)
+{
+	unsigned i = (unsigned)(gpu - node.gpus), created = 0;
+	json_t *base = json_object_get(json_array_get(state_bases, i), "mig"), *e, *mig;
+	struct fake_json_parser p = { .fake = "fake-nvml" };
+	struct fake_mig_state s = desc_mig[i];
+	char path[PATH_MAX], key[16];
+
+	*c = (struct mig_change){ .lock = state_lock(LOCK_EX) };
+	if (c->lock < 0 || !state_path("", path))
+		return NVML_ERROR_UNKNOWN;
+	p.file = path;
+	state_key(gpu, key);
+	snprintf(p.where, sizeof(p.where), "gpus.%s", key);
+	c->doc = state_read();
+	e = c->doc ? state_entry(c->doc, gpu, false) : NULL;
+	mig = json_object_get(e, "mig");
+	if (!c->doc || state_created(&p, e, &created) < 0 ||
+	    (json_equal(json_object_get(mig, "base"), base) &&
+	     mig_state_from_json(&p, mig, gpu->profiles, &s) < 0)) {
+		json_decref(c->doc);
+		c->lock = safe_close(c->lock);
+		return NVML_ERROR_UNKNOWN;
+	}
+	mig_state_set(gpu, &s);
+	gpu->n_created = MAX(gpu->n_created, created);
+	return NVML_SUCCESS;
+}
+
+/* The state file's "mig" part of @gpu, derived from the description's @base; NULL on ENOMEM. */
+static json_t *mig_state_to_json(const struct fake_gpu *gpu, json_t *base)
+{
+	_cleanup_(json_decrefp) json_t *list = json_array();
+
+	for (unsigned k = 0; k < gpu->n_instances; k++) {
+		const struct fake_mig_device *m = &gpu->instances[k];
+		json_t *ci = m->has_ci ? json_integer(m->ci) : json_null();
+
+		json_t *o = json_pack("{s:I, s:I, s:o, s:s}", "profile",
+				      (json_int_t)m->prof->info.id, "gi", (json_int_t)m->gi, "ci",
+				      ci, "uuid", m->uuid);
+
+		if (!list || json_array_append_new(list, o) < 0)
+			return NULL;
+	}
+	return json_pack("{s:O, s:b, s:b, s:O}", "base", base, "current", gpu->mig_current,
+			 "pending", gpu->mig_pending, "instances", list);
+}
+
+/*
+ * The end of a change begun by mig_begin(): with @changed, the GPU's MIG state (with the
+ * description's JSON it derives from) is written to the state file. Releases the lock. Returns
+ * NVML_SUCCESS, or NVML_ERROR_UNKNOWN with a line on stderr when the file could not be written.
+ */
+static nvmlReturn_t mig_end(struct fake_gpu *gpu, struct mig_change *c, bool changed)
+{
+	json_t *base = json_object_get(json_array_get(state_bases, gpu - node.gpus), "mig");
+	json_t *e = changed ? state_entry(c->doc, gpu, true) : NULL;
+	nvmlReturn_t r = NVML_SUCCESS;
+
+	if (changed && (!e || json_object_set_new(e, "mig", mig_state_to_json(gpu, base)) < 0 ||
+			json_object_set_new(e, "created", json_integer(gpu->n_created)) < 0 ||
+			state_write(c->doc) < 0)) {
+		fprintf(stderr, "fake-nvml: the MIG change of %s is lost\n", gpu->uuid);
+		r = NVML_ERROR_UNKNOWN;
+	}
+	json_decref(c->doc);
+	c->lock = safe_close(c->lock);
+	return r;
+}
+
+/* Ends a change begun by mig_begin() without writing: @r, with fake_lock released. */
+static nvmlReturn_t mig_abandon(struct fake_gpu *gpu, struct mig_change *c, nvmlReturn_t r)
+{
+	(void)mig_end(gpu, c, false);
+	return leave(r);
+}
+
+/*
+ * instance_enter() for a call that changes the instance: then mig_begin(), and the instance
+ * looked up again in the state the file has (NVML_ERROR_INVALID_ARGUMENT when another process
+ * destroyed it). NVML_SUCCESS with fake_lock held and the change begun, or an error with neither.
+ */
+static nvmlReturn_t instance_change_enter(const void *h, bool want_ci, enum fake_fn fn,
+					  struct fake_gpu **ret_gpu,
+					  struct fake_mig_device **ret_inst, struct mig_change *c)
+{
+	nvmlReturn_t r;
+
+	r = instance_enter(h, want_ci, fn, ret_gpu, ret_inst);
+	if (r != NVML_SUCCESS)
+		return r;
+	r = mig_begin(*ret_gpu, c);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	*ret_inst = instance_from_handle(h, want_ci, ret_gpu);
+	if (!*ret_inst)
+		return mig_abandon(*ret_gpu, c, NVML_ERROR_INVALID_ARGUMENT);
+	return NVML_SUCCESS;
+}
+
 /* The mode becomes pending; it is current only after a GPU reset, which the fake never does. */
 nvmlReturn_t nvmlDeviceSetMigMode(nvmlDevice_t device, unsigned int mode,
 				  nvmlReturn_t *activationStatus)
 {
+	bool pending = mode == NVML_DEVICE_MIG_ENABLE, changed;
+	struct mig_change c;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
 
@@ -1789,10 +2296,16 @@ nvmlReturn_t nvmlDeviceSetMigMode(nvmlDevice_t device, unsigned int mode,
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	if (!gpu->has_mig || !gpu->profiles)
 		return leave(NVML_ERROR_NOT_SUPPORTED);
-	gpu->mig_pending = mode == NVML_DEVICE_MIG_ENABLE;
-	*activationStatus = gpu->mig_pending == gpu->mig_current ? NVML_SUCCESS
-								  : NVML_ERROR_RESET_REQUIRED;
-	return leave(NVML_SUCCESS);
+	r = mig_begin(gpu, &c);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	changed = gpu->mig_pending != pending;
+	gpu->mig_pending = pending;
+	r = mig_end(gpu, &c, changed);
+	if (r == NVML_SUCCESS)
+		*activationStatus = pending == gpu->mig_current ? NVML_SUCCESS
+								: NVML_ERROR_RESET_REQUIRED;
+	return leave(r);
 }
 
 /* The calls on a GPU's instances: MIG enabled now, and a profile id of its table. */
@@ -1844,6 +2357,7 @@ nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profi
 {
 	const struct fake_gi_profile *prof;
 	struct fake_mig_device *m;
+	struct mig_change c;
 	struct fake_gpu *gpu;
 	unsigned gi = 1;
 	nvmlReturn_t r;
@@ -1853,8 +2367,11 @@ nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profi
 		return r;
 	if (!gpuInstance)
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	r = mig_begin(gpu, &c);
+	if (r != NVML_SUCCESS)
+		return leave(r);
 	if (gi_remaining(gpu, prof) == 0 || gpu->n_instances >= FAKE_MIG_SLICES)
-		return leave(NVML_ERROR_INSUFFICIENT_RESOURCES);
+		return mig_abandon(gpu, &c, NVML_ERROR_INSUFFICIENT_RESOURCES);
 	for (unsigned k = 0; k < gpu->n_instances; k++)
 		if (gpu->instances[k].gi == gi) {
 			gi++;
@@ -1863,6 +2380,9 @@ nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profi
 	m = &gpu->instances[gpu->n_instances++];
 	*m = (struct fake_mig_device){ .prof = prof, .gi = gi };
 	mig_default_uuid(gpu->uuid, 100 + gpu->n_created++, m->uuid, sizeof(m->uuid));
+	r = mig_end(gpu, &c, true);
+	if (r != NVML_SUCCESS)
+		return leave(r);
 	cap_create(gpu, gi, -1);
 	*gpuInstance = (nvmlGpuInstance_t)(void *)&gpu->gi_handles[gi];
 	return leave(NVML_SUCCESS);
@@ -1872,17 +2392,22 @@ nvmlReturn_t nvmlDeviceCreateGpuInstance(nvmlDevice_t device, unsigned int profi
 nvmlReturn_t nvmlGpuInstanceDestroy(nvmlGpuInstance_t gpuInstance)
 {
 	struct fake_mig_device *m;
+	struct mig_change c;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
+	unsigned gi;
 
-	r = instance_enter(gpuInstance, false, FN_GPU_INSTANCE_DESTROY, &gpu, &m);
+	r = instance_change_enter(gpuInstance, false, FN_GPU_INSTANCE_DESTROY, &gpu, &m, &c);
 	if (r != NVML_SUCCESS)
 		return r;
 	if (m->has_ci)
-		return leave(NVML_ERROR_IN_USE);
-	cap_remove(gpu, m->gi, -1);
+		return mig_abandon(gpu, &c, NVML_ERROR_IN_USE);
+	gi = m->gi;
 	*m = gpu->instances[--gpu->n_instances];
-	return leave(NVML_SUCCESS);
+	r = mig_end(gpu, &c, true);
+	if (r == NVML_SUCCESS)
+		cap_remove(gpu, gi, -1);
+	return leave(r);
 }
 
 /* The compute instance profiles of sliceCount 1, 2, 3, 4, 7 by index, as on A100 and H100. */
@@ -1965,38 +2490,50 @@ nvmlReturn_t nvmlGpuInstanceCreateComputeInstance(nvmlGpuInstance_t gpuInstance,
 						  nvmlComputeInstance_t *computeInstance)
 {
 	struct fake_mig_device *m;
+	struct mig_change c;
 	struct fake_gpu *gpu;
 	nvmlReturn_t r;
+	unsigned gi;
 
-	r = instance_enter(gpuInstance, false, FN_CREATE_COMPUTE_INSTANCE, &gpu, &m);
+	r = instance_change_enter(gpuInstance, false, FN_CREATE_COMPUTE_INSTANCE, &gpu, &m, &c);
 	if (r != NVML_SUCCESS)
 		return r;
 	if (!computeInstance || profileId >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT ||
 	    ci_profile_slices[profileId] == 0)
-		return leave(NVML_ERROR_INVALID_ARGUMENT);
-	if (profileId != full_ci_profile(m))
-		return leave(NVML_ERROR_NOT_SUPPORTED); /* the fake's simplification */
+		return mig_abandon(gpu, &c, NVML_ERROR_INVALID_ARGUMENT);
+	if (profileId != full_ci_profile(m)) /* the fake's simplification */
+		return mig_abandon(gpu, &c, NVML_ERROR_NOT_SUPPORTED);
 	if (m->has_ci)
-		return leave(NVML_ERROR_INSUFFICIENT_RESOURCES);
+		return mig_abandon(gpu, &c, NVML_ERROR_INSUFFICIENT_RESOURCES);
 	m->has_ci = true;
 	m->ci = 0;
-	cap_create(gpu, m->gi, 0);
-	*computeInstance = (nvmlComputeInstance_t)(void *)&gpu->ci_handles[m->gi];
+	gi = m->gi;
+	r = mig_end(gpu, &c, true);
+	if (r != NVML_SUCCESS)
+		return leave(r);
+	cap_create(gpu, gi, 0);
+	*computeInstance = (nvmlComputeInstance_t)(void *)&gpu->ci_handles[gi];
 	return leave(NVML_SUCCESS);
 }
 
 nvmlReturn_t nvmlComputeInstanceDestroy(nvmlComputeInstance_t computeInstance)
 {
 	struct fake_mig_device *m;
+	struct mig_change c;
 	struct fake_gpu *gpu;
+	unsigned gi, ci;
 	nvmlReturn_t r;
 
-	r = instance_enter(computeInstance, true, FN_COMPUTE_INSTANCE_DESTROY, &gpu, &m);
+	r = instance_change_enter(computeInstance, true, FN_COMPUTE_INSTANCE_DESTROY, &gpu, &m, &c);
 	if (r != NVML_SUCCESS)
 		return r;
-	cap_remove(gpu, m->gi, (int)m->ci);
 	m->has_ci = false;
-	return leave(NVML_SUCCESS);
+	gi = m->gi;
+	ci = m->ci;
+	r = mig_end(gpu, &c, true);
+	if (r == NVML_SUCCESS)
+		cap_remove(gpu, gi, (int)ci);
+	return leave(r);
 }
 
 #endif /* FAKE_NVML_OLD */

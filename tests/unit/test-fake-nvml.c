@@ -181,6 +181,18 @@ static struct nvml *nvml_open(bool old)
 	return n;
 }
 
+/* Removes what the library keeps beside the description @desc: its MIG state. */
+static void remove_state(const char *desc)
+{
+	static const char *const suffixes[] = { ".mig-state", ".mig-state.lock", ".mig-state.new" };
+	char path[4096 + 32];
+
+	for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+		snprintf(path, sizeof(path), "%s%s", desc, suffixes[i]);
+		assert_true(unlink(path) == 0 || errno == ENOENT);
+	}
+}
+
 static void nvml_close(struct nvml *n)
 {
 	if (!n)
@@ -192,6 +204,7 @@ static void nvml_close(struct nvml *n)
 	if (n->desc) {
 		test_fake_nvml_driver_error(n->desc, NULL);
 		test_fake_fault(n->desc, NULL);
+		remove_state(n->desc);
 		unlink(n->desc);
 	}
 	free(n->desc);
@@ -234,8 +247,10 @@ static void describe(struct nvml *n, const char *json)
 	const char *tmp = getenv("TMPDIR");
 	int fd;
 
-	if (n->desc)
+	if (n->desc) {
+		remove_state(n->desc);
 		unlink(n->desc);
+	}
 	free(n->desc);
 	assert_true(asprintf(&n->desc, "%s/xpu-fake-nvml-XXXXXX", isempty(tmp) ? "/tmp" : tmp) > 0);
 	fd = mkstemp(n->desc);
@@ -1043,6 +1058,435 @@ static void test_mig_errors(void **state)
 	assert_true(test_now_ms() - start >= 200);
 	assert_int_equal(n->nvmlDeviceGetMaxMigDeviceCount(handle(n, 0), &u),
 			 NVML_ERROR_GPU_IS_LOST);
+}
+
+/* ---- MIG state across processes -------------------------------------------------------------- */
+
+/* GPU 0 has MIG disabled; GPU 1 MIG enabled with @instances, and @extra keys. */
+#define STATE_NODE(instances, extra)                                                               \
+	"{ \"gpus\": [" H100("0000:01:00.0", 0, "") ", "                                           \
+	H100_MIG("0000:02:00.0", 1, "{\"current\": true, \"pending\": true}",                      \
+		 ", \"mig_instances\": " instances extra) "] }"
+#define SEVEN_1G "[19, 19, 19, 19, 19, 19, 19]"
+/* The same with GPU 0's "mig" @mig and GPU 1's seven 1g.10gb. */
+#define STATE_NODE_GPU0(mig)                                                                       \
+	"{ \"gpus\": [" H100_MIG("0000:01:00.0", 0, mig, "") ", "                                \
+	H100_MIG("0000:02:00.0", 1, "{\"current\": true, \"pending\": true}",                      \
+		 ", \"mig_instances\": " SEVEN_1G) "] }"
+
+/* Rewrites the description in place (by rename: no process reads half of it), keeping its path
+ * and so its state file, as a test does to a running node's (test_fake_nvml_set()). */
+static void redescribe(const struct nvml *n, const char *json)
+{
+	_cleanup_free_ char *temp = NULL;
+	int fd;
+
+	assert_true(asprintf(&temp, "%s.new", n->desc) > 0);
+	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(rename(temp, n->desc), 0);
+}
+
+static void append(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + len, size - len, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * What this process sees of GPU @index's MIG state, NVML initialised, as one line: its modes
+ * ("mode=<current>/<pending>", 1 enabled), its MIG devices ("dev=<gi>/<ci>/<profile>/<uuid>"),
+ * how many GPU instances of each profile id it has ("gi<id>=<n>", MIG enabled), the room left
+ * for a 1g.10gb ("free19=<n>"). No cmocka: children call it. NVML_SUCCESS or the first error.
+ */
+static nvmlReturn_t mig_seen(const struct nvml *n, unsigned index, char *buf, size_t size)
+{
+	static const unsigned ids[] = { 19, 20, 15, 14, 9, 5, 0 };
+	unsigned cur = 0, pend = 0, count = 0;
+	nvmlDevice_t gpu, m;
+	nvmlReturn_t r;
+
+	buf[0] = '\0';
+	r = n->nvmlDeviceGetHandleByIndex_v2(index, &gpu);
+	if (r == NVML_SUCCESS)
+		r = n->nvmlDeviceGetMigMode(gpu, &cur, &pend);
+	if (r != NVML_SUCCESS)
+		return r;
+	append(buf, size, "mode=%u/%u", cur, pend);
+	for (unsigned i = 0; n->nvmlDeviceGetMigDeviceHandleByIndex(gpu, i, &m) == NVML_SUCCESS;
+	     i++) {
+		char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE], uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
+		unsigned gi = 0, ci = 0;
+
+		r = n->nvmlDeviceGetGpuInstanceId(m, &gi)
+			?: n->nvmlDeviceGetComputeInstanceId(m, &ci)
+			?: n->nvmlDeviceGetName(m, name, sizeof(name))
+			?: n->nvmlDeviceGetUUID(m, uuid, sizeof(uuid));
+		if (r != NVML_SUCCESS)
+			return r;
+		append(buf, size, " dev=%u/%u/%s/%s", gi, ci, strrchr(name, ' ') + 1, uuid);
+	}
+	for (size_t i = 0; cur == NVML_DEVICE_MIG_ENABLE && i < ELEMENTSOF(ids); i++) {
+		nvmlGpuInstance_t gis[7];
+
+		count = ELEMENTSOF(gis);
+		r = n->nvmlDeviceGetGpuInstances(gpu, ids[i], gis, &count);
+		if (r != NVML_SUCCESS)
+			return r;
+		if (count)
+			append(buf, size, " gi%u=%u", ids[i], count);
+	}
+	r = n->nvmlDeviceGetGpuInstanceRemainingCapacity(gpu, 19, &count);
+	if (r == NVML_SUCCESS)
+		append(buf, size, " free19=%u", count);
+	return r;
+}
+
+/* Both GPUs' mig_seen() lines to @fd, or "error <code>"; then the session ends. */
+static void report_seen(const struct nvml *n, nvmlReturn_t r, int fd)
+{
+	char a[1024], b[1024];
+
+	if (r == NVML_SUCCESS)
+		r = mig_seen(n, 0, a, sizeof(a)) ?: mig_seen(n, 1, b, sizeof(b));
+	if (r == NVML_SUCCESS)
+		dprintf(fd, "%s\n%s\n", a, b);
+	else
+		dprintf(fd, "error %d\n", r);
+	n->nvmlShutdown();
+}
+
+/* In a child: what its first init finds. */
+static void child_seen(void *userdata, int fd)
+{
+	const struct nvml *n = userdata;
+
+	report_seen(n, n->nvmlInit_v2(), fd);
+}
+
+/*
+ * In a child: GPU 1's seven 1g.10gb become two 3g.40gb and a 1g.10gb GPU instance without a
+ * compute instance; GPU 0's MIG mode is enabled, pending a reset. Then what it sees.
+ */
+static void child_repartition(void *userdata, int fd)
+{
+	const struct nvml *n = userdata;
+	nvmlReturn_t status = NVML_SUCCESS, r;
+	nvmlGpuInstance_t gis[7], gi;
+	unsigned count = ELEMENTSOF(gis);
+	nvmlComputeInstance_t ci;
+	nvmlDevice_t g0, g1;
+
+	r = n->nvmlInit_v2() ?: n->nvmlDeviceGetHandleByIndex_v2(0, &g0)
+		?: n->nvmlDeviceGetHandleByIndex_v2(1, &g1)
+		?: n->nvmlDeviceGetGpuInstances(g1, 19, gis, &count);
+	for (unsigned k = 0; r == NVML_SUCCESS && k < count; k++) {
+		unsigned one = 1;
+
+		r = n->nvmlGpuInstanceGetComputeInstances(gis[k],
+							  NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE,
+							  &ci, &one)
+			?: n->nvmlComputeInstanceDestroy(ci) ?: n->nvmlGpuInstanceDestroy(gis[k]);
+	}
+	for (unsigned k = 0; r == NVML_SUCCESS && k < 2; k++)
+		r = n->nvmlDeviceCreateGpuInstance(g1, 9, &gi)
+			?: n->nvmlGpuInstanceCreateComputeInstance(
+				gi, NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE, &ci);
+	if (r == NVML_SUCCESS)
+		r = n->nvmlDeviceCreateGpuInstance(g1, 19, &gi)
+			?: n->nvmlDeviceSetMigMode(g0, NVML_DEVICE_MIG_ENABLE, &status);
+	if (r == NVML_SUCCESS && status != NVML_ERROR_RESET_REQUIRED)
+		r = NVML_ERROR_UNKNOWN;
+	report_seen(n, r, fd);
+}
+
+/* What @fn reports in a child that ends well (malloc'd). */
+static char *child_report(struct nvml *n, void (*fn)(void *userdata, int fd))
+{
+	struct test_child child;
+	char *report;
+
+	test_child_run(fn, n, 20000, &child);
+	if (!WIFEXITED(child.status) || WEXITSTATUS(child.status) != 0 || !child.result ||
+	    strncmp(child.result, "error", 5) == 0)
+		fail_msg("the child ended with status 0x%x: %s%s", (unsigned)child.status,
+			 child.result ?: "", child.err ?: "");
+	report = TAKE_PTR(child.result);
+	test_child_free(&child);
+	return report;
+}
+
+/* The state file's entry of GPU @bus (a new reference), or NULL without one. */
+static json_t *state_entry(const struct nvml *n, const char *bus)
+{
+	_cleanup_free_ char *path = NULL;
+	json_t *doc, *e;
+
+	assert_true(asprintf(&path, "%s.mig-state", n->desc) > 0);
+	doc = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	assert_non_null(doc);
+	e = json_incref(json_object_get(json_object_get(doc, "gpus"), bus));
+	json_decref(doc);
+	return e;
+}
+
+#define GPU1_REPARTITIONED                                                                         \
+	"mode=1/1 dev=1/0/3g.40gb/MIG-b8380826-8786-5644-a0f7-2ab55c1001f3 "                       \
+	"dev=2/0/3g.40gb/MIG-41af3a03-9d60-5dab-9410-b2d7a5880604 gi19=1 gi9=2 free19=0\n"
+
+/*
+ * The MIG changes of one process are what the next one finds, as a driver keeps them: the
+ * instances made and destroyed, with their ids and UUIDs, one without a compute instance, and
+ * a MIG mode pending a reset.
+ */
+static void test_mig_state_across_processes(void **state)
+{
+	struct nvml *n = *state;
+	_cleanup_free_ char *made = NULL, *seen = NULL;
+	char a[1024], b[1024];
+	json_t *e, *list, *last;
+
+	describe(n, STATE_NODE(SEVEN_1G, ""));
+	made = child_report(n, child_repartition);
+	assert_string_equal(made, "mode=0/1 free19=7\n" GPU1_REPARTITIONED);
+
+	/* another process finds exactly that at its first init, and so does this one */
+	seen = child_report(n, child_seen);
+	assert_string_equal(seen, made);
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(mig_seen(n, 0, a, sizeof(a)), NVML_SUCCESS);
+	assert_int_equal(mig_seen(n, 1, b, sizeof(b)), NVML_SUCCESS);
+	free(seen);
+	assert_true(asprintf(&seen, "%s\n%s\n", a, b) > 0);
+	assert_string_equal(seen, made);
+	assert_int_equal(n->nvmlShutdown(), NVML_SUCCESS);
+
+	/* the state file: three GPU instances created, one of them without a compute instance */
+	e = state_entry(n, "0000:02:00.0");
+	assert_int_equal(json_integer_value(json_object_get(e, "created")), 3);
+	list = json_object_get(json_object_get(e, "mig"), "instances");
+	assert_int_equal(json_array_size(list), 3);
+	last = json_array_get(list, 2);
+	assert_true(json_is_null(json_object_get(last, "ci")));
+	assert_int_equal(json_integer_value(json_object_get(last, "profile")), 19);
+	json_decref(e);
+	e = state_entry(n, "0000:01:00.0");
+	assert_true(json_is_true(json_object_get(json_object_get(e, "mig"), "pending")));
+	json_decref(e);
+}
+
+/*
+ * A test that changes a GPU's "mig" or "mig_instances" in the description changes the node on
+ * purpose: the state of that GPU is dropped, the other GPU's kept; another change keeps both.
+ */
+static void test_mig_state_description_wins(void **state)
+{
+	struct nvml *n = *state;
+	_cleanup_free_ char *made = NULL, *seen = NULL;
+	json_t *e;
+
+	describe(n, STATE_NODE(SEVEN_1G, ""));
+	made = child_report(n, child_repartition);
+
+	/* not a MIG key: nothing is dropped */
+	redescribe(n, STATE_NODE(SEVEN_1G, ", \"numa_node\": 0, \"processes\": 1"));
+	seen = child_report(n, child_seen);
+	assert_string_equal(seen, made);
+	free(seen);
+
+	/* GPU 1's instances: the description's, by position; GPU 0's pending mode stays */
+	redescribe(n, STATE_NODE("[15, 15]", ""));
+	seen = child_report(n, child_seen);
+	assert_string_equal(seen,
+			    "mode=0/1 free19=7\n"
+			    "mode=1/1 dev=1/0/1g.20gb/MIG-d821dd13-dfc8-5805-9666-d10f6af472af "
+			    "dev=2/0/1g.20gb/MIG-7fe4456d-d658-5a22-a369-c7d14470a385 "
+			    "gi15=2 free19=5\n");
+	free(seen);
+	e = state_entry(n, "0000:02:00.0");
+	assert_null(json_object_get(e, "mig"));
+	assert_int_equal(json_integer_value(json_object_get(e, "created")), 3);
+	json_decref(e);
+
+	/* dropped for good: the first description again is its own seven 1g.10gb */
+	redescribe(n, STATE_NODE(SEVEN_1G, ""));
+	seen = child_report(n, child_seen);
+	assert_non_null(strstr(seen, "\nmode=1/1 dev=1/0/1g.10gb/MIG-d821dd13-dfc8-5805-9666-"));
+	assert_non_null(strstr(seen, " gi19=7 free19=0\n"));
+	free(seen);
+
+	/* GPU 0's pending mode: kept while its "mig" says the same (in any order), dropped for
+	 * good once it says something else */
+	redescribe(n, STATE_NODE_GPU0("{\"pending\": false, \"current\": false}"));
+	seen = child_report(n, child_seen);
+	assert_non_null(strstr(seen, "mode=0/1 free19=7\n"));
+	free(seen);
+	redescribe(n, STATE_NODE_GPU0("{\"current\": false, \"pending\": true}"));
+	seen = child_report(n, child_seen);
+	assert_non_null(strstr(seen, "mode=0/1 free19=7\n"));
+	free(seen);
+	redescribe(n, STATE_NODE(SEVEN_1G, ""));
+	seen = child_report(n, child_seen);
+	assert_non_null(strstr(seen, "mode=0/0 free19=7\n"));
+}
+
+/* In a child: one nvmlDeviceCreateGpuInstance (1g.10gb) and one nvmlDeviceGetName on GPU 0,
+ * "<the one's answer> <the other's>". */
+static void child_calls(void *userdata, int fd)
+{
+	const struct nvml *n = userdata;
+	char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
+	nvmlGpuInstance_t gi;
+	nvmlDevice_t g;
+	nvmlReturn_t r;
+
+	r = n->nvmlInit_v2() ?: n->nvmlDeviceGetHandleByIndex_v2(0, &g);
+	if (r == NVML_SUCCESS)
+		dprintf(fd, "%d %d", n->nvmlDeviceCreateGpuInstance(g, 19, &gi),
+			n->nvmlDeviceGetName(g, name, sizeof(name)));
+	else
+		dprintf(fd, "error %d", r);
+	n->nvmlShutdown();
+}
+
+static void expect_calls(struct nvml *n, nvmlReturn_t create, nvmlReturn_t name)
+{
+	_cleanup_free_ char *got = child_report(n, child_calls);
+	char want[32];
+
+	snprintf(want, sizeof(want), "%d %d", create, name);
+	assert_string_equal(got, want);
+}
+
+#define FAIL_CALLS_NODE(fail_call)                                                                 \
+	"{ \"gpus\": [" H100_MIG("0000:01:00.0", 0, "{\"current\": true, \"pending\": true}",      \
+				 ", \"fail_call\": " fail_call) "] }"
+
+/* "fail_call" counts the node's calls, whichever process makes them; a new one counts anew. */
+static void test_fail_call_across_processes(void **state)
+{
+	struct nvml *n = *state;
+
+	describe(n, FAIL_CALLS_NODE("{\"nvmlDeviceCreateGpuInstance\": [2, "
+				    "\"INSUFFICIENT_RESOURCES\"], "
+				    "\"nvmlDeviceGetName\": [3, \"GPU_IS_LOST\"]}"));
+	expect_calls(n, NVML_SUCCESS, NVML_SUCCESS);
+	expect_calls(n, NVML_ERROR_INSUFFICIENT_RESOURCES, NVML_SUCCESS);
+	expect_calls(n, NVML_SUCCESS, NVML_ERROR_GPU_IS_LOST);
+	expect_calls(n, NVML_SUCCESS, NVML_SUCCESS);
+
+	/* another "fail_call": counted from 1 again, and the name no longer */
+	redescribe(n, FAIL_CALLS_NODE("{\"nvmlDeviceCreateGpuInstance\": [1, \"UNKNOWN\"]}"));
+	expect_calls(n, NVML_ERROR_UNKNOWN, NVML_SUCCESS);
+	expect_calls(n, NVML_SUCCESS, NVML_SUCCESS);
+}
+
+#define RACE_ROUNDS 40
+
+/*
+ * One of two processes that make and destroy 1g.10gb instances on GPU 0 at the same time,
+ * keeping every fourth: "<error> <GPU instances created> <destroyed>".
+ */
+static void race_one(const struct nvml *n, int fd)
+{
+	unsigned created = 0, destroyed = 0;
+	nvmlComputeInstance_t ci;
+	nvmlGpuInstance_t gi;
+	nvmlDevice_t g;
+	nvmlReturn_t r;
+
+	r = n->nvmlInit_v2() ?: n->nvmlDeviceGetHandleByIndex_v2(0, &g);
+	for (int i = 0; r == NVML_SUCCESS && i < RACE_ROUNDS; i++) {
+		r = n->nvmlDeviceCreateGpuInstance(g, 19, &gi);
+		if (r == NVML_ERROR_INSUFFICIENT_RESOURCES) {
+			r = NVML_SUCCESS; /* full: the other process keeps the rest */
+			continue;
+		}
+		if (r == NVML_SUCCESS)
+			created++;
+		if (r == NVML_SUCCESS)
+			r = n->nvmlGpuInstanceCreateComputeInstance(
+				gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, &ci);
+		if (r == NVML_SUCCESS && i % 4 != 3)
+			r = n->nvmlComputeInstanceDestroy(ci) ?: n->nvmlGpuInstanceDestroy(gi);
+		if (r == NVML_SUCCESS && i % 4 != 3)
+			destroyed++;
+	}
+	dprintf(fd, "%d %u %u\n", r, created, destroyed);
+	n->nvmlShutdown();
+}
+
+/* In a child: itself and a child of its own race (race_one()). */
+static void child_race(void *userdata, int fd)
+{
+	const struct nvml *n = userdata;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		race_one(n, fd);
+		_exit(0);
+	}
+	race_one(n, fd);
+	if (pid < 0)
+		dprintf(fd, "error fork\n");
+	else
+		(void)waitpid(pid, NULL, 0);
+}
+
+/* Two processes making and destroying instances at once: none of it is lost. */
+static void test_mig_state_race(void **state)
+{
+	struct nvml *n = *state;
+	_cleanup_free_ char *report = NULL;
+	unsigned created[2], destroyed[2], kept;
+	char line[1024], *uuids[7] = {};
+	int err[2];
+	json_t *e;
+
+	describe(n, "{ \"gpus\": [" H100_MIG("0000:01:00.0", 0,
+					    "{\"current\": true, \"pending\": true}", "") "] }");
+	report = child_report(n, child_race);
+	assert_int_equal(sscanf(report, "%d %u %u\n%d %u %u", &err[0], &created[0], &destroyed[0],
+				&err[1], &created[1], &destroyed[1]),
+			 6);
+	assert_int_equal(err[0], NVML_SUCCESS);
+	assert_int_equal(err[1], NVML_SUCCESS);
+	kept = created[0] + created[1] - destroyed[0] - destroyed[1];
+	assert_true(kept <= 7);
+
+	/* every instance kept is there, once, with its own GPU instance id and UUID */
+	assert_int_equal(n->nvmlInit_v2(), NVML_SUCCESS);
+	assert_int_equal(remaining(n, handle(n, 0), 19), 7 - kept);
+	for (unsigned i = 0; i < kept; i++) {
+		nvmlDevice_t m = mig_handle(n, handle(n, 0), i);
+
+		uuids[i] = calloc(1, NVML_DEVICE_UUID_V2_BUFFER_SIZE);
+		assert_int_equal(n->nvmlDeviceGetUUID(m, uuids[i], NVML_DEVICE_UUID_V2_BUFFER_SIZE),
+				 NVML_SUCCESS);
+		for (unsigned k = 0; k < i; k++) {
+			assert_string_not_equal(uuids[k], uuids[i]);
+			assert_int_not_equal(instance_id(n, mig_handle(n, handle(n, 0), k), false),
+					     instance_id(n, m, false));
+		}
+	}
+	assert_int_equal(mig_seen(n, 0, line, sizeof(line)), NVML_SUCCESS);
+	assert_int_equal(n->nvmlDeviceGetMigDeviceHandleByIndex(handle(n, 0), kept,
+								(nvmlDevice_t[]){ NULL }),
+			 kept < 7 ? NVML_ERROR_NOT_FOUND : NVML_ERROR_INVALID_ARGUMENT);
+	for (unsigned i = 0; i < kept; i++)
+		free(uuids[i]);
+	/* and the file counted every GPU instance made */
+	e = state_entry(n, "0000:01:00.0");
+	assert_int_equal(json_integer_value(json_object_get(e, "created")),
+			 created[0] + created[1]);
+	json_decref(e);
 }
 
 /* ---- hangs ----------------------------------------------------------------------------------- */
@@ -2009,6 +2453,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mig_devices, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_mig_objects, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_mig_errors, setup_current, teardown),
+		cmocka_unit_test_setup_teardown(test_mig_state_across_processes, setup_current,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_mig_state_description_wins, setup_current,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fail_call_across_processes, setup_current,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_mig_state_race, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_hang, setup_current, teardown),
 		cmocka_unit_test_setup_teardown(test_old_driver, setup_old, teardown),
 		cmocka_unit_test_setup_teardown(test_embedded_nodes, setup_current, teardown),
