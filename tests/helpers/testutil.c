@@ -613,7 +613,7 @@ char **test_device_slices(const struct test_xpud *x, const char *device, char **
 
 void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, json_t *value)
 {
-	char path[4096];
+	char path[4096], temp[4200];
 	json_t *doc, *g;
 	size_t i;
 
@@ -623,7 +623,10 @@ void test_fake_nvml_set(const char *root, const char *bus_id, const char *key, j
 	json_array_foreach(json_object_get(doc, "gpus"), i, g)
 		if (strcmp(json_string_value(json_object_get(g, "bus_id")) ?: "", bus_id) == 0)
 			assert_int_equal(json_object_set(g, key, value), 0);
-	assert_int_equal(json_dump_file(doc, path, 0), 0);
+	/* by rename: a helper process reading it meanwhile sees the old or the new whole */
+	snprintf(temp, sizeof(temp), "%s.tmp", path);
+	assert_int_equal(json_dump_file(doc, temp, 0), 0);
+	assert_int_equal(rename(temp, path), 0);
 	json_decref(doc);
 	json_decref(value);
 }

@@ -569,8 +569,7 @@ static void test_restart_resumes(void **state)
 	test_wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
 	assert_int_equal(test_capacity(x, "nvidia.com/mig-3g.40gb", "free"), 2);
 
-	/* draining when it stops: still draining after the start, done after the release (a
-	 * layout of the plan: the fake NVML forgets the instances it made when xpud restarts) */
+	/* draining when it stops: still draining after the start, done after the release */
 	held = alloc_one(x, WHOLE, GPU_A);
 	repartition(x, "{\"device\": \"" GPU_A "\", \"layout\": \"replicas: 2\"}", 202, NULL);
 	x = restart(x);
