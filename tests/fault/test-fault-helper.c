@@ -333,6 +333,37 @@ static void test_apply_crashes(void **state)
 	setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1", 1);
 }
 
+/*
+ * A MIG apply whose library leaks 1 GiB or prints garbage on its standard output: neither is
+ * xpud's; the layout is made as declared.
+ */
+static void test_apply_leaks_and_prints(void **state)
+{
+	/* one leak: a library leaking at every call runs into the helper's CPU limit first */
+	static const char *const faults[] = { "apply leak 1", "apply garbage" };
+
+	setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:quarantine_size_mb=0", 1);
+	for (size_t i = 0; i < ELEMENTSOF(faults); i++) {
+		char *root = test_fixture_new("hgx-h100");
+		_cleanup_free_ char *conf = NULL;
+		struct test_xpud *x;
+		long before;
+
+		print_message("%s\n", faults[i]);
+		conf = config(root, "partitions:\n  - match: {pci: \"" MIG_GPU "\"}\n"
+				    "    mig: [3g.40gb, 3g.40gb]\n");
+		set_fault(root, faults[i]);
+		x = test_xpud_start_nvml(root, (const char *[]){ "--config", conf, NULL }, NULL);
+		before = rss_kib(x);
+		test_wait_settled(x, MIG_GPU, "mig=3g.40gb,3g.40gb");
+		assert_true(rss_kib(x) - before < 64 * 1024);
+		assert_serving(x, N_GPUS);
+		assert_int_equal(test_xpud_stop(x), 0);
+		test_xpud_free(x);
+	}
+	setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1", 1);
+}
+
 /* The helper program missing, or not executable: the NVIDIA backend is unavailable and says
  * why; the GPUs are still listed, from sysfs. */
 static void test_helper_missing(void **state)
@@ -416,6 +447,7 @@ int main(void)
 		cmocka_unit_test(test_one_crash_tolerated),
 		cmocka_unit_test(test_library_leaks_and_prints),
 		cmocka_unit_test(test_apply_crashes),
+		cmocka_unit_test(test_apply_leaks_and_prints),
 		cmocka_unit_test(test_helper_missing),
 		cmocka_unit_test(test_helper_answers_garbage),
 	};
