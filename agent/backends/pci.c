@@ -701,7 +701,8 @@ static int scan_platform_accel(const struct xpu_host *host, struct device_list *
 		if (asprintf(&link, "%s/device", de->d_name) < 0 ||
 		    asprintf(&uevent, "%s/uevent", de->d_name) < 0)
 			return -ENOMEM;
-		r = readlink_basename_at(dirfd(d), link, &parent);
+		/* what the link names, not its text: "../.." is a valid link to the parent too */
+		r = resolve_basename_at(dirfd(d), link, &parent);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0 || parse_pci_address(parent, canon) >= 0)
@@ -715,8 +716,9 @@ static int scan_platform_accel(const struct xpu_host *host, struct device_list *
 		    asprintf(&dev->resource, "xpu.dev/platform-%s", de->d_name) < 0)
 			return -ENOMEM;
 		dev->kind = XPU_KIND_ACCEL;
-		r = readlink_basename_at(dirfd(d), strjoina_path(parent, "driver"), &dev->driver);
-		(void)r;
+		r = readlink_basename_at(dirfd(d), strjoina_path(link, "driver"), &dev->driver);
+		if (r == -ENOMEM)
+			return r;
 		r = add_dev_node(dev, devname);
 		if (r < 0)
 			return r;

@@ -164,6 +164,32 @@ int readlink_basename_at(int dirfd, const char *path, char **ret)
 	return 0;
 }
 
+int resolve_basename_at(int dirfd, const char *path, char **ret)
+{
+	_cleanup_close_ int fd = openat(dirfd, path, O_PATH | O_CLOEXEC);
+	char proc[64], buf[PATH_MAX];
+	const char *base;
+	ssize_t n;
+	char *s;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	base = strrchr(buf, '/');
+	base = base ? base + 1 : buf;
+	if (isempty(base))
+		return -EINVAL;
+	s = strdup(base);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
 /*
  * The value of "KEY<sep>value" in a file of such lines. With ':' (procfs style) blanks after
  * the separator are skipped; with '=' (uevent style) the value is taken verbatim.

@@ -38,6 +38,10 @@ int read_attr_hex_at(int dirfd, const char *path, uint32_t max, uint32_t *ret);
 
 /* Basename of a symlink's target (e.g. "driver" -> "nvidia"). -ENOENT if missing. */
 int readlink_basename_at(int dirfd, const char *path, char **ret);
+/* The last element of the path @path (below @dirfd) resolves to, every link followed: a class
+ * device's "device" link reads "../../../0000:3b:00.0", or "../.." where the class directory sits
+ * below its parent; both name 0000:3b:00.0. 0 or -errno (-ENOENT: dangling). */
+int resolve_basename_at(int dirfd, const char *path, char **ret);
 
 /* Looks up "KEY=" in a uevent-style file of KEY=VALUE lines. -ENOENT / -ENXIO (no such key). */
 int read_uevent_key_at(int dirfd, const char *path, const char *key, char **ret);

@@ -282,6 +282,28 @@ static void test_mixed_node(void **state)
 	tree_close(&t);
 }
 
+/*
+ * An accel class device whose "device" link reads "../.." (the class directory sits below its
+ * PCI parent, so the link names it as well as "../../../0000:4d:00.0" does): the device is the
+ * PCI function the bus walk found, not a "platform accelerator" with the id "..".
+ */
+static void test_accel_link_to_parent(void **state)
+{
+	struct tree t;
+	char link[4096];
+
+	t = (struct tree){ .dir = test_fixture_new("mixed") };
+	snprintf(link, sizeof(link), "%s/sys/class/accel/accel0/device", t.dir);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(symlink("../..", link), 0);
+	tree_scan(&t);
+	assert_null(device_list_find(&t.devices, ".."));
+	for (size_t i = 0; i < t.devices.n; i++)
+		assert_null(strstr(t.devices.items[i]->model ?: "", "Platform accelerator"));
+	assert_non_null(get(&t, "0000:4d:00.0"));
+	tree_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_faults_node),
 		cmocka_unit_test(test_health_refresh),
 		cmocka_unit_test(test_mixed_node),
+		cmocka_unit_test(test_accel_link_to_parent),
 	};
 
 	log_set_max_level(LOG_ERR);
