@@ -20,6 +20,9 @@
 #define SYNC_REAP_WAIT_MSEC 1000 /* helper_run_sync(): waiting for a killed helper */
 #define OUTPUT_FIRST_ALLOC 4096
 #define FALLBACK_FD_MAX (1U << 20) /* the kernel's default fs.nr_open */
+/* Without pidfds (before Linux 5.3; valgrind, which does not know the call): how often an exit is
+ * looked for once the helper's output has ended. */
+#define REAP_POLL_USEC (10 * USEC_PER_MSEC)
 
 struct helper_run {
 	struct helper_limits limits;
@@ -32,7 +35,8 @@ struct helper_run {
 	struct helper_result result; /* filled in as the run goes */
 
 	/* helper_run_start() only */
-	sd_event_source *out_source, *exit_source, *timer;
+	sd_event *event;
+	sd_event_source *out_source, *exit_source, *timer, *reap_timer;
 	helper_done_t done;
 	void *userdata;
 	bool reported;
@@ -283,7 +287,10 @@ static int run_spawn(struct helper_run *run, char *const *argv, char *const *env
 		return r;
 
 	run->pidfd = pidfd_open(run->pid, 0);
-	if (run->pidfd < 0) {
+	if (run->pidfd < 0 && errno == ENOSYS) {
+		/* no pidfds here: the exit is looked for with waitpid() once the output ended */
+		run->pidfd = -EBADF;
+	} else if (run->pidfd < 0) {
 		r = -errno;
 		/* not waited for (it may be in execve() on a stuck file system): a zombie until
 		 * xpud exits */
@@ -372,6 +379,17 @@ static bool run_reap(struct helper_run *run)
 	return true;
 }
 
+/* SIGKILL, unless it was reaped (an unreaped child's pid cannot be taken by another process). */
+static void run_kill(struct helper_run *run)
+{
+	if (run->reaped || run->pid <= 0)
+		return;
+	if (run->pidfd >= 0)
+		(void)pidfd_send_signal(run->pidfd, SIGKILL, NULL, 0);
+	else
+		(void)kill(run->pid, SIGKILL);
+}
+
 /* Kills the helper for @reason: -ETIME (its deadline), -EFBIG (too much output), or an error of
  * ours (-ENOMEM). It is reaped whenever it dies. */
 static void run_give_up(struct helper_run *run, int reason)
@@ -383,8 +401,7 @@ static void run_give_up(struct helper_run *run, int reason)
 	else
 		run->result.error = reason;
 	run_stop_clock(run);
-	if (!run->reaped)
-		(void)pidfd_send_signal(run->pidfd, SIGKILL, NULL, 0);
+	run_kill(run);
 }
 
 /* Moves the outcome to @ret. An exec error is in the error pipe before the child exits, so it is
@@ -416,11 +433,11 @@ static void run_take_result(struct helper_run *run, struct helper_result *ret)
 /* Closes what the run holds; kills the helper unless it was reaped (it is then not waited for). */
 static void run_release(struct helper_run *run)
 {
-	if (run->pidfd >= 0 && !run->reaped)
-		(void)pidfd_send_signal(run->pidfd, SIGKILL, NULL, 0);
+	run_kill(run);
 	run->out_source = sd_event_source_disable_unref(run->out_source);
 	run->exit_source = sd_event_source_disable_unref(run->exit_source);
 	run->timer = sd_event_source_disable_unref(run->timer);
+	run->reap_timer = sd_event_source_disable_unref(run->reap_timer);
 	run->pidfd = safe_close(run->pidfd);
 	run->out_fd = safe_close(run->out_fd);
 	run->err_fd = safe_close(run->err_fd);
@@ -439,6 +456,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct helper_run *, run_free);
 
 /* On the loop. */
 
+static int run_watch_exit(struct helper_run *run);
+
 static void run_report(struct helper_run *run)
 {
 	struct helper_result res;
@@ -453,10 +472,39 @@ static void run_report(struct helper_run *run)
 		run->done(run, &res, run->userdata);
 	else
 		helper_result_done(&res);
-	/* a helper killed but not dead yet is reaped by on_pidfd(), which then frees the run; a
-	 * process stuck in the kernel keeps it until it dies */
+	/* a helper killed but not dead yet is reaped by on_pidfd() (or the reap timer), which then
+	 * frees the run; a process stuck in the kernel keeps it until it dies */
 	if (run->reaped)
 		run_free(run);
+	else if (run_watch_exit(run) < 0)
+		run_free(run); /* not waited for: a zombie until xpud exits */
+}
+
+static void run_exited(struct helper_run *run);
+
+/* Without a pidfd: looks for the exit every REAP_POLL_USEC. */
+static int on_reap_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+	struct helper_run *run = userdata;
+
+	if (run_reap(run)) {
+		(void)sd_event_source_set_enabled(src, SD_EVENT_OFF);
+		run_exited(run);
+		return 0;
+	}
+	(void)sd_event_source_set_time(src, usec + REAP_POLL_USEC);
+	(void)sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+	return 0;
+}
+
+/* Without a pidfd: starts looking for the exit (once the output ended, or the helper was
+ * killed). 0 or -errno of sd-event. */
+static int run_watch_exit(struct helper_run *run)
+{
+	if (run->pidfd >= 0 || run->reaped || run->reap_timer)
+		return 0;
+	return sd_event_add_time(run->event, &run->reap_timer, CLOCK_MONOTONIC,
+				 now_usec(CLOCK_MONOTONIC), 0, on_reap_timer, run);
 }
 
 static void run_pipe_ready(struct helper_run *run)
@@ -468,8 +516,14 @@ static void run_pipe_ready(struct helper_run *run)
 	if (r > 0) {
 		run->eof = true;
 		(void)sd_event_source_set_enabled(run->out_source, SD_EVENT_OFF);
-		if (run->reaped)
+		if (run->reaped) {
 			run_report(run);
+			return;
+		}
+		if (run_watch_exit(run) < 0) {
+			run_give_up(run, -ENOMEM);
+			run_report(run);
+		}
 		return;
 	}
 	run_give_up(run, r);
@@ -482,6 +536,17 @@ static int on_output(sd_event_source *src, int fd, uint32_t revents, void *userd
 	return 0;
 }
 
+/* The helper was reaped. */
+static void run_exited(struct helper_run *run)
+{
+	if (run->reported)
+		run_free(run);
+	else if (run->eof)
+		run_report(run);
+	else
+		run_pipe_ready(run); /* what it printed before it exited may still be in the pipe */
+}
+
 static int on_pidfd(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
 	struct helper_run *run = userdata;
@@ -489,12 +554,7 @@ static int on_pidfd(sd_event_source *src, int fd, uint32_t revents, void *userda
 	if (!run_reap(run))
 		return 0;
 	(void)sd_event_source_set_enabled(src, SD_EVENT_OFF);
-	if (run->reported)
-		run_free(run);
-	else if (run->eof)
-		run_report(run);
-	else
-		run_pipe_ready(run); /* what it printed before it exited may still be in the pipe */
+	run_exited(run);
 	return 0;
 }
 
@@ -517,6 +577,7 @@ int helper_run_start(sd_event *e, char *const *argv, char *const *envp,
 	if (!run)
 		return -ENOMEM;
 	run_init(run, limits);
+	run->event = e;
 	run->done = done;
 	run->userdata = userdata;
 	r = run_spawn(run, argv, envp);
@@ -526,9 +587,11 @@ int helper_run_start(sd_event *e, char *const *argv, char *const *envp,
 	r = sd_event_add_io(e, &run->out_source, run->out_fd, EPOLLIN, on_output, run);
 	if (r < 0)
 		return r;
-	r = sd_event_add_io(e, &run->exit_source, run->pidfd, EPOLLIN, on_pidfd, run);
-	if (r < 0)
-		return r;
+	if (run->pidfd >= 0) {
+		r = sd_event_add_io(e, &run->exit_source, run->pidfd, EPOLLIN, on_pidfd, run);
+		if (r < 0)
+			return r;
+	}
 	if (limits->timeout_usec) {
 		r = sd_event_add_time(e, &run->timer, CLOCK_MONOTONIC,
 				      run->start_usec + limits->timeout_usec,
@@ -589,6 +652,13 @@ int helper_run_sync(char *const *argv, char *const *envp, const struct helper_li
 			r = -ETIME;
 			break;
 		}
+		if (run.eof && run.pidfd < 0) {
+			/* no pidfd: the exit is looked for every REAP_POLL_USEC */
+			if (!run_reap(&run))
+				(void)poll(NULL, 0, (int)MIN((uint64_t)timeout,
+							   REAP_POLL_USEC / USEC_PER_MSEC));
+			continue;
+		}
 		if (poll(fds, ELEMENTSOF(fds), timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -611,8 +681,11 @@ int helper_run_sync(char *const *argv, char *const *envp, const struct helper_li
 		/* Killed: reaped if it dies within a second. One stuck in the kernel (D state) is
 		 * left rather than blocking this thread on it: it becomes a zombie nobody reaps
 		 * until xpud exits. */
-		if (!run.reaped && poll(&fd, 1, SYNC_REAP_WAIT_MSEC) > 0)
+		if (!run.reaped && run.pidfd >= 0 && poll(&fd, 1, SYNC_REAP_WAIT_MSEC) > 0)
 			(void)run_reap(&run);
+		for (int i = 0; !run.reaped && run.pidfd < 0 && i < SYNC_REAP_WAIT_MSEC / 10; i++)
+			if (!run_reap(&run))
+				(void)poll(NULL, 0, 10);
 		if (r != -ETIME && r != -EFBIG)
 			return r; /* -ENOMEM, or poll() failed */
 	}

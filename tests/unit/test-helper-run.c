@@ -4,10 +4,15 @@
  * (helper_run_sync()) gives its whole output, its exit status or signal, is killed at its
  * deadline or past its output limit, cannot be started without the caller hearing why, runs
  * under its limits with nothing of the parent's but standard error, and is described in the
- * words a device's health shows.
+ * words a device's health shows. The same again where pidfd_open() does not exist (Linux before
+ * 5.3; valgrind does not know the call): a seccomp filter makes it ENOSYS for the second group.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -576,8 +581,33 @@ static void test_address_limit_usable(void **unused)
 #endif
 }
 
+/* From here on this process has no pidfd_open(): ENOSYS, as before Linux 5.3. */
+static int without_pidfds(void **unused)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_pidfd_open, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = ELEMENTSOF(filter), .filter = filter };
+
+	assert_int_equal(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	assert_int_equal(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+	assert_true(pidfd_open(getpid(), 0) < 0 && errno == ENOSYS);
+	return 0;
+}
+
 int main(void)
 {
+	const struct CMUnitTest without[] = {
+		cmocka_unit_test(test_output_complete),
+		cmocka_unit_test(test_exit_status),
+		cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_output_overflow),
+		cmocka_unit_test(test_missing),
+	};
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_output_complete),
 		cmocka_unit_test(test_output_at_exit),
@@ -599,5 +629,8 @@ int main(void)
 		cmocka_unit_test(test_address_limit_usable),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	/* last: the filter cannot be taken back */
+	return failed + cmocka_run_group_tests_name("without pidfds", without, without_pidfds, NULL);
 }
