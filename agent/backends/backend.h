@@ -131,5 +131,6 @@ struct xpu_backend {
 };
 
 extern const struct xpu_backend_ops pci_backend_ops;
+extern const struct xpu_backend_ops accel_backend_ops;
 extern const struct xpu_backend_ops nvidia_backend_ops;
 extern const struct xpu_backend_ops kmod_backend_ops;

@@ -729,7 +729,7 @@ static int scan_platform_accel(const struct xpu_host *host, struct device_list *
 	return 0;
 }
 
-static int pci_probe(struct xpu_backend *b, char **ret_reason)
+int pci_probe_bus(struct xpu_backend *b, char **ret_reason)
 {
 	if (!exists_at(b->host->sys_fd, PCI_DEVICES)) {
 		*ret_reason = strdup("no PCI bus in sysfs (/sys/" PCI_DEVICES " is missing)");
@@ -738,13 +738,13 @@ static int pci_probe(struct xpu_backend *b, char **ret_reason)
 	return 0;
 }
 
-static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
+int pci_scan_bus(const struct xpu_host *host, pci_scan_fn scan, struct device_list *list)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
 	int r;
 
-	r = opendir_at(b->host->sys_fd, PCI_DEVICES, &d);
+	r = opendir_at(host->sys_fd, PCI_DEVICES, &d);
 	if (r < 0)
 		return r;
 	while ((de = readdir(d))) {
@@ -752,7 +752,7 @@ static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
 
 		if (de->d_name[0] == '.')
 			continue;
-		r = scan_function(b->host, dirfd(d), de->d_name, &dev);
+		r = scan(host, dirfd(d), de->d_name, &dev);
 		if (r < 0)
 			return r;
 		if (r > 0) {
@@ -762,6 +762,16 @@ static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
 		}
 	}
 	device_list_sort(list);
+	return 0;
+}
+
+static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
+{
+	int r;
+
+	r = pci_scan_bus(b->host, scan_function, list);
+	if (r < 0)
+		return r;
 	r = fold_fpga_functions(list);
 	if (r < 0)
 		return r;
@@ -873,7 +883,7 @@ static int pci_reset(struct xpu_backend *b, const struct xpu_device *d, char **r
 const struct xpu_backend_ops pci_backend_ops = {
 	.name = "pci",
 	.priority = 0,
-	.probe = pci_probe,
+	.probe = pci_probe_bus,
 	.enumerate = pci_enumerate,
 	.refresh = pci_refresh,
 	.reset = pci_reset,

@@ -38,6 +38,22 @@ const char *pci_model_name(uint16_t vendor_id, uint16_t device_id);
 char *pci_default_resource(const struct pci_ident *id, const char *vendor, const char *driver,
 			   const char *model);
 
+struct xpu_backend;
+struct device_list;
+struct xpu_device;
+
+/* The probe of the backends that read <sysfs>/bus/pci/devices: available when it exists. */
+int pci_probe_bus(struct xpu_backend *b, char **ret_reason);
+/*
+ * Describes one PCI function, @name in the directory @busfd: 1 and *ret when it is one of the
+ * caller's devices, 0 when not (or unreadable: the caller logs), -errno to stop the scan.
+ */
+typedef int (*pci_scan_fn)(const struct xpu_host *host, int busfd, const char *name,
+			   struct xpu_device **ret);
+/* Calls @scan on every function of <sysfs>/bus/pci/devices, pushing what it describes onto
+ * @list, which it sorts. 0 or -errno. */
+int pci_scan_bus(const struct xpu_host *host, pci_scan_fn scan, struct device_list *list);
+
 /*
  * Resets PCI function @address of @host through sysfs ("1" to <sysfs>/bus/pci/devices/ADDR/reset:
  * the kernel picks the method, a function-level reset first), waiting for at most 10 s. Shared by

@@ -11,6 +11,7 @@
 
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&pci_backend_ops,
+	&accel_backend_ops,
 	&nvidia_backend_ops,
 	&kmod_backend_ops,
 };
