@@ -85,7 +85,6 @@ struct nvidia {
 	bool rescan_pending;
 	struct backend_update *updates;
 	size_t n_updates;
-	uint64_t last_wall_usec, last_cpu_usec; /* the last run's cost */
 
 	/* Shared with the threads of applies and resets, under lock. */
 	pthread_mutex_t lock;

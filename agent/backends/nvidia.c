@@ -281,8 +281,12 @@ static void on_run_done(struct helper_run *run, struct helper_result *res, void 
 	int r;
 
 	nv->run = NULL;
-	nv->last_wall_usec = res->wall_usec;
-	nv->last_cpu_usec = res->cpu_usec;
+	/* what a health cycle costs, for `journalctl` at debug level (docs/performance.md) */
+	log_debug("NVML helper run: %llu.%03llu ms wall, %llu.%03llu ms CPU.",
+		  (unsigned long long)(res->wall_usec / 1000),
+		  (unsigned long long)(res->wall_usec % 1000),
+		  (unsigned long long)(res->cpu_usec / 1000),
+		  (unsigned long long)(res->cpu_usec % 1000));
 	r = finish_run(res, &reply, &error);
 	helper_result_done(res);
 	r = handle_answer(b, r, &reply, error);
