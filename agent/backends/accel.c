@@ -25,8 +25,6 @@
 #include "shared/parse.h"
 #include "shared/strv.h"
 
-#define PCI_DEVICES "bus/pci/devices"
-
 struct accel_family {
 	const char *name;    /* the family, for logs and the "accel_family" property */
 	uint16_t vendor_id;
@@ -292,12 +290,8 @@ static int accel_refresh(struct xpu_backend *b, struct xpu_device *d)
 
 	if (!d->has_pci)
 		return 0;
-	fnfd = openat(b->host->sys_fd, strjoina_path(PCI_DEVICES, d->id),
-		      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fnfd < 0)
-		return errno == ENOENT ? -ENODEV : -errno;
-	r = readlink_basename_at(fnfd, "driver", &driver);
-	if (r == -ENOMEM)
+	r = pci_open_function(b->host, d->id, &fnfd, &driver);
+	if (r < 0)
 		return r;
 	f = family_find(d->pci.vendor_id, d->pci.device_id, driver);
 	if (!f || !streq_ptr(driver, d->driver))

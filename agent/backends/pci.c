@@ -783,6 +783,22 @@ static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
 	return scan_platform_accel(b->host, list);
 }
 
+int pci_open_function(const struct xpu_host *host, const char *id, int *ret_fd, char **ret_driver)
+{
+	_cleanup_close_ int fnfd = openat(host->sys_fd, strjoina_path(PCI_DEVICES, id),
+					  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (fnfd < 0)
+		return errno == ENOENT ? -ENODEV : -errno;
+	*ret_driver = NULL;
+	r = readlink_basename_at(fnfd, "driver", ret_driver);
+	if (r == -ENOMEM)
+		return r;
+	*ret_fd = TAKE_FD(fnfd);
+	return 0;
+}
+
 static int pci_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	_cleanup_close_ int fnfd = -EBADF;
@@ -791,12 +807,8 @@ static int pci_refresh(struct xpu_backend *b, struct xpu_device *d)
 
 	if (!d->has_pci)
 		return 0;
-	fnfd = openat(b->host->sys_fd, strjoina_path(PCI_DEVICES, d->id),
-		      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fnfd < 0)
-		return errno == ENOENT ? -ENODEV : -errno;
-	r = readlink_basename_at(fnfd, "driver", &driver);
-	if (r == -ENOMEM)
+	r = pci_open_function(b->host, d->id, &fnfd, &driver);
+	if (r < 0)
 		return r;
 	/* A driver bound or unbound changes the device nodes and maybe the kind: that is a
 	 * rescan's job, not a health refresh's. */

@@ -53,6 +53,9 @@ typedef int (*pci_scan_fn)(const struct xpu_host *host, int busfd, const char *n
 /* Calls @scan on every function of <sysfs>/bus/pci/devices, pushing what it describes onto
  * @list, which it sorts. 0 or -errno. */
 int pci_scan_bus(const struct xpu_host *host, pci_scan_fn scan, struct device_list *list);
+/* Opens PCI function @id's sysfs directory (*ret_fd) and reads its bound driver (*ret_driver,
+ * NULL when none), for a health refresh. 0, -ENODEV when the function is gone, -errno. */
+int pci_open_function(const struct xpu_host *host, const char *id, int *ret_fd, char **ret_driver);
 
 /*
  * Resets PCI function @address of @host through sysfs ("1" to <sysfs>/bus/pci/devices/ADDR/reset:

@@ -142,14 +142,12 @@ int read_attr_hex_at(int dirfd, const char *path, uint32_t max, uint32_t *ret)
 	return parse_hex_id(s, max, ret);
 }
 
-int readlink_basename_at(int dirfd, const char *path, char **ret)
+/* The last element of the path a readlink() of @n bytes gave in @buf (NUL-terminated here). */
+static int path_basename(char *buf, ssize_t n, char **ret)
 {
-	char buf[PATH_MAX];
 	const char *base;
-	ssize_t n;
 	char *s;
 
-	n = readlinkat(dirfd, path, buf, sizeof(buf) - 1);
 	if (n < 0)
 		return -errno;
 	buf[n] = '\0';
@@ -164,30 +162,22 @@ int readlink_basename_at(int dirfd, const char *path, char **ret)
 	return 0;
 }
 
+int readlink_basename_at(int dirfd, const char *path, char **ret)
+{
+	char buf[PATH_MAX];
+
+	return path_basename(buf, readlinkat(dirfd, path, buf, sizeof(buf) - 1), ret);
+}
+
 int resolve_basename_at(int dirfd, const char *path, char **ret)
 {
 	_cleanup_close_ int fd = openat(dirfd, path, O_PATH | O_CLOEXEC);
 	char proc[64], buf[PATH_MAX];
-	const char *base;
-	ssize_t n;
-	char *s;
 
 	if (fd < 0)
 		return -errno;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	n = readlink(proc, buf, sizeof(buf) - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	base = strrchr(buf, '/');
-	base = base ? base + 1 : buf;
-	if (isempty(base))
-		return -EINVAL;
-	s = strdup(base);
-	if (!s)
-		return -ENOMEM;
-	*ret = s;
-	return 0;
+	return path_basename(buf, readlink(proc, buf, sizeof(buf) - 1), ret);
 }
 
 /*
