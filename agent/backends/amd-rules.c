@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * AMD's rules for the core (core/rules.h). No backend reads AMD GPUs through their own library
- * yet (the libdrm backend will): the generic PCI view gets these, so that an AMD GPU is labelled
- * as the AMD labeller does and its compute partitions are refused with the reason, and the links
- * between GPUs (XGMI) that a backend reports are understood.
+ * AMD's rules for the core (core/rules.h), for AMD's devices whatever backend reports them (by
+ * vendor: backends/vendor-rules.c): the DRM backend's amdgpu part (drm-amdgpu.c) reports and
+ * switches the compute partition modes, and the XGMI links between GPUs; an AMD GPU is labelled
+ * as AMD's labeller does.
  */
 #include <errno.h>
 
@@ -19,15 +19,15 @@ static int amd_node_labels(const struct xpu_device *const *devs, size_t n, char 
 	return 0;
 }
 
-static const char *const amd_modes[] = { "spx", "dpx", "qpx", "cpx", NULL };
+static const char *const amd_modes[] = { "spx", "dpx", "tpx", "qpx", "cpx", NULL };
 
-/* A compute partition mode. No backend switches it yet: offers of it stay pending. */
+/* A compute partition mode (MI300: SPX undivided, DPX 2, TPX 3, QPX 4, CPX one per XCC). */
 const struct partition_scheme amd_partition_scheme = {
 	.name = "amd-partition",
 	.label = "AMD compute partitioning",
 	.noun = "GPU",
 	.only_for = "AMD partitions apply to AMD GPUs only",
-	.not_capable = "no backend applies AMD compute partitions on this node",
+	.not_capable = "this GPU has no compute partition modes",
 	.state_layout_key = "amd_mode",
 	.modes = amd_modes,
 };

@@ -19,6 +19,7 @@
 struct xpu_backend;
 struct backend_update;
 struct kmsg_record;
+struct backend_uevent;
 
 struct xpu_backend_ops {
 	const char *name;
@@ -101,6 +102,14 @@ struct xpu_backend_ops {
 	const char *kmsg_what;
 	int (*kmsg)(struct xpu_backend *b, const struct kmsg_record *rec,
 		    struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan);
+	/*
+	 * Every kernel uevent the daemon sees that can change the inventory (daemon/uevent.h),
+	 * before the rescan it schedules, for what a backend reads in the event itself (a DRM
+	 * device's WEDGED=). Answers like dispatch. Called on the loop while the backend is
+	 * available. Optional.
+	 */
+	int (*uevent)(struct xpu_backend *b, const struct backend_uevent *ev,
+		      struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan);
 	/* Releases b->userdata. Optional. */
 	void (*close)(struct xpu_backend *b);
 };
@@ -113,6 +122,18 @@ struct backend_update {
 };
 
 void backend_updates_free(struct backend_update *u, size_t n);
+
+/* A kernel uevent, as the daemon hands it to the backends (borrowed, for the call only). */
+struct backend_uevent {
+	const char *action;    /* "add", "remove", "bind", "unbind", "change", ... */
+	const char *devpath;   /* "/devices/pci0000:17/0000:17:00.0/drm/card1" */
+	const char *subsystem; /* or NULL */
+	const char *props;     /* its KEY=VALUE entries, each NUL-terminated, @props_len bytes */
+	size_t props_len;
+};
+
+/* The value of @key in @ev (borrowed), or NULL. */
+const char *backend_uevent_get(const struct backend_uevent *ev, const char *key);
 
 struct xpu_backend {
 	const struct xpu_backend_ops *ops;
@@ -132,5 +153,6 @@ struct xpu_backend {
 
 extern const struct xpu_backend_ops pci_backend_ops;
 extern const struct xpu_backend_ops accel_backend_ops;
+extern const struct xpu_backend_ops drm_backend_ops;
 extern const struct xpu_backend_ops nvidia_backend_ops;
 extern const struct xpu_backend_ops kmod_backend_ops;

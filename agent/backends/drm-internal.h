@@ -72,6 +72,8 @@ struct drm_vendor {
 	/* Makes @d's partitioning what @o declares; the backend's apply_offer (backend.h). */
 	int (*apply_offer)(struct drm_ctx *ctx, const struct xpu_device *d, const struct offer *o,
 			   char **ret_error);
+	/* Frees what the vendor part kept in @ctx during one enumeration or refresh. */
+	void (*done)(struct drm_ctx *ctx);
 };
 
 extern const struct drm_vendor drm_amdgpu_vendor;
@@ -83,6 +85,8 @@ struct drm_ctx {
 	const struct config *config;
 	/* every DRM device of the host, for the partitions' platform devices */
 	const struct drm_card_list *cards;
+	/* drm-amdgpu.c's reading of the KFD topology, made at its first use */
+	struct amdgpu_kfd *kfd;
 };
 
 /* Adds "/dev/<devname>" to @d's device nodes once. 0 or -ENOMEM. */

@@ -12,6 +12,7 @@
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&pci_backend_ops,
 	&accel_backend_ops,
+	&drm_backend_ops,
 	&nvidia_backend_ops,
 	&kmod_backend_ops,
 };
@@ -95,6 +96,16 @@ void backend_updates_free(struct backend_update *u, size_t n)
 		free(u[i].health.reason);
 	}
 	free(u);
+}
+
+const char *backend_uevent_get(const struct backend_uevent *ev, const char *key)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = ev->props; p && p < ev->props + ev->props_len; p += strlen(p) + 1)
+		if (strncmp(p, key, klen) == 0 && p[klen] == '=')
+			return p + klen + 1;
+	return NULL;
 }
 
 struct xpu_backend *registry_get_mutable(struct registry *r, size_t i)

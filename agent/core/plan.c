@@ -342,6 +342,29 @@ static int mode_off_reason(const struct offer *o, const struct xpu_device *d, ch
 }
 
 /*
+ * An offer of a scheme of modes (a mode the device is switched into, making its partitions):
+ * the device's mode is its partitions' profile, or the scheme's first mode (the undivided one)
+ * when it has none. The declared mode in effect: its partitions (or the whole device) are the
+ * slices. Another: offered as it is, with the reason, to be switched (*ret_apply).
+ */
+static int plan_mode(const struct xpu_device *d, const struct offer *o, struct slice_list *l,
+		     char **ret_reason, bool *ret_as_is, bool *ret_apply)
+{
+	const struct partition_scheme *sc = o->scheme;
+	const char *present = d->n_partitions ? d->partitions[0]->profile : sc->modes[0];
+
+	if (streq_ptr(present, o->layout ? o->layout[0] : NULL)) {
+		*ret_as_is = false;
+		return plan_whole(d, o, l);
+	}
+	*ret_apply = true;
+	return asprintf(ret_reason, "declared %s layout not applied yet: declared %s, present %s",
+			sc->label, o->layout ? o->layout[0] : "none", present ?: "unknown") < 0
+		       ? -ENOMEM
+		       : 0;
+}
+
+/*
  * A partition offer on @d: its slices are the partitions that exist (@ret_as_is false), or the
  * reason it is not in effect in *ret_reason (@ret_as_is: the device is offered as it is).
  */
@@ -362,6 +385,8 @@ static int plan_partitions(const struct xpu_device *d, const struct offer *o,
 	r = layout_impossible(d, o, ret_reason);
 	if (r < 0 || *ret_reason)
 		return r;
+	if (sc->modes)
+		return plan_mode(d, o, l, ret_reason, ret_as_is, ret_apply);
 	if (!d->partitioned)
 		return mode_off_reason(o, d, ret_reason, ret_apply) < 0 ? -ENOMEM : 0;
 	/* the partitions that exist are the slices, whatever the layout */

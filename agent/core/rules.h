@@ -75,7 +75,9 @@ struct partition_scheme {
 	/*
 	 * The layout's form: NULL for a list of profiles ("[3g.40gb, 3g.40gb]", or "all-<profile>"
 	 * for as many as the device holds), each checked by profile_valid; else one mode, written
-	 * as a scalar, among these (NULL-terminated).
+	 * as a scalar, among these (NULL-terminated), the first the undivided one. A device in a
+	 * mode reports its partitions with the mode as their profile (none in the first mode);
+	 * the backend's apply_offer switches the mode.
 	 */
 	const char *const *modes;
 	bool (*profile_valid)(const char *profile);

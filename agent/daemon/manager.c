@@ -267,16 +267,6 @@ static void request_rescan(void *userdata)
 	schedule_rescan(userdata);
 }
 
-static void on_uevent(const struct uevent *ev, void *userdata)
-{
-	struct manager *m = userdata;
-
-	if (!uevent_is_relevant(ev))
-		return;
-	log_debug("uevent %s %s (%s)", ev->action, ev->devpath, ev->subsystem ?: "-");
-	schedule_rescan(m);
-}
-
 /* What a backend's events said (its dispatch, or its kmsg op): @u (freed here), a rescan. */
 static void handle_backend_news(struct manager *m, struct backend_update *u, size_t n,
 				bool rescan)
@@ -296,6 +286,45 @@ static void handle_backend_news(struct manager *m, struct backend_update *u, siz
 		schedule_rescan(m);
 	if (n)
 		update_status(m);
+}
+
+/* What backend @b's op answered to @what (r: its return): its news, or a warning. */
+static void backend_answered(struct manager *m, struct xpu_backend *b, int r, const char *what,
+			     struct backend_update *u, size_t n, bool rescan)
+{
+	if (r < 0) {
+		log_warning_errno(r, "Backend %s failed to handle %s, ignoring: %m", b->ops->name,
+				  what);
+		backend_updates_free(u, n);
+		return;
+	}
+	handle_backend_news(m, u, n, rescan);
+}
+
+static void on_uevent(const struct uevent *ev, void *userdata)
+{
+	struct manager *m = userdata;
+
+	const struct backend_uevent bev = { .action = ev->action, .devpath = ev->devpath,
+					    .subsystem = ev->subsystem, .props = ev->props,
+					    .props_len = ev->props_len };
+
+	if (!uevent_is_relevant(ev))
+		return;
+	log_debug("uevent %s %s (%s)", ev->action, ev->devpath, ev->subsystem ?: "-");
+	for (size_t i = 0; i < registry_size(m->registry); i++) {
+		struct xpu_backend *b = registry_get_mutable(m->registry, i);
+		struct backend_update *u = NULL;
+		bool rescan = false;
+		size_t n = 0;
+		int r;
+
+		if (!b->available || !b->ops->uevent)
+			continue;
+		r = b->ops->uevent(b, &bev, &u, &n, &rescan);
+		backend_answered(m, b, r, "a uevent", u, n, rescan);
+	}
+	schedule_rescan(m);
 }
 
 static int on_backend_news(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -332,13 +361,7 @@ static void on_kmsg_record(const struct kmsg_record *rec, void *userdata)
 		if (!b->available || !b->ops->kmsg)
 			continue;
 		r = b->ops->kmsg(b, rec, &u, &n, &rescan);
-		if (r < 0) {
-			log_warning_errno(r, "Backend %s failed to handle a record of the kernel "
-					     "log, ignoring: %m",
-					  b->ops->name);
-			continue;
-		}
-		handle_backend_news(m, u, n, rescan);
+		backend_answered(m, b, r, "a record of the kernel log", u, n, rescan);
 	}
 }
 

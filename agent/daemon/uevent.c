@@ -32,6 +32,8 @@ int uevent_parse(const char *buf, size_t len, struct uevent *ret)
 	if (!at || at == buf || at[1] != '/')
 		return -EINVAL;
 
+	ev.props = buf + hlen + 1;
+	ev.props_len = hlen + 1 < len ? len - hlen - 1 : 0;
 	for (p = buf + hlen + 1; p < end; p += strlen(p) + 1) {
 		if (strncmp(p, "ACTION=", 7) == 0)
 			ev.action = p + 7;

@@ -17,6 +17,8 @@ struct uevent {
 	const char *action;    /* "add", "remove", "bind", "unbind", "change", ... */
 	const char *devpath;   /* "/devices/pci0000:17/0000:17:00.0" */
 	const char *subsystem; /* "pci", "drm", "accel", ... or NULL */
+	const char *props;     /* the KEY=VALUE entries, each NUL-terminated, @props_len bytes */
+	size_t props_len;
 };
 
 /*

@@ -128,18 +128,29 @@ static int fail_msg(char **ret_error, int r, const char *fmt, ...)
 
 /*
  * The layout @d has now, as an offer that a rollback can make again: its partitions' profiles
- * when it has any, else what it is offered as (@applied). 0 or -ENOMEM.
+ * when it has any (its mode, for a scheme of modes), else what it is offered as (@applied).
+ * 0 or -ENOMEM.
  */
 static int current_layout(const struct xpu_device *d, const struct offer *applied,
 			  struct offer *ret)
 {
 	struct offer o = { .kind = OFFER_PARTITIONS };
 
-	if (d->n_partitions == 0 || !d->rules || !d->rules->scheme)
+	if (!d->rules || !d->rules->scheme || (d->n_partitions == 0 && !d->rules->scheme->modes))
 		return offer_copy(applied, ret);
 	o.scheme = d->rules->scheme;
 	if (applied->resource && !(o.resource = strdup(applied->resource)))
 		return -ENOMEM;
+	if (o.scheme->modes) {
+		/* a mode: the partitions' (all the same), or the undivided one */
+		if (strv_extend(&o.layout, d->n_partitions ? d->partitions[0]->profile ?: "?"
+							   : o.scheme->modes[0]) < 0) {
+			offer_done(&o);
+			return -ENOMEM;
+		}
+		*ret = o;
+		return 0;
+	}
 	for (size_t i = 0; i < d->n_partitions; i++)
 		if (strv_extend(&o.layout, d->partitions[i]->profile ?: "?") < 0) {
 			offer_done(&o);

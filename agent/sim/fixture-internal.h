@@ -108,6 +108,8 @@ int build_raw_files(struct fixture *fx, json_t *files, const char *dir, const ch
 /* fixture-pci.c */
 int parse_address(struct fixture *fx, const char *s, const char *what, char ret[static 13]);
 int build_pci(struct fixture *fx, json_t *e, const char *where, bool partial);
+/* {"name": "amdgpu_xcp_1", "class_devices": [...]}: a platform device and its class devices. */
+int build_platform(struct fixture *fx, json_t *e, const char *where);
 int merge_entry(struct fixture *fx, json_t *defaults, json_t *templates, json_t *entry,
 		const char *where, json_t **ret);
 

@@ -276,6 +276,43 @@ static int build_class_devices(struct fixture *fx, const struct pci_function *f,
 	return 0;
 }
 
+int build_platform(struct fixture *fx, json_t *e, const char *where)
+{
+	static const char *const keys[] = { "name", "class_devices", NULL };
+	_cleanup_free_ char *path = NULL, *subsystem = NULL;
+	struct pci_function f = {};
+	json_t *class_devices = NULL;
+	const char *name = NULL;
+	int r;
+
+	if (!json_is_object(e))
+		return fx_invalid(fx, "%s: expected object", where);
+	r = check_keys(fx, e, where, keys);
+	if (r >= 0)
+		r = get_string(fx, e, where, "name", true, &name);
+	if (r >= 0)
+		r = get_array(fx, e, where, "class_devices", &class_devices);
+	if (r < 0)
+		return r;
+	if (!path_is_safe(name, true))
+		return fx_invalid(fx, "%s.name: \"%s\" is not a device name", where, name);
+	if (!fx_validating(fx)) {
+		path = pathf("sys/devices/platform/%s", name);
+		subsystem = pathf("sys/devices/platform/%s/subsystem", name);
+		if (!path || !subsystem)
+			return -ENOMEM;
+		r = fx_mkdir(fx, path);
+		if (r >= 0)
+			r = fx_attrf(fx, path, "uevent", "%s", "");
+		if (r >= 0)
+			r = fx_symlink(fx, subsystem, "sys/bus/platform");
+		if (r < 0)
+			return r;
+		f.path = path;
+	}
+	return build_class_devices(fx, &f, class_devices, where);
+}
+
 /* {"name": "value" | null}: extra (or replaced, or with null removed) files of the function. */
 static int build_attrs(struct fixture *fx, const struct pci_function *f, json_t *attrs,
 		       const char *where)

@@ -428,7 +428,7 @@ int build_raw_files(struct fixture *fx, json_t *files, const char *dir, const ch
 static const char *const top_keys[] = {
 	"name",	    "summary",	 "numa_nodes", "char_majors", "block_majors", "nvidia_driver",
 	"dev",	    "defaults", "templates",  "pci",	       "raw_files",    "nvml",
-	NULL,
+	"platform", NULL,
 };
 
 static void fx_reset(struct fixture *fx)
@@ -460,7 +460,8 @@ static void fx_done(struct fixture *fx)
 static int fx_run(struct fixture *fx, json_t *doc)
 {
 	json_t *numa_nodes = NULL, *chr = NULL, *blk = NULL, *drv = NULL, *dev = NULL, *defaults = NULL,
-	       *templates = NULL, *pci = NULL, *raw_files = NULL, *nvml = NULL, *e = NULL;
+	       *templates = NULL, *pci = NULL, *raw_files = NULL, *nvml = NULL, *platform = NULL,
+	       *e = NULL;
 	const char *name = NULL, *summary = NULL, *key;
 	size_t i;
 	int r;
@@ -493,6 +494,8 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		r = get_object(fx, doc, "", "raw_files", &raw_files);
 	if (r >= 0)
 		r = get_object(fx, doc, "", "nvml", &nvml);
+	if (r >= 0)
+		r = get_array(fx, doc, "", "platform", &platform);
 	if (r < 0)
 		return r;
 	if (name && !path_is_safe(name, true))
@@ -533,6 +536,14 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		r = merge_entry(fx, defaults, templates, e, where, &merged);
 		if (r >= 0)
 			r = build_pci(fx, merged, where, false);
+		if (r < 0)
+			return r;
+	}
+	json_array_foreach(platform, i, e) {
+		char where[WHERE_MAX];
+
+		snprintf(where, sizeof(where), "platform[%zu]", i);
+		r = build_platform(fx, e, where);
 		if (r < 0)
 			return r;
 	}

@@ -272,19 +272,47 @@ unsigned test_xpud_log_count(const struct test_xpud *x, const char *needle)
 void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,
 		      const char *subsystem)
 {
+	test_send_uevent_with(x, action, devpath, subsystem, NULL);
+}
+
+void test_send_uevent_with(const struct test_xpud *x, const char *action, const char *devpath,
+			   const char *subsystem, const char *extra)
+{
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	char buf[2048];
 	int fd, n;
 
-	n = snprintf(buf, sizeof(buf), "%s@%s%cACTION=%s%cDEVPATH=%s%cSUBSYSTEM=%s%cSEQNUM=1",
-		     action, devpath, 0, action, 0, devpath, 0, subsystem, 0);
+	n = snprintf(buf, sizeof(buf), "%s@%s%cACTION=%s%cDEVPATH=%s%cSUBSYSTEM=%s%cSEQNUM=1%c%s",
+		     action, devpath, 0, action, 0, devpath, 0, subsystem, 0, 0, extra ?: "");
 	assert_true(n > 0 && n < (int)sizeof(buf));
+	if (!extra)
+		n--; /* no empty entry after SEQNUM */
 	strcpy(sun.sun_path, x->uevent_socket);
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(sendto(fd, buf, (size_t)n + 1, 0, (struct sockaddr *)&sun, sizeof(sun)),
 			 n + 1);
 	close(fd);
+}
+
+json_t *test_wait_health(const struct test_xpud *x, const char *id, const char *state)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/v1/devices/%s", id);
+	for (int i = 0; i < 500; i++) {
+		json_t *d = NULL, *h;
+
+		assert_int_equal(test_request(x, "GET", path, &d), 200);
+		h = json_incref(json_object_get(d, "health"));
+		json_decref(d);
+		if (strcmp(json_string_value(json_object_get(h, "state")) ?: "", state) == 0)
+			return h;
+		json_decref(h);
+		usleep(20 * 1000);
+	}
+	fail_msg("%s never became %s", id, state);
+	return NULL;
 }
 
 size_t test_n_allocations(const struct test_xpud *x)

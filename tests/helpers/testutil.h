@@ -77,6 +77,13 @@ unsigned test_xpud_log_count(const struct test_xpud *x, const char *needle);
 /* Sends a kernel-format uevent to xpud's test uevent socket. */
 void test_send_uevent(const struct test_xpud *x, const char *action, const char *devpath,
 		      const char *subsystem);
+/* The same with one more KEY=VALUE entry (@extra: "WEDGED=rebind"; NULL: none). */
+void test_send_uevent_with(const struct test_xpud *x, const char *action, const char *devpath,
+			   const char *subsystem, const char *extra);
+
+/* Waits (10 s at most) for device @id's health state to be @state; returns its health object
+ * (the caller unrefs it), or fails the test. */
+json_t *test_wait_health(const struct test_xpud *x, const char *id, const char *state);
 
 /* GET/POST through libxpu; returns the status, fails the test on socket errors. */
 int test_request(const struct test_xpud *x, const char *method, const char *path, json_t **ret);

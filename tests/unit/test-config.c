@@ -364,8 +364,8 @@ static void test_policy_errors(void **state)
 		     "line 4: mig-enable: only applies to a rule with 'mig'");
 
 	/* AMD */
-	expect_error(RULE "    amd-partition: tpx\n",
-		     "line 3: amd-partition: expected spx, dpx, qpx or cpx, got 'tpx'");
+	expect_error(RULE "    amd-partition: opx\n",
+		     "line 3: amd-partition: expected spx, dpx, tpx, qpx or cpx, got 'opx'");
 
 	/* resource names */
 	expect_error(RULE "    whole: true\n    resource: gpu\n",

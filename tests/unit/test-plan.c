@@ -542,8 +542,85 @@ static void test_amd_partition(void **state)
 	assert_int_equal(p.devices[0].applied.kind, OFFER_WHOLE);
 	assert_true(p.devices[0].has_pending);
 	assert_string_equal(p.devices[0].pending.layout[0], "cpx");
+	assert_string_equal(p.devices[0].pending_reason, "this GPU has no compute partition modes");
+	assert_false(p.devices[0].apply_needed);
+	plan_done(&p);
+	config_done(&c);
+	device_list_clear(&devs);
+}
+
+/* An AMD GPU in @mode: the modes it lists, and its partitions (none in SPX). */
+static struct xpu_device *amd_gpu(const char *id, const char *mode, unsigned n)
+{
+	static const char *const modes[] = { "spx", "dpx", "qpx", "cpx" };
+	static const unsigned counts[] = { 1, 2, 4, 8 };
+	struct xpu_device *d = gpu(id, "amd", 192 * GiB, 0);
+
+	d->partition_capable = true;
+	for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+		struct xpu_partition_profile pr = { .name = (char *)modes[i], .total = counts[i],
+						    .free = counts[i] };
+
+		assert_int_equal(device_add_profile(d, &pr), 0);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct xpu_slice *s = calloc(1, sizeof(*s));
+
+		assert_non_null(s);
+		assert_true(asprintf(&s->id, "%s/%s-%u", id, mode, i) > 0);
+		s->device_id = strdup(id);
+		s->profile = strdup(mode);
+		s->resource = strdup("amd.com/gpu");
+		s->compute_fraction = 1.0 / n;
+		assert_int_equal(device_add_partition(d, s), 0);
+	}
+	d->partitioned = n > 0;
+	return d;
+}
+
+/* A scheme of modes: the GPU's mode is what its partitions say; another mode is switched to. */
+static void test_amd_partition_modes(void **state)
+{
+	struct device_list devs = {};
+	struct config c;
+	struct plan p;
+
+	device_list_push(&devs, amd_gpu("0000:0c:00.0", "spx", 0));
+	device_list_push(&devs, amd_gpu("0000:22:00.0", "cpx", 8));
+	device_list_push(&devs, amd_gpu("0000:38:00.0", "dpx", 2));
+	policy("partitions:\n  - match: {pci: \"0000:38:00.0\"}\n    amd-partition: dpx\n"
+	       "  - match: {vendor: amd}\n    amd-partition: cpx\n",
+	       &c);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	/* SPX: offered whole until switched */
+	assert_int_equal(p.devices[0].applied.kind, OFFER_WHOLE);
+	assert_true(p.devices[0].has_pending);
+	assert_true(p.devices[0].apply_needed);
 	assert_string_equal(p.devices[0].pending_reason,
-			    "no backend applies AMD compute partitions on this node");
+			    "declared AMD compute partitioning layout not applied yet: declared cpx, "
+			    "present spx");
+	/* CPX as declared: its eight partitions; DPX as declared: two */
+	assert_int_equal(p.devices[1].applied.kind, OFFER_PARTITIONS);
+	assert_false(p.devices[1].has_pending);
+	assert_int_equal(p.devices[2].applied.kind, OFFER_PARTITIONS);
+	assert_false(p.devices[2].has_pending);
+	assert_int_equal(p.slices.n, 1 + 8 + 2);
+	assert_string_equal(p.slices.items[1]->id, "0000:22:00.0/cpx-0");
+	assert_string_equal(p.slices.items[9]->id, "0000:38:00.0/dpx-0");
+	plan_done(&p);
+	config_done(&c);
+
+	/* a mode the GPU does not list is never switched to */
+	policy("partitions:\n  - match: {vendor: amd}\n    amd-partition: tpx\n", &c);
+	assert_int_equal(plan_build(&devs, &c.policy, NULL, &p), 0);
+	assert_true(p.devices[0].has_pending);
+	assert_false(p.devices[0].apply_needed);
+	assert_string_equal(p.devices[0].pending_reason,
+			    "declared AMD compute partitioning layout not applied yet: the GPU does "
+			    "not list profile tpx");
+	/* and a CPX GPU stays as it is, its partitions offered */
+	assert_int_equal(p.devices[1].applied.kind, OFFER_WHOLE);
+	assert_int_equal(p.slices.n, 1 + 8 + 2);
 	plan_done(&p);
 	config_done(&c);
 	device_list_clear(&devs);
@@ -798,6 +875,7 @@ int main(void)
 		cmocka_unit_test(test_shared_needs_mig_disabled),
 		cmocka_unit_test(test_mig),
 		cmocka_unit_test(test_amd_partition),
+		cmocka_unit_test(test_amd_partition_modes),
 		cmocka_unit_test(test_pending_while_allocated),
 		cmocka_unit_test(test_withdrawn_and_wanted),
 		cmocka_unit_test(test_commit_forgets_gone_devices),
