@@ -4,8 +4,9 @@
  * once (drm-internal.h: libdrm on the real host, the root's sysfs under a fake one); each PCI
  * function among them becomes one device with its card and render nodes, which the vendor part
  * of its driver (drm-amdgpu.c, drm-intel.c) describes further: memory, model, partitions,
- * environment, health. A DRM driver without a vendor part (virtio_gpu, bochs, ...) still gets
- * its nodes reported when it has a render node: display-only devices (a BMC's VGA) stay out.
+ * environment, health. A display controller whose driver has no vendor part (virtio_gpu, ...)
+ * still gets its nodes reported when it has a render node; display-only devices (a BMC's VGA)
+ * and the render nodes of other devices (an FPGA's user function) stay out.
  *
  * Health: the vendor's signals (amdgpu RAS counters), removal, and a wedged device: the kernel
  * says so in a uevent of the DRM device ("WEDGED=<recovery>", drm_dev_wedged_event()); the
@@ -255,7 +256,7 @@ static int describe_card(struct xpu_backend *b, struct drm_ctx *ctx, const struc
 	int r;
 
 	if (!v && !c->render)
-		return 0; /* display only */
+		return 0; /* display only: a BMC's VGA */
 	r = pci_open_function(b->host, c->address, &fnfd, &driver);
 	if (r == -ENOMEM)
 		return r;
@@ -268,6 +269,8 @@ static int describe_card(struct xpu_backend *b, struct drm_ctx *ctx, const struc
 	    read_attr_hex_at(fnfd, "device", 0xffff, &device) < 0 ||
 	    read_attr_hex_at(fnfd, "class", 0xffffff, &class) < 0)
 		return 0; /* removed meanwhile, or unreadable: the PCI backend names the culprit */
+	if (!v && class >> 16 != 0x03)
+		return 0; /* a render node of a device that is not a GPU (an FPGA's user function) */
 
 	d = device_new();
 	if (!d || !(d->id = strdup(c->address)))

@@ -31,6 +31,7 @@ struct expect {
 	const char *health;
 	const char *reason_part; /* substring of the health reason, or NULL */
 	const char *nodes[6];
+	const char *backend; /* NULL: "pci" */
 };
 
 static json_t *devices_via_xpuctl(const struct test_xpud *x)
@@ -73,7 +74,7 @@ static void check_device(json_t *devices, const struct expect *e)
 	assert_string_equal(str(d, "kind"), e->kind);
 	assert_string_equal(str(d, "vendor"), e->vendor);
 	assert_string_equal(str(d, "model"), e->model);
-	assert_string_equal(str(d, "backend"), "pci");
+	assert_string_equal(str(d, "backend"), e->backend ?: "pci");
 	assert_string_equal(str(d, "resource"), e->resource);
 	pci = json_object_get(d, "pci");
 	assert_string_equal(str(pci, "address"), e->id);
@@ -208,6 +209,7 @@ static void test_mi300x(void **state)
 		struct expect e = {
 			str(d, "id"), "gpu", "amd", "AMD Instinct MI300X", "0x1002", "0x74a1",
 			"amdgpu", i < 4 ? 0 : 1, 206158430208LL, "amd.com/gpu", "healthy", NULL, {},
+			"drm",
 		};
 		bool render = false;
 		size_t j;
