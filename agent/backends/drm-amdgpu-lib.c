@@ -3,12 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backends/drm-internal.h"
-void drm_amdgpu_info_done(struct drm_amdgpu_info *i)
+void drm_amdgpu_answer_done(struct drm_amdgpu_answer *i)
 {
 	free(i->marketing_name);
 }
 int drm_amdgpu_query(const struct xpu_host *host, const char *devname,
-		     struct drm_amdgpu_info *ret, char **ret_reason)
+		     struct drm_amdgpu_answer *ret, char **ret_reason)
 {
 	(void)host; (void)devname; (void)ret; (void)ret_reason;
 	return -ENOENT;

@@ -141,7 +141,7 @@ static int kfd_cmp(const void *a, const void *b)
 
 /* Reads the KFD topology once per enumeration. A node that cannot be read is a warning; no
  * topology at all (no amdkfd) is an empty one. 0 or -ENOMEM. */
-static int kfd_get(struct drm_ctx *ctx, const struct amdgpu_kfd **ret)
+static int kfd_get(struct drm_gpu_ctx *ctx, const struct amdgpu_kfd **ret)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct amdgpu_kfd *kfd;
@@ -191,7 +191,7 @@ static int kfd_get(struct drm_ctx *ctx, const struct amdgpu_kfd **ret)
 	return 0;
 }
 
-static void amdgpu_done(struct drm_ctx *ctx)
+static void amdgpu_done(struct drm_gpu_ctx *ctx)
 {
 	if (!ctx->kfd)
 		return;
@@ -284,7 +284,7 @@ static int read_available(struct xpu_device *d, int fnfd, unsigned xcc)
 }
 
 /* The slice of partition @k (the @i-th of @n of the GPU, in mode @mode). */
-static int add_partition(struct drm_ctx *ctx, struct xpu_device *d, const char *mode,
+static int add_partition(struct drm_gpu_ctx *ctx, struct xpu_device *d, const char *mode,
 			 const struct kfd_node *k, size_t i, size_t n)
 {
 	_cleanup_(slice_freep) struct xpu_slice *s = calloc(1, sizeof(*s));
@@ -330,7 +330,7 @@ static int loc_cmp(const void *a, const void *b)
 }
 
 /* The compute partition mode, its profiles, and the partitions a mode other than SPX makes. */
-static int describe_partitions(struct drm_ctx *ctx, int fnfd, struct xpu_device *d,
+static int describe_partitions(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d,
 			       const struct kfd_node **mine, size_t n, unsigned xcc)
 {
 	_cleanup_free_ char *current = NULL, *memory = NULL;
@@ -430,10 +430,10 @@ static int describe_hive(struct xpu_device *d, int fnfd, const struct amdgpu_kfd
 }
 
 /* Memory and the model: libdrm_amdgpu's answers where the render node opens, sysfs else. */
-static int describe_memory(struct drm_ctx *ctx, const struct drm_card *c, int fnfd,
+static int describe_memory(struct drm_gpu_ctx *ctx, const struct drm_card *c, int fnfd,
 			   struct xpu_device *d)
 {
-	_cleanup_(drm_amdgpu_info_done) struct drm_amdgpu_info info = {};
+	_cleanup_(drm_amdgpu_answer_done) struct drm_amdgpu_answer info = {};
 	_cleanup_free_ char *reason = NULL, *model = NULL;
 	uint64_t used = 0, vis = 0;
 	char buf[32];
@@ -486,7 +486,7 @@ static int describe_memory(struct drm_ctx *ctx, const struct drm_card *c, int fn
 	return 0;
 }
 
-static int amdgpu_describe(struct drm_ctx *ctx, const struct drm_card *c, int fnfd,
+static int amdgpu_describe(struct drm_gpu_ctx *ctx, const struct drm_card *c, int fnfd,
 			   struct xpu_device *d, struct device_list *list)
 {
 	_cleanup_free_ const struct kfd_node **mine = NULL;
@@ -563,7 +563,7 @@ static int amdgpu_describe(struct drm_ctx *ctx, const struct drm_card *c, int fn
 
 /* Uncorrectable errors in any RAS block: the memory or logic they hit is suspect until a reset.
  * Correctable ones are the hardware doing its job. */
-static int amdgpu_health(struct drm_ctx *ctx, int fnfd, struct xpu_device *d)
+static int amdgpu_health(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d)
 {
 	_cleanup_(closedirp) DIR *dir = NULL;
 	struct dirent *de;
@@ -602,7 +602,7 @@ static int amdgpu_health(struct drm_ctx *ctx, int fnfd, struct xpu_device *d)
 
 /* ---- compute partition changes ------------------------------------------------------------- */
 
-static int amdgpu_apply_offer(struct drm_ctx *ctx, const struct xpu_device *d,
+static int amdgpu_apply_offer(struct drm_gpu_ctx *ctx, const struct xpu_device *d,
 			      const struct offer *o, char **ret_error)
 {
 	_cleanup_free_ char *path = NULL;

@@ -9,7 +9,7 @@
 
 #include "backends/drm-internal.h"
 
-static int intel_describe(struct drm_ctx *ctx, const struct drm_card *c, int fnfd,
+static int intel_describe(struct drm_gpu_ctx *ctx, const struct drm_card *c, int fnfd,
 			  struct xpu_device *d, struct device_list *list)
 {
 	(void)ctx;

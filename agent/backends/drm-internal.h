@@ -61,26 +61,26 @@ int drm_list_libdrm(struct drm_card_list *ret);
  * fails only with -ENOMEM. health re-reads the vendor's health signals (RAS counters) into
  * d->health, which drm.c has reset to healthy; 0 or -ENOMEM. Both may be NULL.
  */
-struct drm_ctx;
+struct drm_gpu_ctx;
 
 struct drm_vendor {
 	const char *name;
 	const char *const *drivers; /* NULL-terminated */
-	int (*describe)(struct drm_ctx *ctx, const struct drm_card *c, int fnfd,
+	int (*describe)(struct drm_gpu_ctx *ctx, const struct drm_card *c, int fnfd,
 			struct xpu_device *d, struct device_list *list);
-	int (*health)(struct drm_ctx *ctx, int fnfd, struct xpu_device *d);
+	int (*health)(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d);
 	/* Makes @d's partitioning what @o declares; the backend's apply_offer (backend.h). */
-	int (*apply_offer)(struct drm_ctx *ctx, const struct xpu_device *d, const struct offer *o,
+	int (*apply_offer)(struct drm_gpu_ctx *ctx, const struct xpu_device *d, const struct offer *o,
 			   char **ret_error);
 	/* Frees what the vendor part kept in @ctx during one enumeration or refresh. */
-	void (*done)(struct drm_ctx *ctx);
+	void (*done)(struct drm_gpu_ctx *ctx);
 };
 
 extern const struct drm_vendor drm_amdgpu_vendor;
 extern const struct drm_vendor drm_intel_vendor;
 
 /* What a vendor part may ask of drm.c during one enumeration. */
-struct drm_ctx {
+struct drm_gpu_ctx {
 	const struct xpu_host *host;
 	const struct config *config;
 	/* every DRM device of the host, for the partitions' platform devices */
@@ -99,14 +99,14 @@ void drm_warn_file(const char *id, const char *file, int r);
  * libdrm_amdgpu (drm-amdgpu-lib.c), loaded with dlopen at the first use: what the amdgpu driver
  * answers through a render node that sysfs does not say (or says less exactly).
  */
-struct drm_amdgpu_info {
+struct drm_amdgpu_answer {
 	uint64_t vram_total;	 /* bytes; 0 when not answered */
 	uint64_t vram_used;
 	uint64_t vis_vram_total; /* CPU-visible VRAM */
 	char *marketing_name;	 /* amdgpu_get_marketing_name(); NULL when none */
 };
 
-void drm_amdgpu_info_done(struct drm_amdgpu_info *i);
+void drm_amdgpu_answer_done(struct drm_amdgpu_answer *i);
 /*
  * Opens the render node @devname ("dri/renderD128") below the host's /dev and asks
  * libdrm_amdgpu (amdgpu_device_initialize, amdgpu_query_info(AMDGPU_INFO_MEMORY) or
@@ -118,4 +118,4 @@ void drm_amdgpu_info_done(struct drm_amdgpu_info *i);
  * Thread-safe (the library is loaded once).
  */
 int drm_amdgpu_query(const struct xpu_host *host, const char *devname,
-		     struct drm_amdgpu_info *ret, char **ret_reason);
+		     struct drm_amdgpu_answer *ret, char **ret_reason);

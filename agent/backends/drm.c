@@ -225,7 +225,7 @@ static int wedged_set(struct drm_backend *db, const char *address, const char *m
 }
 
 /* @d's health from scratch: its vendor's signals, and the kernel's word that it is wedged. */
-static int evaluate_health(struct xpu_backend *b, struct drm_ctx *ctx, int fnfd,
+static int evaluate_health(struct xpu_backend *b, struct drm_gpu_ctx *ctx, int fnfd,
 			   const struct drm_vendor *v, struct xpu_device *d)
 {
 	struct drm_backend *db = b->userdata;
@@ -245,7 +245,7 @@ static int evaluate_health(struct xpu_backend *b, struct drm_ctx *ctx, int fnfd,
 
 /* ---- enumeration --------------------------------------------------------------------------- */
 
-static int describe_card(struct xpu_backend *b, struct drm_ctx *ctx, const struct drm_card *c,
+static int describe_card(struct xpu_backend *b, struct drm_gpu_ctx *ctx, const struct drm_card *c,
 			 struct device_list *list)
 {
 	_cleanup_(device_freep) struct xpu_device *d = NULL;
@@ -302,7 +302,7 @@ static int describe_card(struct xpu_backend *b, struct drm_ctx *ctx, const struc
 	return device_list_push(list, TAKE_PTR(d));
 }
 
-static void ctx_done(struct drm_ctx *ctx)
+static void ctx_done(struct drm_gpu_ctx *ctx)
 {
 	for (size_t i = 0; i < ELEMENTSOF(drm_vendors); i++)
 		if (drm_vendors[i]->done)
@@ -312,7 +312,7 @@ static void ctx_done(struct drm_ctx *ctx)
 static int drm_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	_cleanup_(drm_card_list_done) struct drm_card_list cards = {};
-	struct drm_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards };
+	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards };
 	int r;
 
 	r = list_cards(b->host, &cards);
@@ -355,7 +355,7 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	_cleanup_close_ int fnfd = -EBADF;
 	_cleanup_free_ char *driver = NULL;
-	struct drm_ctx ctx = { .host = b->host, .config = b->config };
+	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config };
 	const struct drm_vendor *v;
 	int r;
 
@@ -439,7 +439,7 @@ static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,
 static int drm_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 			   const struct offer *o, char **ret_error)
 {
-	struct drm_ctx ctx = { .host = b->host, .config = b->config };
+	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config };
 	const struct drm_vendor *v = vendor_of(d->driver);
 
 	if (!v || !v->apply_offer)
