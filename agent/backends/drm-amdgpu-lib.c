@@ -92,7 +92,7 @@ static int lib_load(const char *path, const struct amdgpu_lib **ret, char **ret_
 	}
 	r = lib_error;
 	if (r < 0)
-		r = fail(ret_reason, r, "%s", lib_reason ?: path);
+		(void)fail(ret_reason, r, "%s", lib_reason ?: path);
 	else
 		*ret = &lib;
 	pthread_mutex_unlock(&lib_lock);

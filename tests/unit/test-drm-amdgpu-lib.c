@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,18 +258,79 @@ static void test_library_lacks_symbol(void **state)
 	assert_child_load_fails(path, -ENXIO, "lacks the symbol amdgpu_device_initialize");
 }
 
+static void *thread_query(void *userdata)
+{
+	struct drm_amdgpu_info info = {};
+	int r;
+
+	r = drm_amdgpu_query(host, "dri/renderD128", &info, NULL);
+	if (r == 0 && (info.vram_total != MI300X_VRAM || !info.marketing_name))
+		r = -EBADMSG;
+	drm_amdgpu_info_done(&info);
+	return (void *)(intptr_t)r;
+}
+
+/* In a child that has not loaded the library: eight threads race to its first load. */
+static void child_threads(void *userdata, int result_fd)
+{
+	pthread_t t[8];
+
+	for (size_t i = 0; i < ELEMENTSOF(t); i++)
+		if (pthread_create(&t[i], NULL, thread_query, NULL) != 0)
+			_exit(TEST_CHILD_BROKEN);
+	for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+		void *r;
+
+		if (pthread_join(t[i], &r) != 0)
+			_exit(TEST_CHILD_BROKEN);
+		dprintf(result_fd, "%d\n", (int)(intptr_t)r);
+	}
+}
+
+static void test_threads_load_once(void **state)
+{
+	struct test_child c;
+
+	test_child_run(child_threads, NULL, 30000, &c);
+	assert_false(c.hung);
+	assert_true(WIFEXITED(c.status));
+	assert_int_equal(WEXITSTATUS(c.status), 0);
+	assert_string_equal(c.result, "0\n0\n0\n0\n0\n0\n0\n0\n");
+	test_child_free(&c);
+}
+
+/* A typo in the fake's description fails the device, loudly, rather than answering 0. */
+static void test_fake_rejects_typo(void **state)
+{
+	char path[PATH_MAX];
+	_cleanup_free_ char *err = NULL;
+
+	snprintf(path, sizeof(path), "%s/typo.json", root);
+	write_file(path, "{\"renderD128\": {\"vram_totl\": 1}}");
+	assert_int_equal(setenv("XPU_FAKE_AMDGPU", path, 1), 0);
+	test_stderr_capture();
+	assert_error("dri/renderD128", -EIO, "Invalid argument");
+	err = test_stderr_captured();
+	snprintf(path, sizeof(path), "%s/amdgpu.json", root);
+	assert_int_equal(setenv("XPU_FAKE_AMDGPU", path, 1), 0);
+	assert_non_null(strstr(err, "fake-drm-amdgpu: "));
+	assert_non_null(strstr(err, "typo.json: renderD128.vram_totl"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		/* first: they need a process that has not loaded the library yet */
 		cmocka_unit_test(test_library_missing),
 		cmocka_unit_test(test_library_lacks_symbol),
+		cmocka_unit_test(test_threads_load_once),
 		cmocka_unit_test(test_fake_root_needs_variable),
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_heap_fallback),
 		cmocka_unit_test(test_memory_fails),
 		cmocka_unit_test(test_driver_refuses),
 		cmocka_unit_test(test_node_missing),
+		cmocka_unit_test(test_fake_rejects_typo),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
