@@ -112,10 +112,15 @@ void drm_amdgpu_answer_done(struct drm_amdgpu_answer *i);
  * libdrm_amdgpu (amdgpu_device_initialize, amdgpu_query_info(AMDGPU_INFO_MEMORY) or
  * amdgpu_query_heap_info, amdgpu_get_marketing_name). The library: XPU_AMDGPU_LIBRARY when set
  * (tests), else libdrm_amdgpu.so.1 on the real host; a fake host root without the variable
- * uses none. 0 and *ret; -ENOENT when there is no library (or none for a fake root); -EACCES,
- * -ENOENT... when the node cannot be opened; -EIO when the driver refused; each error with a
- * malloc'd one-line reason in *ret_reason naming the node or library. Logs at debug only.
- * Thread-safe (the library is loaded once).
+ * uses none. 0 and *ret (the caller owns it: drm_amdgpu_answer_done()); -ENOENT when there is no
+ * library (or none for a fake root), -ENXIO when it lacks a function we need; -EACCES,
+ * -ENOENT... when the node cannot be opened; -EIO when the driver refused the device
+ * (amdgpu_device_initialize); -ENOMEM; each error with a malloc'd one-line reason in
+ * *ret_reason naming the node or library (NULL when out of memory). A device that opens but
+ * answers no memory query is a partial answer, not an error: 0 with the VRAM sizes 0 and the
+ * marketing name as the library knows it. Logs at debug only. Thread-safe: the library is
+ * loaded at the first call, once, and its outcome (a missing library too) is kept for the life
+ * of the process.
  */
 int drm_amdgpu_query(const struct xpu_host *host, const char *devname,
 		     struct drm_amdgpu_answer *ret, char **ret_reason);
