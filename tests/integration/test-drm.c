@@ -349,6 +349,50 @@ static void test_mode_request_waits(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * libdrm_amdgpu (the fake, under its real soname) through the render node: its memory figures
+ * and marketing name win over sysfs; a node the driver refuses falls back to sysfs, with a
+ * warning naming the device.
+ */
+static void test_amdgpu_library(void **state)
+{
+	char *root = test_fixture_new("mi300x"), lib[4096], answers[4096];
+	struct test_xpud *x;
+	json_t *d;
+	FILE *f;
+
+	(void)state;
+	snprintf(lib, sizeof(lib), "%s/libdrm_amdgpu.so.1", test_env("XPU_FAKE_NVML_DIR"));
+	snprintf(answers, sizeof(answers), "%s/run/fake-amdgpu.json", root);
+	f = fopen(answers, "we");
+	assert_non_null(f);
+	fputs("{\"renderD128\": {\"vram_total\": 206141652992, \"vram_used\": 5368709120, "
+	      "\"vis_vram_total\": 206141652992, \"marketing_name\": \"AMD Instinct MI300X "
+	      "OAM\"},\n \"renderD129\": {\"fail\": \"init\"}}\n",
+	      f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(setenv("XPU_AMDGPU_LIBRARY", lib, 1), 0);
+	assert_int_equal(setenv("XPU_FAKE_AMDGPU", answers, 1), 0);
+	x = test_xpud_start(root, NULL);
+	assert_int_equal(unsetenv("XPU_AMDGPU_LIBRARY"), 0);
+	assert_int_equal(unsetenv("XPU_FAKE_AMDGPU"), 0);
+
+	d = get(x, "devices", GPU0);
+	assert_string_equal(str(d, "model"), "AMD Instinct MI300X OAM");
+	assert_int_equal(json_integer_value(json_object_get(d, "memory_bytes")), 206141652992LL);
+	assert_string_equal(prop(d, "vram_used_bytes"), "5368709120");
+	json_decref(d);
+	d = get(x, "devices", "0000:22:00.0");
+	assert_string_equal(str(d, "model"), "AMD Instinct MI300X");
+	assert_int_equal(json_integer_value(json_object_get(d, "memory_bytes")), 206158430208LL);
+	assert_string_equal(prop(d, "vram_used_bytes"), "4294967296");
+	json_decref(d);
+	assert_true(test_xpud_log_contains(x, "0000:22:00.0: amdgpu_device_initialize on "
+					      "/dev/dri/renderD129 failed"));
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 /* Uncorrectable RAS errors make the GPU unhealthy, from the health probes; correctable ones
  * do not. */
 static void test_ras(void **state)
@@ -456,7 +500,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mi300x_spx),	   cmocka_unit_test(test_mi300x_cpx),
-		cmocka_unit_test(test_mi210_xgmi),	   cmocka_unit_test(test_mode_change_uevent),
+		cmocka_unit_test(test_mi210_xgmi),	   cmocka_unit_test(test_amdgpu_library),
+		cmocka_unit_test(test_mode_change_uevent),
 		cmocka_unit_test(test_mode_request_waits), cmocka_unit_test(test_ras),
 		cmocka_unit_test(test_wedged),		   cmocka_unit_test(test_nonsense),
 		cmocka_unit_test(test_simulate_list),
