@@ -40,16 +40,6 @@
 #define KFD_PROPERTIES_MAX 16384
 #define ROCR_ENV "ROCR_VISIBLE_DEVICES"
 
-/* One GPU node of the KFD topology (a GPU, or one compute partition of one). */
-struct kfd_node {
-	unsigned number;	     /* its directory's name */
-	unsigned rocm_index;	     /* its rank among the GPU nodes: ROCm's device index */
-	uint32_t domain, location_id;
-	int render_minor;	     /* -1: not said */
-	uint64_t unique_id, hive_id, local_mem;
-	unsigned gfx_target_version, simd_count, simd_per_cu, num_xcc;
-};
-
 struct amdgpu_kfd {
 	struct kfd_node *nodes; /* GPU nodes only, by number */
 	size_t n;
@@ -57,53 +47,10 @@ struct amdgpu_kfd {
 
 /* ---- the KFD topology ---------------------------------------------------------------------- */
 
-static int kfd_set(struct kfd_node *k, const char *key, uint64_t v)
-{
-	static const struct {
-		const char *key;
-		size_t offset;
-		int size;
-	} fields[] = {
-#define F(name, member) { name, offsetof(struct kfd_node, member), sizeof(((struct kfd_node *)0)->member) }
-		F("domain", domain),
-		F("location_id", location_id),
-		F("unique_id", unique_id),
-		F("hive_id", hive_id),
-		F("local_mem_size", local_mem),
-		F("gfx_target_version", gfx_target_version),
-		F("simd_count", simd_count),
-		F("simd_per_cu", simd_per_cu),
-		F("num_xcc", num_xcc),
-#undef F
-	};
-
-	if (streq(key, "drm_render_minor")) {
-		k->render_minor = v < (1u << 20) ? (int)v : -1;
-		return 0;
-	}
-	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
-		void *p = (char *)k + fields[i].offset;
-
-		if (!streq(key, fields[i].key))
-			continue;
-		if (fields[i].size == 8)
-			*(uint64_t *)p = v;
-		else if (v <= UINT32_MAX)
-			*(uint32_t *)p = (uint32_t)v;
-		else
-			return -ERANGE;
-		return 0;
-	}
-	return 0;
-}
-
-/* Parses one node's "key value" lines; a line it cannot read is skipped. 1 for a GPU node, 0 for
- * a CPU node (no SIMDs), -errno. */
+/* Reads one node's properties. 1 for a GPU node, 0 for a CPU node, -errno. */
 static int kfd_read_node(int nodesfd, const char *name, struct kfd_node *ret)
 {
 	_cleanup_free_ char *path = NULL, *text = NULL;
-	struct kfd_node k = { .render_minor = -1 };
-	char *save = NULL;
 	int r;
 
 	if (asprintf(&path, "%s/properties", name) < 0)
@@ -111,25 +58,7 @@ static int kfd_read_node(int nodesfd, const char *name, struct kfd_node *ret)
 	r = read_attr_at(nodesfd, path, KFD_PROPERTIES_MAX, &text);
 	if (r < 0)
 		return r;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *value = strchr(line, ' ');
-		uint64_t v;
-
-		if (!value)
-			continue;
-		*value++ = '\0';
-		if (safe_atou64(value, &v) < 0)
-			continue;
-		r = kfd_set(&k, line, v);
-		if (r < 0)
-			return r;
-	}
-	if (k.simd_count == 0)
-		return 0;
-	if (k.simd_per_cu == 0)
-		k.simd_per_cu = 4; /* GCN and CDNA: four SIMDs per compute unit */
-	*ret = k;
-	return 1;
+	return amdgpu_kfd_parse(text, ret);
 }
 
 static int kfd_cmp(const void *a, const void *b)
@@ -576,7 +505,7 @@ static int amdgpu_health(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d
 	if (r < 0)
 		return 0; /* no RAS on this GPU */
 	while ((de = readdir(dir))) {
-		_cleanup_free_ char *text = NULL, *ue = NULL;
+		_cleanup_free_ char *text = NULL;
 		const char *suffix = strstr(de->d_name, "_err_count");
 		uint64_t count;
 
@@ -585,12 +514,8 @@ static int amdgpu_health(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d
 		r = read_attr_at(dirfd(dir), de->d_name, 256, &text);
 		if (r == -ENOMEM)
 			return r;
-		if (r < 0 || strncmp(text, "ue:", 3) != 0)
-			continue; /* "Query currently inaccessible": not ready yet */
-		ue = strndup(text + 3, strcspn(text + 3, "\n"));
-		if (!ue)
-			return -ENOMEM;
-		if (safe_atou64(ue + strspn(ue, " "), &count) < 0 || count == 0)
+		/* "Query currently inaccessible": not ready yet */
+		if (r < 0 || amdgpu_ras_parse(text, &count) < 0 || count == 0)
 			continue;
 		return device_set_fault(d, HEALTH_ACTION_RESET_DEVICE,
 					"%llu uncorrectable error%s in the %.*s block (RAS)",

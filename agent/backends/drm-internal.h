@@ -124,3 +124,24 @@ void drm_amdgpu_answer_done(struct drm_amdgpu_answer *i);
  */
 int drm_amdgpu_query(const struct xpu_host *host, const char *devname,
 		     struct drm_amdgpu_answer *ret, char **ret_reason);
+
+/*
+ * The amdgpu part's parsers (drm-amdgpu-parse.c): pure, for the fuzzer.
+ *
+ * One GPU node of the KFD topology (a GPU, or one compute partition of one), as its
+ * "properties" file ("key value" lines, decimal) says.
+ */
+struct kfd_node {
+	unsigned number;     /* its directory's name */
+	unsigned rocm_index; /* its rank among the GPU nodes: ROCm's device index */
+	uint32_t domain, location_id;
+	int render_minor; /* -1: not said */
+	uint64_t unique_id, hive_id, local_mem;
+	unsigned gfx_target_version, simd_count, simd_per_cu, num_xcc;
+};
+
+/* Parses @text (modified) into *ret: 1 for a GPU node, 0 for a CPU node (no SIMDs, *ret
+ * untouched); a line it cannot read is skipped. -ERANGE for a value too large for its field. */
+int amdgpu_kfd_parse(char *text, struct kfd_node *ret);
+/* The uncorrectable count of a RAS counter file ("ue: N\nce: M\n"). 0, or -EINVAL. */
+int amdgpu_ras_parse(const char *text, uint64_t *ret_ue);
