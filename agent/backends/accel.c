@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,54 +36,88 @@ struct accel_family {
 	/* The device node's name below /dev, up to the device index ("accel/accel" for
 	 * /dev/accel/accel3, index 3). */
 	const char *node_prefix;
+	/* Further nodes of the function a workload opens, by the same kind of prefix; or NULL. */
+	const char *const *extra_nodes;
 	const char *resource; /* the vendor's resource name; NULL: the generic default */
 	const char *env;      /* the variable naming the device index in a grant; or NULL */
-	/* The attribute of the node's class device the driver reports health in, and its
-	 * healthy value (compared without case); NULL: none. */
+	/* The attribute the driver reports health in (of the node's class device, or of the PCI
+	 * function with @status_on_function), and its healthy value (compared without case);
+	 * NULL: none. */
 	const char *status_attr;
 	const char *status_ok;
+	bool status_on_function;
+	/* Attributes of the PCI function copied into properties under their names; the first,
+	 * when @model_prefix is set, also names the model ("GAUDI2" -> "Habana Gaudi2"). */
+	const char *const *function_attrs;
+	const char *model_prefix;
+	/* The class device's attribute holding the device's core count (cores are numbered
+	 * across devices in index order); or NULL. */
+	const char *cores_attr;
+	/* The gasket thermal attributes of the class device (temp, trip_point<N>_temp,
+	 * hw_temp_warn2: millidegrees Celsius): properties, and health. */
+	bool thermal;
 };
 
 #define STRV(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
 static const struct accel_family accel_families[] = {
 	/*
-	 * Habana Gaudi (drivers/accel/habanalabs): the DRM accel node, and sysfs "status" on the
-	 * accel device, one of "operational", "in reset", "disabled", "needs reset", "in device
-	 * creation", "in reset after device release" (hl_device_status(), common/device.c).
+	 * Habana Gaudi (drivers/accel/habanalabs): the DRM accel node and the control node
+	 * accel_controlD<N> that Habana's device plugin mounts too. The driver's attributes sit
+	 * on the PCI device, not the accel class device (common/sysfs.c): "status", one of
+	 * "Operational", "In reset", "Disabled", "Needs reset", "In device creation", "In reset
+	 * after device release" (hl_device_status()); "device_type" ("GAUDI2"); "module_id".
 	 * Habana's device plugin advertises habana.ai/gaudi and sets HABANA_VISIBLE_DEVICES.
 	 */
-	{ "gaudi", 0x1da3, NULL, STRV("habanalabs"), "accel/accel", "habana.ai/gaudi",
-	  "HABANA_VISIBLE_DEVICES", "status", "operational" },
+	{ .name = "gaudi", .vendor_id = 0x1da3, .drivers = STRV("habanalabs"),
+	  .node_prefix = "accel/accel", .extra_nodes = STRV("accel/accel_controlD"),
+	  .resource = "habana.ai/gaudi", .env = "HABANA_VISIBLE_DEVICES", .status_attr = "status",
+	  .status_ok = "Operational", .status_on_function = true,
+	  .function_attrs = STRV("device_type", "module_id"), .model_prefix = "Habana" },
 	/*
 	 * Google Coral Edge TPU (gasket framework, apex driver): /dev/apex_N, and the gasket
 	 * attribute "status" on the apex class device: "ALIVE", "LAMED", "DEAD" or
-	 * "DRIVER_EXITING" (gasket_status_name_table, gasket_core.c). No device plugin of
-	 * Google's names it: the generic resource name.
+	 * "DRIVER_EXITING" (gasket_status_name_table, gasket_core.c); the apex driver's "temp",
+	 * "trip_point{0,1,2}_temp" (clock throttling) and "hw_temp_warn2" (the hardware's
+	 * shutdown alarm), in millidegrees Celsius (apex_driver.c). No device plugin of Google's
+	 * names it: the generic resource name.
 	 */
-	{ "coral", 0x1ac1, (const uint16_t[]){ 0x089a, 0 }, STRV("apex"), "apex_", NULL, NULL,
-	  "status", "ALIVE" },
+	{ .name = "coral", .vendor_id = 0x1ac1, .device_ids = (const uint16_t[]){ 0x089a, 0 },
+	  .drivers = STRV("apex"), .node_prefix = "apex_", .status_attr = "status",
+	  .status_ok = "ALIVE", .thermal = true },
 	/*
-	 * AWS Inferentia and Trainium (aws-neuron-driver): /dev/neuronN. The Neuron device
+	 * AWS Inferentia and Trainium (aws-neuron-driver): /dev/neuronN, and the class
+	 * device's "core_count" (NeuronCores per device, neuron_cdev.c). The Neuron device
 	 * plugin advertises aws.amazon.com/neuron for whole devices and sets
 	 * AWS_NEURON_VISIBLE_DEVICES to their indices (Neuron documentation, "Kubernetes
 	 * environment setup for Neuron").
 	 */
-	{ "neuron", 0x1d0f, (const uint16_t[]){ 0x7064, 0x7164, 0x7264, 0x7364, 0 },
-	  STRV("neuron"), "neuron", "aws.amazon.com/neuron", "AWS_NEURON_VISIBLE_DEVICES", NULL,
-	  NULL },
+	{ .name = "neuron", .vendor_id = 0x1d0f,
+	  .device_ids = (const uint16_t[]){ 0x7064, 0x7164, 0x7264, 0x7364, 0 },
+	  .drivers = STRV("neuron"), .node_prefix = "neuron", .resource = "aws.amazon.com/neuron",
+	  .env = "AWS_NEURON_VISIBLE_DEVICES", .cores_attr = "core_count" },
 	/*
 	 * Tenstorrent Grayskull, Wormhole, Blackhole (tt-kmd): /dev/tenstorrent/N (tt-kmd
 	 * README). TT_VISIBLE_DEVICES restricts Tenstorrent's user-mode driver (tt-umd) to the
 	 * listed device indices.
 	 */
-	{ "tenstorrent", 0x1e52, NULL, STRV("tenstorrent"), "tenstorrent/", NULL,
-	  "TT_VISIBLE_DEVICES", NULL, NULL },
+	{ .name = "tenstorrent", .vendor_id = 0x1e52, .drivers = STRV("tenstorrent"),
+	  .node_prefix = "tenstorrent/", .env = "TT_VISIBLE_DEVICES" },
 	/* Qualcomm Cloud AI 100 (drivers/accel/qaic): the DRM accel node. */
-	{ "qaic", 0x17cb, (const uint16_t[]){ 0xa100, 0 }, STRV("qaic"), "accel/accel", NULL, NULL,
-	  NULL, NULL },
+	{ .name = "qaic", .vendor_id = 0x17cb, .device_ids = (const uint16_t[]){ 0xa100, 0 },
+	  .drivers = STRV("qaic"), .node_prefix = "accel/accel" },
 	/* AMD XDNA NPUs (drivers/accel/amdxdna): the DRM accel node. */
-	{ "xdna", 0x1022, NULL, STRV("amdxdna"), "accel/accel", NULL, NULL, NULL, NULL },
+	{ .name = "xdna", .vendor_id = 0x1022, .drivers = STRV("amdxdna"),
+	  .node_prefix = "accel/accel" },
+};
+
+/*
+ * Any other driver of the DRM accel class (intel_vpu, ...): found through /sys/class/accel,
+ * named from its driver and PCI ids, the generic resource, its accel node.
+ */
+static const struct accel_family accel_generic = {
+	.name = "accel",
+	.node_prefix = "accel/accel",
 };
 
 /* The family of a function with these ids and driver, or NULL. */
@@ -105,6 +140,19 @@ static const struct accel_family *family_find(uint16_t vendor_id, uint16_t devic
 	return NULL;
 }
 
+/* The family a record names in its "accel_family" property, or NULL. */
+static const struct accel_family *family_of(const struct xpu_device *d)
+{
+	const char *name = device_get_property(d, "accel_family");
+
+	if (streq_ptr(name, accel_generic.name))
+		return &accel_generic;
+	for (size_t i = 0; i < ELEMENTSOF(accel_families); i++)
+		if (streq_ptr(name, accel_families[i].name))
+			return &accel_families[i];
+	return NULL;
+}
+
 /* The index in @devname when it is @prefix and a decimal number, else -1. */
 static int node_index(const char *devname, const char *prefix)
 {
@@ -117,13 +165,36 @@ static int node_index(const char *devname, const char *prefix)
 	return (int)idx;
 }
 
+/* What find_nodes() found among a function's class devices. */
+struct accel_nodes {
+	char *devname;	/* the family's node below /dev ("accel/accel3") */
+	int index;	/* its number */
+	char *classdev; /* its class device, relative to the function ("accel/accel3") */
+	char **extra;	/* the family's further nodes, below /dev */
+};
+
+static void accel_nodes_done(struct accel_nodes *n)
+{
+	free(n->devname);
+	free(n->classdev);
+	strv_free(n->extra);
+	*n = (struct accel_nodes){ .index = -1 };
+}
+
+/* Whether @devname is one of @f's further nodes. */
+static bool is_extra_node(const struct accel_family *f, const char *devname)
+{
+	for (const char *const *p = f->extra_nodes; p && *p; p++)
+		if (node_index(devname, *p) >= 0)
+			return true;
+	return false;
+}
+
 /*
- * Finds the family's node among the function's class devices (<fn>/<class>/<name>/uevent
- * DEVNAME=): its name below /dev, its index, and the class device's path relative to the
- * function ("apex/apex_0"). 0, -ENOENT when there is none, -ENOMEM.
+ * Finds the family's nodes among the function's class devices (<fn>/<class>/<name>/uevent
+ * DEVNAME=). 0, -ENOENT when the family's node is not there, -ENOMEM.
  */
-static int find_node(int fnfd, const struct accel_family *f, char **ret_devname, int *ret_index,
-		     char **ret_classdev)
+static int find_nodes(int fnfd, const struct accel_family *f, struct accel_nodes *ret)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
@@ -153,21 +224,153 @@ static int find_node(int fnfd, const struct accel_family *f, char **ret_devname,
 				return r;
 			if (r < 0 || !string_is_printable(devname) || strstr(devname, ".."))
 				continue;
-			idx = node_index(devname, f->node_prefix);
-			if (idx < 0)
+			if (is_extra_node(f, devname)) {
+				r = strv_extend_unique(&ret->extra, devname);
+				if (r < 0)
+					return r;
 				continue;
-			if (asprintf(ret_classdev, "%s/%s", de->d_name, ce->d_name) < 0)
+			}
+			idx = node_index(devname, f->node_prefix);
+			if (idx < 0 || ret->devname)
+				continue;
+			if (asprintf(&ret->classdev, "%s/%s", de->d_name, ce->d_name) < 0)
 				return -ENOMEM;
-			*ret_devname = TAKE_PTR(devname);
-			*ret_index = idx;
-			return 0;
+			ret->devname = TAKE_PTR(devname);
+			ret->index = idx;
 		}
 	}
-	return -ENOENT;
+	strv_sort(ret->extra);
+	return ret->devname ? 0 : -ENOENT;
 }
 
-/* Health from the family's status attribute; healthy when it has none. Resets d->health. */
-static int evaluate_health(const struct accel_family *f, int fnfd, struct xpu_device *d)
+/* "41.8" from millidegrees. */
+static void format_millicelsius(int mc, char buf[static 16])
+{
+	snprintf(buf, 16, "%s%d.%d", mc < 0 && mc > -1000 ? "-" : "", mc / 1000,
+		 abs(mc % 1000) / 100);
+}
+
+/*
+ * Reads one attribute of @dirfd at @path (NULL, 0: missing, or when @d is NULL a failure the
+ * caller ignores). Where it is there but unreadable or not printable, a warning names the
+ * device and the file when @warn, and -EINVAL. -ENOMEM.
+ */
+static int read_text(int dirfd, const char *path, const struct xpu_device *d, bool warn,
+		     char **ret)
+{
+	_cleanup_free_ char *v = NULL;
+	int r = read_attr_at(dirfd, path, 256, &v);
+
+	*ret = NULL;
+	if (r == -ENOMEM)
+		return r;
+	if (r == -ENOENT)
+		return 0;
+	if (r >= 0 && string_is_printable(v) && !isempty(v)) {
+		*ret = TAKE_PTR(v);
+		return 0;
+	}
+	if (warn)
+		log_device_full_errno(LOG_WARNING, r < 0 ? r : 0, d->id, NULL,
+				      "%s: %s of its class device or function %s: ignoring it.",
+				      d->id, path,
+				      r < 0 ? "cannot be read" : "holds no printable value");
+	return -EINVAL;
+}
+
+/* A gasket temperature attribute of @classdev: 0 and *ret, -ENOENT, -EINVAL, -ENOMEM. */
+static int read_millicelsius(int fnfd, const char *classdev, const char *attr,
+			     const struct xpu_device *d, bool warn, int *ret)
+{
+	_cleanup_free_ char *path = NULL, *v = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/%s", classdev, attr) < 0)
+		return -ENOMEM;
+	r = read_text(fnfd, path, d, warn, &v);
+	if (r < 0)
+		return r;
+	if (!v)
+		return -ENOENT;
+	if (safe_atoi(v, ret) < 0 || *ret < -273150 || *ret > 1000000) {
+		if (warn)
+			log_device_full_errno(LOG_WARNING, 0, d->id, NULL,
+					      "%s: %s is not a temperature in millidegrees (%s): "
+					      "ignoring it.",
+					      d->id, path, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * The apex thermal attributes: the temperature, the throttling trip points and the hardware
+ * shutdown alarm as properties in degrees Celsius (with @props), and unhealthy at or over the
+ * shutdown alarm's temperature, or the last trip point where the driver does not say.
+ */
+static int evaluate_thermal(int fnfd, const char *classdev, struct xpu_device *d, bool props)
+{
+	int temp, shutdown, trip, last_trip = INT_MIN, r;
+	_cleanup_strv_free_ char **trips = NULL;
+	_cleanup_free_ char *joined = NULL;
+	char buf[16], buf2[16];
+
+	r = read_millicelsius(fnfd, classdev, "temp", d, props, &temp);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return 0; /* no temperature: nothing to judge */
+	format_millicelsius(temp, buf);
+	if (props && device_set_property(d, "temperature_c", buf) < 0)
+		return -ENOMEM;
+	for (int i = 0; i < 3; i++) {
+		char attr[32];
+
+		snprintf(attr, sizeof(attr), "trip_point%d_temp", i);
+		r = read_millicelsius(fnfd, classdev, attr, d, props, &trip);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			continue;
+		last_trip = MAX(last_trip, trip);
+		format_millicelsius(trip, buf2);
+		if (props && strv_extend(&trips, buf2) < 0)
+			return -ENOMEM;
+	}
+	if (trips && (!(joined = strv_join(trips, ",")) ||
+		      device_set_property(d, "trip_points_c", joined) < 0))
+		return -ENOMEM;
+	r = read_millicelsius(fnfd, classdev, "hw_temp_warn2", d, props, &shutdown);
+	if (r == -ENOMEM)
+		return r;
+	if (r >= 0) {
+		format_millicelsius(shutdown, buf2);
+		if (props && device_set_property(d, "shutdown_temperature_c", buf2) < 0)
+			return -ENOMEM;
+		if (temp >= shutdown)
+			return device_set_unhealthy(d,
+						    "temperature %s °C is at or over the hardware "
+						    "shutdown threshold (%s °C)",
+						    buf, buf2);
+		return 0;
+	}
+	if (last_trip != INT_MIN && temp >= last_trip) {
+		format_millicelsius(last_trip, buf2);
+		return device_set_unhealthy(d,
+					    "temperature %s °C is at or over the last trip point "
+					    "(%s °C)",
+					    buf, buf2);
+	}
+	return 0;
+}
+
+/*
+ * Health from the family's status attribute and temperature; healthy when it has neither.
+ * Resets d->health. With @verbose (discovery), unreadable attributes are warned about and the
+ * thermal properties set.
+ */
+static int evaluate_health(const struct accel_family *f, int fnfd, struct xpu_device *d,
+			   bool verbose)
 {
 	_cleanup_free_ char *path = NULL, *status = NULL;
 	const char *classdev = device_get_property(d, "accel_class_device");
@@ -175,21 +378,157 @@ static int evaluate_health(const struct accel_family *f, int fnfd, struct xpu_de
 
 	free(d->health.reason);
 	d->health = (struct xpu_health){ .state = XPU_HEALTH_HEALTHY };
-	if (!f->status_attr || !classdev)
+	if (f->status_attr && (f->status_on_function || classdev)) {
+		if (f->status_on_function)
+			path = strdup(f->status_attr);
+		else if (asprintf(&path, "%s/%s", classdev, f->status_attr) < 0)
+			path = NULL;
+		if (!path)
+			return -ENOMEM;
+		r = read_text(fnfd, path, d, verbose, &status);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			r = device_set_unhealthy(d, "%s: the driver's %s cannot be read", f->name,
+						 f->status_attr);
+		else if (status && strcasecmp(status, f->status_ok) != 0)
+			r = device_set_unhealthy(d, "%s status is %s", f->name, status);
+		if (r < 0)
+			return r;
+		/* no file: a driver too old to say */
+	}
+	if (f->thermal && classdev)
+		return evaluate_thermal(fnfd, classdev, d, verbose);
+	return 0;
+}
+
+/* "Gaudi2" from "GAUDI2", "Gaudi2 Sec" from "GAUDI2 SEC": the first letter of each word kept. */
+static void title_case(char *s)
+{
+	bool first = true;
+
+	for (; *s; s++) {
+		if (!first && *s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+		first = *s == ' ' || *s == '-' || *s == '_';
+	}
+}
+
+/* The family's function attributes as properties, and the model from the first. */
+static int describe_function_attrs(const struct accel_family *f, int fnfd, struct xpu_device *d)
+{
+	for (const char *const *a = f->function_attrs; a && *a; a++) {
+		_cleanup_free_ char *v = NULL;
+		int r = read_text(fnfd, *a, d, true, &v);
+
+		if (r == -ENOMEM)
+			return r;
+		if (!v)
+			continue;
+		if (device_set_property(d, *a, v) < 0)
+			return -ENOMEM;
+		if (a == f->function_attrs && f->model_prefix) {
+			title_case(v);
+			free(d->model);
+			if (asprintf(&d->model, "%s %s", f->model_prefix, v) < 0) {
+				d->model = NULL;
+				return -ENOMEM;
+			}
+		}
+	}
+	return 0;
+}
+
+/* The cores of a device (Neuron): their count, and their numbers across the node's devices. */
+static int describe_cores(const struct accel_family *f, int fnfd, const struct accel_nodes *n,
+			  struct xpu_device *d)
+{
+	_cleanup_free_ char *path = NULL, *v = NULL;
+	char buf[32];
+	unsigned count;
+	int r;
+
+	if (!f->cores_attr)
 		return 0;
-	if (asprintf(&path, "%s/%s", classdev, f->status_attr) < 0)
+	if (asprintf(&path, "%s/%s", n->classdev, f->cores_attr) < 0)
 		return -ENOMEM;
-	r = read_attr_at(fnfd, path, 256, &status);
+	r = read_text(fnfd, path, d, true, &v);
 	if (r == -ENOMEM)
 		return r;
-	if (r == -ENOENT)
-		return 0; /* a driver too old to say */
-	if (r < 0 || !string_is_printable(status))
-		return device_set_unhealthy(d, "%s: the driver's %s cannot be read", f->name,
-					    f->status_attr);
-	if (strcasecmp(status, f->status_ok) != 0)
-		return device_set_unhealthy(d, "%s status is %s", f->name, status);
+	if (!v)
+		return 0;
+	if (safe_atou(v, &count) < 0 || count == 0 || count > 64) {
+		log_device_full_errno(LOG_WARNING, 0, d->id, NULL,
+				      "%s: %s is not a core count (%s): ignoring it.", d->id, path,
+				      v);
+		return 0;
+	}
+	snprintf(buf, sizeof(buf), "%u", count);
+	if (device_set_property(d, "cores", buf) < 0)
+		return -ENOMEM;
+	if (count == 1)
+		snprintf(buf, sizeof(buf), "%u", (unsigned)n->index);
+	else
+		snprintf(buf, sizeof(buf), "%u-%u", n->index * count, n->index * count + count - 1);
+	return device_set_property(d, "core_ids", buf);
+}
+
+/* A new accelerator record of @f: kind, id, index, node and the family's variable. */
+static int device_start(const struct accel_family *f, const char *id, const char *devname,
+			int index, struct xpu_device **ret)
+{
+	_cleanup_(device_freep) struct xpu_device *d = device_new();
+	char idx[16];
+	char *node;
+
+	if (!d || !(d->id = strdup(id)))
+		return -ENOMEM;
+	d->kind = XPU_KIND_ACCEL;
+	d->numa_node = -1; /* the PCI backend's, in the merge */
+	node = host_dev_path(devname);
+	if (!node || strv_consume(&d->device_nodes, node) < 0)
+		return -ENOMEM;
+	snprintf(idx, sizeof(idx), "%d", index);
+	if (f->env && strv_env_set(&d->env, f->env, idx) < 0)
+		return -ENOMEM;
+	if (device_set_property(d, "accel_family", f->name) < 0 ||
+	    device_set_property(d, "accel_index", idx) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(d);
 	return 0;
+}
+
+/* The PCI part of a record: ids, vendor and model names, the resource. */
+static int describe_pci(const struct accel_family *f, const char *addr, uint32_t vendor,
+			uint32_t device, uint32_t class, struct xpu_device *d)
+{
+	struct pci_ident ident = { .vendor_id = (uint16_t)vendor, .device_id = (uint16_t)device,
+				   .class_code = class, .has_accel_node = true };
+	const char *vname = pci_vendor_name(ident.vendor_id);
+	const char *model = pci_model_name(ident.vendor_id, ident.device_id);
+
+	d->has_pci = true;
+	memcpy(d->pci.address, addr, sizeof(d->pci.address));
+	d->pci.vendor_id = ident.vendor_id;
+	d->pci.device_id = ident.device_id;
+	d->pci.class_code = class;
+	if (vname)
+		d->vendor = strdup(vname);
+	else if (asprintf(&d->vendor, "0x%04x", ident.vendor_id) < 0)
+		d->vendor = NULL;
+	if (!d->vendor)
+		return -ENOMEM;
+	if (model)
+		d->model = strdup(model);
+	else if (asprintf(&d->model, "%s accelerator 0x%04x", d->vendor, ident.device_id) < 0)
+		d->model = NULL;
+	if (!d->model)
+		return -ENOMEM;
+	if (f->resource)
+		d->resource = strdup(f->resource);
+	else
+		d->resource = pci_default_resource(&ident, d->vendor, d->driver, d->model);
+	return d->resource ? 0 : -ENOMEM;
 }
 
 /* Describes one function when a family claims it: 1 and *ret, 0 when none does, -ENOMEM. */
@@ -197,15 +536,15 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 			 struct xpu_device **ret)
 {
 	_cleanup_(device_freep) struct xpu_device *d = NULL;
-	_cleanup_free_ char *driver = NULL, *devname = NULL, *classdev = NULL, *node = NULL;
+	_cleanup_(accel_nodes_done) struct accel_nodes n = { .index = -1 };
+	_cleanup_free_ char *driver = NULL;
 	_cleanup_close_ int fnfd = -EBADF;
 	const struct accel_family *f;
-	struct pci_ident ident = {};
-	const char *vname;
 	uint32_t vendor, device, class;
-	char addr[13], idx[16];
-	int index, r;
+	char addr[13];
+	int r;
 
+	(void)host;
 	if (parse_pci_address(name, addr) < 0)
 		return 0;
 	fnfd = openat(busfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -221,10 +560,9 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 	f = family_find((uint16_t)vendor, (uint16_t)device, driver);
 	if (!f)
 		return 0;
-	r = find_node(fnfd, f, &devname, &index, &classdev);
+	r = find_nodes(fnfd, f, &n);
 	if (r == -ENOMEM)
 		return r;
-	(void)host;
 	if (r < 0) {
 		/* no node: the PCI backend's record says the device is unusable */
 		log_debug("%s: %s function without a /dev/%sN node, leaving it to the PCI backend.",
@@ -232,60 +570,159 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 		return 0;
 	}
 
-	d = device_new();
-	if (!d || !(d->id = strdup(addr)))
-		return -ENOMEM;
-	d->kind = XPU_KIND_ACCEL;
-	d->has_pci = true;
-	memcpy(d->pci.address, addr, sizeof(addr));
-	d->pci.vendor_id = (uint16_t)vendor;
-	d->pci.device_id = (uint16_t)device;
-	d->pci.class_code = class;
+	r = device_start(f, addr, n.devname, n.index, &d);
+	if (r < 0)
+		return r;
 	d->driver = TAKE_PTR(driver);
-	d->numa_node = -1; /* the PCI backend's, in the merge */
+	r = describe_pci(f, addr, vendor, device, class, d);
+	if (r < 0)
+		return r;
+	STRV_FOREACH(e, n.extra) {
+		char *node = host_dev_path(*e);
 
-	ident = (struct pci_ident){ .vendor_id = (uint16_t)vendor, .device_id = (uint16_t)device,
-				    .class_code = class, .has_accel_node = true };
-	vname = pci_vendor_name(ident.vendor_id);
-	if (vname && !(d->vendor = strdup(vname)))
+		if (!node || strv_consume(&d->device_nodes, node) < 0)
+			return -ENOMEM;
+	}
+	if (device_set_property(d, "accel_class_device", n.classdev) < 0)
 		return -ENOMEM;
-	if (pci_model_name(ident.vendor_id, ident.device_id) &&
-	    !(d->model = strdup(pci_model_name(ident.vendor_id, ident.device_id))))
-		return -ENOMEM;
-	if (f->resource)
-		d->resource = strdup(f->resource);
-	else if (d->vendor && d->model)
-		d->resource = pci_default_resource(&ident, d->vendor, d->driver, d->model);
-	if ((f->resource || (d->vendor && d->model)) && !d->resource)
-		return -ENOMEM;
-
-	node = host_dev_path(devname);
-	if (!node || strv_consume(&d->device_nodes, TAKE_PTR(node)) < 0)
-		return -ENOMEM;
-	snprintf(idx, sizeof(idx), "%d", index);
-	if (f->env && strv_env_set(&d->env, f->env, idx) < 0)
-		return -ENOMEM;
-	if (device_set_property(d, "accel_family", f->name) < 0 ||
-	    device_set_property(d, "accel_index", idx) < 0 ||
-	    device_set_property(d, "accel_class_device", classdev) < 0)
-		return -ENOMEM;
-	r = evaluate_health(f, fnfd, d);
+	r = describe_function_attrs(f, fnfd, d);
+	if (r >= 0)
+		r = describe_cores(f, fnfd, &n, d);
+	if (r >= 0)
+		r = evaluate_health(f, fnfd, d, true);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(d);
 	return 1;
 }
 
+/*
+ * One device of /sys/class/accel that no family row describes: a PCI function of another
+ * driver (intel_vpu, ...), named from its driver and ids; or a device without a PCI parent,
+ * reported without PCI information under its parent's name ("accel<N>" when it has no
+ * parent) with a warning naming it. A class device whose parent is gone (a device removed
+ * during the scan) is skipped with a warning. 1 and *ret, 0, -ENOMEM.
+ */
+static int scan_class_device(int classfd, const char *name, struct xpu_device **ret)
+{
+	_cleanup_(device_freep) struct xpu_device *d = NULL;
+	_cleanup_free_ char *devname = NULL, *parent = NULL, *driver = NULL, *link = NULL;
+	_cleanup_close_ int pfd = -EBADF;
+	uint32_t vendor, device, class;
+	char addr[13];
+	int index, r;
+
+	if (asprintf(&link, "%s/uevent", name) < 0)
+		return -ENOMEM;
+	r = read_uevent_key_at(classfd, link, "DEVNAME", &devname);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0 || !string_is_printable(devname) || strstr(devname, ".."))
+		return 0;
+	index = node_index(devname, accel_generic.node_prefix);
+	if (index < 0)
+		return 0; /* accel_controlD<N>, a driver's own node: a family's business */
+	free(link);
+	if (asprintf(&link, "%s/device", name) < 0)
+		return -ENOMEM;
+
+	/* what the link names, not its text: "../.." is a valid link to the parent too */
+	r = resolve_basename_at(classfd, link, &parent);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0 && exists_at(classfd, link)) {
+		log_warning("accel: %s: its device link leads nowhere (removed during the scan?): "
+			    "skipping it.",
+			    name);
+		return 0;
+	}
+	if (r >= 0)
+		pfd = openat(classfd, link, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (parent && parse_pci_address(parent, addr) >= 0 && pfd >= 0 &&
+	    read_attr_hex_at(pfd, "vendor", 0xffff, &vendor) >= 0 &&
+	    read_attr_hex_at(pfd, "device", 0xffff, &device) >= 0 &&
+	    read_attr_hex_at(pfd, "class", 0xffffff, &class) >= 0) {
+		r = readlink_basename_at(pfd, "driver", &driver);
+		if (r == -ENOMEM)
+			return r;
+		if (family_find((uint16_t)vendor, (uint16_t)device, driver))
+			return 0; /* the bus walk described it */
+		r = device_start(&accel_generic, addr, devname, index, &d);
+		if (r < 0)
+			return r;
+		d->driver = TAKE_PTR(driver);
+		r = describe_pci(&accel_generic, addr, vendor, device, class, d);
+		if (r < 0)
+			return r;
+		link = mfree(link);
+		if (asprintf(&link, "accel/%s", name) < 0 ||
+		    device_set_property(d, "accel_class_device", link) < 0)
+			return -ENOMEM;
+		*ret = TAKE_PTR(d);
+		return 1;
+	}
+
+	if (parent)
+		log_warning("accel: %s: its parent %s is not a PCI function: reporting it without "
+			    "PCI information.",
+			    name, parent);
+	else
+		log_warning("accel: %s: it has no parent device: reporting it without PCI "
+			    "information.",
+			    name);
+	if (parent) {
+		r = readlink_basename_at(classfd, strjoina_path(link, "driver"), &driver);
+		if (r == -ENOMEM)
+			return r;
+	}
+	r = device_start(&accel_generic, parent ?: name, devname, index, &d);
+	if (r < 0)
+		return r;
+	d->driver = TAKE_PTR(driver);
+	if (!(d->vendor = strdup("unknown")) ||
+	    asprintf(&d->model, "%s accelerator %s", d->driver ?: "Platform", parent ?: name) < 0 ||
+	    asprintf(&d->resource, "xpu.dev/platform-%s", name) < 0)
+		return -ENOMEM;
+	*ret = TAKE_PTR(d);
+	return 1;
+}
+
+/* The devices of /sys/class/accel no family row describes (scan_class_device()). */
+static int scan_accel_class(const struct xpu_host *host, struct device_list *list)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int r;
+
+	if (opendir_at(host->sys_fd, "class/accel", &d) < 0)
+		return 0;
+	while ((de = readdir(d))) {
+		struct xpu_device *dev = NULL;
+
+		if (de->d_name[0] == '.')
+			continue;
+		r = scan_class_device(dirfd(d), de->d_name, &dev);
+		if (r < 0)
+			return r;
+		if (r > 0 && (r = device_list_push(list, dev)) < 0)
+			return r;
+	}
+	device_list_sort(list);
+	return 0;
+}
+
 static int accel_enumerate(struct xpu_backend *b, struct device_list *list)
 {
-	return pci_scan_bus(b->host, scan_function, list);
+	int r = pci_scan_bus(b->host, scan_function, list);
+
+	return r < 0 ? r : scan_accel_class(b->host, list);
 }
 
 static int accel_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	_cleanup_close_ int fnfd = -EBADF;
 	_cleanup_free_ char *driver = NULL;
-	const struct accel_family *f;
+	const struct accel_family *f = family_of(d);
 	int r;
 
 	if (!d->has_pci)
@@ -293,10 +730,10 @@ static int accel_refresh(struct xpu_backend *b, struct xpu_device *d)
 	r = pci_open_function(b->host, d->id, &fnfd, &driver);
 	if (r < 0)
 		return r;
-	f = family_find(d->pci.vendor_id, d->pci.device_id, driver);
-	if (!f || !streq_ptr(driver, d->driver))
+	if (!f || !streq_ptr(driver, d->driver) ||
+	    (f != &accel_generic && family_find(d->pci.vendor_id, d->pci.device_id, driver) != f))
 		return -ESTALE; /* unbound or rebound: a rescan's job */
-	return evaluate_health(f, fnfd, d);
+	return evaluate_health(f, fnfd, d, false);
 }
 
 const struct xpu_backend_ops accel_backend_ops = {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The generic PCI backend: walks <sysfs>/bus/pci/devices, keeps the functions that are
- * accelerators (see pci_classify()), and describes them from sysfs alone. It also picks up
- * devices that only show themselves through /sys/class/accel and /sys/class/drm render nodes.
+ * accelerators (see pci_classify()), and describes them from sysfs alone. (Devices of
+ * /sys/class/accel without a PCI parent are the accel backend's.) Accel and render nodes
+ * count in the classification.
  * Richer backends (NVML, libdrm, XRT) describe the same functions better and win the merge;
  * this one is the floor every node has.
  *
@@ -682,53 +683,6 @@ static int fold_fpga_functions(struct device_list *l)
 	return 0;
 }
 
-/* Devices in /sys/class/accel whose parent is not a PCI function (platform NPUs). */
-static int scan_platform_accel(const struct xpu_host *host, struct device_list *l)
-{
-	_cleanup_(closedirp) DIR *d = NULL;
-	struct dirent *de;
-
-	if (opendir_at(host->sys_fd, "class/accel", &d) < 0)
-		return 0;
-	while ((de = readdir(d))) {
-		_cleanup_(device_freep) struct xpu_device *dev = NULL;
-		_cleanup_free_ char *parent = NULL, *link = NULL, *uevent = NULL, *devname = NULL;
-		char canon[13];
-		int r;
-
-		if (de->d_name[0] == '.')
-			continue;
-		if (asprintf(&link, "%s/device", de->d_name) < 0 ||
-		    asprintf(&uevent, "%s/uevent", de->d_name) < 0)
-			return -ENOMEM;
-		/* what the link names, not its text: "../.." is a valid link to the parent too */
-		r = resolve_basename_at(dirfd(d), link, &parent);
-		if (r == -ENOMEM)
-			return r;
-		if (r < 0 || parse_pci_address(parent, canon) >= 0)
-			continue; /* PCI parents were seen by the bus walk */
-		if (read_uevent_key_at(dirfd(d), uevent, "DEVNAME", &devname) < 0 ||
-		    !string_is_printable(devname))
-			continue;
-		dev = device_new();
-		if (!dev || !(dev->id = strdup(parent)) || !(dev->vendor = strdup("unknown")) ||
-		    asprintf(&dev->model, "Platform accelerator %s", parent) < 0 ||
-		    asprintf(&dev->resource, "xpu.dev/platform-%s", de->d_name) < 0)
-			return -ENOMEM;
-		dev->kind = XPU_KIND_ACCEL;
-		r = readlink_basename_at(dirfd(d), strjoina_path(link, "driver"), &dev->driver);
-		if (r == -ENOMEM)
-			return r;
-		r = add_dev_node(dev, devname);
-		if (r < 0)
-			return r;
-		r = device_list_push(l, TAKE_PTR(dev));
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 int pci_probe_bus(struct xpu_backend *b, char **ret_reason)
 {
 	if (!exists_at(b->host->sys_fd, PCI_DEVICES)) {
@@ -780,7 +734,7 @@ static int pci_enumerate(struct xpu_backend *b, struct device_list *list)
 		if (r < 0)
 			return r;
 	}
-	return scan_platform_accel(b->host, list);
+	return 0; /* accel devices without a PCI parent: the accel backend's */
 }
 
 int pci_open_function(const struct xpu_host *host, const char *id, int *ret_fd, char **ret_driver)

@@ -16,7 +16,71 @@
 #include <cmocka.h>
 
 #include "shared/macro.h"
+#include "sim/fixture.h"
 #include "testutil.h"
+
+static const char *str(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static const char *prop(json_t *d, const char *key)
+{
+	return str(json_object_get(d, "properties"), key);
+}
+
+/* Asserts property @key of @d is @want (NULL: absent), naming the device when not. */
+static void assert_prop(json_t *d, const char *key, const char *want)
+{
+	const char *have = prop(d, key);
+
+	if (!streq_ptr(have, want))
+		fail_msg("%s: property %s is %s, expected %s", str(d, "id"), key, have ?: "(none)",
+			 want ?: "(none)");
+}
+
+/* Gaudi: the control node after the accel node, and the driver's attributes of the function. */
+static void check_gaudi(json_t *d, int n)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), "/dev/accel/accel_controlD%d", 64 + n);
+	assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "device_nodes"), 1)),
+			    want);
+	assert_prop(d, "device_type", "GAUDI2");
+	snprintf(want, sizeof(want), "%d", n);
+	assert_prop(d, "module_id", want);
+	assert_prop(d, "accel_family", "gaudi");
+}
+
+/* Coral: the gasket temperatures in degrees Celsius (the second TPU runs warmer). */
+static void check_coral(json_t *d, int n)
+{
+	assert_prop(d, "temperature_c", n == 0 ? "41.8" : "52.3");
+	assert_prop(d, "trip_points_c", "85.0,90.0,95.0");
+	assert_prop(d, "shutdown_temperature_c", "110.0");
+	assert_prop(d, "accel_family", "coral");
+}
+
+/* Neuron: 2 NeuronCores a device, numbered across the devices. */
+static void check_neuron(json_t *d, int n)
+{
+	char want[32];
+
+	assert_prop(d, "cores", "2");
+	snprintf(want, sizeof(want), "%d-%d", 2 * n, 2 * n + 1);
+	assert_prop(d, "core_ids", want);
+	assert_int_equal(json_array_size(json_object_get(d, "partitions")), 0);
+}
+
+static void check_tenstorrent(json_t *d, int n)
+{
+	(void)n;
+	assert_prop(d, "accel_family", "tenstorrent");
+	assert_prop(d, "cores", NULL);
+	assert_prop(d, "temperature_c", NULL);
+}
 
 struct family_node {
 	const char *node;
@@ -26,23 +90,19 @@ struct family_node {
 	const char *resource;
 	const char *node_prefix; /* the device node of index N: <prefix>N */
 	const char *env;      /* the variable naming the index in a grant; NULL: none */
+	void (*check)(json_t *d, int n); /* the family's own fields of the device of index n */
 };
 
 static const struct family_node nodes[] = {
 	{ "gaudi2", 8, "habana", "Habana Gaudi2", "habana.ai/gaudi", "/dev/accel/accel",
-	  "HABANA_VISIBLE_DEVICES" },
+	  "HABANA_VISIBLE_DEVICES", check_gaudi },
 	{ "coral-dual", 2, "google", "Google Coral Edge TPU", "xpu.dev/google-coral-edge-tpu",
-	  "/dev/apex_", NULL },
+	  "/dev/apex_", NULL, check_coral },
 	{ "inf2", 6, "aws", "AWS Inferentia2", "aws.amazon.com/neuron", "/dev/neuron",
-	  "AWS_NEURON_VISIBLE_DEVICES" },
+	  "AWS_NEURON_VISIBLE_DEVICES", check_neuron },
 	{ "wormhole", 1, "tenstorrent", "Tenstorrent Wormhole", "xpu.dev/tenstorrent-wormhole",
-	  "/dev/tenstorrent/", "TT_VISIBLE_DEVICES" },
+	  "/dev/tenstorrent/", "TT_VISIBLE_DEVICES", check_tenstorrent },
 };
-
-static const char *str(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
 
 static json_t *devices_of(const struct test_xpud *x)
 {
@@ -88,7 +148,8 @@ static void check_node(const struct test_xpud *x, const struct family_node *f)
 		assert_string_equal(str(d, "model"), f->model);
 		assert_string_equal(str(d, "resource"), f->resource);
 		snprintf(node, sizeof(node), "%s%d", f->node_prefix, n);
-		assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 1);
+		assert_int_equal(json_array_size(json_object_get(d, "device_nodes")),
+				 f->check == check_gaudi ? 2 : 1);
 		assert_string_equal(json_string_value(json_array_get(
 					    json_object_get(d, "device_nodes"), 0)),
 				    node);
@@ -96,6 +157,7 @@ static void check_node(const struct test_xpud *x, const struct family_node *f)
 		/* the generic PCI backend's view fills what the family leaves: NUMA, link */
 		assert_true(json_is_integer(json_object_get(d, "numa_node")));
 		assert_non_null(json_object_get(json_object_get(d, "pci"), "link"));
+		f->check(d, n);
 	}
 	json_decref(doc);
 }
@@ -111,7 +173,7 @@ static void check_grant(const struct test_xpud *x, const struct family_node *f)
 	snprintf(body, sizeof(body), "{\"resource\": \"%s\", \"count\": 1}", f->resource);
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 201);
 	nodes_ = json_object_get(doc, "device_nodes");
-	assert_int_equal(json_array_size(nodes_), 1);
+	assert_int_equal(json_array_size(nodes_), f->check == check_gaudi ? 2 : 1);
 	value = f->env ? str(json_object_get(doc, "env"), f->env) : NULL;
 	if (!f->env) {
 		json_decref(doc);
@@ -137,6 +199,21 @@ static void test_families(void **state)
 		assert_int_equal(test_xpud_stop(x), 0);
 		test_xpud_free(x);
 	}
+}
+
+/* Replaces the file @rel of the tree @root with @len bytes of @value at once. */
+static void put_file(const char *root, const char *rel, const char *value, size_t len)
+{
+	char path[4096], tmp[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "we");
+	assert_non_null(f);
+	assert_int_equal(fwrite(value, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(tmp, path), 0);
 }
 
 /* Replaces the status attribute of apex_@n at once. */
@@ -205,29 +282,170 @@ static void test_coral_status(void **state)
 	assert_non_null(strstr(str(h, "reason"), "coral status is LAMED"));
 	json_decref(h);
 	json_decref(wait_health(x, "0000:04:00.0", "healthy"));
+
+	/* a TPU at its hardware shutdown temperature is unhealthy, with both numbers */
+	put_file(x->root, "sys/bus/pci/devices/0000:04:00.0/apex/apex_1/temp", "110000\n", 7);
+	h = wait_health(x, "0000:04:00.0", "unhealthy");
+	assert_non_null(strstr(str(h, "reason"), "temperature 110.0 °C is at or over the hardware "
+						 "shutdown threshold (110.0 °C)"));
+	json_decref(h);
+	put_file(x->root, "sys/bus/pci/devices/0000:04:00.0/apex/apex_1/temp", "109900\n", 7);
+	json_decref(wait_health(x, "0000:04:00.0", "healthy"));
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
 
+/*
+ * Gaudi: the driver's status attribute sits on the PCI function; a device that needs a reset
+ * is unhealthy with the driver's words, one whose status holds no text is unhealthy too, with
+ * a warning naming the device and the file, and the rest of its record kept.
+ */
 static void test_gaudi_status(void **state)
 {
-	struct test_xpud *x = test_xpud_start(test_fixture_new("gaudi2"), NULL);
-	char path[4096];
-	json_t *h;
-	FILE *f;
+	char *root = test_fixture_new("gaudi2");
+	struct test_xpud *x;
+	json_t *h, *d;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/sys/bus/pci/devices/0000:36:00.0/accel/accel2/status",
-		 x->root);
-	f = fopen(path, "we");
-	assert_non_null(f);
-	fputs("needs reset\n", f);
-	assert_int_equal(fclose(f), 0);
+	put_file(root, "sys/bus/pci/devices/0000:1e:00.0/status", "\x01\x02\xff\n", 4);
+	x = test_xpud_start(root, NULL);
+	h = wait_health(x, "0000:1e:00.0", "unhealthy");
+	assert_non_null(strstr(str(h, "reason"), "gaudi: the driver's status cannot be read"));
+	json_decref(h);
+	assert_true(test_xpud_log_contains(x, "0000:1e:00.0: status of its class device or "
+					      "function holds no printable value"));
+	d = device(x, "0000:1e:00.0");
+	assert_string_equal(str(d, "model"), "Habana Gaudi2");
+	assert_string_equal(str(d, "resource"), "habana.ai/gaudi");
+	json_decref(d);
+
+	put_file(x->root, "sys/bus/pci/devices/0000:36:00.0/status", "Needs reset\n", 12);
 	test_send_uevent(x, "change", "/devices/pci0000:34/0000:34:00.0/0000:35:00.0/0000:36:00.0",
 			 "pci");
 	h = wait_health(x, "0000:36:00.0", "unhealthy");
-	assert_non_null(strstr(str(h, "reason"), "status is needs reset"));
+	assert_non_null(strstr(str(h, "reason"), "gaudi status is Needs reset"));
 	json_decref(h);
+	json_decref(wait_health(x, "0000:1a:00.0", "healthy"));
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
+/* An accel function no family row claims, of a vendor xpud has no name for. */
+static const char unknown_accel_json[] = "{\"pci\": [{\"address\": \"0000:5a:00.0\", "
+	"\"vendor\": \"0x1f99\", \"device\": \"0x0001\", \"class\": \"0x120000\", "
+	"\"driver\": \"someaccel\", \"numa_node\": 0, \"class_devices\": [{\"class\": \"accel\", "
+	"\"name\": \"accel7\", \"devname\": \"accel/accel7\", \"major\": 261, \"minor\": 7}]}]}";
+
+/* Makes @root/@rel a directory holding a uevent naming /dev/@devname. */
+static void make_class_dir(const char *root, const char *rel, const char *devname)
+{
+	char cmd[8192], body[128];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/%s' && touch '%s/dev/%s'", root, rel, root,
+		 devname);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/uevent", rel);
+	snprintf(body, sizeof(body), "MAJOR=261\nMINOR=9\nDEVNAME=%s\n", devname);
+	put_file(root, cmd, body, strlen(body));
+}
+
+static void make_link(const char *root, const char *rel, const char *target)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	assert_int_equal(symlink(target, path), 0);
+}
+
+static json_t *find_device(json_t *list, const char *id)
+{
+	json_t *d;
+	size_t i;
+
+	json_array_foreach(list, i, d)
+		if (strcmp(str(d, "id"), id) == 0)
+			return d;
+	fail_msg("no device %s", id);
+	return NULL;
+}
+
+/*
+ * The DRM accel class beyond the family table: the Intel NPU of the mixed node and a driver
+ * xpud knows nothing of are reported from their driver and PCI ids with their accel node; a
+ * platform NPU, a class device without a parent, and one whose parent went away during the
+ * scan are each named in a warning; the first two are reported without PCI information, the
+ * last is not, and nothing else breaks.
+ */
+static void test_accel_class(void **state)
+{
+	char *root = test_fixture_new("mixed"), *err = NULL;
+	struct test_xpud *x;
+	json_t *doc, *list, *d;
+	size_t n_before;
+
+	(void)state;
+	assert_int_equal(fixture_build(unknown_accel_json, root, &err), 0);
+	make_class_dir(root, "sys/devices/platform/npu.0/accel/accel9", "accel/accel9");
+	make_link(root, "sys/devices/platform/npu.0/accel/accel9/device", "../../../npu.0");
+	make_link(root, "sys/devices/platform/npu.0/driver", "../../../bus/platform/drivers/fnpu");
+	make_link(root, "sys/class/accel/accel9", "../../devices/platform/npu.0/accel/accel9");
+	make_class_dir(root, "sys/devices/virtual/accel/accel10", "accel/accel10");
+	make_link(root, "sys/class/accel/accel10", "../../devices/virtual/accel/accel10");
+	make_class_dir(root, "sys/class/accel/accel11", "accel/accel11");
+	make_link(root, "sys/class/accel/accel11/device", "../../../devices/platform/gone.0");
+
+	x = test_xpud_start(root, NULL);
+	doc = devices_of(x);
+	list = json_object_get(doc, "devices");
+	n_before = json_array_size(list);
+
+	d = find_device(list, "0000:00:0b.0"); /* intel_vpu */
+	assert_string_equal(str(d, "backend"), "accel");
+	assert_string_equal(str(d, "vendor"), "intel");
+	assert_string_equal(str(d, "model"), "Intel NPU (Meteor Lake)");
+	assert_string_equal(str(d, "driver"), "intel_vpu");
+	assert_prop(d, "accel_family", "accel");
+	assert_prop(d, "accel_index", "1");
+	assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "device_nodes"), 0)),
+			    "/dev/accel/accel1");
+	assert_true(json_is_object(json_object_get(d, "pci")));
+
+	d = find_device(list, "0000:5a:00.0");
+	assert_string_equal(str(d, "backend"), "accel");
+	assert_string_equal(str(d, "vendor"), "0x1f99");
+	assert_string_equal(str(d, "model"), "0x1f99 accelerator 0x0001");
+	assert_string_equal(str(d, "driver"), "someaccel");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "device_nodes"), 0)),
+			    "/dev/accel/accel7");
+	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+
+	d = find_device(list, "npu.0");
+	assert_string_equal(str(d, "kind"), "accel");
+	assert_string_equal(str(d, "vendor"), "unknown");
+	assert_string_equal(str(d, "model"), "fnpu accelerator npu.0");
+	assert_string_equal(str(d, "driver"), "fnpu");
+	assert_true(json_is_null(json_object_get(d, "pci")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "device_nodes"), 0)),
+			    "/dev/accel/accel9");
+	assert_true(test_xpud_log_contains(x, "accel9: its parent npu.0 is not a PCI function"));
+
+	d = find_device(list, "accel10");
+	assert_string_equal(str(d, "model"), "Platform accelerator accel10");
+	assert_true(json_is_null(json_object_get(d, "pci")));
+	assert_true(test_xpud_log_contains(x, "accel10: it has no parent device"));
+
+	assert_true(test_xpud_log_contains(x, "accel11: its device link leads nowhere"));
+	for (size_t i = 0; i < json_array_size(list); i++)
+		assert_null(strstr(str(json_array_get(list, i), "id"), "gone"));
+	json_decref(doc);
+
+	/* a rescan finds the same, once each */
+	test_send_uevent(x, "change", "/devices/pci0000:00/0000:00:0b.0", "pci");
+	usleep(300 * 1000);
+	doc = devices_of(x);
+	assert_int_equal(json_array_size(json_object_get(doc, "devices")), n_before);
+	json_decref(doc);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
@@ -256,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_families),
 		cmocka_unit_test(test_coral_status),
 		cmocka_unit_test(test_gaudi_status),
+		cmocka_unit_test(test_accel_class),
 		cmocka_unit_test(test_simulate_list),
 	};
 
