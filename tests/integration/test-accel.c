@@ -232,22 +232,6 @@ static void set_apex_status(const char *root, const char *addr, int n, const cha
 	assert_int_equal(rename(tmp, path), 0);
 }
 
-/* Waits (10 s at most) for @id's health state to be @state; returns its health. */
-static json_t *wait_health(const struct test_xpud *x, const char *id, const char *state)
-{
-	for (int i = 0; i < 200; i++) {
-		json_t *d = device(x, id), *h = json_incref(json_object_get(d, "health"));
-
-		json_decref(d);
-		if (strcmp(str(h, "state"), state) == 0)
-			return h;
-		json_decref(h);
-		usleep(50 * 1000);
-	}
-	fail_msg("%s never became %s", id, state);
-	return NULL;
-}
-
 /*
  * Coral: the apex status attribute, read at discovery and by the health probes (no rescan): a
  * TPU that goes LAMED becomes unhealthy with the reason, one that comes back ALIVE healthy again
@@ -270,27 +254,27 @@ static void test_coral_status(void **state)
 	/* a TPU whose driver says it is dead is unhealthy from the start, with the reason */
 	set_apex_status(root, "0000:04:00.0", 1, "DEAD");
 	x = test_xpud_start(root, args);
-	h = wait_health(x, "0000:04:00.0", "unhealthy");
+	h = test_wait_health(x, "0000:04:00.0", "unhealthy");
 	assert_non_null(strstr(str(h, "reason"), "coral status is DEAD"));
 	json_decref(h);
-	json_decref(wait_health(x, "0000:03:00.0", "healthy"));
+	json_decref(test_wait_health(x, "0000:03:00.0", "healthy"));
 
 	/* it comes back alive; the other one goes lame */
 	set_apex_status(x->root, "0000:04:00.0", 1, "ALIVE");
 	set_apex_status(x->root, "0000:03:00.0", 0, "LAMED");
-	h = wait_health(x, "0000:03:00.0", "unhealthy");
+	h = test_wait_health(x, "0000:03:00.0", "unhealthy");
 	assert_non_null(strstr(str(h, "reason"), "coral status is LAMED"));
 	json_decref(h);
-	json_decref(wait_health(x, "0000:04:00.0", "healthy"));
+	json_decref(test_wait_health(x, "0000:04:00.0", "healthy"));
 
 	/* a TPU at its hardware shutdown temperature is unhealthy, with both numbers */
 	put_file(x->root, "sys/bus/pci/devices/0000:04:00.0/apex/apex_1/temp", "110000\n", 7);
-	h = wait_health(x, "0000:04:00.0", "unhealthy");
+	h = test_wait_health(x, "0000:04:00.0", "unhealthy");
 	assert_non_null(strstr(str(h, "reason"), "temperature 110.0 °C is at or over the hardware "
 						 "shutdown threshold (110.0 °C)"));
 	json_decref(h);
 	put_file(x->root, "sys/bus/pci/devices/0000:04:00.0/apex/apex_1/temp", "109900\n", 7);
-	json_decref(wait_health(x, "0000:04:00.0", "healthy"));
+	json_decref(test_wait_health(x, "0000:04:00.0", "healthy"));
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
@@ -309,7 +293,7 @@ static void test_gaudi_status(void **state)
 	(void)state;
 	put_file(root, "sys/bus/pci/devices/0000:1e:00.0/status", "\x01\x02\xff\n", 4);
 	x = test_xpud_start(root, NULL);
-	h = wait_health(x, "0000:1e:00.0", "unhealthy");
+	h = test_wait_health(x, "0000:1e:00.0", "unhealthy");
 	assert_non_null(strstr(str(h, "reason"), "gaudi: the driver's status cannot be read"));
 	json_decref(h);
 	assert_true(test_xpud_log_contains(x, "0000:1e:00.0: status of its class device or "
@@ -322,10 +306,10 @@ static void test_gaudi_status(void **state)
 	put_file(x->root, "sys/bus/pci/devices/0000:36:00.0/status", "Needs reset\n", 12);
 	test_send_uevent(x, "change", "/devices/pci0000:34/0000:34:00.0/0000:35:00.0/0000:36:00.0",
 			 "pci");
-	h = wait_health(x, "0000:36:00.0", "unhealthy");
+	h = test_wait_health(x, "0000:36:00.0", "unhealthy");
 	assert_non_null(strstr(str(h, "reason"), "gaudi status is Needs reset"));
 	json_decref(h);
-	json_decref(wait_health(x, "0000:1a:00.0", "healthy"));
+	json_decref(test_wait_health(x, "0000:1a:00.0", "healthy"));
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
 }
