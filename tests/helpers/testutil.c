@@ -295,6 +295,22 @@ void test_send_uevent_with(const struct test_xpud *x, const char *action, const 
 	close(fd);
 }
 
+char *test_simulate_list_output(void)
+{
+	char cmd[4096], *out = calloc(1, 16384);
+	size_t n;
+	FILE *p;
+
+	assert_non_null(out);
+	snprintf(cmd, sizeof(cmd), "%s --simulate list", test_env("XPUD_BIN"));
+	p = popen(cmd, "re");
+	assert_non_null(p);
+	n = fread(out, 1, 16383, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	return out;
+}
+
 json_t *test_wait_health(const struct test_xpud *x, const char *id, const char *state)
 {
 	char path[256];

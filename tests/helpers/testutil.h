@@ -81,6 +81,9 @@ void test_send_uevent(const struct test_xpud *x, const char *action, const char 
 void test_send_uevent_with(const struct test_xpud *x, const char *action, const char *devpath,
 			   const char *subsystem, const char *extra);
 
+/* What `xpud --simulate list` prints (asserting it exits 0); the caller frees it. */
+char *test_simulate_list_output(void);
+
 /* Waits (10 s at most) for device @id's health state to be @state; returns its health object
  * (the caller unrefs it), or fails the test. */
 json_t *test_wait_health(const struct test_xpud *x, const char *id, const char *state);
