@@ -87,38 +87,41 @@ static int drm_driver_version(const char *node, char **ret)
 
 /*
  * The driver of @c: drmGetVersion() through its render node, else its primary one. When
- * neither answers (permissions), a warning naming the node, and the name of the driver bound
- * to the node's device in sysfs stands in. NULL when that says nothing either; -ENOMEM.
+ * neither answers (permissions), a warning naming the nodes, and the name of the driver bound
+ * to the nodes' device in sysfs stands in. NULL when that says nothing either; -ENOMEM.
  */
 static int drm_driver(const struct drm_card *c, char **ret)
 {
-	const char *node = NULL;
+	const char *first = c->render ?: c->card;
+	_cleanup_free_ char *nodes = NULL;
 	char sys[PATH_MAX];
-	int r = -ENOENT;
+	int r = -ENOENT, sr;
 
 	*ret = NULL;
-	if (c->render) {
-		node = c->render;
-		r = drm_driver_version(node, ret);
-	}
-	if (r < 0 && r != -ENOMEM && c->card) {
-		node = c->card;
-		r = drm_driver_version(node, ret);
-	}
+	if (c->render)
+		r = drm_driver_version(c->render, ret);
+	if (r < 0 && r != -ENOMEM && c->card)
+		r = drm_driver_version(c->card, ret);
 	if (r >= 0 || r == -ENOMEM)
 		return r;
+	if (c->render && c->card)
+		sr = asprintf(&nodes, "nodes /dev/%s and /dev/%s do", c->render, c->card);
+	else
+		sr = asprintf(&nodes, "node /dev/%s does", first);
+	if (sr < 0)
+		return -ENOMEM;
 	/* the class device in sysfs is named as the device node */
-	snprintf(sys, sizeof(sys), "/sys/class/drm/%s/device/driver", strrchr(node, '/') + 1);
-	r = readlink_basename_at(AT_FDCWD, sys, ret);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0) {
-		log_warning_errno(r, "DRM node /dev/%s: cannot ask it its driver, nor read %s: %m.",
-				  node, sys);
+	snprintf(sys, sizeof(sys), "/sys/class/drm/%s/device/driver", strrchr(first, '/') + 1);
+	sr = readlink_basename_at(AT_FDCWD, sys, ret);
+	if (sr == -ENOMEM)
+		return sr;
+	if (sr < 0) {
 		*ret = NULL;
-		return 0;
-	}
-	log_warning("DRM node /dev/%s: cannot ask it its driver; %s says %s.", node, sys, *ret);
+		log_warning_errno(r, "DRM %s not answer (%m), and %s cannot be read: no driver.",
+				  nodes, sys);
+	} else
+		log_warning_errno(r, "DRM %s not answer (%m): the driver from %s: %s.", nodes, sys,
+				  *ret);
 	return 0;
 }
 

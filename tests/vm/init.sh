@@ -44,15 +44,15 @@ wait_for() { # wait_for TENTHS COMMAND...: until COMMAND succeeds, at most TENTH
 	done
 }
 
-edu_addr() {
+pci_fn() { # pci_fn VENDOR DEVICE: the address of the first such PCI function
 	for d in /sys/bus/pci/devices/*; do
-		if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
-			basename "$d"
-			return 0
-		fi
+		[ "$(cat "$d/vendor")" = "$1" ] && [ "$(cat "$d/device")" = "$2" ] &&
+			{ basename "$d"; return 0; }
 	done
 	return 1
 }
+
+edu_addr() { pci_fn 0x1234 0x11e8; }
 
 objects() { tr '\n' ' ' </sys/kernel/debug/xpu_pci/objects; }
 health() { cat /sys/class/xpu/xpu0/health 2>/dev/null; }
@@ -327,9 +327,90 @@ t_rmmod() {
 	! dmesg | grep -E "xpu_pci: leaked|BUG:|WARNING:|Oops|refcount_t:|general protection|UBSAN"
 }
 
+# The DRM drivers of /etc/xpu-vm-drm, in its order; no fbdev emulation: no console drawn on
+# the emulated displays (in software, under TCG)
+t_drm_load() {
+	while read -r ko; do
+		case $ko in
+		drm_kms_helper.ko) insmod "/lib/modules/drm/$ko" fbdev_emulation=0 ;;
+		*) insmod "/lib/modules/drm/$ko" ;;
+		esac || { echo "insmod $ko failed"; return 1; }
+	done </etc/xpu-vm-drm
+	wait_for 100 test -c /dev/dri/renderD128 || { ls -l /dev/dri; return 1; }
+	ls /sys/class/drm | tr '\n' ' '
+}
+
+# What the guest's kernel made, one device a line as xpu-vmdrm prints them: from
+# /sys/class/drm the PCI function of each primary node, its render node (of the same device),
+# their minors; the driver's name as the DRM core has it (debugfs: dri/MINOR/name,
+# "virtio_gpu dev=0000:00:04.0 unique=..."), or with "bound" the driver bound to the device
+# (what the lister falls back to).
+drm_sysfs() {
+	for c in /sys/class/drm/card*; do
+		case ${c##*/} in *-*) continue ;; esac # connectors: card0-Virtual-1
+		dev=$(readlink -f "$c/device")
+		minor=$(cut -d: -f2 "$c/dev")
+		if [ "${1:-}" = bound ]; then
+			driver=$(basename "$(readlink "$dev/driver")")
+		else
+			read -r driver _ </sys/kernel/debug/dri/"$minor"/name
+		fi
+		render="- -1"
+		for r in /sys/class/drm/renderD*; do
+			[ "$(readlink -f "$r/device")" = "$dev" ] &&
+				render="dri/${r##*/} $(cut -d: -f2 "$r/dev")"
+		done
+		echo "${dev##*/} $driver dri/${c##*/} $minor $render"
+	done
+}
+
+drm_compare() { # drm_compare "" | bound [ARGS of xpu-vmdrm]: xpu-vmdrm's list is the kernel's
+	how=$1
+	shift
+	xpu-vmdrm "$@" >/tmp/drm.out 2>/tmp/drm.err || { cat /tmp/drm.err; return 1; }
+	drm_sysfs "$how" >/tmp/drm.sysfs
+	echo "libdrm lister:"
+	cat /tmp/drm.out
+	echo "kernel:"
+	cat /tmp/drm.sysfs
+	cmp -s /tmp/drm.out /tmp/drm.sysfs || { echo "they differ"; return 1; }
+}
+
+# QEMU's standard VGA (1234:1111) bound by bochs: a primary node only; the virtio-gpu
+# (1af4:1050) by virtio_gpu: a primary and a render node. Both through libdrm, the drivers'
+# names as drmGetVersion() gives them.
+t_drm_libdrm() {
+	drm_compare "" || return 1
+	[ -s /tmp/drm.err ] && { echo "warnings:"; cat /tmp/drm.err; return 1; }
+	if ! vga=$(pci_fn 0x1234 0x1111) || ! gpu=$(pci_fn 0x1af4 0x1050); then
+		echo "no VGA or virtio-gpu PCI function"
+		return 1
+	fi
+	grep -q "^$vga bochs-drm dri/card[0-9]* [0-9]* - -1\$" /tmp/drm.out &&
+		grep -q "^$gpu virtio_gpu dri/card[0-9]* [0-9]* dri/renderD128 128\$" /tmp/drm.out &&
+		[ "$(wc -l </tmp/drm.out)" = 2 ]
+}
+
+# As a user for whom the nodes (root's, 0600) do not open: the same list, with the drivers
+# bound to the devices in sysfs (the virtio-gpu's PCI function is virtio-pci's: the DRM driver
+# sits on the virtio device below it), and a warning naming each device's nodes.
+t_drm_libdrm_user() {
+	ls -l /dev/dri
+	drm_compare bound --uid 65534 || return 1
+	echo "warnings:"
+	cat /tmp/drm.err
+	denied="not answer (Permission denied): the driver from /sys/class/drm/[a-zD0-9]*/device/driver"
+	grep -q "DRM nodes /dev/dri/renderD128 and /dev/dri/card[0-9]* do $denied: virtio-pci\.$" \
+		/tmp/drm.err &&
+		grep -q "DRM node /dev/dri/card[0-9]* does $denied: bochs-drm\.$" /tmp/drm.err
+}
+
 echo "@@GUEST up: $(uname -r)"
 ADDR=$(edu_addr)
 echo "edu at ${ADDR:-nowhere}"
+check "DRM drivers load (bochs, virtio_gpu)" t_drm_load
+check "libdrm lister: the guest's DRM devices, nodes and drivers" t_drm_libdrm
+check "libdrm lister: nodes that do not open, the drivers from sysfs" t_drm_libdrm_user
 check "module loads" t_load
 check "module binds edu and reads its id register" t_bound
 check "sysfs attributes" t_attrs
