@@ -63,7 +63,7 @@ oom:
 
 const struct drm_card *drm_card_by_render_minor(const struct drm_card_list *l, int minor)
 {
-	if (minor < 0)
+	if (!l || minor < 0)
 		return NULL;
 	for (size_t i = 0; i < l->n; i++)
 		if (l->items[i].render_minor == minor)

@@ -105,6 +105,7 @@ static void test_by_render_minor(void **state)
 				.card_minor = 1, .render_minor = 128 };
 
 	assert_null(drm_card_by_render_minor(&l, 128));
+	assert_null(drm_card_by_render_minor(NULL, 128));
 	assert_int_equal(drm_card_list_add(&l, &display), 0);
 	assert_int_equal(drm_card_list_add(&l, &gpu), 0);
 	assert_string_equal(drm_card_by_render_minor(&l, 128)->address, "0000:04:00.0");
