@@ -361,9 +361,12 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 	r = pci_open_function(b->host, d->id, &fnfd, &driver);
 	if (r < 0)
 		return r;
-	if (!streq_ptr(driver, d->driver))
-		return -ESTALE; /* unbound or rebound: a rescan's job */
-	v = vendor_of(driver);
+	/* unbound or rebound: a rescan's job. A DRM driver without a vendor part may not be the
+	 * function's own (virtio_gpu sits on the virtio device of virtio-pci's function): for
+	 * those, only unbinding counts, else every probe would ask for a rescan. */
+	v = vendor_of(d->driver);
+	if (!driver || (!streq_ptr(driver, d->driver) && v))
+		return -ESTALE;
 	r = evaluate_health(b, &ctx, fnfd, v, d);
 	ctx_done(&ctx);
 	return r;
