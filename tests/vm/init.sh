@@ -106,6 +106,39 @@ t_liveness() {
 	[ "$(cat /sys/class/xpu/xpu0/liveness_failures)" = 0 ]
 }
 
+# The real xpud's DRM backend: on its real host it lists through libdrm; the virtio-gpu is a GPU
+# with the nodes and the driver the guest's kernel made (drm_sysfs); the bochs VGA has no render
+# node: display only, no DRM nodes of it in xpud.
+xpud_device() { xpuctl --socket $SOCK -o json device "$1" | tr -d ' \n\t'; }
+xpud_has_drm_gpu() {
+	j=$(xpud_device "$gpu") || return 1
+	for want in '"kind":"gpu"' "\"driver\":\"$driver\"" "\"/dev/$card\"" "\"/dev/$render\"" \
+		"\"drm_card\":\"$card\"" "\"drm_render\":\"$render\""; do
+		echo "$j" | grep -qF "$want" || { echo "no $want"; return 1; }
+	done
+}
+
+t_xpud_drm() {
+	gpu=$(pci_fn 0x1af4 0x1050) && vga=$(pci_fn 0x1234 0x1111) || return 1
+	# shellcheck disable=SC2034 # the minors
+	read -r _ driver card card_minor render render_minor <<EOF
+$(drm_sysfs | grep "^$gpu ")
+EOF
+	echo "kernel: $gpu $driver $card $render"
+	wait_for 50 xpud_has_drm_gpu || {
+		xpud_has_drm_gpu
+		xpuctl --socket $SOCK device "$gpu"
+		return 1
+	}
+	xpuctl --socket $SOCK device "$gpu" | grep -iE "kind|driver|nodes|drm|backend"
+	! xpud_device "$vga" | grep -q /dev/dri || { echo "the VGA has DRM nodes in xpud"; return 1; }
+	# its health probes answer (healthy), rather than asking for a rescan each time
+	line=$(log_lines)
+	wait_for 50 probed_since_of "$line" "$gpu" || { echo "no health probe of $gpu"; return 1; }
+	grep "Health probe of $gpu: " /tmp/xpud.log | tail -n 1
+	! grep "Health probe of $gpu: " /tmp/xpud.log | grep -v ": healthy\.$" | tail -n 3 | grep .
+}
+
 # Started from the main shell, not inside check(): that runs its command in a subshell, and
 # the PID would be lost there (xpud would outlive the kill below and keep netlink sockets open).
 xpud_start() {
@@ -147,6 +180,9 @@ probed_since() { # probed_since LINE STATE: a probe after that log line found th
 probe_errors_since() { # probe_errors_since LINE: probes after that log line that failed
 	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep "Health probe of $ADDR: " |
 		grep -v -E ": (un)?healthy\.$"
+}
+probed_since_of() { # probed_since_of LINE ID: a probe of ID after that log line
+	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep -q "Health probe of $2: "
 }
 more_probes_than() { [ "$(probes)" -gt "$1" ]; }
 
@@ -337,7 +373,7 @@ t_drm_load() {
 		esac || { echo "insmod $ko failed"; return 1; }
 	done </etc/xpu-vm-drm
 	wait_for 100 test -c /dev/dri/renderD128 || { ls -l /dev/dri; return 1; }
-	ls /sys/class/drm | tr '\n' ' '
+	(cd /sys/class/drm && echo *)
 }
 
 # What the guest's kernel made, one device a line as xpu-vmdrm prints them: from
@@ -420,6 +456,7 @@ check "liveness probe passes" t_liveness
 check "generic netlink dump" xpu-vmcheck genl-dump
 xpud_start
 check "xpud lists the device through generic netlink, healthy" t_xpud_start
+check "xpud lists the virtio-gpu through libdrm, with its DRM nodes and driver" t_xpud_drm
 check "bad ioctl arguments are refused" xpu-vmcheck bad-ioctl $DEV
 check "malformed netlink requests are refused" xpu-vmcheck genl-bad
 check "QMP hot-unplug: removed event reported by xpud" t_unplug
