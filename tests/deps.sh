@@ -2,8 +2,8 @@
 # Installs what building (and, with "test", testing) xpud needs, from Debian 12's archive.
 set -eu
 pkgs="build-essential cmake pkg-config libsystemd-dev libjansson-dev libhttp-parser-dev
-libyaml-dev libcmocka-dev libnl-genl-3-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
-libdrm-dev"
+libyaml-dev libcmocka-dev libnl-genl-3-dev libdrm-dev libnghttp2-dev libprotobuf-c-dev
+protobuf-c-compiler"
 if [ "${1:-}" = test ]; then
 	# Go and grpc-go build the test client that plays kubelet (tests/k8s/); jsonschema checks
 	# the CDI specs, yaml the DaemonSet manifest; podman, runc and a static busybox run a

@@ -271,6 +271,8 @@ static int describe_card(struct xpu_backend *b, struct drm_gpu_ctx *ctx, const s
 		return 0; /* removed meanwhile, or unreadable: the PCI backend names the culprit */
 	if (!v && class >> 16 != 0x03)
 		return 0; /* a render node of a device that is not a GPU (an FPGA's user function) */
+	if (!v && streq_ptr(driver, "nvidia"))
+		return 0; /* nvidia-drm's nodes: a CUDA workload needs /dev/nvidiaN, not these */
 
 	d = device_new();
 	if (!d || !(d->id = strdup(c->address)))
@@ -364,9 +366,12 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 	r = pci_open_function(b->host, d->id, &fnfd, &driver);
 	if (r < 0)
 		return r;
-	if (!streq_ptr(driver, d->driver))
-		return -ESTALE; /* unbound or rebound: a rescan's job */
-	v = vendor_of(driver);
+	/* unbound or rebound: a rescan's job. A DRM driver without a vendor part may not be the
+	 * function's own (virtio_gpu sits on the virtio device of virtio-pci's function): for
+	 * those, only unbinding counts, else every probe would ask for a rescan. */
+	v = vendor_of(d->driver);
+	if (!driver || (!streq_ptr(driver, d->driver) && v))
+		return -ESTALE;
 	r = evaluate_health(b, &ctx, fnfd, v, d);
 	ctx_done(&ctx);
 	return r;

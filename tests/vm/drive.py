@@ -78,6 +78,8 @@ def boot(kernel, initrd, qmp_path, timeout):
             "-append", "console=ttyS0 loglevel=4 panic=-1 oops=panic rdinit=/init",
             "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
             "-device", "edu,id=edu0,bus=rp1",
+            # DRM devices for the libdrm lister: bochs binds the standard VGA, virtio_gpu this
+            "-vga", "std", "-device", "virtio-gpu-pci,bus=pcie.0",
             "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
     print("+ " + " ".join(qemu), flush=True)
     p = subprocess.Popen(["timeout", "--kill-after=5", str(int(timeout))] + qemu,

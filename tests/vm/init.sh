@@ -44,15 +44,15 @@ wait_for() { # wait_for TENTHS COMMAND...: until COMMAND succeeds, at most TENTH
 	done
 }
 
-edu_addr() {
+pci_fn() { # pci_fn VENDOR DEVICE: the address of the first such PCI function
 	for d in /sys/bus/pci/devices/*; do
-		if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then
-			basename "$d"
-			return 0
-		fi
+		[ "$(cat "$d/vendor")" = "$1" ] && [ "$(cat "$d/device")" = "$2" ] &&
+			{ basename "$d"; return 0; }
 	done
 	return 1
 }
+
+edu_addr() { pci_fn 0x1234 0x11e8; }
 
 objects() { tr '\n' ' ' </sys/kernel/debug/xpu_pci/objects; }
 health() { cat /sys/class/xpu/xpu0/health 2>/dev/null; }
@@ -106,6 +106,39 @@ t_liveness() {
 	[ "$(cat /sys/class/xpu/xpu0/liveness_failures)" = 0 ]
 }
 
+# The real xpud's DRM backend: on its real host it lists through libdrm; the virtio-gpu is a GPU
+# with the nodes and the driver the guest's kernel made (drm_sysfs); the bochs VGA has no render
+# node: display only, no DRM nodes of it in xpud.
+xpud_device() { xpuctl --socket $SOCK -o json device "$1" | tr -d ' \n\t'; }
+xpud_has_drm_gpu() {
+	j=$(xpud_device "$gpu") || return 1
+	for want in '"kind":"gpu"' "\"driver\":\"$driver\"" "\"/dev/$card\"" "\"/dev/$render\"" \
+		"\"drm_card\":\"$card\"" "\"drm_render\":\"$render\""; do
+		echo "$j" | grep -qF "$want" || { echo "no $want"; return 1; }
+	done
+}
+
+t_xpud_drm() {
+	gpu=$(pci_fn 0x1af4 0x1050) && vga=$(pci_fn 0x1234 0x1111) || return 1
+	# shellcheck disable=SC2034 # the minors
+	read -r _ driver card card_minor render render_minor <<EOF
+$(drm_sysfs | grep "^$gpu ")
+EOF
+	echo "kernel: $gpu $driver $card $render"
+	wait_for 50 xpud_has_drm_gpu || {
+		xpud_has_drm_gpu
+		xpuctl --socket $SOCK device "$gpu"
+		return 1
+	}
+	xpuctl --socket $SOCK device "$gpu" | grep -iE "kind|driver|nodes|drm|backend"
+	! xpud_device "$vga" | grep -q /dev/dri || { echo "the VGA has DRM nodes in xpud"; return 1; }
+	# its health probes answer (healthy), rather than asking for a rescan each time
+	line=$(log_lines)
+	wait_for 50 probed_since_of "$line" "$gpu" || { echo "no health probe of $gpu"; return 1; }
+	grep "Health probe of $gpu: " /tmp/xpud.log | tail -n 1
+	! grep "Health probe of $gpu: " /tmp/xpud.log | grep -v ": healthy\.$" | tail -n 3 | grep .
+}
+
 # Started from the main shell, not inside check(): that runs its command in a subshell, and
 # the PID would be lost there (xpud would outlive the kill below and keep netlink sockets open).
 xpud_start() {
@@ -147,6 +180,9 @@ probed_since() { # probed_since LINE STATE: a probe after that log line found th
 probe_errors_since() { # probe_errors_since LINE: probes after that log line that failed
 	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep "Health probe of $ADDR: " |
 		grep -v -E ": (un)?healthy\.$"
+}
+probed_since_of() { # probed_since_of LINE ID: a probe of ID after that log line
+	tail -n +"$(($1 + 1))" /tmp/xpud.log | grep -q "Health probe of $2: "
 }
 more_probes_than() { [ "$(probes)" -gt "$1" ]; }
 
@@ -327,9 +363,90 @@ t_rmmod() {
 	! dmesg | grep -E "xpu_pci: leaked|BUG:|WARNING:|Oops|refcount_t:|general protection|UBSAN"
 }
 
+# The DRM drivers of /etc/xpu-vm-drm, in its order; no fbdev emulation: no console drawn on
+# the emulated displays (in software, under TCG)
+t_drm_load() {
+	while read -r ko; do
+		case $ko in
+		drm_kms_helper.ko) insmod "/lib/modules/drm/$ko" fbdev_emulation=0 ;;
+		*) insmod "/lib/modules/drm/$ko" ;;
+		esac || { echo "insmod $ko failed"; return 1; }
+	done </etc/xpu-vm-drm
+	wait_for 100 test -c /dev/dri/renderD128 || { ls -l /dev/dri; return 1; }
+	(cd /sys/class/drm && echo *)
+}
+
+# What the guest's kernel made, one device a line as xpu-vmdrm prints them: from
+# /sys/class/drm the PCI function of each primary node, its render node (of the same device),
+# their minors; the driver's name as the DRM core has it (debugfs: dri/MINOR/name,
+# "virtio_gpu dev=0000:00:04.0 unique=..."), or with "bound" the driver bound to the device
+# (what the lister falls back to).
+drm_sysfs() {
+	for c in /sys/class/drm/card*; do
+		case ${c##*/} in *-*) continue ;; esac # connectors: card0-Virtual-1
+		dev=$(readlink -f "$c/device")
+		minor=$(cut -d: -f2 "$c/dev")
+		if [ "${1:-}" = bound ]; then
+			driver=$(basename "$(readlink "$dev/driver")")
+		else
+			read -r driver _ </sys/kernel/debug/dri/"$minor"/name
+		fi
+		render="- -1"
+		for r in /sys/class/drm/renderD*; do
+			[ "$(readlink -f "$r/device")" = "$dev" ] &&
+				render="dri/${r##*/} $(cut -d: -f2 "$r/dev")"
+		done
+		echo "${dev##*/} $driver dri/${c##*/} $minor $render"
+	done
+}
+
+drm_compare() { # drm_compare "" | bound [ARGS of xpu-vmdrm]: xpu-vmdrm's list is the kernel's
+	how=$1
+	shift
+	xpu-vmdrm "$@" >/tmp/drm.out 2>/tmp/drm.err || { cat /tmp/drm.err; return 1; }
+	drm_sysfs "$how" >/tmp/drm.sysfs
+	echo "libdrm lister:"
+	cat /tmp/drm.out
+	echo "kernel:"
+	cat /tmp/drm.sysfs
+	cmp -s /tmp/drm.out /tmp/drm.sysfs || { echo "they differ"; return 1; }
+}
+
+# QEMU's standard VGA (1234:1111) bound by bochs: a primary node only; the virtio-gpu
+# (1af4:1050) by virtio_gpu: a primary and a render node. Both through libdrm, the drivers'
+# names as drmGetVersion() gives them.
+t_drm_libdrm() {
+	drm_compare "" || return 1
+	[ -s /tmp/drm.err ] && { echo "warnings:"; cat /tmp/drm.err; return 1; }
+	if ! vga=$(pci_fn 0x1234 0x1111) || ! gpu=$(pci_fn 0x1af4 0x1050); then
+		echo "no VGA or virtio-gpu PCI function"
+		return 1
+	fi
+	grep -q "^$vga bochs-drm dri/card[0-9]* [0-9]* - -1\$" /tmp/drm.out &&
+		grep -q "^$gpu virtio_gpu dri/card[0-9]* [0-9]* dri/renderD128 128\$" /tmp/drm.out &&
+		[ "$(wc -l </tmp/drm.out)" = 2 ]
+}
+
+# As a user for whom the nodes (root's, 0600) do not open: the same list, with the drivers
+# bound to the devices in sysfs (the virtio-gpu's PCI function is virtio-pci's: the DRM driver
+# sits on the virtio device below it), and a warning naming each device's nodes.
+t_drm_libdrm_user() {
+	ls -l /dev/dri
+	drm_compare bound --uid 65534 || return 1
+	echo "warnings:"
+	cat /tmp/drm.err
+	denied="not answer (Permission denied): the driver from /sys/class/drm/[a-zD0-9]*/device/driver"
+	grep -q "DRM nodes /dev/dri/renderD128 and /dev/dri/card[0-9]* do $denied: virtio-pci\.$" \
+		/tmp/drm.err &&
+		grep -q "DRM node /dev/dri/card[0-9]* does $denied: bochs-drm\.$" /tmp/drm.err
+}
+
 echo "@@GUEST up: $(uname -r)"
 ADDR=$(edu_addr)
 echo "edu at ${ADDR:-nowhere}"
+check "DRM drivers load (bochs, virtio_gpu)" t_drm_load
+check "libdrm lister: the guest's DRM devices, nodes and drivers" t_drm_libdrm
+check "libdrm lister: nodes that do not open, the drivers from sysfs" t_drm_libdrm_user
 check "module loads" t_load
 check "module binds edu and reads its id register" t_bound
 check "sysfs attributes" t_attrs
@@ -339,6 +456,7 @@ check "liveness probe passes" t_liveness
 check "generic netlink dump" xpu-vmcheck genl-dump
 xpud_start
 check "xpud lists the device through generic netlink, healthy" t_xpud_start
+check "xpud lists the virtio-gpu through libdrm, with its DRM nodes and driver" t_xpud_drm
 check "bad ioctl arguments are refused" xpu-vmcheck bad-ioctl $DEV
 check "malformed netlink requests are refused" xpu-vmcheck genl-bad
 check "QMP hot-unplug: removed event reported by xpud" t_unplug

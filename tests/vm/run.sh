@@ -1,7 +1,10 @@
 #!/bin/sh
 # The xpu_pci kernel module tested in a QEMU virtual machine (see kmod/README.md):
 # Debian's packaged kernel, the module built against the matching headers, an initramfs with
-# busybox, xpud, xpuctl and tests/vm/xpu-vmcheck, and QEMU's edu device behind a PCIe root port.
+# busybox, xpud, xpuctl and tests/vm/xpu-vmcheck, and QEMU's edu device behind a PCIe root port;
+# and two DRM devices with the drivers of Debian's kernel, for the DRM backend's libdrm lister
+# (tests/vm/xpu-vmdrm): the standard VGA (bochs: a primary node only) and a virtio-gpu (virtio_gpu:
+# a primary and a render node).
 # Exit status: 0 all checks passed, 1 a check failed or the guest crashed or timed out.
 # Environment: XPU_VM_TIMEOUT (s, default 600), XPU_VM_LOAD_CYCLES (100), XPU_VM_REPLUG_CYCLES
 # (100), XPU_VM_QMP_CYCLES (100), XPU_VM_FUZZ_SECONDS (20), XPU_VM_FUZZ_SEED (time), XPU_VM_KEEP=1
@@ -11,7 +14,7 @@ cd "$(dirname "$0")/../.."
 src=$(pwd)
 
 pkgs="qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static libnl-genl-3-dev
-python3 build-essential cmake pkg-config"
+libdrm-dev kmod python3 build-essential cmake pkg-config"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -51,7 +54,7 @@ fi
 
 echo "== building xpud, xpud-helper, xpuctl and the guest checks"
 cmake -S . -B build-vm -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPU_TESTS=OFF >/dev/null
-cmake --build build-vm -j"$(nproc)" --target xpud xpud-helper xpuctl >/dev/null
+cmake --build build-vm -j"$(nproc)" --target xpud xpud-helper xpuctl xpu-vmdrm >/dev/null
 cc -static -O2 -Wall -Wextra -Werror -Wno-sign-compare -Iinclude -o "$work/xpu-vmcheck" \
 	tests/vm/xpu-vmcheck.c
 
@@ -67,9 +70,9 @@ cp tests/vm/init.sh "$root/init"
 cp "$work/kmod/xpu_pci.ko" "$root/lib/modules/"
 cp "$work/xpu-vmcheck" "$root/bin/"
 cp build-vm/xpud build-vm/xpud-helper "$root/usr/sbin/" # the helper: found next to xpud
-cp build-vm/xpuctl "$root/usr/bin/"
-# the dynamic programs' libraries, at the paths the loader looks for them
-for lib in $(for b in build-vm/xpud build-vm/xpud-helper build-vm/xpuctl; do
+cp build-vm/xpuctl build-vm/xpu-vmdrm "$root/usr/bin/"
+# the dynamic programs' libraries (libdrm among them), at the paths the loader looks for them
+for lib in $(for b in build-vm/xpud build-vm/xpud-helper build-vm/xpuctl build-vm/xpu-vmdrm; do
 	ldd "$b" | awk '/=> \//{ print $3 } /^[ \t]*\//{ print $1 }'
 done | sort -u); do
 	case $lib in
@@ -77,6 +80,15 @@ done | sort -u); do
 	*) mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib" ;;
 	esac
 done
+# the DRM drivers and what they need, in the order they load (/etc/xpu-vm-drm lists them)
+modprobe=$(PATH="$PATH:/sbin:/usr/sbin" command -v modprobe)
+mkdir -p "$root/lib/modules/drm"
+for m in virtio_pci bochs virtio_gpu; do
+	"$modprobe" -S "$kver" --show-depends "$m"
+done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' | while read -r ko; do
+	cp "$ko" "$root/lib/modules/drm/"
+	basename "$ko"
+done >"$root/etc/xpu-vm-drm"
 cat >"$root/etc/xpu-vm.conf" <<CONF
 LOAD_CYCLES=${XPU_VM_LOAD_CYCLES:-100}
 REPLUG_CYCLES=${XPU_VM_REPLUG_CYCLES:-100}
