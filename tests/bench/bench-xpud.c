@@ -6,7 +6,9 @@
  *   api       GET /v1/devices on the HGX fixture vs a bare Unix-socket server that answers
  *             a request with a payload of the same size (median and p99 of N requests).
  *   enumerate the PCI backend over 1,000 simulated PCI functions (600 accelerators, 400 NICs,
- *             on tmpfs like sysfs) vs a bare loop that only reads vendor, device and class.
+ *             on tmpfs like sysfs) vs a bare loop that only reads vendor, device and class;
+ *             and the same node with 50 of its GPUs MI300X in CPX mode (400 compute
+ *             partitions, the DRM backend and the KFD topology) vs the node without them.
  *   uevent    a uevent for a hot-plugged GPU until its device-added event on /v1/events.
  *   rss       xpud's resident memory with the HGX fixture loaded, after the API was used.
  *   ready     process start to the first answer on the HGX node, with the fake NVML (per-GPU
@@ -472,48 +474,190 @@ static double bare_walk_ms(const char *root)
 	return (now_us() - start) / 1000.0;
 }
 
-static void bench_enumerate(int runs)
+/* A node's DRM devices: card and render nodes numbered as the kernel gives minors (the legacy
+ * ranges, 0-63 and 128-191, then both from 192 up in turn). */
+static json_t *drm_nodes(int j)
 {
-	char *json = many_functions_json(1000), *dir = NULL, *err = NULL;
-	double t[32], b[32];
+	int card = j < 64 ? j : 192 + 2 * (j - 64), render = j < 64 ? 128 + j : card + 1;
+	char cn[32], cd[40], rn[32], rd[40];
+
+	snprintf(cn, sizeof(cn), "card%d", card);
+	snprintf(cd, sizeof(cd), "dri/%s", cn);
+	snprintf(rn, sizeof(rn), "renderD%d", render);
+	snprintf(rd, sizeof(rd), "dri/%s", rn);
+	return json_pack("[{s:s, s:s, s:s, s:i, s:i, s:s}, {s:s, s:s, s:s, s:i, s:i, s:s}]",
+			 "class", "drm", "name", cn, "devname", cd, "major", 226, "minor", card,
+			 "devtype", "drm_minor", "class", "drm", "name", rn, "devname", rd, "major",
+			 226, "minor", render, "devtype", "drm_minor");
+}
+
+/*
+ * The same node with @amd of its NVIDIA GPUs (every fourth) made AMD Instinct MI300X GPUs in
+ * CPX/NPS4 mode, as tests/fixtures/gen/amd-nodes.py writes the MI300X CPX node: 8 compute
+ * partitions each, each with its KFD topology node (location_id, domain, render minor, SIMDs,
+ * memory, hive) and its card and render nodes (partition 0's on the PCI function, the others'
+ * on amdgpu_xcp_N platform devices); hives of 8 GPUs, RAS counters.
+ */
+static char *amd_partitions_json(int n, int amd)
+{
+	const uint64_t vram = 206158430208ULL; /* 192 GiB */
+	char *base = many_functions_json(n), *s;
+	json_t *doc = json_loads(base, 0, NULL), *raw = json_object(), *platform = json_array(), *f;
+	int g = 0, gpu = 0, j = 0, node = 1;
+	size_t i;
+
+	if (!doc || !raw || !platform)
+		die("json");
+	json_array_append_new(json_object_get(doc, "dev"), json_string("kfd"));
+	json_object_set_new(raw, "sys/class/kfd/kfd/topology/nodes/0/properties",
+			    json_string("cpu_cores_count 96\nsimd_count 0\nmem_banks_count 1\n"));
+	json_array_foreach(json_object_get(doc, "pci"), i, f) {
+		const char *addr = json_string_value(json_object_get(f, "address"));
+		char unique[24], hive[32], used[24], vram_s[24], props[768], key[64];
+		uint64_t hive_id = 0x5c2f6b1a9d3e4000ULL + (unsigned)g / 8;
+		unsigned domain, bus;
+		json_t *e;
+
+		if (!streq_ptr(json_string_value(json_object_get(f, "vendor")), "0x10de") ||
+		    gpu++ % 4 || g == amd)
+			continue;
+		if (sscanf(addr, "%x:%x", &domain, &bus) != 2)
+			die("address");
+		snprintf(unique, sizeof(unique), "%016llx",
+			 (unsigned long long)(0x4a8e5f0c2d1e3b00ULL + (unsigned)g));
+		snprintf(hive, sizeof(hive), "%llu\n", (unsigned long long)hive_id);
+		snprintf(used, sizeof(used), "%llu", (unsigned long long)(3 + g % 8) << 30);
+		snprintf(vram_s, sizeof(vram_s), "%llu", (unsigned long long)vram);
+		for (int k = 0; k < 8; k++, j++, node++) {
+			int render = j < 64 ? 128 + j : 193 + 2 * (j - 64);
+
+			snprintf(key, sizeof(key), "sys/class/kfd/kfd/topology/nodes/%d/properties",
+				 node);
+			snprintf(props, sizeof(props),
+				 "cpu_cores_count 0\nsimd_count 152\nmem_banks_count 1\n"
+				 "gfx_target_version 90402\nsimd_per_cu 4\narray_count 4\n"
+				 "cu_per_simd_array 10\nvendor_id 4098\ndevice_id 29857\n"
+				 "location_id %u\ndomain %u\ndrm_render_minor %d\nhive_id %llu\n"
+				 "unique_id %llu\nnum_xcc 1\nlocal_mem_size %llu\n",
+				 bus << 8 | (unsigned)k, domain, render,
+				 (unsigned long long)hive_id,
+				 (unsigned long long)(0x4a8e5f0c2d1e3b00ULL + (unsigned)g),
+				 (unsigned long long)vram / 4);
+			json_object_set_new(raw, key, json_string(props));
+			if (k == 0)
+				continue;
+			snprintf(key, sizeof(key), "amdgpu_xcp_%d", g * 7 + k - 1);
+			json_array_append_new(platform, json_pack("{s:s, s:o}", "name", key,
+								  "class_devices", drm_nodes(j)));
+		}
+		e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, "
+			      "s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, "
+			      "s:{s:s, s:s, s:s}}",
+			      "address", addr, "vendor", "0x1002", "device", "0x74a1",
+			      "subsystem_vendor", "0x1002", "subsystem_device", "0x74a1", "class",
+			      "0x120000", "revision", "0x00", "driver", "amdgpu", "class_devices",
+			      drm_nodes(j - 8), "attrs", "current_compute_partition", "CPX",
+			      "current_memory_partition", "NPS4", "available_compute_partition",
+			      "SPX, DPX, QPX, CPX", "available_memory_partition", "NPS1, NPS4",
+			      "unique_id", unique, "product_name", "AMD Instinct MI300X",
+			      "mem_info_vram_total", vram_s, "mem_info_vis_vram_total", vram_s,
+			      "mem_info_vram_used", used, "raw_files",
+			      "xgmi_hive_info/xgmi_hive_id", hive, "ras/umc_err_count",
+			      "ue: 0\nce: 0\n", "ras/gfx_err_count", "ue: 0\nce: 1\n");
+		if (!e || json_array_set_new(json_object_get(doc, "pci"), i, e) < 0)
+			die("json");
+		g++;
+	}
+	json_object_set_new(doc, "raw_files", raw);
+	json_object_set_new(doc, "platform", platform);
+	s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	free(base);
+	return s;
+}
+
+/* One node to enumerate: its tree and registry, and each run's times. */
+struct enum_node {
+	char *dir;
 	struct xpu_host *host;
 	struct registry *reg;
-	size_t n = 0;
+	double t[32], b[32];
+	size_t devices, partitions;
+};
+
+static void enum_node_open(struct enum_node *e, char *json)
+{
+	char *err = NULL;
+
+	*e = (struct enum_node){};
+	if (fixture_build_temp(json, &e->dir, &err) < 0) {
+		fprintf(stderr, "bench-xpud: fixture: %s\n", err ?: "?");
+		exit(1);
+	}
+	if (host_open(e->dir, &e->host) < 0 ||
+	    registry_new(e->host, NULL, registry_builtin_ops, registry_builtin_n, &e->reg) < 0)
+		die("registry");
+	free(json);
+}
+
+/* Run @i: the registry's enumeration, then the bare walk of the same tree. */
+static void enum_node_run(struct enum_node *e, int i)
+{
+	struct device_list l = {};
+	double start = now_us();
+
+	if (registry_enumerate(e->reg, &l) < 0)
+		die("enumerate");
+	e->t[i] = (now_us() - start) / 1000.0;
+	e->devices = l.n;
+	e->partitions = 0;
+	for (size_t k = 0; k < l.n; k++)
+		e->partitions += l.items[k]->n_partitions;
+	device_list_clear(&l);
+	e->b[i] = bare_walk_ms(e->dir);
+}
+
+static void enum_node_close(struct enum_node *e)
+{
+	registry_free(e->reg);
+	host_free(e->host);
+	fixture_destroy(e->dir);
+	free(e->dir);
+}
+
+/* The 1,000-function node, and the same with 50 MI300X GPUs in CPX mode, run by run in turn. */
+static void bench_enumerate(int runs)
+{
+	struct enum_node plain, amd;
+	double med, base, amd_med, amd_base;
 
 	/* sysfs lives in memory; so does tmpfs, the closest stand-in for it */
 	if (access("/dev/shm", W_OK) == 0)
 		setenv("TMPDIR", "/dev/shm", 1);
-	if (fixture_build_temp(json, &dir, &err) < 0) {
-		fprintf(stderr, "bench-xpud: fixture: %s\n", err ?: "?");
-		exit(1);
-	}
-	if (host_open(dir, &host) < 0 || registry_new(host, NULL, registry_builtin_ops,
-						      registry_builtin_n, &reg) < 0)
-		die("registry");
+	enum_node_open(&plain, many_functions_json(1000));
+	enum_node_open(&amd, amd_partitions_json(1000, 50));
 	if (runs > 32)
 		runs = 32;
 	for (int i = 0; i < runs; i++) {
-		struct device_list l = {};
-		double start = now_us();
-
-		if (registry_enumerate(reg, &l) < 0)
-			die("enumerate");
-		t[i] = (now_us() - start) / 1000.0;
-		n = l.n;
-		device_list_clear(&l);
-		b[i] = bare_walk_ms(dir);
+		enum_node_run(&plain, i);
+		enum_node_run(&amd, i);
 	}
-	double med = percentile(t, (size_t)runs, 0.5), base = percentile(b, (size_t)runs, 0.5);
-
+	med = percentile(plain.t, (size_t)runs, 0.5);
+	base = percentile(plain.b, (size_t)runs, 0.5);
+	amd_med = percentile(amd.t, (size_t)runs, 0.5);
+	amd_base = percentile(amd.b, (size_t)runs, 0.5);
 	printf("| enumerate 1,000 PCI functions (%zu accelerators) | %.2f ms | bare walk of "
-	       "vendor/device/class: %.2f ms "
-	       "| %.1fx | < 50 ms |\n",
-	       n, med, base, med / base);
-	registry_free(reg);
-	host_free(host);
-	fixture_destroy(dir);
-	free(dir);
-	free(json);
+	       "vendor/device/class: %.2f ms | %.1fx | < 50 ms |\n",
+	       plain.devices, med, base, med / base);
+	printf("| enumerate 1,000 PCI functions, 50 of the GPUs MI300X in CPX (%zu accelerators, "
+	       "%zu partitions) | %.2f ms | bare walk of vendor/device/class: %.2f ms | %.1fx | - "
+	       "|\n",
+	       amd.devices, amd.partitions, amd_med, amd_base, amd_med / amd_base);
+	printf("| the same, against the 1,000 functions without them | %.2f ms | %.2f ms | %.2fx "
+	       "| <= 2x |\n",
+	       amd_med, med, amd_med / med);
+	enum_node_close(&plain);
+	enum_node_close(&amd);
 }
 
 static double uevent_latency_ms(const char *root, const char *sock, int i)
@@ -1176,6 +1320,10 @@ int main(int argc, char *argv[])
 	pin(false);
 	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "fit")) { /* the fit lines alone */
 		bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
+		return 0;
+	}
+	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "enumerate")) { /* the enumeration lines alone */
+		bench_enumerate(10);
 		return 0;
 	}
 	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "kmsg") && argc > 3) { /* the XID lines alone */

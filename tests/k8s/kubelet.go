@@ -4,8 +4,9 @@
 // serves Registration on kubelet.sock, receives xpud's registration, dials the plugin socket
 // the way kubelet does (the socket path as the target, so it becomes :authority), and checks
 // every device plugin method, a health change, a cordon and a repartition seen through
-// ListAndWatch, a kubelet restart, bad input and a clean stop. With -bench N it also measures the Allocate round trip and the
-// ListAndWatch update latency. Exits 0 when every check passed, 1 otherwise.
+// ListAndWatch, a kubelet restart, bad input and a clean stop. With -bench N it also measures
+// the Allocate round trip and the ListAndWatch update latency; with -amd it checks amd.com/gpu
+// on the AMD nodes instead (kubelet-amd.go). Exits 0 when every check passed, 1 otherwise.
 //
 // Built offline with Debian's golang-go and golang-google-grpc-dev (GO111MODULE=off) by
 // tests/k8s/run.sh, which ctest runs.
@@ -212,6 +213,40 @@ func (h *host) setDriver(addr, devpath, driver string) {
 	h.uevent("bind", devpath)
 }
 
+// newHost writes fixture @node into a fresh tree below @tmp.
+func newHost(mkfixture, tmp, node string) *host {
+	h := &host{root: filepath.Join(tmp, "root"), kubelet: filepath.Join(tmp, "device-plugins"),
+		log: filepath.Join(tmp, "xpud.log")}
+	h.apiSocket = filepath.Join(h.root, "run/xpud.sock")
+	if out, err := exec.Command(mkfixture, "--node", node, h.root).CombinedOutput(); err != nil {
+		fatal("xpu-mkfixture: %v: %s", err, out)
+	}
+	os.MkdirAll(h.kubelet, 0755)
+	return h
+}
+
+// start runs xpud on the tree with config file @conf; the channel gets its exit.
+func (h *host) start(xpudBin, conf string) chan error {
+	logf, _ := os.Create(h.log)
+	h.xpud = exec.Command(xpudBin, "--root", h.root, "--socket", h.apiSocket, "--kubelet-dir",
+		h.kubelet, "--log-level", "debug", "--config", conf)
+	h.xpud.Stderr = logf
+	h.xpud.Stdout = logf
+	if err := h.xpud.Start(); err != nil {
+		fatal("start xpud: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- h.xpud.Wait() }()
+	return exited
+}
+
+func (h *host) dumpLogOnFailure() {
+	if failures > 0 {
+		data, _ := os.ReadFile(h.log)
+		fmt.Printf("--- xpud log ---\n%s", data)
+	}
+}
+
 func (h *host) localAPI(method, path, body string) (int, map[string]interface{}) {
 	c := http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -242,6 +277,8 @@ func main() {
 	node := flag.String("node", "hgx-h100", "embedded fixture node")
 	bench := flag.Int("bench", 0, "Allocate round trips to time (0: no benchmark)")
 	keep := flag.Bool("keep", false, "keep the temporary tree")
+	amd := flag.String("amd", "", "AMD fixture nodes to check amd.com/gpu on, comma-separated "+
+		"(mi300x, mi300x-cpx), instead of the NVIDIA checks")
 	flag.Parse()
 
 	tmp, err := os.MkdirTemp("", "xpu-k8s-")
@@ -251,13 +288,18 @@ func main() {
 	if !*keep {
 		defer os.RemoveAll(tmp)
 	}
-	h := &host{root: filepath.Join(tmp, "root"), kubelet: filepath.Join(tmp, "device-plugins"),
-		log: filepath.Join(tmp, "xpud.log")}
-	h.apiSocket = filepath.Join(h.root, "run/xpud.sock")
-	if out, err := exec.Command(*mkfixture, "--node", *node, h.root).CombinedOutput(); err != nil {
-		fatal("xpu-mkfixture: %v: %s", err, out)
+	if *amd != "" {
+		for _, n := range strings.Split(*amd, ",") {
+			amdNode(*xpudBin, *mkfixture, tmp, n)
+		}
+		if failures > 0 {
+			fmt.Printf("%d check(s) failed\n", failures)
+			os.Exit(1)
+		}
+		fmt.Println("all checks passed")
+		return
 	}
-	os.MkdirAll(h.kubelet, 0755)
+	h := newHost(*mkfixture, tmp, *node)
 	kubeletSock := filepath.Join(h.kubelet, "kubelet.sock")
 	reg := &registration{got: make(chan *api.RegisterRequest, 16)}
 	regServer := serveRegistration(kubeletSock, reg)
@@ -272,22 +314,8 @@ func main() {
 	// no health probation: a rebound driver is re-advertised at the next look
 	os.WriteFile(conf, []byte("kubelet-pre-start-hook: "+hook+"\nhealth-probation: 0\n"), 0644)
 
-	logf, _ := os.Create(h.log)
-	h.xpud = exec.Command(*xpudBin, "--root", h.root, "--socket", h.apiSocket, "--kubelet-dir",
-		h.kubelet, "--log-level", "debug", "--config", conf)
-	h.xpud.Stderr = logf
-	h.xpud.Stdout = logf
-	if err := h.xpud.Start(); err != nil {
-		fatal("start xpud: %v", err)
-	}
-	defer func() {
-		if failures > 0 {
-			data, _ := os.ReadFile(h.log)
-			fmt.Printf("--- xpud log ---\n%s", data)
-		}
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- h.xpud.Wait() }()
+	exited := h.start(*xpudBin, conf)
+	defer h.dumpLogOnFailure()
 	defer h.xpud.Process.Kill()
 
 	// Registration: what kubelet checks before it dials the endpoint.
