@@ -532,6 +532,15 @@ static int describe_pci(const struct accel_family *f, const char *addr, uint32_t
 }
 
 /* Describes one function when a family claims it: 1 and *ret, 0 when none does, -ENOMEM. */
+/* Whether a family's row names @driver. */
+static bool driver_known(const char *driver)
+{
+	for (size_t i = 0; i < ELEMENTSOF(accel_families); i++)
+		if (strv_contains((char *const *)accel_families[i].drivers, driver))
+			return true;
+	return false;
+}
+
 static int scan_function(const struct xpu_host *host, int busfd, const char *name,
 			 struct xpu_device **ret)
 {
@@ -550,13 +559,17 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 	fnfd = openat(busfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fnfd < 0)
 		return 0;
+	/* the driver first: one readlink rules out all but the functions of a family's driver
+	 * (this walk repeats the PCI backend's, over every function of the node) */
+	r = readlink_basename_at(fnfd, "driver", &driver);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0 || !driver_known(driver))
+		return 0;
 	if (read_attr_hex_at(fnfd, "vendor", 0xffff, &vendor) < 0 ||
 	    read_attr_hex_at(fnfd, "device", 0xffff, &device) < 0 ||
 	    read_attr_hex_at(fnfd, "class", 0xffffff, &class) < 0)
 		return 0; /* the generic PCI backend names the culprit */
-	r = readlink_basename_at(fnfd, "driver", &driver);
-	if (r == -ENOMEM)
-		return r;
 	f = family_find((uint16_t)vendor, (uint16_t)device, driver);
 	if (!f)
 		return 0;

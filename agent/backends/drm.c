@@ -121,7 +121,7 @@ int drm_list_sysfs(const struct xpu_host *host, struct drm_card_list *ret)
 	if (r < 0)
 		return r;
 	while ((de = readdir(d))) {
-		_cleanup_free_ char *parent = NULL, *driver = NULL, *devname = NULL, *path = NULL;
+		_cleanup_free_ char *parent = NULL, *devname = NULL, *path = NULL;
 		struct drm_card *c;
 		bool render;
 		int minor = node_minor(de->d_name, &render);
@@ -138,28 +138,21 @@ int drm_list_sysfs(const struct xpu_host *host, struct drm_card_list *ret)
 					     "ignoring: %m", de->d_name);
 			continue;
 		}
-		free(path);
-		if (asprintf(&path, "%s/device/driver", de->d_name) < 0)
-			return -ENOMEM;
-		r = readlink_basename_at(dirfd(d), path, &driver);
-		if (r == -ENOMEM)
-			return r;
-		free(path);
-		if (asprintf(&path, "%s/uevent", de->d_name) < 0)
-			return -ENOMEM;
-		r = read_uevent_key_at(dirfd(d), path, "DEVNAME", &devname);
-		if (r == -ENOMEM)
-			return r;
-		if (r < 0 || !string_is_printable(devname) || strstr(devname, "..")) {
-			log_warning("DRM node %s: no device name in its uevent, ignoring.",
-				    de->d_name);
-			continue;
-		}
 		c = card_for(&l, &keys, parent);
 		if (!c)
 			return -ENOMEM;
-		if (!c->driver && driver)
-			c->driver = TAKE_PTR(driver);
+		if (!c->driver) {
+			/* once per device: its nodes share it */
+			free(path);
+			if (asprintf(&path, "%s/device/driver", de->d_name) < 0)
+				return -ENOMEM;
+			r = readlink_basename_at(dirfd(d), path, &c->driver);
+			if (r == -ENOMEM)
+				return r;
+		}
+		/* the DRM core names every node dri/<name> (drm_devnode()) */
+		if (asprintf(&devname, "dri/%s", de->d_name) < 0)
+			return -ENOMEM;
 		if (render) {
 			free(c->render);
 			c->render = TAKE_PTR(devname);
