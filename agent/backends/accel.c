@@ -616,7 +616,8 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
  * parent) with a warning naming it. A class device whose parent is gone (a device removed
  * during the scan) is skipped with a warning. 1 and *ret, 0, -ENOMEM.
  */
-static int scan_class_device(int classfd, const char *name, struct xpu_device **ret)
+static int scan_class_device(int classfd, const char *name, const struct device_list *seen,
+			     struct xpu_device **ret)
 {
 	_cleanup_(device_freep) struct xpu_device *d = NULL;
 	_cleanup_free_ char *devname = NULL, *parent = NULL, *driver = NULL, *link = NULL;
@@ -625,6 +626,16 @@ static int scan_class_device(int classfd, const char *name, struct xpu_device **
 	char addr[13];
 	int index, r;
 
+	/* a function the bus walk described: nothing more to read (one path walk) */
+	if (asprintf(&link, "%s/device", name) < 0)
+		return -ENOMEM;
+	r = resolve_basename_at(classfd, link, &parent);
+	if (r == -ENOMEM)
+		return r;
+	if (r >= 0 && parse_pci_address(parent, addr) >= 0 && device_list_find(seen, addr))
+		return 0;
+	parent = mfree(parent);
+	link = mfree(link);
 	if (asprintf(&link, "%s/uevent", name) < 0)
 		return -ENOMEM;
 	r = read_uevent_key_at(classfd, link, "DEVNAME", &devname);
@@ -714,7 +725,7 @@ static int scan_accel_class(const struct xpu_host *host, struct device_list *lis
 
 		if (de->d_name[0] == '.')
 			continue;
-		r = scan_class_device(dirfd(d), de->d_name, &dev);
+		r = scan_class_device(dirfd(d), de->d_name, list, &dev);
 		if (r < 0)
 			return r;
 		if (r > 0 && (r = device_list_push(list, dev)) < 0)

@@ -42,8 +42,8 @@ int drm_card_list_add(struct drm_card_list *l, const struct drm_card *c)
 	};
 	struct drm_card *items;
 
-	/* the address is a fixed array: a longer one is cut, never overrun */
-	strncpy(copy.address, c->address, sizeof(copy.address) - 1);
+	/* the address is a fixed array of the same size in both */
+	memcpy(copy.address, c->address, sizeof(copy.address));
 	if (dup_or_null(c->driver, &copy.driver) < 0 || dup_or_null(c->card, &copy.card) < 0 ||
 	    dup_or_null(c->render, &copy.render) < 0)
 		goto oom;
