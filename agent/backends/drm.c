@@ -46,6 +46,7 @@ struct drm_backend {
 	 * by apply_offer's thread (which does not care), so no lock */
 	struct wedged *wedged;
 	size_t n_wedged;
+	char **intel_tiled; /* drm_ctx.intel_tiled */
 };
 
 static const struct drm_vendor *vendor_of(const char *driver)
@@ -309,7 +310,9 @@ static void ctx_done(struct drm_ctx *ctx)
 static int drm_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	_cleanup_(drm_card_list_done) struct drm_card_list cards = {};
-	struct drm_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards };
+	struct drm_backend *db = b->userdata;
+	struct drm_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards,
+			       .intel_tiled = db ? &db->intel_tiled : NULL };
 	int r;
 
 	r = list_cards(b->host, &cards);
@@ -436,7 +439,9 @@ static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,
 static int drm_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 			   const struct offer *o, char **ret_error)
 {
-	struct drm_ctx ctx = { .host = b->host, .config = b->config };
+	struct drm_backend *db = b->userdata;
+	struct drm_ctx ctx = { .host = b->host, .config = b->config,
+			       .intel_tiled = db ? &db->intel_tiled : NULL };
 	const struct drm_vendor *v = vendor_of(d->driver);
 
 	if (!v || !v->apply_offer)
@@ -453,6 +458,7 @@ static void drm_close(struct xpu_backend *b)
 	for (size_t i = 0; i < db->n_wedged; i++)
 		free(db->wedged[i].method);
 	free(db->wedged);
+	strv_free(db->intel_tiled);
 	free(db);
 	b->userdata = NULL;
 }
