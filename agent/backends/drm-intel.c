@@ -50,9 +50,9 @@ static const struct {
 };
 
 struct intel_tiles {
-	unsigned n;		   /* tiles sysfs shows (0: it says nothing of tiles) */
-	uint64_t vram[TILES_MAX];  /* each tile's memory; 0: unknown */
-	bool missing[TILES_MAX];   /* below n, without its directory */
+	unsigned n;		  /* tiles sysfs shows (0: it says nothing of tiles) */
+	uint64_t vram[TILES_MAX]; /* each tile's memory; 0: unknown */
+	bool missing[TILES_MAX];  /* below n, without its directory */
 };
 
 static bool tiled_get(struct drm_ctx *ctx, const char *id)
