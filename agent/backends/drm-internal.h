@@ -87,6 +87,10 @@ struct drm_gpu_ctx {
 	const struct drm_card_list *cards;
 	/* drm-amdgpu.c's reading of the KFD topology, made at its first use */
 	struct amdgpu_kfd *kfd;
+	/* drm.c's, kept from one enumeration to the next: the PCI addresses of the GPUs that
+	 * drm-intel.c offers tile by tile (which it alone reads and writes, under its lock);
+	 * NULL in a refresh */
+	char ***intel_tiled;
 };
 
 /* Adds "/dev/<devname>" to @d's device nodes once. 0 or -ENOMEM. */

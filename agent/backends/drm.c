@@ -47,6 +47,7 @@ struct drm_backend {
 	 * by apply_offer's thread (which does not care), so no lock */
 	struct wedged *wedged;
 	size_t n_wedged;
+	char **intel_tiled; /* drm_gpu_ctx.intel_tiled */
 };
 
 static const struct drm_vendor *vendor_of(const char *driver)
@@ -307,7 +308,9 @@ static void ctx_done(struct drm_gpu_ctx *ctx)
 static int drm_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	_cleanup_(drm_card_list_done) struct drm_card_list cards = {};
-	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards };
+	struct drm_backend *db = b->userdata;
+	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config, .cards = &cards,
+			       .intel_tiled = db ? &db->intel_tiled : NULL };
 	int r;
 
 	r = list_cards(b->host, &cards);
@@ -437,12 +440,22 @@ static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,
 static int drm_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
 			   const struct offer *o, char **ret_error)
 {
-	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config };
+	struct drm_backend *db = b->userdata;
+	struct drm_gpu_ctx ctx = { .host = b->host, .config = b->config,
+			       .intel_tiled = db ? &db->intel_tiled : NULL };
 	const struct drm_vendor *v = vendor_of(d->driver);
 
 	if (!v || !v->apply_offer)
 		return -EOPNOTSUPP;
 	return v->apply_offer(&ctx, d, o, ret_error);
+}
+
+/* A GPU's reset is its PCI function's (the kernel picks the method): DRM has no other. */
+static int drm_reset(struct xpu_backend *b, const struct xpu_device *d, char **ret_reason)
+{
+	if (!d->has_pci)
+		return (*ret_reason = strdup("not a PCI function")) ? -EOPNOTSUPP : -ENOMEM;
+	return pci_reset_function(b->host, d->pci.address, ret_reason);
 }
 
 static void drm_close(struct xpu_backend *b)
@@ -454,6 +467,7 @@ static void drm_close(struct xpu_backend *b)
 	for (size_t i = 0; i < db->n_wedged; i++)
 		free(db->wedged[i].method);
 	free(db->wedged);
+	strv_free(db->intel_tiled);
 	free(db);
 	b->userdata = NULL;
 }
@@ -466,5 +480,6 @@ const struct xpu_backend_ops drm_backend_ops = {
 	.refresh = drm_refresh,
 	.uevent = drm_uevent,
 	.apply_offer = drm_apply_offer,
+	.reset = drm_reset,
 	.close = drm_close,
 };

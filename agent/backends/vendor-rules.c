@@ -8,11 +8,13 @@ static const struct {
 } vendors[] = {
 	{ "nvidia", &nvidia_device_rules },
 	{ "amd", &amd_device_rules },
+	{ "intel", &intel_device_rules },
 };
 
 const struct partition_scheme *const backend_partition_schemes[] = {
 	&nvidia_mig_scheme,
 	&amd_partition_scheme,
+	&intel_tiles_scheme,
 	NULL,
 };
 
