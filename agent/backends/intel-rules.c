@@ -20,6 +20,14 @@ const struct partition_scheme intel_tiles_scheme = {
 	.modes = intel_modes,
 };
 
+/* ZE_AFFINITY_MASK=<device>.<tile>: the device as the grant numbers it ("0.1,1.0" for a tile
+ * of each of two GPUs). */
+static const struct env_rule intel_env[] = {
+	{ "ZE_AFFINITY_MASK", ENV_MERGE_DEVICE_PART },
+	{},
+};
+
 const struct device_rules intel_device_rules = {
 	.scheme = &intel_tiles_scheme,
+	.env = intel_env,
 };

@@ -80,7 +80,7 @@ static int env_slot(struct builder *b, const char *name, enum env_merge merge)
 	g->env[n] = (struct grant_env){ .name = strdup(name) };
 	if (!g->env[n].name)
 		return -ENOMEM;
-	if (merge != ENV_MERGE_LIST) {
+	if (merge != ENV_MERGE_LIST && merge != ENV_MERGE_DEVICE_PART) {
 		b->acc[n].amount = calloc(b->n_devices_max, sizeof(unsigned long long));
 		if (!b->acc[n].amount) {
 			free(g->env[n].name);
@@ -110,6 +110,20 @@ static int env_list_add(struct grant_env *e, const char *value)
 	free(e->value);
 	e->value = joined;
 	return 0;
+}
+
+/* "<i>[.<sub>]" of device @dev, renumbered to @dev and listed once. A value that does not start
+ * with a device number adds nothing. */
+static int env_part_add(struct grant_env *e, size_t dev, const char *value)
+{
+	_cleanup_free_ char *v = NULL;
+	size_t digits = strspn(value, "0123456789");
+
+	if (digits == 0 || (value[digits] != '\0' && value[digits] != '.'))
+		return 0;
+	if (asprintf(&v, "%zu%s", dev, value + digits) < 0)
+		return -ENOMEM;
+	return env_list_add(e, v);
 }
 
 /* "<i>=<amount><unit>" or "<amount>": the amount, and the unit when given. A value that does
@@ -154,6 +168,8 @@ static int env_add(struct builder *b, const struct xpu_device *d, size_t dev, co
 	a = &b->acc[i];
 	if (a->merge == ENV_MERGE_LIST)
 		return env_list_add(&b->g->env[i], eq + 1);
+	if (a->merge == ENV_MERGE_DEVICE_PART)
+		return env_part_add(&b->g->env[i], dev, eq + 1);
 	if (parse_amount(eq + 1, a->merge == ENV_MERGE_DEVICE_SUM, &v, unit) < 0)
 		return 0;
 	a->amount[dev] += v;
@@ -190,7 +206,7 @@ static int env_finish(struct builder *b, size_t n_devices)
 		bool any = false;
 		char *v = NULL;
 
-		if (a->merge == ENV_MERGE_LIST)
+		if (a->merge == ENV_MERGE_LIST || a->merge == ENV_MERGE_DEVICE_PART)
 			continue;
 		for (size_t d = 0; d < n_devices; d++) {
 			if (!a->amount[d])

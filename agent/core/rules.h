@@ -33,6 +33,10 @@ enum env_merge {
 	/* A percentage per slice: the percentages of each device summed, and the smallest sum
 	 * kept, at most 100 (a per-process setting that must hold on every device of the grant). */
 	ENV_MERGE_DEVICE_PERCENT,
+	/* "<i>" or "<i>.<sub>" per slice (i: the slice's device, 0, as in DEVICE_SUM; sub: a part
+	 * of it, a tile): the device renumbered to its place in the grant, the distinct values
+	 * comma-joined in grant order ("0.1,1.0"). */
+	ENV_MERGE_DEVICE_PART,
 };
 
 struct env_rule {

@@ -196,6 +196,7 @@ static void test_tiles_offer(void **state)
 {
 	struct test_xpud *x = start("intel-max", TILES_POLICY);
 	json_t *doc, *s, *g = NULL, *env;
+	char path[256];
 	size_t i;
 
 	(void)state;
@@ -244,6 +245,17 @@ static void test_tiles_offer(void **state)
 			 201);
 	assert_string_equal(str(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,0.1");
 	assert_int_equal(json_array_size(json_object_get(g, "device_nodes")), 2);
+	json_decref(g);
+	/* a tile of each of two GPUs: each GPU numbered as the grant orders them */
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"slices\": [\"0000:9a:00.0/tile-0\", "
+					   "\"0000:ca:00.0/tile-1\"]}",
+					   &g),
+			 201);
+	assert_string_equal(str(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,1.1");
+	assert_int_equal(json_array_size(json_object_get(g, "device_nodes")), 4);
+	snprintf(path, sizeof(path), "/v1/allocations/%s", str(g, "id"));
+	assert_int_equal(test_request(x, "DELETE", path, NULL), 200);
 	json_decref(g);
 
 	/* back to whole GPUs: those without allocations at once */

@@ -177,6 +177,27 @@ static void test_missing_and_bad_values(void **state)
 	node_done(&n);
 }
 
+/* Parts of devices (tiles): each device renumbered to its place in the grant, listed once. */
+static void test_device_parts(void **state)
+{
+	static const struct env_rule rules_env[] = { { "MASK", ENV_MERGE_DEVICE_PART }, {} };
+	static const struct device_rules rules = { .env = rules_env };
+	struct node n = {};
+	struct grant g = {};
+	char *ids[] = { "B/tile-1", "A/tile-0", "B/tile-0", "A/tile-0", "A/bad", NULL };
+
+	device_list_push(&n.devs, dev("A", &rules, 0));
+	device_list_push(&n.devs, dev("B", &rules, 0));
+	slice(&n.slices, "A/tile-0", "A", "/dev/a", (const char *const[]){ "MASK=0.0", NULL });
+	slice(&n.slices, "A/bad", "A", "/dev/a", (const char *const[]){ "MASK=x.1", NULL });
+	slice(&n.slices, "B/tile-0", "B", "/dev/b", (const char *const[]){ "MASK=0.0", NULL });
+	slice(&n.slices, "B/tile-1", "B", "/dev/b", (const char *const[]){ "MASK=0.1", NULL });
+	assert_int_equal(grant_build(ids, &n.devs, &n.slices, &g), 0);
+	assert_string_equal(grant_env_get(&g, "MASK"), "0.1,1.0,0.0");
+	grant_done(&g);
+	node_done(&n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +205,7 @@ int main(void)
 	    cmocka_unit_test(test_one_share),
 	    cmocka_unit_test(test_no_rules_joins_lists),
 	    cmocka_unit_test(test_missing_and_bad_values),
+	    cmocka_unit_test(test_device_parts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
