@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "backends/drm-internal.h"
+#include "backends/offered-modes.h"
 #include "backends/pci.h"
 #include "backends/vendor-rules.h"
 #include "shared/fileio.h"
@@ -35,9 +36,6 @@
 #include "shared/strv.h"
 
 #define TILES_MAX 16
-
-/* drm_gpu_ctx.intel_tiled is written by apply_offer's thread and read by the loop's enumerations. */
-static pthread_mutex_t tiled_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The tiles of the multi-tile models (Intel's resource driver's table), to tell a tile that
  * sysfs lacks from a GPU that has one. */
@@ -54,45 +52,6 @@ struct intel_tiles {
 	uint64_t vram[TILES_MAX]; /* each tile's memory; 0: unknown */
 	bool missing[TILES_MAX];  /* below n, without its directory */
 };
-
-static bool tiled_get(struct drm_gpu_ctx *ctx, const char *id)
-{
-	bool on;
-
-	if (!ctx->intel_tiled)
-		return false;
-	pthread_mutex_lock(&tiled_lock);
-	on = strv_contains(*ctx->intel_tiled, id);
-	pthread_mutex_unlock(&tiled_lock);
-	return on;
-}
-
-static int tiled_set(struct drm_gpu_ctx *ctx, const char *id, bool on)
-{
-	char **l;
-	int r = 0;
-
-	if (!ctx->intel_tiled)
-		return -EOPNOTSUPP;
-	pthread_mutex_lock(&tiled_lock);
-	l = *ctx->intel_tiled;
-	if (on && !strv_contains(l, id)) {
-		r = strv_extend(ctx->intel_tiled, id);
-	} else if (!on) {
-		size_t k = 0;
-
-		for (size_t i = 0; l && l[i]; i++) {
-			if (streq(l[i], id))
-				free(l[i]);
-			else
-				l[k++] = l[i];
-		}
-		if (l)
-			l[k] = NULL;
-	}
-	pthread_mutex_unlock(&tiled_lock);
-	return r;
-}
 
 /* The directories "<prefix><K>" below @dirfd's @path as tiles 0..n-1 of @t; a gap is a missing
  * tile. 0, or -ENOMEM; a directory that cannot be read says nothing of tiles. */
@@ -242,7 +201,7 @@ static int describe_tiles(struct drm_gpu_ctx *ctx, struct xpu_device *d, const s
 	if (device_add_profile(d, &whole) < 0 || device_add_profile(d, &tiles) < 0)
 		return -ENOMEM;
 	d->partition_capable = true;
-	if (!tiled_get(ctx, d->id))
+	if (!offered_modes_get(ctx->intel_tiled, d->id))
 		return 0;
 	for (unsigned k = 0; k < t->n; k++) {
 		r = add_tile(d, t, k);
@@ -299,7 +258,9 @@ static int intel_apply_offer(struct drm_gpu_ctx *ctx, const struct xpu_device *d
 		return -EINVAL;
 	}
 	log_debug("%s: offered %s.", d->id, streq(mode, "tiles") ? "tile by tile" : "whole");
-	return tiled_set(ctx, d->id, streq(mode, "tiles"));
+	if (!ctx->intel_tiled)
+		return -EOPNOTSUPP;
+	return offered_modes_set(ctx->intel_tiled, d->id, streq(mode, "tiles"));
 }
 
 const struct drm_vendor drm_intel_vendor = {

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "backends/offered-modes.h"
 
 /* One DRM device: a PCI function (a GPU, or partition 0 of one) or a platform device (the
  * other compute partitions of an amdgpu GPU), with its primary and render nodes. */
@@ -87,10 +88,9 @@ struct drm_gpu_ctx {
 	const struct drm_card_list *cards;
 	/* drm-amdgpu.c's reading of the KFD topology, made at its first use */
 	struct amdgpu_kfd *kfd;
-	/* drm.c's, kept from one enumeration to the next: the PCI addresses of the GPUs that
-	 * drm-intel.c offers tile by tile (which it alone reads and writes, under its lock);
-	 * NULL in a refresh */
-	char ***intel_tiled;
+	/* drm.c's, kept from one enumeration to the next: the GPUs drm-intel.c offers tile by
+	 * tile (offered-modes.h); NULL in a refresh */
+	struct offered_modes *intel_tiled;
 };
 
 /* Adds "/dev/<devname>" to @d's device nodes once. 0 or -ENOMEM. */

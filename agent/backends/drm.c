@@ -47,7 +47,7 @@ struct drm_backend {
 	 * by apply_offer's thread (which does not care), so no lock */
 	struct wedged *wedged;
 	size_t n_wedged;
-	char **intel_tiled; /* drm_gpu_ctx.intel_tiled */
+	struct offered_modes intel_tiled; /* drm_gpu_ctx.intel_tiled */
 };
 
 static const struct drm_vendor *vendor_of(const char *driver)
@@ -345,6 +345,7 @@ static int drm_probe(struct xpu_backend *b, char **ret_reason)
 	db = calloc(1, sizeof(*db));
 	if (!db)
 		return -ENOMEM;
+	offered_modes_init(&db->intel_tiled);
 	b->userdata = db;
 	return 0;
 }
@@ -467,7 +468,7 @@ static void drm_close(struct xpu_backend *b)
 	for (size_t i = 0; i < db->n_wedged; i++)
 		free(db->wedged[i].method);
 	free(db->wedged);
-	strv_free(db->intel_tiled);
+	offered_modes_done(&db->intel_tiled);
 	free(db);
 	b->userdata = NULL;
 }
