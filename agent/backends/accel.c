@@ -20,7 +20,9 @@
 #include <strings.h>
 
 #include "backends/backend.h"
+#include "backends/offered-modes.h"
 #include "backends/pci.h"
+#include "backends/vendor-rules.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -57,6 +59,11 @@ struct accel_family {
 	 * hw_temp_warn2: millidegrees Celsius): properties, and health. */
 	bool thermal;
 };
+
+/* Neuron's names for a core of a device (its device plugin's resource, and the variable its
+ * runtime reads). */
+#define NEURON_CORE_RESOURCE "aws.amazon.com/neuroncore"
+#define NEURON_CORES_ENV "NEURON_RT_VISIBLE_CORES"
 
 #define STRV(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
@@ -735,11 +742,120 @@ static int scan_accel_class(const struct xpu_host *host, struct device_list *lis
 	return 0;
 }
 
+/* The backend's state: the devices offered core by core (neuron-cores: cores). */
+struct accel_backend {
+	struct offered_modes cores;
+};
+
+/* The slice of core @k of @d (@count cores, numbered from @first across the node). */
+static int add_core(struct xpu_device *d, unsigned k, unsigned count, unsigned first)
+{
+	_cleanup_(slice_freep) struct xpu_slice *s = calloc(1, sizeof(*s));
+	char id[16];
+
+	if (!s)
+		return -ENOMEM;
+	snprintf(id, sizeof(id), "%u", first + k);
+	if (asprintf(&s->id, "%s/core-%u", d->id, k) < 0) {
+		s->id = NULL;
+		return -ENOMEM;
+	}
+	if (!(s->device_id = strdup(d->id)) || !(s->resource = strdup(NEURON_CORE_RESOURCE)) ||
+	    !(s->profile = strdup("cores")) || strv_env_set(&s->env, NEURON_CORES_ENV, id) < 0)
+		return -ENOMEM;
+	s->compute_fraction = 1.0 / count;
+	s->health.state = XPU_HEALTH_HEALTHY;
+	return device_add_partition(d, TAKE_PTR(s));
+}
+
+/*
+ * The cores of a device that has several (a "cores" property, from the family's cores
+ * attribute): its profiles (whole, and one per core), and, when the policy offers it core by
+ * core, its cores as partitions: aws.amazon.com/neuroncore with NEURON_RT_VISIBLE_CORES, the
+ * core's number across the node's devices, as Neuron's device plugin names them.
+ */
+static int describe_core_partitions(struct accel_backend *ab, struct xpu_device *d)
+{
+	const char *cores = device_get_property(d, "cores");
+	unsigned count, index;
+	int r;
+
+	if (!cores || safe_atou(cores, &count) < 0 || count < 2 ||
+	    safe_atou(device_get_property(d, "accel_index") ?: "", &index) < 0)
+		return 0;
+	r = device_add_profile(d, &(struct xpu_partition_profile){ .name = (char *)"whole",
+								     .total = 1, .free = 1,
+								     .compute_fraction = 1 });
+	if (r >= 0)
+		r = device_add_profile(d, &(struct xpu_partition_profile){
+						  .name = (char *)"cores", .total = count,
+						  .free = count, .compute_fraction = 1.0 / count });
+	if (r < 0)
+		return r;
+	d->partition_capable = true;
+	if (!offered_modes_get(ab ? &ab->cores : NULL, d->id))
+		return 0;
+	d->partitioned = true;
+	for (unsigned k = 0; k < count; k++) {
+		r = add_core(d, k, count, index * count);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int accel_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	int r = pci_scan_bus(b->host, scan_function, list);
 
-	return r < 0 ? r : scan_accel_class(b->host, list);
+	if (r >= 0)
+		r = scan_accel_class(b->host, list);
+	for (size_t i = 0; r >= 0 && i < list->n; i++)
+		r = describe_core_partitions(b->userdata, list->items[i]);
+	return r;
+}
+
+static int accel_probe(struct xpu_backend *b, char **ret_reason)
+{
+	struct accel_backend *ab;
+	int r = pci_probe_bus(b, ret_reason);
+
+	if (r < 0)
+		return r;
+	ab = calloc(1, sizeof(*ab));
+	if (!ab)
+		return -ENOMEM;
+	offered_modes_init(&ab->cores);
+	b->userdata = ab;
+	return 0;
+}
+
+/* Core by core, or whole again: only what is offered changes. */
+static int accel_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
+			     const struct offer *o, char **ret_error)
+{
+	struct accel_backend *ab = b->userdata;
+
+	if (!ab || o->kind != OFFER_PARTITIONS || o->scheme != &neuron_cores_scheme ||
+	    !o->layout || !o->layout[0])
+		return -EOPNOTSUPP;
+	if (!device_get_property(d, "cores")) {
+		if (asprintf(ret_error, "the device does not say how many cores it has") < 0)
+			*ret_error = NULL;
+		return -EINVAL;
+	}
+	return offered_modes_set(&ab->cores, d->id, streq(o->layout[0], "cores"));
+}
+
+static void accel_close(struct xpu_backend *b)
+{
+	struct accel_backend *ab = b->userdata;
+
+	if (!ab)
+		return;
+	offered_modes_done(&ab->cores);
+	free(ab);
+	b->userdata = NULL;
 }
 
 static int accel_refresh(struct xpu_backend *b, struct xpu_device *d)
@@ -763,7 +879,9 @@ static int accel_refresh(struct xpu_backend *b, struct xpu_device *d)
 const struct xpu_backend_ops accel_backend_ops = {
 	.name = "accel",
 	.priority = 5,
-	.probe = pci_probe_bus,
+	.probe = accel_probe,
 	.enumerate = accel_enumerate,
 	.refresh = accel_refresh,
+	.apply_offer = accel_apply_offer,
+	.close = accel_close,
 };

@@ -9,12 +9,14 @@ static const struct {
 	{ "nvidia", &nvidia_device_rules },
 	{ "amd", &amd_device_rules },
 	{ "intel", &intel_device_rules },
+	{ "aws", &neuron_device_rules },
 };
 
 const struct partition_scheme *const backend_partition_schemes[] = {
 	&nvidia_mig_scheme,
 	&amd_partition_scheme,
 	&intel_tiles_scheme,
+	&neuron_cores_scheme,
 	NULL,
 };
 

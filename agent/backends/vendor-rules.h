@@ -11,16 +11,19 @@
 
 /* NVIDIA: backends/nvidia-rules.c. */
 extern const struct device_rules nvidia_device_rules;
-/* AMD: backends/amd-rules.c (the libdrm backend's, once it lands). */
+/* AMD: backends/amd-rules.c (compute partitions and XGMI of the DRM backend's amdgpu GPUs). */
 extern const struct device_rules amd_device_rules;
 /* Intel: backends/intel-rules.c (tiles of the DRM backend's Intel GPUs). */
 extern const struct device_rules intel_device_rules;
+/* AWS: backends/neuron-rules.c (cores of the accelerator backend's Neuron devices). */
+extern const struct device_rules neuron_device_rules;
 
 /* Their partition schemes, and all the schemes the backends know (NULL-terminated): what a
  * program hands to partition_schemes_set(). */
 extern const struct partition_scheme nvidia_mig_scheme;
 extern const struct partition_scheme amd_partition_scheme;
 extern const struct partition_scheme intel_tiles_scheme;
+extern const struct partition_scheme neuron_cores_scheme;
 extern const struct partition_scheme *const backend_partition_schemes[];
 
 /* The rules of @vendor's devices, or NULL (the defaults). */

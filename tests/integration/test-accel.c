@@ -284,6 +284,91 @@ static void test_coral_status(void **state)
  * is unhealthy with the driver's words, one whose status holds no text is unhealthy too, with
  * a warning naming the device and the file, and the rest of its record kept.
  */
+/* Writes @text as the configuration of the running xpud @x, and reloads it. */
+static void reload_with(struct test_xpud *x, const char *text)
+{
+	char conf[4096];
+	FILE *f;
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", x->root);
+	f = fopen(conf, "we");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
+}
+
+/*
+ * Neuron devices core by core (neuron-cores: cores): each core a slice of
+ * aws.amazon.com/neuroncore naming its number across the node in NEURON_RT_VISIBLE_CORES, with
+ * its device's node; a grant of two cores names both; back to whole devices.
+ */
+static void test_neuron_cores(void **state)
+{
+	char *root = test_fixture_new("inf2"), conf[4096], path[256];
+	const char *args[] = { "--config", conf, NULL };
+	static const char *const addrs[] = { "0000:10:1e.0", "0000:11:1e.0", "0000:12:1e.0",
+					     "0000:13:1e.0", "0000:14:1e.0", "0000:15:1e.0" };
+	struct test_xpud *x;
+	json_t *doc = NULL, *s, *g = NULL;
+	size_t i;
+	FILE *f;
+
+	(void)state;
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	f = fopen(conf, "we");
+	assert_non_null(f);
+	fputs("partitions:\n  - match: {vendor: aws}\n    neuron-cores: cores\n", f);
+	assert_int_equal(fclose(f), 0);
+	x = test_xpud_start(root, args);
+	for (i = 0; i < 6; i++)
+		test_wait_settled(x, addrs[i], "neuron-cores=cores");
+	assert_int_equal(test_request(x, "GET", "/v1/slices", &doc), 200);
+	assert_int_equal(json_array_size(json_object_get(doc, "slices")), 12);
+	json_array_foreach(json_object_get(doc, "slices"), i, s) {
+		char id[64], node[48], core[32];
+
+		snprintf(id, sizeof(id), "%s/core-%zu", addrs[i / 2], i % 2);
+		snprintf(node, sizeof(node), "/dev/neuron%zu", i / 2);
+		snprintf(core, sizeof(core), "%zu", i);
+		assert_string_equal(str(s, "id"), id);
+		assert_string_equal(str(s, "resource"), "aws.amazon.com/neuroncore");
+		assert_string_equal(str(json_object_get(s, "env"), "NEURON_RT_VISIBLE_CORES"), core);
+		assert_null(str(json_object_get(s, "env"), "AWS_NEURON_VISIBLE_DEVICES"));
+		assert_int_equal(json_array_size(json_object_get(s, "device_nodes")), 1);
+		assert_string_equal(json_string_value(json_array_get(
+					    json_object_get(s, "device_nodes"), 0)),
+				    node);
+		assert_true(json_real_value(json_object_get(s, "compute_fraction")) == 0.5);
+	}
+	json_decref(doc);
+	assert_int_equal(test_capacity(x, "aws.amazon.com/neuroncore", "total"), 12);
+
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"slices\": [\"0000:12:1e.0/core-1\", "
+					   "\"0000:13:1e.0/core-0\"]}",
+					   &g),
+			 201);
+	assert_string_equal(str(json_object_get(g, "env"), "NEURON_RT_VISIBLE_CORES"), "5,6");
+	snprintf(path, sizeof(path), "/v1/allocations/%s", str(g, "id"));
+	json_decref(g);
+
+	/* whole again: the idle devices at once, the two in use once released */
+	reload_with(x, "partitions:\n  - match: {vendor: aws}\n    neuron-cores: whole\n");
+	for (i = 0; i < 6; i++)
+		if (i != 2 && i != 3)
+			test_wait_settled(x, addrs[i], "neuron-cores=whole");
+	assert_int_equal(test_capacity(x, "aws.amazon.com/neuron", "total"), 4);
+	assert_int_equal(test_capacity(x, "aws.amazon.com/neuroncore", "total"), 4);
+	assert_int_equal(test_request(x, "DELETE", path, NULL), 200);
+	test_wait_settled(x, addrs[2], "neuron-cores=whole");
+	test_wait_settled(x, addrs[3], "neuron-cores=whole");
+	assert_int_equal(test_capacity(x, "aws.amazon.com/neuron", "total"), 6);
+	assert_int_equal(test_capacity(x, "aws.amazon.com/neuroncore", "total"), -1);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
+}
+
 static void test_gaudi_status(void **state)
 {
 	char *root = test_fixture_new("gaudi2");
@@ -450,6 +535,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_families),
 		cmocka_unit_test(test_coral_status),
+		cmocka_unit_test(test_neuron_cores),
 		cmocka_unit_test(test_gaudi_status),
 		cmocka_unit_test(test_accel_class),
 		cmocka_unit_test(test_simulate_list),

@@ -433,8 +433,8 @@ static void test_long_strings(void **unused)
 /* Applied offers that are dropped, and why. */
 static const struct bad_entry bad_offers[] = {
     {"{\"kind\": \"slices\"}",
-     "offer: kind: 'slices' is not whole, replicas, memory-shares, mig, amd-partition or "
-     "intel-tiles"},
+     "offer: kind: 'slices' is not whole, replicas, memory-shares, mig, amd-partition, "
+     "intel-tiles or neuron-cores"},
     {"{\"count\": 2}", "offer: kind: missing"},
     {"{\"kind\": \"replicas\"}", "offer: count: 0 is outside 1..64"},
     {"{\"kind\": \"replicas\", \"count\": 0}", "offer: count: 0 is outside 1..64"},
