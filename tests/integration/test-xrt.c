@@ -32,6 +32,15 @@ static const char *str(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* A backend's reason, which must be there. */
+static const char *reason(json_t *b)
+{
+	const char *s = str(b, "reason");
+
+	assert_non_null(s);
+	return s;
+}
+
 static const char *prop(json_t *dev, const char *key)
 {
 	return str(json_object_get(dev, "properties"), key);
@@ -195,7 +204,7 @@ static void test_swemu_no_cards(void **state)
 
 	/* XRT is there and sees nothing: available, and saying why there is nothing */
 	assert_true(json_is_true(json_object_get(b, "available")));
-	assert_non_null(strstr(str(b, "reason"), "declares none"));
+	assert_non_null(strstr(reason(b), "declares none"));
 	json_decref(b);
 	assert_int_equal(count_kind(x, "fpga"), 0);
 	assert_null(device(x, "xrt-0"));
@@ -208,8 +217,8 @@ static void test_swemu_broken_config(void **state)
 	json_t *b = xrt_backend(x);
 
 	assert_true(json_is_true(json_object_get(b, "available")));
-	assert_non_null(strstr(str(b, "reason"), "degraded: XRT software emulation: "));
-	assert_non_null(strstr(str(b, "reason"), "emconfig.json: not JSON: line 1"));
+	assert_non_null(strstr(reason(b), "degraded: XRT software emulation: "));
+	assert_non_null(strstr(reason(b), "emconfig.json: not JSON: line 1"));
 	json_decref(b);
 	assert_int_equal(count_kind(x, "fpga"), 0);
 	assert_wormhole(x);
@@ -223,7 +232,7 @@ static void test_swemu_missing_config(void **state)
 	json_t *b = xrt_backend(x);
 
 	assert_true(json_is_false(json_object_get(b, "available")));
-	assert_non_null(strstr(str(b, "reason"), "XRT software emulation: "));
+	assert_non_null(strstr(reason(b), "XRT software emulation: "));
 	json_decref(b);
 	test_xpud_free(x);
 }
@@ -241,8 +250,8 @@ static void test_xrt_missing(void **state)
 	x = test_xpud_start(root, NULL);
 	b = xrt_backend(x);
 	assert_true(json_is_false(json_object_get(b, "available")));
-	assert_non_null(strstr(str(b, "reason"), "XRT not found: "));
-	assert_non_null(strstr(str(b, "reason"), "libxrt_core.so.2: cannot open shared object file"));
+	assert_non_null(strstr(reason(b), "XRT not found: "));
+	assert_non_null(strstr(reason(b), "libxrt_core.so.2: cannot open shared object file"));
 	json_decref(b);
 	/* the card is the PCI backend's, as before */
 	d = device(x, "0000:3b:00.0");
@@ -326,7 +335,7 @@ static void test_fake_probe_crashes(void **state)
 
 	assert_true(json_is_true(json_object_get(b, "available")));
 	/* SIGSEGV, or SIGABRT where the sanitizers catch it first */
-	assert_non_null(strstr(str(b, "reason"), "degraded: xrt helper: crashed (SIG"));
+	assert_non_null(strstr(reason(b), "degraded: xrt helper: crashed (SIG"));
 	json_decref(b);
 	/* the card is still there, as the PCI backend sees it */
 	d = device(x, "0000:3b:00.0");
@@ -344,7 +353,7 @@ static void test_fake_probe_hangs(void **state)
 	json_t *b = xrt_backend(x), *d;
 
 	assert_true(json_is_true(json_object_get(b, "available")));
-	assert_string_equal(str(b, "reason"), "degraded: xrt helper: timed out after 1s");
+	assert_string_equal(reason(b), "degraded: xrt helper: timed out after 1s");
 	json_decref(b);
 	d = device(x, "0000:3b:00.0");
 	assert_non_null(d);
