@@ -84,12 +84,12 @@ struct xrt {
 static void card_address(const struct xpu_host *host, const char *addr, char ret[static 13])
 {
 	memcpy(ret, addr, 13);
-	for (char f = '0'; f < addr[11]; f++) {
+	for (int f = 0; f < addr[11] - '0'; f++) {
 		char path[64];
 
-		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%c", addr, f);
+		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%d", addr, f);
 		if (exists_at(host->sys_fd, path) > 0) {
-			ret[11] = f;
+			ret[11] = (char)('0' + f);
 			return;
 		}
 	}
@@ -104,15 +104,15 @@ static int add_nodes(const struct xpu_host *host, const char *user, struct xpu_d
 	char path[96];
 	struct dirent *de;
 
-	for (char f = '0'; f <= '7'; f++) {
+	for (int f = 0; f < 8; f++) {
 		_cleanup_free_ char *driver = NULL, *instance = NULL;
 		unsigned n;
 
-		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%c/driver", user, f);
-		if (f == user[11] || readlink_basename_at(host->sys_fd, path, &driver) < 0 ||
+		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%d/driver", user, f);
+		if (f == user[11] - '0' || readlink_basename_at(host->sys_fd, path, &driver) < 0 ||
 		    !streq(driver, "xclmgmt"))
 			continue;
-		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%c/instance", user, f);
+		snprintf(path, sizeof(path), PCI_DEVICES "/%.11s%d/instance", user, f);
 		if (read_attr_at(host->sys_fd, path, 32, &instance) < 0 ||
 		    safe_atou(instance, &n) < 0)
 			continue;
