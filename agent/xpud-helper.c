@@ -9,6 +9,7 @@
  *   xpud-helper [--root DIR] nvml LIBRARY apply ADDRESS [--enable] PROFILE...
  *   xpud-helper [--root DIR] nvml LIBRARY processes ADDRESS
  *   xpud-helper cuda LIBRARY
+ *   xpud-helper xrt LIBRARY enumerate
  *
  * Exit status 0 when the answer was written (also when it says the runtime failed), 2 for a usage
  * error, 1 when the answer could not be written.
@@ -22,6 +23,7 @@
 
 #include "core/helper-proto.h"
 #include "runtimes/nvml.h"
+#include "runtimes/xrt.h"
 #include "shared/host.h"
 #include "shared/macro.h"
 #include "shared/strv.h"
@@ -31,6 +33,7 @@ static int usage(void)
 	fputs("Usage: xpud-helper [--root DIR] nvml LIBRARY enumerate|processes ADDRESS|\n"
 	      "                   apply ADDRESS [--enable] PROFILE...\n"
 	      "       xpud-helper cuda LIBRARY\n"
+	      "       xpud-helper xrt LIBRARY enumerate\n"
 	      "Run by xpud: it answers in the helper protocol on standard output.\n",
 	      stderr);
 	return 2;
@@ -96,6 +99,15 @@ int main(int argc, char **argv)
 	}
 	if (argc - i == 2 && streq(argv[i], "cuda"))
 		return cuda_probe_main(argv[i + 1], out);
+	if (argc - i == 3 && streq(argv[i], "xrt") && streq(argv[i + 2], "enumerate")) {
+		r = xrt_enumerate_main(argv[i + 1], out);
+		if (r >= 0)
+			r = helper_emit(out, helper_msg_end());
+		if (r < 0 || fclose(out) != 0)
+			return 1;
+		/* XRT's static destructors may wait on the driver: the answer is out already */
+		_exit(0);
+	}
 	if (argc - i < 3 || !streq(argv[i], "nvml"))
 		return usage();
 

@@ -33,33 +33,11 @@
 
 #define USEC_PER_SEC 1000000ULL
 #define NVML_LIBRARY "libnvidia-ml.so.1"
-#define HELPER_NAME "xpud-helper"
 #define HELPER_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define HELPER_FAILURES 3
 #define HELPER_MAX_AGE_USEC (5 * 60 * USEC_PER_SEC)
 #define HELPER_MEMORY (2ULL << 30)
 #define HELPER_BACKOFF_MAX_USEC (5 * 60 * USEC_PER_SEC)
-
-/* The helper program: $XPU_HELPER (tests), next to xpud, or where the package installs it. */
-static int helper_path(char **ret)
-{
-	_cleanup_free_ char *self = NULL;
-	const char *env = secure_getenv("XPU_HELPER");
-	char *slash;
-
-	if (env)
-		return (*ret = strdup(env)) ? 0 : -ENOMEM;
-	self = realpath("/proc/self/exe", NULL);
-	if (self && (slash = strrchr(self, '/'))) {
-		*slash = '\0';
-		if (asprintf(ret, "%s/" HELPER_NAME, self) < 0)
-			return -ENOMEM;
-		if (access(*ret, X_OK) == 0)
-			return 0;
-		*ret = mfree(*ret);
-	}
-	return (*ret = strdup(XPU_LIBEXECDIR "/" HELPER_NAME)) ? 0 : -ENOMEM;
-}
 
 /* "xpud-helper [--root DIR] nvml LIBRARY @args...". NULL on OOM. */
 static char **helper_argv(const struct nvidia *nv, char *const *args)
@@ -531,7 +509,7 @@ static int nvidia_probe(struct xpu_backend *b, char **ret_reason)
 	if (helper_address_limit_usable())
 		nv->limits.address_space = cfg->helper_memory ?: HELPER_MEMORY;
 	pthread_mutex_init(&nv->lock, NULL);
-	if (helper_path(&nv->helper) < 0 || !(nv->nvml_path = strdup(path)))
+	if (helper_program_path(&nv->helper) < 0 || !(nv->nvml_path = strdup(path)))
 		goto oom;
 	/* The CUDA driver API, like NVML: configuration, environment, the host's own. */
 	if (cfg->cuda_library)

@@ -7,6 +7,7 @@
 #include "backends/nvidia-config.h"
 #include "backends/registry.h"
 #include "backends/vendor-rules.h"
+#include "backends/xrt-config.h"
 #include "shared/log.h"
 
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
@@ -15,12 +16,14 @@ const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&drm_backend_ops,
 	&nvidia_backend_ops,
 	&kmod_backend_ops,
+	&xrt_backend_ops,
 };
 const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
 
 const struct config_section *const registry_config_sections[] = {
 	&nvidia_config_section,
 	&kmod_config_section,
+	&xrt_config_section,
 	NULL,
 };
 

@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -691,4 +694,24 @@ int helper_run_sync(char *const *argv, char *const *envp, const struct helper_li
 	}
 	run_take_result(&run, ret);
 	return 0;
+}
+
+int helper_program_path(char **ret)
+{
+	_cleanup_free_ char *self = NULL;
+	const char *env = secure_getenv("XPU_HELPER");
+	char *slash;
+
+	if (env)
+		return (*ret = strdup(env)) ? 0 : -ENOMEM;
+	self = realpath("/proc/self/exe", NULL);
+	if (self && (slash = strrchr(self, '/'))) {
+		*slash = '\0';
+		if (asprintf(ret, "%s/xpud-helper", self) < 0)
+			return -ENOMEM;
+		if (access(*ret, X_OK) == 0)
+			return 0;
+		*ret = mfree(*ret);
+	}
+	return (*ret = strdup(XPU_LIBEXECDIR "/xpud-helper")) ? 0 : -ENOMEM;
 }

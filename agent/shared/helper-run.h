@@ -64,6 +64,13 @@ bool helper_address_limit_usable(void);
  */
 char *helper_result_describe(const struct helper_result *r, const char *what, bool *ret_oom);
 
+/*
+ * The helper program, xpud-helper: $XPU_HELPER (tests), else next to xpud's own executable when
+ * one is there, else where the package installs it (XPU_LIBEXECDIR). 0 with a malloc'd path in
+ * *ret, or -ENOMEM. Does not log.
+ */
+int helper_program_path(char **ret);
+
 struct helper_run;
 
 /* Called once, from the loop, when the run ended (any way: see struct helper_result). @r and

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "backends/xrt-config.h"
+
+static const struct config_key xrt_keys[] = {
+    CONFIG_KEY_STRING("library", struct xrt_config, library),
+    CONFIG_KEY_UNSIGNED("helper-failures", struct xrt_config, helper_failures, 1, 1000),
+    CONFIG_KEY_DURATION("helper-max-age", struct xrt_config, helper_max_age_usec),
+    CONFIG_KEY_DURATION("helper-timeout", struct xrt_config, helper_timeout_usec),
+    {},
+};
+
+const struct config_section xrt_config_section = {
+    .name = "xrt",
+    .keys = xrt_keys,
+    .size = sizeof(struct xrt_config),
+};
+
+const struct xrt_config *xrt_config_get(const struct config *c)
+{
+	static const struct xrt_config defaults = {};
+	const struct xrt_config *x = config_section(c, xrt_config_section.name);
+
+	return x ?: &defaults;
+}
