@@ -156,3 +156,4 @@ extern const struct xpu_backend_ops accel_backend_ops;
 extern const struct xpu_backend_ops drm_backend_ops;
 extern const struct xpu_backend_ops nvidia_backend_ops;
 extern const struct xpu_backend_ops kmod_backend_ops;
+extern const struct xpu_backend_ops fpga_backend_ops;

@@ -15,6 +15,7 @@ const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&drm_backend_ops,
 	&nvidia_backend_ops,
 	&kmod_backend_ops,
+	&fpga_backend_ops,
 };
 const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
 
