@@ -360,6 +360,8 @@ static int scan_managers(struct fpga_scan *s)
 	_cleanup_strv_free_ char **names = NULL;
 	int r = list_dir(s->host, CLASS_MANAGER, "", &names);
 
+	if (r < 0)
+		return r;
 	STRV_FOREACH(m, names) {
 		_cleanup_free_ char *path = NULL, *name = NULL;
 		struct xpu_device *d;
@@ -399,7 +401,7 @@ static int scan_managers(struct fpga_scan *s)
 		if (!a->name || !a->card)
 			return -ENOMEM;
 	}
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 /* Whether the region at @path (below /sys) holds DFL feature devices: a DFL container region,
@@ -418,6 +420,8 @@ static int scan_regions(struct fpga_scan *s)
 	_cleanup_strv_free_ char **names = NULL;
 	int r = list_dir(s->host, CLASS_REGION, "", &names);
 
+	if (r < 0)
+		return r;
 	STRV_FOREACH(g, names) {
 		_cleanup_free_ char *path = NULL, *compat = NULL;
 		const char *dir = strjoina_path(CLASS_REGION, *g);
@@ -466,7 +470,7 @@ static int scan_regions(struct fpga_scan *s)
 		if (r < 0)
 			return r;
 	}
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 static int scan_bridges(struct fpga_scan *s)
@@ -474,6 +478,8 @@ static int scan_bridges(struct fpga_scan *s)
 	_cleanup_strv_free_ char **names = NULL;
 	int r = list_dir(s->host, CLASS_BRIDGE, "", &names);
 
+	if (r < 0)
+		return r;
 	STRV_FOREACH(b, names) {
 		_cleanup_free_ char *path = NULL, *name = NULL, *state = NULL;
 		const char *dir = strjoina_path(CLASS_BRIDGE, *b);
@@ -496,7 +502,7 @@ static int scan_bridges(struct fpga_scan *s)
 		    prop_list_add(d, "fpga_bridges", *b) < 0)
 			return -ENOMEM;
 	}
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 /* ---- DFL ------------------------------------------------------------------------------------ */
@@ -577,6 +583,8 @@ static int scan_dfl_feature_devices(struct fpga_scan *s)
 	_cleanup_strv_free_ char **names = NULL;
 	int r = list_dir(s->host, PLATFORM_DEVICES, "dfl-", &names);
 
+	if (r < 0)
+		return r;
 	STRV_FOREACH(n, names) {
 		_cleanup_free_ char *path = NULL;
 		const char *dir = strjoina_path(PLATFORM_DEVICES, *n);
@@ -602,7 +610,7 @@ static int scan_dfl_feature_devices(struct fpga_scan *s)
 		if (r < 0)
 			return r;
 	}
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 /* The private features on the DFL bus: "<feature device>:<fme|port>:<feature id>". */
@@ -611,6 +619,8 @@ static int scan_dfl_bus(struct fpga_scan *s)
 	_cleanup_strv_free_ char **names = NULL;
 	int r = list_dir(s->host, DFL_DEVICES, "", &names);
 
+	if (r < 0)
+		return r;
 	STRV_FOREACH(n, names) {
 		_cleanup_free_ char *path = NULL, *parent = NULL, *entry = NULL;
 		const char *dir = strjoina_path(DFL_DEVICES, *n);
@@ -658,25 +668,26 @@ static int scan_dfl_bus(struct fpga_scan *s)
 		if (r < 0)
 			return r;
 	}
-	return r < 0 ? r : 0;
+	return 0;
 }
 
 /* ---- health --------------------------------------------------------------------------------- */
 
-/* The status of manager @m as one line ("reconfig operation error; reconfig CRC error"). */
+/* The status of manager @m, one error a line, as one line ("reconfig operation error; reconfig
+ * CRC error"); NULL when it says nothing. */
 static char *manager_status(const struct xpu_host *host, const char *m)
 {
 	_cleanup_free_ char *v = NULL, *path = NULL;
+	_cleanup_strv_free_ char **lines = NULL;
+	char *save = NULL, *e;
 
 	if (asprintf(&path, CLASS_MANAGER "/%s/status", m) < 0 ||
 	    read_attr_at(host->sys_fd, path, 1024, &v) < 0)
 		return NULL;
-	for (char *p = v; *p; p++)
-		if (*p == '\n')
-			*p = ';';
-	if (!string_is_printable(v) || isempty(v))
-		return NULL;
-	return TAKE_PTR(v);
+	for (e = strtok_r(v, "\n", &save); e; e = strtok_r(NULL, "\n", &save))
+		if (!string_is_printable(e) || strv_extend(&lines, e) < 0)
+			return NULL;
+	return lines ? strv_join(lines, "; ") : NULL;
 }
 
 /* Sets the "state" property of every region of @d whose manager is @m. */
@@ -693,9 +704,10 @@ static int set_region_states(struct xpu_device *d, const char *m, const char *st
 }
 
 /*
- * @d's health from scratch: its managers' states and its ports' AFU ids, which also refresh the
- * state properties. With @verbose (discovery), unreadable files are warned about. -ESTALE when a
- * manager is gone (a rescan's job), -ENOMEM.
+ * @d's health from scratch: its managers' states and its ports' AFU ids. With @verbose
+ * (discovery), unreadable files are warned about and the state properties set (a health probe
+ * changes health only; the properties are the last scan's). -ESTALE when a manager is gone (a
+ * rescan's job), -ENOMEM.
  */
 static int evaluate_health(const struct xpu_host *host, struct xpu_device *d, bool verbose)
 {
@@ -722,8 +734,8 @@ static int evaluate_health(const struct xpu_host *host, struct xpu_device *d, bo
 		} else if (r < 0) {
 			r = device_set_unhealthy(d, "the state of FPGA manager %s cannot be read", *m);
 		} else {
-			r = prop_set3(d, "fpga_manager", *m, "state", state);
-			if (r >= 0)
+			r = verbose ? prop_set3(d, "fpga_manager", *m, "state", state) : 0;
+			if (r >= 0 && verbose)
 				r = set_region_states(d, *m, state);
 			n = strlen(state);
 			/* every failure of fpga-mgr.c's state table ends so, and only they do */
