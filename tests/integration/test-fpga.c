@@ -236,6 +236,14 @@ static const char board_faults_json[] =
 	"\"sys/class/fpga_region/region5\": \"sys/devices/platform/lonely/fpga_region/region5\","
 	"\"sys/class/fpga_manager/fpga9\": \"sys/devices/platform/gone/fpga_manager/fpga9\"}}";
 
+/* A second manager in the SoC: as near to the base region as the first, so neither is its. */
+static const char second_soc_manager_json[] =
+	"{\"raw_files\": {"
+	"\"sys/devices/platform/soc/ff800000.fpga-mgr/fpga_manager/fpga2/name\": \"Other\\n\","
+	"\"sys/devices/platform/soc/ff800000.fpga-mgr/fpga_manager/fpga2/state\": \"operating\\n\"},"
+	"\"links\": {\"sys/class/fpga_manager/fpga2\": "
+	"\"sys/devices/platform/soc/ff800000.fpga-mgr/fpga_manager/fpga2\"}}";
+
 static void test_board_faults(void **state)
 {
 	char *root = test_fixture_new("fpga-regions"), *err = NULL;
@@ -274,6 +282,20 @@ static void test_board_faults(void **state)
 	json_decref(test_wait_health(x, "spi1.0", "unhealthy"));
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
+
+	root = test_fixture_new("fpga-regions");
+	if (fixture_build(second_soc_manager_json, root, &err) < 0)
+		fail_msg("%s", err);
+	x = test_xpud_start(root, NULL);
+	assert_true(test_xpud_log_contains(x, "no FPGA manager found for region region0"));
+	d = device(x, "ff706000.fpga-mgr");
+	assert_prop(d, "fpga_regions", NULL);
+	json_decref(d);
+	d = device(x, "spi1.0");
+	assert_prop(d, "fpga_region.region1.manager", "fpga1");
+	json_decref(d);
+	assert_int_equal(test_xpud_stop(x), 0);
+	test_xpud_free(x);
 }
 
 /*
@@ -291,8 +313,13 @@ static void test_dfl_faults(void **state)
 	(void)state;
 	remove_file(root, FN_DIR "/dfl-fme.0/dfl_dev.0/type");
 	remove_file(root, FN_DIR "/dfl-port.1/afu_id");
+	/* and a region on the platform bus, which the card's manager is not near */
 	if (fixture_build("{\"links\": {\"sys/bus/dfl/devices/dfl_dev.7\": "
-			  "\"sys/devices/pci0000:5d/0000:5d:00.0/0000:5e:00.0/gone\"}}",
+			  "\"sys/devices/pci0000:5d/0000:5d:00.0/0000:5e:00.0/gone\", "
+			  "\"sys/class/fpga_region/region5\": "
+			  "\"sys/devices/platform/lonely/fpga_region/region5\"}, "
+			  "\"raw_files\": {\"sys/devices/platform/lonely/fpga_region/region5/"
+			  "uevent\": \"\"}}",
 			  root, &err) < 0)
 		fail_msg("%s", err);
 	x = test_xpud_start(root, args);
@@ -304,6 +331,7 @@ static void test_dfl_faults(void **state)
 	assert_true(test_xpud_log_contains(x, "/sys/bus/dfl/devices/dfl_dev.7 leads nowhere"));
 	d = device(x, N3000);
 	assert_prop(d, "dfl_features", "dfl-fme.0:fme:0x9");
+	assert_prop(d, "fpga_regions", "region0,region1");
 	assert_prop(d, "dfl_port.dfl-port.1.afu_id", NULL);
 	assert_prop(d, "dfl_port.dfl-port.1.af_resource", NULL);
 	assert_prop(d, "dfl_port.dfl-port.0.afu_id", "d8424dc4a4a3c413f89e433683f9040b");
