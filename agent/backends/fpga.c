@@ -110,14 +110,16 @@ static int resolve(const struct fpga_scan *s, int dirfd, const char *name, char 
 {
 	_cleanup_close_ int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	_cleanup_free_ char *p = NULL;
-	size_t n = strlen(s->sysroot);
+	size_t n;
 	int r;
 
+	*ret = NULL;
 	if (fd < 0)
 		return -errno;
 	r = fd_path(fd, &p);
-	if (r < 0)
-		return r;
+	if (r < 0 || !p || !s->sysroot)
+		return r < 0 ? r : -ENOMEM;
+	n = strlen(s->sysroot);
 	if (strncmp(p, s->sysroot, n) != 0 || p[n] != '/')
 		return -EXDEV;
 	*ret = strdup(p + n + 1);
@@ -129,6 +131,8 @@ static int resolve_or_warn(const struct fpga_scan *s, const char *dir, char **re
 {
 	int r = resolve(s, s->host->sys_fd, dir, ret);
 
+	if (r >= 0 && !*ret)
+		r = -ENOMEM;
 	if (r < 0 && r != -ENOMEM)
 		log_warning_errno(r, "fpga: /sys/%s leads nowhere (removed during the scan?), "
 				     "skipping it: %m", dir);
@@ -158,7 +162,7 @@ static int list_dir(const struct xpu_host *host, const char *path, const char *p
 /* The last PCI address among the elements of @path, canonical. 0 or -ENOENT. */
 static int path_pci_address(const char *path, char ret[static 13])
 {
-	_cleanup_free_ char *copy = strdup(path);
+	_cleanup_free_ char *copy = path ? strdup(path) : NULL;
 	char *save = NULL, *e;
 	int r = -ENOENT;
 
@@ -639,7 +643,9 @@ static int scan_dfl_bus(struct fpga_scan *s)
 		r = card_get(s, addr, true, &d);
 		if (r < 0)
 			return r;
-		slash = strrchr(path, '/');
+		slash = path ? strrchr(path, '/') : NULL;
+		if (!slash)
+			continue;
 		*slash = '\0';
 		parent = strdup(strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
 		if (!parent)
