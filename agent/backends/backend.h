@@ -157,3 +157,4 @@ extern const struct xpu_backend_ops drm_backend_ops;
 extern const struct xpu_backend_ops nvidia_backend_ops;
 extern const struct xpu_backend_ops kmod_backend_ops;
 extern const struct xpu_backend_ops xrt_backend_ops;
+extern const struct xpu_backend_ops fpga_backend_ops;

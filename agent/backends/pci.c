@@ -49,6 +49,34 @@ static int read_id(const struct xpu_host *host, int fd, const char *addr, const 
 	return r;
 }
 
+/*
+ * The nodes of the devices in an FPGA region of the function (<fn>/fpga_region/<region>/<dev>/
+ * uevent DEVNAME=): the kernel's FPGA subsystem puts a DFL card's port and management nodes
+ * there, one level below where class devices sit.
+ */
+static int collect_region_nodes(int regionfd, char ***names)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+
+	if (opendir_at(regionfd, ".", &d) < 0)
+		return 0;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *devname = NULL;
+
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		if (asprintf(&path, "%s/uevent", de->d_name) < 0)
+			return -ENOMEM;
+		if (read_uevent_key_at(dirfd(d), path, "DEVNAME", &devname) < 0 ||
+		    !string_is_printable(devname) || strstr(devname, ".."))
+			continue;
+		if (strv_extend_unique(names, devname) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Walks <fn>/<class>/<name>/uevent and collects DEVNAME= nodes ("dri/renderD128"). */
 static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render, bool *ret_accel)
 {
@@ -74,6 +102,14 @@ static int collect_class_nodes(int fnfd, char ***ret_devnames, bool *ret_render,
 
 			if (ce->d_name[0] == '.')
 				continue;
+			if (streq(de->d_name, "fpga_region")) {
+				_cleanup_close_ int rfd = openat(dirfd(cd), ce->d_name,
+								 O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+				if (rfd >= 0 && collect_region_nodes(rfd, &names) < 0)
+					return -ENOMEM;
+				continue;
+			}
 			if (asprintf(&path, "%s/uevent", ce->d_name) < 0)
 				return -ENOMEM;
 			if (read_uevent_key_at(dirfd(cd), path, "DEVNAME", &devname) < 0)

@@ -17,6 +17,7 @@ const struct xpu_backend_ops *const registry_builtin_ops[] = {
 	&nvidia_backend_ops,
 	&kmod_backend_ops,
 	&xrt_backend_ops,
+	&fpga_backend_ops,
 };
 const size_t registry_builtin_n = ELEMENTSOF(registry_builtin_ops);
 

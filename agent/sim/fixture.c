@@ -425,10 +425,33 @@ int build_raw_files(struct fixture *fx, json_t *files, const char *dir, const ch
 	return 0;
 }
 
+/*
+ * {"relative/link": "relative/target"}: symlinks below the tree, both paths relative to its root;
+ * the link is spelled relative to where it sits, as sysfs spells its links. The target need not
+ * exist (a device removed during a scan leaves such a link).
+ */
+static int build_links(struct fixture *fx, json_t *links)
+{
+	const char *key;
+	json_t *v;
+	int r;
+
+	json_object_foreach(links, key, v) {
+		if (!path_is_safe(key, false))
+			return fx_bad_key(fx, "links", key, "not a relative path inside the tree");
+		if (!json_is_string(v) || !path_is_safe(json_string_value(v), false))
+			return fx_bad_key(fx, "links", key, "expected a relative path inside the tree");
+		r = fx_symlink(fx, key, json_string_value(v));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static const char *const top_keys[] = {
 	"name",	    "summary",	 "numa_nodes", "char_majors", "block_majors", "nvidia_driver",
 	"dev",	    "defaults", "templates",  "pci",	       "raw_files",    "nvml",
-	"platform", NULL,
+	"platform", "links",	 NULL,
 };
 
 static void fx_reset(struct fixture *fx)
@@ -461,7 +484,7 @@ static int fx_run(struct fixture *fx, json_t *doc)
 {
 	json_t *numa_nodes = NULL, *chr = NULL, *blk = NULL, *drv = NULL, *dev = NULL, *defaults = NULL,
 	       *templates = NULL, *pci = NULL, *raw_files = NULL, *nvml = NULL, *platform = NULL,
-	       *e = NULL;
+	       *links = NULL, *e = NULL;
 	const char *name = NULL, *summary = NULL, *key;
 	size_t i;
 	int r;
@@ -496,6 +519,8 @@ static int fx_run(struct fixture *fx, json_t *doc)
 		r = get_object(fx, doc, "", "nvml", &nvml);
 	if (r >= 0)
 		r = get_array(fx, doc, "", "platform", &platform);
+	if (r >= 0)
+		r = get_object(fx, doc, "", "links", &links);
 	if (r < 0)
 		return r;
 	if (name && !path_is_safe(name, true))
@@ -552,7 +577,10 @@ static int fx_run(struct fixture *fx, json_t *doc)
 	if (r < 0)
 		return r;
 	/* Last, so that they can replace anything generated above. */
-	return build_raw_files(fx, raw_files, "", "raw_files");
+	r = build_raw_files(fx, raw_files, "", "raw_files");
+	if (r < 0)
+		return r;
+	return build_links(fx, links);
 }
 
 /* ---- the API --------------------------------------------------------------------------------- */
