@@ -265,23 +265,15 @@ static void format_millicelsius(int mc, char buf[static 16])
 static int read_text(int dirfd, const char *path, const struct xpu_device *d, bool warn,
 		     char **ret)
 {
-	_cleanup_free_ char *v = NULL;
-	int r = read_attr_at(dirfd, path, 256, &v);
+	int r = read_text_attr_at(dirfd, path, 256, ret);
 
-	*ret = NULL;
-	if (r == -ENOMEM)
+	if (r >= 0 || r == -ENOMEM)
 		return r;
-	if (r == -ENOENT)
-		return 0;
-	if (r >= 0 && string_is_printable(v) && !isempty(v)) {
-		*ret = TAKE_PTR(v);
-		return 0;
-	}
 	if (warn)
-		log_device_full_errno(LOG_WARNING, r < 0 ? r : 0, d->id, NULL,
+		log_device_full_errno(LOG_WARNING, r == -EINVAL ? 0 : r, d->id, NULL,
 				      "%s: %s of its class device or function %s: ignoring it.",
 				      d->id, path,
-				      r < 0 ? "cannot be read" : "holds no printable value");
+				      r == -EINVAL ? "holds no printable value" : "cannot be read");
 	return -EINVAL;
 }
 

@@ -374,22 +374,6 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 	return r;
 }
 
-/* The PCI address at the end of a devpath's PCI part: "/devices/pci0000:00/0000:00:02.0/drm/card1"
- * -> 0000:00:02.0. 0, or -EINVAL when no element is one. */
-static int devpath_pci_address(const char *devpath, char ret[static 13])
-{
-	_cleanup_free_ char *copy = strdup(devpath);
-	char *save = NULL, *e;
-	int r = -EINVAL;
-
-	if (!copy)
-		return -ENOMEM;
-	for (e = strtok_r(copy, "/", &save); e; e = strtok_r(NULL, "/", &save))
-		if (parse_pci_address(e, ret) >= 0)
-			r = 0;
-	return r;
-}
-
 static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,
 		      struct backend_update **ret_updates, size_t *ret_n, bool *ret_rescan)
 {
@@ -400,7 +384,7 @@ static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,
 
 	*ret_updates = NULL;
 	*ret_n = 0;
-	if (!db || !ev->devpath || devpath_pci_address(ev->devpath, addr) < 0)
+	if (!db || !ev->devpath || path_pci_address(ev->devpath, addr) < 0)
 		return 0;
 	if (streq_ptr(ev->subsystem, "pci") &&
 	    (streq(ev->action, "bind") || streq(ev->action, "add") ||

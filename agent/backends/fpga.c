@@ -159,21 +159,6 @@ static int list_dir(const struct xpu_host *host, const char *path, const char *p
 	return 0;
 }
 
-/* The last PCI address among the elements of @path, canonical. 0 or -ENOENT. */
-static int path_pci_address(const char *path, char ret[static 13])
-{
-	_cleanup_free_ char *copy = path ? strdup(path) : NULL;
-	char *save = NULL, *e;
-	int r = -ENOENT;
-
-	if (!copy)
-		return -ENOMEM;
-	for (e = strtok_r(copy, "/", &save); e; e = strtok_r(NULL, "/", &save))
-		if (parse_pci_address(e, ret) >= 0)
-			r = 0;
-	return r;
-}
-
 /* The element of @path before its element @what ("fpga_manager"): the class device's parent. */
 static char *path_parent_of(const char *path, const char *what)
 {
@@ -325,23 +310,15 @@ static const char *prop_get3(const struct xpu_device *d, const char *prefix, con
 static int read_text(const struct xpu_host *host, const char *dir, const char *attr,
 		     const char *id, bool warn, char **ret)
 {
-	_cleanup_free_ char *v = NULL;
 	const char *path = strjoina_path(dir, attr);
-	int r = read_attr_at(host->sys_fd, path, 1024, &v);
+	int r = read_text_attr_at(host->sys_fd, path, 1024, ret);
 
-	*ret = NULL;
-	if (r == -ENOMEM)
+	if (r >= 0 || r == -ENOMEM)
 		return r;
-	if (r == -ENOENT)
-		return 0;
-	if (r >= 0 && string_is_printable(v) && !isempty(v)) {
-		*ret = TAKE_PTR(v);
-		return 0;
-	}
 	if (warn)
-		log_device_full_errno(LOG_WARNING, r < 0 ? r : 0, id, NULL,
+		log_device_full_errno(LOG_WARNING, r == -EINVAL ? 0 : r, id, NULL,
 				      "fpga: %s: /sys/%s %s, ignoring it.", id, path,
-				      r < 0 ? "cannot be read" : "holds no printable value");
+				      r == -EINVAL ? "holds no printable value" : "cannot be read");
 	return -EINVAL;
 }
 

@@ -103,6 +103,22 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len)
 	return 0;
 }
 
+int read_text_attr_at(int dirfd, const char *path, size_t max, char **ret)
+{
+	_cleanup_free_ char *v = NULL;
+	int r = read_attr_at(dirfd, path, max, &v);
+
+	*ret = NULL;
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if (!string_is_printable(v) || isempty(v))
+		return -EINVAL;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
 int read_attr_int_at(int dirfd, const char *path, int *ret)
 {
 	_cleanup_free_ char *s = NULL;

@@ -31,6 +31,13 @@ int read_attr_at(int dirfd, const char *path, size_t max, char **ret);
  */
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_len);
 
+/*
+ * An attribute that holds one line of text: 0 and *ret (malloc'd) when it does, 0 and *ret NULL
+ * when it does not exist, -EINVAL when it is empty or not printable, -ENOMEM, other -errno of the
+ * read (*ret NULL).
+ */
+int read_text_attr_at(int dirfd, const char *path, size_t max, char **ret);
+
 /* read_attr_at() followed by a strict parser; -ENODATA when the file is empty. */
 int read_attr_int_at(int dirfd, const char *path, int *ret);
 int read_attr_u64_at(int dirfd, const char *path, uint64_t *ret);

@@ -208,6 +208,20 @@ int parse_pci_address(const char *s, char ret[static 13])
 	return 0;
 }
 
+int path_pci_address(const char *path, char ret[static 13])
+{
+	_cleanup_free_ char *copy = path ? strdup(path) : NULL;
+	char *save = NULL, *e;
+	int r = -ENOENT;
+
+	if (!copy)
+		return -ENOMEM;
+	for (e = strtok_r(copy, "/", &save); e; e = strtok_r(NULL, "/", &save))
+		if (parse_pci_address(e, ret) >= 0)
+			r = 0;
+	return r;
+}
+
 char *strstrip_trailing(char *s)
 {
 	size_t n = strlen(s);

@@ -32,6 +32,9 @@ int parse_cpu_list(const char *s, unsigned *ret_count);
 
 /* A PCI address "DDDD:BB:DD.F" (domain optional on input); writes the canonical 12-char form. */
 int parse_pci_address(const char *s, char ret[static 13]);
+/* The last element of the path @path that is a PCI address ("/devices/pci0000:00/0000:00:02.0/drm/
+ * card1" -> 0000:00:02.0), canonical. 0, -ENOENT when none is, -ENOMEM. */
+int path_pci_address(const char *path, char ret[static 13]);
 
 /* Strips trailing whitespace in place and returns @s. */
 char *strstrip_trailing(char *s);

@@ -295,6 +295,51 @@ void test_send_uevent_with(const struct test_xpud *x, const char *action, const 
 	close(fd);
 }
 
+json_t *test_get(const struct test_xpud *x, const char *what, const char *id)
+{
+	char path[512];
+	json_t *doc = NULL;
+
+	snprintf(path, sizeof(path), "/v1/%s%s%s", what, id ? "/" : "", id ?: "");
+	assert_int_equal(test_request(x, "GET", path, &doc), 200);
+	return doc;
+}
+
+const char *test_jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+const char *test_jprop(json_t *d, const char *key)
+{
+	return test_jstr(json_object_get(d, "properties"), key);
+}
+
+bool test_has_node(json_t *d, const char *node)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(d, "device_nodes"), i, v)
+		if (strcmp(json_string_value(v), node) == 0)
+			return true;
+	return false;
+}
+
+void test_put_file(const char *root, const char *rel, const char *text)
+{
+	char path[4096], tmp[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "we");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
 char *test_simulate_list_output(void)
 {
 	char cmd[4096], *out = calloc(1, 16384);

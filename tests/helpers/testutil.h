@@ -81,6 +81,16 @@ void test_send_uevent(const struct test_xpud *x, const char *action, const char 
 void test_send_uevent_with(const struct test_xpud *x, const char *action, const char *devpath,
 			   const char *subsystem, const char *extra);
 
+/* GET /v1/<what>[/<id>], asserting 200; the document (the caller unrefs it). */
+json_t *test_get(const struct test_xpud *x, const char *what, const char *id);
+/* The string member @key of @o, and the property @key of device document @d (borrowed; NULL). */
+const char *test_jstr(json_t *o, const char *key);
+const char *test_jprop(json_t *d, const char *key);
+/* Whether the document @d (a device, slice or grant) lists @node among its device_nodes. */
+bool test_has_node(json_t *d, const char *node);
+/* Replaces the file @rel of the tree @root with @text at once (a driver changing an attribute). */
+void test_put_file(const char *root, const char *rel, const char *text);
+
 /* What `xpud --simulate list` prints (asserting it exits 0); the caller frees it. */
 char *test_simulate_list_output(void);
 

@@ -26,40 +26,9 @@
 static const char *const max[] = { "0000:29:00.0", "0000:3a:00.0", "0000:9a:00.0",
 				   "0000:ca:00.0" };
 
-static const char *str(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static const char *prop(json_t *d, const char *key)
-{
-	return str(json_object_get(d, "properties"), key);
-}
-
 static json_int_t num(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
-}
-
-static json_t *get(const struct test_xpud *x, const char *what, const char *id)
-{
-	char path[256];
-	json_t *doc = NULL;
-
-	snprintf(path, sizeof(path), "/v1/%s%s%s", what, id ? "/" : "", id ?: "");
-	assert_int_equal(test_request(x, "GET", path, &doc), 200);
-	return doc;
-}
-
-static bool has_node(json_t *d, const char *node)
-{
-	json_t *v;
-	size_t i;
-
-	json_array_foreach(json_object_get(d, "device_nodes"), i, v)
-		if (strcmp(json_string_value(v), node) == 0)
-			return true;
-	return false;
 }
 
 static void write_text(const char *path, const char *text)
@@ -112,11 +81,11 @@ static void set_policy(struct test_xpud *x, const char *policy)
 /* The slice @id of GET /v1/slices (a new reference); fails the test without it. */
 static json_t *get_slice(const struct test_xpud *x, const char *id)
 {
-	json_t *doc = get(x, "slices", NULL), *s, *found = NULL;
+	json_t *doc = test_get(x, "slices", NULL), *s, *found = NULL;
 	size_t i;
 
 	json_array_foreach(json_object_get(doc, "slices"), i, s)
-		if (strcmp(str(s, "id"), id) == 0)
+		if (strcmp(test_jstr(s, "id"), id) == 0)
 			found = json_incref(s);
 	json_decref(doc);
 	if (!found)
@@ -139,7 +108,7 @@ static size_t count_slices(const struct test_xpud *x, const char *device)
 static void test_max_xe(void **state)
 {
 	struct test_xpud *x = start("intel-max", NULL);
-	json_t *doc = get(x, "devices", NULL), *d, *g = NULL;
+	json_t *doc = test_get(x, "devices", NULL), *d, *g = NULL;
 	size_t i;
 
 	(void)state;
@@ -147,24 +116,24 @@ static void test_max_xe(void **state)
 	json_array_foreach(json_object_get(doc, "devices"), i, d) {
 		char card[48], render[48];
 
-		assert_string_equal(str(d, "id"), max[i]);
-		assert_string_equal(str(d, "backend"), "drm");
-		assert_string_equal(str(d, "kind"), "gpu");
-		assert_string_equal(str(d, "vendor"), "intel");
-		assert_string_equal(str(d, "model"), "Intel Data Center GPU Max 1550");
-		assert_string_equal(str(d, "driver"), "xe");
-		assert_string_equal(str(d, "resource"), "gpu.intel.com/xe");
+		assert_string_equal(test_jstr(d, "id"), max[i]);
+		assert_string_equal(test_jstr(d, "backend"), "drm");
+		assert_string_equal(test_jstr(d, "kind"), "gpu");
+		assert_string_equal(test_jstr(d, "vendor"), "intel");
+		assert_string_equal(test_jstr(d, "model"), "Intel Data Center GPU Max 1550");
+		assert_string_equal(test_jstr(d, "driver"), "xe");
+		assert_string_equal(test_jstr(d, "resource"), "gpu.intel.com/xe");
 		assert_int_equal(num(d, "memory_bytes"), 128 * GiB);
 		assert_int_equal(num(d, "numa_node"), i < 2 ? 0 : 1);
-		assert_string_equal(prop(d, "tiles"), "2");
-		assert_string_equal(prop(d, "tile0_memory_bytes"), "68719476736");
-		assert_string_equal(prop(d, "tile1_memory_bytes"), "68719476736");
+		assert_string_equal(test_jprop(d, "tiles"), "2");
+		assert_string_equal(test_jprop(d, "tile0_memory_bytes"), "68719476736");
+		assert_string_equal(test_jprop(d, "tile1_memory_bytes"), "68719476736");
 		snprintf(card, sizeof(card), "/dev/dri/card%zu", i);
 		snprintf(render, sizeof(render), "/dev/dri/renderD%zu", 128 + i);
-		assert_true(has_node(d, card));
-		assert_true(has_node(d, render));
+		assert_true(test_has_node(d, card));
+		assert_true(test_has_node(d, render));
 		assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 2);
-		assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+		assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 		/* whole by default: one slice, no tiles */
 		assert_int_equal(count_slices(x, max[i]), 1);
 	}
@@ -175,10 +144,10 @@ static void test_max_xe(void **state)
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
 					   "{\"slices\": [\"0000:3a:00.0\"]}", &g),
 			 201);
-	assert_true(has_node(g, "/dev/dri/card1"));
-	assert_true(has_node(g, "/dev/dri/renderD129"));
+	assert_true(test_has_node(g, "/dev/dri/card1"));
+	assert_true(test_has_node(g, "/dev/dri/renderD129"));
 	assert_int_equal(json_array_size(json_object_get(g, "device_nodes")), 2);
-	assert_null(str(json_object_get(g, "env"), "ZE_AFFINITY_MASK"));
+	assert_null(test_jstr(json_object_get(g, "env"), "ZE_AFFINITY_MASK"));
 	json_decref(g);
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
 					   "{\"resource\": \"gpu.intel.com/xe\", \"count\": 2}", &g),
@@ -202,26 +171,26 @@ static void test_tiles_offer(void **state)
 	(void)state;
 	for (i = 0; i < 4; i++)
 		test_wait_settled(x, max[i], "intel-tiles=tiles");
-	doc = get(x, "slices", NULL);
+	doc = test_get(x, "slices", NULL);
 	assert_int_equal(json_array_size(json_object_get(doc, "slices")), 8);
 	json_array_foreach(json_object_get(doc, "slices"), i, s) {
 		size_t gpu = i / 2, k = i % 2;
 		char id[64], card[48], render[48], mask[16];
 
 		snprintf(id, sizeof(id), "%s/tile-%zu", max[gpu], k);
-		assert_string_equal(str(s, "id"), id);
-		assert_string_equal(str(s, "device_id"), max[gpu]);
-		assert_string_equal(str(s, "resource"), "gpu.intel.com/xe");
+		assert_string_equal(test_jstr(s, "id"), id);
+		assert_string_equal(test_jstr(s, "device_id"), max[gpu]);
+		assert_string_equal(test_jstr(s, "resource"), "gpu.intel.com/xe");
 		assert_int_equal(num(s, "memory_bytes"), 64 * GiB);
 		assert_true(json_real_value(json_object_get(s, "compute_fraction")) == 0.5);
 		snprintf(card, sizeof(card), "/dev/dri/card%zu", gpu);
 		snprintf(render, sizeof(render), "/dev/dri/renderD%zu", 128 + gpu);
-		assert_true(has_node(s, card));
-		assert_true(has_node(s, render));
+		assert_true(test_has_node(s, card));
+		assert_true(test_has_node(s, render));
 		assert_int_equal(json_array_size(json_object_get(s, "device_nodes")), 2);
 		snprintf(mask, sizeof(mask), "0.%zu", k);
-		assert_string_equal(str(json_object_get(s, "env"), "ZE_AFFINITY_MASK"), mask);
-		assert_string_equal(str(json_object_get(s, "env"), "ZE_FLAT_DEVICE_HIERARCHY"),
+		assert_string_equal(test_jstr(json_object_get(s, "env"), "ZE_AFFINITY_MASK"), mask);
+		assert_string_equal(test_jstr(json_object_get(s, "env"), "ZE_FLAT_DEVICE_HIERARCHY"),
 				    "COMPOSITE");
 	}
 	json_decref(doc);
@@ -232,10 +201,10 @@ static void test_tiles_offer(void **state)
 					   "{\"slices\": [\"0000:9a:00.0/tile-1\"]}", &g),
 			 201);
 	env = json_object_get(g, "env");
-	assert_string_equal(str(env, "ZE_AFFINITY_MASK"), "0.1");
-	assert_string_equal(str(env, "ZE_FLAT_DEVICE_HIERARCHY"), "COMPOSITE");
-	assert_true(has_node(g, "/dev/dri/card2"));
-	assert_true(has_node(g, "/dev/dri/renderD130"));
+	assert_string_equal(test_jstr(env, "ZE_AFFINITY_MASK"), "0.1");
+	assert_string_equal(test_jstr(env, "ZE_FLAT_DEVICE_HIERARCHY"), "COMPOSITE");
+	assert_true(test_has_node(g, "/dev/dri/card2"));
+	assert_true(test_has_node(g, "/dev/dri/renderD130"));
 	json_decref(g);
 	/* both tiles of one GPU */
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
@@ -243,7 +212,7 @@ static void test_tiles_offer(void **state)
 					   "\"0000:29:00.0/tile-1\"]}",
 					   &g),
 			 201);
-	assert_string_equal(str(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,0.1");
+	assert_string_equal(test_jstr(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,0.1");
 	assert_int_equal(json_array_size(json_object_get(g, "device_nodes")), 2);
 	json_decref(g);
 	/* a tile of each of two GPUs: each GPU numbered as the grant orders them */
@@ -252,9 +221,9 @@ static void test_tiles_offer(void **state)
 					   "\"0000:ca:00.0/tile-1\"]}",
 					   &g),
 			 201);
-	assert_string_equal(str(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,1.1");
+	assert_string_equal(test_jstr(json_object_get(g, "env"), "ZE_AFFINITY_MASK"), "0.0,1.1");
 	assert_int_equal(json_array_size(json_object_get(g, "device_nodes")), 4);
-	snprintf(path, sizeof(path), "/v1/allocations/%s", str(g, "id"));
+	snprintf(path, sizeof(path), "/v1/allocations/%s", test_jstr(g, "id"));
 	assert_int_equal(test_request(x, "DELETE", path, NULL), 200);
 	json_decref(g);
 
@@ -265,7 +234,7 @@ static void test_tiles_offer(void **state)
 	assert_int_equal(count_slices(x, max[1]), 1);
 	s = get_slice(x, max[3]);
 	assert_int_equal(num(s, "memory_bytes"), 128 * GiB);
-	assert_null(str(json_object_get(s, "env"), "ZE_AFFINITY_MASK"));
+	assert_null(test_jstr(json_object_get(s, "env"), "ZE_AFFINITY_MASK"));
 	json_decref(s);
 	/* the others keep their tiles while they are allocated */
 	assert_int_equal(count_slices(x, max[0]), 2);
@@ -282,42 +251,42 @@ static void test_i915(void **state)
 	json_t *d, *s;
 
 	(void)state;
-	d = get(x, "devices", "0000:29:00.0");
-	assert_string_equal(str(d, "backend"), "drm");
-	assert_string_equal(str(d, "model"), "Intel Data Center GPU Max 1550");
-	assert_string_equal(str(d, "driver"), "i915");
-	assert_string_equal(str(d, "resource"), "gpu.intel.com/i915");
+	d = test_get(x, "devices", "0000:29:00.0");
+	assert_string_equal(test_jstr(d, "backend"), "drm");
+	assert_string_equal(test_jstr(d, "model"), "Intel Data Center GPU Max 1550");
+	assert_string_equal(test_jstr(d, "driver"), "i915");
+	assert_string_equal(test_jstr(d, "resource"), "gpu.intel.com/i915");
 	assert_int_equal(num(d, "memory_bytes"), 128 * GiB);
-	assert_string_equal(prop(d, "tiles"), "2");
-	assert_string_equal(prop(d, "tile1_memory_bytes"), "68719476736");
-	assert_true(has_node(d, "/dev/dri/card1"));
-	assert_true(has_node(d, "/dev/dri/renderD129"));
+	assert_string_equal(test_jprop(d, "tiles"), "2");
+	assert_string_equal(test_jprop(d, "tile1_memory_bytes"), "68719476736");
+	assert_true(test_has_node(d, "/dev/dri/card1"));
+	assert_true(test_has_node(d, "/dev/dri/renderD129"));
 	json_decref(d);
 	test_wait_settled(x, "0000:29:00.0", "intel-tiles=tiles");
 	s = get_slice(x, "0000:3a:00.0/tile-1");
-	assert_string_equal(str(json_object_get(s, "env"), "ZE_AFFINITY_MASK"), "0.1");
-	assert_string_equal(str(s, "resource"), "gpu.intel.com/i915");
+	assert_string_equal(test_jstr(json_object_get(s, "env"), "ZE_AFFINITY_MASK"), "0.1");
+	assert_string_equal(test_jstr(s, "resource"), "gpu.intel.com/i915");
 	assert_int_equal(num(s, "memory_bytes"), 64 * GiB);
 	json_decref(s);
 
-	d = get(x, "devices", "0000:4b:00.0");
-	assert_string_equal(str(d, "model"), "Intel Data Center GPU Max 1100");
+	d = test_get(x, "devices", "0000:4b:00.0");
+	assert_string_equal(test_jstr(d, "model"), "Intel Data Center GPU Max 1100");
 	assert_int_equal(num(d, "memory_bytes"), 48 * GiB);
-	assert_string_equal(prop(d, "tiles"), "1");
+	assert_string_equal(test_jprop(d, "tiles"), "1");
 	json_decref(d);
 	/* one tile: offered whole, the policy's tiles pending with the reason */
 	assert_int_equal(count_slices(x, "0000:4b:00.0"), 1);
 	d = test_plan_entry(x, "0000:4b:00.0");
-	assert_string_equal(str(d, "reason"), "this GPU does not show several tiles");
+	assert_string_equal(test_jstr(d, "reason"), "this GPU does not show several tiles");
 	json_decref(d);
 
-	d = get(x, "devices", "0000:00:02.0");
-	assert_string_equal(str(d, "resource"), "gpu.intel.com/i915");
+	d = test_get(x, "devices", "0000:00:02.0");
+	assert_string_equal(test_jstr(d, "resource"), "gpu.intel.com/i915");
 	assert_true(json_is_null(json_object_get(d, "memory_bytes")) ||
 		    num(d, "memory_bytes") == 0);
-	assert_string_equal(prop(d, "tiles"), "1");
-	assert_true(has_node(d, "/dev/dri/card0"));
-	assert_true(has_node(d, "/dev/dri/renderD128"));
+	assert_string_equal(test_jprop(d, "tiles"), "1");
+	assert_true(test_has_node(d, "/dev/dri/card0"));
+	assert_true(test_has_node(d, "/dev/dri/renderD128"));
 	json_decref(d);
 	assert_int_equal(test_capacity(x, "gpu.intel.com/i915", "total"), 6);
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -341,11 +310,11 @@ static void test_nonsense(void **state)
 	x = start_root(root, TILES_POLICY);
 	test_wait_settled(x, max[0], "intel-tiles=tiles");
 
-	d = get(x, "devices", max[1]);
-	assert_string_equal(str(d, "model"), "Intel Data Center GPU Max 1550");
-	assert_string_equal(prop(d, "tiles"), "2");
-	assert_string_equal(prop(d, "tile0_memory_bytes"), "68719476736");
-	assert_null(prop(d, "tile1_memory_bytes"));
+	d = test_get(x, "devices", max[1]);
+	assert_string_equal(test_jstr(d, "model"), "Intel Data Center GPU Max 1550");
+	assert_string_equal(test_jprop(d, "tiles"), "2");
+	assert_string_equal(test_jprop(d, "tile0_memory_bytes"), "68719476736");
+	assert_null(test_jprop(d, "tile1_memory_bytes"));
 	/* a tile's memory unknown: so is the GPU's */
 	assert_true(json_is_null(json_object_get(d, "memory_bytes")) ||
 		    num(d, "memory_bytes") == 0);
@@ -355,19 +324,19 @@ static void test_nonsense(void **state)
 	/* still offered by tile: the tile with unknown memory too */
 	assert_int_equal(count_slices(x, max[1]), 2);
 
-	d = get(x, "devices", max[2]);
-	assert_string_equal(prop(d, "tiles"), "2");
-	assert_string_equal(prop(d, "tile0_memory_bytes"), "68719476736");
+	d = test_get(x, "devices", max[2]);
+	assert_string_equal(test_jprop(d, "tiles"), "2");
+	assert_string_equal(test_jprop(d, "tile0_memory_bytes"), "68719476736");
 	assert_true(json_is_null(json_object_get(d, "memory_bytes")) ||
 		    num(d, "memory_bytes") == 0);
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	json_decref(d);
 	assert_true(test_xpud_log_contains(x, "0000:9a:00.0: Intel Data Center GPU Max 1550 has 2 "
 					      "tiles, sysfs shows no tile1"));
 	/* a tile sysfs does not show is no slice: the GPU whole */
 	assert_int_equal(count_slices(x, max[2]), 1);
 	d = test_plan_entry(x, max[2]);
-	assert_string_equal(str(d, "reason"), "this GPU does not show several tiles");
+	assert_string_equal(test_jstr(d, "reason"), "this GPU does not show several tiles");
 	json_decref(d);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);

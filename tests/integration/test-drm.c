@@ -27,53 +27,6 @@ static const char *const mi300x[] = { "0000:0c:00.0", "0000:22:00.0", "0000:38:0
 				      "0000:5c:00.0", "0000:9f:00.0", "0000:af:00.0",
 				      "0000:bf:00.0", "0000:df:00.0" };
 
-static const char *str(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static const char *prop(json_t *d, const char *key)
-{
-	return str(json_object_get(d, "properties"), key);
-}
-
-/* GET /v1/<what>[/<id>]. */
-static json_t *get(const struct test_xpud *x, const char *what, const char *id)
-{
-	char path[256];
-	json_t *doc = NULL;
-
-	snprintf(path, sizeof(path), "/v1/%s%s%s", what, id ? "/" : "", id ?: "");
-	assert_int_equal(test_request(x, "GET", path, &doc), 200);
-	return doc;
-}
-
-static bool has_node(json_t *d, const char *node)
-{
-	json_t *v;
-	size_t i;
-
-	json_array_foreach(json_object_get(d, "device_nodes"), i, v)
-		if (strcmp(json_string_value(v), node) == 0)
-			return true;
-	return false;
-}
-
-/* Writes @text to @path below the tree at once (a driver changing its attribute). */
-static void put(const char *root, const char *path, const char *text)
-{
-	char full[4096], tmp[4200];
-	FILE *f;
-
-	snprintf(full, sizeof(full), "%s/%s", root, path);
-	snprintf(tmp, sizeof(tmp), "%s.new", full);
-	f = fopen(tmp, "we");
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, full), 0);
-}
-
 static char *read_text(const char *root, const char *path)
 {
 	char full[4096], buf[256];
@@ -108,7 +61,7 @@ static struct test_xpud *start(const char *node, const char *config)
 static void test_mi300x_spx(void **state)
 {
 	struct test_xpud *x = start("mi300x", NULL);
-	json_t *doc = get(x, "devices", NULL), *d, *g = NULL;
+	json_t *doc = test_get(x, "devices", NULL), *d, *g = NULL;
 	size_t i;
 
 	(void)state;
@@ -116,38 +69,38 @@ static void test_mi300x_spx(void **state)
 	json_array_foreach(json_object_get(doc, "devices"), i, d) {
 		char card[48], render[48], uuid[48], peer[48];
 
-		assert_string_equal(str(d, "id"), mi300x[i]);
-		assert_string_equal(str(d, "backend"), "drm");
-		assert_string_equal(str(d, "kind"), "gpu");
-		assert_string_equal(str(d, "vendor"), "amd");
-		assert_string_equal(str(d, "model"), "AMD Instinct MI300X");
-		assert_string_equal(str(d, "driver"), "amdgpu");
-		assert_string_equal(str(d, "resource"), "amd.com/gpu");
+		assert_string_equal(test_jstr(d, "id"), mi300x[i]);
+		assert_string_equal(test_jstr(d, "backend"), "drm");
+		assert_string_equal(test_jstr(d, "kind"), "gpu");
+		assert_string_equal(test_jstr(d, "vendor"), "amd");
+		assert_string_equal(test_jstr(d, "model"), "AMD Instinct MI300X");
+		assert_string_equal(test_jstr(d, "driver"), "amdgpu");
+		assert_string_equal(test_jstr(d, "resource"), "amd.com/gpu");
 		assert_int_equal(json_integer_value(json_object_get(d, "memory_bytes")),
 				 206158430208LL);
 		assert_int_equal(json_integer_value(json_object_get(d, "numa_node")), i < 4 ? 0 : 1);
 		snprintf(uuid, sizeof(uuid), "GPU-%016llx", 0x4a8e5f0c2d1e3b00ULL + i);
-		assert_string_equal(str(d, "uuid"), uuid);
+		assert_string_equal(test_jstr(d, "uuid"), uuid);
 		snprintf(card, sizeof(card), "/dev/dri/card%zu", i + 1);
 		snprintf(render, sizeof(render), "/dev/dri/renderD%zu", 128 + i);
-		assert_true(has_node(d, card));
-		assert_true(has_node(d, render));
-		assert_true(has_node(d, "/dev/kfd"));
+		assert_true(test_has_node(d, card));
+		assert_true(test_has_node(d, render));
+		assert_true(test_has_node(d, "/dev/kfd"));
 		assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 3);
-		assert_string_equal(prop(d, "gfx_target"), "gfx942");
-		assert_string_equal(prop(d, "compute_units"), "304");
-		assert_string_equal(prop(d, "amd_compute_partition"), "spx");
-		assert_string_equal(prop(d, "amd_memory_partition"), "nps1");
-		assert_string_equal(prop(d, "xgmi_hive_id"), "6642645737446195207");
+		assert_string_equal(test_jprop(d, "gfx_target"), "gfx942");
+		assert_string_equal(test_jprop(d, "compute_units"), "304");
+		assert_string_equal(test_jprop(d, "amd_compute_partition"), "spx");
+		assert_string_equal(test_jprop(d, "amd_memory_partition"), "nps1");
+		assert_string_equal(test_jprop(d, "xgmi_hive_id"), "6642645737446195207");
 		/* every other GPU of the hive is an XGMI peer, and only those */
 		for (size_t j = 0; j < 8; j++) {
 			snprintf(peer, sizeof(peer), "xgmi.%s", mi300x[j]);
 			if (j == i)
-				assert_null(prop(d, peer));
+				assert_null(test_jprop(d, peer));
 			else
-				assert_string_equal(prop(d, peer), "1");
+				assert_string_equal(test_jprop(d, peer), "1");
 		}
-		assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+		assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	}
 	json_decref(doc);
 
@@ -158,10 +111,10 @@ static void test_mi300x_spx(void **state)
 					   "\"connected\": true}",
 					   &g),
 			 201);
-	assert_non_null(strstr(str(json_object_get(g, "env"), "ROCR_VISIBLE_DEVICES"),
+	assert_non_null(strstr(test_jstr(json_object_get(g, "env"), "ROCR_VISIBLE_DEVICES"),
 			       "GPU-4a8e5f0c2d1e3b0"));
-	assert_non_null(strchr(str(json_object_get(g, "env"), "ROCR_VISIBLE_DEVICES"), ','));
-	assert_true(has_node(g, "/dev/kfd"));
+	assert_non_null(strchr(test_jstr(json_object_get(g, "env"), "ROCR_VISIBLE_DEVICES"), ','));
+	assert_true(test_has_node(g, "/dev/kfd"));
 	json_decref(g);
 	assert_int_equal(test_xpud_stop(x), 0);
 	test_xpud_free(x);
@@ -171,7 +124,7 @@ static void test_mi300x_spx(void **state)
 static void test_mi300x_cpx(void **state)
 {
 	struct test_xpud *x = start("mi300x-cpx", NULL);
-	json_t *doc = get(x, "slices", NULL), *s, *d;
+	json_t *doc = test_get(x, "slices", NULL), *s, *d;
 	size_t i;
 
 	(void)state;
@@ -181,27 +134,27 @@ static void test_mi300x_cpx(void **state)
 		char id[64], card[48], render[48], idx[32];
 
 		snprintf(id, sizeof(id), "%s/cpx-%zu", mi300x[g], k);
-		assert_string_equal(str(s, "id"), id);
-		assert_string_equal(str(s, "device_id"), mi300x[g]);
-		assert_string_equal(str(s, "resource"), "amd.com/gpu");
+		assert_string_equal(test_jstr(s, "id"), id);
+		assert_string_equal(test_jstr(s, "device_id"), mi300x[g]);
+		assert_string_equal(test_jstr(s, "resource"), "amd.com/gpu");
 		assert_int_equal(json_integer_value(json_object_get(s, "memory_bytes")),
 				 206158430208LL / 4);
 		assert_true(json_real_value(json_object_get(s, "compute_fraction")) == 0.125);
 		snprintf(card, sizeof(card), "/dev/dri/card%zu", 1 + 8 * g + k);
 		snprintf(render, sizeof(render), "/dev/dri/renderD%zu", 128 + 8 * g + k);
-		assert_true(has_node(s, card));
-		assert_true(has_node(s, render));
-		assert_true(has_node(s, "/dev/kfd"));
+		assert_true(test_has_node(s, card));
+		assert_true(test_has_node(s, render));
+		assert_true(test_has_node(s, "/dev/kfd"));
 		/* its own nodes only: not partition 0's */
 		assert_int_equal(json_array_size(json_object_get(s, "device_nodes")), 3);
 		snprintf(idx, sizeof(idx), "%zu", i);
-		assert_string_equal(str(json_object_get(s, "env"), "ROCR_VISIBLE_DEVICES"), idx);
+		assert_string_equal(test_jstr(json_object_get(s, "env"), "ROCR_VISIBLE_DEVICES"), idx);
 	}
 	json_decref(doc);
-	d = get(x, "devices", GPU0);
-	assert_string_equal(prop(d, "amd_compute_partition"), "cpx");
-	assert_string_equal(prop(d, "amd_memory_partition"), "nps4");
-	assert_string_equal(prop(d, "compute_units"), "304");
+	d = test_get(x, "devices", GPU0);
+	assert_string_equal(test_jprop(d, "amd_compute_partition"), "cpx");
+	assert_string_equal(test_jprop(d, "amd_memory_partition"), "nps4");
+	assert_string_equal(test_jprop(d, "compute_units"), "304");
 	json_decref(d);
 	assert_int_equal(test_capacity(x, "amd.com/gpu", "total"), 64);
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -211,19 +164,19 @@ static void test_mi300x_cpx(void **state)
 static void test_mi210_xgmi(void **state)
 {
 	struct test_xpud *x = start("mi210-xgmi", NULL);
-	json_t *a = get(x, "devices", "0000:43:00.0");
-	json_t *b = get(x, "devices", "0000:63:00.0");
+	json_t *a = test_get(x, "devices", "0000:43:00.0");
+	json_t *b = test_get(x, "devices", "0000:63:00.0");
 
 	(void)state;
-	assert_string_equal(str(a, "model"), "AMD Instinct MI210");
+	assert_string_equal(test_jstr(a, "model"), "AMD Instinct MI210");
 	assert_int_equal(json_integer_value(json_object_get(a, "memory_bytes")), 64 * GiB);
-	assert_string_equal(prop(a, "gfx_target"), "gfx90a");
-	assert_string_equal(prop(a, "compute_units"), "104");
-	assert_string_equal(prop(a, "xgmi.0000:63:00.0"), "1");
-	assert_string_equal(prop(b, "xgmi.0000:43:00.0"), "1");
+	assert_string_equal(test_jprop(a, "gfx_target"), "gfx90a");
+	assert_string_equal(test_jprop(a, "compute_units"), "104");
+	assert_string_equal(test_jprop(a, "xgmi.0000:63:00.0"), "1");
+	assert_string_equal(test_jprop(b, "xgmi.0000:43:00.0"), "1");
 	/* not partitionable: no mode, offered whole */
-	assert_null(prop(a, "amd_compute_partition"));
-	assert_string_equal(str(a, "uuid"), "GPU-7f3c0e1d2b4a5900");
+	assert_null(test_jprop(a, "amd_compute_partition"));
+	assert_string_equal(test_jstr(a, "uuid"), "GPU-7f3c0e1d2b4a5900");
 	json_decref(a);
 	json_decref(b);
 	assert_int_equal(test_capacity(x, "amd.com/gpu", "total"), 2);
@@ -243,7 +196,7 @@ static void driver_switch_to_spx(const char *root)
 {
 	char path[128], props[1024], full[4096];
 
-	put(root, "sys/bus/pci/devices/" GPU0 "/current_compute_partition", "SPX\n");
+	test_put_file(root, "sys/bus/pci/devices/" GPU0 "/current_compute_partition", "SPX\n");
 	snprintf(props, sizeof(props),
 		 "cpu_cores_count 0\nsimd_count 1216\nmem_banks_count 1\n"
 		 "gfx_target_version 90402\nsimd_per_cu 4\nvendor_id 4098\ndevice_id 29857\n"
@@ -252,7 +205,7 @@ static void driver_switch_to_spx(const char *root)
 		 "local_mem_size 206158430208\n",
 		 0x4a8e5f0c2d1e3b00ULL);
 	kfd_path(path, sizeof(path), 0);
-	put(root, path, props);
+	test_put_file(root, path, props);
 	for (unsigned k = 1; k < 8; k++) {
 		kfd_path(path, sizeof(path), k);
 		snprintf(full, sizeof(full), "%s/%s", root, path);
@@ -290,8 +243,8 @@ static void test_mode_change_uevent(void **state)
 	driver_switch_to_spx(x->root);
 	test_send_uevent(x, "change", GPU0_PATH "/drm/card1", "drm");
 	wait_gpu0_slices(x, 1);
-	d = get(x, "devices", GPU0);
-	assert_string_equal(prop(d, "amd_compute_partition"), "spx");
+	d = test_get(x, "devices", GPU0);
+	assert_string_equal(test_jprop(d, "amd_compute_partition"), "spx");
 	json_decref(d);
 	assert_int_equal(test_capacity(x, "amd.com/gpu", "total"), 57);
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -313,7 +266,7 @@ static void test_mode_request_waits(void **state)
 	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
 					   "{\"slices\": [\"" GPU0 "/cpx-3\"]}", &g),
 			 201);
-	id = str(g, "id");
+	id = test_jstr(g, "id");
 	assert_int_equal(test_request_body(x, "POST", "/v1/repartition",
 					   "{\"device\": \"" GPU0 "\", \"layout\": "
 					   "\"amd-partition: spx\"}",
@@ -377,15 +330,15 @@ static void test_amdgpu_library(void **state)
 	assert_int_equal(unsetenv("XPU_AMDGPU_LIBRARY"), 0);
 	assert_int_equal(unsetenv("XPU_FAKE_AMDGPU"), 0);
 
-	d = get(x, "devices", GPU0);
-	assert_string_equal(str(d, "model"), "AMD Instinct MI300X OAM");
+	d = test_get(x, "devices", GPU0);
+	assert_string_equal(test_jstr(d, "model"), "AMD Instinct MI300X OAM");
 	assert_int_equal(json_integer_value(json_object_get(d, "memory_bytes")), 206141652992LL);
-	assert_string_equal(prop(d, "vram_used_bytes"), "5368709120");
+	assert_string_equal(test_jprop(d, "vram_used_bytes"), "5368709120");
 	json_decref(d);
-	d = get(x, "devices", "0000:22:00.0");
-	assert_string_equal(str(d, "model"), "AMD Instinct MI300X");
+	d = test_get(x, "devices", "0000:22:00.0");
+	assert_string_equal(test_jstr(d, "model"), "AMD Instinct MI300X");
 	assert_int_equal(json_integer_value(json_object_get(d, "memory_bytes")), 206158430208LL);
-	assert_string_equal(prop(d, "vram_used_bytes"), "4294967296");
+	assert_string_equal(test_jprop(d, "vram_used_bytes"), "4294967296");
 	json_decref(d);
 	assert_true(test_xpud_log_contains(x, "0000:22:00.0: amdgpu_device_initialize on "
 					      "/dev/dri/renderD129 failed"));
@@ -401,10 +354,10 @@ static void test_ras(void **state)
 	json_t *h;
 
 	(void)state;
-	put(x->root, "sys/bus/pci/devices/0000:22:00.0/ras/gfx_err_count", "ue: 0\nce: 9\n");
-	put(x->root, "sys/bus/pci/devices/" GPU0 "/ras/umc_err_count", "ue: 2\nce: 0\n");
+	test_put_file(x->root, "sys/bus/pci/devices/0000:22:00.0/ras/gfx_err_count", "ue: 0\nce: 9\n");
+	test_put_file(x->root, "sys/bus/pci/devices/" GPU0 "/ras/umc_err_count", "ue: 2\nce: 0\n");
 	h = test_wait_health(x, GPU0, "unhealthy");
-	assert_string_equal(str(h, "reason"), "2 uncorrectable errors in the umc block (RAS)");
+	assert_string_equal(test_jstr(h, "reason"), "2 uncorrectable errors in the umc block (RAS)");
 	json_decref(h);
 	json_decref(test_wait_health(x, "0000:22:00.0", "healthy"));
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -420,7 +373,7 @@ static void test_wedged(void **state)
 	(void)state;
 	test_send_uevent_with(x, "change", GPU0_PATH "/drm/card1", "drm", "WEDGED=rebind");
 	h = test_wait_health(x, GPU0, "unhealthy");
-	assert_string_equal(str(h, "reason"),
+	assert_string_equal(test_jstr(h, "reason"),
 			    "the driver reports the device wedged (recovery: rebind)");
 	json_decref(h);
 	/* another GPU's uevent without WEDGED= changes nothing */
@@ -445,32 +398,32 @@ static void test_nonsense(void **state)
 	json_t *d;
 
 	(void)state;
-	put(root, "sys/bus/pci/devices/" GPU0 "/current_compute_partition", "OPX\n");
-	put(root, "sys/bus/pci/devices/0000:22:00.0/mem_info_vram_total", "0\n");
-	put(root, "sys/bus/pci/devices/0000:38:00.0/unique_id", "not hex\n");
-	put(root, "sys/bus/pci/devices/0000:5c:00.0/ras/umc_err_count", "Query currently "
+	test_put_file(root, "sys/bus/pci/devices/" GPU0 "/current_compute_partition", "OPX\n");
+	test_put_file(root, "sys/bus/pci/devices/0000:22:00.0/mem_info_vram_total", "0\n");
+	test_put_file(root, "sys/bus/pci/devices/0000:38:00.0/unique_id", "not hex\n");
+	test_put_file(root, "sys/bus/pci/devices/0000:5c:00.0/ras/umc_err_count", "Query currently "
 									  "inaccessible\n");
 	/* a partition whose render node has no DRM device */
 	snprintf(full, sizeof(full), "%s/sys/class/drm/renderD153", root);
 	assert_int_equal(unlink(full), 0);
 	x = test_xpud_start(root, NULL);
-	d = get(x, "devices", GPU0);
-	assert_string_equal(prop(d, "amd_compute_partition"), "unknown");
-	assert_string_equal(str(d, "model"), "AMD Instinct MI300X");
+	d = test_get(x, "devices", GPU0);
+	assert_string_equal(test_jprop(d, "amd_compute_partition"), "unknown");
+	assert_string_equal(test_jstr(d, "model"), "AMD Instinct MI300X");
 	json_decref(d);
 	wait_gpu0_slices(x, 1);
 	assert_true(test_xpud_log_contains(x, "current_compute_partition reads 'OPX'"));
-	d = get(x, "devices", "0000:22:00.0");
+	d = test_get(x, "devices", "0000:22:00.0");
 	assert_true(json_is_null(json_object_get(d, "memory_bytes")) ||
 		    json_integer_value(json_object_get(d, "memory_bytes")) == 0);
 	json_decref(d);
 	assert_true(test_xpud_log_contains(x, "0000:22:00.0: the driver reports 0 bytes of VRAM"));
-	d = get(x, "devices", "0000:38:00.0");
-	assert_true(json_is_null(json_object_get(d, "uuid")) || str(d, "uuid"));
+	d = test_get(x, "devices", "0000:38:00.0");
+	assert_true(json_is_null(json_object_get(d, "uuid")) || test_jstr(d, "uuid"));
 	json_decref(d);
 	assert_true(test_xpud_log_contains(x, "0000:38:00.0: unique_id reads 'not hex'"));
-	d = get(x, "devices", "0000:5c:00.0");
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	d = test_get(x, "devices", "0000:5c:00.0");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	json_decref(d);
 	assert_true(test_xpud_log_contains(x, "names render node 153, which has no DRM device"));
 	assert_int_equal(test_xpud_stop(x), 0);

@@ -23,18 +23,13 @@
 #define IFACE "69528db6eb31577a8c3668f9faa081f6"
 #define FN_DIR "sys/devices/pci0000:5d/0000:5d:00.0/0000:5e:00.0/fpga_region/region0"
 
-static const char *str(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* Asserts property @key of @d is @want (NULL: absent), naming the device when not. */
 static void assert_prop(json_t *d, const char *key, const char *want)
 {
-	const char *have = str(json_object_get(d, "properties"), key);
+	const char *have = test_jstr(json_object_get(d, "properties"), key);
 
 	if (!streq_ptr(have, want))
-		fail_msg("%s: property %s is %s, expected %s", str(d, "id"), key, have ?: "(none)",
+		fail_msg("%s: property %s is %s, expected %s", test_jstr(d, "id"), key, have ?: "(none)",
 			 want ?: "(none)");
 }
 
@@ -51,16 +46,6 @@ static void assert_nodes(json_t *nodes, const char *const *want)
 		assert_string_equal(json_string_value(json_array_get(nodes, i)), want[i]);
 }
 
-static json_t *device(const struct test_xpud *x, const char *id)
-{
-	char path[128];
-	json_t *doc = NULL;
-
-	snprintf(path, sizeof(path), "/v1/devices/%s", id);
-	assert_int_equal(test_request(x, "GET", path, &doc), 200);
-	return doc;
-}
-
 static size_t device_count(const struct test_xpud *x)
 {
 	json_t *doc = NULL;
@@ -70,21 +55,6 @@ static size_t device_count(const struct test_xpud *x)
 	n = json_array_size(json_object_get(doc, "devices"));
 	json_decref(doc);
 	return n;
-}
-
-/* Replaces the file @rel of the tree @root with @value at once. */
-static void put_file(const char *root, const char *rel, const char *value)
-{
-	char path[4096], tmp[4200];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	f = fopen(tmp, "we");
-	assert_non_null(f);
-	assert_int_equal(fwrite(value, 1, strlen(value), f), strlen(value));
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, path), 0);
 }
 
 static void remove_file(const char *root, const char *rel)
@@ -105,16 +75,16 @@ static void test_dfl_card(void **state)
 
 	(void)state;
 	assert_int_equal(device_count(x), 1);
-	d = device(x, N3000);
-	assert_string_equal(str(d, "kind"), "fpga");
-	assert_string_equal(str(d, "backend"), "fpga");
-	assert_string_equal(str(d, "vendor"), "intel");
-	assert_string_equal(str(d, "model"), "Intel FPGA PAC N3000");
-	assert_string_equal(str(d, "driver"), "dfl-pci");
-	assert_string_equal(str(d, "resource"), "fpga.intel.com/region-" IFACE);
+	d = test_get(x, "devices", N3000);
+	assert_string_equal(test_jstr(d, "kind"), "fpga");
+	assert_string_equal(test_jstr(d, "backend"), "fpga");
+	assert_string_equal(test_jstr(d, "vendor"), "intel");
+	assert_string_equal(test_jstr(d, "model"), "Intel FPGA PAC N3000");
+	assert_string_equal(test_jstr(d, "driver"), "dfl-pci");
+	assert_string_equal(test_jstr(d, "resource"), "fpga.intel.com/region-" IFACE);
 	assert_int_equal(json_integer_value(json_object_get(d, "numa_node")), 0);
 	assert_nodes(json_object_get(d, "device_nodes"), ports);
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	assert_prop(d, "admin_nodes", "/dev/dfl-fme.0");
 	assert_prop(d, "dfl_fme", "dfl-fme.0");
 	assert_prop(d, "dfl_ports", "dfl-port.0,dfl-port.1");
@@ -180,13 +150,13 @@ static void test_regions(void **state)
 
 	(void)state;
 	assert_int_equal(device_count(x), 2);
-	d = device(x, "ff706000.fpga-mgr");
-	assert_string_equal(str(d, "kind"), "fpga");
-	assert_string_equal(str(d, "vendor"), "altera");
-	assert_string_equal(str(d, "model"), "Altera SOCFPGA FPGA Manager");
-	assert_string_equal(str(d, "resource"), "xpu.dev/altera-socfpga-fpga-manager");
+	d = test_get(x, "devices", "ff706000.fpga-mgr");
+	assert_string_equal(test_jstr(d, "kind"), "fpga");
+	assert_string_equal(test_jstr(d, "vendor"), "altera");
+	assert_string_equal(test_jstr(d, "model"), "Altera SOCFPGA FPGA Manager");
+	assert_string_equal(test_jstr(d, "resource"), "xpu.dev/altera-socfpga-fpga-manager");
 	assert_true(json_is_null(json_object_get(d, "pci")));
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	assert_prop(d, "fpga_regions", "region0");
 	assert_prop(d, "fpga_region.region0.manager", "fpga0");
 	assert_prop(d, "fpga_region.region0.state", "operating");
@@ -195,28 +165,28 @@ static void test_regions(void **state)
 	assert_prop(d, "fpga_bridge.br1.state", "enabled");
 	json_decref(d);
 
-	d = device(x, "spi1.0");
-	assert_string_equal(str(d, "vendor"), "xilinx");
-	assert_string_equal(str(d, "model"), "Xilinx Slave Serial FPGA Manager");
+	d = test_get(x, "devices", "spi1.0");
+	assert_string_equal(test_jstr(d, "vendor"), "xilinx");
+	assert_string_equal(test_jstr(d, "model"), "Xilinx Slave Serial FPGA Manager");
 	assert_prop(d, "fpga_regions", "region1");
 	assert_prop(d, "fpga_region.region1.manager", "fpga1");
 	assert_prop(d, "fpga_region.region1.state", "write error");
 	assert_prop(d, "fpga_bridges", NULL);
 	json_decref(d);
 	h = test_wait_health(x, "spi1.0", "unhealthy");
-	assert_string_equal(str(h, "reason"), "FPGA manager fpga1 (Xilinx Slave Serial FPGA Manager) "
+	assert_string_equal(test_jstr(h, "reason"), "FPGA manager fpga1 (Xilinx Slave Serial FPGA Manager) "
 					      "reports \"write error\"");
 	json_decref(h);
 
 	/* programmed again: healthy after the probation (no rescan: the health probe reads it) */
-	put_file(x->root, MGR1 "/state", "operating\n");
+	test_put_file(x->root, MGR1 "/state", "operating\n");
 	json_decref(test_wait_health(x, "spi1.0", "healthy"));
 
 	/* a failed write whose status says why: both in the reason */
-	put_file(x->root, MGR1 "/status", "reconfig operation error\nreconfig CRC error\n");
-	put_file(x->root, MGR1 "/state", "write init error\n");
+	test_put_file(x->root, MGR1 "/status", "reconfig operation error\nreconfig CRC error\n");
+	test_put_file(x->root, MGR1 "/state", "write init error\n");
 	h = test_wait_health(x, "spi1.0", "unhealthy");
-	assert_string_equal(str(h, "reason"),
+	assert_string_equal(test_jstr(h, "reason"),
 			    "FPGA manager fpga1 (Xilinx Slave Serial FPGA Manager) reports \"write "
 			    "init error\" (status: reconfig operation error; reconfig CRC error)");
 	json_decref(h);
@@ -258,21 +228,21 @@ static void test_board_faults(void **state)
 	assert_int_equal(device_count(x), 3);
 	assert_true(test_xpud_log_contains(x, "lonely: no FPGA manager found for region region5 "
 					      "(/sys/devices/platform/lonely/fpga_region/region5)"));
-	d = device(x, "lonely");
-	assert_string_equal(str(d, "kind"), "fpga");
+	d = test_get(x, "devices", "lonely");
+	assert_string_equal(test_jstr(d, "kind"), "fpga");
 	assert_prop(d, "fpga_regions", "region5");
 	assert_prop(d, "fpga_region.region5.state", NULL);
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	json_decref(d);
 
 	/* garbage in a state file: named in a warning, the FPGA unhealthy, the rest of it kept */
 	assert_true(test_xpud_log_contains(x, "ff706000.fpga-mgr: /sys/class/fpga_manager/fpga0/"
 					      "state holds no printable value"));
 	h = test_wait_health(x, "ff706000.fpga-mgr", "unhealthy");
-	assert_string_equal(str(h, "reason"), "the state of FPGA manager fpga0 cannot be read");
+	assert_string_equal(test_jstr(h, "reason"), "the state of FPGA manager fpga0 cannot be read");
 	json_decref(h);
-	d = device(x, "ff706000.fpga-mgr");
-	assert_string_equal(str(d, "model"), "Altera SOCFPGA FPGA Manager");
+	d = test_get(x, "devices", "ff706000.fpga-mgr");
+	assert_string_equal(test_jstr(d, "model"), "Altera SOCFPGA FPGA Manager");
 	assert_prop(d, "fpga_region.region0.manager", "fpga0");
 	assert_prop(d, "fpga_region.region0.state", NULL);
 	json_decref(d);
@@ -288,10 +258,10 @@ static void test_board_faults(void **state)
 		fail_msg("%s", err);
 	x = test_xpud_start(root, NULL);
 	assert_true(test_xpud_log_contains(x, "no FPGA manager found for region region0"));
-	d = device(x, "ff706000.fpga-mgr");
+	d = test_get(x, "devices", "ff706000.fpga-mgr");
 	assert_prop(d, "fpga_regions", NULL);
 	json_decref(d);
-	d = device(x, "spi1.0");
+	d = test_get(x, "devices", "spi1.0");
 	assert_prop(d, "fpga_region.region1.manager", "fpga1");
 	json_decref(d);
 	assert_int_equal(test_xpud_stop(x), 0);
@@ -329,19 +299,19 @@ static void test_dfl_faults(void **state)
 					      "is missing, reporting port dfl-port.1 without its "
 					      "AFU id"));
 	assert_true(test_xpud_log_contains(x, "/sys/bus/dfl/devices/dfl_dev.7 leads nowhere"));
-	d = device(x, N3000);
+	d = test_get(x, "devices", N3000);
 	assert_prop(d, "dfl_features", "dfl-fme.0:fme:0x9");
 	assert_prop(d, "fpga_regions", "region0,region1");
 	assert_prop(d, "dfl_port.dfl-port.1.afu_id", NULL);
 	assert_prop(d, "dfl_port.dfl-port.1.af_resource", NULL);
 	assert_prop(d, "dfl_port.dfl-port.0.afu_id", "d8424dc4a4a3c413f89e433683f9040b");
 	assert_int_equal(json_array_size(json_object_get(d, "device_nodes")), 2);
-	assert_string_equal(str(json_object_get(d, "health"), "state"), "healthy");
+	assert_string_equal(test_jstr(json_object_get(d, "health"), "state"), "healthy");
 	json_decref(d);
 
-	put_file(x->root, FN_DIR "/dfl-port.0/afu_id", "ffffffffffffffffffffffffffffffff\n");
+	test_put_file(x->root, FN_DIR "/dfl-port.0/afu_id", "ffffffffffffffffffffffffffffffff\n");
 	h = test_wait_health(x, N3000, "unhealthy");
-	assert_string_equal(str(h, "reason"), "port dfl-port.0 reports AFU id "
+	assert_string_equal(test_jstr(h, "reason"), "port dfl-port.0 reports AFU id "
 					      "ffffffffffffffffffffffffffffffff: the card's "
 					      "firmware crashed");
 	json_decref(h);
