@@ -25,13 +25,13 @@ static void refresh_after_change(struct nvidia *nv)
 	struct helper_reply reply = {};
 	_cleanup_free_ char *error = NULL;
 
-	if (nvidia_helper_sync(nv, args, 0, &reply, &error) < 0) {
+	if (helper_backend_sync(&nv->hb, args, 0, &reply, &error) < 0) {
 		log_debug("No inventory after the change (%s); the next run has it.",
 			  error ?: "out of memory");
 		return;
 	}
 	nvidia_offer_fresh(nv, &reply);
-	(void)nvidia_news(nv);
+	(void)helper_backend_news(&nv->hb);
 }
 
 int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d, const struct offer *o,
@@ -52,7 +52,7 @@ int nvidia_apply_offer(struct xpu_backend *b, const struct xpu_device *d, const 
 		if (strv_extend(&args, *p) < 0)
 			return -ENOMEM;
 	/* creating seven instances takes a few seconds on an H100: twice a query's time */
-	r = nvidia_helper_sync(nv, args, 2 * nv->limits.timeout_usec, &reply, &error);
+	r = helper_backend_sync(&nv->hb, args, 2 * nv->hb.limits.timeout_usec, &reply, &error);
 	if (r < 0) {
 		*ret_error = error;
 		refresh_after_change(nv);
@@ -87,7 +87,7 @@ static int processes_on(struct nvidia *nv, const struct xpu_device *d)
 	int r;
 
 	memcpy(addr, d->pci.address, sizeof(addr));
-	r = nvidia_helper_sync(nv, args, 0, &reply, &error);
+	r = helper_backend_sync(&nv->hb, args, 0, &reply, &error);
 	if (r < 0) {
 		log_debug("Cannot ask NVML for the processes on %s: %s", d->id,
 			  error ?: "out of memory");

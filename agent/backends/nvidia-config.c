@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/helper-config.h"
 #include "backends/nvidia-config.h"
 #include "shared/macro.h"
 #include "shared/parse.h"
@@ -142,9 +143,7 @@ static const struct config_key nvidia_keys[] = {
     CONFIG_KEY_STRING("cuda-library", struct nvidia_config, cuda_library),
     CONFIG_KEY_CUSTOM("xid-actions", xid_actions_parse, struct nvidia_config, xid_actions,
 		      .done = xid_actions_done),
-    CONFIG_KEY_UNSIGNED("helper-failures", struct nvidia_config, helper_failures, 1, 1000),
-    CONFIG_KEY_DURATION("helper-max-age", struct nvidia_config, helper_max_age_usec),
-    CONFIG_KEY_DURATION("helper-timeout", struct nvidia_config, helper_timeout_usec),
+    HELPER_BACKEND_CONFIG_KEYS(struct nvidia_config),
     CONFIG_KEY_SIZE("helper-memory", struct nvidia_config, helper_memory),
     {},
 };

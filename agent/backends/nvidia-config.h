@@ -35,7 +35,7 @@ struct nvidia_config {
 	char *nvml_library; /* libnvidia-ml.so.1 to load; NULL: the loader's search */
 	char *cuda_library; /* libcuda.so.1 to load; NULL: the loader's search */
 	struct xid_actions xid_actions;
-	/* The NVML helper (backends/nvidia.c); 0: the default of each */
+	/* The NVML helper (backends/helper-config.h); 0: the default of each */
 	unsigned helper_failures;
 	uint64_t helper_max_age_usec;
 	uint64_t helper_timeout_usec;

@@ -66,8 +66,8 @@ static void on_cuda_done(struct helper_run *run, struct helper_result *res, void
 			init_ms = kv[1];
 	log_info("CUDA driver API: %zu GPUs (cuInit took %s ms in the helper, after READY).",
 		 nv->cuda.n_device_facts, init_ms ?: "?");
-	nv->rescan_pending = true; /* merge its facts */
-	(void)nvidia_news(nv);
+	nv->hb.rescan_pending = true; /* merge its facts */
+	(void)helper_backend_news(&nv->hb);
 }
 
 /* Starts the CUDA helper once, on the loop. */
@@ -82,14 +82,14 @@ void nvidia_cuda_start(struct nvidia *nv)
 	};
 	int r;
 
-	if (!nv->cuda_path || nv->cuda_run || nv->cuda_done || !nv->event)
+	if (!nv->cuda_path || nv->cuda_run || nv->cuda_done || !nv->hb.event)
 		return;
-	if (strv_extend(&argv, nv->helper) < 0 || strv_extend(&argv, "cuda") < 0 ||
+	if (strv_extend(&argv, nv->hb.helper) < 0 || strv_extend(&argv, "cuda") < 0 ||
 	    strv_extend(&argv, nv->cuda_path) < 0) {
 		log_oom();
 		return;
 	}
-	r = helper_run_start(nv->event, argv, environ, &limits, on_cuda_done, nv, &nv->cuda_run);
+	r = helper_run_start(nv->hb.event, argv, environ, &limits, on_cuda_done, nv, &nv->cuda_run);
 	if (r < 0) {
 		log_info_errno(r, "Cannot start the CUDA helper, the CUDA driver API adds nothing: %m");
 		nv->cuda_run = NULL;

@@ -3,7 +3,8 @@
  * What the NVIDIA backend's files in xpud share. xpud never loads NVML or the CUDA driver API:
  * every call to them runs in the helper process (agent/xpud-helper.c, agent/runtimes/), started
  * through the one runner (shared/helper-run.h) and answering in the helper protocol
- * (core/helper-proto.h). Here: nvidia.c (the ops, the runs and the last good answer),
+ * (core/helper-proto.h), its runs and last good answer kept by helper-backend.c. Here: nvidia.c
+ * (the ops, what NVML's answer holds besides the GPUs),
  * nvidia-sticky.c (what the kernel log's XIDs said of each GPU until it is reset or gone),
  * nvidia-kmsg-events.c (what the kernel log's XID lines mean), nvidia-cuda.c (the CUDA helper's facts) and
  * nvidia-apply.c (MIG layouts and resets, off the loop).
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "backends/helper-backend.h"
 #include "core/helper-proto.h"
 #include "shared/helper-run.h"
 #include "shared/kmsg.h"
@@ -52,39 +54,16 @@ struct nvidia_mig {
 };
 
 struct nvidia {
+	/* The NVML helper's runs and what they answered (helper-backend.h). */
+	struct helper_backend hb;
 	const struct xpu_host *host; /* borrowed */
 	const struct config *config; /* borrowed */
-	sd_event *event;	     /* the loop, once the backend is watched; NULL: runs block */
-	char *helper;		     /* the helper program */
-	char *nvml_path;	     /* the NVML library the helper loads */
 	char *cuda_path;	     /* the CUDA driver API's, or NULL: not used */
-	struct helper_limits limits;
-	unsigned max_failures;
-	uint64_t max_age_usec;
 
-	/* The last good answer: the GPUs, the MIG devices' instance ids, the driver. */
+	/* The last good answer (hb's): the GPUs, the MIG devices' instance ids. */
 	struct device_list gpus;
 	struct nvidia_mig *migs;
 	size_t n_migs;
-	bool have_answer;
-	bool probe_answer;    /* the probe's, not used by an enumeration yet */
-	uint64_t answer_usec; /* CLOCK_MONOTONIC */
-	/* Runs that failed since (a crash, a timeout, a bad answer, NVML's own error). */
-	unsigned failures;
-	char *failure;	/* why the last one failed */
-	bool failing;	/* the GPUs say why: enough failures, the answer too old, or NVML's error */
-
-	/* The run on the loop, and what it has for the loop's next dispatch. */
-	struct helper_run *run;
-	uint64_t run_usec;	 /* when the last one started */
-	uint64_t next_run_usec;	 /* back-off: not before */
-	bool run_again;		 /* asked for while one was running */
-	bool own_rescan;	 /* the next enumeration is the one this backend asked for */
-	sd_event_source *retry;
-	int news_fd;		 /* eventfd, the watch fd: readable when there is news */
-	bool rescan_pending;
-	struct backend_update *updates;
-	size_t n_updates;
 
 	/* Shared with the threads of applies and resets, under lock. */
 	pthread_mutex_t lock;
@@ -106,14 +85,8 @@ struct nvidia {
 
 /* nvidia.c */
 
-/* Runs the helper's @args ("enumerate", "apply ...") to the end, blocking: for threads off the
- * loop and start-up. 0 with the parsed answer in *ret; or -errno with the reason in *ret_error
- * ("nvml helper: crashed (SIGSEGV)", "nvml helper: bad answer: line 2: ..."). */
-int nvidia_helper_sync(struct nvidia *nv, char *const *args, uint64_t timeout_usec,
-		       struct helper_reply *ret, char **ret_error);
 /* Hands an answer a thread got to the loop (taken at the next enumeration). */
 void nvidia_offer_fresh(struct nvidia *nv, struct helper_reply *r);
-int nvidia_news(struct nvidia *nv);
 
 /* nvidia-sticky.c: what the kernel log said of the GPUs and their MIG devices (loop only). */
 const char *nvidia_sticky_reason(const struct nvidia *nv, const char *addr);

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include "backends/helper-config.h"
 #include "backends/xrt-config.h"
 
 static const struct config_key xrt_keys[] = {
     CONFIG_KEY_STRING("library", struct xrt_config, library),
-    CONFIG_KEY_UNSIGNED("helper-failures", struct xrt_config, helper_failures, 1, 1000),
-    CONFIG_KEY_DURATION("helper-max-age", struct xrt_config, helper_max_age_usec),
-    CONFIG_KEY_DURATION("helper-timeout", struct xrt_config, helper_timeout_usec),
+    HELPER_BACKEND_CONFIG_KEYS(struct xrt_config),
     {},
 };
 

@@ -19,7 +19,7 @@
 struct xrt_config {
 	char *library; /* the XRT shim to load; NULL: libxrt_core.so.2 (libxrt_swemu.so.2 under
 			* XCL_EMULATION_MODE=sw_emu), or $XPU_XRT_LIBRARY */
-	/* The XRT helper (backends/xrt.c); 0: the default of each */
+	/* The XRT helper (backends/helper-config.h); 0: the default of each */
 	unsigned helper_failures;
 	uint64_t helper_max_age_usec;
 	uint64_t helper_timeout_usec;

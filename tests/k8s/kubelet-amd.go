@@ -9,14 +9,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
-	"time"
 
 	api "xpu.dev/tests/k8s/v1beta1"
 )
@@ -62,12 +56,6 @@ func amdExpected(node string) (ids []string, want map[string]amdDevice) {
 
 // checkAMDAllocate asks for @ids in one container and checks the response against @want.
 func checkAMDAllocate(c api.DevicePluginClient, ids []string, want map[string]amdDevice) {
-	resp, err := c.Allocate(context.Background(), &api.AllocateRequest{
-		ContainerRequests: []*api.ContainerAllocateRequest{{DevicesIds: ids}}})
-	if !check(err == nil && len(resp.ContainerResponses) == 1, "Allocate %v: %v", ids, err) {
-		return
-	}
-	cr := resp.ContainerResponses[0]
 	var rocr, cdi []string
 	nodes := []string{"/dev/kfd"}
 	for _, id := range ids {
@@ -75,86 +63,30 @@ func checkAMDAllocate(c api.DevicePluginClient, ids []string, want map[string]am
 		nodes = append(nodes, want[id].nodes...)
 		cdi = append(cdi, want[id].cdi)
 	}
-	check(cr.Envs["ROCR_VISIBLE_DEVICES"] == strings.Join(rocr, ","),
-		"Allocate %v: ROCR_VISIBLE_DEVICES=%q, want %q", ids, cr.Envs["ROCR_VISIBLE_DEVICES"],
-		strings.Join(rocr, ","))
-	var got []string
-	for _, d := range cr.Devices {
-		got = append(got, d.HostPath)
-		check(d.ContainerPath == d.HostPath && d.Permissions == "rw",
-			"Allocate %v: DeviceSpec %s -> %s (%s)", ids, d.HostPath, d.ContainerPath,
-			d.Permissions)
-	}
-	sort.Strings(got)
-	sort.Strings(nodes)
-	check(strings.Join(got, " ") == strings.Join(nodes, " "),
-		"Allocate %v: DeviceSpecs %v, want exactly %v", ids, got, nodes)
-	var gotCDI []string
-	for _, d := range cr.CdiDevices {
-		gotCDI = append(gotCDI, d.Name)
-	}
-	check(strings.Join(gotCDI, " ") == strings.Join(cdi, " "), "Allocate %v: CDIDevices %v, want %v",
-		ids, gotCDI, cdi)
-	check(len(cr.Mounts) == 0 && len(cr.Annotations) == 0, "Allocate %v: no Mounts or Annotations: %v %v",
-		ids, cr.Mounts, cr.Annotations)
+	checkAllocate(c, ids, map[string]string{"ROCR_VISIBLE_DEVICES": strings.Join(rocr, ",")},
+		nodes, cdi)
 }
 
 // amdNode runs xpud on fixture @node in a tree below @tmp and plays kubelet against it.
 func amdNode(xpudBin, mkfixture, tmp, node string) {
-	fmt.Printf("--- %s on %s\n", amdResource, node)
-	before := failures
-	dir := filepath.Join(tmp, node)
-	os.MkdirAll(dir, 0755)
-	h := newHost(mkfixture, dir, node)
-	kubeletSock := filepath.Join(h.kubelet, "kubelet.sock")
-	reg := &registration{got: make(chan *api.RegisterRequest, 16)}
-	regServer := serveRegistration(kubeletSock, reg)
-	defer regServer.Stop()
-	conf := filepath.Join(dir, "xpud.yaml")
-	os.WriteFile(conf, []byte("health-probation: 0\n"), 0644)
-	exited := h.start(xpudBin, conf)
-	defer func() {
-		if failures > before {
-			data, _ := os.ReadFile(h.log)
-			fmt.Printf("--- xpud log (%s) ---\n%s", node, data)
-		}
-	}()
-	defer h.xpud.Process.Kill()
-
-	req, _ := waitRegister(reg, 10*time.Second)
-	if !check(req != nil, "%s: xpud registered within 10 s", node) {
+	p := runPlugin(xpudBin, mkfixture, tmp, node, amdResource, nil)
+	if p == nil {
 		return
 	}
-	check(req.ResourceName == amdResource, "Register: resource %q", req.ResourceName)
-	check(req.Endpoint == "xpud-amd.com_gpu.sock", "Register: endpoint %q", req.Endpoint)
-	conn := dial(filepath.Join(h.kubelet, req.Endpoint))
-	defer conn.Close()
-	c := api.NewDevicePluginClient(conn)
+	defer p.stop()
 
 	ids, want := amdExpected(node)
-	law := listAndWatch(c)
-	first := law.next(5 * time.Second)
-	if !check(first != nil, "ListAndWatch sent the devices") {
-		return
-	}
-	check(len(first.Devices) == len(ids), "ListAndWatch: %d devices, want %d", len(first.Devices),
-		len(ids))
+	check(len(p.first.Devices) == len(ids), "ListAndWatch: %d devices, want %d",
+		len(p.first.Devices), len(ids))
 	for _, id := range ids {
-		check(health(first, id) == "Healthy", "ListAndWatch: %s is %q", id, health(first, id))
+		check(health(p.first, id) == "Healthy", "ListAndWatch: %s is %q", id,
+			health(p.first, id))
 	}
 
 	// One device, then two from different GPUs (NUMA nodes 0 and 1) in one container.
-	checkAMDAllocate(c, ids[:1], want)
-	checkAMDAllocate(c, []string{ids[len(ids)/4+1], ids[len(ids)-1]}, want)
-	_, local := h.localAPI("GET", "/v1/allocations", "")
+	checkAMDAllocate(p.c, ids[:1], want)
+	checkAMDAllocate(p.c, []string{ids[len(ids)/4+1], ids[len(ids)-1]}, want)
+	_, local := p.h.localAPI("GET", "/v1/allocations", "")
 	items, _ := local["allocations"].([]interface{})
 	check(len(items) == 2, "both grants recorded with the allocation service: %d", len(items))
-
-	h.xpud.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		check(err == nil, "xpud exited cleanly: %v", err)
-	case <-time.After(10 * time.Second):
-		check(false, "xpud did not exit")
-	}
 }

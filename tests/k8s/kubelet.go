@@ -6,7 +6,8 @@
 // every device plugin method, a health change, a cordon and a repartition seen through
 // ListAndWatch, a kubelet restart, bad input and a clean stop. With -bench N it also measures
 // the Allocate round trip and the ListAndWatch update latency; with -amd it checks amd.com/gpu
-// on the AMD nodes instead (kubelet-amd.go). Exits 0 when every check passed, 1 otherwise.
+// on the AMD nodes instead (kubelet-amd.go), with -fpga an FPGA's resource on the Alveo node
+// with the fake XRT (kubelet-fpga.go). Exits 0 when every check passed, 1 otherwise.
 //
 // Built offline with Debian's golang-go and golang-google-grpc-dev (GO111MODULE=off) by
 // tests/k8s/run.sh, which ctest runs.
@@ -225,13 +226,15 @@ func newHost(mkfixture, tmp, node string) *host {
 	return h
 }
 
-// start runs xpud on the tree with config file @conf; the channel gets its exit.
-func (h *host) start(xpudBin, conf string) chan error {
+// start runs xpud on the tree with config file @conf and @env added to its environment; the
+// channel gets its exit.
+func (h *host) start(xpudBin, conf string, env ...string) chan error {
 	logf, _ := os.Create(h.log)
 	h.xpud = exec.Command(xpudBin, "--root", h.root, "--socket", h.apiSocket, "--kubelet-dir",
 		h.kubelet, "--log-level", "debug", "--config", conf)
 	h.xpud.Stderr = logf
 	h.xpud.Stdout = logf
+	h.xpud.Env = append(os.Environ(), env...)
 	if err := h.xpud.Start(); err != nil {
 		fatal("start xpud: %v", err)
 	}
@@ -265,6 +268,121 @@ func (h *host) localAPI(method, path, body string) (int, map[string]interface{})
 	return resp.StatusCode, doc
 }
 
+// checkAllocate asks for @ids in one container: the response must set the variables of @envs
+// (others may be there too), give exactly the device @nodes (read-write, at the same path in
+// the container) and the CDI devices @cdi, in this order, and no mounts or annotations.
+func checkAllocate(c api.DevicePluginClient, ids []string, envs map[string]string, nodes,
+	cdi []string) {
+	resp, err := c.Allocate(context.Background(), &api.AllocateRequest{
+		ContainerRequests: []*api.ContainerAllocateRequest{{DevicesIds: ids}}})
+	if !check(err == nil && len(resp.ContainerResponses) == 1, "Allocate %v: %v", ids, err) {
+		return
+	}
+	cr := resp.ContainerResponses[0]
+	for k, v := range envs {
+		check(cr.Envs[k] == v, "Allocate %v: %s=%q, want %q", ids, k, cr.Envs[k], v)
+	}
+	var got []string
+	for _, d := range cr.Devices {
+		got = append(got, d.HostPath)
+		check(d.ContainerPath == d.HostPath && d.Permissions == "rw",
+			"Allocate %v: DeviceSpec %s -> %s (%s)", ids, d.HostPath, d.ContainerPath,
+			d.Permissions)
+	}
+	nodes = append([]string(nil), nodes...)
+	sort.Strings(got)
+	sort.Strings(nodes)
+	check(strings.Join(got, " ") == strings.Join(nodes, " "),
+		"Allocate %v: DeviceSpecs %v, want exactly %v", ids, got, nodes)
+	var gotCDI []string
+	for _, d := range cr.CdiDevices {
+		gotCDI = append(gotCDI, d.Name)
+	}
+	check(strings.Join(gotCDI, " ") == strings.Join(cdi, " "), "Allocate %v: CDIDevices %v, want %v",
+		ids, gotCDI, cdi)
+	check(len(cr.Mounts) == 0 && len(cr.Annotations) == 0, "Allocate %v: no Mounts or Annotations: %v %v",
+		ids, cr.Mounts, cr.Annotations)
+}
+
+// pluginRun is xpud on a fixture node, registered with kubelet for one resource, and the first
+// list of devices it sent for it.
+type pluginRun struct {
+	h         *host
+	c         api.DevicePluginClient
+	first     *api.ListAndWatchResponse
+	node      string
+	before    int // failures before this run
+	exited    chan error
+	conn      *grpc.ClientConn
+	regServer *grpc.Server
+}
+
+// runPlugin writes fixture @node into a tree below @tmp, starts xpud on it with @env added to
+// its environment, and plays kubelet until xpud registered @resource and listed its devices;
+// nil (after a failed check) when it did not.
+func runPlugin(xpudBin, mkfixture, tmp, node, resource string, env []string) *pluginRun {
+	fmt.Printf("--- %s on %s\n", resource, node)
+	p := &pluginRun{node: node, before: failures}
+	dir := filepath.Join(tmp, node)
+	os.MkdirAll(dir, 0755)
+	p.h = newHost(mkfixture, dir, node)
+	// A directory as short as kubelet's own (/var/lib/kubelet/device-plugins): a socket's
+	// path must fit a sockaddr_un, and an FPGA's resource names its shell and timestamp.
+	kubelet, err := os.MkdirTemp("", "kp")
+	if err != nil {
+		fatal("mkdtemp: %v", err)
+	}
+	p.h.kubelet = kubelet
+	reg := &registration{got: make(chan *api.RegisterRequest, 16)}
+	p.regServer = serveRegistration(filepath.Join(p.h.kubelet, "kubelet.sock"), reg)
+	conf := filepath.Join(dir, "xpud.yaml")
+	os.WriteFile(conf, []byte("health-probation: 0\n"), 0644)
+	p.exited = p.h.start(xpudBin, conf, env...)
+
+	req, _ := waitRegister(reg, 10*time.Second)
+	if !check(req != nil, "%s: xpud registered within 10 s", node) {
+		p.end()
+		return nil
+	}
+	endpoint := "xpud-" + strings.ReplaceAll(resource, "/", "_") + ".sock"
+	check(req.ResourceName == resource, "Register: resource %q", req.ResourceName)
+	check(req.Endpoint == endpoint, "Register: endpoint %q", req.Endpoint)
+	p.conn = dial(filepath.Join(p.h.kubelet, req.Endpoint))
+	p.c = api.NewDevicePluginClient(p.conn)
+	p.first = listAndWatch(p.c).next(5 * time.Second)
+	if !check(p.first != nil, "ListAndWatch sent the devices") {
+		p.end()
+		return nil
+	}
+	return p
+}
+
+// stop ends xpud with SIGTERM, which must make it exit cleanly, and the run.
+func (p *pluginRun) stop() {
+	p.h.xpud.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		check(err == nil, "xpud exited cleanly: %v", err)
+	case <-time.After(10 * time.Second):
+		check(false, "xpud did not exit")
+	}
+	p.end()
+}
+
+// end kills xpud if it still runs, and shows its log when a check of this run failed.
+func (p *pluginRun) end() {
+	p.h.xpud.Process.Kill()
+	if failures > p.before {
+		data, _ := os.ReadFile(p.h.log)
+		fmt.Printf("--- xpud log (%s) ---\n%s", p.node, data)
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.regServer.Stop()
+	os.RemoveAll(p.h.kubelet)
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -279,6 +397,8 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the temporary tree")
 	amd := flag.String("amd", "", "AMD fixture nodes to check amd.com/gpu on, comma-separated "+
 		"(mi300x, mi300x-cpx), instead of the NVIDIA checks")
+	fpga := flag.String("fpga", "", "FPGA fixture nodes to check xilinx.com/fpga-* on with the "+
+		"fake XRT, comma-separated (alveo-u250), instead of the NVIDIA checks")
 	flag.Parse()
 
 	tmp, err := os.MkdirTemp("", "xpu-k8s-")
@@ -288,9 +408,16 @@ func main() {
 	if !*keep {
 		defer os.RemoveAll(tmp)
 	}
-	if *amd != "" {
+	if *amd != "" || *fpga != "" {
 		for _, n := range strings.Split(*amd, ",") {
-			amdNode(*xpudBin, *mkfixture, tmp, n)
+			if n != "" {
+				amdNode(*xpudBin, *mkfixture, tmp, n)
+			}
+		}
+		for _, n := range strings.Split(*fpga, ",") {
+			if n != "" {
+				fpgaNode(*xpudBin, *mkfixture, tmp, n)
+			}
 		}
 		if failures > 0 {
 			fmt.Printf("%d check(s) failed\n", failures)

@@ -19,6 +19,7 @@ protoc --go_out=plugins=grpc,paths=source_relative:"$pkg/v1beta1" \
 	--proto_path="$src/agent/kube" "$src/agent/kube/deviceplugin-v1beta1.proto"
 cp "$src/tests/k8s/kubelet.go" "$pkg/kubelet/main.go"
 cp "$src/tests/k8s/kubelet-amd.go" "$pkg/kubelet/amd.go"
+cp "$src/tests/k8s/kubelet-fpga.go" "$pkg/kubelet/fpga.go"
 GO111MODULE=off GOPATH="$gopath:$gocode" GOCACHE="$build/gocache" GOFLAGS= \
 	go build -o "$build/kubelet-sim" xpu.dev/tests/k8s/kubelet
 exec "$build/kubelet-sim" "$@"
