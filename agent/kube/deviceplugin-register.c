@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -154,6 +155,16 @@ struct dp_resource *dp_resource_free(struct dp_resource *r)
 	return NULL;
 }
 
+/* FNV-1a, 64 bits: a short, stable stand-in for a resource name in a socket's name. */
+static uint64_t name_hash(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	return h;
+}
+
 static int resource_add(struct deviceplugin *p, const char *name)
 {
 	struct dp_resource *r = calloc(1, sizeof(*r)), **n;
@@ -171,6 +182,17 @@ static int resource_add(struct deviceplugin *p, const char *name)
 	for (char *c = r->endpoint; *c; c++)
 		if (*c == '/')
 			*c = '_';
+	if (strlen(p->dir) + 1 + strlen(r->endpoint) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		/* a long resource name (an FPGA shell's) would not fit a socket's path: a name of
+		 * its hash instead, the same for the same resource */
+		free(r->endpoint);
+		if (asprintf(&r->endpoint, "xpud-%016llx.sock",
+			     (unsigned long long)name_hash(name)) < 0) {
+			r->endpoint = NULL;
+			dp_resource_free(r);
+			return -ENOMEM;
+		}
+	}
 	if (asprintf(&r->socket_path, "%s/%s", p->dir, r->endpoint) < 0) {
 		r->socket_path = NULL;
 		dp_resource_free(r);

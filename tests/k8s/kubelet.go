@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -326,11 +327,11 @@ func runPlugin(xpudBin, mkfixture, tmp, node, resource string, env []string) *pl
 	dir := filepath.Join(tmp, node)
 	os.MkdirAll(dir, 0755)
 	p.h = newHost(mkfixture, dir, node)
-	// A directory as short as kubelet's own (/var/lib/kubelet/device-plugins): a socket's
-	// path must fit a sockaddr_un, and an FPGA's resource names its shell and timestamp.
-	kubelet, err := os.MkdirTemp("", "kp")
-	if err != nil {
-		fatal("mkdtemp: %v", err)
+	// A long directory: with an FPGA's resource (its shell and timestamp) the socket's path
+	// would not fit a sockaddr_un, and xpud names the socket by the resource's hash.
+	kubelet := filepath.Join(dir, "var-lib-kubelet", "device-plugins")
+	if err := os.MkdirAll(kubelet, 0755); err != nil {
+		fatal("mkdir: %v", err)
 	}
 	p.h.kubelet = kubelet
 	reg := &registration{got: make(chan *api.RegisterRequest, 16)}
@@ -345,6 +346,11 @@ func runPlugin(xpudBin, mkfixture, tmp, node, resource string, env []string) *pl
 		return nil
 	}
 	endpoint := "xpud-" + strings.ReplaceAll(resource, "/", "_") + ".sock"
+	if len(p.h.kubelet)+1+len(endpoint) >= 108 {
+		h := fnv.New64a()
+		h.Write([]byte(resource))
+		endpoint = fmt.Sprintf("xpud-%016x.sock", h.Sum64())
+	}
 	check(req.ResourceName == resource, "Register: resource %q", req.ResourceName)
 	check(req.Endpoint == endpoint, "Register: endpoint %q", req.Endpoint)
 	p.conn = dial(filepath.Join(p.h.kubelet, req.Endpoint))
