@@ -10,6 +10,7 @@ static const struct {
 	{ "amd", &amd_device_rules },
 	{ "intel", &intel_device_rules },
 	{ "aws", &neuron_device_rules },
+	{ "xilinx", &xilinx_device_rules },
 };
 
 const struct partition_scheme *const backend_partition_schemes[] = {
@@ -17,6 +18,7 @@ const struct partition_scheme *const backend_partition_schemes[] = {
 	&amd_partition_scheme,
 	&intel_tiles_scheme,
 	&neuron_cores_scheme,
+	&xrt_cus_scheme,
 	NULL,
 };
 

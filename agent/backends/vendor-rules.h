@@ -17,6 +17,8 @@ extern const struct device_rules amd_device_rules;
 extern const struct device_rules intel_device_rules;
 /* AWS: backends/neuron-rules.c (cores of the accelerator backend's Neuron devices). */
 extern const struct device_rules neuron_device_rules;
+/* Xilinx: backends/xilinx-rules.c (compute units of the XRT backend's cards). */
+extern const struct device_rules xilinx_device_rules;
 
 /* Their partition schemes, and all the schemes the backends know (NULL-terminated): what a
  * program hands to partition_schemes_set(). */
@@ -24,6 +26,7 @@ extern const struct partition_scheme nvidia_mig_scheme;
 extern const struct partition_scheme amd_partition_scheme;
 extern const struct partition_scheme intel_tiles_scheme;
 extern const struct partition_scheme neuron_cores_scheme;
+extern const struct partition_scheme xrt_cus_scheme;
 extern const struct partition_scheme *const backend_partition_schemes[];
 
 /* The rules of @vendor's devices, or NULL (the defaults). */

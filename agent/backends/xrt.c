@@ -27,6 +27,9 @@
 #include <string.h>
 
 #include "backends/helper-backend.h"
+#include "core/config.h"
+#include "backends/offered-modes.h"
+#include "backends/vendor-rules.h"
 #include "backends/xrt-config.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -44,6 +47,8 @@ struct xrt {
 	 * none. */
 	struct device_list cards;
 	char *empty_reason;
+	/* the cards offered compute unit by compute unit (xrt-cus: cus) */
+	struct offered_modes cus;
 };
 
 /* ---- the card's PCI functions and nodes ------------------------------------------------ */
@@ -186,11 +191,106 @@ static const struct helper_backend_ops xrt_helper_ops = {
 
 /* ---- the ops ------------------------------------------------------------------------- */
 
+/* The slice of compute unit @cu ("<kernel>:<cu>"), the @k'th of @n of card @d: a share of the
+ * card, its resource named by the kernel, the unit named to the workload. */
+static int add_compute_unit(struct xpu_device *d, const char *cu, size_t k, size_t n)
+{
+	_cleanup_(slice_freep) struct xpu_slice *s = calloc(1, sizeof(*s));
+	char resource[80];
+	size_t len;
+
+	if (!s)
+		return -ENOMEM;
+	len = (size_t)snprintf(resource, sizeof(resource), "xilinx.com/cu-%.*s",
+			       (int)MIN(strcspn(cu, ":"), (size_t)60), cu);
+	for (char *c = resource + strlen("xilinx.com/"); *c; c++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *c))
+			*c = '_';
+	while (len > strlen("xilinx.com/") && strchr("._-", resource[len - 1]))
+		resource[--len] = '\0';
+	if (asprintf(&s->id, "%s/cu-%zu", d->id, k) < 0) {
+		s->id = NULL;
+		return -ENOMEM;
+	}
+	if (!(s->device_id = strdup(d->id)) ||
+	    !(s->resource = strdup(resource_name_valid(resource) ? resource : "xilinx.com/cu")) ||
+	    !(s->profile = strdup("cus")) || strv_env_set(&s->env, "XPU_FPGA_COMPUTE_UNIT", cu) < 0)
+		return -ENOMEM;
+	s->shared = true;
+	s->compute_fraction = 1.0 / (double)n;
+	s->health.state = XPU_HEALTH_HEALTHY;
+	return device_add_partition(d, TAKE_PTR(s));
+}
+
+/* A card with compute units (an xclbin loaded): its profiles, and the units as partitions while
+ * the policy offers it unit by unit. */
+static int describe_compute_units(struct xrt *x, struct xpu_device *d)
+{
+	_cleanup_strv_free_ char **cus = NULL;
+	_cleanup_free_ char *copy = NULL;
+	const char *list = device_get_property(d, "compute_units");
+	char *save = NULL;
+	size_t n;
+	int r;
+
+	if (!list)
+		return 0;
+	copy = strdup(list);
+	if (!copy)
+		return -ENOMEM;
+	for (char *cu = strtok_r(copy, ",", &save); cu; cu = strtok_r(NULL, ",", &save))
+		if (strv_extend(&cus, cu) < 0)
+			return -ENOMEM;
+	n = strv_length(cus);
+	if (n == 0)
+		return 0;
+	r = device_add_profile(d, &(struct xpu_partition_profile){
+					  .name = (char *)"whole", .total = 1, .free = 1,
+					  .compute_fraction = 1 });
+	if (r >= 0)
+		r = device_add_profile(d, &(struct xpu_partition_profile){
+						  .name = (char *)"cus", .total = (unsigned)n,
+						  .free = (unsigned)n, .compute_fraction = 1.0 / n });
+	if (r < 0)
+		return r;
+	d->partition_capable = n > 1;
+	if (!offered_modes_get(&x->cus, d->id))
+		return 0;
+	d->partitioned = true;
+	for (size_t k = 0; k < n; k++) {
+		r = add_compute_unit(d, cus[k], k, n);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int xrt_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	struct xrt *x = b->userdata;
+	size_t before = list->n;
+	int r = helper_backend_enumerate(&x->hb, list);
 
-	return helper_backend_enumerate(&x->hb, list);
+	for (size_t i = before; r >= 0 && i < list->n; i++)
+		r = describe_compute_units(x, list->items[i]);
+	return r;
+}
+
+/* Unit by unit, or whole again: only what is offered changes. */
+static int xrt_apply_offer(struct xpu_backend *b, const struct xpu_device *d,
+			   const struct offer *o, char **ret_error)
+{
+	struct xrt *x = b->userdata;
+
+	if (!x || o->kind != OFFER_PARTITIONS || o->scheme != &xrt_cus_scheme || !o->layout ||
+	    !o->layout[0])
+		return -EOPNOTSUPP;
+	if (!device_get_property(d, "compute_units")) {
+		if (asprintf(ret_error, "no xclbin with compute units is loaded on the card") < 0)
+			*ret_error = NULL;
+		return -EINVAL;
+	}
+	return offered_modes_set(&x->cus, d->id, streq(o->layout[0], "cus"));
 }
 
 static int xrt_refresh(struct xpu_backend *b, struct xpu_device *d)
@@ -224,6 +324,7 @@ static void xrt_close(struct xpu_backend *b)
 	if (!x)
 		return;
 	helper_backend_done(&x->hb);
+	offered_modes_done(&x->cus);
 	free(x->empty_reason);
 	free(x);
 	b->userdata = NULL;
@@ -267,6 +368,7 @@ static int xrt_probe(struct xpu_backend *b, char **ret_reason)
 	if (!x)
 		return -ENOMEM;
 	b->userdata = x;
+	offered_modes_init(&x->cus);
 	r = helper_backend_probe(&x->hb, &xrt_helper_ops, b, &x->cards, library, &settings, ret_reason);
 	if (r < 0) {
 		xrt_close(b);
@@ -285,5 +387,6 @@ const struct xpu_backend_ops xrt_backend_ops = {
 	.refresh = xrt_refresh,
 	.watch = xrt_watch,
 	.dispatch = xrt_dispatch,
+	.apply_offer = xrt_apply_offer,
 	.close = xrt_close,
 };

@@ -103,9 +103,29 @@ struct xclDeviceUsage {
 	uint64_t memSize[XCL_DEVICE_USAGE_COUNT];
 };
 
+/* xclGetSectionInfo(IP_LAYOUT): the loaded xclbin's IPs (xclbin.h's struct ip_layout, its
+ * entries at offset 8), kernel instances (compute units) of type IP_KERNEL, named
+ * "<kernel>:<cu>". */
+#define XCL_SECTION_IP_LAYOUT 8
+#define XCL_IP_KERNEL 1
+
+struct xcl_ip_data {
+	uint32_t m_type;
+	uint32_t properties;
+	uint64_t m_base_address;
+	uint8_t m_name[64];
+};
+
+struct xcl_ip_layout {
+	int32_t m_count;
+	struct xcl_ip_data m_ip_data[];
+};
+
 #if defined(__x86_64__)
 _Static_assert(sizeof(struct xclDeviceInfo2) == 736, "xclDeviceInfo2 is XRT 2.13's");
 #endif
+_Static_assert(sizeof(struct xcl_ip_data) == 80, "ip_data is XRT's");
+_Static_assert(offsetof(struct xcl_ip_layout, m_ip_data) == 8, "ip_layout is XRT's");
 
 /* The number of devices; no error is reported (0). */
 unsigned int xclProbe(void);
@@ -117,3 +137,6 @@ void xclClose(xclDeviceHandle handle);
 /* 0 or an error number. */
 int xclGetDeviceInfo2(xclDeviceHandle handle, struct xclDeviceInfo2 *info);
 int xclGetUsageInfo(xclDeviceHandle handle, struct xclDeviceUsage *info);
+/* The loaded xclbin's section @kind (an enum axlf_section_kind, an int in XRT's ABI), @index'th
+ * entry, into @info (*size: its room; the length written). 0 or an error number. */
+int xclGetSectionInfo(xclDeviceHandle handle, void *info, size_t *size, int kind, int index);

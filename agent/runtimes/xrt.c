@@ -35,6 +35,7 @@ struct xrt_api {
 	typeof(xclClose) *close;
 	typeof(xclGetDeviceInfo2) *info;
 	typeof(xclGetUsageInfo) *usage; /* optional: not in the emulation library */
+	typeof(xclGetSectionInfo) *section; /* optional */
 };
 
 /* A JSON number or a string of digits (boost's parser gives XRT both as text); @def if absent. */
@@ -189,6 +190,40 @@ static int add_xclbin(const struct xrt_api *api, xclDeviceHandle h, struct xpu_d
 	return device_set_property(d, "xclbin_uuid", uuid);
 }
 
+/* The compute units of the loaded xclbin (its IP layout's kernel instances), as the property
+ * "compute_units": "<kernel>:<cu>,..." in the layout's order. None: nothing is set. */
+static int add_compute_units(const struct xrt_api *api, xclDeviceHandle h, struct xpu_device *d)
+{
+	_cleanup_free_ struct xcl_ip_layout *l = NULL;
+	_cleanup_strv_free_ char **cus = NULL;
+	_cleanup_free_ char *joined = NULL;
+	size_t size = 64 * 1024, n;
+
+	if (!api->section)
+		return 0;
+	l = calloc(1, size);
+	if (!l)
+		return -ENOMEM;
+	if (api->section(h, l, &size, XCL_SECTION_IP_LAYOUT, 0) != 0 ||
+	    size < offsetof(struct xcl_ip_layout, m_ip_data) || l->m_count <= 0)
+		return 0;
+	n = MIN((size_t)l->m_count,
+		(size - offsetof(struct xcl_ip_layout, m_ip_data)) / sizeof(struct xcl_ip_data));
+	for (size_t i = 0; i < n && i < XRT_MAX_COMPUTE_UNITS; i++) {
+		_cleanup_free_ char *name = field_string((const char *)l->m_ip_data[i].m_name,
+							 sizeof(l->m_ip_data[i].m_name));
+
+		if (l->m_ip_data[i].m_type != XCL_IP_KERNEL || !name || strchr(name, ','))
+			continue;
+		if (strv_consume(&cus, TAKE_PTR(name)) < 0)
+			return -ENOMEM;
+	}
+	if (!cus)
+		return 0;
+	joined = strv_join(cus, ",");
+	return joined ? device_set_property(d, "compute_units", joined) : -ENOMEM;
+}
+
 /* One device XRT described, as a record; NULL on OOM. */
 static struct xpu_device *describe(const struct xrt_api *api, xclDeviceHandle h, unsigned index,
 				   const struct xclDeviceInfo2 *info, bool emulated)
@@ -245,7 +280,7 @@ static struct xpu_device *describe(const struct xrt_api *api, xclDeviceHandle h,
 		if (device_set_property(d, "power_watts", w) < 0)
 			return NULL;
 	}
-	if (add_xclbin(api, h, d) < 0)
+	if (add_xclbin(api, h, d) < 0 || add_compute_units(api, h, d) < 0)
 		return NULL;
 	if (info->mMagic != XCL_DEVICE_INFO_MAGIC &&
 	    device_set_unhealthy(d, "XRT: the device's information is not valid (magic %#x)",
@@ -297,6 +332,7 @@ int xrt_enumerate_main(const char *library, FILE *out)
 		{ (void **)&api.close, "xclClose" },
 		{ (void **)&api.info, "xclGetDeviceInfo2" },
 		{ (void **)&api.usage, "xclGetUsageInfo", true },
+		{ (void **)&api.section, "xclGetSectionInfo", true },
 	};
 	const char *mode = secure_getenv(XRT_EMULATION_ENV);
 	bool emulated = mode && *mode, unavailable;

@@ -14,6 +14,8 @@
 #define XRT_EMULATION_ENV "XCL_EMULATION_MODE"
 #define XRT_EMCONFIG_ENV "EMCONFIG_PATH"
 #define XRT_MAX_DEVICES 64
+/* The most compute units of one card reported (XRT's own limit is 128). */
+#define XRT_MAX_COMPUTE_UNITS 128
 
 /*
  * Writes XRT's answer for "enumerate" to @out: a hello (the library, the emulation mode), one

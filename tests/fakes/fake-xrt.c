@@ -129,3 +129,30 @@ EXPORT int xclGetUsageInfo(xclDeviceHandle handle, struct xclDeviceUsage *info)
 	memcpy(info->xclbinId, b, sizeof(b));
 	return 0;
 }
+
+/* The IP layout of the loaded xclbin: "compute_units": ["<kernel>:<cu>", ...] of the device. */
+EXPORT int xclGetSectionInfo(xclDeviceHandle handle, void *info, size_t *size, int kind,
+			     int index)
+{
+	json_t *d = device((unsigned)(uintptr_t)handle - 1);
+	json_t *cus = json_object_get(d, "compute_units"), *cu;
+	struct xcl_ip_layout *l = info;
+	size_t i, need;
+
+	if (kind != XCL_SECTION_IP_LAYOUT || index != 0 || !json_is_array(cus))
+		return -2; /* ENOENT: no such section */
+	need = offsetof(struct xcl_ip_layout, m_ip_data) +
+	       json_array_size(cus) * sizeof(struct xcl_ip_data);
+	if (*size < need)
+		return -28; /* ENOSPC */
+	memset(l, 0, need);
+	l->m_count = (int32_t)json_array_size(cus);
+	json_array_foreach(cus, i, cu) {
+		l->m_ip_data[i].m_type = XCL_IP_KERNEL;
+		l->m_ip_data[i].m_base_address = 0x1800000 + i * 0x10000;
+		snprintf((char *)l->m_ip_data[i].m_name, sizeof(l->m_ip_data[i].m_name), "%s",
+			 json_string_value(cu) ?: "");
+	}
+	*size = need;
+	return 0;
+}

@@ -328,6 +328,57 @@ static void test_fake_card_merged(void **state)
 	test_xpud_free(x);
 }
 
+/*
+ * The compute units of the loaded xclbin (recorded: the fake's IP layout): a property of the
+ * card, and, when the policy asks (xrt-cus: cus), one shared slice each, named to the workload,
+ * its resource named by its kernel; back to the whole card.
+ */
+static void test_compute_units(void **state)
+{
+	static const char card[] =
+		"{\"devices\": [{\"name\": \"" U250_SHELL "\", \"timestamp\": 1628027999,\n"
+		" \"pci\": \"0000:3b:00.1\", \"ddr_bytes\": 68719476736, \"banks\": 4,\n"
+		" \"compute_units\": [\"krnl_vadd:krnl_vadd_1\", \"krnl_vadd:krnl_vadd_2\",\n"
+		" \"krnl_mmult:krnl_mmult_1\"]}]}\n";
+	struct test_xpud *x = start_fake(card, "partitions:\n  - match: {vendor: xilinx}\n"
+					       "    xrt-cus: cus\n");
+	static const char *const units[] = { "krnl_vadd:krnl_vadd_1", "krnl_vadd:krnl_vadd_2",
+					     "krnl_mmult:krnl_mmult_1" };
+	json_t *d, *doc, *sl, *g = NULL;
+	size_t i;
+
+	(void)state;
+	d = test_get(x, "devices", "0000:3b:00.0");
+	assert_string_equal(test_jprop(d, "compute_units"),
+			    "krnl_vadd:krnl_vadd_1,krnl_vadd:krnl_vadd_2,krnl_mmult:krnl_mmult_1");
+	json_decref(d);
+	test_wait_settled(x, "0000:3b:00.0", "xrt-cus=cus");
+	doc = test_get(x, "slices", NULL);
+	assert_int_equal(json_array_size(json_object_get(doc, "slices")), 3);
+	json_array_foreach(json_object_get(doc, "slices"), i, sl) {
+		char id[64];
+
+		snprintf(id, sizeof(id), "0000:3b:00.0/cu-%zu", i);
+		assert_string_equal(test_jstr(sl, "id"), id);
+		assert_string_equal(test_jstr(sl, "resource"),
+				    i < 2 ? "xilinx.com/cu-krnl_vadd" : "xilinx.com/cu-krnl_mmult");
+		assert_true(json_is_true(json_object_get(sl, "shared")));
+		assert_string_equal(test_jstr(json_object_get(sl, "env"), "XPU_FPGA_COMPUTE_UNIT"),
+				    units[i]);
+		assert_true(test_has_node(sl, "/dev/xclmgmt15104"));
+		assert_true(test_has_node(sl, "/dev/dri/renderD128"));
+	}
+	json_decref(doc);
+	assert_int_equal(test_capacity(x, "xilinx.com/cu-krnl_vadd", "total"), 2);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations",
+					   "{\"resource\": \"xilinx.com/cu-krnl_mmult\"}", &g),
+			 201);
+	assert_string_equal(test_jstr(json_object_get(g, "env"), "XPU_FPGA_COMPUTE_UNIT"),
+			    "krnl_mmult:krnl_mmult_1");
+	json_decref(g);
+	test_xpud_free(x);
+}
+
 static void test_fake_probe_crashes(void **state)
 {
 	struct test_xpud *x = start_fake("{\"probe\": \"crash\", \"devices\": [{}]}", NULL);
@@ -371,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_swemu_missing_config),
 		cmocka_unit_test(test_xrt_missing),
 		cmocka_unit_test(test_fake_card_merged),
+		cmocka_unit_test(test_compute_units),
 		cmocka_unit_test(test_fake_probe_crashes),
 		cmocka_unit_test(test_fake_probe_hangs),
 	};

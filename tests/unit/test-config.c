@@ -280,7 +280,7 @@ static void test_policy_errors(void **state)
 	expect_error(RULE, "line 2: a partition rule needs one offer: whole, replicas");
 	expect_error(RULE "    replica: 4\n", "line 3: unknown key 'replica' in a partition rule "
 					     "(known: match, whole, replicas, memory-shares, mig, "
-					     "mig-enable, amd-partition, intel-tiles, neuron-cores, resource)");
+					     "mig-enable, amd-partition, intel-tiles, neuron-cores, xrt-cus, resource)");
 	expect_error(RULE "    replicas: 2\n    whole: true\n",
 		     "line 4: whole: a rule has exactly one offer, and 'replicas' was given on line 3");
 	expect_error(RULE "    replicas: 2\n    replicas: 3\n", "line 4: 'replicas' is given twice");

@@ -434,7 +434,7 @@ static void test_long_strings(void **unused)
 static const struct bad_entry bad_offers[] = {
     {"{\"kind\": \"slices\"}",
      "offer: kind: 'slices' is not whole, replicas, memory-shares, mig, amd-partition, "
-     "intel-tiles or neuron-cores"},
+     "intel-tiles, neuron-cores or xrt-cus"},
     {"{\"count\": 2}", "offer: kind: missing"},
     {"{\"kind\": \"replicas\"}", "offer: count: 0 is outside 1..64"},
     {"{\"kind\": \"replicas\", \"count\": 0}", "offer: count: 0 is outside 1..64"},
