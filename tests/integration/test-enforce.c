@@ -122,11 +122,22 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Removes @dir and the children a failed test left (their processes are gone with xpud). */
+static void remove_tree(const char *dir)
+{
+	_cleanup_free_ char *cmd = NULL;
+
+	if (dir && asprintf(&cmd, "find %s -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null",
+			    dir) > 0)
+		(void)system(cmd);
+	if (dir)
+		(void)rmdir(dir);
+}
+
 static int teardown(void **state)
 {
-	if (env.cg_v1)
-		(void)rmdir(env.cg_v1);
-	(void)rmdir(env.cg);
+	remove_tree(env.cg_v1);
+	remove_tree(env.cg);
 	free(env.cg);
 	free(env.cg_v1);
 	return 0;
