@@ -417,6 +417,55 @@ static void test_root_not_usable(void **state)
 	opener_end(&o);
 }
 
+/*
+ * A memory limit: refused where the memory controller is not enabled for the root's children
+ * (this hybrid development machine), else set and read back from memory.max.
+ */
+static void test_memory_limit(void **state)
+{
+	_cleanup_free_ char *controllers = NULL, *path = NULL, *subtree = NULL;
+	struct opener o = opener_start("/dev/null", "/dev/null");
+	struct test_xpud *x = start("bpf", env.cg);
+	char body[256], *parent = strdup(env.cg);
+	json_t *doc = NULL;
+	bool enabled;
+
+	assert_non_null(parent);
+	*strrchr(parent, '/') = 0;
+	assert_true(asprintf(&path, "%s/cgroup.controllers", parent) > 0);
+	assert_int_equal(read_attr_at(AT_FDCWD, path, 4096, &controllers), 0);
+	enabled = strstr(controllers, "memory") != NULL;
+	if (enabled) {
+		assert_true(asprintf(&subtree, "%s/cgroup.subtree_control", env.cg) > 0);
+		enabled = write_attr_at(AT_FDCWD, subtree, "+memory") >= 0;
+	}
+	snprintf(body, sizeof(body),
+		 "{\"resource\": \"" RES "\", \"owner\": {\"pid\": %d}, "
+		 "\"enforce\": {\"memory_max\": 268435456}}",
+		 (int)o.pid);
+	if (enabled) {
+		assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 201);
+		assert_string_equal(str(json_object_get(doc, "limits"), "memory.max"), "268435456");
+		assert_string_equal(str(json_object_get(doc, "enforced"), "memory"), "memory.max");
+	} else {
+		assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 501);
+		assert_non_null(strstr(str(doc, "message"), "memory.max is not there: the controller "
+							    "is not enabled"));
+		assert_nothing_left(x);
+	}
+	json_decref(doc);
+	opener_end(&o);
+	if (enabled) {
+		for (long long end = test_now_ms() + 10000;
+		     test_n_allocations(x) && test_now_ms() < end;)
+			(void)poll(NULL, 0, 20);
+		assert_nothing_left(x);
+		(void)write_attr_at(AT_FDCWD, subtree, "-memory");
+	}
+	free(parent);
+	test_xpud_free(x);
+}
+
 /* An owner that exited (not reaped yet) when it is moved: refused, nothing left. */
 static void test_owner_exits(void **state)
 {
@@ -480,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_devices_v1),
 		cmocka_unit_test(test_root_not_usable),
 		cmocka_unit_test(test_owner_exits),
+		cmocka_unit_test(test_memory_limit),
 		cmocka_unit_test(test_bpf_not_permitted),
 	};
 
