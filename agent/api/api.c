@@ -493,6 +493,21 @@ static int reply_device(struct api *a, struct http_conn *c, const char *key)
 	return reply_json(c, 400, TAKE_PTR(doc), NULL);
 }
 
+/* An allocation with its confinement read back from its cgroups. */
+static json_t *allocation_doc(struct api *a, const struct allocation *al)
+{
+	_cleanup_(enforce_status_done) struct enforce_status st = {};
+	json_t *doc = view_allocation(al, inventory_devices(a->ctx.inventory),
+				      inventory_slices(a->ctx.inventory));
+	int r = enforcer_read(a->ctx.enforcer, al->id, &st);
+
+	if (doc && r != -ENOMEM &&
+	    json_object_update_new(doc, view_enforcement(r >= 0 ? &st : NULL)) >= 0)
+		return doc;
+	json_decref(doc);
+	return NULL;
+}
+
 static int handle_get(struct api *a, struct http_conn *c, const struct route *rt, const char *arg,
 		      bool head)
 {
@@ -509,10 +524,11 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 		return reply_cached(a, c, CACHED_HEALTH);
 	case ROUTE_VERSION:
 		return reply_json(c, 200,
-				  json_pack("{s:s, s:s, s:s, s:I, s:o}", "version", XPU_VERSION,
+				  json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "version", XPU_VERSION,
 					    "api", "v1", "root", a->ctx.root, "generation",
 					    (json_int_t)inventory_generation(a->ctx.inventory),
-					    "backends", view_backends(a->ctx.registry)),
+					    "backends", view_backends(a->ctx.registry),
+					    "enforcement", view_enforcer(a->ctx.enforcer)),
 				  NULL);
 	case ROUTE_BACKENDS:
 		return reply_json(c, 200,
@@ -532,10 +548,7 @@ static int handle_get(struct api *a, struct http_conn *c, const struct route *rt
 
 		if (!al)
 			return reply_error(c, 404, "not-found", "no allocation '%s'", arg);
-		return reply_json(c, 200,
-				  view_allocation(al, inventory_devices(a->ctx.inventory),
-						  inventory_slices(a->ctx.inventory)),
-				  NULL);
+		return reply_json(c, 200, allocation_doc(a, al), NULL);
 	}
 	case ROUTE_EVENTS:
 		if (head)
@@ -579,6 +592,14 @@ static int errno_status(int r, const char **ret_code)
 	case -ENOSPC:
 		*ret_code = "insufficient";
 		return 409;
+	case -EOPNOTSUPP:
+		*ret_code = "unsupported";
+		return 501;
+	case -EPERM:
+	case -EACCES:
+	case -EROFS:
+		*ret_code = "not-permitted";
+		return 403;
 	default:
 		*ret_code = "internal";
 		return 500;
@@ -600,23 +621,21 @@ static int handle_allocate(struct api *a, struct http_conn *c, const struct http
 {
 	_cleanup_(alloc_request_done) struct alloc_request ar = {};
 	_cleanup_(request_owner_done) struct alloc_owner owner = {};
+	struct enforce_request enforce = {};
 	_cleanup_free_ char *err = NULL;
 	const struct allocation *granted;
 	int r;
 
-	r = request_parse_allocate(req->body, req->body_len, &ar, &owner, &err);
+	r = request_parse_allocate(req->body, req->body_len, &ar, &owner, &enforce, &err);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
 		return reply_error(c, 400, "invalid", "%s", err ?: "malformed request");
 	err = mfree(err);
-	r = allocations_grant(a->ctx.allocations, &ar, &owner, &granted, &err);
+	r = allocations_grant_args(a->ctx.allocations, &ar, &owner, &enforce, &granted, &err);
 	if (r < 0)
 		return reply_allocation_error(c, r, "cannot allocate", err);
-	return reply_json(c, 201,
-			  view_allocation(granted, inventory_devices(a->ctx.inventory),
-					  inventory_slices(a->ctx.inventory)),
-			  NULL);
+	return reply_json(c, 201, allocation_doc(a, granted), NULL);
 }
 
 static int handle_release(struct api *a, struct http_conn *c, const char *id)

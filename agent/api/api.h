@@ -13,6 +13,7 @@
 #include "backends/registry.h"
 #include "core/inventory.h"
 #include "services/allocations.h"
+#include "services/enforce.h"
 #include "services/repartition.h"
 
 struct api_context {
@@ -28,6 +29,7 @@ struct api_context {
 	int (*reload)(void *userdata, char **ret_error);
 	struct allocations *allocations; /* borrowed */
 	struct repartitioner *repartitioner; /* borrowed; NULL: no cordons or repartitions */
+	struct enforcer *enforcer;	     /* borrowed; NULL: nothing is enforced */
 	void *userdata;
 };
 

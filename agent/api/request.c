@@ -143,11 +143,58 @@ static int parse_count(json_t *doc, unsigned dflt, unsigned *ret, char **ret_err
 	return 0;
 }
 
+/*
+ * "enforce": true, false, or {"memory_max": BYTES, "cpu_quota": PERCENT, "cpuset": BOOL}
+ * (an object means true); only for a process owner, the one enforcement moves.
+ */
+static int parse_enforce(json_t *v, const struct alloc_owner *owner, struct enforce_request *ret,
+			 char **ret_error)
+{
+	static const char *const known[] = { "memory_max", "cpu_quota", "cpuset", NULL };
+	const char *bad;
+	json_t *f;
+
+	if (!v || json_is_false(v))
+		return 0;
+	if (!json_is_true(v) && !json_is_object(v))
+		return invalid(ret_error, "enforce: expected true, false or an object of limits");
+	if (json_is_object(v)) {
+		bad = unknown_key(v, known);
+		if (bad)
+			return invalid(ret_error,
+				       "enforce: unknown key '%s' (known: memory_max, cpu_quota, "
+				       "cpuset)",
+				       bad);
+		f = json_object_get(v, "memory_max");
+		if (f && (!json_is_integer(f) || json_integer_value(f) < 4096))
+			return invalid(ret_error, "enforce.memory_max: expected a number of bytes "
+						  "(at least 4096)");
+		ret->limits.memory_max = f ? (uint64_t)json_integer_value(f) : 0;
+		f = json_object_get(v, "cpu_quota");
+		if (f && (!json_is_integer(f) || json_integer_value(f) < 1 ||
+			  json_integer_value(f) > 100000))
+			return invalid(ret_error, "enforce.cpu_quota: expected a percentage of one "
+						  "CPU, 1 to 100000");
+		ret->limits.cpu_quota = f ? (unsigned)json_integer_value(f) : 0;
+		f = json_object_get(v, "cpuset");
+		if (f && !json_is_boolean(f))
+			return invalid(ret_error, "enforce.cpuset: expected true or false");
+		ret->limits.numa_cpus = json_is_true(f);
+	}
+	if (owner->kind != OWNER_PID)
+		return invalid(ret_error, "enforce: needs an owner process ({\"pid\": N}), the one "
+					  "moved into the grant's cgroup");
+	ret->on = true;
+	return 0;
+}
+
 int request_parse_allocate(const char *body, size_t len, struct alloc_request *ret,
-			   struct alloc_owner *ret_owner, char **ret_error)
+			   struct alloc_owner *ret_owner, struct enforce_request *ret_enforce,
+			   char **ret_error)
 {
 	static const char *const known[] = {"resource",	  "count",     "slices", "owner",
-					    "numa_local", "connected", "device", NULL};
+					    "numa_local", "connected", "device", "enforce",
+					    NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	json_t *v;
 	int r;
@@ -194,7 +241,10 @@ int request_parse_allocate(const char *body, size_t len, struct alloc_request *r
 		return r == -ENOMEM ? r
 				    : invalid(ret_error,
 					      "device: expected a device id, PCI address or UUID");
-	return parse_owner(json_object_get(doc, "owner"), ret_owner, ret_error);
+	r = parse_owner(json_object_get(doc, "owner"), ret_owner, ret_error);
+	if (r < 0)
+		return r;
+	return parse_enforce(json_object_get(doc, "enforce"), ret_owner, ret_enforce, ret_error);
 }
 
 void request_fit_done(struct fit_request *r)

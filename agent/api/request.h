@@ -15,10 +15,12 @@
 
 #include "core/alloc.h"
 #include "core/policy.h"
+#include "services/enforce.h"
 
-/* POST /v1/allocations */
+/* POST /v1/allocations; "enforce" goes to *ret_enforce (zeroed: not asked). */
 int request_parse_allocate(const char *body, size_t len, struct alloc_request *ret,
-			   struct alloc_owner *ret_owner, char **ret_error);
+			   struct alloc_owner *ret_owner, struct enforce_request *ret_enforce,
+			   char **ret_error);
 void request_owner_done(struct alloc_owner *o);
 
 /* POST /v1/fit; kind and resource are malloc'd. */

@@ -12,6 +12,7 @@
 #include "core/inventory.h"
 #include "core/alloc.h"
 #include "core/plan.h"
+#include "services/enforce.h"
 
 /* @t: the device's health state machine (borrowed, may be NULL: its phase is not shown). */
 json_t *view_device(const struct xpu_device *d, const struct health_tracker *t);
@@ -30,6 +31,14 @@ json_t *view_event(const struct inventory_event *ev);
  * NUMA node and CPUs when all slices share one node). */
 json_t *view_allocation(const struct allocation *a, const struct device_list *devs,
 			const struct slice_list *slices);
+/*
+ * What an enforced grant's cgroups hold, as read back: "cgroup", "cgroup_v1", "enforced"
+ * ({"devices", "memory", "cpus"}), "limits" (the control files' contents) and "devices" (the
+ * program ids or v1 rules). @s NULL: the grant is not enforced (nulls and "none").
+ */
+json_t *view_enforcement(const struct enforce_status *s);
+/* The host's enforcement for /v1/version: hierarchy, devices mode, cgroup root. */
+json_t *view_enforcer(const struct enforcer *e);
 json_t *view_allocations(const struct ledger *l, const struct device_list *devs,
 			 const struct slice_list *slices);
 struct state;

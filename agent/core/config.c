@@ -632,6 +632,18 @@ static void policy_field_done(void *field)
 	policy_done(field);
 }
 
+static const char *const enforce_devices_words[] = CONFIG_ENFORCE_DEVICES_WORDS;
+
+static const struct config_key enforce_keys[] = {
+	CONFIG_KEY_PATH("cgroup-root", struct config_enforce, cgroup_root,
+			.expect = "the absolute path of a cgroup2 directory delegated to xpud"),
+	CONFIG_KEY_PATH("devices-v1-root", struct config_enforce, devices_v1_root,
+			.expect = "the absolute path of a directory of the v1 devices controller"),
+	CONFIG_KEY_ENUM("devices", struct config_enforce, devices, .words = enforce_devices_words,
+			.expect = "auto, bpf or devices-v1"),
+	{},
+};
+
 /* The core's keys, at the top level of the file. */
 static const struct config_key core_keys[] = {
 	CONFIG_KEY_PATH("socket", struct config, socket_path),
@@ -657,6 +669,7 @@ static const struct config_key core_keys[] = {
 			    .expect = "a duration such as 10m (0: wait forever)"),
 	CONFIG_KEY_CUSTOM("reset-when-idle", parse_reset_when_idle, struct config,
 			  reset_when_idle),
+	CONFIG_KEY_TABLE("enforce", struct config, enforce, enforce_keys),
 	{},
 };
 

@@ -227,6 +227,12 @@ struct config {
 	/* "reset-when-idle:": the kinds of device xpud resets by itself when a fault asks for a
 	 * reset and nothing is allocated on them; one bit per enum xpu_kind (CONFIG_KIND_BIT). */
 	unsigned reset_when_idle;
+	/* "enforce:": where grants that ask to be confined get their cgroups (read at start) */
+	struct config_enforce {
+		char *cgroup_root;     /* a delegated cgroup2 directory; NULL: detected */
+		char *devices_v1_root; /* a directory of the v1 devices controller; NULL: detected */
+		int devices;	       /* CONFIG_ENFORCE_DEVICES_WORDS' index: 0 auto, 1 bpf, ... */
+	} enforce;
 
 	/* The sections the file may have (borrowed, NULL-terminated; NULL: none), and their parsed
 	 * structs, one per section, allocated by the parse (see config_section()). */
@@ -236,6 +242,9 @@ struct config {
 	 * "FILE:line N: ..." from config_load(); the caller logs them. */
 	char **warnings;
 };
+
+/* The values of enforce: devices:, in the order of enum enforce_devices (services/enforce.h). */
+#define CONFIG_ENFORCE_DEVICES_WORDS { "auto", "bpf", "devices-v1", NULL }
 
 #define CONFIG_KIND_BIT(kind) (1U << (unsigned)(kind))
 #define CONFIG_ALL_KINDS ((1U << _XPU_KIND_MAX) - 1)

@@ -27,6 +27,7 @@
 #include "kube/deviceplugin.h"
 #include "kube/nfd.h"
 #include "services/allocations.h"
+#include "services/enforce.h"
 #include "services/recovery.h"
 #include "services/repartition.h"
 #include "shared/clock.h"
@@ -80,6 +81,7 @@ struct manager {
 	sd_event_source *rescan_source;
 	sd_event_source *health_source;
 	struct repartitioner *repartitioner; /* cordons, layouts made without a node drain */
+	struct enforcer *enforcer;	     /* confines grants that ask for it */
 	sd_event_source *plan_post;	     /* post: a new plan may move a repartition on */
 	sd_event_source *plan_step;	     /* defer: ... which this does */
 	uint64_t plan_generation;	     /* the inventory generation last stepped on */
@@ -1050,6 +1052,16 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 	if (r < 0)
 		return r;
 
+	r = enforcer_new(m->host,
+			 &(struct enforce_settings){ .cgroup_root = m->config.enforce.cgroup_root,
+						     .devices_v1_root =
+							     m->config.enforce.devices_v1_root,
+						     .devices = m->config.enforce.devices },
+			 m->inventory, &m->enforcer);
+	if (r < 0)
+		return r;
+	(void)enforcer_observe(m->enforcer, m->allocations);
+
 	r = sd_event_add_defer(m->event, &m->rescan_source, on_rescan, m);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up rescans: %m");
@@ -1115,6 +1127,7 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		.reload = manager_reload,
 		.allocations = m->allocations,
 		.repartitioner = m->repartitioner,
+		.enforcer = m->enforcer,
 		.userdata = m,
 	};
 	r = api_new(&ctx, &m->api);
@@ -1189,6 +1202,7 @@ struct manager *manager_free(struct manager *m)
 		sd_event_source_disable_unref(m->watches[i].source);
 	m->kmsg = kmsg_reader_free(m->kmsg);
 	free(m->watches);
+	m->enforcer = enforcer_free(m->enforcer);
 	allocations_free(m->allocations);
 	inventory_free(m->inventory);
 	plan_attempts_clear(&m->attempts);

@@ -41,6 +41,9 @@ struct allocations {
 	sd_event_source *retry_defer, *retry_timer;
 	uint64_t retry_usec; /* the timer's next interval */
 	bool retrying;
+	const struct allocations_observer *observer;
+	void *observer_userdata;
+	void (*observer_destroy)(void *userdata);
 };
 
 #define RETRY_FIRST_USEC (1 * 1000000ULL)
@@ -461,26 +464,43 @@ static const char *reserved_resource(const struct allocations *s, const struct a
 	return NULL;
 }
 
+void allocations_set_observer(struct allocations *s, const struct allocations_observer *ops,
+			      void *userdata, void (*destroy)(void *userdata))
+{
+	if (s->observer_destroy)
+		s->observer_destroy(s->observer_userdata);
+	s->observer = ops;
+	s->observer_userdata = userdata;
+	s->observer_destroy = destroy;
+}
+
 static int grant(struct allocations *s, const struct alloc_request *req,
-		 const struct alloc_owner *owner, bool reserved_ok,
+		 const struct alloc_owner *owner, bool reserved_ok, const void *args,
 		 const struct allocation **ret, char **ret_error);
 
 int allocations_grant(struct allocations *s, const struct alloc_request *req,
 		      const struct alloc_owner *owner, const struct allocation **ret,
 		      char **ret_error)
 {
-	return grant(s, req, owner, false, ret, ret_error);
+	return grant(s, req, owner, false, NULL, ret, ret_error);
+}
+
+int allocations_grant_args(struct allocations *s, const struct alloc_request *req,
+			   const struct alloc_owner *owner, const void *args,
+			   const struct allocation **ret, char **ret_error)
+{
+	return grant(s, req, owner, false, args, ret, ret_error);
 }
 
 int allocations_grant_reserved(struct allocations *s, const struct alloc_request *req,
 			       const struct alloc_owner *owner, const struct allocation **ret,
 			       char **ret_error)
 {
-	return grant(s, req, owner, true, ret, ret_error);
+	return grant(s, req, owner, true, NULL, ret, ret_error);
 }
 
 static int grant(struct allocations *s, const struct alloc_request *req,
-		 const struct alloc_owner *owner, bool reserved_ok,
+		 const struct alloc_owner *owner, bool reserved_ok, const void *args,
 		 const struct allocation **ret, char **ret_error)
 {
 	const char *taken = reserved_ok ? NULL : reserved_resource(s, req);
@@ -568,6 +588,16 @@ static int grant(struct allocations *s, const struct alloc_request *req,
 		*ret_error = strdup("the owner exited while the allocation was made");
 		return -ESRCH;
 	}
+	if (s->observer && s->observer->granted) {
+		r = s->observer->granted(rec, args, ret_error, s->observer_userdata);
+		if (r < 0) {
+			log_info("Allocation %s: undone, %s.", id, *ret_error ?: "refused");
+			*ret = NULL;
+			if (allocations_release(s, id, NULL) == -EIO)
+				release_later(s, id);
+			return r;
+		}
+	}
 	return 0;
 }
 
@@ -609,6 +639,8 @@ int allocations_release(struct allocations *s, const char *id, char **ret_error)
 		return -EIO;
 	}
 	fault_point("release-after-save");
+	if (s->observer && s->observer->released)
+		s->observer->released(keep, s->observer_userdata);
 	inventory_touch(s->inventory);
 	log_info("Allocation %s released.", id_copy);
 	return 0;
@@ -707,6 +739,7 @@ struct allocations *allocations_free(struct allocations *s)
 {
 	if (!s)
 		return NULL;
+	allocations_set_observer(s, NULL, NULL, NULL);
 	for (size_t i = 0; i < s->n_watches; i++)
 		watch_free(s->watches[i]);
 	free(s->watches);

@@ -44,6 +44,31 @@ int allocations_grant(struct allocations *s, const struct alloc_request *req,
 		      char **ret_error);
 
 /*
+ * An observer of grants and releases (the enforcement service). @granted runs after a grant is
+ * saved, with what its caller passed as @args (allocations_grant_args(); NULL otherwise), its
+ * owner alive and watched: a negative errno from it undoes the grant (released and saved) and
+ * is the grant's answer, with its *ret_error. @released runs after a release is saved (by
+ * request, or because the owner is gone), with the allocation as it was. Either may be NULL.
+ */
+struct allocations_observer {
+	int (*granted)(const struct allocation *a, const void *args, char **ret_error,
+		       void *userdata);
+	void (*released)(const struct allocation *a, void *userdata);
+};
+
+/*
+ * Sets the one observer (NULL: none), replacing the one before (its @destroy runs on its
+ * userdata, as it does when @s is freed). @ops is borrowed and must outlive @s.
+ */
+void allocations_set_observer(struct allocations *s, const struct allocations_observer *ops,
+			      void *userdata, void (*destroy)(void *userdata));
+
+/* allocations_grant() with @args for the observer's granted (borrowed, for the call only). */
+int allocations_grant_args(struct allocations *s, const struct alloc_request *req,
+			   const struct alloc_owner *owner, const void *args,
+			   const struct allocation **ret, char **ret_error);
+
+/*
  * Resources another owner manages (the device plugin serves them to kubelet): @reserved says
  * whether @resource is one. allocations_grant() refuses them with -EBUSY, so a slice is never
  * handed out both locally and by kubelet; allocations_grant_reserved() is the manager's way in.

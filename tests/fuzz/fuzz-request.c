@@ -57,9 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 0: {
 		struct alloc_request ar = {};
 		struct alloc_owner owner = {};
+		struct enforce_request enf = {};
 
-		r = request_parse_allocate(body, len, &ar, &owner, &reason);
-		if (r == 0 && ((!ar.resource && !ar.slices) ||
+		r = request_parse_allocate(body, len, &ar, &owner, &enf, &reason);
+		if (r == 0 && ((!ar.resource && !ar.slices) || (enf.on && owner.kind != OWNER_PID) ||
 			       (ar.slices && ar.count != strv_length(ar.slices)) ||
 			       (owner.kind != OWNER_NONE && !owner.value)))
 			abort();

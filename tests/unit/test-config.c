@@ -170,6 +170,33 @@ static void test_reset_when_idle(void **state)
 		     "line 2: 'reset-when-idle' is given twice");
 }
 
+/* enforce: where confined grants go; detected (NULL, auto) unless given. */
+static void test_enforce(void **state)
+{
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("", &c, &err), 0);
+	assert_null(c.enforce.cgroup_root);
+	assert_null(c.enforce.devices_v1_root);
+	assert_int_equal(c.enforce.devices, 0);
+	config_done(&c);
+
+	assert_int_equal(parse("enforce:\n  cgroup-root: /sys/fs/cgroup/xpu\n"
+			       "  devices-v1-root: /sys/fs/cgroup/devices/xpu\n"
+			       "  devices: devices-v1\n",
+			       &c, &err),
+			 0);
+	assert_string_equal(c.enforce.cgroup_root, "/sys/fs/cgroup/xpu");
+	assert_string_equal(c.enforce.devices_v1_root, "/sys/fs/cgroup/devices/xpu");
+	assert_int_equal(c.enforce.devices, 2);
+	config_done(&c);
+
+	expect_error("enforce: {cgroup-root: relative/x}\n", "line 1: cgroup-root");
+	expect_error("enforce: {devices: ebpf}\n", "auto, bpf or devices-v1");
+	expect_error("enforce: {cgroup: /x}\n", "unknown key 'cgroup' in enforce");
+}
+
 static void test_kmod_resource(void **state)
 {
 	struct config c;
@@ -544,7 +571,7 @@ static void test_sections(void **state)
 				 "socket-mode, admin-group, health-interval, log-level, partitions, "
 				 "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				 "health-suspect-after, health-probation, repartition-timeout, "
-				 "reset-when-idle)");
+				 "reset-when-idle, enforce)");
 	free(err);
 	err = NULL;
 	config_done(&c);
@@ -561,7 +588,7 @@ static void test_section_errors(void **state)
 				     "socket-mode, admin-group, health-interval, log-level, partitions, "
 				     "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				     "health-suspect-after, health-probation, repartition-timeout, "
-				     "reset-when-idle, nvidia, kmod)");
+				     "reset-when-idle, enforce, nvidia, kmod)");
 	expect_error("log-level: info\nnvidia:\n  nvml: /x\n",
 		     "line 3: unknown key 'nvml' in nvidia (known: nvml-library, cuda-library, "
 		     "xid-actions, helper-failures, helper-max-age, helper-timeout, "
@@ -854,6 +881,7 @@ int main(void)
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_reset_when_idle),
+		cmocka_unit_test(test_enforce),
 		cmocka_unit_test(test_kmod_resource),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_policy),

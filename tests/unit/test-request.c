@@ -76,10 +76,11 @@ static void test_allocate(void **state)
 {
 	struct alloc_request ar = {};
 	struct alloc_owner owner = {};
+	struct enforce_request enf = {};
 	_cleanup_free_ char *err = NULL;
 	const char *body = "{\"slices\": [\"a\", \"b\"], \"owner\": {\"pid\": 42}}";
 
-	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &err), 0);
+	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &enf, &err), 0);
 	assert_int_equal(ar.count, 2);
 	assert_int_equal(owner.kind, OWNER_PID);
 	assert_string_equal(owner.value, "42");
@@ -88,7 +89,8 @@ static void test_allocate(void **state)
 
 	ar = (struct alloc_request){};
 	body = "{\"slices\": [\"a\"], \"count\": 2}";
-	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &err), -EINVAL);
+	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &enf, &err),
+			 -EINVAL);
 	assert_string_equal(err, "count differs from the number of slices given");
 	strv_free(ar.slices);
 	free(err);
@@ -96,9 +98,76 @@ static void test_allocate(void **state)
 	/* a NUL inside a name is refused, never taken as a shorter name */
 	ar = (struct alloc_request){};
 	body = "{\"resource\": \"a\\u0000b\"}";
-	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &err), -EINVAL);
+	assert_int_equal(request_parse_allocate(body, strlen(body), &ar, &owner, &enf, &err),
+			 -EINVAL);
 	assert_non_null(strstr(err, "the body is not JSON"));
 	assert_null(ar.resource);
+}
+
+/* POST /v1/allocations' "enforce": its limits, and refused without a process to confine. */
+static const char *enforce_refused(const char *body, struct enforce_request *ret)
+{
+	static char *err;
+	struct alloc_request ar = {};
+	struct alloc_owner owner = {};
+	int r;
+
+	err = mfree(err);
+	*ret = (struct enforce_request){};
+	r = request_parse_allocate(body, strlen(body), &ar, &owner, ret, &err);
+	alloc_request_done(&ar);
+	request_owner_done(&owner);
+	assert_true(r == 0 || r == -EINVAL);
+	return r == 0 ? NULL : err;
+}
+
+static void test_allocate_enforce(void **state)
+{
+	struct enforce_request e;
+
+	assert_null(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+				    "\"enforce\": true}",
+				    &e));
+	assert_true(e.on);
+	assert_int_equal(e.limits.memory_max, 0);
+	assert_null(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+				    "\"enforce\": {\"memory_max\": 1073741824, \"cpu_quota\": 250, "
+				    "\"cpuset\": true}}",
+				    &e));
+	assert_true(e.on);
+	assert_int_equal(e.limits.memory_max, 1073741824);
+	assert_int_equal(e.limits.cpu_quota, 250);
+	assert_true(e.limits.numa_cpus);
+	assert_null(enforce_refused("{\"resource\": \"r\", \"enforce\": false}", &e));
+	assert_false(e.on);
+	assert_null(enforce_refused("{\"resource\": \"r\"}", &e));
+	assert_false(e.on);
+
+	assert_string_equal(enforce_refused("{\"resource\": \"r\", \"enforce\": true}", &e),
+			    "enforce: needs an owner process ({\"pid\": N}), the one moved into "
+			    "the grant's cgroup");
+	assert_non_null(strstr(enforce_refused("{\"resource\": \"r\", \"owner\": {\"unit\": "
+					       "\"x.service\"}, \"enforce\": true}",
+					       &e),
+			       "needs an owner process"));
+	assert_string_equal(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+					    "\"enforce\": \"yes\"}",
+					    &e),
+			    "enforce: expected true, false or an object of limits");
+	assert_string_equal(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+					    "\"enforce\": {\"memory\": 5}}",
+					    &e),
+			    "enforce: unknown key 'memory' (known: memory_max, cpu_quota, cpuset)");
+	assert_non_null(strstr(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+					       "\"enforce\": {\"cpu_quota\": 0}}",
+					       &e),
+			       "enforce.cpu_quota"));
+	assert_non_null(strstr(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
+					       "\"enforce\": {\"memory_max\": 12}}",
+					       &e),
+			       "enforce.memory_max"));
+	assert_false(e.on);
+	enforce_refused("{}", &e); /* frees the last reason */
 }
 
 static void test_cordon_and_fit(void **state)
@@ -127,6 +196,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repartition),
 		cmocka_unit_test(test_allocate),
+		cmocka_unit_test(test_allocate_enforce),
 		cmocka_unit_test(test_cordon_and_fit),
 	};
 

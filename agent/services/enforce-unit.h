@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The systemd path of enforcement, its pure part: the properties of the transient unit that
+ * StartTransientUnit (org.freedesktop.systemd1.Manager) makes for a grant — a scope holding
+ * the owner process under xpu.slice, DevicePolicy=closed with DeviceAllow= for exactly the
+ * granted nodes (systemd adds the standard pseudo-devices itself), AllowedCPUs= and
+ * AllowedMemoryNodes= of the grant's NUMA node when asked, MemoryMax=, CPUQuota= and the
+ * grant's environment. Each property is typed as the D-Bus variant systemd expects; appending
+ * them to an sd-bus message and the call itself are not here.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/grant.h"
+#include "services/enforce-rules.h"
+
+/* The slice every unit of xpud's goes under. */
+#define ENFORCE_UNIT_SLICE "xpu.slice"
+
+enum unit_prop_kind {
+	UNIT_PROP_STRING, /* "s" */
+	UNIT_PROP_U64,	  /* "t" */
+	UNIT_PROP_STRV,	  /* "as" */
+	UNIT_PROP_PAIRS,  /* "a(ss)": strv holds the pairs flattened */
+	UNIT_PROP_BYTES,  /* "ay" */
+	UNIT_PROP_PIDS,	  /* "au": one process */
+};
+
+/* The D-Bus signature of a property's variant. */
+const char *unit_prop_signature(enum unit_prop_kind k);
+
+struct unit_prop {
+	const char *name; /* systemd's property name: "DeviceAllow" */
+	enum unit_prop_kind kind;
+	char *s;
+	uint64_t t;
+	uint32_t pid;
+	char **strv;
+	uint8_t *bytes;
+	size_t n_bytes;
+};
+
+struct unit_props {
+	char *unit; /* "xpu-<allocation id>.scope" */
+	struct unit_prop *items;
+	size_t n;
+};
+
+void unit_props_done(struct unit_props *p);
+
+/*
+ * The unit and properties for allocation @id granted as @g, whose process @pid the scope
+ * takes, with @limits. 0, -EINVAL (numa_cpus asked but the grant spans NUMA nodes or its CPU
+ * list does not parse, a quota out of range), -ENOMEM. Pure; does not log.
+ */
+int unit_props_build(const char *id, const struct grant *g, pid_t pid,
+		     const struct enforce_limits *limits, struct unit_props *ret);
+
+/*
+ * A CPU list ("0-3,8,10-11") as systemd's AllowedCPUs= bytes: bit N%8 of byte N/8 for CPU N,
+ * no trailing zero bytes. 0, -EINVAL (malformed, or a CPU over 65535), -ENOMEM.
+ */
+int cpu_list_to_mask(const char *list, uint8_t **ret, size_t *ret_n);

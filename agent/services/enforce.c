@@ -1,0 +1,717 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The effects of enforcement: cgroup directories, the bpf() calls, the control files. What the
+ * rules and programs are is decided in enforce-rules.c. Each grant's cgroups are named after its
+ * allocation, so that a release (also after a restart) finds them without a record of its own.
+ */
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "core/grant.h"
+#include "services/enforce.h"
+#include "shared/fileio.h"
+#include "shared/log.h"
+#include "shared/parse.h"
+#include "shared/strv.h"
+
+static const char *startswith(const char *s, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+struct enforcer {
+	const struct xpu_host *host;
+	struct inventory *inventory;
+	struct allocations *allocations;
+	enum cgroup_hierarchy hierarchy;
+	enum enforce_devices devices;
+	char *root;    /* the v2 directory children are made in, or NULL */
+	char *root_v1; /* the v1 devices directory, or NULL */
+	char *mount_v1; /* where the v1 devices controller is mounted, when known */
+};
+
+static const char *const devices_names[_ENFORCE_DEVICES_MAX] = {
+	[ENFORCE_DEVICES_AUTO] = "auto",
+	[ENFORCE_DEVICES_BPF] = "bpf",
+	[ENFORCE_DEVICES_V1] = "devices-v1",
+	[ENFORCE_DEVICES_NONE] = "none",
+};
+
+const char *enforce_devices_to_string(enum enforce_devices d)
+{
+	return (unsigned)d < _ENFORCE_DEVICES_MAX ? devices_names[d] : NULL;
+}
+
+enum enforce_devices enforce_devices_from_string(const char *s)
+{
+	for (size_t i = 0; s && i < _ENFORCE_DEVICES_MAX; i++)
+		if (streq(devices_names[i], s))
+			return (enum enforce_devices)i;
+	return _ENFORCE_DEVICES_INVALID;
+}
+
+void enforce_status_done(struct enforce_status *s)
+{
+	s->cgroup = mfree(s->cgroup);
+	s->cgroup_v1 = mfree(s->cgroup_v1);
+	s->bpf_programs = mfree(s->bpf_programs);
+	s->n_bpf_programs = 0;
+	s->v1_rules = strv_free(s->v1_rules);
+	s->memory_max = mfree(s->memory_max);
+	s->cpu_max = mfree(s->cpu_max);
+	s->cpuset_cpus = mfree(s->cpuset_cpus);
+	s->cpuset_mems = mfree(s->cpuset_mems);
+}
+
+/* ---- bpf() -------------------------------------------------------------------------------- */
+
+static int bpf_call(int cmd, union bpf_attr *attr)
+{
+	long r = syscall(__NR_bpf, cmd, attr, sizeof(*attr));
+
+	return r < 0 ? -errno : (int)r;
+}
+
+int enforce_bpf_load(const struct enforce_rule *rules, size_t n, char **ret_error)
+{
+	_cleanup_free_ struct bpf_insn *insns = NULL;
+	char log_buf[4096] = "";
+	union bpf_attr attr;
+	size_t n_insns;
+	int r;
+
+	r = enforce_bpf_build(rules, n, &insns, &n_insns);
+	if (r < 0)
+		return r;
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+	attr.insns = (uint64_t)(uintptr_t)insns;
+	attr.insn_cnt = (uint32_t)n_insns;
+	attr.license = (uint64_t)(uintptr_t) "GPL";
+	r = bpf_call(BPF_PROG_LOAD, &attr);
+	if (r >= 0 || !ret_error)
+		return r;
+	if (r != -EPERM) {
+		/* again, for the verifier's reason (a log too small for a good program fails) */
+		attr.log_buf = (uint64_t)(uintptr_t)log_buf;
+		attr.log_size = sizeof(log_buf);
+		attr.log_level = 1;
+		safe_close(bpf_call(BPF_PROG_LOAD, &attr));
+		log_buf[sizeof(log_buf) - 1] = 0;
+	}
+	if (asprintf(ret_error, "the device program could not be loaded (BPF %s): %s%s%s",
+		     r == -EPERM ? "is not permitted" : "failed", strerror(-r),
+		     log_buf[0] ? "; verifier: " : "", log_buf) < 0)
+		*ret_error = NULL;
+	return r;
+}
+
+static int bpf_attach(int cgroup_fd, int prog_fd)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.target_fd = (uint32_t)cgroup_fd;
+	attr.attach_bpf_fd = (uint32_t)prog_fd;
+	attr.attach_type = BPF_CGROUP_DEVICE;
+	/* beside what the cgroups above hold: every program on the way must allow */
+	attr.attach_flags = BPF_F_ALLOW_MULTI;
+	return bpf_call(BPF_PROG_ATTACH, &attr);
+}
+
+/* The ids of the device programs attached to the cgroup @path itself. */
+static int bpf_query(const char *path, uint32_t **ret, size_t *ret_n)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ uint32_t *ids = calloc(64, sizeof(*ids));
+	union bpf_attr attr;
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	if (!ids)
+		return -ENOMEM;
+	memset(&attr, 0, sizeof(attr));
+	attr.query.target_fd = (uint32_t)fd;
+	attr.query.attach_type = BPF_CGROUP_DEVICE;
+	attr.query.prog_ids = (uint64_t)(uintptr_t)ids;
+	attr.query.prog_cnt = 64;
+	r = bpf_call(BPF_PROG_QUERY, &attr);
+	if (r < 0)
+		return r;
+	*ret_n = attr.query.prog_cnt;
+	*ret = TAKE_PTR(ids);
+	return 0;
+}
+
+/* ---- a grant's rules ---------------------------------------------------------------------- */
+
+static int error_at(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+static int error_at(char **ret_error, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(ret_error, fmt, ap) < 0)
+		*ret_error = NULL;
+	va_end(ap);
+	return r;
+}
+
+/* The pseudo-devices and the grant's nodes, as they are below the host's /dev. */
+static int grant_rules(const struct enforcer *e, const struct grant *g,
+		       struct enforce_rule **ret, size_t *ret_n, char **ret_error)
+{
+	size_t n = 0, max = enforce_n_pseudo_rules + strv_length(g->device_nodes);
+	_cleanup_free_ struct enforce_rule *rules = calloc(max ?: 1, sizeof(*rules));
+
+	if (!rules)
+		return -ENOMEM;
+	for (size_t i = 0; i < enforce_n_pseudo_rules; i++)
+		rules[n++] = enforce_pseudo_rules[i];
+	STRV_FOREACH(node, g->device_nodes) {
+		const char *rel = startswith(*node, "/dev/");
+		struct stat st;
+
+		if (!rel || e->host->dev_fd < 0 || fstatat(e->host->dev_fd, rel, &st, 0) < 0)
+			return error_at(ret_error, -ENODEV, "device node %s cannot be found: %s",
+					*node, rel && e->host->dev_fd >= 0 ? strerror(errno)
+									    : "no /dev");
+		if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+			return error_at(ret_error, -ENODEV, "%s is not a device node", *node);
+		rules[n++] = (struct enforce_rule){ .type = S_ISCHR(st.st_mode) ? 'c' : 'b',
+						    .major = major(st.st_rdev),
+						    .minor = minor(st.st_rdev),
+						    .access = ENFORCE_ACC_RW };
+	}
+	*ret = TAKE_PTR(rules);
+	*ret_n = n;
+	return 0;
+}
+
+/* @mount + @path, without a doubled slash. */
+static char *join(const char *mount, const char *path)
+{
+	char *s;
+
+	if (asprintf(&s, "%s%s", mount, streq(path, "/") ? "" : path) < 0)
+		return NULL;
+	return s;
+}
+
+/* ---- the cgroups of a grant --------------------------------------------------------------- */
+
+/* What was made for one grant so far: undone in reverse when a later step fails. */
+struct confinement {
+	char *dir, *dir_v1;
+	int dir_fd;
+	char *pid;
+	char *old_v1; /* where the process was in the v1 hierarchy before it moved */
+	bool moved_v1, moved;
+};
+
+static void confinement_undo(struct confinement *c)
+{
+	_cleanup_free_ char *procs = NULL;
+
+	/* out of the children first: a cgroup with a process in it cannot be removed */
+	if (c->moved_v1 && c->old_v1 && asprintf(&procs, "%s/cgroup.procs", c->old_v1) >= 0)
+		(void)write_attr_at(AT_FDCWD, procs, c->pid);
+	if (c->dir_fd >= 0)
+		c->dir_fd = safe_close(c->dir_fd);
+	if (c->dir_v1 && rmdir(c->dir_v1) < 0 && errno != ENOENT)
+		log_warning_errno(-errno, "Failed to remove cgroup %s, ignoring: %m", c->dir_v1);
+	if (c->dir && rmdir(c->dir) < 0 && errno != ENOENT)
+		log_warning_errno(-errno, "Failed to remove cgroup %s, ignoring: %m", c->dir);
+}
+
+static void confinement_done(struct confinement *c)
+{
+	c->dir = mfree(c->dir);
+	c->dir_v1 = mfree(c->dir_v1);
+	c->dir_fd = safe_close(c->dir_fd);
+	c->pid = mfree(c->pid);
+	c->old_v1 = mfree(c->old_v1);
+}
+
+static int make_cgroup(const char *root, const char *id, char **ret, char **ret_error)
+{
+	_cleanup_free_ char *dir = NULL;
+
+	if (asprintf(&dir, "%s/%s", root, id) < 0)
+		return -ENOMEM;
+	if (mkdir(dir, 0755) < 0) {
+		int r = negative_errno();
+
+		return error_at(ret_error, r,
+				"cannot make cgroup %s: %s (is %s a cgroup directory delegated to "
+				"xpud and writable?)",
+				dir, strerror(-r), root);
+	}
+	*ret = TAKE_PTR(dir);
+	return 0;
+}
+
+/* Writes @value to @dir/@file; an error names both. */
+static int write_control(const char *dir, const char *file, const char *value, char **ret_error)
+{
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/%s", dir, file) < 0)
+		return -ENOMEM;
+	r = write_attr_at(AT_FDCWD, path, value);
+	if (r == -ENOENT)
+		return error_at(ret_error, -EOPNOTSUPP,
+				"%s is not there: the controller is not enabled for the children of "
+				"its parent (cgroup.subtree_control)",
+				path);
+	if (r < 0)
+		return error_at(ret_error, r, "cannot write '%s' to %s: %s", value, path,
+				strerror(-r));
+	return 0;
+}
+
+/* Whether the v2 cgroup @dir has no live process (a v1 one has no cgroup.events: never). */
+static bool cgroup_unpopulated_at(const char *dir)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+
+	if (asprintf(&path, "%s/cgroup.events", dir) < 0 ||
+	    read_attr_at(AT_FDCWD, path, 4096, &text) < 0)
+		return false;
+	return strstr(text, "populated 0") != NULL;
+}
+
+/*
+ * Moves the owner into @dir (its @id) and checks it is there: the kernel takes the PID of a
+ * process that exited and was not reaped yet without moving it. A process that exited is -ESRCH
+ * with its reason. @controller: the v1 hierarchy's, NULL for the unified one.
+ */
+static int move_into(const char *dir, const char *id, const char *controller, const char *pid,
+		     char **ret_error)
+{
+	_cleanup_free_ char *procfile = NULL, *text = NULL, *now = NULL;
+	const char *base;
+	int r = write_control(dir, "cgroup.procs", pid, ret_error);
+
+	if (r < 0 && r != -ESRCH)
+		return r;
+	if (r >= 0) {
+		if (asprintf(&procfile, "/proc/%s/cgroup", pid) < 0)
+			return -ENOMEM;
+		r = read_attr_at(AT_FDCWD, procfile, 64 * 1024, &text);
+		if (r >= 0)
+			r = cgroup_path_parse(text, controller, &now);
+		if (r == -ENOMEM)
+			return r;
+		base = r >= 0 ? strrchr(now, '/') : NULL;
+		if (base && streq(base + 1, id) && !cgroup_unpopulated_at(dir))
+			return 0;
+	}
+	*ret_error = mfree(*ret_error);
+	return error_at(ret_error, -ESRCH,
+			"owner process %s exited before it could be moved into its cgroup", pid);
+}
+
+static int set_limits(const struct enforcer *e, const char *dir, const struct enforce_limits *l,
+		      const struct grant *g, char **ret_error)
+{
+	char buf[64];
+	int r;
+
+	if (l->numa_cpus) {
+		if (g->numa_node < 0 || !g->cpu_list)
+			return error_at(ret_error, -EINVAL,
+					"the grant's slices are not on one NUMA node with known "
+					"CPUs");
+		snprintf(buf, sizeof(buf), "%d", g->numa_node);
+		r = write_control(dir, "cpuset.cpus", g->cpu_list, ret_error);
+		if (r >= 0)
+			r = write_control(dir, "cpuset.mems", buf, ret_error);
+		if (r < 0)
+			return r;
+	}
+	if (l->memory_max) {
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)l->memory_max);
+		r = write_control(dir, "memory.max", buf, ret_error);
+		if (r < 0)
+			return r;
+	}
+	if (l->cpu_quota) {
+		r = enforce_cpu_max(l->cpu_quota, buf, sizeof(buf));
+		if (r < 0)
+			return error_at(ret_error, -EINVAL, "cpu quota %u%% is out of range",
+					l->cpu_quota);
+		r = write_control(dir, "cpu.max", buf, ret_error);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int confine(struct enforcer *e, const struct allocation *a, const struct enforce_request *req,
+		   struct confinement *c, char **ret_error)
+{
+	_cleanup_(grant_done) struct grant g = { .numa_node = -1 };
+	_cleanup_free_ struct enforce_rule *rules = NULL;
+	_cleanup_close_ int prog = -EBADF;
+	size_t n_rules = 0;
+	char line[64];
+	int r;
+
+	if (a->owner.kind != OWNER_PID)
+		return error_at(ret_error, -EINVAL, "enforce needs an owner process (owner.pid)");
+	if (e->devices == ENFORCE_DEVICES_NONE)
+		return error_at(ret_error, -EOPNOTSUPP,
+				"enforcement is not available on this host (cgroup hierarchy: %s; "
+				"see enforce: in xpud.yaml)",
+				cgroup_hierarchy_to_string(e->hierarchy));
+	c->pid = strdup(a->owner.value);
+	if (!c->pid)
+		return -ENOMEM;
+	r = grant_build(a->slices, inventory_devices(e->inventory), inventory_slices(e->inventory),
+			&g);
+	if (r < 0)
+		return r;
+	r = grant_rules(e, &g, &rules, &n_rules, ret_error);
+	if (r < 0)
+		return r;
+
+	if (e->root) {
+		r = make_cgroup(e->root, a->id, &c->dir, ret_error);
+		if (r < 0 || !c->dir)
+			return r < 0 ? r : -ENOMEM;
+		c->dir_fd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (c->dir_fd < 0)
+			return error_at(ret_error, negative_errno(), "cannot open %s: %m", c->dir);
+	}
+	if (e->devices == ENFORCE_DEVICES_BPF) {
+		prog = enforce_bpf_load(rules, n_rules, ret_error);
+		if (prog < 0)
+			return prog;
+		r = bpf_attach(c->dir_fd, prog);
+		if (r < 0)
+			return error_at(ret_error, r, "cannot attach the device program to %s: %s",
+					c->dir, strerror(-r));
+	} else {
+		_cleanup_free_ char *self = NULL, *procfile = NULL, *text = NULL;
+
+		r = make_cgroup(e->root_v1, a->id, &c->dir_v1, ret_error);
+		if (r < 0)
+			return r;
+		r = write_control(c->dir_v1, "devices.deny", "a", ret_error);
+		for (size_t i = 0; r >= 0 && i < n_rules; i++) {
+			r = enforce_v1_line(&rules[i], line, sizeof(line));
+			if (r >= 0)
+				r = write_control(c->dir_v1, "devices.allow", line, ret_error);
+		}
+		if (r < 0)
+			return r;
+		/* where the owner is now, to move it back when a later step fails */
+		if (asprintf(&procfile, "/proc/%s/cgroup", c->pid) < 0)
+			return -ENOMEM;
+		r = read_attr_at(AT_FDCWD, procfile, 64 * 1024, &text);
+		if (r < 0)
+			return error_at(ret_error, -ESRCH,
+					"owner process %s exited before it could be moved into its "
+					"cgroup",
+					c->pid);
+		if (e->mount_v1 && cgroup_path_parse(text, "devices", &self) >= 0)
+			c->old_v1 = join(e->mount_v1, self);
+		else
+			c->old_v1 = strdup(e->root_v1);
+		if (!c->old_v1)
+			return -ENOMEM;
+	}
+	if (c->dir) {
+		r = set_limits(e, c->dir, &req->limits, &g, ret_error);
+		if (r < 0)
+			return r;
+	}
+	if (c->dir_v1) {
+		r = move_into(c->dir_v1, a->id, "devices", c->pid, ret_error);
+		if (r < 0)
+			return r;
+		c->moved_v1 = true;
+	}
+	if (c->dir) {
+		r = move_into(c->dir, a->id, NULL, c->pid, ret_error);
+		if (r < 0)
+			return r;
+		c->moved = true;
+	}
+	return 0;
+}
+
+static int on_granted(const struct allocation *a, const void *args, char **ret_error,
+		      void *userdata)
+{
+	const struct enforce_request *req = args;
+	struct enforcer *e = userdata;
+	struct confinement c = { .dir_fd = -EBADF };
+	int r;
+
+	if (!req || !req->on)
+		return 0;
+	r = confine(e, a, req, &c, ret_error);
+	if (r < 0) {
+		confinement_undo(&c);
+		if (r == -ENOMEM && !*ret_error)
+			*ret_error = strdup("out of memory");
+	} else
+		log_info("Allocation %s: owner %s confined in %s%s%s, devices by %s.", a->id,
+			 c.pid, c.dir ?: "", c.dir && c.dir_v1 ? " and " : "", c.dir_v1 ?: "",
+			 enforce_devices_to_string(e->devices));
+	confinement_done(&c);
+	return r;
+}
+
+/* Removes @root/@id when it exists; logs when it cannot (still populated). */
+static void remove_cgroup(const char *root, const char *id)
+{
+	_cleanup_free_ char *dir = NULL;
+
+	if (!root || asprintf(&dir, "%s/%s", root, id) < 0)
+		return;
+	if (rmdir(dir) >= 0) {
+		log_info("Allocation %s: cgroup %s removed.", id, dir);
+		return;
+	}
+	if (errno == EBUSY)
+		log_warning("Allocation %s: cgroup %s still has processes; it is left as it is, "
+			    "confined, until they exit and someone removes it.",
+			    id, dir);
+	else if (errno != ENOENT)
+		log_warning_errno(-errno, "Allocation %s: failed to remove cgroup %s, ignoring: %m",
+				  id, dir);
+}
+
+static void on_released(const struct allocation *a, void *userdata)
+{
+	struct enforcer *e = userdata;
+
+	remove_cgroup(e->root_v1, a->id);
+	remove_cgroup(e->root, a->id);
+}
+
+static const struct allocations_observer observer = {
+	.granted = on_granted,
+	.released = on_released,
+};
+
+/* Children named like allocations ("a-" and 16 hex digits) that the ledger does not have. */
+static void sweep(struct enforcer *e, const char *root)
+{
+	DIR *d = root ? opendir(root) : NULL;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		const char *hex = startswith(de->d_name, "a-");
+
+		if (de->d_type != DT_DIR || !hex || strlen(hex) != 16 ||
+		    strspn(hex, "0123456789abcdef") != 16 ||
+		    ledger_find(allocations_ledger(e->allocations), de->d_name))
+			continue;
+		remove_cgroup(root, de->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+int enforcer_observe(struct enforcer *e, struct allocations *allocations)
+{
+	e->allocations = allocations;
+	allocations_set_observer(allocations, &observer, e, NULL);
+	sweep(e, e->root);
+	sweep(e, e->root_v1);
+	return 0;
+}
+
+/* ---- detection ---------------------------------------------------------------------------- */
+
+static bool is_fs(const char *path, long magic)
+{
+	struct statfs sfs;
+
+	return path && statfs(path, &sfs) >= 0 && sfs.f_type == magic;
+}
+
+int enforcer_new(const struct xpu_host *host, const struct enforce_settings *settings,
+		 struct inventory *inv, struct enforcer **ret)
+{
+	_cleanup_(enforcer_freep) struct enforcer *e = calloc(1, sizeof(*e));
+	_cleanup_(cgroup_mounts_done) struct cgroup_mounts m = {};
+	_cleanup_free_ char *mountinfo = NULL, *self = NULL, *self_v1 = NULL;
+	enum enforce_devices want = settings ? settings->devices : ENFORCE_DEVICES_AUTO;
+
+	if (!e)
+		return log_oom();
+	e->host = host;
+	e->inventory = inv;
+	/* the host's mount table: none in a generated tree, so nothing is detected there */
+	if (host->proc_fd >= 0 && read_attr_at(host->proc_fd, "self/mountinfo", 1024 * 1024,
+					       &mountinfo) >= 0) {
+		_cleanup_free_ char *pc = NULL;
+
+		if (cgroup_mounts_parse(mountinfo, &m) < 0)
+			return log_oom();
+		if (read_attr_at(host->proc_fd, "self/cgroup", 64 * 1024, &pc) >= 0) {
+			(void)cgroup_path_parse(pc, NULL, &self);
+			(void)cgroup_path_parse(pc, "devices", &self_v1);
+		}
+	}
+	e->hierarchy = m.hierarchy;
+	e->mount_v1 = TAKE_PTR(m.devices);
+	if (settings && settings->cgroup_root)
+		e->root = strdup(settings->cgroup_root);
+	else if (m.unified)
+		/* xpud's own cgroup: the one a service manager delegates to it */
+		e->root = join(m.unified, self ?: "/");
+	if (settings && settings->devices_v1_root)
+		e->root_v1 = strdup(settings->devices_v1_root);
+	else if (e->mount_v1)
+		e->root_v1 = join(e->mount_v1, self_v1 ?: "/");
+	if ((settings && settings->cgroup_root && !e->root) ||
+	    (settings && settings->devices_v1_root && !e->root_v1))
+		return log_oom();
+	if (e->root && !is_fs(e->root, CGROUP2_SUPER_MAGIC)) {
+		log_warning("Enforcement: %s is not a cgroup2 directory, it is not used.", e->root);
+		e->root = mfree(e->root);
+	}
+	if (e->root_v1 && !is_fs(e->root_v1, CGROUP_SUPER_MAGIC)) {
+		log_warning("Enforcement: %s is not a cgroup v1 directory, it is not used.",
+			    e->root_v1);
+		e->root_v1 = mfree(e->root_v1);
+	}
+	/* a configured root says what the host is, also where no mount table was read */
+	if (e->hierarchy == CGROUP_HIERARCHY_NONE && (e->root || e->root_v1))
+		e->hierarchy = e->root ? (e->root_v1 ? CGROUP_HIERARCHY_HYBRID
+						     : CGROUP_HIERARCHY_UNIFIED)
+				       : CGROUP_HIERARCHY_LEGACY;
+
+	if (want == ENFORCE_DEVICES_AUTO)
+		want = e->root ? ENFORCE_DEVICES_BPF : ENFORCE_DEVICES_V1;
+	if ((want == ENFORCE_DEVICES_BPF && !e->root) || (want == ENFORCE_DEVICES_V1 && !e->root_v1))
+		want = ENFORCE_DEVICES_NONE;
+	e->devices = want;
+	if (e->devices == ENFORCE_DEVICES_NONE)
+		log_info("Enforcement: cgroup hierarchy %s, no cgroup directory to confine grants "
+			 "in; grants asking to be enforced are refused.",
+			 cgroup_hierarchy_to_string(e->hierarchy));
+	else
+		log_info("Enforcement: cgroup hierarchy %s, grants confined in %s%s%s, devices by "
+			 "%s.",
+			 cgroup_hierarchy_to_string(e->hierarchy), e->root ?: "",
+			 e->root && e->devices == ENFORCE_DEVICES_V1 ? " and " : "",
+			 e->devices == ENFORCE_DEVICES_V1 ? e->root_v1 : "",
+			 enforce_devices_to_string(e->devices));
+	*ret = TAKE_PTR(e);
+	return 0;
+}
+
+struct enforcer *enforcer_free(struct enforcer *e)
+{
+	if (!e)
+		return NULL;
+	if (e->allocations)
+		allocations_set_observer(e->allocations, NULL, NULL, NULL);
+	free(e->root);
+	free(e->root_v1);
+	free(e->mount_v1);
+	free(e);
+	return NULL;
+}
+
+enum cgroup_hierarchy enforcer_hierarchy(const struct enforcer *e)
+{
+	return e ? e->hierarchy : CGROUP_HIERARCHY_NONE;
+}
+
+enum enforce_devices enforcer_devices(const struct enforcer *e)
+{
+	return e ? e->devices : ENFORCE_DEVICES_NONE;
+}
+
+const char *enforcer_cgroup_root(const struct enforcer *e)
+{
+	return e ? e->root : NULL;
+}
+
+/* ---- read back ---------------------------------------------------------------------------- */
+
+/* @dir/@file's content without its trailing newline, or NULL when absent. */
+static int read_control(const char *dir, const char *file, char **ret)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/%s", dir, file) < 0)
+		return -ENOMEM;
+	r = read_attr_at(AT_FDCWD, path, 64 * 1024, &text);
+	if (r == -ENOMEM)
+		return r;
+	*ret = r < 0 ? NULL : strstrip_trailing(TAKE_PTR(text));
+	return 0;
+}
+
+int enforcer_read(const struct enforcer *e, const char *id, struct enforce_status *ret)
+{
+	_cleanup_(enforce_status_done) struct enforce_status s = { .devices = ENFORCE_DEVICES_NONE };
+	_cleanup_free_ char *list = NULL;
+	int r;
+
+	if (!e)
+		return -ENOENT;
+	if (e->root && asprintf(&s.cgroup, "%s/%s", e->root, id) < 0)
+		return -ENOMEM;
+	if (e->root_v1 && asprintf(&s.cgroup_v1, "%s/%s", e->root_v1, id) < 0)
+		return -ENOMEM;
+	if (s.cgroup && access(s.cgroup, F_OK) < 0)
+		s.cgroup = mfree(s.cgroup);
+	if (s.cgroup_v1 && access(s.cgroup_v1, F_OK) < 0)
+		s.cgroup_v1 = mfree(s.cgroup_v1);
+	if (!s.cgroup && !s.cgroup_v1)
+		return -ENOENT;
+	if (s.cgroup) {
+		r = bpf_query(s.cgroup, &s.bpf_programs, &s.n_bpf_programs);
+		if (r == -ENOMEM)
+			return r;
+		if (r >= 0 && s.n_bpf_programs)
+			s.devices = ENFORCE_DEVICES_BPF;
+		if ((r = read_control(s.cgroup, "memory.max", &s.memory_max)) < 0 ||
+		    (r = read_control(s.cgroup, "cpu.max", &s.cpu_max)) < 0 ||
+		    (r = read_control(s.cgroup, "cpuset.cpus", &s.cpuset_cpus)) < 0 ||
+		    (r = read_control(s.cgroup, "cpuset.mems", &s.cpuset_mems)) < 0)
+			return r;
+	}
+	if (s.cgroup_v1) {
+		r = read_control(s.cgroup_v1, "devices.list", &list);
+		if (r < 0)
+			return r;
+		for (char *save = NULL, *l = list ? strtok_r(list, "\n", &save) : NULL; l;
+		     l = strtok_r(NULL, "\n", &save))
+			if (strv_extend(&s.v1_rules, l) < 0)
+				return -ENOMEM;
+		/* the root's "a *:* rwm" confines nothing */
+		if (s.v1_rules && !strv_contains(s.v1_rules, "a *:* rwm") &&
+		    s.devices == ENFORCE_DEVICES_NONE)
+			s.devices = ENFORCE_DEVICES_V1;
+	}
+	*ret = s;
+	s = (struct enforce_status){};
+	return 0;
+}
