@@ -149,6 +149,10 @@ struct xpu_backend {
 	 * it does, or before it tried). Set by the daemon; shown in /v1/backends. */
 	bool kmsg_read;
 	char *kmsg_reason;
+	/* Set by the registry at each enumeration, for the metrics: its error (0: it answered) and
+	 * when it last answered (CLOCK_MONOTONIC; 0: never). */
+	int enumerate_error;
+	uint64_t enumerated_usec;
 };
 
 extern const struct xpu_backend_ops pci_backend_ops;

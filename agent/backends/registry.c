@@ -8,6 +8,7 @@
 #include "backends/registry.h"
 #include "backends/vendor-rules.h"
 #include "backends/xrt-config.h"
+#include "shared/clock.h"
 #include "shared/log.h"
 
 const struct xpu_backend_ops *const registry_builtin_ops[] = {
@@ -224,6 +225,9 @@ int registry_enumerate(struct registry *r, struct device_list *ret)
 		if (!b->available)
 			continue;
 		k = b->ops->enumerate(b, &fresh);
+		b->enumerate_error = k < 0 ? k : 0;
+		if (k >= 0)
+			b->enumerated_usec = now_usec(CLOCK_MONOTONIC);
 		if (k < 0) {
 			log_warning_errno(k, "Backend %s failed to enumerate, keeping its %zu last "
 					     "known devices: %m",

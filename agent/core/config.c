@@ -18,6 +18,7 @@
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
+#include "shared/sockaddr.h"
 #include "shared/strv.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -644,6 +645,32 @@ static const struct config_key enforce_keys[] = {
 	{},
 };
 
+static int convert_metrics_interval(const struct config_key *k, const char *text, void *field)
+{
+	uint64_t u = 0;
+
+	if (parse_duration(text, &u) < 0 || u < 1000000 || u > 24ULL * 3600 * 1000000)
+		return -EINVAL;
+	*(uint64_t *)field = u;
+	return 0;
+}
+
+static int parse_metrics_interval(struct config_ctx *x, const struct config_key *k,
+				  const struct config_value *v, void *field)
+{
+	return parse_scalar(x, k, v, field, convert_metrics_interval,
+			    "a duration from 1s to 24h such as 15s", false);
+}
+
+static const struct config_key metrics_keys[] = {
+	CONFIG_KEY_STRING("listen", struct config_metrics, listen, .valid = listen_address_valid,
+			  .expect = "an address such as 127.0.0.1:9400, [::1]:9400 or "
+				    "unix:/run/xpud/metrics.sock"),
+	CONFIG_KEY_CUSTOM("interval", parse_metrics_interval, struct config_metrics,
+			  interval_usec),
+	{},
+};
+
 /* The core's keys, at the top level of the file. */
 static const struct config_key core_keys[] = {
 	CONFIG_KEY_PATH("socket", struct config, socket_path),
@@ -670,6 +697,7 @@ static const struct config_key core_keys[] = {
 	CONFIG_KEY_CUSTOM("reset-when-idle", parse_reset_when_idle, struct config,
 			  reset_when_idle),
 	CONFIG_KEY_TABLE("enforce", struct config, enforce, enforce_keys),
+	CONFIG_KEY_TABLE("metrics", struct config, metrics, metrics_keys),
 	{},
 };
 
@@ -681,6 +709,7 @@ void config_init(struct config *c)
 		.health = HEALTH_POLICY_DEFAULT,
 		.repartition_timeout_usec = CONFIG_REPARTITION_TIMEOUT_USEC,
 		.log_level = -1,
+		.metrics.interval_usec = CONFIG_METRICS_INTERVAL_USEC,
 	};
 }
 

@@ -18,6 +18,7 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/xpud/xpud.yaml"
 #define CONFIG_REPARTITION_TIMEOUT_USEC (10ULL * 60 * 1000000) /* repartition-timeout: 10 min */
+#define CONFIG_METRICS_INTERVAL_USEC (15ULL * 1000000)		/* metrics: interval: 15 s */
 
 /* What a device's error asks for, in increasing severity (the words a backend's table of faults
  * uses in the configuration). */
@@ -233,6 +234,11 @@ struct config {
 		char *devices_v1_root; /* a directory of the v1 devices controller; NULL: detected */
 		int devices;	       /* CONFIG_ENFORCE_DEVICES_WORDS' index: 0 auto, 1 bpf, ... */
 	} enforce;
+	/* "metrics:": the Prometheus listener (read at start) and how often its page is renewed */
+	struct config_metrics {
+		char *listen;		/* listen_address_parse()'s forms; NULL: no metrics */
+		uint64_t interval_usec; /* CONFIG_METRICS_INTERVAL_USEC by default; >= 1 s */
+	} metrics;
 
 	/* The sections the file may have (borrowed, NULL-terminated; NULL: none), and their parsed
 	 * structs, one per section, allocated by the parse (see config_section()). */

@@ -16,6 +16,7 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "api/metrics.h"
 #include "backends/registry.h"
 #include "core/inventory.h"
 #include "core/plan.h"
@@ -34,6 +35,7 @@
 #include "shared/fileio.h"
 #include "shared/host.h"
 #include "shared/lockfile.h"
+#include "shared/sockaddr.h"
 #include "shared/log.h"
 #include "shared/strv.h"
 #include "xpu/client.h"
@@ -71,6 +73,7 @@ struct manager {
 	char *kubelet_dir;
 	struct api *api;
 	struct http_server *server;
+	struct metrics *metrics; /* NULL: no metrics listener configured */
 	struct uevent_monitor *uevents;
 	char *uevent_socket;
 	struct deviceplugin *plugin; /* NULL: no kubelet directory, every resource is local */
@@ -159,6 +162,7 @@ static void on_inventory_event(const struct inventory_event *ev, void *userdata)
 	}
 	if (m->api)
 		api_broadcast(m->api, ev);
+	metrics_changed(m->metrics);
 	deviceplugin_changed(m->plugin);
 	cdi_writer_changed(m->cdi);
 	nfd_writer_changed(m->nfd);
@@ -562,6 +566,7 @@ static void on_repartition_news(const struct repartition_news *n, void *userdata
 
 	if (m->api)
 		api_broadcast_repartition(m->api, n);
+	metrics_changed(m->metrics);
 }
 
 static int rescan_hook(void *userdata)
@@ -943,6 +948,37 @@ static int bind_socket(struct manager *m)
 	return TAKE_FD(fd);
 }
 
+/* The Prometheus listener, when the configuration names one (docs/metrics.md). */
+static int start_metrics(struct manager *m)
+{
+	const char *listen = m->config.metrics.listen;
+	struct listen_address a;
+	int fd, r;
+
+	if (!listen)
+		return 0;
+	r = listen_address_parse(listen, &a);
+	if (r < 0)
+		return log_error_errno(r, "Invalid metrics listen address '%s'.", listen);
+	r = metrics_new(m->event,
+			&(struct metrics_context){ .inventory = m->inventory,
+						   .registry = m->registry,
+						   .allocations = m->allocations,
+						   .interval_usec = m->config.metrics.interval_usec },
+			&m->metrics);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the metrics: %m");
+	/* the page is for anyone on the host, as a TCP port on the loopback would be */
+	fd = listen_address_open(&a, 0666);
+	if (fd < 0)
+		return log_error_errno(fd, "Failed to listen for metrics on %s: %m", listen);
+	r = metrics_serve(m->metrics, fd, NULL);
+	if (r < 0)
+		return log_error_errno(r, "Failed to serve the metrics on %s: %m", listen);
+	log_info("Serving metrics on %s.", listen);
+	return 0;
+}
+
 static int setup_signals(struct manager *m)
 {
 	sigset_t mask;
@@ -1141,6 +1177,10 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 		return log_error_errno(r, "Failed to serve the API: %m");
 	http_server_set_privileged(m->server, api_peer_privileged, m->api);
 
+	r = start_metrics(m);
+	if (r < 0)
+		return r;
+
 	r = start_deviceplugin(m);
 	if (r < 0)
 		log_warning_errno(r, "The kubelet device plugin is off, ignoring: %m");
@@ -1188,6 +1228,7 @@ struct manager *manager_free(struct manager *m)
 	m->recovery = recovery_free(m->recovery);
 	m->api = api_free(m->api);
 	m->server = http_server_free(m->server);
+	m->metrics = metrics_free(m->metrics);
 	if (m->socket_owned)
 		(void)unlink(m->socket_path);
 	safe_close(m->listen_fd);

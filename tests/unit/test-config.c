@@ -197,6 +197,40 @@ static void test_enforce(void **state)
 	expect_error("enforce: {cgroup: /x}\n", "unknown key 'cgroup' in enforce");
 }
 
+static void test_metrics(void **state)
+{
+	struct config c;
+	char *err = NULL;
+
+	/* off by default, renewed every 15 s once on */
+	assert_int_equal(parse("", &c, &err), 0);
+	assert_null(c.metrics.listen);
+	assert_true(c.metrics.interval_usec == 15000000);
+	config_done(&c);
+
+	assert_int_equal(parse("metrics: {listen: \"127.0.0.1:9400\", interval: 30s}\n", &c, &err),
+			 0);
+	assert_string_equal(c.metrics.listen, "127.0.0.1:9400");
+	assert_true(c.metrics.interval_usec == 30000000);
+	config_done(&c);
+	assert_int_equal(parse("metrics:\n  listen: unix:/run/xpud/metrics.sock\n", &c, &err), 0);
+	assert_string_equal(c.metrics.listen, "unix:/run/xpud/metrics.sock");
+	config_done(&c);
+	assert_int_equal(parse("metrics: {listen: \"[::1]:9400\"}\n", &c, &err), 0);
+	config_done(&c);
+
+	expect_error("metrics: {listen: localhost:9400}\n",
+		     "line 1: listen: 'localhost:9400' is not an address such as 127.0.0.1:9400");
+	expect_error("metrics: {listen: \"127.0.0.1:0\"}\n", "listen: '127.0.0.1:0' is not");
+	expect_error("metrics: {listen: \"127.0.0.1:65536\"}\n", "is not an address");
+	expect_error("metrics: {listen: \"127.0.0.1\"}\n", "is not an address");
+	expect_error("metrics: {listen: \"[::1:9400\"}\n", "is not an address");
+	expect_error("metrics: {listen: \"unix:relative\"}\n", "is not an address");
+	expect_error("metrics: {interval: 500ms}\n",
+		     "line 1: interval: expected a duration from 1s to 24h such as 15s, got '500ms'");
+	expect_error("metrics: {port: 9400}\n", "unknown key 'port' in metrics");
+}
+
 static void test_kmod_resource(void **state)
 {
 	struct config c;
@@ -571,7 +605,7 @@ static void test_sections(void **state)
 				 "socket-mode, admin-group, health-interval, log-level, partitions, "
 				 "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				 "health-suspect-after, health-probation, repartition-timeout, "
-				 "reset-when-idle, enforce)");
+				 "reset-when-idle, enforce, metrics)");
 	free(err);
 	err = NULL;
 	config_done(&c);
@@ -588,7 +622,7 @@ static void test_section_errors(void **state)
 				     "socket-mode, admin-group, health-interval, log-level, partitions, "
 				     "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				     "health-suspect-after, health-probation, repartition-timeout, "
-				     "reset-when-idle, enforce, nvidia, kmod)");
+				     "reset-when-idle, enforce, metrics, nvidia, kmod)");
 	expect_error("log-level: info\nnvidia:\n  nvml: /x\n",
 		     "line 3: unknown key 'nvml' in nvidia (known: nvml-library, cuda-library, "
 		     "xid-actions, helper-failures, helper-max-age, helper-timeout, "
@@ -882,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_reset_when_idle),
 		cmocka_unit_test(test_enforce),
+		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_kmod_resource),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_policy),
