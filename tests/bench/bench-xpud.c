@@ -51,7 +51,8 @@
 #include "shared/log.h"
 #include "sim/fixture.h"
 
-static const char request[] = "GET /v1/devices HTTP/1.1\r\nHost: xpud\r\n\r\n";
+/* What round_trip() asks (the metrics bench asks for /metrics instead). */
+static const char *request = "GET /v1/devices HTTP/1.1\r\nHost: xpud\r\n\r\n";
 
 static double now_us(void)
 {
@@ -133,7 +134,7 @@ static double round_trip(int fd, char *buf, size_t cap, size_t *ret_size)
 {
 	double start = now_us();
 
-	if (write(fd, request, sizeof(request) - 1) != (ssize_t)sizeof(request) - 1)
+	if (write(fd, request, strlen(request)) != (ssize_t)strlen(request))
 		die("write");
 	*ret_size = read_response(fd, buf, cap);
 	return now_us() - start;
@@ -1303,6 +1304,111 @@ static void bench_fit(const char *bin, const char *hgx, const char *nvml, int n)
 	free(json);
 }
 
+/* User plus system CPU of @pid in seconds, from /proc/PID/stat. */
+static double cpu_seconds(pid_t pid)
+{
+	char path[64], *text = NULL, *p;
+	unsigned long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_attr_at(AT_FDCWD, path, 1 << 16, &text) < 0)
+		die("stat");
+	p = strrchr(text, ')'); /* the command may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		die("stat");
+	free(text);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * The metrics listener on the HGX node with the fake NVML, its last GPU in seven MIG instances:
+ * a scrape against a bare echo of the same bytes, interleaved; xpud's CPU over a minute of
+ * scrapes every 15 s with the page renewed every 15 s; its RSS with metrics on.
+ */
+static void bench_metrics(const char *bin, const char *hgx, const char *nvml, int n)
+{
+	static const char scrape[] = "GET /metrics HTTP/1.1\r\nHost: xpud\r\n\r\n";
+	static char buf[4 << 20];
+	char *root = NULL, *err = NULL, sock[4200], msock[4200], bare[4200], conf[4200], desc[4200];
+	char state[] = "/dev/shm/xpud-bench-metrics-XXXXXX", cmd[256];
+	double med[2], p99[2], cpu0, cpu1;
+	size_t size[2], page;
+	const char *saved = request;
+	pid_t pid, srv;
+	FILE *f;
+	int fd;
+
+	if (fixture_build_temp(hgx, &root, &err) < 0 || !mkdtemp(state))
+		die("fixture");
+	snprintf(sock, sizeof(sock), "%s/run/xpud.sock", root);
+	snprintf(msock, sizeof(msock), "%s/run/metrics.sock", root);
+	snprintf(bare, sizeof(bare), "%s/run/bare.sock", root);
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	snprintf(desc, sizeof(desc), "%s/run/fake-nvml.json", root);
+	f = fopen(conf, "we");
+	if (!f)
+		die("config");
+	fprintf(f, "metrics: {listen: \"unix:%s\", interval: 15s}\npartitions:\n"
+		   "  - match: {pci: \"0000:db:00.0\"}\n    mig: all-1g.10gb\n", msock);
+	fclose(f);
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		pin(true);
+		dup2(devnull, STDERR_FILENO);
+		setenv("XPU_NVML_LIBRARY", nvml, 1);
+		setenv("XPU_FAKE_NVML", desc, 1);
+		execl(bin, bin, "--root", root, "--socket", sock, "--state-dir", state, "--config",
+		      conf, "--log-level", "warning", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; access(msock, F_OK) != 0; i++) {
+		if (i > 500)
+			die("xpud did not start");
+		usleep(20 * 1000);
+	}
+	usleep(500 * 1000); /* the helper's first answer and CUDA probe */
+
+	request = scrape;
+	fd = connect_to(msock);
+	(void)round_trip(fd, buf, sizeof(buf), &page);
+	close(fd);
+	srv = bare_server(bare, page);
+	measure_pair(msock, bare, n, med, p99, size);
+	stop(srv);
+	request = saved;
+	printf("| GET /metrics, HGX with 7 MIG slices (%zu B), median | %.1f us | bare socket echo "
+	       "of %zu B: %.1f us | %.2fx | < 1 ms, <= 3x |\n",
+	       size[0], med[0], size[1], med[1], med[0] / med[1]);
+	printf("| GET /metrics, HGX, p99 | %.1f us | %.1f us | %.2fx | - |\n", p99[0], p99[1],
+	       p99[0] / p99[1]);
+
+	/* a minute as Prometheus sees it: one scrape every 15 s, on a new connection */
+	sleep(2);
+	cpu0 = cpu_seconds(pid);
+	for (int i = 0; i < 4; i++) {
+		fd = connect_to(msock);
+		request = scrape;
+		(void)round_trip(fd, buf, sizeof(buf), &page);
+		request = saved;
+		close(fd);
+		sleep(15);
+	}
+	cpu1 = cpu_seconds(pid);
+	printf("| xpud CPU with metrics on, a scrape every 15 s, over 60 s | %.3f%% of a core | - | "
+	       "- | < 0.2%% |\n",
+	       (cpu1 - cpu0) / 60.0 * 100.0);
+	printf("| xpud RSS with metrics on (fake NVML in the helper) | %.1f MiB | - | - | < 8 MiB "
+	       "|\n",
+	       (double)rss_kib(pid) / 1024.0);
+	stop(pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
+	(void)!system(cmd);
+	fixture_destroy(root);
+	free(root);
+}
+
 int main(int argc, char *argv[])
 {
 	const struct sim_node *node = sim_node_find("hgx-h100");
@@ -1320,6 +1426,10 @@ int main(int argc, char *argv[])
 	pin(false);
 	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "fit")) { /* the fit lines alone */
 		bench_fit(argv[1], node->json, argc > 3 ? argv[3] : NULL, n / 4 > 50 ? n / 4 : 50);
+		return 0;
+	}
+	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "metrics") && argc > 3) { /* the metrics lines */
+		bench_metrics(argv[1], node->json, argv[3], n);
 		return 0;
 	}
 	if (streq_ptr(getenv("XPU_BENCH_ONLY"), "enumerate")) { /* the enumeration lines alone */
