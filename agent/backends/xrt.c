@@ -241,9 +241,9 @@ static int describe_compute_units(struct xrt *x, struct xpu_device *d)
 	for (char *cu = strtok_r(copy, ",", &save); cu; cu = strtok_r(NULL, ",", &save))
 		if (strv_extend(&cus, cu) < 0)
 			return -ENOMEM;
+	if (!cus)
+		return 0; /* a list of commas only */
 	n = strv_length(cus);
-	if (n == 0)
-		return 0;
 	r = device_add_profile(d, &(struct xpu_partition_profile){
 					  .name = (char *)"whole", .total = 1, .free = 1,
 					  .compute_fraction = 1 });
