@@ -10,10 +10,11 @@ if [ "${1:-}" = test ]; then
 	# container from the CDI specs (test-podman-cdi); clang-tidy and cppcheck are the static
 	# analysis (tests/static/), valgrind checks xpud under the integration tests; libxrt1 is
 	# XRT, whose software emulation test-xrt runs for real; prometheus (with promtool) checks
-	# and scrapes the metrics page (test-metrics)
+	# and scrapes the metrics page (test-metrics); slurmd reads the gres.conf of xpuctl export
+	# slurm (test-slurm)
 	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
 protobuf-compiler python3-jsonschema python3-yaml podman runc busybox-static util-linux
-clang-tidy cppcheck valgrind libxrt1 prometheus"
+clang-tidy cppcheck valgrind libxrt1 prometheus slurmd"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

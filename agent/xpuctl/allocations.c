@@ -171,13 +171,10 @@ int verb_allocations(struct ctl *ctl, char **args)
 	return list_verb(ctl, "/v1/allocations", "allocations", columns, ELEMENTSOF(columns));
 }
 
-int verb_fit(struct ctl *ctl, char **args)
+int fit_body(const struct ctl *ctl, json_t **ret)
 {
-	_cleanup_json_ json_t *body = json_object(), *doc = NULL;
-	const json_t *v;
+	_cleanup_json_ json_t *body = json_object();
 	uint64_t bytes;
-	size_t i;
-	int r;
 
 	if (!body)
 		return oom();
@@ -217,6 +214,20 @@ int verb_fit(struct ctl *ctl, char **args)
 	if ((ctl->kind && json_object_set_new(body, "kind", json_string(ctl->kind)) < 0) ||
 	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0))
 		return oom();
+	*ret = TAKE_PTR(body);
+	return CTL_EXIT_OK;
+}
+
+int verb_fit(struct ctl *ctl, char **args)
+{
+	_cleanup_json_ json_t *body = NULL, *doc = NULL;
+	const json_t *v;
+	size_t i;
+	int r;
+
+	r = fit_body(ctl, &body);
+	if (r != CTL_EXIT_OK)
+		return r;
 	r = ctl_call_body(ctl, "POST", "/v1/fit", body, &doc);
 	if (r != CTL_EXIT_OK)
 		return r;

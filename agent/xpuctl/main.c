@@ -11,7 +11,7 @@
  *   4  xpud's answer was malformed
  *
  * This file holds the command line and the table of verbs. Beside it: one file per group of
- * verbs (devices.c, node.c, allocations.c, plan.c, events.c), output.c for the views and the
+ * verbs (devices.c, node.c, allocations.c, plan.c, events.c, export.c), output.c for the views and the
  * tables, whose columns each verb describes as data, and client.c for the requests.
  */
 #include <errno.h>
@@ -51,6 +51,11 @@ static void help(void)
 	       "                      LAYOUT is a partition rule's offer ('mig: [3g.40gb, 3g.40gb]',\n"
 	       "                      'replicas: 4', 'whole: true'); --policy goes back to the\n"
 	       "                      configuration's; --wait follows it to the end\n"
+	       "  export slurm [--dev-prefix DIR]\n"
+	       "                      gres.conf lines and the Gres= of slurm.conf for this node\n"
+	       "  export json [--memory SIZE ...]\n"
+	       "                      Inventory, slices, capacity and fit in one versioned\n"
+	       "                      document (docs/export.schema.json)\n"
 	       "\n"
 	       "Options:\n"
 	       "  -h --help           Show this help\n"
@@ -78,6 +83,7 @@ struct verb {
 	bool fit_options;   /* takes --memory, --compute, ... */
 	bool cordon_options; /* takes --reason */
 	bool repartition_options; /* takes --layout, --policy, --timeout, --wait */
+	bool export_options; /* takes --dev-prefix (and the fit options, checked by the verb) */
 };
 
 static const struct verb verbs[] = {
@@ -105,6 +111,8 @@ static const struct verb verbs[] = {
 	{ "repartition", 1,
 	  "repartition DEVICE --layout LAYOUT|--policy [--timeout DURATION] [--wait]",
 	  verb_repartition, .repartition_options = true },
+	{ "export", 1, "export slurm [--dev-prefix DIR] | export json [FIT OPTIONS]", verb_export,
+	  .fit_options = true, .export_options = true },
 };
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -140,6 +148,7 @@ enum {
 	ARG_POLICY,
 	ARG_TIMEOUT,
 	ARG_WAIT,
+	ARG_DEV_PREFIX,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -167,6 +176,7 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "policy", no_argument, NULL, ARG_POLICY },
 		{ "timeout", required_argument, NULL, ARG_TIMEOUT },
 		{ "wait", no_argument, NULL, ARG_WAIT },
+		{ "dev-prefix", required_argument, NULL, ARG_DEV_PREFIX },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -274,6 +284,12 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			ctl->wait = true;
 			ctl->n_repartition_options++;
 			break;
+		case ARG_DEV_PREFIX:
+			if (isempty(optarg))
+				return usage_error("--dev-prefix needs a directory");
+			ctl->dev_prefix = optarg;
+			ctl->n_export_options++;
+			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -310,7 +326,8 @@ int main(int argc, char *argv[])
 	if ((ctl.n_alloc_options && !verb->alloc_options) ||
 	    (ctl.n_fit_options && !verb->fit_options) ||
 	    (ctl.n_cordon_options && !verb->cordon_options) ||
-	    (ctl.n_repartition_options && !verb->repartition_options))
+	    (ctl.n_repartition_options && !verb->repartition_options) ||
+	    (ctl.n_export_options && !verb->export_options))
 		return usage_error("that option does not apply to '%s'; usage: xpuctl %s",
 				   verb->name, verb->usage);
 

@@ -46,10 +46,13 @@ struct ctl {
 	bool to_policy;
 	const char *timeout;
 	bool wait;
+	/* export */
+	const char *dev_prefix;
 	unsigned n_alloc_options; /* how many of the alloc options were given */
 	unsigned n_fit_options;
 	unsigned n_cordon_options;
 	unsigned n_repartition_options;
+	unsigned n_export_options;
 	struct xpu_client *client; /* connected on first use */
 };
 
@@ -78,6 +81,8 @@ int fetch_list(struct ctl *ctl, const char *path, const char *key, json_t **ret_
  */
 int list_verb(struct ctl *ctl, const char *path, const char *key, const struct column *columns,
 	      size_t n_columns);
+/* The body of POST /v1/fit from --memory, --compute, --count, --kind and --resource. */
+int fit_body(const struct ctl *ctl, json_t **ret);
 /* Percent-encodes one path segment (malloc'd), or NULL when out of memory. */
 char *path_escape(const char *s);
 
@@ -99,3 +104,4 @@ int verb_cordon(struct ctl *ctl, char **args);
 int verb_uncordon(struct ctl *ctl, char **args);
 int verb_repartition(struct ctl *ctl, char **args);
 int verb_events(struct ctl *ctl, char **args);
+int verb_export(struct ctl *ctl, char **args);
