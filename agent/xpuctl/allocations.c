@@ -132,8 +132,7 @@ int verb_release(struct ctl *ctl, char **args)
 	return CTL_EXIT_OK;
 }
 
-/* The IDs of an allocation's slices, "s0,s1". */
-static const char *allocation_slices(const json_t *a, char *buf, size_t size)
+const char *allocation_slices(const json_t *a, char *buf, size_t size)
 {
 	const json_t *sl;
 	size_t j;
@@ -147,8 +146,7 @@ static const char *allocation_slices(const json_t *a, char *buf, size_t size)
 	return buf;
 }
 
-/* "pid 20865", with " (gone, release pending)" once its owner has gone. */
-static const char *allocation_owner(const json_t *a, char *buf, size_t size)
+const char *allocation_owner(const json_t *a, char *buf, size_t size)
 {
 	const json_t *owner = json_object_get(a, "owner");
 

@@ -11,8 +11,8 @@
  *   4  xpud's answer was malformed
  *
  * This file holds the command line and the table of verbs. Beside it: one file per group of
- * verbs (devices.c, node.c, allocations.c, plan.c, events.c, export.c), output.c for the views and the
- * tables, whose columns each verb describes as data, and client.c for the requests.
+ * verbs (devices.c, node.c, allocations.c, plan.c, events.c, top.c, export.c), output.c for the
+ * views and the tables, whose columns each verb describes as data, and client.c for the requests.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +39,8 @@ static void help(void)
 	       "  capacity            Show capacity per resource\n"
 	       "  health              Show node and device health\n"
 	       "  events              Follow device events until xpud ends the stream or Ctrl-C\n"
+	       "  top                 Devices, slices and allocations, redrawn as they change;\n"
+	       "                      q quits (off a terminal: one frame)\n"
 	       "  version             Show client and daemon versions and backends\n"
 	       "  rescan              Ask xpud to rescan devices (needs privilege)\n"
 	       "  alloc, release, allocations, fit, plan, reload\n"
@@ -93,6 +95,7 @@ static const struct verb verbs[] = {
 	{ "capacity", 0, "capacity", verb_capacity },
 	{ "health", 0, "health", verb_health },
 	{ "events", 0, "events", verb_events },
+	{ "top", 0, "top", verb_top },
 	{ "version", 0, "version", verb_version },
 	{ "rescan", 0, "rescan", verb_rescan },
 	{ "alloc", 1,

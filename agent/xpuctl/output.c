@@ -109,7 +109,7 @@ static size_t text_width(const char *s)
 	return n;
 }
 
-static void table_flush(const struct table *t, bool legend)
+static void table_flush(const struct table *t, bool legend, FILE *f)
 {
 	size_t first = legend ? 0 : t->n_columns;
 	size_t widths[16] = {};
@@ -122,11 +122,11 @@ static void table_flush(const struct table *t, bool legend)
 	for (size_t i = first; i < t->n_cells; i++) {
 		size_t col = i % t->n_columns;
 
-		fputs(t->cells[i], stdout);
+		fputs(t->cells[i], f);
 		if (col + 1 == t->n_columns || i + 1 == t->n_cells)
-			putchar('\n');
+			fputc('\n', f);
 		else
-			printf("%*s", (int)(widths[col] - text_width(t->cells[i]) + 2), "");
+			fprintf(f, "%*s", (int)(widths[col] - text_width(t->cells[i]) + 2), "");
 	}
 }
 
@@ -172,7 +172,8 @@ static const char *column_cell(const struct column *c, const json_t *row, char b
 	}
 }
 
-int table_print(const struct column *columns, size_t n_columns, const json_t *rows, bool legend)
+int table_fprint(FILE *f, const struct column *columns, size_t n_columns, const json_t *rows,
+		 bool legend)
 {
 	_cleanup_(table_done) struct table t = { .n_columns = n_columns };
 	const json_t *row;
@@ -189,8 +190,13 @@ int table_print(const struct column *columns, size_t n_columns, const json_t *ro
 				return -ENOMEM;
 		}
 	}
-	table_flush(&t, legend);
+	table_flush(&t, legend, f);
 	return 0;
+}
+
+int table_print(const struct column *columns, size_t n_columns, const json_t *rows, bool legend)
+{
+	return table_fprint(stdout, columns, n_columns, rows, legend);
 }
 
 /* ---- JSON field formatting -------------------------------------------------------------- */

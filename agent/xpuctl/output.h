@@ -48,6 +48,9 @@ struct column {
  * each column as wide as its widest cell, the header first with @legend. 0 or -ENOMEM.
  */
 int table_print(const struct column *columns, size_t n_columns, const json_t *rows, bool legend);
+/* The same to @f. */
+int table_fprint(FILE *f, const struct column *columns, size_t n_columns, const json_t *rows,
+		 bool legend);
 
 /* The string member @key of @o, or NULL. */
 const char *j_str(const json_t *o, const char *key);

@@ -83,6 +83,10 @@ int list_verb(struct ctl *ctl, const char *path, const char *key, const struct c
 	      size_t n_columns);
 /* The body of POST /v1/fit from --memory, --compute, --count, --kind and --resource. */
 int fit_body(const struct ctl *ctl, json_t **ret);
+/* Table cells of an allocation: the IDs of its slices ("s0,s1"), and its owner ("pid 20865",
+ * with " (gone, release pending)" once its owner has gone). */
+const char *allocation_slices(const json_t *a, char *buf, size_t size);
+const char *allocation_owner(const json_t *a, char *buf, size_t size);
 /* Percent-encodes one path segment (malloc'd), or NULL when out of memory. */
 char *path_escape(const char *s);
 
@@ -105,3 +109,4 @@ int verb_uncordon(struct ctl *ctl, char **args);
 int verb_repartition(struct ctl *ctl, char **args);
 int verb_events(struct ctl *ctl, char **args);
 int verb_export(struct ctl *ctl, char **args);
+int verb_top(struct ctl *ctl, char **args);
