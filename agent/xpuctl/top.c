@@ -505,6 +505,10 @@ int verb_top(struct ctl *ctl, char **args)
 	char *error = NULL;
 	int r;
 
+	if (ctl->json) {
+		fprintf(stderr, "xpuctl: top has no JSON output (see devices, capacity, allocations)\n");
+		return CTL_EXIT_USAGE;
+	}
 	r = ctl_connect(ctl);
 	if (r != CTL_EXIT_OK)
 		return r;

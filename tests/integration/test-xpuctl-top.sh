@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # xpuctl top in a real terminal: tmux runs it on xpud serving the mixed node. The devices show;
 # an allocation made meanwhile shows without a key pressed; a wider window redraws the cut lines;
-# q and SIGTERM end it with the terminal's settings as they were (stty -g before and after); off
-# a terminal it prints one frame and exits 0. Skips (77) without tmux.
+# q, SIGTERM and SIGINT end it with the terminal's settings as they were (stty -g before and after); off
+# a terminal it prints one frame and exits 0; -o json is refused. Skips (77) without tmux.
 set -eu
 command -v tmux >/dev/null || { echo "tmux is not installed"; exit 77; }
 : "${XPUD_BIN:?}" "${XPUCTL_BIN:?}" "${XPU_MKFIXTURE_BIN:?}"
@@ -55,11 +55,15 @@ done
 rc=0
 timeout 10 "$XPUCTL_BIN" --socket "$sock" top </dev/null >"$dir/frame" || rc=$?
 [ $rc -eq 0 ] || fail "top into a file exited $rc"
-grep -q "^0000:4d:00.0 *Habana Gaudi2 *healthy" "$dir/frame" || fail "no Gaudi2 in the frame"
-[ "$(grep -c '^DEVICES$' "$dir/frame")" -eq 1 ] || fail "not one frame"
 if grep -q "$(printf '\033')" "$dir/frame"; then
 	fail "escape sequences in the frame"
 fi
+grep -q "^0000:4d:00.0 *Habana Gaudi2 *healthy" "$dir/frame" || fail "no Gaudi2 in the frame"
+[ "$(grep -c '^DEVICES$' "$dir/frame")" -eq 1 ] || fail "not one frame"
+
+rc=0
+"$XPUCTL_BIN" --socket "$sock" -o json top </dev/null >/dev/null 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "top -o json exited $rc, not 1"
 
 # In the terminal: the shell records the settings before and after, and how top ended.
 cat >"$dir/run.sh" <<END
@@ -86,8 +90,9 @@ ended_cooked() {
 
 start_top 80
 wait_pane "0000:8a:00.0  Intel Data Center GPU Flex 170" || fail "the devices do not show"
+# the end of the header line is past column 80
 if $tm capture-pane -p -t top | grep -qF "(q quits)"; then
-	fail "the header is not cut at 80 columns"
+	fail "the header shows whole at 80 columns"
 fi
 
 id=$("$XPUCTL_BIN" --socket "$sock" alloc habana.ai/gaudi | sed -n 's/^Allocation: *//p')
@@ -97,11 +102,22 @@ wait_pane "$id  habana.ai/gaudi" || fail "the allocation $id does not show witho
 $tm resize-window -t top -x 200 -y 40
 wait_pane "(q quits)" || fail "no redraw at the new width"
 
+# 40x10: the last line is cut at 40 columns; were it not, it would wrap and scroll the screen
+$tm resize-window -t top -x 40 -y 10
+sleep 2.2
+$tm capture-pane -p -t top >"$dir/pane"
+[ "$(sed -n 10p "$dir/pane")" = "0000:8a:00.0  Intel Data Center GPU Flex" ] ||
+	fail "the tenth line is not the device cut at 40 columns"
+grep -q "^xpud at " "$dir/pane" || fail "the screen scrolled: no header at 40x10"
+
 $tm send-keys -t top q
 ended_cooked "q"
 $tm kill-session -t top
 
-start_top 120
-kill -TERM "$(cat "$dir/pid")"
-ended_cooked "SIGTERM"
+for sig in TERM INT; do
+	start_top 120
+	kill -"$sig" "$(cat "$dir/pid")"
+	ended_cooked "SIG$sig"
+	$tm kill-session -t top
+done
 echo "ok"
