@@ -684,7 +684,7 @@ static const struct config_key shape_keys[] = {
 	CONFIG_KEY_STRING("name", struct config_shape, name, .valid = shape_name_valid,
 			  .expect = "a name of 1 to 63 letters, digits, '.', '_' or '-'"),
 	CONFIG_KEY_STRING("resource", struct config_shape, resource, .valid = resource_name_valid,
-			  .expect = "a resource name such as nvidia.com/gpu"),
+			  .expect = "a resource name such as example.com/gpu"),
 	CONFIG_KEY_UNSIGNED("count", struct config_shape, count, 1, 100000,
 			    .expect = "a number of slices per workload"),
 	CONFIG_KEY_BOOL("numa-local", struct config_shape, numa_local),
@@ -747,7 +747,7 @@ static int parse_shapes(struct config_ctx *x, const struct config_key *k,
 	else if (n->type != YAML_SEQUENCE_NODE)
 		return fail(x->error, v->line,
 			    "%s: expected a list of shapes such as [{name: llm-70b, resource: "
-			    "nvidia.com/gpu, count: 4, numa-local: true}], not %s",
+			    "example.com/gpu, count: 4, numa-local: true}], not %s",
 			    v->key, node_shape(n));
 	else
 		size = config_node_size(v->node);
@@ -767,7 +767,7 @@ static int parse_shapes(struct config_ctx *x, const struct config_key *k,
 		if (config_node_kind(item) != CONFIG_NODE_MAPPING)
 			return fail(x->error, iv.line,
 				    "%s: expected a shape such as {name: llm-70b, resource: "
-				    "nvidia.com/gpu, count: 4}, not %s",
+				    "example.com/gpu, count: 4}, not %s",
 				    v->key, config_node_shape(item));
 		r = parse_mapping(x, &iv, " in a shape", shape_keys, s);
 		if (r < 0)
