@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/metrics.h"
+#include "core/alloc.h"
 #include "core/device.h"
 #include "core/health.h"
 #include "core/plan.h"
@@ -256,6 +257,8 @@ enum family_id {
 	F_SLICES,
 	F_SLICES_HEALTHY,
 	F_SLICES_ALLOCATED,
+	F_ALLOCATED_RATIO,
+	F_SHAPE_FITS,
 	F_SLICE_HEALTHY,
 	F_SLICE_ALLOCATED,
 	F_ALLOCATIONS,
@@ -301,6 +304,14 @@ static const struct family families[_F_MAX] = {
 	 "Slices whose device (and partition) is healthy, per resource and NUMA node."},
     [F_SLICES_ALLOCATED] = {"xpu_slices_allocated", FAMILY_GAUGE, NULL,
 			    "Slices held by allocations, per resource and NUMA node."},
+    [F_ALLOCATED_RATIO] =
+	{"xpu_resource_allocated_ratio", FAMILY_GAUGE, "ratio",
+	 "Slices held by allocations over healthy slices, per resource (0 when none is healthy; "
+	 "above 1 when allocations hold slices of unhealthy devices)."},
+    [F_SHAPE_FITS] =
+	{"xpu_shape_fits", FAMILY_GAUGE, NULL,
+	 "How many more workloads of each configured shape fit on the node now, topology and "
+	 "fragmentation included (the fit query)."},
     [F_SLICE_HEALTHY] = {"xpu_slice_healthy", FAMILY_GAUGE, NULL,
 			 "1 when the slice may be given to workloads."},
     [F_SLICE_ALLOCATED] = {"xpu_slice_allocated", FAMILY_GAUGE, NULL,
@@ -419,6 +430,35 @@ static void render_devices(struct page *p, const struct metrics_input *in)
 	}
 }
 
+/* Each configured shape through the fit query, on the inventory and allocations as they are. */
+static void render_shapes(struct page *p, const struct metrics_input *in)
+{
+	const struct device_list *devs = inventory_devices(in->inventory);
+	const struct slice_list *slices = inventory_slices(in->inventory);
+
+	page_family(p, &families[F_SHAPE_FITS]);
+	for (size_t i = 0; i < in->n_shapes; i++) {
+		const struct config_shape *s = &in->shapes[i];
+		const struct fit_request fr = {.memory_bytes = s->memory_bytes,
+					       .count = s->count,
+					       .resource = s->resource,
+					       .numa_local = s->numa_local,
+					       .connected = s->connected};
+		struct fit_result res = {};
+
+		/* the configuration checked the shape: only -ENOMEM fails */
+		if (alloc_fit(devs, slices, in->ledger, &fr, &res, NULL) < 0) {
+			p->oom = true;
+			return;
+		}
+		page_sample_u64(p, &families[F_SHAPE_FITS],
+				(const char *const[]){"shape", s->name, "resource", s->resource,
+						      NULL},
+				res.fits);
+		fit_result_done(&res);
+	}
+}
+
 static void render_capacity(struct page *p, const struct metrics_input *in)
 {
 	const struct device_list *devs = inventory_devices(in->inventory);
@@ -447,7 +487,20 @@ static void render_capacity(struct page *p, const struct metrics_input *in)
 				    v);
 			}
 	}
+	page_family(p, &families[F_ALLOCATED_RATIO]);
+	for (size_t i = 0; i < cap.n; i++) {
+		unsigned healthy = 0, allocated = 0;
+
+		for (size_t j = 0; j < cap.items[i].n_numa; j++) {
+			healthy += cap.items[i].numa[j].healthy;
+			allocated += cap.items[i].numa[j].allocated;
+		}
+		page_sample_double(p, &families[F_ALLOCATED_RATIO],
+				   (const char *const[]){"resource", cap.items[i].resource, NULL},
+				   healthy ? (double)allocated / healthy : 0.0);
+	}
 	capacity_list_clear(&cap);
+	render_shapes(p, in);
 
 	page_family(p, &families[F_SLICE_HEALTHY]);
 	for (size_t i = 0; i < slices->n; i++) {

@@ -25,6 +25,7 @@ struct metrics {
 	double render_seconds;
 	uint64_t n_renders;
 	struct http_server *server;
+	struct config_shapes shapes; /* a copy of the configuration's */
 };
 
 static const char *const content_types[_METRICS_FORMAT_MAX] = {
@@ -45,6 +46,8 @@ static int render(struct metrics *m)
 	    .now_monotonic_usec = start,
 	    .render_seconds = m->render_seconds,
 	    .version = XPU_VERSION,
+	    .shapes = m->shapes.items,
+	    .n_shapes = m->shapes.n,
 	};
 	char *pages[_METRICS_FORMAT_MAX] = {};
 	size_t lens[_METRICS_FORMAT_MAX];
@@ -99,6 +102,15 @@ void metrics_changed(struct metrics *m)
 		(void)sd_event_source_set_enabled(m->defer, SD_EVENT_ONESHOT);
 }
 
+int metrics_set_shapes(struct metrics *m, const struct config_shape *shapes, size_t n)
+{
+	int r = config_shapes_copy(shapes, n, &m->shapes);
+
+	if (r >= 0)
+		metrics_changed(m);
+	return r;
+}
+
 int metrics_new(sd_event *e, const struct metrics_context *ctx, struct metrics **ret)
 {
 	_cleanup_(metrics_freep) struct metrics *m = NULL;
@@ -112,6 +124,11 @@ int metrics_new(sd_event *e, const struct metrics_context *ctx, struct metrics *
 		return -ENOMEM;
 	m->event = sd_event_ref(e);
 	m->ctx = *ctx;
+	m->ctx.shapes = NULL;
+	m->ctx.n_shapes = 0;
+	r = config_shapes_copy(ctx->shapes, ctx->n_shapes, &m->shapes);
+	if (r < 0)
+		return r;
 	r = sd_event_now(e, CLOCK_MONOTONIC, &now);
 	if (r < 0)
 		return r;
@@ -146,6 +163,7 @@ struct metrics *metrics_free(struct metrics *m)
 	sd_event_source_disable_unref(m->defer);
 	for (size_t f = 0; f < _METRICS_FORMAT_MAX; f++)
 		free(m->page[f].data);
+	config_shapes_done(&m->shapes);
 	sd_event_unref(m->event);
 	free(m);
 	return NULL;

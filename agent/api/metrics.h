@@ -17,6 +17,7 @@
 
 #include "api/http.h"
 #include "backends/registry.h"
+#include "core/config.h"
 #include "core/inventory.h"
 #include "core/state.h"
 
@@ -36,6 +37,8 @@ struct metrics_input {
 	uint64_t now_monotonic_usec;	 /* for the backends' refresh ages */
 	double render_seconds; /* the last render's duration: xpu_scrape_duration_seconds */
 	const char *version;   /* xpu_build_info's version */
+	const struct config_shape *shapes; /* the workload shapes of xpu_shape_fits */
+	size_t n_shapes;
 };
 
 /*
@@ -63,6 +66,8 @@ struct metrics_context {
 	struct registry *registry;	 /* borrowed; may be NULL */
 	struct allocations *allocations; /* borrowed; may be NULL */
 	uint64_t interval_usec;		 /* how often the page is renewed without a change */
+	const struct config_shape *shapes; /* copied: the shapes of xpu_shape_fits */
+	size_t n_shapes;
 };
 
 struct metrics;
@@ -84,6 +89,9 @@ int metrics_serve(struct metrics *m, int fd, const struct http_limits *limits);
 /* Something the page shows changed without a new inventory generation (a health transition,
  * a cordon): the page is rendered again once the current dispatch is over. Accepts NULL. */
 void metrics_changed(struct metrics *m);
+/* Replaces the workload shapes of xpu_shape_fits with a copy of @shapes (a reload) and renders
+ * the page again once the current dispatch is over. 0 or -ENOMEM (the old shapes kept). */
+int metrics_set_shapes(struct metrics *m, const struct config_shape *shapes, size_t n);
 /* The page as the next scrape would get it (borrowed, until the next render). */
 const char *metrics_page(const struct metrics *m, enum metrics_format format, size_t *ret_len);
 /* How many pages were rendered (tests, the benchmark). */

@@ -93,6 +93,8 @@ struct fit_request {
 	unsigned count;	       /* slices per workload, >= 1 */
 	char *kind;	       /* "gpu", "accel", "fpga", or NULL: any */
 	char *resource;	       /* only this resource, or NULL: any */
+	bool numa_local;       /* each workload's slices on one NUMA node */
+	bool connected;	       /* each workload's devices linked by a fabric */
 };
 
 struct fit_result {
@@ -102,7 +104,12 @@ struct fit_result {
 };
 
 void fit_result_done(struct fit_result *r);
-/* 0 (fits may be 0) or -EINVAL (shape invalid, reason in *ret_error) or -ENOMEM. */
+/*
+ * 0 (fits may be 0) or -EINVAL (shape invalid, reason in *ret_error) or -ENOMEM. With
+ * numa_local or connected (and more than one slice per workload), fits counts the workloads the
+ * allocator would place one after the other, each on the slices the ones before left free, so
+ * that topology and fragmentation count; otherwise it is the free slices over count.
+ */
 int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 	      const struct ledger *ledger, const struct fit_request *req, struct fit_result *ret,
 	      char **ret_error);

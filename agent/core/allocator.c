@@ -751,16 +751,57 @@ int alloc_choose(const struct device_list *devs, const struct slice_list *slices
 struct fit_tally {
 	const char *resource;
 	unsigned n;
+	unsigned fits;	/* workloads of the shape: n / count, or as placed with the topology */
 	uint64_t waste; /* the fewest bytes one qualifying slice has beyond what is asked */
 };
 
-static bool fit_better(const struct fit_tally *a, const struct fit_tally *b, unsigned count)
+static bool fit_better(const struct fit_tally *a, const struct fit_tally *b)
 {
-	if (a->n / count != b->n / count)
-		return a->n / count > b->n / count;
+	if (a->fits != b->fits)
+		return a->fits > b->fits;
 	if (a->waste != b->waste)
 		return a->waste < b->waste;
 	return strcmp(a->resource, b->resource) < 0;
+}
+
+/*
+ * How many workloads of @req, each NUMA-local or connected, the allocator places on the free
+ * slices of @resource one after the other, each on what the ones before left: the allocator's
+ * own choices, so that a node fragmented across NUMA nodes or fabrics counts as it will when the
+ * workloads come. At most @n_free / count searches. 0 or -ENOMEM.
+ */
+static int fit_placed(const struct device_list *devs, const struct slice_list *slices,
+		      const struct ledger *ledger, const struct fit_request *req,
+		      const char *resource, unsigned n_free, unsigned *ret)
+{
+	const struct alloc_request ar = { .resource = (char *)resource,
+					  .count = req->count,
+					  .numa_local = req->numa_local,
+					  .connected = req->connected };
+	size_t held = ledger ? ledger->n : 0, most = n_free / req->count;
+	_cleanup_free_ struct allocation **items = calloc(held + most + 1, sizeof(*items));
+	_cleanup_free_ struct allocation *placed = calloc(most + 1, sizeof(*placed));
+	struct ledger l = { .items = items, .n = held };
+	unsigned n = 0;
+	int r = 0;
+
+	if (!items || !placed)
+		return -ENOMEM;
+	for (size_t i = 0; i < held; i++)
+		items[i] = ledger->items[i];
+	/* the ledger borrows the held allocations and the placed ones: it is never cleared */
+	while (n < most) {
+		r = choose(devs, slices, &l, &ar, req, &placed[n].slices, NULL);
+		if (r < 0)
+			break;
+		l.items[l.n++] = &placed[n++];
+	}
+	for (unsigned i = 0; i < n; i++)
+		strv_free(placed[i].slices);
+	if (r == -ENOMEM)
+		return r;
+	*ret = n;
+	return 0;
 }
 
 int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
@@ -801,15 +842,24 @@ int alloc_fit(const struct device_list *devs, const struct slice_list *slices,
 		x->n++;
 		x->waste = MIN(x->waste, waste);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (t[i].n >= req->count &&
-		    (best == SIZE_MAX || fit_better(&t[i], &t[best], req->count)))
+	for (size_t i = 0; i < n; i++) {
+		t[i].fits = t[i].n / req->count;
+		if (t[i].fits > 0 && req->count > 1 && (req->numa_local || req->connected)) {
+			r = fit_placed(devs, slices, ledger, req, t[i].resource, t[i].n,
+				       &t[i].fits);
+			if (r < 0)
+				return fail(ret_error, r, "Out of memory");
+		}
+		if (t[i].fits > 0 && (best == SIZE_MAX || fit_better(&t[i], &t[best])))
 			best = i;
+	}
 	if (best != SIZE_MAX) {
 		struct alloc_request ar = { .resource = (char *)t[best].resource,
-					    .count = req->count };
+					    .count = req->count,
+					    .numa_local = req->numa_local,
+					    .connected = req->connected };
 
-		res.fits = t[best].n / req->count;
+		res.fits = t[best].fits;
 		res.resource = strdup(t[best].resource);
 		if (!res.resource)
 			return fail(ret_error, -ENOMEM, "Out of memory");

@@ -671,6 +671,121 @@ static const struct config_key metrics_keys[] = {
 	{},
 };
 
+/* A shape's name, as a label value and in messages: 1-63 of [A-Za-z0-9._-]. */
+static bool shape_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 63 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+static const struct config_key shape_keys[] = {
+	CONFIG_KEY_STRING("name", struct config_shape, name, .valid = shape_name_valid,
+			  .expect = "a name of 1 to 63 letters, digits, '.', '_' or '-'"),
+	CONFIG_KEY_STRING("resource", struct config_shape, resource, .valid = resource_name_valid,
+			  .expect = "a resource name such as example.com/gpu"),
+	CONFIG_KEY_UNSIGNED("count", struct config_shape, count, 1, 100000,
+			    .expect = "a number of slices per workload"),
+	CONFIG_KEY_BOOL("numa-local", struct config_shape, numa_local),
+	CONFIG_KEY_BOOL("connected", struct config_shape, connected),
+	CONFIG_KEY_SIZE("memory", struct config_shape, memory_bytes),
+	{},
+};
+
+/* Each shape costs a fit on every render of the metrics page: a bound keeps that small. */
+#define CONFIG_SHAPES_MAX 64
+
+void config_shapes_done(struct config_shapes *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		config_table_done(shape_keys, &s->items[i]);
+	s->items = mfree(s->items);
+	s->n = 0;
+}
+
+static void shapes_field_done(void *field)
+{
+	config_shapes_done(field);
+}
+
+int config_shapes_copy(const struct config_shape *src, size_t n, struct config_shapes *ret)
+{
+	_cleanup_(config_shapes_done) struct config_shapes c = {};
+
+	c.items = calloc(n ?: 1, sizeof(*c.items));
+	if (!c.items)
+		return -ENOMEM;
+	for (; c.n < n; c.n++) {
+		struct config_shape *d = &c.items[c.n];
+
+		*d = src[c.n];
+		d->name = d->resource = NULL;
+		if (config_set_string(&d->name, src[c.n].name) < 0 ||
+		    config_set_string(&d->resource, src[c.n].resource) < 0) {
+			c.n++; /* freed with the others */
+			return -ENOMEM;
+		}
+	}
+	config_shapes_done(ret);
+	*ret = c;
+	c = (struct config_shapes){};
+	return 0;
+}
+
+/* "shapes: [{name: llm-70b, resource: nvidia.com/gpu, count: 4, numa-local: true}, ...]" */
+static int parse_shapes(struct config_ctx *x, const struct config_key *k,
+			const struct config_value *v, void *field)
+{
+	const yaml_node_t *n = node_yaml(v->node);
+	_cleanup_(config_shapes_done) struct config_shapes l = {};
+	size_t size;
+	int r;
+
+	if (n->type == YAML_SCALAR_NODE && isempty(node_text(n)))
+		size = 0; /* "shapes:" with every shape commented out */
+	else if (n->type != YAML_SEQUENCE_NODE)
+		return fail(x->error, v->line,
+			    "%s: expected a list of shapes such as [{name: llm-70b, resource: "
+			    "example.com/gpu, count: 4, numa-local: true}], not %s",
+			    v->key, node_shape(n));
+	else
+		size = config_node_size(v->node);
+	if (size > CONFIG_SHAPES_MAX)
+		return fail(x->error, v->line, "%s: %zu shapes, more than the %d allowed", v->key,
+			    size, CONFIG_SHAPES_MAX);
+	l.items = calloc(size ?: 1, sizeof(*l.items));
+	if (!l.items)
+		return -ENOMEM;
+	for (size_t i = 0; i < size; i++) {
+		const struct config_node *item = config_node_item(x, v->node, i);
+		struct config_shape *s = &l.items[l.n++];
+		const struct config_value iv = {
+			.key = v->key, .line = config_node_line(item), .node = item};
+
+		*s = (struct config_shape){.count = 1};
+		if (config_node_kind(item) != CONFIG_NODE_MAPPING)
+			return fail(x->error, iv.line,
+				    "%s: expected a shape such as {name: llm-70b, resource: "
+				    "example.com/gpu, count: 4}, not %s",
+				    v->key, config_node_shape(item));
+		r = parse_mapping(x, &iv, " in a shape", shape_keys, s);
+		if (r < 0)
+			return r;
+		if (!s->name || !s->resource)
+			return fail(x->error, iv.line, "%s: a shape needs a %s", v->key,
+				    !s->name ? "name" : "resource");
+		for (size_t j = 0; j + 1 < l.n; j++)
+			if (streq(l.items[j].name, s->name))
+				return fail(x->error, iv.line, "%s: shape '%s' is given twice",
+					    v->key, s->name);
+	}
+	config_shapes_done(field);
+	*(struct config_shapes *)field = l;
+	l = (struct config_shapes){};
+	return 0;
+}
+
 /* The core's keys, at the top level of the file. */
 static const struct config_key core_keys[] = {
 	CONFIG_KEY_PATH("socket", struct config, socket_path),
@@ -698,6 +813,8 @@ static const struct config_key core_keys[] = {
 			  reset_when_idle),
 	CONFIG_KEY_TABLE("enforce", struct config, enforce, enforce_keys),
 	CONFIG_KEY_TABLE("metrics", struct config, metrics, metrics_keys),
+	CONFIG_KEY_CUSTOM("shapes", parse_shapes, struct config, shapes,
+			  .done = shapes_field_done),
 	{},
 };
 

@@ -211,6 +211,25 @@ struct config_section {
 	const struct config_alias *aliases;
 };
 
+/* A workload shape of "shapes:" (docs/metrics.md): the fields of a fit request, named. */
+struct config_shape {
+	char *name;	       /* [A-Za-z0-9._-], 1-63, unique in the file */
+	char *resource;	       /* a resource name (resource_name_valid()) */
+	unsigned count;	       /* slices per workload, 1 by default */
+	bool numa_local;       /* all of a workload's slices on one NUMA node */
+	bool connected;	       /* all of a workload's devices linked by a fabric */
+	uint64_t memory_bytes; /* device memory per slice; 0: any */
+};
+
+struct config_shapes {
+	struct config_shape *items;
+	size_t n;
+};
+
+void config_shapes_done(struct config_shapes *s);
+/* Copies @n shapes of @src into *ret (the old content freed first). 0 or -ENOMEM. */
+int config_shapes_copy(const struct config_shape *src, size_t n, struct config_shapes *ret);
+
 struct config {
 	char *socket_path;		   /* NULL: default */
 	char *socket_group;		   /* group owning the socket (read-only API access) */
@@ -239,6 +258,8 @@ struct config {
 		char *listen;		/* listen_address_parse()'s forms; NULL: no metrics */
 		uint64_t interval_usec; /* CONFIG_METRICS_INTERVAL_USEC by default; >= 1 s */
 	} metrics;
+	/* "shapes:": the workload shapes whose fit the metrics report (xpu_shape_fits) */
+	struct config_shapes shapes;
 
 	/* The sections the file may have (borrowed, NULL-terminated; NULL: none), and their parsed
 	 * structs, one per section, allocated by the parse (see config_section()). */

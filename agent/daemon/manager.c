@@ -691,6 +691,10 @@ static int manager_reload(void *userdata, char **ret_error)
 		plan_attempts_clear(&m->attempts);
 		repartitioner_set_timeout(m->repartitioner, m->config.repartition_timeout_usec);
 		repartitioner_policy_changed(m->repartitioner);
+		if (m->metrics &&
+		    (r = metrics_set_shapes(m->metrics, m->config.shapes.items,
+					    m->config.shapes.n)) < 0)
+			log_warning_errno(r, "Failed to take the new shapes, ignoring: %m");
 		r = manager_rescan(m, NULL);
 		if (r < 0)
 			log_warning_errno(r, "Failed to rescan after the reload: %m");
@@ -964,7 +968,9 @@ static int start_metrics(struct manager *m)
 			&(struct metrics_context){ .inventory = m->inventory,
 						   .registry = m->registry,
 						   .allocations = m->allocations,
-						   .interval_usec = m->config.metrics.interval_usec },
+						   .interval_usec = m->config.metrics.interval_usec,
+						   .shapes = m->config.shapes.items,
+						   .n_shapes = m->config.shapes.n },
 			&m->metrics);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up the metrics: %m");

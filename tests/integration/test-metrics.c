@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <math.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -313,6 +314,122 @@ static void test_hgx_page(void **state)
 	r = http_get(port, "/v1/devices", NULL);
 	assert_int_equal(r.status, 404);
 	reply_done(&r);
+	test_xpud_free(x);
+}
+
+#define LLM70 "xpu_shape_fits{shape=\"llm-70b\",resource=\"nvidia.com/gpu\"}"
+#define LLM34 "xpu_shape_fits{shape=\"llm-34b\",resource=\"nvidia.com/gpu\"}"
+#define PAIR "xpu_shape_fits{shape=\"pair\",resource=\"nvidia.com/gpu\"}"
+#define RATIO "xpu_resource_allocated_ratio{resource=\"nvidia.com/gpu\"}"
+
+/* POST @path with @body, expecting @status; the new allocation's id for a grant. */
+static char *post(struct test_xpud *x, const char *path, const char *body, int status)
+{
+	json_t *doc = NULL;
+	char *id = NULL;
+
+	assert_int_equal(test_request_body(x, "POST", path, body, &doc), status);
+	if (status == 201)
+		id = strdup(json_string_value(json_object_get(doc, "id")));
+	json_decref(doc);
+	return id;
+}
+
+static void release(struct test_xpud *x, char *id)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/v1/allocations/%s", id);
+	assert_int_equal(test_request_body(x, "DELETE", path, NULL, NULL), 200);
+	free(id);
+}
+
+/* Waits up to 10 s for a page with the shapes' fits and the ratio of GPUs at these values. */
+static void expect_fits(int port, double llm70, double llm34, double pair, double ratio)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	for (;;) {
+		char *page = scrape(port);
+		double a = sample(page, LLM70), b = sample(page, LLM34), c = sample(page, PAIR),
+		       d = sample(page, RATIO);
+
+		free(page);
+		if (a == llm70 && b == llm34 && c == pair && fabs(d - ratio) < 1e-9)
+			return;
+		if (test_now_ms() > deadline)
+			fail_msg("llm-70b %g, llm-34b %g, pair %g, ratio %g; not %g, %g, %g, %g", a,
+				 b, c, d, llm70, llm34, pair, ratio);
+		usleep(50 * 1000);
+	}
+}
+
+/*
+ * The autoscaling signal on the HGX node (seven whole GPUs: four on NUMA node 0, three on
+ * node 1): how many more workloads of each shape fit as allocations, fragmenting ones, a cordon
+ * and a GPU that falls off the bus change the node, and GPUs allocated over healthy ones. The
+ * page renews itself only on changes here (interval: 1h).
+ */
+static void test_shapes(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), conf[4096], text[1024], *page;
+	char *numa0, *frag0, *frag1;
+	struct test_xpud *x;
+	int port = free_port();
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	snprintf(text, sizeof(text),
+		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\n"
+		 "shapes:\n"
+		 "  - {name: llm-70b, resource: nvidia.com/gpu, count: 4, numa-local: true}\n"
+		 "  - {name: llm-34b, resource: nvidia.com/gpu, count: 3, numa-local: true}\n"
+		 "  - {name: pair, resource: nvidia.com/gpu, count: 2}\n",
+		 port);
+	write_text(conf, text);
+	x = test_xpud_start_nvml(root, (const char *[]){"--config", conf, NULL}, NULL);
+
+	/* one four on NUMA node 0, a three on each node, three pairs anywhere */
+	expect_fits(port, 1, 2, 3, 0);
+	page = scrape(port);
+	assert_families_described(page);
+	promtool_check(page, strlen(page));
+	free(page);
+
+	/* NUMA node 0 taken: the three on node 1 is all that is left; 4 of 7 GPUs allocated */
+	numa0 = post(x, "/v1/allocations",
+		     "{\"slices\": [\"0000:18:00.0\", \"0000:2a:00.0\", \"0000:3a:00.0\", "
+		     "\"0000:5d:00.0\"]}",
+		     201);
+	expect_fits(port, 0, 1, 1, 4.0 / 7);
+	release(x, numa0);
+	expect_fits(port, 1, 2, 3, 0);
+
+	/* one GPU of node 1: six free GPUs make three pairs, but a single three */
+	frag1 = post(x, "/v1/allocations",
+		     "{\"resource\": \"nvidia.com/gpu\", \"count\": 1, \"device\": \"0000:9a:00.0\"}",
+		     201);
+	expect_fits(port, 1, 1, 3, 1.0 / 7);
+	frag0 = post(x, "/v1/allocations",
+		     "{\"resource\": \"nvidia.com/gpu\", \"count\": 1, \"device\": \"0000:18:00.0\"}",
+		     201);
+	expect_fits(port, 0, 1, 2, 2.0 / 7);
+	/* one on each node instead: six free GPUs, room for a four by count, but no four fits */
+	release(x, frag1);
+	expect_fits(port, 0, 2, 3, 1.0 / 7);
+
+	/* a cordon withdraws a free GPU of node 1: 6 healthy GPUs, one allocated */
+	free(post(x, "/v1/cordon", "{\"device\": \"0000:ab:00.0\", \"reason\": \"fan\"}", 200));
+	expect_fits(port, 0, 1, 2, 1.0 / 6);
+	free(post(x, "/v1/uncordon", "{\"device\": \"0000:ab:00.0\"}", 200));
+	expect_fits(port, 0, 2, 3, 1.0 / 7);
+
+	/* a GPU that falls off the bus (XID 79): the same */
+	test_kmsg_inject(x->root, "xid 0000:ba:00.0 79\n");
+	expect_fits(port, 0, 1, 2, 1.0 / 6);
+	page = scrape(port);
+	promtool_check(page, strlen(page));
+	free(page);
+	release(x, frag0);
 	test_xpud_free(x);
 }
 
@@ -647,6 +764,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hgx_page),
+	    cmocka_unit_test(test_shapes),
 	    cmocka_unit_test(test_openmetrics),
 	    cmocka_unit_test(test_label_escaping),
 	    cmocka_unit_test(test_hotplug_and_backend_failure),

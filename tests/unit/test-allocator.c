@@ -827,6 +827,34 @@ static void test_fit_hgx(void **state)
 	node_free(n);
 }
 
+/* With numa-local, fits counts workloads as the allocator would place them, one by one. */
+static void test_fit_topology(void **state)
+{
+	struct node *n = node_fixture("hgx-h100");
+	char *gpu = (char *)"nvidia.com/gpu";
+
+	/* four whole GPUs on NUMA 0, three on NUMA 1 (the eighth is MIG) */
+	expect_fit(n, FIT(0, 4, .resource = gpu, .numa_local = true),
+		   (struct fit_want){ 1, "nvidia.com/gpu",
+				      "0000:18:00.0 0000:2a:00.0 0000:3a:00.0 0000:5d:00.0" });
+	expect_fit(n, FIT(0, 3, .resource = gpu, .numa_local = true, .connected = true),
+		   (struct fit_want){ 2, "nvidia.com/gpu", "0000:18:00.0 0000:2a:00.0 0000:3a:00.0" });
+	/* one GPU taken on NUMA 0: six free make one workload of four anywhere, none on one node */
+	hold(n, "0000:18:00.0", NULL);
+	expect_fit(n, FIT(0, 4, .resource = gpu), (struct fit_want){ 1, "nvidia.com/gpu",
+								      "0000:2a:00.0 0000:3a:00.0 "
+								      "0000:5d:00.0 0000:9a:00.0" });
+	expect_fit(n, FIT(0, 4, .resource = gpu, .numa_local = true),
+		   (struct fit_want){ 0, NULL, NULL });
+	/* one on NUMA 1 too: five free, two pairs in all, but only one trio on one node */
+	hold(n, "0000:9a:00.0", NULL);
+	expect_fit(n, FIT(0, 3, .resource = gpu, .numa_local = true),
+		   (struct fit_want){ 1, "nvidia.com/gpu", "0000:2a:00.0 0000:3a:00.0 0000:5d:00.0" });
+	expect_fit(n, FIT(0, 2, .resource = gpu, .numa_local = true),
+		   (struct fit_want){ 2, "nvidia.com/gpu", "0000:2a:00.0 0000:3a:00.0" });
+	node_free(n);
+}
+
 static void test_fit_mixed(void **state)
 {
 	struct node *n = node_fixture("mixed");
@@ -878,6 +906,7 @@ int main(void)
 		cmocka_unit_test(test_scale),
 		cmocka_unit_test(test_fit_hgx),
 		cmocka_unit_test(test_fit_mixed),
+		cmocka_unit_test(test_fit_topology),
 	};
 
 	return cmocka_run_group_tests(tests, fixtures_open, fixtures_close);

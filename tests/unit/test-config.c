@@ -231,6 +231,77 @@ static void test_metrics(void **state)
 	expect_error("metrics: {port: 9400}\n", "unknown key 'port' in metrics");
 }
 
+static void test_shapes(void **state)
+{
+	struct config c;
+	char *err = NULL;
+
+	assert_int_equal(parse("", &c, &err), 0);
+	assert_int_equal(c.shapes.n, 0);
+	config_done(&c);
+
+	assert_int_equal(parse("shapes:\n"
+			       "  - {name: llm-70b, resource: nvidia.com/gpu, count: 4, "
+			       "numa-local: true}\n"
+			       "  - name: small\n"
+			       "    resource: nvidia.com/mig-1g.10gb\n"
+			       "    connected: true\n"
+			       "    memory: 10GiB\n",
+			       &c, &err),
+			 0);
+	assert_int_equal(c.shapes.n, 2);
+	assert_string_equal(c.shapes.items[0].name, "llm-70b");
+	assert_string_equal(c.shapes.items[0].resource, "nvidia.com/gpu");
+	assert_int_equal(c.shapes.items[0].count, 4);
+	assert_true(c.shapes.items[0].numa_local);
+	assert_false(c.shapes.items[0].connected);
+	assert_true(c.shapes.items[0].memory_bytes == 0);
+	assert_string_equal(c.shapes.items[1].name, "small");
+	assert_int_equal(c.shapes.items[1].count, 1); /* the default */
+	assert_false(c.shapes.items[1].numa_local);
+	assert_true(c.shapes.items[1].connected);
+	assert_true(c.shapes.items[1].memory_bytes == 10ULL << 30);
+
+	/* a copy outlives the configuration it came from (a reload) */
+	struct config_shapes copy = {};
+
+	assert_int_equal(config_shapes_copy(c.shapes.items, c.shapes.n, &copy), 0);
+	config_done(&c);
+	assert_int_equal(copy.n, 2);
+	assert_string_equal(copy.items[1].resource, "nvidia.com/mig-1g.10gb");
+	assert_true(copy.items[1].memory_bytes == 10ULL << 30);
+	config_shapes_done(&copy);
+	assert_int_equal(copy.n, 0);
+
+	/* commented out: none */
+	assert_int_equal(parse("shapes:\n", &c, &err), 0);
+	assert_int_equal(c.shapes.n, 0);
+	config_done(&c);
+
+	expect_error("shapes: {name: a, resource: a.com/b}\n",
+		     "line 1: shapes: expected a list of shapes such as");
+	expect_error("shapes: [a]\n", "line 1: shapes: expected a shape such as");
+	expect_error("shapes:\n  - {resource: a.com/b}\n", "line 2: shapes: a shape needs a name");
+	expect_error("shapes:\n  - {name: a}\n", "line 2: shapes: a shape needs a resource");
+	expect_error("shapes:\n  - {name: a, resource: a.com/b}\n  - {name: a, resource: "
+		     "a.com/c}\n",
+		     "line 3: shapes: shape 'a' is given twice");
+	expect_error("shapes:\n  - {name: \"a b\", resource: a.com/b}\n",
+		     "line 2: name: 'a b' is not a name of 1 to 63 letters");
+	expect_error("shapes:\n  - {name: a, resource: gpu}\n",
+		     "line 2: resource: 'gpu' is not a resource name");
+	expect_error("shapes:\n  - {name: a, resource: a.com/b, count: 0}\n",
+		     "line 2: count: expected a number of slices per workload from 1 to 100000, "
+		     "got '0'");
+	expect_error("shapes:\n  - {name: a, resource: a.com/b,\n     numa-local: yes}\n",
+		     "line 3: numa-local: expected true or false, got 'yes'");
+	expect_error("shapes:\n  - {name: a, resource: a.com/b, memory: 0}\n",
+		     "line 2: memory: expected a size");
+	expect_error("shapes:\n  - {name: a, resource: a.com/b, kind: gpu}\n",
+		     "line 2: unknown key 'kind' in a shape (known: name, resource, count, "
+		     "numa-local, connected, memory)");
+}
+
 static void test_kmod_resource(void **state)
 {
 	struct config c;
@@ -605,7 +676,7 @@ static void test_sections(void **state)
 				 "socket-mode, admin-group, health-interval, log-level, partitions, "
 				 "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				 "health-suspect-after, health-probation, repartition-timeout, "
-				 "reset-when-idle, enforce, metrics)");
+				 "reset-when-idle, enforce, metrics, shapes)");
 	free(err);
 	err = NULL;
 	config_done(&c);
@@ -622,7 +693,7 @@ static void test_section_errors(void **state)
 				     "socket-mode, admin-group, health-interval, log-level, partitions, "
 				     "kubelet-dir, kubelet-pre-start-hook, cdi-dir, nfd-dir, "
 				     "health-suspect-after, health-probation, repartition-timeout, "
-				     "reset-when-idle, enforce, metrics, nvidia, kmod)");
+				     "reset-when-idle, enforce, metrics, shapes, nvidia, kmod)");
 	expect_error("log-level: info\nnvidia:\n  nvml: /x\n",
 		     "line 3: unknown key 'nvml' in nvidia (known: nvml-library, cuda-library, "
 		     "xid-actions, helper-failures, helper-max-age, helper-timeout, "
@@ -917,6 +988,7 @@ int main(void)
 		cmocka_unit_test(test_reset_when_idle),
 		cmocka_unit_test(test_enforce),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_kmod_resource),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_policy),
