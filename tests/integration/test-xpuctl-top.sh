@@ -39,10 +39,10 @@ wait_pane() {
 	return 1
 }
 
-"$XPU_MKFIXTURE_BIN" --node mixed "$dir/root" >/dev/null
-mkdir -p "$dir/root/run"
-sock="$dir/root/run/xpud.sock"
-"$XPUD_BIN" --root "$dir/root" --socket "$sock" 2>"$dir/xpud.log" &
+"$XPU_MKFIXTURE_BIN" --node mixed "$dir/tree" >/dev/null
+mkdir -p "$dir/tree/run"
+sock="$dir/tree/run/xpud.sock"
+"$XPUD_BIN" --root "$dir/tree" --socket "$sock" 2>"$dir/xpud.log" &
 xpud_pid=$!
 i=0
 until "$XPUCTL_BIN" --socket "$sock" version >/dev/null 2>&1; do
