@@ -63,7 +63,9 @@ dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1 || {
 	exit 1
 }
 changes=$(ls "$work"/xpud_*.changes)
-echo "build-debs: built $(cd "$work" && ls ./*.deb | tr '\n' ' ')"
+for deb in "$work"/*.deb; do
+	echo "build-debs: built ${deb##*/}"
+done
 
 # lintian reads the overrides from the packages themselves (debian/*.lintian-overrides)
 rc=0
