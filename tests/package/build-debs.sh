@@ -75,6 +75,29 @@ if [ "$rc" -ne 0 ]; then
 	echo "build-debs: lintian found errors" >&2
 	exit 1
 fi
+# What the packages hold: the programs, units, rules and pages, and none of the test fakes or
+# test programs.
+contents() {
+	dpkg-deb -c "$work/$1"_*.deb | awk '{ print $6 }' | sed 's|^\./|/|'
+}
+expect="/usr/sbin/xpud /usr/bin/xpuctl /usr/libexec/xpud/xpud-helper
+/lib/systemd/system/xpud.service /lib/systemd/system/xpud.socket /lib/udev/rules.d/60-xpu.rules
+/usr/lib/sysusers.d/xpud.conf /usr/lib/tmpfiles.d/xpud.conf /etc/xpud/xpud.yaml
+/usr/share/man/man8/xpud.8.gz /usr/share/man/man1/xpuctl.1.gz /usr/share/man/man5/xpud.yaml.5.gz
+/usr/share/bash-completion/completions/xpuctl"
+for f in $expect; do
+	contents xpud | grep -qx "$f" || { echo "build-debs: xpud lacks $f" >&2; exit 1; }
+done
+contents libxpu0 | grep -q '/libxpu\.so\.0$' || { echo "build-debs: no libxpu.so.0" >&2; exit 1; }
+contents xpu-pci-dkms | grep -q '^/usr/src/xpu-pci-.*/dkms\.conf$' ||
+	{ echo "build-debs: no dkms.conf" >&2; exit 1; }
+for p in xpud libxpu0 libxpu-dev xpu-pci-dkms; do
+	if contents "$p" | grep -E 'libnvidia-ml|libcuda|libxrt|/sim/|mkfixture|/test-|fake'; then
+		echo "build-debs: $p holds test files (above)" >&2
+		exit 1
+	fi
+done
+
 # the packages, not their -dbgsym companions
 for deb in "$work"/*.deb; do
 	case $deb in
