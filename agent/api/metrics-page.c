@@ -299,7 +299,8 @@ static const struct family families[_F_MAX] = {
 		    "was read or written, 0 to 1, where reported."},
     [F_RAS] = {"xpu_device_ras_errors_total", FAMILY_COUNTER, NULL,
 	       "Hardware errors the device corrected or could not correct since its driver "
-	       "loaded, per block, where its backend reports them (amdgpu RAS, NVIDIA ECC)."},
+	       "loaded, per block (a RAS block; memory for ECC counts), where its backend reports "
+	       "them."},
     [F_TEMP] = {"xpu_device_temperature_celsius", FAMILY_GAUGE, "celsius",
 		"The device's temperature, where its backend reports it."},
     [F_POWER] = {"xpu_device_power_watts", FAMILY_GAUGE, "watts",

@@ -362,19 +362,19 @@ static int drm_probe(struct xpu_backend *b, char **ret_reason)
  * device's samples read again. -ESTALE when they differ from @d's: the rescan that asks for
  * carries them to the inventory (and the page). 0, -ESTALE or -ENOMEM.
  */
-static int sample_changed(struct xpu_backend *b, const struct drm_vendor *v, int fnfd,
+static int sample_changed(struct xpu_backend *b, int (*sample)(int, struct xpu_device *), int fnfd,
 			  const struct xpu_device *d)
 {
 	_cleanup_(device_freep) struct xpu_device *now = NULL;
 	int r;
 
-	if (!v || !v->sample || !samples_wanted(b->config) ||
+	if (!samples_wanted(b->config) ||
 	    !samples_due(b->config, b->enumerated_usec, now_usec(CLOCK_MONOTONIC)))
 		return 0;
 	now = device_new();
 	if (!now)
 		return -ENOMEM;
-	r = v->sample(fnfd, now);
+	r = sample(fnfd, now);
 	if (r < 0)
 		return r;
 	return samples_equal(now, d) ? 0 : -ESTALE;
@@ -400,10 +400,10 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 	if (!driver || (!streq_ptr(driver, d->driver) && v))
 		return -ESTALE;
 	r = evaluate_health(b, &ctx, fnfd, v, d);
+	if (r >= 0 && v && v->sample)
+		r = sample_changed(b, v->sample, fnfd, d);
 	ctx_done(&ctx);
-	if (r < 0)
-		return r;
-	return sample_changed(b, v, fnfd, d);
+	return r;
 }
 
 static int drm_uevent(struct xpu_backend *b, const struct backend_uevent *ev,

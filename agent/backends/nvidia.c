@@ -59,9 +59,9 @@ static int take_samples(struct xpu_backend *b, struct helper_reply *r)
 {
 	struct nvidia *nv = b->userdata;
 	uint64_t now = now_usec(CLOCK_MONOTONIC);
-	bool wanted = samples_wanted(b->config), due = samples_due(b->config, nv->sampled_usec, now);
+	bool wanted = samples_wanted(b->config);
 
-	if (wanted && due) {
+	if (wanted && samples_due(b->config, nv->sampled_usec, now)) {
 		nv->sampled_usec = now;
 		return 0;
 	}

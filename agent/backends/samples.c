@@ -63,6 +63,7 @@ bool samples_equal(const struct xpu_device *a, const struct xpu_device *b)
 
 int samples_copy(struct xpu_device *to, const struct xpu_device *from)
 {
+	char *const *props = from ? from->properties : NULL;
 	size_t n = 0;
 
 	/* drop @to's, keeping the order of the rest */
@@ -77,10 +78,8 @@ int samples_copy(struct xpu_device *to, const struct xpu_device *from)
 	}
 	if (to->properties)
 		to->properties[n] = NULL;
-	for (size_t i = 0; from && from->properties && from->properties[i] && from->properties[i + 1];
-	     i += 2)
-		if (samples_key(from->properties[i]) &&
-		    device_set_property(to, from->properties[i], from->properties[i + 1]) < 0)
+	for (size_t i = 0; props && props[i] && props[i + 1]; i += 2)
+		if (samples_key(props[i]) && device_set_property(to, props[i], props[i + 1]) < 0)
 			return samples_copy(to, NULL), -ENOMEM;
 	return 0;
 }

@@ -571,31 +571,33 @@ static void test_samples_amdgpu(void **state)
 	test_xpud_free(x);
 }
 
+/* Writes @conf: metrics on 127.0.0.1:@port renewed only on changes, and the shapes @shapes. */
+static void write_shapes(const char *conf, int port, const char *shapes)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text),
+		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\nshapes:\n%s", port, shapes);
+	write_text(conf, text);
+}
+
 /* A reload's shapes: the page's fits follow, old shapes gone, by POST /v1/reload and SIGHUP. */
 static void test_shapes_reload(void **state)
 {
-	char *root = test_fixture_new("hgx-h100"), conf[4096], text[1024], *page;
+	char *root = test_fixture_new("hgx-h100"), conf[4096], *page;
 	int port = free_port();
 	struct test_xpud *x;
 
-	/* the node's eight GPUs whole, four on each NUMA node; no renewal but on changes */
+	/* the node's eight GPUs whole, four on each NUMA node */
 	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
-	snprintf(text, sizeof(text),
-		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\n"
-		 "shapes:\n"
-		 "  - {name: llm-70b, resource: nvidia.com/gpu, count: 4, numa-local: true}\n",
-		 port);
-	write_text(conf, text);
+	write_shapes(conf, port,
+		     "  - {name: llm-70b, resource: nvidia.com/gpu, count: 4, numa-local: true}\n");
 	x = test_xpud_start(root, (const char *[]){"--config", conf, NULL});
 	free(wait_sample(port, LLM70, 2));
 
-	snprintf(text, sizeof(text),
-		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\n"
-		 "shapes:\n"
-		 "  - {name: pair, resource: nvidia.com/gpu, count: 2}\n"
-		 "  - {name: llm-34b, resource: nvidia.com/gpu, count: 3, numa-local: true}\n",
-		 port);
-	write_text(conf, text);
+	write_shapes(conf, port,
+		     "  - {name: pair, resource: nvidia.com/gpu, count: 2}\n"
+		     "  - {name: llm-34b, resource: nvidia.com/gpu, count: 3, numa-local: true}\n");
 	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
 	page = wait_sample(port, PAIR, 4);
 	assert_true(sample(page, LLM34) == 2);
@@ -603,12 +605,8 @@ static void test_shapes_reload(void **state)
 	free(page);
 
 	/* a five on one NUMA node fits nowhere */
-	snprintf(text, sizeof(text),
-		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\n"
-		 "shapes:\n"
-		 "  - {name: pair, resource: nvidia.com/gpu, count: 5, numa-local: true}\n",
-		 port);
-	write_text(conf, text);
+	write_shapes(conf, port,
+		     "  - {name: pair, resource: nvidia.com/gpu, count: 5, numa-local: true}\n");
 	assert_int_equal(kill(x->pid, SIGHUP), 0);
 	page = wait_sample(port, PAIR, 0);
 	assert_true(sample(page, LLM34) == -1);
