@@ -559,6 +559,14 @@ static void test_samples_amdgpu(void **state)
 	page = wait_sample(port, UTIL("0000:22:00.0"), 0.73);
 	assert_true(sample(page, RAS("0000:22:00.0", "umc", "correctable")) == 7);
 	free(page);
+
+	/* a reload keeps the running listener, and the samples it serves */
+	snprintf(rel, sizeof(rel), "%s/xpud.yaml", x->root);
+	write_text(rel, "health-interval: 200ms\n");
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
+	snprintf(rel, sizeof(rel), "%sgpu_busy_percent", fn);
+	test_put_file(x->root, rel, "12\n");
+	free(wait_sample(port, UTIL("0000:22:00.0"), 0.12));
 	test_xpud_free(x);
 
 	/* no metrics: not read */
