@@ -649,13 +649,15 @@ static int handle_release(struct api *a, struct http_conn *c, const char *id)
 	return reply_json(c, 200, json_pack("{s:s}", "released", id), NULL);
 }
 
-/* "memory compute count kind resource", the strings with their lengths: a memo key. */
+/* "memory compute count numa_local connected kind resource", the strings with their lengths: a
+ * memo key. */
 static char *fit_shape(const struct fit_request *fr)
 {
 	char *s;
 
-	if (asprintf(&s, "%llu %.17g %u %zu:%s %zu:%s", (unsigned long long)fr->memory_bytes,
-		     fr->compute, fr->count, fr->kind ? strlen(fr->kind) : 0, fr->kind ?: "",
+	if (asprintf(&s, "%llu %.17g %u %d %d %zu:%s %zu:%s", (unsigned long long)fr->memory_bytes,
+		     fr->compute, fr->count, fr->numa_local, fr->connected,
+		     fr->kind ? strlen(fr->kind) : 0, fr->kind ?: "",
 		     fr->resource ? strlen(fr->resource) : 0, fr->resource ?: "") < 0)
 		return NULL;
 	return s;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/metrics.h"
+#include "backends/samples.h"
 #include "core/alloc.h"
 #include "core/device.h"
 #include "core/health.h"
@@ -177,6 +178,7 @@ static void page_labels(struct page *p, const char *const *kv)
 enum family_type {
 	FAMILY_GAUGE,
 	FAMILY_INFO, /* a gauge of 1 named <family>_info; OpenMetrics' info type */
+	FAMILY_COUNTER, /* named <family>_total, the samples' name; OpenMetrics' family drops it */
 };
 
 struct family {
@@ -188,12 +190,16 @@ struct family {
 
 static void page_family(struct page *p, const struct family *f)
 {
+	const char *type = f->type == FAMILY_COUNTER ? "counter" : "gauge";
+
 	if (p->format == METRICS_OPENMETRICS) {
-		if (f->type == FAMILY_INFO) {
-			page_printf(p, "# TYPE %.*s info\n",
-				    (int)(strlen(f->name) - strlen("_info")), f->name);
-			page_printf(p, "# HELP %.*s %s\n", (int)(strlen(f->name) - strlen("_info")),
-				    f->name, f->help);
+		if (f->type == FAMILY_INFO || f->type == FAMILY_COUNTER) {
+			const char *suffix = f->type == FAMILY_INFO ? "_info" : "_total";
+			int n = (int)(strlen(f->name) - strlen(suffix));
+
+			page_printf(p, "# TYPE %.*s %s\n", n, f->name,
+				    f->type == FAMILY_INFO ? "info" : type);
+			page_printf(p, "# HELP %.*s %s\n", n, f->name, f->help);
 			return;
 		}
 		page_printf(p, "# TYPE %s gauge\n", f->name);
@@ -202,7 +208,7 @@ static void page_family(struct page *p, const struct family *f)
 		page_printf(p, "# HELP %s %s\n", f->name, f->help);
 		return;
 	}
-	page_printf(p, "# HELP %s %s\n# TYPE %s gauge\n", f->name, f->help, f->name);
+	page_printf(p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, type);
 }
 
 static void page_sample_u64(struct page *p, const struct family *f, const char *const *kv,
@@ -250,6 +256,8 @@ enum family_id {
 	F_MEM_TOTAL,
 	F_MEM_USED,
 	F_UTIL,
+	F_MEM_UTIL,
+	F_RAS,
 	F_TEMP,
 	F_POWER,
 	F_CORDONED,
@@ -286,6 +294,13 @@ static const struct family families[_F_MAX] = {
     [F_UTIL] =
 	{"xpu_device_utilization_ratio", FAMILY_GAUGE, "ratio",
 	 "The device's busy time over its backend's last sampling period, 0 to 1, where reported."},
+    [F_MEM_UTIL] = {"xpu_device_memory_utilization_ratio", FAMILY_GAUGE, "ratio",
+		    "The share of its backend's last sampling period in which the device's memory "
+		    "was read or written, 0 to 1, where reported."},
+    [F_RAS] = {"xpu_device_ras_errors_total", FAMILY_COUNTER, NULL,
+	       "Hardware errors the device corrected or could not correct since its driver "
+	       "loaded, per block (a RAS block; memory for ECC counts), where its backend reports "
+	       "them."},
     [F_TEMP] = {"xpu_device_temperature_celsius", FAMILY_GAUGE, "celsius",
 		"The device's temperature, where its backend reports it."},
     [F_POWER] = {"xpu_device_power_watts", FAMILY_GAUGE, "watts",
@@ -335,6 +350,41 @@ static const struct family families[_F_MAX] = {
 	{"xpu_scrape_duration_seconds", FAMILY_GAUGE, "seconds",
 	 "How long the page's last refresh took to render (a scrape itself only copies the page)."},
 };
+
+/* Every "ras_errors.<block>.<type>" property of each device (backends/samples.h). */
+static void render_ras(struct page *p, const struct device_list *l)
+{
+	const size_t plen = strlen(SAMPLE_RAS_PREFIX);
+
+	page_family(p, &families[F_RAS]);
+	for (size_t i = 0; i < l->n; i++) {
+		char *const *props = l->items[i]->properties;
+
+		for (size_t j = 0; props && props[j] && props[j + 1]; j += 2) {
+			const char *key = props[j], *type;
+			char block[72];
+			uint64_t v;
+			char *end;
+
+			if (strncmp(key, SAMPLE_RAS_PREFIX, plen) != 0)
+				continue;
+			key += plen;
+			type = strrchr(key, '.');
+			if (!type || type == key || (size_t)(type - key) >= sizeof(block) ||
+			    (!streq(type + 1, "correctable") && !streq(type + 1, "uncorrectable")))
+				continue;
+			errno = 0;
+			v = strtoull(props[j + 1], &end, 10);
+			if (errno != 0 || end == props[j + 1] || *end || props[j + 1][0] == '-')
+				continue;
+			snprintf(block, sizeof(block), "%.*s", (int)(type - key), key);
+			page_sample_u64(p, &families[F_RAS],
+					(const char *const[]){"device", l->items[i]->id, "block",
+							      block, "type", type + 1, NULL},
+					v);
+		}
+	}
+}
 
 static void render_devices(struct page *p, const struct metrics_input *in)
 {
@@ -390,7 +440,8 @@ static void render_devices(struct page *p, const struct metrics_input *in)
 		} keys[2];
 	} props[] = {
 	    {&families[F_MEM_USED], {{"memory_used_bytes", 1}, {"vram_used_bytes", 1}}},
-	    {&families[F_UTIL], {{"utilization_ratio", 1}, {"utilization_percent", 0.01}}},
+	    {&families[F_UTIL], {{"utilization_ratio", 1}, {SAMPLE_UTILIZATION, 0.01}}},
+	    {&families[F_MEM_UTIL], {{SAMPLE_MEMORY_UTILIZATION, 0.01}}},
 	    {&families[F_TEMP], {{"temperature_celsius", 1}, {"temperature_c", 1}}},
 	    {&families[F_POWER], {{"power_watts", 1}}},
 	};
@@ -410,6 +461,8 @@ static void render_devices(struct page *p, const struct metrics_input *in)
 				}
 		}
 	}
+
+	render_ras(p, l);
 
 	page_family(p, &families[F_CORDONED]);
 	for (size_t i = 0; i < l->n; i++)

@@ -188,6 +188,22 @@ static int parse_enforce(json_t *v, const struct alloc_owner *owner, struct enfo
 	return 0;
 }
 
+/* "numa_local" and "connected": booleans, false when absent. */
+static int parse_placement(json_t *doc, bool *ret_numa_local, bool *ret_connected,
+			   char **ret_error)
+{
+	json_t *v = json_object_get(doc, "numa_local");
+
+	if (v && !json_is_boolean(v))
+		return invalid(ret_error, "numa_local: expected true or false");
+	*ret_numa_local = json_is_true(v);
+	v = json_object_get(doc, "connected");
+	if (v && !json_is_boolean(v))
+		return invalid(ret_error, "connected: expected true or false");
+	*ret_connected = json_is_true(v);
+	return 0;
+}
+
 int request_parse_allocate(const char *body, size_t len, struct alloc_request *ret,
 			   struct alloc_owner *ret_owner, struct enforce_request *ret_enforce,
 			   char **ret_error)
@@ -228,14 +244,9 @@ int request_parse_allocate(const char *body, size_t len, struct alloc_request *r
 		return invalid(ret_error, "either resource (with count) or slices is required");
 	if (ret->slices && ret->count != strv_length(ret->slices))
 		return invalid(ret_error, "count differs from the number of slices given");
-	v = json_object_get(doc, "numa_local");
-	if (v && !json_is_boolean(v))
-		return invalid(ret_error, "numa_local: expected true or false");
-	ret->numa_local = json_is_true(v);
-	v = json_object_get(doc, "connected");
-	if (v && !json_is_boolean(v))
-		return invalid(ret_error, "connected: expected true or false");
-	ret->connected = json_is_true(v);
+	r = parse_placement(doc, &ret->numa_local, &ret->connected, ret_error);
+	if (r < 0)
+		return r;
 	v = json_object_get(doc, "device");
 	if (v && (r = string_dup(v, 4096, &ret->device)) < 0)
 		return r == -ENOMEM ? r
@@ -255,8 +266,9 @@ void request_fit_done(struct fit_request *r)
 
 int request_parse_fit(const char *body, size_t len, struct fit_request *ret, char **ret_error)
 {
-	static const char *const known[] = {"memory_bytes", "compute",	"count",
-					    "kind",	    "resource", NULL};
+	static const char *const known[] = {"memory_bytes", "compute",	  "count",
+					    "kind",	    "resource",	  "numa_local",
+					    "connected",    NULL};
 	_cleanup_json_ json_t *doc = NULL;
 	json_t *v;
 	int r;
@@ -281,7 +293,7 @@ int request_parse_fit(const char *body, size_t len, struct fit_request *ret, cha
 	v = json_object_get(doc, "resource");
 	if (v && (r = string_dup(v, 4096, &ret->resource)) < 0)
 		return r == -ENOMEM ? r : invalid(ret_error, "resource: expected a resource name");
-	return 0;
+	return parse_placement(doc, &ret->numa_local, &ret->connected, ret_error);
 }
 
 void cordon_request_done(struct cordon_request *r)

@@ -75,19 +75,47 @@ int amdgpu_kfd_parse(char *text, struct kfd_node *ret)
 	return 1;
 }
 
-int amdgpu_ras_parse(const char *text, uint64_t *ret_ue)
+/* The number after "@key:" at the start of @text; *ret_end: the rest after its line. */
+static int ras_line(const char *text, const char *key, uint64_t *ret, const char **ret_end)
 {
 	char buf[32];
-	size_t n;
+	size_t n, k = strlen(key);
+	int r;
 
-	if (strncmp(text, "ue:", 3) != 0)
+	if (strncmp(text, key, k) != 0 || text[k] != ':')
 		return -EINVAL;
-	text += 3;
+	text += k + 1;
 	text += strspn(text, " ");
 	n = strcspn(text, "\n");
 	if (n == 0 || n >= sizeof(buf))
 		return -EINVAL;
 	memcpy(buf, text, n);
 	buf[n] = '\0';
-	return safe_atou64(buf, ret_ue);
+	r = safe_atou64(buf, ret);
+	if (r < 0)
+		return r;
+	*ret_end = text + n + (text[n] == '\n');
+	return 0;
+}
+
+int amdgpu_ras_counts(const char *text, uint64_t *ret_ue, uint64_t *ret_ce)
+{
+	uint64_t ue, ce;
+	int r;
+
+	r = ras_line(text, "ue", &ue, &text);
+	if (r >= 0)
+		r = ras_line(text, "ce", &ce, &text);
+	if (r < 0)
+		return r;
+	*ret_ue = ue;
+	*ret_ce = ce;
+	return 0;
+}
+
+int amdgpu_ras_parse(const char *text, uint64_t *ret_ue)
+{
+	const char *end;
+
+	return ras_line(text, "ue", ret_ue, &end);
 }

@@ -30,6 +30,7 @@
 
 #include "backends/drm-internal.h"
 #include "backends/pci.h"
+#include "backends/samples.h"
 #include "backends/vendor-rules.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -488,6 +489,62 @@ static int amdgpu_describe(struct drm_gpu_ctx *ctx, const struct drm_card *c, in
 	return describe_partitions(ctx, fnfd, d, mine, n, xcc ?: 8);
 }
 
+/* ---- samples ------------------------------------------------------------------------------- */
+
+/* The busy percentages the driver averages over its own short window, and every RAS block's
+ * counts ("ue: N\nce: M\n"). */
+static int amdgpu_sample(int fnfd, struct xpu_device *d)
+{
+	static const struct {
+		const char *file, *key;
+	} busy[] = {
+		{ "gpu_busy_percent", SAMPLE_UTILIZATION },
+		{ "mem_busy_percent", SAMPLE_MEMORY_UTILIZATION },
+	};
+	_cleanup_(closedirp) DIR *dir = NULL;
+	struct dirent *de;
+	char buf[24];
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(busy); i++) {
+		uint64_t v;
+
+		r = read_attr_u64_at(fnfd, busy[i].file, &v);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 || v > 100)
+			continue; /* not this GPU's, or the GPU is in reset (-EBUSY, -EPERM) */
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+		if (device_set_property(d, busy[i].key, buf) < 0)
+			return -ENOMEM;
+	}
+	r = opendir_at(fnfd, "ras", &dir);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return 0;
+	while ((de = readdir(dir))) {
+		_cleanup_free_ char *text = NULL, *block = NULL;
+		const char *suffix = strstr(de->d_name, "_err_count");
+		uint64_t ue, ce;
+
+		if (!suffix || suffix[10] != '\0' || suffix == de->d_name)
+			continue;
+		r = read_attr_at(dirfd(dir), de->d_name, 256, &text);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 || amdgpu_ras_counts(text, &ue, &ce) < 0)
+			continue;
+		block = strndup(de->d_name, (size_t)(suffix - de->d_name));
+		if (!block)
+			return -ENOMEM;
+		r = samples_set_ras(d, block, ce, ue);
+		if (r == -ENOMEM)
+			return r;
+	}
+	return 0;
+}
+
 /* ---- health -------------------------------------------------------------------------------- */
 
 /* Uncorrectable errors in any RAS block: the memory or logic they hit is suspect until a reset.
@@ -559,6 +616,7 @@ const struct drm_vendor drm_amdgpu_vendor = {
 	.drivers = (const char *const[]){ "amdgpu", NULL },
 	.describe = amdgpu_describe,
 	.health = amdgpu_health,
+	.sample = amdgpu_sample,
 	.apply_offer = amdgpu_apply_offer,
 	.done = amdgpu_done,
 };

@@ -70,6 +70,10 @@ struct drm_vendor {
 	int (*describe)(struct drm_gpu_ctx *ctx, const struct drm_card *c, int fnfd,
 			struct xpu_device *d, struct device_list *list);
 	int (*health)(struct drm_gpu_ctx *ctx, int fnfd, struct xpu_device *d);
+	/* Reads the device's samples (backends/samples.h: busy time, RAS counts) into @d's
+	 * properties; called only while the metrics want them. A file it cannot read is no
+	 * sample. 0 or -ENOMEM. May be NULL. */
+	int (*sample)(int fnfd, struct xpu_device *d);
 	/* Makes @d's partitioning what @o declares; the backend's apply_offer (backend.h). */
 	int (*apply_offer)(struct drm_gpu_ctx *ctx, const struct xpu_device *d, const struct offer *o,
 			   char **ret_error);
@@ -149,3 +153,6 @@ struct kfd_node {
 int amdgpu_kfd_parse(char *text, struct kfd_node *ret);
 /* The uncorrectable count of a RAS counter file ("ue: N\nce: M\n"). 0, or -EINVAL. */
 int amdgpu_ras_parse(const char *text, uint64_t *ret_ue);
+/* Both counts of a RAS counter file: its "ue: N" line, then its "ce: M" line. 0, or -EINVAL,
+ * -ERANGE. */
+int amdgpu_ras_counts(const char *text, uint64_t *ret_ue, uint64_t *ret_ce);

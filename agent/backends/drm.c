@@ -26,6 +26,8 @@
 #include "backends/backend.h"
 #include "backends/drm-internal.h"
 #include "backends/pci.h"
+#include "backends/samples.h"
+#include "shared/clock.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/parse.h"
@@ -292,6 +294,11 @@ static int describe_card(struct xpu_backend *b, struct drm_gpu_ctx *ctx, const s
 		if (r < 0)
 			return r;
 	}
+	if (v && v->sample && samples_wanted(b->config)) {
+		r = v->sample(fnfd, d);
+		if (r < 0)
+			return r;
+	}
 	r = evaluate_health(b, ctx, fnfd, v, d);
 	if (r < 0)
 		return r;
@@ -350,6 +357,29 @@ static int drm_probe(struct xpu_backend *b, char **ret_reason)
 	return 0;
 }
 
+/*
+ * At a health probe, once a metrics interval has gone by since the last enumeration: the
+ * device's samples read again. -ESTALE when they differ from @d's: the rescan that asks for
+ * carries them to the inventory (and the page). 0, -ESTALE or -ENOMEM.
+ */
+static int sample_changed(struct xpu_backend *b, int (*sample)(int, struct xpu_device *), int fnfd,
+			  const struct xpu_device *d)
+{
+	_cleanup_(device_freep) struct xpu_device *now = NULL;
+	int r;
+
+	if (!samples_wanted(b->config) ||
+	    !samples_due(b->config, b->enumerated_usec, now_usec(CLOCK_MONOTONIC)))
+		return 0;
+	now = device_new();
+	if (!now)
+		return -ENOMEM;
+	r = sample(fnfd, now);
+	if (r < 0)
+		return r;
+	return samples_equal(now, d) ? 0 : -ESTALE;
+}
+
 static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 {
 	_cleanup_close_ int fnfd = -EBADF;
@@ -370,6 +400,8 @@ static int drm_refresh(struct xpu_backend *b, struct xpu_device *d)
 	if (!driver || (!streq_ptr(driver, d->driver) && v))
 		return -ESTALE;
 	r = evaluate_health(b, &ctx, fnfd, v, d);
+	if (r >= 0 && v && v->sample)
+		r = sample_changed(b, v->sample, fnfd, d);
 	ctx_done(&ctx);
 	return r;
 }

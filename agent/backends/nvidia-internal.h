@@ -64,6 +64,7 @@ struct nvidia {
 	struct device_list gpus;
 	struct nvidia_mig *migs;
 	size_t n_migs;
+	uint64_t sampled_usec; /* when an answer's samples were last let in (backends/samples.h) */
 
 	/* Shared with the threads of applies and resets, under lock. */
 	pthread_mutex_t lock;

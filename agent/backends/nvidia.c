@@ -25,6 +25,8 @@
 #include "backends/nvidia-config.h"
 #include "backends/nvidia-internal.h"
 #include "backends/nvidia.h"
+#include "backends/samples.h"
+#include "shared/clock.h"
 #include "shared/log.h"
 
 #define NVML_LIBRARY "libnvidia-ml.so.1"
@@ -48,11 +50,38 @@ void nvidia_offer_fresh(struct nvidia *nv, struct helper_reply *r)
 	pthread_mutex_unlock(&nv->lock);
 }
 
+/*
+ * The helper answers the GPUs' samples (utilisation, ECC counts) at every run; they change all
+ * the time, and a changed answer is a rescan. They are kept only while xpud serves metrics, and
+ * taken at most once per metrics interval: in between, the GPUs keep the last ones taken.
+ */
+static int take_samples(struct xpu_backend *b, struct helper_reply *r)
+{
+	struct nvidia *nv = b->userdata;
+	uint64_t now = now_usec(CLOCK_MONOTONIC);
+	bool wanted = samples_wanted(b->config);
+
+	if (wanted && samples_due(b->config, nv->sampled_usec, now)) {
+		nv->sampled_usec = now;
+		return 0;
+	}
+	for (size_t i = 0; i < r->devices.n; i++) {
+		struct xpu_device *d = r->devices.items[i];
+
+		if (samples_copy(d, wanted ? device_list_find(&nv->gpus, d->id) : NULL) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* What an answer says besides the GPUs: the MIG devices' instance ids. 0 or -ENOMEM. */
 static int take_migs(struct xpu_backend *b, struct helper_reply *r)
 {
 	struct nvidia *nv = b->userdata;
 	struct nvidia_mig *migs = NULL;
+
+	if (take_samples(b, r) < 0)
+		return -ENOMEM;
 
 	if (r->n_slice_refs && !(migs = calloc(r->n_slice_refs, sizeof(*migs))))
 		return -ENOMEM;

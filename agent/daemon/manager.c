@@ -680,6 +680,12 @@ static int manager_reload(void *userdata, char **ret_error)
 			log_notice("The configuration names socket %s, xpud serves on %s until it "
 				   "restarts.",
 				   c.socket_path ?: XPU_DEFAULT_SOCKET, m->socket_path);
+		/* "metrics:" is read at start: the backends go on reading samples for the
+		 * listener that runs, at its interval (docs/metrics.md) */
+		struct config_metrics running = m->config.metrics;
+
+		m->config.metrics = c.metrics;
+		c.metrics = running;
 		config_done(&m->config);
 		m->config = c;
 		apply_config(m);

@@ -70,6 +70,22 @@ typedef int nvmlEnableState_t;
 typedef int nvmlTemperatureSensors_t;
 #define NVML_TEMPERATURE_GPU 0
 
+/* nvmlDeviceGetUtilizationRates: percent of the last sample period (1/6 s to 1 s) in which a
+ * kernel ran, and in which device memory was read or written */
+typedef struct nvmlUtilization_st {
+	unsigned int gpu;
+	unsigned int memory;
+} nvmlUtilization_t;
+
+/* nvmlDeviceGetTotalEccErrors: which errors, counted since when (volatile: since the driver
+ * loaded; aggregate: over the GPU's life) */
+typedef int nvmlMemoryErrorType_t;
+#define NVML_MEMORY_ERROR_TYPE_CORRECTED 0
+#define NVML_MEMORY_ERROR_TYPE_UNCORRECTED 1
+typedef int nvmlEccCounterType_t;
+#define NVML_VOLATILE_ECC 0
+#define NVML_AGGREGATE_ECC 1
+
 /* nvmlDeviceGetTopologyCommonAncestor */
 typedef int nvmlGpuTopologyLevel_t;
 #define NVML_TOPOLOGY_INTERNAL 0
@@ -144,6 +160,10 @@ nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node);
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power); /* mW */
 nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensorType,
 				      unsigned int *temp); /* degrees C */
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization);
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t errorType,
+					 nvmlEccCounterType_t counterType,
+					 unsigned long long *eccCounts);
 nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
 				  unsigned int *pendingMode);
 nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device, unsigned int profile,

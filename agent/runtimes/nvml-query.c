@@ -200,6 +200,32 @@ static int describe_nvlinks(const struct nvml *api, nvmlDevice_t h, struct gpu_q
 	return 0;
 }
 
+/*
+ * The samples of the metrics (backends/samples.h): the utilisation of the driver's last sample
+ * period, and the ECC errors counted since the driver loaded (volatile), over all the GPU's
+ * memories. xpud keeps them only while it serves metrics. A GPU without ECC (or with it off)
+ * answers NOT_SUPPORTED: no counts.
+ */
+static void describe_samples(const struct nvml *api, nvmlDevice_t h, struct xpu_device *d)
+{
+	unsigned long long ce, ue;
+	nvmlUtilization_t util;
+
+	if (api->utilization && api->utilization(h, &util) == NVML_SUCCESS && util.gpu <= 100 &&
+	    util.memory <= 100) {
+		(void)set_prop_u(d, "utilization_percent", util.gpu);
+		(void)set_prop_u(d, "memory_utilization_percent", util.memory);
+	}
+	if (api->ecc_total &&
+	    api->ecc_total(h, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_VOLATILE_ECC, &ce) ==
+		NVML_SUCCESS &&
+	    api->ecc_total(h, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC, &ue) ==
+		NVML_SUCCESS) {
+		(void)set_prop_u(d, "ras_errors.memory.correctable", ce);
+		(void)set_prop_u(d, "ras_errors.memory.uncorrectable", ue);
+	}
+}
+
 /* Phase 1: everything NVML knows of one GPU. Runs on its own thread. */
 static void query_gpu(struct gpu_query *q)
 {
@@ -282,6 +308,7 @@ static void query_gpu(struct gpu_query *q)
 	}
 	if (api->temperature && api->temperature(h, NVML_TEMPERATURE_GPU, &u) == NVML_SUCCESS)
 		(void)set_prop_u(d, "temperature_celsius", u);
+	describe_samples(api, h, d);
 	if (describe_mig(api, h, d) < 0 || describe_nvlinks(api, h, q, d) < 0)
 		return;
 	if (streq_ptr(device_get_property(d, "mig_mode"), "enabled")) {

@@ -338,6 +338,8 @@ int nvml_open(struct nvml_session *s, const char *library, const struct xpu_host
 		{ (void **)&api->numa, "nvmlDeviceGetNumaNodeId", true },
 		{ (void **)&api->power, "nvmlDeviceGetPowerUsage", true },
 		{ (void **)&api->temperature, "nvmlDeviceGetTemperature", true },
+		{ (void **)&api->utilization, "nvmlDeviceGetUtilizationRates", true },
+		{ (void **)&api->ecc_total, "nvmlDeviceGetTotalEccErrors", true },
 		{ (void **)&api->mig_mode, "nvmlDeviceGetMigMode", true },
 		{ (void **)&api->gi_profile, "nvmlDeviceGetGpuInstanceProfileInfo", true },
 		{ (void **)&api->gi_remaining, "nvmlDeviceGetGpuInstanceRemainingCapacity",

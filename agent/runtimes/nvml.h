@@ -45,6 +45,9 @@ struct nvml {
 	nvmlReturn_t (*numa)(nvmlDevice_t, unsigned int *);
 	nvmlReturn_t (*power)(nvmlDevice_t, unsigned int *);
 	nvmlReturn_t (*temperature)(nvmlDevice_t, nvmlTemperatureSensors_t, unsigned int *);
+	nvmlReturn_t (*utilization)(nvmlDevice_t, nvmlUtilization_t *);
+	nvmlReturn_t (*ecc_total)(nvmlDevice_t, nvmlMemoryErrorType_t, nvmlEccCounterType_t,
+				  unsigned long long *);
 	nvmlReturn_t (*mig_mode)(nvmlDevice_t, unsigned int *, unsigned int *);
 	nvmlReturn_t (*gi_profile)(nvmlDevice_t, unsigned int, nvmlGpuInstanceProfileInfo_t *);
 	nvmlReturn_t (*gi_remaining)(nvmlDevice_t, unsigned int, unsigned int *);

@@ -39,8 +39,10 @@ static void help(void)
 	       "  capacity            Show capacity per resource\n"
 	       "  health              Show node and device health\n"
 	       "  events              Follow device events until xpud ends the stream or Ctrl-C\n"
-	       "  top                 Devices, slices and allocations, redrawn as they change;\n"
-	       "                      q quits (off a terminal: one frame)\n"
+	       "  top [--interval DURATION]\n"
+	       "                      Devices, slices and allocations, redrawn as they change\n"
+	       "                      and every DURATION (default 1s); q quits (off a terminal:\n"
+	       "                      one frame)\n"
 	       "  version             Show client and daemon versions and backends\n"
 	       "  rescan              Ask xpud to rescan devices (needs privilege)\n"
 	       "  alloc, release, allocations, fit, plan, reload\n"
@@ -86,6 +88,7 @@ struct verb {
 	bool cordon_options; /* takes --reason */
 	bool repartition_options; /* takes --layout, --policy, --timeout, --wait */
 	bool export_options; /* takes --dev-prefix (and the fit options, checked by the verb) */
+	bool top_options;    /* takes --interval */
 };
 
 static const struct verb verbs[] = {
@@ -95,7 +98,7 @@ static const struct verb verbs[] = {
 	{ "capacity", 0, "capacity", verb_capacity },
 	{ "health", 0, "health", verb_health },
 	{ "events", 0, "events", verb_events },
-	{ "top", 0, "top", verb_top },
+	{ "top", 0, "top [--interval DURATION]", verb_top, .top_options = true },
 	{ "version", 0, "version", verb_version },
 	{ "rescan", 0, "rescan", verb_rescan },
 	{ "alloc", 1,
@@ -152,6 +155,7 @@ enum {
 	ARG_TIMEOUT,
 	ARG_WAIT,
 	ARG_DEV_PREFIX,
+	ARG_INTERVAL,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -180,6 +184,7 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "timeout", required_argument, NULL, ARG_TIMEOUT },
 		{ "wait", no_argument, NULL, ARG_WAIT },
 		{ "dev-prefix", required_argument, NULL, ARG_DEV_PREFIX },
+		{ "interval", required_argument, NULL, ARG_INTERVAL },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -293,6 +298,10 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			ctl->dev_prefix = optarg;
 			ctl->n_export_options++;
 			break;
+		case ARG_INTERVAL:
+			ctl->interval = optarg;
+			ctl->n_top_options++;
+			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -330,7 +339,8 @@ int main(int argc, char *argv[])
 	    (ctl.n_fit_options && !verb->fit_options) ||
 	    (ctl.n_cordon_options && !verb->cordon_options) ||
 	    (ctl.n_repartition_options && !verb->repartition_options) ||
-	    (ctl.n_export_options && !verb->export_options))
+	    (ctl.n_export_options && !verb->export_options) ||
+	    (ctl.n_top_options && !verb->top_options))
 		return usage_error("that option does not apply to '%s'; usage: xpuctl %s",
 				   verb->name, verb->usage);
 

@@ -3,9 +3,10 @@
  * xpuctl top: the devices, the slices per resource and the allocations, redrawn in place. A
  * child process follows /v1/events and writes a byte into a pipe per event (libxpu's stream
  * blocks, and a client is used by one thread), so the main loop polls the keyboard, the signals
- * (through a pipe of their own) and that pipe, and redraws on an event, on a resize, and once a
- * second otherwise (utilisation and memory in use change without events). Plain ANSI sequences:
- * the alternate screen, cursor positioning and erase-in-line. Off a terminal: one frame.
+ * (through a pipe of their own) and that pipe, and redraws on an event, on a resize, and every
+ * --interval otherwise (a second by default: utilisation and memory in use change without
+ * events). Plain ANSI sequences: the alternate screen, cursor positioning and erase-in-line. Off
+ * a terminal: one frame.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,11 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/parse.h"
 #include "xpu/client.h"
 #include "xpuctl/output.h"
 #include "xpuctl/xpuctl.h"
 
 #define REFRESH_MS 1000
+#define REFRESH_MIN_MS 100
+#define REFRESH_MAX_MS (24LL * 3600 * 1000)
 
 /* What one refresh fetched: the answers of /v1/devices, /v1/capacity and /v1/allocations. */
 struct snapshot {
@@ -402,7 +406,7 @@ static bool keys_quit(bool *ret_eof)
 	return memchr(buf, 'q', (size_t)n) || memchr(buf, 3, (size_t)n);
 }
 
-static int top_interactive(struct ctl *ctl, struct snapshot *s, char *error)
+static int top_interactive(struct ctl *ctl, struct snapshot *s, char *error, long long every)
 {
 	_cleanup_free_ char *err = error;
 	struct term t = {};
@@ -447,7 +451,7 @@ static int top_interactive(struct ctl *ctl, struct snapshot *s, char *error)
 			}
 			redraw = false;
 		}
-		wait = MAX(last + REFRESH_MS - now_ms(), 0LL);
+		wait = MAX(last + every - now_ms(), 0LL);
 		if (poll(pfd, ELEMENTSOF(pfd), (int)wait) < 0 && errno != EINTR) {
 			r = CTL_EXIT_USAGE;
 			break;
@@ -479,7 +483,7 @@ static int top_interactive(struct ctl *ctl, struct snapshot *s, char *error)
 				child = 0;
 			}
 		}
-		if (!quit && (changed || now_ms() - last >= REFRESH_MS)) {
+		if (!quit && (changed || now_ms() - last >= every)) {
 			free(err);
 			refresh(ctl, s, &err);
 			last = now_ms();
@@ -502,12 +506,25 @@ out:
 int verb_top(struct ctl *ctl, char **args)
 {
 	_cleanup_(snapshot_done) struct snapshot s = {};
+	long long every = REFRESH_MS;
 	char *error = NULL;
+	uint64_t usec;
 	int r;
 
 	if (ctl->json) {
 		fprintf(stderr, "xpuctl: top has no JSON output (see devices, capacity, allocations)\n");
 		return CTL_EXIT_USAGE;
+	}
+	if (ctl->interval) {
+		if (parse_duration(ctl->interval, &usec) < 0 || usec < REFRESH_MIN_MS * 1000ULL ||
+		    usec > REFRESH_MAX_MS * 1000ULL) {
+			fprintf(stderr,
+				"xpuctl: --interval: expected a duration from 100ms to 24h, not "
+				"'%s'\n",
+				ctl->interval);
+			return CTL_EXIT_USAGE;
+		}
+		every = (long long)(usec / 1000);
 	}
 	r = ctl_connect(ctl);
 	if (r != CTL_EXIT_OK)
@@ -527,5 +544,5 @@ int verb_top(struct ctl *ctl, char **args)
 		fputs(frame, stdout);
 		return CTL_EXIT_OK;
 	}
-	return top_interactive(ctl, &s, error);
+	return top_interactive(ctl, &s, error, every);
 }

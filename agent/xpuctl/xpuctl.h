@@ -48,11 +48,14 @@ struct ctl {
 	bool wait;
 	/* export */
 	const char *dev_prefix;
+	/* top */
+	const char *interval;
 	unsigned n_alloc_options; /* how many of the alloc options were given */
 	unsigned n_fit_options;
 	unsigned n_cordon_options;
 	unsigned n_repartition_options;
 	unsigned n_export_options;
+	unsigned n_top_options;
 	struct xpu_client *client; /* connected on first use */
 };
 

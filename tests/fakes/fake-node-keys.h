@@ -16,6 +16,7 @@
 #define FAKE_GPU_NVML_KEYS                                                                         \
 	"bus_id", "pci_device_id", "pci_subsystem_id", "uuid", "name", "serial", "minor",          \
 		"memory_bytes", "memory_used_bytes", "compute_capability", "numa_node",            \
-		"power_mw", "temperature_c", "mig", "mig_profiles", "mig_instances", "topology",   \
-		"nvlinks", "errors", "hang_ms", "fail_call", "events", "processes"
+		"power_mw", "temperature_c", "utilization_gpu", "utilization_memory",              \
+		"ecc_corrected", "ecc_uncorrected", "mig", "mig_profiles", "mig_instances",        \
+		"topology", "nvlinks", "errors", "hang_ms", "fail_call", "events", "processes"
 #define FAKE_GPU_CUDA_KEYS "cuda", "multiprocessors", "clock_khz", "l2_bytes", "max_threads_per_sm"

@@ -122,6 +122,8 @@ enum fake_fn {
 	FN_NUMA_NODE,
 	FN_POWER,
 	FN_TEMPERATURE,
+	FN_UTILIZATION,
+	FN_ECC_TOTAL,
 	FN_MIG_MODE,
 	FN_GI_PROFILE_INFO,
 	FN_GI_REMAINING,
@@ -160,6 +162,8 @@ static const char *const fn_names[_FN_MAX] = {
 	[FN_NUMA_NODE] = "nvmlDeviceGetNumaNodeId",
 	[FN_POWER] = "nvmlDeviceGetPowerUsage",
 	[FN_TEMPERATURE] = "nvmlDeviceGetTemperature",
+	[FN_UTILIZATION] = "nvmlDeviceGetUtilizationRates",
+	[FN_ECC_TOTAL] = "nvmlDeviceGetTotalEccErrors",
 	[FN_MIG_MODE] = "nvmlDeviceGetMigMode",
 	[FN_GI_PROFILE_INFO] = "nvmlDeviceGetGpuInstanceProfileInfo",
 	[FN_GI_REMAINING] = "nvmlDeviceGetGpuInstanceRemainingCapacity",
@@ -289,11 +293,13 @@ struct fake_gpu {
 	char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE];
 	char serial[NVML_DEVICE_SERIAL_BUFFER_SIZE]; /* "": NOT_SUPPORTED */
 	unsigned minor;
-	bool has_memory, has_cc, has_power, has_temperature;
+	bool has_memory, has_cc, has_power, has_temperature, has_utilization, has_ecc;
 	unsigned long long memory_bytes, memory_used_bytes;
 	int cc_major, cc_minor;
 	int numa_node; /* -1: NOT_SUPPORTED */
 	unsigned power_mw, temperature_c;
+	unsigned utilization_gpu, utilization_memory; /* percent */
+	unsigned long long ecc_corrected, ecc_uncorrected; /* volatile counts */
 
 	bool has_mig, mig_current, mig_pending;
 	const struct fake_gi_profile *profiles; /* NULL: none */
@@ -714,6 +720,22 @@ static int parse_gpu(struct fake_json_parser *p, json_t *g, struct fake_gpu *gpu
 		r = fake_json_get_integer(p, g, "temperature_c", false, 0, 200, &v,
 					  &gpu->has_temperature);
 	gpu->temperature_c = gpu->has_temperature ? (unsigned)v : 0;
+	if (r >= 0)
+		r = fake_json_get_integer(p, g, "utilization_gpu", false, 0, 100, &v,
+					  &gpu->has_utilization);
+	gpu->utilization_gpu = gpu->has_utilization ? (unsigned)v : 0;
+	v = 0;
+	if (r >= 0)
+		r = fake_json_get_integer(p, g, "utilization_memory", false, 0, 100, &v, NULL);
+	gpu->utilization_memory = (unsigned)v;
+	if (r >= 0)
+		r = fake_json_get_integer(p, g, "ecc_corrected", false, 0, INT64_MAX, &v,
+					  &gpu->has_ecc);
+	gpu->ecc_corrected = gpu->has_ecc ? (unsigned long long)v : 0;
+	v = 0;
+	if (r >= 0)
+		r = fake_json_get_integer(p, g, "ecc_uncorrected", false, 0, INT64_MAX, &v, NULL);
+	gpu->ecc_uncorrected = (unsigned long long)v;
 	if (r >= 0)
 		r = parse_mig(p, g, gpu);
 	if (r >= 0)
@@ -1662,6 +1684,46 @@ nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensor
 	if (!gpu->has_temperature)
 		return leave(NVML_ERROR_NOT_SUPPORTED);
 	*temp = gpu->temperature_c;
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_UTILIZATION, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!utilization)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_utilization)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	*utilization = (nvmlUtilization_t){ .gpu = gpu->utilization_gpu,
+					    .memory = gpu->utilization_memory };
+	return leave(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t errorType,
+					 nvmlEccCounterType_t counterType,
+					 unsigned long long *eccCounts)
+{
+	struct fake_gpu *gpu;
+	nvmlReturn_t r;
+
+	r = device_enter(device, FN_ECC_TOTAL, &gpu);
+	if (r != NVML_SUCCESS)
+		return r;
+	if (!eccCounts ||
+	    (errorType != NVML_MEMORY_ERROR_TYPE_CORRECTED &&
+	     errorType != NVML_MEMORY_ERROR_TYPE_UNCORRECTED) ||
+	    (counterType != NVML_VOLATILE_ECC && counterType != NVML_AGGREGATE_ECC))
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (!gpu->has_ecc)
+		return leave(NVML_ERROR_NOT_SUPPORTED);
+	/* the fake's GPUs have known no driver but this one: both counts are the same */
+	*eccCounts = errorType == NVML_MEMORY_ERROR_TYPE_CORRECTED ? gpu->ecc_corrected
+								   : gpu->ecc_uncorrected;
 	return leave(NVML_SUCCESS);
 }
 

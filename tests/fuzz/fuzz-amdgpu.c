@@ -26,7 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data + 1, size - 1);
 	s[size - 1] = '\0';
 	if (data[0] % 2) {
-		(void)amdgpu_ras_parse(s, &ue);
+		uint64_t ue2, ce;
+
+		r = amdgpu_ras_parse(s, &ue);
+		/* both counts: the same uncorrectable count as the health check reads */
+		if (amdgpu_ras_counts(s, &ue2, &ce) >= 0 && (r < 0 || ue2 != ue))
+			abort();
 	} else {
 		r = amdgpu_kfd_parse(s, &k);
 		/* a GPU node has SIMDs, and its render minor is a minor or unknown */

@@ -187,6 +187,8 @@ static int nvml_costs(const char *path)
 	SYM(h, nvmlDeviceGetNumaNodeId);
 	SYM(h, nvmlDeviceGetPowerUsage);
 	SYM(h, nvmlDeviceGetTemperature);
+	SYM(h, nvmlDeviceGetUtilizationRates);
+	SYM(h, nvmlDeviceGetTotalEccErrors);
 	SYM(h, nvmlDeviceGetMigMode);
 	SYM(h, nvmlDeviceGetGpuInstanceProfileInfo);
 	SYM(h, nvmlDeviceGetGpuInstanceRemainingCapacity);
@@ -205,6 +207,7 @@ static int nvml_costs(const char *path)
 			p_nvmlDeviceGetCudaComputeCapability, p_nvmlDeviceGetSerial,
 			p_nvmlDeviceGetMinorNumber, p_nvmlDeviceGetNumaNodeId,
 			p_nvmlDeviceGetPowerUsage, p_nvmlDeviceGetTemperature,
+			p_nvmlDeviceGetUtilizationRates, p_nvmlDeviceGetTotalEccErrors,
 			p_nvmlDeviceGetMigMode, p_nvmlDeviceGetGpuInstanceProfileInfo,
 			p_nvmlDeviceGetGpuInstanceRemainingCapacity,
 			p_nvmlDeviceGetTopologyCommonAncestor, p_nvmlDeviceGetNvLinkState,
@@ -229,6 +232,7 @@ static int nvml_costs(const char *path)
 	char buf[96];
 	nvmlPciInfo_t pci;
 	nvmlMemory_t mem;
+	nvmlUtilization_t util;
 	int a, b;
 	nvmlGpuTopologyLevel_t lvl;
 	nvmlEnableState_t st;
@@ -259,6 +263,11 @@ static int nvml_costs(const char *path)
 	TIME("NVML", "nvmlDeviceGetPowerUsage", "GPU", REPS, p_nvmlDeviceGetPowerUsage(d, &u));
 	TIME("NVML", "nvmlDeviceGetTemperature", "GPU", REPS,
 	     p_nvmlDeviceGetTemperature(d, NVML_TEMPERATURE_GPU, &u));
+	TIME("NVML", "nvmlDeviceGetUtilizationRates", "GPU", REPS,
+	     p_nvmlDeviceGetUtilizationRates(d, &util));
+	TIME("NVML", "nvmlDeviceGetTotalEccErrors(volatile)", "GPU", REPS,
+	     p_nvmlDeviceGetTotalEccErrors(d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_VOLATILE_ECC,
+					   &types));
 	TIME("NVML", "nvmlDeviceGetMigMode", "GPU", REPS, p_nvmlDeviceGetMigMode(d, &cur, &pend));
 	TIME("NVML", "nvmlDeviceGetGpuInstanceProfileInfo(1g)", "profile", REPS,
 	     p_nvmlDeviceGetGpuInstanceProfileInfo(d, NVML_GPU_INSTANCE_PROFILE_1_SLICE, &gip));

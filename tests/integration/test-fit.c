@@ -135,10 +135,57 @@ static void test_unprivileged_fits_are_bounded(void **state)
 	test_xpud_free(x);
 }
 
+/* The fits of @body on @x, asserting 200. */
+static long long fits(struct test_xpud *x, const char *body)
+{
+	json_t *doc = NULL;
+	long long n;
+
+	assert_int_equal(test_request_body(x, "POST", "/v1/fit", body, &doc), 200);
+	n = json_integer_value(json_object_get(doc, "fits"));
+	json_decref(doc);
+	return n;
+}
+
+/*
+ * numa_local and connected are the placement rules of an allocation: the fit of a shape with
+ * them counts the workloads as the allocator would place them. The HGX node's eight GPUs are
+ * four on each NUMA node: a five fits once anywhere, never on one node; the same shape asked
+ * without and then with the rule is two questions, not one answer kept.
+ */
+static void test_fit_numa_local(void **state)
+{
+	struct test_xpud *x = test_xpud_start(test_fixture_new("hgx-h100"), NULL);
+	json_t *doc = NULL;
+
+	assert_int_equal(fits(x, "{\"resource\": \"nvidia.com/gpu\", \"count\": 5}"), 1);
+	assert_int_equal(fits(x, "{\"resource\": \"nvidia.com/gpu\", \"count\": 5, "
+				 "\"numa_local\": true}"),
+			 0);
+	assert_int_equal(fits(x, "{\"resource\": \"nvidia.com/gpu\", \"count\": 4, "
+				 "\"numa_local\": true}"),
+			 2);
+	assert_int_equal(fits(x, "{\"resource\": \"nvidia.com/gpu\", \"count\": 3, "
+				 "\"numa_local\": false}"),
+			 2);
+	/* without NVML, no fabric is known: no two GPUs are connected */
+	assert_int_equal(fits(x, "{\"resource\": \"nvidia.com/gpu\", \"count\": 2, "
+				 "\"connected\": true}"),
+			 0);
+	assert_int_equal(test_request_body(x, "POST", "/v1/fit",
+					   "{\"count\": 2, \"numa_local\": \"yes\"}", &doc),
+			 400);
+	assert_string_equal(json_string_value(json_object_get(doc, "message")),
+			    "numa_local: expected true or false");
+	json_decref(doc);
+	test_xpud_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unprivileged_fits_are_bounded),
+		cmocka_unit_test(test_fit_numa_local),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -184,7 +184,8 @@ static void assert_families_described(const char *page)
 		snprintf(help, sizeof(help), "# HELP %s ", name);
 		if (count_lines(page, help) != 1)
 			fail_msg("family %s has no HELP line", name);
-		snprintf(help, sizeof(help), "# TYPE %s gauge\n", name);
+		snprintf(help, sizeof(help), "# TYPE %s %s\n", name,
+			 n > 6 && streq(name + n - 6, "_total") ? "counter" : "gauge");
 		if (!strstr(page, help))
 			fail_msg("family %s has no TYPE line", name);
 	}
@@ -233,6 +234,11 @@ static void write_text(const char *path, const char *text)
 	fclose(f);
 }
 
+#define UTIL(dev) "xpu_device_utilization_ratio{device=\"" dev "\"}"
+#define MEM_UTIL(dev) "xpu_device_memory_utilization_ratio{device=\"" dev "\"}"
+#define RAS(dev, block, type)                                                                      \
+	"xpu_device_ras_errors_total{device=\"" dev "\",block=\"" block "\",type=\"" type "\"}"
+
 /* xpud with the fake NVML on the HGX node, the last GPU cut into seven 1g.10gb instances, and
  * metrics on 127.0.0.1:*ret_port. */
 static struct test_xpud *start_hgx(char *root, const char *extra_yaml, int *ret_port)
@@ -268,6 +274,14 @@ static void test_hgx_page(void **state)
 		    85520809984.0);
 	assert_true(sample(page, "xpu_device_temperature_celsius{device=\"0000:2a:00.0\"}") == 32);
 	assert_true(sample(page, "xpu_device_power_watts{device=\"0000:2a:00.0\"}") == 73.31);
+	/* the GPU's load and ECC counts, where NVML answers them (not 0000:18:00.0's) */
+	assert_true(sample(page, UTIL("0000:2a:00.0")) == 0.87);
+	assert_true(sample(page, MEM_UTIL("0000:2a:00.0")) == 0.41);
+	assert_true(sample(page, RAS("0000:2a:00.0", "memory", "correctable")) == 12);
+	assert_true(sample(page, RAS("0000:2a:00.0", "memory", "uncorrectable")) == 0);
+	assert_true(sample(page, UTIL("0000:18:00.0")) == -1);
+	assert_int_equal(count_lines(page, "xpu_device_ras_errors_total{"), 2);
+	assert_non_null(strstr(page, "# TYPE xpu_device_ras_errors_total counter\n"));
 	assert_true(sample(page, "xpu_device_health{device=\"0000:db:00.0\",phase=\"healthy\"}") ==
 		    1);
 	/* the slices: seven GPUs whole, the eighth as its MIG instances */
@@ -433,6 +447,181 @@ static void test_shapes(void **state)
 	test_xpud_free(x);
 }
 
+/* Waits up to 10 s for /v1/devices to give device @id's property @key the value @value. */
+static void wait_property(struct test_xpud *x, const char *id, const char *key, const char *value)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	for (;;) {
+		json_t *d = test_get(x, "devices", id);
+		bool same = streq_ptr(test_jprop(d, key), value);
+
+		json_decref(d);
+		if (same)
+			return;
+		if (test_now_ms() > deadline)
+			fail_msg("%s's %s is not %s after 10 s", id, key, value);
+		usleep(50 * 1000);
+	}
+}
+
+/* xpud on @fixture (the fake NVML for an NVIDIA one) with health probes every 200 ms and, with
+ * an @interval, metrics on 127.0.0.1:@port renewed at that interval. */
+static struct test_xpud *start_probed(const char *fixture, int port, const char *interval)
+{
+	char *root = test_fixture_new(fixture), conf[4096], text[1024];
+	const char *const args[] = {"--config", conf, NULL};
+
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	if (interval)
+		snprintf(text, sizeof(text),
+			 "metrics: {listen: \"127.0.0.1:%d\", interval: %s}\n"
+			 "health-interval: 200ms\n",
+			 port, interval);
+	else
+		snprintf(text, sizeof(text), "health-interval: 200ms\n");
+	write_text(conf, text);
+	if (strncmp(fixture, "hgx", 3) == 0)
+		return test_xpud_start_nvml(root, args, NULL);
+	return test_xpud_start(root, args);
+}
+
+/*
+ * NVIDIA's samples come with the helper's runs at the health probes, which metrics do not add
+ * to: they follow NVML at most once per metrics interval, and are not kept without metrics (a
+ * changed utilisation would otherwise be a rescan on every probe).
+ */
+static void test_samples_nvidia(void **state)
+{
+	char *page;
+	int port = free_port();
+	struct test_xpud *x;
+	json_t *d;
+
+	/* a metrics interval of 1 s: a new utilisation shows within seconds */
+	x = start_probed("hgx-h100", port, "1s");
+	free(wait_sample(port, UTIL("0000:2a:00.0"), 0.87));
+	test_fake_nvml_set(x->root, "0000:2a:00.0", "utilization_gpu", json_integer(55));
+	test_fake_nvml_set(x->root, "0000:2a:00.0", "ecc_corrected", json_integer(13));
+	page = wait_sample(port, UTIL("0000:2a:00.0"), 0.55);
+	assert_true(sample(page, RAS("0000:2a:00.0", "memory", "correctable")) == 13);
+	free(page);
+	test_xpud_free(x);
+
+	/* an interval of 1 h: the answers' other readings come in, the samples stay */
+	x = start_probed("hgx-h100", port, "1h");
+	test_fake_nvml_set(x->root, "0000:2a:00.0", "utilization_gpu", json_integer(55));
+	test_fake_nvml_set(x->root, "0000:2a:00.0", "temperature_c", json_integer(40));
+	page = wait_sample(port, "xpu_device_temperature_celsius{device=\"0000:2a:00.0\"}", 40);
+	assert_true(sample(page, UTIL("0000:2a:00.0")) == 0.87);
+	free(page);
+	test_xpud_free(x);
+
+	/* no metrics: no samples in the inventory, the other readings as before */
+	x = start_probed("hgx-h100", 0, NULL);
+	test_fake_nvml_set(x->root, "0000:2a:00.0", "temperature_c", json_integer(40));
+	wait_property(x, "0000:2a:00.0", "temperature_celsius", "40");
+	d = test_get(x, "devices", "0000:2a:00.0");
+	assert_null(test_jprop(d, "utilization_percent"));
+	assert_null(test_jprop(d, "ras_errors.memory.correctable"));
+	json_decref(d);
+	test_xpud_free(x);
+}
+
+/*
+ * amdgpu's samples from sysfs: gpu_busy_percent, mem_busy_percent and the RAS blocks' counts,
+ * read at enumeration and again at a health probe once a metrics interval has gone by.
+ */
+static void test_samples_amdgpu(void **state)
+{
+	const char *fn = "sys/bus/pci/devices/0000:22:00.0/";
+	int port = free_port();
+	struct test_xpud *x = start_probed("mi300x", port, "1s");
+	char rel[256], *page = scrape(port);
+	json_t *d;
+
+	/* the generator's GPU 1: 10 % busy, its memory 5 %; gfx has corrected an error */
+	assert_true(sample(page, UTIL("0000:22:00.0")) == 0.1);
+	assert_true(sample(page, MEM_UTIL("0000:22:00.0")) == 0.05);
+	assert_true(sample(page, UTIL("0000:0c:00.0")) == 0);
+	assert_true(sample(page, RAS("0000:22:00.0", "gfx", "correctable")) == 1);
+	assert_true(sample(page, RAS("0000:22:00.0", "gfx", "uncorrectable")) == 0);
+	assert_true(sample(page, RAS("0000:22:00.0", "umc", "correctable")) == 0);
+	assert_int_equal(count_lines(page, "xpu_device_ras_errors_total{"), 8 * 2 * 2);
+	assert_families_described(page);
+	promtool_check(page, strlen(page));
+	free(page);
+
+	snprintf(rel, sizeof(rel), "%sgpu_busy_percent", fn);
+	test_put_file(x->root, rel, "73\n");
+	snprintf(rel, sizeof(rel), "%sras/umc_err_count", fn);
+	test_put_file(x->root, rel, "ue: 0\nce: 7\n");
+	page = wait_sample(port, UTIL("0000:22:00.0"), 0.73);
+	assert_true(sample(page, RAS("0000:22:00.0", "umc", "correctable")) == 7);
+	free(page);
+
+	/* a reload keeps the running listener, and the samples it serves */
+	snprintf(rel, sizeof(rel), "%s/xpud.yaml", x->root);
+	write_text(rel, "health-interval: 200ms\n");
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
+	snprintf(rel, sizeof(rel), "%sgpu_busy_percent", fn);
+	test_put_file(x->root, rel, "12\n");
+	free(wait_sample(port, UTIL("0000:22:00.0"), 0.12));
+	test_xpud_free(x);
+
+	/* no metrics: not read */
+	x = start_probed("mi300x", 0, NULL);
+	d = test_get(x, "devices", "0000:22:00.0");
+	assert_non_null(test_jprop(d, "vram_used_bytes"));
+	assert_null(test_jprop(d, "utilization_percent"));
+	assert_null(test_jprop(d, "ras_errors.gfx.correctable"));
+	json_decref(d);
+	test_xpud_free(x);
+}
+
+/* Writes @conf: metrics on 127.0.0.1:@port renewed only on changes, and the shapes @shapes. */
+static void write_shapes(const char *conf, int port, const char *shapes)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text),
+		 "metrics: {listen: \"127.0.0.1:%d\", interval: 1h}\nshapes:\n%s", port, shapes);
+	write_text(conf, text);
+}
+
+/* A reload's shapes: the page's fits follow, old shapes gone, by POST /v1/reload and SIGHUP. */
+static void test_shapes_reload(void **state)
+{
+	char *root = test_fixture_new("hgx-h100"), conf[4096], *page;
+	int port = free_port();
+	struct test_xpud *x;
+
+	/* the node's eight GPUs whole, four on each NUMA node */
+	snprintf(conf, sizeof(conf), "%s/xpud.yaml", root);
+	write_shapes(conf, port,
+		     "  - {name: llm-70b, resource: nvidia.com/gpu, count: 4, numa-local: true}\n");
+	x = test_xpud_start(root, (const char *[]){"--config", conf, NULL});
+	free(wait_sample(port, LLM70, 2));
+
+	write_shapes(conf, port,
+		     "  - {name: pair, resource: nvidia.com/gpu, count: 2}\n"
+		     "  - {name: llm-34b, resource: nvidia.com/gpu, count: 3, numa-local: true}\n");
+	assert_int_equal(test_request_body(x, "POST", "/v1/reload", NULL, NULL), 200);
+	page = wait_sample(port, PAIR, 4);
+	assert_true(sample(page, LLM34) == 2);
+	assert_true(sample(page, LLM70) == -1);
+	free(page);
+
+	/* a five on one NUMA node fits nowhere */
+	write_shapes(conf, port,
+		     "  - {name: pair, resource: nvidia.com/gpu, count: 5, numa-local: true}\n");
+	assert_int_equal(kill(x->pid, SIGHUP), 0);
+	page = wait_sample(port, PAIR, 0);
+	assert_true(sample(page, LLM34) == -1);
+	free(page);
+	test_xpud_free(x);
+}
+
 static void test_openmetrics(void **state)
 {
 	int port;
@@ -450,6 +639,9 @@ static void test_openmetrics(void **state)
 	assert_non_null(strstr(r.body, "# TYPE xpu_device_temperature_celsius gauge\n"
 				       "# UNIT xpu_device_temperature_celsius celsius\n"));
 	assert_non_null(strstr(r.body, "\nxpu_device_info{device=\"0000:18:00.0\""));
+	/* a counter's family is named without _total, its samples with it */
+	assert_non_null(strstr(r.body, "# TYPE xpu_device_ras_errors counter\n"));
+	assert_non_null(strstr(r.body, "\n" RAS("0000:2a:00.0", "memory", "correctable") " 12\n"));
 	reply_done(&r);
 
 	/* text/plain preferred, or no Accept at all: the text format, without # EOF */
@@ -765,6 +957,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hgx_page),
 	    cmocka_unit_test(test_shapes),
+	    cmocka_unit_test(test_shapes_reload),
+	    cmocka_unit_test(test_samples_nvidia),
+	    cmocka_unit_test(test_samples_amdgpu),
 	    cmocka_unit_test(test_openmetrics),
 	    cmocka_unit_test(test_label_escaping),
 	    cmocka_unit_test(test_hotplug_and_backend_failure),

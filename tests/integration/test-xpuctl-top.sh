@@ -1,7 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # xpuctl top in a real terminal: tmux runs it on xpud serving the mixed node. The devices show;
-# an allocation made meanwhile shows without a key pressed; a wider window redraws the cut lines;
+# an allocation made meanwhile shows without a key pressed; with the periodic redraw an hour
+# apart (--interval 1h), a cordon shows within seconds: its event alone redraws; a wider window
+# redraws the cut lines;
 # q, SIGTERM and SIGINT end it with the terminal's settings as they were (stty -g before and after); off
 # a terminal it prints one frame and exits 0; -o json is refused. Skips (77) without tmux.
 set -eu
@@ -28,10 +30,10 @@ fail() {
 	exit 1
 }
 
-# Waits (5 s at most) until the pane shows the text $1.
+# Waits ($2 tenths of a second, 5 s by default, at most) until the pane shows the text $1.
 wait_pane() {
 	i=0
-	while [ $i -lt 50 ]; do
+	while [ $i -lt "${2:-50}" ]; do
 		$tm capture-pane -p -t top | grep -qF -- "$1" && return 0
 		sleep 0.1
 		i=$((i + 1))
@@ -65,18 +67,24 @@ rc=0
 "$XPUCTL_BIN" --socket "$sock" -o json top </dev/null >/dev/null 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "top -o json exited $rc, not 1"
 
+rc=0
+"$XPUCTL_BIN" --socket "$sock" top --interval 5ms </dev/null >/dev/null 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "top --interval 5ms exited $rc, not 1"
+
 # In the terminal: the shell records the settings before and after, and how top ended.
-cat >"$dir/run.sh" <<END
+# start_top WIDTH [TOP OPTIONS...]
+start_top() {
+	width=$1
+	shift
+	cat >"$dir/run.sh" <<END
 stty -g >"$dir/stty.before"
-sh -c 'echo \$\$ >"$dir/pid"; exec "$XPUCTL_BIN" --socket "$sock" top'
+sh -c 'echo \$\$ >"$dir/pid"; exec "$XPUCTL_BIN" --socket "$sock" top $*'
 echo "top exited \$?"
 stty -g >"$dir/stty.after"
 sleep 60
 END
-
-start_top() {
 	rm -f "$dir/pid" "$dir/stty.before" "$dir/stty.after"
-	$tm new-session -d -s top -x "$1" -y 40 "sh $dir/run.sh"
+	$tm new-session -d -s top -x "$width" -y 40 "sh $dir/run.sh"
 	wait_pane "Habana Gaudi2" || fail "the devices do not show"
 }
 
@@ -112,6 +120,20 @@ grep -q "^xpud at " "$dir/pane" || fail "the screen scrolled: no header at 40x10
 
 $tm send-keys -t top q
 ended_cooked "q"
+$tm kill-session -t top
+
+# Redrawn every hour only: the cordon's event on /v1/events is what redraws (3 s at most).
+start_top 120 --interval 1h
+coral="xpu.dev/google-coral-edge-tpu  1      1     0          1"
+wait_pane "$coral" || fail "the Coral's slice is not free"
+"$XPUCTL_BIN" --socket "$sock" cordon 0000:5e:00.0 --reason test >/dev/null ||
+	fail "cannot cordon the Coral"
+wait_pane "xpu.dev/google-coral-edge-tpu  1      0     0          0" 30 ||
+	fail "the cordon does not show within 3 s without a periodic redraw"
+"$XPUCTL_BIN" --socket "$sock" uncordon 0000:5e:00.0 >/dev/null || fail "cannot uncordon"
+wait_pane "$coral" 30 || fail "the uncordon does not show within 3 s"
+$tm send-keys -t top q
+ended_cooked "q (--interval 1h)"
 $tm kill-session -t top
 
 for sig in TERM INT; do
