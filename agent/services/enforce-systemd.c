@@ -249,15 +249,15 @@ static int wait_job(sd_bus *bus, struct job_wait *w, uint64_t deadline, const ch
 	}
 }
 
-/* Whether process @pid is gone or a zombie, as @host's /proc says. */
-static bool process_gone(const struct xpu_host *host, uint32_t pid)
+/* Whether process @pid is gone or a zombie (the real /proc: owners are this host's processes). */
+static bool process_gone(uint32_t pid)
 {
 	_cleanup_free_ char *text = NULL;
-	char rel[64];
+	char path[64];
 	const char *paren;
 
-	snprintf(rel, sizeof(rel), "%u/stat", pid);
-	if (host->proc_fd < 0 || read_attr_at(host->proc_fd, rel, 4096, &text) < 0)
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	if (read_attr_at(AT_FDCWD, path, 4096, &text) < 0)
 		return true;
 	paren = strrchr(text, ')');
 	return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
@@ -291,7 +291,7 @@ static int call_error(const struct enforce_systemd *s, const struct unit_props *
 				"systemd already has a unit %s (left from an earlier grant?): %s",
 				p->unit, e->message ?: "unit exists");
 	/* whatever systemd said about a process that is gone: the owner exited */
-	if (pid && process_gone(s->host, pid))
+	if (pid && process_gone(pid))
 		return error_to(ret_error, -ESRCH,
 				"owner process %u exited before systemd could move it into %s", pid,
 				p->unit);
@@ -367,7 +367,7 @@ int enforce_systemd_start(struct enforce_systemd *s, const struct unit_props *p,
 				(unsigned long long)(ENFORCE_SYSTEMD_TIMEOUT_USEC / 1000000));
 	if (r < 0)
 		return call_error(s, p, &e, r, ret_error);
-	if (pid && process_gone(s->host, pid))
+	if (pid && process_gone(pid))
 		return error_to(ret_error, -ESRCH,
 				"owner process %u exited before systemd could move it into %s", pid,
 				p->unit);
