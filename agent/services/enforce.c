@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/grant.h"
+#include "core/rules.h"
 #include "services/enforce-systemd.h"
 #include "services/enforce-unit.h"
 #include "services/enforce.h"
@@ -43,6 +44,7 @@ struct enforcer {
 	char *root;    /* the v2 directory children are made in, or NULL */
 	char *root_v1; /* the v1 devices directory, or NULL */
 	char *mount_v1; /* where the v1 devices controller is mounted, when known */
+	char *dmem_capacity; /* the cgroup2 root's dmem.capacity, when the mount is known */
 	struct enforce_systemd *systemd; /* the systemd path, when devices is SYSTEMD */
 	char **units;			 /* allocations whose unit this run started */
 };
@@ -80,6 +82,7 @@ void enforce_status_done(struct enforce_status *s)
 	s->cpu_max = mfree(s->cpu_max);
 	s->cpuset_cpus = mfree(s->cpuset_cpus);
 	s->cpuset_mems = mfree(s->cpuset_mems);
+	s->dmem_max = mfree(s->dmem_max);
 }
 
 /* ---- bpf() -------------------------------------------------------------------------------- */
@@ -369,6 +372,71 @@ static int set_limits(const struct enforcer *e, const char *dir, const struct en
 	return 0;
 }
 
+int enforce_dmem_set(const char *dir, const char *capacity, const char *pci, uint64_t bytes,
+		     char **ret_error)
+{
+	_cleanup_strv_free_ char **lines = NULL;
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/dmem.max", dir) < 0)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0)
+		return 0;
+	r = enforce_dmem_lines(capacity, pci, bytes, &lines);
+	if (r < 0)
+		return r;
+	STRV_FOREACH(l, lines) {
+		r = write_control(dir, "dmem.max", *l, ret_error);
+		if (r < 0)
+			return r;
+	}
+	return lines ? 1 : 0;
+}
+
+/* A memory share: a slice of part of its device's memory, which its size should limit. */
+static const struct xpu_device *memory_share(const struct enforcer *e, const char *slice_id,
+					     const struct xpu_slice **ret)
+{
+	const struct slice_list *sl = inventory_slices(e->inventory);
+
+	for (size_t i = 0; i < sl->n; i++) {
+		const struct xpu_slice *s = sl->items[i];
+		const struct xpu_device *d;
+
+		if (!streq(s->id, slice_id))
+			continue;
+		d = device_list_find(inventory_devices(e->inventory), s->device_id);
+		if (!d || !s->shared || !s->memory_bytes || s->memory_bytes >= d->memory_bytes)
+			return NULL;
+		*ret = s;
+		return d;
+	}
+	return NULL;
+}
+
+/* dmem.max for each memory share of the grant, where the kernel has the controller. */
+static int set_dmem(const struct enforcer *e, const char *dir, char **slices,
+		    char **ret_error)
+{
+	_cleanup_free_ char *capacity = NULL;
+	int r;
+
+	if (!e->dmem_capacity || read_attr_at(AT_FDCWD, e->dmem_capacity, 64 * 1024, &capacity) < 0)
+		return 0;
+	STRV_FOREACH(id, slices) {
+		const struct xpu_slice *s;
+		const struct xpu_device *d = memory_share(e, *id, &s);
+
+		if (!d || !d->has_pci)
+			continue;
+		r = enforce_dmem_set(dir, capacity, d->pci.address, s->memory_bytes, ret_error);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int confine(struct enforcer *e, const struct allocation *a, const struct enforce_request *req,
 		   struct confinement *c, char **ret_error)
 {
@@ -445,6 +513,8 @@ static int confine(struct enforcer *e, const struct allocation *a, const struct 
 	}
 	if (c->dir) {
 		r = set_limits(e, c->dir, &req->limits, &g, ret_error);
+		if (r >= 0)
+			r = set_dmem(e, c->dir, a->slices, ret_error);
 		if (r < 0)
 			return r;
 	}
@@ -635,6 +705,8 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	}
 	e->hierarchy = m.hierarchy;
 	e->mount_v1 = TAKE_PTR(m.devices);
+	if (m.unified && asprintf(&e->dmem_capacity, "%s/dmem.capacity", m.unified) < 0)
+		return log_oom();
 	if (settings && settings->cgroup_root)
 		e->root = strdup(settings->cgroup_root);
 	else if (m.unified)
@@ -704,6 +776,7 @@ struct enforcer *enforcer_free(struct enforcer *e)
 	free(e->root);
 	free(e->root_v1);
 	free(e->mount_v1);
+	free(e->dmem_capacity);
 	enforce_systemd_free(e->systemd);
 	strv_free(e->units);
 	free(e);
@@ -756,6 +829,30 @@ static int read_control(const char *dir, const char *file, char **ret)
 	return 0;
 }
 
+/* Who holds allocation @id's memory shares to their size (enforce_status.device_memory). */
+static const char *device_memory(const struct enforcer *e, const char *id, const char *dmem_max)
+{
+	const struct allocation *a = e->allocations ? ledger_find(allocations_ledger(e->allocations),
+								    id)
+						    : NULL;
+	const char *how = "none", *sp;
+
+	/* a line of dmem.max other than "REGION max" holds a limit */
+	for (const char *l = dmem_max; l && *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
+		if ((sp = strchr(l, ' ')) && sp < l + strcspn(l, "\n") && strncmp(sp, " max", 4) != 0)
+			return "dmem";
+	STRV_FOREACH(slice, a ? a->slices : NULL) {
+		const struct xpu_slice *s;
+		const struct xpu_device *d = memory_share(e, *slice, &s);
+
+		if (d && d->rules && d->rules->share_edits)
+			how = "advisory (runtime)";
+		else if (d && streq(how, "none"))
+			how = "advisory (none)";
+	}
+	return how;
+}
+
 int enforcer_read(const struct enforcer *e, const char *id, struct enforce_status *ret)
 {
 	_cleanup_(enforce_status_done) struct enforce_status s = { .devices = ENFORCE_DEVICES_NONE };
@@ -797,7 +894,8 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 		if ((r = read_control(s.cgroup, "memory.max", &s.memory_max)) < 0 ||
 		    (r = read_control(s.cgroup, "cpu.max", &s.cpu_max)) < 0 ||
 		    (r = read_control(s.cgroup, "cpuset.cpus", &s.cpuset_cpus)) < 0 ||
-		    (r = read_control(s.cgroup, "cpuset.mems", &s.cpuset_mems)) < 0)
+		    (r = read_control(s.cgroup, "cpuset.mems", &s.cpuset_mems)) < 0 ||
+		    (r = read_control(s.cgroup, "dmem.max", &s.dmem_max)) < 0)
 			return r;
 	}
 	if (s.cgroup_v1) {
@@ -813,6 +911,7 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 		    s.devices == ENFORCE_DEVICES_NONE)
 			s.devices = ENFORCE_DEVICES_V1;
 	}
+	s.device_memory = device_memory(e, id, s.dmem_max);
 	*ret = s;
 	s = (struct enforce_status){};
 	return 0;

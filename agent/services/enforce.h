@@ -59,6 +59,10 @@ struct enforce_status {
 	char *cpu_max;
 	char *cpuset_cpus;
 	char *cpuset_mems;
+	char *dmem_max;		   /* dmem.max, NULL where the controller is absent */
+	const char *device_memory; /* who holds a memory share to its size: "dmem" (the kernel),
+				    * "advisory (runtime)" (the vendor's runtime, asked through the
+				    * environment), "advisory (none)", or "none" (no memory share) */
 };
 
 void enforce_status_done(struct enforce_status *s);
@@ -69,6 +73,15 @@ void enforce_status_done(struct enforce_status *s);
  * Does not log.
  */
 int enforce_bpf_load(const struct enforce_rule *rules, size_t n, char **ret_error);
+
+/*
+ * Limits the device memory of PCI function @pci in the cgroup @dir to @bytes through dmem.max,
+ * for each of its regions that the root's dmem.capacity text @capacity lists. 1 when set, 0 when
+ * there is nothing to set (no dmem.max in @dir, no region of @pci), or -errno of the write with
+ * why in *ret_error. Does not log.
+ */
+int enforce_dmem_set(const char *dir, const char *capacity, const char *pci, uint64_t bytes,
+		     char **ret_error);
 
 struct enforcer;
 
