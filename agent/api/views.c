@@ -495,7 +495,8 @@ json_t *view_enforcement(const struct enforce_status *s)
 			 "s:{s:o, s:o}}",
 			 "unit", string_or_null(s->unit), "cgroup", string_or_null(s->cgroup),
 			 "cgroup_v1", string_or_null(s->cgroup_v1), "enforced", "devices", devices,
-			 "memory", s->memory_max && !streq(s->memory_max, "max") ? "memory.max" : "none",
+			 "memory",
+			 s->memory_max && !streq(s->memory_max, "max") ? "memory.max" : "none",
 			 "cpus",
 			 s->cpuset_cpus && s->cpuset_cpus[0] ? (streq(cpus, "none") ? "cpuset"
 										 : "cpu.max+cpuset")

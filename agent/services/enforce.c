@@ -549,11 +549,11 @@ static int confine_unit(struct enforcer *e, const struct allocation *a,
 	if (r < 0)
 		return r;
 	r = unit_props_build(a->id, &g, (pid_t)pid, &req->limits, &p);
-	if (r == -EINVAL)
+	if (r == -EINVAL && req->limits.numa_cpus)
 		return error_at(ret_error, r,
-				req->limits.numa_cpus ? "the grant's slices are not on one NUMA node "
-							"with known CPUs"
-						      : "cpu quota %u%% is out of range",
+				"the grant's slices are not on one NUMA node with known CPUs");
+	if (r == -EINVAL)
+		return error_at(ret_error, r, "cpu quota %u%% is out of range",
 				req->limits.cpu_quota);
 	if (r < 0)
 		return r;
@@ -686,6 +686,7 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	_cleanup_free_ char *mountinfo = NULL, *self = NULL, *self_v1 = NULL;
 	enum enforce_devices want = settings ? settings->devices : ENFORCE_DEVICES_AUTO;
 	bool systemd = want == ENFORCE_DEVICES_AUTO && enforce_systemd_booted(host);
+	int r;
 
 	if (!e)
 		return log_oom();
@@ -741,7 +742,8 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	e->devices = want;
 	if (systemd) {
 		/* systemd confines its units itself; their cgroups are read back below the slice */
-		if (enforce_systemd_new(host, secure_getenv(ENFORCE_SYSTEMD_BUS_ENV), &e->systemd) < 0)
+		r = enforce_systemd_new(host, secure_getenv(ENFORCE_SYSTEMD_BUS_ENV), &e->systemd);
+		if (r < 0)
 			return log_oom();
 		e->devices = ENFORCE_DEVICES_SYSTEMD;
 		e->root = mfree(e->root);
@@ -832,15 +834,19 @@ static int read_control(const char *dir, const char *file, char **ret)
 /* Who holds allocation @id's memory shares to their size (enforce_status.device_memory). */
 static const char *device_memory(const struct enforcer *e, const char *id, const char *dmem_max)
 {
-	const struct allocation *a = e->allocations ? ledger_find(allocations_ledger(e->allocations),
-								    id)
-						    : NULL;
-	const char *how = "none", *sp;
+	const struct allocation *a =
+		e->allocations ? ledger_find(allocations_ledger(e->allocations), id) : NULL;
+	const char *how = "none";
 
 	/* a line of dmem.max other than "REGION max" holds a limit */
-	for (const char *l = dmem_max; l && *l; l += strcspn(l, "\n") + (l[strcspn(l, "\n")] != 0))
-		if ((sp = strchr(l, ' ')) && sp < l + strcspn(l, "\n") && strncmp(sp, " max", 4) != 0)
+	for (const char *l = dmem_max; l && *l;) {
+		size_t len = strcspn(l, "\n");
+		const char *sp = memchr(l, ' ', len);
+
+		if (sp && strncmp(sp, " max", 4) != 0)
 			return "dmem";
+		l += len + (l[len] != 0);
+	}
 	STRV_FOREACH(slice, a ? a->slices : NULL) {
 		const struct xpu_slice *s;
 		const struct xpu_device *d = memory_share(e, *slice, &s);

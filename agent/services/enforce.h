@@ -2,11 +2,12 @@
 /*
  * Enforcement: on a host that systemd runs (and "devices: auto"), a grant asked with "enforce"
  * gets a transient scope xpu-<allocation id>.scope under xpu.slice that holds its owner process
- * (enforce-systemd.c, enforce-unit.c). Without systemd: a grant asked with "enforce" gets a child cgroup below a
- * delegated root, named after the allocation, its owner process moved into it, its devices
- * confined (a cgroup v2 device program, or the v1 devices controller) and its limits set
- * (memory.max, cpu.max, cpuset) where the controllers are enabled. It observes the allocation
- * service's grants and releases (allocations_set_observer()); see docs/enforcement.md.
+ * (enforce-systemd.c, enforce-unit.c). Without systemd: a grant asked with "enforce" gets a
+ * child cgroup below a delegated root, named after the allocation, its owner process moved into
+ * it, its devices confined (a cgroup v2 device program, or the v1 devices controller) and its
+ * limits set (memory.max, cpu.max, cpuset, dmem.max) where the controllers are enabled. It
+ * observes the allocation service's grants and releases (allocations_set_observer()); see
+ * docs/enforcement.md.
  */
 #pragma once
 
@@ -60,9 +61,9 @@ struct enforce_status {
 	char *cpuset_cpus;
 	char *cpuset_mems;
 	char *dmem_max;		   /* dmem.max, NULL where the controller is absent */
-	const char *device_memory; /* who holds a memory share to its size: "dmem" (the kernel),
-				    * "advisory (runtime)" (the vendor's runtime, asked through the
-				    * environment), "advisory (none)", or "none" (no memory share) */
+	/* who holds a memory share to its size: "dmem" (the kernel), "advisory (runtime)" (the
+	 * vendor's runtime, asked through the environment), "advisory (none)", or "none" */
+	const char *device_memory;
 };
 
 void enforce_status_done(struct enforce_status *s);

@@ -2,15 +2,18 @@
 /*
  * xpuctl run: a command confined to a grant of its own. xpuctl asks xpud for the grant with
  * itself as the owner process and "enforce", so that xpud puts it into a transient scope (or a
- * cgroup) with exactly the grant's devices, then takes on the grant's environment and becomes
- * the command (exec), as systemd-run --scope does: stdin, stdout, signals and the exit status
- * are the command's, and xpud releases the grant when the process ends (it watches its owner).
+ * cgroup) with exactly the grant's devices, then takes on the grant's environment and runs the
+ * command as its child, in the scope: the command has xpuctl's stdin, stdout, terminal and
+ * process group, xpuctl exits with its status, and releases the grant as soon as it ended (and
+ * xpud, watching its owner, does so too if xpuctl is killed).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shared/parse.h"
@@ -121,11 +124,49 @@ static void release(struct ctl *ctl, const char *id)
 		(void)ctl_request(ctl, "DELETE", path, &status, &doc);
 }
 
+static volatile sig_atomic_t child_pid;
+
+/* SIGTERM and SIGHUP for xpuctl are for the command: passed on. */
+static void forward(int sig)
+{
+	if (child_pid > 0)
+		kill((pid_t)child_pid, sig);
+}
+
+/* Runs @args as a child in this process's scope and waits for it: its wait status. */
+static int run_child(char **args, int *ret_status)
+{
+	struct sigaction fwd = {.sa_handler = forward}, ign = {.sa_handler = SIG_IGN};
+	pid_t pid;
+	int r;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execvp(args[0], args);
+		r = errno;
+		fprintf(stderr, "xpuctl: cannot run %s: %s\n", args[0], strerror(r));
+		_exit(r == ENOENT ? RUN_EXIT_NOT_FOUND : RUN_EXIT_CANNOT_EXEC);
+	}
+	child_pid = pid;
+	/* the terminal's ^C and ^\ reach the command itself, in the same process group */
+	(void)sigaction(SIGINT, &ign, NULL);
+	(void)sigaction(SIGQUIT, &ign, NULL);
+	(void)sigaction(SIGTERM, &fwd, NULL);
+	(void)sigaction(SIGHUP, &fwd, NULL);
+	while (waitpid(pid, ret_status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
 int verb_run(struct ctl *ctl, char **args)
 {
 	_cleanup_json_ json_t *body = NULL, *doc = NULL;
-	const char *id;
-	int r;
+	_cleanup_free_ char *id = NULL;
+	int r, status = 0;
 
 	r = run_body(ctl, &body);
 	if (r != CTL_EXIT_OK)
@@ -133,23 +174,31 @@ int verb_run(struct ctl *ctl, char **args)
 	r = ctl_call_body(ctl, "POST", "/v1/allocations", body, &doc);
 	if (r != CTL_EXIT_OK)
 		return r;
-	id = json_string_value(json_object_get(doc, "id"));
-	if (!id)
+	if (!json_string_value(json_object_get(doc, "id")))
 		return malformed(ctl, "the grant has no id");
+	id = strdup(json_string_value(json_object_get(doc, "id")));
+	if (!id)
+		return oom();
 	r = take_env(doc);
-	if (r < 0) {
-		release(ctl, id);
-		if (r == -ENOMEM)
-			return oom();
-		return malformed(ctl, "the grant's environment");
-	}
-	/* the command needs no connection of ours */
+	/* the command needs no connection of ours; the release makes a new one */
 	ctl->client = xpu_client_free(ctl->client);
-	if (fflush(stdout) != 0)
-		return CTL_EXIT_USAGE;
-	execvp(args[0], args);
-	r = errno;
-	fprintf(stderr, "xpuctl: cannot run %s: %s\n", args[0], strerror(r));
+	if (r >= 0)
+		r = run_child(args, &status);
+	/* at once, not when xpud sees this process exit: the next run finds the slices free */
 	release(ctl, id);
-	return r == ENOENT ? RUN_EXIT_NOT_FOUND : RUN_EXIT_CANNOT_EXEC;
+	if (r == -ENOMEM)
+		return oom();
+	if (r == -EINVAL)
+		return malformed(ctl, "the grant's environment");
+	if (r < 0) {
+		fprintf(stderr, "xpuctl: cannot run %s: %s\n", args[0], strerror(-r));
+		return RUN_EXIT_CANNOT_EXEC;
+	}
+	if (WIFSIGNALED(status)) {
+		/* killed as the command was, for whoever waits for xpuctl */
+		(void)signal(WTERMSIG(status), SIG_DFL);
+		(void)raise(WTERMSIG(status));
+		return 128 + WTERMSIG(status);
+	}
+	return WEXITSTATUS(status);
 }

@@ -62,8 +62,7 @@ static int teardown(void **state)
 
 static void sleep_ms(long ms)
 {
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 },
-		  NULL);
+	nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}, NULL);
 }
 
 /* Waits (5 s at most) until xpud holds no allocation, and asserts it. */
@@ -110,8 +109,8 @@ static void test_version(void **state)
 
 	(void)state;
 	assert_string_equal(
-		json_string_value(json_object_get(json_object_get(v, "enforcement"), "mode")),
-		"systemd");
+	    json_string_value(json_object_get(json_object_get(v, "enforcement"), "mode")),
+	    "systemd");
 	json_decref(v);
 	assert_true(test_xpud_log_contains(env.x, "Enforcement: systemd"));
 }
@@ -125,12 +124,12 @@ static void test_run(void **state)
 
 	(void)state;
 	test_systemd_fault(env.bus, NULL);
-	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--resource", RES "=1", "--",
-						       "sh", "-c", "echo \"$XPU_ALLOCATION\"; exit 3",
-						       NULL },
-				     &out),
-			 3);
+	assert_int_equal(
+	    test_xpuctl(env.x->socket,
+			(const char *[]){"run", "--resource", RES "=1", "--", "sh", "-c",
+					 "echo \"$XPU_ALLOCATION\"; exit 3", NULL},
+			&out),
+	    3);
 	assert_int_equal(sscanf(out, "%63s", id), 1);
 	assert_true(strncmp(id, "a-", 2) == 0);
 	call = last_start();
@@ -146,7 +145,14 @@ static void test_run(void **state)
 	assert_int_equal(json_array_size(prop(call, "PIDs", "au")), 1);
 	assert_null(json_object_get(json_object_get(call, "properties"), "MemoryMax"));
 	json_decref(call);
-	assert_released();
+	/* released by xpuctl as the command ended, not later when xpud saw its owner go */
+	assert_int_equal(test_n_allocations(env.x), 0);
+	free(unit);
+	assert_true(asprintf(&unit, "Allocation %s released.", id) > 0);
+	assert_true(test_xpud_log_contains(env.x, unit));
+	free(unit);
+	assert_true(asprintf(&unit, "Allocation %s: owner pid", id) > 0); /* "... is gone" */
+	assert_false(test_xpud_log_contains(env.x, unit));
 	assert_no_units();
 }
 
@@ -156,12 +162,12 @@ static void test_run_limits(void **state)
 	json_t *call, *v;
 
 	(void)state;
-	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--resource", RES, "--numa-local",
-						       "--memory-max", "1GiB", "--cpu-quota", "50%",
-						       "--", "true", NULL },
-				     NULL),
-			 0);
+	assert_int_equal(
+	    test_xpuctl(env.x->socket,
+			(const char *[]){"run", "--resource", RES, "--numa-local", "--memory-max",
+					 "1GiB", "--cpu-quota", "50%", "--", "true", NULL},
+			NULL),
+	    0);
 	call = last_start();
 	assert_int_equal(json_integer_value(prop(call, "MemoryMax", "t")), 1 << 30);
 	assert_int_equal(json_integer_value(prop(call, "CPUQuotaPerSecUSec", "t")), 500000);
@@ -176,13 +182,40 @@ static void test_run_limits(void **state)
 
 	/* bad limits: a usage error, nothing asked of xpud */
 	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--resource", RES, "--cpu-quota",
-						       "lots", "--", "true", NULL },
+				     (const char *[]){"run", "--resource", RES, "--cpu-quota",
+						      "lots", "--", "true", NULL},
 				     NULL),
 			 1);
+	assert_int_equal(
+	    test_xpuctl(env.x->socket, (const char *[]){"run", "--", "true", NULL}, NULL), 1);
+}
+
+/* Back to back, each run taking every slice: each finds them free (released as its run ends). */
+static void test_run_back_to_back(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(
+		    test_xpuctl(env.x->socket,
+				(const char *[]){"run", "--resource", RES "=2", "--", "true", NULL},
+				NULL),
+		    0);
+		assert_int_equal(test_n_allocations(env.x), 0);
+	}
+	assert_no_units();
+}
+
+/* A command killed by a signal: xpuctl ends by the same signal. */
+static void test_run_signal(void **state)
+{
+	(void)state;
 	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--", "true", NULL }, NULL),
-			 1);
+				     (const char *[]){"run", "--resource", RES, "--", "sh", "-c",
+						      "kill -TERM $$", NULL},
+				     NULL),
+			 -1);
+	assert_int_equal(test_n_allocations(env.x), 0);
+	assert_no_units();
 }
 
 /* A command that cannot be run: 127, the grant given back at once. */
@@ -190,8 +223,8 @@ static void test_run_not_found(void **state)
 {
 	(void)state;
 	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--resource", RES, "--",
-						       "/nonexistent/command", NULL },
+				     (const char *[]){"run", "--resource", RES, "--",
+						      "/nonexistent/command", NULL},
 				     NULL),
 			 127);
 	assert_int_equal(test_n_allocations(env.x), 0);
@@ -237,8 +270,8 @@ static void test_api(void **state)
 	assert_int_equal(test_request(env.x, "GET", path, &got), 200);
 	assert_string_equal(json_string_value(json_object_get(got, "unit")), unit);
 	assert_string_equal(
-		json_string_value(json_object_get(json_object_get(got, "enforced"), "devices")),
-		"systemd");
+	    json_string_value(json_object_get(json_object_get(got, "enforced"), "devices")),
+	    "systemd");
 	kill(pid, SIGKILL);
 	(void)waitpid(pid, NULL, 0);
 	assert_released();
@@ -301,8 +334,8 @@ static void test_run_fault(void **state)
 	snprintf(marker, sizeof(marker), "%s/ran", env.bus->dir);
 	test_systemd_fault(env.bus, "refuse AllowedCPUs");
 	assert_int_equal(test_xpuctl(env.x->socket,
-				     (const char *[]){ "run", "--resource", RES, "--numa-local",
-						       "--", "touch", marker, NULL },
+				     (const char *[]){"run", "--resource", RES, "--numa-local",
+						      "--", "touch", marker, NULL},
 				     NULL),
 			 2);
 	test_systemd_fault(env.bus, NULL);
@@ -321,12 +354,19 @@ static void test_unavailable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_version),		 cmocka_unit_test(test_run),
-		cmocka_unit_test(test_run_limits),	 cmocka_unit_test(test_run_not_found),
-		cmocka_unit_test(test_api),		 cmocka_unit_test(test_refused_property),
-		cmocka_unit_test(test_unit_exists),	 cmocka_unit_test(test_job_failed),
-		cmocka_unit_test(test_owner_exits),	 cmocka_unit_test(test_run_fault),
-		cmocka_unit_test(test_unavailable),
+	    cmocka_unit_test(test_version),
+	    cmocka_unit_test(test_run),
+	    cmocka_unit_test(test_run_limits),
+	    cmocka_unit_test(test_run_not_found),
+	    cmocka_unit_test(test_run_back_to_back),
+	    cmocka_unit_test(test_run_signal),
+	    cmocka_unit_test(test_api),
+	    cmocka_unit_test(test_refused_property),
+	    cmocka_unit_test(test_unit_exists),
+	    cmocka_unit_test(test_job_failed),
+	    cmocka_unit_test(test_owner_exits),
+	    cmocka_unit_test(test_run_fault),
+	    cmocka_unit_test(test_unavailable),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
