@@ -595,6 +595,9 @@ static int errno_status(int r, const char **ret_code)
 	case -EOPNOTSUPP:
 		*ret_code = "unsupported";
 		return 501;
+	case -ECONNREFUSED: /* systemd, for a grant it should confine */
+		*ret_code = "unavailable";
+		return 503;
 	case -EPERM:
 	case -EACCES:
 	case -EROFS:

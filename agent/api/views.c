@@ -479,9 +479,10 @@ json_t *view_enforcement(const struct enforce_status *s)
 	json_t *progs, *v1;
 
 	if (!s)
-		return json_pack("{s:n, s:n, s:{s:s, s:s, s:s}, s:n, s:n}", "cgroup", "cgroup_v1",
-				 "enforced", "devices", devices, "memory", "none", "cpus", "none",
-				 "limits", "devices");
+		return json_pack("{s:n, s:n, s:n, s:{s:s, s:s, s:s, s:s}, s:n, s:n}", "unit",
+				 "cgroup", "cgroup_v1", "enforced", "devices", devices, "memory",
+				 "none", "cpus", "none", "device_memory", "none", "limits",
+				 "devices");
 	/* what confines: a limit other than the unlimited default */
 	if (s->cpu_max && strncmp(s->cpu_max, "max ", 4) != 0)
 		cpus = "cpu.max";
@@ -490,23 +491,27 @@ json_t *view_enforcement(const struct enforce_status *s)
 		if (json_array_append_new(progs, json_integer(s->bpf_programs[i])) < 0)
 			progs = (json_decref(progs), NULL);
 	v1 = s->v1_rules ? strv_array(s->v1_rules) : json_null();
-	return json_pack("{s:o, s:o, s:{s:s, s:s, s:s}, s:{s:o, s:o, s:o, s:o}, s:{s:o, s:o}}",
-			 "cgroup", string_or_null(s->cgroup), "cgroup_v1",
-			 string_or_null(s->cgroup_v1), "enforced", "devices", devices, "memory",
+	return json_pack("{s:o, s:o, s:o, s:{s:s, s:s, s:s, s:s}, s:{s:o, s:o, s:o, s:o, s:o}, "
+			 "s:{s:o, s:o}}",
+			 "unit", string_or_null(s->unit), "cgroup", string_or_null(s->cgroup),
+			 "cgroup_v1", string_or_null(s->cgroup_v1), "enforced", "devices", devices,
+			 "memory",
 			 s->memory_max && !streq(s->memory_max, "max") ? "memory.max" : "none",
 			 "cpus",
 			 s->cpuset_cpus && s->cpuset_cpus[0] ? (streq(cpus, "none") ? "cpuset"
 										 : "cpu.max+cpuset")
 							     : cpus,
-			 "limits", "memory.max", string_or_null(s->memory_max), "cpu.max",
-			 string_or_null(s->cpu_max), "cpuset.cpus", string_or_null(s->cpuset_cpus),
-			 "cpuset.mems", string_or_null(s->cpuset_mems), "devices", "bpf_programs",
+			 "device_memory", s->device_memory ?: "none", "limits", "memory.max",
+			 string_or_null(s->memory_max), "cpu.max", string_or_null(s->cpu_max),
+			 "cpuset.cpus", string_or_null(s->cpuset_cpus), "cpuset.mems",
+			 string_or_null(s->cpuset_mems), "dmem.max", string_or_null(s->dmem_max),
+			 "devices", "bpf_programs",
 			 progs ?: json_null(), "v1_rules", v1);
 }
 
 json_t *view_enforcer(const struct enforcer *e)
 {
-	return json_pack("{s:s, s:s, s:o}", "hierarchy",
+	return json_pack("{s:s, s:s, s:s, s:o}", "mode", enforcer_mode(e), "hierarchy",
 			 cgroup_hierarchy_to_string(enforcer_hierarchy(e)), "devices",
 			 enforce_devices_to_string(enforcer_devices(e)), "cgroup_root",
 			 string_or_null(enforcer_cgroup_root(e)));

@@ -6,6 +6,7 @@
 
 #include "services/enforce-rules.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 
 const struct enforce_rule enforce_pseudo_rules[] = {
 	{ 'c', 1, 3, ENFORCE_ACC_ALL },		   /* /dev/null */
@@ -279,4 +280,25 @@ int enforce_cpu_max(unsigned percent, char *buf, size_t size)
 		return -EINVAL;
 	n = snprintf(buf, size, "%llu %u", (unsigned long long)percent * period / 100, period);
 	return n < 0 || (size_t)n >= size ? -ENOBUFS : 0;
+}
+
+int enforce_dmem_lines(const char *capacity, const char *pci, uint64_t bytes, char ***ret)
+{
+	_cleanup_free_ char *copy = strdup(capacity ?: ""), *prefix = NULL;
+	_cleanup_strv_free_ char **lines = NULL;
+	char *save = NULL;
+
+	if (!copy || asprintf(&prefix, "drm/%s/", pci) < 0)
+		return -ENOMEM;
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		size_t n = strcspn(l, " \t");
+
+		if (n <= strlen(prefix) || strncmp(l, prefix, strlen(prefix)) != 0)
+			continue;
+		l[n] = 0;
+		if (strv_extendf(&lines, "%s %llu", l, (unsigned long long)bytes) < 0)
+			return -ENOMEM;
+	}
+	*ret = TAKE_PTR(lines);
+	return 0;
 }

@@ -95,3 +95,11 @@ struct enforce_limits {
 
 /* What cpu.max is given for @percent of one CPU: "QUOTA PERIOD" with a 100 ms period. */
 int enforce_cpu_max(unsigned percent, char *buf, size_t size);
+
+/*
+ * The lines to write to a cgroup's dmem.max (the device memory controller, Linux 6.14+) that
+ * limit the device memory of the PCI function @pci to @bytes: one "REGION BYTES" for each region
+ * "drm/<pci>/..." that the root's dmem.capacity text @capacity lists ("REGION SIZE" lines).
+ * 0 with *ret NULL when it lists none; -ENOMEM. Pure; does not log.
+ */
+int enforce_dmem_lines(const char *capacity, const char *pci, uint64_t bytes, char ***ret);

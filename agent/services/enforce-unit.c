@@ -151,14 +151,10 @@ static int build(const char *id, const struct grant *g, pid_t pid,
 			return -ENOMEM;
 		u->t = (uint64_t)l->cpu_quota * 10000; /* 1% of a CPU: 10 ms each second */
 	}
-	if (g->n_env) {
-		u = add(p, "Environment", UNIT_PROP_STRV);
-		if (!u)
-			return -ENOMEM;
-		for (size_t i = 0; i < g->n_env; i++)
-			if (strv_extendf(&u->strv, "%s=%s", g->env[i].name, g->env[i].value) < 0)
-				return -ENOMEM;
-	}
+	/*
+	 * No Environment=: systemd refuses it for a scope, whose processes it does not start; the
+	 * grant's environment reaches the command through whoever starts it (xpuctl run).
+	 */
 	u = add(p, "PIDs", UNIT_PROP_PIDS);
 	if (!u)
 		return -ENOMEM;

@@ -4,9 +4,8 @@
  * StartTransientUnit (org.freedesktop.systemd1.Manager) makes for a grant — a scope holding
  * the owner process under xpu.slice, DevicePolicy=closed with DeviceAllow= for exactly the
  * granted nodes (systemd adds the standard pseudo-devices itself), AllowedCPUs= and
- * AllowedMemoryNodes= of the grant's NUMA node when asked, MemoryMax=, CPUQuota= and the
- * grant's environment. Each property is typed as the D-Bus variant systemd expects; appending
- * them to an sd-bus message and the call itself are not here.
+ * AllowedMemoryNodes= of the grant's NUMA node when asked, MemoryMax= and CPUQuota=. Each
+ * property is typed as the D-Bus variant systemd expects; the call is in enforce-systemd.c.
  */
 #pragma once
 

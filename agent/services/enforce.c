@@ -19,6 +19,9 @@
 #include <unistd.h>
 
 #include "core/grant.h"
+#include "core/rules.h"
+#include "services/enforce-systemd.h"
+#include "services/enforce-unit.h"
 #include "services/enforce.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
@@ -41,12 +44,16 @@ struct enforcer {
 	char *root;    /* the v2 directory children are made in, or NULL */
 	char *root_v1; /* the v1 devices directory, or NULL */
 	char *mount_v1; /* where the v1 devices controller is mounted, when known */
+	char *dmem_capacity; /* the cgroup2 root's dmem.capacity, when the mount is known */
+	struct enforce_systemd *systemd; /* the systemd path, when devices is SYSTEMD */
+	char **units;			 /* allocations whose unit this run started */
 };
 
 static const char *const devices_names[_ENFORCE_DEVICES_MAX] = {
 	[ENFORCE_DEVICES_AUTO] = "auto",
 	[ENFORCE_DEVICES_BPF] = "bpf",
 	[ENFORCE_DEVICES_V1] = "devices-v1",
+	[ENFORCE_DEVICES_SYSTEMD] = "systemd",
 	[ENFORCE_DEVICES_NONE] = "none",
 };
 
@@ -65,6 +72,7 @@ enum enforce_devices enforce_devices_from_string(const char *s)
 
 void enforce_status_done(struct enforce_status *s)
 {
+	s->unit = mfree(s->unit);
 	s->cgroup = mfree(s->cgroup);
 	s->cgroup_v1 = mfree(s->cgroup_v1);
 	s->bpf_programs = mfree(s->bpf_programs);
@@ -74,6 +82,7 @@ void enforce_status_done(struct enforce_status *s)
 	s->cpu_max = mfree(s->cpu_max);
 	s->cpuset_cpus = mfree(s->cpuset_cpus);
 	s->cpuset_mems = mfree(s->cpuset_mems);
+	s->dmem_max = mfree(s->dmem_max);
 }
 
 /* ---- bpf() -------------------------------------------------------------------------------- */
@@ -363,6 +372,71 @@ static int set_limits(const struct enforcer *e, const char *dir, const struct en
 	return 0;
 }
 
+int enforce_dmem_set(const char *dir, const char *capacity, const char *pci, uint64_t bytes,
+		     char **ret_error)
+{
+	_cleanup_strv_free_ char **lines = NULL;
+	_cleanup_free_ char *path = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/dmem.max", dir) < 0)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0)
+		return 0;
+	r = enforce_dmem_lines(capacity, pci, bytes, &lines);
+	if (r < 0)
+		return r;
+	STRV_FOREACH(l, lines) {
+		r = write_control(dir, "dmem.max", *l, ret_error);
+		if (r < 0)
+			return r;
+	}
+	return lines ? 1 : 0;
+}
+
+/* A memory share: a slice of part of its device's memory, which its size should limit. */
+static const struct xpu_device *memory_share(const struct enforcer *e, const char *slice_id,
+					     const struct xpu_slice **ret)
+{
+	const struct slice_list *sl = inventory_slices(e->inventory);
+
+	for (size_t i = 0; i < sl->n; i++) {
+		const struct xpu_slice *s = sl->items[i];
+		const struct xpu_device *d;
+
+		if (!streq(s->id, slice_id))
+			continue;
+		d = device_list_find(inventory_devices(e->inventory), s->device_id);
+		if (!d || !s->shared || !s->memory_bytes || s->memory_bytes >= d->memory_bytes)
+			return NULL;
+		*ret = s;
+		return d;
+	}
+	return NULL;
+}
+
+/* dmem.max for each memory share of the grant, where the kernel has the controller. */
+static int set_dmem(const struct enforcer *e, const char *dir, char **slices,
+		    char **ret_error)
+{
+	_cleanup_free_ char *capacity = NULL;
+	int r;
+
+	if (!e->dmem_capacity || read_attr_at(AT_FDCWD, e->dmem_capacity, 64 * 1024, &capacity) < 0)
+		return 0;
+	STRV_FOREACH(id, slices) {
+		const struct xpu_slice *s;
+		const struct xpu_device *d = memory_share(e, *id, &s);
+
+		if (!d || !d->has_pci)
+			continue;
+		r = enforce_dmem_set(dir, capacity, d->pci.address, s->memory_bytes, ret_error);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int confine(struct enforcer *e, const struct allocation *a, const struct enforce_request *req,
 		   struct confinement *c, char **ret_error)
 {
@@ -439,6 +513,8 @@ static int confine(struct enforcer *e, const struct allocation *a, const struct 
 	}
 	if (c->dir) {
 		r = set_limits(e, c->dir, &req->limits, &g, ret_error);
+		if (r >= 0)
+			r = set_dmem(e, c->dir, a->slices, ret_error);
 		if (r < 0)
 			return r;
 	}
@@ -457,6 +533,40 @@ static int confine(struct enforcer *e, const struct allocation *a, const struct 
 	return 0;
 }
 
+/* The systemd path: a transient scope takes the owner; systemd confines it. */
+static int confine_unit(struct enforcer *e, const struct allocation *a,
+			const struct enforce_request *req, char **ret_error)
+{
+	_cleanup_(grant_done) struct grant g = { .numa_node = -1 };
+	_cleanup_(unit_props_done) struct unit_props p = {};
+	unsigned pid;
+	int r;
+
+	if (a->owner.kind != OWNER_PID || safe_atou(a->owner.value, &pid) < 0)
+		return error_at(ret_error, -EINVAL, "enforce needs an owner process (owner.pid)");
+	r = grant_build(a->slices, inventory_devices(e->inventory), inventory_slices(e->inventory),
+			&g);
+	if (r < 0)
+		return r;
+	r = unit_props_build(a->id, &g, (pid_t)pid, &req->limits, &p);
+	if (r == -EINVAL && req->limits.numa_cpus)
+		return error_at(ret_error, r,
+				"the grant's slices are not on one NUMA node with known CPUs");
+	if (r == -EINVAL)
+		return error_at(ret_error, r, "cpu quota %u%% is out of range",
+				req->limits.cpu_quota);
+	if (r < 0)
+		return r;
+	r = enforce_systemd_start(e->systemd, &p, ret_error);
+	if (r < 0)
+		return r;
+	if (strv_extend(&e->units, a->id) < 0)
+		log_oom(); /* only the read-back's "unit" misses it */
+	log_info("Allocation %s: owner %u confined in %s (%s), devices by systemd.", a->id, pid,
+		 p.unit, ENFORCE_UNIT_SLICE);
+	return 0;
+}
+
 static int on_granted(const struct allocation *a, const void *args, char **ret_error,
 		      void *userdata)
 {
@@ -467,6 +577,12 @@ static int on_granted(const struct allocation *a, const void *args, char **ret_e
 
 	if (!req || !req->on)
 		return 0;
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+		r = confine_unit(e, a, req, ret_error);
+		if (r == -ENOMEM && !*ret_error)
+			*ret_error = strdup("out of memory");
+		return r;
+	}
 	r = confine(e, a, req, &c, ret_error);
 	if (r < 0) {
 		confinement_undo(&c);
@@ -504,6 +620,16 @@ static void on_released(const struct allocation *a, void *userdata)
 {
 	struct enforcer *e = userdata;
 
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+		/* systemd removes the scope when its last process exits, as it does any scope */
+		for (char **u = e->units; u && *u; u++)
+			if (streq(*u, a->id)) {
+				free(*u);
+				memmove(u, u + 1, (strv_length(u + 1) + 1) * sizeof(*u));
+				break;
+			}
+		return;
+	}
 	remove_cgroup(e->root_v1, a->id);
 	remove_cgroup(e->root, a->id);
 }
@@ -536,6 +662,8 @@ int enforcer_observe(struct enforcer *e, struct allocations *allocations)
 {
 	e->allocations = allocations;
 	allocations_set_observer(allocations, &observer, e, NULL);
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD)
+		return 0;
 	sweep(e, e->root);
 	sweep(e, e->root_v1);
 	return 0;
@@ -557,6 +685,8 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	_cleanup_(cgroup_mounts_done) struct cgroup_mounts m = {};
 	_cleanup_free_ char *mountinfo = NULL, *self = NULL, *self_v1 = NULL;
 	enum enforce_devices want = settings ? settings->devices : ENFORCE_DEVICES_AUTO;
+	bool systemd = want == ENFORCE_DEVICES_AUTO && enforce_systemd_booted(host);
+	int r;
 
 	if (!e)
 		return log_oom();
@@ -576,6 +706,8 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	}
 	e->hierarchy = m.hierarchy;
 	e->mount_v1 = TAKE_PTR(m.devices);
+	if (m.unified && asprintf(&e->dmem_capacity, "%s/dmem.capacity", m.unified) < 0)
+		return log_oom();
 	if (settings && settings->cgroup_root)
 		e->root = strdup(settings->cgroup_root);
 	else if (m.unified)
@@ -608,7 +740,21 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 	if ((want == ENFORCE_DEVICES_BPF && !e->root) || (want == ENFORCE_DEVICES_V1 && !e->root_v1))
 		want = ENFORCE_DEVICES_NONE;
 	e->devices = want;
-	if (e->devices == ENFORCE_DEVICES_NONE)
+	if (systemd) {
+		/* systemd confines its units itself; their cgroups are read back below the slice */
+		r = enforce_systemd_new(host, secure_getenv(ENFORCE_SYSTEMD_BUS_ENV), &e->systemd);
+		if (r < 0)
+			return log_oom();
+		e->devices = ENFORCE_DEVICES_SYSTEMD;
+		e->root = mfree(e->root);
+		e->root_v1 = mfree(e->root_v1);
+		if (m.unified && !(e->root = join(m.unified, "/" ENFORCE_UNIT_SLICE)))
+			return log_oom();
+		log_info("Enforcement: systemd (over %s), grants confined in transient scopes "
+			 "under %s; cgroup hierarchy %s.",
+			 enforce_systemd_address(e->systemd), ENFORCE_UNIT_SLICE,
+			 cgroup_hierarchy_to_string(e->hierarchy));
+	} else if (e->devices == ENFORCE_DEVICES_NONE)
 		log_info("Enforcement: cgroup hierarchy %s, no cgroup directory to confine grants "
 			 "in; grants asking to be enforced are refused.",
 			 cgroup_hierarchy_to_string(e->hierarchy));
@@ -632,6 +778,9 @@ struct enforcer *enforcer_free(struct enforcer *e)
 	free(e->root);
 	free(e->root_v1);
 	free(e->mount_v1);
+	free(e->dmem_capacity);
+	enforce_systemd_free(e->systemd);
+	strv_free(e->units);
 	free(e);
 	return NULL;
 }
@@ -644,6 +793,20 @@ enum cgroup_hierarchy enforcer_hierarchy(const struct enforcer *e)
 enum enforce_devices enforcer_devices(const struct enforcer *e)
 {
 	return e ? e->devices : ENFORCE_DEVICES_NONE;
+}
+
+const char *enforcer_mode(const struct enforcer *e)
+{
+	switch (enforcer_devices(e)) {
+	case ENFORCE_DEVICES_SYSTEMD:
+		return "systemd";
+	case ENFORCE_DEVICES_BPF:
+		return "cgroup2-bpf";
+	case ENFORCE_DEVICES_V1:
+		return "devices-v1";
+	default:
+		return "none";
+	}
 }
 
 const char *enforcer_cgroup_root(const struct enforcer *e)
@@ -668,6 +831,34 @@ static int read_control(const char *dir, const char *file, char **ret)
 	return 0;
 }
 
+/* Who holds allocation @id's memory shares to their size (enforce_status.device_memory). */
+static const char *device_memory(const struct enforcer *e, const char *id, const char *dmem_max)
+{
+	const struct allocation *a =
+		e->allocations ? ledger_find(allocations_ledger(e->allocations), id) : NULL;
+	const char *how = "none";
+
+	/* a line of dmem.max other than "REGION max" holds a limit */
+	for (const char *l = dmem_max; l && *l;) {
+		size_t len = strcspn(l, "\n");
+		const char *sp = memchr(l, ' ', len);
+
+		if (sp && strncmp(sp, " max", 4) != 0)
+			return "dmem";
+		l += len + (l[len] != 0);
+	}
+	STRV_FOREACH(slice, a ? a->slices : NULL) {
+		const struct xpu_slice *s;
+		const struct xpu_device *d = memory_share(e, *slice, &s);
+
+		if (d && d->rules && d->rules->share_edits)
+			how = "advisory (runtime)";
+		else if (d && streq(how, "none"))
+			how = "advisory (none)";
+	}
+	return how;
+}
+
 int enforcer_read(const struct enforcer *e, const char *id, struct enforce_status *ret)
 {
 	_cleanup_(enforce_status_done) struct enforce_status s = { .devices = ENFORCE_DEVICES_NONE };
@@ -676,7 +867,21 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 
 	if (!e)
 		return -ENOENT;
-	if (e->root && asprintf(&s.cgroup, "%s/%s", e->root, id) < 0)
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+		if (asprintf(&s.unit, "xpu-%s.scope", id) < 0) {
+			s.unit = NULL;
+			return -ENOMEM;
+		}
+		if (e->root && asprintf(&s.cgroup, "%s/%s", e->root, s.unit) < 0)
+			return -ENOMEM;
+		if (s.cgroup && access(s.cgroup, F_OK) < 0)
+			s.cgroup = mfree(s.cgroup);
+		if (!s.cgroup && !strv_contains(e->units, id))
+			return -ENOENT;
+		/* asked of systemd, whose cgroup this host does not show us */
+		if (!s.cgroup)
+			s.devices = ENFORCE_DEVICES_SYSTEMD;
+	} else if (e->root && asprintf(&s.cgroup, "%s/%s", e->root, id) < 0)
 		return -ENOMEM;
 	if (e->root_v1 && asprintf(&s.cgroup_v1, "%s/%s", e->root_v1, id) < 0)
 		return -ENOMEM;
@@ -684,7 +889,7 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 		s.cgroup = mfree(s.cgroup);
 	if (s.cgroup_v1 && access(s.cgroup_v1, F_OK) < 0)
 		s.cgroup_v1 = mfree(s.cgroup_v1);
-	if (!s.cgroup && !s.cgroup_v1)
+	if (!s.cgroup && !s.cgroup_v1 && !s.unit)
 		return -ENOENT;
 	if (s.cgroup) {
 		r = bpf_query(s.cgroup, &s.bpf_programs, &s.n_bpf_programs);
@@ -695,7 +900,8 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 		if ((r = read_control(s.cgroup, "memory.max", &s.memory_max)) < 0 ||
 		    (r = read_control(s.cgroup, "cpu.max", &s.cpu_max)) < 0 ||
 		    (r = read_control(s.cgroup, "cpuset.cpus", &s.cpuset_cpus)) < 0 ||
-		    (r = read_control(s.cgroup, "cpuset.mems", &s.cpuset_mems)) < 0)
+		    (r = read_control(s.cgroup, "cpuset.mems", &s.cpuset_mems)) < 0 ||
+		    (r = read_control(s.cgroup, "dmem.max", &s.dmem_max)) < 0)
 			return r;
 	}
 	if (s.cgroup_v1) {
@@ -711,6 +917,7 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 		    s.devices == ENFORCE_DEVICES_NONE)
 			s.devices = ENFORCE_DEVICES_V1;
 	}
+	s.device_memory = device_memory(e, id, s.dmem_max);
 	*ret = s;
 	s = (struct enforce_status){};
 	return 0;

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Enforcement without systemd: a grant asked with "enforce" gets a child cgroup below a
- * delegated root, named after the allocation, its owner process moved into it, its devices
- * confined (a cgroup v2 device program, or the v1 devices controller) and its limits set
- * (memory.max, cpu.max, cpuset) where the controllers are enabled. It observes the allocation
- * service's grants and releases (allocations_set_observer()); see docs/enforcement.md.
+ * Enforcement: on a host that systemd runs (and "devices: auto"), a grant asked with "enforce"
+ * gets a transient scope xpu-<allocation id>.scope under xpu.slice that holds its owner process
+ * (enforce-systemd.c, enforce-unit.c). Without systemd: a grant asked with "enforce" gets a
+ * child cgroup below a delegated root, named after the allocation, its owner process moved into
+ * it, its devices confined (a cgroup v2 device program, or the v1 devices controller) and its
+ * limits set (memory.max, cpu.max, cpuset, dmem.max) where the controllers are enabled. It
+ * observes the allocation service's grants and releases (allocations_set_observer()); see
+ * docs/enforcement.md.
  */
 #pragma once
 
@@ -22,6 +25,7 @@ enum enforce_devices {
 	ENFORCE_DEVICES_AUTO,	    /* configuration only: bpf where cgroup2 is mounted, else v1 */
 	ENFORCE_DEVICES_BPF,	    /* a BPF_PROG_TYPE_CGROUP_DEVICE program on the v2 cgroup */
 	ENFORCE_DEVICES_V1,	    /* the v1 devices controller */
+	ENFORCE_DEVICES_SYSTEMD,    /* a transient scope of systemd's (its own device program) */
 	ENFORCE_DEVICES_NONE,	    /* nothing can confine devices here */
 	_ENFORCE_DEVICES_MAX,
 	_ENFORCE_DEVICES_INVALID = -22,
@@ -45,6 +49,7 @@ struct enforce_settings {
 
 /* A grant's confinement as read back from the cgroup files. */
 struct enforce_status {
+	char *unit;	 /* the transient unit of the systemd path, or NULL */
 	char *cgroup;	 /* the v2 child cgroup's directory, or NULL */
 	char *cgroup_v1; /* the v1 devices child cgroup's directory, or NULL */
 	enum enforce_devices devices; /* what is in force: a program attached, v1 rules */
@@ -55,6 +60,10 @@ struct enforce_status {
 	char *cpu_max;
 	char *cpuset_cpus;
 	char *cpuset_mems;
+	char *dmem_max;		   /* dmem.max, NULL where the controller is absent */
+	/* who holds a memory share to its size: "dmem" (the kernel), "advisory (runtime)" (the
+	 * vendor's runtime, asked through the environment), "advisory (none)", or "none" */
+	const char *device_memory;
 };
 
 void enforce_status_done(struct enforce_status *s);
@@ -65,6 +74,15 @@ void enforce_status_done(struct enforce_status *s);
  * Does not log.
  */
 int enforce_bpf_load(const struct enforce_rule *rules, size_t n, char **ret_error);
+
+/*
+ * Limits the device memory of PCI function @pci in the cgroup @dir to @bytes through dmem.max,
+ * for each of its regions that the root's dmem.capacity text @capacity lists. 1 when set, 0 when
+ * there is nothing to set (no dmem.max in @dir, no region of @pci), or -errno of the write with
+ * why in *ret_error. Does not log.
+ */
+int enforce_dmem_set(const char *dir, const char *capacity, const char *pci, uint64_t bytes,
+		     char **ret_error);
 
 struct enforcer;
 
@@ -88,6 +106,8 @@ int enforcer_observe(struct enforcer *e, struct allocations *allocations);
 
 /* What the host offers: its hierarchy, how devices are confined, the cgroup root (or NULL). */
 enum cgroup_hierarchy enforcer_hierarchy(const struct enforcer *e);
+/* The mode in one word: "systemd", "cgroup2-bpf", "devices-v1" or "none". */
+const char *enforcer_mode(const struct enforcer *e);
 enum enforce_devices enforcer_devices(const struct enforcer *e);
 const char *enforcer_cgroup_root(const struct enforcer *e);
 

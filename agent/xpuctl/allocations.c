@@ -48,8 +48,7 @@ static void print_grant(const json_t *a)
 	}
 }
 
-/* "nvidia.com/gpu=2" or "nvidia.com/gpu" (one). */
-static int parse_resource_count(const char *arg, char **ret_resource, unsigned *ret_count)
+int parse_resource_count(const char *arg, char **ret_resource, unsigned *ret_count)
 {
 	const char *eq = strrchr(arg, '=');
 	unsigned long n = 1;

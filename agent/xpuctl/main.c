@@ -60,6 +60,15 @@ static void help(void)
 	       "  export json [--memory SIZE ...]\n"
 	       "                      Inventory, slices, capacity and fit in one versioned\n"
 	       "                      document (docs/export.schema.json)\n"
+	       "  run --resource RESOURCE[=COUNT] [--numa-local] [--memory-max SIZE]\n"
+	       "      [--cpu-quota PERCENT] [--device ID] [--connected] -- COMMAND [ARG...]\n"
+	       "                      Run COMMAND confined to a grant of its own: its device\n"
+	       "                      nodes only (a transient scope under xpu.slice where\n"
+	       "                      systemd runs the host, else a cgroup of xpud's), the\n"
+	       "                      grant's environment, the CPUs and memory of its NUMA\n"
+	       "                      node with --numa-local; released when COMMAND ends.\n"
+	       "                      Exits with COMMAND's status (126, 127: it could not be\n"
+	       "                      run; 1-4 as below when no grant was made)\n"
 	       "\n"
 	       "Options:\n"
 	       "  -h --help           Show this help\n"
@@ -89,6 +98,8 @@ struct verb {
 	bool repartition_options; /* takes --layout, --policy, --timeout, --wait */
 	bool export_options; /* takes --dev-prefix (and the fit options, checked by the verb) */
 	bool top_options;    /* takes --interval */
+	bool run_options;    /* takes --memory-max, --cpu-quota */
+	bool more_args;	     /* n_args or more */
 };
 
 static const struct verb verbs[] = {
@@ -119,10 +130,14 @@ static const struct verb verbs[] = {
 	  verb_repartition, .repartition_options = true },
 	{ "export", 1, "export slurm [--dev-prefix DIR] | export json [FIT OPTIONS]", verb_export,
 	  .fit_options = true, .export_options = true },
+	{ "run", 1,
+	  "run --resource RESOURCE[=COUNT] [--numa-local] [--memory-max SIZE] "
+	  "[--cpu-quota PERCENT] -- COMMAND [ARG...]",
+	  verb_run, .alloc_options = true, .fit_options = true, .run_options = true,
+	  .more_args = true },
 };
 
-static int usage_error(const char *fmt, ...) _printf_(1, 2);
-static int usage_error(const char *fmt, ...)
+int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -156,6 +171,8 @@ enum {
 	ARG_WAIT,
 	ARG_DEV_PREFIX,
 	ARG_INTERVAL,
+	ARG_MEMORY_MAX,
+	ARG_CPU_QUOTA,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -185,6 +202,8 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "wait", no_argument, NULL, ARG_WAIT },
 		{ "dev-prefix", required_argument, NULL, ARG_DEV_PREFIX },
 		{ "interval", required_argument, NULL, ARG_INTERVAL },
+		{ "memory-max", required_argument, NULL, ARG_MEMORY_MAX },
+		{ "cpu-quota", required_argument, NULL, ARG_CPU_QUOTA },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -302,6 +321,14 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			ctl->interval = optarg;
 			ctl->n_top_options++;
 			break;
+		case ARG_MEMORY_MAX:
+			ctl->memory_max = optarg;
+			ctl->n_run_options++;
+			break;
+		case ARG_CPU_QUOTA:
+			ctl->cpu_quota = optarg;
+			ctl->n_run_options++;
+			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -333,14 +360,15 @@ int main(int argc, char *argv[])
 	if (!verb)
 		return usage_error("unknown command '%s'", argv[optind]);
 	n_args = (unsigned)(argc - optind - 1);
-	if (n_args != verb->n_args)
+	if (verb->more_args ? n_args < verb->n_args : n_args != verb->n_args)
 		return usage_error("usage: xpuctl %s", verb->usage);
 	if ((ctl.n_alloc_options && !verb->alloc_options) ||
 	    (ctl.n_fit_options && !verb->fit_options) ||
 	    (ctl.n_cordon_options && !verb->cordon_options) ||
 	    (ctl.n_repartition_options && !verb->repartition_options) ||
 	    (ctl.n_export_options && !verb->export_options) ||
-	    (ctl.n_top_options && !verb->top_options))
+	    (ctl.n_top_options && !verb->top_options) ||
+	    (ctl.n_run_options && !verb->run_options))
 		return usage_error("that option does not apply to '%s'; usage: xpuctl %s",
 				   verb->name, verb->usage);
 

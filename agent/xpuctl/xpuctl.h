@@ -50,16 +50,23 @@ struct ctl {
 	const char *dev_prefix;
 	/* top */
 	const char *interval;
+	/* run */
+	const char *memory_max;
+	const char *cpu_quota;
 	unsigned n_alloc_options; /* how many of the alloc options were given */
 	unsigned n_fit_options;
 	unsigned n_cordon_options;
 	unsigned n_repartition_options;
 	unsigned n_export_options;
 	unsigned n_top_options;
+	unsigned n_run_options;
 	struct xpu_client *client; /* connected on first use */
 };
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
+
+/* main.c: "xpuctl: <message> (see xpuctl --help)" on stderr; CTL_EXIT_USAGE. */
+int usage_error(const char *fmt, ...) _printf_(1, 2);
 
 /* client.c: talking to the daemon */
 const char *ctl_socket(const struct ctl *ctl);
@@ -90,6 +97,8 @@ int fit_body(const struct ctl *ctl, json_t **ret);
  * with " (gone, release pending)" once its owner has gone). */
 const char *allocation_slices(const json_t *a, char *buf, size_t size);
 const char *allocation_owner(const json_t *a, char *buf, size_t size);
+/* "nvidia.com/gpu=2" or "nvidia.com/gpu" (one): 0, -EINVAL, -ENOMEM. */
+int parse_resource_count(const char *arg, char **ret_resource, unsigned *ret_count);
 /* Percent-encodes one path segment (malloc'd), or NULL when out of memory. */
 char *path_escape(const char *s);
 
@@ -113,3 +122,4 @@ int verb_repartition(struct ctl *ctl, char **args);
 int verb_events(struct ctl *ctl, char **args);
 int verb_export(struct ctl *ctl, char **args);
 int verb_top(struct ctl *ctl, char **args);
+int verb_run(struct ctl *ctl, char **args);

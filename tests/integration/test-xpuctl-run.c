@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The systemd path end to end: the real xpud on a host tree where systemd runs
+ * (run/systemd/system), talking to the fake systemd manager on a private dbus-daemon
+ * ($XPU_SYSTEMD_BUS). `xpuctl run` exits with its command's status, the command gets the grant's
+ * environment, the scope's properties are the grant's, the allocation is released when the
+ * command ends and no unit is left; the same through the API for an existing process
+ * ("enforce": true), its read-back; and the faults, each a clear error with no allocation and no
+ * unit left: systemd refusing a property, a unit name collision, a failed job, an owner that
+ * exits before systemd takes it, systemd not on the bus.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shared/macro.h"
+#include "systemd-bus.h"
+#include "testutil.h"
+
+#define RES "xpu.dev/google-coral-edge-tpu"
+
+static struct {
+	struct test_systemd *bus;
+	struct test_xpud *x;
+} env;
+
+static int setup(void **state)
+{
+	char *root, path[4200];
+
+	(void)state;
+	env.bus = test_systemd_start();
+	assert_int_equal(setenv("XPU_SYSTEMD_BUS", env.bus->address, 1), 0);
+	root = test_fixture_new("coral-dual");
+	snprintf(path, sizeof(path), "%s/run/systemd", root);
+	(void)mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/run/systemd/system", root);
+	assert_int_equal(mkdir(path, 0755), 0);
+	env.x = test_xpud_start(root, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_xpud_free(env.x);
+	test_systemd_free(env.bus);
+	return 0;
+}
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}, NULL);
+}
+
+/* Waits (5 s at most) until xpud holds no allocation, and asserts it. */
+static void assert_released(void)
+{
+	long long until = test_now_ms() + 5000;
+
+	while (test_n_allocations(env.x) && test_now_ms() < until)
+		sleep_ms(20);
+	assert_int_equal(test_n_allocations(env.x), 0);
+}
+
+static void assert_no_units(void)
+{
+	_cleanup_free_ char *units = test_systemd_wait_no_units(env.bus);
+
+	assert_string_equal(units, "");
+}
+
+/* The last StartTransientUnit call's properties (a new reference to the call). */
+static json_t *last_start(void)
+{
+	json_t *calls = test_systemd_calls(env.bus, "StartTransientUnit");
+	json_t *call = json_incref(json_array_get(calls, json_array_size(calls) - 1));
+
+	json_decref(calls);
+	assert_non_null(call);
+	return call;
+}
+
+static json_t *prop(json_t *call, const char *name, const char *signature)
+{
+	json_t *p = json_object_get(json_object_get(call, "properties"), name);
+
+	if (!p)
+		fail_msg("no property %s in the call", name);
+	assert_string_equal(json_string_value(json_object_get(p, "signature")), signature);
+	return json_object_get(p, "value");
+}
+
+static void test_version(void **state)
+{
+	json_t *v = test_get(env.x, "version", NULL);
+
+	(void)state;
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(v, "enforcement"), "mode")),
+	    "systemd");
+	json_decref(v);
+	assert_true(test_xpud_log_contains(env.x, "Enforcement: systemd"));
+}
+
+/* xpuctl run: the command's exit status, its environment, the unit, the release. */
+static void test_run(void **state)
+{
+	_cleanup_free_ char *out = NULL, *unit = NULL;
+	json_t *call, *allow;
+	char id[64] = "";
+
+	(void)state;
+	test_systemd_fault(env.bus, NULL);
+	assert_int_equal(
+	    test_xpuctl(env.x->socket,
+			(const char *[]){"run", "--resource", RES "=1", "--", "sh", "-c",
+					 "echo \"$XPU_ALLOCATION\"; exit 3", NULL},
+			&out),
+	    3);
+	assert_int_equal(sscanf(out, "%63s", id), 1);
+	assert_true(strncmp(id, "a-", 2) == 0);
+	call = last_start();
+	assert_true(asprintf(&unit, "xpu-%s.scope", id) > 0);
+	assert_string_equal(json_string_value(json_object_get(call, "unit")), unit);
+	assert_string_equal(json_string_value(prop(call, "DevicePolicy", "s")), "closed");
+	assert_string_equal(json_string_value(prop(call, "Slice", "s")), "xpu.slice");
+	allow = prop(call, "DeviceAllow", "a(ss)");
+	assert_int_equal(json_array_size(allow), 1);
+	assert_string_equal(json_string_value(json_array_get(json_array_get(allow, 0), 0)),
+			    "/dev/apex_0");
+	assert_string_equal(json_string_value(json_array_get(json_array_get(allow, 0), 1)), "rw");
+	assert_int_equal(json_array_size(prop(call, "PIDs", "au")), 1);
+	assert_null(json_object_get(json_object_get(call, "properties"), "MemoryMax"));
+	json_decref(call);
+	/* released by xpuctl as the command ended, not later when xpud saw its owner go */
+	assert_int_equal(test_n_allocations(env.x), 0);
+	free(unit);
+	assert_true(asprintf(&unit, "Allocation %s released.", id) > 0);
+	assert_true(test_xpud_log_contains(env.x, unit));
+	free(unit);
+	assert_true(asprintf(&unit, "Allocation %s: owner pid", id) > 0); /* "... is gone" */
+	assert_false(test_xpud_log_contains(env.x, unit));
+	assert_no_units();
+}
+
+/* The limits asked on the command line, as systemd gets them. */
+static void test_run_limits(void **state)
+{
+	json_t *call, *v;
+
+	(void)state;
+	assert_int_equal(
+	    test_xpuctl(env.x->socket,
+			(const char *[]){"run", "--resource", RES, "--numa-local", "--memory-max",
+					 "1GiB", "--cpu-quota", "50%", "--", "true", NULL},
+			NULL),
+	    0);
+	call = last_start();
+	assert_int_equal(json_integer_value(prop(call, "MemoryMax", "t")), 1 << 30);
+	assert_int_equal(json_integer_value(prop(call, "CPUQuotaPerSecUSec", "t")), 500000);
+	v = prop(call, "AllowedCPUs", "ay"); /* CPUs 0-7 of node 0 */
+	assert_int_equal(json_array_size(v), 1);
+	assert_int_equal(json_integer_value(json_array_get(v, 0)), 0xff);
+	v = prop(call, "AllowedMemoryNodes", "ay");
+	assert_int_equal(json_integer_value(json_array_get(v, 0)), 0x01);
+	json_decref(call);
+	assert_released();
+	assert_no_units();
+
+	/* bad limits: a usage error, nothing asked of xpud */
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){"run", "--resource", RES, "--cpu-quota",
+						      "lots", "--", "true", NULL},
+				     NULL),
+			 1);
+	assert_int_equal(
+	    test_xpuctl(env.x->socket, (const char *[]){"run", "--", "true", NULL}, NULL), 1);
+}
+
+/* Back to back, each run taking every slice: each finds them free (released as its run ends). */
+static void test_run_back_to_back(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(
+		    test_xpuctl(env.x->socket,
+				(const char *[]){"run", "--resource", RES "=2", "--", "true", NULL},
+				NULL),
+		    0);
+		assert_int_equal(test_n_allocations(env.x), 0);
+	}
+	assert_no_units();
+}
+
+/* A command killed by a signal: xpuctl ends by the same signal. */
+static void test_run_signal(void **state)
+{
+	(void)state;
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){"run", "--resource", RES, "--", "sh", "-c",
+						      "kill -TERM $$", NULL},
+				     NULL),
+			 -1);
+	assert_int_equal(test_n_allocations(env.x), 0);
+	assert_no_units();
+}
+
+/* A command that cannot be run: 127, the grant given back at once. */
+static void test_run_not_found(void **state)
+{
+	(void)state;
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){"run", "--resource", RES, "--",
+						      "/nonexistent/command", NULL},
+				     NULL),
+			 127);
+	assert_int_equal(test_n_allocations(env.x), 0);
+	assert_no_units();
+}
+
+static pid_t sleeper(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/bin/sleep", "sleep", "60", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int grant(pid_t pid, json_t **ret)
+{
+	char body[256];
+
+	snprintf(body, sizeof(body),
+		 "{\"resource\": \"" RES "\", \"owner\": {\"pid\": %d}, \"enforce\": true}",
+		 (int)pid);
+	return test_request_body(env.x, "POST", "/v1/allocations", body, ret);
+}
+
+/* Through the API for an existing process: the unit read back, released when it exits. */
+static void test_api(void **state)
+{
+	_cleanup_free_ char *unit = NULL, *path = NULL;
+	pid_t pid = sleeper();
+	json_t *doc = NULL, *got = NULL;
+	const char *id;
+
+	(void)state;
+	assert_int_equal(grant(pid, &doc), 201);
+	id = json_string_value(json_object_get(doc, "id"));
+	assert_true(asprintf(&unit, "xpu-%s.scope", id) > 0);
+	assert_string_equal(json_string_value(json_object_get(doc, "unit")), unit);
+	assert_true(asprintf(&path, "/v1/allocations/%s", id) > 0);
+	assert_int_equal(test_request(env.x, "GET", path, &got), 200);
+	assert_string_equal(json_string_value(json_object_get(got, "unit")), unit);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(got, "enforced"), "devices")),
+	    "systemd");
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	assert_released();
+	assert_no_units();
+	json_decref(doc);
+	json_decref(got);
+}
+
+/* A fault: the answer's status, code and message, and nothing left. */
+static void fault(const char *line, int status, const char *code, const char *needle)
+{
+	pid_t pid = sleeper();
+	json_t *doc = NULL;
+	const char *message;
+
+	test_systemd_fault(env.bus, line);
+	assert_int_equal(grant(pid, &doc), status);
+	assert_string_equal(json_string_value(json_object_get(doc, "error")) ?: "(none)", code);
+	message = json_string_value(json_object_get(doc, "message"));
+	if (!message || !strstr(message, needle))
+		fail_msg("'%s' does not say '%s'", message ?: "(none)", needle);
+	test_systemd_fault(env.bus, NULL);
+	assert_int_equal(test_n_allocations(env.x), 0);
+	assert_no_units();
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	json_decref(doc);
+}
+
+static void test_refused_property(void **state)
+{
+	(void)state;
+	fault("refuse DevicePolicy", 501, "unsupported", "DevicePolicy");
+}
+
+static void test_unit_exists(void **state)
+{
+	(void)state;
+	fault("exists", 409, "busy", "already has a unit");
+}
+
+static void test_job_failed(void **state)
+{
+	(void)state;
+	fault("job-failed", 500, "internal", "ended 'failed'");
+}
+
+static void test_owner_exits(void **state)
+{
+	(void)state;
+	fault("pid-exits", 400, "owner-gone", "exited");
+}
+
+/* xpuctl run under a fault: xpud's error, exit 2, the command never runs. */
+static void test_run_fault(void **state)
+{
+	char marker[4200];
+
+	(void)state;
+	snprintf(marker, sizeof(marker), "%s/ran", env.bus->dir);
+	test_systemd_fault(env.bus, "refuse AllowedCPUs");
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){"run", "--resource", RES, "--numa-local",
+						      "--", "touch", marker, NULL},
+				     NULL),
+			 2);
+	test_systemd_fault(env.bus, NULL);
+	assert_int_equal(access(marker, F_OK), -1);
+	assert_int_equal(test_n_allocations(env.x), 0);
+}
+
+/* Last: systemd gone from the bus. */
+static void test_unavailable(void **state)
+{
+	(void)state;
+	test_systemd_stop_fake(env.bus);
+	fault(NULL, 503, "unavailable", "cannot reach systemd");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_version),
+	    cmocka_unit_test(test_run),
+	    cmocka_unit_test(test_run_limits),
+	    cmocka_unit_test(test_run_not_found),
+	    cmocka_unit_test(test_run_back_to_back),
+	    cmocka_unit_test(test_run_signal),
+	    cmocka_unit_test(test_api),
+	    cmocka_unit_test(test_refused_property),
+	    cmocka_unit_test(test_unit_exists),
+	    cmocka_unit_test(test_job_failed),
+	    cmocka_unit_test(test_owner_exits),
+	    cmocka_unit_test(test_run_fault),
+	    cmocka_unit_test(test_unavailable),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
