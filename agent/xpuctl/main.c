@@ -131,9 +131,7 @@ static const struct verb verbs[] = {
 	{ "export", 1, "export slurm [--dev-prefix DIR] | export json [FIT OPTIONS]", verb_export,
 	  .fit_options = true, .export_options = true },
 	{ "run", 1,
-	  "run --resource RESOURCE[=COUNT] [--numa-local] [--memory-max SIZE] "
-	  "[--cpu-quota PERCENT] -- COMMAND [ARG...]",
-	  verb_run, .alloc_options = true, .fit_options = true, .run_options = true,
+	  RUN_USAGE, verb_run, .alloc_options = true, .fit_options = true, .run_options = true,
 	  .more_args = true },
 };
 

@@ -72,10 +72,10 @@ static int run_body(const struct ctl *ctl, json_t **ret)
 		    "--owner-* does not apply to 'run': the owner is the command itself");
 	if (ctl->memory || ctl->compute || ctl->count || ctl->kind)
 		return usage_error(
-		    "that option does not apply to 'run'; usage: xpuctl run --resource "
-		    "RESOURCE[=COUNT] ... -- COMMAND");
+		    "that option does not apply to 'run'; usage: xpuctl " RUN_USAGE);
 	if (!ctl->resource)
-		return usage_error("run needs --resource RESOURCE[=COUNT], e.g. nvidia.com/gpu=1");
+		return usage_error("run needs --resource RESOURCE[=COUNT], e.g. nvidia.com/gpu=1; "
+				   "usage: xpuctl " RUN_USAGE);
 	r = parse_resource_count(ctl->resource, &resource, &count);
 	if (r == -ENOMEM)
 		return oom();

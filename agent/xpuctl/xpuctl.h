@@ -68,6 +68,11 @@ struct ctl {
 /* main.c: "xpuctl: <message> (see xpuctl --help)" on stderr; CTL_EXIT_USAGE. */
 int usage_error(const char *fmt, ...) _printf_(1, 2);
 
+/* The usage of "run": main.c's table and run.c's messages. */
+#define RUN_USAGE                                                                            \
+	"run --resource RESOURCE[=COUNT] [--numa-local] [--memory-max SIZE] "                 \
+	"[--cpu-quota PERCENT] [--device ID] [--connected] -- COMMAND [ARG...]"
+
 /* client.c: talking to the daemon */
 const char *ctl_socket(const struct ctl *ctl);
 int oom(void);

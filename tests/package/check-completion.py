@@ -6,7 +6,8 @@
 - Sourcing it registers `complete -F _xpuctl xpuctl`.
 - `xpuctl de<TAB>` offers devices and device; `xpuctl <TAB>` every command of `xpuctl --help`.
 - `xpuctl COMMAND --<TAB>` offers xpuctl's long options and exactly the options that xpuctl's
-  usage message of COMMAND lists; `-o <TAB>` the output formats.
+  usage message of COMMAND lists; `-o <TAB>` the output formats; after `xpuctl run ... --`,
+  the programs on PATH.
 - With xpud running on a simulated node, `xpuctl --socket S device 0000:1<TAB>` offers its
   devices' IDs, and `xpuctl --socket S release <TAB>` the allocations'.
 """
@@ -65,6 +66,11 @@ def check_against_xpuctl(xpuctl):
     expect("xpuctl --no-legend -o json ", commands)
     expect("xpuctl -o ", {"table", "json"})
     expect("xpuctl export ", {"slurm", "json"})
+    # after "--", the command xpuctl run runs: a program's name, not xpuctl's options
+    got = complete("xpuctl run --resource nvidia.com/gpu=1 -- xpuct")
+    if "xpuctl" not in got or any(w.startswith("-") for w in got):
+        fail(f"completing the command of 'xpuctl run ... --': expected xpuctl among the "
+             f"programs, got {sorted(got)}")
 
     fit_options = xpuctl_command_options(xpuctl, "fit", set())
     for command in sorted(commands):
