@@ -1,0 +1,25 @@
+# The edu device through xpu_pci, built by DKMS in this guest for the running kernel, listed by
+# xpud; a member of "xpu" may query xpud, a user outside it is refused (docs/api.md,
+# "Permissions").
+# shellcheck source=tests/vm/systemd/lib.sh
+. "$XPU_TEST_LIB"
+dkms status | tee /tmp/dkms-status
+grep -q "xpu-pci/.*, $(uname -r), x86_64: installed" /tmp/dkms-status ||
+	fail "xpu-pci is not installed by DKMS for $(uname -r)"
+modinfo -F filename xpu_pci
+modinfo -F filename xpu_pci | grep -q "/updates/dkms/" || fail "xpu_pci is not DKMS's build"
+wait_for 10 grep -q '^xpu_pci ' /proc/modules || fail "xpu_pci is not loaded"
+addr=$(edu_addr) || fail "no edu device"
+echo "edu at $addr, driver $(basename "$(readlink "/sys/bus/pci/devices/$addr/driver")")"
+wait_for 20 lists_edu healthy || { xpuctl devices; fail "xpud does not list $addr healthy"; }
+
+id alice >/dev/null 2>&1 || useradd --create-home --groups xpu alice
+id bob >/dev/null 2>&1 || useradd --create-home bob
+echo "alice: $(id alice)"
+runuser -u alice -- xpuctl devices | tee /tmp/alice.out || fail "alice (in xpu) was refused"
+grep -q "$addr" /tmp/alice.out || fail "alice does not see $addr"
+if runuser -u bob -- xpuctl devices >/tmp/bob.out 2>&1; then
+	fail "bob (not in xpu) was answered: $(cat /tmp/bob.out)"
+fi
+echo "bob: $(cat /tmp/bob.out)"
+grep -q "Permission denied" /tmp/bob.out || fail "bob's refusal does not say why"

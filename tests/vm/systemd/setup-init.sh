@@ -1,0 +1,36 @@
+#!/bin/sh
+# /init of the busybox initramfs that configures the guest's root file system once (see run.sh):
+# the packages mmdebstrap only extracted on the host are installed by dpkg inside the guest, so
+# that no package's script ever runs on the host. Prints "@@SETUP ok" or "@@SETUP failed".
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r ko; do
+	insmod "/lib/modules/$ko" 2>/dev/null # crc32c-intel needs SSE4.2: its generic twin loads
+done </etc/modules-order
+for _ in $(seq 50); do [ -b /dev/vda ] && break; sleep 0.1; done
+mkdir -p /newroot
+mount -t ext4 /dev/vda /newroot || { echo "@@SETUP failed: no root file system"; poweroff -f; }
+for d in proc sys dev; do mount --bind /$d /newroot/$d; done
+mount -t tmpfs tmpfs /newroot/tmp
+mount -t tmpfs tmpfs /newroot/run
+
+# dpkg orders the configuration itself; --force-depends only lets it unpack in any order
+start=$(cut -d' ' -f1 /proc/uptime)
+if chroot /newroot /bin/sh -c '
+	export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
+	dpkg --install --force-depends /var/cache/apt/archives/*.deb >/var/log/xpu-setup.log 2>&1 &&
+	dpkg --configure -a >>/var/log/xpu-setup.log 2>&1 && apt-get clean' &&
+	chroot /newroot /usr/lib/xpu-guest/setup-done; then
+	echo "dpkg took $(($(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - ${start%.*}))s in the guest"
+	res=ok
+else
+	tail -n 30 /newroot/var/log/xpu-setup.log
+	res=failed
+fi
+for d in run tmp dev sys proc; do umount /newroot/$d; done
+umount /newroot
+sync
+echo "@@SETUP $res"
+poweroff -f
