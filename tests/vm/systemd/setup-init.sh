@@ -16,13 +16,23 @@ for d in proc sys dev; do mount --bind /$d /newroot/$d; done
 mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
 
-# dpkg orders the configuration itself; --force-depends only lets it unpack in any order
+# dpkg orders the configuration itself; --force-depends only lets it unpack in any order. Its
+# progress goes to the console, each line with the guest's uptime.
 start=$(cut -d' ' -f1 /proc/uptime)
-if chroot /newroot /bin/sh -c '
+stamp() { # the lines worth seeing, as they come (a grep would hold them in its buffer)
+	while read -r l; do
+		case $l in
+		"Setting up "* | "Processing triggers"* | update-initramfs* | "dpkg: error"* | E:* | @@*)
+			echo "[$(cut -d' ' -f1 /proc/uptime)] $l" ;;
+		esac
+	done
+}
+chroot /newroot /bin/sh -c '
 	export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
-	dpkg --install --force-depends /var/cache/apt/archives/*.deb >/var/log/xpu-setup.log 2>&1 &&
-	dpkg --configure -a >>/var/log/xpu-setup.log 2>&1 && apt-get clean' &&
-	chroot /newroot /usr/lib/xpu-guest/setup-done; then
+	dpkg --install --force-depends --force-unsafe-io /var/cache/apt/archives/*.deb &&
+	dpkg --configure -a && apt-get clean && /usr/lib/xpu-guest/setup-done &&
+	echo "@@SETUP dpkg ok"' 2>&1 | tee /newroot/var/log/xpu-setup.log | stamp
+if grep -q "^@@SETUP dpkg ok" /newroot/var/log/xpu-setup.log; then
 	echo "dpkg took $(($(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - ${start%.*}))s in the guest"
 	res=ok
 else
