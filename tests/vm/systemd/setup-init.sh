@@ -1,7 +1,8 @@
 #!/bin/sh
 # /init of the busybox initramfs that configures the guest's root file system once (see run.sh):
-# the packages mmdebstrap only extracted on the host are installed by dpkg inside the guest, so
-# that no package's script ever runs on the host. Prints "@@SETUP ok" or "@@SETUP failed".
+# the packages that dpkg only unpacked on the host (without their preinst scripts) get their
+# preinst and postinst scripts run inside the guest, so that no package's script ever runs on
+# the host. Prints "@@SETUP ok" or "@@SETUP failed".
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -29,8 +30,13 @@ stamp() { # the lines worth seeing, as they come (a grep would hold them in its 
 }
 chroot /newroot /bin/sh -c '
 	export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
-	dpkg --install --force-depends --force-unsafe-io /var/cache/apt/archives/*.deb &&
-	dpkg --configure -a && apt-get clean && /usr/lib/xpu-guest/setup-done &&
+	cd /var/lib/xpu-guest/preinst && for p in base-passwd $(ls | grep -vx base-passwd); do
+		echo "Setting up $p (preinst install)"
+		DPKG_MAINTSCRIPT_PACKAGE=$p DPKG_MAINTSCRIPT_NAME=preinst \
+			DPKG_MAINTSCRIPT_ARCH=$(dpkg-query -W -f="\${Architecture}" "$p") ./$p install ||
+			exit 1
+	done && cd / && rm -r /var/lib/xpu-guest/preinst &&
+	dpkg --configure -a --force-unsafe-io && apt-get clean && /usr/lib/xpu-guest/setup-done &&
 	echo "@@SETUP dpkg ok"' 2>&1 | tee /newroot/var/log/xpu-setup.log | stamp
 if grep -q "^@@SETUP dpkg ok" /newroot/var/log/xpu-setup.log; then
 	echo "dpkg took $(($(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - ${start%.*}))s in the guest"
