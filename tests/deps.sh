@@ -11,10 +11,13 @@ if [ "${1:-}" = test ]; then
 	# analysis (tests/static/), valgrind checks xpud under the integration tests; libxrt1 is
 	# XRT, whose software emulation test-xrt runs for real; prometheus (with promtool) checks
 	# and scrapes the metrics page (test-metrics); slurmd reads the gres.conf of xpuctl export
-	# slurm (test-slurm); tmux is the terminal xpuctl top runs in (test-xpuctl-top)
+	# slurm (test-slurm); tmux is the terminal xpuctl top runs in (test-xpuctl-top); scdoc
+	# makes the man pages and man-db checks them (test-man); debhelper, dh-dkms, fakeroot and
+	# lintian build and check the Debian packages (tests/package/build-debs.sh)
 	pkgs="$pkgs clang libclang-rt-14-dev golang-go golang-google-grpc-dev golang-goprotobuf-dev
 protobuf-compiler python3-jsonschema python3-yaml podman runc busybox-static util-linux
-clang-tidy cppcheck valgrind libxrt1 prometheus slurmd tmux"
+clang-tidy cppcheck valgrind libxrt1 prometheus slurmd tmux scdoc man-db debhelper dh-dkms
+fakeroot lintian"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
