@@ -17,8 +17,9 @@ for d in proc sys dev; do mount --bind /$d /newroot/$d; done
 mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
 
-# dpkg orders the configuration itself; --force-depends only lets it unpack in any order. Its
-# progress goes to the console, each line with the guest's uptime.
+# dpkg orders the configuration itself. INITRD=No: the kernel's package leaves the initrd to one
+# update-initramfs at the end (else it is made twice, 90 s each under TCG). The progress goes to
+# the console, each line with the guest's uptime.
 start=$(cut -d' ' -f1 /proc/uptime)
 stamp() { # the lines worth seeing, as they come (a grep would hold them in its buffer)
 	while read -r l; do
@@ -36,7 +37,8 @@ chroot /newroot /bin/sh -c '
 			DPKG_MAINTSCRIPT_ARCH=$(dpkg-query -W -f="\${Architecture}" "$p") ./$p install ||
 			exit 1
 	done && cd / && rm -r /var/lib/xpu-guest/preinst &&
-	dpkg --configure -a --force-unsafe-io && apt-get clean && /usr/lib/xpu-guest/setup-done &&
+	INITRD=No dpkg --configure -a --force-unsafe-io && apt-get clean &&
+	update-initramfs -c -k "$(ls /lib/modules)" && /usr/lib/xpu-guest/setup-done &&
 	echo "@@SETUP dpkg ok"' 2>&1 | tee /newroot/var/log/xpu-setup.log | stamp
 if grep -q "^@@SETUP dpkg ok" /newroot/var/log/xpu-setup.log; then
 	echo "dpkg took $(($(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - ${start%.*}))s in the guest"

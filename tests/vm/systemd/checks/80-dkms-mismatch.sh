@@ -6,7 +6,7 @@
 # shellcheck source=tests/vm/systemd/lib.sh
 . "$XPU_TEST_LIB"
 fake=0.0.0-0-xpu-test
-ver=$(dkms status -m xpu-pci | sed -n 's,^xpu-pci/\([^,]*\),.*,\1,p' | head -n 1)
+ver=$(dkms status -m xpu-pci 2>/dev/null | sed -n 's|^xpu-pci/\([^,]*\),.*|\1|p' | head -n 1)
 [ -n "$ver" ] || fail "no xpu-pci in dkms status"
 if dkms build -m xpu-pci -v "$ver" -k "$fake" >/tmp/dkms.out 2>&1; then
 	cat /tmp/dkms.out
@@ -16,6 +16,7 @@ cat /tmp/dkms.out
 grep -qiE "headers.*$fake|$fake.*headers" /tmp/dkms.out || fail "the message does not name the headers"
 dpkg-query -W -f='${Status}\n' xpu-pci-dkms | tee /tmp/st
 grep -q "install ok installed" /tmp/st || fail "xpu-pci-dkms is not installed any more"
-dkms status -m xpu-pci
-dkms status -m xpu-pci | grep -q "$(uname -r), x86_64: installed" ||
+dkms status -m xpu-pci >/tmp/dkms-status 2>&1
+cat /tmp/dkms-status
+grep -q "$(uname -r), x86_64: installed" /tmp/dkms-status ||
 	fail "the running kernel's module is gone"
