@@ -16,9 +16,9 @@ trap 'rm -rf "$work"' EXIT
 # a root with systemd's own units and stubs of the commands the unit runs (verify checks that
 # they are executable)
 mkdir -p "$work/root/usr/lib/systemd" "$work/root/etc/systemd/system" "$work/root/usr/sbin" \
-	"$work/root/bin"
+	"$work/root/usr/bin"
 cp -a /lib/systemd/system "$work/root/usr/lib/systemd/"
-for c in usr/sbin/xpud bin/kill; do
+for c in usr/sbin/xpud usr/bin/xpuctl; do
 	printf '#!/bin/sh\n' >"$work/root/$c"
 	chmod 0755 "$work/root/$c"
 done

@@ -6,7 +6,7 @@
 # shellcheck source=tests/vm/systemd/lib.sh
 . "$XPU_TEST_LIB"
 fake=0.0.0-0-xpu-test
-ver=$(dkms status -m xpu-pci 2>/dev/null | sed -n 's|^xpu-pci/\([^,]*\),.*|\1|p' | head -n 1)
+ver=$(dkms status -m xpu-pci 2>/dev/null | awk -F '[/,]' '/^xpu-pci\// && !v { v = $2 } END { print v }')
 [ -n "$ver" ] || fail "no xpu-pci in dkms status"
 if dkms build -m xpu-pci -v "$ver" -k "$fake" >/tmp/dkms.out 2>&1; then
 	cat /tmp/dkms.out
