@@ -95,6 +95,7 @@ if [ -n "$cache" ] && [ -s "$cache/rootfs-$key.img" ]; then
 else
 	tree="$work/tree"
 	# merged /usr from the start (Debian 12's layout), so that usrmerge has nothing to convert
+	# shellcheck disable=SC2016 # mmdebstrap's hook gets the tree as $1
 	$sudo mmdebstrap --mode=chrootless --variant=extract --skip=cleanup/apt/cache \
 		--setup-hook='for d in bin sbin lib lib64; do mkdir -p "$1/usr/$d"; ln -s "usr/$d" "$1/$d"; done' \
 		--include='?priority(required)' --include="$include" \

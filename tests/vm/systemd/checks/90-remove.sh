@@ -19,7 +19,8 @@ grep -q "allocation(s) are held" /tmp/remove.out || fail "no warning of the held
 # shellcheck disable=SC2086 # one word per package
 dpkg -r $pkgs >/tmp/dpkg-r.out 2>&1 || { cat /tmp/dpkg-r.out; fail "dpkg -r failed"; }
 left=$(while read -r f; do
-	[ -f "$f" ] || [ -L "$f" ] && ! grep -qx "$f" /tmp/conffiles && echo "$f"
+	# files and links, not directories (nor /lib, a link to one)
+	{ [ -f "$f" ] || [ -L "$f" ]; } && [ ! -d "$f" ] && ! grep -qx "$f" /tmp/conffiles && echo "$f"
 done </tmp/files)
 [ -z "$left" ] || fail "files left after dpkg -r: $left"
 echo "after dpkg -r: only the conffiles ($(tr '\n' ' ' </tmp/conffiles))"
@@ -35,7 +36,7 @@ for p in $pkgs; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case $st in "" | *not-installed) ;; *) fail "$p is still in dpkg's database: $st" ;; esac
 done
-left=$(while read -r f; do [ -f "$f" ] || [ -L "$f" ] && echo "$f"; done </tmp/files)
+left=$(while read -r f; do { [ -f "$f" ] || [ -L "$f" ]; } && [ ! -d "$f" ] && echo "$f"; done </tmp/files)
 [ -z "$left" ] || fail "files left after dpkg -P: $left"
 for d in /etc/xpud /var/lib/xpud /run/xpud /usr/src/xpu-pci-* /var/lib/dkms/xpu-pci; do
 	[ ! -e "$d" ] || fail "$d is left after the purge: $(ls -la "$d")"
