@@ -37,3 +37,6 @@ ctest --test-dir build-fuzz --output-on-failure -L fuzz
 # The kernel module: udev rules' syntax, then the module in a QEMU guest (a few minutes).
 ./udev/check.sh
 ./tests/vm/run.sh
+# The Debian packages under a real systemd in a Debian 12 guest: apt install, DKMS, the hardened
+# unit, socket activation, reload, watchdog, reset, upgrade, removal (docs/testing.md).
+./tests/vm/systemd/run.sh
