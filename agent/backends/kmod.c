@@ -8,6 +8,8 @@
  * unloaded and loaded again gets a new family id and starts with no members in its groups, so
  * the backend looks the family up again, joins the new "events" group and asks for a rescan
  * (and a request that finds the old id gone does the same, should a notification be lost).
+ * The module sends a function's NUMA node but not its CPUs: those come from sysfs
+ * (local_cpulist), as the generic PCI backend reads them.
  * Priority 20: its record of a function wins over the generic PCI backend's, whose checks
  * (config space, AER, device nodes) still apply through the merge rule.
  */
@@ -27,6 +29,8 @@
 #include "backends/kmod.h"
 #include "backends/kmod-config.h"
 #include "shared/bounded.h"
+#include "shared/fileio.h"
+#include "shared/host.h"
 #include "shared/log.h"
 #include "shared/parse.h"
 #include "xpu/uapi/xpu_pci.h"
@@ -574,16 +578,45 @@ fail:
 	return reason_errno(ret_reason, kmod_errno(r) ?: -EIO, "cannot talk to the xpu_pci module");
 }
 
+/*
+ * The CPUs near @d's function, from sysfs as the generic PCI backend reads them: xpu_pci says the
+ * NUMA node but not its CPUs, which "cpuset" (--numa-local) confines to. A missing or bad list
+ * leaves none.
+ */
+static int kmod_read_cpu_list(const struct xpu_host *host, struct xpu_device *d)
+{
+	char path[64];
+	unsigned n;
+	int r;
+
+	if (!host || host->sys_fd < 0 || d->cpu_list)
+		return 0;
+	snprintf(path, sizeof(path), "bus/pci/devices/%s/local_cpulist", d->pci.address);
+	r = read_attr_at(host->sys_fd, path, 0, &d->cpu_list);
+	if (r == -ENOMEM)
+		return r;
+	if (r >= 0 && parse_cpu_list(d->cpu_list, &n) < 0) {
+		log_warning("xpu_pci: %s: ignoring local_cpulist \"%s\"", d->id, d->cpu_list);
+		d->cpu_list = mfree(d->cpu_list);
+	}
+	return 0;
+}
+
 static int kmod_enumerate(struct xpu_backend *b, struct device_list *list)
 {
 	struct kmod *k = b->userdata;
 	struct collect c = { .k = k, .resource = kmod_config_get(k->config)->resource, .list = list };
+	size_t first = list->n;
 	bool reattached;
 	int r;
 
 	r = kmod_request(k, NLM_F_DUMP, NULL, &c, &reattached);
 	/* the module is unloaded: its devices are gone with it, until it is loaded again */
-	return r == -ENOENT ? 0 : r;
+	if (r == -ENOENT)
+		return 0;
+	for (size_t i = first; r >= 0 && i < list->n; i++)
+		r = kmod_read_cpu_list(b->host, list->items[i]);
+	return r;
 }
 
 static int kmod_refresh(struct xpu_backend *b, struct xpu_device *d)

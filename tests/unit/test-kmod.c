@@ -4,8 +4,9 @@
  * a kernel: the messages are built with libnl as the module builds them (kmod/genl.c), then
  * also malformed; its reading of answers from a socket that a second socket fills the way the
  * kernel would; its following the module through an unload and a reload (the generic netlink
- * controller's notifications, and a request that finds the family's id gone); and the
- * backend's probe on a host without the module. The module itself is tested in a virtual
+ * controller's notifications, and a request that finds the family's id gone); the CPUs of a
+ * device's NUMA node from sysfs, which the module does not send; and the backend's probe on a
+ * host without the module. The module itself is tested in a virtual
  * machine (tests/vm/run.sh).
  */
 #include <errno.h>
@@ -14,8 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include <linux/genetlink.h>
@@ -26,6 +29,10 @@
 
 #include "backends/backend.h"
 #include "backends/kmod.h"
+#include "shared/host.h"
+#include "shared/macro.h"
+#include "sim/fixture.h"
+#include "testutil.h"
 #include "xpu/uapi/xpu_pci.h"
 
 #define FAKE_FAMILY 0x42
@@ -686,6 +693,55 @@ static void test_request_reload(void **state)
 	assert_int_equal(kmod_backend_ops.refresh(&g->b, &d), -ENODEV);
 }
 
+/*
+ * xpu_pci sends the NUMA node, not its CPUs: an enumeration reads each function's local_cpulist
+ * from sysfs (what --numa-local confines to). A list that does not parse or a function without
+ * one leaves no CPUs.
+ */
+static void test_enumerate_cpu_list(void **state)
+{
+	struct rig *g = rig_get(state);
+	static const char *const fns[] = { "0000:01:00.0", "0000:02:00.0", "0000:03:00.0" };
+	struct xpu_host *host = NULL;
+	struct device_list l = {};
+	_cleanup_free_ char *root = NULL;
+	const char *tmp = getenv("TMPDIR");
+	char path[4096];
+	uint32_t seq = rig_next_seq(g);
+
+	snprintf(path, sizeof(path), "%s/xpu-kmod-XXXXXX", isempty(tmp) ? "/tmp" : tmp);
+	assert_non_null(mkdtemp(path));
+	root = strdup(path);
+	assert_non_null(root);
+	for (const char *d = "sys\0sys/bus\0sys/bus/pci\0sys/bus/pci/devices\0"
+			     "sys/bus/pci/devices/0000:01:00.0\0sys/bus/pci/devices/0000:02:00.0\0";
+	     *d; d += strlen(d) + 1) {
+		snprintf(path, sizeof(path), "%s/%s", root, d);
+		assert_int_equal(mkdir(path, 0755), 0);
+	}
+	test_put_file(root, "sys/bus/pci/devices/0000:01:00.0/local_cpulist", "1\n");
+	test_put_file(root, "sys/bus/pci/devices/0000:02:00.0/local_cpulist", "1-x\n");
+	assert_int_equal(host_open(root, &host), 0);
+	g->b.host = host;
+
+	for (size_t i = 0; i < ELEMENTSOF(fns); i++)
+		rig_send(g, g->p.xpud,
+			 msg_new(XPU_CMD_GET_DEVICE, fns[i], XPU_PCI_HEALTH_OK, NULL, "xpu/0"), seq,
+			 NLM_F_MULTI);
+	send_done(&g->p, seq);
+	assert_int_equal(kmod_backend_ops.enumerate(&g->b, &l), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.items[0]->numa_node, 1);
+	assert_non_null(l.items[0]->cpu_list);
+	assert_string_equal(l.items[0]->cpu_list, "1");
+	assert_null(l.items[1]->cpu_list);
+	assert_null(l.items[2]->cpu_list);
+	device_list_clear(&l);
+	g->b.host = NULL;
+	host_free(host);
+	assert_int_equal(fixture_destroy(root), 0);
+}
+
 static void test_default_resource(void **state)
 {
 	char *s = kmod_default_resource(0x1af4, 0x1041);
@@ -740,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_parse_family),
 		cmocka_unit_test_setup_teardown(test_dispatch_reload, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_request_reload, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_enumerate_cpu_list, rig_setup, rig_teardown),
 		cmocka_unit_test(test_default_resource),
 		cmocka_unit_test(test_probe_simulated_root),
 		cmocka_unit_test(test_probe_without_module),
