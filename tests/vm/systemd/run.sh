@@ -3,7 +3,7 @@
 # boots its own kernel and initrd with systemd as PID 1, installs the packages with
 # "apt-get install ./*.deb" (xpu_pci is built by DKMS in the guest, for the guest's kernel), and
 # runs every checks/*.sh in name order (see guest.sh). QEMU's edu device, behind a PCIe root
-# port, is the accelerator xpu_pci drives.
+# port on NUMA node 1 of the test boot's two, is the accelerator xpu_pci drives.
 #
 # Phases, each timed: the packages (tests/package/build-debs.sh), the root file system
 # (mmdebstrap fetches the packages, dpkg unpacks them on the host without running any of their
@@ -195,14 +195,25 @@ cp "$here/guest.sh" "$here/lib.sh" "$td/"
 cp "$here"/checks/*.sh "$td/checks/"
 mke2fs -q -t ext4 -L xpu-test -d "$td" "$work/test.img" 256M
 
+# Two NUMA nodes, one CPU and 1 GiB each, and the edu device's root port on a PCIe expander
+# bridge bound to node 1: the firmware gives the bridge that node (_PXM), so the device's
+# numa_node is 1 and its local_cpulist "1", and "xpuctl run --numa-local" (AllowedCPUs=,
+# AllowedMemoryNodes=) has a node to confine to (checks/50-xpuctl-run.sh). The device is then at
+# 0000:11:00.0 (the bridge's bus 16, its root port's bus 17); the checks look it up (lib.sh).
+# The disks name pcie.0: "if=virtio" would put them on the bridge's bus, which takes only bridges.
 echo "== test boot"
 timeout --kill-after=5 "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg -m 2048 -smp 2 \
+	-object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G \
+	-numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1 \
 	-display none -monitor none -serial stdio -no-reboot \
 	-kernel "$work/vmlinuz" -initrd "$work/initrd" \
 	-append "root=/dev/vda rw console=ttyS0 loglevel=4 panic=-1 systemd.show_status=error" \
-	-drive "file=$work/root.img,format=raw,if=virtio,cache=unsafe" \
-	-drive "file=$work/test.img,format=raw,if=virtio,cache=unsafe" \
-	-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1 -device edu,id=edu0,bus=rp1 \
+	-drive "file=$work/root.img,format=raw,if=none,id=root,cache=unsafe" \
+	-device virtio-blk-pci,drive=root,bus=pcie.0 \
+	-drive "file=$work/test.img,format=raw,if=none,id=test,cache=unsafe" \
+	-device virtio-blk-pci,drive=test,bus=pcie.0 \
+	-device pxb-pcie,id=pxb1,bus_nr=16,numa_node=1,bus=pcie.0 \
+	-device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1 -device edu,id=edu0,bus=rp1 \
 	</dev/null | sed -u 's/\r$//' | tee "$work/test.log" || true
 for p in boot install checks; do
 	s=$(sed -n "s/^@@PHASE $p \([0-9]*\)$/\1/p" "$work/test.log")

@@ -1,6 +1,6 @@
 # The edu device through xpu_pci, built by DKMS in this guest for the running kernel, listed by
-# xpud; a member of "xpu" may query xpud, a user outside it is refused (docs/api.md,
-# "Permissions").
+# xpud on NUMA node 1 with CPU 1 (as sysfs has it); a member of "xpu" may query xpud, a user
+# outside it is refused (docs/api.md, "Permissions").
 # shellcheck source=tests/vm/systemd/lib.sh
 . "$XPU_TEST_LIB"
 dkms status >/tmp/dkms-status 2>&1
@@ -16,6 +16,15 @@ wait_for 10 grep -q '^xpu_pci ' /proc/modules ||
 	fail "after the install xpu_pci is not loaded, though $addr is present"
 echo "edu at $addr, driver $(basename "$(readlink "/sys/bus/pci/devices/$addr/driver")")"
 wait_for 30 lists_edu healthy || { xpuctl devices; fail "xpud does not list $addr healthy"; }
+# run.sh puts the device behind a PCIe expander bridge on NUMA node 1, the node of CPU 1
+numa=$(cat "/sys/bus/pci/devices/$addr/numa_node")
+echo "edu's NUMA node (sysfs): $numa, CPUs $(cat "/sys/bus/pci/devices/$addr/local_cpulist")"
+[ "$numa" = 1 ] || fail "$addr is on NUMA node $numa in sysfs, not 1"
+j=$(json devices)
+if ! echo "$j" | grep -q '"numa_node":1[,}]' || ! echo "$j" | grep -q '"cpu_list":"1"'; then
+	xpuctl device "$addr"
+	fail "xpud does not report $addr on NUMA node 1 with CPU 1"
+fi
 
 id alice >/dev/null 2>&1 || useradd --create-home --groups xpu alice
 id bob >/dev/null 2>&1 || useradd --create-home bob

@@ -2,10 +2,13 @@
 # xpuctl run under the real systemd (PID 1 of the guest), as root, with xpud installed and active:
 # the command runs in a transient scope xpu-<allocation>.scope under xpu.slice whose properties
 # are the grant's (systemctl show), the granted node opens in it and a node of an unused major
-# is refused with EPERM (outside: ENXIO), memory.max, cpu.max and cpuset.cpus are in force in its
-# cgroup, xpuctl exits with the command's status, and the allocation and the unit are gone
-# afterwards. Then the speed: xpuctl run -- true against systemd-run --scope true, 20 each,
-# printed with their ratio (target: within 2x; no timed assertion). PASS/FAIL by exit status.
+# is refused with EPERM (outside: ENXIO), memory.max, cpu.max and --numa-local's cpuset are in
+# force in its cgroup, xpuctl exits with the command's status, and the allocation and the unit are
+# gone afterwards. --numa-local: run.sh puts the edu device on NUMA node 1 (of two, one CPU each),
+# so the scope has AllowedCPUs=1 and AllowedMemoryNodes=1, its cgroup cpuset.cpus 1 (and
+# cpuset.mems 1), and the command runs on CPU 1 only. Then the speed: xpuctl run -- true against
+# systemd-run --scope true, 20 each, printed with their ratio (target: within 2x; no timed
+# assertion). PASS/FAIL by exit status.
 set -u
 RES=xpu.dev/edu
 TMP=$(mktemp -d)
@@ -35,8 +38,12 @@ xpuctl -o json version | grep -q '"mode": *"systemd"' ||
 xpuctl alloc "$RES" >"$TMP/alloc" || fail "cannot allocate $RES: $(cat "$TMP/alloc")"
 id=$(sed -n 's/^Allocation: *//p' "$TMP/alloc")
 GRANTED=$(sed -n 's/^Device nodes: *//p' "$TMP/alloc" | head -n 1)
+node=$(sed -n 's/^NUMA node: *//p' "$TMP/alloc")
+cpus=$(sed -n 's/^CPUs: *//p' "$TMP/alloc")
 xpuctl release "$id" >/dev/null || fail "cannot release $id"
 [ -c "$GRANTED" ] || fail "the grant's node '$GRANTED' is not a character device"
+[ "$node" = 1 ] || fail "the grant is on NUMA node '$node', not 1"
+[ "$cpus" = 1 ] || fail "the grant's CPUs are '$cpus', not 1"
 
 # a character device of a major no driver has: ENXIO when let through, EPERM when refused
 major=260
@@ -52,24 +59,19 @@ inside='cg=$(sed -n "s/^0:://p" /proc/self/cgroup)
 echo "alloc=$XPU_ALLOCATION"
 echo "unit=${cg##*/}"
 systemctl show "${cg##*/}" -p Slice -p DevicePolicy -p DeviceAllow -p MemoryMax \
-	-p CPUQuotaPerSecUSec -p AllowedCPUs
-for f in memory.max cpu.max cpuset.cpus cpuset.cpus.effective; do
-	echo "$f=$(cat /sys/fs/cgroup$cg/$f 2>/dev/null)"
+	-p CPUQuotaPerSecUSec -p AllowedCPUs -p AllowedMemoryNodes
+for f in memory.max cpu.max cpuset.cpus cpuset.cpus.effective cpuset.mems \
+	cpuset.mems.effective; do
+	[ -r "/sys/fs/cgroup$cg/$f" ] && echo "$f=$(cat "/sys/fs/cgroup$cg/$f")"
 done
+sed -n "s/^\(Cpus_allowed_list\|Mems_allowed_list\):[[:space:]]*/\1=/p" /proc/$$/status
+echo "taskset=$(taskset -pc $$)"
 dd if="$GRANTED" of=/dev/null count=0 2>/dev/null && echo "granted=opened"
 echo "denied=$(dd if="$DENIED" of=/dev/null count=0 2>&1 | head -n 1)"
 exit 7'
-numa=--numa-local
-xpuctl run --resource "$RES=1" $numa --memory-max 256M --cpu-quota 50 -- sh -c "$inside" \
+xpuctl run --resource "$RES=1" --numa-local --memory-max 256M --cpu-quota 50 -- sh -c "$inside" \
 	>"$TMP/out" 2>&1
 rc=$?
-if [ $rc = 2 ] && grep -q "NUMA node" "$TMP/out"; then
-	echo "SKIP AllowedCPUs: the edu device has no NUMA node in this guest"
-	numa=
-	xpuctl run --resource "$RES=1" --memory-max 256M --cpu-quota 50 -- sh -c "$inside" \
-		>"$TMP/out" 2>&1
-	rc=$?
-fi
 sed 's/^/  | /' "$TMP/out"
 [ $rc = 7 ] || fail "xpuctl run exited $rc, not the command's 7"
 unit=$(sed -n 's/^unit=//p' "$TMP/out")
@@ -87,10 +89,14 @@ has "MemoryMax=268435456"
 has "CPUQuotaPerSecUSec=500ms"
 has "memory.max=268435456"
 has "cpu.max=50000 100000"
-if [ -n "$numa" ]; then
-	grep -q "^AllowedCPUs=." "$TMP/out" || fail "no AllowedCPUs"
-	grep -q "^cpuset.cpus=." "$TMP/out" || fail "cpuset.cpus is not set"
-fi
+has "AllowedCPUs=1"
+has "AllowedMemoryNodes=1"
+has "cpuset.cpus=1"
+has "cpuset.cpus.effective=1"
+grep -q "^cpuset.mems=" "$TMP/out" && has "cpuset.mems=1"
+has "Cpus_allowed_list=1"
+has "Mems_allowed_list=1"
+grep -q "^taskset=.*current affinity list: 1$" "$TMP/out" || fail "taskset does not say CPU 1 only"
 has "granted=opened"
 grep -q "^denied=.*Operation not permitted" "$TMP/out" || fail "$DENIED was not refused with EPERM"
 
