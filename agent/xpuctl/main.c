@@ -114,8 +114,9 @@ static const struct verb verbs[] = {
 	{ "rescan", 0, "rescan", verb_rescan },
 	{ "alloc", 1,
 	  "alloc RESOURCE[=COUNT] [--numa-local] [--connected] [--device ID] "
-	  "[--owner-pid PID|--owner-unit UNIT|--owner-cgroup PATH|--owner-pod POD]",
-	  verb_alloc, true },
+	  "[--owner-pid PID|--owner-unit UNIT|--owner-cgroup PATH|--owner-pod POD] "
+	  "[--enforce [--memory-max SIZE] [--cpu-quota PERCENT]]",
+	  verb_alloc, true, .run_options = true },
 	{ "release", 1, "release ID", verb_release },
 	{ "allocations", 0, "allocations", verb_allocations },
 	{ "fit", 0,
@@ -171,6 +172,7 @@ enum {
 	ARG_INTERVAL,
 	ARG_MEMORY_MAX,
 	ARG_CPU_QUOTA,
+	ARG_ENFORCE,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -202,6 +204,7 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "interval", required_argument, NULL, ARG_INTERVAL },
 		{ "memory-max", required_argument, NULL, ARG_MEMORY_MAX },
 		{ "cpu-quota", required_argument, NULL, ARG_CPU_QUOTA },
+		{ "enforce", no_argument, NULL, ARG_ENFORCE },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -325,6 +328,10 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			break;
 		case ARG_CPU_QUOTA:
 			ctl->cpu_quota = optarg;
+			ctl->n_run_options++;
+			break;
+		case ARG_ENFORCE:
+			ctl->enforce = true;
 			ctl->n_run_options++;
 			break;
 		case ':':
