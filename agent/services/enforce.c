@@ -717,10 +717,40 @@ static int on_granted(const struct allocation *a, const void *args, char **ret_e
 	return r;
 }
 
-/* Removes @root/@id when it exists; logs when it cannot (still populated). */
-static void remove_cgroup(const char *root, const char *id)
+/*
+ * A cgroup whose processes outlive their grant keeps only the pseudo-devices: what was granted
+ * may go to another workload now. The v2 program is attached beside the grant's (each must
+ * allow); the v1 list is replaced.
+ */
+static int revoke_devices(const char *dir, bool v1)
+{
+	_cleanup_close_ int prog = -EBADF, fd = -EBADF;
+	char line[64];
+	int r;
+
+	if (v1) {
+		r = write_control(dir, "devices.deny", "a", NULL);
+		for (size_t i = 0; r >= 0 && i < enforce_n_pseudo_rules; i++) {
+			r = enforce_v1_line(&enforce_pseudo_rules[i], line, sizeof(line));
+			if (r >= 0)
+				r = write_control(dir, "devices.allow", line, NULL);
+		}
+		return r;
+	}
+	prog = enforce_bpf_load(enforce_pseudo_rules, enforce_n_pseudo_rules, NULL);
+	if (prog < 0)
+		return prog;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return bpf_attach(fd, prog);
+}
+
+/* Removes @root/@id when it exists; when it still has processes, revokes its devices. */
+static void remove_cgroup(const struct enforcer *e, const char *root, const char *id)
 {
 	_cleanup_free_ char *dir = NULL;
+	int r;
 
 	if (!root || asprintf(&dir, "%s/%s", root, id) < 0)
 		return;
@@ -728,13 +758,55 @@ static void remove_cgroup(const char *root, const char *id)
 		log_info("Allocation %s: cgroup %s removed.", id, dir);
 		return;
 	}
-	if (errno == EBUSY)
-		log_warning("Allocation %s: cgroup %s still has processes; it is left as it is, "
-			    "confined, until they exit and someone removes it.",
-			    id, dir);
-	else if (errno != ENOENT)
-		log_warning_errno(-errno, "Allocation %s: failed to remove cgroup %s, ignoring: %m",
+	if (errno != EBUSY) {
+		if (errno != ENOENT)
+			log_warning_errno(-errno,
+					  "Allocation %s: failed to remove cgroup %s, ignoring: %m",
+					  id, dir);
+		return;
+	}
+	if (root != e->root_v1 && e->devices != ENFORCE_DEVICES_BPF) {
+		/* its devices are the v1 directory's */
+		log_info("Allocation %s: cgroup %s still has processes; it is removed at xpud's "
+			 "next start once empty.",
+			 id, dir);
+		return;
+	}
+	r = revoke_devices(dir, root == e->root_v1);
+	if (r < 0)
+		log_warning_errno(r, "Allocation %s: cgroup %s still has processes, and its devices "
+				     "cannot be revoked (%m): they keep the released devices.",
 				  id, dir);
+	else
+		log_info("Allocation %s: cgroup %s still has processes; its devices are revoked "
+			 "(the pseudo-devices remain). It is removed at xpud's next start once "
+			 "empty.",
+			 id, dir);
+}
+
+/* The scope of a grant released while its processes run keeps only the pseudo-devices. */
+static void revoke_scope(struct enforcer *e, const char *id)
+{
+	_cleanup_(unit_props_done) struct unit_props p = {};
+	_cleanup_free_ char *error = NULL;
+	int r;
+
+	if (asprintf(&p.unit, "xpu-%s.scope", id) < 0) {
+		p.unit = NULL;
+		return;
+	}
+	/* DevicePolicy=closed stays: an empty DeviceAllow= leaves the pseudo-devices */
+	if (!unit_props_add(&p, "DeviceAllow", UNIT_PROP_PAIRS))
+		return;
+	r = enforce_systemd_set(e->systemd, &p, &error);
+	if (r >= 0)
+		log_info("Allocation %s: %s still has processes; its devices are revoked (the "
+			 "pseudo-devices remain).",
+			 id, p.unit);
+	else if (r != -ESRCH)
+		log_warning("Allocation %s: %s still has processes, and its devices cannot be "
+			    "revoked (%s): they keep the released devices.",
+			    id, p.unit, error ?: strerror(-r));
 }
 
 static void on_released(const struct allocation *a, void *userdata)
@@ -742,7 +814,10 @@ static void on_released(const struct allocation *a, void *userdata)
 	struct enforcer *e = userdata;
 
 	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
-		unit_give_back(e, a->id);
+		if (a->owner.kind == OWNER_UNIT)
+			unit_give_back(e, a->id);
+		else if (strv_contains(e->units, a->id))
+			revoke_scope(e, a->id);
 		/* systemd removes the scope when its last process exits, as it does any scope */
 		for (char **u = e->units; u && *u; u++)
 			if (streq(*u, a->id)) {
@@ -752,8 +827,8 @@ static void on_released(const struct allocation *a, void *userdata)
 			}
 		return;
 	}
-	remove_cgroup(e->root_v1, a->id);
-	remove_cgroup(e->root, a->id);
+	remove_cgroup(e, e->root_v1, a->id);
+	remove_cgroup(e, e->root, a->id);
 }
 
 static const struct allocations_observer observer = {
@@ -774,7 +849,7 @@ static void sweep(struct enforcer *e, const char *root)
 		    strspn(hex, "0123456789abcdef") != 16 ||
 		    ledger_find(allocations_ledger(e->allocations), de->d_name))
 			continue;
-		remove_cgroup(root, de->d_name);
+		remove_cgroup(e, root, de->d_name);
 	}
 	if (d)
 		closedir(d);

@@ -490,7 +490,8 @@ static void apply(json_t *props, json_t *seq)
 	}
 }
 
-/* SetUnitProperties: recorded, and applied to the unit in RECORD.existing. */
+/* SetUnitProperties: recorded, and applied to the unit in RECORD.existing (to one of its own
+ * scopes: recorded only). */
 static int method_set(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	json_t *doc, *props = json_object(), *seq = json_array(), *existing, *unit_props;
@@ -515,7 +516,10 @@ static int method_set(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	record(doc);
 	existing = existing_load();
 	unit_props = json_object_get(existing, unit);
-	if (!unit_props || strcmp(fault, "no-such-unit") == 0)
+	if (!unit_props && find_unit(unit) >= 0 && strcmp(fault, "no-such-unit") != 0)
+		/* a unit of its own (a scope): recorded only */
+		r = sd_bus_reply_method_return(m, NULL);
+	else if (!unit_props || strcmp(fault, "no-such-unit") == 0)
 		r = sd_bus_error_setf(error, "org.freedesktop.systemd1.NoSuchUnit",
 				      "Unit %s not loaded.", unit);
 	else if (strncmp(fault, "refuse ", 7) == 0 && json_object_get(props, fault + 7))

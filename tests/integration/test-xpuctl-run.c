@@ -280,6 +280,37 @@ static void test_api(void **state)
 	json_decref(got);
 }
 
+/* Released while its process runs: the scope keeps only the pseudo-devices. */
+static void test_release_revokes(void **state)
+{
+	_cleanup_free_ char *unit = NULL, *path = NULL;
+	pid_t pid = sleeper();
+	json_t *doc = NULL, *got = NULL, *calls, *call, *allow;
+
+	(void)state;
+	assert_int_equal(grant(pid, &doc), 201);
+	assert_true(asprintf(&unit, "xpu-%s.scope", json_string_value(json_object_get(doc, "id"))) >
+		    0);
+	assert_true(asprintf(&path, "/v1/allocations/%s",
+			     json_string_value(json_object_get(doc, "id"))) > 0);
+	assert_int_equal(test_request(env.x, "DELETE", path, &got), 200);
+	calls = test_systemd_calls(env.bus, "SetUnitProperties");
+	call = json_array_get(calls, json_array_size(calls) - 1);
+	assert_string_equal(json_string_value(json_object_get(call, "unit")) ?: "(none)", unit);
+	allow = json_object_get(json_object_get(json_object_get(call, "properties"), "DeviceAllow"),
+				"value");
+	assert_non_null(allow);
+	assert_int_equal(json_array_size(allow), 0);
+	assert_null(json_object_get(json_object_get(call, "properties"), "DevicePolicy"));
+	assert_true(test_xpud_log_contains(env.x, "its devices are revoked"));
+	json_decref(calls);
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	assert_no_units();
+	json_decref(doc);
+	json_decref(got);
+}
+
 /* An error answer: its code, and a message that says @needle. */
 static void assert_error(json_t *doc, const char *code, const char *needle)
 {
@@ -388,17 +419,18 @@ static json_t *confine_unit(void)
 static void test_owner_unit(void **state)
 {
 	_cleanup_free_ char *path = NULL;
-	json_t *doc, *got = NULL, *calls, *seq;
+	json_t *doc, *got = NULL, *calls, *call, *seq;
 
 	(void)state;
 	doc = confine_unit();
 	calls = test_systemd_calls(env.bus, "SetUnitProperties");
-	assert_int_equal(json_array_size(calls), 1);
-	assert_true(json_is_true(json_object_get(json_array_get(calls, 0), "runtime")));
+	call = json_array_get(calls, json_array_size(calls) - 1);
+	assert_string_equal(json_string_value(json_object_get(call, "unit")), OWNER_UNIT);
+	assert_true(json_is_true(json_object_get(call, "runtime")));
 	/* no Slice=, no PIDs=: the unit has its own; DeviceAllow emptied first */
-	assert_null(json_object_get(json_object_get(json_array_get(calls, 0), "properties"),
-				    "Slice"));
-	seq = json_object_get(json_array_get(calls, 0), "sequence");
+	assert_null(json_object_get(json_object_get(call, "properties"), "Slice"));
+	assert_null(json_object_get(json_object_get(call, "properties"), "PIDs"));
+	seq = json_object_get(call, "sequence");
 	assert_string_equal(json_string_value(json_array_get(json_array_get(seq, 1), 0)),
 			    "DeviceAllow");
 	assert_int_equal(json_array_size(json_array_get(json_array_get(seq, 1), 2)), 0);
@@ -585,6 +617,7 @@ int main(void)
 	    cmocka_unit_test(test_run_back_to_back),
 	    cmocka_unit_test(test_run_signal),
 	    cmocka_unit_test(test_api),
+	    cmocka_unit_test(test_release_revokes),
 	    cmocka_unit_test(test_owner_unit),
 	    cmocka_unit_test(test_owner_unit_stops_after_restart),
 	    cmocka_unit_test(test_owner_unit_refused),
