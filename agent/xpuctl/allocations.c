@@ -229,7 +229,9 @@ int fit_body(const struct ctl *ctl, json_t **ret)
 			return oom();
 	}
 	if ((ctl->kind && json_object_set_new(body, "kind", json_string(ctl->kind)) < 0) ||
-	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0))
+	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0) ||
+	    (ctl->numa_local && json_object_set_new(body, "numa_local", json_true()) < 0) ||
+	    (ctl->connected && json_object_set_new(body, "connected", json_true()) < 0))
 		return oom();
 	*ret = TAKE_PTR(body);
 	return CTL_EXIT_OK;

@@ -55,6 +55,7 @@ struct ctl {
 	const char *cpu_quota;
 	bool enforce; /* --enforce */
 	unsigned n_alloc_options; /* how many of the alloc options were given */
+	unsigned n_placement_options; /* --numa-local, --connected */
 	unsigned n_fit_options;
 	unsigned n_cordon_options;
 	unsigned n_repartition_options;
