@@ -181,9 +181,10 @@ static int parse_enforce(json_t *v, const struct alloc_owner *owner, struct enfo
 			return invalid(ret_error, "enforce.cpuset: expected true or false");
 		ret->limits.numa_cpus = json_is_true(f);
 	}
-	if (owner->kind != OWNER_PID)
+	if (owner->kind != OWNER_PID && owner->kind != OWNER_UNIT)
 		return invalid(ret_error, "enforce: needs an owner process ({\"pid\": N}), the one "
-					  "moved into the grant's cgroup");
+					  "moved into the grant's cgroup or scope, or an owner unit "
+					  "({\"unit\": NAME}) that systemd confines");
 	ret->on = true;
 	return 0;
 }

@@ -3,7 +3,8 @@
  * Devices driven by our kernel module xpu_pci, from its generic netlink family "xpu"
  * (include/xpu/uapi/xpu_pci.h): a dump at each enumeration, a GET per health refresh, and the
  * "events" multicast group in the daemon's loop (added and removed ask for a rescan, health
- * changes become health updates). The module not being loaded makes the backend unavailable.
+ * changes become health updates). While the module is not loaded the backend lists nothing and
+ * says why (its reason), and takes the module's devices when it is loaded.
  * The same socket hears the generic netlink controller's notifications: a module that is
  * unloaded and loaded again gets a new family id and starts with no members in its groups, so
  * the backend looks the family up again, joins the new "events" group and asks for a rescan
@@ -516,6 +517,18 @@ static int reason_errno(char **ret_reason, int r, const char *what)
 	return r;
 }
 
+/* Available either way; while the module is not loaded, the reason says so. */
+static void kmod_set_reason(struct xpu_backend *b)
+{
+	const struct kmod *k = b->userdata;
+
+	if (k->family > 0)
+		b->reason = mfree(b->reason);
+	else if (!b->reason)
+		b->reason = strdup("the xpu_pci kernel module is not loaded (no generic netlink "
+				   "family \"" XPU_GENL_NAME "\"); its devices are listed once it is");
+}
+
 static int kmod_probe(struct xpu_backend *b, char **ret_reason)
 {
 	struct timeval tv = { .tv_sec = 2 };
@@ -559,18 +572,19 @@ static int kmod_probe(struct xpu_backend *b, char **ret_reason)
 	if (r < 0)
 		goto fail;
 	r = kmod_reattach(k);
-	if (r == -ENOENT) {
-		kmod_free(k);
-		*ret_reason = strdup("the xpu_pci kernel module is not loaded (no generic netlink "
-				     "family \"" XPU_GENL_NAME "\")");
-		return -ENOENT;
-	}
-	if (r < 0) {
+	/*
+	 * Not loaded (yet: the package's postinst, a later modprobe): the controller's notification
+	 * of its family brings its devices in when it is, as after an unload and reload.
+	 */
+	if (r < 0 && r != -ENOENT) {
 		kmod_free(k);
 		return reason_errno(ret_reason, r, "cannot talk to the xpu_pci module");
 	}
 	k->config = b->config;
 	b->userdata = k;
+	kmod_set_reason(b);
+	if (b->reason)
+		log_info("xpu_pci: %s.", b->reason);
 	return 0;
 
 fail:
@@ -611,6 +625,7 @@ static int kmod_enumerate(struct xpu_backend *b, struct device_list *list)
 	int r;
 
 	r = kmod_request(k, NLM_F_DUMP, NULL, &c, &reattached);
+	kmod_set_reason(b);
 	/* the module is unloaded: its devices are gone with it, until it is loaded again */
 	if (r == -ENOENT)
 		return 0;

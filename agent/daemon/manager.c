@@ -1104,7 +1104,8 @@ int manager_new(const struct manager_options *o, struct manager **ret)
 			 &(struct enforce_settings){ .cgroup_root = m->config.enforce.cgroup_root,
 						     .devices_v1_root =
 							     m->config.enforce.devices_v1_root,
-						     .devices = m->config.enforce.devices },
+						     .devices = m->config.enforce.devices,
+						     .state_dir = m->state_dir },
 			 m->inventory, &m->enforcer);
 	if (r < 0)
 		return r;

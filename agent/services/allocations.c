@@ -116,38 +116,50 @@ static bool unit_name_valid(const char *u)
 	       string_is_printable(u);
 }
 
-/*
- * The cgroup.events file of an owner's cgroup, below <root>/sys/fs/cgroup. A unit is looked
- * up where systemd puts units: directly below a top-level slice (system.slice/NAME, or the
- * slice named by a Slice= at the top level), and in user.slice's user slices. -ESRCH: the
- * unit or cgroup does not exist (it is not running).
- */
-static int owner_events_path(const struct allocations *s, const struct alloc_owner *o,
-			     char **ret)
+int allocations_owner_cgroup(const struct allocations *s, const struct alloc_owner *o,
+			     char **ret_dir)
 {
+	static const char *const slices[] = { "system.slice", "machine.slice", "user.slice" };
 	const char *root = streq(s->host->root, "/") ? "" : s->host->root;
 	_cleanup_free_ char *p = NULL;
 
 	if (o->kind == OWNER_CGROUP) {
-		if (asprintf(&p, "%s/sys/fs/cgroup%s/cgroup.events", root, o->value) < 0)
+		if (asprintf(&p, "%s/sys/fs/cgroup%s", root, o->value) < 0)
 			return -ENOMEM;
 		if (access(p, F_OK) < 0)
 			return -ESRCH;
-		*ret = TAKE_PTR(p);
+		*ret_dir = TAKE_PTR(p);
 		return 0;
 	}
-	static const char *const slices[] = { "system.slice", "machine.slice", "user.slice" };
+	if (o->kind != OWNER_UNIT)
+		return -ESRCH;
 	for (size_t i = 0; i < ELEMENTSOF(slices); i++) {
 		p = mfree(p);
-		if (asprintf(&p, "%s/sys/fs/cgroup/%s/%s/cgroup.events", root, slices[i],
-			     o->value) < 0)
+		if (asprintf(&p, "%s/sys/fs/cgroup/%s/%s", root, slices[i], o->value) < 0)
 			return -ENOMEM;
 		if (access(p, F_OK) == 0) {
-			*ret = TAKE_PTR(p);
+			*ret_dir = TAKE_PTR(p);
 			return 0;
 		}
 	}
 	return -ESRCH;
+}
+
+/* The cgroup.events file of an owner's cgroup. -ESRCH: it is not running. */
+static int owner_events_path(const struct allocations *s, const struct alloc_owner *o,
+			     char **ret)
+{
+	_cleanup_free_ char *dir = NULL, *events = NULL;
+	int r = allocations_owner_cgroup(s, o, &dir);
+
+	if (r < 0)
+		return r;
+	if (asprintf(&events, "%s/cgroup.events", dir) < 0)
+		return -ENOMEM;
+	if (access(events, F_OK) < 0)
+		return -ESRCH;
+	*ret = TAKE_PTR(events);
+	return 0;
 }
 
 /* Whether a cgroup.events file says the cgroup has no process left. */

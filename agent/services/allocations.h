@@ -92,6 +92,14 @@ int allocations_set_owner(struct allocations *s, const char *id, const struct al
 int allocations_release(struct allocations *s, const char *id, char **ret_error);
 
 /*
+ * The cgroup directory of owner @o, below <root>/sys/fs/cgroup: a cgroup owner's own, a unit
+ * where systemd puts units (directly below system.slice, machine.slice or user.slice). -ESRCH:
+ * another kind of owner, or the unit or cgroup does not exist (it is not running); -ENOMEM.
+ */
+int allocations_owner_cgroup(const struct allocations *s, const struct alloc_owner *o,
+			     char **ret_dir);
+
+/*
  * After the inventory's state changed outside a grant or release (a rescan or reload applied
  * a pending offer): saves it. Logs a failure. 0 or -errno.
  */

@@ -309,7 +309,7 @@ static int call_error(const struct enforce_systemd *s, const struct unit_props *
 		return error_to(ret_error, -EOPNOTSUPP, "systemd refused unit %s: %s", p->unit,
 				e->message ?: e->name);
 	if (sd_bus_error_is_set(e))
-		return error_to(ret_error, -EIO, "systemd could not start unit %s: %s (%s)",
+		return error_to(ret_error, -EIO, "systemd failed the call for unit %s: %s (%s)",
 				p->unit, e->message ?: "", e->name);
 	return error_to(ret_error, r == -ETIMEDOUT ? r : -ECONNREFUSED,
 			"cannot reach systemd over D-Bus (%s): %s", enforce_systemd_address(s),
@@ -372,4 +372,172 @@ int enforce_systemd_start(struct enforce_systemd *s, const struct unit_props *p,
 				"owner process %u exited before systemd could move it into %s", pid,
 				p->unit);
 	return error_to(ret_error, -EIO, "systemd's job for unit %s ended '%s'", p->unit, result);
+}
+
+int enforce_systemd_set(struct enforce_systemd *s, const struct unit_props *p, char **ret_error)
+{
+	_cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	int r;
+
+	r = bus_open(s);
+	if (r < 0)
+		return call_error(s, p, &e, r, ret_error);
+	r = sd_bus_message_new_method_call(s->bus, &m, SYSTEMD_SERVICE, SYSTEMD_PATH,
+					   SYSTEMD_MANAGER, "SetUnitProperties");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "sb", p->unit, 1); /* runtime: gone at reboot */
+	if (r >= 0)
+		r = unit_props_append(m, p);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return error_to(ret_error, r, "cannot make the call for unit %s: %s", p->unit,
+				strerror(-r));
+	r = sd_bus_call(s->bus, m, ENFORCE_SYSTEMD_TIMEOUT_USEC, &e, NULL);
+	if (r >= 0)
+		return 0;
+	if (sd_bus_error_has_names(&e, "org.freedesktop.systemd1.NoSuchUnit",
+				   "org.freedesktop.systemd1.LoadFailed"))
+		return error_to(ret_error, -ESRCH, "systemd has no unit %s loaded: %s", p->unit,
+				e.message ?: e.name);
+	return call_error(s, p, &e, r, ret_error);
+}
+
+/* The D-Bus interface of the properties of a unit of @unit's type: only those with a cgroup. */
+static const char *unit_interface(const char *unit)
+{
+	static const char *const types[][2] = {
+		{ ".service", "org.freedesktop.systemd1.Service" },
+		{ ".scope", "org.freedesktop.systemd1.Scope" },
+		{ ".socket", "org.freedesktop.systemd1.Socket" },
+		{ ".slice", "org.freedesktop.systemd1.Slice" },
+		{ ".mount", "org.freedesktop.systemd1.Mount" },
+		{ ".swap", "org.freedesktop.systemd1.Swap" },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(types); i++)
+		if (endswith(unit, types[i][0]))
+			return types[i][1];
+	return NULL;
+}
+
+/* The value of @reply's variant (entered) as a property @name of @kind at the end of @p. */
+static int read_value(sd_bus_message *reply, const char *name, enum unit_prop_kind kind,
+		      struct unit_props *p)
+{
+	struct unit_prop *u = unit_props_add(p, name, kind);
+	const char *a, *b;
+	const void *bytes;
+	size_t n;
+	int r;
+
+	if (!u)
+		return -ENOMEM;
+	switch (kind) {
+	case UNIT_PROP_STRING:
+		r = sd_bus_message_read(reply, "s", &a);
+		if (r >= 0 && !(u->s = strdup(a)))
+			return -ENOMEM;
+		return r;
+	case UNIT_PROP_U64:
+		return sd_bus_message_read(reply, "t", &u->t);
+	case UNIT_PROP_PAIRS:
+		r = sd_bus_message_enter_container(reply, 'a', "(ss)");
+		while (r >= 0 && (r = sd_bus_message_read(reply, "(ss)", &a, &b)) > 0)
+			if (strv_extend(&u->strv, a) < 0 || strv_extend(&u->strv, b) < 0)
+				return -ENOMEM;
+		return r < 0 ? r : sd_bus_message_exit_container(reply);
+	case UNIT_PROP_BYTES:
+		r = sd_bus_message_read_array(reply, 'y', &bytes, &n);
+		if (r < 0)
+			return r;
+		u->bytes = malloc(n ?: 1);
+		if (!u->bytes)
+			return -ENOMEM;
+		memcpy(u->bytes, bytes, n);
+		u->n_bytes = n;
+		return 0;
+	case UNIT_PROP_STRV:
+	case UNIT_PROP_PIDS:
+		break;
+	}
+	return -EINVAL;
+}
+
+static bool props_have(const struct unit_props *p, size_t before, const char *name)
+{
+	for (size_t i = 0; i < before; i++)
+		if (streq(p->items[i].name, name))
+			return true;
+	return false;
+}
+
+static int save(struct enforce_systemd *s, const struct unit_props *set, struct unit_props *saved,
+		char **ret_error)
+{
+	_cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	const char *iface = unit_interface(set->unit), *path;
+	_cleanup_free_ char *object = NULL;
+	int r;
+
+	if (!iface)
+		return error_to(ret_error, -EINVAL,
+				"unit %s cannot be confined: only services, scopes, sockets, slices, "
+				"mounts and swaps have a cgroup",
+				set->unit);
+	r = bus_open(s);
+	if (r < 0)
+		return call_error(s, set, &e, r, ret_error);
+	r = sd_bus_call_method(s->bus, SYSTEMD_SERVICE, SYSTEMD_PATH, SYSTEMD_MANAGER, "GetUnit",
+			       &e, &reply, "s", set->unit);
+	if (r < 0 && sd_bus_error_has_name(&e, "org.freedesktop.systemd1.NoSuchUnit"))
+		return error_to(ret_error, -ESRCH, "systemd has no unit %s loaded", set->unit);
+	if (r < 0)
+		return call_error(s, set, &e, r, ret_error);
+	r = sd_bus_message_read(reply, "o", &path);
+	if (r < 0 || !(object = strdup(path)))
+		return r == -ENOMEM || r >= 0 ? -ENOMEM
+					      : error_to(ret_error, -EIO,
+							 "systemd's answer for unit %s is malformed",
+							 set->unit);
+	saved->unit = strdup(set->unit);
+	if (!saved->unit)
+		return -ENOMEM;
+	for (size_t i = 0; i < set->n; i++) {
+		const struct unit_prop *u = &set->items[i];
+
+		if (props_have(set, i, u->name))
+			continue;
+		reply = sd_bus_message_unref(reply);
+		r = sd_bus_get_property(s->bus, SYSTEMD_SERVICE, object, iface, u->name, &e, &reply,
+					unit_prop_signature(u->kind));
+		if (r < 0)
+			return call_error(s, set, &e, r, ret_error);
+		/* its list goes back as it was: emptied, then the unit's own entries appended */
+		if (u->kind == UNIT_PROP_PAIRS && !unit_props_add(saved, u->name, u->kind))
+			return -ENOMEM;
+		r = read_value(reply, u->name, u->kind, saved);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			return error_to(ret_error, -EIO, "systemd's %s of unit %s is malformed",
+					u->name, set->unit);
+	}
+	return 0;
+}
+
+int enforce_systemd_save(struct enforce_systemd *s, const struct unit_props *set,
+			 struct unit_props *ret, char **ret_error)
+{
+	struct unit_props saved = {};
+	int r = save(s, set, &saved, ret_error);
+
+	if (r < 0) {
+		unit_props_done(&saved);
+		return r;
+	}
+	*ret = saved;
+	return 0;
 }

@@ -55,3 +55,20 @@ int unit_props_append(sd_bus_message *m, const struct unit_props *p);
  * Does not log.
  */
 int enforce_systemd_start(struct enforce_systemd *s, const struct unit_props *p, char **ret_error);
+
+/*
+ * Sets @p's properties on the existing unit @p->unit (SetUnitProperties, runtime: not kept over
+ * a reboot). Errors as enforce_systemd_start(), -ESRCH: systemd has no such unit loaded; each
+ * with a reason in *ret_error. Does not log.
+ */
+int enforce_systemd_set(struct enforce_systemd *s, const struct unit_props *p, char **ret_error);
+
+/*
+ * What gives the existing unit @set->unit back the values it has now of the properties @set
+ * sets (GetUnit, then each property's Get on the interface of the unit's type): the same
+ * properties, DeviceAllow= as an empty list and then the unit's own entries. Errors as
+ * enforce_systemd_set(), and -EINVAL: a unit of a type without a cgroup (a target, a timer...).
+ * Does not log.
+ */
+int enforce_systemd_save(struct enforce_systemd *s, const struct unit_props *set,
+			 struct unit_props *ret, char **ret_error);

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -50,6 +51,9 @@ struct unit_props {
 
 void unit_props_done(struct unit_props *p);
 
+/* A new property @name (a string literal: it is not copied) of @kind at the end of @p, zeroed. */
+struct unit_prop *unit_props_add(struct unit_props *p, const char *name, enum unit_prop_kind kind);
+
 /*
  * The unit and properties for allocation @id granted as @g, whose process @pid the scope
  * takes, with @limits. 0, -EINVAL (numa_cpus asked but the grant spans NUMA nodes or its CPU
@@ -57,6 +61,29 @@ void unit_props_done(struct unit_props *p);
  */
 int unit_props_build(const char *id, const struct grant *g, pid_t pid,
 		     const struct enforce_limits *limits, struct unit_props *ret);
+
+/*
+ * The properties that confine the existing unit @unit for allocation @id granted as @g, by
+ * SetUnitProperties: those of unit_props_build() less Description=, Slice= and PIDs= (the unit
+ * has its own), with an empty DeviceAllow= before the granted nodes (SetUnitProperties appends
+ * to the unit's list; an empty one clears it). Errors as unit_props_build().
+ */
+int unit_props_build_existing(const char *id, const char *unit, const struct grant *g,
+			      const struct enforce_limits *limits, struct unit_props *ret);
+
+/*
+ * @p as a JSON document: {"unit": NAME, "properties": [{"name", "signature", "value"}, ...]},
+ * a "t" as a decimal string (UINT64_MAX does not fit a JSON integer), "a(ss)" flattened, "ay" as
+ * numbers. What unit_props_from_json() reads back; kept in xpud's state directory. 0 or -ENOMEM.
+ */
+int unit_props_to_json(const struct unit_props *p, json_t **ret);
+
+/*
+ * The properties of a document of unit_props_to_json(), of the names the systemd path sets
+ * (DevicePolicy, DeviceAllow, MemoryMax, CPUQuotaPerSecUSec, AllowedCPUs, AllowedMemoryNodes)
+ * only. 0, -EINVAL (anything else, or malformed), -ENOMEM.
+ */
+int unit_props_from_json(json_t *doc, struct unit_props *ret);
 
 /*
  * A CPU list ("0-3,8,10-11") as systemd's AllowedCPUs= bytes: bit N%8 of byte N/8 for CPU N,

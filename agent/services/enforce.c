@@ -28,13 +28,6 @@
 #include "shared/parse.h"
 #include "shared/strv.h"
 
-static const char *startswith(const char *s, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	return strncmp(s, prefix, n) == 0 ? s + n : NULL;
-}
-
 struct enforcer {
 	const struct xpu_host *host;
 	struct inventory *inventory;
@@ -47,6 +40,7 @@ struct enforcer {
 	char *dmem_capacity; /* the cgroup2 root's dmem.capacity, when the mount is known */
 	struct enforce_systemd *systemd; /* the systemd path, when devices is SYSTEMD */
 	char **units;			 /* allocations whose unit this run started */
+	char *state_dir; /* where an owner unit's own properties are kept while it is confined */
 };
 
 static const char *const devices_names[_ENFORCE_DEVICES_MAX] = {
@@ -447,6 +441,10 @@ static int confine(struct enforcer *e, const struct allocation *a, const struct 
 	char line[64];
 	int r;
 
+	if (a->owner.kind == OWNER_UNIT)
+		return error_at(ret_error, -EOPNOTSUPP,
+				"an owner unit is confined through systemd, which does not run this "
+				"host; enforce here needs an owner process (owner.pid)");
 	if (a->owner.kind != OWNER_PID)
 		return error_at(ret_error, -EINVAL, "enforce needs an owner process (owner.pid)");
 	if (e->devices == ENFORCE_DEVICES_NONE)
@@ -533,22 +531,143 @@ static int confine(struct enforcer *e, const struct allocation *a, const struct 
 	return 0;
 }
 
-/* The systemd path: a transient scope takes the owner; systemd confines it. */
+/* ---- existing units: their own properties kept while confined ------------------------------ */
+
+/*
+ * SetUnitProperties changes an existing unit until it is changed back (runtime: until a
+ * reboot), also after the allocation is gone: what the unit had before is kept in
+ * <state-dir>/unit-<id>.json from before the unit is confined until it has it back, so that a
+ * release also after xpud's restart gives it back.
+ */
+static char *saved_path(const struct enforcer *e, const char *id)
+{
+	char *p;
+
+	if (!e->state_dir || asprintf(&p, "%s/unit-%s.json", e->state_dir, id) < 0)
+		return NULL;
+	return p;
+}
+
+static int saved_write(const struct enforcer *e, const char *id, const struct unit_props *saved,
+		       char **ret_error)
+{
+	_cleanup_free_ char *path = saved_path(e, id), *text = NULL;
+	json_auto_t *doc = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	int r;
+
+	if (!path || unit_props_to_json(saved, &doc) < 0 || !(text = json_dumps(doc, JSON_COMPACT)))
+		return -ENOMEM;
+	dfd = open(e->state_dir, O_DIRECTORY | O_CLOEXEC);
+	r = dfd < 0 ? -errno : write_file_atomic_at(dfd, strrchr(path, '/') + 1, text, strlen(text),
+						     0600);
+	if (r < 0)
+		return error_at(ret_error, r, "cannot keep unit %s's own properties in %s: %s",
+				saved->unit, path, strerror(-r));
+	return 0;
+}
+
+/* The properties allocation @id's owner unit had. -ENOENT: it confined none; -EINVAL, -ENOMEM. */
+static int saved_read(const struct enforcer *e, const char *id, struct unit_props *ret)
+{
+	_cleanup_free_ char *path = saved_path(e, id), *text = NULL;
+	json_auto_t *doc = NULL;
+	int r;
+
+	if (!path)
+		return e->state_dir ? -ENOMEM : -ENOENT;
+	r = read_attr_at(AT_FDCWD, path, 64 * 1024, &text);
+	if (r < 0)
+		return r;
+	doc = json_loads(text, 0, NULL);
+	return doc ? unit_props_from_json(doc, ret) : -EINVAL;
+}
+
+static void saved_remove(const struct enforcer *e, const char *id)
+{
+	_cleanup_free_ char *path = saved_path(e, id);
+
+	if (path && unlink(path) < 0 && errno != ENOENT)
+		log_warning_errno(-errno, "Failed to remove %s, ignoring: %m", path);
+}
+
+/* Gives allocation @id's owner unit the properties it had before it was confined, if it was. */
+static void unit_give_back(struct enforcer *e, const char *id)
+{
+	_cleanup_(unit_props_done) struct unit_props saved = {};
+	_cleanup_free_ char *error = NULL;
+	int r = saved_read(e, id, &saved);
+
+	if (r == -ENOENT)
+		return;
+	if (r < 0)
+		log_warning_errno(r, "Allocation %s: the owner unit's own properties cannot be read "
+				     "back, it stays confined: %m", id);
+	else if ((r = enforce_systemd_set(e->systemd, &saved, &error)) == -ESRCH)
+		log_info("Allocation %s: unit %s is gone, and its confinement with it.", id,
+			 saved.unit);
+	else if (r < 0)
+		log_warning("Allocation %s: unit %s stays confined (%s); `systemctl revert %s` "
+			    "drops the properties xpud set.",
+			    id, saved.unit, error ?: strerror(-r), saved.unit);
+	else
+		log_info("Allocation %s: unit %s has its own device policy and limits back.", id,
+			 saved.unit);
+	if (r != -ENOMEM)
+		saved_remove(e, id);
+}
+
+/* The existing unit @p->unit confined as @p, after what it has was kept. */
+static int confine_owner_unit(struct enforcer *e, const char *id, const struct unit_props *p,
+			      char **ret_error)
+{
+	_cleanup_(unit_props_done) struct unit_props saved = {};
+	int r;
+
+	r = enforce_systemd_save(e->systemd, p, &saved, ret_error);
+	if (r < 0)
+		return r;
+	r = saved_write(e, id, &saved, ret_error);
+	if (r < 0)
+		return r;
+	r = enforce_systemd_set(e->systemd, p, ret_error);
+	if (r < 0) {
+		_cleanup_free_ char *ignored = NULL;
+
+		/* systemd applies all of a call or none; after no answer, the call may have been */
+		if (r == -ETIMEDOUT || r == -ECONNREFUSED)
+			(void)enforce_systemd_set(e->systemd, &saved, &ignored);
+		saved_remove(e, id);
+		return r;
+	}
+	log_info("Allocation %s: unit %s confined, devices by systemd.", id, p->unit);
+	return 0;
+}
+
+/*
+ * The systemd path: a transient scope takes the owner process, or the owner unit is set its
+ * properties; systemd confines it.
+ */
 static int confine_unit(struct enforcer *e, const struct allocation *a,
 			const struct enforce_request *req, char **ret_error)
 {
 	_cleanup_(grant_done) struct grant g = { .numa_node = -1 };
 	_cleanup_(unit_props_done) struct unit_props p = {};
-	unsigned pid;
+	bool unit = a->owner.kind == OWNER_UNIT;
+	unsigned pid = 0;
 	int r;
 
-	if (a->owner.kind != OWNER_PID || safe_atou(a->owner.value, &pid) < 0)
-		return error_at(ret_error, -EINVAL, "enforce needs an owner process (owner.pid)");
+	if (!unit && (a->owner.kind != OWNER_PID || safe_atou(a->owner.value, &pid) < 0))
+		return error_at(ret_error, -EINVAL,
+				"enforce needs an owner process (owner.pid) or unit (owner.unit)");
 	r = grant_build(a->slices, inventory_devices(e->inventory), inventory_slices(e->inventory),
 			&g);
 	if (r < 0)
 		return r;
-	r = unit_props_build(a->id, &g, (pid_t)pid, &req->limits, &p);
+	if (unit)
+		r = unit_props_build_existing(a->id, a->owner.value, &g, &req->limits, &p);
+	else
+		r = unit_props_build(a->id, &g, (pid_t)pid, &req->limits, &p);
 	if (r == -EINVAL && req->limits.numa_cpus)
 		return error_at(ret_error, r,
 				"the grant's slices are not on one NUMA node with known CPUs");
@@ -557,6 +676,8 @@ static int confine_unit(struct enforcer *e, const struct allocation *a,
 				req->limits.cpu_quota);
 	if (r < 0)
 		return r;
+	if (unit)
+		return confine_owner_unit(e, a->id, &p, ret_error);
 	r = enforce_systemd_start(e->systemd, &p, ret_error);
 	if (r < 0)
 		return r;
@@ -596,10 +717,40 @@ static int on_granted(const struct allocation *a, const void *args, char **ret_e
 	return r;
 }
 
-/* Removes @root/@id when it exists; logs when it cannot (still populated). */
-static void remove_cgroup(const char *root, const char *id)
+/*
+ * A cgroup whose processes outlive their grant keeps only the pseudo-devices: what was granted
+ * may go to another workload now. The v2 program is attached beside the grant's (each must
+ * allow); the v1 list is replaced.
+ */
+static int revoke_devices(const char *dir, bool v1)
+{
+	_cleanup_close_ int prog = -EBADF, fd = -EBADF;
+	char line[64];
+	int r;
+
+	if (v1) {
+		r = write_control(dir, "devices.deny", "a", NULL);
+		for (size_t i = 0; r >= 0 && i < enforce_n_pseudo_rules; i++) {
+			r = enforce_v1_line(&enforce_pseudo_rules[i], line, sizeof(line));
+			if (r >= 0)
+				r = write_control(dir, "devices.allow", line, NULL);
+		}
+		return r;
+	}
+	prog = enforce_bpf_load(enforce_pseudo_rules, enforce_n_pseudo_rules, NULL);
+	if (prog < 0)
+		return prog;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return bpf_attach(fd, prog);
+}
+
+/* Removes @root/@id when it exists; when it still has processes, revokes its devices. */
+static void remove_cgroup(const struct enforcer *e, const char *root, const char *id)
 {
 	_cleanup_free_ char *dir = NULL;
+	int r;
 
 	if (!root || asprintf(&dir, "%s/%s", root, id) < 0)
 		return;
@@ -607,13 +758,55 @@ static void remove_cgroup(const char *root, const char *id)
 		log_info("Allocation %s: cgroup %s removed.", id, dir);
 		return;
 	}
-	if (errno == EBUSY)
-		log_warning("Allocation %s: cgroup %s still has processes; it is left as it is, "
-			    "confined, until they exit and someone removes it.",
-			    id, dir);
-	else if (errno != ENOENT)
-		log_warning_errno(-errno, "Allocation %s: failed to remove cgroup %s, ignoring: %m",
+	if (errno != EBUSY) {
+		if (errno != ENOENT)
+			log_warning_errno(-errno,
+					  "Allocation %s: failed to remove cgroup %s, ignoring: %m",
+					  id, dir);
+		return;
+	}
+	if (root != e->root_v1 && e->devices != ENFORCE_DEVICES_BPF) {
+		/* its devices are the v1 directory's */
+		log_info("Allocation %s: cgroup %s still has processes; it is removed at xpud's "
+			 "next start once empty.",
+			 id, dir);
+		return;
+	}
+	r = revoke_devices(dir, root == e->root_v1);
+	if (r < 0)
+		log_warning_errno(r, "Allocation %s: cgroup %s still has processes, and its devices "
+				     "cannot be revoked (%m): they keep the released devices.",
 				  id, dir);
+	else
+		log_info("Allocation %s: cgroup %s still has processes; its devices are revoked "
+			 "(the pseudo-devices remain). It is removed at xpud's next start once "
+			 "empty.",
+			 id, dir);
+}
+
+/* The scope of a grant released while its processes run keeps only the pseudo-devices. */
+static void revoke_scope(struct enforcer *e, const char *id)
+{
+	_cleanup_(unit_props_done) struct unit_props p = {};
+	_cleanup_free_ char *error = NULL;
+	int r;
+
+	if (asprintf(&p.unit, "xpu-%s.scope", id) < 0) {
+		p.unit = NULL;
+		return;
+	}
+	/* DevicePolicy=closed stays: an empty DeviceAllow= leaves the pseudo-devices */
+	if (!unit_props_add(&p, "DeviceAllow", UNIT_PROP_PAIRS))
+		return;
+	r = enforce_systemd_set(e->systemd, &p, &error);
+	if (r >= 0)
+		log_info("Allocation %s: %s still has processes; its devices are revoked (the "
+			 "pseudo-devices remain).",
+			 id, p.unit);
+	else if (r != -ESRCH)
+		log_warning("Allocation %s: %s still has processes, and its devices cannot be "
+			    "revoked (%s): they keep the released devices.",
+			    id, p.unit, error ?: strerror(-r));
 }
 
 static void on_released(const struct allocation *a, void *userdata)
@@ -621,6 +814,10 @@ static void on_released(const struct allocation *a, void *userdata)
 	struct enforcer *e = userdata;
 
 	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+		if (a->owner.kind == OWNER_UNIT)
+			unit_give_back(e, a->id);
+		else if (strv_contains(e->units, a->id))
+			revoke_scope(e, a->id);
 		/* systemd removes the scope when its last process exits, as it does any scope */
 		for (char **u = e->units; u && *u; u++)
 			if (streq(*u, a->id)) {
@@ -630,8 +827,8 @@ static void on_released(const struct allocation *a, void *userdata)
 			}
 		return;
 	}
-	remove_cgroup(e->root_v1, a->id);
-	remove_cgroup(e->root, a->id);
+	remove_cgroup(e, e->root_v1, a->id);
+	remove_cgroup(e, e->root, a->id);
 }
 
 static const struct allocations_observer observer = {
@@ -652,7 +849,29 @@ static void sweep(struct enforcer *e, const char *root)
 		    strspn(hex, "0123456789abcdef") != 16 ||
 		    ledger_find(allocations_ledger(e->allocations), de->d_name))
 			continue;
-		remove_cgroup(root, de->d_name);
+		remove_cgroup(e, root, de->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Owner units kept confined for allocations the ledger no longer has (released while xpud was
+ * not running): given their own properties back. */
+static void sweep_saved(struct enforcer *e)
+{
+	DIR *d = e->state_dir ? opendir(e->state_dir) : NULL;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		const char *hex = startswith(de->d_name, "unit-a-");
+		char id[19];
+
+		if (!hex || strlen(hex) != 16 + strlen(".json") || !endswith(hex, ".json") ||
+		    strspn(hex, "0123456789abcdef") != 16)
+			continue;
+		snprintf(id, sizeof(id), "a-%.16s", hex);
+		if (!ledger_find(allocations_ledger(e->allocations), id))
+			unit_give_back(e, id);
 	}
 	if (d)
 		closedir(d);
@@ -662,8 +881,10 @@ int enforcer_observe(struct enforcer *e, struct allocations *allocations)
 {
 	e->allocations = allocations;
 	allocations_set_observer(allocations, &observer, e, NULL);
-	if (e->devices == ENFORCE_DEVICES_SYSTEMD)
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+		sweep_saved(e);
 		return 0;
+	}
 	sweep(e, e->root);
 	sweep(e, e->root_v1);
 	return 0;
@@ -692,6 +913,8 @@ int enforcer_new(const struct xpu_host *host, const struct enforce_settings *set
 		return log_oom();
 	e->host = host;
 	e->inventory = inv;
+	if (settings && settings->state_dir && !(e->state_dir = strdup(settings->state_dir)))
+		return log_oom();
 	/* the host's mount table: none in a generated tree, so nothing is detected there */
 	if (host->proc_fd >= 0 && read_attr_at(host->proc_fd, "self/mountinfo", 1024 * 1024,
 					       &mountinfo) >= 0) {
@@ -781,6 +1004,7 @@ struct enforcer *enforcer_free(struct enforcer *e)
 	free(e->dmem_capacity);
 	enforce_systemd_free(e->systemd);
 	strv_free(e->units);
+	free(e->state_dir);
 	free(e);
 	return NULL;
 }
@@ -859,6 +1083,27 @@ static const char *device_memory(const struct enforcer *e, const char *id, const
 	return how;
 }
 
+/* Allocation @id's owner unit, if it confined one: its name, and its cgroup where readable. */
+static int owner_unit_read(const struct enforcer *e, const char *id, struct enforce_status *s)
+{
+	_cleanup_(unit_props_done) struct unit_props saved = {};
+	const struct allocation *a =
+		e->allocations ? ledger_find(allocations_ledger(e->allocations), id) : NULL;
+	int r = saved_read(e, id, &saved);
+
+	if (r < 0)
+		return r;
+	s->unit = TAKE_PTR(saved.unit);
+	if (a && allocations_owner_cgroup(e->allocations, &a->owner, &s->cgroup) == -ENOMEM)
+		return -ENOMEM;
+	if (s->cgroup && !is_fs(s->cgroup, CGROUP2_SUPER_MAGIC))
+		s->cgroup = mfree(s->cgroup);
+	/* asked of systemd, whose cgroup this host does not show us */
+	if (!s->cgroup)
+		s->devices = ENFORCE_DEVICES_SYSTEMD;
+	return 0;
+}
+
 int enforcer_read(const struct enforcer *e, const char *id, struct enforce_status *ret)
 {
 	_cleanup_(enforce_status_done) struct enforce_status s = { .devices = ENFORCE_DEVICES_NONE };
@@ -867,7 +1112,10 @@ int enforcer_read(const struct enforcer *e, const char *id, struct enforce_statu
 
 	if (!e)
 		return -ENOENT;
-	if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
+	if (e->devices == ENFORCE_DEVICES_SYSTEMD && (r = owner_unit_read(e, id, &s)) != -ENOENT) {
+		if (r < 0)
+			return r;
+	} else if (e->devices == ENFORCE_DEVICES_SYSTEMD) {
 		if (asprintf(&s.unit, "xpu-%s.scope", id) < 0) {
 			s.unit = NULL;
 			return -ENOMEM;

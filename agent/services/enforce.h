@@ -43,6 +43,7 @@ struct enforce_request {
 /* Where the enforcer works ("enforce:" in xpud.yaml); NULL paths: detected. */
 struct enforce_settings {
 	const char *cgroup_root;     /* a cgroup2 directory xpud may make children in */
+	const char *state_dir;	     /* xpud's state directory: owner units' own properties */
 	const char *devices_v1_root; /* a directory of the v1 devices controller */
 	enum enforce_devices devices;
 };

@@ -103,6 +103,22 @@ static inline bool streq_ptr(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
+/* What follows @prefix in @s, or NULL where @s does not start with it. */
+static inline const char *startswith(const char *s, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+/* Whether @s ends with @suffix. */
+static inline bool endswith(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
 /* free() that returns NULL, for "p = mfree(p);" */
 static inline void *mfree(void *p)
 {

@@ -46,6 +46,11 @@ static void print_grant(const json_t *a)
 		snprintf(line, sizeof(line), "%s %s", j_str(v, "kind"), j_str(v, "value"));
 		print_field("Owner", line);
 	}
+	/* an enforced grant: where it is confined */
+	if (j_str(a, "unit"))
+		print_field("Confined in", j_str(a, "unit"));
+	else if (j_str(a, "cgroup"))
+		print_field("Confined in", j_str(a, "cgroup"));
 }
 
 int parse_resource_count(const char *arg, char **ret_resource, unsigned *ret_count)
@@ -102,6 +107,21 @@ int verb_alloc(struct ctl *ctl, char **args)
 			owner = json_pack("{s:s}", ctl->owner_kind, ctl->owner_value);
 		}
 		if (!owner || json_object_set_new(body, "owner", owner) < 0)
+			return oom();
+	}
+	if ((ctl->memory_max || ctl->cpu_quota) && !ctl->enforce)
+		return usage_error("--memory-max and --cpu-quota are limits of --enforce");
+	if (ctl->enforce) {
+		json_t *enforce;
+
+		if (!ctl->owner_kind || !(streq(ctl->owner_kind, "pid") ||
+					  streq(ctl->owner_kind, "unit")))
+			return usage_error("--enforce confines the owner: it needs --owner-pid or "
+					   "--owner-unit");
+		r = enforce_body(ctl, &enforce);
+		if (r != CTL_EXIT_OK)
+			return r;
+		if (json_object_set_new(body, "enforce", enforce) < 0)
 			return oom();
 	}
 	r = ctl_call_body(ctl, "POST", "/v1/allocations", body, &doc);
@@ -209,7 +229,9 @@ int fit_body(const struct ctl *ctl, json_t **ret)
 			return oom();
 	}
 	if ((ctl->kind && json_object_set_new(body, "kind", json_string(ctl->kind)) < 0) ||
-	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0))
+	    (ctl->resource && json_object_set_new(body, "resource", json_string(ctl->resource)) < 0) ||
+	    (ctl->numa_local && json_object_set_new(body, "numa_local", json_true()) < 0) ||
+	    (ctl->connected && json_object_set_new(body, "connected", json_true()) < 0))
 		return oom();
 	*ret = TAKE_PTR(body);
 	return CTL_EXIT_OK;

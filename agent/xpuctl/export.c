@@ -355,7 +355,7 @@ static int export_slurm(struct ctl *ctl)
 	size_t n = 0, i;
 	int r;
 
-	if (ctl->n_fit_options) {
+	if (ctl->n_fit_options || ctl->n_placement_options) {
 		fprintf(stderr, "xpuctl: the fit options apply to 'export json' only\n");
 		return CTL_EXIT_USAGE;
 	}

@@ -92,7 +92,7 @@ struct verb {
 	unsigned n_args;
 	const char *usage;
 	int (*run)(struct ctl *ctl, char **args);
-	bool alloc_options; /* takes --numa-local, --owner-*, ... */
+	bool alloc_options; /* takes --device, --owner-* */
 	bool fit_options;   /* takes --memory, --compute, ... */
 	bool cordon_options; /* takes --reason */
 	bool repartition_options; /* takes --layout, --policy, --timeout, --wait */
@@ -100,6 +100,7 @@ struct verb {
 	bool top_options;    /* takes --interval */
 	bool run_options;    /* takes --memory-max, --cpu-quota */
 	bool more_args;	     /* n_args or more */
+	bool placement_options; /* takes --numa-local, --connected */
 };
 
 static const struct verb verbs[] = {
@@ -114,13 +115,15 @@ static const struct verb verbs[] = {
 	{ "rescan", 0, "rescan", verb_rescan },
 	{ "alloc", 1,
 	  "alloc RESOURCE[=COUNT] [--numa-local] [--connected] [--device ID] "
-	  "[--owner-pid PID|--owner-unit UNIT|--owner-cgroup PATH|--owner-pod POD]",
-	  verb_alloc, true },
+	  "[--owner-pid PID|--owner-unit UNIT|--owner-cgroup PATH|--owner-pod POD] "
+	  "[--enforce [--memory-max SIZE] [--cpu-quota PERCENT]]",
+	  verb_alloc, true, .placement_options = true, .run_options = true },
 	{ "release", 1, "release ID", verb_release },
 	{ "allocations", 0, "allocations", verb_allocations },
 	{ "fit", 0,
-	  "fit [--memory SIZE] [--compute FRACTION] [--count N] [--kind KIND] [--resource NAME]",
-	  verb_fit, false, true },
+	  "fit [--memory SIZE] [--compute FRACTION] [--count N] [--kind KIND] [--resource NAME] "
+	  "[--numa-local] [--connected]",
+	  verb_fit, false, true, .placement_options = true },
 	{ "plan", 0, "plan", verb_plan },
 	{ "reload", 0, "reload", verb_reload },
 	{ "cordon", 1, "cordon DEVICE [--reason TEXT]", verb_cordon, .cordon_options = true },
@@ -129,9 +132,10 @@ static const struct verb verbs[] = {
 	  "repartition DEVICE --layout LAYOUT|--policy [--timeout DURATION] [--wait]",
 	  verb_repartition, .repartition_options = true },
 	{ "export", 1, "export slurm [--dev-prefix DIR] | export json [FIT OPTIONS]", verb_export,
-	  .fit_options = true, .export_options = true },
+	  .fit_options = true, .placement_options = true, .export_options = true },
 	{ "run", 1,
-	  RUN_USAGE, verb_run, .alloc_options = true, .fit_options = true, .run_options = true,
+	  RUN_USAGE, verb_run, .alloc_options = true, .placement_options = true, .fit_options = true,
+	  .run_options = true,
 	  .more_args = true },
 };
 
@@ -171,6 +175,7 @@ enum {
 	ARG_INTERVAL,
 	ARG_MEMORY_MAX,
 	ARG_CPU_QUOTA,
+	ARG_ENFORCE,
 };
 
 static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
@@ -202,6 +207,7 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 		{ "interval", required_argument, NULL, ARG_INTERVAL },
 		{ "memory-max", required_argument, NULL, ARG_MEMORY_MAX },
 		{ "cpu-quota", required_argument, NULL, ARG_CPU_QUOTA },
+		{ "enforce", no_argument, NULL, ARG_ENFORCE },
 		{}
 	};
 	static const char *const owner_kinds[] = {
@@ -245,11 +251,11 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			break;
 		case ARG_NUMA_LOCAL:
 			ctl->numa_local = true;
-			ctl->n_alloc_options++;
+			ctl->n_placement_options++;
 			break;
 		case ARG_CONNECTED:
 			ctl->connected = true;
-			ctl->n_alloc_options++;
+			ctl->n_placement_options++;
 			break;
 		case ARG_DEVICE:
 			ctl->device = optarg;
@@ -327,6 +333,10 @@ static int parse_argv(int argc, char *argv[], struct ctl *ctl, bool *ret_done)
 			ctl->cpu_quota = optarg;
 			ctl->n_run_options++;
 			break;
+		case ARG_ENFORCE:
+			ctl->enforce = true;
+			ctl->n_run_options++;
+			break;
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
@@ -361,6 +371,7 @@ int main(int argc, char *argv[])
 	if (verb->more_args ? n_args < verb->n_args : n_args != verb->n_args)
 		return usage_error("usage: xpuctl %s", verb->usage);
 	if ((ctl.n_alloc_options && !verb->alloc_options) ||
+	    (ctl.n_placement_options && !verb->placement_options) ||
 	    (ctl.n_fit_options && !verb->fit_options) ||
 	    (ctl.n_cordon_options && !verb->cordon_options) ||
 	    (ctl.n_repartition_options && !verb->repartition_options) ||

@@ -24,8 +24,7 @@
 #define RUN_EXIT_CANNOT_EXEC 126
 #define RUN_EXIT_NOT_FOUND 127
 
-/* "enforce": the limits of --memory-max, --cpu-quota and --numa-local. */
-static int enforce_body(const struct ctl *ctl, json_t **ret)
+int enforce_body(const struct ctl *ctl, json_t **ret)
 {
 	_cleanup_json_ json_t *e = json_object();
 	uint64_t bytes;

@@ -53,7 +53,9 @@ struct ctl {
 	/* run */
 	const char *memory_max;
 	const char *cpu_quota;
+	bool enforce; /* --enforce */
 	unsigned n_alloc_options; /* how many of the alloc options were given */
+	unsigned n_placement_options; /* --numa-local, --connected */
 	unsigned n_fit_options;
 	unsigned n_cordon_options;
 	unsigned n_repartition_options;
@@ -72,6 +74,12 @@ int usage_error(const char *fmt, ...) _printf_(1, 2);
 #define RUN_USAGE                                                                            \
 	"run --resource RESOURCE[=COUNT] [--numa-local] [--memory-max SIZE] "                 \
 	"[--cpu-quota PERCENT] [--device ID] [--connected] -- COMMAND [ARG...]"
+
+/*
+ * run.c: the "enforce" object of a grant: the limits of --memory-max, --cpu-quota and (cpuset)
+ * --numa-local. CTL_EXIT_OK, or a usage error printed.
+ */
+int enforce_body(const struct ctl *ctl, json_t **ret);
 
 /* client.c: talking to the daemon */
 const char *ctl_socket(const struct ctl *ctl);

@@ -17,6 +17,17 @@
  *   pid-exits     the process of PIDs is killed (SIGKILL) first; then what systemd answers for
  *                 a process it cannot find
  *   no-job        the job never ends (no JobRemoved)
+ *   no-such-unit  GetUnit and SetUnitProperties answer NoSuchUnit
+ *   refuse NAME   (also) SetUnitProperties answers InvalidArgs about property NAME, if it has it
+ *
+ * Existing units, for SetUnitProperties: RECORD.existing, a JSON object {UNIT: {PROPERTY:
+ * {"signature": S, "value": V}}} the test writes; GetUnit answers for the units it names (else
+ * NoSuchUnit), Get of org.freedesktop.DBus.Properties on a unit's object answers its value or
+ * systemd's default (DevicePolicy "auto", DeviceAllow empty, MemoryMax and CPUQuotaPerSecUSec
+ * infinity, AllowedCPUs and AllowedMemoryNodes empty), and SetUnitProperties applies its
+ * properties in order as systemd does (a DeviceAllow list appends, an empty one clears) and
+ * writes the file back. The call is recorded with "runtime" and "sequence": [[NAME, SIGNATURE,
+ * VALUE], ...] in order.
  * It prints "ready" on stdout once it owns the name, and runs until SIGTERM.
  *
  * Usage: fake-systemd ADDRESS RECORD
@@ -220,22 +231,15 @@ static int reply_job(sd_bus_message *m, unsigned id)
 	return sd_bus_reply_method_return(m, "o", path);
 }
 
-static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
+/*
+ * An a(sv) of properties into @props (name: signature and value; the last of a name), and into
+ * @seq, where not NULL, each in order as [name, signature, value]; the process of PIDs.
+ */
+static int read_props(sd_bus_message *m, json_t *props, json_t *seq, pid_t *pid)
 {
-	sd_bus *bus = sd_bus_message_get_bus(m);
-	json_t *doc, *props = json_object();
-	const char *unit, *mode, *name;
-	char fault[256];
-	pid_t pid = 0;
-	unsigned id;
-	int r, slot;
+	const char *name;
+	int r;
 
-	(void)userdata;
-	collect();
-	read_fault(fault, sizeof(fault));
-	r = sd_bus_message_read(m, "ss", &unit, &mode);
-	if (r < 0)
-		return r;
 	r = sd_bus_message_enter_container(m, 'a', "(sv)");
 	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "sv")) > 0) {
 		json_t *sig = NULL, *value = NULL;
@@ -248,14 +252,35 @@ static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
 		if (r < 0)
 			return r;
 		if (strcmp(name, "PIDs") == 0 && json_array_size(value) > 0)
-			pid = (pid_t)json_integer_value(json_array_get(value, 0));
+			*pid = (pid_t)json_integer_value(json_array_get(value, 0));
+		if (seq)
+			json_array_append_new(seq, json_pack("[s, O, O]", name, sig, value));
 		json_object_set_new(props, name,
 				    json_pack("{s:o, s:o}", "signature", sig, "value", value));
 	}
+	return r < 0 ? r : sd_bus_message_exit_container(m);
+}
+
+static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	sd_bus *bus = sd_bus_message_get_bus(m);
+	json_t *doc, *props = json_object();
+	const char *unit, *mode;
+	char fault[256];
+	pid_t pid = 0;
+	unsigned id;
+	int r, slot;
+
+	(void)userdata;
+	collect();
+	read_fault(fault, sizeof(fault));
+	r = sd_bus_message_read(m, "ss", &unit, &mode);
 	if (r >= 0)
-		r = sd_bus_message_exit_container(m);
-	if (r < 0)
+		r = read_props(m, props, NULL, &pid);
+	if (r < 0) {
+		json_decref(props);
 		return r;
+	}
 	doc = json_pack("{s:s, s:s, s:s, s:o, s:s}", "method", "StartTransientUnit", "unit", unit,
 			"mode", mode, "properties", props, "fault", fault);
 	record(doc);
@@ -294,6 +319,220 @@ static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
 	if (r < 0 || strcmp(fault, "no-job") == 0)
 		return r;
 	return emit_job_removed(bus, id, unit, unit_failed[slot] ? "failed" : "done");
+}
+
+/* ---- existing units: RECORD.existing, {unit: {property: {"signature", "value"}}} ---------- */
+
+static json_t *existing_load(void)
+{
+	char path[4096];
+	json_t *doc;
+
+	snprintf(path, sizeof(path), "%s.existing", record_path);
+	doc = json_load_file(path, 0, NULL);
+	return json_is_object(doc) ? doc : (json_decref(doc), json_object());
+}
+
+static void existing_save(json_t *doc)
+{
+	char path[4096], tmp[4200];
+
+	snprintf(path, sizeof(path), "%s.existing", record_path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (json_dump_file(doc, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) == 0)
+		rename(tmp, path);
+}
+
+/* A unit's object path as systemd escapes it: each byte not [A-Za-z0-9] as _xx. */
+static void unit_object_path(const char *unit, char *buf, size_t size)
+{
+	size_t n = (size_t)snprintf(buf, size, "/org/freedesktop/systemd1/unit/");
+
+	for (const unsigned char *c = (const unsigned char *)unit; *c && n + 4 < size; c++)
+		n += (size_t)snprintf(buf + n, size - n,
+				      ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+				       (*c >= '0' && *c <= '9'))
+					      ? "%c"
+					      : "_%02x",
+				      *c);
+}
+
+/* What systemd reports for a property nobody set. */
+static json_t *property_default(const char *name)
+{
+	if (strcmp(name, "DevicePolicy") == 0)
+		return json_pack("{s:s, s:s}", "signature", "s", "value", "auto");
+	if (strcmp(name, "DeviceAllow") == 0)
+		return json_pack("{s:s, s:[]}", "signature", "a(ss)", "value");
+	if (strcmp(name, "MemoryMax") == 0 || strcmp(name, "CPUQuotaPerSecUSec") == 0)
+		return json_pack("{s:s, s:I}", "signature", "t", "value", (json_int_t)-1);
+	if (strcmp(name, "AllowedCPUs") == 0 || strcmp(name, "AllowedMemoryNodes") == 0)
+		return json_pack("{s:s, s:[]}", "signature", "ay", "value");
+	return NULL;
+}
+
+static int method_get_unit(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	json_t *existing = existing_load();
+	const char *unit;
+	char path[1024], fault[256];
+	bool known;
+	int r;
+
+	(void)userdata;
+	read_fault(fault, sizeof(fault));
+	r = sd_bus_message_read(m, "s", &unit);
+	if (r < 0) {
+		json_decref(existing);
+		return r;
+	}
+	known = json_object_get(existing, unit) && strcmp(fault, "no-such-unit") != 0;
+	json_decref(existing);
+	if (!known)
+		return sd_bus_error_setf(error, "org.freedesktop.systemd1.NoSuchUnit",
+					 "Unit %s not loaded.", unit);
+	unit_object_path(unit, path, sizeof(path));
+	return sd_bus_reply_method_return(m, "o", path);
+}
+
+static int append_value(sd_bus_message *reply, const char *sig, json_t *value)
+{
+	size_t i;
+	json_t *v;
+	int r;
+
+	if (strcmp(sig, "s") == 0)
+		return sd_bus_message_append(reply, "s", json_string_value(value) ?: "");
+	if (strcmp(sig, "t") == 0)
+		return sd_bus_message_append(reply, "t", (uint64_t)json_integer_value(value));
+	if (strcmp(sig, "ay") == 0) {
+		uint8_t bytes[256];
+		size_t n = 0;
+
+		json_array_foreach(value, i, v)
+			if (n < sizeof(bytes))
+				bytes[n++] = (uint8_t)json_integer_value(v);
+		return sd_bus_message_append_array(reply, 'y', bytes, n);
+	}
+	r = sd_bus_message_open_container(reply, 'a', "(ss)");
+	json_array_foreach(value, i, v)
+		if (r >= 0)
+			r = sd_bus_message_append(reply, "(ss)",
+						  json_string_value(json_array_get(v, 0)) ?: "",
+						  json_string_value(json_array_get(v, 1)) ?: "");
+	return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+/* org.freedesktop.DBus.Properties.Get on a unit's object; anything else is not answered here. */
+static int on_unit_object(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	sd_bus_message *reply = NULL;
+	json_t *existing, *unit_props = NULL, *prop = NULL, *def = NULL;
+	const char *iface, *name, *key, *sig;
+	char path[1024];
+	json_t *value;
+	int r;
+
+	(void)userdata;
+	if (!sd_bus_message_is_method_call(m, "org.freedesktop.DBus.Properties", "Get"))
+		return 0;
+	r = sd_bus_message_read(m, "ss", &iface, &name);
+	if (r < 0)
+		return r;
+	existing = existing_load();
+	json_object_foreach(existing, key, value) {
+		unit_object_path(key, path, sizeof(path));
+		if (strcmp(path, sd_bus_message_get_path(m)) == 0)
+			unit_props = value;
+	}
+	if (unit_props)
+		prop = json_object_get(unit_props, name);
+	if (unit_props && !prop)
+		prop = def = property_default(name);
+	if (!prop) {
+		json_decref(existing);
+		return sd_bus_error_setf(error, "org.freedesktop.DBus.Error.UnknownProperty",
+					 "Unknown property %s of %s.", name, iface);
+	}
+	sig = json_string_value(json_object_get(prop, "signature"));
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = sd_bus_message_open_container(reply, 'v', sig);
+	if (r >= 0)
+		r = append_value(reply, sig, json_object_get(prop, "value"));
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = sd_bus_send(NULL, reply, NULL);
+	sd_bus_message_unref(reply);
+	json_decref(def);
+	json_decref(existing);
+	return r < 0 ? r : 1;
+}
+
+/* SetUnitProperties as systemd applies it: DeviceAllow= appends, an empty one clears. */
+static void apply(json_t *props, json_t *seq)
+{
+	size_t i;
+	json_t *item;
+
+	json_array_foreach(seq, i, item) {
+		const char *name = json_string_value(json_array_get(item, 0));
+		json_t *sig = json_array_get(item, 1), *value = json_array_get(item, 2);
+		json_t *old = json_object_get(props, name);
+
+		if (strcmp(name, "DeviceAllow") == 0 && old && json_array_size(value) > 0) {
+			json_array_extend(json_object_get(old, "value"), value);
+			continue;
+		}
+		json_object_set_new(props, name,
+				    json_pack("{s:O, s:O}", "signature", sig, "value", value));
+	}
+}
+
+/* SetUnitProperties: recorded, and applied to the unit in RECORD.existing (to one of its own
+ * scopes: recorded only). */
+static int method_set(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	json_t *doc, *props = json_object(), *seq = json_array(), *existing, *unit_props;
+	const char *unit;
+	char fault[256];
+	pid_t pid = 0;
+	int runtime, r;
+
+	(void)userdata;
+	read_fault(fault, sizeof(fault));
+	r = sd_bus_message_read(m, "sb", &unit, &runtime);
+	if (r >= 0)
+		r = read_props(m, props, seq, &pid);
+	if (r < 0) {
+		json_decref(props);
+		json_decref(seq);
+		return r;
+	}
+	doc = json_pack("{s:s, s:s, s:b, s:o, s:o, s:s}", "method", "SetUnitProperties", "unit",
+			unit, "runtime", runtime, "properties", props, "sequence", seq, "fault",
+			fault);
+	record(doc);
+	existing = existing_load();
+	unit_props = json_object_get(existing, unit);
+	if (!unit_props && find_unit(unit) >= 0 && strcmp(fault, "no-such-unit") != 0)
+		/* a unit of its own (a scope): recorded only */
+		r = sd_bus_reply_method_return(m, NULL);
+	else if (!unit_props || strcmp(fault, "no-such-unit") == 0)
+		r = sd_bus_error_setf(error, "org.freedesktop.systemd1.NoSuchUnit",
+				      "Unit %s not loaded.", unit);
+	else if (strncmp(fault, "refuse ", 7) == 0 && json_object_get(props, fault + 7))
+		r = sd_bus_error_setf(error, "org.freedesktop.DBus.Error.InvalidArgs",
+				      "Cannot set property %s, or unknown property.", fault + 7);
+	else {
+		apply(unit_props, seq);
+		existing_save(existing);
+		r = sd_bus_reply_method_return(m, NULL);
+	}
+	json_decref(existing);
+	json_decref(doc);
+	return r;
 }
 
 /* Records a call about @unit: the unit's slot, or the error that it has none. */
@@ -356,6 +595,8 @@ static const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD("StartTransientUnit", "ssa(sv)a(sa(sv))", "o", method_start,
 		  SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("SetUnitProperties", "sba(sv)", NULL, method_set, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("GetUnit", "s", "o", method_get_unit, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("StopUnit", "ss", "o", method_stop, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("ResetFailedUnit", "s", NULL, method_reset_failed, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL("JobRemoved", "uoss", 0),
@@ -409,6 +650,9 @@ int main(int argc, char *argv[])
 		r = sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/systemd1",
 					     "org.freedesktop.systemd1.Manager", manager_vtable,
 					     NULL);
+	if (r >= 0)
+		r = sd_bus_add_fallback(bus, NULL, "/org/freedesktop/systemd1/unit", on_unit_object,
+					NULL);
 	if (r >= 0)
 		r = sd_bus_request_name(bus, "org.freedesktop.systemd1", 0);
 	if (r >= 0)

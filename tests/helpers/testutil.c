@@ -326,6 +326,23 @@ bool test_has_node(json_t *d, const char *node)
 	return false;
 }
 
+void test_write_in_place(const char *root, const char *rel, const char *text)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	for (char *slash = strchr(path + strlen(root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = 0;
+		assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
+		*slash = '/';
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
 void test_put_file(const char *root, const char *rel, const char *text)
 {
 	char path[4096], tmp[4200];

@@ -91,6 +91,10 @@ bool test_has_node(json_t *d, const char *node);
 /* Replaces the file @rel of the tree @root with @text at once (a driver changing an attribute). */
 void test_put_file(const char *root, const char *rel, const char *text);
 
+/* Writes @text into @root/@rel in place (a watched file keeps its inode), making its
+ * directories. */
+void test_write_in_place(const char *root, const char *rel, const char *text);
+
 /* What `xpud --simulate list` prints (asserting it exits 0); the caller frees it. */
 char *test_simulate_list_output(void);
 

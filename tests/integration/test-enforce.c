@@ -5,8 +5,8 @@
  * character devices the test makes with a major number no driver has: opening one gives ENXIO
  * when the filter lets it through and EPERM when it denies it, without hardware. Both ways of
  * confining devices (the cgroup v2 device program, the v1 devices controller where mounted),
- * the release, and the faults: a root xpud cannot make children in, BPF not permitted, an owner
- * that exits before it is moved. Skips (77) when not root or BPF is not permitted.
+ * the release (while the owner runs: its devices revoked), and the faults: a root xpud cannot
+ * make children in, BPF not permitted, an owner that exits before it is moved. Skips (77) when not root or BPF is not permitted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -175,7 +175,7 @@ static struct test_xpud *start(const char *devices, const char *cgroup_root)
 	return test_xpud_start(root, (const char *[]){ "--config", conf, NULL });
 }
 
-/* A process that, told to, opens two nodes and reports each errno (0: opened). */
+/* A process that, each time it is told to, opens two nodes and reports each errno (0: opened). */
 struct opener {
 	pid_t pid;
 	int go;	     /* write a byte: it opens */
@@ -197,18 +197,17 @@ static struct opener opener_start(const char *a, const char *b)
 
 		close(go[1]);
 		close(res[0]);
-		if (read(go[0], &c, 1) != 1)
-			_exit(1);
-		for (int i = 0; i < 2; i++) {
-			int fd = open(i ? b : a, O_RDWR | O_CLOEXEC);
+		while (read(go[0], &c, 1) == 1) { /* until the pipe closes */
+			for (int i = 0; i < 2; i++) {
+				int fd = open(i ? b : a, O_RDWR | O_CLOEXEC);
 
-			e[i] = fd < 0 ? errno : 0;
-			if (fd >= 0)
-				close(fd);
+				e[i] = fd < 0 ? errno : 0;
+				if (fd >= 0)
+					close(fd);
+			}
+			if (write(res[1], e, sizeof(e)) != sizeof(e))
+				_exit(1);
 		}
-		if (write(res[1], e, sizeof(e)) != sizeof(e))
-			_exit(1);
-		(void)read(go[0], &c, 1); /* until told to end */
 		_exit(0);
 	}
 	close(go[0]);
@@ -249,21 +248,12 @@ static bool wait_gone(const char *path)
 	return false;
 }
 
-/*
- * Grants one TPU to an opener with enforce: the granted node opens (ENXIO: no driver), the
- * other is refused (EPERM); GET shows what is in force; the owner's exit removes it all.
- */
-static void grant_and_check(const char *devices)
+/* An opener of apex_0 (granted) and apex_1, and the grant of apex_0 with enforce made for it. */
+static struct opener grant_to_opener(struct test_xpud *x, json_t **ret_doc)
 {
-	struct test_xpud *x = start(devices, env.cg);
-	char granted[4096], denied[4096], body[256], path[256], *dir = NULL;
-	_cleanup_free_ char *dir_v1 = NULL;
-	json_t *doc = NULL, *one = NULL, *progs;
+	char granted[4096], denied[4096], body[256];
 	struct opener o;
-	uint32_t prog = 0;
-	int e[2];
 
-	/* unconfined, both nodes open as far as the missing driver */
 	snprintf(granted, sizeof(granted), "%s/dev/apex_0", x->root);
 	snprintf(denied, sizeof(denied), "%s/dev/apex_1", x->root);
 	o = opener_start(granted, denied);
@@ -271,7 +261,24 @@ static void grant_and_check(const char *devices)
 		 "{\"resource\": \"" RES "\", \"count\": 1, \"device\": \"0000:03:00.0\", "
 		 "\"owner\": {\"pid\": %d}, \"enforce\": true}",
 		 (int)o.pid);
-	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, &doc), 201);
+	assert_int_equal(test_request_body(x, "POST", "/v1/allocations", body, ret_doc), 201);
+	return o;
+}
+
+/*
+ * Grants one TPU to an opener with enforce: the granted node opens (ENXIO: no driver), the
+ * other is refused (EPERM); GET shows what is in force; the owner's exit removes it all.
+ */
+static void grant_and_check(const char *devices)
+{
+	struct test_xpud *x = start(devices, env.cg);
+	char path[256], *dir = NULL;
+	_cleanup_free_ char *dir_v1 = NULL;
+	json_t *doc = NULL, *one = NULL, *progs;
+	uint32_t prog = 0;
+	struct opener o = grant_to_opener(x, &doc);
+	int e[2];
+
 	assert_string_equal(json_string_value(json_array_get(json_object_get(doc, "device_nodes"),
 							      0)),
 			    "/dev/apex_0");
@@ -333,6 +340,58 @@ static void grant_and_check(const char *devices)
 static void test_bpf(void **state)
 {
 	grant_and_check("bpf");
+}
+
+/*
+ * Released while the owner runs: its cgroup stays (it has a process) and keeps only the
+ * pseudo-devices, so the released node is refused too; removed at xpud's next start once empty.
+ */
+static void release_revokes(const char *devices)
+{
+	struct test_xpud *x = start(devices, env.cg);
+	char path[256], *dir = NULL;
+	json_t *doc = NULL, *got = NULL;
+	struct opener o = grant_to_opener(x, &doc);
+	int e[2];
+
+	opener_open(&o, e);
+	assert_int_equal(e[0], ENXIO);
+	assert_int_equal(e[1], EPERM);
+	snprintf(path, sizeof(path), "/v1/allocations/%s", str(doc, "id"));
+	assert_int_equal(test_request(x, "DELETE", path, &got), 200);
+	opener_open(&o, e);
+	assert_int_equal(e[0], EPERM); /* revoked */
+	assert_int_equal(e[1], EPERM);
+	assert_true(test_xpud_log_contains(x, "its devices are revoked"));
+	assert_true(asprintf(&dir, "%s/%s", env.cg, str(doc, "id")) > 0);
+	assert_int_equal(access(dir, F_OK), 0);
+	opener_end(&o);
+	/* the next start removes it, now empty */
+	{
+		char *root = test_xpud_take_root(x);
+		_cleanup_free_ char *conf = NULL;
+
+		test_xpud_free(x);
+		assert_true(asprintf(&conf, "%s/xpud.yaml", root) > 0);
+		x = test_xpud_start(root, (const char *[]){ "--config", conf, NULL });
+	}
+	assert_true(wait_gone(dir));
+	free(dir);
+	json_decref(doc);
+	json_decref(got);
+	test_xpud_free(x);
+}
+
+static void test_release_revokes_bpf(void **state)
+{
+	release_revokes("bpf");
+}
+
+static void test_release_revokes_v1(void **state)
+{
+	if (!env.cg_v1)
+		skip();
+	release_revokes("devices-v1");
 }
 
 static void test_devices_v1(void **state)
@@ -527,6 +586,8 @@ int main(void)
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_bpf),
 		cmocka_unit_test(test_devices_v1),
+		cmocka_unit_test(test_release_revokes_bpf),
+		cmocka_unit_test(test_release_revokes_v1),
 		cmocka_unit_test(test_root_not_usable),
 		cmocka_unit_test(test_owner_exits),
 		cmocka_unit_test(test_memory_limit),

@@ -104,6 +104,14 @@ static void test_hgx(void **state)
 				 "memory_bytes")),
 			 21474836480LL);
 	json_decref(shaped);
+	/* five GPUs fit once, never on one NUMA node of four */
+	shaped = export_valid(x, (const char *[]){ "--resource", "nvidia.com/gpu", "--count", "5",
+						   "--numa-local", NULL });
+	check_content(x, shaped,
+		      "{\"resource\": \"nvidia.com/gpu\", \"count\": 5, \"numa_local\": true}");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(shaped, "fit"), "fits")),
+			 0);
+	json_decref(shaped);
 	json_decref(doc);
 	test_xpud_free(x);
 }

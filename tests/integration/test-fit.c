@@ -3,7 +3,8 @@
  * POST /v1/fit is open to every user who can reach the socket, and a new shape costs a search of
  * the free slices on xpud's one loop. A user other than root and the admin group who asks for
  * new shapes without pause is answered 429 with Retry-After once its share of xpud's time is
- * spent, and root is still answered meanwhile.
+ * spent, and root is still answered meanwhile. The fit of a shape with the placement rules,
+ * through the API and `xpuctl fit --numa-local`.
  */
 #include <errno.h>
 #include <grp.h>
@@ -178,6 +179,35 @@ static void test_fit_numa_local(void **state)
 	assert_string_equal(json_string_value(json_object_get(doc, "message")),
 			    "numa_local: expected true or false");
 	json_decref(doc);
+
+	/* the same from the command line */
+	char *out = NULL;
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "fit", "--resource", "nvidia.com/gpu", "--count",
+						       "5", NULL },
+				     &out),
+			 0);
+	assert_non_null(strstr(out, "1 workload of this shape fit"));
+	free(out);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "fit", "--resource", "nvidia.com/gpu", "--count",
+						       "5", "--numa-local", NULL },
+				     &out),
+			 0);
+	assert_non_null(strstr(out, "0 workloads of this shape fit"));
+	free(out);
+	assert_int_equal(test_xpuctl(x->socket,
+				     (const char *[]){ "fit", "--count", "4", "--numa-local",
+						       "--resource", "nvidia.com/gpu", NULL },
+				     &out),
+			 0);
+	assert_non_null(strstr(out, "2 workloads of this shape fit"));
+	free(out);
+	/* placement options still refused where they mean nothing */
+	assert_int_equal(test_xpuctl(x->socket, (const char *[]){ "devices", "--numa-local", NULL },
+				     &out),
+			 1);
+	free(out);
 	test_xpud_free(x);
 }
 

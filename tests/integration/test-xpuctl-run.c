@@ -280,19 +280,275 @@ static void test_api(void **state)
 	json_decref(got);
 }
 
+/* Released while its process runs: the scope keeps only the pseudo-devices. */
+static void test_release_revokes(void **state)
+{
+	_cleanup_free_ char *unit = NULL, *path = NULL;
+	pid_t pid = sleeper();
+	json_t *doc = NULL, *got = NULL, *calls, *call, *allow;
+
+	(void)state;
+	assert_int_equal(grant(pid, &doc), 201);
+	assert_true(asprintf(&unit, "xpu-%s.scope", json_string_value(json_object_get(doc, "id"))) >
+		    0);
+	assert_true(asprintf(&path, "/v1/allocations/%s",
+			     json_string_value(json_object_get(doc, "id"))) > 0);
+	assert_int_equal(test_request(env.x, "DELETE", path, &got), 200);
+	calls = test_systemd_calls(env.bus, "SetUnitProperties");
+	call = json_array_get(calls, json_array_size(calls) - 1);
+	assert_string_equal(json_string_value(json_object_get(call, "unit")) ?: "(none)", unit);
+	allow = json_object_get(json_object_get(json_object_get(call, "properties"), "DeviceAllow"),
+				"value");
+	assert_non_null(allow);
+	assert_int_equal(json_array_size(allow), 0);
+	assert_null(json_object_get(json_object_get(call, "properties"), "DevicePolicy"));
+	assert_true(test_xpud_log_contains(env.x, "its devices are revoked"));
+	json_decref(calls);
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	assert_no_units();
+	json_decref(doc);
+	json_decref(got);
+}
+
+/* An error answer: its code, and a message that says @needle. */
+static void assert_error(json_t *doc, const char *code, const char *needle)
+{
+	const char *message = json_string_value(json_object_get(doc, "message"));
+
+	assert_string_equal(json_string_value(json_object_get(doc, "error")) ?: "(none)", code);
+	if (!message || !strstr(message, needle))
+		fail_msg("'%s' does not say '%s'", message ?: "(none)", needle);
+}
+
+/* ---- an existing unit as the owner --------------------------------------------------------- */
+
+#define OWNER_UNIT "work.service"
+/* The unit's own settings, given back at the release. */
+#define OWN_PROPS                                                                                  \
+	"{\"DevicePolicy\": {\"signature\": \"s\", \"value\": \"strict\"},"                       \
+	" \"DeviceAllow\": {\"signature\": \"a(ss)\", \"value\": [[\"/dev/null\", \"rw\"],"       \
+	" [\"char-pts\", \"rw\"]]},"                                                               \
+	" \"MemoryMax\": {\"signature\": \"t\", \"value\": 1073741824}}"
+
+static void set_unit_running(bool running)
+{
+	test_write_in_place(env.x->root, "sys/fs/cgroup/system.slice/" OWNER_UNIT "/cgroup.events",
+			    running ? "populated 1\nfrozen 0\n" : "populated 0\nfrozen 0\n");
+}
+
+/* The fake's existing units: OWNER_UNIT with OWN_PROPS. */
+static void existing_reset(void)
+{
+	char path[4200];
+	json_t *doc = json_pack("{s:o}", OWNER_UNIT, json_loads(OWN_PROPS, 0, NULL));
+
+	snprintf(path, sizeof(path), "%s.existing", env.bus->record);
+	assert_int_equal(json_dump_file(doc, path, 0), 0);
+	json_decref(doc);
+}
+
+/* OWNER_UNIT's property @name as the fake systemd holds it now. */
+static json_t *unit_prop(const char *name)
+{
+	char path[4200];
+	json_t *doc, *v;
+
+	snprintf(path, sizeof(path), "%s.existing", env.bus->record);
+	doc = json_load_file(path, 0, NULL);
+	assert_non_null(doc);
+	v = json_incref(
+	    json_object_get(json_object_get(json_object_get(doc, OWNER_UNIT), name), "value"));
+	json_decref(doc);
+	return v;
+}
+
+static void assert_own_props(void)
+{
+	json_t *own = json_loads(OWN_PROPS, 0, NULL);
+	const char *names[] = { "DevicePolicy", "DeviceAllow", "MemoryMax" };
+
+	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+		json_t *got = unit_prop(names[i]);
+
+		if (!json_equal(got, json_object_get(json_object_get(own, names[i]), "value")))
+			fail_msg("%s of %s is not its own again", names[i], OWNER_UNIT);
+		json_decref(got);
+	}
+	json_decref(own);
+}
+
+static int grant_unit(const char *enforce, json_t **ret)
+{
+	char body[512];
+
+	snprintf(body, sizeof(body),
+		 "{\"resource\": \"" RES "\", \"owner\": {\"unit\": \"" OWNER_UNIT "\"}, "
+		 "\"enforce\": %s}",
+		 enforce);
+	return test_request_body(env.x, "POST", "/v1/allocations", body, ret);
+}
+
+/* Confines the owner unit: exactly the granted node, the limit; returns the grant. */
+static json_t *confine_unit(void)
+{
+	json_t *doc = NULL, *allow, *policy, *memory, *nodes;
+
+	existing_reset();
+	set_unit_running(true);
+	if (grant_unit("{\"memory_max\": 268435456}", &doc) != 201)
+		fail_msg("%s", json_dumps(doc, 0));
+	assert_string_equal(json_string_value(json_object_get(doc, "unit")), OWNER_UNIT);
+	policy = unit_prop("DevicePolicy");
+	allow = unit_prop("DeviceAllow");
+	memory = unit_prop("MemoryMax");
+	nodes = json_object_get(doc, "device_nodes");
+	assert_string_equal(json_string_value(policy), "closed");
+	/* the unit's own entries went: only the grant's node */
+	assert_int_equal(json_array_size(allow), json_array_size(nodes));
+	assert_string_equal(json_string_value(json_array_get(json_array_get(allow, 0), 0)),
+			    json_string_value(json_array_get(nodes, 0)));
+	assert_int_equal(json_integer_value(memory), 268435456);
+	json_decref(policy);
+	json_decref(allow);
+	json_decref(memory);
+	return doc;
+}
+
+/* An existing unit confined by SetUnitProperties, and given its own settings back. */
+static void test_owner_unit(void **state)
+{
+	_cleanup_free_ char *path = NULL;
+	json_t *doc, *got = NULL, *calls, *call, *seq;
+
+	(void)state;
+	doc = confine_unit();
+	calls = test_systemd_calls(env.bus, "SetUnitProperties");
+	call = json_array_get(calls, json_array_size(calls) - 1);
+	assert_string_equal(json_string_value(json_object_get(call, "unit")), OWNER_UNIT);
+	assert_true(json_is_true(json_object_get(call, "runtime")));
+	/* no Slice=, no PIDs=: the unit has its own; DeviceAllow emptied first */
+	assert_null(json_object_get(json_object_get(call, "properties"), "Slice"));
+	assert_null(json_object_get(json_object_get(call, "properties"), "PIDs"));
+	seq = json_object_get(call, "sequence");
+	assert_string_equal(json_string_value(json_array_get(json_array_get(seq, 1), 0)),
+			    "DeviceAllow");
+	assert_int_equal(json_array_size(json_array_get(json_array_get(seq, 1), 2)), 0);
+	json_decref(calls);
+	assert_true(asprintf(&path, "/v1/allocations/%s",
+			     json_string_value(json_object_get(doc, "id"))) > 0);
+	assert_int_equal(test_request(env.x, "GET", path, &got), 200);
+	assert_string_equal(json_string_value(json_object_get(got, "unit")), OWNER_UNIT);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(got, "enforced"), "devices")),
+	    "systemd");
+	json_decref(got);
+	assert_int_equal(test_request(env.x, "DELETE", path, &got), 200);
+	json_decref(got);
+	assert_own_props();
+	assert_true(test_xpud_log_contains(env.x, "has its own device policy and limits back"));
+	json_decref(doc);
+}
+
+/* The unit stops: the allocation goes and the unit gets its settings back, also when xpud was
+ * restarted in between (what it had is kept in the state directory). */
+static void test_owner_unit_stops_after_restart(void **state)
+{
+	char *root;
+	json_t *doc;
+
+	(void)state;
+	doc = confine_unit();
+	root = test_xpud_take_root(env.x);
+	test_xpud_free(env.x);
+	env.x = test_xpud_start(root, NULL);
+	assert_int_equal(test_n_allocations(env.x), 1);
+	set_unit_running(false);
+	assert_released();
+	assert_own_props();
+	json_decref(doc);
+}
+
+/* The same from the command line: xpuctl alloc --owner-unit --enforce, its limits. */
+static void test_alloc_enforce(void **state)
+{
+	_cleanup_free_ char *out = NULL, *release = NULL;
+	json_t *memory;
+	char id[64] = "";
+	const char *line;
+
+	(void)state;
+	existing_reset();
+	set_unit_running(true);
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){ "alloc", RES, "--owner-unit", OWNER_UNIT,
+						       "--enforce", "--memory-max", "256M", NULL },
+				     &out),
+			 0);
+	line = strstr(out, "Confined in:");
+	assert_non_null(line);
+	assert_non_null(strstr(line, OWNER_UNIT));
+	assert_int_equal(sscanf(strstr(out, "Allocation:") + strlen("Allocation:"), "%63s", id),
+			 1);
+	memory = unit_prop("MemoryMax");
+	assert_int_equal(json_integer_value(memory), 268435456);
+	json_decref(memory);
+	assert_int_equal(test_xpuctl(env.x->socket, (const char *[]){ "release", id, NULL },
+				     &release),
+			 0);
+	assert_own_props();
+	/* limits without --enforce, --enforce without an owner it can confine: usage errors */
+	free(out);
+	out = NULL;
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){ "alloc", RES, "--memory-max", "1G", NULL },
+				     &out),
+			 1);
+	free(out);
+	out = NULL;
+	assert_int_equal(test_xpuctl(env.x->socket,
+				     (const char *[]){ "alloc", RES, "--enforce", NULL }, &out),
+			 1);
+	assert_int_equal(test_n_allocations(env.x), 0);
+}
+
+/* Faults on an existing unit: a clear error, no allocation, the unit as it was. */
+static void unit_fault(const char *line, int status, const char *code, const char *needle)
+{
+	json_t *doc = NULL;
+
+	existing_reset();
+	set_unit_running(true);
+	test_systemd_fault(env.bus, line);
+	assert_int_equal(grant_unit("{\"memory_max\": 268435456}", &doc), status);
+	test_systemd_fault(env.bus, NULL);
+	assert_error(doc, code, needle);
+	assert_int_equal(test_n_allocations(env.x), 0);
+	assert_own_props();
+	json_decref(doc);
+}
+
+static void test_owner_unit_refused(void **state)
+{
+	(void)state;
+	unit_fault("refuse MemoryMax", 501, "unsupported", "MemoryMax");
+}
+
+static void test_owner_unit_unknown(void **state)
+{
+	(void)state;
+	unit_fault("no-such-unit", 400, "owner-gone", "no unit " OWNER_UNIT);
+}
+
 /* A fault: the answer's status, code and message, and nothing left. */
 static void fault(const char *line, int status, const char *code, const char *needle)
 {
 	pid_t pid = sleeper();
 	json_t *doc = NULL;
-	const char *message;
 
 	test_systemd_fault(env.bus, line);
 	assert_int_equal(grant(pid, &doc), status);
-	assert_string_equal(json_string_value(json_object_get(doc, "error")) ?: "(none)", code);
-	message = json_string_value(json_object_get(doc, "message"));
-	if (!message || !strstr(message, needle))
-		fail_msg("'%s' does not say '%s'", message ?: "(none)", needle);
+	assert_error(doc, code, needle);
 	test_systemd_fault(env.bus, NULL);
 	assert_int_equal(test_n_allocations(env.x), 0);
 	assert_no_units();
@@ -361,6 +617,12 @@ int main(void)
 	    cmocka_unit_test(test_run_back_to_back),
 	    cmocka_unit_test(test_run_signal),
 	    cmocka_unit_test(test_api),
+	    cmocka_unit_test(test_release_revokes),
+	    cmocka_unit_test(test_owner_unit),
+	    cmocka_unit_test(test_owner_unit_stops_after_restart),
+	    cmocka_unit_test(test_owner_unit_refused),
+	    cmocka_unit_test(test_alloc_enforce),
+	    cmocka_unit_test(test_owner_unit_unknown),
 	    cmocka_unit_test(test_refused_property),
 	    cmocka_unit_test(test_unit_exists),
 	    cmocka_unit_test(test_job_failed),

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The transient unit's properties for a grant (services/enforce-unit.c): their names, the D-Bus
+ * The unit properties for a grant (services/enforce-unit.c): their names, the D-Bus
  * signatures systemd expects, and values, from a grant as the core builds it.
  */
 #include <errno.h>
@@ -97,6 +97,91 @@ static void test_properties(void **state)
 	assert_int_equal(unit_props_build("a-1", &g, 1, &l, &p), -EINVAL);
 }
 
+/* An existing unit: no Description/Slice/PIDs, and its own DeviceAllow list emptied first. */
+static void test_existing(void **state)
+{
+	char *nodes[] = { "/dev/accel0", NULL };
+	struct grant g = { .device_nodes = nodes, .numa_node = -1 };
+	struct enforce_limits l = { .memory_max = 1 << 28 };
+	struct unit_props p;
+
+	assert_int_equal(unit_props_build_existing("a-1", "train.service", &g, &l, &p), 0);
+	assert_string_equal(p.unit, "train.service");
+	assert_null(find(&p, "Description"));
+	assert_null(find(&p, "Slice"));
+	assert_null(find(&p, "PIDs"));
+	assert_string_equal(p.items[0].name, "DevicePolicy");
+	assert_string_equal(p.items[1].name, "DeviceAllow");
+	assert_null(p.items[1].strv);
+	assert_string_equal(p.items[2].name, "DeviceAllow");
+	assert_string_equal(p.items[2].strv[0], "/dev/accel0");
+	assert_int_equal(find(&p, "MemoryMax")->t, 1 << 28);
+	unit_props_done(&p);
+}
+
+/* A unit's own properties kept in the state directory: read back as written; bad files refused. */
+static void test_json(void **state)
+{
+	struct unit_props p = {}, q = {};
+	struct unit_prop *u;
+	json_t *doc;
+	char *text;
+
+	p.unit = strdup("train.service");
+	unit_props_add(&p, "DevicePolicy", UNIT_PROP_STRING)->s = strdup("strict");
+	unit_props_add(&p, "DeviceAllow", UNIT_PROP_PAIRS);
+	u = unit_props_add(&p, "DeviceAllow", UNIT_PROP_PAIRS);
+	assert_int_equal(strv_extend(&u->strv, "/dev/null"), 0);
+	assert_int_equal(strv_extend(&u->strv, "rw"), 0);
+	unit_props_add(&p, "MemoryMax", UNIT_PROP_U64)->t = UINT64_MAX;
+	u = unit_props_add(&p, "AllowedCPUs", UNIT_PROP_BYTES);
+	u->bytes = malloc(2);
+	u->bytes[0] = 0xff;
+	u->bytes[1] = 0x01;
+	u->n_bytes = 2;
+	assert_int_equal(unit_props_to_json(&p, &doc), 0);
+	text = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	doc = json_loads(text, 0, NULL);
+	free(text);
+	assert_int_equal(unit_props_from_json(doc, &q), 0);
+	json_decref(doc);
+	assert_string_equal(q.unit, "train.service");
+	assert_int_equal(q.n, 5);
+	assert_string_equal(q.items[0].s, "strict");
+	assert_null(q.items[1].strv);
+	assert_string_equal(q.items[2].strv[1], "rw");
+	assert_true(q.items[3].t == UINT64_MAX);
+	assert_int_equal(q.items[4].n_bytes, 2);
+	assert_int_equal(q.items[4].bytes[1], 0x01);
+	/* the names are the literals the systemd path sets */
+	assert_ptr_not_equal(q.items[0].name, NULL);
+	unit_props_done(&p);
+	unit_props_done(&q);
+
+	static const char *const bad[] = {
+		"{\"properties\": []}",
+		"{\"unit\": \"u.service\", \"properties\": {}}",
+		"{\"unit\": \"u.service\", \"properties\": [{\"name\": \"ExecStart\", "
+		"\"signature\": \"s\", \"value\": \"/bin/sh\"}]}",
+		"{\"unit\": \"u.service\", \"properties\": [{\"name\": \"MemoryMax\", "
+		"\"signature\": \"t\", \"value\": 5}]}",
+		"{\"unit\": \"u.service\", \"properties\": [{\"name\": \"MemoryMax\", "
+		"\"signature\": \"s\", \"value\": \"5\"}]}",
+		"{\"unit\": \"u.service\", \"properties\": [{\"name\": \"AllowedCPUs\", "
+		"\"signature\": \"ay\", \"value\": [256]}]}",
+		"{\"unit\": \"u.service\", \"properties\": [{\"name\": \"DeviceAllow\", "
+		"\"signature\": \"a(ss)\", \"value\": [\"/dev/null\"]}]}",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		doc = json_loads(bad[i], 0, NULL);
+		assert_non_null(doc);
+		if (unit_props_from_json(doc, &q) != -EINVAL)
+			fail_msg("accepted: %s", bad[i]);
+		json_decref(doc);
+	}
+}
+
 static void test_cpu_mask(void **state)
 {
 	uint8_t *m = NULL;
@@ -121,6 +206,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_properties),
 		cmocka_unit_test(test_cpu_mask),
+		cmocka_unit_test(test_existing),
+		cmocka_unit_test(test_json),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

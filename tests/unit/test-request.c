@@ -145,11 +145,16 @@ static void test_allocate_enforce(void **state)
 
 	assert_string_equal(enforce_refused("{\"resource\": \"r\", \"enforce\": true}", &e),
 			    "enforce: needs an owner process ({\"pid\": N}), the one moved into "
-			    "the grant's cgroup");
-	assert_non_null(strstr(enforce_refused("{\"resource\": \"r\", \"owner\": {\"unit\": "
-					       "\"x.service\"}, \"enforce\": true}",
+			    "the grant's cgroup or scope, or an owner unit ({\"unit\": NAME}) that "
+			    "systemd confines");
+	assert_non_null(strstr(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pod\": "
+					       "\"ns/p\"}, \"enforce\": true}",
 					       &e),
 			       "needs an owner process"));
+	assert_null(enforce_refused("{\"resource\": \"r\", \"owner\": {\"unit\": "
+				    "\"x.service\"}, \"enforce\": true}",
+				    &e));
+	assert_true(e.on);
 	assert_string_equal(enforce_refused("{\"resource\": \"r\", \"owner\": {\"pid\": 7}, "
 					    "\"enforce\": \"yes\"}",
 					    &e),

@@ -151,6 +151,15 @@ xpud_start() {
 	XPUD_PID=$!
 }
 
+# xpud started before the module is loaded: its kmod backend is available and says the module
+# is not loaded; t_xpud_start then sees it take the device once the module is, without a restart.
+t_xpud_waits() {
+	wait_for 100 xpuctl --socket $SOCK version || { tail -n 5 /tmp/xpud.log; return 1; }
+	v=$(xpuctl --socket $SOCK -o json version | tr -d '\n\t')
+	echo "$v" | grep -o '{ *"name": *"kmod"[^}]*}'
+	echo "$v" | tr -d ' ' | grep -q '"name":"kmod","available":true,"reason":"thexpu_pcikernelmoduleisnotloaded'
+}
+
 t_xpud_start() {
 	wait_for 100 xpud_lists healthy || { xpuctl --socket $SOCK devices; return 1; }
 	xpuctl --socket $SOCK devices
@@ -447,6 +456,8 @@ echo "edu at ${ADDR:-nowhere}"
 check "DRM drivers load (bochs, virtio_gpu)" t_drm_load
 check "libdrm lister: the guest's DRM devices, nodes and drivers" t_drm_libdrm
 check "libdrm lister: nodes that do not open, the drivers from sysfs" t_drm_libdrm_user
+xpud_start
+check "xpud started before the module waits for it" t_xpud_waits
 check "module loads" t_load
 check "module binds edu and reads its id register" t_bound
 check "sysfs attributes" t_attrs
@@ -454,8 +465,8 @@ check "/dev/xpu/0 and the info ioctl" t_devnode
 check "factorial through the ioctl and the completion interrupt" t_factorial
 check "liveness probe passes" t_liveness
 check "generic netlink dump" xpu-vmcheck genl-dump
-xpud_start
-check "xpud lists the device through generic netlink, healthy" t_xpud_start
+check "xpud lists the device through generic netlink, healthy (the module loaded after it)" \
+	t_xpud_start
 check "xpud lists the virtio-gpu through libdrm, with its DRM nodes and driver" t_xpud_drm
 check "bad ioctl arguments are refused" xpu-vmcheck bad-ioctl $DEV
 check "malformed netlink requests are refused" xpu-vmcheck genl-bad
