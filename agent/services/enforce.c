@@ -800,7 +800,7 @@ static void revoke_scope(struct enforcer *e, const char *id)
 		return;
 	r = enforce_systemd_set(e->systemd, &p, &error);
 	if (r >= 0)
-		log_info("Allocation %s: %s still has processes; its devices are revoked (the "
+		log_info("Allocation %s: released while %s runs; its devices are revoked (the "
 			 "pseudo-devices remain).",
 			 id, p.unit);
 	else if (r != -ESRCH)
