@@ -28,6 +28,7 @@
 
 #include "backends/backend.h"
 #include "backends/kmod.h"
+#include "backends/pci.h"
 #include "backends/kmod-config.h"
 #include "shared/bounded.h"
 #include "shared/fileio.h"
@@ -600,19 +601,16 @@ fail:
 static int kmod_read_cpu_list(const struct xpu_host *host, struct xpu_device *d)
 {
 	char path[64];
-	unsigned n;
 	int r;
 
 	if (!host || host->sys_fd < 0 || d->cpu_list)
 		return 0;
 	snprintf(path, sizeof(path), "bus/pci/devices/%s/local_cpulist", d->pci.address);
-	r = read_attr_at(host->sys_fd, path, 0, &d->cpu_list);
+	r = pci_read_cpu_list(host->sys_fd, path, &d->cpu_list);
 	if (r == -ENOMEM)
 		return r;
-	if (r >= 0 && parse_cpu_list(d->cpu_list, &n) < 0) {
-		log_warning("xpu_pci: %s: ignoring local_cpulist \"%s\"", d->id, d->cpu_list);
-		d->cpu_list = mfree(d->cpu_list);
-	}
+	if (r == -EINVAL)
+		log_warning("xpu_pci: %s: ignoring its local_cpulist, not a CPU list", d->id);
 	return 0;
 }
 

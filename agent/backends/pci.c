@@ -630,14 +630,7 @@ static int scan_function(const struct xpu_host *host, int busfd, const char *nam
 		d->numa_node = -1;
 	}
 
-	r = read_attr_at(fnfd, "local_cpulist", 0, &d->cpu_list);
-	if (r >= 0) {
-		unsigned n;
-
-		r = parse_cpu_list(d->cpu_list, &n);
-		if (r < 0)
-			d->cpu_list = mfree(d->cpu_list);
-	}
+	r = pci_read_cpu_list(fnfd, "local_cpulist", &d->cpu_list);
 	if (r < 0 && r != -ENOENT)
 		warn_attr(host, addr, "local_cpulist", r);
 
@@ -828,6 +821,22 @@ static void reset_write_free(void *data)
 
 	safe_close(w->fnfd);
 	free(w);
+}
+
+int pci_read_cpu_list(int dirfd, const char *path, char **ret)
+{
+	_cleanup_free_ char *list = NULL;
+	unsigned n;
+	int r;
+
+	r = read_attr_at(dirfd, path, 0, &list);
+	if (r < 0)
+		return r;
+	r = parse_cpu_list(list, &n);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(list);
+	return 0;
 }
 
 int pci_reset_function(const struct xpu_host *host, const char *address, char **ret_reason)

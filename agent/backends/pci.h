@@ -65,4 +65,10 @@ int pci_open_function(const struct xpu_host *host, const char *id, int *ret_fd, 
  * -ETIMEDOUT; the kernel's -errno for the write; each with a malloc'd reason in *ret_reason. Logs
  * at debug only.
  */
+/*
+ * A function's local_cpulist at @path below @dirfd, checked as a CPU list ("0-3,8"). 0, -ENOENT,
+ * -EINVAL (not a CPU list), another -errno. Does not log.
+ */
+int pci_read_cpu_list(int dirfd, const char *path, char **ret);
+
 int pci_reset_function(const struct xpu_host *host, const char *address, char **ret_reason);

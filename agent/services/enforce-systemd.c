@@ -497,11 +497,12 @@ static int save(struct enforce_systemd *s, const struct unit_props *set, struct 
 	if (r < 0)
 		return call_error(s, set, &e, r, ret_error);
 	r = sd_bus_message_read(reply, "o", &path);
-	if (r < 0 || !(object = strdup(path)))
-		return r == -ENOMEM || r >= 0 ? -ENOMEM
-					      : error_to(ret_error, -EIO,
-							 "systemd's answer for unit %s is malformed",
-							 set->unit);
+	if (r < 0)
+		return error_to(ret_error, -EIO, "systemd's answer for unit %s is malformed",
+				set->unit);
+	object = strdup(path);
+	if (!object)
+		return -ENOMEM;
 	saved->unit = strdup(set->unit);
 	if (!saved->unit)
 		return -ENOMEM;

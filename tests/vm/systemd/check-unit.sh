@@ -15,18 +15,18 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/xpu-unit.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # a root with systemd's own units and stubs of the commands the unit runs (verify checks that
 # they are executable)
-mkdir -p "$work/root/usr/lib/systemd" "$work/root/etc/systemd/system" "$work/root/usr/sbin" \
-	"$work/root/usr/bin"
-cp -a /lib/systemd/system "$work/root/usr/lib/systemd/"
+mkdir -p "$work/tree/usr/lib/systemd" "$work/tree/etc/systemd/system" "$work/tree/usr/sbin" \
+	"$work/tree/usr/bin"
+cp -a /lib/systemd/system "$work/tree/usr/lib/systemd/"
 for c in usr/sbin/xpud usr/bin/xpuctl; do
-	printf '#!/bin/sh\n' >"$work/root/$c"
-	chmod 0755 "$work/root/$c"
+	printf '#!/bin/sh\n' >"$work/tree/$c"
+	chmod 0755 "$work/tree/$c"
 done
 
 verify() { # verify SERVICE_FILE: systemd-analyze verify's output for it and the socket
-	cp "$1" "$work/root/etc/systemd/system/xpud.service"
-	cp "$src/systemd/xpud.socket" "$work/root/etc/systemd/system/xpud.socket"
-	systemd-analyze verify --root="$work/root" xpud.service xpud.socket 2>&1 || true
+	cp "$1" "$work/tree/etc/systemd/system/xpud.service"
+	cp "$src/systemd/xpud.socket" "$work/tree/etc/systemd/system/xpud.socket"
+	systemd-analyze verify --root="$work/tree" xpud.service xpud.socket 2>&1 || true
 }
 score() { # score SERVICE_FILE: the overall exposure systemd-analyze gives it
 	cp "$1" "$work/xpud.service"
